@@ -1,0 +1,130 @@
+//! `plexus`: the Plexus plugin host's command line.
+
+mod call;
+mod exit;
+mod plugins;
+
+use clap::{Args, Parser, Subcommand};
+use plexus_host::{Host, HostBuilder};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Plexus: load native and WASM plugins and run their operations.
+#[derive(Parser)]
+#[command(name = "plexus", version, about, long_about = None, after_help = "\
+Examples:
+  plexus plugins list --plugins-dir target/plugins
+  plexus plugins info plexus.echo --plugins-dir target/plugins
+  plexus call plexus.echo echo --params '{\"hello\": \"world\"}' --plugins-dir target/plugins
+  plexus call plexus.echo sleep --params @params.json --timeout 2s --json
+
+Exit codes: 0 success, 1 error, 2 usage, 3 the plugin returned an error,
+4 timeout, 5 plugin not loaded, 6 the plugin panicked, trapped or hit a limit.")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args)]
+struct Global {
+    /// A directory whose subfolders are plugins (repeatable).
+    /// Default: $PLEXUS_PLUGINS_DIR (colon-separated), else ~/.local/share/plexus/plugins.
+    #[arg(long = "plugins-dir", value_name = "DIR", global = true)]
+    plugins_dirs: Vec<PathBuf>,
+    /// Where compiled WASM components are cached.
+    /// Default: $PLEXUS_CACHE_DIR, else ~/.cache/plexus/components.
+    #[arg(long, value_name = "DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Compile WASM components on every start instead of caching them.
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors in the log.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List, inspect and check plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+    /// Run one operation of a plugin with a fresh execution context and print its output.
+    Call(call::CallArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let result = match cli.command {
+        Command::Plugins(cmd) => plugins::run(&cli.global, cmd),
+        Command::Call(args) => call::run(&cli.global, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn init_logging(global: &Global) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,plexus=info,plexus_host=warn",
+        (false, 1) => "info,plexus=debug,plexus_host=debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Text => builder.without_time().with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The plugin directories: `--plugins-dir`, else `$PLEXUS_PLUGINS_DIR`, else the data directory.
+fn plugin_dirs(global: &Global) -> Vec<PathBuf> {
+    if !global.plugins_dirs.is_empty() {
+        return global.plugins_dirs.clone();
+    }
+    if let Some(dirs) = std::env::var_os("PLEXUS_PLUGINS_DIR") {
+        return std::env::split_paths(&dirs).collect();
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    vec![data.join("plexus").join("plugins")]
+}
+
+/// Discover and load the plugins.
+fn load_host(global: &Global) -> anyhow::Result<Host> {
+    let mut builder = HostBuilder::new().plugin_dirs(plugin_dirs(global));
+    if let Some(dir) = &global.cache_dir {
+        builder = builder.cache_dir(dir);
+    }
+    if global.no_cache {
+        builder = builder.no_cache();
+    }
+    Ok(builder.build()?)
+}

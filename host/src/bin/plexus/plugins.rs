@@ -1,0 +1,159 @@
+//! `plexus plugins list|info`.
+
+use crate::{Global, load_host};
+use clap::Subcommand;
+use plexus_host::{Host, LoadedPlugin};
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum PluginsCommand {
+    /// List loaded plugins (id, version, kind, capabilities, operations) and load errors.
+    List {
+        /// Print JSON: {"plugins": [...], "errors": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one plugin's metadata, operations with their schemas, permissions and limits.
+    Info {
+        /// Plugin id, e.g. plexus.echo.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode> {
+    let host = load_host(global)?;
+    match command {
+        PluginsCommand::List { json } => list(&host, json),
+        PluginsCommand::Info { id, json } => info(&host, &id, json),
+    }
+}
+
+fn summary(plugin: &LoadedPlugin) -> Value {
+    let meta = plugin.runtime.metadata();
+    json!({
+        "id": plugin.id(),
+        "name": meta.name,
+        "version": meta.version,
+        "kind": plugin.manifest.kind,
+        "capabilities": meta.capabilities,
+        "operations": meta.operations.iter().map(|o| &o.name).collect::<Vec<_>>(),
+        "path": plugin.manifest.dir,
+    })
+}
+
+fn list(host: &Host, as_json: bool) -> anyhow::Result<ExitCode> {
+    if as_json {
+        let plugins: Vec<Value> = host.plugins().map(summary).collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "plugins": plugins, "errors": host.load_errors() }))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 5]> = host
+        .plugins()
+        .map(|p| {
+            let meta = p.runtime.metadata();
+            [
+                p.id().to_owned(),
+                meta.version.clone(),
+                p.manifest.kind.to_string(),
+                meta.capabilities.join(","),
+                meta.operations.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(","),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no plugins loaded");
+    } else {
+        print_table(["ID", "VERSION", "KIND", "CAPABILITIES", "OPERATIONS"], &rows);
+    }
+    let errors = host.load_errors();
+    if !errors.is_empty() {
+        eprintln!("\n{} plugin(s) failed to load:", errors.len());
+        for error in errors {
+            eprintln!("  {error}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn info(host: &Host, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+    let Some(plugin) = host.plugin(id) else {
+        return Ok(crate::call::report_not_loaded(host, id));
+    };
+    let meta = plugin.runtime.metadata();
+    let m = &plugin.manifest;
+    let details = json!({
+        "metadata": meta,
+        "kind": m.kind,
+        "path": m.dir,
+        "artifact": m.artifact,
+        "sha256": m.sha256,
+        "contract_requirement": m.contract.as_ref().map(ToString::to_string),
+        "config": m.config,
+        "limits": m.limits,
+        "permissions": m.permissions,
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&details)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} {} — {}", meta.id, meta.version, meta.name);
+    if !meta.description.is_empty() {
+        println!("{}", meta.description);
+    }
+    println!();
+    println!("kind:          {}", m.kind);
+    println!("folder:        {}", m.dir.display());
+    println!("artifact:      {}", m.artifact.display());
+    println!("contract:      {}", meta.contract_version);
+    println!("authors:       {}", meta.authors.join(", "));
+    println!("license:       {}", meta.license.as_deref().unwrap_or("-"));
+    println!("capabilities:  {}", meta.capabilities.join(", "));
+    println!("timeout:       {} ms", m.limits.timeout.as_millis());
+    if m.kind == plexus_host::PluginKind::Wasm {
+        println!("memory limit:  {} MiB", m.limits.memory_bytes >> 20);
+        println!("output limit:  {} bytes", m.limits.output_bytes);
+        let dirs: Vec<String> = m
+            .permissions
+            .dirs
+            .iter()
+            .map(|d| format!("{} -> {} ({:?})", d.host.display(), d.guest, d.access))
+            .collect();
+        println!("dirs:          {}", if dirs.is_empty() { "none".into() } else { dirs.join("; ") });
+        println!("env:           {}", if m.permissions.env.is_empty() { "none".into() } else { m.permissions.env.join(", ") });
+        println!("network:       {}", if m.permissions.network { "allowed" } else { "denied" });
+    } else {
+        println!("sandbox:       none (native plugins are trusted, in-process code)");
+    }
+    println!("\noperations:");
+    for op in &meta.operations {
+        println!("  {} — {}", op.name, op.description);
+        if let Some(schema) = &op.params_schema {
+            println!("    parameters: {}", serde_json::to_string(schema)?);
+        }
+        if let Some(schema) = &op.output_schema {
+            println!("    output:     {}", serde_json::to_string(schema)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,269 @@
+//! Native plugins: cdylibs built with `plexus-sdk`, loaded in-process through
+//! `abi_stable`.
+//!
+//! Loading checks, in order and before any plugin code is called: that the file
+//! is a shared library for this OS and CPU, that it exports the Plexus root
+//! module, abi_stable's own header, the native ABI version, and the type layout
+//! of the root module. abi_stable's long layout reports are summarised into one
+//! line naming the plugin and the versions.
+//!
+//! Native plugins are **trusted code**: they run in the host process with its
+//! rights, and their timeouts are cooperative (a cancel flag the plugin polls;
+//! on timeout the host stops waiting and abandons the call's thread). Libraries
+//! are **never unloaded** (`dlclose` of Rust libraries is unsound): a changed
+//! native plugin needs a host restart.
+
+use crate::error::{CallError, LoadErrorKind};
+use crate::manifest::{Manifest, PluginKind};
+use crate::runtime::{self, Runtime};
+use crate::services::CallServices;
+use abi_stable::library::{LibraryError, RootModule, lib_header_from_path};
+use abi_stable::std_types::{ROption, RStr, RString};
+use plexus_sdk::abi::{HostVTable, NATIVE_ABI_VERSION, NativeResponse, PluginModRef};
+use plexus_sdk::{CallOutput, ExecutionContext, HostServices, LogLevel, Metadata};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::Duration;
+
+/// A loaded native plugin.
+pub struct NativePlugin {
+    module: PluginModRef,
+    metadata: Metadata,
+}
+
+impl NativePlugin {
+    /// Load the library named by `manifest` and query its metadata.
+    pub fn load(manifest: &Manifest) -> Result<Self, LoadErrorKind> {
+        let path = &manifest.artifact;
+        check_shared_library(path)?;
+        let header = lib_header_from_path(path).map_err(|e| summarise(&e))?;
+        let module = header.init_root_module::<PluginModRef>().map_err(|e| summarise(&e))?;
+        let json = (module.metadata())();
+        let metadata = parse_metadata(json.as_str())?;
+        runtime::check_metadata(&metadata, manifest)?;
+        Ok(Self { module, metadata })
+    }
+}
+
+fn parse_metadata(json: &str) -> Result<Metadata, LoadErrorKind> {
+    if let Ok(NativeResponse::Panic(message)) = serde_json::from_str::<NativeResponse>(json) {
+        return Err(LoadErrorKind::Metadata(format!("the plugin panicked: {message}")));
+    }
+    // Read the contract version first: a plugin from another contract may not
+    // even have this host's metadata shape.
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        contract_version: String,
+    }
+    let versioned: Versioned = serde_json::from_str(json)
+        .map_err(|e| LoadErrorKind::Metadata(format!("metadata has no contract_version: {e}")))?;
+    runtime::check_contract(&versioned.contract_version, None)?;
+    serde_json::from_str(json).map_err(|e| LoadErrorKind::Metadata(format!("metadata is not valid: {e}")))
+}
+
+impl Runtime for NativePlugin {
+    fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    fn kind(&self) -> PluginKind {
+        PluginKind::Native
+    }
+
+    fn call(&self, exec: &ExecutionContext, services: &CallServices, timeout: Option<Duration>) -> Result<CallOutput, CallError> {
+        let context = serde_json::to_string(exec).map_err(|e| CallError::Host {
+            plugin: self.metadata.id.clone(),
+            message: format!("cannot encode the execution context: {e}"),
+        })?;
+        let Some(timeout) = timeout else {
+            return call_module(self.module, &self.metadata.id, &context, services);
+        };
+        let (module, plugin, thread_services) = (self.module, self.metadata.id.clone(), services.clone());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name(format!("plexus-native-{}", self.metadata.id))
+            .spawn(move || {
+                let _ = tx.send(call_module(module, &plugin, &context, &thread_services));
+            })
+            .map_err(|e| CallError::Host { plugin: self.metadata.id.clone(), message: format!("cannot start a thread: {e}") })?;
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(_) => {
+                // Native code cannot be pre-empted: ask it to stop and abandon the thread.
+                services.interrupt();
+                tracing::warn!(plugin = %self.metadata.id, timeout_ms = timeout.as_millis() as u64, "native call timed out; its thread is abandoned");
+                Err(CallError::Timeout { plugin: self.metadata.id.clone(), after: timeout })
+            }
+        }
+    }
+}
+
+/// Run one call through the root module on the current thread.
+fn call_module(module: PluginModRef, plugin: &str, context: &str, services: &CallServices) -> Result<CallOutput, CallError> {
+    let handle = CallRegistry::register(services.clone());
+    let vtable = HostVTable {
+        handle,
+        log: host_log,
+        state_get: host_state_get,
+        state_set: host_state_set,
+        report_progress: host_report_progress,
+        is_cancelled: host_is_cancelled,
+    };
+    let response = (module.call())(&vtable, RStr::from_str(context));
+    CallRegistry::unregister(handle);
+    match serde_json::from_str::<NativeResponse>(response.as_str()) {
+        Ok(NativeResponse::Ok(output)) => Ok(output),
+        Ok(NativeResponse::Error(error)) => Err(CallError::Plugin { plugin: plugin.into(), error }),
+        Ok(NativeResponse::Panic(message)) => Err(CallError::Panic { plugin: plugin.into(), message }),
+        Err(e) => Err(CallError::Host { plugin: plugin.into(), message: format!("malformed response from the plugin: {e}") }),
+    }
+}
+
+/// Calls in flight, by the handle passed to the plugin's callbacks.
+struct CallRegistry;
+
+static CALLS: LazyLock<Mutex<HashMap<u64, CallServices>>> = LazyLock::new(Default::default);
+static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
+
+impl CallRegistry {
+    fn register(services: CallServices) -> u64 {
+        let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+        CALLS.lock().unwrap_or_else(PoisonError::into_inner).insert(handle, services);
+        handle
+    }
+    fn unregister(handle: u64) {
+        CALLS.lock().unwrap_or_else(PoisonError::into_inner).remove(&handle);
+    }
+    /// The services of `handle`; `None` once the call is over (a plugin thread
+    /// that outlives its call talks to nobody).
+    fn get(handle: u64) -> Option<CallServices> {
+        CALLS.lock().unwrap_or_else(PoisonError::into_inner).get(&handle).cloned()
+    }
+}
+
+// The callbacks must never panic: a panic cannot unwind through `extern "C"`.
+extern "C" fn host_log(handle: u64, level: u8, message: RStr<'_>) {
+    if let Some(s) = CallRegistry::get(handle) {
+        s.log(LogLevel::from_u8(level), message.as_str());
+    }
+}
+
+extern "C" fn host_state_get(handle: u64, key: RStr<'_>) -> ROption<RString> {
+    match CallRegistry::get(handle).and_then(|s| s.state_get(key.as_str())) {
+        Some(value) => ROption::RSome(value.to_string().into()),
+        None => ROption::RNone,
+    }
+}
+
+extern "C" fn host_state_set(handle: u64, key: RStr<'_>, value: RStr<'_>) {
+    if let Some(s) = CallRegistry::get(handle) {
+        let value = serde_json::from_str(value.as_str()).unwrap_or_else(|_| value.as_str().into());
+        s.state_set(key.as_str(), value);
+    }
+}
+
+extern "C" fn host_report_progress(handle: u64, fraction: f64, message: RStr<'_>) {
+    if let Some(s) = CallRegistry::get(handle) {
+        s.report_progress(fraction, message.as_str());
+    }
+}
+
+extern "C" fn host_is_cancelled(handle: u64) -> bool {
+    // A call that is over (e.g. abandoned after a timeout) is cancelled.
+    CallRegistry::get(handle).is_none_or(|s| s.should_stop())
+}
+
+/// ELF machine names for the architectures Plexus is likely to meet.
+fn elf_machine_name(machine: u16) -> String {
+    match machine {
+        3 => "x86".into(),
+        40 => "arm".into(),
+        62 => "x86_64".into(),
+        183 => "aarch64".into(),
+        243 => "riscv".into(),
+        other => format!("ELF machine {other}"),
+    }
+}
+
+/// On Linux, check the ELF header ourselves: `dlopen`'s messages for a text
+/// file or a library for another CPU are cryptic.
+fn check_shared_library(path: &Path) -> Result<(), LoadErrorKind> {
+    if !cfg!(target_os = "linux") {
+        return Ok(());
+    }
+    let mut header = [0u8; 20];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        use std::io::Read;
+        f.read(&mut header)
+    });
+    match read {
+        Ok(n) if n >= 20 && header[..4] == *b"\x7fELF" => {}
+        Ok(_) => return Err(LoadErrorKind::NotAPlugin("not a shared library (no ELF header)".into())),
+        Err(e) => return Err(LoadErrorKind::NotAPlugin(format!("cannot read the library: {e}"))),
+    }
+    let class = header[4];
+    let machine = if header[5] == 2 {
+        u16::from_be_bytes([header[18], header[19]])
+    } else {
+        u16::from_le_bytes([header[18], header[19]])
+    };
+    let expected_machine = match std::env::consts::ARCH {
+        "x86" => 3,
+        "arm" => 40,
+        "x86_64" => 62,
+        "aarch64" => 183,
+        "riscv64" => 243,
+        _ => return Ok(()),
+    };
+    let expected_class = if cfg!(target_pointer_width = "64") { 2 } else { 1 };
+    if machine != expected_machine || class != expected_class {
+        let bits = if class == 2 { "64-bit" } else { "32-bit" };
+        return Err(LoadErrorKind::WrongArchitecture {
+            found: format!("{} ({bits})", elf_machine_name(machine)),
+            expected: format!("{} ({}-bit)", std::env::consts::ARCH, usize::BITS),
+        });
+    }
+    Ok(())
+}
+
+/// Turn abi_stable's (multi-kilobyte) errors into one line.
+fn summarise(error: &LibraryError) -> LoadErrorKind {
+    match error {
+        LibraryError::OpenError { err, .. } => {
+            let text = err.to_string();
+            if text.contains("wrong ELF class") || text.contains("ELF") && text.contains("machine") {
+                LoadErrorKind::WrongArchitecture { found: "another architecture".into(), expected: std::env::consts::ARCH.into() }
+            } else {
+                LoadErrorKind::NotAPlugin(format!("cannot load the library: {}", first_line(&text)))
+            }
+        }
+        LibraryError::GetSymbolError { .. } => LoadErrorKind::NotAPlugin(
+            "the library exports no Plexus root module (build it with `plexus_sdk::export_plugin!`)".into(),
+        ),
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => LoadErrorKind::IncompatibleAbi(format!(
+            "the plugin uses native ABI {actual_version}, this host expects {expected_version}; rebuild it with a plexus-sdk of ABI {NATIVE_ABI_VERSION}"
+        )),
+        LibraryError::ParseVersionError(e) => LoadErrorKind::IncompatibleAbi(format!("unreadable ABI version: {e:?}")),
+        LibraryError::RootModule { err, .. } => LoadErrorKind::Metadata(format!("the root module failed to initialise: {}", first_line(&err.to_string()))),
+        LibraryError::AbiInstability(_) => LoadErrorKind::IncompatibleAbi(format!(
+            "the layout of the plugin's root module `{}` differs from this host's (ABI {NATIVE_ABI_VERSION}): it was built with an incompatible plexus-sdk",
+            PluginModRef::NAME
+        )),
+        LibraryError::InvalidAbiHeader(header) => LoadErrorKind::IncompatibleAbi(format!(
+            "the plugin was built with an incompatible abi_stable (header {header:?})"
+        )),
+        LibraryError::InvalidCAbi { .. } => {
+            LoadErrorKind::IncompatibleAbi("the plugin was built by a compiler with a different C ABI".into())
+        }
+        LibraryError::Many(errors) => match errors.first() {
+            Some(first) => summarise(first),
+            None => LoadErrorKind::IncompatibleAbi("unknown abi_stable error".into()),
+        },
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_owned()
+}

@@ -1,0 +1,91 @@
+//! The one trait both runtimes implement, and the checks every loaded plugin passes.
+
+use crate::error::{CallError, LoadErrorKind};
+use crate::manifest::{Manifest, PluginKind};
+use crate::services::CallServices;
+use plexus_sdk::{CONTRACT_VERSION, CallOutput, ExecutionContext, Metadata};
+use std::time::Duration;
+
+/// A loaded plugin, native or WASM. The rest of the host talks only to this.
+pub trait Runtime: Send + Sync {
+    /// The metadata the plugin declared at load time.
+    fn metadata(&self) -> &Metadata;
+
+    /// Native or WASM.
+    fn kind(&self) -> PluginKind;
+
+    /// Run `exec.operation`, blocking the calling thread.
+    ///
+    /// With a `timeout`, a WASM call is interrupted when it expires; a native
+    /// call runs on its own thread, gets its cancel flag set, and its thread is
+    /// abandoned (native code cannot be pre-empted). Either way the call
+    /// returns [`CallError::Timeout`] within a few milliseconds of the timeout.
+    fn call(
+        &self,
+        exec: &ExecutionContext,
+        services: &CallServices,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutput, CallError>;
+}
+
+/// The contract version this host implements.
+pub fn host_contract_version() -> semver::Version {
+    semver::Version::parse(CONTRACT_VERSION).expect("CONTRACT_VERSION is semver")
+}
+
+/// The handshake: a plugin built against contract `plugin` runs on this host
+/// when the host's version is semver-compatible with it (`^plugin`: same major,
+/// or same minor on 0.x, and not older), and the manifest's `contract`
+/// requirement, if any, accepts the host's version.
+pub fn check_contract(plugin: &str, manifest: Option<&semver::VersionReq>) -> Result<(), LoadErrorKind> {
+    let host = host_contract_version();
+    let incompatible = |why: String| LoadErrorKind::IncompatibleContract(why);
+    let plugin_version = semver::Version::parse(plugin)
+        .map_err(|e| incompatible(format!("contract version `{plugin}` is not semver: {e}")))?;
+    let req = semver::VersionReq::parse(&format!("^{plugin_version}")).expect("caret of a version parses");
+    if !req.matches(&host) {
+        return Err(incompatible(format!(
+            "plugin was built against contract {plugin_version}, this host implements {host}"
+        )));
+    }
+    if let Some(req) = manifest
+        && !req.matches(&host)
+    {
+        return Err(incompatible(format!("plugin.toml requires contract {req}, this host implements {host}")));
+    }
+    Ok(())
+}
+
+/// Check a loaded plugin's own metadata against its manifest and the contract.
+pub fn check_metadata(metadata: &Metadata, manifest: &Manifest) -> Result<(), LoadErrorKind> {
+    let mismatch = |field: &str, plugin: &str, manifest: &str| LoadErrorKind::MetadataMismatch {
+        field: field.into(),
+        plugin: plugin.into(),
+        manifest: manifest.into(),
+    };
+    if metadata.id != manifest.id {
+        return Err(mismatch("id", &metadata.id, &manifest.id));
+    }
+    match semver::Version::parse(&metadata.version) {
+        Ok(v) if v == manifest.version => {}
+        _ => return Err(mismatch("version", &metadata.version, &manifest.version.to_string())),
+    }
+    check_contract(&metadata.contract_version, manifest.contract.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_handshake_follows_semver() {
+        assert!(check_contract(CONTRACT_VERSION, None).is_ok());
+        let err = check_contract("1.0.0", None).unwrap_err().to_string();
+        assert!(err.contains("built against contract 1.0.0") && err.contains(CONTRACT_VERSION), "{err}");
+        assert!(check_contract("0.0.9", None).is_err(), "0.x minors are incompatible");
+        assert!(check_contract("0.1.9", None).is_err(), "a plugin newer than the host is refused");
+        let req = semver::VersionReq::parse("^0.2").unwrap();
+        assert!(check_contract(CONTRACT_VERSION, Some(&req)).unwrap_err().to_string().contains("requires contract"));
+        assert!(check_contract("banana", None).is_err());
+    }
+}

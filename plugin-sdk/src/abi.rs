@@ -1,0 +1,167 @@
+//! The native plugin ABI: a small, frozen `abi_stable` root module.
+//!
+//! Every value crosses the boundary as JSON text ([`RString`]/[`RStr`]), so the
+//! layout checked by `abi_stable` at load time is this file alone and changes
+//! only with the contract's major version. Features are added by name inside the
+//! JSON, never by changing these structs. Everything here is `#[doc(hidden)]`
+//! plumbing used by [`crate::export_plugin!`] and by the host.
+//!
+//! The shims catch every panic of plugin code ([`std::panic::catch_unwind`]) and
+//! report it as [`NativeResponse::Panic`]: a panic that unwound through an
+//! `extern "C"` function would abort the host.
+
+use crate::contract::{CallOutput, ExecutionContext, HostServices, LogLevel, PluginError};
+use crate::plugin::{Plugin, Runtime};
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{ROption, RStr, RString};
+use abi_stable::{StableAbi, declare_root_module_statics};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Version of the native ABI (the layout of this module), checked by `abi_stable`
+/// before any plugin code runs.
+pub const NATIVE_ABI_VERSION: &str = "0.1.0";
+
+/// The exported symbol holding the library header (`abi_stable`'s mangled
+/// `lib_header` name; checked against `abi_stable` in a unit test).
+pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+/// Host callbacks handed to every call. `handle` identifies the call on the host side.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct HostVTable {
+    /// Opaque id of the call, passed back to every callback.
+    pub handle: u64,
+    /// Log a message at a [`LogLevel`] (as `u8`).
+    pub log: extern "C" fn(handle: u64, level: u8, message: RStr<'_>),
+    /// Read a shared-state key; the value is JSON text.
+    pub state_get: extern "C" fn(handle: u64, key: RStr<'_>) -> ROption<RString>,
+    /// Write a shared-state key; the value is JSON text.
+    pub state_set: extern "C" fn(handle: u64, key: RStr<'_>, value: RStr<'_>),
+    /// Report progress in `0.0..=1.0` with a message.
+    pub report_progress: extern "C" fn(handle: u64, fraction: f64, message: RStr<'_>),
+    /// Whether the call has been cancelled.
+    pub is_cancelled: extern "C" fn(handle: u64) -> bool,
+}
+
+/// The root module every native plugin exports.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// The plugin's [`crate::Metadata`] as JSON, or `{"panic": "..."}`.
+    pub metadata: extern "C" fn() -> RString,
+    /// Run a call: the [`ExecutionContext`] as JSON in, a [`NativeResponse`] as JSON out.
+    #[sabi(last_prefix_field)]
+    pub call: extern "C" fn(host: &HostVTable, context: RStr<'_>) -> RString,
+}
+
+impl RootModule for PluginModRef {
+    declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = "plexus_plugin";
+    const NAME: &'static str = "plexus_plugin";
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new(NATIVE_ABI_VERSION);
+}
+
+/// What a native `call` returns, as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NativeResponse {
+    /// The operation succeeded.
+    Ok(CallOutput),
+    /// The plugin returned an error.
+    Error(PluginError),
+    /// Plugin code panicked; the payload's message.
+    Panic(String),
+}
+
+/// Build the root module for plugin `P`.
+pub fn root_module<P: RuntimeAccess>() -> PluginModRef {
+    use abi_stable::prefix_type::PrefixTypeTrait;
+    PluginMod { metadata: metadata_shim::<P>, call: call_shim::<P> }.leak_into_prefix()
+}
+
+/// Implemented for the plugin type by `export_plugin!`, so the generic shims
+/// can reach the plugin's one-per-process runtime.
+pub trait RuntimeAccess: Plugin {
+    /// The plugin's runtime, built on first use.
+    fn runtime() -> &'static Runtime<Self>;
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> RString {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"panic\":\"cannot serialize: {e}\"}}")).into()
+}
+
+extern "C" fn metadata_shim<P: RuntimeAccess>() -> RString {
+    match catch_unwind(|| serde_json::to_string(P::runtime().metadata())) {
+        Ok(Ok(json)) => json.into(),
+        Ok(Err(e)) => to_json(&NativeResponse::Panic(format!("metadata is not JSON: {e}"))),
+        Err(payload) => to_json(&NativeResponse::Panic(panic_message(payload))),
+    }
+}
+
+extern "C" fn call_shim<P: RuntimeAccess>(host: &HostVTable, context: RStr<'_>) -> RString {
+    let host = NativeHost(*host);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let exec: ExecutionContext = match serde_json::from_str(context.as_str()) {
+            Ok(exec) => exec,
+            Err(e) => {
+                return NativeResponse::Error(PluginError::invalid_input(format!(
+                    "execution context is not valid JSON: {e}"
+                )));
+            }
+        };
+        match P::runtime().call(&exec, &host) {
+            Ok(out) => NativeResponse::Ok(out),
+            Err(err) => NativeResponse::Error(err),
+        }
+    }));
+    let response = result.unwrap_or_else(|payload| NativeResponse::Panic(panic_message(payload)));
+    to_json(&response)
+}
+
+/// [`HostServices`] over the host's callbacks.
+struct NativeHost(HostVTable);
+
+impl HostServices for NativeHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        (self.0.log)(self.0.handle, level as u8, message.into());
+    }
+    fn state_get(&self, key: &str) -> Option<Value> {
+        match (self.0.state_get)(self.0.handle, key.into()) {
+            ROption::RSome(json) => serde_json::from_str(json.as_str()).ok(),
+            ROption::RNone => None,
+        }
+    }
+    fn state_set(&self, key: &str, value: Value) {
+        let json = value.to_string();
+        (self.0.state_set)(self.0.handle, key.into(), json.as_str().into());
+    }
+    fn report_progress(&self, fraction: f64, message: &str) {
+        (self.0.report_progress)(self.0.handle, fraction, message.into());
+    }
+    fn is_cancelled(&self) -> bool {
+        (self.0.is_cancelled)(self.0.handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn root_module_symbol_matches_abi_stable() {
+        assert_eq!(super::ROOT_MODULE_SYMBOL, abi_stable::library::ROOT_MODULE_LOADER_NAME);
+    }
+}

@@ -1,0 +1,257 @@
+//! The execution-context contract as plain Rust data.
+//!
+//! These types do no I/O. They are what crosses the plugin boundary: as JSON text
+//! for native plugins (see [`crate::abi`]), as WIT records for WASM components
+//! (`wit/plexus-plugin.wit`, package `plexus:plugin@0.1.0`). The host maps both
+//! transports onto these same types.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The contract version this SDK implements, as `major.minor.patch`.
+///
+/// It equals the version of the WIT package `plexus:plugin`. The host refuses
+/// a plugin whose contract version is not semver-compatible with its own:
+/// a plugin built against `0.1.x` runs on any host implementing `0.1.y`, `y ≥ x`.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// Capability tags a plugin may declare in [`Metadata::capabilities`].
+pub mod capability {
+    /// The plugin's operations can run as workflow steps.
+    pub const WORKFLOW_STEP: &str = "workflow-step";
+    /// The plugin's operations can run as scheduled tasks.
+    pub const SCHEDULED_TASK: &str = "scheduled-task";
+    /// The plugin reads or writes the execution's shared state.
+    pub const CONTEXT_MANAGEMENT: &str = "context-management";
+}
+
+/// One operation a plugin offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationInfo {
+    /// Name used to call it, e.g. `echo`.
+    pub name: String,
+    /// One line for `plexus plugins info`.
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema of the parameters, if declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_schema: Option<Value>,
+    /// JSON Schema of the output, if declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+}
+
+/// What a plugin says about itself; queried once at load time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Unique id, reverse-DNS style, e.g. `plexus.csv`.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Semantic version of the plugin, e.g. `1.2.0`.
+    pub version: String,
+    /// One paragraph about what the plugin does.
+    #[serde(default)]
+    pub description: String,
+    /// Authors, e.g. `["Ada <ada@example.org>"]`.
+    #[serde(default)]
+    pub authors: Vec<String>,
+    /// SPDX licence expression, if any.
+    #[serde(default)]
+    pub license: Option<String>,
+    /// The contract version the plugin was built against (see [`CONTRACT_VERSION`]).
+    pub contract_version: String,
+    /// Capability tags (see [`capability`]).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// The operations the plugin offers.
+    #[serde(default)]
+    pub operations: Vec<OperationInfo>,
+}
+
+impl Metadata {
+    /// The operation called `name`, if the plugin declares it.
+    pub fn operation(&self, name: &str) -> Option<&OperationInfo> {
+        self.operations.iter().find(|op| op.name == name)
+    }
+}
+
+/// Everything a call knows about the execution it belongs to.
+///
+/// Exactly one of `workflow_id`/`step_id` (a workflow step) or `task_id`
+/// (a scheduled task) is usually set; a direct `plexus call` sets neither.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ExecutionContext {
+    /// Unique id of this execution.
+    pub execution_id: String,
+    /// The workflow this call is a step of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    /// The step of `workflow_id` this call runs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    /// The scheduled task this call runs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// 1 for the first attempt, 2 for the first retry, and so on.
+    pub attempt: u32,
+    /// Deadline in milliseconds since the Unix epoch, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// The operation to run.
+    pub operation: String,
+    /// The operation's parameters.
+    #[serde(default)]
+    pub parameters: Value,
+    /// Outputs of upstream steps, keyed by step id.
+    #[serde(default)]
+    pub upstream: Map<String, Value>,
+    /// The plugin's configuration (the `[config]` table of its manifest).
+    #[serde(default)]
+    pub config: Value,
+}
+
+/// A successful call's result.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CallOutput {
+    /// The operation's output.
+    pub output: Value,
+    /// Named numbers the plugin reported, e.g. `rows = 1461`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// Why a plugin refused or failed an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The parameters or upstream data are not acceptable.
+    InvalidInput,
+    /// The plugin has no operation of that name.
+    UnsupportedOperation,
+    /// Something the operation needs does not exist.
+    NotFound,
+    /// The operation ran and failed.
+    Failed,
+}
+
+impl ErrorKind {
+    /// The kebab-case name used in JSON, WIT and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid-input",
+            ErrorKind::UnsupportedOperation => "unsupported-operation",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error a plugin returned, as plain data.
+///
+/// A trap, a panic or a timeout is *not* a `PluginError`: the host reports
+/// those as their own kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// A message for people.
+    pub message: String,
+    /// Whether retrying the same call may succeed.
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+impl PluginError {
+    /// An error of `kind`, not retryable.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), retryable: false }
+    }
+    /// [`ErrorKind::InvalidInput`], not retryable.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+    /// [`ErrorKind::Failed`], not retryable.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Failed, message)
+    }
+    /// [`ErrorKind::NotFound`], not retryable.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    /// [`ErrorKind::UnsupportedOperation`] for `operation`.
+    pub fn unsupported(operation: &str) -> Self {
+        Self::new(ErrorKind::UnsupportedOperation, format!("no operation named `{operation}`"))
+    }
+    /// The same error, marked retryable.
+    pub fn retryable(mut self) -> Self {
+        self.retryable = true;
+        self
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if self.retryable {
+            f.write_str(" (retryable)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+/// Severity of a log record a plugin sends to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum LogLevel {
+    /// Very detailed.
+    Trace = 0,
+    /// Useful when debugging.
+    Debug = 1,
+    /// Normal operation.
+    Info = 2,
+    /// Something unexpected that the plugin handled.
+    Warn = 3,
+    /// Something failed.
+    Error = 4,
+}
+
+impl LogLevel {
+    /// The level for a wire value; unknown values become [`LogLevel::Info`].
+    pub fn from_u8(value: u8) -> Self {
+        match value {
+            0 => LogLevel::Trace,
+            1 => LogLevel::Debug,
+            3 => LogLevel::Warn,
+            4 => LogLevel::Error,
+            _ => LogLevel::Info,
+        }
+    }
+}
+
+/// Services the host offers to a plugin during a call.
+///
+/// Implemented by the host (for both transports) and by [`crate::testing::TestHost`].
+pub trait HostServices {
+    /// Forward a log record to the host (`tracing`, tagged with the plugin id).
+    fn log(&self, level: LogLevel, message: &str);
+    /// Read a key of the execution's shared state.
+    fn state_get(&self, key: &str) -> Option<Value>;
+    /// Write a key of the execution's shared state.
+    fn state_set(&self, key: &str, value: Value);
+    /// Report progress: `fraction` in `0.0..=1.0` plus a message.
+    fn report_progress(&self, fraction: f64, message: &str);
+    /// Whether the host has asked this execution to stop.
+    fn is_cancelled(&self) -> bool;
+}

@@ -1,0 +1,196 @@
+//! # plexus-sdk: write a Plexus plugin once, build it native or as a WASM component
+//!
+//! A plugin is one type implementing [`Plugin`]: static information plus typed
+//! operations (serde in, serde out). [`export_plugin!`] turns it into
+//!
+//! * a **native** plugin: `cargo build` of a `cdylib` exports a small, frozen
+//!   `abi_stable` root module ([`abi`]); the host loads it in-process. Native
+//!   plugins are trusted code and are never unloaded.
+//! * a **WASM component**: `cargo build --target wasm32-wasip2` of the same crate
+//!   emits a component targeting the `plexus:plugin/plexus-plugin` world from the
+//!   repository's `wit/`; the host runs it sandboxed (time, memory, files, network).
+//!
+//! Both transports carry the same contract ([`contract`]): the plugin's
+//! [`Metadata`], an [`ExecutionContext`] per call, [`HostServices`] the plugin
+//! can call back (log, shared state, progress, cancellation) and a result that
+//! is either a [`CallOutput`] or a [`PluginError`] — plain data. Panics are
+//! caught by the SDK (native) or become traps (WASM); the host reports them as
+//! their own kind, never as a plugin error.
+//!
+//! Logging goes through the host: use [`Context::info`] and friends, not
+//! `println!` (a WASM plugin's stdout is captured and size-bounded; a native
+//! plugin's is the host's).
+//!
+//! ## A whole plugin
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "greeter"
+//! version = "0.1.0"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib", "rlib"]
+//!
+//! [dependencies]
+//! plexus-sdk = "0.1"
+//! schemars = "1"
+//! serde = { version = "1", features = ["derive"] }
+//! ```
+//!
+//! `src/lib.rs`:
+//!
+//! ```
+//! use plexus_sdk::{capability, Context, Operations, Plugin, PluginError, PluginInfo};
+//! use schemars::JsonSchema;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Default)]
+//! pub struct Greeter;
+//!
+//! #[derive(Deserialize, JsonSchema)]
+//! pub struct Greet {
+//!     /// Who to greet.
+//!     name: String,
+//! }
+//!
+//! #[derive(Serialize, JsonSchema)]
+//! pub struct Greeting {
+//!     text: String,
+//!     times_greeted: u64,
+//! }
+//!
+//! impl Plugin for Greeter {
+//!     fn info() -> PluginInfo {
+//!         PluginInfo::new("example.greeter", "Greeter", "0.1.0")
+//!             .description("Greets people and counts greetings in the execution's state")
+//!             .license("Apache-2.0")
+//!             .capabilities([capability::WORKFLOW_STEP, capability::CONTEXT_MANAGEMENT])
+//!     }
+//!
+//!     fn operations(ops: &mut Operations<Self>) {
+//!         ops.add("greet", "Greets `name`", Self::greet);
+//!     }
+//! }
+//!
+//! impl Greeter {
+//!     fn greet(&self, ctx: &mut Context<'_>, p: Greet) -> Result<Greeting, PluginError> {
+//!         if p.name.is_empty() {
+//!             return Err(PluginError::invalid_input("`name` is empty"));
+//!         }
+//!         let n = ctx.state_get("greeted").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
+//!         ctx.state_set("greeted", n);
+//!         ctx.info(format!("greeting {}", p.name));
+//!         ctx.metric("greeted", n as f64);
+//!         Ok(Greeting { text: format!("Hello, {}!", p.name), times_greeted: n })
+//!     }
+//! }
+//!
+//! plexus_sdk::export_plugin!(Greeter);
+//!
+//! // Test it in-process, without a host:
+//! let host = plexus_sdk::testing::TestHost::<Greeter>::new();
+//! let out = host.call("greet", serde_json::json!({"name": "Ada"})).unwrap();
+//! assert_eq!(out.output["text"], "Hello, Ada!");
+//! assert_eq!(host.call("greet", serde_json::json!({"name": "Bob"})).unwrap().output["times_greeted"], 2);
+//! let err = host.call("greet", serde_json::json!({"name": ""})).unwrap_err();
+//! assert_eq!(err.kind, plexus_sdk::ErrorKind::InvalidInput);
+//! ```
+//!
+//! Build it both ways and give each artifact a `plugin.toml` manifest in a
+//! folder of the host's plugins directory (see the repository README):
+//!
+//! ```sh
+//! cargo build --release                          # target/release/libgreeter.so
+//! cargo build --release --target wasm32-wasip2   # target/wasm32-wasip2/release/greeter.wasm
+//! ```
+#![deny(unsafe_code)]
+
+#[cfg(not(target_family = "wasm"))]
+pub mod abi;
+pub mod contract;
+mod plugin;
+pub mod testing;
+#[cfg(target_family = "wasm")]
+#[doc(hidden)]
+pub mod wasm;
+
+pub use contract::{
+    CONTRACT_VERSION, CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo,
+    PluginError, capability,
+};
+pub use plugin::{Context, Operations, Plugin, PluginInfo, Runtime};
+
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(not(target_family = "wasm"))]
+    pub use abi_stable;
+    pub use std::sync::OnceLock;
+}
+
+/// Export a [`Plugin`] type as this crate's plugin: an `abi_stable` root module
+/// on native targets, the `plexus:plugin/guest` component exports on WASM.
+/// Use it once per crate, at the crate root.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[cfg(not(target_family = "wasm"))]
+        const _: () = {
+            impl $crate::abi::RuntimeAccess for $plugin {
+                fn runtime() -> &'static $crate::Runtime<Self> {
+                    static RUNTIME: $crate::__private::OnceLock<$crate::Runtime<$plugin>> =
+                        $crate::__private::OnceLock::new();
+                    RUNTIME.get_or_init($crate::Runtime::new)
+                }
+            }
+
+            fn __plexus_root_module() -> $crate::abi::PluginModRef {
+                $crate::abi::root_module::<$plugin>()
+            }
+
+            extern "C" fn __plexus_erased_module() -> $crate::__private::abi_stable::library::RootModuleResult {
+                $crate::__private::abi_stable::library::__call_root_module_loader(__plexus_root_module)
+            }
+
+            /// The `abi_stable` library header the host looks up by name.
+            #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
+            pub static PLEXUS_LIB_HEADER: $crate::__private::abi_stable::library::LibHeader = {
+                // SAFETY: `__plexus_erased_module` returns the prefix of a
+                // `PluginModRef`, the module type named here, as `from_constructor` requires.
+                unsafe {
+                    $crate::__private::abi_stable::library::LibHeader::from_constructor::<$crate::abi::PluginModRef>(
+                        __plexus_erased_module,
+                        $crate::__private::abi_stable::library::CheckTypeLayout::Yes,
+                    )
+                }
+            };
+        };
+
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            struct __PlexusGuest;
+
+            fn __plexus_runtime() -> &'static $crate::Runtime<$plugin> {
+                static RUNTIME: $crate::__private::OnceLock<$crate::Runtime<$plugin>> =
+                    $crate::__private::OnceLock::new();
+                RUNTIME.get_or_init($crate::Runtime::new)
+            }
+
+            impl $crate::wasm::Guest for __PlexusGuest {
+                fn describe() -> $crate::wasm::plexus::plugin::types::Metadata {
+                    $crate::wasm::metadata(__plexus_runtime())
+                }
+                fn call(
+                    ctx: $crate::wasm::plexus::plugin::types::ExecutionContext,
+                ) -> Result<$crate::wasm::plexus::plugin::types::CallOutput, $crate::wasm::plexus::plugin::types::PluginError>
+                {
+                    $crate::wasm::call(__plexus_runtime(), ctx)
+                }
+            }
+
+            $crate::wasm::__export_plexus_component!(__PlexusGuest with_types_in $crate::wasm);
+        };
+    };
+}

@@ -1,0 +1,236 @@
+//! The author-facing API: [`Plugin`], [`Operations`] and [`Context`].
+
+use crate::contract::{
+    CONTRACT_VERSION, CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo,
+    PluginError,
+};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// A Plexus plugin: static information plus a set of typed operations.
+///
+/// One value of the type is created with [`Default`] per loaded instance (once
+/// per process for a native plugin, once per execution for a WASM component),
+/// and every call borrows it. Export it with [`crate::export_plugin!`].
+pub trait Plugin: Default + Send + Sync + 'static {
+    /// Id, name, version and the rest of the plugin's self-description.
+    fn info() -> PluginInfo;
+    /// Register the plugin's operations.
+    fn operations(ops: &mut Operations<Self>);
+}
+
+/// The static part of a plugin's [`Metadata`]; operations and the contract
+/// version are added by the SDK.
+#[derive(Debug, Clone, Default)]
+pub struct PluginInfo {
+    id: String,
+    name: String,
+    version: String,
+    description: String,
+    authors: Vec<String>,
+    license: Option<String>,
+    capabilities: Vec<String>,
+}
+
+impl PluginInfo {
+    /// Id (unique, e.g. `plexus.echo`), display name and semver version
+    /// (usually `env!("CARGO_PKG_VERSION")`).
+    pub fn new(id: impl Into<String>, name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self { id: id.into(), name: name.into(), version: version.into(), ..Self::default() }
+    }
+    /// What the plugin does.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = text.into();
+        self
+    }
+    /// Who wrote it.
+    pub fn authors<I: IntoIterator<Item = S>, S: Into<String>>(mut self, authors: I) -> Self {
+        self.authors = authors.into_iter().map(Into::into).collect();
+        self
+    }
+    /// SPDX licence expression.
+    pub fn license(mut self, license: impl Into<String>) -> Self {
+        self.license = Some(license.into());
+        self
+    }
+    /// Capability tags, see [`crate::capability`].
+    pub fn capabilities<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tags: I) -> Self {
+        self.capabilities = tags.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+type Handler<P> = Box<dyn Fn(&P, &mut Context<'_>, Value) -> Result<Value, PluginError> + Send + Sync>;
+
+/// The operations of a plugin, registered in [`Plugin::operations`].
+pub struct Operations<P> {
+    infos: Vec<OperationInfo>,
+    handlers: HashMap<String, Handler<P>>,
+}
+
+impl<P: 'static> Operations<P> {
+    fn new() -> Self {
+        Self { infos: Vec::new(), handlers: HashMap::new() }
+    }
+
+    /// Register `name`. Parameters are deserialized into `I` (a mismatch is an
+    /// [`crate::ErrorKind::InvalidInput`] error naming the operation) and the
+    /// output serialized from `O`; both types' JSON Schemas go into the metadata.
+    ///
+    /// # Panics
+    /// If `name` is registered twice: that is a bug in the plugin.
+    pub fn add<I, O, F>(&mut self, name: &str, description: &str, handler: F) -> &mut Self
+    where
+        I: DeserializeOwned + JsonSchema,
+        O: Serialize + JsonSchema,
+        F: Fn(&P, &mut Context<'_>, I) -> Result<O, PluginError> + Send + Sync + 'static,
+    {
+        assert!(!self.handlers.contains_key(name), "operation `{name}` registered twice");
+        self.infos.push(OperationInfo {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            params_schema: Some(schemars::schema_for!(I).to_value()),
+            output_schema: Some(schemars::schema_for!(O).to_value()),
+        });
+        let op = name.to_owned();
+        let erased: Handler<P> = Box::new(move |plugin, ctx, params| {
+            let is_null = params.is_null();
+            // No parameters at all means "all defaults" when the type allows it.
+            let input: I = match serde_json::from_value(params) {
+                Err(_) if is_null => serde_json::from_value(Value::Object(Map::new())),
+                other => other,
+            }
+            .map_err(|e| PluginError::invalid_input(format!("parameters of `{op}`: {e}")))?;
+            let output = handler(plugin, ctx, input)?;
+            serde_json::to_value(output)
+                .map_err(|e| PluginError::failed(format!("output of `{op}` is not JSON: {e}")))
+        });
+        self.handlers.insert(name.to_owned(), erased);
+        self
+    }
+}
+
+/// What an operation sees of its call: the execution context and the host services.
+pub struct Context<'a> {
+    exec: &'a ExecutionContext,
+    host: &'a dyn HostServices,
+    metrics: Vec<(String, f64)>,
+}
+
+impl<'a> Context<'a> {
+    /// A context over `exec` whose services go to `host`.
+    pub fn new(exec: &'a ExecutionContext, host: &'a dyn HostServices) -> Self {
+        Self { exec, host, metrics: Vec::new() }
+    }
+    /// The whole execution context.
+    pub fn execution(&self) -> &ExecutionContext {
+        self.exec
+    }
+    /// Unique id of this execution.
+    pub fn execution_id(&self) -> &str {
+        &self.exec.execution_id
+    }
+    /// 1 for the first attempt, 2 for the first retry, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.exec.attempt
+    }
+    /// Outputs of upstream steps, keyed by step id.
+    pub fn upstream(&self) -> &Map<String, Value> {
+        &self.exec.upstream
+    }
+    /// The plugin's configuration from its manifest.
+    pub fn config(&self) -> &Value {
+        &self.exec.config
+    }
+    /// Send a log record to the host.
+    pub fn log(&self, level: LogLevel, message: impl AsRef<str>) {
+        self.host.log(level, message.as_ref());
+    }
+    /// [`Self::log`] at [`LogLevel::Info`].
+    pub fn info(&self, message: impl AsRef<str>) {
+        self.log(LogLevel::Info, message);
+    }
+    /// [`Self::log`] at [`LogLevel::Warn`].
+    pub fn warn(&self, message: impl AsRef<str>) {
+        self.log(LogLevel::Warn, message);
+    }
+    /// [`Self::log`] at [`LogLevel::Debug`].
+    pub fn debug(&self, message: impl AsRef<str>) {
+        self.log(LogLevel::Debug, message);
+    }
+    /// Read `key` of the execution's shared state.
+    pub fn state_get(&self, key: &str) -> Option<Value> {
+        self.host.state_get(key)
+    }
+    /// Write `key` of the execution's shared state.
+    pub fn state_set(&self, key: &str, value: impl Into<Value>) {
+        self.host.state_set(key, value.into());
+    }
+    /// Report progress: `fraction` is clamped to `0.0..=1.0`.
+    pub fn progress(&self, fraction: f64, message: impl AsRef<str>) {
+        self.host.report_progress(fraction.clamp(0.0, 1.0), message.as_ref());
+    }
+    /// Whether the host has asked this execution to stop (timeout or cancel).
+    /// Long-running native operations must poll this: native code cannot be pre-empted.
+    pub fn is_cancelled(&self) -> bool {
+        self.host.is_cancelled()
+    }
+    /// Report a named number with the result, e.g. `ctx.metric("rows", 1461.0)`.
+    pub fn metric(&mut self, name: impl Into<String>, value: f64) {
+        self.metrics.push((name.into(), value));
+    }
+}
+
+/// A plugin value with its operation table: what both transports call into.
+#[doc(hidden)]
+pub struct Runtime<P: Plugin> {
+    plugin: P,
+    metadata: Metadata,
+    handlers: HashMap<String, Handler<P>>,
+}
+
+impl<P: Plugin> Default for Runtime<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Plugin> Runtime<P> {
+    /// Build the plugin and its operation table.
+    pub fn new() -> Self {
+        let info = P::info();
+        let mut ops = Operations::new();
+        P::operations(&mut ops);
+        let metadata = Metadata {
+            id: info.id,
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            authors: info.authors,
+            license: info.license,
+            contract_version: CONTRACT_VERSION.to_owned(),
+            capabilities: info.capabilities,
+            operations: ops.infos,
+        };
+        Self { plugin: P::default(), metadata, handlers: ops.handlers }
+    }
+
+    /// The plugin's metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Run `exec.operation`.
+    pub fn call(&self, exec: &ExecutionContext, host: &dyn HostServices) -> Result<CallOutput, PluginError> {
+        let handler = self
+            .handlers
+            .get(&exec.operation)
+            .ok_or_else(|| PluginError::unsupported(&exec.operation))?;
+        let mut ctx = Context::new(exec, host);
+        let output = handler(&self.plugin, &mut ctx, exec.parameters.clone())?;
+        Ok(CallOutput { output, metrics: ctx.metrics })
+    }
+}

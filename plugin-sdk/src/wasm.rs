@@ -1,0 +1,122 @@
+//! The WASM component transport: bindings generated from the top-level `wit/`
+//! and the glue between them and [`crate::plugin::Runtime`].
+//!
+//! `#[doc(hidden)]` plumbing used by [`crate::export_plugin!`].
+#![allow(missing_docs, unsafe_code)] // generated bindings
+
+use crate::contract::{CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, PluginError};
+use crate::plugin::{Plugin, Runtime};
+use serde_json::Value;
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "plexus-plugin",
+    pub_export_macro: true,
+    export_macro_name: "__export_plexus_component",
+});
+
+use exports::plexus::plugin::guest as wit_guest;
+use plexus::plugin::host as wit_host;
+use plexus::plugin::types as wit;
+
+pub use wit_guest::Guest;
+
+/// [`HostServices`] over the component's `plexus:plugin/host` imports.
+struct WasmHost;
+
+impl HostServices for WasmHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Trace => wit::LogLevel::Trace,
+            LogLevel::Debug => wit::LogLevel::Debug,
+            LogLevel::Info => wit::LogLevel::Info,
+            LogLevel::Warn => wit::LogLevel::Warn,
+            LogLevel::Error => wit::LogLevel::Error,
+        };
+        wit_host::log(level, message);
+    }
+    fn state_get(&self, key: &str) -> Option<Value> {
+        wit_host::state_get(key).and_then(|json| serde_json::from_str(&json).ok())
+    }
+    fn state_set(&self, key: &str, value: Value) {
+        wit_host::state_set(key, &value.to_string());
+    }
+    fn report_progress(&self, fraction: f64, message: &str) {
+        wit_host::report_progress(fraction, message);
+    }
+    fn is_cancelled(&self) -> bool {
+        wit_host::is_cancelled()
+    }
+}
+
+/// The `describe` export.
+pub fn metadata<P: Plugin>(runtime: &Runtime<P>) -> wit::Metadata {
+    let m: &Metadata = runtime.metadata();
+    wit::Metadata {
+        id: m.id.clone(),
+        name: m.name.clone(),
+        version: m.version.clone(),
+        description: m.description.clone(),
+        authors: m.authors.clone(),
+        license: m.license.clone(),
+        contract_version: m.contract_version.clone(),
+        capabilities: m.capabilities.clone(),
+        operations: m
+            .operations
+            .iter()
+            .map(|op| wit::Operation {
+                name: op.name.clone(),
+                description: op.description.clone(),
+                params_schema: op.params_schema.as_ref().map(Value::to_string),
+                output_schema: op.output_schema.as_ref().map(Value::to_string),
+            })
+            .collect(),
+    }
+}
+
+fn parse_json(what: &str, text: &str) -> Result<Value, PluginError> {
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(text).map_err(|e| PluginError::invalid_input(format!("{what} is not valid JSON: {e}")))
+}
+
+/// The `call` export.
+pub fn call<P: Plugin>(runtime: &Runtime<P>, ctx: wit::ExecutionContext) -> Result<wit::CallOutput, wit::PluginError> {
+    let exec = (|| {
+        let upstream = match parse_json("upstream", &ctx.upstream)? {
+            Value::Object(map) => map,
+            Value::Null => Default::default(),
+            _ => return Err(PluginError::invalid_input("upstream must be a JSON object")),
+        };
+        Ok(ExecutionContext {
+            execution_id: ctx.execution_id,
+            workflow_id: ctx.workflow_id,
+            step_id: ctx.step_id,
+            task_id: ctx.task_id,
+            attempt: ctx.attempt,
+            deadline_ms: ctx.deadline_ms,
+            operation: ctx.operation,
+            parameters: parse_json("parameters", &ctx.parameters)?,
+            upstream,
+            config: parse_json("config", &ctx.config)?,
+        })
+    })();
+    let result = exec.and_then(|exec| runtime.call(&exec, &WasmHost));
+    match result {
+        Ok(CallOutput { output, metrics }) => Ok(wit::CallOutput {
+            output: output.to_string(),
+            metrics: metrics.into_iter().map(|(name, value)| wit::Metric { name, value }).collect(),
+        }),
+        Err(e) => Err(wit::PluginError {
+            kind: match e.kind {
+                ErrorKind::InvalidInput => wit::ErrorKind::InvalidInput,
+                ErrorKind::UnsupportedOperation => wit::ErrorKind::UnsupportedOperation,
+                ErrorKind::NotFound => wit::ErrorKind::NotFound,
+                ErrorKind::Failed => wit::ErrorKind::Failed,
+            },
+            message: e.message,
+            retryable: e.retryable,
+        }),
+    }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Build the example plugins from source and lay them out as a plugins directory:
+#   OUT/<plugin>-native/{plugin.toml, lib<crate>.so}
+#   OUT/<plugin>-wasm/{plugin.toml, <crate>.wasm, data/}
+# Each manifest is copied from plugins/<plugin>/manifest/{native,wasm}.toml with the
+# artifact's sha256 added. Usage: scripts/build-plugins.sh [OUT]   (default: target/plugins)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$root/target/plugins}
+cd "$root"
+
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# Prints the path of the cdylib artifact cargo built for package $1 (extra cargo args follow).
+build_artifact() {
+  local package=$1; shift
+  cargo build --release --locked -p "$package" --message-format=json-render-diagnostics "$@" |
+    python3 -c '
+import json, sys
+want = sys.argv[1].replace("-", "_")
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == want and "cdylib" in msg["target"]["kind"]:
+        for f in msg["filenames"]:
+            if f.endswith((".so", ".dylib", ".dll", ".wasm")):
+                print(f)
+' "$package"
+}
+
+install_plugin() { # name kind artifact
+  local name=$1 kind=$2 artifact=$3 dest="$out/$1-$2"
+  rm -rf "$dest" && mkdir -p "$dest"
+  cp "$artifact" "$dest/"
+  [ -d "plugins/$name/data" ] && [ "$kind" = wasm ] && cp -r "plugins/$name/data" "$dest/data"
+  { cat "plugins/$name/manifest/$kind.toml"; } > "$dest/plugin.toml"
+  local sum; sum=$(sha256sum "$artifact" | cut -d' ' -f1)
+  # sha256 is a top-level key: insert it before the first table header.
+  python3 - "$dest/plugin.toml" "$sum" <<'PY'
+import sys
+path, digest = sys.argv[1], sys.argv[2]
+lines = open(path).read().splitlines()
+at = next((i for i, l in enumerate(lines) if l.startswith("[")), len(lines))
+lines.insert(at, f'sha256 = "{digest}"\n')
+open(path, "w").write("\n".join(lines) + "\n")
+PY
+  echo "installed $dest"
+}
+
+for dir in plugins/*/; do
+  name=$(basename "$dir")
+  package=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1)
+  if [ -f "$dir/manifest/native.toml" ]; then
+    install_plugin "$name" native "$(build_artifact "$package")"
+  fi
+  if [ -f "$dir/manifest/wasm.toml" ]; then
+    install_plugin "$name" wasm "$(build_artifact "$package" --target wasm32-wasip2)"
+  fi
+done
