@@ -7,8 +7,9 @@
 use crate::error::{LoadError, LoadErrorKind};
 use crate::manifest::{MANIFEST_FILE, Manifest, PluginKind};
 use crate::native::NativePlugin;
-use crate::runtime::Runtime;
+use crate::runtime::{self, Runtime};
 use crate::wasm::{WasmEngine, WasmPlugin, cache::hex};
+use plexus_sdk::CONTRACT_VERSION;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,7 +46,11 @@ fn plugin_folders(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            errors.push(LoadError::new(dir, None, LoadErrorKind::ReadManifest(format!("cannot read plugins directory: {e}"))));
+            errors.push(LoadError::new(
+                dir,
+                None,
+                LoadErrorKind::ReadManifest(format!("cannot read plugins directory: {e}")),
+            ));
             return Vec::new();
         }
     };
@@ -54,8 +59,8 @@ fn plugin_folders(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
     folders
 }
 
-/// Scan `dirs` in order and load every plugin folder. `wasm` is created on
-/// first need by `engine`.
+/// Scan `dirs` in order and load every plugin folder. The WASM engine is
+/// created by `engine` on first need, at most once.
 pub fn discover(dirs: &[PathBuf], engine: &mut dyn FnMut() -> Result<WasmEngine, String>) -> Discovered {
     let mut found = Discovered::default();
     let mut engine_cache: Option<Result<WasmEngine, String>> = None;
@@ -65,25 +70,21 @@ pub fn discover(dirs: &[PathBuf], engine: &mut dyn FnMut() -> Result<WasmEngine,
             let manifest = match Manifest::load(&folder) {
                 Ok(m) => m,
                 Err(kind) => {
-                    found.errors.push(LoadError::new(folder.join(MANIFEST_FILE), None, kind));
+                    let id = id_of_broken_manifest(&folder);
+                    found.errors.push(LoadError::new(folder.join(MANIFEST_FILE), id.as_deref(), kind));
                     continue;
                 }
             };
             let id = manifest.id.clone();
-            if let Some(first) = found.plugins.get(&id) {
-                let kind = LoadErrorKind::DuplicateId { id: id.clone(), first: first.manifest.dir.clone() };
-                found.errors.push(LoadError::new(&folder, Some(&id), kind));
-                continue;
-            }
             let mut wasm = || engine_cache.get_or_insert_with(&mut *engine).clone();
-            match load_one(&manifest, &mut wasm) {
+            match load_one(&manifest, &found.plugins, &mut wasm) {
                 Ok(runtime) => {
                     tracing::debug!(plugin = %id, kind = %manifest.kind, elapsed_us = started.elapsed().as_micros() as u64, "plugin loaded");
                     found.plugins.insert(id, LoadedPlugin { manifest, runtime });
                 }
-                Err((path, kind)) => {
-                    tracing::warn!(plugin = %id, path = %path.display(), "plugin not loaded: {kind}");
-                    found.errors.push(LoadError::new(path, Some(&id), kind));
+                Err(kind) => {
+                    tracing::warn!(plugin = %id, path = %folder.display(), "plugin not loaded: {kind}");
+                    found.errors.push(LoadError::new(&folder, Some(&id), kind));
                 }
             }
         }
@@ -91,31 +92,51 @@ pub fn discover(dirs: &[PathBuf], engine: &mut dyn FnMut() -> Result<WasmEngine,
     found
 }
 
-type LoadFailure = (PathBuf, LoadErrorKind);
+/// The `id` of a manifest that did not validate, if it has a readable one, so
+/// the error can still be found by plugin id.
+fn id_of_broken_manifest(folder: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(folder.join(MANIFEST_FILE)).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    table.get("id")?.as_str().map(str::to_owned)
+}
 
-fn load_one(manifest: &Manifest, wasm: &mut dyn FnMut() -> Result<WasmEngine, String>) -> Result<Arc<dyn Runtime>, LoadFailure> {
+/// Check and load one plugin: the contract requirement, the id's uniqueness,
+/// the artifact and its hash, then the runtime.
+fn load_one(
+    manifest: &Manifest,
+    loaded: &BTreeMap<String, LoadedPlugin>,
+    wasm: &mut dyn FnMut() -> Result<WasmEngine, String>,
+) -> Result<Arc<dyn Runtime>, LoadErrorKind> {
+    if let Some(req) = &manifest.contract {
+        runtime::check_contract(CONTRACT_VERSION, Some(req))?;
+    }
+    if let Some(first) = loaded.get(&manifest.id) {
+        return Err(LoadErrorKind::DuplicateId { id: manifest.id.clone(), first: first.manifest.dir.clone() });
+    }
     let artifact = &manifest.artifact;
-    let fail = |kind| (artifact.clone(), kind);
     if !artifact.is_file() {
-        return Err(fail(LoadErrorKind::MissingArtifact(artifact.clone())));
+        return Err(LoadErrorKind::MissingArtifact(artifact.clone()));
     }
     // WASM bytes are needed anyway; a native library is hashed only on request.
     let bytes = match (manifest.kind, &manifest.sha256) {
         (PluginKind::Native, None) => None,
-        _ => Some(std::fs::read(artifact).map_err(|e| fail(LoadErrorKind::NotAPlugin(format!("cannot read: {e}"))))?),
+        _ => Some(
+            std::fs::read(artifact)
+                .map_err(|e| LoadErrorKind::NotAPlugin(format!("cannot read {}: {e}", artifact.display())))?,
+        ),
     };
     if let (Some(expected), Some(bytes)) = (&manifest.sha256, &bytes) {
         let actual = hex(&Sha256::digest(bytes));
         if &actual != expected {
-            return Err(fail(LoadErrorKind::HashMismatch { expected: expected.clone(), actual }));
+            return Err(LoadErrorKind::HashMismatch { expected: expected.clone(), actual });
         }
     }
     match manifest.kind {
-        PluginKind::Native => Ok(Arc::new(NativePlugin::load(manifest).map_err(fail)?)),
+        PluginKind::Native => Ok(Arc::new(NativePlugin::load(manifest)?)),
         PluginKind::Wasm => {
-            let engine = wasm().map_err(|e| fail(LoadErrorKind::Instantiate(e)))?;
+            let engine = wasm().map_err(LoadErrorKind::Instantiate)?;
             let bytes = bytes.expect("read above for wasm");
-            Ok(Arc::new(WasmPlugin::load(&engine, manifest, &bytes).map_err(fail)?))
+            Ok(Arc::new(WasmPlugin::load(&engine, manifest, &bytes)?))
         }
     }
 }

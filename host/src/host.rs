@@ -108,7 +108,13 @@ impl Host {
     /// # Errors
     /// [`CallError::PluginNotFound`] and [`CallError::OperationNotFound`]
     /// before anything runs; otherwise whatever the call produced.
-    pub fn call(&self, id: &str, operation: &str, params: Value, options: CallOptions) -> Result<CallOutput, CallError> {
+    pub fn call(
+        &self,
+        id: &str,
+        operation: &str,
+        params: Value,
+        options: CallOptions,
+    ) -> Result<CallOutput, CallError> {
         let plugin = self.plugins.get(id).ok_or_else(|| CallError::PluginNotFound(id.to_owned()))?;
         let timeout = options.timeout.unwrap_or(plugin.manifest.limits.timeout);
         let exec = ExecutionContext {
@@ -130,7 +136,12 @@ impl Host {
     /// Run a call with a context and services built by the caller (the
     /// workflow engine and the scheduler use this). `exec.operation` names the
     /// operation of the plugin `services.plugin_id()`.
-    pub fn call_with(&self, exec: &ExecutionContext, services: &CallServices, timeout: Option<Duration>) -> Result<CallOutput, CallError> {
+    pub fn call_with(
+        &self,
+        exec: &ExecutionContext,
+        services: &CallServices,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutput, CallError> {
         let id = services.plugin_id();
         let plugin = self.plugins.get(id).ok_or_else(|| CallError::PluginNotFound(id.to_owned()))?;
         if plugin.runtime.metadata().operation(&exec.operation).is_none() {

@@ -239,7 +239,10 @@ impl Manifest {
         let contract = raw
             .contract
             .as_deref()
-            .map(|c| semver::VersionReq::parse(c).map_err(|e| invalid(format!("contract `{c}` is not a semver requirement: {e}"))))
+            .map(|c| {
+                semver::VersionReq::parse(c)
+                    .map_err(|e| invalid(format!("contract `{c}` is not a semver requirement: {e}")))
+            })
             .transpose()?;
         let sha256 = match raw.sha256 {
             Some(h) if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) => Some(h.to_ascii_lowercase()),
@@ -276,7 +279,10 @@ impl Manifest {
                     .into_iter()
                     .map(|d| {
                         if !d.guest.starts_with('/') {
-                            return Err(invalid(format!("permissions.dirs: guest path `{}` must be absolute", d.guest)));
+                            return Err(invalid(format!(
+                                "permissions.dirs: guest path `{}` must be absolute",
+                                d.guest
+                            )));
                         }
                         Ok(DirGrant { host: dir.join(d.host), guest: d.guest, access: d.access })
                     })
@@ -324,7 +330,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected_with_their_name() {
-        let err = parse("id = \"a\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"a\"\ncolour = 1\n").unwrap_err();
+        let err =
+            parse("id = \"a\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"a\"\ncolour = 1\n").unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
     }
 
@@ -336,7 +343,8 @@ mod tests {
         assert!(e.to_string().contains("64 hex"), "{e}");
         let e = parse(&format!("{base}version = \"1.0.0\"\n[limits]\nmemory_mib = 0\n")).unwrap_err();
         assert!(e.to_string().contains("memory_mib"), "{e}");
-        let native = "id = \"a\"\nversion = \"1.0.0\"\nkind = \"native\"\nartifact = \"a.so\"\n[permissions]\nnetwork = true\n";
+        let native =
+            "id = \"a\"\nversion = \"1.0.0\"\nkind = \"native\"\nartifact = \"a.so\"\n[permissions]\nnetwork = true\n";
         assert!(parse(native).unwrap_err().to_string().contains("wasm plugins only"));
     }
 

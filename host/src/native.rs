@@ -72,7 +72,12 @@ impl Runtime for NativePlugin {
         PluginKind::Native
     }
 
-    fn call(&self, exec: &ExecutionContext, services: &CallServices, timeout: Option<Duration>) -> Result<CallOutput, CallError> {
+    fn call(
+        &self,
+        exec: &ExecutionContext,
+        services: &CallServices,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutput, CallError> {
         let context = serde_json::to_string(exec).map_err(|e| CallError::Host {
             plugin: self.metadata.id.clone(),
             message: format!("cannot encode the execution context: {e}"),
@@ -87,7 +92,10 @@ impl Runtime for NativePlugin {
             .spawn(move || {
                 let _ = tx.send(call_module(module, &plugin, &context, &thread_services));
             })
-            .map_err(|e| CallError::Host { plugin: self.metadata.id.clone(), message: format!("cannot start a thread: {e}") })?;
+            .map_err(|e| CallError::Host {
+                plugin: self.metadata.id.clone(),
+                message: format!("cannot start a thread: {e}"),
+            })?;
         match rx.recv_timeout(timeout) {
             Ok(result) => result,
             Err(_) => {
@@ -101,7 +109,12 @@ impl Runtime for NativePlugin {
 }
 
 /// Run one call through the root module on the current thread.
-fn call_module(module: PluginModRef, plugin: &str, context: &str, services: &CallServices) -> Result<CallOutput, CallError> {
+fn call_module(
+    module: PluginModRef,
+    plugin: &str,
+    context: &str,
+    services: &CallServices,
+) -> Result<CallOutput, CallError> {
     let handle = CallRegistry::register(services.clone());
     let vtable = HostVTable {
         handle,
@@ -117,7 +130,9 @@ fn call_module(module: PluginModRef, plugin: &str, context: &str, services: &Cal
         Ok(NativeResponse::Ok(output)) => Ok(output),
         Ok(NativeResponse::Error(error)) => Err(CallError::Plugin { plugin: plugin.into(), error }),
         Ok(NativeResponse::Panic(message)) => Err(CallError::Panic { plugin: plugin.into(), message }),
-        Err(e) => Err(CallError::Host { plugin: plugin.into(), message: format!("malformed response from the plugin: {e}") }),
+        Err(e) => {
+            Err(CallError::Host { plugin: plugin.into(), message: format!("malformed response from the plugin: {e}") })
+        }
     }
 }
 
@@ -234,7 +249,10 @@ fn summarise(error: &LibraryError) -> LoadErrorKind {
         LibraryError::OpenError { err, .. } => {
             let text = err.to_string();
             if text.contains("wrong ELF class") || text.contains("ELF") && text.contains("machine") {
-                LoadErrorKind::WrongArchitecture { found: "another architecture".into(), expected: std::env::consts::ARCH.into() }
+                LoadErrorKind::WrongArchitecture {
+                    found: "another architecture".into(),
+                    expected: std::env::consts::ARCH.into(),
+                }
             } else {
                 LoadErrorKind::NotAPlugin(format!("cannot load the library: {}", first_line(&text)))
             }
@@ -242,11 +260,15 @@ fn summarise(error: &LibraryError) -> LoadErrorKind {
         LibraryError::GetSymbolError { .. } => LoadErrorKind::NotAPlugin(
             "the library exports no Plexus root module (build it with `plexus_sdk::export_plugin!`)".into(),
         ),
-        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => LoadErrorKind::IncompatibleAbi(format!(
-            "the plugin uses native ABI {actual_version}, this host expects {expected_version}; rebuild it with a plexus-sdk of ABI {NATIVE_ABI_VERSION}"
-        )),
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => {
+            LoadErrorKind::IncompatibleAbi(format!(
+                "the plugin uses native ABI {actual_version}, this host expects {expected_version}; rebuild it with a plexus-sdk of ABI {NATIVE_ABI_VERSION}"
+            ))
+        }
         LibraryError::ParseVersionError(e) => LoadErrorKind::IncompatibleAbi(format!("unreadable ABI version: {e:?}")),
-        LibraryError::RootModule { err, .. } => LoadErrorKind::Metadata(format!("the root module failed to initialise: {}", first_line(&err.to_string()))),
+        LibraryError::RootModule { err, .. } => {
+            LoadErrorKind::Metadata(format!("the root module failed to initialise: {}", first_line(&err.to_string())))
+        }
         LibraryError::AbiInstability(_) => LoadErrorKind::IncompatibleAbi(format!(
             "the layout of the plugin's root module `{}` differs from this host's (ABI {NATIVE_ABI_VERSION}): it was built with an incompatible plexus-sdk",
             PluginModRef::NAME

@@ -63,14 +63,14 @@ pub fn check_metadata(metadata: &Metadata, manifest: &Manifest) -> Result<(), Lo
         plugin: plugin.into(),
         manifest: manifest.into(),
     };
+    check_contract(&metadata.contract_version, manifest.contract.as_ref())?;
     if metadata.id != manifest.id {
         return Err(mismatch("id", &metadata.id, &manifest.id));
     }
     match semver::Version::parse(&metadata.version) {
-        Ok(v) if v == manifest.version => {}
-        _ => return Err(mismatch("version", &metadata.version, &manifest.version.to_string())),
+        Ok(v) if v == manifest.version => Ok(()),
+        _ => Err(mismatch("version", &metadata.version, &manifest.version.to_string())),
     }
-    check_contract(&metadata.contract_version, manifest.contract.as_ref())
 }
 
 #[cfg(test)]

@@ -15,16 +15,12 @@ pub(crate) fn deserialize_cached_component(engine: &Engine, path: &Path) -> Resu
     // holds only files the host wrote with `Engine::precompile_component` for a
     // compatible engine (the file name carries the engine's compatibility
     // hash; wasmtime checks the header again and refuses a mismatch).
-    unsafe {
-        Component::deserialize_file(engine, path)
-    }
+    unsafe { Component::deserialize_file(engine, path) }
 }
 
 /// Load a component the host has just precompiled in memory.
 pub(crate) fn deserialize_fresh_component(engine: &Engine, bytes: &[u8]) -> Result<Component> {
     // SAFETY: `bytes` came from `engine.precompile_component` in this process a
     // moment ago; they were never written anywhere a plugin could touch.
-    unsafe {
-        Component::deserialize(engine, bytes)
-    }
+    unsafe { Component::deserialize(engine, bytes) }
 }

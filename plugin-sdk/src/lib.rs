@@ -184,13 +184,15 @@ macro_rules! export_plugin {
                 }
                 fn call(
                     ctx: $crate::wasm::plexus::plugin::types::ExecutionContext,
-                ) -> Result<$crate::wasm::plexus::plugin::types::CallOutput, $crate::wasm::plexus::plugin::types::PluginError>
-                {
+                ) -> Result<
+                    $crate::wasm::plexus::plugin::types::CallOutput,
+                    $crate::wasm::plexus::plugin::types::PluginError,
+                > {
                     $crate::wasm::call(__plexus_runtime(), ctx)
                 }
             }
 
-            $crate::wasm::__export_plexus_component!(__PlexusGuest with_types_in $crate::wasm);
+    $crate::wasm::__export_plexus_component!(__PlexusGuest with_types_in $crate::wasm);
         };
     };
 }

@@ -1,8 +1,7 @@
 //! The author-facing API: [`Plugin`], [`Operations`] and [`Context`].
 
 use crate::contract::{
-    CONTRACT_VERSION, CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo,
-    PluginError,
+    CONTRACT_VERSION, CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo, PluginError,
 };
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -105,8 +104,7 @@ impl<P: 'static> Operations<P> {
             }
             .map_err(|e| PluginError::invalid_input(format!("parameters of `{op}`: {e}")))?;
             let output = handler(plugin, ctx, input)?;
-            serde_json::to_value(output)
-                .map_err(|e| PluginError::failed(format!("output of `{op}` is not JSON: {e}")))
+            serde_json::to_value(output).map_err(|e| PluginError::failed(format!("output of `{op}` is not JSON: {e}")))
         });
         self.handlers.insert(name.to_owned(), erased);
         self
@@ -225,10 +223,7 @@ impl<P: Plugin> Runtime<P> {
 
     /// Run `exec.operation`.
     pub fn call(&self, exec: &ExecutionContext, host: &dyn HostServices) -> Result<CallOutput, PluginError> {
-        let handler = self
-            .handlers
-            .get(&exec.operation)
-            .ok_or_else(|| PluginError::unsupported(&exec.operation))?;
+        let handler = self.handlers.get(&exec.operation).ok_or_else(|| PluginError::unsupported(&exec.operation))?;
         let mut ctx = Context::new(exec, host);
         let output = handler(&self.plugin, &mut ctx, exec.parameters.clone())?;
         Ok(CallOutput { output, metrics: ctx.metrics })

@@ -23,12 +23,16 @@ use crate::manifest::{DirAccess, Limits, Manifest, Permissions, PluginKind};
 use crate::runtime::{self, Runtime};
 use crate::services::CallServices;
 use cache::{CacheOutcome, ComponentCache};
-use plexus_sdk::{CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo, PluginError};
+use output::BoundedOutput;
+use plexus_sdk::{
+    CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo, PluginError,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline};
-use output::BoundedOutput;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 #[allow(missing_docs)]
@@ -97,7 +101,8 @@ impl WasmEngine {
             .cache
             .load(&self.inner.engine, bytes)
             .map_err(|e| LoadErrorKind::InvalidComponent(one_line(&e)))?;
-        let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| LoadErrorKind::Instantiate(one_line(&e)))?;
+        let pre =
+            self.inner.linker.instantiate_pre(&component).map_err(|e| LoadErrorKind::Instantiate(one_line(&e)))?;
         let pre = PlexusPluginPre::new(pre).map_err(|e| LoadErrorKind::Instantiate(one_line(&e)))?;
         Ok((pre, outcome))
     }
@@ -268,10 +273,9 @@ impl WasmPlugin {
         let plugin = &self.plugin_id;
         let stdout = BoundedOutput::new(self.limits.output_bytes);
         let stderr = BoundedOutput::new(self.limits.output_bytes);
-        let wasi = self.wasi_ctx(stdout.clone(), stderr.clone()).map_err(|message| CallError::Host {
-            plugin: plugin.clone(),
-            message,
-        })?;
+        let wasi = self
+            .wasi_ctx(stdout.clone(), stderr.clone())
+            .map_err(|message| CallError::Host { plugin: plugin.clone(), message })?;
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
@@ -307,12 +311,22 @@ impl WasmPlugin {
         result.map_err(|error| {
             let state = store.data();
             match (state.stopped, state.limiter.exceeded) {
-                (Some(Stop::Timeout), _) => CallError::Timeout { plugin: plugin.clone(), after: timeout.unwrap_or_default() },
-                (Some(Stop::Cancelled), _) if services.execution_cancelled() => CallError::Cancelled { plugin: plugin.clone() },
-                (Some(Stop::Cancelled), _) => CallError::Timeout { plugin: plugin.clone(), after: timeout.unwrap_or_default() },
-                (None, true) => CallError::MemoryLimit { plugin: plugin.clone(), limit_bytes: self.limits.memory_bytes },
+                (Some(Stop::Timeout), _) => {
+                    CallError::Timeout { plugin: plugin.clone(), after: timeout.unwrap_or_default() }
+                }
+                (Some(Stop::Cancelled), _) if services.execution_cancelled() => {
+                    CallError::Cancelled { plugin: plugin.clone() }
+                }
+                (Some(Stop::Cancelled), _) => {
+                    CallError::Timeout { plugin: plugin.clone(), after: timeout.unwrap_or_default() }
+                }
+                (None, true) => {
+                    CallError::MemoryLimit { plugin: plugin.clone(), limit_bytes: self.limits.memory_bytes }
+                }
                 (None, false) => match error.downcast_ref::<Trap>() {
-                    Some(trap) => CallError::Trap { plugin: plugin.clone(), message: format!("{trap}: {}", one_line(&error)) },
+                    Some(trap) => {
+                        CallError::Trap { plugin: plugin.clone(), message: format!("{trap}: {}", one_line(&error)) }
+                    }
                     None => CallError::Trap { plugin: plugin.clone(), message: one_line(&error) },
                 },
             }
@@ -353,7 +367,12 @@ impl Runtime for WasmPlugin {
         PluginKind::Wasm
     }
 
-    fn call(&self, exec: &ExecutionContext, services: &CallServices, timeout: Option<Duration>) -> Result<CallOutput, CallError> {
+    fn call(
+        &self,
+        exec: &ExecutionContext,
+        services: &CallServices,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutput, CallError> {
         let ctx = wit::ExecutionContext {
             execution_id: exec.execution_id.clone(),
             workflow_id: exec.workflow_id.clone(),
@@ -366,7 +385,9 @@ impl Runtime for WasmPlugin {
             upstream: serde_json::Value::Object(exec.upstream.clone()).to_string(),
             config: exec.config.to_string(),
         };
-        let result = self.with_instance(services, timeout, |store, bindings| bindings.plexus_plugin_guest().call_call(store, &ctx))?;
+        let result = self.with_instance(services, timeout, |store, bindings| {
+            bindings.plexus_plugin_guest().call_call(store, &ctx)
+        })?;
         let plugin = &self.plugin_id;
         match result {
             Ok(out) => Ok(CallOutput {
@@ -397,9 +418,10 @@ impl Runtime for WasmPlugin {
 /// of directories that do not exist.
 fn check_grants(permissions: &Permissions, cache: &ComponentCache) -> Result<(), LoadErrorKind> {
     for dir in &permissions.dirs {
-        let host = dir.host.canonicalize().map_err(|e| {
-            LoadErrorKind::InvalidManifest(format!("permissions.dirs: {}: {e}", dir.host.display()))
-        })?;
+        let host = dir
+            .host
+            .canonicalize()
+            .map_err(|e| LoadErrorKind::InvalidManifest(format!("permissions.dirs: {}: {e}", dir.host.display())))?;
         if let Some(cache_dir) = cache.dir()
             && (cache_dir.starts_with(&host) || host.starts_with(cache_dir))
         {
@@ -417,7 +439,8 @@ fn metadata_from_wit(m: wit::Metadata) -> Result<Metadata, LoadErrorKind> {
     runtime::check_contract(&m.contract_version, None)?;
     let schema = |text: Option<String>, what: &str, op: &str| {
         text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| LoadErrorKind::Metadata(format!("{what} schema of `{op}` is not JSON: {e}")))
+            serde_json::from_str(&t)
+                .map_err(|e| LoadErrorKind::Metadata(format!("{what} schema of `{op}` is not JSON: {e}")))
         })
         .transpose()
     };

@@ -2,7 +2,7 @@
 //! native cdylib and as a WASM component, so both runtimes can be compared.
 //!
 //! Operations: `echo`, `noop`, `sleep`, `spin`, `fail`, `panic`, `count` (shared
-//! state and progress), `read_file`, `env`, `grow_memory` (sandbox probes).
+//! state and progress), `read_file`, `write_file`, `env`, `grow_memory` (sandbox probes).
 #![forbid(unsafe_code)]
 
 use plexus_sdk::{Context, ErrorKind, Operations, Plugin, PluginError, PluginInfo, capability};
@@ -77,6 +77,15 @@ pub struct ReadFile {
     pub path: String,
 }
 
+/// Parameters of `write_file`.
+#[derive(Deserialize, JsonSchema)]
+pub struct WriteFile {
+    /// Path to write (a guest path for WASM, a host path for native).
+    pub path: String,
+    /// The text to write.
+    pub text: String,
+}
+
 /// Parameters of `env`.
 #[derive(Deserialize, JsonSchema)]
 pub struct EnvVar {
@@ -94,7 +103,9 @@ pub struct Grow {
 impl Plugin for Echo {
     fn info() -> PluginInfo {
         PluginInfo::new(ID, "Echo", env!("CARGO_PKG_VERSION"))
-            .description("Echoes its input; sleeps, fails, panics and touches host services on request. For tests and demos.")
+            .description(
+                "Echoes its input; sleeps, fails, panics and touches host services on request. For tests and demos.",
+            )
             .authors(["The Plexus developers"])
             .license("Apache-2.0")
             .capabilities([capability::WORKFLOW_STEP, capability::SCHEDULED_TASK, capability::CONTEXT_MANAGEMENT])
@@ -114,6 +125,9 @@ impl Plugin for Echo {
             .add("count", "Increments a shared-state key, reporting progress and logging", Self::count)
             .add("read_file", "Reads a file and returns its text", |_, _, p: ReadFile| {
                 std::fs::read_to_string(&p.path).map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))
+            })
+            .add("write_file", "Writes text to a file", |_, _, p: WriteFile| {
+                std::fs::write(&p.path, &p.text).map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))
             })
             .add("env", "Returns an environment variable, or null", |_, _, p: EnvVar| Ok(std::env::var(&p.name).ok()))
             .add("grow_memory", "Allocates and touches `mib` MiB", |_, _, p: Grow| {

@@ -55,7 +55,8 @@ pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
     match result {
         Ok(out) => {
             if args.json {
-                let metrics: serde_json::Map<String, Value> = out.metrics.into_iter().map(|(k, v)| (k, json!(v))).collect();
+                let metrics: serde_json::Map<String, Value> =
+                    out.metrics.into_iter().map(|(k, v)| (k, json!(v))).collect();
                 println!("{}", json!({"ok": true, "output": out.output, "metrics": metrics, "elapsed_ms": elapsed_ms}));
             } else {
                 println!("{}", serde_json::to_string_pretty(&out.output)?);
@@ -83,7 +84,10 @@ pub fn report_not_loaded(host: &Host, id: &str) -> ExitCode {
         Some(error) => eprintln!("error: plugin `{id}` did not load: {error}"),
         None => {
             let known: Vec<&str> = host.plugins().map(|p| p.id()).collect();
-            eprintln!("error: no plugin `{id}` is loaded (loaded: {})", if known.is_empty() { "none".into() } else { known.join(", ") });
+            eprintln!(
+                "error: no plugin `{id}` is loaded (loaded: {})",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            );
         }
     }
     ExitCode::from(exit::NOT_LOADED)
@@ -91,7 +95,10 @@ pub fn report_not_loaded(host: &Host, id: &str) -> ExitCode {
 
 fn read_params(text: &str) -> anyhow::Result<Value> {
     let (source, text) = match text.strip_prefix('@') {
-        Some(path) => (path.to_owned(), std::fs::read_to_string(path).with_context(|| format!("cannot read parameters from {path}"))?),
+        Some(path) => (
+            path.to_owned(),
+            std::fs::read_to_string(path).with_context(|| format!("cannot read parameters from {path}"))?,
+        ),
         None => ("--params".to_owned(), text.to_owned()),
     };
     serde_json::from_str(&text).with_context(|| format!("{source} is not valid JSON"))

@@ -140,7 +140,10 @@ fn info(host: &Host, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
             .map(|d| format!("{} -> {} ({:?})", d.host.display(), d.guest, d.access))
             .collect();
         println!("dirs:          {}", if dirs.is_empty() { "none".into() } else { dirs.join("; ") });
-        println!("env:           {}", if m.permissions.env.is_empty() { "none".into() } else { m.permissions.env.join(", ") });
+        println!(
+            "env:           {}",
+            if m.permissions.env.is_empty() { "none".into() } else { m.permissions.env.join(", ") }
+        );
         println!("network:       {}", if m.permissions.network { "allowed" } else { "denied" });
     } else {
         println!("sandbox:       none (native plugins are trusted, in-process code)");

@@ -1,0 +1,120 @@
+//! The `plexus` binary as a person or a script uses it: output, JSON, exit codes.
+
+use crate::support::Fixture;
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn plexus(fx: &Fixture, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(args)
+        .arg("--plugins-dir")
+        .arg(fx.plugins.path())
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run plexus")
+}
+
+fn mixed() -> Fixture {
+    let fx = Fixture::new();
+    fx.echo("echo-native", "native", "");
+    fx.echo("echo-wasm", "wasm", "");
+    fx.folder("broken", "id = \"broken\"\n");
+    fx
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn plugins_list_shows_plugins_and_load_errors() {
+    let fx = mixed();
+    let out = plexus(&fx, &["plugins", "list", "--json"]);
+    assert!(out.status.success());
+    let list = json_of(&out);
+    let ids: Vec<&str> = list["plugins"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["plexus.echo.native", "plexus.echo.wasm"]);
+    assert_eq!(list["plugins"][1]["kind"], "wasm");
+    assert!(list["plugins"][0]["operations"].as_array().unwrap().iter().any(|o| o == "echo"));
+    assert_eq!(list["errors"].as_array().unwrap().len(), 1);
+    assert_eq!(list["errors"][0]["kind"], "invalid-manifest");
+
+    let out = plexus(&fx, &["plugins", "list"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().next().unwrap().starts_with("ID"), "{stdout}");
+    assert!(stdout.contains("plexus.echo.wasm") && stdout.contains("native"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 plugin(s) failed to load") && stderr.contains("broken"), "{stderr}");
+}
+
+#[test]
+fn plugins_info_shows_schemas_permissions_and_limits() {
+    let fx = mixed();
+    let out = plexus(&fx, &["plugins", "info", "plexus.echo.wasm", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info = json_of(&out);
+    assert_eq!(info["metadata"]["id"], "plexus.echo.wasm");
+    assert_eq!(info["limits"]["memory_bytes"], 64 << 20);
+    assert_eq!(info["permissions"]["network"], false);
+    let sleep = info["metadata"]["operations"].as_array().unwrap().iter().find(|o| o["name"] == "sleep").unwrap();
+    assert_eq!(sleep["params_schema"]["required"], serde_json::json!(["ms"]));
+
+    let text = plexus(&fx, &["plugins", "info", "plexus.echo.native"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("native plugins are trusted") && stdout.contains("grow_memory"), "{stdout}");
+
+    let missing = plexus(&fx, &["plugins", "info", "broken"]);
+    assert_eq!(missing.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("did not load"));
+}
+
+#[test]
+fn call_prints_output_and_exits_by_outcome() {
+    let fx = mixed();
+    for id in ["plexus.echo.native", "plexus.echo.wasm"] {
+        let ok = plexus(&fx, &["call", id, "echo", "--params", r#"{"x": [1, 2]}"#]);
+        assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+        assert_eq!(json_of(&ok), serde_json::json!({"x": [1, 2]}));
+
+        let failed = plexus(&fx, &["call", id, "fail", "--params", r#"{"kind": "not-found", "message": "gone"}"#]);
+        assert_eq!(failed.status.code(), Some(3));
+        let stderr = String::from_utf8_lossy(&failed.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("not-found: gone"), "{stderr}");
+
+        let timeout =
+            plexus(&fx, &["call", id, "sleep", "--params", r#"{"ms": 5000}"#, "--timeout", "100ms", "--json"]);
+        assert_eq!(timeout.status.code(), Some(4));
+        assert_eq!(json_of(&timeout)["error"]["kind"], "timeout");
+
+        let crashed = plexus(&fx, &["call", id, "panic"]);
+        assert_eq!(crashed.status.code(), Some(6), "{}", String::from_utf8_lossy(&crashed.stderr));
+    }
+    let not_loaded = plexus(&fx, &["call", "broken", "echo"]);
+    assert_eq!(not_loaded.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&not_loaded.stderr).contains("invalid plugin.toml"));
+    let unknown_op = plexus(&fx, &["call", "plexus.echo.wasm", "nope"]);
+    assert_eq!(unknown_op.status.code(), Some(5));
+}
+
+#[test]
+fn call_reads_params_from_a_file_and_reports_json() {
+    let fx = mixed();
+    let params = fx.plugins.path().join("params.json");
+    std::fs::write(&params, r#"{"key": "k", "steps": 2}"#).unwrap();
+    let out =
+        plexus(&fx, &["call", "plexus.echo.wasm", "count", "--params", &format!("@{}", params.display()), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result = json_of(&out);
+    assert_eq!(result["ok"], true);
+    assert_eq!(result["output"], serde_json::json!({"before": 0, "after": 1}));
+    assert_eq!(result["metrics"]["after"], 1.0);
+    // The plugin's log line reaches the host's log, tagged with the plugin.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("k went from 0 to 1") && stderr.contains("plexus.echo.wasm"), "{stderr}");
+
+    let bad = plexus(&fx, &["call", "plexus.echo.wasm", "echo", "--params", "{not json"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--params is not valid JSON"));
+}

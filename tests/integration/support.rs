@@ -1,0 +1,73 @@
+//! Shared fixtures: the built example plugins and throw-away plugin directories.
+
+use plexus_host::{Host, HostBuilder};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// The example plugins, built once per test run into `target/test-plugins`
+/// (or taken from `$PLEXUS_TEST_PLUGINS` when set).
+pub fn built_plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("PLEXUS_TEST_PLUGINS") {
+            return PathBuf::from(dir);
+        }
+        let out = repo_root().join("target").join("test-plugins");
+        let status = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/build-plugins.sh"))
+            .arg(&out)
+            .status()
+            .expect("run scripts/build-plugins.sh");
+        assert!(status.success(), "scripts/build-plugins.sh failed");
+        out
+    })
+}
+
+/// The built artifact of the echo plugin of `kind` ("native" or "wasm").
+pub fn echo_artifact(kind: &str) -> PathBuf {
+    let file = if kind == "native" { "libplexus_echo.so" } else { "plexus_echo.wasm" };
+    built_plugins().join(format!("echo-{kind}")).join(file)
+}
+
+/// A temporary plugins directory and component cache.
+pub struct Fixture {
+    pub plugins: tempfile::TempDir,
+    pub cache: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self { plugins: tempfile::tempdir().unwrap(), cache: tempfile::tempdir().unwrap() }
+    }
+
+    /// A plugin folder `name` with `manifest` as its plugin.toml; returns its path.
+    pub fn folder(&self, name: &str, manifest: &str) -> PathBuf {
+        let dir = self.plugins.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+        dir
+    }
+
+    /// A folder for the built echo plugin of `kind`, with `extra` appended to its manifest.
+    pub fn echo(&self, name: &str, kind: &str, extra: &str) -> PathBuf {
+        self.folder(name, &echo_manifest(kind, extra))
+    }
+
+    /// Load the plugins directory.
+    pub fn host(&self) -> Host {
+        HostBuilder::new().plugin_dir(self.plugins.path()).cache_dir(self.cache.path()).build().expect("host builds")
+    }
+}
+
+/// A manifest for the built echo plugin of `kind`, pointing at its artifact.
+pub fn echo_manifest(kind: &str, extra: &str) -> String {
+    format!(
+        "id = \"plexus.echo.{kind}\"\nversion = \"0.1.0\"\nkind = \"{kind}\"\nartifact = \"{}\"\n{extra}\n",
+        echo_artifact(kind).display()
+    )
+}
