@@ -46,11 +46,7 @@ fn plugin_folders(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            errors.push(LoadError::new(
-                dir,
-                None,
-                LoadErrorKind::ReadManifest(format!("cannot read plugins directory: {e}")),
-            ));
+            errors.push(LoadError::new(dir, None, LoadErrorKind::PluginsDirectory(e.to_string())));
             return Vec::new();
         }
     };

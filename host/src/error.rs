@@ -29,7 +29,7 @@ pub enum Error {
 
 /// Why one plugin did not load. Discovery collects these and goes on.
 #[derive(Debug, Clone, Serialize, thiserror::Error)]
-#[error("{}: {kind}", path.display())]
+#[error("{}{}: {kind}", path.display(), plugin.as_ref().map(|id| format!(" (plugin `{id}`)")).unwrap_or_default())]
 pub struct LoadError {
     /// The plugin folder, manifest or artifact concerned.
     pub path: PathBuf,
@@ -45,6 +45,9 @@ pub struct LoadError {
 #[derive(Debug, Clone, Serialize, thiserror::Error)]
 #[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
 pub enum LoadErrorKind {
+    /// A plugins directory does not exist or cannot be listed.
+    #[error("cannot read plugins directory: {0}")]
+    PluginsDirectory(String),
     /// The folder has no `plugin.toml`, or it cannot be read.
     #[error("cannot read plugin.toml: {0}")]
     ReadManifest(String),

@@ -38,8 +38,9 @@ impl NativePlugin {
     pub fn load(manifest: &Manifest) -> Result<Self, LoadErrorKind> {
         let path = &manifest.artifact;
         check_shared_library(path)?;
-        let header = lib_header_from_path(path).map_err(|e| summarise(&e))?;
-        let module = header.init_root_module::<PluginModRef>().map_err(|e| summarise(&e))?;
+        let header = lib_header_from_path(path).map_err(|e| summarise(&e, None))?;
+        let plugin_abi = header.version_strings().version.to_string();
+        let module = header.init_root_module::<PluginModRef>().map_err(|e| summarise(&e, Some(&plugin_abi)))?;
         let json = (module.metadata())();
         let metadata = parse_metadata(json.as_str())?;
         runtime::check_metadata(&metadata, manifest)?;
@@ -243,8 +244,9 @@ fn check_shared_library(path: &Path) -> Result<(), LoadErrorKind> {
     Ok(())
 }
 
-/// Turn abi_stable's (multi-kilobyte) errors into one line.
-fn summarise(error: &LibraryError) -> LoadErrorKind {
+/// Turn abi_stable's (multi-kilobyte) errors into one line; `plugin_abi` is the
+/// ABI version the library declares, once its header could be read.
+fn summarise(error: &LibraryError, plugin_abi: Option<&str>) -> LoadErrorKind {
     match error {
         LibraryError::OpenError { err, .. } => {
             let text = err.to_string();
@@ -270,8 +272,9 @@ fn summarise(error: &LibraryError) -> LoadErrorKind {
             LoadErrorKind::Metadata(format!("the root module failed to initialise: {}", first_line(&err.to_string())))
         }
         LibraryError::AbiInstability(_) => LoadErrorKind::IncompatibleAbi(format!(
-            "the layout of the plugin's root module `{}` differs from this host's (ABI {NATIVE_ABI_VERSION}): it was built with an incompatible plexus-sdk",
-            PluginModRef::NAME
+            "the layout of the root module `{}` (plugin ABI {}) differs from this host's (ABI {NATIVE_ABI_VERSION}); rebuild the plugin against this host's plexus-sdk",
+            PluginModRef::NAME,
+            plugin_abi.unwrap_or("unknown"),
         )),
         LibraryError::InvalidAbiHeader(header) => LoadErrorKind::IncompatibleAbi(format!(
             "the plugin was built with an incompatible abi_stable (header {header:?})"
@@ -280,7 +283,7 @@ fn summarise(error: &LibraryError) -> LoadErrorKind {
             LoadErrorKind::IncompatibleAbi("the plugin was built by a compiler with a different C ABI".into())
         }
         LibraryError::Many(errors) => match errors.first() {
-            Some(first) => summarise(first),
+            Some(first) => summarise(first, plugin_abi),
             None => LoadErrorKind::IncompatibleAbi("unknown abi_stable error".into()),
         },
     }
@@ -288,4 +291,24 @@ fn summarise(error: &LibraryError) -> LoadErrorKind {
 
 fn first_line(text: &str) -> String {
     text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::std_types::RBoxError;
+
+    #[test]
+    fn layout_errors_become_one_line_naming_both_versions() {
+        let long_report = "field `call` has a different type:\n".repeat(300);
+        let error = LibraryError::AbiInstability(RBoxError::new(std::io::Error::other(long_report)));
+        let text = summarise(&error, Some("0.1.0")).to_string();
+        assert!(!text.contains('\n') && text.len() < 300, "{text}");
+        assert!(
+            text.contains("plugin ABI 0.1.0") && text.contains(&format!("host's (ABI {NATIVE_ABI_VERSION})")),
+            "{text}"
+        );
+        let many = LibraryError::Many(vec![error].into());
+        assert_eq!(summarise(&many, Some("0.1.0")).to_string(), text);
+    }
 }

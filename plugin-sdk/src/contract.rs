@@ -44,7 +44,7 @@ pub struct OperationInfo {
 }
 
 /// What a plugin says about itself; queried once at load time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Metadata {
     /// Unique id, reverse-DNS style, e.g. `plexus.csv`.
     pub id: String,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// A Plexus plugin: static information plus a set of typed operations.
 ///
@@ -64,15 +65,29 @@ impl PluginInfo {
 
 type Handler<P> = Box<dyn Fn(&P, &mut Context<'_>, Value) -> Result<Value, PluginError> + Send + Sync>;
 
+/// An operation's description; its schemas are generated only when the
+/// metadata is asked for (a WASM plugin is instantiated per call, and most
+/// calls never need them).
+struct OperationEntry {
+    name: String,
+    description: String,
+    params_schema: fn() -> Value,
+    output_schema: fn() -> Value,
+}
+
+fn schema_of<T: JsonSchema>() -> Value {
+    schemars::schema_for!(T).to_value()
+}
+
 /// The operations of a plugin, registered in [`Plugin::operations`].
 pub struct Operations<P> {
-    infos: Vec<OperationInfo>,
+    entries: Vec<OperationEntry>,
     handlers: HashMap<String, Handler<P>>,
 }
 
 impl<P: 'static> Operations<P> {
     fn new() -> Self {
-        Self { infos: Vec::new(), handlers: HashMap::new() }
+        Self { entries: Vec::new(), handlers: HashMap::new() }
     }
 
     /// Register `name`. Parameters are deserialized into `I` (a mismatch is an
@@ -88,11 +103,11 @@ impl<P: 'static> Operations<P> {
         F: Fn(&P, &mut Context<'_>, I) -> Result<O, PluginError> + Send + Sync + 'static,
     {
         assert!(!self.handlers.contains_key(name), "operation `{name}` registered twice");
-        self.infos.push(OperationInfo {
+        self.entries.push(OperationEntry {
             name: name.to_owned(),
             description: description.to_owned(),
-            params_schema: Some(schemars::schema_for!(I).to_value()),
-            output_schema: Some(schemars::schema_for!(O).to_value()),
+            params_schema: schema_of::<I>,
+            output_schema: schema_of::<O>,
         });
         let op = name.to_owned();
         let erased: Handler<P> = Box::new(move |plugin, ctx, params| {
@@ -186,7 +201,9 @@ impl<'a> Context<'a> {
 #[doc(hidden)]
 pub struct Runtime<P: Plugin> {
     plugin: P,
-    metadata: Metadata,
+    info: PluginInfo,
+    entries: Vec<OperationEntry>,
+    metadata: OnceLock<Metadata>,
     handlers: HashMap<String, Handler<P>>,
 }
 
@@ -199,26 +216,42 @@ impl<P: Plugin> Default for Runtime<P> {
 impl<P: Plugin> Runtime<P> {
     /// Build the plugin and its operation table.
     pub fn new() -> Self {
-        let info = P::info();
         let mut ops = Operations::new();
         P::operations(&mut ops);
-        let metadata = Metadata {
-            id: info.id,
-            name: info.name,
-            version: info.version,
-            description: info.description,
-            authors: info.authors,
-            license: info.license,
-            contract_version: CONTRACT_VERSION.to_owned(),
-            capabilities: info.capabilities,
-            operations: ops.infos,
-        };
-        Self { plugin: P::default(), metadata, handlers: ops.handlers }
+        Self {
+            plugin: P::default(),
+            info: P::info(),
+            entries: ops.entries,
+            metadata: OnceLock::new(),
+            handlers: ops.handlers,
+        }
     }
 
-    /// The plugin's metadata.
+    /// The plugin's metadata (built, with the operations' JSON Schemas, on first use).
     pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+        self.metadata.get_or_init(|| {
+            let info = self.info.clone();
+            Metadata {
+                id: info.id,
+                name: info.name,
+                version: info.version,
+                description: info.description,
+                authors: info.authors,
+                license: info.license,
+                contract_version: CONTRACT_VERSION.to_owned(),
+                capabilities: info.capabilities,
+                operations: self
+                    .entries
+                    .iter()
+                    .map(|op| OperationInfo {
+                        name: op.name.clone(),
+                        description: op.description.clone(),
+                        params_schema: Some((op.params_schema)()),
+                        output_schema: Some((op.output_schema)()),
+                    })
+                    .collect(),
+            }
+        })
     }
 
     /// Run `exec.operation`.

@@ -118,3 +118,25 @@ fn call_reads_params_from_a_file_and_reports_json() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--params is not valid JSON"));
 }
+
+#[test]
+fn a_components_stdout_and_stderr_go_to_the_log_within_their_bound() {
+    let fx = Fixture::new();
+    fx.echo("echo-wasm", "wasm", "[limits]\noutput_bytes = 200\n");
+    let out = plexus(&fx, &["call", "plexus.echo.wasm", "print", "--params", r#"{"text": "line from the guest"}"#]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line from the guest") && stderr.contains("stdout") && stderr.contains("stderr"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).trim() == "40", "the guest's stdout is not the host's");
+
+    // Far past the bound: the call still succeeds, the rest is dropped and said so.
+    let out =
+        plexus(&fx, &["call", "plexus.echo.wasm", "print", "--params", r#"{"text": "0123456789", "times": 1000}"#]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.matches("0123456789").count() < 50, "output was not bounded");
+    assert!(stderr.contains("dropped"), "{stderr}");
+}

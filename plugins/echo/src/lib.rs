@@ -2,7 +2,7 @@
 //! native cdylib and as a WASM component, so both runtimes can be compared.
 //!
 //! Operations: `echo`, `noop`, `sleep`, `spin`, `fail`, `panic`, `count` (shared
-//! state and progress), `read_file`, `write_file`, `env`, `grow_memory` (sandbox probes).
+//! state and progress), `read_file`, `write_file`, `print`, `env`, `grow_memory` (sandbox probes).
 #![forbid(unsafe_code)]
 
 use plexus_sdk::{Context, ErrorKind, Operations, Plugin, PluginError, PluginInfo, capability};
@@ -86,6 +86,20 @@ pub struct WriteFile {
     pub text: String,
 }
 
+/// Parameters of `print`.
+#[derive(Deserialize, JsonSchema)]
+pub struct Print {
+    /// The line to print.
+    pub text: String,
+    /// How many times to print it, to stdout and to stderr.
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
 /// Parameters of `env`.
 #[derive(Deserialize, JsonSchema)]
 pub struct EnvVar {
@@ -129,6 +143,19 @@ impl Plugin for Echo {
             .add("write_file", "Writes text to a file", |_, _, p: WriteFile| {
                 std::fs::write(&p.path, &p.text).map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))
             })
+            .add(
+                "print",
+                "Prints `text` to stdout and stderr `times` times; returns the bytes printed",
+                |_, _, p: Print| {
+                    let mut bytes = 0;
+                    for _ in 0..p.times {
+                        println!("{}", p.text);
+                        eprintln!("{}", p.text);
+                        bytes += 2 * (p.text.len() + 1);
+                    }
+                    Ok(bytes)
+                },
+            )
             .add("env", "Returns an environment variable, or null", |_, _, p: EnvVar| Ok(std::env::var(&p.name).ok()))
             .add("grow_memory", "Allocates and touches `mib` MiB", |_, _, p: Grow| {
                 let block = vec![1u8; p.mib * 1024 * 1024];
