@@ -11,6 +11,7 @@
 //! * [`Runtime`]: the trait both [`native::NativePlugin`] and [`wasm::WasmPlugin`] implement.
 //! * [`services`]: the host services a plugin calls back (log, shared state, progress, cancellation).
 //! * [`Host`]: the loaded plugins, their load errors, and calls.
+//! * [`workflow`]: workflow definitions, validation and the DAG engine ([`workflow::Orchestrator`]).
 //!
 //! ```no_run
 //! use plexus_host::{CallOptions, HostBuilder};
@@ -36,6 +37,7 @@ pub mod runtime;
 pub mod services;
 mod unsafe_ops;
 pub mod wasm;
+pub mod workflow;
 
 pub use discovery::LoadedPlugin;
 pub use error::{CallError, Error, LoadError, LoadErrorKind, Result};

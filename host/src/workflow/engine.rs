@@ -1,0 +1,669 @@
+//! The execution engine: runs a validated workflow's DAG through the host.
+//!
+//! Semantics (see the crate README for the user-facing version):
+//! * scheduling by mode: sequential and pipeline run one step at a time in
+//!   the DAG's stable order; parallel and conditional run every ready step,
+//!   up to `max_parallel` (default: the number of cores);
+//! * a step starts when all its dependencies are finished; if one of them did
+//!   not complete (failed, skipped, cancelled) the step is Skipped —
+//!   dependencies mean "all succeeded"; a `when` that is false skips it too;
+//! * every step receives its upstream steps' outputs (`upstream` in the
+//!   context); in pipeline mode every completed step's object output is also
+//!   merged into the shared state (`context`), as QtForge does;
+//! * retries follow the step's policy, only for retryable errors and
+//!   timeouts, with delays from the injectable [`Clock`];
+//! * a critical failure (or the workflow's timeout, or a cancel) stops new
+//!   steps, cancels running ones, marks pending ones Cancelled, then runs the
+//!   compensation of every completed step in reverse completion order.
+
+use super::clock::Clock;
+use super::dag::Dag;
+use super::definition::{Action, ExecutionMode, Workflow};
+use super::expr::{Expr, Scope, Template};
+use super::status::{CompensationRecord, ExecutionStatus, StepError, StepRecord, StepStatus, WorkflowStatus, epoch_ms};
+use super::validate::ValidWorkflow;
+use crate::CallError;
+use crate::host::Host;
+use crate::services::{CallServices, CancelToken, SharedState};
+use plexus_sdk::ExecutionContext;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// A workflow ready to run: validated, with its templates compiled.
+pub struct Prepared {
+    /// The definition.
+    pub workflow: Workflow,
+    /// Its graph.
+    pub dag: Dag,
+    steps: Vec<PreparedStep>,
+    outputs: Template,
+}
+
+struct PreparedStep {
+    params: Template,
+    when: Option<Expr>,
+    compensation: Option<(Action, Template)>,
+    /// Step indices its expressions read (`steps.<id>`).
+    reads: Vec<usize>,
+    /// Whether its expressions read `context`.
+    reads_context: bool,
+}
+
+impl Prepared {
+    /// Compile the templates of a validated workflow.
+    ///
+    /// # Errors
+    /// Template errors (only possible if the workflow was not validated).
+    pub fn new(valid: ValidWorkflow) -> Result<Self, String> {
+        let ValidWorkflow { workflow, dag } = valid;
+        let ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
+        let compile = |v: &Value| Template::compile(v).map_err(|e| e.join("; "));
+        let mut steps = Vec::with_capacity(workflow.steps.len());
+        for step in &workflow.steps {
+            let params = compile(&step.action.parameters)?;
+            let when = step.when.as_deref().map(Expr::compile).transpose()?;
+            let compensation = match workflow.compensation(&step.id) {
+                Some(a) => Some((a.clone(), compile(&a.parameters)?)),
+                None => None,
+            };
+            let mut exprs: Vec<&Expr> = params.exprs();
+            exprs.extend(when.iter());
+            let refs: BTreeSet<String> = exprs.iter().flat_map(|e| e.references()).collect();
+            let reads = refs
+                .iter()
+                .filter_map(|r| r.strip_prefix("steps.").map(|rest| rest.split('.').next().unwrap_or(rest)))
+                .filter_map(|id| ids.iter().position(|s| *s == id))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let reads_context = refs.iter().any(|r| r == "context" || r.starts_with("context."));
+            steps.push(PreparedStep { params, when, compensation, reads, reads_context });
+        }
+        let outputs = compile(&Value::Object(workflow.outputs.clone()))?;
+        Ok(Self { workflow, dag, steps, outputs })
+    }
+}
+
+/// The shared record of one execution: its status, cancel token and state.
+pub struct Execution {
+    status: Mutex<ExecutionStatus>,
+    cancel: CancelToken,
+    cancelled: Notify,
+    done: watch::Sender<bool>,
+    state: SharedState,
+}
+
+impl Execution {
+    /// A new execution of `prepared` with `inputs` (already defaulted and checked).
+    pub fn new(execution_id: String, prepared: &Prepared, inputs: Map<String, Value>) -> Arc<Self> {
+        let steps = prepared
+            .workflow
+            .steps
+            .iter()
+            .map(|s| StepRecord {
+                id: s.id.clone(),
+                plugin_id: s.action.plugin_id.clone(),
+                operation: s.action.operation.clone(),
+                status: StepStatus::Pending,
+                output: None,
+                error: None,
+                reason: None,
+                attempts: 0,
+                started_at_ms: None,
+                ended_at_ms: None,
+                duration_ms: None,
+            })
+            .collect();
+        let status = ExecutionStatus {
+            execution_id,
+            workflow_id: prepared.workflow.id.clone(),
+            status: WorkflowStatus::Pending,
+            progress: 0.0,
+            current_steps: Vec::new(),
+            completed_steps: 0,
+            total_steps: prepared.workflow.steps.len(),
+            inputs,
+            steps,
+            compensations: Vec::new(),
+            outputs: Map::new(),
+            error: None,
+            started_at_ms: None,
+            ended_at_ms: None,
+        };
+        Arc::new(Self {
+            status: Mutex::new(status),
+            cancel: CancelToken::default(),
+            cancelled: Notify::new(),
+            done: watch::channel(false).0,
+            state: SharedState::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ExecutionStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A snapshot of the status, with progress and current steps computed.
+    pub fn snapshot(&self) -> ExecutionStatus {
+        let mut s = self.lock().clone();
+        s.refresh();
+        s
+    }
+
+    /// Ask the execution to stop: running steps are cancelled, pending ones
+    /// marked Cancelled, completed ones compensated.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+        self.cancelled.notify_one();
+    }
+
+    /// Whether [`Self::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Wait until the execution is over and return its final status.
+    pub async fn wait(&self) -> ExecutionStatus {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+        self.snapshot()
+    }
+
+    /// The execution's shared state.
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+}
+
+/// Runs prepared workflows through a [`Host`].
+#[derive(Clone)]
+pub struct Engine {
+    host: Arc<Host>,
+    clock: Arc<dyn Clock>,
+    parallelism: usize,
+}
+
+/// How a step's attempts ended.
+enum Outcome {
+    Completed(Value),
+    Failed(StepError),
+    Cancelled(String),
+}
+
+/// Why the forward phase stopped early.
+#[derive(Debug, Clone)]
+enum Abort {
+    Failed(String),
+    Cancelled,
+}
+
+impl Engine {
+    /// An engine calling plugins of `host`, timing retries with `clock`.
+    pub fn new(host: Arc<Host>, clock: Arc<dyn Clock>) -> Self {
+        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self { host, clock, parallelism }
+    }
+
+    /// The host the engine calls.
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+
+    /// Run `prepared` to the end, recording everything in `exec`.
+    pub async fn run(&self, prepared: Arc<Prepared>, exec: Arc<Execution>) {
+        let started = self.clock.now();
+        {
+            let mut s = exec.lock();
+            s.status = WorkflowStatus::Running;
+            s.started_at_ms = Some(epoch_ms(started));
+        }
+        let forward = Stop::default();
+        let abort = self.forward(&prepared, &exec, &forward).await;
+        let final_status = match &abort {
+            None => {
+                self.finish_outputs(&prepared, &exec);
+                WorkflowStatus::Completed
+            }
+            Some(why) => {
+                {
+                    let mut s = exec.lock();
+                    for step in s.steps.iter_mut().filter(|s| s.status == StepStatus::Pending) {
+                        step.status = StepStatus::Cancelled;
+                        step.reason = Some("the execution stopped before this step started".into());
+                    }
+                    s.status = WorkflowStatus::RollingBack;
+                    s.error = Some(match why {
+                        Abort::Failed(e) => e.clone(),
+                        Abort::Cancelled => "cancelled".into(),
+                    });
+                }
+                let rollback_ok = self.compensate(&prepared, &exec).await;
+                match (why, rollback_ok) {
+                    (_, false) => WorkflowStatus::RollbackFailed,
+                    (Abort::Failed(_), true) => WorkflowStatus::Failed,
+                    (Abort::Cancelled, true) => WorkflowStatus::Cancelled,
+                }
+            }
+        };
+        {
+            let mut s = exec.lock();
+            s.status = final_status;
+            s.ended_at_ms = Some(epoch_ms(self.clock.now()));
+        }
+        tracing::info!(execution = %exec.lock().execution_id, workflow = %prepared.workflow.id, status = final_status.as_str(), "execution finished");
+        exec.done.send_replace(true);
+    }
+
+    /// Schedule and run steps until all are finished or the execution aborts.
+    async fn forward(&self, prepared: &Arc<Prepared>, exec: &Arc<Execution>, forward: &Stop) -> Option<Abort> {
+        let wf = &prepared.workflow;
+        let dag = &prepared.dag;
+        let n = wf.steps.len();
+        let limit = if wf.mode.is_serial() { 1 } else { wf.max_parallel.unwrap_or(self.parallelism).max(1) };
+        let mut waiting: Vec<usize> = dag.deps.iter().map(Vec::len).collect();
+        let mut ready: BTreeSet<(usize, usize)> =
+            (0..n).filter(|&i| waiting[i] == 0).map(|i| (dag.rank[i], i)).collect();
+        let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
+        let mut abort: Option<Abort> = None;
+        let deadline = wf.timeout.map(|t| Instant::now() + t);
+        let mut finished = 0usize;
+
+        loop {
+            if exec.is_cancelled() && abort.is_none() {
+                abort = Some(Abort::Cancelled);
+                forward.cancel();
+            }
+            while abort.is_none() && running.len() < limit {
+                let Some((_, i)) = ready.pop_first() else { break };
+                match self.start(prepared, exec, i, forward) {
+                    Ok(task) => {
+                        running.spawn(task);
+                    }
+                    Err((status, error, reason)) => {
+                        let critical_failure = status == StepStatus::Failed && wf.steps[i].critical;
+                        self.finish_step(exec, i, status, None, error, reason);
+                        finished += 1;
+                        release(dag, i, &mut waiting, &mut ready);
+                        if critical_failure {
+                            abort = Some(Abort::Failed(format!("critical step `{}` failed", wf.steps[i].id)));
+                            forward.cancel();
+                        }
+                    }
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            let timeout = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                joined = running.join_next() => {
+                    let Some(joined) = joined else { continue };
+                    let (i, outcome) = match joined {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            tracing::error!("step task failed: {e}");
+                            continue;
+                        }
+                    };
+                    finished += 1;
+                    let step = &wf.steps[i];
+                    match outcome {
+                        Outcome::Completed(output) => {
+                            if wf.mode == ExecutionMode::Pipeline && let Value::Object(map) = &output {
+                                for (k, v) in map {
+                                    exec.state.set(k, v.clone());
+                                }
+                            }
+                            self.finish_step(exec, i, StepStatus::Completed, Some(output), None, None);
+                        }
+                        Outcome::Failed(error) => {
+                            let critical = step.critical && abort.is_none();
+                            let message = format!("critical step `{}` failed: {}", step.id, error.message);
+                            self.finish_step(exec, i, StepStatus::Failed, None, Some(error), None);
+                            if critical {
+                                abort = Some(Abort::Failed(message));
+                                forward.cancel();
+                            }
+                        }
+                        Outcome::Cancelled(reason) => self.finish_step(exec, i, StepStatus::Cancelled, None, None, Some(reason)),
+                    }
+                    release(dag, i, &mut waiting, &mut ready);
+                }
+                _ = exec.cancelled.notified(), if abort.is_none() => {
+                    abort = Some(Abort::Cancelled);
+                    forward.cancel();
+                }
+                _ = timeout, if abort.is_none() => {
+                    let t = wf.timeout.unwrap_or_default();
+                    abort = Some(Abort::Failed(format!("the workflow timed out after {} ms", t.as_millis())));
+                    forward.cancel();
+                }
+            }
+        }
+        debug_assert!(abort.is_some() || finished == n, "{finished} of {n} steps finished");
+        abort
+    }
+
+    /// Decide whether step `i` runs; if so, build its task.
+    #[allow(clippy::type_complexity)]
+    fn start(
+        &self,
+        prepared: &Arc<Prepared>,
+        exec: &Arc<Execution>,
+        i: usize,
+        forward: &Stop,
+    ) -> Result<impl Future<Output = (usize, Outcome)> + Send + 'static, (StepStatus, Option<StepError>, Option<String>)>
+    {
+        let wf = &prepared.workflow;
+        let step = &wf.steps[i];
+        let ps = &prepared.steps[i];
+        // Dependencies mean "all succeeded".
+        let upstream = {
+            let s = exec.lock();
+            let mut upstream = Map::new();
+            for &d in &prepared.dag.deps[i] {
+                let dep = &s.steps[d];
+                if dep.status != StepStatus::Completed {
+                    return Err((
+                        StepStatus::Skipped,
+                        None,
+                        Some(format!("dependency `{}` {}", dep.id, dep.status.as_str())),
+                    ));
+                }
+                upstream.insert(dep.id.clone(), dep.output.clone().unwrap_or(Value::Null));
+            }
+            upstream
+        };
+        let needs_scope = ps.when.is_some() || !ps.params.is_literal();
+        let scope = needs_scope.then(|| self.scope(prepared, exec, &ps.reads, ps.reads_context));
+        if let (Some(when), Some(scope)) = (&ps.when, &scope) {
+            match when.eval_bool(scope) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err((StepStatus::Skipped, None, Some(format!("condition `{}` is false", when.source()))));
+                }
+                Err(e) => return Err((StepStatus::Failed, Some(error("condition", e, false)), None)),
+            }
+        }
+        let params = match &scope {
+            Some(scope) => {
+                ps.params.render(scope).map_err(|e| (StepStatus::Failed, Some(error("parameters", e, false)), None))?
+            }
+            None => match &ps.params {
+                super::expr::Template::Literal(v) => v.clone(),
+                _ => unreachable!("non-literal parameters always get a scope"),
+            },
+        };
+        let plugin_id = step.action.plugin_id.clone();
+        let Some(plugin) = self.host.plugin(&plugin_id) else {
+            return Err((
+                StepStatus::Failed,
+                Some(error("plugin-not-found", format!("no plugin `{plugin_id}` is loaded"), false)),
+                None,
+            ));
+        };
+        let timeout = step.timeout.unwrap_or(plugin.manifest.limits.timeout);
+        let config = plugin.manifest.config.clone();
+        let (host, clock, exec, forward, prepared) =
+            (self.host.clone(), self.clock.clone(), exec.clone(), forward.clone(), prepared.clone());
+        Ok(async move {
+            let step = &prepared.workflow.steps[i];
+            let policy = &step.retry;
+            let mut attempt = 1;
+            loop {
+                {
+                    let mut s = exec.lock();
+                    let r = &mut s.steps[i];
+                    r.status = StepStatus::Running;
+                    r.attempts = attempt;
+                    r.started_at_ms.get_or_insert_with(|| epoch_ms(clock.now()));
+                }
+                let ctx = ExecutionContext {
+                    execution_id: exec.lock().execution_id.clone(),
+                    workflow_id: Some(prepared.workflow.id.clone()),
+                    step_id: Some(step.id.clone()),
+                    task_id: None,
+                    attempt,
+                    deadline_ms: Some(epoch_ms(clock.now() + timeout)),
+                    operation: step.action.operation.clone(),
+                    parameters: params.clone(),
+                    upstream: upstream.clone(),
+                    config: config.clone(),
+                };
+                let services =
+                    CallServices::new(&plugin_id, &ctx.execution_id, exec.state.clone(), forward.token.clone());
+                let call_host = host.clone();
+                let result = tokio::task::spawn_blocking(move || call_host.call_with(&ctx, &services, Some(timeout)))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(CallError::Host { plugin: String::new(), message: format!("step task failed: {e}") })
+                    });
+                match result {
+                    Ok(out) => return (i, Outcome::Completed(out.output)),
+                    Err(CallError::Cancelled { .. }) => {
+                        return (i, Outcome::Cancelled("cancelled while running".into()));
+                    }
+                    Err(_) if forward.is_cancelled() => {
+                        return (i, Outcome::Cancelled("cancelled while running".into()));
+                    }
+                    Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                        let delay = policy.delay(attempt + 1, fastrand::f64());
+                        tracing::info!(step = %step.id, attempt, delay_ms = delay.as_millis() as u64, "step failed, retrying: {e}");
+                        {
+                            let mut s = exec.lock();
+                            s.steps[i].status = StepStatus::Retrying;
+                            s.steps[i].error = Some(call_error(&e));
+                        }
+                        tokio::select! {
+                            _ = clock.sleep(delay) => {}
+                            _ = forward.cancelled() => return (i, Outcome::Cancelled("cancelled while waiting to retry".into())),
+                        }
+                        attempt += 1;
+                    }
+                    Err(e) => return (i, Outcome::Failed(call_error(&e))),
+                }
+            }
+        })
+    }
+
+    /// The names expressions see, holding only the steps they read.
+    fn scope(&self, prepared: &Prepared, exec: &Execution, reads: &[usize], reads_context: bool) -> Scope {
+        let s = exec.lock();
+        let steps: Map<String, Value> = reads
+            .iter()
+            .map(|&j| {
+                let r = &s.steps[j];
+                (
+                    r.id.clone(),
+                    json!({"output": r.output, "status": r.status.as_str(), "attempts": r.attempts, "error": r.error}),
+                )
+            })
+            .collect();
+        let context = if reads_context { Value::Object(exec.state.snapshot()) } else { Value::Object(Map::new()) };
+        Scope::new(
+            Value::Object(s.inputs.clone()),
+            Value::Object(steps),
+            context,
+            json!({"id": prepared.workflow.id, "execution_id": s.execution_id}),
+        )
+    }
+
+    fn finish_step(
+        &self,
+        exec: &Execution,
+        i: usize,
+        status: StepStatus,
+        output: Option<Value>,
+        error: Option<StepError>,
+        reason: Option<String>,
+    ) {
+        let now = epoch_ms(self.clock.now());
+        let mut s = exec.lock();
+        let r = &mut s.steps[i];
+        r.status = status;
+        r.output = output;
+        if error.is_some() || status == StepStatus::Completed {
+            r.error = error;
+        }
+        r.reason = reason;
+        r.ended_at_ms = Some(now);
+        r.duration_ms = r.started_at_ms.map(|start| now.saturating_sub(start));
+    }
+
+    /// Run the compensation of every completed step, latest completion first.
+    /// Returns whether all of them succeeded.
+    async fn compensate(&self, prepared: &Arc<Prepared>, exec: &Arc<Execution>) -> bool {
+        let mut completed: Vec<(u64, usize)> = {
+            let s = exec.lock();
+            s.steps
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.status == StepStatus::Completed)
+                .map(|(i, r)| (r.ended_at_ms.unwrap_or(0), i))
+                .collect()
+        };
+        // Reverse completion order; equal times fall back to reverse DAG order.
+        completed.sort_by_key(|&(t, i)| (t, prepared.dag.rank[i]));
+        let mut all_ok = true;
+        for &(_, i) in completed.iter().rev() {
+            let Some((action, params)) = &prepared.steps[i].compensation else { continue };
+            let step_id = prepared.workflow.steps[i].id.clone();
+            let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
+            let scope = self.scope(prepared, exec, &all, true);
+            let started = Instant::now();
+            let result = match params.render(&scope) {
+                Err(e) => Err(error("parameters", e, false)),
+                Ok(params) => self.call_action(prepared, exec, &step_id, action, params).await,
+            };
+            let record = CompensationRecord {
+                step: step_id.clone(),
+                plugin_id: action.plugin_id.clone(),
+                operation: action.operation.clone(),
+                status: if result.is_ok() { StepStatus::Completed } else { StepStatus::Failed },
+                output: result.as_ref().ok().cloned(),
+                error: result.as_ref().err().cloned(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            };
+            if let Some(e) = &record.error {
+                all_ok = false;
+                tracing::error!(step = %step_id, "compensation failed: {}", e.message);
+            } else {
+                tracing::info!(step = %step_id, "compensated");
+            }
+            exec.lock().compensations.push(record);
+        }
+        all_ok
+    }
+
+    /// Run one action (a compensation) outside the forward phase's cancellation.
+    async fn call_action(
+        &self,
+        prepared: &Arc<Prepared>,
+        exec: &Arc<Execution>,
+        step_id: &str,
+        action: &Action,
+        params: Value,
+    ) -> Result<Value, StepError> {
+        let Some(plugin) = self.host.plugin(&action.plugin_id) else {
+            return Err(error("plugin-not-found", format!("no plugin `{}` is loaded", action.plugin_id), false));
+        };
+        let timeout = plugin.manifest.limits.timeout;
+        let ctx = ExecutionContext {
+            execution_id: exec.lock().execution_id.clone(),
+            workflow_id: Some(prepared.workflow.id.clone()),
+            step_id: Some(step_id.to_owned()),
+            task_id: None,
+            attempt: 1,
+            deadline_ms: Some(epoch_ms(self.clock.now() + timeout)),
+            operation: action.operation.clone(),
+            parameters: params,
+            upstream: Map::new(),
+            config: plugin.manifest.config.clone(),
+        };
+        let services =
+            CallServices::new(&action.plugin_id, &ctx.execution_id, exec.state.clone(), CancelToken::default());
+        let host = self.host.clone();
+        tokio::task::spawn_blocking(move || host.call_with(&ctx, &services, Some(timeout)))
+            .await
+            .map_err(|e| error("host", e.to_string(), false))?
+            .map(|out| out.output)
+            .map_err(|e| call_error(&e))
+    }
+
+    fn finish_outputs(&self, prepared: &Prepared, exec: &Execution) {
+        if prepared.workflow.outputs.is_empty() {
+            return;
+        }
+        let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
+        let scope = self.scope(prepared, exec, &all, true);
+        match prepared.outputs.render(&scope) {
+            Ok(Value::Object(outputs)) => exec.lock().outputs = outputs,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("workflow outputs: {e}");
+                exec.lock().error = Some(format!("outputs: {e}"));
+            }
+        }
+    }
+}
+
+/// Step `i` is finished: its dependents may become ready.
+fn release(dag: &Dag, i: usize, waiting: &mut [usize], ready: &mut BTreeSet<(usize, usize)>) {
+    for &d in &dag.dependents[i] {
+        waiting[d] -= 1;
+        if waiting[d] == 0 {
+            ready.insert((dag.rank[d], d));
+        }
+    }
+}
+
+fn error(kind: &str, message: impl Into<String>, retryable: bool) -> StepError {
+    StepError { kind: kind.into(), message: message.into(), retryable }
+}
+
+fn call_error(e: &CallError) -> StepError {
+    match e {
+        CallError::Plugin { error: pe, .. } => {
+            error(&format!("plugin-error/{}", pe.kind), pe.message.clone(), pe.retryable)
+        }
+        other => error(other.kind(), other.to_string(), other.is_retryable()),
+    }
+}
+
+/// The forward phase's stop signal: a cancel token plugins can poll, and a
+/// notification tasks can await.
+#[derive(Clone, Default)]
+struct Stop {
+    token: CancelToken,
+    notify: Arc<Notify>,
+}
+
+impl Stop {
+    fn cancel(&self) {
+        self.token.cancel();
+        self.notify.notify_waiters();
+    }
+    fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.token.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
