@@ -134,5 +134,6 @@ fn load_one(
             let bytes = bytes.expect("read above for wasm");
             Ok(Arc::new(WasmPlugin::load(&engine, manifest, &bytes)?))
         }
+        PluginKind::InProcess => Err(LoadErrorKind::InvalidManifest("kind must be native or wasm".into())),
     }
 }

@@ -1,7 +1,8 @@
 //! [`Host`]: the loaded plugins and the one way to call them.
 
 use crate::discovery::{self, LoadedPlugin};
-use crate::error::{CallError, Error, LoadError};
+use crate::error::{CallError, Error, LoadError, LoadErrorKind};
+use crate::in_process::InProcessPlugin;
 use crate::services::{CallServices, CancelToken, ProgressSink, SharedState};
 use crate::wasm::WasmEngine;
 use crate::wasm::cache::ComponentCache;
@@ -9,14 +10,16 @@ use plexus_sdk::{CallOutput, ExecutionContext};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Builds a [`Host`]: which directories to scan and where to cache compiled components.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct HostBuilder {
     plugin_dirs: Vec<PathBuf>,
     cache_dir: Option<PathBuf>,
     no_cache: bool,
+    in_process: Vec<LoadedPlugin>,
 }
 
 impl HostBuilder {
@@ -45,6 +48,16 @@ impl HostBuilder {
         self
     }
 
+    /// Add a plugin compiled into the host (see [`InProcessPlugin`]), with `config`
+    /// as its configuration. A plugin found on disk with the same id is reported
+    /// as a duplicate.
+    pub fn in_process<P: plexus_sdk::Plugin>(mut self, config: Value) -> Self {
+        let runtime = InProcessPlugin::<P>::default();
+        let manifest = runtime.manifest(config);
+        self.in_process.push(LoadedPlugin { manifest, runtime: Arc::new(runtime) });
+        self
+    }
+
     /// Scan the directories and load every plugin. Only a broken component
     /// cache fails the whole host; each plugin's failure is recorded in
     /// [`Host::load_errors`] and the others load.
@@ -52,7 +65,19 @@ impl HostBuilder {
         let cache_dir = if self.no_cache { None } else { self.cache_dir.or_else(default_cache_dir) };
         let cache = ComponentCache::new(cache_dir)?;
         let mut make_engine = || WasmEngine::new(cache.clone()).map_err(|e| e.to_string());
-        let found = discovery::discover(&self.plugin_dirs, &mut make_engine);
+        let mut found = discovery::discover(&self.plugin_dirs, &mut make_engine);
+        for plugin in self.in_process {
+            match found.plugins.get(plugin.id()) {
+                Some(first) => {
+                    let kind =
+                        LoadErrorKind::DuplicateId { id: plugin.id().to_owned(), first: first.manifest.dir.clone() };
+                    found.errors.push(LoadError::new(&plugin.manifest.dir, Some(plugin.id()), kind));
+                }
+                None => {
+                    found.plugins.insert(plugin.id().to_owned(), plugin);
+                }
+            }
+        }
         Ok(Host { plugins: found.plugins, errors: found.errors })
     }
 }

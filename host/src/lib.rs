@@ -31,6 +31,7 @@
 pub mod discovery;
 pub mod error;
 mod host;
+pub mod in_process;
 pub mod manifest;
 pub mod native;
 pub mod runtime;

@@ -51,6 +51,9 @@ pub enum PluginKind {
     Native,
     /// A WebAssembly component targeting `plexus:plugin/plexus-plugin`.
     Wasm,
+    /// A plugin compiled into the host itself (embedding, tests); never read from a manifest.
+    #[serde(skip_deserializing)]
+    InProcess,
 }
 
 impl std::fmt::Display for PluginKind {
@@ -58,6 +61,7 @@ impl std::fmt::Display for PluginKind {
         f.write_str(match self {
             PluginKind::Native => "native",
             PluginKind::Wasm => "wasm",
+            PluginKind::InProcess => "in-process",
         })
     }
 }

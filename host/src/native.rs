@@ -86,26 +86,10 @@ impl Runtime for NativePlugin {
         let Some(timeout) = timeout else {
             return call_module(self.module, &self.metadata.id, &context, services);
         };
-        let (module, plugin, thread_services) = (self.module, self.metadata.id.clone(), services.clone());
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name(format!("plexus-native-{}", self.metadata.id))
-            .spawn(move || {
-                let _ = tx.send(call_module(module, &plugin, &context, &thread_services));
-            })
-            .map_err(|e| CallError::Host {
-                plugin: self.metadata.id.clone(),
-                message: format!("cannot start a thread: {e}"),
-            })?;
-        match rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(_) => {
-                // Native code cannot be pre-empted: ask it to stop and abandon the thread.
-                services.interrupt();
-                tracing::warn!(plugin = %self.metadata.id, timeout_ms = timeout.as_millis() as u64, "native call timed out; its thread is abandoned");
-                Err(CallError::Timeout { plugin: self.metadata.id.clone(), after: timeout })
-            }
-        }
+        let (module, plugin) = (self.module, self.metadata.id.clone());
+        runtime::call_on_thread(&self.metadata.id, services, timeout, move |services| {
+            call_module(module, &plugin, &context, services)
+        })
     }
 }
 

@@ -28,6 +28,48 @@ pub trait Runtime: Send + Sync {
     ) -> Result<CallOutput, CallError>;
 }
 
+/// Run `call` on a thread of its own and wait at most `timeout` for it. On
+/// timeout the call is interrupted (its cancel flag set, see
+/// [`CallServices::interrupt`]) and its thread abandoned: native code cannot be
+/// pre-empted. Used by the native and in-process runtimes.
+pub(crate) fn call_on_thread<F>(
+    plugin: &str,
+    services: &CallServices,
+    timeout: Duration,
+    call: F,
+) -> Result<CallOutput, CallError>
+where
+    F: FnOnce(&CallServices) -> Result<CallOutput, CallError> + Send + 'static,
+{
+    let thread_services = services.clone();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(format!("plexus-call-{plugin}"))
+        .spawn(move || {
+            let _ = tx.send(call(&thread_services));
+        })
+        .map_err(|e| CallError::Host { plugin: plugin.to_owned(), message: format!("cannot start a thread: {e}") })?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => {
+            services.interrupt();
+            tracing::warn!(plugin, timeout_ms = timeout.as_millis() as u64, "call timed out; its thread is abandoned");
+            Err(CallError::Timeout { plugin: plugin.to_owned(), after: timeout })
+        }
+    }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
 /// The contract version this host implements.
 pub fn host_contract_version() -> semver::Version {
     semver::Version::parse(CONTRACT_VERSION).expect("CONTRACT_VERSION is semver")

@@ -23,3 +23,5 @@ pub use definition::{ExecutionMode, Problem, RetryPolicy, Step, Workflow};
 pub use orchestrator::{Orchestrator, OrchestratorError};
 pub use status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
 pub use validate::{Invalid, ValidWorkflow, load_file, validate};
+#[cfg(test)]
+mod tests;

@@ -67,8 +67,10 @@ impl Document {
             let value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
             return Ok(Self { value, lines: HashMap::new() });
         }
-        let value: Value =
-            serde_saphyr::from_str(text).map_err(|e| format!("invalid YAML: {}", one_line(&e.to_string())))?;
+        // YAML 1.2 booleans only: `y`, `no`, `on` are text (step ids, words), not booleans.
+        let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
+        let value: Value = serde_saphyr::from_str_with_options(text, options)
+            .map_err(|e| format!("invalid YAML: {}", one_line(&e.to_string())))?;
         Ok(Self { value, lines: yaml_key_lines(text) })
     }
 

@@ -105,18 +105,32 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
         if let Some(c) = &step.compensate {
             check_action(c, Some(&step.id), &path.key("compensate"), host, &mut p);
         }
-        let mut exprs = Vec::new();
         if let Some(when) = &step.when {
             match Expr::compile(when) {
-                Ok(e) => exprs.push(e),
+                Ok(e) => check_references(
+                    &e,
+                    &workflow,
+                    Some((i, &step.id)),
+                    dag.as_ref(),
+                    &index,
+                    &path.key("when"),
+                    &mut p,
+                ),
                 Err(e) => p.add(Some(&step.id), &path.key("when"), e),
             }
         }
         if let Ok(t) = Template::compile(&step.action.parameters) {
-            exprs.extend(t.exprs().into_iter().map(|e| Expr::compile(e.source()).expect("compiled once")));
-        }
-        for e in &exprs {
-            check_references(e, &workflow, Some((i, &step.id)), dag.as_ref(), &index, &path, &mut p);
+            for e in t.exprs() {
+                check_references(
+                    e,
+                    &workflow,
+                    Some((i, &step.id)),
+                    dag.as_ref(),
+                    &index,
+                    &path.key("parameters"),
+                    &mut p,
+                );
+            }
         }
     }
     for (id, action) in &workflow.rollback {

@@ -1,0 +1,83 @@
+//! In-process plugins: a `plexus-sdk` [`Plugin`] compiled into the host
+//! itself, called directly (no ABI, no sandbox). For embedding and tests.
+
+use crate::error::CallError;
+use crate::manifest::{Limits, Manifest, Permissions, PluginKind};
+use crate::runtime::{self, Runtime};
+use crate::services::CallServices;
+use plexus_sdk::{CallOutput, ExecutionContext, Metadata, Plugin};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A [`Plugin`] running inside the host process.
+pub struct InProcessPlugin<P: Plugin> {
+    runtime: Arc<plexus_sdk::Runtime<P>>,
+}
+
+impl<P: Plugin> Default for InProcessPlugin<P> {
+    fn default() -> Self {
+        Self { runtime: Arc::new(plexus_sdk::Runtime::new()) }
+    }
+}
+
+impl<P: Plugin> InProcessPlugin<P> {
+    /// The manifest an in-process plugin is listed with: its own id and
+    /// version, default limits, `config` as its configuration.
+    pub fn manifest(&self, config: Value) -> Manifest {
+        let meta = self.runtime.metadata();
+        Manifest {
+            dir: PathBuf::from("<in-process>"),
+            id: meta.id.clone(),
+            version: semver::Version::parse(&meta.version).unwrap_or(semver::Version::new(0, 0, 0)),
+            kind: PluginKind::InProcess,
+            artifact: PathBuf::from("<in-process>"),
+            contract: None,
+            sha256: None,
+            config,
+            limits: Limits::default(),
+            permissions: Permissions::default(),
+        }
+    }
+}
+
+impl<P: Plugin> Runtime for InProcessPlugin<P> {
+    fn metadata(&self) -> &Metadata {
+        self.runtime.metadata()
+    }
+
+    fn kind(&self) -> PluginKind {
+        PluginKind::InProcess
+    }
+
+    fn call(
+        &self,
+        exec: &ExecutionContext,
+        services: &CallServices,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutput, CallError> {
+        let plugin = self.runtime.metadata().id.clone();
+        let Some(timeout) = timeout else { return call_catching(&self.runtime, &plugin, exec, services) };
+        let (runtime, exec) = (self.runtime.clone(), exec.clone());
+        runtime::call_on_thread(&plugin.clone(), services, timeout, move |services| {
+            call_catching(&runtime, &plugin, &exec, services)
+        })
+    }
+}
+
+/// Call `runtime`, turning a panic into [`CallError::Panic`].
+fn call_catching<P: Plugin>(
+    runtime: &plexus_sdk::Runtime<P>,
+    plugin: &str,
+    exec: &ExecutionContext,
+    services: &CallServices,
+) -> Result<CallOutput, CallError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.call(exec, services))) {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(error)) => Err(CallError::Plugin { plugin: plugin.to_owned(), error }),
+        Err(payload) => {
+            Err(CallError::Panic { plugin: plugin.to_owned(), message: runtime::panic_message(payload.as_ref()) })
+        }
+    }
+}
