@@ -2,7 +2,7 @@
 //! native cdylib and as a WASM component, so both runtimes can be compared.
 //!
 //! Operations: `echo`, `noop`, `sleep`, `spin`, `fail`, `panic`, `count` (shared
-//! state and progress), `read_file`, `write_file`, `print`, `env`, `grow_memory` (sandbox probes).
+//! state and progress), `read_file`, `write_file`, `print`, `flaky`, `env`, `grow_memory` (sandbox probes).
 #![forbid(unsafe_code)]
 
 use plexus_sdk::{Context, ErrorKind, Operations, Plugin, PluginError, PluginInfo, capability};
@@ -100,6 +100,13 @@ fn one() -> u32 {
     1
 }
 
+/// Parameters of `flaky`.
+#[derive(Deserialize, JsonSchema)]
+pub struct Flaky {
+    /// How many attempts fail (retryably) before one succeeds.
+    pub failures: u32,
+}
+
 /// Parameters of `env`.
 #[derive(Deserialize, JsonSchema)]
 pub struct EnvVar {
@@ -154,6 +161,20 @@ impl Plugin for Echo {
                         bytes += 2 * (p.text.len() + 1);
                     }
                     Ok(bytes)
+                },
+            )
+            .add(
+                "flaky",
+                "Fails with a retryable error on the first `failures` attempts, then succeeds",
+                |_, ctx, p: Flaky| {
+                    if ctx.attempt() <= p.failures {
+                        return Err(PluginError::failed(format!(
+                            "attempt {} of a flaky operation failed",
+                            ctx.attempt()
+                        ))
+                        .retryable());
+                    }
+                    Ok(serde_json::json!({"attempt": ctx.attempt()}))
                 },
             )
             .add("env", "Returns an environment variable, or null", |_, _, p: EnvVar| Ok(std::env::var(&p.name).ok()))

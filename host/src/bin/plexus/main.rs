@@ -3,6 +3,8 @@
 mod call;
 mod exit;
 mod plugins;
+mod run;
+mod workflow;
 
 use clap::{Args, Parser, Subcommand};
 use plexus_host::{Host, HostBuilder};
@@ -14,12 +16,17 @@ use std::process::ExitCode;
 #[command(name = "plexus", version, about, long_about = None, after_help = "\
 Examples:
   plexus plugins list --plugins-dir target/plugins
-  plexus plugins info plexus.echo --plugins-dir target/plugins
-  plexus call plexus.echo echo --params '{\"hello\": \"world\"}' --plugins-dir target/plugins
-  plexus call plexus.echo sleep --params @params.json --timeout 2s --json
+  plexus plugins info plexus.echo.wasm --plugins-dir target/plugins
+  plexus call plexus.echo.native echo --params '{\"hello\": \"world\"}' --plugins-dir target/plugins
+  plexus call plexus.echo.wasm sleep --params @params.json --timeout 2s --json
+  plexus workflow validate examples/pipeline.yaml
+  plexus run examples/pipeline.yaml --input input=data.csv --output results.json
 
-Exit codes: 0 success, 1 error, 2 usage, 3 the plugin returned an error,
-4 timeout, 5 plugin not loaded, 6 the plugin panicked, trapped or hit a limit.")]
+Exit codes: 0 success, 1 error (including an invalid workflow), 2 usage.
+plexus call: 3 the plugin returned an error, 4 timeout, 5 plugin not loaded,
+6 the plugin panicked, trapped or hit a limit.
+plexus run: 8 the workflow failed (completed steps compensated),
+9 a compensation failed too, 130 cancelled.")]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -65,6 +72,11 @@ enum Command {
     Plugins(plugins::PluginsCommand),
     /// Run one operation of a plugin with a fresh execution context and print its output.
     Call(call::CallArgs),
+    /// Run a workflow file to the end with live progress; exit 0 only if it completed.
+    Run(run::RunArgs),
+    /// Validate, plan and draw workflow files.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +85,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plugins(cmd) => plugins::run(&cli.global, cmd),
         Command::Call(args) => call::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Workflow(cmd) => workflow::run(&cli.global, cmd),
     };
     match result {
         Ok(code) => code,

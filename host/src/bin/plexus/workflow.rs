@@ -1,0 +1,146 @@
+//! `plexus workflow validate|plan|graph`.
+
+use crate::{Global, load_host};
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use plexus_host::Host;
+use plexus_host::workflow::{Invalid, ValidWorkflow, dag, load_file};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum WorkflowCommand {
+    /// Check a workflow file and report every problem at once (with YAML line numbers).
+    Validate {
+        /// Workflow file (.yaml, .yml or .json).
+        file: PathBuf,
+        /// Print JSON: {"valid": bool, "problems": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the execution stages: steps that can run together.
+    Plan {
+        /// Workflow file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the DAG as a Mermaid flowchart or Graphviz DOT.
+    Graph {
+        /// Workflow file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    /// Mermaid `flowchart TD`.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}
+
+/// Load the plugins and validate `file` against them; print the problems and
+/// return `Err(exit code)` when invalid.
+pub fn load_valid(global: &Global, file: &Path) -> anyhow::Result<Result<(Host, ValidWorkflow), ExitCode>> {
+    let host = load_host(global)?;
+    match load_file(file, Some(&host)) {
+        Ok(valid) => Ok(Ok((host, valid))),
+        Err(invalid) => {
+            print_problems(&invalid);
+            Ok(Err(ExitCode::from(crate::exit::ERROR)))
+        }
+    }
+}
+
+fn print_problems(invalid: &Invalid) {
+    eprintln!("{}: {} problem(s)", invalid.file, invalid.problems.len());
+    for p in &invalid.problems {
+        let mut text = p.to_string();
+        if let Some(line) = p.line {
+            text = text.trim_start_matches(&format!("line {line}: ")).to_owned();
+            eprintln!("{}:{line}: {text}", invalid.file);
+        } else {
+            eprintln!("{}: {text}", invalid.file);
+        }
+    }
+}
+
+pub fn run(global: &Global, command: WorkflowCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        WorkflowCommand::Validate { file, json } => {
+            let host = load_host(global)?;
+            match load_file(&file, Some(&host)) {
+                Ok(valid) => {
+                    if json {
+                        println!("{}", json!({"valid": true, "problems": [], "steps": valid.workflow.steps.len()}));
+                    } else {
+                        println!(
+                            "{}: valid ({} steps, {} mode)",
+                            file.display(),
+                            valid.workflow.steps.len(),
+                            valid.workflow.mode
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(invalid) => {
+                    if json {
+                        println!("{}", json!({"valid": false, "problems": invalid.problems}));
+                    } else {
+                        print_problems(&invalid);
+                    }
+                    Ok(ExitCode::from(crate::exit::ERROR))
+                }
+            }
+        }
+        WorkflowCommand::Plan { file, json } => {
+            let (_host, valid) = match load_valid(global, &file)? {
+                Ok(pair) => pair,
+                Err(code) => return Ok(code),
+            };
+            let wf = &valid.workflow;
+            let stages: Vec<Vec<&str>> =
+                valid.dag.stages().iter().map(|s| s.iter().map(|&i| wf.steps[i].id.as_str()).collect()).collect();
+            if json {
+                let order: Vec<&str> = valid.dag.order.iter().map(|&i| wf.steps[i].id.as_str()).collect();
+                println!(
+                    "{}",
+                    json!({"workflow": wf.id, "mode": wf.mode, "max_parallel": wf.max_parallel, "stages": stages, "order": order})
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let parallel = match wf.max_parallel {
+                Some(n) => format!(", at most {n} at once"),
+                None if wf.mode.is_serial() => ", one step at a time".into(),
+                None => ", up to one step per core at once".into(),
+            };
+            println!("{} ({} mode{parallel})", wf.id, wf.mode);
+            for (n, stage) in stages.iter().enumerate() {
+                println!("  stage {}: {}", n + 1, stage.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkflowCommand::Graph { file, format } => {
+            // Drawing needs no plugins: validate the shape only.
+            let valid = load_file(&file, None).map_err(|invalid| {
+                print_problems(&invalid);
+                anyhow::anyhow!("{} is not a valid workflow", file.display())
+            });
+            let valid = valid.context("cannot draw the graph")?;
+            print!(
+                "{}",
+                match format {
+                    GraphFormat::Mermaid => dag::mermaid(&valid.workflow),
+                    GraphFormat::Dot => dag::dot(&valid.workflow),
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
