@@ -1,4 +1,8 @@
-//! Integration tests of the plugin host: one binary, one module per area.
+//! Integration tests of the plugin host and the workflow runner: one binary,
+//! one module per area (`cli`: the `plexus` binary's plugin commands;
+//! `discovery`: bad plugins among good ones; `runtimes`: one source through
+//! both runtimes; `sandbox`: limits and crash isolation; `workflows`: the
+//! three examples end to end on the real dataset).
 //!
 //! The example plugins are built from source once per run by
 //! `scripts/build-plugins.sh` (see `support`), so these tests exercise real
@@ -9,3 +13,4 @@ mod discovery;
 mod runtimes;
 mod sandbox;
 mod support;
+mod workflows;

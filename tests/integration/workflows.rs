@@ -1,0 +1,167 @@
+//! The three example workflows, run end to end through `plexus run` on the
+//! real dataset, with the example plugins built from source.
+
+use crate::support::{built_plugins, repo_root};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn plexus(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(args)
+        .arg("--plugins-dir")
+        .arg(built_plugins())
+        .env("PLEXUS_CACHE_DIR", cache)
+        .env_remove("RUST_LOG")
+        .current_dir(repo_root())
+        .output()
+        .expect("run plexus")
+}
+
+fn results(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn step<'a>(results: &'a Value, id: &str) -> &'a Value {
+    results["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no step {id}"))
+}
+
+#[test]
+fn the_main_pipeline_normalises_every_row_of_the_real_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("normalized.csv");
+    let json = tmp.path().join("results.json");
+    let run = plexus(
+        &[
+            "run",
+            "examples/pipeline.yaml",
+            "--input",
+            &format!("output={}", output.display()),
+            "--output",
+            json.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let summary = String::from_utf8_lossy(&run.stdout);
+    assert!(summary.starts_with("STEP") && summary.contains("workflow weather-pipeline completed"), "{summary}");
+
+    // The output file: a header and 1,461 rows, every normalised value in [0, 1].
+    let mut reader = csv_rows(&output);
+    let header = reader.remove(0);
+    assert_eq!(header, ["date", "precipitation", "temp_max", "temp_min", "wind", "weather"]);
+    assert_eq!(reader.len(), 1461);
+    for (n, row) in reader.iter().enumerate() {
+        for col in 1..=4 {
+            let x: f64 = row[col].parse().unwrap_or_else(|_| panic!("row {n} col {col}: {:?}", row[col]));
+            assert!((0.0..=1.0).contains(&x), "row {n} column {}: {x}", header[col]);
+        }
+    }
+    // Each normalised column reaches both ends of the range.
+    for col in 1..=4 {
+        let xs: Vec<f64> = reader.iter().map(|r| r[col].parse().unwrap()).collect();
+        assert_eq!(xs.iter().cloned().fold(f64::INFINITY, f64::min), 0.0);
+        assert_eq!(xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max), 1.0);
+    }
+    // First row of the source: 2012/01/01, temp_max 12.8 within [-1.6, 35.6].
+    assert_eq!(reader[0][0], "2012/01/01");
+    let t: f64 = reader[0][2].parse().unwrap();
+    assert!((t - (12.8 + 1.6) / (35.6 + 1.6)).abs() < 1e-9, "{t}");
+
+    let r = results(&json);
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["outputs"]["rows_loaded"], 1461);
+    assert_eq!(r["outputs"]["invalid_rows"], 0);
+    assert_eq!(r["outputs"]["rows_saved"], 1461);
+    assert_eq!(r["outputs"]["ranges"]["temp_max"]["max"], 35.6);
+    for id in ["load", "validate", "normalize", "save"] {
+        assert_eq!(step(&r, id)["status"], "completed", "{id}");
+        assert_eq!(step(&r, id)["attempts"], 1);
+    }
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| l.split(',').map(str::to_owned).collect()).collect()
+}
+
+#[test]
+fn the_parallel_example_joins_three_branches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("report.json");
+    let run = plexus(&["run", "examples/parallel.yaml", "--json", "--output", json.to_str().unwrap()], tmp.path());
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let r = results(&json);
+    let printed: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(printed["execution_id"], r["execution_id"]);
+    let report = &r["outputs"]["report"];
+    assert_eq!(report["days"], 1461);
+    let counts: u64 =
+        report["temp_max_by_weather"].as_object().unwrap().values().map(|g| g["count"].as_u64().unwrap()).sum();
+    assert_eq!(counts, 1461);
+    assert_eq!(report["temp_max_by_weather"]["snow"]["count"], 23);
+    assert_eq!(report["precipitation_by_weather"]["sun"]["count"], 714);
+    let windy = report["windy_days"].as_u64().unwrap();
+    assert!(windy > 0 && windy < 1461);
+    // The branches overlapped: each started before the others ended.
+    let span =
+        |id: &str| (step(&r, id)["started_at_ms"].as_u64().unwrap(), step(&r, id)["ended_at_ms"].as_u64().unwrap());
+    let (t, p, w) = (span("temperature"), span("precipitation"), span("windy_days"));
+    let load_end = span("load").1;
+    assert!(t.0 >= load_end && p.0 >= load_end && w.0 >= load_end);
+    assert!(span("report").0 >= t.1.max(p.1).max(w.1));
+}
+
+#[test]
+fn the_robust_example_retries_tolerates_and_compensates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("rainy.csv");
+    let json = tmp.path().join("robust.json");
+    let out_arg = format!("output={}", output.display());
+    let run =
+        plexus(&["run", "examples/robust.yaml", "--input", &out_arg, "--output", json.to_str().unwrap()], tmp.path());
+    assert_eq!(run.status.code(), Some(8), "failed and rolled back: {}", String::from_utf8_lossy(&run.stderr));
+    let r = results(&json);
+    assert_eq!(r["status"], "failed");
+    assert_eq!(step(&r, "fetch_flaky")["attempts"], 3);
+    assert_eq!(step(&r, "fetch_flaky")["status"], "completed");
+    assert_eq!(step(&r, "enrich")["status"], "failed");
+    assert_eq!(step(&r, "save")["status"], "completed");
+    assert_eq!(step(&r, "publish")["status"], "failed");
+    assert_eq!(r["compensations"][0]["step"], "save");
+    assert_eq!(r["compensations"][0]["output"]["removed"], true);
+    assert!(!output.exists(), "the compensation removed the saved file");
+
+    // Without the failing step the same workflow completes and keeps its file.
+    let run =
+        plexus(&["run", "examples/robust.yaml", "--input", &out_arg, "--input", "publish_fails=false"], tmp.path());
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stdout));
+    let rows = csv_rows(&output);
+    assert_eq!(rows.len() - 1, 259, "rainy days in the dataset");
+}
+
+#[test]
+fn workflow_validate_plan_and_graph() {
+    let tmp = tempfile::tempdir().unwrap();
+    for example in ["examples/pipeline.yaml", "examples/parallel.yaml", "examples/robust.yaml"] {
+        let v = plexus(&["workflow", "validate", example], tmp.path());
+        assert_eq!(v.status.code(), Some(0), "{example}: {}", String::from_utf8_lossy(&v.stderr));
+    }
+    let plan = plexus(&["workflow", "plan", "examples/parallel.yaml", "--json"], tmp.path());
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(
+        plan["stages"],
+        serde_json::json!([["load"], ["temperature", "precipitation", "windy_days"], ["report"]])
+    );
+    let dot = plexus(&["workflow", "graph", "examples/parallel.yaml", "--format", "dot"], tmp.path());
+    assert!(String::from_utf8_lossy(&dot.stdout).contains("\"temperature\" -> \"report\";"));
+
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "id: bad\nsteps:\n  - id: a\n    plugin_id: plexus.csv\n    method_name: explode\n  - id: b\n    plugin_id: plexus.csv\n    method_name: load\n    dependencies: [nowhere]\n").unwrap();
+    let v = plexus(&["workflow", "validate", bad.to_str().unwrap()], tmp.path());
+    assert_eq!(v.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&v.stderr);
+    assert!(stderr.contains("bad.yaml:5: step `a`") && stderr.contains("explode"), "{stderr}");
+    assert!(stderr.contains("bad.yaml:9: step `b`") && stderr.contains("nowhere"), "{stderr}");
+    let run = plexus(&["run", bad.to_str().unwrap()], tmp.path());
+    assert_eq!(run.status.code(), Some(1), "an invalid workflow does not run");
+}
