@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build-plugins.sh "$PWD/target/plugins"
-cargo bench --locked -p plexus-host --bench host "$@"
+cargo bench --locked -p plexus-host --benches "$@"

@@ -24,6 +24,7 @@ use super::status::{CompensationRecord, ExecutionStatus, StepError, StepRecord, 
 use super::validate::ValidWorkflow;
 use crate::CallError;
 use crate::host::Host;
+use crate::manifest::PluginKind;
 use crate::services::{CallServices, CancelToken, SharedState};
 use plexus_sdk::ExecutionContext;
 use serde_json::{Map, Value, json};
@@ -413,6 +414,7 @@ impl Engine {
         };
         let timeout = step.timeout.unwrap_or(plugin.manifest.limits.timeout);
         let config = plugin.manifest.config.clone();
+        let kind = plugin.manifest.kind;
         let (host, clock, exec, forward, prepared) =
             (self.host.clone(), self.clock.clone(), exec.clone(), forward.clone(), prepared.clone());
         Ok(async move {
@@ -441,12 +443,7 @@ impl Engine {
                 };
                 let services =
                     CallServices::new(&plugin_id, &ctx.execution_id, exec.state.clone(), forward.token.clone());
-                let call_host = host.clone();
-                let result = tokio::task::spawn_blocking(move || call_host.call_with(&ctx, &services, Some(timeout)))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(CallError::Host { plugin: String::new(), message: format!("step task failed: {e}") })
-                    });
+                let result = call_blocking(&host, kind, ctx, services, timeout).await;
                 match result {
                     Ok(out) => return (i, Outcome::Completed(out.output)),
                     Err(CallError::Cancelled { .. }) => {
@@ -591,10 +588,8 @@ impl Engine {
         };
         let services =
             CallServices::new(&action.plugin_id, &ctx.execution_id, exec.state.clone(), CancelToken::default());
-        let host = self.host.clone();
-        tokio::task::spawn_blocking(move || host.call_with(&ctx, &services, Some(timeout)))
+        call_blocking(&self.host, plugin.manifest.kind, ctx, services, timeout)
             .await
-            .map_err(|e| error("host", e.to_string(), false))?
             .map(|out| out.output)
             .map_err(|e| call_error(&e))
     }
@@ -614,6 +609,37 @@ impl Engine {
             }
         }
     }
+}
+
+/// Run one call on tokio's blocking pool. A WASM call enforces its own
+/// timeout (epoch interruption); for native and in-process plugins the engine
+/// stops waiting at the timeout, sets the call's cancel flag and abandons the
+/// blocking thread to the plugin — no thread is started per call.
+async fn call_blocking(
+    host: &Arc<Host>,
+    kind: PluginKind,
+    ctx: ExecutionContext,
+    services: CallServices,
+    timeout: std::time::Duration,
+) -> Result<plexus_sdk::CallOutput, CallError> {
+    let host = host.clone();
+    let plugin = services.plugin_id().to_owned();
+    let wasm = kind == PluginKind::Wasm;
+    let call_services = services.clone();
+    let task = tokio::task::spawn_blocking(move || host.call_with(&ctx, &call_services, wasm.then_some(timeout)));
+    let joined = if wasm {
+        task.await
+    } else {
+        match tokio::time::timeout(timeout, task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                services.interrupt();
+                tracing::warn!(plugin = %plugin, timeout_ms = timeout.as_millis() as u64, "call timed out; its thread is abandoned");
+                return Err(CallError::Timeout { plugin, after: timeout });
+            }
+        }
+    };
+    joined.unwrap_or_else(|e| Err(CallError::Host { plugin, message: format!("the call's task failed: {e}") }))
 }
 
 /// Step `i` is finished: its dependents may become ready.

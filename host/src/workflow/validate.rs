@@ -46,14 +46,19 @@ pub fn load_file(path: &Path, host: Option<&Host>) -> Result<ValidWorkflow, Inva
 pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Vec<Problem>> {
     let mut p = Problems::new(doc);
     let workflow = definition::read(doc, &mut p);
-    let step_paths = step_paths(doc, &workflow);
-    let path_of = |id: &str| step_paths.get(id).cloned().unwrap_or_default();
+    let doc_paths = step_doc_paths(doc, workflow.steps.len());
+    let path_of_index = |i: usize| doc_paths.get(i).cloned().unwrap_or_default();
+    let mut step_paths: HashMap<&str, &DocPath> = HashMap::new();
+    for (step, path) in workflow.steps.iter().zip(&doc_paths) {
+        step_paths.entry(step.id.as_str()).or_insert(path);
+    }
+    let path_of = |id: &str| step_paths.get(id).map(|p| (*p).clone()).unwrap_or_default();
 
     // Ids: unique and non-empty.
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, step) in workflow.steps.iter().enumerate() {
         if let Some(first) = seen.insert(step.id.as_str(), i) {
-            p.add(Some(&step.id), &path_of_index(doc, i), format!("duplicate step id (also step #{})", first + 1));
+            p.add(Some(&step.id), &path_of_index(i), format!("duplicate step id (also step #{})", first + 1));
         }
     }
     let ids: HashSet<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
@@ -265,15 +270,11 @@ fn check_references(
     }
 }
 
-/// Where each step is in the document: `steps.<id>` or `steps[<i>]`.
-fn step_paths(doc: &Document, workflow: &Workflow) -> HashMap<String, DocPath> {
-    workflow.steps.iter().enumerate().map(|(i, s)| (s.id.clone(), path_of_index(doc, i))).collect()
-}
-
-fn path_of_index(doc: &Document, i: usize) -> DocPath {
+/// Where each step is in the document (`steps.<id>` or `steps[<i>]`), by declaration index.
+fn step_doc_paths(doc: &Document, count: usize) -> Vec<DocPath> {
     let steps = DocPath::default().key("steps");
     match doc.value.get("steps") {
-        Some(Value::Object(map)) => map.keys().nth(i).map(|k| steps.key(k)).unwrap_or(steps),
-        _ => steps.index(i),
+        Some(Value::Object(map)) => map.keys().map(|k| steps.key(k)).collect(),
+        _ => (0..count).map(|i| steps.index(i)).collect(),
     }
 }
