@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("validate_10k_random", |b| b.iter(|| black_box(validate(&docs[2].1, Some(&host)).unwrap())));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let orch = runtime.block_on(async { Orchestrator::new(host.clone()) });
     for (name, doc) in &docs {
         orch.register(validate(doc, Some(&host)).unwrap()).unwrap();

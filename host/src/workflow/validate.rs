@@ -103,12 +103,13 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
     };
 
     // Plugins, operations, expressions, parameters.
+    let mut schemas = Schemas::new();
     let index: HashMap<&str, usize> = workflow.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
     for (i, step) in workflow.steps.iter().enumerate() {
         let path = path_of(&step.id);
-        check_action(&step.action, Some(&step.id), &path, host, &mut p);
+        check_action(&step.action, Some(&step.id), &path, host, &mut schemas, &mut p);
         if let Some(c) = &step.compensate {
-            check_action(c, Some(&step.id), &path.key("compensate"), host, &mut p);
+            check_action(c, Some(&step.id), &path.key("compensate"), host, &mut schemas, &mut p);
         }
         if let Some(when) = &step.when {
             match Expr::compile(when) {
@@ -139,7 +140,7 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
         }
     }
     for (id, action) in &workflow.rollback {
-        check_action(action, Some(id), &DocPath::default().key("rollback_steps").key(id), host, &mut p);
+        check_action(action, Some(id), &DocPath::default().key("rollback_steps").key(id), host, &mut schemas, &mut p);
     }
     let outputs_path = DocPath::default().key("outputs");
     match Template::compile(&Value::Object(workflow.outputs.clone())) {
@@ -162,7 +163,17 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
 
 /// Check a plugin action: its templates compile, and with a host, that the
 /// plugin and operation exist and literal parameters fit the declared schema.
-fn check_action(action: &Action, step: Option<&str>, path: &DocPath, host: Option<&Host>, p: &mut Problems) {
+/// Compiled parameter schemas by (plugin, operation): compiled once per validation.
+type Schemas = HashMap<(String, String), Option<jsonschema::Validator>>;
+
+fn check_action(
+    action: &Action,
+    step: Option<&str>,
+    path: &DocPath,
+    host: Option<&Host>,
+    schemas: &mut Schemas,
+    p: &mut Problems,
+) {
     let params_path = path.key("parameters");
     let template = Template::compile(&action.parameters);
     if let Err(errors) = &template {
@@ -206,15 +217,20 @@ fn check_action(action: &Action, step: Option<&str>, path: &DocPath, host: Optio
     {
         let params =
             if action.parameters.is_null() { Value::Object(Default::default()) } else { action.parameters.clone() };
-        match jsonschema::validator_for(schema) {
-            Ok(validator) => {
-                for error in validator.iter_errors(&params) {
-                    let at = error.instance_path().to_string();
-                    let at = if at.is_empty() { String::new() } else { format!(" at {at}") };
-                    p.add(step, &params_path, format!("parameters do not fit `{}`{at}: {error}", action.operation));
-                }
+        let key = (action.plugin_id.clone(), action.operation.clone());
+        let validator = schemas.entry(key).or_insert_with(|| match jsonschema::validator_for(schema) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::debug!(plugin = %action.plugin_id, "unusable parameter schema: {e}");
+                None
             }
-            Err(e) => tracing::debug!(plugin = %action.plugin_id, "unusable parameter schema: {e}"),
+        });
+        if let Some(validator) = validator {
+            for error in validator.iter_errors(&params) {
+                let at = error.instance_path().to_string();
+                let at = if at.is_empty() { String::new() } else { format!(" at {at}") };
+                p.add(step, &params_path, format!("parameters do not fit `{}`{at}: {error}", action.operation));
+            }
         }
     }
 }
