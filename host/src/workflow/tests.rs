@@ -535,3 +535,31 @@ steps:
     let d = dag::dot(&wf.workflow);
     assert!(d.contains("\"left\" -> \"join\";"), "{d}");
 }
+
+#[test]
+fn the_committed_json_schema_accepts_the_examples_and_rejects_what_validation_rejects() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("schemas/workflow.schema.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for file in [
+        "examples/pipeline.yaml",
+        "examples/parallel.yaml",
+        "examples/robust.yaml",
+        "tests/fixtures/qtforge-workflow.json",
+    ] {
+        let path = root.join(file);
+        let doc = Document::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&doc.value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+    }
+    for bad in [
+        json!({"id": "x"}),
+        json!({"id": "x", "steps": [{"id": "a", "plugin_id": "p", "method_name": "m", "colour": 1}]}),
+        json!({"id": "x", "execution_mode": 7, "steps": [{"id": "a", "plugin_id": "p", "operation": "m"}]}),
+    ] {
+        assert!(!validator.is_valid(&bad), "{bad}");
+        let doc = Document::parse(Path::new("bad.json"), &bad.to_string()).unwrap();
+        assert!(validate(&doc, None).is_err(), "{bad}");
+    }
+}
