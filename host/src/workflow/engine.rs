@@ -18,7 +18,7 @@
 
 use super::clock::Clock;
 use super::dag::Dag;
-use super::definition::{Action, ExecutionMode, Workflow};
+use super::definition::{Action, Workflow};
 use super::expr::{Expr, Scope, Template};
 use super::status::{CompensationRecord, ExecutionStatus, StepError, StepRecord, StepStatus, WorkflowStatus, epoch_ms};
 use super::validate::ValidWorkflow;
@@ -32,7 +32,6 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
 
 /// A workflow ready to run: validated, with its templates compiled.
 pub struct Prepared {
@@ -44,17 +43,21 @@ pub struct Prepared {
     outputs: Template,
 }
 
-struct PreparedStep {
-    params: Template,
-    when: Option<Expr>,
+pub(super) struct PreparedStep {
+    pub(super) params: Template,
+    pub(super) when: Option<Expr>,
     compensation: Option<(Action, Template)>,
     /// Step indices its expressions read (`steps.<id>`).
-    reads: Vec<usize>,
+    pub(super) reads: Vec<usize>,
     /// Whether its expressions read `context`.
-    reads_context: bool,
+    pub(super) reads_context: bool,
 }
 
 impl Prepared {
+    pub(super) fn step(&self, i: usize) -> &PreparedStep {
+        &self.steps[i]
+    }
+
     /// Compile the templates of a validated workflow.
     ///
     /// # Errors
@@ -91,9 +94,10 @@ impl Prepared {
 
 /// The shared record of one execution: its status, cancel token and state.
 pub struct Execution {
+    id: String,
     status: Mutex<ExecutionStatus>,
     cancel: CancelToken,
-    cancelled: Notify,
+    pub(super) cancelled: Notify,
     done: watch::Sender<bool>,
     state: SharedState,
 }
@@ -136,6 +140,7 @@ impl Execution {
             ended_at_ms: None,
         };
         Arc::new(Self {
+            id: status.execution_id.clone(),
             status: Mutex::new(status),
             cancel: CancelToken::default(),
             cancelled: Notify::new(),
@@ -144,7 +149,12 @@ impl Execution {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, ExecutionStatus> {
+    /// The execution id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, ExecutionStatus> {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -188,16 +198,9 @@ pub struct Engine {
     parallelism: usize,
 }
 
-/// How a step's attempts ended.
-enum Outcome {
-    Completed(Value),
-    Failed(StepError),
-    Cancelled(String),
-}
-
 /// Why the forward phase stopped early.
 #[derive(Debug, Clone)]
-enum Abort {
+pub(super) enum Abort {
     Failed(String),
     Cancelled,
 }
@@ -214,6 +217,16 @@ impl Engine {
         &self.host
     }
 
+    /// The clock retries wait on.
+    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Default `max_parallel`: the number of cores.
+    pub(super) fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
     /// Run `prepared` to the end, recording everything in `exec`.
     pub async fn run(&self, prepared: Arc<Prepared>, exec: Arc<Execution>) {
         let started = self.clock.now();
@@ -223,7 +236,7 @@ impl Engine {
             s.started_at_ms = Some(epoch_ms(started));
         }
         let forward = Stop::default();
-        let abort = self.forward(&prepared, &exec, &forward).await;
+        let abort = super::scheduler::Forward::run(self.clone(), prepared.clone(), exec.clone(), forward).await;
         let final_status = match &abort {
             None => {
                 self.finish_outputs(&prepared, &exec);
@@ -259,221 +272,8 @@ impl Engine {
         exec.done.send_replace(true);
     }
 
-    /// Schedule and run steps until all are finished or the execution aborts.
-    async fn forward(&self, prepared: &Arc<Prepared>, exec: &Arc<Execution>, forward: &Stop) -> Option<Abort> {
-        let wf = &prepared.workflow;
-        let dag = &prepared.dag;
-        let n = wf.steps.len();
-        let limit = if wf.mode.is_serial() { 1 } else { wf.max_parallel.unwrap_or(self.parallelism).max(1) };
-        let mut waiting: Vec<usize> = dag.deps.iter().map(Vec::len).collect();
-        let mut ready: BTreeSet<(usize, usize)> =
-            (0..n).filter(|&i| waiting[i] == 0).map(|i| (dag.rank[i], i)).collect();
-        let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
-        let mut abort: Option<Abort> = None;
-        let deadline = wf.timeout.map(|t| Instant::now() + t);
-        let mut finished = 0usize;
-
-        loop {
-            if exec.is_cancelled() && abort.is_none() {
-                abort = Some(Abort::Cancelled);
-                forward.cancel();
-            }
-            while abort.is_none() && running.len() < limit {
-                let Some((_, i)) = ready.pop_first() else { break };
-                match self.start(prepared, exec, i, forward) {
-                    Ok(task) => {
-                        running.spawn(task);
-                    }
-                    Err((status, error, reason)) => {
-                        let critical_failure = status == StepStatus::Failed && wf.steps[i].critical;
-                        self.finish_step(exec, i, status, None, error, reason);
-                        finished += 1;
-                        release(dag, i, &mut waiting, &mut ready);
-                        if critical_failure {
-                            abort = Some(Abort::Failed(format!("critical step `{}` failed", wf.steps[i].id)));
-                            forward.cancel();
-                        }
-                    }
-                }
-            }
-            if running.is_empty() {
-                break;
-            }
-            let timeout = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                joined = running.join_next() => {
-                    let Some(joined) = joined else { continue };
-                    let (i, outcome) = match joined {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            tracing::error!("step task failed: {e}");
-                            continue;
-                        }
-                    };
-                    finished += 1;
-                    let step = &wf.steps[i];
-                    match outcome {
-                        Outcome::Completed(output) => {
-                            if wf.mode == ExecutionMode::Pipeline && let Value::Object(map) = &output {
-                                for (k, v) in map {
-                                    exec.state.set(k, v.clone());
-                                }
-                            }
-                            self.finish_step(exec, i, StepStatus::Completed, Some(output), None, None);
-                        }
-                        Outcome::Failed(error) => {
-                            let critical = step.critical && abort.is_none();
-                            let message = format!("critical step `{}` failed: {}", step.id, error.message);
-                            self.finish_step(exec, i, StepStatus::Failed, None, Some(error), None);
-                            if critical {
-                                abort = Some(Abort::Failed(message));
-                                forward.cancel();
-                            }
-                        }
-                        Outcome::Cancelled(reason) => self.finish_step(exec, i, StepStatus::Cancelled, None, None, Some(reason)),
-                    }
-                    release(dag, i, &mut waiting, &mut ready);
-                }
-                _ = exec.cancelled.notified(), if abort.is_none() => {
-                    abort = Some(Abort::Cancelled);
-                    forward.cancel();
-                }
-                _ = timeout, if abort.is_none() => {
-                    let t = wf.timeout.unwrap_or_default();
-                    abort = Some(Abort::Failed(format!("the workflow timed out after {} ms", t.as_millis())));
-                    forward.cancel();
-                }
-            }
-        }
-        debug_assert!(abort.is_some() || finished == n, "{finished} of {n} steps finished");
-        abort
-    }
-
-    /// Decide whether step `i` runs; if so, build its task.
-    #[allow(clippy::type_complexity)]
-    fn start(
-        &self,
-        prepared: &Arc<Prepared>,
-        exec: &Arc<Execution>,
-        i: usize,
-        forward: &Stop,
-    ) -> Result<impl Future<Output = (usize, Outcome)> + Send + 'static, (StepStatus, Option<StepError>, Option<String>)>
-    {
-        let wf = &prepared.workflow;
-        let step = &wf.steps[i];
-        let ps = &prepared.steps[i];
-        // Dependencies mean "all succeeded".
-        let upstream = {
-            let s = exec.lock();
-            let mut upstream = Map::new();
-            for &d in &prepared.dag.deps[i] {
-                let dep = &s.steps[d];
-                if dep.status != StepStatus::Completed {
-                    return Err((
-                        StepStatus::Skipped,
-                        None,
-                        Some(format!("dependency `{}` {}", dep.id, dep.status.as_str())),
-                    ));
-                }
-                upstream.insert(dep.id.clone(), dep.output.clone().unwrap_or(Value::Null));
-            }
-            upstream
-        };
-        let needs_scope = ps.when.is_some() || !ps.params.is_literal();
-        let scope = needs_scope.then(|| self.scope(prepared, exec, &ps.reads, ps.reads_context));
-        if let (Some(when), Some(scope)) = (&ps.when, &scope) {
-            match when.eval_bool(scope) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err((StepStatus::Skipped, None, Some(format!("condition `{}` is false", when.source()))));
-                }
-                Err(e) => return Err((StepStatus::Failed, Some(error("condition", e, false)), None)),
-            }
-        }
-        let params = match &scope {
-            Some(scope) => {
-                ps.params.render(scope).map_err(|e| (StepStatus::Failed, Some(error("parameters", e, false)), None))?
-            }
-            None => match &ps.params {
-                super::expr::Template::Literal(v) => v.clone(),
-                _ => unreachable!("non-literal parameters always get a scope"),
-            },
-        };
-        let plugin_id = step.action.plugin_id.clone();
-        let Some(plugin) = self.host.plugin(&plugin_id) else {
-            return Err((
-                StepStatus::Failed,
-                Some(error("plugin-not-found", format!("no plugin `{plugin_id}` is loaded"), false)),
-                None,
-            ));
-        };
-        let timeout = step.timeout.unwrap_or(plugin.manifest.limits.timeout);
-        let config = plugin.manifest.config.clone();
-        let kind = plugin.manifest.kind;
-        let (host, clock, exec, forward, prepared) =
-            (self.host.clone(), self.clock.clone(), exec.clone(), forward.clone(), prepared.clone());
-        Ok(async move {
-            let step = &prepared.workflow.steps[i];
-            let policy = &step.retry;
-            let mut attempt = 1;
-            loop {
-                {
-                    let mut s = exec.lock();
-                    let r = &mut s.steps[i];
-                    r.status = StepStatus::Running;
-                    r.attempts = attempt;
-                    r.started_at_ms.get_or_insert_with(|| epoch_ms(clock.now()));
-                }
-                let ctx = ExecutionContext {
-                    execution_id: exec.lock().execution_id.clone(),
-                    workflow_id: Some(prepared.workflow.id.clone()),
-                    step_id: Some(step.id.clone()),
-                    task_id: None,
-                    attempt,
-                    deadline_ms: Some(epoch_ms(clock.now() + timeout)),
-                    operation: step.action.operation.clone(),
-                    parameters: params.clone(),
-                    upstream: upstream.clone(),
-                    config: config.clone(),
-                };
-                let services =
-                    CallServices::new(&plugin_id, &ctx.execution_id, exec.state.clone(), forward.token.clone());
-                let result = call_blocking(&host, kind, ctx, services, timeout).await;
-                match result {
-                    Ok(out) => return (i, Outcome::Completed(out.output)),
-                    Err(CallError::Cancelled { .. }) => {
-                        return (i, Outcome::Cancelled("cancelled while running".into()));
-                    }
-                    Err(_) if forward.is_cancelled() => {
-                        return (i, Outcome::Cancelled("cancelled while running".into()));
-                    }
-                    Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
-                        let delay = policy.delay(attempt + 1, fastrand::f64());
-                        tracing::info!(step = %step.id, attempt, delay_ms = delay.as_millis() as u64, "step failed, retrying: {e}");
-                        {
-                            let mut s = exec.lock();
-                            s.steps[i].status = StepStatus::Retrying;
-                            s.steps[i].error = Some(call_error(&e));
-                        }
-                        tokio::select! {
-                            _ = clock.sleep(delay) => {}
-                            _ = forward.cancelled() => return (i, Outcome::Cancelled("cancelled while waiting to retry".into())),
-                        }
-                        attempt += 1;
-                    }
-                    Err(e) => return (i, Outcome::Failed(call_error(&e))),
-                }
-            }
-        })
-    }
-
     /// The names expressions see, holding only the steps they read.
-    fn scope(&self, prepared: &Prepared, exec: &Execution, reads: &[usize], reads_context: bool) -> Scope {
+    pub(super) fn scope(&self, prepared: &Prepared, exec: &Execution, reads: &[usize], reads_context: bool) -> Scope {
         let s = exec.lock();
         let steps: Map<String, Value> = reads
             .iter()
@@ -494,7 +294,7 @@ impl Engine {
         )
     }
 
-    fn finish_step(
+    pub(super) fn finish_step(
         &self,
         exec: &Execution,
         i: usize,
@@ -642,21 +442,11 @@ async fn call_blocking(
     joined.unwrap_or_else(|e| Err(CallError::Host { plugin, message: format!("the call's task failed: {e}") }))
 }
 
-/// Step `i` is finished: its dependents may become ready.
-fn release(dag: &Dag, i: usize, waiting: &mut [usize], ready: &mut BTreeSet<(usize, usize)>) {
-    for &d in &dag.dependents[i] {
-        waiting[d] -= 1;
-        if waiting[d] == 0 {
-            ready.insert((dag.rank[d], d));
-        }
-    }
-}
-
-fn error(kind: &str, message: impl Into<String>, retryable: bool) -> StepError {
+pub(super) fn error(kind: &str, message: impl Into<String>, retryable: bool) -> StepError {
     StepError { kind: kind.into(), message: message.into(), retryable }
 }
 
-fn call_error(e: &CallError) -> StepError {
+pub(super) fn call_error(e: &CallError) -> StepError {
     match e {
         CallError::Plugin { error: pe, .. } => {
             error(&format!("plugin-error/{}", pe.kind), pe.message.clone(), pe.retryable)
@@ -668,20 +458,20 @@ fn call_error(e: &CallError) -> StepError {
 /// The forward phase's stop signal: a cancel token plugins can poll, and a
 /// notification tasks can await.
 #[derive(Clone, Default)]
-struct Stop {
-    token: CancelToken,
+pub(super) struct Stop {
+    pub(super) token: CancelToken,
     notify: Arc<Notify>,
 }
 
 impl Stop {
-    fn cancel(&self) {
+    pub(super) fn cancel(&self) {
         self.token.cancel();
         self.notify.notify_waiters();
     }
-    fn is_cancelled(&self) -> bool {
+    pub(super) fn is_cancelled(&self) -> bool {
         self.token.is_cancelled()
     }
-    async fn cancelled(&self) {
+    pub(super) async fn cancelled(&self) {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);

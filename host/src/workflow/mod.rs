@@ -14,6 +14,7 @@ pub mod duration;
 pub mod engine;
 pub mod expr;
 pub mod orchestrator;
+mod scheduler;
 pub mod source;
 pub mod status;
 pub mod validate;
