@@ -1,7 +1,7 @@
 //! Speed and memory of the workflow engine (see README, "Speed"):
 //!
 //! * `validate_10k_random`: validating a 10,000-step workflow against the loaded plugins;
-//! * `run_10k_{chain,fanout,random}`: executing 10,000 native no-op steps (a chain, a wide
+//! * `run_10k_{chain,fanout,random}`: executing 10,000 native no-op steps on a multi-threaded runtime (a chain, a wide
 //!   fan-out, a random DAG with up to 3 dependencies per step) through the orchestrator;
 //!   divide by 10,000 for the per-step overhead (the no-op call itself is `native_noop_call`
 //!   in `benches/host.rs`);
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("validate_10k_random", |b| b.iter(|| black_box(validate(&docs[2].1, Some(&host)).unwrap())));
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let orch = runtime.block_on(async { Orchestrator::new(host.clone()) });
     for (name, doc) in &docs {
         orch.register(validate(doc, Some(&host)).unwrap()).unwrap();
