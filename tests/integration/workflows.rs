@@ -165,3 +165,56 @@ fn workflow_validate_plan_and_graph() {
     let run = plexus(&["run", bad.to_str().unwrap()], tmp.path());
     assert_eq!(run.status.code(), Some(1), "an invalid workflow does not run");
 }
+
+#[test]
+fn ctrl_c_cancels_a_run_and_compensates_what_completed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("saved.csv");
+    let wf = tmp.path().join("slow.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            r#"id: slow
+steps:
+  - id: save
+    plugin_id: plexus.csv
+    method_name: save
+    parameters: {{ path: "{0}", rows: [{{ a: 1 }}] }}
+    compensate: {{ plugin_id: plexus.csv, method_name: remove, parameters: {{ path: "{0}" }} }}
+  - id: wait
+    plugin_id: plexus.echo.native
+    method_name: sleep
+    dependencies: [save]
+    parameters: {{ ms: 30000 }}
+"#,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let json = tmp.path().join("results.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["run", wf.to_str().unwrap(), "--output", json.to_str().unwrap(), "--plugins-dir"])
+        .arg(built_plugins())
+        .env("PLEXUS_CACHE_DIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first step has saved its file, then interrupt.
+    let started = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the run never saved its file");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "cancel did not stop the sleeping step");
+    let r = results(&json);
+    assert_eq!(r["status"], "cancelled");
+    assert_eq!(step(&r, "wait")["status"], "cancelled");
+    assert_eq!(r["compensations"][0]["step"], "save");
+    assert!(!marker.exists(), "the compensation removed the file");
+}
