@@ -76,8 +76,9 @@ fn call_catching<P: Plugin>(
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.call(exec, services))) {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(error)) => Err(CallError::Plugin { plugin: plugin.to_owned(), error }),
-        Err(payload) => {
-            Err(CallError::Panic { plugin: plugin.to_owned(), message: runtime::panic_message(payload.as_ref()) })
-        }
+        Err(payload) => Err(CallError::Panic {
+            plugin: plugin.to_owned(),
+            message: plexus_sdk::abi::panic_message(payload.as_ref()),
+        }),
     }
 }

@@ -150,16 +150,12 @@ pub enum DirAccess {
 #[derive(Debug, Clone, Serialize)]
 pub struct Limits {
     /// Per-call timeout.
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "crate::workflow::duration::serialize_ms")]
     pub timeout: Duration,
     /// WASM linear-memory limit, in bytes.
     pub memory_bytes: u64,
     /// Bound on captured stdout + stderr per call, in bytes.
     pub output_bytes: usize,
-}
-
-fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
 }
 
 impl Default for Limits {

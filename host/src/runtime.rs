@@ -59,17 +59,6 @@ where
     }
 }
 
-/// The message of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
-
 /// The contract version this host implements.
 pub fn host_contract_version() -> semver::Version {
     semver::Version::parse(CONTRACT_VERSION).expect("CONTRACT_VERSION is semver")

@@ -91,7 +91,8 @@ pub trait RuntimeAccess: Plugin {
     fn runtime() -> &'static Runtime<Self>;
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+/// The message of a panic payload (`&str` or `String`), shared with the host.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -109,7 +110,7 @@ extern "C" fn metadata_shim<P: RuntimeAccess>() -> RString {
     match catch_unwind(|| serde_json::to_string(P::runtime().metadata())) {
         Ok(Ok(json)) => json.into(),
         Ok(Err(e)) => to_json(&NativeResponse::Panic(format!("metadata is not JSON: {e}"))),
-        Err(payload) => to_json(&NativeResponse::Panic(panic_message(payload))),
+        Err(payload) => to_json(&NativeResponse::Panic(panic_message(payload.as_ref()))),
     }
 }
 
@@ -129,7 +130,7 @@ extern "C" fn call_shim<P: RuntimeAccess>(host: &HostVTable, context: RStr<'_>) 
             Err(err) => NativeResponse::Error(err),
         }
     }));
-    let response = result.unwrap_or_else(|payload| NativeResponse::Panic(panic_message(payload)));
+    let response = result.unwrap_or_else(|payload| NativeResponse::Panic(panic_message(payload.as_ref())));
     to_json(&response)
 }
 

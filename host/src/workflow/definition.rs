@@ -160,21 +160,17 @@ pub struct RetryPolicy {
     /// Attempts in all, first one included (≥ 1). QtForge's `max_retries: n` is `n + 1`.
     pub max_attempts: u32,
     /// Delay before the first retry.
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "duration::serialize_ms")]
     pub initial_delay: Duration,
     /// Constant or exponential.
     pub backoff: Backoff,
     /// Growth factor of exponential backoff (default 2).
     pub multiplier: f64,
     /// Upper bound of any delay.
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "duration::serialize_ms")]
     pub max_delay: Duration,
     /// Random extra delay, as a fraction of the delay (0.0–1.0).
     pub jitter: f64,
-}
-
-fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
 }
 
 impl Default for RetryPolicy {
@@ -240,7 +236,7 @@ pub struct Step {
     /// Condition evaluated before the step starts; false skips it.
     pub when: Option<String>,
     /// Per-attempt timeout (default: the plugin's `limits.timeout_ms`).
-    #[serde(serialize_with = "ser_opt_ms")]
+    #[serde(serialize_with = "duration::serialize_opt_ms")]
     pub timeout: Option<Duration>,
     /// Retry policy.
     pub retry: RetryPolicy,
@@ -250,13 +246,6 @@ pub struct Step {
     pub compensate: Option<Action>,
     /// Free-form metadata.
     pub metadata: Value,
-}
-
-fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-        None => s.serialize_none(),
-    }
 }
 
 /// A workflow definition.
@@ -271,7 +260,7 @@ pub struct Workflow {
     /// Scheduling mode.
     pub mode: ExecutionMode,
     /// Overall timeout.
-    #[serde(serialize_with = "ser_opt_ms")]
+    #[serde(serialize_with = "duration::serialize_opt_ms")]
     pub timeout: Option<Duration>,
     /// Most steps running at once in parallel modes (default: number of cores).
     pub max_parallel: Option<usize>,

@@ -22,6 +22,19 @@ pub fn parse(value: &Value) -> Result<Duration, String> {
     }
 }
 
+/// Serialize a duration as whole milliseconds (for `#[serde(serialize_with)]`).
+pub fn serialize_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// Serialize an optional duration as whole milliseconds or null.
+pub fn serialize_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -343,17 +343,7 @@ impl Forward {
                 }
                 self.engine.finish_step(exec, i, StepStatus::Completed, Some(out.output), None, None);
             }
-            Err(CallError::Cancelled { .. }) => {
-                self.engine.finish_step(
-                    exec,
-                    i,
-                    StepStatus::Cancelled,
-                    None,
-                    None,
-                    Some("cancelled while running".into()),
-                );
-            }
-            Err(_) if self.stop.is_cancelled() => {
+            Err(e) if matches!(e, CallError::Cancelled { .. }) || self.stop.is_cancelled() => {
                 self.engine.finish_step(
                     exec,
                     i,
