@@ -5,7 +5,7 @@
 //! regardless.
 
 use crate::error::{LoadError, LoadErrorKind};
-use crate::manifest::{MANIFEST_FILE, Manifest, PluginKind};
+use crate::manifest::{Limits, MANIFEST_FILE, Manifest, PluginKind};
 use crate::native::NativePlugin;
 use crate::runtime::{self, Runtime};
 use crate::wasm::{WasmEngine, WasmPlugin, cache::hex};
@@ -28,6 +28,37 @@ impl LoadedPlugin {
     /// The plugin id.
     pub fn id(&self) -> &str {
         &self.manifest.id
+    }
+
+    /// One line of `plugins list`: `{id, name, version, kind, capabilities, operations, path}`.
+    pub fn summary(&self) -> serde_json::Value {
+        let meta = self.runtime.metadata();
+        serde_json::json!({
+            "id": self.id(),
+            "name": meta.name,
+            "version": meta.version,
+            "kind": self.manifest.kind,
+            "capabilities": meta.capabilities,
+            "operations": meta.operations.iter().map(|o| &o.name).collect::<Vec<_>>(),
+            "path": self.manifest.dir,
+        })
+    }
+
+    /// `plugins info`: `{metadata, kind, path, artifact, sha256,
+    /// contract_requirement, config, limits, permissions}`.
+    pub fn details(&self) -> serde_json::Value {
+        let m = &self.manifest;
+        serde_json::json!({
+            "metadata": self.runtime.metadata(),
+            "kind": m.kind,
+            "path": m.dir,
+            "artifact": m.artifact,
+            "sha256": m.sha256,
+            "contract_requirement": m.contract.as_ref().map(ToString::to_string),
+            "config": m.config,
+            "limits": m.limits,
+            "permissions": m.permissions,
+        })
     }
 }
 
@@ -57,35 +88,81 @@ fn plugin_folders(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
 
 /// Scan `dirs` in order and load every plugin folder. The WASM engine is
 /// created by `engine` on first need, at most once.
-pub fn discover(dirs: &[PathBuf], engine: &mut dyn FnMut() -> Result<WasmEngine, String>) -> Discovered {
+pub fn discover(
+    dirs: &[PathBuf],
+    defaults: &Limits,
+    engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
+) -> Discovered {
     let mut found = Discovered::default();
-    let mut engine_cache: Option<Result<WasmEngine, String>> = None;
-    for dir in dirs {
-        for folder in plugin_folders(dir, &mut found.errors) {
-            let started = std::time::Instant::now();
-            let manifest = match Manifest::load(&folder) {
-                Ok(m) => m,
-                Err(kind) => {
-                    let id = id_of_broken_manifest(&folder);
-                    found.errors.push(LoadError::new(folder.join(MANIFEST_FILE), id.as_deref(), kind));
-                    continue;
-                }
-            };
-            let id = manifest.id.clone();
-            let mut wasm = || engine_cache.get_or_insert_with(&mut *engine).clone();
-            match load_one(&manifest, &found.plugins, &mut wasm) {
-                Ok(runtime) => {
-                    tracing::debug!(plugin = %id, kind = %manifest.kind, elapsed_us = started.elapsed().as_micros() as u64, "plugin loaded");
-                    found.plugins.insert(id, LoadedPlugin { manifest, runtime });
-                }
-                Err(kind) => {
-                    tracing::warn!(plugin = %id, path = %folder.display(), "plugin not loaded: {kind}");
-                    found.errors.push(LoadError::new(&folder, Some(&id), kind));
-                }
+    for folder in folders(dirs, &mut found.errors) {
+        match load_folder(&folder, defaults, &found.plugins, engine) {
+            Ok(plugin) => {
+                found.plugins.insert(plugin.id().to_owned(), plugin);
             }
+            Err(error) => found.errors.push(error),
         }
     }
     found
+}
+
+/// Every plugin folder of `dirs`, in scan order; unreadable directories are
+/// reported in `errors`.
+pub fn folders(dirs: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
+    dirs.iter().flat_map(|dir| plugin_folders(dir, errors)).collect()
+}
+
+/// Load the plugin in `folder`; `loaded` are the plugins loaded before it
+/// (a duplicate id is an error).
+///
+/// # Errors
+/// Every way a plugin can fail to load, with the folder and, when known, the id.
+pub fn load_folder(
+    folder: &Path,
+    defaults: &Limits,
+    loaded: &BTreeMap<String, LoadedPlugin>,
+    engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
+) -> Result<LoadedPlugin, LoadError> {
+    let started = std::time::Instant::now();
+    let manifest = match Manifest::load_with(folder, defaults) {
+        Ok(m) => m,
+        Err(kind) => {
+            let id = id_of_broken_manifest(folder);
+            return Err(LoadError::new(folder.join(MANIFEST_FILE), id.as_deref(), kind));
+        }
+    };
+    let id = manifest.id.clone();
+    match load_one(&manifest, loaded, engine) {
+        Ok(runtime) => {
+            tracing::debug!(plugin = %id, kind = %manifest.kind, elapsed_us = started.elapsed().as_micros() as u64, "plugin loaded");
+            Ok(LoadedPlugin { manifest, runtime })
+        }
+        Err(kind) => {
+            tracing::warn!(plugin = %id, path = %folder.display(), "plugin not loaded: {kind}");
+            Err(LoadError::new(folder, Some(&id), kind))
+        }
+    }
+}
+
+/// A cheap summary of a plugin folder's files (names, sizes, modification
+/// times, and the artifact's when it lives elsewhere): equal fingerprints
+/// mean nothing changed.
+pub fn fingerprint(folder: &Path) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    let mut entries: Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok().map(|m| (e.file_name(), m.len(), m.modified().ok())))
+        .collect();
+    entries.sort();
+    entries.hash(&mut hasher);
+    if let Ok(m) = Manifest::load(folder)
+        && let Ok(meta) = std::fs::metadata(&m.artifact)
+    {
+        (meta.len(), meta.modified().ok()).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// The `id` of a manifest that did not validate, if it has a readable one, so
@@ -101,7 +178,7 @@ fn id_of_broken_manifest(folder: &Path) -> Option<String> {
 fn load_one(
     manifest: &Manifest,
     loaded: &BTreeMap<String, LoadedPlugin>,
-    wasm: &mut dyn FnMut() -> Result<WasmEngine, String>,
+    engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<Arc<dyn Runtime>, LoadErrorKind> {
     if let Some(req) = &manifest.contract {
         runtime::check_contract(CONTRACT_VERSION, Some(req))?;
@@ -130,7 +207,7 @@ fn load_one(
     match manifest.kind {
         PluginKind::Native => Ok(Arc::new(NativePlugin::load(manifest)?)),
         PluginKind::Wasm => {
-            let engine = wasm().map_err(LoadErrorKind::Instantiate)?;
+            let engine = engine().map_err(LoadErrorKind::Instantiate)?;
             let bytes = bytes.expect("read above for wasm");
             Ok(Arc::new(WasmPlugin::load(&engine, manifest, &bytes)?))
         }

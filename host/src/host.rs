@@ -3,6 +3,7 @@
 use crate::discovery::{self, LoadedPlugin};
 use crate::error::{CallError, Error, LoadError, LoadErrorKind};
 use crate::in_process::InProcessPlugin;
+use crate::manifest::{Limits, PluginKind};
 use crate::services::{CallServices, CancelToken, ProgressSink, SharedState};
 use crate::wasm::WasmEngine;
 use crate::wasm::cache::ComponentCache;
@@ -10,7 +11,7 @@ use plexus_sdk::{CallOutput, ExecutionContext};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Builds a [`Host`]: which directories to scan and where to cache compiled components.
@@ -19,6 +20,7 @@ pub struct HostBuilder {
     plugin_dirs: Vec<PathBuf>,
     cache_dir: Option<PathBuf>,
     no_cache: bool,
+    defaults: Limits,
     in_process: Vec<LoadedPlugin>,
 }
 
@@ -47,6 +49,12 @@ impl HostBuilder {
         self.no_cache = true;
         self
     }
+    /// Limits for plugins whose manifest does not set them (default: 30 s,
+    /// 64 MiB, 64 KiB of captured output).
+    pub fn default_limits(mut self, limits: Limits) -> Self {
+        self.defaults = limits;
+        self
+    }
 
     /// Add a plugin compiled into the host (see [`InProcessPlugin`]), with `config`
     /// as its configuration. A plugin found on disk with the same id is reported
@@ -64,21 +72,169 @@ impl HostBuilder {
     pub fn build(self) -> Result<Host, Error> {
         let cache_dir = if self.no_cache { None } else { self.cache_dir.or_else(default_cache_dir) };
         let cache = ComponentCache::new(cache_dir)?;
-        let mut make_engine = || WasmEngine::new(cache.clone()).map_err(|e| e.to_string());
-        let mut found = discovery::discover(&self.plugin_dirs, &mut make_engine);
-        for plugin in self.in_process {
-            match found.plugins.get(plugin.id()) {
-                Some(first) => {
-                    let kind =
-                        LoadErrorKind::DuplicateId { id: plugin.id().to_owned(), first: first.manifest.dir.clone() };
-                    found.errors.push(LoadError::new(&plugin.manifest.dir, Some(plugin.id()), kind));
+        let loader = Arc::new(Loader {
+            dirs: self.plugin_dirs,
+            defaults: self.defaults,
+            cache,
+            engine: OnceLock::new(),
+            in_process: self.in_process,
+        });
+        Ok(loader.scan(None).0)
+    }
+}
+
+/// What a host needs to load plugins again (hot reload).
+struct Loader {
+    dirs: Vec<PathBuf>,
+    defaults: Limits,
+    cache: ComponentCache,
+    engine: OnceLock<Result<WasmEngine, String>>,
+    in_process: Vec<LoadedPlugin>,
+}
+
+/// A plugin folder as last scanned.
+#[derive(Clone)]
+struct Folder {
+    fingerprint: u64,
+    /// The id of the plugin loaded from it, or its load error.
+    outcome: Result<String, LoadError>,
+}
+
+/// What changed in a [`Host::rescan`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// A new plugin loaded.
+    Loaded {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A changed WASM plugin was loaded again; running calls finish on the old version.
+    Reloaded {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A WASM plugin's folder disappeared; the plugin is unloaded.
+    Removed {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A native plugin's folder disappeared: it is no longer called, but its
+    /// library stays mapped until the host restarts.
+    Unavailable {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A native plugin changed: native libraries are never unloaded, so the
+    /// old version keeps running until the host restarts.
+    RestartRequired {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A new or changed folder did not load; other plugins are untouched.
+    Failed {
+        /// The error, naming the folder (and plugin id when known).
+        error: String,
+    },
+}
+
+impl Loader {
+    fn engine(&self) -> Result<WasmEngine, String> {
+        self.engine.get_or_init(|| WasmEngine::new(self.cache.clone()).map_err(|e| e.to_string())).clone()
+    }
+
+    /// Scan the directories. With a `previous` host, unchanged folders keep
+    /// their plugin (or error) and the differences are returned.
+    fn scan(self: &Arc<Self>, previous: Option<&Host>) -> (Host, Vec<Change>) {
+        let mut errors = Vec::new();
+        let mut plugins: BTreeMap<String, LoadedPlugin> = BTreeMap::new();
+        let mut folders = BTreeMap::new();
+        let mut changes = Vec::new();
+        let mut unavailable = previous.map(|p| p.unavailable.clone()).unwrap_or_default();
+        let mut engine = || self.engine();
+        for folder in discovery::folders(&self.dirs, &mut errors) {
+            let fingerprint = discovery::fingerprint(&folder);
+            let before = previous.and_then(|p| p.folders.get(&folder).map(|f| (p, f)));
+            // Unchanged: keep what it was.
+            if let Some((p, f)) = before
+                && f.fingerprint == fingerprint
+            {
+                match &f.outcome {
+                    Ok(id) => {
+                        if let Some(plugin) = p.plugins.get(id) {
+                            plugins.insert(id.clone(), plugin.clone());
+                        }
+                    }
+                    Err(e) => errors.push(e.clone()),
                 }
-                None => {
-                    found.plugins.insert(plugin.id().to_owned(), plugin);
+                folders.insert(folder, f.clone());
+                continue;
+            }
+            let old = before.and_then(|(p, f)| f.outcome.as_ref().ok().and_then(|id| p.plugins.get(id)));
+            // A loaded native library cannot be replaced.
+            if let Some(old) = old.filter(|o| o.manifest.kind == PluginKind::Native) {
+                let id = old.id().to_owned();
+                tracing::warn!(plugin = %id, path = %folder.display(), "native plugin changed: restart the host to load the new version");
+                changes.push(Change::RestartRequired { plugin: id.clone() });
+                unavailable.insert(id.clone(), "changed on disk: restart required".into());
+                plugins.insert(id.clone(), old.clone());
+                folders.insert(folder, Folder { fingerprint, outcome: Ok(id) });
+                continue;
+            }
+            let outcome = match discovery::load_folder(&folder, &self.defaults, &plugins, &mut engine) {
+                Ok(plugin) => {
+                    let id = plugin.id().to_owned();
+                    let replaced = previous.is_some_and(|p| p.plugins.contains_key(&id));
+                    if previous.is_some() {
+                        changes.push(if replaced {
+                            Change::Reloaded { plugin: id.clone() }
+                        } else {
+                            Change::Loaded { plugin: id.clone() }
+                        });
+                    }
+                    unavailable.remove(&id);
+                    plugins.insert(id.clone(), plugin);
+                    Ok(id)
+                }
+                Err(error) => {
+                    if previous.is_some() {
+                        changes.push(Change::Failed { error: error.to_string() });
+                    }
+                    errors.push(error.clone());
+                    Err(error)
+                }
+            };
+            folders.insert(folder, Folder { fingerprint, outcome });
+        }
+        if let Some(p) = previous {
+            for (id, plugin) in &p.plugins {
+                if plugins.contains_key(id) || plugin.manifest.kind == PluginKind::InProcess {
+                    continue;
+                }
+                if plugin.manifest.kind == PluginKind::Native {
+                    tracing::warn!(plugin = %id, "native plugin removed: no longer called; its library stays mapped until restart");
+                    unavailable.insert(id.clone(), "removed from disk".into());
+                    changes.push(Change::Unavailable { plugin: id.clone() });
+                } else {
+                    tracing::info!(plugin = %id, "plugin removed");
+                    changes.push(Change::Removed { plugin: id.clone() });
                 }
             }
         }
-        Ok(Host { plugins: found.plugins, errors: found.errors })
+        for plugin in &self.in_process {
+            match plugins.get(plugin.id()) {
+                Some(first) => {
+                    let kind =
+                        LoadErrorKind::DuplicateId { id: plugin.id().to_owned(), first: first.manifest.dir.clone() };
+                    errors.push(LoadError::new(&plugin.manifest.dir, Some(plugin.id()), kind));
+                }
+                None => {
+                    plugins.insert(plugin.id().to_owned(), plugin.clone());
+                }
+            }
+        }
+        let host = Host { plugins, errors, folders, unavailable, loader: self.clone() };
+        (host, changes)
     }
 }
 
@@ -95,9 +251,15 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 }
 
 /// The loaded plugins, the load errors, and calls.
+///
+/// A host is immutable: [`Host::rescan`] returns a new one, so calls running
+/// on the old host (an `Arc<Host>`) finish on the plugin versions they started with.
 pub struct Host {
     plugins: BTreeMap<String, LoadedPlugin>,
     errors: Vec<LoadError>,
+    folders: BTreeMap<PathBuf, Folder>,
+    unavailable: BTreeMap<String, String>,
+    loader: Arc<Loader>,
 }
 
 /// Options of one [`Host::call`].
@@ -125,6 +287,26 @@ impl Host {
     /// Every plugin that did not load, with its path and reason.
     pub fn load_errors(&self) -> &[LoadError] {
         &self.errors
+    }
+
+    /// Native plugins the host no longer calls or that wait for a restart,
+    /// with the reason (see [`Change::Unavailable`], [`Change::RestartRequired`]).
+    pub fn unavailable(&self) -> &BTreeMap<String, String> {
+        &self.unavailable
+    }
+
+    /// The plugin directories, in scan order.
+    pub fn plugin_dirs(&self) -> &[PathBuf] {
+        &self.loader.dirs
+    }
+
+    /// Scan the plugin directories again and return the new host and what
+    /// changed. Unchanged folders are not reloaded; a changed WASM plugin is
+    /// loaded again; a changed or removed native plugin is reported (its
+    /// library is never unloaded); a folder that fails to load is reported
+    /// and disturbs no other plugin.
+    pub fn rescan(&self) -> (Host, Vec<Change>) {
+        self.loader.scan(Some(self))
     }
 
     /// Run `operation` of plugin `id` with `params` in a fresh execution

@@ -28,6 +28,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod daemon;
 pub mod discovery;
 pub mod error;
 mod host;
@@ -42,7 +43,7 @@ pub mod workflow;
 
 pub use discovery::LoadedPlugin;
 pub use error::{CallError, Error, LoadError, LoadErrorKind, Result};
-pub use host::{CallOptions, Host, HostBuilder, default_cache_dir, new_execution_id};
+pub use host::{CallOptions, Change, Host, HostBuilder, default_cache_dir, new_execution_id};
 pub use manifest::{Manifest, PluginKind};
 pub use runtime::Runtime;
 pub use services::{CallServices, CancelToken, SharedState};

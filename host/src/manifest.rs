@@ -222,13 +222,24 @@ impl Manifest {
     /// [`LoadErrorKind::ReadManifest`] when the file cannot be read,
     /// [`LoadErrorKind::InvalidManifest`] for bad TOML, unknown fields or values.
     pub fn load(dir: &Path) -> Result<Self, LoadErrorKind> {
+        Self::load_with(dir, &Limits::default())
+    }
+
+    /// [`Self::load`] with `defaults` for the limits the manifest leaves out
+    /// (the daemon's `[defaults]`).
+    pub fn load_with(dir: &Path, defaults: &Limits) -> Result<Self, LoadErrorKind> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| LoadErrorKind::ReadManifest(e.to_string()))?;
-        Self::parse(dir, &text)
+        Self::parse_with(dir, &text, defaults)
     }
 
     /// Validate manifest `text` of the plugin folder `dir`.
     pub fn parse(dir: &Path, text: &str) -> Result<Self, LoadErrorKind> {
+        Self::parse_with(dir, text, &Limits::default())
+    }
+
+    /// [`Self::parse`] with default limits.
+    pub fn parse_with(dir: &Path, text: &str, defaults: &Limits) -> Result<Self, LoadErrorKind> {
         let invalid = |m: String| LoadErrorKind::InvalidManifest(m);
         let raw: RawManifest = toml::from_str(text).map_err(|e| invalid(one_line(&e.to_string())))?;
         if raw.id.trim().is_empty() || raw.id.chars().any(char::is_whitespace) {
@@ -253,8 +264,7 @@ impl Manifest {
             Some(table) => serde_json::to_value(table).map_err(|e| invalid(format!("[config]: {e}")))?,
             None => Value::Null,
         };
-        let defaults = Limits::default();
-        let memory_mib = raw.limits.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
+        let memory_mib = raw.limits.memory_mib.unwrap_or(defaults.memory_bytes >> 20);
         if memory_mib == 0 || memory_mib > MAX_MEMORY_MIB {
             return Err(invalid(format!("limits.memory_mib must be 1..={MAX_MEMORY_MIB}, not {memory_mib}")));
         }

@@ -9,20 +9,41 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// The shared state of one execution: a JSON object every step can read and write.
 #[derive(Debug, Clone, Default)]
-pub struct SharedState(Arc<Mutex<Map<String, Value>>>);
+pub struct SharedState(Arc<Mutex<StateInner>>);
+
+#[derive(Debug, Default)]
+struct StateInner {
+    map: Map<String, Value>,
+    /// Bumped by every `set`, so a journal writes the state only when it changed.
+    version: u64,
+}
 
 impl SharedState {
+    /// A state holding `map` (an execution resumed from the store).
+    pub fn from_map(map: Map<String, Value>) -> Self {
+        Self(Arc::new(Mutex::new(StateInner { map, version: 0 })))
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, StateInner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<Value> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+        self.lock().map.get(key).cloned()
     }
     /// Set `key` to `value`.
     pub fn set(&self, key: &str, value: Value) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(key.to_owned(), value);
+        let mut inner = self.lock();
+        inner.map.insert(key.to_owned(), value);
+        inner.version += 1;
     }
     /// A copy of the whole state.
     pub fn snapshot(&self) -> Map<String, Value> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.lock().map.clone()
+    }
+    /// The state and its version if it changed since version `seen` (0 = never seen).
+    pub fn changed_since(&self, seen: u64) -> Option<(u64, Map<String, Value>)> {
+        let inner = self.lock();
+        (inner.version != seen).then(|| (inner.version, inner.map.clone()))
     }
 }
 

@@ -20,6 +20,7 @@ use super::clock::Clock;
 use super::dag::Dag;
 use super::definition::{Action, Workflow};
 use super::expr::{Expr, Scope, Template};
+use super::journal::{Journal, NoJournal};
 use super::status::{CompensationRecord, ExecutionStatus, StepError, StepRecord, StepStatus, WorkflowStatus, epoch_ms};
 use super::validate::ValidWorkflow;
 use crate::CallError;
@@ -29,6 +30,7 @@ use crate::services::{CallServices, CancelToken, SharedState};
 use plexus_sdk::ExecutionContext;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 use tokio::sync::{Notify, watch};
@@ -100,11 +102,27 @@ pub struct Execution {
     pub(super) cancelled: Notify,
     done: watch::Sender<bool>,
     state: SharedState,
+    journal: Arc<dyn Journal>,
+    /// The state version last handed to the journal.
+    state_seen: AtomicU64,
+    task_id: Option<String>,
 }
 
 impl Execution {
     /// A new execution of `prepared` with `inputs` (already defaulted and checked).
     pub fn new(execution_id: String, prepared: &Prepared, inputs: Map<String, Value>) -> Arc<Self> {
+        Self::start(execution_id, prepared, inputs, Arc::new(NoJournal), None)
+    }
+
+    /// A new execution whose transitions go to `journal`; `task_id` (a
+    /// schedule id) is passed to every step's execution context.
+    pub fn start(
+        execution_id: String,
+        prepared: &Prepared,
+        inputs: Map<String, Value>,
+        journal: Arc<dyn Journal>,
+        task_id: Option<String>,
+    ) -> Arc<Self> {
         let steps = prepared
             .workflow
             .steps
@@ -139,13 +157,35 @@ impl Execution {
             started_at_ms: None,
             ended_at_ms: None,
         };
+        Self::restore(status, Map::new(), journal, task_id)
+    }
+
+    /// An execution picked up from a journal: steps that ended stay as they
+    /// are and are not run again; a step that was running or waiting to retry
+    /// becomes pending and keeps its attempt count, so its next attempt
+    /// follows its retry policy (or fails it, when the interrupted attempt was
+    /// the last). `state` is the shared state as last written.
+    pub fn restore(
+        mut status: ExecutionStatus,
+        state: Map<String, Value>,
+        journal: Arc<dyn Journal>,
+        task_id: Option<String>,
+    ) -> Arc<Self> {
+        for step in &mut status.steps {
+            if matches!(step.status, StepStatus::Running | StepStatus::Retrying) {
+                step.status = StepStatus::Pending;
+            }
+        }
         Arc::new(Self {
             id: status.execution_id.clone(),
             status: Mutex::new(status),
             cancel: CancelToken::default(),
             cancelled: Notify::new(),
             done: watch::channel(false).0,
-            state: SharedState::default(),
+            state: SharedState::from_map(state),
+            journal,
+            state_seen: AtomicU64::new(0),
+            task_id,
         })
     }
 
@@ -154,8 +194,40 @@ impl Execution {
         &self.id
     }
 
+    /// The schedule that started this execution, if any.
+    pub fn task_id(&self) -> Option<&str> {
+        self.task_id.as_deref()
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, ExecutionStatus> {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Change step `i` with `change`: the journal gets the new record (and the
+    /// shared state, if it changed) before the in-memory record is replaced.
+    pub(super) fn update_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) {
+        let mut record = self.lock().steps[i].clone();
+        change(&mut record);
+        let seen = self.state_seen.load(Ordering::Acquire);
+        let state = self.state.changed_since(seen);
+        if let Some((version, _)) = &state {
+            self.state_seen.store(*version, Ordering::Release);
+        }
+        self.journal.step(&self.id, i, &record, state.as_ref().map(|(_, map)| map));
+        self.lock().steps[i] = record;
+    }
+
+    /// Change the execution-level fields with `change`, journal first.
+    pub(super) fn update_status(&self, change: impl FnOnce(&mut ExecutionStatus)) {
+        let mut s = self.lock().clone();
+        change(&mut s);
+        self.journal.execution(&s);
+        let mut current = self.lock();
+        current.status = s.status;
+        current.outputs = s.outputs;
+        current.error = s.error;
+        current.started_at_ms = s.started_at_ms;
+        current.ended_at_ms = s.ended_at_ms;
     }
 
     /// A snapshot of the status, with progress and current steps computed.
@@ -184,6 +256,11 @@ impl Execution {
         self.snapshot()
     }
 
+    /// Whether the execution is over.
+    pub fn is_done(&self) -> bool {
+        *self.done.borrow()
+    }
+
     /// The execution's shared state.
     pub fn state(&self) -> &SharedState {
         &self.state
@@ -196,6 +273,33 @@ pub struct Engine {
     host: Arc<Host>,
     clock: Arc<dyn Clock>,
     parallelism: usize,
+    drain: Drain,
+}
+
+/// A signal shared by engines: once raised, executions start no new steps.
+#[derive(Clone, Default)]
+pub struct Drain(Arc<(std::sync::atomic::AtomicBool, Notify)>);
+
+impl Drain {
+    /// Raise the signal (idempotent).
+    pub fn raise(&self) {
+        self.0.0.store(true, Ordering::Release);
+        self.0.1.notify_waiters();
+    }
+    /// Whether it was raised.
+    pub fn is_raised(&self) -> bool {
+        self.0.0.load(Ordering::Acquire)
+    }
+    /// Wait until it is raised.
+    pub async fn wait(&self) {
+        let notified = self.0.1.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_raised() {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// Why the forward phase stopped early.
@@ -203,13 +307,27 @@ pub struct Engine {
 pub(super) enum Abort {
     Failed(String),
     Cancelled,
+    /// The engine drained (daemon shutdown): the execution stops where it is,
+    /// unfinished, to be resumed from its journal.
+    Suspended,
 }
 
 impl Engine {
     /// An engine calling plugins of `host`, timing retries with `clock`.
     pub fn new(host: Arc<Host>, clock: Arc<dyn Clock>) -> Self {
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self { host, clock, parallelism }
+        Self { host, clock, parallelism, drain: Drain::default() }
+    }
+
+    /// This engine, observing `drain`: once raised, its executions start no
+    /// new steps and stop unfinished (see [`Execution::restore`]).
+    pub fn with_drain(mut self, drain: Drain) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    pub(super) fn drain_signal(&self) -> Drain {
+        self.drain.clone()
     }
 
     /// The host the engine calls.
@@ -228,47 +346,77 @@ impl Engine {
     }
 
     /// Run `prepared` to the end, recording everything in `exec`.
+    ///
+    /// A restored execution (see [`Execution::restore`]) carries on where it
+    /// stopped: ended steps are not run again, and one that was rolling back
+    /// runs only the compensations that had not completed.
     pub async fn run(&self, prepared: Arc<Prepared>, exec: Arc<Execution>) {
-        let started = self.clock.now();
-        {
-            let mut s = exec.lock();
-            s.status = WorkflowStatus::Running;
-            s.started_at_ms = Some(epoch_ms(started));
+        let (was_rolling_back, error) = {
+            let s = exec.lock();
+            (s.status == WorkflowStatus::RollingBack, s.error.clone())
+        };
+        let abort = if was_rolling_back {
+            Some(match error.as_deref() {
+                Some("cancelled") => Abort::Cancelled,
+                other => Abort::Failed(other.unwrap_or("rolling back").to_owned()),
+            })
+        } else {
+            let started = epoch_ms(self.clock.now());
+            exec.update_status(|s| {
+                s.status = WorkflowStatus::Running;
+                s.started_at_ms.get_or_insert(started);
+                s.error = None;
+            });
+            let forward = Stop::default();
+            super::scheduler::Forward::run(self.clone(), prepared.clone(), exec.clone(), forward).await
+        };
+        if matches!(abort, Some(Abort::Suspended)) {
+            tracing::info!(execution = %exec.id(), workflow = %prepared.workflow.id, "execution suspended; it resumes when the host starts again");
+            exec.done.send_replace(true);
+            return;
         }
-        let forward = Stop::default();
-        let abort = super::scheduler::Forward::run(self.clone(), prepared.clone(), exec.clone(), forward).await;
         let final_status = match &abort {
-            None => {
-                self.finish_outputs(&prepared, &exec);
-                WorkflowStatus::Completed
-            }
+            None => WorkflowStatus::Completed,
             Some(why) => {
-                {
-                    let mut s = exec.lock();
-                    for step in s.steps.iter_mut().filter(|s| s.status == StepStatus::Pending) {
-                        step.status = StepStatus::Cancelled;
-                        step.reason = Some("the execution stopped before this step started".into());
+                if !was_rolling_back {
+                    let pending: Vec<usize> = {
+                        let s = exec.lock();
+                        (0..s.steps.len()).filter(|&i| s.steps[i].status == StepStatus::Pending).collect()
+                    };
+                    for i in pending {
+                        exec.update_step(i, |step| {
+                            step.status = StepStatus::Cancelled;
+                            step.reason = Some("the execution stopped before this step started".into());
+                        });
                     }
-                    s.status = WorkflowStatus::RollingBack;
-                    s.error = Some(match why {
-                        Abort::Failed(e) => e.clone(),
-                        Abort::Cancelled => "cancelled".into(),
+                    exec.update_status(|s| {
+                        s.status = WorkflowStatus::RollingBack;
+                        s.error = Some(match why {
+                            Abort::Failed(e) => e.clone(),
+                            Abort::Cancelled | Abort::Suspended => "cancelled".into(),
+                        });
                     });
                 }
                 let rollback_ok = self.compensate(&prepared, &exec).await;
                 match (why, rollback_ok) {
                     (_, false) => WorkflowStatus::RollbackFailed,
                     (Abort::Failed(_), true) => WorkflowStatus::Failed,
-                    (Abort::Cancelled, true) => WorkflowStatus::Cancelled,
+                    (Abort::Cancelled | Abort::Suspended, true) => WorkflowStatus::Cancelled,
                 }
             }
         };
-        {
-            let mut s = exec.lock();
+        let outputs = if final_status == WorkflowStatus::Completed { self.outputs(&prepared, &exec) } else { None };
+        let ended = epoch_ms(self.clock.now());
+        exec.update_status(|s| {
             s.status = final_status;
-            s.ended_at_ms = Some(epoch_ms(self.clock.now()));
-        }
-        tracing::info!(execution = %exec.lock().execution_id, workflow = %prepared.workflow.id, status = final_status.as_str(), "execution finished");
+            s.ended_at_ms = Some(ended);
+            match outputs {
+                Some(Ok(outputs)) => s.outputs = outputs,
+                Some(Err(e)) => s.error = Some(e),
+                None => {}
+            }
+        });
+        tracing::info!(execution = %exec.id(), workflow = %prepared.workflow.id, status = final_status.as_str(), "execution finished");
         exec.done.send_replace(true);
     }
 
@@ -304,16 +452,16 @@ impl Engine {
         reason: Option<String>,
     ) {
         let now = epoch_ms(self.clock.now());
-        let mut s = exec.lock();
-        let r = &mut s.steps[i];
-        r.status = status;
-        r.output = output;
-        if error.is_some() || status == StepStatus::Completed {
-            r.error = error;
-        }
-        r.reason = reason;
-        r.ended_at_ms = Some(now);
-        r.duration_ms = r.started_at_ms.map(|start| now.saturating_sub(start));
+        exec.update_step(i, |r| {
+            r.status = status;
+            r.output = output;
+            if error.is_some() || status == StepStatus::Completed {
+                r.error = error;
+            }
+            r.reason = reason;
+            r.ended_at_ms = Some(now);
+            r.duration_ms = r.started_at_ms.map(|start| now.saturating_sub(start));
+        });
     }
 
     /// Run the compensation of every completed step, latest completion first.
@@ -330,10 +478,18 @@ impl Engine {
         };
         // Reverse completion order; equal times fall back to reverse DAG order.
         completed.sort_by_key(|&(t, i)| (t, prepared.dag.rank[i]));
+        // A resumed rollback skips the compensations that already completed.
+        let done: BTreeSet<String> = {
+            let s = exec.lock();
+            s.compensations.iter().filter(|c| c.status == StepStatus::Completed).map(|c| c.step.clone()).collect()
+        };
         let mut all_ok = true;
         for &(_, i) in completed.iter().rev() {
             let Some((action, params)) = &prepared.steps[i].compensation else { continue };
             let step_id = prepared.workflow.steps[i].id.clone();
+            if done.contains(&step_id) {
+                continue;
+            }
             let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
             let scope = self.scope(prepared, exec, &all, true);
             let started = Instant::now();
@@ -356,6 +512,8 @@ impl Engine {
             } else {
                 tracing::info!(step = %step_id, "compensated");
             }
+            let seq = exec.lock().compensations.len();
+            exec.journal.compensation(&exec.id, seq, &record);
             exec.lock().compensations.push(record);
         }
         all_ok
@@ -375,10 +533,10 @@ impl Engine {
         };
         let timeout = plugin.manifest.limits.timeout;
         let ctx = ExecutionContext {
-            execution_id: exec.lock().execution_id.clone(),
+            execution_id: exec.id().to_owned(),
             workflow_id: Some(prepared.workflow.id.clone()),
             step_id: Some(step_id.to_owned()),
-            task_id: None,
+            task_id: exec.task_id.clone(),
             attempt: 1,
             deadline_ms: Some(epoch_ms(self.clock.now() + timeout)),
             operation: action.operation.clone(),
@@ -394,18 +552,19 @@ impl Engine {
             .map_err(|e| call_error(&e))
     }
 
-    fn finish_outputs(&self, prepared: &Prepared, exec: &Execution) {
+    /// The workflow's outputs, rendered; `None` when it declares none.
+    fn outputs(&self, prepared: &Prepared, exec: &Execution) -> Option<Result<Map<String, Value>, String>> {
         if prepared.workflow.outputs.is_empty() {
-            return;
+            return None;
         }
         let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
         let scope = self.scope(prepared, exec, &all, true);
         match prepared.outputs.render(&scope) {
-            Ok(Value::Object(outputs)) => exec.lock().outputs = outputs,
-            Ok(_) => {}
+            Ok(Value::Object(outputs)) => Some(Ok(outputs)),
+            Ok(_) => None,
             Err(e) => {
-                tracing::warn!("workflow outputs: {e}");
-                exec.lock().error = Some(format!("outputs: {e}"));
+                tracing::warn!(execution = %exec.id(), "workflow outputs: {e}");
+                Some(Err(format!("outputs: {e}")))
             }
         }
     }

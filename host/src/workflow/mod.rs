@@ -13,6 +13,7 @@ pub mod definition;
 pub mod duration;
 pub mod engine;
 pub mod expr;
+pub mod journal;
 pub mod orchestrator;
 mod scheduler;
 pub mod source;
@@ -21,6 +22,8 @@ pub mod validate;
 
 pub use clock::{Clock, MockClock, SystemClock};
 pub use definition::{ExecutionMode, Problem, RetryPolicy, Step, Workflow};
+pub use engine::{Drain, Engine, Execution, Prepared};
+pub use journal::{Journal, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};
 pub use status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
 pub use validate::{Invalid, ValidWorkflow, load_file, validate};

@@ -55,6 +55,8 @@ struct State {
     running: usize,
     timers: usize,
     abort: Option<Abort>,
+    /// The engine is draining: start nothing more, leave the rest for a resume.
+    suspended: bool,
     done: bool,
     watched: BTreeMap<(Instant, u64), Watched>,
     taken_over: HashSet<u64>,
@@ -70,6 +72,8 @@ pub(super) struct Forward {
     state: Mutex<State>,
     wake: Condvar,
     done: Notify,
+    /// Wakes retry timers when the engine drains.
+    suspend: Notify,
     runtime: tokio::runtime::Handle,
     limit: usize,
 }
@@ -86,16 +90,20 @@ impl Forward {
         let dag = &prepared.dag;
         let n = wf.steps.len();
         let limit = if wf.mode.is_serial() { 1 } else { wf.max_parallel.unwrap_or(engine.parallelism()).max(1) };
-        let waiting: Vec<usize> = dag.deps.iter().map(Vec::len).collect();
-        let ready = (0..n).filter(|&i| waiting[i] == 0).map(|i| (dag.rank[i], i)).collect();
+        // A restored execution: ended steps stay ended and count as done.
+        let (ended, attempts): (Vec<bool>, Vec<u32>) =
+            exec.lock().steps.iter().map(|s| (s.status.is_terminal(), s.attempts)).unzip();
+        let waiting: Vec<usize> = dag.deps.iter().map(|deps| deps.iter().filter(|&&d| !ended[d]).count()).collect();
+        let ready = (0..n).filter(|&i| !ended[i] && waiting[i] == 0).map(|i| (dag.rank[i], i)).collect();
         let state = State {
             waiting,
             ready,
             jobs: vec![None; n],
-            attempts: vec![0; n],
+            attempts,
             running: 0,
             timers: 0,
             abort: None,
+            suspended: false,
             done: false,
             watched: BTreeMap::new(),
             taken_over: HashSet::new(),
@@ -111,6 +119,7 @@ impl Forward {
             state: Mutex::new(state),
             wake: Condvar::new(),
             done: Notify::new(),
+            suspend: Notify::new(),
             runtime: tokio::runtime::Handle::current(),
             limit,
         });
@@ -121,6 +130,7 @@ impl Forward {
             fwd.spawn_worker();
         }
         let watchdog = fwd.runtime.spawn(fwd.clone().watchdog());
+        let drain = fwd.engine.drain_signal();
         loop {
             let expiry = async {
                 match deadline {
@@ -131,6 +141,7 @@ impl Forward {
             tokio::select! {
                 _ = fwd.done.notified() => break,
                 _ = exec.cancelled.notified() => fwd.abort(Abort::Cancelled),
+                _ = drain.wait(), if !fwd.lock().suspended => fwd.suspend(),
                 _ = expiry => {
                     deadline = None;
                     fwd.abort(Abort::Failed(format!("the workflow timed out after {} ms", timeout.as_millis())));
@@ -138,7 +149,28 @@ impl Forward {
             }
         }
         watchdog.abort();
-        fwd.lock().abort.clone()
+        let st = fwd.lock();
+        match &st.abort {
+            None if st.suspended => {
+                // Steps were left for a resume, unless every step had ended anyway.
+                let ended = fwd.exec.lock().steps.iter().all(|s| s.status.is_terminal());
+                (!ended).then_some(Abort::Suspended)
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// Start no more steps; running ones finish; waiting retries are left
+    /// for a resume (the step stays `retrying` in the journal).
+    fn suspend(&self) {
+        let mut st = self.lock();
+        if !st.suspended {
+            tracing::info!(execution = %self.exec.id(), "draining: no new steps start");
+            st.suspended = true;
+        }
+        self.suspend.notify_waiters();
+        self.finish_if_idle(&mut st);
+        self.wake.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -164,7 +196,8 @@ impl Forward {
 
     /// Mark the phase done when nothing runs or waits and nothing more will start.
     fn finish_if_idle(&self, st: &mut State) {
-        if !st.done && st.running == 0 && st.timers == 0 && (st.abort.is_some() || st.ready.is_empty()) {
+        if !st.done && st.running == 0 && st.timers == 0 && (st.abort.is_some() || st.suspended || st.ready.is_empty())
+        {
             st.done = true;
             self.done.notify_one();
             self.wake.notify_all();
@@ -176,6 +209,7 @@ impl Forward {
         let mut st = self.lock();
         loop {
             if st.abort.is_none()
+                && !st.suspended
                 && st.running < self.limit
                 && let Some((_, i)) = st.ready.pop_first()
             {
@@ -183,7 +217,7 @@ impl Forward {
                 st.attempts[i] += 1;
                 return Some((i, st.attempts[i]));
             }
-            if st.done || st.abort.is_some() {
+            if st.done || st.abort.is_some() || st.suspended {
                 self.finish_if_idle(&mut st);
                 return None;
             }
@@ -210,13 +244,20 @@ impl Forward {
                     continue;
                 }
             };
-            {
-                let mut s = self.exec.lock();
-                let r = &mut s.steps[i];
+            let max_attempts = self.prepared.workflow.steps[i].retry.max_attempts;
+            if attempt > max_attempts {
+                // Restored after a restart that interrupted its last attempt.
+                let plugin = self.prepared.workflow.steps[i].action.plugin_id.clone();
+                let message = "the host stopped during the last attempt".to_owned();
+                self.settle(i, attempt - 1, Err(CallError::Host { plugin, message }));
+                continue;
+            }
+            let now = super::status::epoch_ms(self.engine.clock().now());
+            self.exec.update_step(i, |r| {
                 r.status = StepStatus::Running;
                 r.attempts = attempt;
-                r.started_at_ms.get_or_insert_with(|| super::status::epoch_ms(self.engine.clock().now()));
-            }
+                r.started_at_ms.get_or_insert(now);
+            });
             match self.call(i, attempt, &job) {
                 Some(result) => self.settle(i, attempt, result),
                 // The watchdog timed this call out and started another worker.
@@ -292,7 +333,7 @@ impl Forward {
             execution_id: self.exec.id().to_owned(),
             workflow_id: Some(self.prepared.workflow.id.clone()),
             step_id: Some(step.id.clone()),
-            task_id: None,
+            task_id: self.exec.task_id().map(str::to_owned),
             attempt,
             deadline_ms: Some(super::status::epoch_ms(self.engine.clock().now() + job.timeout)),
             operation: step.action.operation.clone(),
@@ -356,11 +397,10 @@ impl Forward {
             Err(e) if e.is_retryable() && attempt < step.retry.max_attempts => {
                 let delay = step.retry.delay(attempt + 1, fastrand::f64());
                 tracing::info!(step = %step.id, attempt, delay_ms = delay.as_millis() as u64, "step failed, retrying: {e}");
-                {
-                    let mut s = exec.lock();
-                    s.steps[i].status = StepStatus::Retrying;
-                    s.steps[i].error = Some(call_error(&e));
-                }
+                exec.update_step(i, |r| {
+                    r.status = StepStatus::Retrying;
+                    r.error = Some(call_error(&e));
+                });
                 {
                     // In serial modes a step waiting to retry keeps its turn.
                     let mut st = self.lock();
@@ -386,9 +426,15 @@ impl Forward {
 
     /// Wait out a retry delay on the engine's clock, then make the step ready again.
     async fn retry_after(self: Arc<Self>, i: usize, delay: Duration) {
-        tokio::select! {
-            _ = self.engine.clock().sleep(delay) => {}
-            _ = self.stop.cancelled() => {}
+        let suspended = self.suspend.notified();
+        tokio::pin!(suspended);
+        suspended.as_mut().enable();
+        if !self.lock().suspended {
+            tokio::select! {
+                _ = self.engine.clock().sleep(delay) => {}
+                _ = self.stop.cancelled() => {}
+                _ = suspended => {}
+            }
         }
         if self.stop.is_cancelled() {
             let reason = Some("cancelled while waiting to retry".to_owned());
@@ -399,7 +445,7 @@ impl Forward {
         if self.prepared.workflow.mode.is_serial() {
             st.running -= 1;
         }
-        if !self.stop.is_cancelled() {
+        if !self.stop.is_cancelled() && !st.suspended {
             let rank = self.prepared.dag.rank[i];
             st.ready.insert((rank, i));
         }

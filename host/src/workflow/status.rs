@@ -1,11 +1,11 @@
 //! What an execution looks like from outside: statuses and per-step records.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The status of one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Not started yet.
@@ -44,7 +44,7 @@ impl StepStatus {
 }
 
 /// The status of a whole execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowStatus {
     /// Accepted, not started.
@@ -83,7 +83,7 @@ impl WorkflowStatus {
 }
 
 /// An error recorded for a step or a compensation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepError {
     /// `plugin-error`, `timeout`, `trap`, `panic`, `condition`, `parameters`, …
     pub kind: String,
@@ -94,7 +94,7 @@ pub struct StepError {
 }
 
 /// One step of an execution.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRecord {
     /// Step id.
     pub id: String,
@@ -121,7 +121,7 @@ pub struct StepRecord {
 }
 
 /// A compensation that ran during rollback.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompensationRecord {
     /// The step it compensates.
     pub step: String,
@@ -140,7 +140,7 @@ pub struct CompensationRecord {
 }
 
 /// Everything known about an execution.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecutionStatus {
     /// Execution id.
     pub execution_id: String,

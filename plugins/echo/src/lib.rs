@@ -86,6 +86,18 @@ pub struct WriteFile {
     pub text: String,
 }
 
+/// Parameters of `append`.
+#[derive(Deserialize, JsonSchema)]
+pub struct Append {
+    /// Path to append to (a guest path for WASM, a host path for native).
+    pub path: String,
+    /// The line to append.
+    pub text: String,
+    /// Then sleep this long, in milliseconds.
+    #[serde(default)]
+    pub ms: u64,
+}
+
 /// Parameters of `print`.
 #[derive(Deserialize, JsonSchema)]
 pub struct Print {
@@ -151,6 +163,11 @@ impl Plugin for Echo {
                 std::fs::write(&p.path, &p.text).map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))
             })
             .add(
+                "append",
+                "Appends `text` and a newline to the file at `path`, then sleeps `ms` (cancellable)",
+                Self::append,
+            )
+            .add(
                 "print",
                 "Prints `text` to stdout and stderr `times` times; returns the bytes printed",
                 |_, _, p: Print| {
@@ -196,6 +213,18 @@ impl Echo {
             std::thread::sleep((total - start.elapsed()).min(Duration::from_millis(5)));
         }
         Ok(p.ms)
+    }
+
+    fn append(&self, ctx: &mut Context<'_>, p: Append) -> Result<u64, PluginError> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p.path)
+            .map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
+        writeln!(file, "{}", p.text).map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
+        file.sync_all().map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
+        self.sleep(ctx, Wait { ms: p.ms })
     }
 
     fn spin(&self, _ctx: &mut Context<'_>, p: Wait) -> Result<u64, PluginError> {

@@ -1,8 +1,11 @@
 //! `plexus`: the Plexus plugin host's command line.
 
 mod call;
+mod client;
+mod daemon;
 mod exit;
 mod plugins;
+mod remote;
 mod run;
 mod workflow;
 
@@ -22,11 +25,19 @@ Examples:
   plexus workflow validate examples/pipeline.yaml
   plexus run examples/pipeline.yaml --input input=data.csv --output results.json
 
-Exit codes: 0 success, 1 error (including an invalid workflow), 2 usage.
+With a daemon (plexus daemon; address and token from --config, $PLEXUS_URL, $PLEXUS_TOKEN):
+  plexus workflow register examples/pipeline.yaml
+  plexus exec start weather-pipeline --wait
+  plexus exec logs <ID> --follow
+  plexus schedule add nightly --when \"cron 0 2 * * *\" --timezone Europe/Berlin --workflow weather-pipeline
+  plexus schedule list
+
+Exit codes: 0 success, 1 error (including an invalid workflow or a refused request), 2 usage.
 plexus call: 3 the plugin returned an error, 4 timeout, 5 plugin not loaded,
 6 the plugin panicked, trapped or hit a limit.
-plexus run: 8 the workflow failed (completed steps compensated),
-9 a compensation failed too, 130 cancelled.")]
+plexus run, exec start/status/retry --wait: 8 the workflow failed (completed
+steps compensated), 9 a compensation failed too, 130 cancelled.
+Daemon commands: 10 the daemon cannot be reached, 11 the token was refused.")]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -57,6 +68,18 @@ struct Global {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
+    /// plexus.toml of the daemon (its settings; for client commands, its address and token file).
+    /// Default: $PLEXUS_CONFIG.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// The daemon's address for client commands: http://HOST:PORT or unix:/path.
+    /// Default: $PLEXUS_URL, else `listen` of the config, else 127.0.0.1:7070.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// The daemon's token file. Default: $PLEXUS_TOKEN (the token itself), $PLEXUS_TOKEN_FILE,
+    /// `token_file` of the config, else <data dir>/token.
+    #[arg(long, value_name = "FILE", global = true)]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -74,19 +97,30 @@ enum Command {
     Call(call::CallArgs),
     /// Run a workflow file to the end with live progress; exit 0 only if it completed.
     Run(run::RunArgs),
-    /// Validate, plan and draw workflow files.
+    /// Validate, plan and draw workflow files; register and manage them on the daemon.
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
+    /// Run the host daemon: plugins, workflows, executions and schedules over HTTP.
+    Daemon(daemon::DaemonArgs),
+    /// Start, list, inspect, cancel and retry executions on the daemon.
+    #[command(subcommand)]
+    Exec(remote::ExecCommand),
+    /// Create, list, pause, resume, delete and fire schedules on the daemon.
+    #[command(subcommand)]
+    Schedule(remote::ScheduleCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global);
+    init_logging(&cli.global, matches!(cli.command, Command::Daemon(_)));
     let result = match cli.command {
         Command::Plugins(cmd) => plugins::run(&cli.global, cmd),
         Command::Call(args) => call::run(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),
         Command::Workflow(cmd) => workflow::run(&cli.global, cmd),
+        Command::Daemon(args) => daemon::run(&cli.global, args),
+        Command::Exec(cmd) => remote::exec(&cli.global, cmd),
+        Command::Schedule(cmd) => remote::schedule(&cli.global, cmd),
     };
     match result {
         Ok(code) => code,
@@ -95,21 +129,32 @@ fn main() -> ExitCode {
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(exit::ERROR)
+            ExitCode::from(client::exit_code(&error).unwrap_or(exit::ERROR))
         }
     }
 }
 
-fn init_logging(global: &Global) {
+/// The config file: `--config`, else `$PLEXUS_CONFIG`.
+fn config_path(global: &Global) -> Option<PathBuf> {
+    global.config.clone().or_else(|| std::env::var_os("PLEXUS_CONFIG").map(PathBuf::from))
+}
+
+fn init_logging(global: &Global, daemon: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match (global.quiet, global.verbose) {
         (true, _) => "error",
+        // A daemon's log is its record: its own info lines, and plugins' logs.
+        (false, 0) if daemon => "warn,plexus=info,plexus_host=info",
         (false, 0) => "warn,plexus=info,plexus_host=warn",
         (false, 1) => "info,plexus=debug,plexus_host=debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match global.log_format {
         LogFormat::Text => builder.without_time().with_target(false).init(),
         LogFormat::Json => builder.json().init(),

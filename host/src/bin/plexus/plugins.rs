@@ -13,6 +13,9 @@ pub enum PluginsCommand {
         /// Print JSON: {"plugins": [...], "errors": [...]}.
         #[arg(long)]
         json: bool,
+        /// Ask the running daemon instead of loading the plugins here.
+        #[arg(long)]
+        remote: bool,
     },
     /// Show one plugin's metadata, operations with their schemas, permissions and limits.
     Info {
@@ -21,33 +24,24 @@ pub enum PluginsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Ask the running daemon instead of loading the plugins here (prints JSON).
+        #[arg(long)]
+        remote: bool,
     },
 }
 
 pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode> {
-    let host = load_host(global)?;
     match command {
-        PluginsCommand::List { json } => list(&host, json),
-        PluginsCommand::Info { id, json } => info(&host, &id, json),
+        PluginsCommand::List { json, remote: true } => crate::remote::plugins(global, json),
+        PluginsCommand::Info { id, remote: true, .. } => crate::remote::plugin_info(global, &id),
+        PluginsCommand::List { json, remote: false } => list(&load_host(global)?, json),
+        PluginsCommand::Info { id, json, remote: false } => info(&load_host(global)?, &id, json),
     }
-}
-
-fn summary(plugin: &LoadedPlugin) -> Value {
-    let meta = plugin.runtime.metadata();
-    json!({
-        "id": plugin.id(),
-        "name": meta.name,
-        "version": meta.version,
-        "kind": plugin.manifest.kind,
-        "capabilities": meta.capabilities,
-        "operations": meta.operations.iter().map(|o| &o.name).collect::<Vec<_>>(),
-        "path": plugin.manifest.dir,
-    })
 }
 
 fn list(host: &Host, as_json: bool) -> anyhow::Result<ExitCode> {
     if as_json {
-        let plugins: Vec<Value> = host.plugins().map(summary).collect();
+        let plugins: Vec<Value> = host.plugins().map(LoadedPlugin::summary).collect();
         println!("{}", serde_json::to_string_pretty(&json!({ "plugins": plugins, "errors": host.load_errors() }))?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -102,17 +96,7 @@ fn info(host: &Host, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
     };
     let meta = plugin.runtime.metadata();
     let m = &plugin.manifest;
-    let details = json!({
-        "metadata": meta,
-        "kind": m.kind,
-        "path": m.dir,
-        "artifact": m.artifact,
-        "sha256": m.sha256,
-        "contract_requirement": m.contract.as_ref().map(ToString::to_string),
-        "config": m.config,
-        "limits": m.limits,
-        "permissions": m.permissions,
-    });
+    let details = plugin.details();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&details)?);
         return Ok(ExitCode::SUCCESS);

@@ -1,4 +1,4 @@
-//! `plexus workflow validate|plan|graph`.
+//! `plexus workflow validate|plan|graph` (files) and `register|list|show|rm` (daemon).
 
 use crate::{Global, load_host};
 use anyhow::Context as _;
@@ -34,6 +34,36 @@ pub enum WorkflowCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
+    },
+    /// Register a workflow file on the daemon (a new version when its id exists).
+    Register {
+        /// Workflow file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the workflows registered on the daemon.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a registered workflow's definition.
+    Show {
+        /// Workflow id.
+        id: String,
+        /// A version other than the current one.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a workflow from the daemon (executions pinned to it go on).
+    Rm {
+        /// Workflow id.
+        id: String,
     },
 }
 
@@ -73,6 +103,10 @@ fn print_problems(invalid: &Invalid) {
 
 pub fn run(global: &Global, command: WorkflowCommand) -> anyhow::Result<ExitCode> {
     match command {
+        WorkflowCommand::Register { file, json } => crate::remote::register(global, &file, json),
+        WorkflowCommand::List { json } => crate::remote::workflows(global, json),
+        WorkflowCommand::Show { id, version, json } => crate::remote::show_workflow(global, &id, version, json),
+        WorkflowCommand::Rm { id } => crate::remote::remove_workflow(global, &id),
         WorkflowCommand::Validate { file, json } => {
             let host = load_host(global)?;
             match load_file(&file, Some(&host)) {

@@ -1,0 +1,280 @@
+//! The daemon's configuration: `plexus.toml`, read in two stages (raw serde
+//! struct with `deny_unknown_fields` → validated [`DaemonConfig`]), every
+//! setting overridable on the command line or by `PLEXUS_*` variables.
+//!
+//! ```toml
+//! # Every key is optional; these are the defaults.
+//! plugin_dirs = ["~/.local/share/plexus/plugins"]  # $PLEXUS_PLUGINS_DIR
+//! state_db = "~/.local/share/plexus/state.db"      # embedded SQLite, WAL mode
+//! listen = "127.0.0.1:7070"                         # or "unix:/run/plexus.sock"
+//! token_file = "~/.local/share/plexus/token"        # created (mode 0600) on first start
+//! cache_dir = "~/.cache/plexus/components"          # compiled WASM components
+//! workers = 16                                      # executions running at once
+//! grace_period = "30s"                              # SIGTERM: how long running steps may finish
+//! log_format = "text"                               # or "json"
+//! max_body_bytes = 1048576                          # larger request bodies get 413
+//! watch = true                                      # hot plugin reload
+//!
+//! [defaults]                                        # for plugins whose manifest says nothing
+//! timeout_ms = 30000                                # per call (a step's `timeout` overrides)
+//! memory_mib = 64                                   # WASM linear memory
+//! output_bytes = 65536                              # WASM captured stdout + stderr
+//! ```
+
+use crate::manifest::{DEFAULT_MEMORY_MIB, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT_MS, Limits};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `plexus.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `plugin_dirs = ["/srv/plexus/plugins"]`
+    pub plugin_dirs: Option<Vec<PathBuf>>,
+    /// `state_db = "/var/lib/plexus/state.db"`
+    pub state_db: Option<PathBuf>,
+    /// `listen = "127.0.0.1:7070"` or `listen = "unix:/run/plexus.sock"`
+    pub listen: Option<String>,
+    /// `token_file = "/var/lib/plexus/token"`
+    pub token_file: Option<PathBuf>,
+    /// `cache_dir = "/var/cache/plexus"`
+    pub cache_dir: Option<PathBuf>,
+    /// `workers = 16`
+    pub workers: Option<usize>,
+    /// `grace_period = "30s"`
+    pub grace_period: Option<String>,
+    /// `log_format = "json"`
+    pub log_format: Option<String>,
+    /// `max_body_bytes = 1048576`
+    pub max_body_bytes: Option<usize>,
+    /// `watch = false`
+    pub watch: Option<bool>,
+    /// `[defaults]`
+    #[serde(default)]
+    pub defaults: RawDefaults,
+}
+
+/// `[defaults]`: limits for plugins whose manifest does not set them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// `timeout_ms = 30000`
+    pub timeout_ms: Option<u64>,
+    /// `memory_mib = 64`
+    pub memory_mib: Option<u64>,
+    /// `output_bytes = 65536`
+    pub output_bytes: Option<usize>,
+}
+
+/// Where the daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Listen {
+    /// A TCP address, e.g. `127.0.0.1:7070`.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl Listen {
+    /// Parse `host:port` or `unix:/path`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("listen: `unix:` needs a socket path".into());
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        text.parse::<std::net::SocketAddr>()
+            .map(|_| Self::Tcp(text.to_owned()))
+            .map_err(|e| format!("listen: `{text}` is neither host:port nor unix:/path ({e})"))
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonConfig {
+    /// Plugin directories, scanned in order.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The SQLite state database.
+    pub state_db: PathBuf,
+    /// Where the HTTP API listens.
+    pub listen: Listen,
+    /// The bearer-token file.
+    pub token_file: PathBuf,
+    /// Compiled-component cache (`None`: compile on every start).
+    pub cache_dir: Option<PathBuf>,
+    /// Executions running at once; more wait in line.
+    pub workers: usize,
+    /// How long running steps may finish after SIGTERM.
+    #[serde(serialize_with = "crate::workflow::duration::serialize_ms")]
+    pub grace_period: Duration,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Watch plugin directories and reload on change.
+    pub watch: bool,
+    /// Limits for plugins whose manifest does not set them.
+    #[serde(skip)]
+    pub defaults: Limits,
+}
+
+/// The data directory: `$PLEXUS_DATA_DIR`, else `$XDG_DATA_HOME/plexus`, else
+/// `~/.local/share/plexus`.
+pub fn data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PLEXUS_DATA_DIR") {
+        return dir.into();
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("plexus")
+}
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+impl RawConfig {
+    /// Read `path`.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not TOML, or has an unknown key (the
+    /// message names the file, line and key).
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Fill in defaults and check values.
+    ///
+    /// # Errors
+    /// A value out of range or unparsable, naming the key.
+    pub fn resolve(self) -> Result<DaemonConfig, String> {
+        let data = data_dir();
+        let listen = Listen::parse(self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let grace_period = match &self.grace_period {
+            Some(text) => humantime::parse_duration(text).map_err(|e| format!("grace_period `{text}`: {e}"))?,
+            None => Duration::from_secs(30),
+        };
+        let workers = self.workers.unwrap_or(16);
+        if workers == 0 {
+            return Err("workers must be at least 1".into());
+        }
+        let log_format = self.log_format.unwrap_or_else(|| "text".into());
+        if !matches!(log_format.as_str(), "text" | "json") {
+            return Err(format!("log_format must be `text` or `json`, not `{log_format}`"));
+        }
+        let d = self.defaults;
+        if d.timeout_ms == Some(0) {
+            return Err("defaults.timeout_ms must be positive".into());
+        }
+        let memory_mib = d.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
+        if memory_mib == 0 || memory_mib > crate::manifest::MAX_MEMORY_MIB {
+            return Err(format!("defaults.memory_mib must be 1..={}", crate::manifest::MAX_MEMORY_MIB));
+        }
+        Ok(DaemonConfig {
+            plugin_dirs: self.plugin_dirs.unwrap_or_else(|| vec![data.join("plugins")]),
+            state_db: self.state_db.unwrap_or_else(|| data.join("state.db")),
+            listen,
+            token_file: self.token_file.unwrap_or_else(|| data.join("token")),
+            cache_dir: self.cache_dir.or_else(crate::default_cache_dir),
+            workers,
+            grace_period,
+            log_format,
+            max_body_bytes: self.max_body_bytes.unwrap_or(1 << 20),
+            watch: self.watch.unwrap_or(true),
+            defaults: Limits {
+                timeout: Duration::from_millis(d.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
+                memory_bytes: memory_mib << 20,
+                output_bytes: d.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES),
+            },
+        })
+    }
+}
+
+/// Read the bearer token from `path`, creating a random one (32 bytes, hex)
+/// readable only by its owner if the file does not exist.
+///
+/// # Errors
+/// The file cannot be read or created, or is empty.
+pub fn ensure_token(path: &Path) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim().to_owned();
+            if token.is_empty() {
+                return Err(format!("token file {} is empty", path.display()));
+            }
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a token: {e}"))?;
+            let token = crate::wasm::cache::hex(&bytes);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), "created a new API token");
+            Ok(token)
+        }
+        Err(e) => Err(format!("cannot read token file {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = toml::from_str::<RawConfig>("listen = \"127.0.0.1:1\"\nworkerz = 3\n").unwrap_err().to_string();
+        assert!(err.contains("workerz"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_overrides_resolve() {
+        let raw: RawConfig = toml::from_str(
+            "listen = \"unix:/tmp/p.sock\"\nworkers = 3\ngrace_period = \"2s\"\n[defaults]\ntimeout_ms = 500\n",
+        )
+        .unwrap();
+        let c = raw.resolve().unwrap();
+        assert_eq!(c.listen, Listen::Unix("/tmp/p.sock".into()));
+        assert_eq!((c.workers, c.grace_period), (3, Duration::from_secs(2)));
+        assert_eq!(c.defaults.timeout, Duration::from_millis(500));
+        assert!(Listen::parse("localhost").is_err());
+        assert!(RawConfig { workers: Some(0), ..Default::default() }.resolve().is_err());
+    }
+
+    #[test]
+    fn token_is_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/token");
+        let first = ensure_token(&path).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(ensure_token(&path).unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! [`Daemon`]: workflows, executions and plugins as the daemon keeps them —
+//! everything durable goes through the [`Store`] first.
+
+use super::error::{DaemonError, DaemonResult, ErrorCode};
+use super::journal::StoreJournal;
+use super::metrics::Metrics;
+use super::store::{Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoredExecution, WorkflowRow};
+use crate::host::{Change, Host, new_execution_id};
+use crate::workflow::engine::{Drain, Engine, Execution, Prepared};
+use crate::workflow::orchestrator::resolve_inputs;
+use crate::workflow::source::Document;
+use crate::workflow::status::{ExecutionStatus, epoch_ms};
+use crate::workflow::{Clock, Journal, ValidWorkflow, validate};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Who asked for an execution.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The schedule that fired, if any (it becomes the steps' `task_id`).
+    pub schedule_id: Option<String>,
+    /// The fire time it was scheduled for, ms since the Unix epoch.
+    pub fire_time_ms: Option<u64>,
+}
+
+/// The result of registering a workflow.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registered {
+    /// Workflow id.
+    pub id: String,
+    /// The version now current.
+    pub version: u32,
+    /// `false` when the same text was already the current version.
+    pub created: bool,
+}
+
+/// The daemon's state: the loaded plugins, the store, the running executions.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Daemon(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    host: RwLock<Arc<Host>>,
+    clock: Arc<dyn Clock>,
+    runtime: tokio::runtime::Handle,
+    prepared: Mutex<HashMap<(String, u32), Arc<Prepared>>>,
+    live: RwLock<HashMap<String, (Arc<Execution>, ExecutionMeta)>>,
+    slots: Arc<Semaphore>,
+    drain: Drain,
+    accepting: AtomicBool,
+    metrics: Metrics,
+    journal: Arc<dyn Journal>,
+}
+
+/// Parse workflow text: JSON when it starts with `{`, YAML otherwise.
+pub fn parse_workflow(source: &str) -> DaemonResult<ValidWorkflow> {
+    let name = if source.trim_start().starts_with('{') { "workflow.json" } else { "workflow.yaml" };
+    let doc = Document::parse(Path::new(name), source).map_err(DaemonError::invalid)?;
+    validate(&doc, None).map_err(|problems| {
+        DaemonError::invalid(format!("the workflow has {} problem(s)", problems.len()))
+            .with_details(problems.iter().map(ToString::to_string).collect())
+    })
+}
+
+impl Daemon {
+    /// A daemon over `store` and `host`; executions run on `runtime`, at most
+    /// `workers` at once, timed by `clock`.
+    pub fn new(
+        store: Store,
+        host: Host,
+        clock: Arc<dyn Clock>,
+        runtime: tokio::runtime::Handle,
+        workers: usize,
+        metrics: Metrics,
+    ) -> Self {
+        metrics.plugins(host.plugins().count(), host.load_errors().len());
+        let journal: Arc<dyn Journal> = Arc::new(StoreJournal::new(store.clone(), metrics.clone()));
+        Self(Arc::new(Inner {
+            store,
+            host: RwLock::new(Arc::new(host)),
+            clock,
+            runtime,
+            prepared: Mutex::default(),
+            live: RwLock::default(),
+            slots: Arc::new(Semaphore::new(workers.max(1))),
+            drain: Drain::default(),
+            accepting: AtomicBool::new(true),
+            metrics,
+            journal,
+        }))
+    }
+
+    /// The plugins loaded now.
+    pub fn host(&self) -> Arc<Host> {
+        self.0.host.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Scan the plugin directories again and swap in the new host; running
+    /// executions finish on the host they started with.
+    pub fn reload_plugins(&self) -> Vec<Change> {
+        let (host, changes) = self.host().rescan();
+        self.0.metrics.plugins(host.plugins().count(), host.load_errors().len());
+        for change in &changes {
+            tracing::info!(?change, "plugin change");
+        }
+        *self.0.host.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(host);
+        changes
+    }
+
+    /// The state database.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.0.clock
+    }
+
+    /// Whether new work is accepted (false once shutdown began).
+    pub fn is_accepting(&self) -> bool {
+        self.0.accepting.load(Ordering::Acquire)
+    }
+
+    fn check_accepting(&self) -> DaemonResult<()> {
+        if self.is_accepting() { Ok(()) } else { Err(DaemonError::invalid_state("the daemon is shutting down")) }
+    }
+
+    // ----- workflows -----
+
+    /// Validate workflow text against the loaded plugins.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidConfiguration`] with every problem in `details`.
+    pub fn validate_workflow(&self, source: &str) -> DaemonResult<ValidWorkflow> {
+        let name = if source.trim_start().starts_with('{') { "workflow.json" } else { "workflow.yaml" };
+        let doc = Document::parse(Path::new(name), source).map_err(DaemonError::invalid)?;
+        let host = self.host();
+        validate(&doc, Some(&host)).map_err(|problems| {
+            DaemonError::invalid(format!("the workflow has {} problem(s)", problems.len()))
+                .with_details(problems.iter().map(ToString::to_string).collect())
+        })
+    }
+
+    /// Validate and store workflow text as the newest version of its id.
+    ///
+    /// # Errors
+    /// Invalid workflows ([`ErrorCode::InvalidConfiguration`]), store failures.
+    pub fn register_workflow(&self, source: &str) -> DaemonResult<Registered> {
+        self.check_accepting()?;
+        let valid = self.validate_workflow(source)?;
+        let id = valid.workflow.id.clone();
+        let format = if source.trim_start().starts_with('{') { "json" } else { "yaml" };
+        let (version, created) = self.0.store.put_workflow(&id, source, format)?;
+        let prepared = Prepared::new(valid).map_err(DaemonError::invalid)?;
+        self.0
+            .prepared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((id.clone(), version), Arc::new(prepared));
+        tracing::info!(workflow = %id, version, created, "workflow registered");
+        Ok(Registered { id, version, created })
+    }
+
+    /// The current version of every workflow.
+    pub fn workflows(&self) -> DaemonResult<Vec<WorkflowRow>> {
+        Ok(self.0.store.workflows()?)
+    }
+
+    /// Workflow `id` at `version` (default: current).
+    pub fn workflow(&self, id: &str, version: Option<u32>) -> DaemonResult<WorkflowRow> {
+        self.0.store.workflow(id, version)?.ok_or_else(|| DaemonError::not_found(format!("workflow `{id}`")))
+    }
+
+    /// Delete workflow `id`; executions pinned to it go on.
+    pub fn delete_workflow(&self, id: &str) -> DaemonResult<()> {
+        if self.0.store.delete_workflow(id)? { Ok(()) } else { Err(DaemonError::not_found(format!("workflow `{id}`"))) }
+    }
+
+    /// The compiled workflow `id` at `version`, from the cache or the store.
+    fn prepared(&self, id: &str, version: u32) -> DaemonResult<Arc<Prepared>> {
+        let key = (id.to_owned(), version);
+        if let Some(p) = self.0.prepared.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(p.clone());
+        }
+        let row = self.workflow(id, Some(version))?;
+        let prepared = Arc::new(Prepared::new(parse_workflow(&row.source)?).map_err(DaemonError::invalid)?);
+        self.0.prepared.lock().unwrap_or_else(PoisonError::into_inner).insert(key, prepared.clone());
+        Ok(prepared)
+    }
+
+    // ----- executions -----
+
+    /// Start an execution of the current version of workflow `id`. It is
+    /// recorded before this returns and runs when a worker is free.
+    ///
+    /// # Errors
+    /// Unknown workflow, bad inputs, shutting down, store failures.
+    pub fn start(&self, id: &str, inputs: Map<String, Value>, origin: Origin) -> DaemonResult<Arc<Execution>> {
+        self.check_accepting()?;
+        let row = self.workflow(id, None)?;
+        let prepared = self.prepared(id, row.version)?;
+        let inputs = resolve_inputs(&prepared.workflow, inputs).map_err(|e| DaemonError::invalid(e.to_string()))?;
+        let exec =
+            Execution::start(new_execution_id(), &prepared, inputs, self.0.journal.clone(), origin.schedule_id.clone());
+        if let (Some(schedule), Some(fire)) = (&origin.schedule_id, origin.fire_time_ms) {
+            let fire_time = chrono::DateTime::from_timestamp_millis(fire as i64).map(|t| t.to_rfc3339());
+            exec.state().set("schedule", json!({"id": schedule, "fire_time_ms": fire, "fire_time": fire_time}));
+        }
+        let meta = ExecutionMeta {
+            workflow_version: row.version,
+            schedule_id: origin.schedule_id,
+            scheduled_at_ms: origin.fire_time_ms,
+            created_at_ms: epoch_ms(self.0.clock.now()),
+            runs: 1,
+        };
+        self.0.store.insert_execution(&exec.snapshot(), &meta, &exec.state().snapshot())?;
+        self.0.metrics.execution("started");
+        tracing::info!(execution = %exec.id(), workflow = %id, version = row.version, "execution accepted");
+        self.launch(prepared, exec.clone(), meta);
+        Ok(exec)
+    }
+
+    /// Run `exec` on the runtime once a worker slot is free.
+    fn launch(&self, prepared: Arc<Prepared>, exec: Arc<Execution>, meta: ExecutionMeta) {
+        let id = exec.id().to_owned();
+        self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), (exec.clone(), meta));
+        let daemon = self.clone();
+        self.0.runtime.spawn(async move {
+            let inner = &daemon.0;
+            let permit = tokio::select! {
+                permit = inner.slots.clone().acquire_owned() => permit.ok(),
+                _ = inner.drain.wait() => None,
+            };
+            if permit.is_some() && !inner.drain.is_raised() {
+                let engine = Engine::new(daemon.host(), inner.clock.clone()).with_drain(inner.drain.clone());
+                engine.run(prepared, exec).await;
+            }
+            drop(permit);
+            inner.live.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        });
+    }
+
+    /// The running execution `id`, if it is running here.
+    pub fn live(&self, id: &str) -> Option<Arc<Execution>> {
+        self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(id).map(|(e, _)| e.clone())
+    }
+
+    /// How many executions started by schedule `id` are not finished.
+    pub fn running_for_schedule(&self, id: &str) -> usize {
+        let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.values().filter(|(_, m)| m.schedule_id.as_deref() == Some(id)).count()
+    }
+
+    /// Execution `id`: live status if it runs here, else as stored.
+    pub fn status(&self, id: &str) -> DaemonResult<(ExecutionStatus, ExecutionMeta)> {
+        if let Some((exec, meta)) = self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(id) {
+            return Ok((exec.snapshot(), meta.clone()));
+        }
+        let stored = self.stored(id)?;
+        Ok((stored.status, stored.meta))
+    }
+
+    fn stored(&self, id: &str) -> DaemonResult<StoredExecution> {
+        self.0.store.execution(id)?.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))
+    }
+
+    /// Executions matching `filter`, newest first.
+    pub fn executions(&self, filter: &ExecutionFilter) -> DaemonResult<Vec<ExecutionSummary>> {
+        Ok(self.0.store.list_executions(filter)?)
+    }
+
+    /// The log of execution `id` after event `after`.
+    pub fn logs(&self, id: &str, after: i64, limit: u32) -> DaemonResult<Vec<Event>> {
+        self.stored(id)?;
+        Ok(self.0.store.events(id, after, limit)?)
+    }
+
+    /// Cancel execution `id`: running steps are cancelled, completed ones compensated.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`]; [`ErrorCode::InvalidState`] if it already ended.
+    pub fn cancel(&self, id: &str) -> DaemonResult<()> {
+        if let Some(exec) = self.live(id) {
+            exec.cancel();
+            return Ok(());
+        }
+        let stored = self.stored(id)?;
+        Err(DaemonError::invalid_state(format!("execution `{id}` is {}, not running", stored.status.status.as_str())))
+    }
+
+    /// Run a failed or cancelled execution again from the steps that did not
+    /// complete; completed steps keep their outputs and are not run again.
+    /// The execution keeps its id and its pinned workflow version.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`]; [`ErrorCode::InvalidState`] unless it ended
+    /// without completing.
+    pub fn retry(&self, id: &str) -> DaemonResult<()> {
+        self.check_accepting()?;
+        if self.live(id).is_some() {
+            return Err(DaemonError::invalid_state(format!("execution `{id}` is still running")));
+        }
+        let mut stored = self.stored(id)?;
+        let status = stored.status.status;
+        if !status.is_terminal() || status == crate::workflow::WorkflowStatus::Completed {
+            return Err(DaemonError::invalid_state(format!(
+                "execution `{id}` is {}: only failed or cancelled executions can be retried",
+                status.as_str()
+            )));
+        }
+        let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version)?;
+        self.0.store.reset_for_retry(&mut stored)?;
+        tracing::info!(execution = %id, run = stored.meta.runs, "retrying from the steps that did not complete");
+        let exec =
+            Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id.clone());
+        self.launch(prepared, exec, stored.meta);
+        Ok(())
+    }
+
+    /// Resume every execution the store says had not ended (after a restart
+    /// or crash). Returns how many resumed; one that cannot (its workflow
+    /// version is unreadable) is recorded as failed and the others go on.
+    pub fn resume_unfinished(&self) -> DaemonResult<usize> {
+        let ids = self.0.store.unfinished_executions()?;
+        let mut resumed = 0;
+        for id in ids {
+            let Some(stored) = self.0.store.execution(&id)? else { continue };
+            match self.prepared(&stored.status.workflow_id, stored.meta.workflow_version) {
+                Ok(prepared) => {
+                    tracing::info!(execution = %id, workflow = %stored.status.workflow_id, "resuming");
+                    let exec = Execution::restore(
+                        stored.status,
+                        stored.state,
+                        self.0.journal.clone(),
+                        stored.meta.schedule_id.clone(),
+                    );
+                    self.launch(prepared, exec, stored.meta);
+                    resumed += 1;
+                }
+                Err(e) => {
+                    tracing::error!(execution = %id, "cannot resume: {e}");
+                    let mut status = stored.status;
+                    status.status = crate::workflow::WorkflowStatus::Failed;
+                    status.error = Some(format!("cannot resume: {e}"));
+                    status.ended_at_ms = Some(epoch_ms(self.0.clock.now()));
+                    self.0.store.update_execution(&status)?;
+                }
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Stop accepting work, let running steps finish for at most `grace`,
+    /// and leave unfinished executions to be resumed at the next start.
+    /// Returns how many executions were still running at the deadline.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.0.accepting.store(false, Ordering::Release);
+        self.0.drain.raise();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self.0.live.read().unwrap_or_else(PoisonError::into_inner).len();
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                if running > 0 {
+                    tracing::warn!(running, "grace period over; unfinished executions resume at the next start");
+                }
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl From<crate::workflow::OrchestratorError> for DaemonError {
+    fn from(e: crate::workflow::OrchestratorError) -> Self {
+        use crate::workflow::OrchestratorError as O;
+        let code = match e {
+            O::NotFound(_) => ErrorCode::NotFound,
+            O::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            O::InvalidConfiguration(_) => ErrorCode::InvalidConfiguration,
+        };
+        DaemonError::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,24 @@
+//! The host daemon (`plexus daemon`): keeps plugins loaded, runs workflows
+//! submitted to it and fired by schedules, survives restarts, and is driven
+//! over HTTP.
+//!
+//! * [`config`]: `plexus.toml`, raw and validated;
+//! * [`store`]: durable state in SQLite (WAL, migrations);
+//! * [`core::Daemon`]: workflows and executions, journalled to the store;
+//! * [`metrics`]: Prometheus metrics.
+
+pub mod api;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod journal;
+pub mod metrics;
+pub mod openapi;
+pub mod reload;
+pub mod schedule;
+pub mod schedules;
+pub mod server;
+pub mod store;
+
+pub use core::{Daemon, Origin};
+pub use error::{DaemonError, ErrorCode};
