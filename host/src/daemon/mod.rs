@@ -21,4 +21,6 @@ pub mod server;
 pub mod store;
 
 pub use core::{Daemon, Origin};
+#[cfg(test)]
+mod tests;
 pub use error::{DaemonError, ErrorCode};

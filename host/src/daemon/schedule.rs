@@ -117,7 +117,7 @@ pub enum Trigger {
         /// Its zone.
         tz: chrono_tz::Tz,
     },
-    /// Every `period`, counted from `anchor` (the schedule's creation).
+    /// Every `period` after the schedule's creation (the first fire one period after it).
     Every {
         /// The interval.
         period: Duration,
@@ -218,12 +218,10 @@ impl Trigger {
                 cron.find_next_occurrence(&t.with_timezone(tz), false).ok().map(|n| n.with_timezone(&Utc))
             }
             Self::Every { period } => {
+                // anchor + k·period, k ≥ 1: the first fire is one period after creation.
                 let period = TimeDelta::from_std(*period).ok()?;
-                if t < anchor {
-                    return Some(anchor);
-                }
-                let periods = (t - anchor).num_milliseconds() / period.num_milliseconds() + 1;
-                Some(anchor + period * periods as i32)
+                let periods = if t < anchor { 1 } else { (t - anchor).num_milliseconds() / period.num_milliseconds() + 1 };
+                Some(anchor + period * i32::try_from(periods).ok()?)
             }
             Self::At(at) => (*at > t).then_some(*at),
         }
@@ -296,12 +294,13 @@ impl Schedule {
     }
 
     /// Which fire times in `(last, now]` to run and which to skip. `last` is
-    /// the latest fire time already handled (`None`: none since `created`).
+    /// the latest fire time already handled (`None`: none since `created`,
+    /// which itself is not a fire time).
     /// The latest due fire runs if it is at most [`ON_TIME`] old; older ones
     /// were missed and follow `catch_up` within `catch_up_window`.
     pub fn plan(&self, last: Option<DateTime<Utc>>, created: DateTime<Utc>, now: DateTime<Utc>) -> Plan {
         let mut plan = Plan::default();
-        let start = last.unwrap_or(created - TimeDelta::milliseconds(1));
+        let start = last.unwrap_or(created);
         let Some(first) = self.trigger.next_after(start, created) else { return plan };
         if first > now {
             return plan;

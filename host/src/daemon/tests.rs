@@ -1,0 +1,336 @@
+//! Daemon tests against an in-process plugin: resume after a crash, retry
+//! from the failed steps, and schedules on a mock clock (intervals, overlap,
+//! catch-up after downtime, cron across DST in two time zones).
+
+use super::core::Daemon;
+use super::metrics::Metrics;
+use super::schedule::ScheduleSpec;
+use super::schedules::Schedules;
+use super::store::{ExecutionMeta, Store};
+use crate::HostBuilder;
+use crate::workflow::status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
+use crate::workflow::{Clock, MockClock, SystemClock};
+use chrono::{DateTime, Utc};
+use plexus_sdk::{Context, Operations, Plugin, PluginError, PluginInfo};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How many times each tag ran, and which tags fail.
+static RUNS: LazyLock<Mutex<HashMap<String, u32>>> = LazyLock::new(Default::default);
+static FAILING: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+/// The task id and schedule state each tag saw last.
+static SEEN: LazyLock<Mutex<HashMap<String, Value>>> = LazyLock::new(Default::default);
+
+fn runs(tag: &str) -> u32 {
+    RUNS.lock().unwrap().get(tag).copied().unwrap_or(0)
+}
+
+#[derive(Default)]
+struct DaemonOps;
+
+#[derive(Deserialize, JsonSchema)]
+struct Tick {
+    tag: String,
+    #[serde(default)]
+    ms: u64,
+}
+
+impl Plugin for DaemonOps {
+    fn info() -> PluginInfo {
+        PluginInfo::new("dtest.ops", "Daemon test operations", "1.0.0")
+    }
+    fn operations(ops: &mut Operations<Self>) {
+        ops.add("tick", "Counts a run of `tag`, sleeps `ms`, fails while `tag` is failing", |_, ctx: &mut Context<'_>, p: Tick| {
+            *RUNS.lock().unwrap().entry(p.tag.clone()).or_default() += 1;
+            let seen = json!({"task_id": ctx.execution().task_id, "schedule": ctx.state_get("schedule"), "attempt": ctx.attempt()});
+            SEEN.lock().unwrap().insert(p.tag.clone(), seen);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(p.ms) && !ctx.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if FAILING.lock().unwrap().contains(&p.tag) {
+                return Err(PluginError::failed(format!("{} is failing", p.tag)));
+            }
+            Ok(json!({"tag": p.tag}))
+        });
+    }
+}
+
+struct Fixture {
+    daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(clock: Arc<dyn Clock>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let host = HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap();
+    let daemon = Daemon::new(store, host, clock, tokio::runtime::Handle::current(), 4, Metrics::default());
+    Fixture { daemon, _dir: dir }
+}
+
+/// A chain of `tick` steps `<prefix>-a` → `-b` → `-c`, with retries.
+fn chain(id: &str, prefix: &str, ms: u64) -> String {
+    format!(
+        "id: {id}\nsteps:\n  - {{id: a, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {prefix}-a, ms: {ms}}}}}\n  - {{id: b, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {prefix}-b, ms: {ms}}}, dependencies: [a], retry: {{max_attempts: 2, initial_delay: 1ms}}}}\n  - {{id: c, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {prefix}-c, ms: {ms}}}, dependencies: [b]}}\n"
+    )
+}
+
+async fn wait_done(daemon: &Daemon, id: &str) -> ExecutionStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = daemon.status(id).unwrap();
+        if status.status.is_terminal() && daemon.live(id).is_none() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "execution {id} did not end: {status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn record(id: &str, status: StepStatus, attempts: u32) -> StepRecord {
+    StepRecord {
+        id: id.into(),
+        plugin_id: "dtest.ops".into(),
+        operation: "tick".into(),
+        status,
+        output: (status == StepStatus::Completed).then(|| json!({"tag": id})),
+        error: None,
+        reason: None,
+        attempts,
+        started_at_ms: (attempts > 0).then_some(1),
+        ended_at_ms: None,
+        duration_ms: None,
+    }
+}
+
+/// Write what a daemon that crashed mid-step would have left: `a` completed,
+/// `b` running (attempt `b_attempts`), `c` pending.
+fn crashed_execution(daemon: &Daemon, workflow: &str, b_attempts: u32) -> String {
+    let id = crate::new_execution_id();
+    let steps = vec![
+        record("a", StepStatus::Completed, 1),
+        record("b", StepStatus::Running, b_attempts),
+        record("c", StepStatus::Pending, 0),
+    ];
+    let status = ExecutionStatus {
+        execution_id: id.clone(),
+        workflow_id: workflow.into(),
+        status: WorkflowStatus::Running,
+        progress: 0.0,
+        current_steps: vec![],
+        completed_steps: 0,
+        total_steps: 3,
+        inputs: Map::new(),
+        steps,
+        compensations: vec![],
+        outputs: Map::new(),
+        error: None,
+        started_at_ms: Some(1),
+        ended_at_ms: None,
+    };
+    let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
+    daemon.store().insert_execution(&status, &meta, &Map::new()).unwrap();
+    daemon.store().update_execution(&status).unwrap();
+    for (i, step) in status.steps.iter().enumerate() {
+        daemon.store().update_step(&id, i, step, None).unwrap();
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_runs_only_the_steps_that_had_not_completed() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("resume", "rs", 0)).unwrap();
+    let id = crashed_execution(&f.daemon, "resume", 1);
+    assert_eq!(f.daemon.resume_unfinished().unwrap(), 1);
+    let status = wait_done(&f.daemon, &id).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:?}");
+    assert_eq!((runs("rs-a"), runs("rs-b"), runs("rs-c")), (0, 1, 1), "a completed before the crash");
+    let b = status.step("b").unwrap();
+    assert_eq!(b.attempts, 2, "the interrupted attempt counts: b is retried per its policy");
+    assert_eq!(SEEN.lock().unwrap()["rs-b"]["attempt"], json!(2));
+    // Nothing recorded before the crash is lost: the log has the old and the new transitions.
+    let log = f.daemon.logs(&id, 0, 1000).unwrap();
+    let b_events: Vec<(u32, String)> = log
+        .iter()
+        .filter(|e| e.step_id.as_deref() == Some("b"))
+        .map(|e| (e.attempt.unwrap_or(0), e.status.clone()))
+        .collect();
+    assert_eq!(b_events, [(1, "running".into()), (2, "running".into()), (2, "completed".into())]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_last_attempt_fails_the_step() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("last", "la", 0)).unwrap();
+    let id = crashed_execution(&f.daemon, "last", 2);
+    f.daemon.resume_unfinished().unwrap();
+    let status = wait_done(&f.daemon, &id).await;
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    let b = status.step("b").unwrap();
+    assert_eq!((b.status, b.attempts), (StepStatus::Failed, 2));
+    assert!(b.error.as_ref().unwrap().message.contains("stopped during the last attempt"), "{b:?}");
+    assert_eq!(runs("la-b"), 0);
+    assert_eq!(status.step("c").unwrap().status, StepStatus::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_runs_the_failed_steps_and_keeps_the_completed_ones() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("retry", "rt", 0)).unwrap();
+    FAILING.lock().unwrap().insert("rt-b".into());
+    let exec = f.daemon.start("retry", Map::new(), Default::default()).unwrap();
+    let id = exec.id().to_owned();
+    let failed = wait_done(&f.daemon, &id).await;
+    assert_eq!(failed.status, WorkflowStatus::Failed);
+    assert_eq!((runs("rt-a"), runs("rt-b"), runs("rt-c")), (1, 1, 0), "a plugin failure is not retryable");
+    // Only a finished, not completed, execution can be retried.
+    FAILING.lock().unwrap().remove("rt-b");
+    f.daemon.retry(&id).unwrap();
+    let done = wait_done(&f.daemon, &id).await;
+    assert_eq!(done.status, WorkflowStatus::Completed, "{done:?}");
+    assert_eq!((runs("rt-a"), runs("rt-b"), runs("rt-c")), (1, 2, 1), "a is not run again");
+    assert_eq!(done.step("b").unwrap().attempts, 1, "attempts start over");
+    let err = f.daemon.retry(&id).unwrap_err();
+    assert_eq!(err.code, super::ErrorCode::InvalidState);
+    let (_, meta) = f.daemon.status(&id).unwrap();
+    assert_eq!(meta.runs, 2);
+}
+
+// ----- schedules on a mock clock -----
+
+fn at(s: &str) -> SystemTime {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc).into()
+}
+
+fn spec(value: Value) -> ScheduleSpec {
+    serde_json::from_value(value).unwrap()
+}
+
+/// Fire times (RFC 3339) of `schedule` with `outcome`, oldest first.
+fn fires(s: &Schedules, schedule: &str, outcome: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .history(schedule, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.outcome == outcome)
+        .map(|f| DateTime::from_timestamp_millis(f.fire_time_ms as i64).unwrap().to_rfc3339())
+        .collect();
+    v.reverse();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interval_schedule_fires_on_mock_time_with_its_context() {
+    let clock = MockClock::new(at("2026-06-01T12:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    s.create(spec(json!({"id": "op", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "iv"}}))).unwrap();
+    assert!(s.tick().unwrap().is_empty(), "nothing is due at creation");
+    assert_eq!(s.get("op").unwrap().next_fire.as_deref(), Some("2026-06-01T12:01:00+00:00"));
+    clock.advance(Duration::from_secs(61));
+    let started = s.tick().unwrap();
+    assert_eq!(started.len(), 1);
+    let status = wait_done(&f.daemon, &started[0]).await;
+    assert_eq!(status.status, WorkflowStatus::Completed);
+    let seen = SEEN.lock().unwrap()["iv"].clone();
+    assert_eq!(seen["task_id"], json!("op"));
+    assert_eq!(seen["schedule"]["fire_time"], json!("2026-06-01T12:01:00+00:00"));
+    let (_, meta) = f.daemon.status(&started[0]).unwrap();
+    assert_eq!(meta.schedule_id.as_deref(), Some("op"));
+    assert!(s.tick().unwrap().is_empty(), "a fire is handled once");
+    // Paused: no fires; resumed: the paused time is not caught up.
+    s.pause("op").unwrap();
+    clock.advance(Duration::from_secs(600));
+    assert!(s.tick().unwrap().is_empty());
+    s.resume("op").unwrap();
+    assert!(s.tick().unwrap().is_empty());
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(s.tick().unwrap().len(), 1);
+    assert_eq!(runs("iv"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overlap_policies_skip_or_queue_one() {
+    let clock = MockClock::new(at("2026-06-01T12:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    f.daemon.register_workflow(&chain("slow", "ov", 150)).unwrap();
+    s.create(spec(json!({"id": "skip", "when": "every 1m", "workflow": "slow", "overlap": "skip"}))).unwrap();
+    s.create(spec(json!({"id": "queue", "when": "every 1m", "workflow": "slow", "overlap": "queue_one"}))).unwrap();
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(60));
+        s.tick().unwrap();
+    }
+    // First fire started; the second and third found it running.
+    assert_eq!(fires(&s, "skip", "started").len(), 1);
+    assert_eq!(fires(&s, "skip", "skipped"), ["2026-06-01T12:02:00+00:00", "2026-06-01T12:03:00+00:00"]);
+    assert_eq!(fires(&s, "queue", "queued"), ["2026-06-01T12:02:00+00:00"]);
+    assert_eq!(fires(&s, "queue", "skipped"), ["2026-06-01T12:03:00+00:00"]);
+    // When the running one ends, the queued fire starts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fires(&s, "queue", "started").len() < 2 {
+        assert!(Instant::now() < deadline, "the queued fire never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fires(&s, "queue", "started"), ["2026-06-01T12:01:00+00:00", "2026-06-01T12:02:00+00:00"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catch_up_after_a_simulated_downtime() {
+    let clock = MockClock::new(at("2026-06-01T00:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    let op = |id: &str, catch_up: &str| {
+        json!({"id": id, "when": "cron 0 * * * *", "plugin": "dtest.ops", "operation": "tick",
+               "params": {"tag": id}, "catch_up": catch_up, "catch_up_window": "3h", "overlap": "allow"})
+    };
+    for (id, policy) in [("all", "run_all"), ("once", "run_once"), ("none", "skip")] {
+        s.create(spec(op(id, policy))).unwrap();
+    }
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(s.tick().unwrap().len(), 3, "01:00 fires on time for all three");
+    // Down from 01:00 to 06:10: fires 02:00–06:00 were missed; the window reaches back to 03:10.
+    clock.advance(Duration::from_secs(5 * 3600 + 600));
+    s.tick().unwrap();
+    assert_eq!(
+        fires(&s, "all", "started")[1..],
+        ["2026-06-01T04:00:00+00:00", "2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]
+    );
+    assert_eq!(fires(&s, "once", "started")[1..], ["2026-06-01T06:00:00+00:00"]);
+    assert_eq!(fires(&s, "none", "started").len(), 1);
+    assert!(!fires(&s, "none", "skipped").is_empty());
+    assert!(s.tick().unwrap().is_empty(), "caught up once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_in_two_time_zones_across_dst_on_the_mock_clock() {
+    let clock = MockClock::new(at("2026-03-28T22:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    let sched = |id: &str, when: &str, tz: &str| {
+        json!({"id": id, "when": when, "timezone": tz, "plugin": "dtest.ops", "operation": "tick", "params": {"tag": id}})
+    };
+    // 02:30 Berlin does not exist on 2026-03-29 (clocks jump 02:00 → 03:00).
+    s.create(spec(sched("berlin", "cron 30 2 * * *", "Europe/Berlin"))).unwrap();
+    // 01:30 New York happens twice on 2026-11-01 (clocks fall back 02:00 → 01:00).
+    s.create(spec(sched("newyork", "cron 30 1 * * *", "America/New_York"))).unwrap();
+    let tick_through = |until: &str| {
+        while clock.now() < at(until) {
+            clock.advance(Duration::from_secs(60));
+            s.tick().unwrap();
+        }
+    };
+    tick_through("2026-03-29T04:00:00Z");
+    assert_eq!(fires(&s, "berlin", "started"), ["2026-03-29T01:00:00+00:00"], "once, right after the gap");
+    clock.advance(at("2026-11-01T04:00:00Z").duration_since(clock.now()).unwrap());
+    s.tick().unwrap(); // the months between are missed and skipped by run_once
+    tick_through("2026-11-01T08:00:00Z");
+    let ny: Vec<String> = fires(&s, "newyork", "started").into_iter().filter(|t| t.starts_with("2026-11-01")).collect();
+    assert_eq!(ny, ["2026-11-01T05:30:00+00:00"], "once, at the first 01:30 (EDT)");
+}
