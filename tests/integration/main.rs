@@ -1,6 +1,7 @@
 //! Integration tests of the plugin host and the workflow runner: one binary,
 //! one module per area (`cli`: the `plexus` binary's plugin commands;
-//! `discovery`: bad plugins among good ones; `runtimes`: one source through
+//! `daemon`: a real `plexus daemon` over HTTP, its CLI client, crash and
+//! reload (`daemon_support` starts it); `discovery`: bad plugins among good ones; `runtimes`: one source through
 //! both runtimes; `sandbox`: limits and crash isolation; `workflows`: the
 //! three examples end to end on the real dataset).
 //!
@@ -9,6 +10,8 @@
 //! native libraries and real WASM components.
 
 mod cli;
+mod daemon;
+mod daemon_support;
 mod discovery;
 mod runtimes;
 mod sandbox;

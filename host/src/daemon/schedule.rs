@@ -220,7 +220,8 @@ impl Trigger {
             Self::Every { period } => {
                 // anchor + k·period, k ≥ 1: the first fire is one period after creation.
                 let period = TimeDelta::from_std(*period).ok()?;
-                let periods = if t < anchor { 1 } else { (t - anchor).num_milliseconds() / period.num_milliseconds() + 1 };
+                let periods =
+                    if t < anchor { 1 } else { (t - anchor).num_milliseconds() / period.num_milliseconds() + 1 };
                 Some(anchor + period * i32::try_from(periods).ok()?)
             }
             Self::At(at) => (*at > t).then_some(*at),

@@ -230,7 +230,10 @@ async fn interval_schedule_fires_on_mock_time_with_its_context() {
     let clock = MockClock::new(at("2026-06-01T12:00:00Z"));
     let f = fixture(Arc::new(clock.clone()));
     let s = Schedules::new(f.daemon.clone());
-    s.create(spec(json!({"id": "op", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "iv"}}))).unwrap();
+    s.create(spec(
+        json!({"id": "op", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "iv"}}),
+    ))
+    .unwrap();
     assert!(s.tick().unwrap().is_empty(), "nothing is due at creation");
     assert_eq!(s.get("op").unwrap().next_fire.as_deref(), Some("2026-06-01T12:01:00+00:00"));
     clock.advance(Duration::from_secs(61));
@@ -313,9 +316,7 @@ async fn cron_in_two_time_zones_across_dst_on_the_mock_clock() {
     let clock = MockClock::new(at("2026-03-28T22:00:00Z"));
     let f = fixture(Arc::new(clock.clone()));
     let s = Schedules::new(f.daemon.clone());
-    let sched = |id: &str, when: &str, tz: &str| {
-        json!({"id": id, "when": when, "timezone": tz, "plugin": "dtest.ops", "operation": "tick", "params": {"tag": id}})
-    };
+    let sched = |id: &str, when: &str, tz: &str| json!({"id": id, "when": when, "timezone": tz, "plugin": "dtest.ops", "operation": "tick", "params": {"tag": id}});
     // 02:30 Berlin does not exist on 2026-03-29 (clocks jump 02:00 → 03:00).
     s.create(spec(sched("berlin", "cron 30 2 * * *", "Europe/Berlin"))).unwrap();
     // 01:30 New York happens twice on 2026-11-01 (clocks fall back 02:00 → 01:00).

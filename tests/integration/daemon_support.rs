@@ -1,0 +1,183 @@
+//! A real `plexus daemon` process on loopback for the daemon tests, and a
+//! tiny HTTP/1.1 client (one connection per request, `Connection: close`).
+
+use crate::support::built_plugins;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A daemon process with its own data directory.
+pub struct RunningDaemon {
+    pub child: Child,
+    pub addr: String,
+    pub token: String,
+    pub data: PathBuf,
+}
+
+/// Copy a built plugin folder (e.g. `echo-wasm`) into `plugins`.
+pub fn copy_plugin(name: &str, plugins: &Path) -> PathBuf {
+    let from = built_plugins().join(name);
+    let to = plugins.join(name);
+    copy_dir(&from, &to);
+    to
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+impl RunningDaemon {
+    /// Start `plexus daemon` on an ephemeral port over `data`/state.db and
+    /// `plugins`, and wait until it listens.
+    pub fn start(data: &Path, plugins: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
+            .args(["daemon", "--listen", "127.0.0.1:0", "--grace-period", "10s"])
+            .arg("--plugins-dir")
+            .arg(plugins)
+            .arg("--state-db")
+            .arg(data.join("state.db"))
+            .arg("--token-file")
+            .arg(data.join("token"))
+            .arg("--cache-dir")
+            .arg(data.join("cache"))
+            .args(extra)
+            .env("PLEXUS_DATA_DIR", data)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(data.join("daemon.log")).unwrap())
+            .spawn()
+            .expect("start plexus daemon");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let announced: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(data.join("daemon.log")).unwrap_or_default();
+            panic!("daemon did not announce its address ({e}): {line}\n{log}")
+        });
+        let addr = announced["listening"].as_str().unwrap().to_owned();
+        let token = std::fs::read_to_string(data.join("token")).unwrap().trim().to_owned();
+        Self { child, addr, token, data: data.to_owned() }
+    }
+
+    /// A request with the daemon's token; returns status and JSON (or text) body.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| b.to_string());
+        let (status, text) =
+            self.raw(method, path, Some(&self.token), body.as_deref().map(|b| ("application/json", b.as_bytes())));
+        (status, serde_json::from_slice(&text).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&text).into())))
+    }
+
+    /// A request with full control of token, content type and body bytes.
+    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &[u8])>) -> (u16, Vec<u8>) {
+        let mut stream = TcpStream::connect(&self.addr).expect("connect to the daemon");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: plexus\r\nConnection: close\r\n");
+        if let Some(token) = token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        let (ctype, bytes) = body.unwrap_or(("application/json", b""));
+        if body.is_some() {
+            head.push_str(&format!("Content-Type: {ctype}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", bytes.len()));
+        stream.write_all(head.as_bytes()).unwrap();
+        // A server may answer (413) before reading a big body; ignore a reset while writing.
+        let _ = stream.write_all(bytes);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response");
+        let head = String::from_utf8_lossy(&response[..split]).to_string();
+        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+        let mut body = response[split + 4..].to_vec();
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, body)
+    }
+
+    /// Run the `plexus` CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_plexus"))
+            .args(args)
+            .env("PLEXUS_URL", &self.addr)
+            .env("PLEXUS_TOKEN", &self.token)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run plexus")
+    }
+
+    /// Poll `GET /v1/executions/{id}` until it ends.
+    pub fn wait_for(&self, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (code, status) = self.call("GET", &format!("/v1/executions/{id}"), None);
+            assert_eq!(code, 200, "{status}");
+            if ["completed", "failed", "cancelled", "rollback_failed"].contains(&status["status"].as_str().unwrap()) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "execution {id} did not end: {status}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Poll until `check` holds.
+    pub fn eventually(&self, what: &str, within: Duration, mut check: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + within;
+        while !check(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+
+    /// `kill -9`.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::forget(self);
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RunningDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[end + 2..end + 2 + size]);
+        body = &body[end + 2 + size + 2..];
+    }
+}
