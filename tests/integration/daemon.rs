@@ -116,6 +116,8 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     d.eventually("the nap to start", Duration::from_secs(10), |d| {
         d.call("GET", &format!("/v1/executions/{slow_id}"), None).1["status"] == "running"
     });
+    let waited = call("GET", "/v1/executions/{id}", &format!("/v1/executions/{slow_id}?wait_ms=50"), None, 504);
+    assert_eq!(waited["code"], "Timeout");
     call("POST", "/v1/executions/{id}/cancel", &format!("/v1/executions/{slow_id}/cancel"), None, 202);
     assert_eq!(d.wait_for(&slow_id, Duration::from_secs(10))["status"], "cancelled");
     // A cancelled one can be retried.

@@ -283,7 +283,25 @@ fn status_json(s: &ApiState, id: &str) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-async fn execution(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+#[derive(Deserialize)]
+struct WaitQuery {
+    wait_ms: Option<u64>,
+}
+
+/// The status; with `?wait_ms=N`, first wait up to N ms (at most 60 s) for the
+/// execution to end, answering `Timeout` (504) if it has not.
+async fn execution(State(s): State<ApiState>, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> ApiResult {
+    if let (Some(ms), Some(exec)) = (q.wait_ms, s.daemon.live(&id)) {
+        let wait = std::time::Duration::from_millis(ms.min(60_000));
+        if tokio::time::timeout(wait, exec.wait()).await.is_err() {
+            let status = exec.snapshot().status;
+            return Err(DaemonError::new(
+                ErrorCode::Timeout,
+                format!("execution `{id}` is still {} after {} ms", status.as_str(), wait.as_millis()),
+            )
+            .into());
+        }
+    }
     Ok(Json(status_json(&s, &id)?))
 }
 

@@ -51,6 +51,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     runtime: tokio::runtime::Handle,
     prepared: Mutex<HashMap<(String, u32), Arc<Prepared>>>,
+    /// The current version of each workflow, so a start needs no query.
+    current: Mutex<HashMap<String, u32>>,
     live: RwLock<HashMap<String, (Arc<Execution>, ExecutionMeta)>>,
     slots: Arc<Semaphore>,
     drain: Drain,
@@ -88,6 +90,7 @@ impl Daemon {
             clock,
             runtime,
             prepared: Mutex::default(),
+            current: Mutex::default(),
             live: RwLock::default(),
             slots: Arc::new(Semaphore::new(workers.max(1))),
             drain: Drain::default(),
@@ -164,6 +167,7 @@ impl Daemon {
         let id = valid.workflow.id.clone();
         let format = if source.trim_start().starts_with('{') { "json" } else { "yaml" };
         let (version, created) = self.0.store.put_workflow(&id, source, format)?;
+        self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), version);
         let prepared = Prepared::new(valid).map_err(DaemonError::invalid)?;
         self.0
             .prepared
@@ -186,7 +190,18 @@ impl Daemon {
 
     /// Delete workflow `id`; executions pinned to it go on.
     pub fn delete_workflow(&self, id: &str) -> DaemonResult<()> {
+        self.0.current.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
         if self.0.store.delete_workflow(id)? { Ok(()) } else { Err(DaemonError::not_found(format!("workflow `{id}`"))) }
+    }
+
+    /// The current version of workflow `id`.
+    fn current_version(&self, id: &str) -> DaemonResult<u32> {
+        if let Some(v) = self.0.current.lock().unwrap_or_else(PoisonError::into_inner).get(id) {
+            return Ok(*v);
+        }
+        let version = self.workflow(id, None)?.version;
+        self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), version);
+        Ok(version)
     }
 
     /// The compiled workflow `id` at `version`, from the cache or the store.
@@ -210,8 +225,8 @@ impl Daemon {
     /// Unknown workflow, bad inputs, shutting down, store failures.
     pub fn start(&self, id: &str, inputs: Map<String, Value>, origin: Origin) -> DaemonResult<Arc<Execution>> {
         self.check_accepting()?;
-        let row = self.workflow(id, None)?;
-        let prepared = self.prepared(id, row.version)?;
+        let version = self.current_version(id)?;
+        let prepared = self.prepared(id, version)?;
         let inputs = resolve_inputs(&prepared.workflow, inputs).map_err(|e| DaemonError::invalid(e.to_string()))?;
         let exec =
             Execution::start(new_execution_id(), &prepared, inputs, self.0.journal.clone(), origin.schedule_id.clone());
@@ -220,7 +235,7 @@ impl Daemon {
             exec.state().set("schedule", json!({"id": schedule, "fire_time_ms": fire, "fire_time": fire_time}));
         }
         let meta = ExecutionMeta {
-            workflow_version: row.version,
+            workflow_version: version,
             schedule_id: origin.schedule_id,
             scheduled_at_ms: origin.fire_time_ms,
             created_at_ms: epoch_ms(self.0.clock.now()),
@@ -228,7 +243,7 @@ impl Daemon {
         };
         self.0.store.insert_execution(&exec.snapshot(), &meta, &exec.state().snapshot())?;
         self.0.metrics.execution("started");
-        tracing::info!(execution = %exec.id(), workflow = %id, version = row.version, "execution accepted");
+        tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
         self.launch(prepared, exec.clone(), meta);
         Ok(exec)
     }

@@ -39,7 +39,12 @@ impl Journal for StoreJournal {
             let ran = matches!(record.status, StepStatus::Completed | StepStatus::Failed);
             self.metrics.step(&record.plugin_id, record.status.as_str(), record.duration_ms.filter(|_| ran));
         }
-        tracing::debug!(execution = %execution_id, step = %record.id, attempt = record.attempts, status = record.status.as_str(), "step transition");
+        if record.status.is_terminal() || record.status == StepStatus::Retrying {
+            let error = record.error.as_ref().map(|e| e.message.as_str()).or(record.reason.as_deref()).unwrap_or("");
+            tracing::info!(execution = %execution_id, step = %record.id, plugin = %record.plugin_id, attempt = record.attempts, status = record.status.as_str(), duration_ms = record.duration_ms, "step {} {error}", record.status.as_str());
+        } else {
+            tracing::debug!(execution = %execution_id, step = %record.id, attempt = record.attempts, status = record.status.as_str(), "step transition");
+        }
     }
 
     fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) {

@@ -55,7 +55,15 @@ pub const ROUTES: &[Route] = &[
         body: Some("StartExecution"),
         ..r("post", "/v1/executions", "Start an execution of a workflow's current version", 202)
     },
-    r("get", "/v1/executions/{id}", "Status with progress, steps, compensations, outputs", 200),
+    Route {
+        query: &["wait_ms"],
+        ..r(
+            "get",
+            "/v1/executions/{id}",
+            "Status with progress, steps, outputs; ?wait_ms=N waits for the end (504 Timeout)",
+            200,
+        )
+    },
     r("get", "/v1/executions/{id}/steps", "Per-step results and compensations", 200),
     Route {
         query: &["after", "limit"],
@@ -113,7 +121,7 @@ pub fn document() -> Value {
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
         params.extend(route.query.iter().map(|name| {
-            let ty = if matches!(*name, "version" | "limit" | "after") { "integer" } else { "string" };
+            let ty = if matches!(*name, "version" | "limit" | "after" | "wait_ms") { "integer" } else { "string" };
             json!({"name": name, "in": "query", "required": false, "schema": {"type": ty}})
         }));
         if !params.is_empty() {
@@ -142,6 +150,9 @@ pub fn document() -> Value {
         }
         if route.path.contains('{') {
             responses.insert("404".into(), err("NotFound / PluginNotFound"));
+        }
+        if route.query.contains(&"wait_ms") {
+            responses.insert("504".into(), err("Timeout: still running after wait_ms"));
         }
         if route.method == "post" && route.path.contains("/executions") || route.path.ends_with("/schedules") {
             responses.insert("409".into(), err("AlreadyExists / InvalidState"));

@@ -88,7 +88,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (execution_id, idx)
     ) WITHOUT ROWID;
     CREATE TABLE events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         execution_id TEXT NOT NULL,
         at_ms INTEGER NOT NULL,
         step_id TEXT,
@@ -175,7 +175,8 @@ pub struct StoredExecution {
 /// A line of an execution's log (one transition).
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// Increases with every event of the database; pass it back as `after`.
+    /// Increases with every event of the database (events are never deleted,
+    /// so the rowid only grows); pass it back as `after`.
     pub seq: i64,
     /// When, ms since the Unix epoch.
     pub at_ms: u64,

@@ -83,7 +83,7 @@ fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_host::da
     if args.no_watch {
         raw.watch = Some(false);
     }
-    raw.log_format = Some(match global.log_format {
+    raw.log_format = Some(match crate::log_format(global, true) {
         LogFormat::Text => "text".into(),
         LogFormat::Json => "json".into(),
     });

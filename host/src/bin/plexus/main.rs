@@ -49,7 +49,7 @@ struct Cli {
 #[derive(Args)]
 struct Global {
     /// A directory whose subfolders are plugins (repeatable).
-    /// Default: $PLEXUS_PLUGINS_DIR (colon-separated), else ~/.local/share/plexus/plugins.
+    /// Default: $PLEXUS_PLUGINS_DIR (colon-separated), else <data dir>/plugins ($PLEXUS_DATA_DIR, else ~/.local/share/plexus).
     #[arg(long = "plugins-dir", value_name = "DIR", global = true)]
     plugins_dirs: Vec<PathBuf>,
     /// Where compiled WASM components are cached.
@@ -65,9 +65,9 @@ struct Global {
     /// Only errors in the log.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value = "text", global = true)]
-    log_format: LogFormat,
+    /// Log format on stderr [default: $PLEXUS_LOG_FORMAT, for the daemon its config's `log_format`, else text].
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
     /// plexus.toml of the daemon (its settings; for client commands, its address and token file).
     /// Default: $PLEXUS_CONFIG.
     #[arg(long, value_name = "FILE", global = true)]
@@ -82,7 +82,7 @@ struct Global {
     token_file: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -155,10 +155,26 @@ fn init_logging(global: &Global, daemon: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match global.log_format {
+    match log_format(global, daemon) {
+        LogFormat::Text if daemon => builder.with_target(false).init(),
         LogFormat::Text => builder.without_time().with_target(false).init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// `--log-format`, else `$PLEXUS_LOG_FORMAT`, else (daemon) the config file's `log_format`, else text.
+fn log_format(global: &Global, daemon: bool) -> LogFormat {
+    if let Some(format) = global.log_format {
+        return format;
+    }
+    let configured = std::env::var("PLEXUS_LOG_FORMAT").ok().or_else(|| {
+        daemon
+            .then(|| config_path(global))
+            .flatten()
+            .and_then(|path| plexus_host::daemon::config::RawConfig::load(&path).ok())
+            .and_then(|c| c.log_format)
+    });
+    if configured.as_deref() == Some("json") { LogFormat::Json } else { LogFormat::Text }
 }
 
 /// The plugin directories: `--plugins-dir`, else `$PLEXUS_PLUGINS_DIR`, else the data directory.
@@ -169,11 +185,7 @@ fn plugin_dirs(global: &Global) -> Vec<PathBuf> {
     if let Some(dirs) = std::env::var_os("PLEXUS_PLUGINS_DIR") {
         return std::env::split_paths(&dirs).collect();
     }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    vec![data.join("plexus").join("plugins")]
+    vec![plexus_host::daemon::config::data_dir().join("plugins")]
 }
 
 /// Discover and load the plugins.

@@ -207,12 +207,19 @@ fn exit_for_status(status: &str) -> ExitCode {
 
 fn wait_for_end(client: &Client, id: &str) -> anyhow::Result<Value> {
     loop {
-        let status = client.get(&format!("/v1/executions/{id}"))?;
-        let st = s(&status, "status");
-        if matches!(st.as_str(), "completed" | "failed" | "cancelled" | "rollback_failed") {
-            return Ok(status);
+        // Long-poll: the daemon answers when the execution ends, or Timeout after 30 s.
+        match client.get(&format!("/v1/executions/{id}?wait_ms=30000")) {
+            Ok(status) => {
+                let st = s(&status, "status");
+                if matches!(st.as_str(), "completed" | "failed" | "cancelled" | "rollback_failed") {
+                    return Ok(status);
+                }
+                // Stored as running but not running here (the daemon is restarting).
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) if e.downcast_ref::<crate::client::Refused>().is_some_and(|r| r.code == "Timeout") => {}
+            Err(e) => return Err(e),
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
