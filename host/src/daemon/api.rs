@@ -182,8 +182,12 @@ async fn plugin(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult 
     Ok(Json(details))
 }
 
-async fn reload_plugins(State(s): State<ApiState>) -> Json<Value> {
-    Json(json!({"changes": s.daemon.reload_plugins()}))
+async fn reload_plugins(State(s): State<ApiState>) -> ApiResult {
+    let daemon = s.daemon.clone();
+    let changes = tokio::task::spawn_blocking(move || daemon.reload_plugins())
+        .await
+        .map_err(|e| DaemonError::new(ErrorCode::Internal, format!("reload failed: {e}")))?;
+    Ok(Json(json!({"changes": changes})))
 }
 
 // ----- workflows -----

@@ -53,6 +53,8 @@ struct Inner {
     prepared: Mutex<HashMap<(String, u32), Arc<Prepared>>>,
     /// The current version of each workflow, so a start needs no query.
     current: Mutex<HashMap<String, u32>>,
+    /// One rescan at a time (the watcher and `POST /v1/plugins/reload`).
+    reloading: Mutex<()>,
     live: RwLock<HashMap<String, (Arc<Execution>, ExecutionMeta)>>,
     slots: Arc<Semaphore>,
     drain: Drain,
@@ -91,6 +93,7 @@ impl Daemon {
             runtime,
             prepared: Mutex::default(),
             current: Mutex::default(),
+            reloading: Mutex::default(),
             live: RwLock::default(),
             slots: Arc::new(Semaphore::new(workers.max(1))),
             drain: Drain::default(),
@@ -106,8 +109,10 @@ impl Daemon {
     }
 
     /// Scan the plugin directories again and swap in the new host; running
-    /// executions finish on the host they started with.
+    /// executions finish on the host they started with. Blocks while
+    /// changed components compile: call it off the async runtime.
     pub fn reload_plugins(&self) -> Vec<Change> {
+        let _one_at_a_time = self.0.reloading.lock().unwrap_or_else(PoisonError::into_inner);
         let (host, changes) = self.host().rescan();
         self.0.metrics.plugins(host.plugins().count(), host.load_errors().len());
         for change in &changes {

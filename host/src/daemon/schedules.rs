@@ -186,10 +186,17 @@ impl Schedules {
         self.get(id)
     }
 
-    /// Delete schedule `id` (running executions go on; history stays).
+    /// Delete schedule `id` (running executions go on; history stays), and
+    /// the one-step workflow generated for an operation target.
     pub fn delete(&self, id: &str) -> DaemonResult<()> {
+        let generated = (self.row(id).ok().and_then(|row| Self::parse(&row).ok()))
+            .filter(|schedule| schedule.operation_workflow().is_some())
+            .map(|schedule| schedule.workflow_id());
         if !self.0.daemon.store().delete_schedule(id)? {
             return Err(DaemonError::not_found(format!("schedule `{id}`")));
+        }
+        if let Some(workflow) = generated {
+            let _ = self.0.daemon.delete_workflow(&workflow);
         }
         self.0.queued.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
         Ok(())

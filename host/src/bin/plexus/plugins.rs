@@ -45,11 +45,11 @@ fn list(host: &Host, as_json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&json!({ "plugins": plugins, "errors": host.load_errors() }))?);
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<[String; 5]> = host
+    let rows: Vec<Vec<String>> = host
         .plugins()
         .map(|p| {
             let meta = p.runtime.metadata();
-            [
+            vec![
                 p.id().to_owned(),
                 meta.version.clone(),
                 p.manifest.kind.to_string(),
@@ -61,7 +61,7 @@ fn list(host: &Host, as_json: bool) -> anyhow::Result<ExitCode> {
     if rows.is_empty() {
         println!("no plugins loaded");
     } else {
-        print_table(["ID", "VERSION", "KIND", "CAPABILITIES", "OPERATIONS"], &rows);
+        crate::remote::table(&["ID", "VERSION", "KIND", "CAPABILITIES", "OPERATIONS"], rows);
     }
     let errors = host.load_errors();
     if !errors.is_empty() {
@@ -71,23 +71,6 @@ fn list(host: &Host, as_json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
 }
 
 fn info(host: &Host, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {

@@ -16,7 +16,8 @@ fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
+/// Print `rows` as columns under `header`, padded to the widest cell.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
