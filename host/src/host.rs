@@ -155,22 +155,30 @@ impl Loader {
         for folder in discovery::folders(&self.dirs, &mut errors) {
             let fingerprint = discovery::fingerprint(&folder);
             let before = previous.and_then(|p| p.folders.get(&folder).map(|f| (p, f)));
-            // Unchanged: keep what it was.
+            // Unchanged: keep what it was — unless its id is now taken by a
+            // folder scanned earlier, or its error was a duplicate id that may
+            // have gone away: then load it again to find out.
             if let Some((p, f)) = before
                 && f.fingerprint == fingerprint
             {
-                match &f.outcome {
-                    Ok(id) => {
-                        if let Some(plugin) = p.plugins.get(id) {
-                            plugins.insert(id.clone(), plugin.clone());
-                        }
+                let kept = match &f.outcome {
+                    Ok(id) => p.plugins.get(id).filter(|_| !plugins.contains_key(id)).map(|plugin| {
+                        plugins.insert(id.clone(), plugin.clone());
+                    }),
+                    Err(e) if !matches!(e.kind, LoadErrorKind::DuplicateId { .. }) => {
+                        errors.push(e.clone());
+                        Some(())
                     }
-                    Err(e) => errors.push(e.clone()),
+                    Err(_) => None,
+                };
+                if kept.is_some() {
+                    folders.insert(folder, f.clone());
+                    continue;
                 }
-                folders.insert(folder, f.clone());
-                continue;
             }
-            let old = before.and_then(|(p, f)| f.outcome.as_ref().ok().and_then(|id| p.plugins.get(id)));
+            let old = before
+                .and_then(|(p, f)| f.outcome.as_ref().ok().and_then(|id| p.plugins.get(id)))
+                .filter(|o| !plugins.contains_key(o.id()));
             // A loaded native library cannot be replaced.
             if let Some(old) = old.filter(|o| o.manifest.kind == PluginKind::Native) {
                 let id = old.id().to_owned();
@@ -197,7 +205,11 @@ impl Loader {
                     Ok(id)
                 }
                 Err(error) => {
-                    if previous.is_some() {
+                    // Report a failure once, not again at every rescan that finds it unchanged.
+                    let same_as_before = before.is_some_and(|(_, f)| {
+                        f.outcome.as_ref().err().map(ToString::to_string) == Some(error.to_string())
+                    });
+                    if previous.is_some() && !same_as_before {
                         changes.push(Change::Failed { error: error.to_string() });
                     }
                     errors.push(error.clone());

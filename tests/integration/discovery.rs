@@ -163,3 +163,33 @@ fn a_granted_directory_must_exist_and_stay_clear_of_the_cache() {
     let host = fx.host();
     assert!(matches!(kind_of(&host, "echo-wasm"), LoadErrorKind::InvalidManifest(m) if m.contains("component cache")));
 }
+
+#[test]
+fn rescan_reloads_changes_only_and_resolves_a_duplicate_that_went_away() {
+    let fx = Fixture::new();
+    fx.echo("a", "wasm", "");
+    fx.echo("b", "wasm", "");
+    let host = fx.host();
+    assert!(matches!(kind_of(&host, "b"), LoadErrorKind::DuplicateId { .. }));
+    // Nothing changed: nothing reported, same error.
+    let (same, changes) = host.rescan();
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(same.load_errors().len(), 1);
+    // The first copy goes: the duplicate is loaded in its place.
+    std::fs::remove_dir_all(fx.plugins.path().join("a")).unwrap();
+    let (after, changes) = same.rescan();
+    assert_eq!(changes, [plexus_host::Change::Reloaded { plugin: "plexus.echo.wasm".into() }]);
+    assert!(after.load_errors().is_empty(), "{:?}", after.load_errors());
+    let out = after.call("plexus.echo.wasm", "echo", json!({"x": 1}), CallOptions::default()).unwrap();
+    assert_eq!(out.output, json!({"x": 1}));
+    // A new folder scanned earlier with the same id: as after a fresh start,
+    // the first in scan order serves and the other is the duplicate.
+    fx.echo("0-first", "wasm", "");
+    let (last, changes) = after.rescan();
+    assert!(
+        matches!(&changes[..], [plexus_host::Change::Reloaded { .. }, plexus_host::Change::Failed { error }] if error.contains("duplicate") || error.contains("already")),
+        "{changes:?}"
+    );
+    assert_eq!(last.plugin("plexus.echo.wasm").unwrap().manifest.dir, fx.plugins.path().join("0-first"));
+    assert!(matches!(kind_of(&last, "b"), LoadErrorKind::DuplicateId { .. }));
+}

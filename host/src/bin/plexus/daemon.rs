@@ -37,11 +37,14 @@ pub struct DaemonArgs {
     /// Default WASM memory limit in MiB [default: 64].
     #[arg(long, env = "PLEXUS_DEFAULT_MEMORY_MIB")]
     default_memory_mib: Option<u64>,
+    /// Default bound on a WASM plugin's captured stdout + stderr per call, in bytes [default: 65536].
+    #[arg(long, env = "PLEXUS_DEFAULT_OUTPUT_BYTES")]
+    default_output_bytes: Option<usize>,
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "PLEXUS_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
-    /// Do not watch the plugin directories for changes.
-    #[arg(long)]
+    /// Do not watch the plugin directories for changes (POST /v1/plugins/reload still rescans).
+    #[arg(long, env = "PLEXUS_NO_WATCH")]
     no_watch: bool,
 }
 
@@ -80,6 +83,7 @@ fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_host::da
     raw.max_body_bytes = args.max_body_bytes.or(raw.max_body_bytes);
     raw.defaults.timeout_ms = args.default_timeout_ms.or(raw.defaults.timeout_ms);
     raw.defaults.memory_mib = args.default_memory_mib.or(raw.defaults.memory_mib);
+    raw.defaults.output_bytes = args.default_output_bytes.or(raw.defaults.output_bytes);
     if args.no_watch {
         raw.watch = Some(false);
     }
