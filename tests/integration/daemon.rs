@@ -268,7 +268,7 @@ fn kill_9_mid_workflow_then_restart_completes_without_rerunning_completed_steps(
     let data = tempfile::tempdir().unwrap();
     let marks = data.path().join("marks.txt");
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
-    d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 400)));
+    d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 1000)));
     let id = d.call("POST", "/v1/executions", Some(json!({"workflow": "marks"}))).1["execution_id"]
         .as_str()
         .unwrap()
@@ -299,7 +299,7 @@ fn sigterm_lets_the_running_step_finish_then_exits_zero_and_resumes_later() {
     let data = tempfile::tempdir().unwrap();
     let marks = data.path().join("marks.txt");
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
-    d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 700)));
+    d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 1000)));
     let id = d.call("POST", "/v1/executions", Some(json!({"workflow": "marks"}))).1["execution_id"]
         .as_str()
         .unwrap()
