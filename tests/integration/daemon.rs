@@ -125,20 +125,20 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     d.call("POST", &format!("/v1/executions/{slow_id}/cancel"), None);
 
     // Schedules.
-    let sched = json!({"id": "hourly", "when": "cron 0 * * * *", "timezone": "Europe/Berlin", "workflow": "chain"});
+    let sched = json!({"id": "yearly", "when": "cron 0 3 1 1 *", "timezone": "Europe/Berlin", "workflow": "chain"});
     let created = call("POST", "/v1/schedules", "/v1/schedules", Some(sched.clone()), 201);
     assert!(created["next_fire"].as_str().unwrap().ends_with(":00:00+00:00"), "{created}");
     assert_eq!(call("POST", "/v1/schedules", "/v1/schedules", Some(sched), 409)["code"], "AlreadyExists");
-    assert_eq!(call("GET", "/v1/schedules", "/v1/schedules", None, 200)["schedules"][0]["id"], "hourly");
-    let paused = call("POST", "/v1/schedules/{id}/pause", "/v1/schedules/hourly/pause", None, 200);
+    assert_eq!(call("GET", "/v1/schedules", "/v1/schedules", None, 200)["schedules"][0]["id"], "yearly");
+    let paused = call("POST", "/v1/schedules/{id}/pause", "/v1/schedules/yearly/pause", None, 200);
     assert_eq!((paused["enabled"].as_bool(), paused["next_fire"].is_null()), (Some(false), true));
-    call("POST", "/v1/schedules/{id}/resume", "/v1/schedules/hourly/resume", None, 200);
-    let fired = call("POST", "/v1/schedules/{id}/run", "/v1/schedules/hourly/run", None, 202);
+    call("POST", "/v1/schedules/{id}/resume", "/v1/schedules/yearly/resume", None, 200);
+    let fired = call("POST", "/v1/schedules/{id}/run", "/v1/schedules/yearly/run", None, 202);
     let fired_id = fired["execution_id"].as_str().unwrap();
-    assert_eq!(d.wait_for(fired_id, Duration::from_secs(20))["schedule_id"], "hourly");
-    let shown = call("GET", "/v1/schedules/{id}", "/v1/schedules/hourly", None, 200);
+    assert_eq!(d.wait_for(fired_id, Duration::from_secs(20))["schedule_id"], "yearly");
+    let shown = call("GET", "/v1/schedules/{id}", "/v1/schedules/yearly", None, 200);
     assert!(shown["history"].as_array().unwrap().iter().any(|f| f["outcome"] == "manual"), "{shown}");
-    call("DELETE", "/v1/schedules/{id}", "/v1/schedules/hourly", None, 204);
+    call("DELETE", "/v1/schedules/{id}", "/v1/schedules/yearly", None, 204);
     call("DELETE", "/v1/workflows/{id}", "/v1/workflows/slow", None, 204);
 
     // Error codes from QtForge's list.
