@@ -109,10 +109,7 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     // A running one can be cancelled.
     let slow = json!({"source": "id: slow\nsteps:\n  - { id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: { ms: 5000 } }\n"});
     d.call("POST", "/v1/workflows", Some(slow));
-    let slow_id = d.call("POST", "/v1/executions", Some(json!({"workflow": "slow"}))).1["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let slow_id = d.start_execution("slow");
     d.eventually("the nap to start", Duration::from_secs(10), |d| {
         d.call("GET", &format!("/v1/executions/{slow_id}"), None).1["status"] == "running"
     });
@@ -258,21 +255,24 @@ fn marks_workflow(marks: &std::path::Path, ms: u64) -> Value {
     json!({"source": format!("id: marks\nexecution_mode: sequential\nsteps:\n{steps}")})
 }
 
+/// The echo plugin, a data directory and the marks file in it.
+fn marks_fixture() -> (tempfile::TempDir, tempfile::TempDir, std::path::PathBuf) {
+    let plugins = plugins_dir(&["echo-native"]);
+    let data = tempfile::tempdir().unwrap();
+    let marks = data.path().join("marks.txt");
+    (plugins, data, marks)
+}
+
 fn lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
 }
 
 #[test]
 fn kill_9_mid_workflow_then_restart_completes_without_rerunning_completed_steps() {
-    let plugins = plugins_dir(&["echo-native"]);
-    let data = tempfile::tempdir().unwrap();
-    let marks = data.path().join("marks.txt");
+    let (plugins, data, marks) = marks_fixture();
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
     d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 1000)));
-    let id = d.call("POST", "/v1/executions", Some(json!({"workflow": "marks"}))).1["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.start_execution("marks");
     // Kill it while s3 runs: s1 and s2 are completed and recorded.
     d.eventually("s3 to start", Duration::from_secs(20), |_| lines(&marks).len() >= 3);
     let before = d.call("GET", &format!("/v1/executions/{id}/logs"), None).1["events"].as_array().unwrap().clone();
@@ -295,15 +295,10 @@ fn kill_9_mid_workflow_then_restart_completes_without_rerunning_completed_steps(
 
 #[test]
 fn sigterm_lets_the_running_step_finish_then_exits_zero_and_resumes_later() {
-    let plugins = plugins_dir(&["echo-native"]);
-    let data = tempfile::tempdir().unwrap();
-    let marks = data.path().join("marks.txt");
+    let (plugins, data, marks) = marks_fixture();
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
     d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 1000)));
-    let id = d.call("POST", "/v1/executions", Some(json!({"workflow": "marks"}))).1["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.start_execution("marks");
     d.eventually("s2 to start", Duration::from_secs(20), |_| lines(&marks).len() >= 2);
     let status = d.terminate();
     assert_eq!(status.code(), Some(0));
@@ -362,10 +357,7 @@ fn hot_reload_adds_swaps_and_removes_plugins_while_running() {
     // finishes on the version it started with, new calls get the new one.
     let nap = json!({"source": "id: nap\nsteps:\n  - { id: nap, plugin_id: plexus.echo.wasm, method_name: sleep, parameters: { ms: 1500 } }\n"});
     d.call("POST", "/v1/workflows", Some(nap));
-    let id = d.call("POST", "/v1/executions", Some(json!({"workflow": "nap"}))).1["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.start_execution("nap");
     d.eventually("the nap to start", Duration::from_secs(10), |d| {
         d.call("GET", &format!("/v1/executions/{id}"), None).1["status"] == "running"
     });
@@ -374,10 +366,7 @@ fn hot_reload_adds_swaps_and_removes_plugins_while_running() {
         d.call("GET", "/v1/plugins/plexus.echo.wasm", None).1["sha256"] == hash.as_str()
     });
     assert_eq!(d.wait_for(&id, Duration::from_secs(20))["status"], "completed");
-    let again = d.call("POST", "/v1/executions", Some(json!({"workflow": "nap"}))).1["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let again = d.start_execution("nap");
     assert_eq!(d.wait_for(&again, Duration::from_secs(20))["status"], "completed");
 
     // A changed native library is reported as needing a restart and keeps working.

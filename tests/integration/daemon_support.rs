@@ -117,6 +117,13 @@ impl RunningDaemon {
             .expect("run plexus")
     }
 
+    /// Start an execution of `workflow` over the API; returns its id.
+    pub fn start_execution(&self, workflow: &str) -> String {
+        let (status, out) = self.call("POST", "/v1/executions", Some(serde_json::json!({"workflow": workflow})));
+        assert_eq!(status, 202, "{out}");
+        out["execution_id"].as_str().unwrap().to_owned()
+    }
+
     /// Poll `GET /v1/executions/{id}` until it ends.
     pub fn wait_for(&self, id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
