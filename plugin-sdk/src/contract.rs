@@ -113,6 +113,27 @@ pub struct ExecutionContext {
     pub config: Value,
 }
 
+/// The schedule that fired a call: a scheduled task, or a step of a workflow
+/// a schedule started (see [`crate::Context::schedule`]).
+///
+/// The host puts it in the execution's shared state under [`SCHEDULE_STATE_KEY`]
+/// before the first step runs, and sets [`ExecutionContext::task_id`] to `id`;
+/// both transports (native JSON, WIT records) carry it unchanged, so it needs
+/// no contract change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScheduleInfo {
+    /// The schedule id (also the call's `task_id`).
+    pub id: String,
+    /// The fire time it was scheduled for, in ms since the Unix epoch (not the
+    /// start time: a late or caught-up run still sees its own fire time).
+    pub fire_time_ms: u64,
+    /// The same time as RFC 3339 text, e.g. `2026-12-01T10:00:00+00:00`.
+    pub fire_time: String,
+}
+
+/// The shared-state key holding a scheduled run's [`ScheduleInfo`].
+pub const SCHEDULE_STATE_KEY: &str = "schedule";
+
 /// A successful call's result.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CallOutput {

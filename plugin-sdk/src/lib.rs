@@ -119,7 +119,7 @@ pub mod wasm;
 
 pub use contract::{
     CONTRACT_VERSION, CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo,
-    PluginError, capability,
+    PluginError, SCHEDULE_STATE_KEY, ScheduleInfo, capability,
 };
 pub use plugin::{Context, Operations, Plugin, PluginInfo, Runtime};
 

@@ -182,6 +182,13 @@ impl<'a> Context<'a> {
     pub fn state_set(&self, key: &str, value: impl Into<Value>) {
         self.host.state_set(key, value.into());
     }
+    /// The schedule that fired this call and its scheduled fire time, when
+    /// the call is a scheduled task or a step of a scheduled workflow.
+    pub fn schedule(&self) -> Option<crate::contract::ScheduleInfo> {
+        let info: crate::contract::ScheduleInfo =
+            serde_json::from_value(self.state_get(crate::contract::SCHEDULE_STATE_KEY)?).ok()?;
+        (self.exec.task_id.as_deref() == Some(info.id.as_str())).then_some(info)
+    }
     /// Report progress: `fraction` is clamped to `0.0..=1.0`.
     pub fn progress(&self, fraction: f64, message: impl AsRef<str>) {
         self.host.report_progress(fraction.clamp(0.0, 1.0), message.as_ref());

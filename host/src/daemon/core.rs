@@ -12,7 +12,7 @@ use crate::workflow::source::Document;
 use crate::workflow::status::{ExecutionStatus, epoch_ms};
 use crate::workflow::{Clock, Journal, ValidWorkflow, validate};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -236,8 +236,12 @@ impl Daemon {
         let exec =
             Execution::start(new_execution_id(), &prepared, inputs, self.0.journal.clone(), origin.schedule_id.clone());
         if let (Some(schedule), Some(fire)) = (&origin.schedule_id, origin.fire_time_ms) {
-            let fire_time = chrono::DateTime::from_timestamp_millis(fire as i64).map(|t| t.to_rfc3339());
-            exec.state().set("schedule", json!({"id": schedule, "fire_time_ms": fire, "fire_time": fire_time}));
+            let info = plexus_sdk::ScheduleInfo {
+                id: schedule.clone(),
+                fire_time_ms: fire,
+                fire_time: chrono::DateTime::from_timestamp_millis(fire as i64).unwrap_or_default().to_rfc3339(),
+            };
+            exec.state().set(plexus_sdk::SCHEDULE_STATE_KEY, serde_json::to_value(info).unwrap_or_default());
         }
         let meta = ExecutionMeta {
             workflow_version: version,

@@ -44,19 +44,24 @@ impl Plugin for DaemonOps {
         PluginInfo::new("dtest.ops", "Daemon test operations", "1.0.0")
     }
     fn operations(ops: &mut Operations<Self>) {
-        ops.add("tick", "Counts a run of `tag`, sleeps `ms`, fails while `tag` is failing", |_, ctx: &mut Context<'_>, p: Tick| {
-            *RUNS.lock().unwrap().entry(p.tag.clone()).or_default() += 1;
-            let seen = json!({"task_id": ctx.execution().task_id, "schedule": ctx.state_get("schedule"), "attempt": ctx.attempt()});
-            SEEN.lock().unwrap().insert(p.tag.clone(), seen);
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_millis(p.ms) && !ctx.is_cancelled() {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            if FAILING.lock().unwrap().contains(&p.tag) {
-                return Err(PluginError::failed(format!("{} is failing", p.tag)));
-            }
-            Ok(json!({"tag": p.tag}))
-        });
+        ops.add(
+            "tick",
+            "Counts a run of `tag`, sleeps `ms`, fails while `tag` is failing",
+            |_, ctx: &mut Context<'_>, p: Tick| {
+                *RUNS.lock().unwrap().entry(p.tag.clone()).or_default() += 1;
+                let seen =
+                    json!({"task_id": ctx.execution().task_id, "schedule": ctx.schedule(), "attempt": ctx.attempt()});
+                SEEN.lock().unwrap().insert(p.tag.clone(), seen);
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_millis(p.ms) && !ctx.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                if FAILING.lock().unwrap().contains(&p.tag) {
+                    return Err(PluginError::failed(format!("{} is failing", p.tag)));
+                }
+                Ok(json!({"tag": p.tag}))
+            },
+        );
     }
 }
 
@@ -243,7 +248,12 @@ async fn interval_schedule_fires_on_mock_time_with_its_context() {
     assert_eq!(status.status, WorkflowStatus::Completed);
     let seen = SEEN.lock().unwrap()["iv"].clone();
     assert_eq!(seen["task_id"], json!("op"));
+    assert_eq!(seen["schedule"]["id"], json!("op"));
     assert_eq!(seen["schedule"]["fire_time"], json!("2026-06-01T12:01:00+00:00"));
+    assert_eq!(
+        seen["schedule"]["fire_time_ms"],
+        json!(at("2026-06-01T12:01:00Z").duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64)
+    );
     let (_, meta) = f.daemon.status(&started[0]).unwrap();
     assert_eq!(meta.schedule_id.as_deref(), Some("op"));
     assert!(s.tick().unwrap().is_empty(), "a fire is handled once");
