@@ -321,9 +321,8 @@ struct LogQuery {
 }
 
 async fn execution_logs(State(s): State<ApiState>, Path(id): Path<String>, Query(q): Query<LogQuery>) -> ApiResult {
-    let events = s.daemon.logs(&id, q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))?;
-    let (status, _) = s.daemon.status(&id)?;
-    Ok(Json(json!({"execution_id": id, "status": status.status, "events": events})))
+    let (status, events) = s.daemon.logs(&id, q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))?;
+    Ok(Json(json!({"execution_id": id, "status": status, "events": events})))
 }
 
 async fn cancel_execution(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {

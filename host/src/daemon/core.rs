@@ -65,9 +65,19 @@ struct Inner {
 
 /// Parse workflow text: JSON when it starts with `{`, YAML otherwise.
 pub fn parse_workflow(source: &str) -> DaemonResult<ValidWorkflow> {
-    let name = if source.trim_start().starts_with('{') { "workflow.json" } else { "workflow.yaml" };
-    let doc = Document::parse(Path::new(name), source).map_err(DaemonError::invalid)?;
-    validate(&doc, None).map_err(|problems| {
+    parse_against(source, None)
+}
+
+/// `json` when the text starts with `{`, else `yaml`.
+fn format_of(source: &str) -> &'static str {
+    if source.trim_start().starts_with('{') { "json" } else { "yaml" }
+}
+
+/// Parse and validate workflow text; with a `host`, against its plugins.
+fn parse_against(source: &str, host: Option<&Host>) -> DaemonResult<ValidWorkflow> {
+    let name = format!("workflow.{}", format_of(source));
+    let doc = Document::parse(Path::new(&name), source).map_err(DaemonError::invalid)?;
+    validate(&doc, host).map_err(|problems| {
         DaemonError::invalid(format!("the workflow has {} problem(s)", problems.len()))
             .with_details(problems.iter().map(ToString::to_string).collect())
     })
@@ -153,13 +163,7 @@ impl Daemon {
     /// # Errors
     /// [`ErrorCode::InvalidConfiguration`] with every problem in `details`.
     pub fn validate_workflow(&self, source: &str) -> DaemonResult<ValidWorkflow> {
-        let name = if source.trim_start().starts_with('{') { "workflow.json" } else { "workflow.yaml" };
-        let doc = Document::parse(Path::new(name), source).map_err(DaemonError::invalid)?;
-        let host = self.host();
-        validate(&doc, Some(&host)).map_err(|problems| {
-            DaemonError::invalid(format!("the workflow has {} problem(s)", problems.len()))
-                .with_details(problems.iter().map(ToString::to_string).collect())
-        })
+        parse_against(source, Some(&self.host()))
     }
 
     /// Validate and store workflow text as the newest version of its id.
@@ -170,8 +174,7 @@ impl Daemon {
         self.check_accepting()?;
         let valid = self.validate_workflow(source)?;
         let id = valid.workflow.id.clone();
-        let format = if source.trim_start().starts_with('{') { "json" } else { "yaml" };
-        let (version, created) = self.0.store.put_workflow(&id, source, format)?;
+        let (version, created) = self.0.store.put_workflow(&id, source, format_of(source))?;
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), version);
         let prepared = Prepared::new(valid).map_err(DaemonError::invalid)?;
         self.0
@@ -306,10 +309,16 @@ impl Daemon {
         Ok(self.0.store.list_executions(filter)?)
     }
 
-    /// The log of execution `id` after event `after`.
-    pub fn logs(&self, id: &str, after: i64, limit: u32) -> DaemonResult<Vec<Event>> {
-        self.stored(id)?;
-        Ok(self.0.store.events(id, after, limit)?)
+    /// The log of execution `id` after event `after`, with its current status
+    /// (cheap: `logs --follow` polls it).
+    pub fn logs(&self, id: &str, after: i64, limit: u32) -> DaemonResult<(String, Vec<Event>)> {
+        let status = match self.live(id) {
+            Some(exec) => exec.snapshot().status.as_str().to_owned(),
+            None => {
+                self.0.store.execution_status(id)?.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))?
+            }
+        };
+        Ok((status, self.0.store.events(id, after, limit)?))
     }
 
     /// Cancel execution `id`: running steps are cancelled, completed ones compensated.

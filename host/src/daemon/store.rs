@@ -649,6 +649,14 @@ impl Store {
         }))
     }
 
+    /// The status of execution `id` (`running`, `failed`, …), if it exists.
+    pub fn execution_status(&self, id: &str) -> StoreResult<Option<String>> {
+        let conn = self.conn();
+        conn.prepare_cached("SELECT status FROM executions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
+    }
+
     /// Executions matching `filter`, newest first.
     pub fn list_executions(&self, filter: &ExecutionFilter) -> StoreResult<Vec<ExecutionSummary>> {
         let conn = self.conn();

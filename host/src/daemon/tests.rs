@@ -160,7 +160,7 @@ async fn resume_runs_only_the_steps_that_had_not_completed() {
     assert_eq!(b.attempts, 2, "the interrupted attempt counts: b is retried per its policy");
     assert_eq!(SEEN.lock().unwrap()["rs-b"]["attempt"], json!(2));
     // Nothing recorded before the crash is lost: the log has the old and the new transitions.
-    let log = f.daemon.logs(&id, 0, 1000).unwrap();
+    let (_, log) = f.daemon.logs(&id, 0, 1000).unwrap();
     let b_events: Vec<(u32, String)> = log
         .iter()
         .filter(|e| e.step_id.as_deref() == Some("b"))
