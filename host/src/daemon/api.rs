@@ -139,7 +139,14 @@ async fn auth(State(state): State<ApiState>, headers: HeaderMap, request: Reques
 async fn health(State(s): State<ApiState>) -> Json<Value> {
     let host = s.daemon.host();
     Json(json!({
-        "status": if s.daemon.is_accepting() { "ok" } else { "shutting_down" },
+        "status": if !s.daemon.is_accepting() {
+            "shutting_down"
+        } else if s.daemon.health().is_degraded() {
+            "degraded"
+        } else {
+            "ok"
+        },
+        "degraded": s.daemon.health().reasons(),
         "version": env!("CARGO_PKG_VERSION"),
         "plugins": host.plugins().count(),
         "plugin_load_errors": host.load_errors().len(),

@@ -2,6 +2,7 @@
 //! everything durable goes through the [`Store`] first.
 
 use super::error::{DaemonError, DaemonResult, ErrorCode};
+use super::health::Health;
 use super::journal::StoreJournal;
 use super::metrics::Metrics;
 use super::store::{Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoredExecution, WorkflowRow};
@@ -60,6 +61,7 @@ struct Inner {
     drain: Drain,
     accepting: AtomicBool,
     metrics: Metrics,
+    health: Health,
     journal: Arc<dyn Journal>,
 }
 
@@ -109,6 +111,7 @@ impl Daemon {
             drain: Drain::default(),
             accepting: AtomicBool::new(true),
             metrics,
+            health: Health::default(),
             journal,
         }))
     }
@@ -140,6 +143,11 @@ impl Daemon {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The degraded conditions reported by `GET /v1/health`.
+    pub fn health(&self) -> &Health {
+        &self.0.health
     }
 
     /// The clock.

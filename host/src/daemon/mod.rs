@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod health;
 pub mod journal;
 pub mod metrics;
 pub mod openapi;
