@@ -176,6 +176,16 @@ pub enum CallError {
         /// The timeout that expired.
         after: Duration,
     },
+    /// The plugin cannot be called now (e.g. too many of its timed-out
+    /// native calls are still running, see
+    /// [`crate::runtime::ABANDONED_CALL_BUDGET`]); nothing ran.
+    #[error("plugin `{plugin}` is unavailable: {reason}")]
+    Unavailable {
+        /// Plugin id.
+        plugin: String,
+        /// Why, in one line.
+        reason: String,
+    },
     /// The call was cancelled by the host.
     #[error("plugin `{plugin}` was cancelled")]
     Cancelled {
@@ -213,6 +223,7 @@ impl CallError {
             CallError::MemoryLimit { .. } => "memory-limit",
             CallError::Timeout { .. } => "timeout",
             CallError::Cancelled { .. } => "cancelled",
+            CallError::Unavailable { .. } => "unavailable",
             CallError::Host { .. } => "host",
         }
     }

@@ -302,9 +302,17 @@ impl Host {
     }
 
     /// Native plugins the host no longer calls or that wait for a restart,
-    /// with the reason (see [`Change::Unavailable`], [`Change::RestartRequired`]).
-    pub fn unavailable(&self) -> &BTreeMap<String, String> {
-        &self.unavailable
+    /// with the reason (see [`Change::Unavailable`], [`Change::RestartRequired`]),
+    /// and plugins past their budget of abandoned calls
+    /// ([`crate::runtime::ABANDONED_CALL_BUDGET`]), whose calls fail at once.
+    pub fn unavailable(&self) -> BTreeMap<String, String> {
+        let mut all = self.unavailable.clone();
+        for id in self.plugins.keys() {
+            if let Some(reason) = crate::runtime::over_budget(id) {
+                all.insert(id.clone(), reason);
+            }
+        }
+        all
     }
 
     /// The plugin directories, in scan order.
@@ -366,6 +374,9 @@ impl Host {
         if plugin.runtime.metadata().operation(&exec.operation).is_none() {
             return Err(CallError::OperationNotFound { plugin: id.to_owned(), operation: exec.operation.clone() });
         }
+        if let Some(reason) = crate::runtime::over_budget(id) {
+            return Err(CallError::Unavailable { plugin: id.to_owned(), reason });
+        }
         let started = std::time::Instant::now();
         let result = plugin.runtime.call(exec, services, timeout);
         tracing::debug!(plugin = id, operation = %exec.operation, execution = %exec.execution_id,
@@ -381,5 +392,5 @@ pub fn new_execution_id() -> String {
 
 fn deadline_ms(timeout: Duration) -> Option<u64> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    Some((now + timeout).as_millis() as u64)
+    Some(now.saturating_add(timeout).as_millis().try_into().unwrap_or(u64::MAX))
 }

@@ -35,6 +35,7 @@ mod host;
 pub mod in_process;
 pub mod manifest;
 pub mod native;
+pub mod process;
 pub mod runtime;
 pub mod services;
 mod unsafe_ops;

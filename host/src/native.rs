@@ -109,7 +109,9 @@ fn call_module(
         report_progress: host_report_progress,
         is_cancelled: host_is_cancelled,
     };
+    let in_flight = crate::process::InFlight::enter(plugin);
     let response = (module.call())(&vtable, RStr::from_str(context));
+    drop(in_flight);
     CallRegistry::unregister(handle);
     match serde_json::from_str::<NativeResponse>(response.as_str()) {
         Ok(NativeResponse::Ok(output)) => Ok(output),

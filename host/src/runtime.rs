@@ -4,6 +4,9 @@ use crate::error::{CallError, LoadErrorKind};
 use crate::manifest::{Manifest, PluginKind};
 use crate::services::CallServices;
 use plexus_sdk::{CONTRACT_VERSION, CallOutput, ExecutionContext, Metadata};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 /// A loaded plugin, native or WASM. The rest of the host talks only to this.
@@ -28,10 +31,103 @@ pub trait Runtime: Send + Sync {
     ) -> Result<CallOutput, CallError>;
 }
 
+/// How many abandoned calls of one plugin may be still running. Past it the
+/// plugin is unavailable: its calls fail at once with
+/// [`CallError::Unavailable`] until some of those threads return.
+pub const ABANDONED_CALL_BUDGET: usize = 8;
+
+/// Abandoned calls of one plugin.
+#[derive(Debug, Default)]
+struct Abandoned {
+    /// Abandoned and still running.
+    alive: AtomicUsize,
+    /// Abandoned since the process started.
+    total: AtomicU64,
+}
+
+/// Abandoned calls are counted per plugin id for the whole process: an
+/// abandoned thread belongs to the process, whichever host or engine gave up
+/// on it, and outlives hot reloads.
+static ABANDONED: LazyLock<Mutex<BTreeMap<String, Arc<Abandoned>>>> = LazyLock::new(Default::default);
+
+fn abandoned_of(plugin: &str) -> Arc<Abandoned> {
+    ABANDONED.lock().unwrap_or_else(PoisonError::into_inner).entry(plugin.to_owned()).or_default().clone()
+}
+
+/// Abandoned calls per plugin id: (still running, abandoned in all). Only
+/// plugins that ever had one are listed.
+pub fn abandoned_calls() -> BTreeMap<String, (usize, u64)> {
+    let map = ABANDONED.lock().unwrap_or_else(PoisonError::into_inner);
+    map.iter()
+        .map(|(id, a)| (id.clone(), (a.alive.load(Ordering::SeqCst), a.total.load(Ordering::SeqCst))))
+        .filter(|(_, (_, total))| *total > 0)
+        .collect()
+}
+
+/// Why plugin `id` cannot be called now: too many of its abandoned calls are
+/// still running ([`ABANDONED_CALL_BUDGET`]).
+pub fn over_budget(id: &str) -> Option<String> {
+    let alive = ABANDONED.lock().unwrap_or_else(PoisonError::into_inner).get(id)?.alive.load(Ordering::SeqCst);
+    (alive >= ABANDONED_CALL_BUDGET).then(|| {
+        format!(
+            "{alive} of its calls timed out and are still running (budget: {ABANDONED_CALL_BUDGET} abandoned calls); \
+             it is unavailable until they return or the host restarts"
+        )
+    })
+}
+
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const GAVE_UP: u8 = 2;
+
+/// One call whose caller may stop waiting for it (a native or in-process
+/// call past its timeout). [`CallTicket::abandon`] counts the call against
+/// its plugin's [`ABANDONED_CALL_BUDGET`]; [`CallTicket::finish`], from the
+/// call's own thread when the plugin finally returns, gives it back. Each
+/// happens at most once, in either order. Clones share the call.
+#[derive(Debug, Clone)]
+pub struct CallTicket {
+    plugin: String,
+    state: Arc<AtomicU8>,
+}
+
+impl CallTicket {
+    /// A call of `plugin` that has started.
+    pub fn new(plugin: &str) -> Self {
+        Self { plugin: plugin.to_owned(), state: Arc::new(AtomicU8::new(RUNNING)) }
+    }
+
+    /// The caller stops waiting while the call's thread runs on. Returns
+    /// false if the call had already finished (nothing is abandoned).
+    pub fn abandon(&self) -> bool {
+        if self.state.compare_exchange(RUNNING, GAVE_UP, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return false;
+        }
+        let a = abandoned_of(&self.plugin);
+        a.total.fetch_add(1, Ordering::SeqCst);
+        let alive = a.alive.fetch_add(1, Ordering::SeqCst) + 1;
+        if alive == ABANDONED_CALL_BUDGET {
+            tracing::error!(plugin = %self.plugin, alive, "plugin unavailable: too many abandoned calls still running");
+        }
+        true
+    }
+
+    /// The call's thread has returned (call this on that thread, whatever the outcome).
+    pub fn finish(&self) {
+        if self.state.compare_exchange(RUNNING, FINISHED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            // Abandoned earlier: give its place in the budget back.
+            let a = abandoned_of(&self.plugin);
+            let _ = a.alive.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            tracing::info!(plugin = %self.plugin, "an abandoned call returned");
+        }
+    }
+}
+
 /// Run `call` on a thread of its own and wait at most `timeout` for it. On
 /// timeout the call is interrupted (its cancel flag set, see
 /// [`CallServices::interrupt`]) and its thread abandoned: native code cannot be
-/// pre-empted. Used by the native and in-process runtimes.
+/// pre-empted; it counts against the plugin's [`ABANDONED_CALL_BUDGET`] until
+/// it returns. Used by the native and in-process runtimes.
 pub(crate) fn call_on_thread<F>(
     plugin: &str,
     services: &CallServices,
@@ -43,16 +139,26 @@ where
 {
     let thread_services = services.clone();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let ticket = CallTicket::new(plugin);
+    let thread_ticket = ticket.clone();
     std::thread::Builder::new()
         .name(format!("plexus-call-{plugin}"))
         .spawn(move || {
-            let _ = tx.send(call(&thread_services));
+            let result = call(&thread_services);
+            thread_ticket.finish();
+            let _ = tx.send(result);
         })
         .map_err(|e| CallError::Host { plugin: plugin.to_owned(), message: format!("cannot start a thread: {e}") })?;
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
         Err(_) => {
             services.interrupt();
+            if !ticket.abandon() {
+                // It returned just now.
+                if let Ok(result) = rx.try_recv() {
+                    return result;
+                }
+            }
             tracing::warn!(plugin, timeout_ms = timeout.as_millis() as u64, "call timed out; its thread is abandoned");
             Err(CallError::Timeout { plugin: plugin.to_owned(), after: timeout })
         }
@@ -107,6 +213,28 @@ pub fn check_metadata(metadata: &Metadata, manifest: &Manifest) -> Result<(), Lo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abandoned_calls_count_against_the_budget_until_they_return() {
+        let plugin = "test.budget-ticket";
+        let tickets: Vec<CallTicket> = (0..ABANDONED_CALL_BUDGET).map(|_| CallTicket::new(plugin)).collect();
+        for t in &tickets[1..] {
+            assert!(t.abandon());
+        }
+        assert!(over_budget(plugin).is_none(), "one below the budget");
+        assert!(tickets[0].abandon());
+        assert!(!tickets[0].abandon(), "once only");
+        let why = over_budget(plugin).unwrap();
+        assert!(why.contains("budget: 8 abandoned calls"), "{why}");
+        assert_eq!(abandoned_calls()[plugin], (8, 8));
+        tickets[0].finish();
+        assert!(over_budget(plugin).is_none(), "a returned thread gives its place back");
+        // A call that finished before its caller gave up is not abandoned.
+        let done = CallTicket::new(plugin);
+        done.finish();
+        assert!(!done.abandon());
+        assert_eq!(abandoned_calls()[plugin], (7, 8));
+    }
 
     #[test]
     fn contract_handshake_follows_semver() {

@@ -24,3 +24,35 @@ pub(crate) fn deserialize_fresh_component(engine: &Engine, bytes: &[u8]) -> Resu
     // moment ago; they were never written anywhere a plugin could touch.
     unsafe { Component::deserialize(engine, bytes) }
 }
+
+/// Have `handler` run when the process ends through `exit()` (C `atexit`,
+/// which Rust's `std::process::exit` and returning from `main` both reach).
+/// Returns false if it could not be registered (or on non-Unix systems).
+pub(crate) fn at_exit(handler: extern "C" fn()) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: `atexit` only stores the pointer; `handler` is a plain
+        // `extern "C" fn()` with no captured state, valid for the whole
+        // process (it is a function of this binary, never unloaded).
+        unsafe { libc::atexit(handler) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = handler;
+        false
+    }
+}
+
+/// End the process now with `code`, running no further exit handlers (to be
+/// called from an exit handler, where `exit` must not be called again).
+pub(crate) fn exit_now(code: i32) -> ! {
+    #[cfg(unix)]
+    {
+        // SAFETY: `_exit` takes no pointers and does not return; skipping the
+        // remaining exit handlers is the intent (the process is already
+        // exiting, and calling `exit` again from a handler is undefined).
+        unsafe { libc::_exit(code) }
+    }
+    #[cfg(not(unix))]
+    std::process::exit(code)
+}

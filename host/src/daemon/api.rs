@@ -4,6 +4,8 @@
 //! Errors are `{"code": "<QtForge code>", "message": "...", "details": [...]}`
 //! with a matching status (see [`ErrorCode::http_status`]); a malformed body
 //! gets 400, a wrong content type 415, an oversized one 413 — never a crash.
+//! A handler that panics (a bug) gets 500 with the same JSON error body, is
+//! logged, and the daemon keeps serving ([`catch_panics`]).
 //! The routes and their shapes are listed in [`super::openapi::ROUTES`]
 //! and served as OpenAPI 3.1 at `GET /v1/openapi.json`.
 
@@ -114,7 +116,32 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(catch_panics))
         .with_state(state)
+}
+
+/// Turn a panic in a handler into a 500 with the usual JSON error body, so
+/// one request's bug neither drops its connection without an answer nor
+/// reaches anything else.
+pub async fn catch_panics(request: Request, next: Next) -> Response {
+    use futures::FutureExt;
+    let route = format!("{} {}", request.method(), request.uri().path());
+    match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            tracing::error!(%route, "request handler panicked: {what}");
+            let error = DaemonError::new(
+                ErrorCode::Internal,
+                format!("the daemon failed while handling {route} (a bug: the handler panicked: {what})"),
+            );
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, error).into_response()
+        }
+    }
 }
 
 async fn auth(State(state): State<ApiState>, headers: HeaderMap, request: Request, next: Next) -> Response {
@@ -137,6 +164,7 @@ async fn auth(State(state): State<ApiState>, headers: HeaderMap, request: Reques
 }
 
 async fn health(State(s): State<ApiState>) -> Json<Value> {
+    s.daemon.health().check_native_calls();
     let host = s.daemon.host();
     Json(json!({
         "status": if !s.daemon.is_accepting() {
@@ -155,7 +183,13 @@ async fn health(State(s): State<ApiState>) -> Json<Value> {
 
 async fn metrics(State(s): State<ApiState>) -> ApiResult<Response> {
     let counts = s.daemon.store().execution_counts().map_err(DaemonError::from)?;
-    let body = s.daemon.metrics().render(&counts);
+    let metrics = s.daemon.metrics();
+    for (plugin, (_, total)) in crate::runtime::abandoned_calls() {
+        metrics.abandoned_calls(&plugin, total);
+    }
+    s.daemon.health().check_native_calls();
+    metrics.health(&s.daemon.health().reasons());
+    let body = metrics.render(&counts);
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response())
 }
 
@@ -167,16 +201,17 @@ async fn openapi() -> Json<Value> {
 
 async fn plugins(State(s): State<ApiState>) -> Json<Value> {
     let host = s.daemon.host();
+    let unavailable = host.unavailable();
     let plugins: Vec<Value> = host
         .plugins()
         .map(|p| {
             let mut v = p.summary();
-            let status = host.unavailable().get(p.id()).map_or("loaded", String::as_str);
+            let status = unavailable.get(p.id()).map_or("loaded", String::as_str);
             v["status"] = json!(status);
             v
         })
         .collect();
-    Json(json!({"plugins": plugins, "errors": host.load_errors(), "unavailable": host.unavailable()}))
+    Json(json!({"plugins": plugins, "errors": host.load_errors(), "unavailable": unavailable}))
 }
 
 async fn plugin(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
@@ -375,4 +410,38 @@ async fn delete_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> A
 async fn run_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
     let execution_id = s.schedules.run_now(&id)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"schedule_id": id, "execution_id": execution_id}))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn fetch(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_json_500_and_the_server_keeps_serving() {
+        let app = Router::new()
+            .route("/boom", get(|| async { panic!("kaboom") as &'static str }))
+            .route("/ok", get(|| async { "fine" }))
+            .layer(middleware::from_fn(catch_panics));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        for _ in 0..2 {
+            let response = fetch(addr, "/boom").await;
+            assert!(response.starts_with("HTTP/1.1 500"), "{response}");
+            let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+            assert_eq!(body["code"], "Internal");
+            assert!(body["message"].as_str().unwrap().contains("kaboom"), "{body}");
+            assert!(fetch(addr, "/ok").await.ends_with("fine"));
+        }
+    }
 }

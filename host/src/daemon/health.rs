@@ -33,6 +33,33 @@ impl Health {
         }
     }
 
+    /// Look at the host's abandoned native calls
+    /// ([`crate::runtime::abandoned_calls`]): `native_calls` is degraded while
+    /// any is still running (each holds a thread), naming the plugins and
+    /// those past their budget.
+    pub fn check_native_calls(&self) {
+        let alive: Vec<String> = crate::runtime::abandoned_calls()
+            .into_iter()
+            .filter(|(_, (alive, _))| *alive > 0)
+            .map(|(plugin, (alive, _))| {
+                let over = if alive >= crate::runtime::ABANDONED_CALL_BUDGET { ", unavailable" } else { "" };
+                format!("{plugin}: {alive} running{over}")
+            })
+            .collect();
+        if alive.is_empty() {
+            self.recover("native_calls");
+        } else {
+            self.degrade(
+                "native_calls",
+                format!(
+                    "timed-out native calls still running (budget {} per plugin): {}",
+                    crate::runtime::ABANDONED_CALL_BUDGET,
+                    alive.join("; ")
+                ),
+            );
+        }
+    }
+
     /// Whether any component is degraded.
     pub fn is_degraded(&self) -> bool {
         !self.0.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
@@ -40,7 +67,12 @@ impl Health {
 
     /// The degraded components and their reasons, by component name.
     pub fn reasons(&self) -> BTreeMap<String, String> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
     }
 }
 

@@ -4,13 +4,19 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `plexus_executions_total` | counter | `status`: each execution end (and `started`) |
-//! | `plexus_executions` | gauge | `status`: executions in the database, read at scrape time |
+//! | `plexus_executions_in_store` | gauge | `status`: executions in the database, read at scrape time |
 //! | `plexus_steps_total` | counter | `status`, `plugin`: each step end |
 //! | `plexus_step_duration_seconds` | histogram | `plugin`: completed and failed steps, first attempt to end |
 //! | `plexus_plugins_loaded` | gauge | — |
 //! | `plexus_plugin_load_errors` | gauge | — |
 //! | `plexus_scheduler_lag_seconds` | histogram | — : start time minus scheduled fire time |
 //! | `plexus_journal_errors_total` | counter | — : state writes that failed |
+//! | `plexus_background_restarts_total` | counter | `task`: background tasks restarted after a panic or an unexpected end |
+//! | `plexus_abandoned_calls_total` | counter | `plugin`: native calls that timed out while their thread kept running |
+//! | `plexus_health_degraded` | gauge | `component`: 1 while the component is degraded (see `GET /v1/health`) |
+//!
+//! Every family has its own name (a strict OpenMetrics parser rejects two
+//! families under one name); a test parses the real output to keep it so.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,6 +41,9 @@ struct Inner {
     load_errors: Gauge,
     scheduler_lag: Histogram,
     journal_errors: Counter,
+    background_restarts: Family<Labels, Counter>,
+    abandoned_calls: Family<Labels, Counter>,
+    health_degraded: Family<Labels, Gauge>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -48,7 +57,11 @@ impl Default for Metrics {
         let executions = Family::<Labels, Counter>::default();
         registry.register("executions", "Executions started and ended, by status", executions.clone());
         let executions_by_status = Family::<Labels, Gauge>::default();
-        registry.register("executions", "Executions in the state database, by status", executions_by_status.clone());
+        registry.register(
+            "executions_in_store",
+            "Executions in the state database, by status",
+            executions_by_status.clone(),
+        );
         let steps = Family::<Labels, Counter>::default();
         registry.register("steps", "Steps ended, by status and plugin", steps.clone());
         let step_duration = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
@@ -61,6 +74,20 @@ impl Default for Metrics {
         registry.register("scheduler_lag_seconds", "Delay between a fire time and the start", scheduler_lag.clone());
         let journal_errors = Counter::default();
         registry.register("journal_errors", "State database writes that failed", journal_errors.clone());
+        let background_restarts = Family::<Labels, Counter>::default();
+        registry.register(
+            "background_restarts",
+            "Background tasks restarted after a panic or an unexpected end, by task",
+            background_restarts.clone(),
+        );
+        let abandoned_calls = Family::<Labels, Counter>::default();
+        registry.register(
+            "abandoned_calls",
+            "Native calls that timed out while their thread kept running, by plugin",
+            abandoned_calls.clone(),
+        );
+        let health_degraded = Family::<Labels, Gauge>::default();
+        registry.register("health_degraded", "1 while a component is degraded, by component", health_degraded.clone());
         Self(Arc::new(Inner {
             registry,
             executions,
@@ -71,6 +98,9 @@ impl Default for Metrics {
             load_errors,
             scheduler_lag,
             journal_errors,
+            background_restarts,
+            abandoned_calls,
+            health_degraded,
         }))
     }
 }
@@ -100,8 +130,29 @@ impl Metrics {
     pub fn journal_error(&self) {
         self.0.journal_errors.inc();
     }
+    /// Background task `task` was restarted.
+    pub fn background_restart(&self, task: &str) {
+        self.0.background_restarts.get_or_create(&vec![("task".into(), task.into())]).inc();
+    }
+    /// Set `plexus_abandoned_calls_total{plugin}` to `total` (a running count
+    /// kept by the host, see [`crate::runtime::abandoned_calls`]).
+    pub fn abandoned_calls(&self, plugin: &str, total: u64) {
+        let counter = self.0.abandoned_calls.get_or_create(&vec![("plugin".into(), plugin.into())]);
+        counter.inc_by(total.saturating_sub(counter.get()));
+    }
+    /// The degraded components now: 1 for each in `degraded`, 0 for any seen before.
+    pub fn health(&self, degraded: &std::collections::BTreeMap<String, String>) {
+        for component in ["state_db", "scheduler", "plugin_watcher", "native_calls"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(degraded.keys().cloned())
+        {
+            let gauge = self.0.health_degraded.get_or_create(&vec![("component".into(), component.clone())]);
+            gauge.set(i64::from(degraded.contains_key(&component)));
+        }
+    }
     /// The text exposition, with `counts` (executions per status in the
-    /// database) as the `plexus_executions` gauge.
+    /// database) as the `plexus_executions_in_store` gauge.
     pub fn render(&self, counts: &[(String, u64)]) -> String {
         for (status, n) in counts {
             self.0.executions_by_status.get_or_create(&vec![("status".into(), status.clone())]).set(*n as i64);

@@ -20,6 +20,7 @@ pub mod schedule;
 pub mod schedules;
 pub mod server;
 pub mod store;
+pub mod supervise;
 
 pub use core::{Daemon, Origin};
 #[cfg(test)]

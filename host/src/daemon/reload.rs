@@ -2,9 +2,16 @@
 //! them when something changes, after 300 ms without further events (a copy
 //! of a plugin folder is many events). See [`crate::Host::rescan`] for what a
 //! rescan loads, reloads, unloads or reports.
+//!
+//! Supervised: a rescan that panics is logged, counted in
+//! `plexus_background_restarts_total{task="plugin_watcher"}`, marks health
+//! `plugin_watcher` degraded, and the watcher goes on after a backoff; the
+//! next rescan that succeeds clears the mark.
 
 use super::core::Daemon;
+use super::supervise::{Backoff, panic_message};
 use notify::{RecursiveMode, Watcher};
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -41,11 +48,25 @@ impl PluginWatcher {
             .name("plexus-reload".into())
             .spawn(move || {
                 // Ends when the watcher (and with it the sender) is dropped.
+                let mut backoff = Backoff::default();
                 while rx.recv().is_ok() {
                     while rx.recv_timeout(DEBOUNCE).is_ok() {}
-                    let changes = daemon.reload_plugins();
-                    if !changes.is_empty() {
-                        tracing::info!(changes = changes.len(), "plugins reloaded");
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| daemon.reload_plugins())) {
+                        Ok(changes) => {
+                            backoff = Backoff::default();
+                            daemon.health().recover("plugin_watcher");
+                            if !changes.is_empty() {
+                                tracing::info!(changes = changes.len(), "plugins reloaded");
+                            }
+                        }
+                        Err(panic) => {
+                            let why = panic_message(&*panic);
+                            let wait = backoff.next(Duration::ZERO);
+                            tracing::error!("plugin rescan panicked: {why}; watching again in {} ms", wait.as_millis());
+                            daemon.metrics().background_restart("plugin_watcher");
+                            daemon.health().degrade("plugin_watcher", format!("a plugin rescan panicked: {why}"));
+                            std::thread::sleep(wait);
+                        }
                     }
                 }
             })

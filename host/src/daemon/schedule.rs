@@ -17,6 +17,15 @@
 //! `run_once` (default: the latest missed fire) | `run_all`, only for fire
 //! times within `catch_up_window` (default 1h, as Temporal's
 //! `catchup_window`); `jitter` delays each start by a random amount below it.
+//! With `run_all`, the fires of one catch-up run one after another (oldest
+//! first) whatever `overlap` says, unless `overlap = allow` (then all start at
+//! once); see [`super::schedules`].
+//!
+//! Bounds, checked when a schedule is created so that no time arithmetic can
+//! overflow later: an `every` interval is 1 s ..= [`MAX_INTERVAL`] (100
+//! years), `catch_up_window` at most [`MAX_INTERVAL`], `jitter` at most
+//! [`MAX_JITTER`] (30 days). An `at` time must be in the future when the
+//! schedule is created (checked by [`super::schedules::Schedules::create`]).
 
 use super::error::{DaemonError, DaemonResult};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -30,6 +39,12 @@ use std::time::Duration;
 pub const ON_TIME: Duration = Duration::from_secs(60);
 /// At most this many missed fires run in one catch-up (`run_all`).
 pub const MAX_CATCH_UP: usize = 100;
+/// The longest `every` interval and `catch_up_window`: 100 years (of 365.25 days).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(100 * 31_557_600);
+/// The longest schedule id (so that `schedule.<id>` is a valid workflow id).
+pub const MAX_ID_LEN: usize = 128;
+/// The longest `jitter`: 30 days.
+pub const MAX_JITTER: Duration = crate::workflow::duration::MAX;
 
 /// A schedule as the user writes it (API body, `plexus schedule add`).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -171,10 +186,12 @@ pub struct Plan {
     pub skipped: Vec<(DateTime<Utc>, String)>,
 }
 
-fn duration(field: &str, text: &Option<String>, default: Duration) -> DaemonResult<Duration> {
+fn duration(field: &str, text: &Option<String>, default: Duration, max: Duration) -> DaemonResult<Duration> {
     match text {
         None => Ok(default),
-        Some(t) => humantime::parse_duration(t).map_err(|e| DaemonError::invalid(format!("{field} `{t}`: {e}"))),
+        Some(t) => {
+            crate::workflow::duration::parse_text(t, max).map_err(|e| DaemonError::invalid(format!("{field}: {e}")))
+        }
     }
 }
 
@@ -190,7 +207,7 @@ impl Trigger {
             None => chrono_tz::UTC,
         };
         if let Some(rest) = when.strip_prefix("every ") {
-            let period = humantime::parse_duration(rest.trim())
+            let period = crate::workflow::duration::parse_text(rest, MAX_INTERVAL)
                 .map_err(|e| DaemonError::invalid(format!("when `{when}`: {e}")))?;
             if period < Duration::from_secs(1) {
                 return Err(DaemonError::invalid(format!("when `{when}`: the interval must be at least 1s")));
@@ -219,10 +236,14 @@ impl Trigger {
             }
             Self::Every { period } => {
                 // anchor + k·period, k ≥ 1: the first fire is one period after creation.
+                // Checked throughout: a time past chrono's range means "never".
                 let period = TimeDelta::from_std(*period).ok()?;
-                let periods =
-                    if t < anchor { 1 } else { (t - anchor).num_milliseconds() / period.num_milliseconds() + 1 };
-                Some(anchor + period * i32::try_from(periods).ok()?)
+                let periods = if t < anchor {
+                    1
+                } else {
+                    (t - anchor).num_milliseconds().checked_div(period.num_milliseconds())?.checked_add(1)?
+                };
+                anchor.checked_add_signed(period.checked_mul(i32::try_from(periods).ok()?)?)
             }
             Self::At(at) => (*at > t).then_some(*at),
         }
@@ -235,8 +256,9 @@ impl Schedule {
     /// # Errors
     /// [`super::ErrorCode::InvalidConfiguration`] naming the field.
     pub fn new(spec: ScheduleSpec) -> DaemonResult<Self> {
-        if spec.id.is_empty() || !spec.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(DaemonError::invalid(format!("schedule id `{}`: use letters, digits, `-`, `_`, `.`", spec.id)));
+        if !crate::workflow::definition::is_valid_id(&spec.id, MAX_ID_LEN) {
+            let rule = crate::workflow::definition::ID_RULE;
+            return Err(DaemonError::invalid(format!("schedule id `{}`: {rule}, at most {MAX_ID_LEN}", spec.id)));
         }
         let trigger = Trigger::parse(&spec.when, spec.timezone.as_deref())?;
         if spec.timezone.is_some() && !matches!(trigger, Trigger::Cron { .. }) {
@@ -261,8 +283,8 @@ impl Schedule {
                 ));
             }
         };
-        let window = duration("catch_up_window", &spec.catch_up_window, Duration::from_secs(3600))?;
-        let jitter = duration("jitter", &spec.jitter, Duration::ZERO)?;
+        let window = duration("catch_up_window", &spec.catch_up_window, Duration::from_secs(3600), MAX_INTERVAL)?;
+        let jitter = duration("jitter", &spec.jitter, Duration::ZERO, MAX_JITTER)?;
         Ok(Self { spec, trigger, target, window, jitter })
     }
 
@@ -434,6 +456,8 @@ mod tests {
             ("at tomorrow", None, "RFC 3339"),
             ("cron * * * * *", Some("Mars/Olympus"), "unknown time zone"),
             ("every 5m", Some("UTC"), "cron schedules only"),
+            ("every 300000years", None, "too long"),
+            ("every 101y", None, "too long"),
         ] {
             let err = Schedule::new(spec(when, tz)).unwrap_err().to_string();
             assert!(err.contains(needle), "{when}: {err}");
@@ -441,6 +465,12 @@ mod tests {
         let mut both = spec("every 5m", None);
         both.plugin = Some("p".into());
         assert!(Schedule::new(both).unwrap_err().to_string().contains("either"));
+        let mut window = spec("every 5m", None);
+        window.catch_up_window = Some("300000000000y".into());
+        assert!(Schedule::new(window).unwrap_err().to_string().contains("catch_up_window"));
+        let mut jitter = spec("every 5m", None);
+        jitter.jitter = Some("31days".into());
+        assert!(Schedule::new(jitter).unwrap_err().to_string().contains("jitter"));
     }
 
     fn hourly(catch_up: CatchUp, window: &str) -> Schedule {
@@ -448,6 +478,18 @@ mod tests {
         s.catch_up = catch_up;
         s.catch_up_window = Some(window.into());
         Schedule::new(s).unwrap()
+    }
+
+    #[test]
+    fn the_longest_interval_plans_without_overflow() {
+        let s = Schedule::new(spec("every 100y", None)).unwrap();
+        let created = utc("2026-01-01T00:00:00Z");
+        assert!(s.next_fire(created, created).is_some());
+        // Near the end of chrono's range the next fire is "never", not a panic.
+        let late = DateTime::<Utc>::MAX_UTC - TimeDelta::days(365);
+        assert_eq!(s.next_fire(late, late), None);
+        assert_eq!(s.plan(None, late, DateTime::<Utc>::MAX_UTC), Plan::default());
+        assert!(s.plan(None, DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).run.len() <= 1);
     }
 
     #[test]

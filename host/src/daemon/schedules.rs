@@ -8,15 +8,23 @@
 //! before moving the schedule's "last handled" mark. The loop in
 //! [`Schedules::run`] ticks at the next fire time (at least once a second);
 //! tests call `tick` themselves with a mock clock.
+//!
+//! Catch-up with `run_all` and `overlap`: when one tick has several fires of
+//! a `run_all` schedule to run (missed fires, oldest first, then the on-time
+//! one), they are queued and run one after another — each starts when the
+//! previous one ends — whatever `overlap` says, so `overlap = skip` (the
+//! default) does not defeat the catch-up. With `overlap = allow` they all
+//! start at once. Queued catch-up fires start without jitter. Fires that come
+//! due while a catch-up queue is still draining follow `overlap` as usual.
 
 use super::core::{Daemon, Origin};
 use super::error::{DaemonError, DaemonResult, ErrorCode};
-use super::schedule::{Overlap, Schedule, ScheduleSpec, Target};
+use super::schedule::{CatchUp, Overlap, Schedule, ScheduleSpec, Target, Trigger};
 use super::store::{Fire, ScheduleRow};
 use crate::workflow::status::epoch_ms;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -45,8 +53,11 @@ pub struct Schedules(Arc<Inner>);
 
 struct Inner {
     daemon: Daemon,
-    /// Fire times waiting for a running execution (overlap = queue_one).
-    queued: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Fire times waiting for a running execution, oldest first: at most one
+    /// for `overlap = queue_one`, a whole catch-up for `catch_up = run_all`.
+    queued: Mutex<HashMap<String, VecDeque<DateTime<Utc>>>>,
+    /// Held while a queued fire is started.
+    starting: Mutex<()>,
     wake: Notify,
 }
 
@@ -57,7 +68,7 @@ fn ms_to_time(ms: u64) -> DateTime<Utc> {
 impl Schedules {
     /// The service of `daemon`.
     pub fn new(daemon: Daemon) -> Self {
-        Self(Arc::new(Inner { daemon, queued: Mutex::default(), wake: Notify::new() }))
+        Self(Arc::new(Inner { daemon, queued: Mutex::default(), starting: Mutex::default(), wake: Notify::new() }))
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -85,6 +96,16 @@ impl Schedules {
     pub fn create(&self, spec: ScheduleSpec) -> DaemonResult<ScheduleView> {
         let schedule = Schedule::new(spec)?;
         let daemon = &self.0.daemon;
+        if let Trigger::At(at) = schedule.trigger
+            && at <= self.now()
+        {
+            return Err(DaemonError::invalid(format!(
+                "schedule `{}`: when `{}` is not in the future (now {}); an `at` schedule fires once, at a later time",
+                schedule.spec.id,
+                schedule.spec.when,
+                self.now().to_rfc3339()
+            )));
+        }
         match &schedule.target {
             Target::Workflow { id, inputs } => {
                 let row = daemon.store().workflow(id, None)?.ok_or_else(|| {
@@ -137,7 +158,13 @@ impl Schedules {
             next_fire: next.map(|t| t.to_rfc3339()),
             last_fire: row.last_fire_ms.map(|t| ms_to_time(t).to_rfc3339()),
             running: self.0.daemon.running_for_schedule(&row.id),
-            queued: self.0.queued.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&row.id),
+            queued: self
+                .0
+                .queued
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&row.id)
+                .is_some_and(|q| !q.is_empty()),
             spec: schedule.spec,
         })
     }
@@ -248,16 +275,34 @@ impl Schedules {
         Ok(exec.id().to_owned())
     }
 
-    fn start_queued(&self, id: &str) -> DaemonResult<()> {
+    /// Start the oldest queued fire of schedule `id` if none of its runs is
+    /// running. Returns the execution id.
+    fn start_queued(&self, id: &str) -> DaemonResult<Option<String>> {
+        // One at a time, so the tick and an ending run cannot both start one.
+        let _one = self.0.starting.lock().unwrap_or_else(PoisonError::into_inner);
         if self.0.daemon.running_for_schedule(id) > 0 || !self.0.daemon.is_accepting() {
-            return Ok(());
+            return Ok(None);
         }
-        let Some(fire) = self.0.queued.lock().unwrap_or_else(PoisonError::into_inner).remove(id) else {
-            return Ok(());
+        let fire = {
+            let mut queued = self.0.queued.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(queue) = queued.get_mut(id) else { return Ok(None) };
+            let fire = queue.pop_front();
+            if queue.is_empty() {
+                queued.remove(id);
+            }
+            fire
         };
+        let Some(fire) = fire else { return Ok(None) };
         let schedule = Self::parse(&self.row(id)?)?;
-        self.start(&schedule, fire, "started")?;
-        Ok(())
+        Ok(Some(self.start(&schedule, fire, "started")?))
+    }
+
+    fn queue_len(&self, id: &str) -> usize {
+        self.0.queued.lock().unwrap_or_else(PoisonError::into_inner).get(id).map_or(0, VecDeque::len)
+    }
+
+    fn enqueue(&self, id: &str, fire: DateTime<Utc>) {
+        self.0.queued.lock().unwrap_or_else(PoisonError::into_inner).entry(id.to_owned()).or_default().push_back(fire);
     }
 
     fn skip(&self, id: &str, fire: DateTime<Utc>, outcome: &str, why: &str) -> DaemonResult<()> {
@@ -292,9 +337,37 @@ impl Schedules {
                     continue;
                 }
             };
+            // A queued fire whose start failed, or whose predecessor ended unseen, starts now.
+            if self.queue_len(&row.id) > 0 {
+                match self.start_queued(&row.id) {
+                    Ok(started_id) => started.extend(started_id),
+                    Err(e) => tracing::warn!(schedule = %row.id, "queued fire failed: {e}"),
+                }
+            }
             let plan = schedule.plan(row.last_fire_ms.map(ms_to_time), ms_to_time(row.created_at_ms), now);
             for (fire, why) in &plan.skipped {
                 self.skip(&row.id, *fire, "skipped", why)?;
+            }
+            // A run_all catch-up runs its fires one after another, whatever `overlap` says.
+            let catching_up = schedule.spec.catch_up == CatchUp::RunAll
+                && plan.run.len() > 1
+                && schedule.spec.overlap != Overlap::Allow;
+            if catching_up {
+                for &fire in &plan.run {
+                    self.enqueue(&row.id, fire);
+                }
+                match self.start_queued(&row.id) {
+                    Ok(started_id) => started.extend(started_id),
+                    Err(e) => tracing::warn!(schedule = %row.id, "fire failed: {e}"),
+                }
+                let waiting: Vec<DateTime<Utc>> = (self.0.queued.lock().unwrap_or_else(PoisonError::into_inner))
+                    .get(&row.id)
+                    .map(|q| q.iter().copied().collect())
+                    .unwrap_or_default();
+                for fire in plan.run.into_iter().filter(|f| waiting.contains(f)) {
+                    self.skip(&row.id, fire, "queued", "catch-up (catch_up = run_all): runs after the previous one")?;
+                }
+                continue;
             }
             for fire in plan.run {
                 let running = self.0.daemon.running_for_schedule(&row.id);
@@ -306,13 +379,10 @@ impl Schedules {
                             continue;
                         }
                         Overlap::QueueOne => {
-                            let mut queued = self.0.queued.lock().unwrap_or_else(PoisonError::into_inner);
-                            if queued.contains_key(&row.id) {
-                                drop(queued);
+                            if self.queue_len(&row.id) > 0 {
                                 self.skip(&row.id, fire, "skipped", "a run is already queued (overlap = queue_one)")?;
                             } else {
-                                queued.insert(row.id.clone(), fire);
-                                drop(queued);
+                                self.enqueue(&row.id, fire);
                                 self.skip(&row.id, fire, "queued", "waits for the running one (overlap = queue_one)")?;
                             }
                             continue;

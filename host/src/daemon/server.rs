@@ -43,11 +43,11 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     }
     let schedules = Schedules::new(daemon.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Supervised: a ticker that panics is logged, counted and restarted (see `supervise`).
     let ticker = {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(schedules.clone().run(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }))
+        let (health, metrics, schedules) = (daemon.health().clone(), daemon.metrics().clone(), schedules.clone());
+        let run = move || schedules.clone().run(std::future::pending());
+        tokio::spawn(super::supervise::supervise("scheduler", health, metrics, stop_rx.clone(), run))
     };
     let _watcher = if config.watch {
         match PluginWatcher::start(daemon.clone()) {

@@ -324,6 +324,59 @@ async fn catch_up_after_a_simulated_downtime() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn run_all_catch_up_runs_one_after_another_despite_overlap_skip() {
+    let clock = MockClock::new(at("2026-06-01T00:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    // Default overlap (skip): the catch-up fires must not skip each other.
+    s.create(spec(json!({"id": "seq", "when": "cron 0 * * * *", "plugin": "dtest.ops", "operation": "tick",
+                          "params": {"tag": "seq", "ms": 60}, "catch_up": "run_all", "catch_up_window": "3h"})))
+        .unwrap();
+    clock.advance(Duration::from_secs(3600));
+    wait_done(&f.daemon, &s.tick().unwrap()[0]).await;
+    // Down from 01:00 to 06:10: 04:00, 05:00 and 06:00 are within the window.
+    clock.advance(Duration::from_secs(5 * 3600 + 600));
+    assert_eq!(s.tick().unwrap().len(), 1, "one at a time");
+    assert_eq!(fires(&s, "seq", "queued"), ["2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fires(&s, "seq", "started").len() < 4 {
+        assert!(f.daemon.running_for_schedule("seq") <= 1, "catch-up runs overlapped");
+        assert!(Instant::now() < deadline, "the catch-up did not finish: {:?}", fires(&s, "seq", "started"));
+        s.tick().unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        fires(&s, "seq", "started")[1..],
+        ["2026-06-01T04:00:00+00:00", "2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]
+    );
+    assert!(
+        fires(&s, "seq", "skipped").iter().all(|t| t.as_str() < "2026-06-01T04:00:00"),
+        "{:?}",
+        fires(&s, "seq", "skipped")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_refuse_past_at_times_and_overlong_intervals() {
+    let clock = MockClock::new(at("2026-06-01T00:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    let op = |id: &str, when: &str| json!({"id": id, "when": when, "plugin": "dtest.ops", "operation": "tick", "params": {"tag": id}});
+    let past = s.create(spec(op("past", "at 2026-05-31T23:59:59Z"))).unwrap_err().to_string();
+    assert!(past.contains("not in the future"), "{past}");
+    s.create(spec(op("future", "at 2026-06-01T00:00:01Z"))).unwrap();
+    let long = s.create(spec(op("long", "every 300000years"))).unwrap_err().to_string();
+    assert!(long.contains("too long"), "{long}");
+    // The longest interval is accepted, and ticking it far in the future does not panic.
+    s.create(spec(op("century", "every 100y"))).unwrap();
+    clock.advance(Duration::from_secs(200 * 31_557_600));
+    s.tick().unwrap();
+    assert!(s.list().unwrap().iter().any(|v| v.spec.id == "century"));
+    let bad_id = s.create(spec(op("no/slash", "every 1m"))).unwrap_err().to_string();
+    assert!(bad_id.contains("schedule id"), "{bad_id}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cron_in_two_time_zones_across_dst_on_the_mock_clock() {
     let clock = MockClock::new(at("2026-03-28T22:00:00Z"));
     let f = fixture(Arc::new(clock.clone()));

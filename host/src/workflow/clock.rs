@@ -4,7 +4,23 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How far ahead a deadline lands when `t + d` cannot be represented: far
+/// enough to mean "never", small enough to fit every clock.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `t + d` without panicking: a sum past the clock's range becomes a time far
+/// in the future (about 100 years on), or `t` itself if even that overflows.
+pub fn after(t: SystemTime, d: Duration) -> SystemTime {
+    t.checked_add(d).or_else(|| t.checked_add(FAR)).unwrap_or(t)
+}
+
+/// `Instant::now() + d` without panicking (see [`after`]).
+pub fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).or_else(|| now.checked_add(FAR)).unwrap_or(now)
+}
 
 /// A future returned by [`Clock::sleep`].
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -54,7 +70,8 @@ impl MockClock {
     }
     /// Move time forward without a sleep.
     pub fn advance(&self, by: Duration) {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).now += by;
+        let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        state.now = after(state.now, by);
     }
 }
 
@@ -64,8 +81,24 @@ impl Clock for MockClock {
     }
     fn sleep(&self, duration: Duration) -> Sleep {
         let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        state.now += duration;
+        state.now = after(state.now, duration);
         state.sleeps.push(duration);
         Box::pin(std::future::ready(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_arithmetic_saturates() {
+        let now = SystemTime::now();
+        assert_eq!(after(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(50 * 365 * 24 * 3600));
+        assert!(instant_after(Duration::MAX) > Instant::now());
+        let clock = MockClock::new(now);
+        clock.advance(Duration::MAX);
+        drop(clock.sleep(Duration::MAX));
     }
 }

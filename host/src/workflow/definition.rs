@@ -203,7 +203,10 @@ impl RetryPolicy {
     /// The delay before attempt `next`, with `jitter` applied from `random` in 0.0..1.0.
     pub fn delay(&self, next: u32, random: f64) -> Duration {
         let base = self.base_delay(next);
-        base + base.mul_f64(self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0))
+        let extra =
+            Duration::try_from_secs_f64(base.as_secs_f64() * self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0))
+                .unwrap_or_default();
+        base.saturating_add(extra)
     }
 }
 
@@ -469,6 +472,19 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The longest workflow id.
+pub const MAX_ID_LEN: usize = 200;
+
+/// What a workflow or schedule id may hold.
+pub const ID_RULE: &str = "use letters, digits, `-`, `_`, `.`";
+
+/// Whether `id` is a valid workflow (or schedule) id: 1 to `max` ASCII
+/// letters, digits, `-`, `_` and `.` (so it is safe in a URL path, a file
+/// name and a log line). Workflows allow [`MAX_ID_LEN`].
+pub fn is_valid_id(id: &str, max: usize) -> bool {
+    !id.is_empty() && id.len() <= max && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// A short name for a JSON value's type, for messages.
 pub fn kind(value: &Value) -> &'static str {
     match value {
@@ -487,6 +503,9 @@ pub fn read(doc: &Document, p: &mut Problems) -> Workflow {
     let root = DocPath::default();
     let mut f = Fields::new(&doc.value, root.clone(), None, p);
     let id = f.required_string(p, "id");
+    if !id.is_empty() && !is_valid_id(&id, MAX_ID_LEN) {
+        f.problem(p, "id", format!("workflow id `{id}`: {ID_RULE}, at most {MAX_ID_LEN}"));
+    }
     let name = f.string(p, "name").unwrap_or_else(|| id.clone());
     let description = f.string(p, "description").unwrap_or_default();
     let mode = f.get("execution_mode").map_or(Ok(ExecutionMode::Sequential), ExecutionMode::parse);
@@ -571,6 +590,14 @@ fn read_steps(value: Option<&Value>, path: DocPath, p: &mut Problems) -> Vec<Ste
     match value {
         None => {
             p.add(None, &DocPath::default(), "missing `steps`: a workflow needs at least one step");
+            Vec::new()
+        }
+        Some(Value::Object(map)) if map.is_empty() => {
+            p.add(None, &path, "no steps: a workflow needs at least one step");
+            Vec::new()
+        }
+        Some(Value::Array(items)) if items.is_empty() => {
+            p.add(None, &path, "no steps: a workflow needs at least one step");
             Vec::new()
         }
         // QtForge: steps keyed by id (the entry's own `id`, if any, must agree).

@@ -538,7 +538,7 @@ impl Engine {
             step_id: Some(step_id.to_owned()),
             task_id: exec.task_id.clone(),
             attempt: 1,
-            deadline_ms: Some(epoch_ms(self.clock.now() + timeout)),
+            deadline_ms: Some(epoch_ms(super::clock::after(self.clock.now(), timeout))),
             operation: action.operation.clone(),
             parameters: params,
             upstream: Map::new(),
@@ -585,7 +585,13 @@ async fn call_blocking(
     let plugin = services.plugin_id().to_owned();
     let wasm = kind == PluginKind::Wasm;
     let call_services = services.clone();
-    let task = tokio::task::spawn_blocking(move || host.call_with(&ctx, &call_services, wasm.then_some(timeout)));
+    let ticket = crate::runtime::CallTicket::new(&plugin);
+    let call_ticket = ticket.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let result = host.call_with(&ctx, &call_services, wasm.then_some(timeout));
+        call_ticket.finish();
+        result
+    });
     let joined = if wasm {
         task.await
     } else {
@@ -593,6 +599,7 @@ async fn call_blocking(
             Ok(joined) => joined,
             Err(_) => {
                 services.interrupt();
+                ticket.abandon();
                 tracing::warn!(plugin = %plugin, timeout_ms = timeout.as_millis() as u64, "call timed out; its thread is abandoned");
                 return Err(CallError::Timeout { plugin, after: timeout });
             }

@@ -16,6 +16,7 @@ use super::expr::Template;
 use super::status::{StepError, StepStatus};
 use crate::CallError;
 use crate::manifest::PluginKind;
+use crate::runtime::CallTicket;
 use crate::services::CallServices;
 use plexus_sdk::{CallOutput, ExecutionContext};
 use serde_json::{Map, Value};
@@ -45,6 +46,8 @@ struct Watched {
     attempt: u32,
     services: CallServices,
     timeout: Duration,
+    /// Counts the call against its plugin's abandoned-call budget if the watchdog gives up on it.
+    ticket: CallTicket,
 }
 
 struct State {
@@ -109,7 +112,7 @@ impl Forward {
             taken_over: HashSet::new(),
             next_token: 0,
         };
-        let mut deadline = wf.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut deadline = wf.timeout.map(|t| tokio::time::Instant::from_std(super::clock::instant_after(t)));
         let timeout = wf.timeout.unwrap_or_default();
         let fwd = Arc::new(Forward {
             engine,
@@ -335,7 +338,7 @@ impl Forward {
             step_id: Some(step.id.clone()),
             task_id: self.exec.task_id().map(str::to_owned),
             attempt,
-            deadline_ms: Some(super::status::epoch_ms(self.engine.clock().now() + job.timeout)),
+            deadline_ms: Some(super::status::epoch_ms(super::clock::after(self.engine.clock().now(), job.timeout))),
             operation: step.action.operation.clone(),
             parameters: job.params.clone(),
             upstream: job.upstream.clone(),
@@ -355,11 +358,17 @@ impl Forward {
         let key = {
             let mut st = self.lock();
             st.next_token += 1;
-            let key = (Instant::now() + job.timeout, st.next_token);
-            st.watched.insert(key, Watched { step: i, attempt, services: services.clone(), timeout: job.timeout });
-            key
+            let key = (super::clock::instant_after(job.timeout), st.next_token);
+            let ticket = CallTicket::new(&step.action.plugin_id);
+            st.watched.insert(
+                key,
+                Watched { step: i, attempt, services: services.clone(), timeout: job.timeout, ticket: ticket.clone() },
+            );
+            (key, ticket)
         };
+        let (key, ticket) = key;
         let result = host.call_with(&ctx, &services, None);
+        ticket.finish();
         let mut st = self.lock();
         if st.taken_over.remove(&key.1) {
             return None;
@@ -489,6 +498,7 @@ impl Forward {
             };
             for w in expired {
                 w.services.interrupt();
+                w.ticket.abandon();
                 let plugin = w.services.plugin_id().to_owned();
                 tracing::warn!(plugin = %plugin, timeout_ms = w.timeout.as_millis() as u64, "call timed out; its thread is abandoned");
                 // A fresh worker takes the abandoned one's place.

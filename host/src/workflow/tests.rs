@@ -513,6 +513,29 @@ steps:
 }
 
 #[test]
+fn ids_empty_workflows_and_overlong_durations_are_refused() {
+    let host = host();
+    let step = "steps:\n  - id: a\n    plugin_id: test.ops\n    method_name: echo\n";
+    let problems =
+        |text: &str| parse(&host, "w.yaml", text).unwrap_err().iter().map(ToString::to_string).collect::<Vec<_>>();
+    let bad_id = problems(&format!("id: \"my flow/../x\"\n{step}"));
+    assert!(bad_id.iter().any(|p| p.contains("workflow id `my flow/../x`")), "{bad_id:?}");
+    let too_long = problems(&format!("id: {}\n{step}", "w".repeat(201)));
+    assert!(too_long.iter().any(|p| p.contains("at most 200")), "{too_long:?}");
+    for empty in ["id: e\nsteps: []\n", "id: e\nsteps: {}\n"] {
+        let p = problems(empty);
+        assert!(p.iter().any(|p| p.contains("at least one step")), "{empty}: {p:?}");
+    }
+    let timeout = problems(&format!(
+        "id: t\ntimeout: 300000000000y\n{step}    timeout: 31days\n    retry: {{ max_delay: 40days }}\n"
+    ));
+    for field in ["timeout: duration", "steps[0].timeout: duration", "steps[0].retry.max_delay: duration"] {
+        assert!(timeout.iter().any(|p| p.contains(field) && p.contains("too long")), "{field}: {timeout:?}");
+    }
+    parse(&host, "w.yaml", &format!("id: ok.id_1-2\ntimeout: 30days\n{step}")).unwrap();
+}
+
+#[test]
 fn plan_stages_and_graphs() {
     let host = host();
     let wf = valid(

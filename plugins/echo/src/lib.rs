@@ -2,7 +2,8 @@
 //! native cdylib and as a WASM component, so both runtimes can be compared.
 //!
 //! Operations: `echo`, `noop`, `sleep`, `spin`, `fail`, `panic`, `count` (shared
-//! state and progress), `read_file`, `write_file`, `print`, `flaky`, `env`, `grow_memory` (sandbox probes).
+//! state and progress), `read_file`, `write_file`, `print`, `flaky`, `env`, `grow_memory`, `exit` (sandbox
+//! and host probes).
 #![forbid(unsafe_code)]
 
 use plexus_sdk::{Context, ErrorKind, Operations, Plugin, PluginError, PluginInfo, capability};
@@ -126,6 +127,14 @@ pub struct EnvVar {
     pub name: String,
 }
 
+/// Parameters of `exit`.
+#[derive(Deserialize, JsonSchema)]
+pub struct Exit {
+    /// The process exit code.
+    #[serde(default)]
+    pub code: i32,
+}
+
 /// Parameters of `grow_memory`.
 #[derive(Deserialize, JsonSchema)]
 pub struct Grow {
@@ -198,7 +207,12 @@ impl Plugin for Echo {
             .add("grow_memory", "Allocates and touches `mib` MiB", |_, _, p: Grow| {
                 let block = vec![1u8; p.mib * 1024 * 1024];
                 Ok(block.iter().map(|&b| b as u64).sum::<u64>())
-            });
+            })
+            .add(
+                "exit",
+                "Ends the process with `code` (native: the host's process; WASM: the guest, a trap)",
+                |_, _, p: Exit| -> Result<Value, PluginError> { std::process::exit(p.code) },
+            );
     }
 }
 
@@ -210,7 +224,8 @@ impl Echo {
             if ctx.is_cancelled() {
                 return Err(PluginError::failed("cancelled while sleeping").retryable());
             }
-            std::thread::sleep((total - start.elapsed()).min(Duration::from_millis(5)));
+            // Saturating: the clock is read twice, and may pass `total` between the reads.
+            std::thread::sleep(total.saturating_sub(start.elapsed()).min(Duration::from_millis(5)));
         }
         Ok(p.ms)
     }

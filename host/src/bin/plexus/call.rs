@@ -57,9 +57,9 @@ pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
             if args.json {
                 let metrics: serde_json::Map<String, Value> =
                     out.metrics.into_iter().map(|(k, v)| (k, json!(v))).collect();
-                println!("{}", json!({"ok": true, "output": out.output, "metrics": metrics, "elapsed_ms": elapsed_ms}));
+                outln!("{}", json!({"ok": true, "output": out.output, "metrics": metrics, "elapsed_ms": elapsed_ms}));
             } else {
-                println!("{}", serde_json::to_string_pretty(&out.output)?);
+                outln!("{}", serde_json::to_string_pretty(&out.output)?);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -69,9 +69,9 @@ pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
                 if let plexus_host::CallError::Plugin { error: e, .. } = &error {
                     detail["plugin_error"] = json!(e);
                 }
-                println!("{}", json!({"ok": false, "error": detail, "elapsed_ms": elapsed_ms}));
+                outln!("{}", json!({"ok": false, "error": detail, "elapsed_ms": elapsed_ms}));
             } else {
-                eprintln!("error: {error}");
+                errln!("error: {error}");
             }
             Ok(ExitCode::from(exit::for_call_error(&error)))
         }
@@ -81,10 +81,10 @@ pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
 /// Print why `id` is not available (its load error, if it had one) and return exit code 5.
 pub fn report_not_loaded(host: &Host, id: &str) -> ExitCode {
     match host.load_errors().iter().find(|e| e.plugin.as_deref() == Some(id)) {
-        Some(error) => eprintln!("error: plugin `{id}` did not load: {error}"),
+        Some(error) => errln!("error: plugin `{id}` did not load: {error}"),
         None => {
             let known: Vec<&str> = host.plugins().map(|p| p.id()).collect();
-            eprintln!(
+            errln!(
                 "error: no plugin `{id}` is loaded (loaded: {})",
                 if known.is_empty() { "none".into() } else { known.join(", ") }
             );

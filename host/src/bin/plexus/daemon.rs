@@ -101,15 +101,15 @@ fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_host::da
 pub fn run(global: &Global, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         Some(DaemonCommand::Openapi) => {
-            println!("{}", serde_json::to_string_pretty(&plexus_host::daemon::openapi::document())?);
+            outln!("{}", serde_json::to_string_pretty(&plexus_host::daemon::openapi::document())?);
             return Ok(ExitCode::SUCCESS);
         }
         Some(DaemonCommand::Config { json }) => {
             let config = resolve(global, &args)?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&config)?);
+                outln!("{}", serde_json::to_string_pretty(&config)?);
             } else {
-                println!("{config:#?}");
+                outln!("{config:#?}");
             }
             return Ok(ExitCode::SUCCESS);
         }

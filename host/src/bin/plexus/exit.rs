@@ -18,7 +18,9 @@ pub fn for_call_error(error: &CallError) -> u8 {
     match error {
         CallError::Plugin { .. } => PLUGIN_ERROR,
         CallError::Timeout { .. } | CallError::Cancelled { .. } => TIMEOUT,
-        CallError::PluginNotFound(_) | CallError::OperationNotFound { .. } => NOT_LOADED,
+        CallError::PluginNotFound(_) | CallError::OperationNotFound { .. } | CallError::Unavailable { .. } => {
+            NOT_LOADED
+        }
         CallError::Panic { .. } | CallError::Trap { .. } | CallError::MemoryLimit { .. } => CRASHED,
         CallError::Host { .. } => ERROR,
     }

@@ -1,5 +1,7 @@
 //! `plexus`: the Plexus plugin host's command line.
 
+#[macro_use]
+mod output;
 mod call;
 mod client;
 mod daemon;
@@ -34,7 +36,8 @@ With a daemon (plexus daemon; address and token from --config, $PLEXUS_URL, $PLE
 
 Exit codes: 0 success, 1 error (including an invalid workflow or a refused request), 2 usage.
 plexus call: 3 the plugin returned an error, 4 timeout, 5 plugin not loaded,
-6 the plugin panicked, trapped or hit a limit.
+6 the plugin panicked, trapped or hit a limit, 7 a native plugin ended the process
+(it called exit during a call).
 plexus run, exec start/status/retry --wait: 8 the workflow failed (completed
 steps compensated), 9 a compensation failed too, 130 cancelled.
 Daemon commands: 10 the daemon cannot be reached, 11 the token was refused.")]
@@ -112,6 +115,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A native plugin that calls exit() during a call ends the process: say so, with exit code 7.
+    plexus_host::process::report_plugin_exit();
     init_logging(&cli.global, matches!(cli.command, Command::Daemon(_)));
     let result = match cli.command {
         Command::Plugins(cmd) => plugins::run(&cli.global, cmd),
@@ -122,12 +127,14 @@ fn main() -> ExitCode {
         Command::Exec(cmd) => remote::exec(&cli.global, cmd),
         Command::Schedule(cmd) => remote::schedule(&cli.global, cmd),
     };
+    // From here on the process ends by our own choice, even if an abandoned native call still runs.
+    plexus_host::process::host_exits();
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                errln!("  caused by: {cause}");
             }
             ExitCode::from(client::exit_code(&error).unwrap_or(exit::ERROR))
         }

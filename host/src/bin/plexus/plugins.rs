@@ -42,7 +42,7 @@ pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode>
 fn list(host: &Host, as_json: bool) -> anyhow::Result<ExitCode> {
     if as_json {
         let plugins: Vec<Value> = host.plugins().map(LoadedPlugin::summary).collect();
-        println!("{}", serde_json::to_string_pretty(&json!({ "plugins": plugins, "errors": host.load_errors() }))?);
+        outln!("{}", serde_json::to_string_pretty(&json!({ "plugins": plugins, "errors": host.load_errors() }))?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = host
@@ -59,15 +59,15 @@ fn list(host: &Host, as_json: bool) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if rows.is_empty() {
-        println!("no plugins loaded");
+        outln!("no plugins loaded");
     } else {
         crate::remote::table(&["ID", "VERSION", "KIND", "CAPABILITIES", "OPERATIONS"], rows);
     }
     let errors = host.load_errors();
     if !errors.is_empty() {
-        eprintln!("\n{} plugin(s) failed to load:", errors.len());
+        errln!("\n{} plugin(s) failed to load:", errors.len());
         for error in errors {
-            eprintln!("  {error}");
+            errln!("  {error}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -81,48 +81,48 @@ fn info(host: &Host, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
     let m = &plugin.manifest;
     let details = plugin.details();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&details)?);
+        outln!("{}", serde_json::to_string_pretty(&details)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} {} — {}", meta.id, meta.version, meta.name);
+    outln!("{} {} — {}", meta.id, meta.version, meta.name);
     if !meta.description.is_empty() {
-        println!("{}", meta.description);
+        outln!("{}", meta.description);
     }
-    println!();
-    println!("kind:          {}", m.kind);
-    println!("folder:        {}", m.dir.display());
-    println!("artifact:      {}", m.artifact.display());
-    println!("contract:      {}", meta.contract_version);
-    println!("authors:       {}", meta.authors.join(", "));
-    println!("license:       {}", meta.license.as_deref().unwrap_or("-"));
-    println!("capabilities:  {}", meta.capabilities.join(", "));
-    println!("timeout:       {} ms", m.limits.timeout.as_millis());
+    outln!();
+    outln!("kind:          {}", m.kind);
+    outln!("folder:        {}", m.dir.display());
+    outln!("artifact:      {}", m.artifact.display());
+    outln!("contract:      {}", meta.contract_version);
+    outln!("authors:       {}", meta.authors.join(", "));
+    outln!("license:       {}", meta.license.as_deref().unwrap_or("-"));
+    outln!("capabilities:  {}", meta.capabilities.join(", "));
+    outln!("timeout:       {} ms", m.limits.timeout.as_millis());
     if m.kind == plexus_host::PluginKind::Wasm {
-        println!("memory limit:  {} MiB", m.limits.memory_bytes >> 20);
-        println!("output limit:  {} bytes", m.limits.output_bytes);
+        outln!("memory limit:  {} MiB", m.limits.memory_bytes >> 20);
+        outln!("output limit:  {} bytes", m.limits.output_bytes);
         let dirs: Vec<String> = m
             .permissions
             .dirs
             .iter()
             .map(|d| format!("{} -> {} ({:?})", d.host.display(), d.guest, d.access))
             .collect();
-        println!("dirs:          {}", if dirs.is_empty() { "none".into() } else { dirs.join("; ") });
-        println!(
+        outln!("dirs:          {}", if dirs.is_empty() { "none".into() } else { dirs.join("; ") });
+        outln!(
             "env:           {}",
             if m.permissions.env.is_empty() { "none".into() } else { m.permissions.env.join(", ") }
         );
-        println!("network:       {}", if m.permissions.network { "allowed" } else { "denied" });
+        outln!("network:       {}", if m.permissions.network { "allowed" } else { "denied" });
     } else {
-        println!("sandbox:       none (native plugins are trusted, in-process code)");
+        outln!("sandbox:       none (native plugins are trusted, in-process code)");
     }
-    println!("\noperations:");
+    outln!("\noperations:");
     for op in &meta.operations {
-        println!("  {} — {}", op.name, op.description);
+        outln!("  {} — {}", op.name, op.description);
         if let Some(schema) = &op.params_schema {
-            println!("    parameters: {}", serde_json::to_string(schema)?);
+            outln!("    parameters: {}", serde_json::to_string(schema)?);
         }
         if let Some(schema) = &op.output_schema {
-            println!("    output:     {}", serde_json::to_string(schema)?);
+            outln!("    output:     {}", serde_json::to_string(schema)?);
         }
     }
     Ok(ExitCode::SUCCESS)

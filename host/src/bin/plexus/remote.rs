@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -26,7 +26,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
     let line = |cells: Vec<String>| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {
@@ -79,7 +79,7 @@ pub fn register(global: &Global, file: &PathBuf, json: bool) -> anyhow::Result<E
         return print_json(&out);
     }
     let verb = if out["created"] == json!(true) { "registered" } else { "unchanged" };
-    println!("{} version {} {verb}", s(&out, "id"), s(&out, "version"));
+    outln!("{} version {} {verb}", s(&out, "id"), s(&out, "version"));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -109,15 +109,15 @@ pub fn show_workflow(global: &Global, id: &str, version: Option<u32>, json: bool
     if json {
         return print_json(&out);
     }
-    eprintln!("# {} version {}", s(&out, "id"), s(&out, "version"));
-    print!("{}", out["source"].as_str().unwrap_or_default());
+    errln!("# {} version {}", s(&out, "id"), s(&out, "version"));
+    out!("{}", out["source"].as_str().unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }
 
 /// `plexus workflow rm ID`.
 pub fn remove_workflow(global: &Global, id: &str) -> anyhow::Result<ExitCode> {
     Client::from_global(global)?.delete(&format!("/v1/workflows/{id}"))?;
-    println!("{id} deleted");
+    outln!("{id} deleted");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -225,7 +225,7 @@ fn wait_for_end(client: &Client, id: &str) -> anyhow::Result<Value> {
 }
 
 fn print_status(status: &Value) {
-    println!(
+    outln!(
         "{}  {} v{}  {}  {:.0}%",
         s(status, "execution_id"),
         s(status, "workflow_id"),
@@ -234,7 +234,7 @@ fn print_status(status: &Value) {
         status["progress"].as_f64().unwrap_or(0.0) * 100.0
     );
     if let Some(error) = status["error"].as_str() {
-        println!("error: {error}");
+        outln!("error: {error}");
     }
     let rows = status["steps"]
         .as_array()
@@ -259,10 +259,10 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
                 if json {
                     return print_json(&out);
                 }
-                println!("{id}");
+                outln!("{id}");
                 return Ok(ExitCode::SUCCESS);
             }
-            eprintln!("started {id}");
+            errln!("started {id}");
             let status = wait_for_end(&client, &id)?;
             if json {
                 print_json(&status)?;
@@ -311,7 +311,7 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
         }
         ExecCommand::Cancel { id } => {
             client.post(&format!("/v1/executions/{id}/cancel"), json!({}))?;
-            println!("cancelling {id}");
+            outln!("cancelling {id}");
             Ok(ExitCode::SUCCESS)
         }
         ExecCommand::Retry { id, wait, json } => {
@@ -320,7 +320,7 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
                 if json {
                     return print_json(&out);
                 }
-                println!("retrying {id}");
+                outln!("retrying {id}");
                 return Ok(ExitCode::SUCCESS);
             }
             let status = wait_for_end(&client, &id)?;
@@ -342,13 +342,13 @@ fn logs(client: &Client, id: &str, follow: bool, as_json: bool) -> anyhow::Resul
         for event in out["events"].as_array().into_iter().flatten() {
             after = after.max(event["seq"].as_i64().unwrap_or(after));
             if as_json {
-                println!("{event}");
+                outln!("{event}");
                 continue;
             }
             let step = event["step_id"].as_str().map(|s| format!(" {s}")).unwrap_or_default();
             let attempt = event["attempt"].as_u64().filter(|&a| a > 0).map(|a| format!(" #{a}")).unwrap_or_default();
             let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
-            println!("{}{step}{attempt} {}{message}", time(&event["at_ms"]), s(event, "status"));
+            outln!("{}{step}{attempt} {}{message}", time(&event["at_ms"]), s(event, "status"));
         }
         let ended = matches!(s(&out, "status").as_str(), "completed" | "failed" | "cancelled" | "rollback_failed");
         if !follow || ended {
@@ -518,7 +518,7 @@ pub fn schedule(global: &Global, command: ScheduleCommand) -> anyhow::Result<Exi
                 return print_json(&out);
             }
             table(&header, schedule_rows(std::slice::from_ref(&out)));
-            println!();
+            outln!();
             let rows = out["history"]
                 .as_array()
                 .into_iter()
@@ -536,19 +536,19 @@ pub fn schedule(global: &Global, command: ScheduleCommand) -> anyhow::Result<Exi
         }
         ScheduleCommand::Pause { id } => {
             client.post(&format!("/v1/schedules/{id}/pause"), json!({}))?;
-            println!("{id} paused");
+            outln!("{id} paused");
         }
         ScheduleCommand::Resume { id } => {
             let out = client.post(&format!("/v1/schedules/{id}/resume"), json!({}))?;
-            println!("{id} resumed; next fire {}", s(&out, "next_fire"));
+            outln!("{id} resumed; next fire {}", s(&out, "next_fire"));
         }
         ScheduleCommand::Rm { id } => {
             client.delete(&format!("/v1/schedules/{id}"))?;
-            println!("{id} deleted");
+            outln!("{id} deleted");
         }
         ScheduleCommand::RunNow { id } => {
             let out = client.post(&format!("/v1/schedules/{id}/run"), json!({}))?;
-            println!("{}", s(&out, "execution_id"));
+            outln!("{}", s(&out, "execution_id"));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -572,7 +572,7 @@ pub fn plugins(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
         .collect();
     table(&["ID", "VERSION", "KIND", "STATUS", "CAPABILITIES", "OPERATIONS"], rows);
     for error in out["errors"].as_array().into_iter().flatten() {
-        eprintln!("not loaded: {}", error["message"].as_str().map_or_else(|| error.to_string(), str::to_owned));
+        errln!("not loaded: {}", error["message"].as_str().map_or_else(|| error.to_string(), str::to_owned));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -70,22 +70,28 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ = tokio::signal::ctrl_c() => {
                     interrupts += 1;
                     if interrupts > 1 {
-                        eprintln!("interrupted twice: exiting without waiting for compensation");
+                        errln!("interrupted twice: exiting without waiting for compensation");
+                        plexus_host::process::host_exits();
                         std::process::exit(i32::from(CANCELLED));
                     }
-                    eprintln!("cancelling (running steps are stopped, completed ones compensated; Ctrl-C again to exit at once)");
+                    errln!("cancelling (running steps are stopped, completed ones compensated; Ctrl-C again to exit at once)");
                     orch.cancel(&exec)?;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => progress.update(&orch.status(&exec)?),
             }
         }
-    })?;
+    });
+    // Do not wait for the blocking pool: a native step that ignored its
+    // cancellation still holds one of its threads (abandoned at its timeout),
+    // and dropping the runtime would wait for it forever.
+    runtime.shutdown_background();
+    let status = status?;
     let json = serde_json::to_string_pretty(&status)?;
     if let Some(path) = &args.output {
         std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.json {
-        println!("{json}");
+        outln!("{json}");
     } else {
         print_summary(&status);
     }
@@ -193,7 +199,7 @@ fn print_summary(status: &ExecutionStatus) {
     }
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
     for row in &rows {
@@ -201,14 +207,14 @@ fn print_summary(status: &ExecutionStatus) {
     }
     for c in &status.compensations {
         let outcome = c.error.as_ref().map(|e| format!("failed: {}", e.message)).unwrap_or_else(|| "completed".into());
-        println!("compensation of {} ({}.{}): {outcome}", c.step, c.plugin_id, c.operation);
+        outln!("compensation of {} ({}.{}): {outcome}", c.step, c.plugin_id, c.operation);
     }
     let took = match (status.started_at_ms, status.ended_at_ms) {
         (Some(a), Some(b)) => format!(" in {} ms", b.saturating_sub(a)),
         _ => String::new(),
     };
-    println!("\nworkflow {} {}{took} (execution {})", status.workflow_id, status.status.as_str(), status.execution_id);
+    outln!("\nworkflow {} {}{took} (execution {})", status.workflow_id, status.status.as_str(), status.execution_id);
     if let Some(e) = &status.error {
-        println!("reason: {e}");
+        outln!("reason: {e}");
     }
 }

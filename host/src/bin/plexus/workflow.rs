@@ -89,14 +89,14 @@ pub fn load_valid(global: &Global, file: &Path) -> anyhow::Result<Result<(Host, 
 }
 
 fn print_problems(invalid: &Invalid) {
-    eprintln!("{}: {} problem(s)", invalid.file, invalid.problems.len());
+    errln!("{}: {} problem(s)", invalid.file, invalid.problems.len());
     for p in &invalid.problems {
         let mut text = p.to_string();
         if let Some(line) = p.line {
             text = text.trim_start_matches(&format!("line {line}: ")).to_owned();
-            eprintln!("{}:{line}: {text}", invalid.file);
+            errln!("{}:{line}: {text}", invalid.file);
         } else {
-            eprintln!("{}: {text}", invalid.file);
+            errln!("{}: {text}", invalid.file);
         }
     }
 }
@@ -112,9 +112,9 @@ pub fn run(global: &Global, command: WorkflowCommand) -> anyhow::Result<ExitCode
             match load_file(&file, Some(&host)) {
                 Ok(valid) => {
                     if json {
-                        println!("{}", json!({"valid": true, "problems": [], "steps": valid.workflow.steps.len()}));
+                        outln!("{}", json!({"valid": true, "problems": [], "steps": valid.workflow.steps.len()}));
                     } else {
-                        println!(
+                        outln!(
                             "{}: valid ({} steps, {} mode)",
                             file.display(),
                             valid.workflow.steps.len(),
@@ -125,7 +125,7 @@ pub fn run(global: &Global, command: WorkflowCommand) -> anyhow::Result<ExitCode
                 }
                 Err(invalid) => {
                     if json {
-                        println!("{}", json!({"valid": false, "problems": invalid.problems}));
+                        outln!("{}", json!({"valid": false, "problems": invalid.problems}));
                     } else {
                         print_problems(&invalid);
                     }
@@ -143,7 +143,7 @@ pub fn run(global: &Global, command: WorkflowCommand) -> anyhow::Result<ExitCode
                 valid.dag.stages().iter().map(|s| s.iter().map(|&i| wf.steps[i].id.as_str()).collect()).collect();
             if json {
                 let order: Vec<&str> = valid.dag.order.iter().map(|&i| wf.steps[i].id.as_str()).collect();
-                println!(
+                outln!(
                     "{}",
                     json!({"workflow": wf.id, "mode": wf.mode, "max_parallel": wf.max_parallel, "stages": stages, "order": order})
                 );
@@ -154,9 +154,9 @@ pub fn run(global: &Global, command: WorkflowCommand) -> anyhow::Result<ExitCode
                 None if wf.mode.is_serial() => ", one step at a time".into(),
                 None => ", up to one step per core at once".into(),
             };
-            println!("{} ({} mode{parallel})", wf.id, wf.mode);
+            outln!("{} ({} mode{parallel})", wf.id, wf.mode);
             for (n, stage) in stages.iter().enumerate() {
-                println!("  stage {}: {}", n + 1, stage.join(", "));
+                outln!("  stage {}: {}", n + 1, stage.join(", "));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -167,7 +167,7 @@ pub fn run(global: &Global, command: WorkflowCommand) -> anyhow::Result<ExitCode
                 anyhow::anyhow!("{} is not a valid workflow", file.display())
             });
             let valid = valid.context("cannot draw the graph")?;
-            print!(
+            out!(
                 "{}",
                 match format {
                     GraphFormat::Mermaid => dag::mermaid(&valid.workflow),
