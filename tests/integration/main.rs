@@ -3,7 +3,8 @@
 //! `daemon`: a real `plexus daemon` over HTTP, its CLI client, crash and
 //! reload (`daemon_support` starts it); `discovery`: bad plugins among good ones; `runtimes`: one source through
 //! both runtimes; `sandbox`: limits and crash isolation; `workflows`: the
-//! three examples end to end on the real dataset).
+//! three examples end to end on the real dataset; `properties`: property
+//! tests that no input to the readers panics).
 //!
 //! The example plugins are built from source once per run by
 //! `scripts/build-plugins.sh` (see `support`), so these tests exercise real
@@ -13,6 +14,7 @@ mod cli;
 mod daemon;
 mod daemon_support;
 mod discovery;
+mod properties;
 mod runtimes;
 mod sandbox;
 mod support;

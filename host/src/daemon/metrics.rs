@@ -164,3 +164,58 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exposition of a daemon that has seen one of everything.
+    fn busy() -> String {
+        let m = Metrics::default();
+        m.execution("started");
+        m.execution("completed");
+        m.step("plexus.echo.native", "completed", Some(12));
+        m.step("plexus.echo.wasm", "failed", None);
+        m.plugins(3, 1);
+        m.scheduler_lag(250);
+        m.journal_error();
+        m.background_restart("scheduler");
+        m.abandoned_calls("plexus.echo.native", 2);
+        m.abandoned_calls("plexus.echo.native", 5);
+        let mut degraded = std::collections::BTreeMap::new();
+        degraded.insert("native_calls".to_owned(), "2 running".to_owned());
+        m.health(&degraded);
+        m.render(&[("running".into(), 2), ("completed".into(), 7)])
+    }
+
+    #[test]
+    fn the_exposition_parses_strictly_with_one_family_per_name() {
+        let text = busy();
+        let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&text)
+            .unwrap_or_else(|e| panic!("not valid OpenMetrics: {e:?}\n{text}"));
+        let mut declared: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+        let n = declared.len();
+        declared.sort_unstable();
+        declared.dedup();
+        assert_eq!(declared.len(), n, "a family name is declared twice:\n{text}");
+        assert_eq!(parsed.families.len(), n);
+        for family in
+            ["plexus_executions", "plexus_executions_in_store", "plexus_abandoned_calls", "plexus_health_degraded"]
+        {
+            assert!(parsed.families.contains_key(family), "{family} missing:\n{text}");
+        }
+        assert!(text.contains(r#"plexus_abandoned_calls_total{plugin="plexus.echo.native"} 5"#), "{text}");
+        assert!(text.contains(r#"plexus_health_degraded{component="native_calls"} 1"#), "{text}");
+        assert!(text.contains(r#"plexus_health_degraded{component="scheduler"} 0"#), "{text}");
+        assert!(text.contains(r#"plexus_executions_in_store{status="completed"} 7"#), "{text}");
+    }
+
+    #[test]
+    fn the_parser_refuses_two_families_under_one_name() {
+        // What /metrics said before: a counter and a gauge both called `plexus_executions`.
+        let text = "# TYPE plexus_executions counter\nplexus_executions_total{status=\"started\"} 1\n\
+                    # TYPE plexus_executions gauge\nplexus_executions{status=\"running\"} 2\n# EOF\n";
+        assert!(openmetrics_parser::openmetrics::parse_openmetrics(text).is_err());
+    }
+}
