@@ -140,3 +140,72 @@ fn a_components_stdout_and_stderr_go_to_the_log_within_their_bound() {
     assert!(stderr.matches("0123456789").count() < 50, "output was not bounded");
     assert!(stderr.contains("dropped"), "{stderr}");
 }
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let fx = Fixture::new();
+    fx.echo("echo-native", "native", "");
+    // `plexus plugins info … | head -0`: the reader is gone before the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["plugins", "info", "plexus.echo.native", "--plugins-dir"])
+        .arg(fx.plugins.path())
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
+
+#[test]
+fn a_native_plugin_that_exits_during_a_call_is_reported() {
+    let fx = Fixture::new();
+    fx.echo("echo-native", "native", "");
+    let out = plexus(&fx, &["call", "plexus.echo.native", "exit", "--params", r#"{"code": 0}"#]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("plugin `plexus.echo.native` ended the process"), "{stderr}");
+}
+
+#[test]
+fn plexus_run_exits_after_its_summary_when_a_native_step_ignores_cancellation() {
+    let fx = Fixture::new();
+    fx.echo("echo-native", "native", "");
+    let file = fx.plugins.path().join("stuck.yaml");
+    std::fs::write(
+        &file,
+        "id: stuck\nsteps:\n  - id: spin\n    plugin_id: plexus.echo.native\n    method_name: spin\n    \
+         parameters: { ms: 60000 }\n    timeout: 300ms\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .arg("run")
+        .arg(&file)
+        .arg("--plugins-dir")
+        .arg(fx.plugins.path())
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("plexus run did not exit after the step timed out");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(status.code(), Some(8), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("workflow stuck failed") && stdout.contains("timeout"), "{stdout}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+}
