@@ -394,3 +394,64 @@ fn deadline_ms(timeout: Duration) -> Option<u64> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
     Some(now.saturating_add(timeout).as_millis().try_into().unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ABANDONED_CALL_BUDGET;
+    use plexus_sdk::{Operations, Plugin, PluginInfo};
+    use serde_json::json;
+    use std::time::Instant;
+
+    /// A plugin whose `nap` ignores cancellation (its own id: abandoned calls are counted per id).
+    #[derive(Default)]
+    struct Sleepy;
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Nap {
+        ms: u64,
+    }
+
+    impl Plugin for Sleepy {
+        fn info() -> PluginInfo {
+            PluginInfo::new("budget.sleepy", "Ignores cancellation", "1.0.0")
+        }
+        fn operations(ops: &mut Operations<Self>) {
+            ops.add("nap", "Sleeps `ms`, ignoring cancellation", |_, _, p: Nap| {
+                std::thread::sleep(Duration::from_millis(p.ms));
+                Ok(p.ms)
+            });
+        }
+    }
+
+    #[test]
+    fn a_plugin_past_its_abandoned_call_budget_fails_fast_until_its_calls_return() {
+        let host = HostBuilder::new().no_cache().in_process::<Sleepy>(Value::Null).build().unwrap();
+        let nap = |ms: u64| {
+            let options = CallOptions { timeout: Some(Duration::from_millis(20)), ..CallOptions::default() };
+            host.call("budget.sleepy", "nap", json!({"ms": ms}), options)
+        };
+        for _ in 0..ABANDONED_CALL_BUDGET {
+            assert!(matches!(nap(1500), Err(CallError::Timeout { .. })));
+        }
+        let started = Instant::now();
+        let err = nap(0).unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(15), "fails at once");
+        assert_eq!(err.kind(), "unavailable");
+        assert!(err.to_string().contains("budget: 8 abandoned calls"), "{err}");
+        assert!(host.unavailable()["budget.sleepy"].contains("still running"));
+        let health = crate::daemon::health::Health::default();
+        health.check_native_calls();
+        let reason = health.reasons().get("native_calls").cloned().unwrap_or_default();
+        assert!(reason.contains("budget.sleepy: 8 running, unavailable"), "{reason}");
+        // The naps end: the budget is given back and the plugin works again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while crate::runtime::over_budget("budget.sleepy").is_some() {
+            assert!(Instant::now() < deadline, "the abandoned calls never returned");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(nap(0).unwrap().output, json!(0));
+        assert!(!host.unavailable().contains_key("budget.sleepy"));
+        assert_eq!(crate::runtime::abandoned_calls()["budget.sleepy"].1, 8);
+    }
+}

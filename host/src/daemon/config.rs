@@ -10,13 +10,13 @@
 //! token_file = "~/.local/share/plexus/token"        # created (mode 0600) on first start
 //! cache_dir = "~/.cache/plexus/components"          # compiled WASM components
 //! workers = 16                                      # executions running at once
-//! grace_period = "30s"                              # SIGTERM: how long running steps may finish
+//! grace_period = "30s"                              # SIGTERM: how long running steps may finish (≤ 30 days)
 //! log_format = "text"                               # or "json"
 //! max_body_bytes = 1048576                          # larger request bodies get 413
 //! watch = true                                      # hot plugin reload
 //!
 //! [defaults]                                        # for plugins whose manifest says nothing
-//! timeout_ms = 30000                                # per call (a step's `timeout` overrides)
+//! timeout_ms = 30000                                # per call (a step's `timeout` overrides; ≤ 30 days)
 //! memory_mib = 64                                   # WASM linear memory
 //! output_bytes = 65536                              # WASM captured stdout + stderr
 //! ```
@@ -165,7 +165,8 @@ impl RawConfig {
         let data = data_dir();
         let listen = Listen::parse(self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
         let grace_period = match &self.grace_period {
-            Some(text) => humantime::parse_duration(text).map_err(|e| format!("grace_period `{text}`: {e}"))?,
+            Some(text) => crate::workflow::duration::parse_text(text, crate::workflow::duration::MAX)
+                .map_err(|e| format!("grace_period: {e}"))?,
             None => Duration::from_secs(30),
         };
         let workers = self.workers.unwrap_or(16);
@@ -179,6 +180,10 @@ impl RawConfig {
         let d = self.defaults;
         if d.timeout_ms == Some(0) {
             return Err("defaults.timeout_ms must be positive".into());
+        }
+        let max_ms = crate::workflow::duration::MAX.as_millis();
+        if d.timeout_ms.is_some_and(|ms| u128::from(ms) > max_ms) {
+            return Err(format!("defaults.timeout_ms must be at most {max_ms} (30 days)"));
         }
         let memory_mib = d.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
         if memory_mib == 0 || memory_mib > crate::manifest::MAX_MEMORY_MIB {
@@ -261,6 +266,14 @@ mod tests {
         assert_eq!(c.defaults.timeout, Duration::from_millis(500));
         assert!(Listen::parse("localhost").is_err());
         assert!(RawConfig { workers: Some(0), ..Default::default() }.resolve().is_err());
+    }
+
+    #[test]
+    fn durations_past_their_ceiling_name_the_key() {
+        let err = toml::from_str::<RawConfig>("grace_period = \"300000000000y\"").unwrap().resolve().unwrap_err();
+        assert!(err.contains("grace_period") && err.contains("too long"), "{err}");
+        let err = toml::from_str::<RawConfig>("[defaults]\ntimeout_ms = 18446744073709551615").unwrap().resolve();
+        assert!(err.unwrap_err().contains("defaults.timeout_ms"));
     }
 
     #[test]

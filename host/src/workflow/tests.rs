@@ -79,6 +79,10 @@ impl Plugin for TestOps {
             },
         )
         .add("echo", "Returns its parameters", |_, _, p: Value| Ok(p))
+        .add("stubborn", "Sleeps `ms`, ignoring cancellation", |_, _, p: Work| {
+            std::thread::sleep(Duration::from_millis(p.ms));
+            Ok(json!({"tag": p.tag}))
+        })
         .add("fail", "Fails", |_, _, p: Fail| {
             let e = PluginError::failed("failed on purpose");
             Err::<Value, _>(if p.retryable { e.retryable() } else { e })
@@ -293,6 +297,25 @@ steps:
     assert_eq!(events.len(), 2);
     assert_eq!(status.status, WorkflowStatus::Failed);
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_ignores_its_timeout_is_abandoned_and_counted() {
+    let before = crate::runtime::abandoned_calls().get("test.ops").map_or(0, |c| c.1);
+    let started = Instant::now();
+    let (status, _, _) = run(r#"
+id: stubborn
+steps:
+  - id: stuck
+    plugin_id: test.ops
+    method_name: stubborn
+    parameters: { tag: stuck, ms: 600 }
+    timeout: 50ms
+"#)
+    .await;
+    assert_eq!(status.step("stuck").unwrap().error.as_ref().unwrap().kind, "timeout");
+    assert!(started.elapsed() < Duration::from_millis(500), "the engine did not wait for the thread");
+    assert!(crate::runtime::abandoned_calls()["test.ops"].1 > before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
