@@ -169,10 +169,20 @@ impl Schedules {
         })
     }
 
-    /// Every schedule with its next fire time.
+    /// Every schedule with its next fire time. A stored schedule that no
+    /// longer validates (e.g. saved by an older version without today's
+    /// bounds) is left out and logged; it never fires, and can be deleted.
     pub fn list(&self) -> DaemonResult<Vec<ScheduleView>> {
         let now = self.now();
-        self.0.daemon.store().schedules()?.iter().map(|row| self.view(row, now)).collect()
+        let rows = self.0.daemon.store().schedules()?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                self.view(row, now)
+                    .inspect_err(|e| tracing::error!(schedule = %row.id, "unreadable schedule: {e}"))
+                    .ok()
+            })
+            .collect())
     }
 
     /// Schedule `id`.

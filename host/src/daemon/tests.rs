@@ -374,6 +374,13 @@ async fn schedules_refuse_past_at_times_and_overlong_intervals() {
     assert!(s.list().unwrap().iter().any(|v| v.spec.id == "century"));
     let bad_id = s.create(spec(op("no/slash", "every 1m"))).unwrap_err().to_string();
     assert!(bad_id.contains("schedule id"), "{bad_id}");
+    // A row an older version saved without the bounds: logged and left out, never a panic.
+    let old = json!({"id": "old", "when": "every 300000years", "workflow": "w"});
+    f.daemon.store().insert_schedule("old", &old, true, 0).unwrap();
+    s.tick().unwrap();
+    assert!(s.list().unwrap().iter().all(|v| v.spec.id != "old"));
+    assert!(s.get("old").unwrap_err().to_string().contains("too long"));
+    s.delete("old").unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
