@@ -61,7 +61,11 @@ impl Plugin for DaemonOps {
                 }
                 Ok(json!({"tag": p.tag}))
             },
-        );
+        )
+        .add("stubborn", "Sleeps `ms`, ignoring cancellation", |_, _, p: Tick| {
+            std::thread::sleep(Duration::from_millis(p.ms));
+            Ok(json!({"tag": p.tag}))
+        });
     }
 }
 
@@ -406,4 +410,53 @@ async fn cron_in_two_time_zones_across_dst_on_the_mock_clock() {
     tick_through("2026-11-01T08:00:00Z");
     let ny: Vec<String> = fires(&s, "newyork", "started").into_iter().filter(|t| t.starts_with("2026-11-01")).collect();
     assert_eq!(ny, ["2026-11-01T05:30:00+00:00"], "once, at the first 01:30 (EDT)");
+}
+
+/// `GET path` with the bearer token `t`, over a raw HTTP/1.1 connection: (status line, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer t\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_native_call_shows_in_health_and_metrics() {
+    let f = fixture(Arc::new(SystemClock));
+    let source = "id: stuck\nsteps:\n  - {id: s, plugin_id: dtest.ops, method_name: stubborn, \
+                  parameters: {tag: stuck, ms: 1500}, timeout: 50ms}\n";
+    f.daemon.register_workflow(source).unwrap();
+    let exec = f.daemon.start("stuck", Map::new(), super::core::Origin::default()).unwrap();
+    let status = wait_done(&f.daemon, exec.id()).await;
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    let app =
+        super::api::router(super::api::ApiState::new(f.daemon.clone(), Schedules::new(f.daemon.clone()), "t"), 1 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (_, health) = http_get(addr, "/v1/health").await;
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["degraded"]["native_calls"].as_str().unwrap().contains("dtest.ops: "), "{health}");
+    let (status_line, metrics) = http_get(addr, "/metrics").await;
+    assert!(status_line.contains("200"), "{status_line}");
+    let abandoned = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"plexus_abandoned_calls_total{plugin="dtest.ops"}"#))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(!abandoned.ends_with(" 0"), "{abandoned}");
+    assert!(metrics.contains(r#"plexus_health_degraded{component="native_calls"} 1"#), "{metrics}");
+    openmetrics_parser::openmetrics::parse_openmetrics(&metrics).unwrap();
+    // When the thread returns, health recovers (unless another test left one running).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::runtime::abandoned_calls()["dtest.ops"].0 > 0 {
+        assert!(Instant::now() < deadline, "the abandoned call never returned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, health) = http_get(addr, "/v1/health").await;
+    assert!(!health.contains("dtest.ops: "), "{health}");
 }
