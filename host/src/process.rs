@@ -38,21 +38,26 @@ pub fn host_exits() {
     ARMED.store(false, Ordering::SeqCst);
 }
 
-/// A native call in flight, for as long as it lives.
-pub(crate) struct InFlight(String);
+/// A native call in flight, for as long as it lives (tracked only once
+/// [`report_plugin_exit`] was called: a library user who did not ask pays nothing).
+pub(crate) struct InFlight(Option<String>);
 
 impl InFlight {
     /// Plugin `id` is being called.
     pub(crate) fn enter(id: &str) -> Self {
+        if !ARMED.load(Ordering::Relaxed) {
+            return Self(None);
+        }
         IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner).push(id.to_owned());
-        Self(id.to_owned())
+        Self(Some(id.to_owned()))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        let Some(id) = &self.0 else { return };
         let mut calls = IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(i) = calls.iter().position(|id| *id == self.0) {
+        if let Some(i) = calls.iter().position(|c| c == id) {
             calls.swap_remove(i);
         }
     }

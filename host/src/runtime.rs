@@ -49,6 +49,8 @@ struct Abandoned {
 /// abandoned thread belongs to the process, whichever host or engine gave up
 /// on it, and outlives hot reloads.
 static ABANDONED: LazyLock<Mutex<BTreeMap<String, Arc<Abandoned>>>> = LazyLock::new(Default::default);
+/// How many plugins are at or past their budget: while 0, [`over_budget`] needs no lock.
+static OVER_BUDGET: AtomicUsize = AtomicUsize::new(0);
 
 fn abandoned_of(plugin: &str) -> Arc<Abandoned> {
     ABANDONED.lock().unwrap_or_else(PoisonError::into_inner).entry(plugin.to_owned()).or_default().clone()
@@ -67,6 +69,9 @@ pub fn abandoned_calls() -> BTreeMap<String, (usize, u64)> {
 /// Why plugin `id` cannot be called now: too many of its abandoned calls are
 /// still running ([`ABANDONED_CALL_BUDGET`]).
 pub fn over_budget(id: &str) -> Option<String> {
+    if OVER_BUDGET.load(Ordering::SeqCst) == 0 {
+        return None;
+    }
     let alive = ABANDONED.lock().unwrap_or_else(PoisonError::into_inner).get(id)?.alive.load(Ordering::SeqCst);
     (alive >= ABANDONED_CALL_BUDGET).then(|| {
         format!(
@@ -107,6 +112,7 @@ impl CallTicket {
         a.total.fetch_add(1, Ordering::SeqCst);
         let alive = a.alive.fetch_add(1, Ordering::SeqCst) + 1;
         if alive == ABANDONED_CALL_BUDGET {
+            OVER_BUDGET.fetch_add(1, Ordering::SeqCst);
             tracing::error!(plugin = %self.plugin, alive, "plugin unavailable: too many abandoned calls still running");
         }
         true
@@ -117,7 +123,10 @@ impl CallTicket {
         if self.state.compare_exchange(RUNNING, FINISHED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
             // Abandoned earlier: give its place in the budget back.
             let a = abandoned_of(&self.plugin);
-            let _ = a.alive.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            let before = a.alive.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if before == Ok(ABANDONED_CALL_BUDGET) {
+                OVER_BUDGET.fetch_sub(1, Ordering::SeqCst);
+            }
             tracing::info!(plugin = %self.plugin, "an abandoned call returned");
         }
     }
@@ -234,6 +243,10 @@ mod tests {
         done.finish();
         assert!(!done.abandon());
         assert_eq!(abandoned_calls()[plugin], (7, 8));
+        for t in &tickets[1..] {
+            t.finish();
+        }
+        assert_eq!(abandoned_calls()[plugin], (0, 8));
     }
 
     #[test]
