@@ -18,8 +18,8 @@ pub struct CallArgs {
     /// Parameters as JSON text, or @FILE to read them from a file.
     #[arg(long, short, value_name = "JSON|@FILE", default_value = "null")]
     params: String,
-    /// Timeout, e.g. 500ms, 5s, 2m. Default: the plugin's limits.timeout_ms.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Timeout, e.g. 500ms, 5s, 2m (at most 30 days). Default: the plugin's limits.timeout_ms.
+    #[arg(long, value_parser = parse_timeout)]
     timeout: Option<Duration>,
     /// Print JSON: {"ok": true, "output": ..., "metrics": ..., "elapsed_ms": ...}
     /// or {"ok": false, "error": {"kind": ..., "message": ...}}.
@@ -91,6 +91,10 @@ pub fn report_not_loaded(host: &Host, id: &str) -> ExitCode {
         }
     }
     ExitCode::from(exit::NOT_LOADED)
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    plexus_host::workflow::duration::parse_text(text, plexus_host::workflow::duration::MAX)
 }
 
 fn read_params(text: &str) -> anyhow::Result<Value> {
