@@ -92,7 +92,9 @@ impl Forward {
         let wf = &prepared.workflow;
         let dag = &prepared.dag;
         let n = wf.steps.len();
-        let limit = if wf.mode.is_serial() { 1 } else { wf.max_parallel.unwrap_or(engine.parallelism()).max(1) };
+        // Never more workers than steps, whatever `max_parallel` says.
+        let limit =
+            if wf.mode.is_serial() { 1 } else { wf.max_parallel.unwrap_or(engine.parallelism()).clamp(1, n.max(1)) };
         // A restored execution: ended steps stay ended and count as done.
         let (ended, attempts): (Vec<bool>, Vec<u32>) =
             exec.lock().steps.iter().map(|s| (s.status.is_terminal(), s.attempts)).unzip();

@@ -300,6 +300,22 @@ steps:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_max_parallel_starts_no_more_workers_than_steps() {
+    let started = Instant::now();
+    let (status, _, _) = run(r#"
+id: wide
+execution_mode: parallel
+max_parallel: 1000000000000
+steps:
+  - { id: a, plugin_id: test.ops, method_name: echo }
+  - { id: b, plugin_id: test.ops, method_name: echo }
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Completed);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_that_ignores_its_timeout_is_abandoned_and_counted() {
     let before = crate::runtime::abandoned_calls().get("test.ops").map_or(0, |c| c.1);
     let started = Instant::now();
