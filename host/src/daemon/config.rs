@@ -199,6 +199,7 @@ impl RawConfig {
                 timeout: Duration::from_millis(d.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
                 memory_bytes: memory_mib << 20,
                 output_bytes: d.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES),
+                ..Limits::default()
             },
         })
     }
