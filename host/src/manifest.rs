@@ -238,6 +238,18 @@ impl Limits {
         }
     }
 
+    /// Each limit lowered to `max`'s where it is above it.
+    pub fn clamped_to(&self, max: &Limits) -> Limits {
+        Limits {
+            timeout: self.timeout.min(max.timeout),
+            memory_bytes: self.memory_bytes.min(max.memory_bytes),
+            output_bytes: self.output_bytes.min(max.output_bytes),
+            state_bytes: self.state_bytes.min(max.state_bytes),
+            log_bytes: self.log_bytes.min(max.log_bytes),
+            handles: self.handles.min(max.handles),
+        }
+    }
+
     /// Check that every limit is positive and at most `max`, naming the first
     /// field that is not (`limits.timeout_ms must be …`).
     pub fn check_within(&self, max: &Limits) -> Result<(), String> {
@@ -296,9 +308,9 @@ pub struct Permissions {
     pub network: Network,
 }
 
-/// The network grant of a WASM plugin.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// The network grant of a WASM plugin. Serialized as written in the manifest:
+/// `false`, `true` or a list of `"host:port"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Network {
     /// No sockets, no name lookups (the default).
     #[default]
@@ -309,8 +321,28 @@ pub enum Network {
     Allow(Vec<Endpoint>),
 }
 
+impl Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Network::None => serializer.serialize_bool(false),
+            Network::Any => serializer.serialize_bool(true),
+            Network::Allow(list) => serializer.collect_seq(list.iter().map(ToString::to_string)),
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        match self.port {
+            Some(port) => write!(f, "{host}:{port}"),
+            None => write!(f, "{host}:*"),
+        }
+    }
+}
+
 /// One `host:port` of a network allowlist.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// A host name or an IP address.
     pub host: String,
@@ -616,6 +648,9 @@ mod tests {
         assert_eq!(list[0], Endpoint { host: "api.example.com".into(), port: Some(443) });
         assert_eq!(list[1], Endpoint { host: "127.0.0.1".into(), port: None });
         assert_eq!(list[2], Endpoint { host: "::1".into(), port: Some(80) });
+        let json = serde_json::to_value(Network::Allow(list)).unwrap();
+        assert_eq!(json, serde_json::json!(["api.example.com:443", "127.0.0.1:*", "[::1]:80"]));
+        assert_eq!(serde_json::to_value(Network::None).unwrap(), serde_json::json!(false));
         for bad in ["\"example.com\"", "\"example.com:http\"", "\":80\"", "\"a:70000\""] {
             let err = parse(&format!("{base}network = [{bad}]\n")).unwrap_err().to_string();
             assert!(err.contains("permissions.network entry"), "{bad}: {err}");

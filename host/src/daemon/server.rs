@@ -26,6 +26,7 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let mut builder = HostBuilder::new()
         .plugin_dirs(config.plugin_dirs.clone())
         .default_limits(config.defaults.clone())
+        .max_limits(config.max_limits.clone())
         .protect(&config.state_db)
         .protect(&config.token_file);
     builder = match &config.cache_dir {

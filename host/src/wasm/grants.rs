@@ -47,7 +47,7 @@ impl Grants {
     ///
     /// # Errors
     /// [`LoadErrorKind::InvalidManifest`] naming `permissions.dirs` and the directory.
-    pub(crate) fn open(manifest: &Manifest, protected: &[PathBuf]) -> Result<Self, LoadErrorKind> {
+    pub(crate) fn open(manifest: &Manifest, protected: &[(PathBuf, &str)]) -> Result<Self, LoadErrorKind> {
         let Permissions { dirs, env, network } = &manifest.permissions;
         let invalid = |m: String| LoadErrorKind::InvalidManifest(format!("permissions.dirs: {m}"));
         let own = [manifest.dir.canonicalize().ok(), manifest.artifact.canonicalize().ok()];
@@ -74,11 +74,11 @@ impl Grants {
                     mine.display()
                 )));
             }
-            if let Some(p) = protected.iter().find(|p| nested(p, &host)) {
+            if let Some((path, what)) = protected.iter().find(|(p, _)| nested(p, &host)) {
                 return Err(invalid(format!(
-                    "{} overlaps {}, which the host keeps from plugins",
+                    "{} overlaps {what} {}, which the host keeps from plugins",
                     dir.host.display(),
-                    p.display()
+                    path.display()
                 )));
             }
             open.push(

@@ -109,8 +109,8 @@ struct EngineInner {
     engine: Engine,
     linker: Linker<CallState>,
     cache: ComponentCache,
-    /// Paths no grant may reach (the cache, and what the embedder adds).
-    protected: Vec<PathBuf>,
+    /// Paths no grant may reach, and what each is (the cache, and what the embedder adds).
+    protected: Vec<(PathBuf, &'static str)>,
 }
 
 impl WasmEngine {
@@ -123,7 +123,7 @@ impl WasmEngine {
 
     /// [`Self::new`], refusing any grant that reaches one of `protected`
     /// (e.g. the daemon's state database and token file) besides the cache.
-    pub fn with_protected(cache: ComponentCache, mut protected: Vec<PathBuf>) -> Result<Self, Error> {
+    pub fn with_protected(cache: ComponentCache, protected: Vec<PathBuf>) -> Result<Self, Error> {
         let engine = match Engine::new(&config(true)) {
             Ok(engine) => engine,
             Err(e) => {
@@ -136,8 +136,9 @@ impl WasmEngine {
         PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine);
-        protected.extend(cache.dir().map(std::path::Path::to_path_buf));
-        let protected = protected.into_iter().map(|p| p.canonicalize().unwrap_or(p)).collect();
+        let mut protected: Vec<(PathBuf, &'static str)> =
+            protected.into_iter().map(|p| (p.canonicalize().unwrap_or(p), "a path the host protects")).collect();
+        protected.extend(cache.dir().map(|dir| (dir.to_path_buf(), "the component cache")));
         Ok(Self { inner: Arc::new(EngineInner { engine, linker, cache, protected }) })
     }
 

@@ -114,11 +114,9 @@ fn info(host: &Host, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
         let network = match &m.permissions.network {
             plexus_host::manifest::Network::None => "denied".to_owned(),
             plexus_host::manifest::Network::Any => "any address (TCP, UDP, name lookups)".to_owned(),
-            plexus_host::manifest::Network::Allow(list) => list
-                .iter()
-                .map(|e| format!("{}:{}", e.host, e.port.map_or("*".to_owned(), |p| p.to_string())))
-                .collect::<Vec<_>>()
-                .join(", "),
+            plexus_host::manifest::Network::Allow(list) => {
+                list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            }
         };
         println!("network:       {network}");
     } else {
