@@ -440,3 +440,74 @@ fn network_grants_allow_what_they_say_and_nothing_else() {
     let (n, _) = udp.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"hello from a plugin");
 }
+
+// ----- the daemon beside a hostile plugin -----
+
+#[test]
+fn the_daemon_keeps_serving_and_finishes_good_work_beside_a_hostile_plugin() {
+    use crate::daemon_support::{RunningDaemon, copy_plugin};
+    let plugins = tempfile::tempdir().unwrap();
+    copy_plugin("echo-native", plugins.path());
+    copy_plugin("echo-wasm", plugins.path());
+    let hostile = plugins.path().join("hostile");
+    std::fs::create_dir_all(&hostile).unwrap();
+    std::fs::write(
+        hostile.join("plugin.toml"),
+        format!(
+            "id = \"plexus.hostile\"\nversion = \"0.1.0\"\nkind = \"wasm\"\nartifact = \"{}\"\n[limits]\ntimeout_ms = 500\nstate_bytes = 1048576\nlog_bytes = 10000\n",
+            crate::support::hostile_artifact().display()
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let d = RunningDaemon::start(data.path(), plugins.path(), &["--workers", "8"]);
+    let hostile_steps = "id: hostile
+steps:
+  - { id: sleep, plugin_id: plexus.hostile, method_name: sleep, parameters: { ms: 60000 } }
+  - { id: flood, plugin_id: plexus.hostile, method_name: state_flood, parameters: { bytes: 100000, times: 100 } }
+  - { id: log, plugin_id: plexus.hostile, method_name: log_flood, parameters: { bytes: 10000, times: 1000 } }
+";
+    let good = "id: good
+steps:
+  - { id: one, plugin_id: plexus.echo.native, method_name: echo, parameters: { n: 1 } }
+  - { id: two, plugin_id: plexus.echo.wasm, method_name: echo, parameters: { n: 2 }, dependencies: [one] }
+";
+    let blocked = "id: blocked
+timeout: 600s
+steps:
+  - { id: sleep, plugin_id: plexus.hostile, method_name: sleep, parameters: { ms: 600000 }, timeout: 600s }
+";
+    for workflow in [hostile_steps, good, blocked] {
+        let (status, out) = d.call("POST", "/v1/workflows", Some(json!({"source": workflow})));
+        assert!(status == 201 || status == 200, "{out}");
+    }
+    let started = Instant::now();
+    let bad: Vec<String> = (0..6).map(|_| d.start_execution("hostile")).collect();
+    let good: Vec<String> = (0..6).map(|_| d.start_execution("good")).collect();
+    let stuck = d.start_execution("blocked");
+    for _ in 0..10 {
+        let (status, health) = d.call("GET", "/v1/health", None);
+        assert_eq!(status, 200, "{health}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in &good {
+        assert_eq!(d.wait_for(id, Duration::from_secs(30))["status"], "completed");
+    }
+    for id in &bad {
+        let end = d.wait_for(id, Duration::from_secs(30));
+        assert_eq!(end["status"], "failed", "{end}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    // A cancel takes effect at once, even while the guest is blocked in WASI.
+    d.eventually("the blocked step to start", Duration::from_secs(10), |d| {
+        d.call("GET", &format!("/v1/executions/{stuck}"), None).1["status"] == "running"
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let cancelled_at = Instant::now();
+    let (status, out) = d.call("POST", &format!("/v1/executions/{stuck}/cancel"), None);
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(d.wait_for(&stuck, Duration::from_secs(10))["status"], "cancelled");
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2), "cancel took {:?}", cancelled_at.elapsed());
+    let (status, health) = d.call("GET", "/v1/health", None);
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")), "{health}");
+}
