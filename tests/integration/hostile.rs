@@ -511,3 +511,24 @@ steps:
     let (status, health) = d.call("GET", "/v1/health", None);
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")), "{health}");
 }
+
+#[test]
+fn a_native_plugin_slow_to_describe_itself_does_not_hold_up_loading() {
+    let fx = Fixture::new();
+    fx.echo("echo-native", "native", "[limits]\ntimeout_ms = 300\n");
+    fx.echo("echo-wasm", "wasm", "");
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["plugins", "list", "--json", "--plugins-dir"])
+        .arg(fx.plugins.path())
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .env("PLEXUS_ECHO_DESCRIBE_SLEEP_MS", "60000")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = list["plugins"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["plexus.echo.wasm"], "{list}");
+    assert!(list["errors"].to_string().contains("describe did not return within 300 ms"), "{list}");
+}
