@@ -3,10 +3,12 @@
 #   OUT/<plugin>-native/{plugin.toml, lib<crate>.so}
 #   OUT/<plugin>-wasm/{plugin.toml, <crate>.wasm, data/}
 # Each manifest is copied from plugins/<plugin>/manifest/{native,wasm}.toml with the
-# artifact's sha256 added. Usage: scripts/build-plugins.sh [OUT]   (default: target/plugins)
+# artifact's sha256 added. Usage: scripts/build-plugins.sh [OUT [SRC]]
+# (default: target/plugins, from plugins/; the tests build tests/plugins/ too).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/target/plugins}
+src=${2:-plugins}
 cd "$root"
 
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -31,8 +33,8 @@ install_plugin() { # name kind artifact
   local name=$1 kind=$2 artifact=$3 dest="$out/$1-$2"
   rm -rf "$dest" && mkdir -p "$dest"
   cp "$artifact" "$dest/"
-  [ -d "plugins/$name/data" ] && [ "$kind" = wasm ] && cp -r "plugins/$name/data" "$dest/data"
-  { cat "plugins/$name/manifest/$kind.toml"; } > "$dest/plugin.toml"
+  [ -d "$src/$name/data" ] && [ "$kind" = wasm ] && cp -r "$src/$name/data" "$dest/data"
+  { cat "$src/$name/manifest/$kind.toml"; } > "$dest/plugin.toml"
   local sum; sum=$(sha256sum "$artifact" | cut -d' ' -f1)
   # sha256 is a top-level key: insert it before the first table header.
   python3 - "$dest/plugin.toml" "$sum" <<'PY'
@@ -46,7 +48,7 @@ PY
   echo "installed $dest"
 }
 
-for dir in plugins/*/; do
+for dir in "$src"/*/; do
   name=$(basename "$dir")
   package=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1)
   if [ -f "$dir/manifest/native.toml" ]; then

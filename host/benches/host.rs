@@ -2,7 +2,8 @@
 //!
 //! * `native_noop_call`: one native no-op call with a small JSON context, on the caller's thread;
 //! * `wasm_noop_call`: one WASM no-op call, including a fresh store and instance;
-//! * `wasm_noop_call_with_dir_grant`: the same with one granted directory (a preopen per call);
+//! * `wasm_noop_call_with_dir_grant`: the same with one granted directory (opened once at load,
+//!   a preopen per call from that handle);
 //! * `host_start_cached`: discovering and loading a folder of plugins (one native, one WASM)
 //!   with the component cache warm — divide by two for the per-plugin figure.
 //!
@@ -24,7 +25,7 @@ fn built_plugins() -> PathBuf {
 }
 
 /// A temporary plugins directory with the echo plugin of both kinds; with
-/// `grant`, the WASM one is granted one directory (opened on every call).
+/// `grant`, the WASM one is granted one directory (a preopen on every call).
 fn plugins_dir(grant: bool) -> tempfile::TempDir {
     let built = built_plugins();
     let dir = tempfile::tempdir().unwrap();

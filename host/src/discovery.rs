@@ -5,7 +5,7 @@
 //! regardless.
 
 use crate::error::{LoadError, LoadErrorKind};
-use crate::manifest::{Limits, MANIFEST_FILE, Manifest, PluginKind};
+use crate::manifest::{LimitPolicy, MANIFEST_FILE, Manifest, PluginKind};
 use crate::native::NativePlugin;
 use crate::runtime::{self, Runtime};
 use crate::wasm::{WasmEngine, WasmPlugin, cache::hex};
@@ -90,12 +90,12 @@ fn plugin_folders(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
 /// created by `engine` on first need, at most once.
 pub fn discover(
     dirs: &[PathBuf],
-    defaults: &Limits,
+    limits: &LimitPolicy,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Discovered {
     let mut found = Discovered::default();
     for folder in folders(dirs, &mut found.errors) {
-        match load_folder(&folder, defaults, &found.plugins, engine) {
+        match load_folder(&folder, limits, &found.plugins, engine) {
             Ok(plugin) => {
                 found.plugins.insert(plugin.id().to_owned(), plugin);
             }
@@ -118,12 +118,12 @@ pub fn folders(dirs: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
 /// Every way a plugin can fail to load, with the folder and, when known, the id.
 pub fn load_folder(
     folder: &Path,
-    defaults: &Limits,
+    limits: &LimitPolicy,
     loaded: &BTreeMap<String, LoadedPlugin>,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<LoadedPlugin, LoadError> {
     let started = std::time::Instant::now();
-    let manifest = match Manifest::load_with(folder, defaults) {
+    let manifest = match Manifest::load_with(folder, limits) {
         Ok(m) => m,
         Err(kind) => {
             let id = id_of_broken_manifest(folder);

@@ -167,6 +167,24 @@ pub enum CallError {
         /// The limit, in bytes.
         limit_bytes: u64,
     },
+    /// The call broke one of its plugin's `[limits]` other than memory and
+    /// time: shared-state bytes, resource handles.
+    #[error("plugin `{plugin}` exceeded a limit: {message}")]
+    ResourceLimit {
+        /// Plugin id.
+        plugin: String,
+        /// Which limit, and by how much.
+        message: String,
+    },
+    /// The host had no capacity for the call (every WASM instance slot in use,
+    /// or the plugin's share of them): not the plugin's fault; retryable.
+    #[error("no capacity to run plugin `{plugin}`: {message}")]
+    Capacity {
+        /// Plugin id.
+        plugin: String,
+        /// What ran out.
+        message: String,
+    },
     /// The call ran past its deadline. A WASM call is interrupted; a native call
     /// has its cancel flag set and its thread is abandoned.
     #[error("plugin `{plugin}` timed out after {} ms", after.as_millis())]
@@ -207,7 +225,7 @@ impl CallError {
     pub fn is_retryable(&self) -> bool {
         match self {
             CallError::Plugin { error, .. } => error.retryable,
-            CallError::Timeout { .. } => true,
+            CallError::Timeout { .. } | CallError::Capacity { .. } => true,
             _ => false,
         }
     }
@@ -222,6 +240,8 @@ impl CallError {
             CallError::Trap { .. } => "trap",
             CallError::MemoryLimit { .. } => "memory-limit",
             CallError::Timeout { .. } => "timeout",
+            CallError::ResourceLimit { .. } => "resource-limit",
+            CallError::Capacity { .. } => "host-capacity",
             CallError::Cancelled { .. } => "cancelled",
             CallError::Unavailable { .. } => "unavailable",
             CallError::Host { .. } => "host",

@@ -3,7 +3,7 @@
 use crate::discovery::{self, LoadedPlugin};
 use crate::error::{CallError, Error, LoadError, LoadErrorKind};
 use crate::in_process::InProcessPlugin;
-use crate::manifest::{Limits, PluginKind};
+use crate::manifest::{LimitPolicy, Limits, PluginKind};
 use crate::services::{CallServices, CancelToken, ProgressSink, SharedState};
 use crate::wasm::WasmEngine;
 use crate::wasm::cache::ComponentCache;
@@ -20,8 +20,9 @@ pub struct HostBuilder {
     plugin_dirs: Vec<PathBuf>,
     cache_dir: Option<PathBuf>,
     no_cache: bool,
-    defaults: Limits,
+    limits: LimitPolicy,
     in_process: Vec<LoadedPlugin>,
+    protected: Vec<PathBuf>,
 }
 
 impl HostBuilder {
@@ -52,7 +53,20 @@ impl HostBuilder {
     /// Limits for plugins whose manifest does not set them (default: 30 s,
     /// 64 MiB, 64 KiB of captured output).
     pub fn default_limits(mut self, limits: Limits) -> Self {
-        self.defaults = limits;
+        self.limits.defaults = limits;
+        self
+    }
+    /// Keep `path` (a file or directory, e.g. the daemon's state database and
+    /// token) from every plugin: a WASM plugin whose grants reach it does not
+    /// load. The component cache is always kept from plugins.
+    pub fn protect(mut self, path: impl Into<PathBuf>) -> Self {
+        self.protected.push(path.into());
+        self
+    }
+    /// The largest limits a manifest may ask for (default [`Limits::default_max`]);
+    /// a plugin whose manifest asks for more does not load, and the error names the field.
+    pub fn max_limits(mut self, limits: Limits) -> Self {
+        self.limits.max = limits;
         self
     }
 
@@ -74,10 +88,11 @@ impl HostBuilder {
         let cache = ComponentCache::new(cache_dir)?;
         let loader = Arc::new(Loader {
             dirs: self.plugin_dirs,
-            defaults: self.defaults,
+            limits: self.limits,
             cache,
             engine: OnceLock::new(),
             in_process: self.in_process,
+            protected: self.protected,
         });
         Ok(loader.scan(None).0)
     }
@@ -86,10 +101,11 @@ impl HostBuilder {
 /// What a host needs to load plugins again (hot reload).
 struct Loader {
     dirs: Vec<PathBuf>,
-    defaults: Limits,
+    limits: LimitPolicy,
     cache: ComponentCache,
     engine: OnceLock<Result<WasmEngine, String>>,
     in_process: Vec<LoadedPlugin>,
+    protected: Vec<PathBuf>,
 }
 
 /// A plugin folder as last scanned.
@@ -140,7 +156,11 @@ pub enum Change {
 
 impl Loader {
     fn engine(&self) -> Result<WasmEngine, String> {
-        self.engine.get_or_init(|| WasmEngine::new(self.cache.clone()).map_err(|e| e.to_string())).clone()
+        self.engine
+            .get_or_init(|| {
+                WasmEngine::with_protected(self.cache.clone(), self.protected.clone()).map_err(|e| e.to_string())
+            })
+            .clone()
     }
 
     /// Scan the directories. With a `previous` host, unchanged folders keep
@@ -189,7 +209,7 @@ impl Loader {
                 folders.insert(folder, Folder { fingerprint, outcome: Ok(id) });
                 continue;
             }
-            let outcome = match discovery::load_folder(&folder, &self.defaults, &plugins, &mut engine) {
+            let outcome = match discovery::load_folder(&folder, &self.limits, &plugins, &mut engine) {
                 Ok(plugin) => {
                     let id = plugin.id().to_owned();
                     let replaced = previous.is_some_and(|p| p.plugins.contains_key(&id));
@@ -378,12 +398,30 @@ impl Host {
             return Err(CallError::Unavailable { plugin: id.to_owned(), reason });
         }
         let started = std::time::Instant::now();
-        let result = plugin.runtime.call(exec, services, timeout);
+        let services = services.for_call(&plugin.manifest.limits);
+        let mut result = plugin.runtime.call(exec, &services, timeout);
+        if let Some(violation) = services.violation()
+            && result.is_ok()
+        {
+            result = Err(CallError::ResourceLimit { plugin: id.to_owned(), message: violation.to_string() });
+        }
+        let dropped = services.log_bytes_dropped();
+        if dropped > 0 {
+            tracing::warn!(target: "plexus::plugin", plugin = id, execution = %exec.execution_id, dropped,
+                "log bytes past limits.log_bytes were dropped");
+            if let Ok(out) = &mut result {
+                out.metrics.push((LOG_BYTES_DROPPED.to_owned(), dropped as f64));
+            }
+        }
         tracing::debug!(plugin = id, operation = %exec.operation, execution = %exec.execution_id,
             elapsed_us = started.elapsed().as_micros() as u64, ok = result.is_ok(), "call finished");
         result
     }
 }
+
+/// The metric a call's output carries when the plugin logged more than its
+/// `limits.log_bytes`: how many bytes were dropped.
+pub const LOG_BYTES_DROPPED: &str = "plexus.log_bytes_dropped";
 
 /// A new, time-ordered execution id (UUID v7).
 pub fn new_execution_id() -> String {

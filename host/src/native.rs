@@ -41,11 +41,30 @@ impl NativePlugin {
         let header = lib_header_from_path(path).map_err(|e| summarise(&e, None))?;
         let plugin_abi = header.version_strings().version.to_string();
         let module = header.init_root_module::<PluginModRef>().map_err(|e| summarise(&e, Some(&plugin_abi)))?;
-        let json = (module.metadata())();
-        let metadata = parse_metadata(json.as_str())?;
+        let json = describe_within(module, manifest.limits.timeout.min(crate::wasm::DESCRIBE_TIMEOUT))?;
+        let metadata = parse_metadata(&json)?;
         runtime::check_metadata(&metadata, manifest)?;
         Ok(Self { module, metadata })
     }
+}
+
+/// Ask `module` for its metadata on a thread of its own and wait at most
+/// `timeout`: a plugin that does not answer does not load, and holds
+/// discovery up no longer than that (its thread is abandoned).
+fn describe_within(module: PluginModRef, timeout: Duration) -> Result<String, LoadErrorKind> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("plexus-describe".into())
+        .spawn(move || {
+            let _ = tx.send((module.metadata())().into_string());
+        })
+        .map_err(|e| LoadErrorKind::Metadata(format!("cannot start a thread to describe the plugin: {e}")))?;
+    rx.recv_timeout(timeout).map_err(|_| {
+        LoadErrorKind::Metadata(format!(
+            "describe did not return within {} ms (its thread is abandoned)",
+            timeout.as_millis()
+        ))
+    })
 }
 
 fn parse_metadata(json: &str) -> Result<Metadata, LoadErrorKind> {

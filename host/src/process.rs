@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// The exit status of a process that a native plugin ended during a call.
-pub const PLUGIN_EXIT_CODE: i32 = 7;
+pub const PLUGIN_EXIT_CODE: i32 = 12;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
 static INSTALLED: std::sync::Once = std::sync::Once::new();

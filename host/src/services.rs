@@ -16,12 +16,44 @@ struct StateInner {
     map: Map<String, Value>,
     /// Bumped by every `set`, so a journal writes the state only when it changed.
     version: u64,
+    /// Bytes of each key plus its value's JSON text, and their sum.
+    sizes: std::collections::HashMap<String, u64>,
+    bytes: u64,
+}
+
+/// A shared-state write refused because the state would exceed its limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shared state would grow to {wanted} bytes, past its limit of {limit} bytes (limits.state_bytes)")]
+pub struct StateLimitExceeded {
+    /// The size the write would have made, in bytes.
+    pub wanted: u64,
+    /// The limit, in bytes.
+    pub limit: u64,
+}
+
+fn entry_size(key: &str, value: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(key.len() as u64);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 impl SharedState {
     /// A state holding `map` (an execution resumed from the store).
     pub fn from_map(map: Map<String, Value>) -> Self {
-        Self(Arc::new(Mutex::new(StateInner { map, version: 0 })))
+        let sizes: std::collections::HashMap<String, u64> =
+            map.iter().map(|(k, v)| (k.clone(), entry_size(k, v))).collect();
+        let bytes = sizes.values().sum();
+        Self(Arc::new(Mutex::new(StateInner { map, version: 0, sizes, bytes })))
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, StateInner> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
@@ -30,11 +62,29 @@ impl SharedState {
     pub fn get(&self, key: &str) -> Option<Value> {
         self.lock().map.get(key).cloned()
     }
-    /// Set `key` to `value`.
+    /// Set `key` to `value` (the host's own writes: no limit).
     pub fn set(&self, key: &str, value: Value) {
+        let _ = self.set_within(key, value, u64::MAX);
+    }
+    /// Set `key` to `value` unless the state (keys plus the JSON text of the
+    /// values) would then exceed `limit` bytes; a refused write changes nothing.
+    pub fn set_within(&self, key: &str, value: Value, limit: u64) -> Result<(), StateLimitExceeded> {
+        let size = entry_size(key, &value);
         let mut inner = self.lock();
+        let old = inner.sizes.get(key).copied().unwrap_or(0);
+        let wanted = inner.bytes - old + size;
+        if wanted > limit && size > old {
+            return Err(StateLimitExceeded { wanted, limit });
+        }
         inner.map.insert(key.to_owned(), value);
+        inner.sizes.insert(key.to_owned(), size);
+        inner.bytes = wanted;
         inner.version += 1;
+        Ok(())
+    }
+    /// The state's size: keys plus the JSON text of the values, in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
     }
     /// A copy of the whole state.
     pub fn snapshot(&self) -> Map<String, Value> {
@@ -65,6 +115,28 @@ impl CancelToken {
 /// Receives a plugin's progress reports: `(fraction in 0.0..=1.0, message)`.
 pub type ProgressSink = Arc<dyn Fn(f64, &str) + Send + Sync>;
 
+/// The per-call budget of the host services (see [`crate::manifest::Limits`]).
+#[derive(Debug)]
+struct Budget {
+    state_bytes: u64,
+    log_bytes_left: std::sync::atomic::AtomicU64,
+    log_bytes_dropped: std::sync::atomic::AtomicU64,
+    /// The first limit a call broke where it could not be refused on the spot
+    /// (a native plugin's `state_set` returns nothing): the call fails with it.
+    violation: Mutex<Option<StateLimitExceeded>>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            state_bytes: crate::manifest::DEFAULT_STATE_BYTES,
+            log_bytes_left: crate::manifest::DEFAULT_LOG_BYTES.into(),
+            log_bytes_dropped: 0.into(),
+            violation: Mutex::new(None),
+        }
+    }
+}
+
 /// The host services of one call, tagged with the plugin and execution ids.
 #[derive(Clone)]
 pub struct CallServices {
@@ -74,6 +146,7 @@ pub struct CallServices {
     cancel: CancelToken,
     interrupted: CancelToken,
     progress: Option<ProgressSink>,
+    budget: Arc<Budget>,
 }
 
 impl CallServices {
@@ -86,7 +159,44 @@ impl CallServices {
             cancel,
             interrupted: CancelToken::default(),
             progress: None,
+            budget: Arc::default(),
         }
+    }
+    /// These services with a fresh budget for one call of a plugin with `limits`
+    /// (shared-state size, log bytes). [`crate::Host::call_with`] does this for every call.
+    pub fn for_call(&self, limits: &crate::manifest::Limits) -> Self {
+        let mut services = self.clone();
+        services.budget = Arc::new(Budget {
+            state_bytes: limits.state_bytes,
+            log_bytes_left: limits.log_bytes.into(),
+            ..Budget::default()
+        });
+        services
+    }
+    /// Set `key` in the shared state within this call's `limits.state_bytes`.
+    ///
+    /// # Errors
+    /// [`StateLimitExceeded`]; the state is unchanged.
+    pub fn try_state_set(&self, key: &str, value: Value) -> Result<(), StateLimitExceeded> {
+        self.state.set_within(key, value, self.budget.state_bytes)
+    }
+    /// The limit this call broke without being stopped on the spot, if any.
+    pub fn violation(&self) -> Option<StateLimitExceeded> {
+        self.budget.violation.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+    /// Log bytes this call sent past `limits.log_bytes`, which were dropped.
+    pub fn log_bytes_dropped(&self) -> u64 {
+        self.budget.log_bytes_dropped.load(Ordering::Relaxed)
+    }
+    /// Take `n` bytes from the log budget; `false` (and counted as dropped) when it is spent.
+    fn take_log_budget(&self, n: u64) -> bool {
+        let taken =
+            self.budget.log_bytes_left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(n));
+        if taken.is_err() {
+            self.budget.log_bytes_left.store(0, Ordering::Relaxed);
+            self.budget.log_bytes_dropped.fetch_add(n, Ordering::Relaxed);
+        }
+        taken.is_ok()
     }
     /// Ask this call alone to stop (its timeout expired); the execution goes on.
     pub fn interrupt(&self) {
@@ -117,6 +227,9 @@ impl CallServices {
 
 impl HostServices for CallServices {
     fn log(&self, level: LogLevel, message: &str) {
+        if !self.take_log_budget(message.len() as u64) {
+            return;
+        }
         let (plugin, execution) = (&*self.plugin_id, &*self.execution_id);
         match level {
             LogLevel::Trace => tracing::trace!(target: "plexus::plugin", plugin, execution, "{message}"),
@@ -130,7 +243,10 @@ impl HostServices for CallServices {
         self.state.get(key)
     }
     fn state_set(&self, key: &str, value: Value) {
-        self.state.set(key, value);
+        if let Err(e) = self.try_state_set(key, value) {
+            let mut violation = self.budget.violation.lock().unwrap_or_else(PoisonError::into_inner);
+            violation.get_or_insert(e);
+        }
     }
     fn report_progress(&self, fraction: f64, message: &str) {
         let fraction = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
@@ -141,5 +257,40 @@ impl HostServices for CallServices {
     }
     fn is_cancelled(&self) -> bool {
         self.should_stop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Limits;
+
+    #[test]
+    fn shared_state_has_a_byte_limit_and_a_refused_write_changes_nothing() {
+        let state = SharedState::default();
+        let limits = Limits { state_bytes: 100, ..Limits::default() };
+        let services = CallServices::new("p", "e", state.clone(), CancelToken::default()).for_call(&limits);
+        services.try_state_set("a", Value::String("x".repeat(50))).unwrap();
+        let err = services.try_state_set("b", Value::String("y".repeat(50))).unwrap_err();
+        assert_eq!(err.limit, 100);
+        assert!(state.get("b").is_none() && state.bytes() == 1 + 52);
+        // Replacing a value with a smaller one always works; the size is tracked.
+        services.try_state_set("a", Value::Null).unwrap();
+        assert_eq!(state.bytes(), 1 + 4);
+        // Through the trait (native plugins) the write is dropped and the call marked.
+        services.state_set("c", Value::String("z".repeat(200)));
+        assert!(state.get("c").is_none());
+        assert_eq!(services.violation().map(|v| v.limit), Some(100));
+    }
+
+    #[test]
+    fn log_bytes_past_the_budget_are_dropped_and_counted() {
+        let limits = Limits { log_bytes: 10, ..Limits::default() };
+        let services = CallServices::new("p", "e", SharedState::default(), CancelToken::default()).for_call(&limits);
+        services.log(LogLevel::Info, "12345");
+        services.log(LogLevel::Info, "12345");
+        services.log(LogLevel::Info, "123");
+        services.log(LogLevel::Info, "1");
+        assert_eq!(services.log_bytes_dropped(), 4);
     }
 }

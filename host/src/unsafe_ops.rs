@@ -1,21 +1,21 @@
 //! Every `unsafe` block of the host lives here, each with a `SAFETY` comment.
 #![allow(unsafe_code)]
 
-use std::path::Path;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Result};
 
-/// Load a precompiled component from the host's own cache.
+/// Load a precompiled component from the host's own cache, whose tag verified.
 ///
-/// Only call this with files the host wrote itself (see `wasm::cache`): a
+/// Only call this with bytes whose HMAC tag (see `wasm::cache`) was checked: a
 /// precompiled artifact is native code and is trusted as such.
-pub(crate) fn deserialize_cached_component(engine: &Engine, path: &Path) -> Result<Component> {
-    // SAFETY: `path` is inside the component cache, a directory the host
-    // created with owner-only permissions, that no plugin is granted, and that
-    // holds only files the host wrote with `Engine::precompile_component` for a
-    // compatible engine (the file name carries the engine's compatibility
-    // hash; wasmtime checks the header again and refuses a mismatch).
-    unsafe { Component::deserialize_file(engine, path) }
+pub(crate) fn deserialize_verified_component(engine: &Engine, bytes: &[u8]) -> Result<Component> {
+    // SAFETY: `bytes` come from the component cache, a directory the host
+    // created owner-only and that no plugin is granted, and their HMAC-SHA256
+    // tag under the cache's secret key verified: the host itself wrote them
+    // with `Engine::precompile_component`, for an engine with the same
+    // compatibility hash (part of the entry's name, which the tag covers);
+    // wasmtime checks the header again and refuses a mismatch.
+    unsafe { Component::deserialize(engine, bytes) }
 }
 
 /// Load a component the host has just precompiled in memory.

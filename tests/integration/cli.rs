@@ -167,7 +167,7 @@ fn a_native_plugin_that_exits_during_a_call_is_reported() {
     fx.echo("echo-native", "native", "");
     let out = plexus(&fx, &["call", "plexus.echo.native", "exit", "--params", r#"{"code": 0}"#]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert_eq!(out.status.code(), Some(12), "{stderr}");
     assert!(stderr.contains("plugin `plexus.echo.native` ended the process"), "{stderr}");
 }
 

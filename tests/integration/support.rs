@@ -28,6 +28,23 @@ pub fn built_plugins() -> &'static Path {
     })
 }
 
+/// The hostile test plugin (`tests/plugins/hostile`) built as a WASM component
+/// once per test run into `target/test-plugins-hostile`.
+pub fn hostile_artifact() -> &'static Path {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let out = repo_root().join("target").join("test-plugins-hostile");
+        let status = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/build-plugins.sh"))
+            .arg(&out)
+            .arg("tests/plugins")
+            .status()
+            .expect("run scripts/build-plugins.sh");
+        assert!(status.success(), "scripts/build-plugins.sh failed for tests/plugins");
+        out.join("hostile-wasm").join("plexus_hostile.wasm")
+    })
+}
+
 /// The built artifact of the echo plugin of `kind` ("native" or "wasm").
 pub fn echo_artifact(kind: &str) -> PathBuf {
     let file = if kind == "native" { "libplexus_echo.so" } else { "plexus_echo.wasm" };
@@ -56,6 +73,15 @@ impl Fixture {
     /// A folder for the built echo plugin of `kind`, with `extra` appended to its manifest.
     pub fn echo(&self, name: &str, kind: &str, extra: &str) -> PathBuf {
         self.folder(name, &echo_manifest(kind, extra))
+    }
+
+    /// A folder for the hostile plugin, with `extra` appended to its manifest.
+    pub fn hostile(&self, name: &str, extra: &str) -> PathBuf {
+        let manifest = format!(
+            "id = \"plexus.hostile\"\nversion = \"0.1.0\"\nkind = \"wasm\"\nartifact = \"{}\"\n{extra}\n",
+            hostile_artifact().display()
+        );
+        self.folder(name, &manifest)
     }
 
     /// Load the plugins directory.

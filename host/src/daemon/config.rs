@@ -16,12 +16,20 @@
 //! watch = true                                      # hot plugin reload
 //!
 //! [defaults]                                        # for plugins whose manifest says nothing
-//! timeout_ms = 30000                                # per call (a step's `timeout` overrides; ≤ 30 days)
+//! timeout_ms = 30000                                # per call (a step's `timeout` overrides)
 //! memory_mib = 64                                   # WASM linear memory
 //! output_bytes = 65536                              # WASM captured stdout + stderr
+//! state_bytes = 16777216                            # shared state after a plugin's write
+//! log_bytes = 1048576                               # host log service per call
+//! handles = 256                                     # WASM resource handles per call
+//!
+//! [max_limits]                                      # the most a manifest may ask for (same keys);
+//! timeout_ms = 86400000                             # above it a plugin does not load. Defaults:
+//! memory_mib = 4096                                 # 1 day, 4 GiB, 16 MiB of output, 256 MiB of
+//!                                                   # state, 64 MiB of log, 4,096 handles
 //! ```
 
-use crate::manifest::{DEFAULT_MEMORY_MIB, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT_MS, Limits};
+use crate::manifest::{CEILING_TIMEOUT_MS, Limits};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,9 +61,13 @@ pub struct RawConfig {
     /// `[defaults]`
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// `[max_limits]`
+    #[serde(default)]
+    pub max_limits: RawDefaults,
 }
 
-/// `[defaults]`: limits for plugins whose manifest does not set them.
+/// `[defaults]` (limits for plugins whose manifest does not set them) or
+/// `[max_limits]` (the most a manifest may ask for).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
@@ -65,6 +77,39 @@ pub struct RawDefaults {
     pub memory_mib: Option<u64>,
     /// `output_bytes = 65536`
     pub output_bytes: Option<usize>,
+    /// `state_bytes = 16777216`
+    pub state_bytes: Option<u64>,
+    /// `log_bytes = 1048576`
+    pub log_bytes: Option<u64>,
+    /// `handles = 256`
+    pub handles: Option<u32>,
+}
+
+impl RawDefaults {
+    /// `base` with the values set here.
+    fn over(&self, base: Limits) -> Limits {
+        Limits {
+            timeout: self.timeout_ms.map_or(base.timeout, Duration::from_millis),
+            memory_bytes: self.memory_mib.map_or(base.memory_bytes, |m| m.saturating_mul(1 << 20)),
+            output_bytes: self.output_bytes.unwrap_or(base.output_bytes),
+            state_bytes: self.state_bytes.unwrap_or(base.state_bytes),
+            log_bytes: self.log_bytes.unwrap_or(base.log_bytes),
+            handles: self.handles.unwrap_or(base.handles),
+        }
+    }
+}
+
+/// The largest `[max_limits]` a daemon accepts: 30 days of timeout, 4 GiB of
+/// memory, 1 GiB of output, 4 GiB of state, 1 GiB of log, 65,536 handles.
+fn ceiling() -> Limits {
+    Limits {
+        timeout: Duration::from_millis(CEILING_TIMEOUT_MS),
+        memory_bytes: crate::manifest::MAX_MEMORY_MIB << 20,
+        output_bytes: 1 << 30,
+        state_bytes: 4 << 30,
+        log_bytes: 1 << 30,
+        handles: 65_536,
+    }
 }
 
 /// Where the daemon listens.
@@ -128,6 +173,9 @@ pub struct DaemonConfig {
     /// Limits for plugins whose manifest does not set them.
     #[serde(skip)]
     pub defaults: Limits,
+    /// The most a manifest may ask for.
+    #[serde(skip)]
+    pub max_limits: Limits,
 }
 
 /// The data directory: `$PLEXUS_DATA_DIR`, else `$XDG_DATA_HOME/plexus`, else
@@ -177,18 +225,11 @@ impl RawConfig {
         if !matches!(log_format.as_str(), "text" | "json") {
             return Err(format!("log_format must be `text` or `json`, not `{log_format}`"));
         }
-        let d = self.defaults;
-        if d.timeout_ms == Some(0) {
-            return Err("defaults.timeout_ms must be positive".into());
-        }
-        let max_ms = crate::workflow::duration::MAX.as_millis();
-        if d.timeout_ms.is_some_and(|ms| u128::from(ms) > max_ms) {
-            return Err(format!("defaults.timeout_ms must be at most {max_ms} (30 days)"));
-        }
-        let memory_mib = d.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
-        if memory_mib == 0 || memory_mib > crate::manifest::MAX_MEMORY_MIB {
-            return Err(format!("defaults.memory_mib must be 1..={}", crate::manifest::MAX_MEMORY_MIB));
-        }
+        let max_limits = self.max_limits.over(Limits::default_max());
+        max_limits.check_within(&ceiling()).map_err(|e| e.replacen("limits.", "max_limits.", 1))?;
+        // Defaults left unset follow a lower maximum; defaults set above it are errors.
+        let defaults = self.defaults.over(Limits::default().clamped_to(&max_limits));
+        defaults.check_within(&max_limits).map_err(|e| e.replacen("limits.", "defaults.", 1))?;
         Ok(DaemonConfig {
             plugin_dirs: self.plugin_dirs.unwrap_or_else(|| vec![data.join("plugins")]),
             state_db: self.state_db.unwrap_or_else(|| data.join("state.db")),
@@ -200,11 +241,8 @@ impl RawConfig {
             log_format,
             max_body_bytes: self.max_body_bytes.unwrap_or(1 << 20),
             watch: self.watch.unwrap_or(true),
-            defaults: Limits {
-                timeout: Duration::from_millis(d.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
-                memory_bytes: memory_mib << 20,
-                output_bytes: d.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES),
-            },
+            defaults,
+            max_limits,
         })
     }
 }
@@ -274,6 +312,23 @@ mod tests {
         assert!(err.contains("grace_period") && err.contains("too long"), "{err}");
         let err = toml::from_str::<RawConfig>("[defaults]\ntimeout_ms = 18446744073709551615").unwrap().resolve();
         assert!(err.unwrap_err().contains("defaults.timeout_ms"));
+    }
+
+    #[test]
+    fn limits_have_host_maximums_with_ceilings() {
+        let resolve = |text: &str| toml::from_str::<RawConfig>(text).unwrap().resolve();
+        let c = resolve("[max_limits]\ntimeout_ms = 60000\nhandles = 64\n[defaults]\ntimeout_ms = 1000\n").unwrap();
+        assert_eq!((c.max_limits.timeout, c.max_limits.handles), (Duration::from_secs(60), 64));
+        assert_eq!(c.max_limits.memory_bytes, 4096 << 20, "unset keys keep the default maximum");
+        assert_eq!(c.defaults.handles, 64, "an unset default follows a lower maximum");
+        let err = resolve("[max_limits]\nhandles = 64\n[defaults]\nhandles = 65\n").unwrap_err();
+        assert!(err.starts_with("defaults.handles must be 1..=64"), "{err}");
+        let err = resolve("[defaults]\ntimeout_ms = 0\n").unwrap_err();
+        assert!(err.starts_with("defaults.timeout_ms"), "{err}");
+        let err = resolve("[max_limits]\ntimeout_ms = 18446744073709551615\n").unwrap_err();
+        assert!(err.starts_with("max_limits.timeout_ms"), "{err}");
+        let err = resolve("[defaults]\nmemory_mib = 18446744073709551615\n").unwrap_err();
+        assert!(err.starts_with("defaults.memory_mib"), "{err}");
     }
 
     #[test]

@@ -23,8 +23,12 @@ use std::sync::Arc;
 pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let store = Store::open(&config.state_db)?;
     let token = ensure_token(&config.token_file).map_err(anyhow::Error::msg)?;
-    let mut builder =
-        HostBuilder::new().plugin_dirs(config.plugin_dirs.clone()).default_limits(config.defaults.clone());
+    let mut builder = HostBuilder::new()
+        .plugin_dirs(config.plugin_dirs.clone())
+        .default_limits(config.defaults.clone())
+        .max_limits(config.max_limits.clone())
+        .protect(&config.state_db)
+        .protect(&config.token_file);
     builder = match &config.cache_dir {
         Some(dir) => builder.cache_dir(dir),
         None => builder.no_cache(),

@@ -4,42 +4,64 @@
 //! * A fresh [`Store`] per call, instantiated from a pre-instantiated component
 //!   ([`wasmtime::component::InstancePre`]) with the pooling allocator: a call
 //!   never sees state from an earlier one.
-//! * Time: epoch interruption. A ticker thread advances the engine's epoch
-//!   every [`EPOCH_TICK`]; each tick the store checks the call's deadline and
-//!   cancellation and interrupts the guest when either is due.
-//! * Memory: a [`ResourceLimiter`] caps linear memory at the manifest's
-//!   `limits.memory_mib` (default 64 MiB); growing past it traps.
+//! * Time: every call (and `describe`) runs asynchronously (`call_async`,
+//!   WASI linked async) under a tokio timer and a cancellation watch, so it
+//!   ends within a few milliseconds of its deadline or its cancel whatever the
+//!   guest does: computing, blocked in a WASI call (`sleep`, `poll`, a read),
+//!   or calling the host. While WASM code runs, epoch interruption (a ticker
+//!   advances the epoch every [`EPOCH_TICK`]) makes it yield so the timer can
+//!   fire, and interrupts it outright once the deadline or the cancel is seen.
+//! * Memory: a [`ResourceLimiter`] caps the sum of all linear memories of an
+//!   instance at the manifest's `limits.memory_mib` (default 64 MiB); growing
+//!   past it traps. A component may hold at most [`MAX_MEMORIES`] memories,
+//!   [`MAX_TABLES`] tables and [`MAX_CORE_INSTANCES`] core instances.
+//! * Capacity: the engine's instance pool is shared by every plugin; one plugin
+//!   runs at most [`MAX_INSTANCES_PER_PLUGIN`] instances at once, so it cannot
+//!   take every slot. A call that finds no slot fails with
+//!   [`CallError::Capacity`], never as the plugin's trap.
 //! * Files, environment and network: nothing unless `[permissions]` grants
-//!   it (WASI preopens with read-only or read-write rights, named environment
-//!   variables, sockets).
+//!   it ([`grants`]: directories opened once at load, named environment
+//!   variables, sockets to any address or to an allowlist).
+//! * Host services: shared-state bytes and log bytes per call are bounded
+//!   (`limits.state_bytes`, `limits.log_bytes`), and so are the WASI resource
+//!   handles (open files, streams, sockets) a call holds (`limits.handles`).
 //! * stdout/stderr are captured up to `limits.output_bytes` and sent to the log.
 //! * Compiled components are cached on disk ([`cache::ComponentCache`]).
 
 pub mod cache;
+mod grants;
 mod output;
 
 use crate::error::{CallError, Error, LoadErrorKind};
-use crate::manifest::{DirAccess, Limits, Manifest, Permissions, PluginKind};
+use crate::manifest::{Limits, Manifest, PluginKind};
 use crate::runtime::{self, Runtime};
 use crate::services::CallServices;
 use cache::{CacheOutcome, ComponentCache};
+use grants::Grants;
 use output::BoundedOutput;
 use plexus_sdk::{
     CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo, PluginError,
 };
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, ResourceLimiter,
+    Store, UpdateDeadline,
 };
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 #[allow(missing_docs)]
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "plexus-plugin",
+        // Exports run with `call_async` so a deadline can drop them; WASI is
+        // linked async so a blocking WASI call is a future that can be dropped
+        // too. The host services stay synchronous: they never block.
+        exports: { default: async },
+        imports: { "plexus:plugin/host.state-set": trappable },
     });
 }
 
@@ -55,6 +77,28 @@ const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 /// How many component instances may live at once (pooling allocator slots).
 const POOL_INSTANCES: u32 = 256;
 
+/// The most instances one plugin runs at once: a quarter of the pool, so one
+/// plugin cannot take every slot. Further calls wait for one, within their deadline.
+pub const MAX_INSTANCES_PER_PLUGIN: u32 = POOL_INSTANCES / 4;
+
+/// The most linear memories a component may hold (Rust, Python and JavaScript
+/// components built by the usual tools have one).
+pub const MAX_MEMORIES: u32 = 2;
+
+/// The most tables a component may hold.
+pub const MAX_TABLES: u32 = 16;
+
+/// The most core instances a component may hold (interpreters built as
+/// several linked libraries have a few dozen).
+pub const MAX_CORE_INSTANCES: u32 = 64;
+
+/// The most table elements an instance may hold, all tables together.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// How long `describe` may take at load: a plugin that describes itself more
+/// slowly does not load (and holds up discovery no longer than this).
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The shared wasmtime engine, linker and component cache. Cheap to clone.
 #[derive(Clone)]
 pub struct WasmEngine {
@@ -65,6 +109,8 @@ struct EngineInner {
     engine: Engine,
     linker: Linker<CallState>,
     cache: ComponentCache,
+    /// Paths no grant may reach, and what each is (the cache, and what the embedder adds).
+    protected: Vec<(PathBuf, &'static str)>,
 }
 
 impl WasmEngine {
@@ -72,6 +118,12 @@ impl WasmEngine {
     /// (falling back to on-demand allocation where the pool cannot reserve its
     /// address space), caching compiled components in `cache`.
     pub fn new(cache: ComponentCache) -> Result<Self, Error> {
+        Self::with_protected(cache, Vec::new())
+    }
+
+    /// [`Self::new`], refusing any grant that reaches one of `protected`
+    /// (e.g. the daemon's state database and token file) besides the cache.
+    pub fn with_protected(cache: ComponentCache, protected: Vec<PathBuf>) -> Result<Self, Error> {
         let engine = match Engine::new(&config(true)) {
             Ok(engine) => engine,
             Err(e) => {
@@ -80,11 +132,14 @@ impl WasmEngine {
             }
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
         PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine);
-        Ok(Self { inner: Arc::new(EngineInner { engine, linker, cache }) })
+        let mut protected: Vec<(PathBuf, &'static str)> =
+            protected.into_iter().map(|p| (p.canonicalize().unwrap_or(p), "a path the host protects")).collect();
+        protected.extend(cache.dir().map(|dir| (dir.to_path_buf(), "the component cache")));
+        Ok(Self { inner: Arc::new(EngineInner { engine, linker, cache, protected }) })
     }
 
     /// The compiled-component cache.
@@ -124,9 +179,14 @@ fn config(pooling: bool) -> Config {
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES);
-        pool.total_core_instances(POOL_INSTANCES * 4);
-        pool.total_memories(POOL_INSTANCES * 2);
-        pool.total_tables(POOL_INSTANCES * 4);
+        // Every per-component maximum times the instance count: instance slots
+        // run out first, and those are shared out per plugin.
+        pool.max_memories_per_component(MAX_MEMORIES);
+        pool.max_tables_per_component(MAX_TABLES);
+        pool.max_core_instances_per_component(MAX_CORE_INSTANCES);
+        pool.total_core_instances(POOL_INSTANCES * MAX_CORE_INSTANCES);
+        pool.total_memories(POOL_INSTANCES * MAX_MEMORIES);
+        pool.total_tables(POOL_INSTANCES * MAX_TABLES);
         pool.total_stacks(POOL_INSTANCES);
         pool.max_memory_size((crate::manifest::MAX_MEMORY_MIB << 20) as usize);
         // Reset the low pages of a reused slot with memset instead of madvise:
@@ -169,6 +229,8 @@ struct CallState {
     services: CallServices,
     deadline: Option<Instant>,
     stopped: Option<Stop>,
+    /// A host-service limit the guest broke (the call fails with it).
+    broke: Option<String>,
 }
 
 impl WasiView for CallState {
@@ -193,9 +255,13 @@ impl wit_host::Host for CallState {
     fn state_get(&mut self, key: String) -> Option<String> {
         self.services.state_get(&key).map(|v| v.to_string())
     }
-    fn state_set(&mut self, key: String, value: String) {
+    fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
         let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
-        self.services.state_set(&key, value);
+        self.services.try_state_set(&key, value).map_err(|e| {
+            let message = e.to_string();
+            self.broke = Some(message.clone());
+            wasmtime::Error::msg(message)
+        })
     }
     fn report_progress(&mut self, fraction: f64, message: String) {
         self.services.report_progress(fraction, &message);
@@ -205,23 +271,72 @@ impl wit_host::Host for CallState {
     }
 }
 
-/// Caps linear memory and records whether the cap was hit.
+/// Caps the linear memories of one instance, all together, and records
+/// whether the cap was hit; bounds tables, memories and instances too.
 struct MemoryLimiter {
     limit_bytes: u64,
+    used_bytes: u64,
+    table_elements: usize,
     exceeded: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired as u64 > self.limit_bytes {
-            self.exceeded = true;
-            wasmtime::bail!("memory limit of {} bytes exceeded (wanted {desired})", self.limit_bytes);
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false); // fails anyway; nothing to count
         }
+        let total = self.used_bytes.saturating_add(desired.saturating_sub(current) as u64);
+        if total > self.limit_bytes {
+            self.exceeded = true;
+            wasmtime::bail!(
+                "memory limit of {} bytes exceeded: all memories of the instance would take {total}",
+                self.limit_bytes
+            );
+        }
+        self.used_bytes = total;
         Ok(true)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let total = self.table_elements.saturating_add(desired.saturating_sub(current));
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
     }
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES as usize
+    }
+    fn tables(&self) -> usize {
+        MAX_TABLES as usize
+    }
+    fn memories(&self) -> usize {
+        MAX_MEMORIES as usize
+    }
+}
+
+/// What to run in a fresh instance.
+enum Invocation<'a> {
+    Describe,
+    Call(&'a wit::ExecutionContext),
+}
+
+/// What the guest returned.
+enum Returned {
+    Described(wit::Metadata),
+    Called(Result<wit::CallOutput, wit::PluginError>),
+}
+
+/// How an invocation ended, seen from outside the guest.
+#[allow(clippy::large_enum_variant)] // one per call, on the stack, never stored
+enum Ended {
+    Returned(wasmtime::Result<Returned>),
+    Deadline,
+    Stopped,
+    NoSlot,
 }
 
 /// A loaded WASM plugin: a pre-instantiated component plus its sandbox settings.
@@ -230,15 +345,18 @@ pub struct WasmPlugin {
     pre: PlexusPluginPre<CallState>,
     metadata: Metadata,
     limits: Limits,
-    permissions: Permissions,
+    grants: Grants,
     plugin_id: String,
+    /// This plugin's share of the engine's instance slots.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl WasmPlugin {
     /// Compile (or load from the cache), pre-instantiate, and query the metadata
-    /// of the component named by `manifest`.
+    /// of the component named by `manifest`. `describe` gets at most
+    /// [`DESCRIBE_TIMEOUT`] (or the plugin's timeout, if shorter).
     pub fn load(engine: &WasmEngine, manifest: &Manifest, bytes: &[u8]) -> Result<Self, LoadErrorKind> {
-        check_grants(&manifest.permissions, engine.cache())?;
+        let grants = Grants::open(manifest, &engine.inner.protected)?;
         let (pre, outcome) = engine.prepare(bytes)?;
         tracing::debug!(plugin = %manifest.id, cache = ?outcome, "component ready");
         let mut plugin = Self {
@@ -246,110 +364,162 @@ impl WasmPlugin {
             pre,
             metadata: Metadata::default(), // replaced by what the component describes
             limits: manifest.limits.clone(),
-            permissions: manifest.permissions.clone(),
+            grants,
             plugin_id: manifest.id.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_INSTANCES_PER_PLUGIN as usize)),
         };
-        let services = CallServices::new(&manifest.id, "load", Default::default(), Default::default());
-        let described = plugin
-            .with_instance(&services, Some(manifest.limits.timeout), |store, bindings| {
-                bindings.plexus_plugin_guest().call_describe(store)
-            })
-            .map_err(|e| LoadErrorKind::Metadata(e.to_string()))?;
+        let services =
+            CallServices::new(&manifest.id, "load", Default::default(), Default::default()).for_call(&manifest.limits);
+        let timeout = manifest.limits.timeout.min(DESCRIBE_TIMEOUT);
+        let described = match plugin.invoke(&services, Some(timeout), Invocation::Describe) {
+            Ok(Returned::Described(m)) => m,
+            Ok(Returned::Called(_)) => return Err(LoadErrorKind::Metadata("describe returned a call result".into())),
+            Err(CallError::Timeout { after, .. }) => {
+                return Err(LoadErrorKind::Metadata(format!(
+                    "describe did not return within {} ms",
+                    after.as_millis()
+                )));
+            }
+            Err(e) => return Err(LoadErrorKind::Metadata(e.to_string())),
+        };
         plugin.metadata = metadata_from_wit(described)?;
         runtime::check_metadata(&plugin.metadata, manifest)?;
         Ok(plugin)
     }
 
-    /// Instantiate a fresh store and run `f` in it, mapping traps, timeouts and
-    /// limit hits to [`CallError`]s and forwarding captured output to the log.
-    fn with_instance<R>(
+    /// Instantiate a fresh store and run `what` in it, within `timeout` and
+    /// until `services` is cancelled, mapping traps, timeouts and limit hits
+    /// to [`CallError`]s and forwarding captured output to the log.
+    fn invoke(
         &self,
         services: &CallServices,
         timeout: Option<Duration>,
-        f: impl FnOnce(&mut Store<CallState>, &PlexusPlugin) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
+        what: Invocation<'_>,
+    ) -> Result<Returned, CallError> {
         let plugin = &self.plugin_id;
+        let host_error = |message: String| CallError::Host { plugin: plugin.clone(), message };
         let stdout = BoundedOutput::new(self.limits.output_bytes);
         let stderr = BoundedOutput::new(self.limits.output_bytes);
-        let wasi = self
-            .wasi_ctx(stdout.clone(), stderr.clone())
-            .map_err(|message| CallError::Host { plugin: plugin.clone(), message })?;
+        let mut builder = WasiCtxBuilder::new();
+        builder.stdout(stdout.clone()).stderr(stderr.clone());
+        self.grants.apply(&mut builder).map_err(host_error)?;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.limits.handles as usize);
+        let started = Instant::now();
+        let deadline = timeout.and_then(|t| started.checked_add(t));
         let state = CallState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit_bytes: self.limits.memory_bytes, exceeded: false },
+            wasi: builder.build(),
+            table,
+            limiter: MemoryLimiter {
+                limit_bytes: self.limits.memory_bytes,
+                used_bytes: 0,
+                table_elements: 0,
+                exceeded: false,
+            },
             services: services.clone(),
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline,
             stopped: None,
+            broke: None,
         };
         let mut store = Store::new(&self.engine.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
-            let state = ctx.data();
-            let stop = if state.services.should_stop() {
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.stopped = if state.services.should_stop() {
                 Some(Stop::Cancelled)
             } else if state.deadline.is_some_and(|d| Instant::now() >= d) {
                 Some(Stop::Timeout)
             } else {
                 None
             };
-            match stop {
-                Some(stop) => {
-                    let mut ctx = ctx;
-                    ctx.data_mut().stopped = Some(stop);
-                    Ok(UpdateDeadline::Interrupt)
+            // Yield at every tick, so the timer and the cancel watch below
+            // also run while the guest computes.
+            Ok(if state.stopped.is_some() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        let slotted = std::cell::Cell::new(false);
+        let ended = wasmtime_wasi::runtime::in_tokio(async {
+            let run = async {
+                let Ok(_slot) = self.slots.acquire().await else { return Ended::NoSlot };
+                slotted.set(true);
+                let result = async {
+                    let bindings = self.pre.instantiate_async(&mut store).await?;
+                    let guest = bindings.plexus_plugin_guest();
+                    Ok(match what {
+                        Invocation::Describe => Returned::Described(guest.call_describe(&mut store).await?),
+                        Invocation::Call(ctx) => Returned::Called(guest.call_call(&mut store, ctx).await?),
+                    })
+                };
+                Ended::Returned(result.await)
+            };
+            let expire = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
                 }
-                None => Ok(UpdateDeadline::Continue(1)),
+            };
+            let watch = async {
+                while !services.should_stop() {
+                    tokio::time::sleep(EPOCH_TICK).await;
+                }
+            };
+            tokio::select! {
+                biased;
+                ended = run => ended,
+                () = expire => Ended::Deadline,
+                () = watch => Ended::Stopped,
             }
         });
-        let result = self.pre.instantiate(&mut store).and_then(|bindings| f(&mut store, &bindings));
         forward_output(plugin, "stdout", &stdout);
         forward_output(plugin, "stderr", &stderr);
-        result.map_err(|error| {
-            let state = store.data();
-            match (state.stopped, state.limiter.exceeded) {
-                (Some(Stop::Timeout), _) => {
-                    CallError::Timeout { plugin: plugin.clone(), after: timeout.unwrap_or_default() }
-                }
-                (Some(Stop::Cancelled), _) if services.execution_cancelled() => {
-                    CallError::Cancelled { plugin: plugin.clone() }
-                }
-                (Some(Stop::Cancelled), _) => {
-                    CallError::Timeout { plugin: plugin.clone(), after: timeout.unwrap_or_default() }
-                }
-                (None, true) => {
-                    CallError::MemoryLimit { plugin: plugin.clone(), limit_bytes: self.limits.memory_bytes }
-                }
-                // A trap (guest panic, `unreachable`, ...) or a failed instantiation.
-                (None, false) => CallError::Trap { plugin: plugin.clone(), message: one_line(&error) },
+        let state = store.data();
+        let after = timeout.unwrap_or_default();
+        let stopped = |stop: Stop| match stop {
+            Stop::Cancelled if services.execution_cancelled() => CallError::Cancelled { plugin: plugin.clone() },
+            _ => CallError::Timeout { plugin: plugin.clone(), after },
+        };
+        let error = match ended {
+            Ended::Returned(Ok(returned)) => return Ok(returned),
+            Ended::Returned(Err(error)) => error,
+            Ended::Deadline if !slotted.get() => {
+                return Err(CallError::Capacity {
+                    plugin: plugin.clone(),
+                    message: format!(
+                        "all {MAX_INSTANCES_PER_PLUGIN} instances this plugin may run at once stayed busy until the deadline"
+                    ),
+                });
             }
+            Ended::Deadline => return Err(stopped(Stop::Timeout)),
+            Ended::Stopped => return Err(stopped(Stop::Cancelled)),
+            Ended::NoSlot => return Err(host_error("the engine is shutting down".into())),
+        };
+        Err(match (state.stopped, state.limiter.exceeded, &state.broke) {
+            (Some(stop), _, _) => stopped(stop),
+            (None, true, _) => CallError::MemoryLimit { plugin: plugin.clone(), limit_bytes: self.limits.memory_bytes },
+            (None, false, Some(broke)) => CallError::ResourceLimit { plugin: plugin.clone(), message: broke.clone() },
+            (None, false, None) => classify(plugin, &error, self.limits.handles),
         })
     }
+}
 
-    /// The WASI context of one call: only what the manifest grants.
-    fn wasi_ctx(&self, stdout: BoundedOutput, stderr: BoundedOutput) -> Result<WasiCtx, String> {
-        let mut builder = WasiCtxBuilder::new();
-        builder.stdout(stdout).stderr(stderr);
-        for dir in &self.permissions.dirs {
-            let perms = match dir.access {
-                DirAccess::ReadOnly => FsPerms::ReadOnly,
-                DirAccess::ReadWrite => FsPerms::ReadWrite,
-            };
-            builder
-                .preopened_dir(&dir.host, &dir.guest, perms)
-                .map_err(|e| format!("cannot open granted directory {}: {e:#}", dir.host.display()))?;
-        }
-        for name in &self.permissions.env {
-            if let Ok(value) = std::env::var(name) {
-                builder.env(name, value);
-            }
-        }
-        if self.permissions.network {
-            builder.inherit_network().allow_ip_name_lookup(true);
-        }
-        Ok(builder.build())
+/// A failure that is not a stop or a memory-limit hit: the host's capacity,
+/// a handle limit, or the guest's own trap.
+fn classify(plugin: &str, error: &wasmtime::Error, handles: u32) -> CallError {
+    let plugin = plugin.to_owned();
+    if let Some(limit) = error.chain().find_map(|e| e.downcast_ref::<PoolConcurrencyLimitError>()) {
+        return CallError::Capacity { plugin, message: format!("every WASM instance slot is in use ({limit})") };
     }
+    let message = one_line(error);
+    if error.chain().any(|e| e.downcast_ref::<wasmtime_wasi::ResourceTableError>().is_some())
+        || message.contains("resource table has no free keys")
+    {
+        return CallError::ResourceLimit {
+            plugin,
+            message: format!("more than {handles} WASI handles open at once (limits.handles): {message}"),
+        };
+    }
+    // A trap (guest panic, `unreachable`, ...) or a failed instantiation.
+    CallError::Trap { plugin, message }
 }
 
 impl Runtime for WasmPlugin {
@@ -379,9 +549,15 @@ impl Runtime for WasmPlugin {
             upstream: serde_json::Value::Object(exec.upstream.clone()).to_string(),
             config: exec.config.to_string(),
         };
-        let result = self.with_instance(services, timeout, |store, bindings| {
-            bindings.plexus_plugin_guest().call_call(store, &ctx)
-        })?;
+        let result = match self.invoke(services, timeout, Invocation::Call(&ctx))? {
+            Returned::Called(result) => result,
+            Returned::Described(_) => {
+                return Err(CallError::Host {
+                    plugin: self.plugin_id.clone(),
+                    message: "call returned metadata".into(),
+                });
+            }
+        };
         let plugin = &self.plugin_id;
         match result {
             Ok(out) => Ok(CallOutput {
@@ -406,27 +582,6 @@ impl Runtime for WasmPlugin {
             }),
         }
     }
-}
-
-/// Refuse grants that would let a plugin write the component cache, and grants
-/// of directories that do not exist.
-fn check_grants(permissions: &Permissions, cache: &ComponentCache) -> Result<(), LoadErrorKind> {
-    for dir in &permissions.dirs {
-        let host = dir
-            .host
-            .canonicalize()
-            .map_err(|e| LoadErrorKind::InvalidManifest(format!("permissions.dirs: {}: {e}", dir.host.display())))?;
-        if let Some(cache_dir) = cache.dir()
-            && (cache_dir.starts_with(&host) || host.starts_with(cache_dir))
-        {
-            return Err(LoadErrorKind::InvalidManifest(format!(
-                "permissions.dirs: {} overlaps the component cache {}; plugins may not reach it",
-                dir.host.display(),
-                cache_dir.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn metadata_from_wit(m: wit::Metadata) -> Result<Metadata, LoadErrorKind> {

@@ -144,6 +144,10 @@ pub struct Grow {
 
 impl Plugin for Echo {
     fn info() -> PluginInfo {
+        // Test hook: a plugin that is slow to describe itself (the host must not wait for it).
+        if let Some(ms) = std::env::var("PLEXUS_ECHO_DESCRIBE_SLEEP_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
         PluginInfo::new(ID, "Echo", env!("CARGO_PKG_VERSION"))
             .description(
                 "Echoes its input; sleeps, fails, panics and touches host services on request. For tests and demos.",

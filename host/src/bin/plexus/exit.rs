@@ -12,6 +12,8 @@ pub const TIMEOUT: u8 = 4;
 pub const NOT_LOADED: u8 = 5;
 /// The plugin panicked, trapped or hit a resource limit.
 pub const CRASHED: u8 = 6;
+/// The host had no capacity for the call (every instance slot busy): retry later.
+pub const NO_CAPACITY: u8 = 7;
 
 /// The exit code for a failed call.
 pub fn for_call_error(error: &CallError) -> u8 {
@@ -21,7 +23,11 @@ pub fn for_call_error(error: &CallError) -> u8 {
         CallError::PluginNotFound(_) | CallError::OperationNotFound { .. } | CallError::Unavailable { .. } => {
             NOT_LOADED
         }
-        CallError::Panic { .. } | CallError::Trap { .. } | CallError::MemoryLimit { .. } => CRASHED,
+        CallError::Panic { .. }
+        | CallError::Trap { .. }
+        | CallError::MemoryLimit { .. }
+        | CallError::ResourceLimit { .. } => CRASHED,
+        CallError::Capacity { .. } => NO_CAPACITY,
         CallError::Host { .. } => ERROR,
     }
 }

@@ -36,8 +36,8 @@ With a daemon (plexus daemon; address and token from --config, $PLEXUS_URL, $PLE
 
 Exit codes: 0 success, 1 error (including an invalid workflow or a refused request), 2 usage.
 plexus call: 3 the plugin returned an error, 4 timeout, 5 plugin not loaded,
-6 the plugin panicked, trapped or hit a limit, 7 a native plugin ended the process
-(it called exit during a call).
+6 the plugin panicked, trapped or hit a limit, 7 no capacity for the call (retry later),
+12 a native plugin ended the process (it called exit during a call).
 plexus run, exec start/status/retry --wait: 8 the workflow failed (completed
 steps compensated), 9 a compensation failed too, 130 cancelled.
 Daemon commands: 10 the daemon cannot be reached, 11 the token was refused.")]
@@ -115,7 +115,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A native plugin that calls exit() during a call ends the process: say so, with exit code 7.
+    // A native plugin that calls exit() during a call ends the process: say so, with exit code 12.
     plexus_host::process::report_plugin_exit();
     init_logging(&cli.global, matches!(cli.command, Command::Daemon(_)));
     let result = match cli.command {

@@ -111,7 +111,14 @@ fn info(host: &Host, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
             "env:           {}",
             if m.permissions.env.is_empty() { "none".into() } else { m.permissions.env.join(", ") }
         );
-        outln!("network:       {}", if m.permissions.network { "allowed" } else { "denied" });
+        let network = match &m.permissions.network {
+            plexus_host::manifest::Network::None => "denied".to_owned(),
+            plexus_host::manifest::Network::Any => "any address (TCP, UDP, name lookups)".to_owned(),
+            plexus_host::manifest::Network::Allow(list) => {
+                list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            }
+        };
+        outln!("network:       {network}");
     } else {
         outln!("sandbox:       none (native plugins are trusted, in-process code)");
     }

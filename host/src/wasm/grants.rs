@@ -1,0 +1,182 @@
+//! What a WASM plugin may reach outside its sandbox: directories opened once at
+//! load, environment variables by name, and network endpoints.
+//!
+//! Directories are checked and opened when the plugin loads, never re-resolved
+//! by path afterwards: each call's WASI preopen is made from the handle kept
+//! here (on Linux through `/proc/self/fd/N`, which names the open directory
+//! itself, not a path). Renaming a granted directory, or replacing it (or one
+//! of its parents) with a symbolic link, changes nothing for the plugin: it
+//! keeps seeing the directory that was granted when it loaded.
+//!
+//! Refused at load, with the field named: a grant that does not exist or is
+//! not a directory; two grants that are the same or nested once symbolic links
+//! are resolved; a read-write grant containing the plugin's own folder or
+//! artifact (the plugin could rewrite its `plugin.toml` and grant itself more at
+//! the next reload); any grant reaching a path the host protects (the component
+//! cache, whose files the host runs as native code; the daemon's state database
+//! and token).
+
+use crate::error::LoadErrorKind;
+use crate::manifest::{DirAccess, Endpoint, Manifest, Network, Permissions, nested};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// A granted directory, open.
+struct OpenDir {
+    /// Kept open for the plugin's life; each call's preopen is made from it.
+    _handle: std::fs::File,
+    /// The path each call opens: `/proc/self/fd/N` on Linux, else the resolved host path.
+    open_path: PathBuf,
+    guest: String,
+    perms: FsPerms,
+}
+
+/// A plugin's grants, checked and opened at load.
+pub(crate) struct Grants {
+    dirs: Vec<OpenDir>,
+    env: Vec<String>,
+    network: Network,
+}
+
+impl Grants {
+    /// Check `manifest`'s `[permissions]` against the plugin's own files and the
+    /// host's `protected` paths, and open every granted directory.
+    ///
+    /// # Errors
+    /// [`LoadErrorKind::InvalidManifest`] naming `permissions.dirs` and the directory.
+    pub(crate) fn open(manifest: &Manifest, protected: &[(PathBuf, &str)]) -> Result<Self, LoadErrorKind> {
+        let Permissions { dirs, env, network } = &manifest.permissions;
+        let invalid = |m: String| LoadErrorKind::InvalidManifest(format!("permissions.dirs: {m}"));
+        let own = [manifest.dir.canonicalize().ok(), manifest.artifact.canonicalize().ok()];
+        let mut resolved: Vec<PathBuf> = Vec::with_capacity(dirs.len());
+        let mut open = Vec::with_capacity(dirs.len());
+        for dir in dirs {
+            let host = dir.host.canonicalize().map_err(|e| invalid(format!("{}: {e}", dir.host.display())))?;
+            if !host.is_dir() {
+                return Err(invalid(format!("{} is not a directory", dir.host.display())));
+            }
+            if let Some(other) = resolved.iter().find(|other| nested(other, &host)) {
+                return Err(invalid(format!(
+                    "{} and {} are the same or nested once symbolic links are resolved; grant one directory once",
+                    other.display(),
+                    host.display()
+                )));
+            }
+            if dir.access == DirAccess::ReadWrite
+                && let Some(mine) = own.iter().flatten().find(|mine| mine.starts_with(&host))
+            {
+                return Err(invalid(format!(
+                    "{} is granted read-write but contains the plugin's own {}; grant a subfolder such as `data` instead",
+                    dir.host.display(),
+                    mine.display()
+                )));
+            }
+            if let Some((path, what)) = protected.iter().find(|(p, _)| nested(p, &host)) {
+                return Err(invalid(format!(
+                    "{} overlaps {what} {}, which the host keeps from plugins",
+                    dir.host.display(),
+                    path.display()
+                )));
+            }
+            open.push(
+                open_dir(&host, &dir.guest, dir.access).map_err(|e| invalid(format!("{}: {e}", host.display())))?,
+            );
+            resolved.push(host);
+        }
+        Ok(Self { dirs: open, env: env.clone(), network: network.clone() })
+    }
+
+    /// Grant one call's WASI context what the manifest grants, and nothing else.
+    pub(crate) fn apply(&self, builder: &mut WasiCtxBuilder) -> Result<(), String> {
+        for dir in &self.dirs {
+            builder
+                .preopened_dir(&dir.open_path, &dir.guest, dir.perms)
+                .map_err(|e| format!("cannot open granted directory {}: {e:#}", dir.guest))?;
+        }
+        for name in &self.env {
+            if let Ok(value) = std::env::var(name) {
+                builder.env(name, value);
+            }
+        }
+        match &self.network {
+            Network::None => {}
+            Network::Any => {
+                builder.inherit_network().allow_ip_name_lookup(true).allow_tcp(true).allow_udp(true);
+            }
+            Network::Allow(list) => {
+                let list: Arc<[Endpoint]> = list.clone().into();
+                let names = list.iter().any(|e| e.host.parse::<std::net::IpAddr>().is_err());
+                builder
+                    .socket_addr_check(move |addr, usage| Box::pin(allowed(list.clone(), addr, usage)))
+                    .allow_ip_name_lookup(names)
+                    .allow_tcp(true)
+                    .allow_udp(true);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `addr` may be used for `usage` under an allowlist: binding to an
+/// ephemeral port (what `connect` and `send` do implicitly) is allowed;
+/// listening and accepting are not (a plugin is no server); connecting or
+/// sending (or receiving a datagram) needs an entry whose port matches and whose host is that IP, or a
+/// name that resolves to it.
+async fn allowed(list: Arc<[Endpoint]>, addr: SocketAddr, usage: SocketAddrUse) -> bool {
+    match usage {
+        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => return addr.port() == 0,
+        SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {}
+        _ => return false,
+    }
+    for entry in list.iter() {
+        if entry.port.is_some_and(|p| p != addr.port()) {
+            continue;
+        }
+        match entry.host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip == addr.ip() => return true,
+            Ok(_) => {}
+            Err(_) => {
+                // A name: allowed when it resolves to this address now.
+                let name = (entry.host.clone(), addr.port());
+                let resolved = tokio::task::spawn_blocking(move || {
+                    std::net::ToSocketAddrs::to_socket_addrs(&name).map(|found| found.collect::<Vec<_>>())
+                });
+                if let Ok(Ok(found)) = resolved.await
+                    && found.iter().any(|a| a.ip() == addr.ip())
+                {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Open `host` once and check that what was opened is what was resolved (no
+/// swap between the two).
+fn open_dir(host: &Path, guest: &str, access: DirAccess) -> std::io::Result<OpenDir> {
+    let handle = std::fs::File::open(host)?;
+    let perms = match access {
+        DirAccess::ReadOnly => FsPerms::ReadOnly,
+        DirAccess::ReadWrite => FsPerms::ReadWrite,
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let opened = handle.metadata()?;
+        let named = std::fs::metadata(host)?;
+        if !opened.is_dir() || (opened.dev(), opened.ino()) != (named.dev(), named.ino()) {
+            return Err(std::io::Error::other("the directory changed while it was being opened"));
+        }
+        let open_path = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+        if open_path.is_dir() {
+            return Ok(OpenDir { _handle: handle, open_path, guest: guest.to_owned(), perms });
+        }
+        tracing::warn!(dir = %host.display(), "/proc is not mounted: the grant is opened by path at each call");
+    }
+    Ok(OpenDir { _handle: handle, open_path: host.to_path_buf(), guest: guest.to_owned(), perms })
+}
