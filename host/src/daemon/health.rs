@@ -40,7 +40,12 @@ impl Health {
 
     /// The degraded components and their reasons, by component name.
     pub fn reasons(&self) -> BTreeMap<String, String> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
     }
 }
 

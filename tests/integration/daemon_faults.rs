@@ -1,0 +1,107 @@
+//! Daemon faults with real `plexus daemon` processes: a second daemon on the
+//! same database, a read-only database, and SIGTERM while clients hold
+//! connections open (a half-sent request, a long-poll).
+
+use crate::daemon::{lines, marks_fixture, marks_workflow, plugins_dir};
+use crate::daemon_support::RunningDaemon;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Run a daemon that is expected to refuse to start; kill it if it does not
+/// exit within 20 s.
+fn refused_start(data: &std::path::Path, plugins: &std::path::Path) -> Output {
+    let mut child =
+        RunningDaemon::command(data, plugins, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_second_daemon_on_the_same_database_refuses_to_start() {
+    let (plugins, data, marks) = marks_fixture();
+    let first = RunningDaemon::start(data.path(), plugins.path(), &[]);
+    first.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 300)));
+    let id = first.start_execution("marks");
+    first.eventually("s1 to start", Duration::from_secs(20), |_| !lines(&marks).is_empty());
+
+    let second = refused_start(data.path(), plugins.path());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second daemon started:\n{stderr}");
+    assert!(stderr.contains("in use by another daemon"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", first.child.id())), "names the holder: {stderr}");
+    assert!(stderr.contains(&data.path().join("state.db").display().to_string()), "names the path: {stderr}");
+
+    let done = first.wait_for(&id, Duration::from_secs(30));
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(lines(&marks), ["s1", "s2", "s3", "s4", "s5"], "each step ran once");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_read_only_database_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = plugins_dir(&["echo-native"]);
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("state.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let out = refused_start(data.path(), plugins.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("read-only") && stderr.contains("state.db"), "{stderr}");
+}
+
+#[test]
+fn sigterm_exits_within_the_grace_period_whatever_clients_do() {
+    let plugins = plugins_dir(&["echo-native"]);
+    let data = tempfile::tempdir().unwrap();
+    let d = RunningDaemon::start(data.path(), plugins.path(), &["--grace-period", "2s"]);
+    let slow = json!({"source": "id: slow\nsteps:\n  - { id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: { ms: 30000 } }\n"});
+    d.call("POST", "/v1/workflows", Some(slow));
+    let id = d.start_execution("slow");
+    d.eventually("the nap to start", Duration::from_secs(10), |d| {
+        d.call("GET", &format!("/v1/executions/{id}"), None).1["status"] == "running"
+    });
+    // A request whose body never comes, and one whose head never ends.
+    let mut half_body = TcpStream::connect(&d.addr).unwrap();
+    let head = format!(
+        "POST /v1/workflows HTTP/1.1\r\nHost: plexus\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"source\": ",
+        d.token
+    );
+    half_body.write_all(head.as_bytes()).unwrap();
+    let mut half_head = TcpStream::connect(&d.addr).unwrap();
+    half_head.write_all(b"GET /v1/health HTTP/1.1\r\nHost: pl").unwrap();
+    // A long-poll on the execution that will not end before the grace does.
+    let (addr, token, path) = (d.addr.clone(), d.token.clone(), format!("/v1/executions/{id}?wait_ms=60000"));
+    let long_poll = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: plexus\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        (Instant::now(), response)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    let status = d.terminate();
+    let exited = signalled.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(exited < Duration::from_millis(3500), "exit took {exited:?} with a 2 s grace period");
+    let (answered, response) = long_poll.join().unwrap();
+    assert!(answered.duration_since(signalled) < Duration::from_secs(1), "the long-poll waited for the grace");
+    assert!(response.starts_with("HTTP/1.1 200") && response.contains("\"running\""), "{response}");
+    drop((half_body, half_head));
+}
