@@ -1,6 +1,7 @@
 //! Daemon faults with real `plexus daemon` processes: a second daemon on the
-//! same database, a read-only database, and SIGTERM while clients hold
-//! connections open (a half-sent request, a long-poll).
+//! same database, a read-only database, a database deleted under a running
+//! daemon, and SIGTERM while clients hold connections open (a half-sent
+//! request, a long-poll).
 
 use crate::daemon::{lines, marks_fixture, marks_workflow, plugins_dir};
 use crate::daemon_support::RunningDaemon;
@@ -59,6 +60,21 @@ fn a_read_only_database_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("read-only") && stderr.contains("state.db"), "{stderr}");
+}
+
+#[test]
+fn a_database_deleted_under_the_daemon_turns_health_degraded() {
+    let plugins = plugins_dir(&["echo-native"]);
+    let data = tempfile::tempdir().unwrap();
+    let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
+    assert_eq!(d.call("GET", "/v1/health", None).1["status"], "ok");
+    std::fs::remove_file(data.path().join("state.db")).unwrap();
+    d.eventually("health to notice", Duration::from_secs(10), |d| {
+        d.call("GET", "/v1/health", None).1["status"] == "degraded"
+    });
+    let health = d.call("GET", "/v1/health", None).1;
+    let reason = health["degraded"]["state_db"].as_str().unwrap_or_default();
+    assert!(reason.contains("deleted") && reason.contains("state.db"), "{health}");
 }
 
 #[test]

@@ -323,7 +323,10 @@ impl Daemon {
             created_at_ms: epoch_ms(self.0.clock.now()),
             runs: 1,
         };
-        self.0.store.insert_execution(&exec.snapshot(), &meta, &exec.state().snapshot())?;
+        self.0
+            .store
+            .insert_execution(&exec.snapshot(), &meta, &exec.state().snapshot())
+            .inspect_err(|e| self.0.db_health.writes(Err(e.to_string())))?;
         self.0.metrics.execution("started");
         tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
         self.launch(prepared, exec.clone(), meta, true);

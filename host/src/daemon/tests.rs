@@ -431,6 +431,25 @@ async fn a_read_only_database_is_a_start_error() {
     assert!(err.contains("read-only") && err.contains("state.db"), "{err}");
 }
 
+#[test]
+fn a_damaged_database_is_a_start_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = Store::open(&path).unwrap();
+        for i in 0..200 {
+            store.put_workflow(&format!("w{i}"), &"x".repeat(500), "yaml").unwrap();
+        }
+    }
+    // Scribble over the middle of the file (the header stays valid).
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 16 * 4096, "{}", bytes.len());
+    bytes[8 * 4096..12 * 4096].fill(0x5a);
+    std::fs::write(&path, bytes).unwrap();
+    let err = Store::open(&path).err().expect("a damaged database is refused").to_string();
+    assert!(err.contains("state.db") && (err.contains("quick_check") || err.contains("malformed")), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_retries_accept_one() {
     let f = fixture(Arc::new(SystemClock));
