@@ -1,7 +1,8 @@
 //! Daemon faults with real `plexus daemon` processes: a second daemon on the
 //! same database, a read-only database, a database deleted under a running
-//! daemon, and SIGTERM while clients hold connections open (a half-sent
-//! request, a long-poll).
+//! daemon, SIGTERM while clients hold connections open (a half-sent
+//! request, a long-poll), and lifecycle requests that race (concurrent
+//! retries, cancelling a pending execution).
 
 use crate::daemon::{lines, marks_fixture, marks_workflow, plugins_dir};
 use crate::daemon_support::RunningDaemon;
@@ -120,4 +121,52 @@ fn sigterm_exits_within_the_grace_period_whatever_clients_do() {
     assert!(answered.duration_since(signalled) < Duration::from_secs(1), "the long-poll waited for the grace");
     assert!(response.starts_with("HTTP/1.1 200") && response.contains("\"running\""), "{response}");
     drop((half_body, half_head));
+}
+
+#[test]
+fn concurrent_retries_accept_one_and_a_pending_cancel_is_immediate() {
+    let plugins = plugins_dir(&["echo-native"]);
+    let data = tempfile::tempdir().unwrap();
+    let d = RunningDaemon::start(data.path(), plugins.path(), &["--workers", "1"]);
+    let nap = |id: &str, ms: u64| json!({"source": format!("id: {id}\nsteps:\n  - {{ id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: {{ ms: {ms} }} }}\n")});
+    d.call("POST", "/v1/workflows", Some(nap("busy", 30000)));
+    d.call("POST", "/v1/workflows", Some(nap("queued", 0)));
+    let busy = d.start_execution("busy");
+    d.eventually("the only worker to be busy", Duration::from_secs(10), |d| {
+        d.call("GET", &format!("/v1/executions/{busy}"), None).1["status"] == "running"
+    });
+    // Waiting for the worker: cancelled at once.
+    let queued = d.start_execution("queued");
+    assert_eq!(d.call("GET", &format!("/v1/executions/{queued}"), None).1["status"], "pending");
+    let asked = Instant::now();
+    assert_eq!(d.call("POST", &format!("/v1/executions/{queued}/cancel"), None).0, 202);
+    assert_eq!(d.wait_for(&queued, Duration::from_secs(10))["status"], "cancelled");
+    assert!(asked.elapsed() < Duration::from_secs(2), "took {:?}", asked.elapsed());
+    assert_eq!(d.call("GET", &format!("/v1/executions/{busy}"), None).1["status"], "running");
+    // Cancel the busy one; a second cancel is refused.
+    assert_eq!(d.call("POST", &format!("/v1/executions/{busy}/cancel"), None).0, 202);
+    assert_eq!(d.call("POST", &format!("/v1/executions/{busy}/cancel"), None).0, 409);
+    assert_eq!(d.wait_for(&busy, Duration::from_secs(10))["status"], "cancelled");
+    // Eight retries at once: one is accepted.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let codes: Vec<u16> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (d, barrier, path) = (&d, barrier.clone(), format!("/v1/executions/{queued}/retry"));
+                scope.spawn(move || {
+                    barrier.wait();
+                    d.call("POST", &path, None).0
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(codes.iter().filter(|&&c| c == 202).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|&c| c == 202 || c == 409), "{codes:?}");
+    let done = d.wait_for(&queued, Duration::from_secs(10));
+    assert_eq!((done["status"].as_str(), done["runs"].as_u64()), (Some("completed"), Some(2)), "{done}");
+    let logs = d.call("GET", &format!("/v1/executions/{queued}/logs"), None).1;
+    let started =
+        logs["events"].as_array().unwrap().iter().filter(|e| e["step_id"] == "nap" && e["status"] == "running");
+    assert_eq!(started.count(), 1, "the step ran once: {logs}");
 }

@@ -473,12 +473,15 @@ impl Engine {
                 other => Abort::Failed(other.unwrap_or("rolling back").to_owned()),
             })
         } else {
-            let started = epoch_ms(self.clock.now());
-            exec.update_status(|s| {
-                s.status = WorkflowStatus::Running;
-                s.started_at_ms.get_or_insert(started);
-                s.error = None;
-            });
+            // Cancelled before it started (while waiting for a worker): it never runs.
+            if !exec.is_cancelled() {
+                let started = epoch_ms(self.clock.now());
+                exec.update_status(|s| {
+                    s.status = WorkflowStatus::Running;
+                    s.started_at_ms.get_or_insert(started);
+                    s.error = None;
+                });
+            }
             let forward = Stop::default();
             super::scheduler::Forward::run(self.clone(), prepared.clone(), exec.clone(), forward).await
         };
@@ -530,8 +533,17 @@ impl Engine {
                 None => {}
             }
         });
-        // An execution ends only once all of it is recorded.
-        exec.recorded().await;
+        // An execution ends only once all of it is recorded; if the engine
+        // drains first, it stops unfinished and resumes from its journal.
+        tokio::select! {
+            biased;
+            () = exec.recorded() => {}
+            () = self.drain.wait() => {
+                tracing::warn!(execution = %exec.id(), "stopping before the end of the execution could be recorded");
+                exec.done.send_replace(true);
+                return;
+            }
+        }
         tracing::info!(execution = %exec.id(), workflow = %prepared.workflow.id, status = final_status.as_str(), "execution finished");
         exec.done.send_replace(true);
     }
