@@ -118,8 +118,8 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + config.grace_period;
     let server_closed =
         async { if ended_by_itself { Ok(Ok(())) } else { tokio::time::timeout_at(deadline, &mut server).await } };
-    let (left, served, _) =
-        tokio::join!(daemon.shutdown(config.grace_period), server_closed, tokio::time::timeout_at(deadline, ticker),);
+    let ticker_stopped = tokio::time::timeout_at(deadline, ticker);
+    let (left, served, _) = tokio::join!(daemon.shutdown(config.grace_period), server_closed, ticker_stopped);
     match served {
         Ok(Err(e)) => tracing::warn!("HTTP server: {e}"),
         Err(_) => tracing::warn!("grace period over: closing the HTTP connections still open"),
