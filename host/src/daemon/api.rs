@@ -290,6 +290,10 @@ fn status_json(s: &ApiState, id: &str) -> Result<Value, ApiError> {
     let mut value = serde_json::to_value(&status).unwrap_or_default();
     if let (Value::Object(map), Value::Object(extra)) = (&mut value, serde_json::to_value(&meta).unwrap_or_default()) {
         map.extend(extra);
+        // Held: a state write failed; no step starts until it is recorded again.
+        if s.daemon.live(id).is_some_and(|e| e.is_held()) {
+            map.insert("held".into(), Value::Bool(true));
+        }
     }
     Ok(value)
 }
