@@ -368,7 +368,7 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_writes_hold_executions_until_they_work_again() {
     let f = fixture(Arc::new(SystemClock));
-    f.daemon.register_workflow(&chain("full", "fd", 300)).unwrap();
+    f.daemon.register_workflow(&chain("full", "fd", 600)).unwrap();
     let ids: Vec<String> =
         (0..3).map(|_| f.daemon.start("full", Map::new(), Default::default()).unwrap().id().to_owned()).collect();
     until("every `a` to start", || runs("fd-a") == 3).await;

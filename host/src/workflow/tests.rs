@@ -604,7 +604,7 @@ async fn a_failing_journal_holds_the_execution_until_it_records_again() {
     let steps: String = (0..6)
         .map(|i| {
             format!(
-                "  - {{ id: s{i}, plugin_id: test.ops, method_name: record, parameters: {{ tag: s{i}, ms: 150 }} }}\n"
+                "  - {{ id: s{i}, plugin_id: test.ops, method_name: record, parameters: {{ tag: s{i}, ms: 400 }} }}\n"
             )
         })
         .collect();
