@@ -28,6 +28,19 @@ fn refused_start(data: &std::path::Path, plugins: &std::path::Path) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// SIGTERM, then wait up to `limit` for the exit (failing, not hanging, past it).
+fn terminate_within(mut d: RunningDaemon, limit: Duration) -> (std::process::ExitStatus, Duration) {
+    let start = Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &d.child.id().to_string()]).status().unwrap();
+    loop {
+        if let Some(status) = d.child.try_wait().unwrap() {
+            return (status, start.elapsed());
+        }
+        assert!(start.elapsed() < limit, "the daemon did not exit within {limit:?} of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_second_daemon_on_the_same_database_refuses_to_start() {
     let (plugins, data, marks) = marks_fixture();
@@ -80,9 +93,9 @@ fn a_database_deleted_under_the_daemon_turns_health_degraded() {
 
 #[test]
 fn sigterm_exits_within_the_grace_period_whatever_clients_do() {
-    let plugins = plugins_dir(&["echo-native"]);
-    let data = tempfile::tempdir().unwrap();
-    let d = RunningDaemon::start(data.path(), plugins.path(), &["--grace-period", "2s"]);
+    let (plugins, data, marks) = marks_fixture();
+    let d = RunningDaemon::start(data.path(), plugins.path(), &["--grace-period", "2s", "--workers", "4"]);
+    d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 400)));
     let slow = json!({"source": "id: slow\nsteps:\n  - { id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: { ms: 30000 } }\n"});
     d.call("POST", "/v1/workflows", Some(slow));
     let id = d.start_execution("slow");
@@ -111,15 +124,21 @@ fn sigterm_exits_within_the_grace_period_whatever_clients_do() {
         let _ = stream.read_to_string(&mut response);
         (Instant::now(), response)
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // A chain of steps in progress.
+    d.start_execution("marks");
+    d.eventually("s1 to start", Duration::from_secs(10), |_| !lines(&marks).is_empty());
+    std::thread::sleep(Duration::from_millis(100));
+    let started = lines(&marks).len();
     let signalled = Instant::now();
-    let status = d.terminate();
-    let exited = signalled.elapsed();
+    let (status, exited) = terminate_within(d, Duration::from_secs(15));
     assert_eq!(status.code(), Some(0));
     assert!(exited < Duration::from_millis(3500), "exit took {exited:?} with a 2 s grace period");
     let (answered, response) = long_poll.join().unwrap();
     assert!(answered.duration_since(signalled) < Duration::from_secs(1), "the long-poll waited for the grace");
     assert!(response.starts_with("HTTP/1.1 200") && response.contains("\"running\""), "{response}");
+    // No step started after the signal (one may have been starting as it came).
+    let after = lines(&marks).len();
+    assert!(after <= started + 1 && after < 5, "{started} steps had started, {after} after the stop");
     drop((half_body, half_head));
 }
 
