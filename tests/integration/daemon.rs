@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn plugins_dir(names: &[&str]) -> tempfile::TempDir {
+pub(crate) fn plugins_dir(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for name in names {
         copy_plugin(name, dir.path());
@@ -242,7 +242,7 @@ fn committed_openapi_document_is_current() {
 }
 
 /// Five `append` steps in a chain: each appends `sN` to `marks`, then sleeps.
-fn marks_workflow(marks: &std::path::Path, ms: u64) -> Value {
+pub(crate) fn marks_workflow(marks: &std::path::Path, ms: u64) -> Value {
     let steps: String = (1..=5)
         .map(|n| {
             let deps = if n == 1 { String::new() } else { format!(", dependencies: [s{}]", n - 1) };
@@ -256,14 +256,14 @@ fn marks_workflow(marks: &std::path::Path, ms: u64) -> Value {
 }
 
 /// The echo plugin, a data directory and the marks file in it.
-fn marks_fixture() -> (tempfile::TempDir, tempfile::TempDir, std::path::PathBuf) {
+pub(crate) fn marks_fixture() -> (tempfile::TempDir, tempfile::TempDir, std::path::PathBuf) {
     let plugins = plugins_dir(&["echo-native"]);
     let data = tempfile::tempdir().unwrap();
     let marks = data.path().join("marks.txt");
     (plugins, data, marks)
 }
 
-fn lines(path: &std::path::Path) -> Vec<String> {
+pub(crate) fn lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
 }
 
@@ -306,7 +306,7 @@ fn sigterm_lets_the_running_step_finish_then_exits_zero_and_resumes_later() {
     assert_eq!(lines(&marks), ["s1", "s2"]);
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
     let done = d.wait_for(&id, Duration::from_secs(30));
-    assert_eq!(done["status"], "completed");
+    assert_eq!(done["status"], "completed", "{done}\n{}", d.log());
     assert_eq!(lines(&marks), ["s1", "s2", "s3", "s4", "s5"], "s2 finished before the stop and is not run again");
 }
 

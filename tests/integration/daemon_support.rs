@@ -40,21 +40,10 @@ fn copy_dir(from: &Path, to: &Path) {
 
 impl RunningDaemon {
     /// Start `plexus daemon` on an ephemeral port over `data`/state.db and
-    /// `plugins`, and wait until it listens.
+    /// `plugins` (grace period 10 s unless `extra` sets one), and wait until
+    /// it listens.
     pub fn start(data: &Path, plugins: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
-            .args(["daemon", "--listen", "127.0.0.1:0", "--grace-period", "10s"])
-            .arg("--plugins-dir")
-            .arg(plugins)
-            .arg("--state-db")
-            .arg(data.join("state.db"))
-            .arg("--token-file")
-            .arg(data.join("token"))
-            .arg("--cache-dir")
-            .arg(data.join("cache"))
-            .args(extra)
-            .env("PLEXUS_DATA_DIR", data)
-            .env("RUST_LOG", "info")
+        let mut child = Self::command(data, plugins, extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(data.join("daemon.log")).unwrap())
             .spawn()
@@ -68,6 +57,29 @@ impl RunningDaemon {
         let addr = announced["listening"].as_str().unwrap().to_owned();
         let token = std::fs::read_to_string(data.join("token")).unwrap().trim().to_owned();
         Self { child, addr, token, data: data.to_owned() }
+    }
+
+    /// The `plexus daemon` command [`Self::start`] runs, to run it otherwise
+    /// (e.g. one that must fail to start).
+    pub fn command(data: &Path, plugins: &Path, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plexus"));
+        command.args(["daemon", "--listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--grace-period") {
+            command.args(["--grace-period", "10s"]);
+        }
+        command
+            .arg("--plugins-dir")
+            .arg(plugins)
+            .arg("--state-db")
+            .arg(data.join("state.db"))
+            .arg("--token-file")
+            .arg(data.join("token"))
+            .arg("--cache-dir")
+            .arg(data.join("cache"))
+            .args(extra)
+            .env("PLEXUS_DATA_DIR", data)
+            .env("RUST_LOG", "info");
+        command
     }
 
     /// A request with the daemon's token; returns status and JSON (or text) body.

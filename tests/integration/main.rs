@@ -1,8 +1,10 @@
 //! Integration tests of the plugin host and the workflow runner: one binary,
 //! one module per area (`cli`: the `plexus` binary's plugin commands;
 //! `daemon`: a real `plexus daemon` over HTTP, its CLI client, crash and
-//! reload (`daemon_support` starts it); `discovery`: bad plugins among good ones; `hostile`: a
-//! hostile plugin against every promise of the sandbox; `runtimes`: one source through
+//! reload (`daemon_support` starts it); `daemon_faults`: two daemons on one
+//! database, a read-only database, SIGTERM with clients that do not finish;
+//! `discovery`: bad plugins among good ones; `hostile`: a hostile plugin
+//! against every promise of the sandbox; `runtimes`: one source through
 //! both runtimes; `sandbox`: limits and crash isolation; `workflows`: the
 //! three examples end to end on the real dataset; `properties`: property
 //! tests that no input to the readers panics).
@@ -13,6 +15,7 @@
 
 mod cli;
 mod daemon;
+mod daemon_faults;
 mod daemon_support;
 mod discovery;
 mod hostile;

@@ -325,6 +325,10 @@ fn status_json(s: &ApiState, id: &str) -> Result<Value, ApiError> {
     let mut value = serde_json::to_value(&status).unwrap_or_default();
     if let (Value::Object(map), Value::Object(extra)) = (&mut value, serde_json::to_value(&meta).unwrap_or_default()) {
         map.extend(extra);
+        // Held: a state write failed; no step starts until it is recorded again.
+        if s.daemon.live(id).is_some_and(|e| e.is_held()) {
+            map.insert("held".into(), Value::Bool(true));
+        }
     }
     Ok(value)
 }
@@ -335,11 +339,19 @@ struct WaitQuery {
 }
 
 /// The status; with `?wait_ms=N`, first wait up to N ms (at most 60 s) for the
-/// execution to end, answering `Timeout` (504) if it has not.
+/// execution to end, answering `Timeout` (504) if it has not. When the daemon
+/// begins to shut down, a waiting request is answered at once with the status.
 async fn execution(State(s): State<ApiState>, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> ApiResult {
     if let (Some(ms), Some(exec)) = (q.wait_ms, s.daemon.live(&id)) {
         let wait = std::time::Duration::from_millis(ms.min(60_000));
-        if tokio::time::timeout(wait, exec.wait()).await.is_err() {
+        // Shutdown answers at once with the status as it is.
+        let ended_or_stopping = async {
+            tokio::select! {
+                _ = exec.wait() => {}
+                _ = s.daemon.stopping() => {}
+            }
+        };
+        if tokio::time::timeout(wait, ended_or_stopping).await.is_err() {
             let status = exec.snapshot().status;
             return Err(DaemonError::new(
                 ErrorCode::Timeout,

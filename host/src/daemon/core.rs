@@ -1,9 +1,22 @@
 //! [`Daemon`]: workflows, executions and plugins as the daemon keeps them —
 //! everything durable goes through the [`Store`] first.
+//!
+//! * **Nothing runs unrecorded.** A state write that fails holds the
+//!   execution it belongs to (see [`crate::workflow::journal`]): it starts no
+//!   new step, health turns `degraded` (`state_db`), and a maintenance task
+//!   ([`Daemon::maintain`], every [`MAINTENANCE_TICK`]) records it again until
+//!   that works; then it goes on and health recovers. The same task checks
+//!   that the database path still names the file opened.
+//! * **Lifecycle requests are atomic.** Retry and cancel take one lock and
+//!   change the stored state conditionally, so of two concurrent retries one
+//!   is refused (`InvalidState`) and no step runs twice; a second cancel of
+//!   an execution already cancelling is refused too.
+//! * **A pending execution is cancelled at once**, without waiting for a
+//!   worker slot.
 
 use super::error::{DaemonError, DaemonResult, ErrorCode};
 use super::health::Health;
-use super::journal::StoreJournal;
+use super::journal::{StateDbHealth, StoreJournal};
 use super::metrics::Metrics;
 use super::store::{Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoredExecution, WorkflowRow};
 use crate::host::{Change, Host, new_execution_id};
@@ -17,7 +30,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -62,8 +75,15 @@ struct Inner {
     accepting: AtomicBool,
     metrics: Metrics,
     health: Health,
+    db_health: StateDbHealth,
     journal: Arc<dyn Journal>,
+    /// Taken by retry and cancel: a check and the change it allows are one step.
+    lifecycle: Mutex<()>,
 }
+
+/// How often [`Daemon::maintain`] runs: the database file check and the
+/// retry of held executions.
+pub const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
 
 /// Parse workflow text: JSON when it starts with `{`, YAML otherwise.
 pub fn parse_workflow(source: &str) -> DaemonResult<ValidWorkflow> {
@@ -97,8 +117,10 @@ impl Daemon {
         metrics: Metrics,
     ) -> Self {
         metrics.plugins(host.plugins().count(), host.load_errors().len());
-        let journal: Arc<dyn Journal> = Arc::new(StoreJournal::new(store.clone(), metrics.clone()));
-        Self(Arc::new(Inner {
+        let health = Health::default();
+        let db_health = StateDbHealth::new(health.clone());
+        let journal: Arc<dyn Journal> = Arc::new(StoreJournal::new(store.clone(), metrics.clone(), db_health.clone()));
+        let daemon = Self(Arc::new(Inner {
             store,
             host: RwLock::new(Arc::new(host)),
             clock,
@@ -111,9 +133,49 @@ impl Daemon {
             drain: Drain::default(),
             accepting: AtomicBool::new(true),
             metrics,
-            health: Health::default(),
+            health,
+            db_health,
             journal,
-        }))
+            lifecycle: Mutex::default(),
+        }));
+        daemon.spawn_maintenance();
+        daemon
+    }
+
+    /// Run [`Self::maintain`] every [`MAINTENANCE_TICK`] while the daemon lives.
+    fn spawn_maintenance(&self) {
+        let weak = Arc::downgrade(&self.0);
+        self.0.runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(MAINTENANCE_TICK).await;
+                let Some(inner) = weak.upgrade() else { return };
+                Daemon(inner).maintain();
+            }
+        });
+    }
+
+    /// One maintenance round: check that the database path still names the
+    /// file opened (health `degraded` if it was deleted or replaced), record
+    /// held executions again (they go on once that works), and, when writes
+    /// failed and nothing is held, probe with a write so health recovers.
+    pub fn maintain(&self) {
+        self.0.db_health.file(self.0.store.check_file());
+        let held: Vec<Arc<Execution>> = {
+            let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner);
+            live.values().map(|(e, _)| e.clone()).filter(|e| e.is_held()).collect()
+        };
+        for exec in &held {
+            if let Err(e) = exec.record_again() {
+                tracing::warn!(execution = %exec.id(), "still cannot record: {e}");
+            }
+        }
+        if held.is_empty() && self.0.db_health.writes_failing() {
+            self.0.db_health.writes(self.0.store.probe_write().map_err(|e| e.to_string()));
+        }
+    }
+
+    fn lifecycle(&self) -> MutexGuard<'_, ()> {
+        self.0.lifecycle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The plugins loaded now.
@@ -261,16 +323,24 @@ impl Daemon {
             created_at_ms: epoch_ms(self.0.clock.now()),
             runs: 1,
         };
-        self.0.store.insert_execution(&exec.snapshot(), &meta, &exec.state().snapshot())?;
+        self.0
+            .store
+            .insert_execution(&exec.snapshot(), &meta, &exec.state().snapshot())
+            .inspect_err(|e| self.0.db_health.writes(Err(e.to_string())))?;
         self.0.metrics.execution("started");
         tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
-        self.launch(prepared, exec.clone(), meta);
+        self.launch(prepared, exec.clone(), meta, true);
         Ok(exec)
     }
 
-    /// Run `exec` on the runtime once a worker slot is free.
-    fn launch(&self, prepared: Arc<Prepared>, exec: Arc<Execution>, meta: ExecutionMeta) {
+    /// Run `exec` on the runtime once a worker slot is free. A cancel while it
+    /// waits for the slot takes effect at once (it ends cancelled without a
+    /// slot: no step starts). With `observe_lag`, a scheduled execution's
+    /// delay from its fire time to the moment it got its slot (its first step
+    /// starts then) goes to `plexus_scheduler_lag_seconds`.
+    fn launch(&self, prepared: Arc<Prepared>, exec: Arc<Execution>, meta: ExecutionMeta, observe_lag: bool) {
         let id = exec.id().to_owned();
+        let fire_ms = meta.scheduled_at_ms.filter(|_| observe_lag);
         self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), (exec.clone(), meta));
         let daemon = self.clone();
         self.0.runtime.spawn(async move {
@@ -278,10 +348,18 @@ impl Daemon {
             let permit = tokio::select! {
                 permit = inner.slots.clone().acquire_owned() => permit.ok(),
                 _ = inner.drain.wait() => None,
+                _ = exec.cancel_requested() => None,
             };
-            if permit.is_some() && !inner.drain.is_raised() {
+            if !inner.drain.is_raised() && (permit.is_some() || exec.is_cancelled()) {
+                if let (Some(fire), Some(_)) = (fire_ms, &permit) {
+                    inner.metrics.scheduler_lag(epoch_ms(inner.clock.now()).saturating_sub(fire));
+                }
                 let engine = Engine::new(daemon.host(), inner.clock.clone()).with_drain(inner.drain.clone());
-                engine.run(prepared, exec).await;
+                engine.run(prepared, exec.clone()).await;
+            }
+            // Stopped while held (shutdown): record what can be.
+            if let Err(e) = exec.record_again() {
+                tracing::error!(execution = %id, "not recorded at shutdown ({e}); it resumes from its last record");
             }
             drop(permit);
             inner.live.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
@@ -330,13 +408,18 @@ impl Daemon {
     }
 
     /// Cancel execution `id`: running steps are cancelled, completed ones compensated.
+    /// A pending execution (waiting for a worker) is cancelled at once.
     ///
     /// # Errors
-    /// [`ErrorCode::NotFound`]; [`ErrorCode::InvalidState`] if it already ended.
+    /// [`ErrorCode::NotFound`]; [`ErrorCode::InvalidState`] if it already
+    /// ended or is already being cancelled.
     pub fn cancel(&self, id: &str) -> DaemonResult<()> {
+        let _one_at_a_time = self.lifecycle();
         if let Some(exec) = self.live(id) {
-            exec.cancel();
-            return Ok(());
+            if exec.request_cancel() {
+                return Ok(());
+            }
+            return Err(DaemonError::invalid_state(format!("execution `{id}` is already being cancelled")));
         }
         let stored = self.stored(id)?;
         Err(DaemonError::invalid_state(format!("execution `{id}` is {}, not running", stored.status.status.as_str())))
@@ -351,6 +434,7 @@ impl Daemon {
     /// without completing.
     pub fn retry(&self, id: &str) -> DaemonResult<()> {
         self.check_accepting()?;
+        let _one_at_a_time = self.lifecycle();
         if self.live(id).is_some() {
             return Err(DaemonError::invalid_state(format!("execution `{id}` is still running")));
         }
@@ -363,11 +447,13 @@ impl Daemon {
             )));
         }
         let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version)?;
-        self.0.store.reset_for_retry(&mut stored)?;
+        if !self.0.store.reset_for_retry(&mut stored)? {
+            return Err(DaemonError::invalid_state(format!("execution `{id}` is already being retried")));
+        }
         tracing::info!(execution = %id, run = stored.meta.runs, "retrying from the steps that did not complete");
         let exec =
             Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id.clone());
-        self.launch(prepared, exec, stored.meta);
+        self.launch(prepared, exec, stored.meta, false);
         Ok(())
     }
 
@@ -388,7 +474,7 @@ impl Daemon {
                         self.0.journal.clone(),
                         stored.meta.schedule_id.clone(),
                     );
-                    self.launch(prepared, exec, stored.meta);
+                    self.launch(prepared, exec, stored.meta, false);
                     resumed += 1;
                 }
                 Err(e) => {
@@ -404,12 +490,23 @@ impl Daemon {
         Ok(resumed)
     }
 
+    /// Stop accepting work and starting steps (idempotent): the first half of
+    /// [`Self::shutdown`], for the moment the signal arrives.
+    pub fn begin_shutdown(&self) {
+        self.0.accepting.store(false, Ordering::Release);
+        self.0.drain.raise();
+    }
+
+    /// Wait until shutdown began (at once if it did).
+    pub async fn stopping(&self) {
+        self.0.drain.wait().await;
+    }
+
     /// Stop accepting work, let running steps finish for at most `grace`,
     /// and leave unfinished executions to be resumed at the next start.
     /// Returns how many executions were still running at the deadline.
     pub async fn shutdown(&self, grace: Duration) -> usize {
-        self.0.accepting.store(false, Ordering::Release);
-        self.0.drain.raise();
+        self.begin_shutdown();
         let deadline = tokio::time::Instant::now() + grace;
         loop {
             let running = self.0.live.read().unwrap_or_else(PoisonError::into_inner).len();

@@ -154,6 +154,8 @@ impl Metrics {
     /// The text exposition, with `counts` (executions per status in the
     /// database) as the `plexus_executions_in_store` gauge.
     pub fn render(&self, counts: &[(String, u64)]) -> String {
+        // Recomputed from the store at each scrape: statuses that reached 0 are dropped.
+        self.0.executions_by_status.clear();
         for (status, n) in counts {
             self.0.executions_by_status.get_or_create(&vec![("status".into(), status.clone())]).set(*n as i64);
         }

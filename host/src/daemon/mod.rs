@@ -4,12 +4,14 @@
 //!
 //! * [`config`]: `plexus.toml`, raw and validated;
 //! * [`store`]: durable state in SQLite (WAL, migrations);
+//! * [`dbfile`]: the database file's exclusive lock, start-up and identity checks;
 //! * [`core::Daemon`]: workflows and executions, journalled to the store;
 //! * [`metrics`]: Prometheus metrics.
 
 pub mod api;
 pub mod config;
 pub mod core;
+pub mod dbfile;
 pub mod error;
 pub mod health;
 pub mod journal;

@@ -269,7 +269,7 @@ impl Schedules {
         };
         daemon.store().record_fire(id, &record, outcome != "manual")?;
         let exec = result?;
-        daemon.metrics().scheduler_lag(now_ms.saturating_sub(fire_ms));
+        // The scheduler lag is observed when the execution gets its worker (`Daemon::launch`).
         tracing::info!(schedule = %id, execution = %exec.id(), fire_time = %fire.to_rfc3339(), "schedule fired");
         // When it ends, a queued fire may start.
         let this = self.clone();

@@ -1,7 +1,10 @@
-//! [`serve`]: the daemon's life — open the store, load plugins, resume
-//! unfinished executions, fire schedules, watch plugins, serve the API, and
-//! on SIGTERM/SIGINT stop accepting work, let running steps finish within the
-//! grace period, and return (exit 0).
+//! [`serve`]: the daemon's life — open the store (taking its exclusive lock
+//! and checking it), load plugins, resume unfinished executions, fire
+//! schedules, watch plugins, serve the API, and on SIGTERM/SIGINT stop
+//! accepting work and starting steps at once, let running steps and requests
+//! finish within the grace period, and return (exit 0) by its end whatever
+//! clients do: long-polls are answered at once, connections still open at the
+//! deadline (a half-sent request, a slow client) are closed.
 
 use super::api::{ApiState, router};
 use super::config::{DaemonConfig, Listen, ensure_token};
@@ -13,6 +16,8 @@ use super::store::Store;
 use crate::HostBuilder;
 use crate::workflow::SystemClock;
 use anyhow::Context;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Run the daemon until SIGTERM or SIGINT. Prints one JSON line to stdout
@@ -65,21 +70,21 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         None
     };
     let app = router(ApiState::new(daemon.clone(), schedules, &token), config.max_body_bytes);
-    let shutdown = async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new work; running steps may finish");
-        let _ = stop_tx.send(true);
-    };
     let announce = |address: String| {
         println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file}));
         tracing::info!(%address, "plexus daemon listening");
     };
-    match &config.listen {
+    let mut stopping = stop_rx.clone();
+    let graceful = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let mut unix_socket = None;
+    let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &config.listen {
         Listen::Tcp(addr) => {
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             announce(listener.local_addr()?.to_string());
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
         }
         Listen::Unix(path) => {
             let _ = std::fs::remove_file(path);
@@ -91,12 +96,42 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             }
             announce(format!("unix:{}", path.display()));
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-            let _ = std::fs::remove_file(path);
+            unix_socket = Some(path.clone());
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
         }
+    };
+    let mut server = server;
+    let ended_by_itself = tokio::select! {
+        served = &mut server => {
+            served?;
+            true
+        }
+        () = shutdown_signal() => false,
+    };
+    // From here on the grace period bounds everything: no step starts, the
+    // server stops accepting and answers long-polls at once, running steps
+    // and requests may finish until the deadline; then open connections are
+    // closed (dropped with the runtime) and unfinished executions are left
+    // to resume at the next start.
+    tracing::info!(
+        grace_ms = config.grace_period.as_millis() as u64,
+        "shutting down: no new work; running steps may finish"
+    );
+    daemon.begin_shutdown();
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::Instant::now() + config.grace_period;
+    let server_closed =
+        async { if ended_by_itself { Ok(Ok(())) } else { tokio::time::timeout_at(deadline, &mut server).await } };
+    let ticker_stopped = tokio::time::timeout_at(deadline, ticker);
+    let (left, served, _) = tokio::join!(daemon.shutdown(config.grace_period), server_closed, ticker_stopped);
+    match served {
+        Ok(Err(e)) => tracing::warn!("HTTP server: {e}"),
+        Err(_) => tracing::warn!("grace period over: closing the HTTP connections still open"),
+        Ok(Ok(())) => {}
     }
-    let _ = ticker.await;
-    let left = daemon.shutdown(config.grace_period).await;
+    if let Some(path) = unix_socket {
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!(unfinished = left, "stopped");
     Ok(())
 }

@@ -11,12 +11,14 @@
 //! of each step, JSON), `events` (every transition, the execution log),
 //! `compensations`, `schedules` and `fires` (each schedule's fire history).
 
+use super::dbfile::{DbLock, FileIdentity, check_writable};
 use crate::workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus, epoch_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -39,12 +41,42 @@ pub enum StoreError {
         /// What failed.
         message: String,
     },
-    /// A stored JSON value did not parse.
+    /// A stored JSON value did not parse, or `PRAGMA quick_check` found damage.
     #[error("state database {path}: corrupt record: {message}")]
     Corrupt {
         /// The database file.
         path: PathBuf,
         /// What did not parse.
+        message: String,
+    },
+    /// Another daemon (or another `Store` in this process) holds the
+    /// database's exclusive lock.
+    #[error(
+        "state database {path} is in use by another daemon ({holder}; lock file {lock}): \
+         stop it, or give this daemon its own `state_db`"
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file (`<db>.lock`).
+        lock: PathBuf,
+        /// Who holds it, as the holder wrote it: `pid <pid> on host <name>`.
+        holder: String,
+    },
+    /// The database (or its directory) cannot be written.
+    #[error("state database {path} is read-only: {message}")]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+        /// Why it cannot be written.
+        message: String,
+    },
+    /// A file next to the database (its lock file) could not be used.
+    #[error("state database lock file {path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
         message: String,
     },
 }
@@ -122,11 +154,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX fires_by_schedule ON fires (schedule_id, seq);",
 ];
 
-/// A handle on the state database; cheap to clone, safe to share.
+/// A handle on the state database; cheap to clone, safe to share. The
+/// database's exclusive lock ([`DbLock`]) is held while any clone lives.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     path: Arc<PathBuf>,
+    _lock: Arc<DbLock>,
+    identity: Option<FileIdentity>,
+    /// Test hook: writes fail as on a full disk.
+    fail_writes: Arc<AtomicBool>,
 }
 
 /// One stored version of a workflow.
@@ -267,12 +304,20 @@ fn now_ms() -> u64 {
 }
 
 impl Store {
-    /// Open (creating if needed) the database at `path` and migrate it to the
-    /// current schema.
+    /// Open (creating if needed) the database at `path`, check it and migrate
+    /// it to the current schema.
+    ///
+    /// In order: refuse a file or directory without write permission; take
+    /// the database's exclusive lock (`<path>.lock`, see [`super::dbfile`]);
+    /// open in WAL mode; run `PRAGMA quick_check`; migrate; and make one real
+    /// write, so a database that cannot be written fails here rather than at
+    /// the first transition.
     ///
     /// # Errors
-    /// The file cannot be created or opened, is not a database, or was
-    /// written by a newer daemon.
+    /// [`StoreError::Locked`] (another daemon uses it, named),
+    /// [`StoreError::ReadOnly`], [`StoreError::Corrupt`] (`quick_check`
+    /// failed); the file cannot be created or opened, is not a database, or
+    /// was written by a newer daemon.
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Migration {
@@ -280,16 +325,74 @@ impl Store {
                 message: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
+        check_writable(path)?;
+        let lock = DbLock::acquire(path)?;
         let sqlite = |source| StoreError::Sqlite { path: path.to_owned(), source };
         let mut conn = Connection::open(path).map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sqlite)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+        let problems: Vec<String> = conn
+            .prepare("PRAGMA quick_check")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(sqlite)?;
+        if problems.first().map(String::as_str) != Some("ok") {
+            let message = format!("quick_check: {}", problems.join("; "));
+            return Err(StoreError::Corrupt { path: path.to_owned(), message });
+        }
         let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
         migrations
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Migration { path: path.to_owned(), message: e.to_string() })?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_owned()) })
+        let read_only = |message: String| StoreError::ReadOnly { path: path.to_owned(), message };
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(sqlite)? {
+            return Err(read_only("SQLite opened it read-only".into()));
+        }
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;
+        conn.pragma_update(None, "user_version", version)
+            .map_err(|e| read_only(format!("a test write failed: {e}")))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_owned()),
+            _lock: Arc::new(lock),
+            identity: FileIdentity::of(path).ok(),
+            fail_writes: Arc::default(),
+        })
+    }
+
+    /// `Ok` while the database path still names the file opened (it was not
+    /// deleted or replaced); otherwise the cause, in one line.
+    pub fn check_file(&self) -> Result<(), String> {
+        match &self.identity {
+            Some(identity) => identity.check(&self.path),
+            None => Ok(()),
+        }
+    }
+
+    /// Test hook: from now on every state write fails (`true`) as on a full
+    /// disk, or works again (`false`).
+    #[doc(hidden)]
+    pub fn fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// Make one small real write (the schema version, unchanged): whether
+    /// the database can be written now.
+    pub fn probe_write(&self) -> StoreResult<()> {
+        self.writable()?;
+        let conn = self.conn();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.err(e))?;
+        conn.pragma_update(None, "user_version", version).map_err(|e| self.err(e))
+    }
+
+    /// The injected failure, while [`Self::fail_writes`] is on.
+    fn writable(&self) -> StoreResult<()> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            let error = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL);
+            let message = Some("database or disk is full (injected)".to_owned());
+            return Err(self.err(rusqlite::Error::SqliteFailure(error, message)));
+        }
+        Ok(())
     }
 
     /// The database file.
@@ -319,6 +422,7 @@ impl Store {
     /// version and whether it is new: registering the same text again returns
     /// the current version unchanged.
     pub fn put_workflow(&self, id: &str, source: &str, format: &str) -> StoreResult<(u32, bool)> {
+        self.writable()?;
         let conn = self.conn();
         let latest: Option<(u32, String, bool)> = conn
             .query_row(
@@ -397,6 +501,7 @@ impl Store {
     /// Mark workflow `id` deleted. Its versions stay for the executions
     /// pinned to them. Returns whether it existed.
     pub fn delete_workflow(&self, id: &str) -> StoreResult<bool> {
+        self.writable()?;
         let n = self
             .conn()
             .execute("UPDATE workflows SET deleted = 1 WHERE id = ?1 AND deleted = 0", [id])
@@ -413,6 +518,7 @@ impl Store {
         meta: &ExecutionMeta,
         state: &Map<String, Value>,
     ) -> StoreResult<()> {
+        self.writable()?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.prepare_cached(
@@ -449,6 +555,7 @@ impl Store {
 
     /// Write the execution-level fields of `status` and log the transition.
     pub fn update_execution(&self, status: &ExecutionStatus) -> StoreResult<()> {
+        self.writable()?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.prepare_cached(
@@ -482,6 +589,7 @@ impl Store {
         record: &StepRecord,
         state: Option<&Map<String, Value>>,
     ) -> StoreResult<()> {
+        self.writable()?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.prepare_cached("INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")
@@ -512,6 +620,7 @@ impl Store {
 
     /// Record compensation number `seq` of an execution.
     pub fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreResult<()> {
+        self.writable()?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
@@ -536,9 +645,15 @@ impl Store {
     /// Prepare a finished execution for `exec retry`: steps that did not
     /// complete go back to pending with no attempts, compensations are
     /// forgotten (they stay in the log), the run counter goes up.
-    pub fn reset_for_retry(&self, stored: &mut StoredExecution) -> StoreResult<()> {
+    ///
+    /// The change is conditional: it happens only if the stored execution is
+    /// still failed, cancelled or rollback-failed, so of two retries racing
+    /// one wins. Returns `false` (and changes nothing) when it is not.
+    pub fn reset_for_retry(&self, stored: &mut StoredExecution) -> StoreResult<bool> {
+        self.writable()?;
         let id = stored.status.execution_id.clone();
-        for step in &mut stored.status.steps {
+        let mut reset = stored.clone();
+        for step in &mut reset.status.steps {
             if step.status != crate::workflow::StepStatus::Completed {
                 step.status = crate::workflow::StepStatus::Pending;
                 step.attempts = 0;
@@ -550,14 +665,24 @@ impl Store {
                 step.duration_ms = None;
             }
         }
-        stored.status.status = WorkflowStatus::Pending;
-        stored.status.error = None;
-        stored.status.ended_at_ms = None;
-        stored.status.compensations.clear();
-        stored.meta.runs += 1;
+        reset.status.status = WorkflowStatus::Pending;
+        reset.status.error = None;
+        reset.status.ended_at_ms = None;
+        reset.status.compensations.clear();
+        reset.meta.runs += 1;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        for (i, step) in stored.status.steps.iter().enumerate() {
+        let changed = tx
+            .execute(
+                "UPDATE executions SET status = 'pending', error = NULL, ended_at_ms = NULL, runs = ?2
+                 WHERE id = ?1 AND status IN ('failed', 'cancelled', 'rollback_failed')",
+                params![id, reset.meta.runs],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        for (i, step) in reset.status.steps.iter().enumerate() {
             tx.execute(
                 "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
                 params![id, i as i64, json(step)],
@@ -566,13 +691,56 @@ impl Store {
         }
         tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [&id]).map_err(|e| self.err(e))?;
         tx.execute(
-            "UPDATE executions SET status = 'pending', error = NULL, ended_at_ms = NULL, runs = ?2 WHERE id = ?1",
-            params![id, stored.meta.runs],
+            "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, 'pending', ?3)",
+            params![id, now_ms() as i64, format!("retry (run {})", reset.meta.runs)],
         )
         .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        *stored = reset;
+        Ok(true)
+    }
+
+    /// Write everything about a running execution at once — status, every
+    /// step, every compensation, the shared state — and log one event saying
+    /// so. Used after state writes failed, to record what happened meanwhile
+    /// before the execution goes on.
+    pub fn record_snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> StoreResult<()> {
+        self.writable()?;
+        let id = &status.execution_id;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
-            "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, 'pending', ?3)",
-            params![id, now_ms() as i64, format!("retry (run {})", stored.meta.runs)],
+            "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6,
+                state = ?7 WHERE id = ?1",
+            params![
+                id,
+                status.status.as_str(),
+                Value::Object(status.outputs.clone()).to_string(),
+                status.error,
+                status.started_at_ms.map(|t| t as i64),
+                status.ended_at_ms.map(|t| t as i64),
+                Value::Object(state.clone()).to_string(),
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        for (i, step) in status.steps.iter().enumerate() {
+            tx.execute(
+                "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
+                params![id, i as i64, json(step)],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [id]).map_err(|e| self.err(e))?;
+        for (seq, record) in status.compensations.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO compensations (execution_id, seq, record) VALUES (?1, ?2, ?3)",
+                params![id, seq as i64, json(record)],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute(
+            "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, ?3, ?4)",
+            params![id, now_ms() as i64, status.status.as_str(), "recorded again after state writes failed"],
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
@@ -736,6 +904,7 @@ impl Store {
     /// Create schedule `id` at `created_at_ms` (intervals count from it).
     /// Returns `false` if the id is taken.
     pub fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreResult<bool> {
+        self.writable()?;
         let n = self
             .conn()
             .execute(
@@ -771,6 +940,7 @@ impl Store {
 
     /// Pause or resume schedule `id`. Returns whether it exists.
     pub fn set_schedule_enabled(&self, id: &str, enabled: bool) -> StoreResult<bool> {
+        self.writable()?;
         let n = self
             .conn()
             .execute("UPDATE schedules SET enabled = ?2 WHERE id = ?1", params![id, enabled])
@@ -780,6 +950,7 @@ impl Store {
 
     /// Delete schedule `id` (its fire history stays). Returns whether it existed.
     pub fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        self.writable()?;
         let n = self.conn().execute("DELETE FROM schedules WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
         Ok(n > 0)
     }
@@ -787,6 +958,7 @@ impl Store {
     /// Record how fire time `fire.fire_time_ms` of schedule `id` was handled;
     /// with `advance`, it also becomes the schedule's last handled fire time.
     pub fn record_fire(&self, id: &str, fire: &Fire, advance: bool) -> StoreResult<()> {
+        self.writable()?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(

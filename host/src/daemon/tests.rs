@@ -1,6 +1,8 @@
 //! Daemon tests against an in-process plugin: resume after a crash, retry
-//! from the failed steps, and schedules on a mock clock (intervals, overlap,
-//! catch-up after downtime, cron across DST in two time zones).
+//! from the failed steps, state faults (failing writes, a deleted database,
+//! concurrent retries, cancelling a pending execution, stale gauges), and
+//! schedules on a mock clock (intervals, overlap, catch-up after downtime,
+//! cron across DST in two time zones, scheduler lag behind a queue).
 
 use super::core::Daemon;
 use super::metrics::Metrics;
@@ -75,10 +77,14 @@ struct Fixture {
 }
 
 fn fixture(clock: Arc<dyn Clock>) -> Fixture {
+    fixture_with_workers(clock, 4)
+}
+
+fn fixture_with_workers(clock: Arc<dyn Clock>, workers: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("state.db")).unwrap();
     let host = HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap();
-    let daemon = Daemon::new(store, host, clock, tokio::runtime::Handle::current(), 4, Metrics::default());
+    let daemon = Daemon::new(store, host, clock, tokio::runtime::Handle::current(), workers, Metrics::default());
     Fixture { daemon, _dir: dir }
 }
 
@@ -459,4 +465,196 @@ async fn an_abandoned_native_call_shows_in_health_and_metrics() {
     }
     let (_, health) = http_get(addr, "/v1/health").await;
     assert!(!health.contains("dtest.ops: "), "{health}");
+}
+
+// ----- state faults -----
+
+/// Poll `check` every 10 ms for up to 20 s.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_writes_hold_executions_until_they_work_again() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("full", "fd", 600)).unwrap();
+    let ids: Vec<String> =
+        (0..3).map(|_| f.daemon.start("full", Map::new(), Default::default()).unwrap().id().to_owned()).collect();
+    until("every `a` to start", || runs("fd-a") == 3).await;
+    // The disk fills while the three `a` steps run.
+    f.daemon.store().fail_writes(true);
+    until("health to turn degraded", || f.daemon.health().reasons().contains_key("state_db")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(runs("fd-b"), 0, "no step starts while its start cannot be recorded");
+    let reason = &f.daemon.health().reasons()["state_db"];
+    assert!(reason.contains("disk is full"), "{reason}");
+    for id in &ids {
+        let exec = f.daemon.live(id).expect("a held execution stays live");
+        assert!(exec.is_held());
+        assert_eq!(exec.snapshot().step("a").unwrap().status, StepStatus::Completed, "what ran is kept");
+    }
+    // Space is freed: the executions are recorded again and go on.
+    f.daemon.store().fail_writes(false);
+    for id in &ids {
+        let done = wait_done(&f.daemon, id).await;
+        assert_eq!(done.status, WorkflowStatus::Completed, "{done:?}");
+        let stored = f.daemon.store().execution(id).unwrap().unwrap();
+        assert_eq!(stored.status.status, WorkflowStatus::Completed);
+        assert!(stored.status.steps.iter().all(|s| s.status == StepStatus::Completed && s.attempts == 1));
+    }
+    assert_eq!((runs("fd-a"), runs("fd-b"), runs("fd-c")), (3, 3, 3), "no step ran twice");
+    assert!(f.daemon.store().unfinished_executions().unwrap().is_empty(), "nothing left to resume");
+    until("health to recover", || !f.daemon.health().is_degraded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_database_is_noticed() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.maintain();
+    assert!(!f.daemon.health().is_degraded());
+    std::fs::remove_file(f.daemon.store().path()).unwrap();
+    f.daemon.maintain();
+    let reason = f.daemon.health().reasons().get("state_db").cloned().unwrap_or_default();
+    assert!(reason.contains("deleted") && reason.contains("state.db"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_store_on_the_same_database_is_refused() {
+    let f = fixture(Arc::new(SystemClock));
+    let err = match Store::open(f.daemon.store().path()) {
+        Ok(_) => panic!("a second store opened the database"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("in use by another daemon") && err.contains(&format!("pid {}", std::process::id())), "{err}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_database_is_a_start_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let err = Store::open(&path).err().expect("a read-only database is refused").to_string();
+    assert!(err.contains("read-only") && err.contains("state.db"), "{err}");
+}
+
+#[test]
+fn a_damaged_database_is_a_start_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = Store::open(&path).unwrap();
+        for i in 0..200 {
+            store.put_workflow(&format!("w{i}"), &"x".repeat(500), "yaml").unwrap();
+        }
+    }
+    // Scribble over the middle of the file (the header stays valid).
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 16 * 4096, "{}", bytes.len());
+    bytes[8 * 4096..12 * 4096].fill(0x5a);
+    std::fs::write(&path, bytes).unwrap();
+    let err = Store::open(&path).err().expect("a damaged database is refused").to_string();
+    assert!(err.contains("state.db") && (err.contains("quick_check") || err.contains("malformed")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_retries_accept_one() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("twice", "tw", 0)).unwrap();
+    FAILING.lock().unwrap().insert("tw-b".into());
+    let id = f.daemon.start("twice", Map::new(), Default::default()).unwrap().id().to_owned();
+    assert_eq!(wait_done(&f.daemon, &id).await.status, WorkflowStatus::Failed);
+    FAILING.lock().unwrap().remove("tw-b");
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (daemon, barrier, id) = (f.daemon.clone(), barrier.clone(), id.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                daemon.retry(&id)
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code == super::ErrorCode::InvalidState));
+    assert_eq!(wait_done(&f.daemon, &id).await.status, WorkflowStatus::Completed);
+    assert_eq!((runs("tw-a"), runs("tw-b"), runs("tw-c")), (1, 2, 1), "b ran once more, c once");
+    assert_eq!(f.daemon.status(&id).unwrap().1.runs, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_pending_execution_takes_effect_at_once() {
+    let f = fixture_with_workers(Arc::new(SystemClock), 1);
+    let one = |id: &str, tag: &str, ms: u64| {
+        format!(
+            "id: {id}\nsteps:\n  - {{id: a, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {tag}, ms: {ms}}}}}\n"
+        )
+    };
+    f.daemon.register_workflow(&one("busy", "pc-busy", 5000)).unwrap();
+    f.daemon.register_workflow(&one("queued", "pc-queued", 0)).unwrap();
+    let busy = f.daemon.start("busy", Map::new(), Default::default()).unwrap().id().to_owned();
+    until("the only worker to be busy", || runs("pc-busy") == 1).await;
+    let queued = f.daemon.start("queued", Map::new(), Default::default()).unwrap().id().to_owned();
+    let asked = Instant::now();
+    f.daemon.cancel(&queued).unwrap();
+    let done = wait_done(&f.daemon, &queued).await;
+    assert!(asked.elapsed() < Duration::from_secs(2), "took {:?}", asked.elapsed());
+    assert_eq!(done.status, WorkflowStatus::Cancelled);
+    assert_eq!(done.step("a").unwrap().status, StepStatus::Cancelled);
+    assert_eq!(runs("pc-queued"), 0);
+    assert!(f.daemon.live(&busy).is_some(), "the busy one still runs");
+    // A second cancel is refused; the first is enough.
+    f.daemon.cancel(&busy).unwrap();
+    assert_eq!(f.daemon.cancel(&busy).unwrap_err().code, super::ErrorCode::InvalidState);
+    assert_eq!(wait_done(&f.daemon, &busy).await.status, WorkflowStatus::Cancelled);
+}
+
+#[test]
+fn the_status_gauge_drops_statuses_that_reached_zero() {
+    let metrics = Metrics::default();
+    let running = "status=\"running\"} 16";
+    assert!(metrics.render(&[("running".into(), 16)]).contains(running));
+    let now = metrics.render(&[("completed".into(), 16)]);
+    assert!(!now.contains("status=\"running\"}"), "{now}");
+}
+
+/// The `plexus_scheduler_lag_seconds` sum from a scrape.
+fn lag_sum(daemon: &Daemon) -> f64 {
+    let text = daemon.metrics().render(&[]);
+    text.lines()
+        .find_map(|l| l.strip_prefix("plexus_scheduler_lag_seconds_sum "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no lag sum in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduler_lag_counts_the_wait_for_a_worker() {
+    let clock = MockClock::new(at("2026-06-01T12:00:00Z"));
+    let f = fixture_with_workers(Arc::new(clock.clone()), 1);
+    let s = Schedules::new(f.daemon.clone());
+    f.daemon
+        .register_workflow("id: hog\nsteps:\n  - {id: a, plugin_id: dtest.ops, method_name: tick, parameters: {tag: lag-hog, ms: 1000}}\n")
+        .unwrap();
+    let hog = f.daemon.start("hog", Map::new(), Default::default()).unwrap().id().to_owned();
+    until("the only worker to be busy", || runs("lag-hog") == 1).await;
+    s.create(spec(
+        json!({"id": "lag", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "lag"}}),
+    ))
+    .unwrap();
+    clock.advance(Duration::from_secs(61));
+    let fired = s.tick().unwrap();
+    assert_eq!(fired.len(), 1);
+    // It waits for the worker while 30 s more pass.
+    clock.advance(Duration::from_secs(30));
+    wait_done(&f.daemon, &hog).await;
+    wait_done(&f.daemon, &fired[0]).await;
+    let lag = lag_sum(&f.daemon);
+    assert!((31.0..32.0).contains(&lag), "the lag runs to the start, not to the fire: {lag}");
 }

@@ -20,7 +20,7 @@ use super::clock::Clock;
 use super::dag::Dag;
 use super::definition::{Action, Workflow};
 use super::expr::{Expr, Scope, Template};
-use super::journal::{Journal, NoJournal};
+use super::journal::{Journal, JournalError, NoJournal};
 use super::status::{CompensationRecord, ExecutionStatus, StepError, StepRecord, StepStatus, WorkflowStatus, epoch_ms};
 use super::validate::ValidWorkflow;
 use crate::CallError;
@@ -106,6 +106,15 @@ pub struct Execution {
     /// The state version last handed to the journal.
     state_seen: AtomicU64,
     task_id: Option<String>,
+    /// Raised by [`Self::cancel`]; unlike `cancelled`, any number may wait on it.
+    cancel_signal: Drain,
+    /// Set by the first [`Self::request_cancel`].
+    cancel_asked: std::sync::atomic::AtomicBool,
+    /// `true` while a transition could not be journalled (see [`Self::is_held`]).
+    held: watch::Sender<bool>,
+    /// Held across a journal write and the in-memory update that follows, so
+    /// [`Self::record_again`] never records an older state over a newer one.
+    recording: Mutex<()>,
 }
 
 impl Execution {
@@ -186,6 +195,10 @@ impl Execution {
             journal,
             state_seen: AtomicU64::new(0),
             task_id,
+            cancel_signal: Drain::default(),
+            cancel_asked: std::sync::atomic::AtomicBool::new(false),
+            held: watch::channel(false).0,
+            recording: Mutex::new(()),
         })
     }
 
@@ -203,31 +216,116 @@ impl Execution {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn recording(&self) -> MutexGuard<'_, ()> {
+        self.recording.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The journal could not record a transition: hold the execution.
+    fn hold(&self, what: &str, error: &JournalError) {
+        tracing::error!(execution = %self.id, "cannot record {what}: {error}; the execution is held until it can");
+        self.held.send_replace(true);
+    }
+
     /// Change step `i` with `change`: the journal gets the new record (and the
     /// shared state, if it changed) before the in-memory record is replaced.
-    pub(super) fn update_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) {
+    /// The in-memory record changes even if the journal failed (what happened
+    /// happened; the execution is then held). Returns whether it was recorded.
+    pub(super) fn update_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
+        self.change_step(i, change, false)
+    }
+
+    /// Like [`Self::update_step`], for a step about to start: if the journal
+    /// fails, nothing changes (the step must not start) and this returns `false`.
+    pub(super) fn start_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
+        self.change_step(i, change, true)
+    }
+
+    fn change_step(&self, i: usize, change: impl FnOnce(&mut StepRecord), only_if_recorded: bool) -> bool {
+        let _recording = self.recording();
         let mut record = self.lock().steps[i].clone();
         change(&mut record);
         let seen = self.state_seen.load(Ordering::Acquire);
         let state = self.state.changed_since(seen);
-        if let Some((version, _)) = &state {
-            self.state_seen.store(*version, Ordering::Release);
+        let written = self.journal.step(&self.id, i, &record, state.as_ref().map(|(_, map)| map));
+        match &written {
+            Ok(()) => {
+                if let Some((version, _)) = &state {
+                    self.state_seen.store(*version, Ordering::Release);
+                }
+            }
+            Err(e) => self.hold(&format!("step `{}` {}", record.id, record.status.as_str()), e),
         }
-        self.journal.step(&self.id, i, &record, state.as_ref().map(|(_, map)| map));
-        self.lock().steps[i] = record;
+        if written.is_ok() || !only_if_recorded {
+            self.lock().steps[i] = record;
+        }
+        written.is_ok()
     }
 
-    /// Change the execution-level fields with `change`, journal first.
-    pub(super) fn update_status(&self, change: impl FnOnce(&mut ExecutionStatus)) {
+    /// Change the execution-level fields with `change`, journal first (the
+    /// in-memory status changes even if the journal failed; the execution is
+    /// then held). Returns whether it was recorded.
+    pub(super) fn update_status(&self, change: impl FnOnce(&mut ExecutionStatus)) -> bool {
+        let _recording = self.recording();
         let mut s = self.lock().clone();
         change(&mut s);
-        self.journal.execution(&s);
+        let written = self.journal.execution(&s);
+        if let Err(e) = &written {
+            self.hold(&format!("the execution {}", s.status.as_str()), e);
+        }
         let mut current = self.lock();
         current.status = s.status;
         current.outputs = s.outputs;
         current.error = s.error;
         current.started_at_ms = s.started_at_ms;
         current.ended_at_ms = s.ended_at_ms;
+        written.is_ok()
+    }
+
+    /// Journal compensation `record` (number `seq`), then keep it.
+    fn add_compensation(&self, record: CompensationRecord) {
+        let _recording = self.recording();
+        let seq = self.lock().compensations.len();
+        if let Err(e) = self.journal.compensation(&self.id, seq, &record) {
+            self.hold(&format!("the compensation of `{}`", record.step), &e);
+        }
+        self.lock().compensations.push(record);
+    }
+
+    /// Whether the execution is held: a transition could not be journalled,
+    /// so it starts no new step or compensation and does not end until
+    /// [`Self::record_again`] succeeds. Steps already running finish.
+    pub fn is_held(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// A receiver that sees the held flag change.
+    pub(super) fn held_changes(&self) -> watch::Receiver<bool> {
+        self.held.subscribe()
+    }
+
+    /// Wait until the execution is not held.
+    pub(super) async fn recorded(&self) {
+        let mut rx = self.held.subscribe();
+        let _ = rx.wait_for(|held| !*held).await;
+    }
+
+    /// If the execution is held, record all of it through the journal
+    /// ([`Journal::snapshot`]); on success it is released and goes on.
+    ///
+    /// # Errors
+    /// The journal still fails; the execution stays held.
+    pub fn record_again(&self) -> Result<(), JournalError> {
+        let _recording = self.recording();
+        if !self.is_held() {
+            return Ok(());
+        }
+        let status = self.snapshot();
+        let (version, state) = self.state.changed_since(0).unwrap_or_else(|| (0, self.state.snapshot()));
+        self.journal.snapshot(&status, &state)?;
+        self.state_seen.fetch_max(version, Ordering::AcqRel);
+        tracing::info!(execution = %self.id, "recorded again; the execution goes on");
+        self.held.send_replace(false);
+        Ok(())
     }
 
     /// A snapshot of the status, with progress and current steps computed.
@@ -240,8 +338,22 @@ impl Execution {
     /// Ask the execution to stop: running steps are cancelled, pending ones
     /// marked Cancelled, completed ones compensated.
     pub fn cancel(&self) {
+        self.request_cancel();
+    }
+
+    /// Like [`Self::cancel`]; returns whether this call was the first to ask.
+    pub fn request_cancel(&self) -> bool {
+        let first = !self.cancel_asked.swap(true, Ordering::AcqRel);
         self.cancel.cancel();
         self.cancelled.notify_one();
+        // Last: whoever wakes on it sees `is_cancelled()`.
+        self.cancel_signal.raise();
+        first
+    }
+
+    /// Wait until [`Self::cancel`] is called (at once if it was).
+    pub async fn cancel_requested(&self) {
+        self.cancel_signal.wait().await;
     }
 
     /// Whether [`Self::cancel`] was called.
@@ -361,16 +473,21 @@ impl Engine {
                 other => Abort::Failed(other.unwrap_or("rolling back").to_owned()),
             })
         } else {
-            let started = epoch_ms(self.clock.now());
-            exec.update_status(|s| {
-                s.status = WorkflowStatus::Running;
-                s.started_at_ms.get_or_insert(started);
-                s.error = None;
-            });
+            // Cancelled before it started (while waiting for a worker): it never runs.
+            if !exec.is_cancelled() {
+                let started = epoch_ms(self.clock.now());
+                exec.update_status(|s| {
+                    s.status = WorkflowStatus::Running;
+                    s.started_at_ms.get_or_insert(started);
+                    s.error = None;
+                });
+            }
             let forward = Stop::default();
             super::scheduler::Forward::run(self.clone(), prepared.clone(), exec.clone(), forward).await
         };
         if matches!(abort, Some(Abort::Suspended)) {
+            // Draining: give up waiting for a held journal; the owner records
+            // what it can at shutdown, the rest resumes from the journal.
             tracing::info!(execution = %exec.id(), workflow = %prepared.workflow.id, "execution suspended; it resumes when the host starts again");
             exec.done.send_replace(true);
             return;
@@ -416,6 +533,17 @@ impl Engine {
                 None => {}
             }
         });
+        // An execution ends only once all of it is recorded; if the engine
+        // drains first, it stops unfinished and resumes from its journal.
+        tokio::select! {
+            biased;
+            () = exec.recorded() => {}
+            () = self.drain.wait() => {
+                tracing::warn!(execution = %exec.id(), "stopping before the end of the execution could be recorded");
+                exec.done.send_replace(true);
+                return;
+            }
+        }
         tracing::info!(execution = %exec.id(), workflow = %prepared.workflow.id, status = final_status.as_str(), "execution finished");
         exec.done.send_replace(true);
     }
@@ -490,6 +618,8 @@ impl Engine {
             if done.contains(&step_id) {
                 continue;
             }
+            // No compensation starts while the journal cannot record.
+            exec.recorded().await;
             let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
             let scope = self.scope(prepared, exec, &all, true);
             let started = Instant::now();
@@ -512,9 +642,7 @@ impl Engine {
             } else {
                 tracing::info!(step = %step_id, "compensated");
             }
-            let seq = exec.lock().compensations.len();
-            exec.journal.compensation(&exec.id, seq, &record);
-            exec.lock().compensations.push(record);
+            exec.add_compensation(record);
         }
         all_ok
     }

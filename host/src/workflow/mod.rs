@@ -23,7 +23,7 @@ pub mod validate;
 pub use clock::{Clock, MockClock, SystemClock};
 pub use definition::{ExecutionMode, Problem, RetryPolicy, Step, Workflow};
 pub use engine::{Drain, Engine, Execution, Prepared};
-pub use journal::{Journal, NoJournal};
+pub use journal::{Journal, JournalError, JournalResult, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};
 pub use status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
 pub use validate::{Invalid, ValidWorkflow, load_file, validate};

@@ -136,6 +136,7 @@ impl Forward {
         }
         let watchdog = fwd.runtime.spawn(fwd.clone().watchdog());
         let drain = fwd.engine.drain_signal();
+        let mut held = exec.held_changes();
         loop {
             let expiry = async {
                 match deadline {
@@ -147,6 +148,11 @@ impl Forward {
                 _ = fwd.done.notified() => break,
                 _ = exec.cancelled.notified() => fwd.abort(Abort::Cancelled),
                 _ = drain.wait(), if !fwd.lock().suspended => fwd.suspend(),
+                // Released (or held): idle workers look again.
+                Ok(()) = held.changed() => {
+                    let _st = fwd.lock();
+                    fwd.wake.notify_all();
+                }
                 _ = expiry => {
                     deadline = None;
                     fwd.abort(Abort::Failed(format!("the workflow timed out after {} ms", timeout.as_millis())));
@@ -213,8 +219,10 @@ impl Forward {
     fn next(&self) -> Option<(usize, u32)> {
         let mut st = self.lock();
         loop {
+            // A held execution starts nothing until its journal records again.
             if st.abort.is_none()
                 && !st.suspended
+                && !self.exec.is_held()
                 && st.running < self.limit
                 && let Some((_, i)) = st.ready.pop_first()
             {
@@ -226,7 +234,7 @@ impl Forward {
                 self.finish_if_idle(&mut st);
                 return None;
             }
-            if st.running == 0 && st.timers == 0 {
+            if st.running == 0 && st.timers == 0 && st.ready.is_empty() {
                 self.finish_if_idle(&mut st);
                 return None;
             }
@@ -258,11 +266,21 @@ impl Forward {
                 continue;
             }
             let now = super::status::epoch_ms(self.engine.clock().now());
-            self.exec.update_step(i, |r| {
+            let recorded = self.exec.start_step(i, |r| {
                 r.status = StepStatus::Running;
                 r.attempts = attempt;
                 r.started_at_ms.get_or_insert(now);
             });
+            if !recorded {
+                // No step starts unrecorded: give the attempt back; the
+                // execution is held until the journal can write again.
+                let mut st = self.lock();
+                st.attempts[i] -= 1;
+                st.running -= 1;
+                st.ready.insert((self.prepared.dag.rank[i], i));
+                self.wake.notify_all();
+                continue;
+            }
             match self.call(i, attempt, &job) {
                 Some(result) => self.settle(i, attempt, result),
                 // The watchdog timed this call out and started another worker.

@@ -625,3 +625,78 @@ fn the_committed_json_schema_accepts_the_examples_and_rejects_what_validation_re
         assert!(validate(&doc, None).is_err(), "{bad}");
     }
 }
+
+/// A journal that fails while `failing` is set, and counts the snapshots it took.
+#[derive(Default)]
+struct FlakyJournal {
+    failing: std::sync::atomic::AtomicBool,
+    snapshots: std::sync::atomic::AtomicUsize,
+}
+
+impl FlakyJournal {
+    fn result(&self) -> JournalResult {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(JournalError("disk full".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl super::Journal for FlakyJournal {
+    fn execution(&self, _: &ExecutionStatus) -> JournalResult {
+        self.result()
+    }
+    fn step(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalResult {
+        self.result()
+    }
+    fn compensation(&self, _: &str, _: usize, _: &status::CompensationRecord) -> JournalResult {
+        self.result()
+    }
+    fn snapshot(&self, _: &ExecutionStatus, _: &Map<String, Value>) -> JournalResult {
+        self.result()?;
+        self.snapshots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_journal_holds_the_execution_until_it_records_again() {
+    let host = host();
+    let steps: String = (0..6)
+        .map(|i| {
+            format!(
+                "  - {{ id: s{i}, plugin_id: test.ops, method_name: record, parameters: {{ tag: s{i}, ms: 400 }} }}\n"
+            )
+        })
+        .collect();
+    let wf = valid(&host, &format!("id: held\nexecution_mode: parallel\nmax_parallel: 3\nsteps:\n{steps}"));
+    let prepared = Arc::new(engine::Prepared::new(wf).unwrap());
+    let flaky = Arc::new(FlakyJournal::default());
+    let exec = engine::Execution::start("held-1".into(), &prepared, Map::new(), flaky.clone(), None);
+    let engine = Engine::new(host, Arc::new(SystemClock));
+    let run = tokio::spawn({
+        let exec = exec.clone();
+        async move { engine.run(prepared, exec).await }
+    });
+    let started = || journal("held-1", |j| j.events.len());
+    while started() < 3 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    flaky.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(exec.is_held());
+    assert_eq!(started(), 3, "no step starts while the journal fails");
+    assert!(exec.record_again().is_err(), "still failing");
+    assert!(!exec.is_done(), "a held execution does not end");
+    flaky.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    exec.record_again().unwrap();
+    run.await.unwrap();
+    let status = exec.snapshot();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    assert!(status.steps.iter().all(|s| s.attempts == 1), "{status:#?}");
+    let mut events = journal("held-1", |j| j.events.clone());
+    events.sort();
+    assert_eq!(events, ["s0", "s1", "s2", "s3", "s4", "s5"], "each step ran once");
+    assert_eq!(flaky.snapshots.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
