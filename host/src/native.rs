@@ -41,7 +41,11 @@ impl NativePlugin {
         let header = lib_header_from_path(path).map_err(|e| summarise(&e, None))?;
         let plugin_abi = header.version_strings().version.to_string();
         let module = header.init_root_module::<PluginModRef>().map_err(|e| summarise(&e, Some(&plugin_abi)))?;
-        let json = describe_within(module, manifest.limits.timeout.min(crate::wasm::DESCRIBE_TIMEOUT))?;
+        // A plugin that calls exit() while describing itself is reported as such (see `process`).
+        let describing = crate::process::InFlight::enter(&manifest.id);
+        let json = describe_within(module, manifest.limits.timeout.min(crate::wasm::DESCRIBE_TIMEOUT));
+        drop(describing);
+        let json = json?;
         let metadata = parse_metadata(&json)?;
         runtime::check_metadata(&metadata, manifest)?;
         Ok(Self { module, metadata })
