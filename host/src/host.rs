@@ -158,7 +158,8 @@ impl Loader {
     fn engine(&self) -> Result<WasmEngine, String> {
         self.engine
             .get_or_init(|| {
-                WasmEngine::with_protected(self.cache.clone(), self.protected.clone()).map_err(|e| e.to_string())
+                WasmEngine::with_protected(self.cache.clone(), self.protected.clone(), self.dirs.clone())
+                    .map_err(|e| e.to_string())
             })
             .clone()
     }

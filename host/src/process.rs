@@ -14,6 +14,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+/// Raise the process's soft limit of open files to its hard limit (as servers
+/// commonly do), so the descriptors WASM plugins may hold — up to
+/// `limits.handles` per call, 64 calls per plugin at once — do not starve the
+/// host's own sockets and database files. Returns the limit in force (`None`
+/// where it is unknown); the daemon logs it at start.
+pub fn raise_open_file_limit() -> Option<u64> {
+    crate::unsafe_ops::raise_open_file_limit()
+}
+
 /// The exit status of a process that a native plugin ended during a call.
 pub const PLUGIN_EXIT_CODE: i32 = 12;
 

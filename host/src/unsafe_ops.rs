@@ -56,3 +56,29 @@ pub(crate) fn exit_now(code: i32) -> ! {
     #[cfg(not(unix))]
     std::process::exit(code)
 }
+
+/// Raise this process's soft limit of open files to its hard limit; returns
+/// the limit now in force, or `None` where it cannot be read (non-Unix).
+pub(crate) fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: `getrlimit` writes one `rlimit` through a valid, exclusive
+        // pointer to a local; it keeps no reference to it.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            // SAFETY: `setrlimit` reads one `rlimit` through a valid pointer to
+            // a local; raising the soft limit up to the hard one needs no privilege.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit = raised;
+            }
+        }
+        #[allow(clippy::unnecessary_cast)] // `rlim_t` is not `u64` on every Unix
+        Some(limit.rlim_cur as u64)
+    }
+    #[cfg(not(unix))]
+    None
+}

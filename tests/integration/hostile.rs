@@ -108,14 +108,33 @@ fn nested_overlapping_or_self_granting_grants_do_not_load() {
     );
     let own = fx.plugins.path().join("own");
     fx.hostile("own", &format!("[permissions]\ndirs = [{}]\n", grant(&own, "/self", "read-write")));
+    // Another plugin's folder, or the plugins directory itself: a plugin there could plant native code.
+    let sibling = fx.plugins.path().join("echo-wasm");
+    fx.hostile("sibling", &format!("[permissions]\ndirs = [{}]\n", grant(&sibling, "/other", "read-write")));
+    // Its own subfolder is fine (read-write), and so is another plugin's folder read-only.
+    let mine = fx.plugins.path().join("zz-mine"); // scanned last: the others fail before a duplicate id
+    std::fs::create_dir_all(mine.join("data")).unwrap();
+    let ok = format!(
+        "[permissions]\ndirs = [{}, {}]\n",
+        grant(&mine.join("data"), "/data", "read-write"),
+        grant(&sibling, "/other", "read-only")
+    );
+    fx.hostile("zz-mine", &ok);
     let host = fx.host();
-    assert!(host.plugin(HOSTILE).is_none(), "none of the three loads");
+    // Only `zz-mine` loads.
+    assert_eq!(host.plugin(HOSTILE).map(|p| p.manifest.dir.clone()), Some(mine.clone()), "{:?}", host.load_errors());
     let nested_error = load_error(&host, "nested/plugin.toml");
     assert!(nested_error.to_string().contains("permissions.dirs") && nested_error.to_string().contains("nested"));
     let aliased_error = load_error(&host, "symbolic links are resolved");
     assert!(matches!(aliased_error.kind, LoadErrorKind::InvalidManifest(_)));
     let own_error = load_error(&host, "contains the plugin's own");
     assert!(own_error.to_string().contains("permissions.dirs"), "{own_error}");
+    let sibling_error = load_error(&host, "reaches the plugins directory");
+    assert!(
+        sibling_error.to_string().contains("sibling/plugin.toml") || sibling_error.path.ends_with("sibling"),
+        "{sibling_error}"
+    );
+
     others_still_work(&host);
 }
 

@@ -26,9 +26,20 @@ pub struct DbLock {
     path: PathBuf,
 }
 
-/// `<db>.lock`: the lock file of database `db`.
+/// `<db>.lock`: the lock file of database `db`, beside the file `db` really
+/// is (symbolic links and `..` resolved, also in its directory's path), so two
+/// daemons that name one database differently still meet at one lock.
 pub fn lock_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
+    let resolved = db.canonicalize().unwrap_or_else(|_| {
+        match (
+            db.parent().and_then(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }.canonicalize().ok()),
+            db.file_name(),
+        ) {
+            (Some(parent), Some(name)) => parent.join(name),
+            _ => db.to_path_buf(),
+        }
+    });
+    let mut name = resolved.into_os_string();
     name.push(".lock");
     PathBuf::from(name)
 }
@@ -149,6 +160,15 @@ mod tests {
         let db = dir.path().join("state.db");
         let first = DbLock::acquire(&db).unwrap();
         let err = DbLock::acquire(&db).unwrap_err().to_string();
+        #[cfg(unix)]
+        {
+            // The same database under another name meets the same lock.
+            let other = tempfile::tempdir().unwrap();
+            let alias = other.path().join("alias");
+            std::os::unix::fs::symlink(dir.path(), &alias).unwrap();
+            assert!(DbLock::acquire(&alias.join("state.db")).is_err(), "a second lock through a symbolic link");
+            assert!(DbLock::acquire(&alias.join(".").join("state.db")).is_err());
+        }
         assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
         assert!(err.contains("state.db"), "{err}");
         drop(first);

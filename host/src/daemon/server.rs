@@ -38,6 +38,8 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         Some(dir) => builder.cache_dir(dir),
         None => builder.no_cache(),
     };
+    let open_files = crate::process::raise_open_file_limit();
+    tracing::info!(open_files, "open-file limit");
     let host = tokio::task::spawn_blocking(move || builder.build()).await??;
     for error in host.load_errors() {
         tracing::warn!("plugin not loaded: {error}");

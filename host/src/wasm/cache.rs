@@ -138,26 +138,48 @@ fn verified<'a>(key: &[u8; KEY_BYTES], name: &str, entry: &'a [u8]) -> Option<&'
 }
 
 /// The cache's key: read from `path`, or made (random, owner-only) if missing.
+/// A new key is written to a temporary file and linked into place, so a
+/// concurrent host never reads a partial key: it reads the winner's.
 fn read_or_create_key(path: &Path) -> std::io::Result<[u8; KEY_BYTES]> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            let mut key = [0u8; KEY_BYTES];
-            getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    for _ in 0..2 {
+        match std::fs::read(path) {
+            Ok(bytes) if bytes.is_empty() => {
+                // Left by a crash of an older host between create and write.
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(bytes) => {
+                return bytes
+                    .try_into()
+                    .map_err(|_| std::io::Error::other("is not 32 bytes; delete it to start a new cache"));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut key = [0u8; KEY_BYTES];
+        getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tmp = path.with_extension(format!(
+            "tmp-{}-{:x}",
+            std::process::id(),
+            u64::from_le_bytes(key[..8].try_into().expect("8 bytes"))
+        ));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options.open(&tmp).and_then(|mut file| {
             file.write_all(&key)?;
-            file.sync_all()?;
-            Ok(key)
+            file.sync_all()
+        });
+        let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok(key),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {} // another host won: read its key
+            Err(e) => return Err(e),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let bytes = std::fs::read(path)?;
-            bytes.try_into().map_err(|_| std::io::Error::other("is not 32 bytes; delete it to start a new cache"))
-        }
-        Err(e) => Err(e),
     }
+    Err(std::io::Error::other("could not be read or created"))
 }
 
 fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
@@ -210,5 +232,9 @@ mod tests {
         }
         std::fs::write(&path, b"short").unwrap();
         assert!(read_or_create_key(&path).is_err());
+        std::fs::write(&path, b"").unwrap();
+        let fresh = read_or_create_key(&path).unwrap();
+        assert_ne!(fresh, first, "an empty key file (a crash) is replaced");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
     }
 }

@@ -39,7 +39,19 @@ pub(crate) struct Grants {
     dirs: Vec<OpenDir>,
     env: Vec<String>,
     network: Network,
+    /// For `Network::Allow`: the entries and their resolved names, shared by every call.
+    allowlist: Option<Arc<AllowList>>,
 }
+
+/// A network allowlist with a cache of what its names resolve to.
+struct AllowList {
+    entries: Vec<Endpoint>,
+    /// Name → (when resolved, addresses), kept for [`RESOLVED_FOR`].
+    resolved: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<std::net::IpAddr>)>>,
+}
+
+/// How long a resolved allowlist name is trusted before it is resolved again.
+const RESOLVED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Grants {
     /// Check `manifest`'s `[permissions]` against the plugin's own files and the
@@ -47,10 +59,15 @@ impl Grants {
     ///
     /// # Errors
     /// [`LoadErrorKind::InvalidManifest`] naming `permissions.dirs` and the directory.
-    pub(crate) fn open(manifest: &Manifest, protected: &[(PathBuf, &str)]) -> Result<Self, LoadErrorKind> {
+    pub(crate) fn open(
+        manifest: &Manifest,
+        protected: &[(PathBuf, &str)],
+        plugin_dirs: &[PathBuf],
+    ) -> Result<Self, LoadErrorKind> {
         let Permissions { dirs, env, network } = &manifest.permissions;
         let invalid = |m: String| LoadErrorKind::InvalidManifest(format!("permissions.dirs: {m}"));
-        let own = [manifest.dir.canonicalize().ok(), manifest.artifact.canonicalize().ok()];
+        let folder = resolve(&manifest.dir);
+        let own = [Some(folder.clone()), manifest.artifact.canonicalize().ok()];
         let mut resolved: Vec<PathBuf> = Vec::with_capacity(dirs.len());
         let mut open = Vec::with_capacity(dirs.len());
         for dir in dirs {
@@ -74,6 +91,17 @@ impl Grants {
                     mine.display()
                 )));
             }
+            if dir.access == DirAccess::ReadWrite
+                && let Some(plugins) = plugin_dirs
+                    .iter()
+                    .find(|d| d.starts_with(&host) || host.starts_with(d) && !host.starts_with(&folder))
+            {
+                return Err(invalid(format!(
+                    "{} is granted read-write but reaches the plugins directory {} (other plugins' folders); grant a subfolder of this plugin's own folder, or a directory elsewhere",
+                    dir.host.display(),
+                    plugins.display()
+                )));
+            }
             if let Some((path, what)) = protected.iter().find(|(p, _)| nested(p, &host)) {
                 return Err(invalid(format!(
                     "{} overlaps {what} {}, which the host keeps from plugins",
@@ -86,7 +114,13 @@ impl Grants {
             );
             resolved.push(host);
         }
-        Ok(Self { dirs: open, env: env.clone(), network: network.clone() })
+        let allowlist = match network {
+            Network::Allow(entries) => {
+                Some(Arc::new(AllowList { entries: entries.clone(), resolved: Default::default() }))
+            }
+            _ => None,
+        };
+        Ok(Self { dirs: open, env: env.clone(), network: network.clone(), allowlist })
     }
 
     /// Grant one call's WASI context what the manifest grants, and nothing else.
@@ -101,14 +135,14 @@ impl Grants {
                 builder.env(name, value);
             }
         }
-        match &self.network {
-            Network::None => {}
-            Network::Any => {
+        match (&self.network, &self.allowlist) {
+            (Network::None, _) | (Network::Allow(_), None) => {}
+            (Network::Any, _) => {
                 builder.inherit_network().allow_ip_name_lookup(true).allow_tcp(true).allow_udp(true);
             }
-            Network::Allow(list) => {
-                let list: Arc<[Endpoint]> = list.clone().into();
-                let names = list.iter().any(|e| e.host.parse::<std::net::IpAddr>().is_err());
+            (Network::Allow(_), Some(list)) => {
+                let list = list.clone();
+                let names = list.entries.iter().any(|e| e.host.parse::<std::net::IpAddr>().is_err());
                 builder
                     .socket_addr_check(move |addr, usage| Box::pin(allowed(list.clone(), addr, usage)))
                     .allow_ip_name_lookup(names)
@@ -120,33 +154,70 @@ impl Grants {
     }
 }
 
+/// `path` with symbolic links resolved; for a path that does not exist (yet),
+/// its parent resolved and its name appended, so it still compares with
+/// resolved grants.
+pub(crate) fn resolve(path: &Path) -> PathBuf {
+    if let Ok(resolved) = path.canonicalize() {
+        return resolved;
+    }
+    match (path.parent().and_then(|p| p.canonicalize().ok()), path.file_name()) {
+        (Some(parent), Some(name)) => parent.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Whether `addr` may be used for `usage` under an allowlist: binding to an
 /// ephemeral port (what `connect` and `send` do implicitly) is allowed;
 /// listening and accepting are not (a plugin is no server); connecting or
 /// sending (or receiving a datagram) needs an entry whose port matches and whose host is that IP, or a
 /// name that resolves to it.
-async fn allowed(list: Arc<[Endpoint]>, addr: SocketAddr, usage: SocketAddrUse) -> bool {
+async fn allowed(list: Arc<AllowList>, addr: SocketAddr, usage: SocketAddrUse) -> bool {
     match usage {
         SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => return addr.port() == 0,
         SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {}
         _ => return false,
     }
-    for entry in list.iter() {
+    for entry in &list.entries {
         if entry.port.is_some_and(|p| p != addr.port()) {
             continue;
         }
         match entry.host.parse::<std::net::IpAddr>() {
             Ok(ip) if ip == addr.ip() => return true,
             Ok(_) => {}
+            // A name: allowed when it resolves to this address. A received
+            // datagram is checked against names resolved already, never
+            // resolves one (a flood of datagrams must not flood the resolver).
             Err(_) => {
-                // A name: allowed when it resolves to this address now.
-                let name = (entry.host.clone(), addr.port());
-                let resolved = tokio::task::spawn_blocking(move || {
-                    std::net::ToSocketAddrs::to_socket_addrs(&name).map(|found| found.collect::<Vec<_>>())
-                });
-                if let Ok(Ok(found)) = resolved.await
-                    && found.iter().any(|a| a.ip() == addr.ip())
-                {
+                let fresh =
+                    |resolved: &(std::time::Instant, Vec<std::net::IpAddr>)| resolved.0.elapsed() < RESOLVED_FOR;
+                let cached = list
+                    .resolved
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&entry.host)
+                    .filter(|r| fresh(r))
+                    .map(|r| r.1.clone());
+                let ips = match cached {
+                    Some(ips) => ips,
+                    None if matches!(usage, SocketAddrUse::UdpReceive) => continue,
+                    None => {
+                        let name = (entry.host.clone(), addr.port());
+                        let found = tokio::task::spawn_blocking(move || {
+                            std::net::ToSocketAddrs::to_socket_addrs(&name)
+                                .map(|found| found.map(|a| a.ip()).collect::<Vec<_>>())
+                                .unwrap_or_default()
+                        })
+                        .await
+                        .unwrap_or_default();
+                        list.resolved
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(entry.host.clone(), (std::time::Instant::now(), found.clone()));
+                        found
+                    }
+                };
+                if ips.contains(&addr.ip()) {
                     return true;
                 }
             }

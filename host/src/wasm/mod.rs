@@ -111,6 +111,12 @@ struct EngineInner {
     cache: ComponentCache,
     /// Paths no grant may reach, and what each is (the cache, and what the embedder adds).
     protected: Vec<(PathBuf, &'static str)>,
+    /// The plugin directories: no read-write grant around or inside them,
+    /// but for a subfolder of the plugin's own folder.
+    plugin_dirs: Vec<PathBuf>,
+    /// Each plugin id's share of the instance slots, kept across reloads so a
+    /// plugin that gets itself reloaded does not get a second share.
+    slots: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl WasmEngine {
@@ -118,12 +124,19 @@ impl WasmEngine {
     /// (falling back to on-demand allocation where the pool cannot reserve its
     /// address space), caching compiled components in `cache`.
     pub fn new(cache: ComponentCache) -> Result<Self, Error> {
-        Self::with_protected(cache, Vec::new())
+        Self::with_protected(cache, Vec::new(), Vec::new())
     }
 
     /// [`Self::new`], refusing any grant that reaches one of `protected`
-    /// (e.g. the daemon's state database and token file) besides the cache.
-    pub fn with_protected(cache: ComponentCache, protected: Vec<PathBuf>) -> Result<Self, Error> {
+    /// (e.g. the daemon's state database and token file) besides the cache,
+    /// and any read-write grant of, around or inside one of `plugin_dirs`
+    /// other than a subfolder of the plugin's own folder (a plugin there could
+    /// plant or change another plugin, native code included).
+    pub fn with_protected(
+        cache: ComponentCache,
+        protected: Vec<PathBuf>,
+        plugin_dirs: Vec<PathBuf>,
+    ) -> Result<Self, Error> {
         let engine = match Engine::new(&config(true)) {
             Ok(engine) => engine,
             Err(e) => {
@@ -137,14 +150,25 @@ impl WasmEngine {
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine);
         let mut protected: Vec<(PathBuf, &'static str)> =
-            protected.into_iter().map(|p| (p.canonicalize().unwrap_or(p), "a path the host protects")).collect();
+            protected.iter().map(|p| (grants::resolve(p), "a path the host protects")).collect();
         protected.extend(cache.dir().map(|dir| (dir.to_path_buf(), "the component cache")));
-        Ok(Self { inner: Arc::new(EngineInner { engine, linker, cache, protected }) })
+        let plugin_dirs = plugin_dirs.iter().map(|d| grants::resolve(d)).collect();
+        let inner = EngineInner { engine, linker, cache, protected, plugin_dirs, slots: Default::default() };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// The compiled-component cache.
     pub fn cache(&self) -> &ComponentCache {
         &self.inner.cache
+    }
+
+    /// Plugin `id`'s share of the instance slots (the same across reloads).
+    fn slots_of(&self, id: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self.inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots
+            .entry(id.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_INSTANCES_PER_PLUGIN as usize)))
+            .clone()
     }
 
     /// Compile (or fetch from the cache) and pre-instantiate `bytes`.
@@ -197,6 +221,25 @@ fn config(pooling: bool) -> Config {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+/// Run `future` to completion on the calling thread, with the timers and I/O
+/// of the host's own WASM runtime (one thread of its own), so that deadlines
+/// fire on time however busy the caller's runtime is.
+///
+/// # Panics
+/// When called from a thread that is running async code (a tokio worker):
+/// call WASM plugins from a plain or `spawn_blocking` thread.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("plexus-wasm-io")
+            .enable_all()
+            .build()
+            .expect("the WASM runtime's thread starts")
+    });
+    RUNTIME.block_on(future)
 }
 
 /// Advance `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
@@ -356,7 +399,7 @@ impl WasmPlugin {
     /// of the component named by `manifest`. `describe` gets at most
     /// [`DESCRIBE_TIMEOUT`] (or the plugin's timeout, if shorter).
     pub fn load(engine: &WasmEngine, manifest: &Manifest, bytes: &[u8]) -> Result<Self, LoadErrorKind> {
-        let grants = Grants::open(manifest, &engine.inner.protected)?;
+        let grants = Grants::open(manifest, &engine.inner.protected, &engine.inner.plugin_dirs)?;
         let (pre, outcome) = engine.prepare(bytes)?;
         tracing::debug!(plugin = %manifest.id, cache = ?outcome, "component ready");
         let mut plugin = Self {
@@ -366,7 +409,7 @@ impl WasmPlugin {
             limits: manifest.limits.clone(),
             grants,
             plugin_id: manifest.id.clone(),
-            slots: Arc::new(tokio::sync::Semaphore::new(MAX_INSTANCES_PER_PLUGIN as usize)),
+            slots: engine.slots_of(&manifest.id),
         };
         let services =
             CallServices::new(&manifest.id, "load", Default::default(), Default::default()).for_call(&manifest.limits);
@@ -438,7 +481,7 @@ impl WasmPlugin {
             Ok(if state.stopped.is_some() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         let slotted = std::cell::Cell::new(false);
-        let ended = wasmtime_wasi::runtime::in_tokio(async {
+        let ended = block_on(async {
             let run = async {
                 let Ok(_slot) = self.slots.acquire().await else { return Ended::NoSlot };
                 slotted.set(true);

@@ -117,7 +117,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A native plugin that calls exit() during a call ends the process: say so, with exit code 12.
     plexus_host::process::report_plugin_exit();
+    // A panic of the host itself is not a plugin ending the process.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("main") {
+            plexus_host::process::host_exits();
+        }
+        default_hook(info);
+    }));
     init_logging(&cli.global, matches!(cli.command, Command::Daemon(_)));
+    plexus_host::process::raise_open_file_limit();
     let result = match cli.command {
         Command::Plugins(cmd) => plugins::run(&cli.global, cmd),
         Command::Call(args) => call::run(&cli.global, args),
