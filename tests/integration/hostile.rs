@@ -551,3 +551,20 @@ fn a_native_plugin_slow_to_describe_itself_does_not_hold_up_loading() {
     assert_eq!(ids, ["plexus.echo.wasm"], "{list}");
     assert!(list["errors"].to_string().contains("describe did not return within 300 ms"), "{list}");
 }
+
+#[test]
+fn async_code_on_a_multi_threaded_runtime_can_load_and_call_wasm_plugins() {
+    let fx = Fixture::new();
+    fx.hostile("hostile", "");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let host = fx.host();
+        let started = Instant::now();
+        let err = host.call(HOSTILE, "sleep", json!({"ms": 30_000}), with_timeout(200)).unwrap_err();
+        assert!(matches!(err, CallError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(300));
+        let on_worker =
+            tokio::spawn(async move { host.call(HOSTILE, "sleep", json!({"ms": 0}), CallOptions::default()) });
+        assert_eq!(on_worker.await.unwrap().unwrap().output, json!(0));
+    });
+}

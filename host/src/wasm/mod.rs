@@ -225,11 +225,13 @@ fn config(pooling: bool) -> Config {
 
 /// Run `future` to completion on the calling thread, with the timers and I/O
 /// of the host's own WASM runtime (one thread of its own), so that deadlines
-/// fire on time however busy the caller's runtime is.
+/// fire on time however busy the caller's runtime is. Called from a worker of
+/// a multi-threaded tokio runtime (async code that calls the host directly),
+/// it first tells that runtime the thread blocks (`block_in_place`).
 ///
 /// # Panics
-/// When called from a thread that is running async code (a tokio worker):
-/// call WASM plugins from a plain or `spawn_blocking` thread.
+/// When called from async code on a current-thread tokio runtime: call WASM
+/// plugins from a plain thread, `spawn_blocking`, or a multi-threaded runtime.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -239,7 +241,12 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
             .build()
             .expect("the WASM runtime's thread starts")
     });
-    RUNTIME.block_on(future)
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| RUNTIME.block_on(future))
+        }
+        _ => RUNTIME.block_on(future),
+    }
 }
 
 /// Advance `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
