@@ -144,7 +144,8 @@ pub struct Grow {
 
 impl Plugin for Echo {
     fn info() -> PluginInfo {
-        // Test hook: a plugin that is slow to describe itself (the host must not wait for it).
+        // Test hook (native build only): a plugin that is slow to describe itself (the host must not wait for it).
+        #[cfg(not(target_family = "wasm"))]
         if let Some(ms) = std::env::var("PLEXUS_ECHO_DESCRIBE_SLEEP_MS").ok().and_then(|v| v.parse().ok()) {
             std::thread::sleep(Duration::from_millis(ms));
         }
