@@ -135,7 +135,8 @@ fn files_are_reachable_only_inside_granted_directories() {
 #[test]
 fn a_read_write_grant_allows_writing_there_only() {
     let fx = Fixture::new();
-    let granted = fx.plugins.path().join("rw");
+    // A subfolder of the plugin's own folder (a read-write grant elsewhere in the plugins directory is refused).
+    let granted = fx.plugins.path().join("echo-wasm").join("out");
     std::fs::create_dir_all(&granted).unwrap();
     fx.echo(
         "echo-wasm",
@@ -152,7 +153,7 @@ fn a_read_write_grant_allows_writing_there_only() {
     write("/out/result.txt").unwrap();
     assert_eq!(std::fs::read_to_string(granted.join("result.txt")).unwrap(), "written");
     assert!(write("/out/../escape.txt").is_err());
-    assert!(!fx.plugins.path().join("escape.txt").exists());
+    assert!(!fx.plugins.path().join("echo-wasm/escape.txt").exists());
 }
 
 #[test]
