@@ -538,6 +538,20 @@ pub(crate) fn nested(a: &Path, b: &Path) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
+/// `path` with symbolic links resolved; for a path that does not exist (yet),
+/// its parent resolved and its name appended, so it still compares with
+/// resolved paths (grants, protected paths, the state database's lock).
+pub(crate) fn resolve(path: &Path) -> PathBuf {
+    if let Ok(resolved) = path.canonicalize() {
+        return resolved;
+    }
+    let parent = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+    match (parent.and_then(|p| p.canonicalize().ok()), path.file_name()) {
+        (Some(parent), Some(name)) => parent.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// `path` with `.` removed and `..` applied lexically (no file-system access).
 fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;

@@ -30,15 +30,7 @@ pub struct DbLock {
 /// is (symbolic links and `..` resolved, also in its directory's path), so two
 /// daemons that name one database differently still meet at one lock.
 pub fn lock_path(db: &Path) -> PathBuf {
-    let resolved = db.canonicalize().unwrap_or_else(|_| {
-        match (
-            db.parent().and_then(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }.canonicalize().ok()),
-            db.file_name(),
-        ) {
-            (Some(parent), Some(name)) => parent.join(name),
-            _ => db.to_path_buf(),
-        }
-    });
+    let resolved = crate::manifest::resolve(db);
     let mut name = resolved.into_os_string();
     name.push(".lock");
     PathBuf::from(name)

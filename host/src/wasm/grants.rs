@@ -17,7 +17,7 @@
 //! and token).
 
 use crate::error::LoadErrorKind;
-use crate::manifest::{DirAccess, Endpoint, Manifest, Network, Permissions, nested};
+use crate::manifest::{DirAccess, Endpoint, Manifest, Network, Permissions, nested, resolve};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,19 +151,6 @@ impl Grants {
             }
         }
         Ok(())
-    }
-}
-
-/// `path` with symbolic links resolved; for a path that does not exist (yet),
-/// its parent resolved and its name appended, so it still compares with
-/// resolved grants.
-pub(crate) fn resolve(path: &Path) -> PathBuf {
-    if let Ok(resolved) = path.canonicalize() {
-        return resolved;
-    }
-    match (path.parent().and_then(|p| p.canonicalize().ok()), path.file_name()) {
-        (Some(parent), Some(name)) => parent.join(name),
-        _ => path.to_path_buf(),
     }
 }
 

@@ -150,9 +150,9 @@ impl WasmEngine {
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine);
         let mut protected: Vec<(PathBuf, &'static str)> =
-            protected.iter().map(|p| (grants::resolve(p), "a path the host protects")).collect();
+            protected.iter().map(|p| (crate::manifest::resolve(p), "a path the host protects")).collect();
         protected.extend(cache.dir().map(|dir| (dir.to_path_buf(), "the component cache")));
-        let plugin_dirs = plugin_dirs.iter().map(|d| grants::resolve(d)).collect();
+        let plugin_dirs = plugin_dirs.iter().map(|d| crate::manifest::resolve(d)).collect();
         let inner = EngineInner { engine, linker, cache, protected, plugin_dirs, slots: Default::default() };
         Ok(Self { inner: Arc::new(inner) })
     }
