@@ -172,15 +172,13 @@ macro_rules! export_plugin {
         const _: () = {
             struct __PlexusGuest;
 
-            fn __plexus_runtime() -> &'static $crate::Runtime<$plugin> {
-                static RUNTIME: $crate::__private::OnceLock<$crate::Runtime<$plugin>> =
-                    $crate::__private::OnceLock::new();
-                RUNTIME.get_or_init($crate::Runtime::new)
-            }
+            /// The whole runtime, built by `describe`; a call in a fresh
+            /// instance builds only its own operation's handler.
+            static RUNTIME: $crate::__private::OnceLock<$crate::Runtime<$plugin>> = $crate::__private::OnceLock::new();
 
             impl $crate::wasm::Guest for __PlexusGuest {
                 fn describe() -> $crate::wasm::plexus::plugin::types::Metadata {
-                    $crate::wasm::metadata(__plexus_runtime())
+                    $crate::wasm::metadata(RUNTIME.get_or_init($crate::Runtime::new))
                 }
                 fn call(
                     ctx: $crate::wasm::plexus::plugin::types::ExecutionContext,
@@ -188,11 +186,11 @@ macro_rules! export_plugin {
                     $crate::wasm::plexus::plugin::types::CallOutput,
                     $crate::wasm::plexus::plugin::types::PluginError,
                 > {
-                    $crate::wasm::call(__plexus_runtime(), ctx)
+                    $crate::wasm::call(&RUNTIME, ctx)
                 }
             }
 
-    $crate::wasm::__export_plexus_component!(__PlexusGuest with_types_in $crate::wasm);
-        };
+            $crate::wasm::__export_plexus_component!(__PlexusGuest with_types_in $crate::wasm);
+};
     };
 }

@@ -7,7 +7,6 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// A Plexus plugin: static information plus a set of typed operations.
@@ -81,13 +80,20 @@ fn schema_of<T: JsonSchema>() -> Value {
 
 /// The operations of a plugin, registered in [`Plugin::operations`].
 pub struct Operations<P> {
+    /// Descriptions, for the metadata (empty when only one operation is wanted).
     entries: Vec<OperationEntry>,
-    handlers: HashMap<String, Handler<P>>,
+    /// Handlers by name, in registration order. A list, not a hash map: a
+    /// plugin has tens of operations, and a hash map's random seed costs a
+    /// host call in every fresh WASM instance.
+    handlers: Vec<(String, Handler<P>)>,
+    /// When set, only this operation is kept and nothing is described: the
+    /// table of one WASM call, built in a fresh instance.
+    only: Option<String>,
 }
 
 impl<P: 'static> Operations<P> {
-    fn new() -> Self {
-        Self { entries: Vec::new(), handlers: HashMap::new() }
+    fn new(only: Option<String>) -> Self {
+        Self { entries: Vec::new(), handlers: Vec::new(), only }
     }
 
     /// Register `name`. Parameters are deserialized into `I` (a mismatch is an
@@ -95,20 +101,27 @@ impl<P: 'static> Operations<P> {
     /// output serialized from `O`; both types' JSON Schemas go into the metadata.
     ///
     /// # Panics
-    /// If `name` is registered twice: that is a bug in the plugin.
+    /// If `name` is registered twice: that is a bug in the plugin (found when
+    /// the plugin is described, that is when the host loads it).
     pub fn add<I, O, F>(&mut self, name: &str, description: &str, handler: F) -> &mut Self
     where
         I: DeserializeOwned + JsonSchema,
         O: Serialize + JsonSchema,
         F: Fn(&P, &mut Context<'_>, I) -> Result<O, PluginError> + Send + Sync + 'static,
     {
-        assert!(!self.handlers.contains_key(name), "operation `{name}` registered twice");
-        self.entries.push(OperationEntry {
-            name: name.to_owned(),
-            description: description.to_owned(),
-            params_schema: schema_of::<I>,
-            output_schema: schema_of::<O>,
-        });
+        match &self.only {
+            Some(only) if only != name => return self,
+            Some(_) => {}
+            None => {
+                assert!(!self.handlers.iter().any(|(n, _)| n == name), "operation `{name}` registered twice");
+                self.entries.push(OperationEntry {
+                    name: name.to_owned(),
+                    description: description.to_owned(),
+                    params_schema: schema_of::<I>,
+                    output_schema: schema_of::<O>,
+                });
+            }
+        }
         let op = name.to_owned();
         let erased: Handler<P> = Box::new(move |plugin, ctx, params| {
             let is_null = params.is_null();
@@ -121,7 +134,7 @@ impl<P: 'static> Operations<P> {
             let output = handler(plugin, ctx, input)?;
             serde_json::to_value(output).map_err(|e| PluginError::failed(format!("output of `{op}` is not JSON: {e}")))
         });
-        self.handlers.insert(name.to_owned(), erased);
+        self.handlers.push((name.to_owned(), erased));
         self
     }
 }
@@ -208,10 +221,11 @@ impl<'a> Context<'a> {
 #[doc(hidden)]
 pub struct Runtime<P: Plugin> {
     plugin: P,
-    info: PluginInfo,
     entries: Vec<OperationEntry>,
     metadata: OnceLock<Metadata>,
-    handlers: HashMap<String, Handler<P>>,
+    handlers: Vec<(String, Handler<P>)>,
+    /// Built for one operation only ([`Runtime::for_operation`]): no metadata.
+    partial: bool,
 }
 
 impl<P: Plugin> Default for Runtime<P> {
@@ -221,23 +235,34 @@ impl<P: Plugin> Default for Runtime<P> {
 }
 
 impl<P: Plugin> Runtime<P> {
-    /// Build the plugin and its operation table.
+    /// Build the plugin and its whole operation table.
     pub fn new() -> Self {
-        let mut ops = Operations::new();
+        Self::build(None)
+    }
+
+    /// Build the plugin with the handler of `operation` alone (none if the
+    /// plugin has no such operation): what one call in a fresh WASM instance
+    /// needs, without allocating every other operation's name, description
+    /// and handler on every call. [`Runtime::metadata`] is not available.
+    pub fn for_operation(operation: &str) -> Self {
+        Self::build(Some(operation.to_owned()))
+    }
+
+    fn build(only: Option<String>) -> Self {
+        let partial = only.is_some();
+        let mut ops = Operations::new(only);
         P::operations(&mut ops);
-        Self {
-            plugin: P::default(),
-            info: P::info(),
-            entries: ops.entries,
-            metadata: OnceLock::new(),
-            handlers: ops.handlers,
-        }
+        Self { plugin: P::default(), entries: ops.entries, metadata: OnceLock::new(), handlers: ops.handlers, partial }
     }
 
     /// The plugin's metadata (built, with the operations' JSON Schemas, on first use).
+    ///
+    /// # Panics
+    /// On a runtime built by [`Runtime::for_operation`] (an SDK bug).
     pub fn metadata(&self) -> &Metadata {
+        assert!(!self.partial, "the metadata of a runtime built for one operation");
         self.metadata.get_or_init(|| {
-            let info = self.info.clone();
+            let info = P::info();
             Metadata {
                 id: info.id,
                 name: info.name,
@@ -263,9 +288,94 @@ impl<P: Plugin> Runtime<P> {
 
     /// Run `exec.operation`.
     pub fn call(&self, exec: &ExecutionContext, host: &dyn HostServices) -> Result<CallOutput, PluginError> {
-        let handler = self.handlers.get(&exec.operation).ok_or_else(|| PluginError::unsupported(&exec.operation))?;
+        let (_, handler) = self
+            .handlers
+            .iter()
+            .find(|(name, _)| *name == exec.operation)
+            .ok_or_else(|| PluginError::unsupported(&exec.operation))?;
         let mut ctx = Context::new(exec, host);
         let output = handler(&self.plugin, &mut ctx, exec.parameters.clone())?;
         Ok(CallOutput { output, metrics: ctx.metrics })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::ErrorKind;
+
+    #[derive(Default)]
+    struct Two;
+
+    impl Plugin for Two {
+        fn info() -> PluginInfo {
+            PluginInfo::new("test.two", "Two", "0.1.0")
+        }
+        fn operations(ops: &mut Operations<Self>) {
+            ops.add("double", "Doubles", |_, _, n: i64| Ok::<_, PluginError>(n * 2)).add(
+                "negate",
+                "Negates",
+                |_, _, n: i64| Ok::<_, PluginError>(-n),
+            );
+        }
+    }
+
+    #[derive(Default)]
+    struct Twice;
+
+    impl Plugin for Twice {
+        fn info() -> PluginInfo {
+            PluginInfo::new("test.twice", "Twice", "0.1.0")
+        }
+        fn operations(ops: &mut Operations<Self>) {
+            ops.add("same", "One", |_, _, v: Value| Ok::<_, PluginError>(v))
+                .add("same", "Two", |_, _, v: Value| Ok::<_, PluginError>(v));
+        }
+    }
+
+    struct NoHost;
+
+    impl HostServices for NoHost {
+        fn log(&self, _: LogLevel, _: &str) {}
+        fn state_get(&self, _: &str) -> Option<Value> {
+            None
+        }
+        fn state_set(&self, _: &str, _: Value) {}
+        fn report_progress(&self, _: f64, _: &str) {}
+        fn is_cancelled(&self) -> bool {
+            false
+        }
+    }
+
+    fn call<P: Plugin>(runtime: &Runtime<P>, operation: &str, params: Value) -> Result<Value, PluginError> {
+        let exec = ExecutionContext { operation: operation.into(), parameters: params, ..ExecutionContext::default() };
+        runtime.call(&exec, &NoHost).map(|out| out.output)
+    }
+
+    #[test]
+    fn a_table_for_one_operation_runs_it_and_nothing_else() {
+        let double = Runtime::<Two>::for_operation("double");
+        assert_eq!(call(&double, "double", 21.into()).unwrap(), Value::from(42));
+        let refused = call(&double, "negate", 1.into()).unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::UnsupportedOperation);
+        let none = Runtime::<Two>::for_operation("missing");
+        assert_eq!(call(&none, "missing", 1.into()).unwrap_err().kind, ErrorKind::UnsupportedOperation);
+        // The whole table runs both, and describes both in registration order.
+        let full = Runtime::<Two>::new();
+        assert_eq!(call(&full, "negate", 5.into()).unwrap(), Value::from(-5));
+        let names: Vec<_> = full.metadata().operations.iter().map(|op| op.name.as_str()).collect();
+        assert_eq!(names, ["double", "negate"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "operation `same` registered twice")]
+    fn an_operation_registered_twice_is_found_when_the_plugin_is_described() {
+        Runtime::<Twice>::new();
+    }
+
+    #[test]
+    #[should_panic(expected = "built for one operation")]
+    fn a_table_for_one_operation_has_no_metadata() {
+        Runtime::<Two>::for_operation("double").metadata();
     }
 }

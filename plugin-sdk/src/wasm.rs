@@ -81,8 +81,14 @@ fn parse_json(what: &str, text: &str) -> Result<Value, PluginError> {
     serde_json::from_str(text).map_err(|e| PluginError::invalid_input(format!("{what} is not valid JSON: {e}")))
 }
 
-/// The `call` export.
-pub fn call<P: Plugin>(runtime: &Runtime<P>, ctx: wit::ExecutionContext) -> Result<wit::CallOutput, wit::PluginError> {
+/// The `call` export: through `runtime` when the instance has built it (it
+/// was described, or is reused), else through a table of this call's
+/// operation alone ([`Runtime::for_operation`]), which is what a fresh
+/// instance per call needs.
+pub fn call<P: Plugin>(
+    runtime: &std::sync::OnceLock<Runtime<P>>,
+    ctx: wit::ExecutionContext,
+) -> Result<wit::CallOutput, wit::PluginError> {
     let exec = (|| {
         let upstream = match parse_json("upstream", &ctx.upstream)? {
             Value::Object(map) => map,
@@ -102,7 +108,10 @@ pub fn call<P: Plugin>(runtime: &Runtime<P>, ctx: wit::ExecutionContext) -> Resu
             config: parse_json("config", &ctx.config)?,
         })
     })();
-    let result = exec.and_then(|exec| runtime.call(&exec, &WasmHost));
+    let result = exec.and_then(|exec| match runtime.get() {
+        Some(runtime) => runtime.call(&exec, &WasmHost),
+        None => Runtime::<P>::for_operation(&exec.operation).call(&exec, &WasmHost),
+    });
     match result {
         Ok(CallOutput { output, metrics }) => Ok(wit::CallOutput {
             output: output.to_string(),

@@ -157,6 +157,43 @@ fn a_read_write_grant_allows_writing_there_only() {
 }
 
 #[test]
+fn concurrent_calls_share_a_grant_without_seeing_each_other_half_done() {
+    // Every call's preopen is the directory opened at load, shared: calls on
+    // several threads at once each write and read back their own file.
+    let fx = Fixture::new();
+    let granted = fx.plugins.path().join("echo-wasm").join("out");
+    std::fs::create_dir_all(&granted).unwrap();
+    fx.echo(
+        "echo-wasm",
+        "wasm",
+        &format!(
+            "[permissions]\ndirs = [{{ host = \"{}\", guest = \"/out\", access = \"read-write\" }}]\n",
+            granted.display()
+        ),
+    );
+    let host = std::sync::Arc::new(fx.host());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let host = host.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    let path = format!("/out/{t}-{i}.txt");
+                    let text = format!("thread {t} call {i}");
+                    let call =
+                        |op: &str, params: Value| host.call("plexus.echo.wasm", op, params, CallOptions::default());
+                    call("write_file", json!({"path": path, "text": text})).unwrap();
+                    assert_eq!(call("read_file", json!({"path": path})).unwrap().output, Value::String(text));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(std::fs::read_dir(&granted).unwrap().count(), 80);
+}
+
+#[test]
 fn without_a_grant_there_are_no_files_and_no_environment() {
     let fx = Fixture::new();
     fx.echo("echo-wasm", "wasm", "");

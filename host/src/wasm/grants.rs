@@ -2,11 +2,13 @@
 //! load, environment variables by name, and network endpoints.
 //!
 //! Directories are checked and opened when the plugin loads, never re-resolved
-//! by path afterwards: each call's WASI preopen is made from the handle kept
-//! here (on Linux through `/proc/self/fd/N`, which names the open directory
-//! itself, not a path). Renaming a granted directory, or replacing it (or one
-//! of its parents) with a symbolic link, changes nothing for the plugin: it
-//! keeps seeing the directory that was granted when it loaded.
+//! by path afterwards: the WASI preopens are built once from the directory
+//! handles opened then (on Linux through `/proc/self/fd/N`, which names the
+//! open directory itself, not a path), and every call shares them (an `Arc` of
+//! the open directory per preopen, no system call per call). Renaming a
+//! granted directory, or replacing it (or one of its parents) with a symbolic
+//! link, changes nothing for the plugin: it keeps seeing the directory that
+//! was granted when it loaded.
 //!
 //! Refused at load, with the field named: a grant that does not exist or is
 //! not a directory; two grants that are the same or nested once symbolic links
@@ -21,22 +23,15 @@ use crate::manifest::{DirAccess, Endpoint, Manifest, Network, Permissions, neste
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-/// A granted directory, open.
-struct OpenDir {
-    /// Kept open for the plugin's life; each call's preopen is made from it.
-    _handle: std::fs::File,
-    /// The path each call opens: `/proc/self/fd/N` on Linux, else the resolved host path.
-    open_path: PathBuf,
-    guest: String,
-    perms: FsPerms,
-}
-
 /// A plugin's grants, checked and opened at load.
 pub(crate) struct Grants {
-    dirs: Vec<OpenDir>,
+    /// The granted directories as WASI preopens, opened at load; cloned into
+    /// every call's context (the clones share the open directories).
+    filesystem: WasiFilesystemCtx,
     env: Vec<String>,
     network: Network,
     /// For `Network::Allow`: the entries and their resolved names, shared by every call.
@@ -69,7 +64,7 @@ impl Grants {
         let folder = resolve(&manifest.dir);
         let own = [Some(folder.clone()), manifest.artifact.canonicalize().ok()];
         let mut resolved: Vec<PathBuf> = Vec::with_capacity(dirs.len());
-        let mut open = Vec::with_capacity(dirs.len());
+        let mut preopens = WasiCtxBuilder::new();
         for dir in dirs {
             let host = dir.host.canonicalize().map_err(|e| invalid(format!("{}: {e}", dir.host.display())))?;
             if !host.is_dir() {
@@ -109,9 +104,8 @@ impl Grants {
                     path.display()
                 )));
             }
-            open.push(
-                open_dir(&host, &dir.guest, dir.access).map_err(|e| invalid(format!("{}: {e}", host.display())))?,
-            );
+            preopen(&mut preopens, &host, &dir.guest, dir.access)
+                .map_err(|e| invalid(format!("{}: {e:#}", host.display())))?;
             resolved.push(host);
         }
         let allowlist = match network {
@@ -120,16 +114,20 @@ impl Grants {
             }
             _ => None,
         };
-        Ok(Self { dirs: open, env: env.clone(), network: network.clone(), allowlist })
+        let filesystem = preopens.build().filesystem().clone();
+        Ok(Self { filesystem, env: env.clone(), network: network.clone(), allowlist })
     }
 
-    /// Grant one call's WASI context what the manifest grants, and nothing else.
-    pub(crate) fn apply(&self, builder: &mut WasiCtxBuilder) -> Result<(), String> {
-        for dir in &self.dirs {
-            builder
-                .preopened_dir(&dir.open_path, &dir.guest, dir.perms)
-                .map_err(|e| format!("cannot open granted directory {}: {e:#}", dir.guest))?;
-        }
+    /// The granted directories, for one call's WASI context
+    /// (`*ctx.filesystem() = grants.filesystem()`): shares the directories
+    /// opened at load.
+    pub(crate) fn filesystem(&self) -> WasiFilesystemCtx {
+        self.filesystem.clone()
+    }
+
+    /// Grant one call's WASI context the environment variables and network
+    /// the manifest grants, and nothing else (directories: [`Grants::filesystem`]).
+    pub(crate) fn apply(&self, builder: &mut WasiCtxBuilder) {
         for name in &self.env {
             if let Ok(value) = std::env::var(name) {
                 builder.env(name, value);
@@ -150,7 +148,6 @@ impl Grants {
                     .allow_udp(true);
             }
         }
-        Ok(())
     }
 }
 
@@ -213,10 +210,10 @@ async fn allowed(list: Arc<AllowList>, addr: SocketAddr, usage: SocketAddrUse) -
     false
 }
 
-/// Open `host` once and check that what was opened is what was resolved (no
-/// swap between the two).
-fn open_dir(host: &Path, guest: &str, access: DirAccess) -> std::io::Result<OpenDir> {
-    let handle = std::fs::File::open(host)?;
+/// Add `host` to `preopens` at `guest`, opened once: the directory is opened,
+/// checked to be what `host` resolved to (no swap between the two), and the
+/// preopen is made from that open directory.
+fn preopen(preopens: &mut WasiCtxBuilder, host: &Path, guest: &str, access: DirAccess) -> wasmtime::Result<()> {
     let perms = match access {
         DirAccess::ReadOnly => FsPerms::ReadOnly,
         DirAccess::ReadWrite => FsPerms::ReadWrite,
@@ -225,16 +222,19 @@ fn open_dir(host: &Path, guest: &str, access: DirAccess) -> std::io::Result<Open
     {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::MetadataExt;
+        let handle = std::fs::File::open(host)?;
         let opened = handle.metadata()?;
         let named = std::fs::metadata(host)?;
         if !opened.is_dir() || (opened.dev(), opened.ino()) != (named.dev(), named.ino()) {
-            return Err(std::io::Error::other("the directory changed while it was being opened"));
+            wasmtime::bail!("the directory changed while it was being opened");
         }
         let open_path = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
         if open_path.is_dir() {
-            return Ok(OpenDir { _handle: handle, open_path, guest: guest.to_owned(), perms });
+            preopens.preopened_dir(&open_path, guest, perms)?;
+            return Ok(());
         }
-        tracing::warn!(dir = %host.display(), "/proc is not mounted: the grant is opened by path at each call");
+        tracing::warn!(dir = %host.display(), "/proc is not mounted: the grant is opened by its path");
     }
-    Ok(OpenDir { _handle: handle, open_path: host.to_path_buf(), guest: guest.to_owned(), perms })
+    preopens.preopened_dir(host, guest, perms)?;
+    Ok(())
 }

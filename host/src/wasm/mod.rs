@@ -452,13 +452,15 @@ impl WasmPlugin {
         let stderr = BoundedOutput::new(self.limits.output_bytes);
         let mut builder = WasiCtxBuilder::new();
         builder.stdout(stdout.clone()).stderr(stderr.clone());
-        self.grants.apply(&mut builder).map_err(host_error)?;
+        self.grants.apply(&mut builder);
+        let mut wasi = builder.build();
+        *wasi.filesystem() = self.grants.filesystem();
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.limits.handles as usize);
         let started = Instant::now();
         let deadline = timeout.and_then(|t| started.checked_add(t));
         let state = CallState {
-            wasi: builder.build(),
+            wasi,
             table,
             limiter: MemoryLimiter {
                 limit_bytes: self.limits.memory_bytes,
