@@ -190,7 +190,7 @@ macro_rules! export_plugin {
                 }
             }
 
-            $crate::wasm::__export_plexus_component!(__PlexusGuest with_types_in $crate::wasm);
-};
+    $crate::wasm::__export_plexus_component!(__PlexusGuest with_types_in $crate::wasm);
+        };
     };
 }
