@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build-plugins.sh "$PWD/target/plugins"
-cargo bench --locked -p plexus-host --benches "$@"
+cargo bench --locked -p plexus-host -p plexus-workflow -p plexus-daemon --benches "$@"

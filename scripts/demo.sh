@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 bash scripts/build-plugins.sh "$PWD/target/plugins"
-cargo build --locked --release -p plexus-host --bin plexus
+cargo build --locked --release -p plexus --bin plexus
 plexus=target/release/plexus
 [ -n "${CARGO_TARGET_DIR:-}" ] && plexus="$CARGO_TARGET_DIR/release/plexus"
 export PLEXUS_PLUGINS_DIR=$PWD/target/plugins

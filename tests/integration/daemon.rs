@@ -3,7 +3,7 @@
 //! and hot plugin reload.
 
 use crate::daemon_support::{RunningDaemon, copy_plugin};
-use plexus_host::daemon::openapi::ROUTES;
+use plexus_daemon::openapi::ROUTES;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -231,13 +231,14 @@ fn bad_bodies_get_4xx_and_never_crash_the_daemon() {
 
 #[test]
 fn committed_openapi_document_is_current() {
-    let committed: Value =
-        serde_json::from_str(&std::fs::read_to_string(crate::support::repo_root().join("host/openapi.json")).unwrap())
-            .unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::repo_root().join("host/daemon/openapi.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         committed,
-        plexus_host::daemon::openapi::document(),
-        "regenerate: plexus daemon openapi > host/openapi.json"
+        plexus_daemon::openapi::document(),
+        "regenerate: plexus daemon openapi > host/daemon/openapi.json"
     );
 }
 

@@ -4,10 +4,10 @@
 //! built from the readers' own vocabulary (field names, units, cron tokens)
 //! mixed with arbitrary values, so they reach past the first syntax check.
 
-use plexus_host::daemon::schedule::{Schedule, ScheduleSpec};
+use plexus_daemon::schedule::{Schedule, ScheduleSpec};
 use plexus_host::manifest::Manifest;
-use plexus_host::workflow::duration;
-use plexus_host::workflow::source::Document;
+use plexus_workflow::duration;
+use plexus_workflow::source::Document;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Value, json};
@@ -300,7 +300,7 @@ fn workflow() -> impl Strategy<Value = Value> {
 
 fn check_workflow(name: &str, text: &str) {
     if let Ok(doc) = Document::parse(Path::new(name), text) {
-        let _ = plexus_host::workflow::validate(&doc, None);
+        let _ = plexus_workflow::validate(&doc, None);
     }
 }
 

@@ -1,0 +1,109 @@
+//! `plexus call`.
+
+use crate::{Global, exit, load_host};
+use anyhow::Context as _;
+use clap::Args;
+use plexus_host::{CallOptions, Host};
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct CallArgs {
+    /// Plugin id, e.g. plexus.echo.
+    plugin: String,
+    /// Operation name, e.g. echo.
+    operation: String,
+    /// Parameters as JSON text, or @FILE to read them from a file.
+    #[arg(long, short, value_name = "JSON|@FILE", default_value = "null")]
+    params: String,
+    /// Timeout, e.g. 500ms, 5s, 2m (at most 30 days). Default: the plugin's limits.timeout_ms.
+    #[arg(long, value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+    /// Print JSON: {"ok": true, "output": ..., "metrics": ..., "elapsed_ms": ...}
+    /// or {"ok": false, "error": {"kind": ..., "message": ...}}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
+    let params = read_params(&args.params)?;
+    let host = load_host(global)?;
+    if host.plugin(&args.plugin).is_none() {
+        return Ok(report_not_loaded(&host, &args.plugin));
+    }
+    let bar = indicatif::ProgressBar::new(1000);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {percent:>3}% {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let sink_bar = bar.clone();
+    let options = CallOptions {
+        timeout: args.timeout,
+        progress: Some(Arc::new(move |fraction, message: &str| {
+            sink_bar.set_position((fraction * 1000.0) as u64);
+            sink_bar.set_message(message.to_owned());
+        })),
+        ..CallOptions::default()
+    };
+    let started = Instant::now();
+    let result = host.call(&args.plugin, &args.operation, params, options);
+    bar.finish_and_clear();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(out) => {
+            if args.json {
+                let metrics: serde_json::Map<String, Value> =
+                    out.metrics.into_iter().map(|(k, v)| (k, json!(v))).collect();
+                outln!("{}", json!({"ok": true, "output": out.output, "metrics": metrics, "elapsed_ms": elapsed_ms}));
+            } else {
+                outln!("{}", serde_json::to_string_pretty(&out.output)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            if args.json {
+                let mut detail = json!({"kind": error.kind(), "message": error.to_string()});
+                if let plexus_host::CallError::Plugin { error: e, .. } = &error {
+                    detail["plugin_error"] = json!(e);
+                }
+                outln!("{}", json!({"ok": false, "error": detail, "elapsed_ms": elapsed_ms}));
+            } else {
+                errln!("error: {error}");
+            }
+            Ok(ExitCode::from(exit::for_call_error(&error)))
+        }
+    }
+}
+
+/// Print why `id` is not available (its load error, if it had one) and return exit code 5.
+pub fn report_not_loaded(host: &Host, id: &str) -> ExitCode {
+    match host.load_errors().iter().find(|e| e.plugin.as_deref() == Some(id)) {
+        Some(error) => errln!("error: plugin `{id}` did not load: {error}"),
+        None => {
+            let known: Vec<&str> = host.plugins().map(|p| p.id()).collect();
+            errln!(
+                "error: no plugin `{id}` is loaded (loaded: {})",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            );
+        }
+    }
+    ExitCode::from(exit::NOT_LOADED)
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    plexus_workflow::duration::parse_text(text, plexus_workflow::duration::MAX)
+}
+
+fn read_params(text: &str) -> anyhow::Result<Value> {
+    let (source, text) = match text.strip_prefix('@') {
+        Some(path) => (
+            path.to_owned(),
+            std::fs::read_to_string(path).with_context(|| format!("cannot read parameters from {path}"))?,
+        ),
+        None => ("--params".to_owned(), text.to_owned()),
+    };
+    serde_json::from_str(&text).with_context(|| format!("{source} is not valid JSON"))
+}

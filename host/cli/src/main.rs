@@ -1,0 +1,217 @@
+//! `plexus`: the Plexus plugin host's command line.
+
+#[macro_use]
+mod output;
+mod call;
+mod client;
+mod daemon;
+mod exit;
+mod plugins;
+mod remote;
+mod run;
+mod workflow;
+
+use clap::{Args, Parser, Subcommand};
+use plexus_host::{Host, HostBuilder};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Plexus: load native and WASM plugins and run their operations.
+#[derive(Parser)]
+#[command(name = "plexus", version, about, long_about = None, after_help = "\
+Examples:
+  plexus plugins list --plugins-dir target/plugins
+  plexus plugins info plexus.echo.wasm --plugins-dir target/plugins
+  plexus call plexus.echo.native echo --params '{\"hello\": \"world\"}' --plugins-dir target/plugins
+  plexus call plexus.echo.wasm sleep --params @params.json --timeout 2s --json
+  plexus workflow validate examples/pipeline.yaml
+  plexus run examples/pipeline.yaml --input input=data.csv --output results.json
+
+With a daemon (plexus daemon; address and token from --config, $PLEXUS_URL, $PLEXUS_TOKEN):
+  plexus workflow register examples/pipeline.yaml
+  plexus exec start weather-pipeline --wait
+  plexus exec logs <ID> --follow
+  plexus schedule add nightly --when \"cron 0 2 * * *\" --timezone Europe/Berlin --workflow weather-pipeline
+  plexus schedule list
+
+Exit codes: 0 success, 1 error (including an invalid workflow or a refused request), 2 usage.
+plexus call: 3 the plugin returned an error, 4 timeout, 5 plugin not loaded,
+6 the plugin panicked, trapped or hit a limit, 7 no capacity for the call (retry later),
+12 a native plugin ended the process (it called exit during a call).
+plexus run, exec start/status/retry --wait: 8 the workflow failed (completed
+steps compensated), 9 a compensation failed too, 130 cancelled.
+Daemon commands: 10 the daemon cannot be reached, 11 the token was refused.")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args)]
+struct Global {
+    /// A directory whose subfolders are plugins (repeatable).
+    /// Default: $PLEXUS_PLUGINS_DIR (colon-separated), else <data dir>/plugins ($PLEXUS_DATA_DIR, else ~/.local/share/plexus).
+    #[arg(long = "plugins-dir", value_name = "DIR", global = true)]
+    plugins_dirs: Vec<PathBuf>,
+    /// Where compiled WASM components are cached.
+    /// Default: $PLEXUS_CACHE_DIR, else ~/.cache/plexus/components.
+    #[arg(long, value_name = "DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Compile WASM components on every start instead of caching them.
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors in the log.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log format on stderr [default: $PLEXUS_LOG_FORMAT, for the daemon its config's `log_format`, else text].
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
+    /// plexus.toml of the daemon (its settings; for client commands, its address and token file).
+    /// Default: $PLEXUS_CONFIG.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// The daemon's address for client commands: http://HOST:PORT or unix:/path.
+    /// Default: $PLEXUS_URL, else `listen` of the config, else 127.0.0.1:7070.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// The daemon's token file. Default: $PLEXUS_TOKEN (the token itself), $PLEXUS_TOKEN_FILE,
+    /// `token_file` of the config, else <data dir>/token.
+    #[arg(long, value_name = "FILE", global = true)]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List, inspect and check plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+    /// Run one operation of a plugin with a fresh execution context and print its output.
+    Call(call::CallArgs),
+    /// Run a workflow file to the end with live progress; exit 0 only if it completed.
+    Run(run::RunArgs),
+    /// Validate, plan and draw workflow files; register and manage them on the daemon.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
+    /// Run the host daemon: plugins, workflows, executions and schedules over HTTP.
+    Daemon(daemon::DaemonArgs),
+    /// Start, list, inspect, cancel and retry executions on the daemon.
+    #[command(subcommand)]
+    Exec(remote::ExecCommand),
+    /// Create, list, pause, resume, delete and fire schedules on the daemon.
+    #[command(subcommand)]
+    Schedule(remote::ScheduleCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A native plugin that calls exit() during a call ends the process: say so, with exit code 12.
+    plexus_host::process::report_plugin_exit();
+    // A panic of the host itself is not a plugin ending the process.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("main") {
+            plexus_host::process::host_exits();
+        }
+        default_hook(info);
+    }));
+    init_logging(&cli.global, matches!(cli.command, Command::Daemon(_)));
+    plexus_host::process::raise_open_file_limit();
+    let result = match cli.command {
+        Command::Plugins(cmd) => plugins::run(&cli.global, cmd),
+        Command::Call(args) => call::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Workflow(cmd) => workflow::run(&cli.global, cmd),
+        Command::Daemon(args) => daemon::run(&cli.global, args),
+        Command::Exec(cmd) => remote::exec(&cli.global, cmd),
+        Command::Schedule(cmd) => remote::schedule(&cli.global, cmd),
+    };
+    // From here on the process ends by our own choice, even if an abandoned native call still runs.
+    plexus_host::process::host_exits();
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            errln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                errln!("  caused by: {cause}");
+            }
+            ExitCode::from(client::exit_code(&error).unwrap_or(exit::ERROR))
+        }
+    }
+}
+
+/// The config file: `--config`, else `$PLEXUS_CONFIG`.
+fn config_path(global: &Global) -> Option<PathBuf> {
+    global.config.clone().or_else(|| std::env::var_os("PLEXUS_CONFIG").map(PathBuf::from))
+}
+
+fn init_logging(global: &Global, daemon: bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let default = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        // A daemon's log is its record: its own info lines, and plugins' logs.
+        (false, 0) if daemon => "warn,plexus=info,plexus_host=info",
+        (false, 0) => "warn,plexus=info,plexus_host=warn",
+        (false, 1) => "info,plexus=debug,plexus_host=debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match log_format(global, daemon) {
+        LogFormat::Text if daemon => builder.with_target(false).init(),
+        LogFormat::Text => builder.without_time().with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `--log-format`, else `$PLEXUS_LOG_FORMAT`, else (daemon) the config file's `log_format`, else text.
+fn log_format(global: &Global, daemon: bool) -> LogFormat {
+    if let Some(format) = global.log_format {
+        return format;
+    }
+    let configured = std::env::var("PLEXUS_LOG_FORMAT").ok().or_else(|| {
+        daemon
+            .then(|| config_path(global))
+            .flatten()
+            .and_then(|path| plexus_daemon::config::RawConfig::load(&path).ok())
+            .and_then(|c| c.log_format)
+    });
+    if configured.as_deref() == Some("json") { LogFormat::Json } else { LogFormat::Text }
+}
+
+/// The plugin directories: `--plugins-dir`, else `$PLEXUS_PLUGINS_DIR`, else the data directory.
+fn plugin_dirs(global: &Global) -> Vec<PathBuf> {
+    if !global.plugins_dirs.is_empty() {
+        return global.plugins_dirs.clone();
+    }
+    if let Some(dirs) = std::env::var_os("PLEXUS_PLUGINS_DIR") {
+        return std::env::split_paths(&dirs).collect();
+    }
+    vec![plexus_daemon::config::data_dir().join("plugins")]
+}
+
+/// Discover and load the plugins.
+fn load_host(global: &Global) -> anyhow::Result<Host> {
+    let mut builder = HostBuilder::new().plugin_dirs(plugin_dirs(global));
+    if let Some(dir) = &global.cache_dir {
+        builder = builder.cache_dir(dir);
+    }
+    if global.no_cache {
+        builder = builder.no_cache();
+    }
+    Ok(builder.build()?)
+}

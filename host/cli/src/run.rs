@@ -1,0 +1,220 @@
+//! `plexus run`: run a workflow file to the end, with live progress.
+
+use crate::Global;
+use crate::workflow::load_valid;
+use anyhow::Context as _;
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use plexus_workflow::{ExecutionStatus, Orchestrator, StepStatus, WorkflowStatus};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit code: the workflow failed (its completed steps were compensated).
+pub const FAILED: u8 = 8;
+/// Exit code: the workflow failed and a compensation failed too.
+pub const ROLLBACK_FAILED: u8 = 9;
+/// Exit code: cancelled (Ctrl-C).
+pub const CANCELLED: u8 = 130;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Workflow file (.yaml, .yml or .json).
+    file: PathBuf,
+    /// A workflow input, typed by its declaration (repeatable): --input path=data.csv --input limit=10.
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+    inputs: Vec<String>,
+    /// Print the full results as JSON on stdout instead of the summary table.
+    #[arg(long)]
+    json: bool,
+    /// Also write the full results as JSON to this file.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (host, valid) = match load_valid(global, &args.file)? {
+        Ok(pair) => pair,
+        Err(code) => return Ok(code),
+    };
+    let mut inputs = Map::new();
+    for pair in &args.inputs {
+        let (key, text) = pair.split_once('=').with_context(|| format!("--input {pair}: expected KEY=VALUE"))?;
+        let value = match valid.workflow.inputs.get(key) {
+            Some(spec) => spec.kind.from_text(text).map_err(|e| anyhow::anyhow!("--input {key}: {e}"))?,
+            None => Value::String(text.to_owned()), // the orchestrator reports it as undeclared
+        };
+        inputs.insert(key.to_owned(), value);
+    }
+    let workflow_id = valid.workflow.id.clone();
+    let steps: Vec<String> = valid.workflow.steps.iter().map(|s| s.id.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let status = runtime.block_on(async {
+        let orch = Orchestrator::new(Arc::new(host));
+        orch.register(valid)?;
+        let exec = orch.execute(&workflow_id, inputs)?;
+        tracing::info!(execution = %exec, workflow = %workflow_id, "started");
+        let mut progress = Progress::new(&steps, !args.json && std::io::stderr().is_terminal());
+        let mut interrupts = 0;
+        loop {
+            tokio::select! {
+                status = orch.wait(&exec) => {
+                    let status = status?;
+                    progress.finish(&status);
+                    return anyhow::Ok(status);
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        errln!("interrupted twice: exiting without waiting for compensation");
+                        plexus_host::process::host_exits();
+                        std::process::exit(i32::from(CANCELLED));
+                    }
+                    errln!("cancelling (running steps are stopped, completed ones compensated; Ctrl-C again to exit at once)");
+                    orch.cancel(&exec)?;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(100)) => progress.update(&orch.status(&exec)?),
+            }
+        }
+    });
+    // Do not wait for the blocking pool: a native step that ignored its
+    // cancellation still holds one of its threads (abandoned at its timeout),
+    // and dropping the runtime would wait for it forever.
+    runtime.shutdown_background();
+    let status = status?;
+    let json = serde_json::to_string_pretty(&status)?;
+    if let Some(path) = &args.output {
+        std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.json {
+        outln!("{json}");
+    } else {
+        print_summary(&status);
+    }
+    Ok(ExitCode::from(match status.status {
+        WorkflowStatus::Completed => 0,
+        WorkflowStatus::Cancelled => CANCELLED,
+        WorkflowStatus::RollbackFailed => ROLLBACK_FAILED,
+        _ => FAILED,
+    }))
+}
+
+/// Live progress: an overall bar and one line per running step on a terminal;
+/// a log line per finished step otherwise.
+struct Progress {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: HashMap<String, ProgressBar>,
+    reported: HashMap<String, StepStatus>,
+    interactive: bool,
+}
+
+impl Progress {
+    fn new(steps: &[String], interactive: bool) -> Self {
+        let target = if interactive { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let multi = MultiProgress::with_draw_target(target);
+        let overall = multi.add(ProgressBar::new(steps.len() as u64));
+        overall.set_style(
+            ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} steps  {elapsed_precise}  {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        Self { multi, overall, running: HashMap::new(), reported: HashMap::new(), interactive }
+    }
+
+    fn update(&mut self, status: &ExecutionStatus) {
+        let done = status.steps.iter().filter(|s| s.status.is_terminal()).count();
+        self.overall.set_position(done as u64);
+        self.overall.set_message(status.status.as_str().to_owned());
+        for step in &status.steps {
+            let active = matches!(step.status, StepStatus::Running | StepStatus::Retrying);
+            if active && !self.running.contains_key(&step.id) {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(ProgressStyle::with_template("  {spinner} {msg}").expect("valid template"));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                self.running.insert(step.id.clone(), bar);
+            }
+            if let Some(bar) = self.running.get(&step.id) {
+                bar.set_message(format!(
+                    "{} ({}.{}) {} attempt {}",
+                    step.id,
+                    step.plugin_id,
+                    step.operation,
+                    step.status.as_str(),
+                    step.attempts
+                ));
+            }
+            if !active && let Some(bar) = self.running.remove(&step.id) {
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
+            }
+            if step.status.is_terminal() && self.reported.get(&step.id) != Some(&step.status) {
+                self.reported.insert(step.id.clone(), step.status);
+                if !self.interactive {
+                    let took = step.duration_ms.map(|ms| format!(" in {ms} ms")).unwrap_or_default();
+                    tracing::info!(step = %step.id, status = step.status.as_str(), attempts = step.attempts, "step {}{took}", step.status.as_str());
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, status: &ExecutionStatus) {
+        self.update(status);
+        for (_, bar) in self.running.drain() {
+            bar.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+    }
+}
+
+fn print_summary(status: &ExecutionStatus) {
+    let rows: Vec<[String; 5]> = status
+        .steps
+        .iter()
+        .map(|s| {
+            let note = match (&s.error, &s.reason) {
+                (Some(e), _) if s.status != StepStatus::Completed => format!("{}: {}", e.kind, e.message),
+                (_, Some(r)) => r.clone(),
+                _ => String::new(),
+            };
+            [
+                s.id.clone(),
+                s.status.as_str().to_owned(),
+                s.attempts.to_string(),
+                s.duration_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "-".into()),
+                note,
+            ]
+        })
+        .collect();
+    let header = ["STEP", "STATUS", "ATTEMPTS", "DURATION", "NOTE"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        outln!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    for c in &status.compensations {
+        let outcome = c.error.as_ref().map(|e| format!("failed: {}", e.message)).unwrap_or_else(|| "completed".into());
+        outln!("compensation of {} ({}.{}): {outcome}", c.step, c.plugin_id, c.operation);
+    }
+    let took = match (status.started_at_ms, status.ended_at_ms) {
+        (Some(a), Some(b)) => format!(" in {} ms", b.saturating_sub(a)),
+        _ => String::new(),
+    };
+    outln!("\nworkflow {} {}{took} (execution {})", status.workflow_id, status.status.as_str(), status.execution_id);
+    if let Some(e) = &status.error {
+        outln!("reason: {e}");
+    }
+}

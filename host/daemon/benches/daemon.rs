@@ -1,0 +1,202 @@
+//! Speed of the daemon with persistence on (see README, "Speed"):
+//!
+//! * `store_step_transition`: one step transition written to the SQLite state
+//!   database (WAL, `synchronous = NORMAL`): the step record plus its log event, in one
+//!   transaction;
+//! * `exec_5step_in_memory` / `exec_5step_persisted`: one execution of a 5-step chain of
+//!   native no-op steps (`plexus.echo.native`), through the engine without a journal and
+//!   through the daemon with every transition journalled; the difference divided by the
+//!   transitions written (2 per step, 2 for the execution) is what persistence adds per
+//!   transition;
+//! * `api_100_executions`: 100 executions of that workflow submitted over HTTP on
+//!   loopback (8 concurrent clients, keep-alive) to a daemon with persistence on, timed
+//!   until the last one completed: executions per second = 100 / time.
+//!
+//! Run with `bash scripts/bench.sh` (builds the example plugins in release mode first).
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use plexus_daemon::api::{ApiState, router};
+use plexus_daemon::metrics::Metrics;
+use plexus_daemon::schedules::Schedules;
+use plexus_daemon::store::Store;
+use plexus_daemon::{Daemon, Origin};
+use plexus_host::HostBuilder;
+use plexus_workflow::{Orchestrator, StepRecord, StepStatus, SystemClock};
+use serde_json::Map;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CHAIN: &str = "id: five
+execution_mode: sequential
+steps:
+  - { id: s1, plugin_id: plexus.echo.native, method_name: noop }
+  - { id: s2, plugin_id: plexus.echo.native, method_name: noop, dependencies: [s1] }
+  - { id: s3, plugin_id: plexus.echo.native, method_name: noop, dependencies: [s2] }
+  - { id: s4, plugin_id: plexus.echo.native, method_name: noop, dependencies: [s3] }
+  - { id: s5, plugin_id: plexus.echo.native, method_name: noop, dependencies: [s4] }
+";
+
+fn plugins() -> PathBuf {
+    std::env::var_os("PLEXUS_BENCH_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins"))
+}
+
+fn host(cache: &std::path::Path) -> plexus_host::Host {
+    let host = HostBuilder::new().plugin_dir(plugins()).cache_dir(cache).build().unwrap();
+    assert!(host.plugin("plexus.echo.native").is_some(), "build the plugins first: bash scripts/build-plugins.sh");
+    host
+}
+
+/// POST `body` to `path` on an open connection; returns the status.
+async fn post(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    token: &str,
+    path: &str,
+    body: &str,
+) -> u16 {
+    sender.ready().await.unwrap();
+    let request = hyper::Request::post(path)
+        .header("host", "bench")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+
+    // One transition written.
+    let store = Store::open(&dir.path().join("transitions.db")).unwrap();
+    let daemon0 = runtime.block_on(async {
+        Daemon::new(
+            store.clone(),
+            host(dir.path()),
+            Arc::new(SystemClock),
+            tokio::runtime::Handle::current(),
+            16,
+            Metrics::default(),
+        )
+    });
+    daemon0.register_workflow(CHAIN).unwrap();
+    let exec = runtime.block_on(async { daemon0.start("five", Map::new(), Origin::default()).unwrap() });
+    let id = exec.id().to_owned();
+    let mut record = StepRecord {
+        id: "s1".into(),
+        plugin_id: "plexus.echo.native".into(),
+        operation: "noop".into(),
+        status: StepStatus::Running,
+        output: None,
+        error: None,
+        reason: None,
+        attempts: 1,
+        started_at_ms: Some(1),
+        ended_at_ms: None,
+        duration_ms: None,
+    };
+    c.bench_function("store_step_transition", |b| {
+        b.iter(|| {
+            record.attempts += 1;
+            store.update_step(&id, 0, &record, None).unwrap();
+        })
+    });
+
+    // One execution, in memory and persisted.
+    let orch = runtime.block_on(async { Orchestrator::new(Arc::new(host(dir.path()))) });
+    let doc = plexus_workflow::source::Document::parse(std::path::Path::new("five.yaml"), CHAIN).unwrap();
+    orch.register(plexus_workflow::validate(&doc, None).unwrap()).unwrap();
+    c.bench_function("exec_5step_in_memory", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let id = orch.execute("five", Map::new()).unwrap();
+                assert!(orch.wait(&id).await.unwrap().status == plexus_workflow::WorkflowStatus::Completed);
+            })
+        })
+    });
+    c.bench_function("exec_5step_persisted", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let exec = daemon0.start("five", Map::new(), Origin::default()).unwrap();
+                assert!(exec.wait().await.status == plexus_workflow::WorkflowStatus::Completed);
+            })
+        })
+    });
+
+    // Over the API.
+    let store = Store::open(&dir.path().join("api.db")).unwrap();
+    let (addr, token, daemon) = runtime.block_on(async {
+        let daemon = Daemon::new(
+            store,
+            host(dir.path()),
+            Arc::new(SystemClock),
+            tokio::runtime::Handle::current(),
+            16,
+            Metrics::default(),
+        );
+        daemon.register_workflow(CHAIN).unwrap();
+        let app = router(ApiState::new(daemon.clone(), Schedules::new(daemon.clone()), "bench-token"), 1 << 20);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (addr, "bench-token".to_owned(), daemon)
+    });
+    const N: usize = 100;
+    const CLIENTS: usize = 8;
+    let mut group = c.benchmark_group("api");
+    group.throughput(Throughput::Elements(N as u64));
+    group.sample_size(20);
+    group.bench_function("api_100_executions", |b| {
+        b.iter_custom(|iters| {
+            let token = token.clone();
+            let daemon = daemon.clone();
+            runtime.block_on(async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let completed_before = completed(&daemon);
+                    let start = Instant::now();
+                    let mut clients = Vec::new();
+                    for c in 0..CLIENTS {
+                        let token = token.clone();
+                        clients.push(tokio::spawn(async move {
+                            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                            let (mut sender, conn) =
+                                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+                            tokio::spawn(conn);
+                            for _ in (c..N).step_by(CLIENTS) {
+                                let status =
+                                    post(&mut sender, &token, "/v1/executions", r#"{"workflow": "five"}"#).await;
+                                assert_eq!(status, 202);
+                            }
+                        }));
+                    }
+                    for client in clients {
+                        client.await.unwrap();
+                    }
+                    while completed(&daemon) < completed_before + N as u64 {
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                    }
+                    total += start.elapsed();
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+}
+
+fn completed(daemon: &Daemon) -> u64 {
+    daemon.store().execution_counts().unwrap().into_iter().find(|(s, _)| s == "completed").map_or(0, |(_, n)| n)
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,317 @@
+//! The daemon's configuration: `plexus.toml`, read in two stages (raw serde
+//! struct with `deny_unknown_fields` → validated [`DaemonConfig`]), every
+//! setting overridable on the command line or by `PLEXUS_*` variables.
+//!
+//! ```toml
+//! # Every key is optional; these are the defaults.
+//! plugin_dirs = ["~/.local/share/plexus/plugins"]  # $PLEXUS_PLUGINS_DIR
+//! state_db = "~/.local/share/plexus/state.db"      # embedded SQLite, WAL mode
+//! listen = "127.0.0.1:7070"                         # or "unix:/run/plexus.sock"
+//! token_file = "~/.local/share/plexus/token"        # created (mode 0600) on first start
+//! cache_dir = "~/.cache/plexus/components"          # compiled WASM components
+//! workers = 16                                      # executions running at once
+//! grace_period = "30s"                              # SIGTERM: how long running steps may finish (≤ 30 days)
+//! log_format = "text"                               # or "json"
+//! max_body_bytes = 1048576                          # larger request bodies get 413
+//! watch = true                                      # hot plugin reload
+//!
+//! [defaults]                                        # for plugins whose manifest says nothing
+//! timeout_ms = 30000                                # per call (a step's `timeout` overrides)
+//! memory_mib = 64                                   # WASM linear memory
+//! output_bytes = 65536                              # WASM captured stdout + stderr
+//! state_bytes = 16777216                            # shared state after a plugin's write
+//! log_bytes = 1048576                               # host log service per call
+//! handles = 256                                     # WASM resource handles per call
+//!
+//! [max_limits]                                      # the most a manifest may ask for (same keys);
+//! timeout_ms = 86400000                             # above it a plugin does not load. Defaults:
+//! memory_mib = 4096                                 # 1 day, 4 GiB, 16 MiB of output, 256 MiB of
+//!                                                   # state, 64 MiB of log, 4,096 handles
+//! ```
+
+use plexus_host::manifest::{CEILING_TIMEOUT_MS, Limits};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `plexus.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `plugin_dirs = ["/srv/plexus/plugins"]`
+    pub plugin_dirs: Option<Vec<PathBuf>>,
+    /// `state_db = "/var/lib/plexus/state.db"`
+    pub state_db: Option<PathBuf>,
+    /// `listen = "127.0.0.1:7070"` or `listen = "unix:/run/plexus.sock"`
+    pub listen: Option<String>,
+    /// `token_file = "/var/lib/plexus/token"`
+    pub token_file: Option<PathBuf>,
+    /// `cache_dir = "/var/cache/plexus"`
+    pub cache_dir: Option<PathBuf>,
+    /// `workers = 16`
+    pub workers: Option<usize>,
+    /// `grace_period = "30s"`
+    pub grace_period: Option<String>,
+    /// `log_format = "json"`
+    pub log_format: Option<String>,
+    /// `max_body_bytes = 1048576`
+    pub max_body_bytes: Option<usize>,
+    /// `watch = false`
+    pub watch: Option<bool>,
+    /// `[defaults]`
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// `[max_limits]`
+    #[serde(default)]
+    pub max_limits: RawDefaults,
+}
+
+/// `[defaults]` (limits for plugins whose manifest does not set them) or
+/// `[max_limits]` (the most a manifest may ask for).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// `timeout_ms = 30000`
+    pub timeout_ms: Option<u64>,
+    /// `memory_mib = 64`
+    pub memory_mib: Option<u64>,
+    /// `output_bytes = 65536`
+    pub output_bytes: Option<usize>,
+    /// `state_bytes = 16777216`
+    pub state_bytes: Option<u64>,
+    /// `log_bytes = 1048576`
+    pub log_bytes: Option<u64>,
+    /// `handles = 256`
+    pub handles: Option<u32>,
+}
+
+impl RawDefaults {
+    /// `base` with the values set here.
+    fn over(&self, base: Limits) -> Limits {
+        Limits {
+            timeout: self.timeout_ms.map_or(base.timeout, Duration::from_millis),
+            memory_bytes: self.memory_mib.map_or(base.memory_bytes, |m| m.saturating_mul(1 << 20)),
+            output_bytes: self.output_bytes.unwrap_or(base.output_bytes),
+            state_bytes: self.state_bytes.unwrap_or(base.state_bytes),
+            log_bytes: self.log_bytes.unwrap_or(base.log_bytes),
+            handles: self.handles.unwrap_or(base.handles),
+        }
+    }
+}
+
+/// The largest `[max_limits]` a daemon accepts: 30 days of timeout, 4 GiB of
+/// memory, 1 GiB of output, 4 GiB of state, 1 GiB of log, 65,536 handles.
+fn ceiling() -> Limits {
+    Limits {
+        timeout: Duration::from_millis(CEILING_TIMEOUT_MS),
+        memory_bytes: plexus_host::manifest::MAX_MEMORY_MIB << 20,
+        output_bytes: 1 << 30,
+        state_bytes: 4 << 30,
+        log_bytes: 1 << 30,
+        handles: 65_536,
+    }
+}
+
+/// Where the daemon listens (defined by the client crate, which connects to it).
+pub use plexus_client::Listen;
+
+/// The validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonConfig {
+    /// Plugin directories, scanned in order.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The SQLite state database.
+    pub state_db: PathBuf,
+    /// Where the HTTP API listens.
+    pub listen: Listen,
+    /// The bearer-token file.
+    pub token_file: PathBuf,
+    /// Compiled-component cache (`None`: compile on every start).
+    pub cache_dir: Option<PathBuf>,
+    /// Executions running at once; more wait in line.
+    pub workers: usize,
+    /// How long running steps may finish after SIGTERM.
+    #[serde(serialize_with = "plexus_workflow::duration::serialize_ms")]
+    pub grace_period: Duration,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Watch plugin directories and reload on change.
+    pub watch: bool,
+    /// Limits for plugins whose manifest does not set them.
+    #[serde(skip)]
+    pub defaults: Limits,
+    /// The most a manifest may ask for.
+    #[serde(skip)]
+    pub max_limits: Limits,
+}
+
+/// The data directory: `$PLEXUS_DATA_DIR`, else `$XDG_DATA_HOME/plexus`, else
+/// `~/.local/share/plexus`.
+pub fn data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PLEXUS_DATA_DIR") {
+        return dir.into();
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("plexus")
+}
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+impl RawConfig {
+    /// Read `path`.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not TOML, or has an unknown key (the
+    /// message names the file, line and key).
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Fill in defaults and check values.
+    ///
+    /// # Errors
+    /// A value out of range or unparsable, naming the key.
+    pub fn resolve(self) -> Result<DaemonConfig, String> {
+        let data = data_dir();
+        let listen = Listen::parse(self.listen.as_deref().unwrap_or(DEFAULT_LISTEN)).map_err(|e| e.to_string())?;
+        let grace_period = match &self.grace_period {
+            Some(text) => plexus_workflow::duration::parse_text(text, plexus_workflow::duration::MAX)
+                .map_err(|e| format!("grace_period: {e}"))?,
+            None => Duration::from_secs(30),
+        };
+        let workers = self.workers.unwrap_or(16);
+        if workers == 0 {
+            return Err("workers must be at least 1".into());
+        }
+        let log_format = self.log_format.unwrap_or_else(|| "text".into());
+        if !matches!(log_format.as_str(), "text" | "json") {
+            return Err(format!("log_format must be `text` or `json`, not `{log_format}`"));
+        }
+        let max_limits = self.max_limits.over(Limits::default_max());
+        max_limits.check_within(&ceiling()).map_err(|e| e.replacen("limits.", "max_limits.", 1))?;
+        // Defaults left unset follow a lower maximum; defaults set above it are errors.
+        let defaults = self.defaults.over(Limits::default().clamped_to(&max_limits));
+        defaults.check_within(&max_limits).map_err(|e| e.replacen("limits.", "defaults.", 1))?;
+        Ok(DaemonConfig {
+            plugin_dirs: self.plugin_dirs.unwrap_or_else(|| vec![data.join("plugins")]),
+            state_db: self.state_db.unwrap_or_else(|| data.join("state.db")),
+            listen,
+            token_file: self.token_file.unwrap_or_else(|| data.join("token")),
+            cache_dir: self.cache_dir.or_else(plexus_host::default_cache_dir),
+            workers,
+            grace_period,
+            log_format,
+            max_body_bytes: self.max_body_bytes.unwrap_or(1 << 20),
+            watch: self.watch.unwrap_or(true),
+            defaults,
+            max_limits,
+        })
+    }
+}
+
+/// Read the bearer token from `path`, creating a random one (32 bytes, hex)
+/// readable only by its owner if the file does not exist.
+///
+/// # Errors
+/// The file cannot be read or created, or is empty.
+pub fn ensure_token(path: &Path) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim().to_owned();
+            if token.is_empty() {
+                return Err(format!("token file {} is empty", path.display()));
+            }
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a token: {e}"))?;
+            let token = plexus_host::wasm::cache::hex(&bytes);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), "created a new API token");
+            Ok(token)
+        }
+        Err(e) => Err(format!("cannot read token file {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = toml::from_str::<RawConfig>("listen = \"127.0.0.1:1\"\nworkerz = 3\n").unwrap_err().to_string();
+        assert!(err.contains("workerz"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_overrides_resolve() {
+        let raw: RawConfig = toml::from_str(
+            "listen = \"unix:/tmp/p.sock\"\nworkers = 3\ngrace_period = \"2s\"\n[defaults]\ntimeout_ms = 500\n",
+        )
+        .unwrap();
+        let c = raw.resolve().unwrap();
+        assert_eq!(c.listen, Listen::Unix("/tmp/p.sock".into()));
+        assert_eq!((c.workers, c.grace_period), (3, Duration::from_secs(2)));
+        assert_eq!(c.defaults.timeout, Duration::from_millis(500));
+        assert!(Listen::parse("localhost").is_err());
+        assert!(RawConfig { workers: Some(0), ..Default::default() }.resolve().is_err());
+    }
+
+    #[test]
+    fn durations_past_their_ceiling_name_the_key() {
+        let err = toml::from_str::<RawConfig>("grace_period = \"300000000000y\"").unwrap().resolve().unwrap_err();
+        assert!(err.contains("grace_period") && err.contains("too long"), "{err}");
+        let err = toml::from_str::<RawConfig>("[defaults]\ntimeout_ms = 18446744073709551615").unwrap().resolve();
+        assert!(err.unwrap_err().contains("defaults.timeout_ms"));
+    }
+
+    #[test]
+    fn limits_have_host_maximums_with_ceilings() {
+        let resolve = |text: &str| toml::from_str::<RawConfig>(text).unwrap().resolve();
+        let c = resolve("[max_limits]\ntimeout_ms = 60000\nhandles = 64\n[defaults]\ntimeout_ms = 1000\n").unwrap();
+        assert_eq!((c.max_limits.timeout, c.max_limits.handles), (Duration::from_secs(60), 64));
+        assert_eq!(c.max_limits.memory_bytes, 4096 << 20, "unset keys keep the default maximum");
+        assert_eq!(c.defaults.handles, 64, "an unset default follows a lower maximum");
+        let err = resolve("[max_limits]\nhandles = 64\n[defaults]\nhandles = 65\n").unwrap_err();
+        assert!(err.starts_with("defaults.handles must be 1..=64"), "{err}");
+        let err = resolve("[defaults]\ntimeout_ms = 0\n").unwrap_err();
+        assert!(err.starts_with("defaults.timeout_ms"), "{err}");
+        let err = resolve("[max_limits]\ntimeout_ms = 18446744073709551615\n").unwrap_err();
+        assert!(err.starts_with("max_limits.timeout_ms"), "{err}");
+        let err = resolve("[defaults]\nmemory_mib = 18446744073709551615\n").unwrap_err();
+        assert!(err.starts_with("defaults.memory_mib"), "{err}");
+    }
+
+    #[test]
+    fn token_is_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/token");
+        let first = ensure_token(&path).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(ensure_token(&path).unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! [`Daemon`]: workflows, executions and plugins as the daemon keeps them —
+//! everything durable goes through the [`Store`] first.
+//!
+//! * **Nothing runs unrecorded.** A state write that fails holds the
+//!   execution it belongs to (see [`plexus_workflow::journal`]): it starts no
+//!   new step, health turns `degraded` (`state_db`), and a maintenance task
+//!   ([`Daemon::maintain`], every [`MAINTENANCE_TICK`]) records it again until
+//!   that works; then it goes on and health recovers. The same task checks
+//!   that the database path still names the file opened.
+//! * **Lifecycle requests are atomic.** Retry and cancel take one lock and
+//!   change the stored state conditionally, so of two concurrent retries one
+//!   is refused (`InvalidState`) and no step runs twice; a second cancel of
+//!   an execution already cancelling is refused too.
+//! * **A pending execution is cancelled at once**, without waiting for a
+//!   worker slot.
+
+use super::error::{DaemonError, DaemonResult, ErrorCode};
+use super::health::Health;
+use super::journal::{StateDbHealth, StoreJournal};
+use super::metrics::Metrics;
+use super::store::{Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoredExecution, WorkflowRow};
+use plexus_host::{Change, Host, new_execution_id};
+use plexus_workflow::engine::{Drain, Engine, Execution, Prepared};
+use plexus_workflow::orchestrator::resolve_inputs;
+use plexus_workflow::source::Document;
+use plexus_workflow::status::{ExecutionStatus, epoch_ms};
+use plexus_workflow::{Clock, Journal, ValidWorkflow, validate};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Who asked for an execution.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The schedule that fired, if any (it becomes the steps' `task_id`).
+    pub schedule_id: Option<String>,
+    /// The fire time it was scheduled for, ms since the Unix epoch.
+    pub fire_time_ms: Option<u64>,
+}
+
+/// The result of registering a workflow.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registered {
+    /// Workflow id.
+    pub id: String,
+    /// The version now current.
+    pub version: u32,
+    /// `false` when the same text was already the current version.
+    pub created: bool,
+}
+
+/// The daemon's state: the loaded plugins, the store, the running executions.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Daemon(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    host: RwLock<Arc<Host>>,
+    clock: Arc<dyn Clock>,
+    runtime: tokio::runtime::Handle,
+    prepared: Mutex<HashMap<(String, u32), Arc<Prepared>>>,
+    /// The current version of each workflow, so a start needs no query.
+    current: Mutex<HashMap<String, u32>>,
+    /// One rescan at a time (the watcher and `POST /v1/plugins/reload`).
+    reloading: Mutex<()>,
+    live: RwLock<HashMap<String, (Arc<Execution>, ExecutionMeta)>>,
+    slots: Arc<Semaphore>,
+    drain: Drain,
+    accepting: AtomicBool,
+    metrics: Metrics,
+    health: Health,
+    db_health: StateDbHealth,
+    journal: Arc<dyn Journal>,
+    /// Taken by retry and cancel: a check and the change it allows are one step.
+    lifecycle: Mutex<()>,
+}
+
+/// How often [`Daemon::maintain`] runs: the database file check and the
+/// retry of held executions.
+pub const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
+
+/// Parse workflow text: JSON when it starts with `{`, YAML otherwise.
+pub fn parse_workflow(source: &str) -> DaemonResult<ValidWorkflow> {
+    parse_against(source, None)
+}
+
+/// `json` when the text starts with `{`, else `yaml`.
+fn format_of(source: &str) -> &'static str {
+    if source.trim_start().starts_with('{') { "json" } else { "yaml" }
+}
+
+/// Parse and validate workflow text; with a `host`, against its plugins.
+fn parse_against(source: &str, host: Option<&Host>) -> DaemonResult<ValidWorkflow> {
+    let name = format!("workflow.{}", format_of(source));
+    let doc = Document::parse(Path::new(&name), source).map_err(DaemonError::invalid)?;
+    validate(&doc, host).map_err(|problems| {
+        DaemonError::invalid(format!("the workflow has {} problem(s)", problems.len()))
+            .with_details(problems.iter().map(ToString::to_string).collect())
+    })
+}
+
+impl Daemon {
+    /// A daemon over `store` and `host`; executions run on `runtime`, at most
+    /// `workers` at once, timed by `clock`.
+    pub fn new(
+        store: Store,
+        host: Host,
+        clock: Arc<dyn Clock>,
+        runtime: tokio::runtime::Handle,
+        workers: usize,
+        metrics: Metrics,
+    ) -> Self {
+        metrics.plugins(host.plugins().count(), host.load_errors().len());
+        let health = Health::default();
+        let db_health = StateDbHealth::new(health.clone());
+        let journal: Arc<dyn Journal> = Arc::new(StoreJournal::new(store.clone(), metrics.clone(), db_health.clone()));
+        let daemon = Self(Arc::new(Inner {
+            store,
+            host: RwLock::new(Arc::new(host)),
+            clock,
+            runtime,
+            prepared: Mutex::default(),
+            current: Mutex::default(),
+            reloading: Mutex::default(),
+            live: RwLock::default(),
+            slots: Arc::new(Semaphore::new(workers.max(1))),
+            drain: Drain::default(),
+            accepting: AtomicBool::new(true),
+            metrics,
+            health,
+            db_health,
+            journal,
+            lifecycle: Mutex::default(),
+        }));
+        daemon.spawn_maintenance();
+        daemon
+    }
+
+    /// Run [`Self::maintain`] every [`MAINTENANCE_TICK`] while the daemon lives.
+    fn spawn_maintenance(&self) {
+        let weak = Arc::downgrade(&self.0);
+        self.0.runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(MAINTENANCE_TICK).await;
+                let Some(inner) = weak.upgrade() else { return };
+                Daemon(inner).maintain();
+            }
+        });
+    }
+
+    /// One maintenance round: check that the database path still names the
+    /// file opened (health `degraded` if it was deleted or replaced), record
+    /// held executions again (they go on once that works), and, when writes
+    /// failed and nothing is held, probe with a write so health recovers.
+    pub fn maintain(&self) {
+        self.0.db_health.file(self.0.store.check_file());
+        let held: Vec<Arc<Execution>> = {
+            let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner);
+            live.values().map(|(e, _)| e.clone()).filter(|e| e.is_held()).collect()
+        };
+        for exec in &held {
+            if let Err(e) = exec.record_again() {
+                tracing::warn!(execution = %exec.id(), "still cannot record: {e}");
+            }
+        }
+        if held.is_empty() && self.0.db_health.writes_failing() {
+            self.0.db_health.writes(self.0.store.probe_write().map_err(|e| e.to_string()));
+        }
+    }
+
+    fn lifecycle(&self) -> MutexGuard<'_, ()> {
+        self.0.lifecycle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The plugins loaded now.
+    pub fn host(&self) -> Arc<Host> {
+        self.0.host.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Scan the plugin directories again and swap in the new host; running
+    /// executions finish on the host they started with. Blocks while
+    /// changed components compile: call it off the async runtime.
+    pub fn reload_plugins(&self) -> Vec<Change> {
+        let _one_at_a_time = self.0.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let (host, changes) = self.host().rescan();
+        self.0.metrics.plugins(host.plugins().count(), host.load_errors().len());
+        for change in &changes {
+            tracing::info!(?change, "plugin change");
+        }
+        *self.0.host.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(host);
+        changes
+    }
+
+    /// The state database.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// The degraded conditions reported by `GET /v1/health`.
+    pub fn health(&self) -> &Health {
+        &self.0.health
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.0.clock
+    }
+
+    /// Whether new work is accepted (false once shutdown began).
+    pub fn is_accepting(&self) -> bool {
+        self.0.accepting.load(Ordering::Acquire)
+    }
+
+    fn check_accepting(&self) -> DaemonResult<()> {
+        if self.is_accepting() { Ok(()) } else { Err(DaemonError::invalid_state("the daemon is shutting down")) }
+    }
+
+    // ----- workflows -----
+
+    /// Validate workflow text against the loaded plugins.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidConfiguration`] with every problem in `details`.
+    pub fn validate_workflow(&self, source: &str) -> DaemonResult<ValidWorkflow> {
+        parse_against(source, Some(&self.host()))
+    }
+
+    /// Validate and store workflow text as the newest version of its id.
+    ///
+    /// # Errors
+    /// Invalid workflows ([`ErrorCode::InvalidConfiguration`]), store failures.
+    pub fn register_workflow(&self, source: &str) -> DaemonResult<Registered> {
+        self.check_accepting()?;
+        let valid = self.validate_workflow(source)?;
+        let id = valid.workflow.id.clone();
+        let (version, created) = self.0.store.put_workflow(&id, source, format_of(source))?;
+        self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), version);
+        let prepared = Prepared::new(valid).map_err(DaemonError::invalid)?;
+        self.0
+            .prepared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((id.clone(), version), Arc::new(prepared));
+        tracing::info!(workflow = %id, version, created, "workflow registered");
+        Ok(Registered { id, version, created })
+    }
+
+    /// The current version of every workflow.
+    pub fn workflows(&self) -> DaemonResult<Vec<WorkflowRow>> {
+        Ok(self.0.store.workflows()?)
+    }
+
+    /// Workflow `id` at `version` (default: current).
+    pub fn workflow(&self, id: &str, version: Option<u32>) -> DaemonResult<WorkflowRow> {
+        self.0.store.workflow(id, version)?.ok_or_else(|| DaemonError::not_found(format!("workflow `{id}`")))
+    }
+
+    /// Delete workflow `id`; executions pinned to it go on.
+    pub fn delete_workflow(&self, id: &str) -> DaemonResult<()> {
+        self.0.current.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        if self.0.store.delete_workflow(id)? { Ok(()) } else { Err(DaemonError::not_found(format!("workflow `{id}`"))) }
+    }
+
+    /// The current version of workflow `id`.
+    fn current_version(&self, id: &str) -> DaemonResult<u32> {
+        if let Some(v) = self.0.current.lock().unwrap_or_else(PoisonError::into_inner).get(id) {
+            return Ok(*v);
+        }
+        let version = self.workflow(id, None)?.version;
+        self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), version);
+        Ok(version)
+    }
+
+    /// The compiled workflow `id` at `version`, from the cache or the store.
+    fn prepared(&self, id: &str, version: u32) -> DaemonResult<Arc<Prepared>> {
+        let key = (id.to_owned(), version);
+        if let Some(p) = self.0.prepared.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(p.clone());
+        }
+        let row = self.workflow(id, Some(version))?;
+        let prepared = Arc::new(Prepared::new(parse_workflow(&row.source)?).map_err(DaemonError::invalid)?);
+        self.0.prepared.lock().unwrap_or_else(PoisonError::into_inner).insert(key, prepared.clone());
+        Ok(prepared)
+    }
+
+    // ----- executions -----
+
+    /// Start an execution of the current version of workflow `id`. It is
+    /// recorded before this returns and runs when a worker is free.
+    ///
+    /// # Errors
+    /// Unknown workflow, bad inputs, shutting down, store failures.
+    pub fn start(&self, id: &str, inputs: Map<String, Value>, origin: Origin) -> DaemonResult<Arc<Execution>> {
+        self.check_accepting()?;
+        let version = self.current_version(id)?;
+        let prepared = self.prepared(id, version)?;
+        let inputs = resolve_inputs(&prepared.workflow, inputs).map_err(|e| DaemonError::invalid(e.to_string()))?;
+        let exec =
+            Execution::start(new_execution_id(), &prepared, inputs, self.0.journal.clone(), origin.schedule_id.clone());
+        if let (Some(schedule), Some(fire)) = (&origin.schedule_id, origin.fire_time_ms) {
+            let info = plexus_sdk::ScheduleInfo {
+                id: schedule.clone(),
+                fire_time_ms: fire,
+                fire_time: chrono::DateTime::from_timestamp_millis(fire as i64).unwrap_or_default().to_rfc3339(),
+            };
+            exec.state().set(plexus_sdk::SCHEDULE_STATE_KEY, serde_json::to_value(info).unwrap_or_default());
+        }
+        let meta = ExecutionMeta {
+            workflow_version: version,
+            schedule_id: origin.schedule_id,
+            scheduled_at_ms: origin.fire_time_ms,
+            created_at_ms: epoch_ms(self.0.clock.now()),
+            runs: 1,
+        };
+        self.0
+            .store
+            .insert_execution(&exec.snapshot(), &meta, &exec.state().snapshot())
+            .inspect_err(|e| self.0.db_health.writes(Err(e.to_string())))?;
+        self.0.metrics.execution("started");
+        tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
+        self.launch(prepared, exec.clone(), meta, true);
+        Ok(exec)
+    }
+
+    /// Run `exec` on the runtime once a worker slot is free. A cancel while it
+    /// waits for the slot takes effect at once (it ends cancelled without a
+    /// slot: no step starts). With `observe_lag`, a scheduled execution's
+    /// delay from its fire time to the moment it got its slot (its first step
+    /// starts then) goes to `plexus_scheduler_lag_seconds`.
+    fn launch(&self, prepared: Arc<Prepared>, exec: Arc<Execution>, meta: ExecutionMeta, observe_lag: bool) {
+        let id = exec.id().to_owned();
+        let fire_ms = meta.scheduled_at_ms.filter(|_| observe_lag);
+        self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), (exec.clone(), meta));
+        let daemon = self.clone();
+        self.0.runtime.spawn(async move {
+            let inner = &daemon.0;
+            let permit = tokio::select! {
+                permit = inner.slots.clone().acquire_owned() => permit.ok(),
+                _ = inner.drain.wait() => None,
+                _ = exec.cancel_requested() => None,
+            };
+            if !inner.drain.is_raised() && (permit.is_some() || exec.is_cancelled()) {
+                if let (Some(fire), Some(_)) = (fire_ms, &permit) {
+                    inner.metrics.scheduler_lag(epoch_ms(inner.clock.now()).saturating_sub(fire));
+                }
+                let engine = Engine::new(daemon.host(), inner.clock.clone()).with_drain(inner.drain.clone());
+                engine.run(prepared, exec.clone()).await;
+            }
+            // Stopped while held (shutdown): record what can be.
+            if let Err(e) = exec.record_again() {
+                tracing::error!(execution = %id, "not recorded at shutdown ({e}); it resumes from its last record");
+            }
+            drop(permit);
+            inner.live.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        });
+    }
+
+    /// The running execution `id`, if it is running here.
+    pub fn live(&self, id: &str) -> Option<Arc<Execution>> {
+        self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(id).map(|(e, _)| e.clone())
+    }
+
+    /// How many executions started by schedule `id` are not finished.
+    pub fn running_for_schedule(&self, id: &str) -> usize {
+        let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.values().filter(|(_, m)| m.schedule_id.as_deref() == Some(id)).count()
+    }
+
+    /// Execution `id`: live status if it runs here, else as stored.
+    pub fn status(&self, id: &str) -> DaemonResult<(ExecutionStatus, ExecutionMeta)> {
+        if let Some((exec, meta)) = self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(id) {
+            return Ok((exec.snapshot(), meta.clone()));
+        }
+        let stored = self.stored(id)?;
+        Ok((stored.status, stored.meta))
+    }
+
+    fn stored(&self, id: &str) -> DaemonResult<StoredExecution> {
+        self.0.store.execution(id)?.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))
+    }
+
+    /// Executions matching `filter`, newest first.
+    pub fn executions(&self, filter: &ExecutionFilter) -> DaemonResult<Vec<ExecutionSummary>> {
+        Ok(self.0.store.list_executions(filter)?)
+    }
+
+    /// The log of execution `id` after event `after`, with its current status
+    /// (cheap: `logs --follow` polls it).
+    pub fn logs(&self, id: &str, after: i64, limit: u32) -> DaemonResult<(String, Vec<Event>)> {
+        let status = match self.live(id) {
+            Some(exec) => exec.snapshot().status.as_str().to_owned(),
+            None => {
+                self.0.store.execution_status(id)?.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))?
+            }
+        };
+        Ok((status, self.0.store.events(id, after, limit)?))
+    }
+
+    /// Cancel execution `id`: running steps are cancelled, completed ones compensated.
+    /// A pending execution (waiting for a worker) is cancelled at once.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`]; [`ErrorCode::InvalidState`] if it already
+    /// ended or is already being cancelled.
+    pub fn cancel(&self, id: &str) -> DaemonResult<()> {
+        let _one_at_a_time = self.lifecycle();
+        if let Some(exec) = self.live(id) {
+            if exec.request_cancel() {
+                return Ok(());
+            }
+            return Err(DaemonError::invalid_state(format!("execution `{id}` is already being cancelled")));
+        }
+        let stored = self.stored(id)?;
+        Err(DaemonError::invalid_state(format!("execution `{id}` is {}, not running", stored.status.status.as_str())))
+    }
+
+    /// Run a failed or cancelled execution again from the steps that did not
+    /// complete; completed steps keep their outputs and are not run again.
+    /// The execution keeps its id and its pinned workflow version.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`]; [`ErrorCode::InvalidState`] unless it ended
+    /// without completing.
+    pub fn retry(&self, id: &str) -> DaemonResult<()> {
+        self.check_accepting()?;
+        let _one_at_a_time = self.lifecycle();
+        if self.live(id).is_some() {
+            return Err(DaemonError::invalid_state(format!("execution `{id}` is still running")));
+        }
+        let mut stored = self.stored(id)?;
+        let status = stored.status.status;
+        if !status.is_terminal() || status == plexus_workflow::WorkflowStatus::Completed {
+            return Err(DaemonError::invalid_state(format!(
+                "execution `{id}` is {}: only failed or cancelled executions can be retried",
+                status.as_str()
+            )));
+        }
+        let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version)?;
+        if !self.0.store.reset_for_retry(&mut stored)? {
+            return Err(DaemonError::invalid_state(format!("execution `{id}` is already being retried")));
+        }
+        tracing::info!(execution = %id, run = stored.meta.runs, "retrying from the steps that did not complete");
+        let exec =
+            Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id.clone());
+        self.launch(prepared, exec, stored.meta, false);
+        Ok(())
+    }
+
+    /// Resume every execution the store says had not ended (after a restart
+    /// or crash). Returns how many resumed; one that cannot (its workflow
+    /// version is unreadable) is recorded as failed and the others go on.
+    pub fn resume_unfinished(&self) -> DaemonResult<usize> {
+        let ids = self.0.store.unfinished_executions()?;
+        let mut resumed = 0;
+        for id in ids {
+            let Some(stored) = self.0.store.execution(&id)? else { continue };
+            match self.prepared(&stored.status.workflow_id, stored.meta.workflow_version) {
+                Ok(prepared) => {
+                    tracing::info!(execution = %id, workflow = %stored.status.workflow_id, "resuming");
+                    let exec = Execution::restore(
+                        stored.status,
+                        stored.state,
+                        self.0.journal.clone(),
+                        stored.meta.schedule_id.clone(),
+                    );
+                    self.launch(prepared, exec, stored.meta, false);
+                    resumed += 1;
+                }
+                Err(e) => {
+                    tracing::error!(execution = %id, "cannot resume: {e}");
+                    let mut status = stored.status;
+                    status.status = plexus_workflow::WorkflowStatus::Failed;
+                    status.error = Some(format!("cannot resume: {e}"));
+                    status.ended_at_ms = Some(epoch_ms(self.0.clock.now()));
+                    self.0.store.update_execution(&status)?;
+                }
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Stop accepting work and starting steps (idempotent): the first half of
+    /// [`Self::shutdown`], for the moment the signal arrives.
+    pub fn begin_shutdown(&self) {
+        self.0.accepting.store(false, Ordering::Release);
+        self.0.drain.raise();
+    }
+
+    /// Wait until shutdown began (at once if it did).
+    pub async fn stopping(&self) {
+        self.0.drain.wait().await;
+    }
+
+    /// Stop accepting work, let running steps finish for at most `grace`,
+    /// and leave unfinished executions to be resumed at the next start.
+    /// Returns how many executions were still running at the deadline.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.begin_shutdown();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self.0.live.read().unwrap_or_else(PoisonError::into_inner).len();
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                if running > 0 {
+                    tracing::warn!(running, "grace period over; unfinished executions resume at the next start");
+                }
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl From<plexus_workflow::OrchestratorError> for DaemonError {
+    fn from(e: plexus_workflow::OrchestratorError) -> Self {
+        use plexus_workflow::OrchestratorError as O;
+        let code = match e {
+            O::NotFound(_) => ErrorCode::NotFound,
+            O::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            O::InvalidConfiguration(_) => ErrorCode::InvalidConfiguration,
+        };
+        DaemonError::new(code, e.to_string())
+    }
+}

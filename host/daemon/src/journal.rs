@@ -1,0 +1,137 @@
+//! [`StoreJournal`]: the engine's [`Journal`] that writes every transition to
+//! the state database (and counts it in the metrics) before it is reported;
+//! [`StateDbHealth`]: the `state_db` component of the daemon's health.
+//!
+//! A write that fails is counted (`plexus_journal_errors_total`), turns
+//! health `degraded` (component `state_db`, with the error), and is returned
+//! to the engine, which holds the execution: no step of it starts until the
+//! daemon has recorded it again (`Daemon`'s maintenance task retries every
+//! second). The first write that succeeds clears the degradation.
+
+use super::health::Health;
+use super::metrics::Metrics;
+use super::store::{Store, StoreError};
+use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord};
+use plexus_workflow::{Journal, JournalError, JournalResult, StepStatus};
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The `state_db` health component, fed by two sources: state writes (the
+/// last one failed or worked) and the periodic check of the database file.
+#[derive(Clone)]
+pub struct StateDbHealth {
+    health: Health,
+    /// (write problem, file problem)
+    problems: Arc<Mutex<(Option<String>, Option<String>)>>,
+}
+
+impl StateDbHealth {
+    /// The component name in [`Health`].
+    pub const COMPONENT: &'static str = "state_db";
+
+    /// Report into `health`.
+    pub fn new(health: Health) -> Self {
+        Self { health, problems: Arc::default() }
+    }
+
+    /// A state write worked (`Ok`) or failed with this error.
+    pub fn writes(&self, result: Result<(), String>) {
+        let mut p = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
+        let problem = result.err().map(|e| format!("state writes fail ({e}); executions are held until they work"));
+        if p.0 != problem {
+            p.0 = problem;
+            self.publish(&p);
+        }
+    }
+
+    /// The database file is still the one opened (`Ok`), or why not.
+    pub fn file(&self, result: Result<(), String>) {
+        let mut p = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
+        let problem = result.err();
+        if p.1 != problem {
+            p.1 = problem;
+            self.publish(&p);
+        }
+    }
+
+    /// Whether the last state write failed.
+    pub fn writes_failing(&self) -> bool {
+        self.problems.lock().unwrap_or_else(PoisonError::into_inner).0.is_some()
+    }
+
+    fn publish(&self, p: &(Option<String>, Option<String>)) {
+        let reasons: Vec<&str> = [&p.0, &p.1].into_iter().flatten().map(String::as_str).collect();
+        if reasons.is_empty() {
+            self.health.recover(Self::COMPONENT);
+        } else {
+            self.health.degrade(Self::COMPONENT, reasons.join("; "));
+        }
+    }
+}
+
+/// Writes an execution's transitions to the [`Store`].
+pub struct StoreJournal {
+    store: Store,
+    metrics: Metrics,
+    health: StateDbHealth,
+}
+
+impl StoreJournal {
+    /// A journal writing to `store`, reporting failures to `health`.
+    pub fn new(store: Store, metrics: Metrics, health: StateDbHealth) -> Self {
+        Self { store, metrics, health }
+    }
+
+    fn check(&self, result: Result<(), StoreError>) -> JournalResult {
+        match result {
+            Ok(()) => {
+                self.health.writes(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.journal_error();
+                self.health.writes(Err(e.to_string()));
+                Err(JournalError(e.to_string()))
+            }
+        }
+    }
+}
+
+impl Journal for StoreJournal {
+    fn execution(&self, status: &ExecutionStatus) -> JournalResult {
+        self.check(self.store.update_execution(status))?;
+        self.metrics.execution(status.status.as_str());
+        Ok(())
+    }
+
+    fn step(
+        &self,
+        execution_id: &str,
+        index: usize,
+        record: &StepRecord,
+        state: Option<&Map<String, Value>>,
+    ) -> JournalResult {
+        let written = self.check(self.store.update_step(execution_id, index, record, state));
+        if record.status.is_terminal() {
+            let ran = matches!(record.status, StepStatus::Completed | StepStatus::Failed);
+            self.metrics.step(&record.plugin_id, record.status.as_str(), record.duration_ms.filter(|_| ran));
+        }
+        if record.status.is_terminal() || record.status == StepStatus::Retrying {
+            let error = record.error.as_ref().map(|e| e.message.as_str()).or(record.reason.as_deref()).unwrap_or("");
+            tracing::info!(execution = %execution_id, step = %record.id, plugin = %record.plugin_id, attempt = record.attempts, status = record.status.as_str(), duration_ms = record.duration_ms, "step {} {error}", record.status.as_str());
+        } else {
+            tracing::debug!(execution = %execution_id, step = %record.id, attempt = record.attempts, status = record.status.as_str(), "step transition");
+        }
+        written
+    }
+
+    fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalResult {
+        self.check(self.store.put_compensation(execution_id, seq, record))
+    }
+
+    fn snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> JournalResult {
+        // Not counted in `plexus_executions_total`: the transitions it
+        // records were counted (or not) when they were first written.
+        self.check(self.store.record_snapshot(status, state))
+    }
+}

@@ -1,0 +1,160 @@
+//! [`serve`]: the daemon's life — open the store (taking its exclusive lock
+//! and checking it), load plugins, resume unfinished executions, fire
+//! schedules, watch plugins, serve the API, and on SIGTERM/SIGINT stop
+//! accepting work and starting steps at once, let running steps and requests
+//! finish within the grace period, and return (exit 0) by its end whatever
+//! clients do: long-polls are answered at once, connections still open at the
+//! deadline (a half-sent request, a slow client) are closed.
+
+use super::api::{ApiState, router};
+use super::config::{DaemonConfig, Listen, ensure_token};
+use super::core::Daemon;
+use super::error::{DaemonError, ErrorCode};
+use super::metrics::Metrics;
+use super::reload::PluginWatcher;
+use super::schedules::Schedules;
+use super::store::Store;
+use plexus_host::HostBuilder;
+use plexus_workflow::SystemClock;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Run the daemon until SIGTERM or SIGINT. Prints one JSON line to stdout
+/// when it listens: `{"listening": "<address>", "token_file": "<path>"}`.
+///
+/// # Errors
+/// A [`DaemonError`] (code `Internal`) when the store cannot be opened, the
+/// token file created, the plugins' host built, or the address bound.
+pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
+    let store = Store::open(&config.state_db)?;
+    let token = ensure_token(&config.token_file).map_err(startup)?;
+    let mut builder = HostBuilder::new()
+        .plugin_dirs(config.plugin_dirs.clone())
+        .default_limits(config.defaults.clone())
+        .max_limits(config.max_limits.clone())
+        .protect(&config.state_db)
+        .protect(&config.token_file);
+    builder = match &config.cache_dir {
+        Some(dir) => builder.cache_dir(dir),
+        None => builder.no_cache(),
+    };
+    let open_files = plexus_host::process::raise_open_file_limit();
+    tracing::info!(open_files, "open-file limit");
+    let host = tokio::task::spawn_blocking(move || builder.build()).await.map_err(startup)?.map_err(startup)?;
+    for error in host.load_errors() {
+        tracing::warn!("plugin not loaded: {error}");
+    }
+    tracing::info!(plugins = host.plugins().count(), errors = host.load_errors().len(), "plugins loaded");
+    let metrics = Metrics::default();
+    let runtime = tokio::runtime::Handle::current();
+    let daemon = Daemon::new(store, host, Arc::new(SystemClock), runtime, config.workers, metrics);
+    let resumed = daemon.resume_unfinished()?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed unfinished executions");
+    }
+    let schedules = Schedules::new(daemon.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Supervised: a ticker that panics is logged, counted and restarted (see `supervise`).
+    let ticker = {
+        let (health, metrics, schedules) = (daemon.health().clone(), daemon.metrics().clone(), schedules.clone());
+        let run = move || schedules.clone().run(std::future::pending());
+        tokio::spawn(super::supervise::supervise("scheduler", health, metrics, stop_rx.clone(), run))
+    };
+    let _watcher = if config.watch {
+        match PluginWatcher::start(daemon.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("hot reload disabled: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let app = router(ApiState::new(daemon.clone(), schedules, &token), config.max_body_bytes);
+    let announce = |address: String| {
+        println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file}));
+        tracing::info!(%address, "plexus daemon listening");
+    };
+    let mut stopping = stop_rx.clone();
+    let graceful = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let mut unix_socket = None;
+    let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &config.listen {
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;
+            announce(listener.local_addr().map_err(startup)?.to_string());
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
+        }
+        Listen::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            let listener = tokio::net::UnixListener::bind(path)
+                .map_err(|e| startup(format!("cannot listen on unix:{}: {e}", path.display())))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(startup)?;
+            }
+            announce(format!("unix:{}", path.display()));
+            unix_socket = Some(path.clone());
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
+        }
+    };
+    let mut server = server;
+    let ended_by_itself = tokio::select! {
+        served = &mut server => {
+            served.map_err(startup)?;
+            true
+        }
+        () = shutdown_signal() => false,
+    };
+    // From here on the grace period bounds everything: no step starts, the
+    // server stops accepting and answers long-polls at once, running steps
+    // and requests may finish until the deadline; then open connections are
+    // closed (dropped with the runtime) and unfinished executions are left
+    // to resume at the next start.
+    tracing::info!(
+        grace_ms = config.grace_period.as_millis() as u64,
+        "shutting down: no new work; running steps may finish"
+    );
+    daemon.begin_shutdown();
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::Instant::now() + config.grace_period;
+    let server_closed =
+        async { if ended_by_itself { Ok(Ok(())) } else { tokio::time::timeout_at(deadline, &mut server).await } };
+    let ticker_stopped = tokio::time::timeout_at(deadline, ticker);
+    let (left, served, _) = tokio::join!(daemon.shutdown(config.grace_period), server_closed, ticker_stopped);
+    match served {
+        Ok(Err(e)) => tracing::warn!("HTTP server: {e}"),
+        Err(_) => tracing::warn!("grace period over: closing the HTTP connections still open"),
+        Ok(Ok(())) => {}
+    }
+    if let Some(path) = unix_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!(unfinished = left, "stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A failure to start or run the server, as a [`DaemonError`].
+fn startup(e: impl std::fmt::Display) -> DaemonError {
+    DaemonError::new(ErrorCode::Internal, e.to_string())
+}

@@ -1,0 +1,660 @@
+//! Daemon tests against an in-process plugin: resume after a crash, retry
+//! from the failed steps, state faults (failing writes, a deleted database,
+//! concurrent retries, cancelling a pending execution, stale gauges), and
+//! schedules on a mock clock (intervals, overlap, catch-up after downtime,
+//! cron across DST in two time zones, scheduler lag behind a queue).
+
+use super::core::Daemon;
+use super::metrics::Metrics;
+use super::schedule::ScheduleSpec;
+use super::schedules::Schedules;
+use super::store::{ExecutionMeta, Store};
+use chrono::{DateTime, Utc};
+use plexus_host::HostBuilder;
+use plexus_sdk::{Context, Operations, Plugin, PluginError, PluginInfo};
+use plexus_workflow::status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
+use plexus_workflow::{Clock, MockClock, SystemClock};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How many times each tag ran, and which tags fail.
+static RUNS: LazyLock<Mutex<HashMap<String, u32>>> = LazyLock::new(Default::default);
+static FAILING: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+/// The task id and schedule state each tag saw last.
+static SEEN: LazyLock<Mutex<HashMap<String, Value>>> = LazyLock::new(Default::default);
+
+fn runs(tag: &str) -> u32 {
+    RUNS.lock().unwrap().get(tag).copied().unwrap_or(0)
+}
+
+#[derive(Default)]
+struct DaemonOps;
+
+#[derive(Deserialize, JsonSchema)]
+struct Tick {
+    tag: String,
+    #[serde(default)]
+    ms: u64,
+}
+
+impl Plugin for DaemonOps {
+    fn info() -> PluginInfo {
+        PluginInfo::new("dtest.ops", "Daemon test operations", "1.0.0")
+    }
+    fn operations(ops: &mut Operations<Self>) {
+        ops.add(
+            "tick",
+            "Counts a run of `tag`, sleeps `ms`, fails while `tag` is failing",
+            |_, ctx: &mut Context<'_>, p: Tick| {
+                *RUNS.lock().unwrap().entry(p.tag.clone()).or_default() += 1;
+                let seen =
+                    json!({"task_id": ctx.execution().task_id, "schedule": ctx.schedule(), "attempt": ctx.attempt()});
+                SEEN.lock().unwrap().insert(p.tag.clone(), seen);
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_millis(p.ms) && !ctx.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                if FAILING.lock().unwrap().contains(&p.tag) {
+                    return Err(PluginError::failed(format!("{} is failing", p.tag)));
+                }
+                Ok(json!({"tag": p.tag}))
+            },
+        )
+        .add("stubborn", "Sleeps `ms`, ignoring cancellation", |_, _, p: Tick| {
+            std::thread::sleep(Duration::from_millis(p.ms));
+            Ok(json!({"tag": p.tag}))
+        });
+    }
+}
+
+struct Fixture {
+    daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(clock: Arc<dyn Clock>) -> Fixture {
+    fixture_with_workers(clock, 4)
+}
+
+fn fixture_with_workers(clock: Arc<dyn Clock>, workers: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let host = HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap();
+    let daemon = Daemon::new(store, host, clock, tokio::runtime::Handle::current(), workers, Metrics::default());
+    Fixture { daemon, _dir: dir }
+}
+
+/// A chain of `tick` steps `<prefix>-a` → `-b` → `-c`, with retries.
+fn chain(id: &str, prefix: &str, ms: u64) -> String {
+    format!(
+        "id: {id}\nsteps:\n  - {{id: a, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {prefix}-a, ms: {ms}}}}}\n  - {{id: b, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {prefix}-b, ms: {ms}}}, dependencies: [a], retry: {{max_attempts: 2, initial_delay: 1ms}}}}\n  - {{id: c, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {prefix}-c, ms: {ms}}}, dependencies: [b]}}\n"
+    )
+}
+
+async fn wait_done(daemon: &Daemon, id: &str) -> ExecutionStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = daemon.status(id).unwrap();
+        if status.status.is_terminal() && daemon.live(id).is_none() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "execution {id} did not end: {status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn record(id: &str, status: StepStatus, attempts: u32) -> StepRecord {
+    StepRecord {
+        id: id.into(),
+        plugin_id: "dtest.ops".into(),
+        operation: "tick".into(),
+        status,
+        output: (status == StepStatus::Completed).then(|| json!({"tag": id})),
+        error: None,
+        reason: None,
+        attempts,
+        started_at_ms: (attempts > 0).then_some(1),
+        ended_at_ms: None,
+        duration_ms: None,
+    }
+}
+
+/// Write what a daemon that crashed mid-step would have left: `a` completed,
+/// `b` running (attempt `b_attempts`), `c` pending.
+fn crashed_execution(daemon: &Daemon, workflow: &str, b_attempts: u32) -> String {
+    let id = plexus_host::new_execution_id();
+    let steps = vec![
+        record("a", StepStatus::Completed, 1),
+        record("b", StepStatus::Running, b_attempts),
+        record("c", StepStatus::Pending, 0),
+    ];
+    let status = ExecutionStatus {
+        execution_id: id.clone(),
+        workflow_id: workflow.into(),
+        status: WorkflowStatus::Running,
+        progress: 0.0,
+        current_steps: vec![],
+        completed_steps: 0,
+        total_steps: 3,
+        inputs: Map::new(),
+        steps,
+        compensations: vec![],
+        outputs: Map::new(),
+        error: None,
+        started_at_ms: Some(1),
+        ended_at_ms: None,
+    };
+    let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
+    daemon.store().insert_execution(&status, &meta, &Map::new()).unwrap();
+    daemon.store().update_execution(&status).unwrap();
+    for (i, step) in status.steps.iter().enumerate() {
+        daemon.store().update_step(&id, i, step, None).unwrap();
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_runs_only_the_steps_that_had_not_completed() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("resume", "rs", 0)).unwrap();
+    let id = crashed_execution(&f.daemon, "resume", 1);
+    assert_eq!(f.daemon.resume_unfinished().unwrap(), 1);
+    let status = wait_done(&f.daemon, &id).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:?}");
+    assert_eq!((runs("rs-a"), runs("rs-b"), runs("rs-c")), (0, 1, 1), "a completed before the crash");
+    let b = status.step("b").unwrap();
+    assert_eq!(b.attempts, 2, "the interrupted attempt counts: b is retried per its policy");
+    assert_eq!(SEEN.lock().unwrap()["rs-b"]["attempt"], json!(2));
+    // Nothing recorded before the crash is lost: the log has the old and the new transitions.
+    let (_, log) = f.daemon.logs(&id, 0, 1000).unwrap();
+    let b_events: Vec<(u32, String)> = log
+        .iter()
+        .filter(|e| e.step_id.as_deref() == Some("b"))
+        .map(|e| (e.attempt.unwrap_or(0), e.status.clone()))
+        .collect();
+    assert_eq!(b_events, [(1, "running".into()), (2, "running".into()), (2, "completed".into())]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_last_attempt_fails_the_step() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("last", "la", 0)).unwrap();
+    let id = crashed_execution(&f.daemon, "last", 2);
+    f.daemon.resume_unfinished().unwrap();
+    let status = wait_done(&f.daemon, &id).await;
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    let b = status.step("b").unwrap();
+    assert_eq!((b.status, b.attempts), (StepStatus::Failed, 2));
+    assert!(b.error.as_ref().unwrap().message.contains("stopped during the last attempt"), "{b:?}");
+    assert_eq!(runs("la-b"), 0);
+    assert_eq!(status.step("c").unwrap().status, StepStatus::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_runs_the_failed_steps_and_keeps_the_completed_ones() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("retry", "rt", 0)).unwrap();
+    FAILING.lock().unwrap().insert("rt-b".into());
+    let exec = f.daemon.start("retry", Map::new(), Default::default()).unwrap();
+    let id = exec.id().to_owned();
+    let failed = wait_done(&f.daemon, &id).await;
+    assert_eq!(failed.status, WorkflowStatus::Failed);
+    assert_eq!((runs("rt-a"), runs("rt-b"), runs("rt-c")), (1, 1, 0), "a plugin failure is not retryable");
+    // Only a finished, not completed, execution can be retried.
+    FAILING.lock().unwrap().remove("rt-b");
+    f.daemon.retry(&id).unwrap();
+    let done = wait_done(&f.daemon, &id).await;
+    assert_eq!(done.status, WorkflowStatus::Completed, "{done:?}");
+    assert_eq!((runs("rt-a"), runs("rt-b"), runs("rt-c")), (1, 2, 1), "a is not run again");
+    assert_eq!(done.step("b").unwrap().attempts, 1, "attempts start over");
+    let err = f.daemon.retry(&id).unwrap_err();
+    assert_eq!(err.code, super::ErrorCode::InvalidState);
+    let (_, meta) = f.daemon.status(&id).unwrap();
+    assert_eq!(meta.runs, 2);
+}
+
+// ----- schedules on a mock clock -----
+
+fn at(s: &str) -> SystemTime {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc).into()
+}
+
+fn spec(value: Value) -> ScheduleSpec {
+    serde_json::from_value(value).unwrap()
+}
+
+/// Fire times (RFC 3339) of `schedule` with `outcome`, oldest first.
+fn fires(s: &Schedules, schedule: &str, outcome: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .history(schedule, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.outcome == outcome)
+        .map(|f| DateTime::from_timestamp_millis(f.fire_time_ms as i64).unwrap().to_rfc3339())
+        .collect();
+    v.reverse();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interval_schedule_fires_on_mock_time_with_its_context() {
+    let clock = MockClock::new(at("2026-06-01T12:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    s.create(spec(
+        json!({"id": "op", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "iv"}}),
+    ))
+    .unwrap();
+    assert!(s.tick().unwrap().is_empty(), "nothing is due at creation");
+    assert_eq!(s.get("op").unwrap().next_fire.as_deref(), Some("2026-06-01T12:01:00+00:00"));
+    clock.advance(Duration::from_secs(61));
+    let started = s.tick().unwrap();
+    assert_eq!(started.len(), 1);
+    let status = wait_done(&f.daemon, &started[0]).await;
+    assert_eq!(status.status, WorkflowStatus::Completed);
+    let seen = SEEN.lock().unwrap()["iv"].clone();
+    assert_eq!(seen["task_id"], json!("op"));
+    assert_eq!(seen["schedule"]["id"], json!("op"));
+    assert_eq!(seen["schedule"]["fire_time"], json!("2026-06-01T12:01:00+00:00"));
+    assert_eq!(
+        seen["schedule"]["fire_time_ms"],
+        json!(at("2026-06-01T12:01:00Z").duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64)
+    );
+    let (_, meta) = f.daemon.status(&started[0]).unwrap();
+    assert_eq!(meta.schedule_id.as_deref(), Some("op"));
+    assert!(s.tick().unwrap().is_empty(), "a fire is handled once");
+    // Paused: no fires; resumed: the paused time is not caught up.
+    s.pause("op").unwrap();
+    clock.advance(Duration::from_secs(600));
+    assert!(s.tick().unwrap().is_empty());
+    s.resume("op").unwrap();
+    assert!(s.tick().unwrap().is_empty());
+    clock.advance(Duration::from_secs(60));
+    let again = s.tick().unwrap();
+    assert_eq!(again.len(), 1);
+    wait_done(&f.daemon, &again[0]).await;
+    assert_eq!(runs("iv"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overlap_policies_skip_or_queue_one() {
+    let clock = MockClock::new(at("2026-06-01T12:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    f.daemon.register_workflow(&chain("slow", "ov", 150)).unwrap();
+    s.create(spec(json!({"id": "skip", "when": "every 1m", "workflow": "slow", "overlap": "skip"}))).unwrap();
+    s.create(spec(json!({"id": "queue", "when": "every 1m", "workflow": "slow", "overlap": "queue_one"}))).unwrap();
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(60));
+        s.tick().unwrap();
+    }
+    // First fire started; the second and third found it running.
+    assert_eq!(fires(&s, "skip", "started").len(), 1);
+    assert_eq!(fires(&s, "skip", "skipped"), ["2026-06-01T12:02:00+00:00", "2026-06-01T12:03:00+00:00"]);
+    assert_eq!(fires(&s, "queue", "queued"), ["2026-06-01T12:02:00+00:00"]);
+    assert_eq!(fires(&s, "queue", "skipped"), ["2026-06-01T12:03:00+00:00"]);
+    // When the running one ends, the queued fire starts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fires(&s, "queue", "started").len() < 2 {
+        assert!(Instant::now() < deadline, "the queued fire never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fires(&s, "queue", "started"), ["2026-06-01T12:01:00+00:00", "2026-06-01T12:02:00+00:00"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catch_up_after_a_simulated_downtime() {
+    let clock = MockClock::new(at("2026-06-01T00:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    let op = |id: &str, catch_up: &str| {
+        json!({"id": id, "when": "cron 0 * * * *", "plugin": "dtest.ops", "operation": "tick",
+               "params": {"tag": id}, "catch_up": catch_up, "catch_up_window": "3h", "overlap": "allow"})
+    };
+    for (id, policy) in [("all", "run_all"), ("once", "run_once"), ("none", "skip")] {
+        s.create(spec(op(id, policy))).unwrap();
+    }
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(s.tick().unwrap().len(), 3, "01:00 fires on time for all three");
+    // Down from 01:00 to 06:10: fires 02:00–06:00 were missed; the window reaches back to 03:10.
+    clock.advance(Duration::from_secs(5 * 3600 + 600));
+    s.tick().unwrap();
+    assert_eq!(
+        fires(&s, "all", "started")[1..],
+        ["2026-06-01T04:00:00+00:00", "2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]
+    );
+    assert_eq!(fires(&s, "once", "started")[1..], ["2026-06-01T06:00:00+00:00"]);
+    assert_eq!(fires(&s, "none", "started").len(), 1);
+    assert!(!fires(&s, "none", "skipped").is_empty());
+    assert!(s.tick().unwrap().is_empty(), "caught up once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_all_catch_up_runs_one_after_another_despite_overlap_skip() {
+    let clock = MockClock::new(at("2026-06-01T00:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    // Default overlap (skip): the catch-up fires must not skip each other.
+    s.create(spec(json!({"id": "seq", "when": "cron 0 * * * *", "plugin": "dtest.ops", "operation": "tick",
+                          "params": {"tag": "seq", "ms": 60}, "catch_up": "run_all", "catch_up_window": "3h"})))
+        .unwrap();
+    clock.advance(Duration::from_secs(3600));
+    wait_done(&f.daemon, &s.tick().unwrap()[0]).await;
+    // Down from 01:00 to 06:10: 04:00, 05:00 and 06:00 are within the window.
+    clock.advance(Duration::from_secs(5 * 3600 + 600));
+    assert_eq!(s.tick().unwrap().len(), 1, "one at a time");
+    assert_eq!(fires(&s, "seq", "queued"), ["2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fires(&s, "seq", "started").len() < 4 {
+        assert!(f.daemon.running_for_schedule("seq") <= 1, "catch-up runs overlapped");
+        assert!(Instant::now() < deadline, "the catch-up did not finish: {:?}", fires(&s, "seq", "started"));
+        s.tick().unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        fires(&s, "seq", "started")[1..],
+        ["2026-06-01T04:00:00+00:00", "2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]
+    );
+    assert!(
+        fires(&s, "seq", "skipped").iter().all(|t| t.as_str() < "2026-06-01T04:00:00"),
+        "{:?}",
+        fires(&s, "seq", "skipped")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_refuse_past_at_times_and_overlong_intervals() {
+    let clock = MockClock::new(at("2026-06-01T00:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    let op = |id: &str, when: &str| json!({"id": id, "when": when, "plugin": "dtest.ops", "operation": "tick", "params": {"tag": id}});
+    let past = s.create(spec(op("past", "at 2026-05-31T23:59:59Z"))).unwrap_err().to_string();
+    assert!(past.contains("not in the future"), "{past}");
+    s.create(spec(op("future", "at 2026-06-01T00:00:01Z"))).unwrap();
+    let long = s.create(spec(op("long", "every 300000years"))).unwrap_err().to_string();
+    assert!(long.contains("too long"), "{long}");
+    // The longest interval is accepted, and ticking it far in the future does not panic.
+    s.create(spec(op("century", "every 100y"))).unwrap();
+    clock.advance(Duration::from_secs(200 * 31_557_600));
+    s.tick().unwrap();
+    assert!(s.list().unwrap().iter().any(|v| v.spec.id == "century"));
+    let bad_id = s.create(spec(op("no/slash", "every 1m"))).unwrap_err().to_string();
+    assert!(bad_id.contains("schedule id"), "{bad_id}");
+    // A row an older version saved without the bounds: logged and left out, never a panic.
+    let old = json!({"id": "old", "when": "every 300000years", "workflow": "w"});
+    f.daemon.store().insert_schedule("old", &old, true, 0).unwrap();
+    s.tick().unwrap();
+    assert!(s.list().unwrap().iter().all(|v| v.spec.id != "old"));
+    assert!(s.get("old").unwrap_err().to_string().contains("too long"));
+    s.delete("old").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_in_two_time_zones_across_dst_on_the_mock_clock() {
+    let clock = MockClock::new(at("2026-03-28T22:00:00Z"));
+    let f = fixture(Arc::new(clock.clone()));
+    let s = Schedules::new(f.daemon.clone());
+    let sched = |id: &str, when: &str, tz: &str| json!({"id": id, "when": when, "timezone": tz, "plugin": "dtest.ops", "operation": "tick", "params": {"tag": id}});
+    // 02:30 Berlin does not exist on 2026-03-29 (clocks jump 02:00 → 03:00).
+    s.create(spec(sched("berlin", "cron 30 2 * * *", "Europe/Berlin"))).unwrap();
+    // 01:30 New York happens twice on 2026-11-01 (clocks fall back 02:00 → 01:00).
+    s.create(spec(sched("newyork", "cron 30 1 * * *", "America/New_York"))).unwrap();
+    let tick_through = |until: &str| {
+        while clock.now() < at(until) {
+            clock.advance(Duration::from_secs(60));
+            s.tick().unwrap();
+        }
+    };
+    tick_through("2026-03-29T04:00:00Z");
+    assert_eq!(fires(&s, "berlin", "started"), ["2026-03-29T01:00:00+00:00"], "once, right after the gap");
+    clock.advance(at("2026-11-01T04:00:00Z").duration_since(clock.now()).unwrap());
+    s.tick().unwrap(); // the months between are missed and skipped by run_once
+    tick_through("2026-11-01T08:00:00Z");
+    let ny: Vec<String> = fires(&s, "newyork", "started").into_iter().filter(|t| t.starts_with("2026-11-01")).collect();
+    assert_eq!(ny, ["2026-11-01T05:30:00+00:00"], "once, at the first 01:30 (EDT)");
+}
+
+/// `GET path` with the bearer token `t`, over a raw HTTP/1.1 connection: (status line, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer t\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_native_call_shows_in_health_and_metrics() {
+    let f = fixture(Arc::new(SystemClock));
+    let source = "id: stuck\nsteps:\n  - {id: s, plugin_id: dtest.ops, method_name: stubborn, \
+                  parameters: {tag: stuck, ms: 1500}, timeout: 50ms}\n";
+    f.daemon.register_workflow(source).unwrap();
+    let exec = f.daemon.start("stuck", Map::new(), super::core::Origin::default()).unwrap();
+    let status = wait_done(&f.daemon, exec.id()).await;
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    let app =
+        super::api::router(super::api::ApiState::new(f.daemon.clone(), Schedules::new(f.daemon.clone()), "t"), 1 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (_, health) = http_get(addr, "/v1/health").await;
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["degraded"]["native_calls"].as_str().unwrap().contains("dtest.ops: "), "{health}");
+    let (status_line, metrics) = http_get(addr, "/metrics").await;
+    assert!(status_line.contains("200"), "{status_line}");
+    let abandoned = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"plexus_abandoned_calls_total{plugin="dtest.ops"}"#))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(!abandoned.ends_with(" 0"), "{abandoned}");
+    assert!(metrics.contains(r#"plexus_health_degraded{component="native_calls"} 1"#), "{metrics}");
+    openmetrics_parser::openmetrics::parse_openmetrics(&metrics).unwrap();
+    // When the thread returns, health recovers (unless another test left one running).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while plexus_host::runtime::abandoned_calls()["dtest.ops"].0 > 0 {
+        assert!(Instant::now() < deadline, "the abandoned call never returned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, health) = http_get(addr, "/v1/health").await;
+    assert!(!health.contains("dtest.ops: "), "{health}");
+}
+
+// ----- state faults -----
+
+/// Poll `check` every 10 ms for up to 20 s.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_writes_hold_executions_until_they_work_again() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("full", "fd", 600)).unwrap();
+    let ids: Vec<String> =
+        (0..3).map(|_| f.daemon.start("full", Map::new(), Default::default()).unwrap().id().to_owned()).collect();
+    until("every `a` to start", || runs("fd-a") == 3).await;
+    // The disk fills while the three `a` steps run.
+    f.daemon.store().fail_writes(true);
+    until("health to turn degraded", || f.daemon.health().reasons().contains_key("state_db")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(runs("fd-b"), 0, "no step starts while its start cannot be recorded");
+    let reason = &f.daemon.health().reasons()["state_db"];
+    assert!(reason.contains("disk is full"), "{reason}");
+    for id in &ids {
+        let exec = f.daemon.live(id).expect("a held execution stays live");
+        assert!(exec.is_held());
+        assert_eq!(exec.snapshot().step("a").unwrap().status, StepStatus::Completed, "what ran is kept");
+    }
+    // Space is freed: the executions are recorded again and go on.
+    f.daemon.store().fail_writes(false);
+    for id in &ids {
+        let done = wait_done(&f.daemon, id).await;
+        assert_eq!(done.status, WorkflowStatus::Completed, "{done:?}");
+        let stored = f.daemon.store().execution(id).unwrap().unwrap();
+        assert_eq!(stored.status.status, WorkflowStatus::Completed);
+        assert!(stored.status.steps.iter().all(|s| s.status == StepStatus::Completed && s.attempts == 1));
+    }
+    assert_eq!((runs("fd-a"), runs("fd-b"), runs("fd-c")), (3, 3, 3), "no step ran twice");
+    assert!(f.daemon.store().unfinished_executions().unwrap().is_empty(), "nothing left to resume");
+    until("health to recover", || !f.daemon.health().is_degraded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_database_is_noticed() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.maintain();
+    assert!(!f.daemon.health().is_degraded());
+    std::fs::remove_file(f.daemon.store().path()).unwrap();
+    f.daemon.maintain();
+    let reason = f.daemon.health().reasons().get("state_db").cloned().unwrap_or_default();
+    assert!(reason.contains("deleted") && reason.contains("state.db"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_store_on_the_same_database_is_refused() {
+    let f = fixture(Arc::new(SystemClock));
+    let err = match Store::open(f.daemon.store().path()) {
+        Ok(_) => panic!("a second store opened the database"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("in use by another daemon") && err.contains(&format!("pid {}", std::process::id())), "{err}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_database_is_a_start_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let err = Store::open(&path).err().expect("a read-only database is refused").to_string();
+    assert!(err.contains("read-only") && err.contains("state.db"), "{err}");
+}
+
+#[test]
+fn a_damaged_database_is_a_start_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = Store::open(&path).unwrap();
+        for i in 0..200 {
+            store.put_workflow(&format!("w{i}"), &"x".repeat(500), "yaml").unwrap();
+        }
+    }
+    // Scribble over the middle of the file (the header stays valid).
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 16 * 4096, "{}", bytes.len());
+    bytes[8 * 4096..12 * 4096].fill(0x5a);
+    std::fs::write(&path, bytes).unwrap();
+    let err = Store::open(&path).err().expect("a damaged database is refused").to_string();
+    assert!(err.contains("state.db") && (err.contains("quick_check") || err.contains("malformed")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_retries_accept_one() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("twice", "tw", 0)).unwrap();
+    FAILING.lock().unwrap().insert("tw-b".into());
+    let id = f.daemon.start("twice", Map::new(), Default::default()).unwrap().id().to_owned();
+    assert_eq!(wait_done(&f.daemon, &id).await.status, WorkflowStatus::Failed);
+    FAILING.lock().unwrap().remove("tw-b");
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (daemon, barrier, id) = (f.daemon.clone(), barrier.clone(), id.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                daemon.retry(&id)
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code == super::ErrorCode::InvalidState));
+    assert_eq!(wait_done(&f.daemon, &id).await.status, WorkflowStatus::Completed);
+    assert_eq!((runs("tw-a"), runs("tw-b"), runs("tw-c")), (1, 2, 1), "b ran once more, c once");
+    assert_eq!(f.daemon.status(&id).unwrap().1.runs, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_pending_execution_takes_effect_at_once() {
+    let f = fixture_with_workers(Arc::new(SystemClock), 1);
+    let one = |id: &str, tag: &str, ms: u64| {
+        format!(
+            "id: {id}\nsteps:\n  - {{id: a, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {tag}, ms: {ms}}}}}\n"
+        )
+    };
+    f.daemon.register_workflow(&one("busy", "pc-busy", 5000)).unwrap();
+    f.daemon.register_workflow(&one("queued", "pc-queued", 0)).unwrap();
+    let busy = f.daemon.start("busy", Map::new(), Default::default()).unwrap().id().to_owned();
+    until("the only worker to be busy", || runs("pc-busy") == 1).await;
+    let queued = f.daemon.start("queued", Map::new(), Default::default()).unwrap().id().to_owned();
+    let asked = Instant::now();
+    f.daemon.cancel(&queued).unwrap();
+    let done = wait_done(&f.daemon, &queued).await;
+    assert!(asked.elapsed() < Duration::from_secs(2), "took {:?}", asked.elapsed());
+    assert_eq!(done.status, WorkflowStatus::Cancelled);
+    assert_eq!(done.step("a").unwrap().status, StepStatus::Cancelled);
+    assert_eq!(runs("pc-queued"), 0);
+    assert!(f.daemon.live(&busy).is_some(), "the busy one still runs");
+    // A second cancel is refused; the first is enough.
+    f.daemon.cancel(&busy).unwrap();
+    assert_eq!(f.daemon.cancel(&busy).unwrap_err().code, super::ErrorCode::InvalidState);
+    assert_eq!(wait_done(&f.daemon, &busy).await.status, WorkflowStatus::Cancelled);
+}
+
+#[test]
+fn the_status_gauge_drops_statuses_that_reached_zero() {
+    let metrics = Metrics::default();
+    let running = "status=\"running\"} 16";
+    assert!(metrics.render(&[("running".into(), 16)]).contains(running));
+    let now = metrics.render(&[("completed".into(), 16)]);
+    assert!(!now.contains("status=\"running\"}"), "{now}");
+}
+
+/// The `plexus_scheduler_lag_seconds` sum from a scrape.
+fn lag_sum(daemon: &Daemon) -> f64 {
+    let text = daemon.metrics().render(&[]);
+    text.lines()
+        .find_map(|l| l.strip_prefix("plexus_scheduler_lag_seconds_sum "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no lag sum in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduler_lag_counts_the_wait_for_a_worker() {
+    let clock = MockClock::new(at("2026-06-01T12:00:00Z"));
+    let f = fixture_with_workers(Arc::new(clock.clone()), 1);
+    let s = Schedules::new(f.daemon.clone());
+    f.daemon
+        .register_workflow("id: hog\nsteps:\n  - {id: a, plugin_id: dtest.ops, method_name: tick, parameters: {tag: lag-hog, ms: 1000}}\n")
+        .unwrap();
+    let hog = f.daemon.start("hog", Map::new(), Default::default()).unwrap().id().to_owned();
+    until("the only worker to be busy", || runs("lag-hog") == 1).await;
+    s.create(spec(
+        json!({"id": "lag", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "lag"}}),
+    ))
+    .unwrap();
+    clock.advance(Duration::from_secs(61));
+    let fired = s.tick().unwrap();
+    assert_eq!(fired.len(), 1);
+    // It waits for the worker while 30 s more pass.
+    clock.advance(Duration::from_secs(30));
+    wait_done(&f.daemon, &hog).await;
+    wait_done(&f.daemon, &fired[0]).await;
+    let lag = lag_sum(&f.daemon);
+    assert!((31.0..32.0).contains(&lag), "the lag runs to the start, not to the fire: {lag}");
+}

@@ -1,0 +1,492 @@
+//! [`Host`]: the loaded plugins and the one way to call them.
+
+use crate::discovery::{self, LoadedPlugin};
+use crate::error::{CallError, Error, LoadError, LoadErrorKind};
+use crate::in_process::InProcessPlugin;
+use crate::manifest::{LimitPolicy, Limits, PluginKind};
+use crate::services::{CallServices, CancelToken, ProgressSink, SharedState};
+use crate::wasm::WasmEngine;
+use crate::wasm::cache::ComponentCache;
+use plexus_sdk::{CallOutput, ExecutionContext};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Builds a [`Host`]: which directories to scan and where to cache compiled components.
+#[derive(Default)]
+pub struct HostBuilder {
+    plugin_dirs: Vec<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    no_cache: bool,
+    limits: LimitPolicy,
+    in_process: Vec<LoadedPlugin>,
+    protected: Vec<PathBuf>,
+}
+
+impl HostBuilder {
+    /// A builder with no plugin directories and the default cache directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Add a directory whose subfolders are plugins.
+    pub fn plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.plugin_dirs.push(dir.into());
+        self
+    }
+    /// Add several plugin directories.
+    pub fn plugin_dirs<I: IntoIterator<Item = P>, P: Into<PathBuf>>(mut self, dirs: I) -> Self {
+        self.plugin_dirs.extend(dirs.into_iter().map(Into::into));
+        self
+    }
+    /// Cache compiled components in `dir` instead of [`default_cache_dir`].
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+    /// Compile components on every start; write nothing to disk.
+    pub fn no_cache(mut self) -> Self {
+        self.no_cache = true;
+        self
+    }
+    /// Limits for plugins whose manifest does not set them (default: 30 s,
+    /// 64 MiB, 64 KiB of captured output).
+    pub fn default_limits(mut self, limits: Limits) -> Self {
+        self.limits.defaults = limits;
+        self
+    }
+    /// Keep `path` (a file or directory, e.g. the daemon's state database and
+    /// token) from every plugin: a WASM plugin whose grants reach it does not
+    /// load. The component cache is always kept from plugins.
+    pub fn protect(mut self, path: impl Into<PathBuf>) -> Self {
+        self.protected.push(path.into());
+        self
+    }
+    /// The largest limits a manifest may ask for (default [`Limits::default_max`]);
+    /// a plugin whose manifest asks for more does not load, and the error names the field.
+    pub fn max_limits(mut self, limits: Limits) -> Self {
+        self.limits.max = limits;
+        self
+    }
+
+    /// Add a plugin compiled into the host (see [`InProcessPlugin`]), with `config`
+    /// as its configuration. A plugin found on disk with the same id is reported
+    /// as a duplicate.
+    pub fn in_process<P: plexus_sdk::Plugin>(mut self, config: Value) -> Self {
+        let runtime = InProcessPlugin::<P>::default();
+        let manifest = runtime.manifest(config);
+        self.in_process.push(LoadedPlugin { manifest, runtime: Arc::new(runtime) });
+        self
+    }
+
+    /// Scan the directories and load every plugin. Only a broken component
+    /// cache fails the whole host; each plugin's failure is recorded in
+    /// [`Host::load_errors`] and the others load.
+    pub fn build(self) -> Result<Host, Error> {
+        let cache_dir = if self.no_cache { None } else { self.cache_dir.or_else(default_cache_dir) };
+        let cache = ComponentCache::new(cache_dir)?;
+        let loader = Arc::new(Loader {
+            dirs: self.plugin_dirs,
+            limits: self.limits,
+            cache,
+            engine: OnceLock::new(),
+            in_process: self.in_process,
+            protected: self.protected,
+        });
+        Ok(loader.scan(None).0)
+    }
+}
+
+/// What a host needs to load plugins again (hot reload).
+struct Loader {
+    dirs: Vec<PathBuf>,
+    limits: LimitPolicy,
+    cache: ComponentCache,
+    engine: OnceLock<Result<WasmEngine, String>>,
+    in_process: Vec<LoadedPlugin>,
+    protected: Vec<PathBuf>,
+}
+
+/// A plugin folder as last scanned.
+#[derive(Clone)]
+struct Folder {
+    fingerprint: u64,
+    /// The id of the plugin loaded from it, or its load error.
+    outcome: Result<String, LoadError>,
+}
+
+/// What changed in a [`Host::rescan`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// A new plugin loaded.
+    Loaded {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A changed WASM plugin was loaded again; running calls finish on the old version.
+    Reloaded {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A WASM plugin's folder disappeared; the plugin is unloaded.
+    Removed {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A native plugin's folder disappeared: it is no longer called, but its
+    /// library stays mapped until the host restarts.
+    Unavailable {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A native plugin changed: native libraries are never unloaded, so the
+    /// old version keeps running until the host restarts.
+    RestartRequired {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A new or changed folder did not load; other plugins are untouched.
+    Failed {
+        /// The error, naming the folder (and plugin id when known).
+        error: String,
+    },
+}
+
+impl Loader {
+    fn engine(&self) -> Result<WasmEngine, String> {
+        self.engine
+            .get_or_init(|| {
+                WasmEngine::with_protected(self.cache.clone(), self.protected.clone(), self.dirs.clone())
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+
+    /// Scan the directories. With a `previous` host, unchanged folders keep
+    /// their plugin (or error) and the differences are returned.
+    fn scan(self: &Arc<Self>, previous: Option<&Host>) -> (Host, Vec<Change>) {
+        let mut errors = Vec::new();
+        let mut plugins: BTreeMap<String, LoadedPlugin> = BTreeMap::new();
+        let mut folders = BTreeMap::new();
+        let mut changes = Vec::new();
+        let mut unavailable = previous.map(|p| p.unavailable.clone()).unwrap_or_default();
+        let mut engine = || self.engine();
+        for folder in discovery::folders(&self.dirs, &mut errors) {
+            let fingerprint = discovery::fingerprint(&folder);
+            let before = previous.and_then(|p| p.folders.get(&folder).map(|f| (p, f)));
+            // Unchanged: keep what it was — unless its id is now taken by a
+            // folder scanned earlier, or its error was a duplicate id that may
+            // have gone away: then load it again to find out.
+            if let Some((p, f)) = before
+                && f.fingerprint == fingerprint
+            {
+                let kept = match &f.outcome {
+                    Ok(id) => p.plugins.get(id).filter(|_| !plugins.contains_key(id)).map(|plugin| {
+                        plugins.insert(id.clone(), plugin.clone());
+                    }),
+                    Err(e) if !matches!(e.kind, LoadErrorKind::DuplicateId { .. }) => {
+                        errors.push(e.clone());
+                        Some(())
+                    }
+                    Err(_) => None,
+                };
+                if kept.is_some() {
+                    folders.insert(folder, f.clone());
+                    continue;
+                }
+            }
+            let old = before
+                .and_then(|(p, f)| f.outcome.as_ref().ok().and_then(|id| p.plugins.get(id)))
+                .filter(|o| !plugins.contains_key(o.id()));
+            // A loaded native library cannot be replaced.
+            if let Some(old) = old.filter(|o| o.manifest.kind == PluginKind::Native) {
+                let id = old.id().to_owned();
+                tracing::warn!(plugin = %id, path = %folder.display(), "native plugin changed: restart the host to load the new version");
+                changes.push(Change::RestartRequired { plugin: id.clone() });
+                unavailable.insert(id.clone(), "changed on disk: restart required".into());
+                plugins.insert(id.clone(), old.clone());
+                folders.insert(folder, Folder { fingerprint, outcome: Ok(id) });
+                continue;
+            }
+            let outcome = match discovery::load_folder(&folder, &self.limits, &plugins, &mut engine) {
+                Ok(plugin) => {
+                    let id = plugin.id().to_owned();
+                    let replaced = previous.is_some_and(|p| p.plugins.contains_key(&id));
+                    if previous.is_some() {
+                        changes.push(if replaced {
+                            Change::Reloaded { plugin: id.clone() }
+                        } else {
+                            Change::Loaded { plugin: id.clone() }
+                        });
+                    }
+                    unavailable.remove(&id);
+                    plugins.insert(id.clone(), plugin);
+                    Ok(id)
+                }
+                Err(error) => {
+                    // Report a failure once, not again at every rescan that finds it unchanged.
+                    let same_as_before = before.is_some_and(|(_, f)| {
+                        f.outcome.as_ref().err().map(ToString::to_string) == Some(error.to_string())
+                    });
+                    if previous.is_some() && !same_as_before {
+                        changes.push(Change::Failed { error: error.to_string() });
+                    }
+                    errors.push(error.clone());
+                    Err(error)
+                }
+            };
+            folders.insert(folder, Folder { fingerprint, outcome });
+        }
+        if let Some(p) = previous {
+            for (id, plugin) in &p.plugins {
+                if plugins.contains_key(id) || plugin.manifest.kind == PluginKind::InProcess {
+                    continue;
+                }
+                if plugin.manifest.kind == PluginKind::Native {
+                    tracing::warn!(plugin = %id, "native plugin removed: no longer called; its library stays mapped until restart");
+                    unavailable.insert(id.clone(), "removed from disk".into());
+                    changes.push(Change::Unavailable { plugin: id.clone() });
+                } else {
+                    tracing::info!(plugin = %id, "plugin removed");
+                    changes.push(Change::Removed { plugin: id.clone() });
+                }
+            }
+        }
+        for plugin in &self.in_process {
+            match plugins.get(plugin.id()) {
+                Some(first) => {
+                    let kind =
+                        LoadErrorKind::DuplicateId { id: plugin.id().to_owned(), first: first.manifest.dir.clone() };
+                    errors.push(LoadError::new(&plugin.manifest.dir, Some(plugin.id()), kind));
+                }
+                None => {
+                    plugins.insert(plugin.id().to_owned(), plugin.clone());
+                }
+            }
+        }
+        let host = Host { plugins, errors, folders, unavailable, loader: self.clone() };
+        (host, changes)
+    }
+}
+
+/// The default component cache: `$PLEXUS_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/plexus/components`, else `~/.cache/plexus/components`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PLEXUS_CACHE_DIR") {
+        return Some(dir.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("plexus").join("components"))
+}
+
+/// The loaded plugins, the load errors, and calls.
+///
+/// A host is immutable: [`Host::rescan`] returns a new one, so calls running
+/// on the old host (an `Arc<Host>`) finish on the plugin versions they started with.
+pub struct Host {
+    plugins: BTreeMap<String, LoadedPlugin>,
+    errors: Vec<LoadError>,
+    folders: BTreeMap<PathBuf, Folder>,
+    unavailable: BTreeMap<String, String>,
+    loader: Arc<Loader>,
+}
+
+/// Options of one [`Host::call`].
+#[derive(Clone, Default)]
+pub struct CallOptions {
+    /// Per-call timeout; `None` uses the plugin's `limits.timeout_ms`.
+    pub timeout: Option<Duration>,
+    /// The execution's shared state (a fresh one if not given).
+    pub state: SharedState,
+    /// The execution's cancel token.
+    pub cancel: CancelToken,
+    /// Where progress reports go.
+    pub progress: Option<ProgressSink>,
+}
+
+impl Host {
+    /// The loaded plugins, by id.
+    pub fn plugins(&self) -> impl Iterator<Item = &LoadedPlugin> {
+        self.plugins.values()
+    }
+    /// The loaded plugin `id`.
+    pub fn plugin(&self, id: &str) -> Option<&LoadedPlugin> {
+        self.plugins.get(id)
+    }
+    /// Every plugin that did not load, with its path and reason.
+    pub fn load_errors(&self) -> &[LoadError] {
+        &self.errors
+    }
+
+    /// Native plugins the host no longer calls or that wait for a restart,
+    /// with the reason (see [`Change::Unavailable`], [`Change::RestartRequired`]),
+    /// and plugins past their budget of abandoned calls
+    /// ([`crate::runtime::ABANDONED_CALL_BUDGET`]), whose calls fail at once.
+    pub fn unavailable(&self) -> BTreeMap<String, String> {
+        let mut all = self.unavailable.clone();
+        for id in self.plugins.keys() {
+            if let Some(reason) = crate::runtime::over_budget(id) {
+                all.insert(id.clone(), reason);
+            }
+        }
+        all
+    }
+
+    /// The plugin directories, in scan order.
+    pub fn plugin_dirs(&self) -> &[PathBuf] {
+        &self.loader.dirs
+    }
+
+    /// Scan the plugin directories again and return the new host and what
+    /// changed. Unchanged folders are not reloaded; a changed WASM plugin is
+    /// loaded again; a changed or removed native plugin is reported (its
+    /// library is never unloaded); a folder that fails to load is reported
+    /// and disturbs no other plugin.
+    pub fn rescan(&self) -> (Host, Vec<Change>) {
+        self.loader.scan(Some(self))
+    }
+
+    /// Run `operation` of plugin `id` with `params` in a fresh execution
+    /// context (new execution id, attempt 1, the plugin's configuration).
+    ///
+    /// # Errors
+    /// [`CallError::PluginNotFound`] and [`CallError::OperationNotFound`]
+    /// before anything runs; otherwise whatever the call produced.
+    pub fn call(
+        &self,
+        id: &str,
+        operation: &str,
+        params: Value,
+        options: CallOptions,
+    ) -> Result<CallOutput, CallError> {
+        let plugin = self.plugins.get(id).ok_or_else(|| CallError::PluginNotFound(id.to_owned()))?;
+        let timeout = options.timeout.unwrap_or(plugin.manifest.limits.timeout);
+        let exec = ExecutionContext {
+            execution_id: new_execution_id(),
+            attempt: 1,
+            deadline_ms: deadline_ms(timeout),
+            operation: operation.to_owned(),
+            parameters: params,
+            config: plugin.manifest.config.clone(),
+            ..ExecutionContext::default()
+        };
+        let mut services = CallServices::new(id, &exec.execution_id, options.state, options.cancel);
+        if let Some(sink) = options.progress {
+            services = services.with_progress(sink);
+        }
+        self.call_with(&exec, &services, Some(timeout))
+    }
+
+    /// Run a call with a context and services built by the caller (the
+    /// workflow engine and the scheduler use this). `exec.operation` names the
+    /// operation of the plugin `services.plugin_id()`.
+    pub fn call_with(
+        &self,
+        exec: &ExecutionContext,
+        services: &CallServices,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutput, CallError> {
+        let id = services.plugin_id();
+        let plugin = self.plugins.get(id).ok_or_else(|| CallError::PluginNotFound(id.to_owned()))?;
+        if plugin.runtime.metadata().operation(&exec.operation).is_none() {
+            return Err(CallError::OperationNotFound { plugin: id.to_owned(), operation: exec.operation.clone() });
+        }
+        if let Some(reason) = crate::runtime::over_budget(id) {
+            return Err(CallError::Unavailable { plugin: id.to_owned(), reason });
+        }
+        let started = std::time::Instant::now();
+        let services = services.for_call(&plugin.manifest.limits);
+        let mut result = plugin.runtime.call(exec, &services, timeout);
+        if let Some(violation) = services.violation()
+            && result.is_ok()
+        {
+            result = Err(CallError::ResourceLimit { plugin: id.to_owned(), message: violation.to_string() });
+        }
+        let dropped = services.log_bytes_dropped();
+        if dropped > 0 {
+            tracing::warn!(target: "plexus::plugin", plugin = id, execution = %exec.execution_id, dropped,
+                "log bytes past limits.log_bytes were dropped");
+            if let Ok(out) = &mut result {
+                out.metrics.push((LOG_BYTES_DROPPED.to_owned(), dropped as f64));
+            }
+        }
+        tracing::debug!(plugin = id, operation = %exec.operation, execution = %exec.execution_id,
+            elapsed_us = started.elapsed().as_micros() as u64, ok = result.is_ok(), "call finished");
+        result
+    }
+}
+
+/// The metric a call's output carries when the plugin logged more than its
+/// `limits.log_bytes`: how many bytes were dropped.
+pub const LOG_BYTES_DROPPED: &str = "plexus.log_bytes_dropped";
+
+/// A new, time-ordered execution id (UUID v7).
+pub fn new_execution_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn deadline_ms(timeout: Duration) -> Option<u64> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    Some(now.saturating_add(timeout).as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ABANDONED_CALL_BUDGET;
+    use plexus_sdk::{Operations, Plugin, PluginInfo};
+    use serde_json::json;
+    use std::time::Instant;
+
+    /// A plugin whose `nap` ignores cancellation (its own id: abandoned calls are counted per id).
+    #[derive(Default)]
+    struct Sleepy;
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Nap {
+        ms: u64,
+    }
+
+    impl Plugin for Sleepy {
+        fn info() -> PluginInfo {
+            PluginInfo::new("budget.sleepy", "Ignores cancellation", "1.0.0")
+        }
+        fn operations(ops: &mut Operations<Self>) {
+            ops.add("nap", "Sleeps `ms`, ignoring cancellation", |_, _, p: Nap| {
+                std::thread::sleep(Duration::from_millis(p.ms));
+                Ok(p.ms)
+            });
+        }
+    }
+
+    #[test]
+    fn a_plugin_past_its_abandoned_call_budget_fails_fast_until_its_calls_return() {
+        let host = HostBuilder::new().no_cache().in_process::<Sleepy>(Value::Null).build().unwrap();
+        let nap = |ms: u64| {
+            let options = CallOptions { timeout: Some(Duration::from_millis(20)), ..CallOptions::default() };
+            host.call("budget.sleepy", "nap", json!({"ms": ms}), options)
+        };
+        for _ in 0..ABANDONED_CALL_BUDGET {
+            assert!(matches!(nap(1500), Err(CallError::Timeout { .. })));
+        }
+        let started = Instant::now();
+        let err = nap(0).unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(15), "fails at once");
+        assert_eq!(err.kind(), "unavailable");
+        assert!(err.to_string().contains("budget: 8 abandoned calls"), "{err}");
+        assert!(host.unavailable()["budget.sleepy"].contains("still running"));
+        // The naps end: the budget is given back and the plugin works again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while crate::runtime::over_budget("budget.sleepy").is_some() {
+            assert!(Instant::now() < deadline, "the abandoned calls never returned");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(nap(0).unwrap().output, json!(0));
+        assert!(!host.unavailable().contains_key("budget.sleepy"));
+        assert_eq!(crate::runtime::abandoned_calls()["budget.sleepy"].1, 8);
+    }
+}

@@ -1,0 +1,47 @@
+//! # plexus-host: the Plexus plugin host
+//!
+//! Discovers plugins in folders, loads **native** cdylibs through a stable ABI
+//! (`abi_stable`) and **WASM components** through the `plexus:plugin` WIT world
+//! (wasmtime, WASI 0.2, sandboxed), checks their metadata against their
+//! manifests and the contract version, and runs their operations through one
+//! execution-context contract ([`plexus_sdk::contract`]).
+//!
+//! * [`manifest`]: `plugin.toml`, raw and validated.
+//! * [`discovery`]: scanning plugin directories; never fails fast.
+//! * [`Runtime`]: the trait both [`native::NativePlugin`] and [`wasm::WasmPlugin`] implement.
+//! * [`services`]: the host services a plugin calls back (log, shared state, progress, cancellation).
+//! * [`Host`]: the loaded plugins, their load errors, and calls.
+//!
+//! ```no_run
+//! use plexus_host::{CallOptions, HostBuilder};
+//!
+//! let host = HostBuilder::new().plugin_dir("plugins").build()?;
+//! for error in host.load_errors() {
+//!     eprintln!("not loaded: {error}");
+//! }
+//! for plugin in host.plugins() {
+//!     println!("{} {} ({})", plugin.id(), plugin.manifest.version, plugin.manifest.kind);
+//! }
+//! let out = host.call("plexus.echo", "echo", serde_json::json!({"hi": 1}), CallOptions::default())?;
+//! assert_eq!(out.output, serde_json::json!({"hi": 1}));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod discovery;
+pub mod error;
+mod host;
+pub mod in_process;
+pub mod manifest;
+pub mod native;
+pub mod process;
+pub mod runtime;
+pub mod services;
+mod unsafe_ops;
+pub mod wasm;
+
+pub use discovery::LoadedPlugin;
+pub use error::{CallError, Error, LoadError, LoadErrorKind, Result};
+pub use host::{CallOptions, Change, Host, HostBuilder, LOG_BYTES_DROPPED, default_cache_dir, new_execution_id};
+pub use manifest::{Manifest, PluginKind};
+pub use runtime::Runtime;
+pub use services::{CallServices, CancelToken, SharedState};

@@ -1,0 +1,692 @@
+//! `plugin.toml`: the manifest every plugin folder carries.
+//!
+//! Read in two stages: [`RawManifest`] is the file as written (serde,
+//! unknown fields rejected), [`Manifest`] the validated, resolved form.
+//!
+//! ```toml
+//! id = "plexus.echo"              # unique plugin id; must match the plugin's metadata
+//! version = "0.1.0"               # semver; must match the plugin's metadata
+//! kind = "wasm"                   # "native" (cdylib) or "wasm" (component)
+//! artifact = "plexus_echo.wasm"   # relative to the plugin folder
+//! contract = "^0.1"               # contract versions the plugin accepts (optional)
+//! sha256 = "9f86d0…"              # optional: checked before loading
+//!
+//! [config]                        # optional: handed to every call as `config`
+//! greeting = "hi"
+//!
+//! [limits]                        # optional; each value at most the host's maximum
+//! timeout_ms = 30000              # per call; WASM is interrupted, native is asked to stop
+//! memory_mib = 64                 # WASM only: all linear memories of an instance together
+//! output_bytes = 65536            # WASM only: captured stdout/stderr per call
+//! state_bytes = 16777216          # shared state of an execution after this plugin's writes
+//! log_bytes = 1048576             # host log service per call; the rest is dropped and counted
+//! handles = 256                   # WASM only: open files, streams, sockets, timers at once per call
+//!
+//! [permissions]                   # WASM only; nothing is granted by default
+//! dirs = [{ host = "data", guest = "/data", access = "read-only" }]  # host: relative to the folder or absolute
+//! env = ["LANG"]                  # environment variables passed through by name
+//! network = false                 # false, true (any TCP/UDP address and name lookups),
+//!                                 # or an allowlist: ["api.example.com:443", "10.0.0.5:*"]
+//! ```
+//!
+//! Grants are checked when the plugin loads: a granted directory must exist; two
+//! grants may not nest or overlap (on the host or in the guest); a read-write
+//! grant may not contain the plugin's own folder (its manifest and artifact); no
+//! grant may reach the component cache. Each granted directory is opened once,
+//! at load, and every call sees that same directory, whatever is renamed or
+//! replaced on its path later.
+
+use crate::error::LoadErrorKind;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The manifest's file name inside a plugin folder.
+pub const MANIFEST_FILE: &str = "plugin.toml";
+
+/// Default per-call timeout: 30 s.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Default WASM memory limit: 64 MiB.
+pub const DEFAULT_MEMORY_MIB: u64 = 64;
+/// Largest WASM memory limit a manifest may ask for: 4 GiB (the wasm32 address space).
+pub const MAX_MEMORY_MIB: u64 = 4096;
+/// Default bound on captured stdout/stderr per call: 64 KiB.
+pub const DEFAULT_OUTPUT_BYTES: usize = 64 * 1024;
+/// Default cap on an execution's shared state (keys + JSON values) after a plugin's write: 16 MiB.
+pub const DEFAULT_STATE_BYTES: u64 = 16 << 20;
+/// Default cap on what one call sends through the host log service: 1 MiB.
+pub const DEFAULT_LOG_BYTES: u64 = 1 << 20;
+/// Default cap on WASI resource handles (files, streams, sockets, timers) held at once by one call.
+pub const DEFAULT_HANDLES: u32 = 256;
+/// Default host-wide maximum of `limits.timeout_ms`: one day.
+pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+/// The largest maximum a host may set for timeouts: 30 days.
+pub const CEILING_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// How a plugin is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    /// A cdylib built with `plexus-sdk`, loaded in-process through `abi_stable`.
+    Native,
+    /// A WebAssembly component targeting `plexus:plugin/plexus-plugin`.
+    Wasm,
+    /// A plugin compiled into the host itself (embedding, tests); never read from a manifest.
+    #[serde(skip_deserializing)]
+    InProcess,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Native => "native",
+            PluginKind::Wasm => "wasm",
+            PluginKind::InProcess => "in-process",
+        })
+    }
+}
+
+/// `plugin.toml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    /// `id = "plexus.echo"`
+    pub id: String,
+    /// `version = "0.1.0"`
+    pub version: String,
+    /// `kind = "native" | "wasm"`
+    pub kind: PluginKind,
+    /// `artifact = "libplexus_echo.so"` (relative to the plugin folder)
+    pub artifact: PathBuf,
+    /// `contract = "^0.1"`
+    #[serde(default)]
+    pub contract: Option<String>,
+    /// `sha256 = "<64 hex digits>"`
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// `[config]`
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// `[permissions]`
+    #[serde(default)]
+    pub permissions: Option<RawPermissions>,
+}
+
+/// `[limits]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// `timeout_ms = 30000`
+    pub timeout_ms: Option<u64>,
+    /// `memory_mib = 64`
+    pub memory_mib: Option<u64>,
+    /// `output_bytes = 65536`
+    pub output_bytes: Option<usize>,
+    /// `state_bytes = 16777216`
+    pub state_bytes: Option<u64>,
+    /// `log_bytes = 1048576`
+    pub log_bytes: Option<u64>,
+    /// `handles = 256`
+    pub handles: Option<u32>,
+}
+
+/// `[permissions]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPermissions {
+    /// `dirs = [{ host = "data", guest = "/data", access = "read-only" }]`
+    #[serde(default)]
+    pub dirs: Vec<RawDir>,
+    /// `env = ["LANG"]`
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// `network = false | true | ["host:port", …]`
+    #[serde(default)]
+    pub network: RawNetwork,
+}
+
+/// `network` as written: a switch or an allowlist of `host:port` (`port` may be `*`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawNetwork {
+    /// `true`: any address; `false`: none.
+    Switch(bool),
+    /// Only these `host:port` pairs.
+    Allow(Vec<String>),
+}
+
+impl Default for RawNetwork {
+    fn default() -> Self {
+        Self::Switch(false)
+    }
+}
+
+/// One granted directory as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDir {
+    /// Host path, relative to the plugin folder or absolute.
+    pub host: PathBuf,
+    /// Path the component sees.
+    pub guest: String,
+    /// `"read-only"` (default) or `"read-write"`.
+    #[serde(default)]
+    pub access: DirAccess,
+}
+
+/// Access granted to a directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirAccess {
+    /// Read files and list directories.
+    #[default]
+    ReadOnly,
+    /// Also create, write and delete.
+    ReadWrite,
+}
+
+/// Resource limits of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Per-call timeout.
+    #[serde(serialize_with = "serialize_ms")]
+    pub timeout: Duration,
+    /// WASM memory limit, in bytes: all linear memories of one instance together.
+    pub memory_bytes: u64,
+    /// Bound on captured stdout + stderr per call, in bytes.
+    pub output_bytes: usize,
+    /// Bound on an execution's shared state after this plugin writes to it, in bytes
+    /// (keys plus JSON text of the values). A write past it is refused and the call fails.
+    pub state_bytes: u64,
+    /// Bound on the bytes one call sends through the host log service; the rest is
+    /// dropped and counted.
+    pub log_bytes: u64,
+    /// Bound on the WASI resource handles (open files and directories, streams,
+    /// sockets, timers) one call holds at once.
+    pub handles: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+            memory_bytes: DEFAULT_MEMORY_MIB << 20,
+            output_bytes: DEFAULT_OUTPUT_BYTES,
+            state_bytes: DEFAULT_STATE_BYTES,
+            log_bytes: DEFAULT_LOG_BYTES,
+            handles: DEFAULT_HANDLES,
+        }
+    }
+}
+
+impl Limits {
+    /// The default host-wide maximum of each limit: what a manifest may ask for
+    /// unless the host (the daemon's `[max_limits]`) sets other maximums.
+    /// Timeout 1 day, memory 4 GiB, output 16 MiB, state 256 MiB, log 64 MiB, 4,096 handles.
+    pub fn default_max() -> Self {
+        Self {
+            timeout: Duration::from_millis(MAX_TIMEOUT_MS),
+            memory_bytes: MAX_MEMORY_MIB << 20,
+            output_bytes: 16 << 20,
+            state_bytes: 256 << 20,
+            log_bytes: 64 << 20,
+            handles: 4096,
+        }
+    }
+
+    /// Each limit lowered to `max`'s where it is above it.
+    pub fn clamped_to(&self, max: &Limits) -> Limits {
+        Limits {
+            timeout: self.timeout.min(max.timeout),
+            memory_bytes: self.memory_bytes.min(max.memory_bytes),
+            output_bytes: self.output_bytes.min(max.output_bytes),
+            state_bytes: self.state_bytes.min(max.state_bytes),
+            log_bytes: self.log_bytes.min(max.log_bytes),
+            handles: self.handles.min(max.handles),
+        }
+    }
+
+    /// Check that every limit is positive and at most `max`, naming the first
+    /// field that is not (`limits.timeout_ms must be …`).
+    pub fn check_within(&self, max: &Limits) -> Result<(), String> {
+        let checks: [(&str, u64, u64); 6] = [
+            ("timeout_ms", self.timeout.as_millis() as u64, max.timeout.as_millis() as u64),
+            ("memory_mib", self.memory_bytes >> 20, max.memory_bytes >> 20),
+            ("output_bytes", self.output_bytes as u64, max.output_bytes as u64),
+            ("state_bytes", self.state_bytes, max.state_bytes),
+            ("log_bytes", self.log_bytes, max.log_bytes),
+            ("handles", u64::from(self.handles), u64::from(max.handles)),
+        ];
+        for (field, value, max) in checks {
+            if value == 0 || value > max {
+                return Err(format!("limits.{field} must be 1..={max} (the host's maximum), not {value}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The limits a host applies to manifests: defaults for what a manifest leaves
+/// out, and the maximum it may ask for.
+#[derive(Debug, Clone)]
+pub struct LimitPolicy {
+    /// Used where `[limits]` is silent.
+    pub defaults: Limits,
+    /// The largest value each limit may have; a manifest above it does not load.
+    pub max: Limits,
+}
+
+impl Default for LimitPolicy {
+    fn default() -> Self {
+        Self { defaults: Limits::default(), max: Limits::default_max() }
+    }
+}
+
+/// A directory granted to a WASM plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirGrant {
+    /// Absolute host path.
+    pub host: PathBuf,
+    /// Path inside the component.
+    pub guest: String,
+    /// Read-only or read-write.
+    pub access: DirAccess,
+}
+
+/// What a WASM plugin may touch outside its sandbox.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Permissions {
+    /// Granted directories.
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables passed through by name.
+    pub env: Vec<String>,
+    /// Which addresses TCP and UDP may reach, and whether names may be looked up.
+    pub network: Network,
+}
+
+/// The network grant of a WASM plugin. Serialized as written in the manifest:
+/// `false`, `true` or a list of `"host:port"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Network {
+    /// No sockets, no name lookups (the default).
+    #[default]
+    None,
+    /// TCP and UDP to any address, and name lookups.
+    Any,
+    /// TCP and UDP only to these endpoints; name lookups allowed when one is a name.
+    Allow(Vec<Endpoint>),
+}
+
+impl Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Network::None => serializer.serialize_bool(false),
+            Network::Any => serializer.serialize_bool(true),
+            Network::Allow(list) => serializer.collect_seq(list.iter().map(ToString::to_string)),
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        match self.port {
+            Some(port) => write!(f, "{host}:{port}"),
+            None => write!(f, "{host}:*"),
+        }
+    }
+}
+
+/// One `host:port` of a network allowlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// A host name or an IP address.
+    pub host: String,
+    /// The port; `None` for `*` (any port).
+    pub port: Option<u16>,
+}
+
+impl Endpoint {
+    /// Parse `host:port`, `host:*`, `[v6]:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("network entry `{text}` must be `host:port` or `host:*`");
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        let port = match port {
+            "*" => None,
+            p => Some(p.parse::<u16>().map_err(|_| bad())?),
+        };
+        Ok(Self { host: host.to_ascii_lowercase(), port })
+    }
+}
+
+/// A validated `plugin.toml`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    /// The plugin folder.
+    pub dir: PathBuf,
+    /// Plugin id.
+    pub id: String,
+    /// Plugin version.
+    pub version: semver::Version,
+    /// Native or WASM.
+    pub kind: PluginKind,
+    /// Absolute path of the artifact.
+    pub artifact: PathBuf,
+    /// Contract versions the plugin accepts, if stated.
+    pub contract: Option<semver::VersionReq>,
+    /// Expected sha256 of the artifact, lowercase hex.
+    pub sha256: Option<String>,
+    /// Configuration handed to every call.
+    pub config: Value,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Sandbox grants (WASM only).
+    pub permissions: Permissions,
+}
+
+impl Manifest {
+    /// Read and validate `dir/plugin.toml`.
+    ///
+    /// # Errors
+    /// [`LoadErrorKind::ReadManifest`] when the file cannot be read,
+    /// [`LoadErrorKind::InvalidManifest`] for bad TOML, unknown fields or values.
+    pub fn load(dir: &Path) -> Result<Self, LoadErrorKind> {
+        Self::load_with(dir, &LimitPolicy::default())
+    }
+
+    /// [`Self::load`] with the host's `policy`: defaults for the limits the
+    /// manifest leaves out (the daemon's `[defaults]`) and their maximums.
+    pub fn load_with(dir: &Path, policy: &LimitPolicy) -> Result<Self, LoadErrorKind> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| LoadErrorKind::ReadManifest(e.to_string()))?;
+        Self::parse_with(dir, &text, policy)
+    }
+
+    /// Validate manifest `text` of the plugin folder `dir`.
+    pub fn parse(dir: &Path, text: &str) -> Result<Self, LoadErrorKind> {
+        Self::parse_with(dir, text, &LimitPolicy::default())
+    }
+
+    /// [`Self::parse`] with the host's limit `policy`.
+    ///
+    /// # Errors
+    /// [`LoadErrorKind::InvalidManifest`] naming the field: bad TOML, unknown
+    /// fields, a limit of 0 or above `policy.max`, relative guest paths, two
+    /// grants at the same or nested guest or host paths, a bad network entry.
+    pub fn parse_with(dir: &Path, text: &str, policy: &LimitPolicy) -> Result<Self, LoadErrorKind> {
+        let invalid = |m: String| LoadErrorKind::InvalidManifest(m);
+        let defaults = &policy.defaults;
+        let raw: RawManifest = toml::from_str(text).map_err(|e| invalid(one_line(&e.to_string())))?;
+        if raw.id.trim().is_empty() || raw.id.chars().any(char::is_whitespace) {
+            return Err(invalid(format!("id `{}` must be non-empty and contain no spaces", raw.id)));
+        }
+        let version = semver::Version::parse(&raw.version)
+            .map_err(|e| invalid(format!("version `{}` is not semver: {e}", raw.version)))?;
+        let contract = raw
+            .contract
+            .as_deref()
+            .map(|c| {
+                semver::VersionReq::parse(c)
+                    .map_err(|e| invalid(format!("contract `{c}` is not a semver requirement: {e}")))
+            })
+            .transpose()?;
+        let sha256 = match raw.sha256 {
+            Some(h) if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) => Some(h.to_ascii_lowercase()),
+            Some(h) => return Err(invalid(format!("sha256 `{h}` is not 64 hex digits"))),
+            None => None,
+        };
+        let config = match raw.config {
+            Some(table) => serde_json::to_value(table).map_err(|e| invalid(format!("[config]: {e}")))?,
+            None => Value::Null,
+        };
+        let l = &raw.limits;
+        // Values past the maximum are reported as written (no overflow on the way).
+        let limits = Limits {
+            timeout: l.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
+            memory_bytes: l.memory_mib.map_or(defaults.memory_bytes, |m| m.saturating_mul(1 << 20)),
+            output_bytes: l.output_bytes.unwrap_or(defaults.output_bytes),
+            state_bytes: l.state_bytes.unwrap_or(defaults.state_bytes),
+            log_bytes: l.log_bytes.unwrap_or(defaults.log_bytes),
+            handles: l.handles.unwrap_or(defaults.handles),
+        };
+        limits.check_within(&policy.max).map_err(invalid)?;
+        if raw.kind == PluginKind::Native && (raw.permissions.is_some() || raw.limits.memory_mib.is_some()) {
+            return Err(invalid(
+                "[permissions] and limits.memory_mib apply to wasm plugins only: native plugins are trusted, in-process code".into(),
+            ));
+        }
+        let permissions = match raw.permissions {
+            None => Permissions::default(),
+            Some(p) => Permissions {
+                dirs: dir_grants(dir, p.dirs).map_err(invalid)?,
+                env: p.env,
+                network: match p.network {
+                    RawNetwork::Switch(false) => Network::None,
+                    RawNetwork::Switch(true) => Network::Any,
+                    RawNetwork::Allow(list) => Network::Allow(
+                        list.iter()
+                            .map(|e| Endpoint::parse(e).map_err(|m| invalid(format!("permissions.{m}"))))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                },
+            },
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            id: raw.id,
+            version,
+            kind: raw.kind,
+            artifact: dir.join(raw.artifact),
+            contract,
+            sha256,
+            config,
+            limits,
+            permissions,
+        })
+    }
+}
+
+/// Resolve `dirs` against the plugin folder and refuse relative guest paths and
+/// grants that share or nest a guest path or (lexically) a host path. The
+/// host paths are checked again after resolving symbolic links when the
+/// plugin loads.
+fn dir_grants(folder: &Path, dirs: Vec<RawDir>) -> Result<Vec<DirGrant>, String> {
+    let grants: Vec<DirGrant> = dirs
+        .into_iter()
+        .map(|d| {
+            let guest = normalize(Path::new(&d.guest));
+            if !guest.is_absolute() {
+                return Err(format!("permissions.dirs: guest path `{}` must be absolute", d.guest));
+            }
+            Ok(DirGrant {
+                host: normalize(&folder.join(d.host)),
+                guest: guest.to_string_lossy().into_owned(),
+                access: d.access,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    for (i, a) in grants.iter().enumerate() {
+        for b in &grants[i + 1..] {
+            if nested(Path::new(&a.guest), Path::new(&b.guest)) {
+                return Err(format!(
+                    "permissions.dirs: guest paths `{}` and `{}` are the same or nested; each grant needs its own",
+                    a.guest, b.guest
+                ));
+            }
+            if nested(&a.host, &b.host) {
+                return Err(format!(
+                    "permissions.dirs: host directories {} and {} are the same or nested; grant one directory once",
+                    a.host.display(),
+                    b.host.display()
+                ));
+            }
+        }
+    }
+    Ok(grants)
+}
+
+/// Whether `a` and `b` are the same path or one contains the other.
+pub(crate) fn nested(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// `path` with symbolic links resolved; for a path that does not exist (yet),
+/// its parent resolved and its name appended, so it still compares with
+/// resolved paths (grants, protected paths, the state database's lock).
+pub fn resolve(path: &Path) -> PathBuf {
+    if let Ok(resolved) = path.canonicalize() {
+        return resolved;
+    }
+    let parent = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+    match (parent.and_then(|p| p.canonicalize().ok()), path.file_name()) {
+        (Some(parent), Some(name)) => parent.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// `path` with `.` removed and `..` applied lexically (no file-system access).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Collapse a multi-line message (toml's errors quote the source) into one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Serialize a duration as whole milliseconds (for `#[serde(serialize_with)]`).
+///
+/// # Errors
+/// The serializer's.
+pub fn serialize_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, LoadErrorKind> {
+        Manifest::parse(Path::new("/plugins/p"), text)
+    }
+
+    #[test]
+    fn minimal_manifest_gets_defaults() {
+        let m = parse("id = \"a.b\"\nversion = \"1.2.3\"\nkind = \"wasm\"\nartifact = \"a.wasm\"\n").unwrap();
+        assert_eq!(m.artifact, Path::new("/plugins/p/a.wasm"));
+        assert_eq!(m.limits.memory_bytes, 64 << 20);
+        assert_eq!(m.limits.timeout, Duration::from_secs(30));
+        assert!(m.permissions.dirs.is_empty() && m.permissions.network == Network::None);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_name() {
+        let err =
+            parse("id = \"a\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"a\"\ncolour = 1\n").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let base = "id = \"a\"\nkind = \"wasm\"\nartifact = \"a\"\n";
+        assert!(parse(&format!("{base}version = \"one\"\n")).unwrap_err().to_string().contains("semver"));
+        let e = parse(&format!("{base}version = \"1.0.0\"\nsha256 = \"xyz\"\n")).unwrap_err();
+        assert!(e.to_string().contains("64 hex"), "{e}");
+        let e = parse(&format!("{base}version = \"1.0.0\"\n[limits]\nmemory_mib = 0\n")).unwrap_err();
+        assert!(e.to_string().contains("memory_mib"), "{e}");
+        let native =
+            "id = \"a\"\nversion = \"1.0.0\"\nkind = \"native\"\nartifact = \"a.so\"\n[permissions]\nnetwork = true\n";
+        assert!(parse(native).unwrap_err().to_string().contains("wasm plugins only"));
+    }
+
+    #[test]
+    fn limits_have_ceilings_that_name_the_field() {
+        let base = "id = \"a\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"a\"\n[limits]\n";
+        for (line, field) in [
+            ("timeout_ms = 18446744073709551615", "timeout_ms"),
+            ("timeout_ms = 0", "timeout_ms"),
+            ("output_bytes = 18446744073709551615", "output_bytes"),
+            ("memory_mib = 18446744073709551615", "memory_mib"),
+            ("state_bytes = 18446744073709551615", "state_bytes"),
+            ("log_bytes = 0", "log_bytes"),
+            ("handles = 100000", "handles"),
+        ] {
+            let err = parse(&format!("{base}{line}\n")).unwrap_err().to_string();
+            assert!(err.contains(&format!("limits.{field}")) && err.contains("maximum"), "{line}: {err}");
+        }
+        let tight = LimitPolicy {
+            defaults: Limits::default(),
+            max: Limits { timeout: Duration::from_secs(5), ..Limits::default_max() },
+        };
+        let err = Manifest::parse_with(Path::new("/p"), &format!("{base}timeout_ms = 6000\n"), &tight).unwrap_err();
+        assert!(err.to_string().contains("1..=5000"), "{err}");
+    }
+
+    #[test]
+    fn nested_or_shared_grants_are_refused() {
+        let base = "id = \"a\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"a\"\n[permissions]\n";
+        for dirs in [
+            r#"[{ host = "work", guest = "/w", access = "read-write" }, { host = "work/inner", guest = "/i" }]"#,
+            r#"[{ host = "work/./inner/..", guest = "/w" }, { host = "work", guest = "/i" }]"#,
+            r#"[{ host = "a", guest = "/data" }, { host = "b", guest = "/data" }]"#,
+            r#"[{ host = "a", guest = "/data" }, { host = "b", guest = "/data/b" }]"#,
+        ] {
+            let err = parse(&format!("{base}dirs = {dirs}\n")).unwrap_err().to_string();
+            assert!(err.contains("nested"), "{dirs}: {err}");
+        }
+        assert!(
+            parse(&format!(
+                "{base}dirs = [{{ host = \"a\", guest = \"/a\" }}, {{ host = \"ab\", guest = \"/ab\" }}]\n"
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn network_is_a_switch_or_an_allowlist() {
+        let base = "id = \"a\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"a\"\n[permissions]\n";
+        assert_eq!(parse(&format!("{base}network = true\n")).unwrap().permissions.network, Network::Any);
+        let m = parse(&format!("{base}network = [\"API.example.com:443\", \"127.0.0.1:*\", \"[::1]:80\"]\n")).unwrap();
+        let Network::Allow(list) = m.permissions.network else { panic!("an allowlist") };
+        assert_eq!(list[0], Endpoint { host: "api.example.com".into(), port: Some(443) });
+        assert_eq!(list[1], Endpoint { host: "127.0.0.1".into(), port: None });
+        assert_eq!(list[2], Endpoint { host: "::1".into(), port: Some(80) });
+        let json = serde_json::to_value(Network::Allow(list)).unwrap();
+        assert_eq!(json, serde_json::json!(["api.example.com:443", "127.0.0.1:*", "[::1]:80"]));
+        assert_eq!(serde_json::to_value(Network::None).unwrap(), serde_json::json!(false));
+        for bad in ["\"example.com\"", "\"example.com:http\"", "\":80\"", "\"a:70000\""] {
+            let err = parse(&format!("{base}network = [{bad}]\n")).unwrap_err().to_string();
+            assert!(err.contains("permissions.network entry"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn permissions_resolve_relative_to_the_folder() {
+        let m = parse(
+            "id = \"a\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"a\"\n[permissions]\ndirs = [{ host = \"data\", guest = \"/data\" }]\nenv = [\"LANG\"]\n",
+        )
+        .unwrap();
+        assert_eq!(m.permissions.dirs[0].host, Path::new("/plugins/p/data"));
+        assert_eq!(m.permissions.dirs[0].access, DirAccess::ReadOnly);
+        assert_eq!(m.permissions.env, ["LANG"]);
+    }
+}

@@ -1,0 +1,685 @@
+//! WASM plugins: components targeting `plexus:plugin/plexus-plugin`, run by
+//! wasmtime with WASI 0.2 and sandboxed by default.
+//!
+//! * A fresh [`Store`] per call, instantiated from a pre-instantiated component
+//!   ([`wasmtime::component::InstancePre`]) with the pooling allocator: a call
+//!   never sees state from an earlier one.
+//! * Time: every call (and `describe`) runs asynchronously (`call_async`,
+//!   WASI linked async) under a tokio timer and a cancellation watch, so it
+//!   ends within a few milliseconds of its deadline or its cancel whatever the
+//!   guest does: computing, blocked in a WASI call (`sleep`, `poll`, a read),
+//!   or calling the host. While WASM code runs, epoch interruption (a ticker
+//!   advances the epoch every [`EPOCH_TICK`]) makes it yield so the timer can
+//!   fire, and interrupts it outright once the deadline or the cancel is seen.
+//! * Memory: a [`ResourceLimiter`] caps the sum of all linear memories of an
+//!   instance at the manifest's `limits.memory_mib` (default 64 MiB); growing
+//!   past it traps. A component may hold at most [`MAX_MEMORIES`] memories,
+//!   [`MAX_TABLES`] tables and [`MAX_CORE_INSTANCES`] core instances.
+//! * Capacity: the engine's instance pool is shared by every plugin; one plugin
+//!   runs at most [`MAX_INSTANCES_PER_PLUGIN`] instances at once, so it cannot
+//!   take every slot. A call that finds no slot fails with
+//!   [`CallError::Capacity`], never as the plugin's trap.
+//! * Files, environment and network: nothing unless `[permissions]` grants
+//!   it ([`grants`]: directories opened once at load, named environment
+//!   variables, sockets to any address or to an allowlist).
+//! * Host services: shared-state bytes and log bytes per call are bounded
+//!   (`limits.state_bytes`, `limits.log_bytes`), and so are the WASI resource
+//!   handles (open files, streams, sockets) a call holds (`limits.handles`).
+//! * stdout/stderr are captured up to `limits.output_bytes` and sent to the log.
+//! * Compiled components are cached on disk ([`cache::ComponentCache`]).
+
+pub mod cache;
+mod grants;
+mod output;
+
+use crate::error::{CallError, Error, LoadErrorKind};
+use crate::manifest::{Limits, Manifest, PluginKind};
+use crate::runtime::{self, Runtime};
+use crate::services::CallServices;
+use cache::{CacheOutcome, ComponentCache};
+use grants::Grants;
+use output::BoundedOutput;
+use plexus_sdk::{
+    CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo, PluginError,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, ResourceLimiter,
+    Store, UpdateDeadline,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "plexus-plugin",
+        // Exports run with `call_async` so a deadline can drop them; WASI is
+        // linked async so a blocking WASI call is a future that can be dropped
+        // too. The host services stay synchronous: they never block.
+        exports: { default: async },
+        imports: { "plexus:plugin/host.state-set": trappable },
+    });
+}
+
+use bindings::plexus::plugin::{host as wit_host, types as wit};
+use bindings::{PlexusPlugin, PlexusPluginPre};
+
+/// How often the epoch advances: the granularity of WASM timeouts.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Bytes of each pooled linear memory kept resident between instances.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
+/// How many component instances may live at once (pooling allocator slots).
+const POOL_INSTANCES: u32 = 256;
+
+/// The most instances one plugin runs at once: a quarter of the pool, so one
+/// plugin cannot take every slot. Further calls wait for one, within their deadline.
+pub const MAX_INSTANCES_PER_PLUGIN: u32 = POOL_INSTANCES / 4;
+
+/// The most linear memories a component may hold (Rust, Python and JavaScript
+/// components built by the usual tools have one).
+pub const MAX_MEMORIES: u32 = 2;
+
+/// The most tables a component may hold.
+pub const MAX_TABLES: u32 = 16;
+
+/// The most core instances a component may hold (interpreters built as
+/// several linked libraries have a few dozen).
+pub const MAX_CORE_INSTANCES: u32 = 64;
+
+/// The most table elements an instance may hold, all tables together.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// How long `describe` may take at load: a plugin that describes itself more
+/// slowly does not load (and holds up discovery no longer than this).
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shared wasmtime engine, linker and component cache. Cheap to clone.
+#[derive(Clone)]
+pub struct WasmEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: ComponentCache,
+    /// Paths no grant may reach, and what each is (the cache, and what the embedder adds).
+    protected: Vec<(PathBuf, &'static str)>,
+    /// The plugin directories: no read-write grant around or inside them,
+    /// but for a subfolder of the plugin's own folder.
+    plugin_dirs: Vec<PathBuf>,
+    /// Each plugin id's share of the instance slots, kept across reloads so a
+    /// plugin that gets itself reloaded does not get a second share.
+    slots: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl WasmEngine {
+    /// An engine with Cranelift, epoch interruption and the pooling allocator
+    /// (falling back to on-demand allocation where the pool cannot reserve its
+    /// address space), caching compiled components in `cache`.
+    pub fn new(cache: ComponentCache) -> Result<Self, Error> {
+        Self::with_protected(cache, Vec::new(), Vec::new())
+    }
+
+    /// [`Self::new`], refusing any grant that reaches one of `protected`
+    /// (e.g. the daemon's state database and token file) besides the cache,
+    /// and any read-write grant of, around or inside one of `plugin_dirs`
+    /// other than a subfolder of the plugin's own folder (a plugin there could
+    /// plant or change another plugin, native code included).
+    pub fn with_protected(
+        cache: ComponentCache,
+        protected: Vec<PathBuf>,
+        plugin_dirs: Vec<PathBuf>,
+    ) -> Result<Self, Error> {
+        let engine = match Engine::new(&config(true)) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand instance allocation");
+                Engine::new(&config(false)).map_err(|e| Error::Engine(format!("{e:#}")))?
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        start_epoch_ticker(&engine);
+        let mut protected: Vec<(PathBuf, &'static str)> =
+            protected.iter().map(|p| (crate::manifest::resolve(p), "a path the host protects")).collect();
+        protected.extend(cache.dir().map(|dir| (dir.to_path_buf(), "the component cache")));
+        let plugin_dirs = plugin_dirs.iter().map(|d| crate::manifest::resolve(d)).collect();
+        let inner = EngineInner { engine, linker, cache, protected, plugin_dirs, slots: Default::default() };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The compiled-component cache.
+    pub fn cache(&self) -> &ComponentCache {
+        &self.inner.cache
+    }
+
+    /// Plugin `id`'s share of the instance slots (the same across reloads).
+    fn slots_of(&self, id: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self.inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots
+            .entry(id.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_INSTANCES_PER_PLUGIN as usize)))
+            .clone()
+    }
+
+    /// Compile (or fetch from the cache) and pre-instantiate `bytes`.
+    fn prepare(&self, bytes: &[u8]) -> Result<(PlexusPluginPre<CallState>, CacheOutcome), LoadErrorKind> {
+        if !wasmparser_is_component(bytes) {
+            return Err(LoadErrorKind::InvalidComponent(
+                "not a WebAssembly component (a core module, or not WebAssembly at all); build with `--target wasm32-wasip2`".into(),
+            ));
+        }
+        let (component, outcome) = self
+            .inner
+            .cache
+            .load(&self.inner.engine, bytes)
+            .map_err(|e| LoadErrorKind::InvalidComponent(one_line(&e)))?;
+        let pre =
+            self.inner.linker.instantiate_pre(&component).map_err(|e| LoadErrorKind::Instantiate(one_line(&e)))?;
+        let pre = PlexusPluginPre::new(pre).map_err(|e| LoadErrorKind::Instantiate(one_line(&e)))?;
+        Ok((pre, outcome))
+    }
+}
+
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    // Magic `\0asm`, then a layer-1 (component) version.
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+fn config(pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.concurrency_support(false);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES);
+        // Every per-component maximum times the instance count: instance slots
+        // run out first, and those are shared out per plugin.
+        pool.max_memories_per_component(MAX_MEMORIES);
+        pool.max_tables_per_component(MAX_TABLES);
+        pool.max_core_instances_per_component(MAX_CORE_INSTANCES);
+        pool.total_core_instances(POOL_INSTANCES * MAX_CORE_INSTANCES);
+        pool.total_memories(POOL_INSTANCES * MAX_MEMORIES);
+        pool.total_tables(POOL_INSTANCES * MAX_TABLES);
+        pool.total_stacks(POOL_INSTANCES);
+        pool.max_memory_size((crate::manifest::MAX_MEMORY_MIB << 20) as usize);
+        // Reset the low pages of a reused slot with memset instead of madvise:
+        // no page faults and no TLB shootdowns on the next instantiation.
+        pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+        pool.table_keep_resident(64 << 10);
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Run `future` to completion on the calling thread, with the timers and I/O
+/// of the host's own WASM runtime (one thread of its own), so that deadlines
+/// fire on time however busy the caller's runtime is. Called from a worker of
+/// a multi-threaded tokio runtime (async code that calls the host directly),
+/// it first tells that runtime the thread blocks (`block_in_place`).
+///
+/// # Panics
+/// When called from async code on a current-thread tokio runtime: call WASM
+/// plugins from a plain thread, `spawn_blocking`, or a multi-threaded runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("plexus-wasm-io")
+            .enable_all()
+            .build()
+            .expect("the WASM runtime's thread starts")
+    });
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| RUNTIME.block_on(future))
+        }
+        _ => RUNTIME.block_on(future),
+    }
+}
+
+/// Advance `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("plexus-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the epoch ticker, WASM timeouts will not fire: {e}");
+    }
+}
+
+/// Why the host stopped a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Timeout,
+    Cancelled,
+}
+
+/// The data of one call's [`Store`].
+struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    services: CallServices,
+    deadline: Option<Instant>,
+    stopped: Option<Stop>,
+    /// A host-service limit the guest broke (the call fails with it).
+    broke: Option<String>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wit::Host for CallState {}
+
+impl wit_host::Host for CallState {
+    fn log(&mut self, level: wit::LogLevel, message: String) {
+        let level = match level {
+            wit::LogLevel::Trace => LogLevel::Trace,
+            wit::LogLevel::Debug => LogLevel::Debug,
+            wit::LogLevel::Info => LogLevel::Info,
+            wit::LogLevel::Warn => LogLevel::Warn,
+            wit::LogLevel::Error => LogLevel::Error,
+        };
+        self.services.log(level, &message);
+    }
+    fn state_get(&mut self, key: String) -> Option<String> {
+        self.services.state_get(&key).map(|v| v.to_string())
+    }
+    fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+        self.services.try_state_set(&key, value).map_err(|e| {
+            let message = e.to_string();
+            self.broke = Some(message.clone());
+            wasmtime::Error::msg(message)
+        })
+    }
+    fn report_progress(&mut self, fraction: f64, message: String) {
+        self.services.report_progress(fraction, &message);
+    }
+    fn is_cancelled(&mut self) -> bool {
+        self.services.should_stop()
+    }
+}
+
+/// Caps the linear memories of one instance, all together, and records
+/// whether the cap was hit; bounds tables, memories and instances too.
+struct MemoryLimiter {
+    limit_bytes: u64,
+    used_bytes: u64,
+    table_elements: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false); // fails anyway; nothing to count
+        }
+        let total = self.used_bytes.saturating_add(desired.saturating_sub(current) as u64);
+        if total > self.limit_bytes {
+            self.exceeded = true;
+            wasmtime::bail!(
+                "memory limit of {} bytes exceeded: all memories of the instance would take {total}",
+                self.limit_bytes
+            );
+        }
+        self.used_bytes = total;
+        Ok(true)
+    }
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let total = self.table_elements.saturating_add(desired.saturating_sub(current));
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES as usize
+    }
+    fn tables(&self) -> usize {
+        MAX_TABLES as usize
+    }
+    fn memories(&self) -> usize {
+        MAX_MEMORIES as usize
+    }
+}
+
+/// What to run in a fresh instance.
+enum Invocation<'a> {
+    Describe,
+    Call(&'a wit::ExecutionContext),
+}
+
+/// What the guest returned.
+enum Returned {
+    Described(wit::Metadata),
+    Called(Result<wit::CallOutput, wit::PluginError>),
+}
+
+/// How an invocation ended, seen from outside the guest.
+#[allow(clippy::large_enum_variant)] // one per call, on the stack, never stored
+enum Ended {
+    Returned(wasmtime::Result<Returned>),
+    Deadline,
+    Stopped,
+    NoSlot,
+}
+
+/// A loaded WASM plugin: a pre-instantiated component plus its sandbox settings.
+pub struct WasmPlugin {
+    engine: WasmEngine,
+    pre: PlexusPluginPre<CallState>,
+    metadata: Metadata,
+    limits: Limits,
+    grants: Grants,
+    plugin_id: String,
+    /// This plugin's share of the engine's instance slots.
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl WasmPlugin {
+    /// Compile (or load from the cache), pre-instantiate, and query the metadata
+    /// of the component named by `manifest`. `describe` gets at most
+    /// [`DESCRIBE_TIMEOUT`] (or the plugin's timeout, if shorter).
+    pub fn load(engine: &WasmEngine, manifest: &Manifest, bytes: &[u8]) -> Result<Self, LoadErrorKind> {
+        let grants = Grants::open(manifest, &engine.inner.protected, &engine.inner.plugin_dirs)?;
+        let (pre, outcome) = engine.prepare(bytes)?;
+        tracing::debug!(plugin = %manifest.id, cache = ?outcome, "component ready");
+        let mut plugin = Self {
+            engine: engine.clone(),
+            pre,
+            metadata: Metadata::default(), // replaced by what the component describes
+            limits: manifest.limits.clone(),
+            grants,
+            plugin_id: manifest.id.clone(),
+            slots: engine.slots_of(&manifest.id),
+        };
+        let services =
+            CallServices::new(&manifest.id, "load", Default::default(), Default::default()).for_call(&manifest.limits);
+        let timeout = manifest.limits.timeout.min(DESCRIBE_TIMEOUT);
+        let described = match plugin.invoke(&services, Some(timeout), Invocation::Describe) {
+            Ok(Returned::Described(m)) => m,
+            Ok(Returned::Called(_)) => return Err(LoadErrorKind::Metadata("describe returned a call result".into())),
+            Err(CallError::Timeout { after, .. }) => {
+                return Err(LoadErrorKind::Metadata(format!(
+                    "describe did not return within {} ms",
+                    after.as_millis()
+                )));
+            }
+            Err(e) => return Err(LoadErrorKind::Metadata(e.to_string())),
+        };
+        plugin.metadata = metadata_from_wit(described)?;
+        runtime::check_metadata(&plugin.metadata, manifest)?;
+        Ok(plugin)
+    }
+
+    /// Instantiate a fresh store and run `what` in it, within `timeout` and
+    /// until `services` is cancelled, mapping traps, timeouts and limit hits
+    /// to [`CallError`]s and forwarding captured output to the log.
+    fn invoke(
+        &self,
+        services: &CallServices,
+        timeout: Option<Duration>,
+        what: Invocation<'_>,
+    ) -> Result<Returned, CallError> {
+        let plugin = &self.plugin_id;
+        let host_error = |message: String| CallError::Host { plugin: plugin.clone(), message };
+        let stdout = BoundedOutput::new(self.limits.output_bytes);
+        let stderr = BoundedOutput::new(self.limits.output_bytes);
+        let mut builder = WasiCtxBuilder::new();
+        builder.stdout(stdout.clone()).stderr(stderr.clone());
+        self.grants.apply(&mut builder);
+        let mut wasi = builder.build();
+        *wasi.filesystem() = self.grants.filesystem();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.limits.handles as usize);
+        let started = Instant::now();
+        let deadline = timeout.and_then(|t| started.checked_add(t));
+        let state = CallState {
+            wasi,
+            table,
+            limiter: MemoryLimiter {
+                limit_bytes: self.limits.memory_bytes,
+                used_bytes: 0,
+                table_elements: 0,
+                exceeded: false,
+            },
+            services: services.clone(),
+            deadline,
+            stopped: None,
+            broke: None,
+        };
+        let mut store = Store::new(&self.engine.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.stopped = if state.services.should_stop() {
+                Some(Stop::Cancelled)
+            } else if state.deadline.is_some_and(|d| Instant::now() >= d) {
+                Some(Stop::Timeout)
+            } else {
+                None
+            };
+            // Yield at every tick, so the timer and the cancel watch below
+            // also run while the guest computes.
+            Ok(if state.stopped.is_some() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        let slotted = std::cell::Cell::new(false);
+        let ended = block_on(async {
+            let run = async {
+                let Ok(_slot) = self.slots.acquire().await else { return Ended::NoSlot };
+                slotted.set(true);
+                let result = async {
+                    let bindings = self.pre.instantiate_async(&mut store).await?;
+                    let guest = bindings.plexus_plugin_guest();
+                    Ok(match what {
+                        Invocation::Describe => Returned::Described(guest.call_describe(&mut store).await?),
+                        Invocation::Call(ctx) => Returned::Called(guest.call_call(&mut store, ctx).await?),
+                    })
+                };
+                Ended::Returned(result.await)
+            };
+            let expire = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let watch = async {
+                while !services.should_stop() {
+                    tokio::time::sleep(EPOCH_TICK).await;
+                }
+            };
+            tokio::select! {
+                biased;
+                ended = run => ended,
+                () = expire => Ended::Deadline,
+                () = watch => Ended::Stopped,
+            }
+        });
+        forward_output(plugin, "stdout", &stdout);
+        forward_output(plugin, "stderr", &stderr);
+        let state = store.data();
+        let after = timeout.unwrap_or_default();
+        let stopped = |stop: Stop| match stop {
+            Stop::Cancelled if services.execution_cancelled() => CallError::Cancelled { plugin: plugin.clone() },
+            _ => CallError::Timeout { plugin: plugin.clone(), after },
+        };
+        let error = match ended {
+            Ended::Returned(Ok(returned)) => return Ok(returned),
+            Ended::Returned(Err(error)) => error,
+            Ended::Deadline if !slotted.get() => {
+                return Err(CallError::Capacity {
+                    plugin: plugin.clone(),
+                    message: format!(
+                        "all {MAX_INSTANCES_PER_PLUGIN} instances this plugin may run at once stayed busy until the deadline"
+                    ),
+                });
+            }
+            Ended::Deadline => return Err(stopped(Stop::Timeout)),
+            Ended::Stopped => return Err(stopped(Stop::Cancelled)),
+            Ended::NoSlot => return Err(host_error("the engine is shutting down".into())),
+        };
+        Err(match (state.stopped, state.limiter.exceeded, &state.broke) {
+            (Some(stop), _, _) => stopped(stop),
+            (None, true, _) => CallError::MemoryLimit { plugin: plugin.clone(), limit_bytes: self.limits.memory_bytes },
+            (None, false, Some(broke)) => CallError::ResourceLimit { plugin: plugin.clone(), message: broke.clone() },
+            (None, false, None) => classify(plugin, &error, self.limits.handles),
+        })
+    }
+}
+
+/// A failure that is not a stop or a memory-limit hit: the host's capacity,
+/// a handle limit, or the guest's own trap.
+fn classify(plugin: &str, error: &wasmtime::Error, handles: u32) -> CallError {
+    let plugin = plugin.to_owned();
+    if let Some(limit) = error.chain().find_map(|e| e.downcast_ref::<PoolConcurrencyLimitError>()) {
+        return CallError::Capacity { plugin, message: format!("every WASM instance slot is in use ({limit})") };
+    }
+    let message = one_line(error);
+    if error.chain().any(|e| e.downcast_ref::<wasmtime_wasi::ResourceTableError>().is_some())
+        || message.contains("resource table has no free keys")
+    {
+        return CallError::ResourceLimit {
+            plugin,
+            message: format!("more than {handles} WASI handles open at once (limits.handles): {message}"),
+        };
+    }
+    // A trap (guest panic, `unreachable`, ...) or a failed instantiation.
+    CallError::Trap { plugin, message }
+}
+
+impl Runtime for WasmPlugin {
+    fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    fn kind(&self) -> PluginKind {
+        PluginKind::Wasm
+    }
+
+    fn call(
+        &self,
+        exec: &ExecutionContext,
+        services: &CallServices,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutput, CallError> {
+        let ctx = wit::ExecutionContext {
+            execution_id: exec.execution_id.clone(),
+            workflow_id: exec.workflow_id.clone(),
+            step_id: exec.step_id.clone(),
+            task_id: exec.task_id.clone(),
+            attempt: exec.attempt,
+            deadline_ms: exec.deadline_ms,
+            operation: exec.operation.clone(),
+            parameters: exec.parameters.to_string(),
+            upstream: serde_json::Value::Object(exec.upstream.clone()).to_string(),
+            config: exec.config.to_string(),
+        };
+        let result = match self.invoke(services, timeout, Invocation::Call(&ctx))? {
+            Returned::Called(result) => result,
+            Returned::Described(_) => {
+                return Err(CallError::Host {
+                    plugin: self.plugin_id.clone(),
+                    message: "call returned metadata".into(),
+                });
+            }
+        };
+        let plugin = &self.plugin_id;
+        match result {
+            Ok(out) => Ok(CallOutput {
+                output: serde_json::from_str(&out.output).map_err(|e| CallError::Host {
+                    plugin: plugin.clone(),
+                    message: format!("output is not valid JSON: {e}"),
+                })?,
+                metrics: out.metrics.into_iter().map(|m| (m.name, m.value)).collect(),
+            }),
+            Err(e) => Err(CallError::Plugin {
+                plugin: plugin.clone(),
+                error: PluginError {
+                    kind: match e.kind {
+                        wit::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+                        wit::ErrorKind::UnsupportedOperation => ErrorKind::UnsupportedOperation,
+                        wit::ErrorKind::NotFound => ErrorKind::NotFound,
+                        wit::ErrorKind::Failed => ErrorKind::Failed,
+                    },
+                    message: e.message,
+                    retryable: e.retryable,
+                },
+            }),
+        }
+    }
+}
+
+fn metadata_from_wit(m: wit::Metadata) -> Result<Metadata, LoadErrorKind> {
+    runtime::check_contract(&m.contract_version, None)?;
+    let schema = |text: Option<String>, what: &str, op: &str| {
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| LoadErrorKind::Metadata(format!("{what} schema of `{op}` is not JSON: {e}")))
+        })
+        .transpose()
+    };
+    let operations = m
+        .operations
+        .into_iter()
+        .map(|op| {
+            Ok(OperationInfo {
+                params_schema: schema(op.params_schema, "parameter", &op.name)?,
+                output_schema: schema(op.output_schema, "output", &op.name)?,
+                name: op.name,
+                description: op.description,
+            })
+        })
+        .collect::<Result<_, LoadErrorKind>>()?;
+    Ok(Metadata {
+        id: m.id,
+        name: m.name,
+        version: m.version,
+        description: m.description,
+        authors: m.authors,
+        license: m.license,
+        contract_version: m.contract_version,
+        capabilities: m.capabilities,
+        operations,
+    })
+}
+
+fn forward_output(plugin: &str, stream: &str, output: &BoundedOutput) {
+    let (text, dropped) = output.take();
+    for line in text.lines() {
+        tracing::info!(target: "plexus::plugin", plugin, stream, "{line}");
+    }
+    if dropped > 0 {
+        tracing::warn!(target: "plexus::plugin", plugin, stream, dropped, "output past limits.output_bytes was dropped");
+    }
+}
+
+fn one_line(error: &wasmtime::Error) -> String {
+    format!("{error:#}").split_whitespace().collect::<Vec<_>>().join(" ")
+}

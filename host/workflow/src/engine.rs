@@ -1,0 +1,779 @@
+//! The execution engine: runs a validated workflow's DAG through the host.
+//!
+//! Semantics (see the crate README for the user-facing version):
+//! * scheduling by mode: sequential and pipeline run one step at a time in
+//!   the DAG's stable order; parallel and conditional run every ready step,
+//!   up to `max_parallel` (default: the number of cores);
+//! * a step starts when all its dependencies are finished; if one of them did
+//!   not complete (failed, skipped, cancelled) the step is Skipped —
+//!   dependencies mean "all succeeded"; a `when` that is false skips it too;
+//! * every step receives its upstream steps' outputs (`upstream` in the
+//!   context); in pipeline mode every completed step's object output is also
+//!   merged into the shared state (`context`), as QtForge does;
+//! * retries follow the step's policy, only for retryable errors and
+//!   timeouts, with delays from the injectable [`Clock`];
+//! * a critical failure (or the workflow's timeout, or a cancel) stops new
+//!   steps, cancels running ones, marks pending ones Cancelled, then runs the
+//!   compensation of every completed step in reverse completion order.
+
+use super::clock::Clock;
+use super::dag::Dag;
+use super::definition::{Action, Workflow};
+use super::expr::{Expr, Scope, Template};
+use super::journal::{Journal, JournalError, NoJournal};
+use super::status::{CompensationRecord, ExecutionStatus, StepError, StepRecord, StepStatus, WorkflowStatus, epoch_ms};
+use super::validate::ValidWorkflow;
+use plexus_host::CallError;
+use plexus_host::Host;
+use plexus_host::manifest::PluginKind;
+use plexus_host::services::{CallServices, CancelToken, SharedState};
+use plexus_sdk::ExecutionContext;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+use tokio::sync::{Notify, watch};
+
+/// A workflow ready to run: validated, with its templates compiled.
+pub struct Prepared {
+    /// The definition.
+    pub workflow: Workflow,
+    /// Its graph.
+    pub dag: Dag,
+    steps: Vec<PreparedStep>,
+    outputs: Template,
+}
+
+pub(super) struct PreparedStep {
+    pub(super) params: Template,
+    pub(super) when: Option<Expr>,
+    compensation: Option<(Action, Template)>,
+    /// Step indices its expressions read (`steps.<id>`).
+    pub(super) reads: Vec<usize>,
+    /// Whether its expressions read `context`.
+    pub(super) reads_context: bool,
+}
+
+impl Prepared {
+    pub(super) fn step(&self, i: usize) -> &PreparedStep {
+        &self.steps[i]
+    }
+
+    /// Compile the templates of a validated workflow.
+    ///
+    /// # Errors
+    /// Template errors (only possible if the workflow was not validated).
+    pub fn new(valid: ValidWorkflow) -> Result<Self, String> {
+        let ValidWorkflow { workflow, dag } = valid;
+        let ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
+        let compile = |v: &Value| Template::compile(v).map_err(|e| e.join("; "));
+        let mut steps = Vec::with_capacity(workflow.steps.len());
+        for step in &workflow.steps {
+            let params = compile(&step.action.parameters)?;
+            let when = step.when.as_deref().map(Expr::compile).transpose()?;
+            let compensation = match workflow.compensation(&step.id) {
+                Some(a) => Some((a.clone(), compile(&a.parameters)?)),
+                None => None,
+            };
+            let mut exprs: Vec<&Expr> = params.exprs();
+            exprs.extend(when.iter());
+            let refs: BTreeSet<String> = exprs.iter().flat_map(|e| e.references()).collect();
+            let reads = refs
+                .iter()
+                .filter_map(|r| r.strip_prefix("steps.").map(|rest| rest.split('.').next().unwrap_or(rest)))
+                .filter_map(|id| ids.iter().position(|s| *s == id))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let reads_context = refs.iter().any(|r| r == "context" || r.starts_with("context."));
+            steps.push(PreparedStep { params, when, compensation, reads, reads_context });
+        }
+        let outputs = compile(&Value::Object(workflow.outputs.clone()))?;
+        Ok(Self { workflow, dag, steps, outputs })
+    }
+}
+
+/// The shared record of one execution: its status, cancel token and state.
+pub struct Execution {
+    id: String,
+    status: Mutex<ExecutionStatus>,
+    cancel: CancelToken,
+    pub(super) cancelled: Notify,
+    done: watch::Sender<bool>,
+    state: SharedState,
+    journal: Arc<dyn Journal>,
+    /// The state version last handed to the journal.
+    state_seen: AtomicU64,
+    task_id: Option<String>,
+    /// Raised by [`Self::cancel`]; unlike `cancelled`, any number may wait on it.
+    cancel_signal: Drain,
+    /// Set by the first [`Self::request_cancel`].
+    cancel_asked: std::sync::atomic::AtomicBool,
+    /// `true` while a transition could not be journalled (see [`Self::is_held`]).
+    held: watch::Sender<bool>,
+    /// Held across a journal write and the in-memory update that follows, so
+    /// [`Self::record_again`] never records an older state over a newer one.
+    recording: Mutex<()>,
+}
+
+impl Execution {
+    /// A new execution of `prepared` with `inputs` (already defaulted and checked).
+    pub fn new(execution_id: String, prepared: &Prepared, inputs: Map<String, Value>) -> Arc<Self> {
+        Self::start(execution_id, prepared, inputs, Arc::new(NoJournal), None)
+    }
+
+    /// A new execution whose transitions go to `journal`; `task_id` (a
+    /// schedule id) is passed to every step's execution context.
+    pub fn start(
+        execution_id: String,
+        prepared: &Prepared,
+        inputs: Map<String, Value>,
+        journal: Arc<dyn Journal>,
+        task_id: Option<String>,
+    ) -> Arc<Self> {
+        let steps = prepared
+            .workflow
+            .steps
+            .iter()
+            .map(|s| StepRecord {
+                id: s.id.clone(),
+                plugin_id: s.action.plugin_id.clone(),
+                operation: s.action.operation.clone(),
+                status: StepStatus::Pending,
+                output: None,
+                error: None,
+                reason: None,
+                attempts: 0,
+                started_at_ms: None,
+                ended_at_ms: None,
+                duration_ms: None,
+            })
+            .collect();
+        let status = ExecutionStatus {
+            execution_id,
+            workflow_id: prepared.workflow.id.clone(),
+            status: WorkflowStatus::Pending,
+            progress: 0.0,
+            current_steps: Vec::new(),
+            completed_steps: 0,
+            total_steps: prepared.workflow.steps.len(),
+            inputs,
+            steps,
+            compensations: Vec::new(),
+            outputs: Map::new(),
+            error: None,
+            started_at_ms: None,
+            ended_at_ms: None,
+        };
+        Self::restore(status, Map::new(), journal, task_id)
+    }
+
+    /// An execution picked up from a journal: steps that ended stay as they
+    /// are and are not run again; a step that was running or waiting to retry
+    /// becomes pending and keeps its attempt count, so its next attempt
+    /// follows its retry policy (or fails it, when the interrupted attempt was
+    /// the last). `state` is the shared state as last written.
+    pub fn restore(
+        mut status: ExecutionStatus,
+        state: Map<String, Value>,
+        journal: Arc<dyn Journal>,
+        task_id: Option<String>,
+    ) -> Arc<Self> {
+        for step in &mut status.steps {
+            if matches!(step.status, StepStatus::Running | StepStatus::Retrying) {
+                step.status = StepStatus::Pending;
+            }
+        }
+        Arc::new(Self {
+            id: status.execution_id.clone(),
+            status: Mutex::new(status),
+            cancel: CancelToken::default(),
+            cancelled: Notify::new(),
+            done: watch::channel(false).0,
+            state: SharedState::from_map(state),
+            journal,
+            state_seen: AtomicU64::new(0),
+            task_id,
+            cancel_signal: Drain::default(),
+            cancel_asked: std::sync::atomic::AtomicBool::new(false),
+            held: watch::channel(false).0,
+            recording: Mutex::new(()),
+        })
+    }
+
+    /// The execution id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The schedule that started this execution, if any.
+    pub fn task_id(&self) -> Option<&str> {
+        self.task_id.as_deref()
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, ExecutionStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn recording(&self) -> MutexGuard<'_, ()> {
+        self.recording.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The journal could not record a transition: hold the execution.
+    fn hold(&self, what: &str, error: &JournalError) {
+        tracing::error!(execution = %self.id, "cannot record {what}: {error}; the execution is held until it can");
+        self.held.send_replace(true);
+    }
+
+    /// Change step `i` with `change`: the journal gets the new record (and the
+    /// shared state, if it changed) before the in-memory record is replaced.
+    /// The in-memory record changes even if the journal failed (what happened
+    /// happened; the execution is then held). Returns whether it was recorded.
+    pub(super) fn update_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
+        self.change_step(i, change, false)
+    }
+
+    /// Like [`Self::update_step`], for a step about to start: if the journal
+    /// fails, nothing changes (the step must not start) and this returns `false`.
+    pub(super) fn start_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
+        self.change_step(i, change, true)
+    }
+
+    fn change_step(&self, i: usize, change: impl FnOnce(&mut StepRecord), only_if_recorded: bool) -> bool {
+        let _recording = self.recording();
+        let mut record = self.lock().steps[i].clone();
+        change(&mut record);
+        let seen = self.state_seen.load(Ordering::Acquire);
+        let state = self.state.changed_since(seen);
+        let written = self.journal.step(&self.id, i, &record, state.as_ref().map(|(_, map)| map));
+        match &written {
+            Ok(()) => {
+                if let Some((version, _)) = &state {
+                    self.state_seen.store(*version, Ordering::Release);
+                }
+            }
+            Err(e) => self.hold(&format!("step `{}` {}", record.id, record.status.as_str()), e),
+        }
+        if written.is_ok() || !only_if_recorded {
+            self.lock().steps[i] = record;
+        }
+        written.is_ok()
+    }
+
+    /// Change the execution-level fields with `change`, journal first (the
+    /// in-memory status changes even if the journal failed; the execution is
+    /// then held). Returns whether it was recorded.
+    pub(super) fn update_status(&self, change: impl FnOnce(&mut ExecutionStatus)) -> bool {
+        let _recording = self.recording();
+        let mut s = self.lock().clone();
+        change(&mut s);
+        let written = self.journal.execution(&s);
+        if let Err(e) = &written {
+            self.hold(&format!("the execution {}", s.status.as_str()), e);
+        }
+        let mut current = self.lock();
+        current.status = s.status;
+        current.outputs = s.outputs;
+        current.error = s.error;
+        current.started_at_ms = s.started_at_ms;
+        current.ended_at_ms = s.ended_at_ms;
+        written.is_ok()
+    }
+
+    /// Journal compensation `record` (number `seq`), then keep it.
+    fn add_compensation(&self, record: CompensationRecord) {
+        let _recording = self.recording();
+        let seq = self.lock().compensations.len();
+        if let Err(e) = self.journal.compensation(&self.id, seq, &record) {
+            self.hold(&format!("the compensation of `{}`", record.step), &e);
+        }
+        self.lock().compensations.push(record);
+    }
+
+    /// Whether the execution is held: a transition could not be journalled,
+    /// so it starts no new step or compensation and does not end until
+    /// [`Self::record_again`] succeeds. Steps already running finish.
+    pub fn is_held(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// A receiver that sees the held flag change.
+    pub(super) fn held_changes(&self) -> watch::Receiver<bool> {
+        self.held.subscribe()
+    }
+
+    /// Wait until the execution is not held.
+    pub(super) async fn recorded(&self) {
+        let mut rx = self.held.subscribe();
+        let _ = rx.wait_for(|held| !*held).await;
+    }
+
+    /// If the execution is held, record all of it through the journal
+    /// ([`Journal::snapshot`]); on success it is released and goes on.
+    ///
+    /// # Errors
+    /// The journal still fails; the execution stays held.
+    pub fn record_again(&self) -> Result<(), JournalError> {
+        let _recording = self.recording();
+        if !self.is_held() {
+            return Ok(());
+        }
+        let status = self.snapshot();
+        let (version, state) = self.state.changed_since(0).unwrap_or_else(|| (0, self.state.snapshot()));
+        self.journal.snapshot(&status, &state)?;
+        self.state_seen.fetch_max(version, Ordering::AcqRel);
+        tracing::info!(execution = %self.id, "recorded again; the execution goes on");
+        self.held.send_replace(false);
+        Ok(())
+    }
+
+    /// A snapshot of the status, with progress and current steps computed.
+    pub fn snapshot(&self) -> ExecutionStatus {
+        let mut s = self.lock().clone();
+        s.refresh();
+        s
+    }
+
+    /// Ask the execution to stop: running steps are cancelled, pending ones
+    /// marked Cancelled, completed ones compensated.
+    pub fn cancel(&self) {
+        self.request_cancel();
+    }
+
+    /// Like [`Self::cancel`]; returns whether this call was the first to ask.
+    pub fn request_cancel(&self) -> bool {
+        let first = !self.cancel_asked.swap(true, Ordering::AcqRel);
+        self.cancel.cancel();
+        self.cancelled.notify_one();
+        // Last: whoever wakes on it sees `is_cancelled()`.
+        self.cancel_signal.raise();
+        first
+    }
+
+    /// Wait until [`Self::cancel`] is called (at once if it was).
+    pub async fn cancel_requested(&self) {
+        self.cancel_signal.wait().await;
+    }
+
+    /// Whether [`Self::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Wait until the execution is over and return its final status.
+    pub async fn wait(&self) -> ExecutionStatus {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+        self.snapshot()
+    }
+
+    /// Whether the execution is over.
+    pub fn is_done(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    /// The execution's shared state.
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+}
+
+/// Runs prepared workflows through a [`Host`].
+#[derive(Clone)]
+pub struct Engine {
+    host: Arc<Host>,
+    clock: Arc<dyn Clock>,
+    parallelism: usize,
+    drain: Drain,
+}
+
+/// A signal shared by engines: once raised, executions start no new steps.
+#[derive(Clone, Default)]
+pub struct Drain(Arc<(std::sync::atomic::AtomicBool, Notify)>);
+
+impl Drain {
+    /// Raise the signal (idempotent).
+    pub fn raise(&self) {
+        self.0.0.store(true, Ordering::Release);
+        self.0.1.notify_waiters();
+    }
+    /// Whether it was raised.
+    pub fn is_raised(&self) -> bool {
+        self.0.0.load(Ordering::Acquire)
+    }
+    /// Wait until it is raised.
+    pub async fn wait(&self) {
+        let notified = self.0.1.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_raised() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Why the forward phase stopped early.
+#[derive(Debug, Clone)]
+pub(super) enum Abort {
+    Failed(String),
+    Cancelled,
+    /// The engine drained (daemon shutdown): the execution stops where it is,
+    /// unfinished, to be resumed from its journal.
+    Suspended,
+}
+
+impl Engine {
+    /// An engine calling plugins of `host`, timing retries with `clock`.
+    pub fn new(host: Arc<Host>, clock: Arc<dyn Clock>) -> Self {
+        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self { host, clock, parallelism, drain: Drain::default() }
+    }
+
+    /// This engine, observing `drain`: once raised, its executions start no
+    /// new steps and stop unfinished (see [`Execution::restore`]).
+    pub fn with_drain(mut self, drain: Drain) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    pub(super) fn drain_signal(&self) -> Drain {
+        self.drain.clone()
+    }
+
+    /// The host the engine calls.
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+
+    /// The clock retries wait on.
+    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Default `max_parallel`: the number of cores.
+    pub(super) fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    /// Run `prepared` to the end, recording everything in `exec`.
+    ///
+    /// A restored execution (see [`Execution::restore`]) carries on where it
+    /// stopped: ended steps are not run again, and one that was rolling back
+    /// runs only the compensations that had not completed.
+    pub async fn run(&self, prepared: Arc<Prepared>, exec: Arc<Execution>) {
+        let (was_rolling_back, error) = {
+            let s = exec.lock();
+            (s.status == WorkflowStatus::RollingBack, s.error.clone())
+        };
+        let abort = if was_rolling_back {
+            Some(match error.as_deref() {
+                Some("cancelled") => Abort::Cancelled,
+                other => Abort::Failed(other.unwrap_or("rolling back").to_owned()),
+            })
+        } else {
+            // Cancelled before it started (while waiting for a worker): it never runs.
+            if !exec.is_cancelled() {
+                let started = epoch_ms(self.clock.now());
+                exec.update_status(|s| {
+                    s.status = WorkflowStatus::Running;
+                    s.started_at_ms.get_or_insert(started);
+                    s.error = None;
+                });
+            }
+            let forward = Stop::default();
+            super::scheduler::Forward::run(self.clone(), prepared.clone(), exec.clone(), forward).await
+        };
+        if matches!(abort, Some(Abort::Suspended)) {
+            // Draining: give up waiting for a held journal; the owner records
+            // what it can at shutdown, the rest resumes from the journal.
+            tracing::info!(execution = %exec.id(), workflow = %prepared.workflow.id, "execution suspended; it resumes when the host starts again");
+            exec.done.send_replace(true);
+            return;
+        }
+        let final_status = match &abort {
+            None => WorkflowStatus::Completed,
+            Some(why) => {
+                if !was_rolling_back {
+                    let pending: Vec<usize> = {
+                        let s = exec.lock();
+                        (0..s.steps.len()).filter(|&i| s.steps[i].status == StepStatus::Pending).collect()
+                    };
+                    for i in pending {
+                        exec.update_step(i, |step| {
+                            step.status = StepStatus::Cancelled;
+                            step.reason = Some("the execution stopped before this step started".into());
+                        });
+                    }
+                    exec.update_status(|s| {
+                        s.status = WorkflowStatus::RollingBack;
+                        s.error = Some(match why {
+                            Abort::Failed(e) => e.clone(),
+                            Abort::Cancelled | Abort::Suspended => "cancelled".into(),
+                        });
+                    });
+                }
+                let rollback_ok = self.compensate(&prepared, &exec).await;
+                match (why, rollback_ok) {
+                    (_, false) => WorkflowStatus::RollbackFailed,
+                    (Abort::Failed(_), true) => WorkflowStatus::Failed,
+                    (Abort::Cancelled | Abort::Suspended, true) => WorkflowStatus::Cancelled,
+                }
+            }
+        };
+        let outputs = if final_status == WorkflowStatus::Completed { self.outputs(&prepared, &exec) } else { None };
+        let ended = epoch_ms(self.clock.now());
+        exec.update_status(|s| {
+            s.status = final_status;
+            s.ended_at_ms = Some(ended);
+            match outputs {
+                Some(Ok(outputs)) => s.outputs = outputs,
+                Some(Err(e)) => s.error = Some(e),
+                None => {}
+            }
+        });
+        // An execution ends only once all of it is recorded; if the engine
+        // drains first, it stops unfinished and resumes from its journal.
+        tokio::select! {
+            biased;
+            () = exec.recorded() => {}
+            () = self.drain.wait() => {
+                tracing::warn!(execution = %exec.id(), "stopping before the end of the execution could be recorded");
+                exec.done.send_replace(true);
+                return;
+            }
+        }
+        tracing::info!(execution = %exec.id(), workflow = %prepared.workflow.id, status = final_status.as_str(), "execution finished");
+        exec.done.send_replace(true);
+    }
+
+    /// The names expressions see, holding only the steps they read.
+    pub(super) fn scope(&self, prepared: &Prepared, exec: &Execution, reads: &[usize], reads_context: bool) -> Scope {
+        let s = exec.lock();
+        let steps: Map<String, Value> = reads
+            .iter()
+            .map(|&j| {
+                let r = &s.steps[j];
+                (
+                    r.id.clone(),
+                    json!({"output": r.output, "status": r.status.as_str(), "attempts": r.attempts, "error": r.error}),
+                )
+            })
+            .collect();
+        let context = if reads_context { Value::Object(exec.state.snapshot()) } else { Value::Object(Map::new()) };
+        Scope::new(
+            Value::Object(s.inputs.clone()),
+            Value::Object(steps),
+            context,
+            json!({"id": prepared.workflow.id, "execution_id": s.execution_id}),
+        )
+    }
+
+    pub(super) fn finish_step(
+        &self,
+        exec: &Execution,
+        i: usize,
+        status: StepStatus,
+        output: Option<Value>,
+        error: Option<StepError>,
+        reason: Option<String>,
+    ) {
+        let now = epoch_ms(self.clock.now());
+        exec.update_step(i, |r| {
+            r.status = status;
+            r.output = output;
+            if error.is_some() || status == StepStatus::Completed {
+                r.error = error;
+            }
+            r.reason = reason;
+            r.ended_at_ms = Some(now);
+            r.duration_ms = r.started_at_ms.map(|start| now.saturating_sub(start));
+        });
+    }
+
+    /// Run the compensation of every completed step, latest completion first.
+    /// Returns whether all of them succeeded.
+    async fn compensate(&self, prepared: &Arc<Prepared>, exec: &Arc<Execution>) -> bool {
+        let mut completed: Vec<(u64, usize)> = {
+            let s = exec.lock();
+            s.steps
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.status == StepStatus::Completed)
+                .map(|(i, r)| (r.ended_at_ms.unwrap_or(0), i))
+                .collect()
+        };
+        // Reverse completion order; equal times fall back to reverse DAG order.
+        completed.sort_by_key(|&(t, i)| (t, prepared.dag.rank[i]));
+        // A resumed rollback skips the compensations that already completed.
+        let done: BTreeSet<String> = {
+            let s = exec.lock();
+            s.compensations.iter().filter(|c| c.status == StepStatus::Completed).map(|c| c.step.clone()).collect()
+        };
+        let mut all_ok = true;
+        for &(_, i) in completed.iter().rev() {
+            let Some((action, params)) = &prepared.steps[i].compensation else { continue };
+            let step_id = prepared.workflow.steps[i].id.clone();
+            if done.contains(&step_id) {
+                continue;
+            }
+            // No compensation starts while the journal cannot record.
+            exec.recorded().await;
+            let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
+            let scope = self.scope(prepared, exec, &all, true);
+            let started = Instant::now();
+            let result = match params.render(&scope) {
+                Err(e) => Err(error("parameters", e, false)),
+                Ok(params) => self.call_action(prepared, exec, &step_id, action, params).await,
+            };
+            let record = CompensationRecord {
+                step: step_id.clone(),
+                plugin_id: action.plugin_id.clone(),
+                operation: action.operation.clone(),
+                status: if result.is_ok() { StepStatus::Completed } else { StepStatus::Failed },
+                output: result.as_ref().ok().cloned(),
+                error: result.as_ref().err().cloned(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            };
+            if let Some(e) = &record.error {
+                all_ok = false;
+                tracing::error!(step = %step_id, "compensation failed: {}", e.message);
+            } else {
+                tracing::info!(step = %step_id, "compensated");
+            }
+            exec.add_compensation(record);
+        }
+        all_ok
+    }
+
+    /// Run one action (a compensation) outside the forward phase's cancellation.
+    async fn call_action(
+        &self,
+        prepared: &Arc<Prepared>,
+        exec: &Arc<Execution>,
+        step_id: &str,
+        action: &Action,
+        params: Value,
+    ) -> Result<Value, StepError> {
+        let Some(plugin) = self.host.plugin(&action.plugin_id) else {
+            return Err(error("plugin-not-found", format!("no plugin `{}` is loaded", action.plugin_id), false));
+        };
+        let timeout = plugin.manifest.limits.timeout;
+        let ctx = ExecutionContext {
+            execution_id: exec.id().to_owned(),
+            workflow_id: Some(prepared.workflow.id.clone()),
+            step_id: Some(step_id.to_owned()),
+            task_id: exec.task_id.clone(),
+            attempt: 1,
+            deadline_ms: Some(epoch_ms(super::clock::after(self.clock.now(), timeout))),
+            operation: action.operation.clone(),
+            parameters: params,
+            upstream: Map::new(),
+            config: plugin.manifest.config.clone(),
+        };
+        let services =
+            CallServices::new(&action.plugin_id, &ctx.execution_id, exec.state.clone(), CancelToken::default());
+        call_blocking(&self.host, plugin.manifest.kind, ctx, services, timeout)
+            .await
+            .map(|out| out.output)
+            .map_err(|e| call_error(&e))
+    }
+
+    /// The workflow's outputs, rendered; `None` when it declares none.
+    fn outputs(&self, prepared: &Prepared, exec: &Execution) -> Option<Result<Map<String, Value>, String>> {
+        if prepared.workflow.outputs.is_empty() {
+            return None;
+        }
+        let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
+        let scope = self.scope(prepared, exec, &all, true);
+        match prepared.outputs.render(&scope) {
+            Ok(Value::Object(outputs)) => Some(Ok(outputs)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(execution = %exec.id(), "workflow outputs: {e}");
+                Some(Err(format!("outputs: {e}")))
+            }
+        }
+    }
+}
+
+/// Run one call on tokio's blocking pool. A WASM call enforces its own
+/// timeout (epoch interruption); for native and in-process plugins the engine
+/// stops waiting at the timeout, sets the call's cancel flag and abandons the
+/// blocking thread to the plugin — no thread is started per call.
+async fn call_blocking(
+    host: &Arc<Host>,
+    kind: PluginKind,
+    ctx: ExecutionContext,
+    services: CallServices,
+    timeout: std::time::Duration,
+) -> Result<plexus_sdk::CallOutput, CallError> {
+    let host = host.clone();
+    let plugin = services.plugin_id().to_owned();
+    let wasm = kind == PluginKind::Wasm;
+    let call_services = services.clone();
+    let ticket = plexus_host::runtime::CallTicket::new(&plugin);
+    let call_ticket = ticket.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let result = host.call_with(&ctx, &call_services, wasm.then_some(timeout));
+        call_ticket.finish();
+        result
+    });
+    let joined = if wasm {
+        task.await
+    } else {
+        match tokio::time::timeout(timeout, task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                services.interrupt();
+                ticket.abandon();
+                tracing::warn!(plugin = %plugin, timeout_ms = timeout.as_millis() as u64, "call timed out; its thread is abandoned");
+                return Err(CallError::Timeout { plugin, after: timeout });
+            }
+        }
+    };
+    joined.unwrap_or_else(|e| Err(CallError::Host { plugin, message: format!("the call's task failed: {e}") }))
+}
+
+pub(super) fn error(kind: &str, message: impl Into<String>, retryable: bool) -> StepError {
+    StepError { kind: kind.into(), message: message.into(), retryable }
+}
+
+pub(super) fn call_error(e: &CallError) -> StepError {
+    match e {
+        CallError::Plugin { error: pe, .. } => {
+            error(&format!("plugin-error/{}", pe.kind), pe.message.clone(), pe.retryable)
+        }
+        other => error(other.kind(), other.to_string(), other.is_retryable()),
+    }
+}
+
+/// The forward phase's stop signal: a cancel token plugins can poll, and a
+/// notification tasks can await.
+#[derive(Clone, Default)]
+pub(super) struct Stop {
+    pub(super) token: CancelToken,
+    notify: Arc<Notify>,
+}
+
+impl Stop {
+    pub(super) fn cancel(&self) {
+        self.token.cancel();
+        self.notify.notify_waiters();
+    }
+    pub(super) fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+    pub(super) async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.token.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

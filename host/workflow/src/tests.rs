@@ -1,0 +1,702 @@
+//! Engine and validation tests against an in-process test plugin.
+
+use super::*;
+use plexus_host::{Host, HostBuilder};
+use plexus_sdk::{Context, ErrorKind, Operations, Plugin, PluginError, PluginInfo};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use source::Document;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What the test plugin saw, per execution id.
+#[derive(Default)]
+struct Journal {
+    events: Vec<String>,
+    running: usize,
+    max_running: usize,
+}
+
+static JOURNAL: LazyLock<Mutex<HashMap<String, Journal>>> = LazyLock::new(Default::default);
+
+fn journal<R>(exec: &str, f: impl FnOnce(&mut Journal) -> R) -> R {
+    f(JOURNAL.lock().unwrap().entry(exec.to_owned()).or_default())
+}
+
+#[derive(Default)]
+struct TestOps;
+
+#[derive(Deserialize, JsonSchema)]
+struct Work {
+    tag: String,
+    #[serde(default)]
+    ms: u64,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Fail {
+    #[serde(default)]
+    retryable: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Flaky {
+    failures: u32,
+}
+
+impl Plugin for TestOps {
+    fn info() -> PluginInfo {
+        PluginInfo::new("test.ops", "Test operations", "1.0.0")
+    }
+    fn operations(ops: &mut Operations<Self>) {
+        ops.add(
+            "record",
+            "Journals `tag`, sleeps `ms` (cancellable), returns {tag, upstream, config}",
+            |_, ctx: &mut Context<'_>, p: Work| {
+                let exec = ctx.execution_id().to_owned();
+                journal(&exec, |j| {
+                    j.events.push(p.tag.clone());
+                    j.running += 1;
+                    j.max_running = j.max_running.max(j.running);
+                });
+                let start = Instant::now();
+                let mut cancelled = false;
+                while start.elapsed() < Duration::from_millis(p.ms) {
+                    if ctx.is_cancelled() {
+                        cancelled = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                journal(&exec, |j| j.running -= 1);
+                if cancelled {
+                    return Err(PluginError::failed("cancelled"));
+                }
+                Ok(json!({"tag": p.tag, "upstream": ctx.upstream().keys().collect::<Vec<_>>(), "n": 1}))
+            },
+        )
+        .add("echo", "Returns its parameters", |_, _, p: Value| Ok(p))
+        .add("stubborn", "Sleeps `ms`, ignoring cancellation", |_, _, p: Work| {
+            std::thread::sleep(Duration::from_millis(p.ms));
+            Ok(json!({"tag": p.tag}))
+        })
+        .add("fail", "Fails", |_, _, p: Fail| {
+            let e = PluginError::failed("failed on purpose");
+            Err::<Value, _>(if p.retryable { e.retryable() } else { e })
+        })
+        .add(
+            "flaky",
+            "Fails (retryably) on the first `failures` attempts",
+            |_, ctx: &mut Context<'_>, p: Flaky| {
+                if ctx.attempt() <= p.failures {
+                    return Err(
+                        PluginError::new(ErrorKind::Failed, format!("attempt {} failed", ctx.attempt())).retryable()
+                    );
+                }
+                Ok(json!({"attempt": ctx.attempt()}))
+            },
+        );
+    }
+}
+
+fn host() -> Arc<Host> {
+    Arc::new(HostBuilder::new().no_cache().in_process::<TestOps>(json!({"env": "test"})).build().unwrap())
+}
+
+fn parse(host: &Host, name: &str, text: &str) -> Result<ValidWorkflow, Vec<Problem>> {
+    validate(&Document::parse(Path::new(name), text).unwrap(), Some(host))
+}
+
+fn valid(host: &Host, yaml: &str) -> ValidWorkflow {
+    parse(host, "w.yaml", yaml).unwrap_or_else(|p| panic!("{p:#?}"))
+}
+
+/// Run `yaml` to the end; returns the final status and the plugin's journal.
+async fn run_with(
+    yaml: &str,
+    clock: Arc<dyn Clock>,
+    inputs: Map<String, Value>,
+) -> (ExecutionStatus, Vec<String>, usize) {
+    let host = host();
+    let orch = Orchestrator::with_clock(host.clone(), clock, tokio::runtime::Handle::current());
+    let wf = valid(&host, yaml);
+    let id = wf.workflow.id.clone();
+    orch.register(wf).unwrap();
+    let exec = orch.execute(&id, inputs).unwrap();
+    let status = orch.wait(&exec).await.unwrap();
+    let (events, max) = journal(&exec, |j| (j.events.clone(), j.max_running));
+    (status, events, max)
+}
+
+async fn run(yaml: &str) -> (ExecutionStatus, Vec<String>, usize) {
+    run_with(yaml, Arc::new(SystemClock), Map::new()).await
+}
+
+fn statuses(s: &ExecutionStatus) -> Vec<(&str, StepStatus)> {
+    s.steps.iter().map(|r| (r.id.as_str(), r.status)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_runs_one_at_a_time_in_stable_topological_order() {
+    let (status, events, max) = run(r#"
+id: seq
+steps:
+  - { id: c, plugin_id: test.ops, method_name: record, parameters: { tag: c, ms: 5 }, dependencies: [b] }
+  - { id: a, plugin_id: test.ops, method_name: record, parameters: { tag: a, ms: 5 } }
+  - { id: b, plugin_id: test.ops, method_name: record, parameters: { tag: b, ms: 5 } }
+  - { id: d, plugin_id: test.ops, method_name: record, parameters: { tag: d, ms: 5 } }
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    // c waits for b; among ready steps declaration order wins.
+    assert_eq!(events, ["a", "b", "c", "d"]);
+    assert_eq!(max, 1);
+    assert_eq!(status.step("c").unwrap().output.as_ref().unwrap()["upstream"], json!(["b"]));
+    assert_eq!(status.progress, 1.0);
+    assert_eq!(status.completed_steps, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_never_exceeds_max_parallel() {
+    let steps: String = (0..8)
+        .map(|i| {
+            format!(
+                "  - {{ id: s{i}, plugin_id: test.ops, method_name: record, parameters: {{ tag: s{i}, ms: 40 }} }}\n"
+            )
+        })
+        .collect();
+    for limit in [1, 3, 5] {
+        let (status, events, max) =
+            run(&format!("id: par\nexecution_mode: parallel\nmax_parallel: {limit}\nsteps:\n{steps}")).await;
+        assert_eq!(status.status, WorkflowStatus::Completed);
+        assert_eq!(events.len(), 8);
+        assert_eq!(max, limit, "largest number of steps running at once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_skip_and_skips_propagate() {
+    let (status, events, _) = run(r#"
+id: cond
+execution_mode: conditional
+inputs:
+  go: { type: boolean, default: false }
+steps:
+  - { id: check, plugin_id: test.ops, method_name: echo, parameters: { ok: true, rows: 3 } }
+  - { id: taken, plugin_id: test.ops, method_name: record, parameters: { tag: taken }, dependencies: [check], when: "steps.check.output.rows == 3" }
+  - { id: not_taken, plugin_id: test.ops, method_name: record, parameters: { tag: not_taken }, dependencies: [check], when: "inputs.go" }
+  - { id: after_no, plugin_id: test.ops, method_name: record, parameters: { tag: after_no }, dependencies: [not_taken] }
+  - { id: after_yes, plugin_id: test.ops, method_name: record, parameters: { tag: after_yes }, dependencies: [taken] }
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Completed);
+    assert_eq!(
+        statuses(&status),
+        [
+            ("check", StepStatus::Completed),
+            ("taken", StepStatus::Completed),
+            ("not_taken", StepStatus::Skipped),
+            ("after_no", StepStatus::Skipped),
+            ("after_yes", StepStatus::Completed)
+        ]
+    );
+    assert!(status.step("not_taken").unwrap().reason.as_ref().unwrap().contains("false"));
+    assert!(status.step("after_no").unwrap().reason.as_ref().unwrap().contains("`not_taken` skipped"));
+    let mut sorted = events.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["after_yes", "taken"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_passes_outputs_downstream_and_into_the_shared_context() {
+    let (status, _, _) = run(r#"
+id: pipe
+execution_mode: pipeline
+inputs:
+  name: { type: string, default: world }
+steps:
+  - { id: first, plugin_id: test.ops, method_name: echo, parameters: { greeting: "hello ${{ inputs.name }}", count: 2 } }
+  - id: second
+    plugin_id: test.ops
+    method_name: echo
+    dependencies: [first]
+    parameters:
+      from_context: "${{ context.greeting }}"
+      doubled: "${{ steps.first.output.count * 2 }}"
+outputs:
+  final: "${{ steps.second.output }}"
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    let second = status.step("second").unwrap().output.clone().unwrap();
+    assert_eq!(second, json!({"from_context": "hello world", "doubled": 4}));
+    assert_eq!(status.outputs["final"], second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_the_policy_with_backoff_on_the_injected_clock() {
+    let clock = MockClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
+    let (status, _, _) = run_with(
+        r#"
+id: retry
+steps:
+  - id: flaky
+    plugin_id: test.ops
+    method_name: flaky
+    parameters: { failures: 3 }
+    retry: { max_attempts: 5, initial_delay: 100ms, backoff: exponential, multiplier: 3, max_delay: 2s }
+  - id: capped
+    plugin_id: test.ops
+    method_name: flaky
+    parameters: { failures: 10 }
+    retry: { max_attempts: 3, initial_delay: 5s, backoff: constant }
+    critical: false
+  - id: fatal
+    plugin_id: test.ops
+    method_name: fail
+    parameters: { retryable: false }
+    retry: { max_attempts: 4 }
+    critical: false
+"#,
+        Arc::new(clock.clone()),
+        Map::new(),
+    )
+    .await;
+    let flaky = status.step("flaky").unwrap();
+    assert_eq!((flaky.status, flaky.attempts), (StepStatus::Completed, 4));
+    assert_eq!(flaky.output.as_ref().unwrap()["attempt"], 4);
+    let capped = status.step("capped").unwrap();
+    assert_eq!((capped.status, capped.attempts), (StepStatus::Failed, 3));
+    // Not retryable: one attempt, however many are allowed.
+    assert_eq!(status.step("fatal").unwrap().attempts, 1);
+    let ms: Vec<u128> = clock.sleeps().iter().map(Duration::as_millis).collect();
+    // 100, 300, 900 (×3 each time), then the constant 5 s twice.
+    assert_eq!(ms, [100, 300, 900, 5000, 5000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_past_its_timeout_fails_as_a_timeout_and_is_retried() {
+    let started = Instant::now();
+    let (status, events, _) = run(r#"
+id: slow
+steps:
+  - id: slow
+    plugin_id: test.ops
+    method_name: record
+    parameters: { tag: slow, ms: 10000 }
+    timeout: 100ms
+    retry: { max_attempts: 2, initial_delay: 10ms }
+"#)
+    .await;
+    let slow = status.step("slow").unwrap();
+    assert_eq!((slow.status, slow.attempts), (StepStatus::Failed, 2));
+    assert_eq!(slow.error.as_ref().unwrap().kind, "timeout");
+    assert_eq!(events.len(), 2);
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_max_parallel_starts_no_more_workers_than_steps() {
+    let started = Instant::now();
+    let (status, _, _) = run(r#"
+id: wide
+execution_mode: parallel
+max_parallel: 1000000000000
+steps:
+  - { id: a, plugin_id: test.ops, method_name: echo }
+  - { id: b, plugin_id: test.ops, method_name: echo }
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Completed);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_ignores_its_timeout_is_abandoned_and_counted() {
+    let before = plexus_host::runtime::abandoned_calls().get("test.ops").map_or(0, |c| c.1);
+    let started = Instant::now();
+    let (status, _, _) = run(r#"
+id: stubborn
+steps:
+  - id: stuck
+    plugin_id: test.ops
+    method_name: stubborn
+    parameters: { tag: stuck, ms: 600 }
+    timeout: 50ms
+"#)
+    .await;
+    assert_eq!(status.step("stuck").unwrap().error.as_ref().unwrap().kind, "timeout");
+    assert!(started.elapsed() < Duration::from_millis(500), "the engine did not wait for the thread");
+    assert!(plexus_host::runtime::abandoned_calls()["test.ops"].1 > before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_critical_failure_is_recorded_and_the_workflow_goes_on() {
+    let (status, _, _) = run(r#"
+id: soft
+execution_mode: parallel
+steps:
+  - { id: optional, plugin_id: test.ops, method_name: fail, critical: false }
+  - { id: needs_optional, plugin_id: test.ops, method_name: echo, dependencies: [optional] }
+  - { id: independent, plugin_id: test.ops, method_name: echo, parameters: { x: 1 } }
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Completed);
+    assert_eq!(
+        statuses(&status),
+        [
+            ("optional", StepStatus::Failed),
+            ("needs_optional", StepStatus::Skipped),
+            ("independent", StepStatus::Completed)
+        ]
+    );
+    assert_eq!(status.step("optional").unwrap().error.as_ref().unwrap().message, "failed on purpose");
+}
+
+const ROLLBACK: &str = r#"
+id: saga
+steps:
+  - { id: a, plugin_id: test.ops, method_name: record, parameters: { tag: a }, compensate: { plugin_id: test.ops, method_name: record, parameters: { tag: undo-a } } }
+  - { id: b, plugin_id: test.ops, method_name: record, parameters: { tag: b }, dependencies: [a] }
+  - { id: c, plugin_id: test.ops, method_name: record, parameters: { tag: c }, dependencies: [b] }
+  - { id: boom, plugin_id: test.ops, method_name: METHOD, dependencies: [c] }
+  - { id: never, plugin_id: test.ops, method_name: record, parameters: { tag: never }, dependencies: [boom] }
+rollback_steps:
+  b: { plugin_id: test.ops, method_name: record, parameters: { tag: "undo-${{ steps.b.output.tag }}" } }
+  c: { plugin_id: test.ops, method_name: COMPENSATE_C, parameters: { tag: undo-c } }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_failure_compensates_completed_steps_in_reverse_order() {
+    let (status, events, _) = run(&ROLLBACK.replace("METHOD", "fail").replace("COMPENSATE_C", "record")).await;
+    assert_eq!(status.status, WorkflowStatus::Failed, "{status:#?}");
+    assert_eq!(events, ["a", "b", "c", "undo-c", "undo-b", "undo-a"]);
+    assert_eq!(status.step("never").unwrap().status, StepStatus::Cancelled);
+    let order: Vec<&str> = status.compensations.iter().map(|c| c.step.as_str()).collect();
+    assert_eq!(order, ["c", "b", "a"]);
+    assert!(status.error.as_ref().unwrap().contains("boom"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_compensation_ends_in_rollback_failed_and_the_others_still_run() {
+    let (status, events, _) = run(&ROLLBACK.replace("METHOD", "fail").replace("COMPENSATE_C", "fail")).await;
+    assert_eq!(status.status, WorkflowStatus::RollbackFailed);
+    assert_eq!(events, ["a", "b", "c", "undo-b", "undo-a"]);
+    assert_eq!(status.compensations[0].status, StepStatus::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_stops_running_steps_cancels_pending_ones_and_compensates() {
+    let host = host();
+    let orch = Orchestrator::new(host.clone());
+    orch.register(valid(&host, r#"
+id: cancel-me
+steps:
+  - { id: quick, plugin_id: test.ops, method_name: record, parameters: { tag: quick }, compensate: { plugin_id: test.ops, method_name: record, parameters: { tag: undo-quick } } }
+  - { id: long, plugin_id: test.ops, method_name: record, parameters: { tag: long, ms: 20000 }, dependencies: [quick] }
+  - { id: later, plugin_id: test.ops, method_name: record, parameters: { tag: later }, dependencies: [long] }
+"#))
+    .unwrap();
+    let exec = orch.execute("cancel-me", Map::new()).unwrap();
+    while orch.status(&exec).unwrap().current_steps != ["long"] {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    orch.cancel(&exec).unwrap();
+    let status = orch.wait(&exec).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(status.status, WorkflowStatus::Cancelled);
+    assert_eq!(
+        statuses(&status),
+        [("quick", StepStatus::Completed), ("long", StepStatus::Cancelled), ("later", StepStatus::Cancelled)]
+    );
+    assert_eq!(journal(&exec, |j| j.events.clone()), ["quick", "long", "undo-quick"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workflow_timeout_stops_everything() {
+    let (status, _, _) = run(r#"
+id: overall
+timeout: 150ms
+steps:
+  - { id: long, plugin_id: test.ops, method_name: record, parameters: { tag: long, ms: 20000 } }
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    assert!(status.error.as_ref().unwrap().contains("timed out"), "{:?}", status.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qtforge_json_workflow_loads_unchanged_and_runs() {
+    let host = host();
+    let text = include_str!("../../../tests/fixtures/qtforge-workflow.json");
+    let wf = parse(&host, "qtforge.json", text).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(wf.workflow.mode, ExecutionMode::Parallel);
+    assert_eq!(wf.workflow.steps[1].retry.max_attempts, 3);
+    assert_eq!(wf.workflow.steps[1].retry.initial_delay, Duration::from_millis(250));
+    assert_eq!(wf.workflow.timeout, Some(Duration::from_millis(60000)));
+    let orch = Orchestrator::new(host);
+    orch.register(wf).unwrap();
+    let exec = orch.execute("qtforge-demo", Map::new()).unwrap();
+    let status = orch.wait(&exec).await.unwrap();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    assert_eq!(status.step("transform").unwrap().attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_get_defaults_and_are_checked() {
+    let host = host();
+    let orch = Orchestrator::new(host.clone());
+    orch.register(valid(
+        &host,
+        r#"
+id: inputs
+inputs:
+  path: { type: string, required: true }
+  limit: { type: integer, default: 10 }
+steps:
+  - { id: s, plugin_id: test.ops, method_name: echo, parameters: { p: "${{ inputs.path }}", l: "${{ inputs.limit }}" } }
+"#,
+    ))
+    .unwrap();
+    let missing = orch.execute("inputs", Map::new()).unwrap_err().to_string();
+    assert!(missing.contains("`path` is required"), "{missing}");
+    let wrong = orch
+        .execute("inputs", json!({"path": "x", "limit": "ten", "extra": 1}).as_object().unwrap().clone())
+        .unwrap_err();
+    assert!(wrong.to_string().contains("limit") && wrong.to_string().contains("extra"), "{wrong}");
+    let exec = orch.execute("inputs", json!({"path": "data.csv"}).as_object().unwrap().clone()).unwrap();
+    let status = orch.wait(&exec).await.unwrap();
+    assert_eq!(status.step("s").unwrap().output, Some(json!({"p": "data.csv", "l": 10})));
+}
+
+#[test]
+fn validation_reports_every_problem_with_step_and_line() {
+    let host = host();
+    let text = r#"id: broken
+execution_mode: sideways
+colour: blue
+steps:
+  - id: a
+    plugin_id: test.ops
+    method_name: echo
+    timeout: soon
+  - id: a
+    plugin_id: test.ops
+    method_name: echo
+  - id: b
+    plugin_id: nope.plugin
+    method_name: echo
+    dependencies: [ghost]
+  - id: c
+    plugin_id: test.ops
+    method_name: teleport
+  - id: d
+    plugin_id: test.ops
+    method_name: flaky
+    parameters: { failures: many }
+  - id: e
+    plugin_id: test.ops
+    method_name: echo
+    when: "steps.a.output =="
+    parameters: { x: "${{ steps.later.output }}" }
+    retry: { backoff: sometimes, max_attempts: 0 }
+  - id: x
+    plugin_id: test.ops
+    method_name: echo
+    dependencies: [z]
+    surprise: true
+  - id: y
+    plugin_id: test.ops
+    method_name: echo
+    dependencies: [x]
+  - id: z
+    plugin_id: test.ops
+    method_name: echo
+    dependencies: [y]
+"#;
+    let problems = parse(&host, "broken.yaml", text).unwrap_err();
+    let text_of = |needle: &str| {
+        problems
+            .iter()
+            .find(|p| p.to_string().contains(needle))
+            .unwrap_or_else(|| panic!("no problem mentions {needle:?}: {problems:#?}"))
+            .to_string()
+    };
+    assert_eq!(
+        text_of("sideways"),
+        "line 2: execution_mode: unknown execution_mode \"sideways\": expected sequential, parallel, conditional or pipeline"
+    );
+    assert!(text_of("colour").starts_with("line 3: colour: unknown field `colour`"));
+    assert!(text_of("soon").starts_with("line 8: step `a`: steps[0].timeout: invalid duration"));
+    assert!(text_of("duplicate").starts_with("line 9: step `a`"));
+    assert!(text_of("ghost").starts_with("line 15: step `b`"));
+    assert!(text_of("nope.plugin").contains("unknown plugin `nope.plugin`"));
+    assert!(text_of("teleport").contains("has no operation `teleport`"));
+    assert!(text_of("many").contains("do not fit `flaky`"), "{}", text_of("many"));
+    assert!(text_of("steps.a.output ==").contains("step `e`"));
+    assert!(text_of("sometimes").contains("unknown backoff"));
+    assert!(text_of("max_attempts").contains("at least 1"));
+    assert!(text_of("steps.later").starts_with("line 27: step `e`: steps[5].parameters:"));
+    assert!(text_of("surprise").starts_with("line 33: step `x`"));
+    let cycle = text_of("cycle");
+    assert!(
+        cycle.contains("x → y → z → x") || cycle.contains("y → z → x → y") || cycle.contains("z → x → y → z"),
+        "{cycle}"
+    );
+    assert!(problems.len() >= 14, "{problems:#?}");
+}
+
+#[test]
+fn ids_empty_workflows_and_overlong_durations_are_refused() {
+    let host = host();
+    let step = "steps:\n  - id: a\n    plugin_id: test.ops\n    method_name: echo\n";
+    let problems =
+        |text: &str| parse(&host, "w.yaml", text).unwrap_err().iter().map(ToString::to_string).collect::<Vec<_>>();
+    let bad_id = problems(&format!("id: \"my flow/../x\"\n{step}"));
+    assert!(bad_id.iter().any(|p| p.contains("workflow id `my flow/../x`")), "{bad_id:?}");
+    let too_long = problems(&format!("id: {}\n{step}", "w".repeat(201)));
+    assert!(too_long.iter().any(|p| p.contains("at most 200")), "{too_long:?}");
+    for empty in ["id: e\nsteps: []\n", "id: e\nsteps: {}\n"] {
+        let p = problems(empty);
+        assert!(p.iter().any(|p| p.contains("at least one step")), "{empty}: {p:?}");
+    }
+    let timeout = problems(&format!(
+        "id: t\ntimeout: 300000000000y\n{step}    timeout: 31days\n    retry: {{ max_delay: 40days }}\n"
+    ));
+    for field in ["timeout: duration", "steps[0].timeout: duration", "steps[0].retry.max_delay: duration"] {
+        assert!(timeout.iter().any(|p| p.contains(field) && p.contains("too long")), "{field}: {timeout:?}");
+    }
+    parse(&host, "w.yaml", &format!("id: ok.id_1-2\ntimeout: 30days\n{step}")).unwrap();
+}
+
+#[test]
+fn plan_stages_and_graphs() {
+    let host = host();
+    let wf = valid(
+        &host,
+        r#"
+id: diamond
+execution_mode: parallel
+steps:
+  - { id: load, plugin_id: test.ops, method_name: echo }
+  - { id: left, plugin_id: test.ops, method_name: echo, dependencies: [load] }
+  - { id: right, plugin_id: test.ops, method_name: echo, dependencies: [load] }
+  - { id: join, plugin_id: test.ops, method_name: echo, dependencies: [left, right] }
+"#,
+    );
+    let stages: Vec<Vec<&str>> =
+        wf.dag.stages().iter().map(|s| s.iter().map(|&i| wf.workflow.steps[i].id.as_str()).collect()).collect();
+    assert_eq!(stages, [vec!["load"], vec!["left", "right"], vec!["join"]]);
+    let m = dag::mermaid(&wf.workflow);
+    assert!(m.starts_with("flowchart TD") && m.contains("s0 --> s1") && m.contains("s2 --> s3"), "{m}");
+    let d = dag::dot(&wf.workflow);
+    assert!(d.contains("\"left\" -> \"join\";"), "{d}");
+}
+
+#[test]
+fn the_committed_json_schema_accepts_the_examples_and_rejects_what_validation_rejects() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("schemas/workflow.schema.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for file in [
+        "examples/pipeline.yaml",
+        "examples/parallel.yaml",
+        "examples/robust.yaml",
+        "tests/fixtures/qtforge-workflow.json",
+    ] {
+        let path = root.join(file);
+        let doc = Document::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&doc.value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+    }
+    for bad in [
+        json!({"id": "x"}),
+        json!({"id": "x", "steps": [{"id": "a", "plugin_id": "p", "method_name": "m", "colour": 1}]}),
+        json!({"id": "x", "execution_mode": 7, "steps": [{"id": "a", "plugin_id": "p", "operation": "m"}]}),
+    ] {
+        assert!(!validator.is_valid(&bad), "{bad}");
+        let doc = Document::parse(Path::new("bad.json"), &bad.to_string()).unwrap();
+        assert!(validate(&doc, None).is_err(), "{bad}");
+    }
+}
+
+/// A journal that fails while `failing` is set, and counts the snapshots it took.
+#[derive(Default)]
+struct FlakyJournal {
+    failing: std::sync::atomic::AtomicBool,
+    snapshots: std::sync::atomic::AtomicUsize,
+}
+
+impl FlakyJournal {
+    fn result(&self) -> JournalResult {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(JournalError("disk full".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl super::Journal for FlakyJournal {
+    fn execution(&self, _: &ExecutionStatus) -> JournalResult {
+        self.result()
+    }
+    fn step(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalResult {
+        self.result()
+    }
+    fn compensation(&self, _: &str, _: usize, _: &status::CompensationRecord) -> JournalResult {
+        self.result()
+    }
+    fn snapshot(&self, _: &ExecutionStatus, _: &Map<String, Value>) -> JournalResult {
+        self.result()?;
+        self.snapshots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_journal_holds_the_execution_until_it_records_again() {
+    let host = host();
+    let steps: String = (0..6)
+        .map(|i| {
+            format!(
+                "  - {{ id: s{i}, plugin_id: test.ops, method_name: record, parameters: {{ tag: s{i}, ms: 400 }} }}\n"
+            )
+        })
+        .collect();
+    let wf = valid(&host, &format!("id: held\nexecution_mode: parallel\nmax_parallel: 3\nsteps:\n{steps}"));
+    let prepared = Arc::new(engine::Prepared::new(wf).unwrap());
+    let flaky = Arc::new(FlakyJournal::default());
+    let exec = engine::Execution::start("held-1".into(), &prepared, Map::new(), flaky.clone(), None);
+    let engine = Engine::new(host, Arc::new(SystemClock));
+    let run = tokio::spawn({
+        let exec = exec.clone();
+        async move { engine.run(prepared, exec).await }
+    });
+    let started = || journal("held-1", |j| j.events.len());
+    while started() < 3 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    flaky.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(exec.is_held());
+    assert_eq!(started(), 3, "no step starts while the journal fails");
+    assert!(exec.record_again().is_err(), "still failing");
+    assert!(!exec.is_done(), "a held execution does not end");
+    flaky.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    exec.record_again().unwrap();
+    run.await.unwrap();
+    let status = exec.snapshot();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    assert!(status.steps.iter().all(|s| s.attempts == 1), "{status:#?}");
+    let mut events = journal("held-1", |j| j.events.clone());
+    events.sort();
+    assert_eq!(events, ["s0", "s1", "s2", "s3", "s4", "s5"], "each step ran once");
+    assert_eq!(flaky.snapshots.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

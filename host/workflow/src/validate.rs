@@ -1,0 +1,296 @@
+//! Validation: every problem of a workflow file at once, each naming the step
+//! and, for YAML, the line.
+
+use super::dag::Dag;
+use super::definition::{self, Action, Problem, Problems, Workflow};
+use super::expr::{Expr, Template};
+use super::source::{DocPath, Document};
+use plexus_host::Host;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// A workflow that passed validation, with its graph.
+#[derive(Debug, Clone)]
+pub struct ValidWorkflow {
+    /// The definition.
+    pub workflow: Workflow,
+    /// Its step graph.
+    pub dag: Dag,
+}
+
+/// A workflow file that did not validate: every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {} problem(s):\n{}", file, problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct Invalid {
+    /// The file (or "<inline>").
+    pub file: String,
+    /// What is wrong.
+    pub problems: Vec<Problem>,
+}
+
+/// Read and validate the workflow file at `path`; with a `host`, plugin ids,
+/// operations and literal parameters are checked against the loaded plugins.
+pub fn load_file(path: &Path, host: Option<&Host>) -> Result<ValidWorkflow, Invalid> {
+    let file = path.display().to_string();
+    let fail = |message: String| Invalid {
+        file: file.clone(),
+        problems: vec![Problem { step: None, path: String::new(), line: None, message }],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let doc = Document::parse(path, &text).map_err(fail)?;
+    validate(&doc, host).map_err(|problems| Invalid { file, problems })
+}
+
+/// Validate a parsed document.
+pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Vec<Problem>> {
+    let mut p = Problems::new(doc);
+    let workflow = definition::read(doc, &mut p);
+    let doc_paths = step_doc_paths(doc, workflow.steps.len());
+    let path_of_index = |i: usize| doc_paths.get(i).cloned().unwrap_or_default();
+    let mut step_paths: HashMap<&str, &DocPath> = HashMap::new();
+    for (step, path) in workflow.steps.iter().zip(&doc_paths) {
+        step_paths.entry(step.id.as_str()).or_insert(path);
+    }
+    let path_of = |id: &str| step_paths.get(id).map(|p| (*p).clone()).unwrap_or_default();
+
+    // Ids: unique and non-empty.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in workflow.steps.iter().enumerate() {
+        if let Some(first) = seen.insert(step.id.as_str(), i) {
+            p.add(Some(&step.id), &path_of_index(i), format!("duplicate step id (also step #{})", first + 1));
+        }
+    }
+    let ids: HashSet<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
+
+    // Dependencies exist.
+    for step in &workflow.steps {
+        for (k, dep) in step.dependencies.iter().enumerate() {
+            if dep == &step.id {
+                p.add(
+                    Some(&step.id),
+                    &path_of(&step.id).key("dependencies").index(k),
+                    "a step cannot depend on itself",
+                );
+            } else if !ids.contains(dep.as_str()) {
+                p.add(
+                    Some(&step.id),
+                    &path_of(&step.id).key("dependencies").index(k),
+                    format!("depends on unknown step `{dep}`"),
+                );
+            }
+        }
+    }
+    for id in workflow.rollback.keys() {
+        if !ids.contains(id.as_str()) {
+            p.add(
+                Some(id),
+                &DocPath::default().key("rollback_steps").key(id),
+                format!("rollback for unknown step `{id}`"),
+            );
+        }
+    }
+
+    // Cycles.
+    let dag = match Dag::build(&workflow) {
+        Ok(dag) => Some(dag),
+        Err(cycles) => {
+            for cycle in cycles {
+                p.add(Some(&cycle[0]), &path_of(&cycle[0]), format!("dependency cycle: {}", cycle.join(" → ")));
+            }
+            None
+        }
+    };
+
+    // Plugins, operations, expressions, parameters.
+    let mut schemas = Schemas::new();
+    let index: HashMap<&str, usize> = workflow.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    for (i, step) in workflow.steps.iter().enumerate() {
+        let path = path_of(&step.id);
+        check_action(&step.action, Some(&step.id), &path, host, &mut schemas, &mut p);
+        if let Some(c) = &step.compensate {
+            check_action(c, Some(&step.id), &path.key("compensate"), host, &mut schemas, &mut p);
+        }
+        if let Some(when) = &step.when {
+            match Expr::compile(when) {
+                Ok(e) => check_references(
+                    &e,
+                    &workflow,
+                    Some((i, &step.id)),
+                    dag.as_ref(),
+                    &index,
+                    &path.key("when"),
+                    &mut p,
+                ),
+                Err(e) => p.add(Some(&step.id), &path.key("when"), e),
+            }
+        }
+        if let Ok(t) = Template::compile(&step.action.parameters) {
+            for e in t.exprs() {
+                check_references(
+                    e,
+                    &workflow,
+                    Some((i, &step.id)),
+                    dag.as_ref(),
+                    &index,
+                    &path.key("parameters"),
+                    &mut p,
+                );
+            }
+        }
+    }
+    for (id, action) in &workflow.rollback {
+        check_action(action, Some(id), &DocPath::default().key("rollback_steps").key(id), host, &mut schemas, &mut p);
+    }
+    let outputs_path = DocPath::default().key("outputs");
+    match Template::compile(&Value::Object(workflow.outputs.clone())) {
+        Ok(t) => {
+            for e in t.exprs() {
+                check_references(e, &workflow, None, dag.as_ref(), &index, &outputs_path, &mut p);
+            }
+        }
+        Err(errors) => errors.into_iter().for_each(|e| p.add(None, &outputs_path, e)),
+    }
+
+    match dag {
+        Some(dag) if p.list.is_empty() => Ok(ValidWorkflow { workflow, dag }),
+        _ => {
+            p.list.sort_by_key(|x| x.line.unwrap_or(usize::MAX));
+            Err(p.list)
+        }
+    }
+}
+
+/// Check a plugin action: its templates compile, and with a host, that the
+/// plugin and operation exist and literal parameters fit the declared schema.
+/// Compiled parameter schemas by (plugin, operation): compiled once per validation.
+type Schemas = HashMap<(String, String), Option<jsonschema::Validator>>;
+
+fn check_action(
+    action: &Action,
+    step: Option<&str>,
+    path: &DocPath,
+    host: Option<&Host>,
+    schemas: &mut Schemas,
+    p: &mut Problems,
+) {
+    let params_path = path.key("parameters");
+    let template = Template::compile(&action.parameters);
+    if let Err(errors) = &template {
+        errors.iter().for_each(|e| p.add(step, &params_path, e.clone()));
+    }
+    let Some(host) = host else { return };
+    if action.plugin_id.is_empty() || action.operation.is_empty() {
+        return;
+    }
+    let Some(plugin) = host.plugin(&action.plugin_id) else {
+        let known: Vec<&str> = host.plugins().map(|p| p.id()).collect();
+        let why = host
+            .load_errors()
+            .iter()
+            .find(|e| e.plugin.as_deref() == Some(action.plugin_id.as_str()))
+            .map(|e| format!(" (it did not load: {})", e.kind))
+            .unwrap_or_else(|| {
+                format!(" (loaded: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
+            });
+        p.add(step, &path.key("plugin_id"), format!("unknown plugin `{}`{why}", action.plugin_id));
+        return;
+    };
+    let metadata = plugin.runtime.metadata();
+    let Some(op) = metadata.operation(&action.operation) else {
+        let ops: Vec<&str> = metadata.operations.iter().map(|o| o.name.as_str()).collect();
+        p.add(
+            step,
+            &path.key("method_name"),
+            format!(
+                "plugin `{}` has no operation `{}` (it has: {})",
+                action.plugin_id,
+                action.operation,
+                ops.join(", ")
+            ),
+        );
+        return;
+    };
+    // Literal parameters are checked against the operation's declared schema.
+    if let (Ok(t), Some(schema)) = (&template, &op.params_schema)
+        && t.is_literal()
+    {
+        let params =
+            if action.parameters.is_null() { Value::Object(Default::default()) } else { action.parameters.clone() };
+        let key = (action.plugin_id.clone(), action.operation.clone());
+        let validator = schemas.entry(key).or_insert_with(|| match jsonschema::validator_for(schema) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::debug!(plugin = %action.plugin_id, "unusable parameter schema: {e}");
+                None
+            }
+        });
+        if let Some(validator) = validator {
+            for error in validator.iter_errors(&params) {
+                let at = error.instance_path().to_string();
+                let at = if at.is_empty() { String::new() } else { format!(" at {at}") };
+                p.add(step, &params_path, format!("parameters do not fit `{}`{at}: {error}", action.operation));
+            }
+        }
+    }
+}
+
+/// Check what an expression refers to: declared inputs, existing steps that
+/// run before it (a dependency, or earlier in a serial workflow).
+fn check_references(
+    expr: &Expr,
+    workflow: &Workflow,
+    from: Option<(usize, &str)>,
+    dag: Option<&Dag>,
+    index: &HashMap<&str, usize>,
+    path: &DocPath,
+    p: &mut Problems,
+) {
+    let step = from.map(|(_, id)| id);
+    for reference in expr.references() {
+        let mut parts = reference.split('.');
+        match (parts.next(), parts.next()) {
+            (Some("inputs"), Some(name)) if !workflow.inputs.contains_key(name) => {
+                p.add(step, path, format!("`{}` reads undeclared input `{name}`", expr.source()));
+            }
+            (Some("steps"), Some(target)) => match index.get(target) {
+                None => p.add(step, path, format!("`{}` reads unknown step `{target}`", expr.source())),
+                Some(&t) => {
+                    if let (Some((i, _)), Some(dag)) = (from, dag) {
+                        let before =
+                            if workflow.mode.is_serial() { dag.rank[t] < dag.rank[i] } else { dag.depends_on(i, t) };
+                        if !before {
+                            let why = if workflow.mode.is_serial() {
+                                "does not run before it"
+                            } else {
+                                "is not among its dependencies"
+                            };
+                            p.add(step, path, format!("`{}` reads step `{target}`, which {why}", expr.source()));
+                        }
+                    }
+                }
+            },
+            (Some("inputs" | "steps" | "context" | "workflow"), _) => {}
+            (Some(other), _) => {
+                p.add(
+                    step,
+                    path,
+                    format!(
+                        "`{}` reads unknown name `{other}` (known: inputs, steps, context, workflow)",
+                        expr.source()
+                    ),
+                );
+            }
+            (None, _) => {}
+        }
+    }
+}
+
+/// Where each step is in the document (`steps.<id>` or `steps[<i>]`), by declaration index.
+fn step_doc_paths(doc: &Document, count: usize) -> Vec<DocPath> {
+    let steps = DocPath::default().key("steps");
+    match doc.value.get("steps") {
+        Some(Value::Object(map)) => map.keys().map(|k| steps.key(k)).collect(),
+        _ => (0..count).map(|i| steps.index(i)).collect(),
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The embeddable plugin host (`plexus-host`) must not pull in what only the daemon,
+# the workflow engine or the CLI need: an embedder who wants the runtime compiles
+# the runtime. Fails naming any such crate found in its normal dependency tree.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+forbidden='^(axum|hyper|rusqlite|libsqlite3-sys|clap|croner|notify|indicatif|prometheus-client|minijinja|jsonschema|serde-saphyr)$'
+found=$(cargo tree --locked -p plexus-host -e normal --prefix none | awk '{print $1}' | sort -u | grep -E "$forbidden" || true)
+if [ -n "$found" ]; then
+  echo "plexus-host must not depend on: $(echo $found)" >&2
+  exit 1
+fi
+echo "plexus-host: $(cargo tree --locked -p plexus-host -e normal --prefix none | awk '{print $1}' | sort -u | wc -l) crates, none of the daemon's or the CLI's"
