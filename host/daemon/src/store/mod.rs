@@ -10,8 +10,16 @@
 //! to the version they started with), `executions`, `steps` (the latest record
 //! of each step, JSON), `events` (every transition, the execution log),
 //! `compensations`, `schedules` and `fires` (each schedule's fire history).
+//!
+//! Writes go through one write connection that commits them in groups
+//! ([`writer`]): a write returns once it is committed, and writes arriving
+//! while a commit is in flight share the next one. Reads use a connection of
+//! their own and see committed data only.
+
+mod writer;
 
 use super::dbfile::{DbLock, FileIdentity, check_writable};
+use writer::Writer;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus, epoch_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
@@ -158,7 +166,11 @@ const MIGRATIONS: &[&str] = &[
 /// database's exclusive lock ([`DbLock`]) is held while any clone lives.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads (WAL: they never wait for the writer, and see commits only).
     conn: Arc<Mutex<Connection>>,
+    /// Writes, committed in groups. Declared before the lock: the write
+    /// connection closes before the lock is released.
+    writer: Arc<Writer>,
     path: Arc<PathBuf>,
     _lock: Arc<DbLock>,
     identity: Option<FileIdentity>,
@@ -351,11 +363,16 @@ impl Store {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;
         conn.pragma_update(None, "user_version", version)
             .map_err(|e| read_only(format!("a test write failed: {e}")))?;
+        let read = Connection::open(path).map_err(sqlite)?;
+        read.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+        let identity = FileIdentity::of(path).ok();
+        let path = Arc::new(path.to_owned());
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: Arc::new(path.to_owned()),
+            conn: Arc::new(Mutex::new(read)),
+            writer: Arc::new(Writer::new(conn, path.clone())),
+            path,
             _lock: Arc::new(lock),
-            identity: FileIdentity::of(path).ok(),
+            identity,
             fail_writes: Arc::default(),
         })
     }
@@ -380,9 +397,21 @@ impl Store {
     /// the database can be written now.
     pub fn probe_write(&self) -> StoreResult<()> {
         self.writable()?;
-        let conn = self.conn();
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.err(e))?;
-        conn.pragma_update(None, "user_version", version).map_err(|e| self.err(e))
+        self.write(|conn, err| {
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
+            conn.pragma_update(None, "user_version", version).map_err(err)
+        })
+    }
+
+    /// Run `f` in the writer's next group commit (see [`writer`]); `f` gets
+    /// the write connection and the error mapping of this database.
+    fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &dyn Fn(rusqlite::Error) -> StoreError) -> StoreResult<R> + Send + 'static,
+    {
+        let path = self.path.clone();
+        self.writer.write(move |conn| f(conn, &|source| StoreError::Sqlite { path: (*path).clone(), source }))
     }
 
     /// The injected failure, while [`Self::fail_writes`] is on.
@@ -423,28 +452,30 @@ impl Store {
     /// the current version unchanged.
     pub fn put_workflow(&self, id: &str, source: &str, format: &str) -> StoreResult<(u32, bool)> {
         self.writable()?;
-        let conn = self.conn();
-        let latest: Option<(u32, String, bool)> = conn
-            .query_row(
-                "SELECT version, source, deleted FROM workflows WHERE id = ?1 ORDER BY version DESC LIMIT 1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
+        let (id, source, format) = (id.to_owned(), source.to_owned(), format.to_owned());
+        self.write(move |conn, err| {
+            let latest: Option<(u32, String, bool)> = conn
+                .query_row(
+                    "SELECT version, source, deleted FROM workflows WHERE id = ?1 ORDER BY version DESC LIMIT 1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
+                )
+                .optional()
+                .map_err(err)?;
+            if let Some((version, text, false)) = &latest
+                && *text == source
+            {
+                return Ok((*version, false));
+            }
+            let version = latest.map_or(1, |(v, _, _)| v + 1);
+            conn.execute(
+                "INSERT INTO workflows (id, version, source, format, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, version, source, format, now_ms() as i64],
             )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        if let Some((version, text, false)) = &latest
-            && text == source
-        {
-            return Ok((*version, false));
-        }
-        let version = latest.map_or(1, |(v, _, _)| v + 1);
-        conn.execute(
-            "INSERT INTO workflows (id, version, source, format, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, version, source, format, now_ms() as i64],
-        )
-        .map_err(|e| self.err(e))?;
-        conn.execute("UPDATE workflows SET deleted = 0 WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
-        Ok((version, true))
+            .map_err(err)?;
+            conn.execute("UPDATE workflows SET deleted = 0 WHERE id = ?1", [&id]).map_err(err)?;
+            Ok((version, true))
+        })
     }
 
     /// Version `version` of workflow `id` (deleted ones too: executions stay
@@ -502,10 +533,10 @@ impl Store {
     /// pinned to them. Returns whether it existed.
     pub fn delete_workflow(&self, id: &str) -> StoreResult<bool> {
         self.writable()?;
-        let n = self
-            .conn()
-            .execute("UPDATE workflows SET deleted = 1 WHERE id = ?1 AND deleted = 0", [id])
-            .map_err(|e| self.err(e))?;
+        let id = id.to_owned();
+        let n = self.write(move |conn, err| {
+            conn.execute("UPDATE workflows SET deleted = 1 WHERE id = ?1 AND deleted = 0", [id]).map_err(err)
+        })?;
         Ok(n > 0)
     }
 
@@ -519,65 +550,69 @@ impl Store {
         state: &Map<String, Value>,
     ) -> StoreResult<()> {
         self.writable()?;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.prepare_cached(
-            "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, schedule_id,
-                scheduled_at_ms, created_at_ms, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                status.execution_id,
-                status.workflow_id,
-                meta.workflow_version,
-                status.status.as_str(),
-                Value::Object(status.inputs.clone()).to_string(),
-                meta.schedule_id,
-                meta.scheduled_at_ms.map(|t| t as i64),
-                meta.created_at_ms as i64,
-                Value::Object(state.clone()).to_string(),
-            ])
-        })
-        .map_err(|e| self.err(e))?;
-        {
-            let mut stmt = tx
-                .prepare_cached("INSERT INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")
-                .map_err(|e| self.err(e))?;
-            for (i, step) in status.steps.iter().enumerate() {
-                stmt.execute(params![status.execution_id, i as i64, json(step)]).map_err(|e| self.err(e))?;
+        let id = status.execution_id.clone();
+        let workflow_id = status.workflow_id.clone();
+        let workflow_version = meta.workflow_version;
+        let status_text = status.status.as_str();
+        let inputs = serde_json::to_string(&status.inputs).unwrap_or_else(|_| "{}".into());
+        let schedule_id = meta.schedule_id.clone();
+        let scheduled_at_ms = meta.scheduled_at_ms.map(|t| t as i64);
+        let created_at_ms = meta.created_at_ms as i64;
+        let state = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
+        let steps: Vec<String> = status.steps.iter().map(json).collect();
+        self.write(move |tx, err| {
+            tx.prepare_cached(
+                "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, schedule_id,
+                    scheduled_at_ms, created_at_ms, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    workflow_id,
+                    workflow_version,
+                    status_text,
+                    inputs,
+                    schedule_id,
+                    scheduled_at_ms,
+                    created_at_ms,
+                    state,
+                ])
+            })
+            .map_err(err)?;
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)").map_err(err)?;
+            for (i, step) in steps.iter().enumerate() {
+                stmt.execute(params![id, i as i64, step]).map_err(err)?;
             }
-        }
-        tx.prepare_cached("INSERT INTO events (execution_id, at_ms, status) VALUES (?1, ?2, 'pending')")
-            .and_then(|mut s| s.execute(params![status.execution_id, meta.created_at_ms as i64]))
-            .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
+            tx.prepare_cached("INSERT INTO events (execution_id, at_ms, status) VALUES (?1, ?2, 'pending')")
+                .and_then(|mut s| s.execute(params![id, created_at_ms]))
+                .map_err(err)?;
+            Ok(())
+        })
     }
 
     /// Write the execution-level fields of `status` and log the transition.
     pub fn update_execution(&self, status: &ExecutionStatus) -> StoreResult<()> {
         self.writable()?;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.prepare_cached(
-            "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6
-             WHERE id = ?1",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                status.execution_id,
-                status.status.as_str(),
-                Value::Object(status.outputs.clone()).to_string(),
-                status.error,
-                status.started_at_ms.map(|t| t as i64),
-                status.ended_at_ms.map(|t| t as i64),
-            ])
+        let id = status.execution_id.clone();
+        let status_text = status.status.as_str();
+        let outputs = serde_json::to_string(&status.outputs).unwrap_or_else(|_| "{}".into());
+        let error = status.error.clone();
+        let started_at_ms = status.started_at_ms.map(|t| t as i64);
+        let ended_at_ms = status.ended_at_ms.map(|t| t as i64);
+        let at = status.ended_at_ms.or(status.started_at_ms).unwrap_or_else(now_ms) as i64;
+        self.write(move |tx, err| {
+            tx.prepare_cached(
+                "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, status_text, outputs, error, started_at_ms, ended_at_ms]))
+            .map_err(err)?;
+            tx.prepare_cached("INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut s| s.execute(params![id, at, status_text, error]))
+                .map_err(err)?;
+            Ok(())
         })
-        .map_err(|e| self.err(e))?;
-        let at = status.ended_at_ms.or(status.started_at_ms).unwrap_or_else(now_ms);
-        tx.prepare_cached("INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(params![status.execution_id, at as i64, status.status.as_str(), status.error]))
-            .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Write step `index`'s record (and the shared state, when given) and
@@ -590,56 +625,57 @@ impl Store {
         state: Option<&Map<String, Value>>,
     ) -> StoreResult<()> {
         self.writable()?;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.prepare_cached("INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| s.execute(params![execution_id, index as i64, json(record)]))
-            .map_err(|e| self.err(e))?;
-        if let Some(state) = state {
-            tx.prepare_cached("UPDATE executions SET state = ?2 WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![execution_id, Value::Object(state.clone()).to_string()]))
-                .map_err(|e| self.err(e))?;
-        }
-        let at = record.ended_at_ms.filter(|_| record.status.is_terminal()).unwrap_or_else(now_ms);
+        let id = execution_id.to_owned();
+        let record_json = json(record);
+        let state = state.map(|state| serde_json::to_string(state).unwrap_or_else(|_| "{}".into()));
+        let at = record.ended_at_ms.filter(|_| record.status.is_terminal()).unwrap_or_else(now_ms) as i64;
         let message = record.error.as_ref().map(|e| e.message.clone()).or_else(|| record.reason.clone());
         let message = if record.status.is_terminal() || record.status == plexus_workflow::StepStatus::Retrying {
             message
         } else {
             None
         };
-        tx.prepare_cached(
-            "INSERT INTO events (execution_id, at_ms, step_id, attempt, status, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![execution_id, at as i64, record.id, record.attempts, record.status.as_str(), message])
+        let (step_id, attempts, status_text) = (record.id.clone(), record.attempts, record.status.as_str());
+        self.write(move |tx, err| {
+            tx.prepare_cached("INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![id, index as i64, record_json]))
+                .map_err(err)?;
+            if let Some(state) = state {
+                tx.prepare_cached("UPDATE executions SET state = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![id, state]))
+                    .map_err(err)?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO events (execution_id, at_ms, step_id, attempt, status, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| s.execute(params![id, at, step_id, attempts, status_text, message]))
+            .map_err(err)?;
+            Ok(())
         })
-        .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Record compensation number `seq` of an execution.
     pub fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreResult<()> {
         self.writable()?;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT OR REPLACE INTO compensations (execution_id, seq, record) VALUES (?1, ?2, ?3)",
-            params![execution_id, seq as i64, json(record)],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO events (execution_id, at_ms, step_id, status, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                execution_id,
-                now_ms() as i64,
-                record.step,
-                format!("compensation {}", record.status.as_str()),
-                record.error.as_ref().map(|e| e.message.clone()),
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
+        let id = execution_id.to_owned();
+        let record_json = json(record);
+        let step = record.step.clone();
+        let status_text = format!("compensation {}", record.status.as_str());
+        let message = record.error.as_ref().map(|e| e.message.clone());
+        self.write(move |tx, err| {
+            tx.execute(
+                "INSERT OR REPLACE INTO compensations (execution_id, seq, record) VALUES (?1, ?2, ?3)",
+                params![id, seq as i64, record_json],
+            )
+            .map_err(err)?;
+            tx.execute(
+                "INSERT INTO events (execution_id, at_ms, step_id, status, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, now_ms() as i64, step, status_text, message],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
     }
 
     /// Prepare a finished execution for `exec retry`: steps that did not
@@ -670,34 +706,38 @@ impl Store {
         reset.status.ended_at_ms = None;
         reset.status.compensations.clear();
         reset.meta.runs += 1;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let changed = tx
-            .execute(
-                "UPDATE executions SET status = 'pending', error = NULL, ended_at_ms = NULL, runs = ?2
-                 WHERE id = ?1 AND status IN ('failed', 'cancelled', 'rollback_failed')",
-                params![id, reset.meta.runs],
-            )
-            .map_err(|e| self.err(e))?;
-        if changed == 0 {
-            return Ok(false);
-        }
-        for (i, step) in reset.status.steps.iter().enumerate() {
+        let runs = reset.meta.runs;
+        let steps: Vec<String> = reset.status.steps.iter().map(json).collect();
+        let changed = self.write(move |tx, err| {
+            let changed = tx
+                .execute(
+                    "UPDATE executions SET status = 'pending', error = NULL, ended_at_ms = NULL, runs = ?2
+                     WHERE id = ?1 AND status IN ('failed', 'cancelled', 'rollback_failed')",
+                    params![id, runs],
+                )
+                .map_err(err)?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            for (i, step) in steps.iter().enumerate() {
+                tx.execute(
+                    "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
+                    params![id, i as i64, step],
+                )
+                .map_err(err)?;
+            }
+            tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [&id]).map_err(err)?;
             tx.execute(
-                "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
-                params![id, i as i64, json(step)],
+                "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, 'pending', ?3)",
+                params![id, now_ms() as i64, format!("retry (run {runs})")],
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(err)?;
+            Ok(true)
+        })?;
+        if changed {
+            *stored = reset;
         }
-        tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [&id]).map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, 'pending', ?3)",
-            params![id, now_ms() as i64, format!("retry (run {})", reset.meta.runs)],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
-        *stored = reset;
-        Ok(true)
+        Ok(changed)
     }
 
     /// Write everything about a running execution at once — status, every
@@ -706,44 +746,44 @@ impl Store {
     /// before the execution goes on.
     pub fn record_snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> StoreResult<()> {
         self.writable()?;
-        let id = &status.execution_id;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6,
-                state = ?7 WHERE id = ?1",
-            params![
-                id,
-                status.status.as_str(),
-                Value::Object(status.outputs.clone()).to_string(),
-                status.error,
-                status.started_at_ms.map(|t| t as i64),
-                status.ended_at_ms.map(|t| t as i64),
-                Value::Object(state.clone()).to_string(),
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        for (i, step) in status.steps.iter().enumerate() {
+        let id = status.execution_id.clone();
+        let status_text = status.status.as_str();
+        let outputs = serde_json::to_string(&status.outputs).unwrap_or_else(|_| "{}".into());
+        let error = status.error.clone();
+        let started_at_ms = status.started_at_ms.map(|t| t as i64);
+        let ended_at_ms = status.ended_at_ms.map(|t| t as i64);
+        let state = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
+        let steps: Vec<String> = status.steps.iter().map(json).collect();
+        let compensations: Vec<String> = status.compensations.iter().map(json).collect();
+        self.write(move |tx, err| {
             tx.execute(
-                "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
-                params![id, i as i64, json(step)],
+                "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6,
+                    state = ?7 WHERE id = ?1",
+                params![id, status_text, outputs, error, started_at_ms, ended_at_ms, state],
             )
-            .map_err(|e| self.err(e))?;
-        }
-        tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [id]).map_err(|e| self.err(e))?;
-        for (seq, record) in status.compensations.iter().enumerate() {
+            .map_err(err)?;
+            for (i, step) in steps.iter().enumerate() {
+                tx.execute(
+                    "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
+                    params![id, i as i64, step],
+                )
+                .map_err(err)?;
+            }
+            tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [&id]).map_err(err)?;
+            for (seq, record) in compensations.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO compensations (execution_id, seq, record) VALUES (?1, ?2, ?3)",
+                    params![id, seq as i64, record],
+                )
+                .map_err(err)?;
+            }
             tx.execute(
-                "INSERT INTO compensations (execution_id, seq, record) VALUES (?1, ?2, ?3)",
-                params![id, seq as i64, json(record)],
+                "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, ?3, ?4)",
+                params![id, now_ms() as i64, status_text, "recorded again after state writes failed"],
             )
-            .map_err(|e| self.err(e))?;
-        }
-        tx.execute(
-            "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, ?3, ?4)",
-            params![id, now_ms() as i64, status.status.as_str(), "recorded again after state writes failed"],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
+            .map_err(err)?;
+            Ok(())
+        })
     }
 
     /// Everything stored about execution `id`.
@@ -905,13 +945,14 @@ impl Store {
     /// Returns `false` if the id is taken.
     pub fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreResult<bool> {
         self.writable()?;
-        let n = self
-            .conn()
-            .execute(
+        let (id, spec) = (id.to_owned(), spec.to_string());
+        let n = self.write(move |conn, err| {
+            conn.execute(
                 "INSERT OR IGNORE INTO schedules (id, spec, enabled, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![id, spec.to_string(), enabled, created_at_ms as i64],
+                params![id, spec, enabled, created_at_ms as i64],
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(err)
+        })?;
         Ok(n > 0)
     }
 
@@ -941,17 +982,18 @@ impl Store {
     /// Pause or resume schedule `id`. Returns whether it exists.
     pub fn set_schedule_enabled(&self, id: &str, enabled: bool) -> StoreResult<bool> {
         self.writable()?;
-        let n = self
-            .conn()
-            .execute("UPDATE schedules SET enabled = ?2 WHERE id = ?1", params![id, enabled])
-            .map_err(|e| self.err(e))?;
+        let id = id.to_owned();
+        let n = self.write(move |conn, err| {
+            conn.execute("UPDATE schedules SET enabled = ?2 WHERE id = ?1", params![id, enabled]).map_err(err)
+        })?;
         Ok(n > 0)
     }
 
     /// Delete schedule `id` (its fire history stays). Returns whether it existed.
     pub fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
         self.writable()?;
-        let n = self.conn().execute("DELETE FROM schedules WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
+        let id = id.to_owned();
+        let n = self.write(move |conn, err| conn.execute("DELETE FROM schedules WHERE id = ?1", [id]).map_err(err))?;
         Ok(n > 0)
     }
 
@@ -959,29 +1001,30 @@ impl Store {
     /// with `advance`, it also becomes the schedule's last handled fire time.
     pub fn record_fire(&self, id: &str, fire: &Fire, advance: bool) -> StoreResult<()> {
         self.writable()?;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO fires (schedule_id, fire_time_ms, fired_at_ms, outcome, execution_id, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                id,
-                fire.fire_time_ms as i64,
-                fire.fired_at_ms as i64,
-                fire.outcome,
-                fire.execution_id,
-                fire.message
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        if advance {
+        let (id, fire) = (id.to_owned(), fire.clone());
+        self.write(move |tx, err| {
             tx.execute(
-                "UPDATE schedules SET last_fire_ms = MAX(COALESCE(last_fire_ms, 0), ?2) WHERE id = ?1",
-                params![id, fire.fire_time_ms as i64],
+                "INSERT INTO fires (schedule_id, fire_time_ms, fired_at_ms, outcome, execution_id, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    fire.fire_time_ms as i64,
+                    fire.fired_at_ms as i64,
+                    fire.outcome,
+                    fire.execution_id,
+                    fire.message
+                ],
             )
-            .map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))
+            .map_err(err)?;
+            if advance {
+                tx.execute(
+                    "UPDATE schedules SET last_fire_ms = MAX(COALESCE(last_fire_ms, 0), ?2) WHERE id = ?1",
+                    params![id, fire.fire_time_ms as i64],
+                )
+                .map_err(err)?;
+            }
+            Ok(())
+        })
     }
 
     /// The newest `limit` fires of schedule `id`, newest first.
