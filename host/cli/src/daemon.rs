@@ -43,6 +43,9 @@ pub struct DaemonArgs {
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "PLEXUS_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// How long ended executions (and their log) are kept, e.g. 7d, or `forever` [default: 30d].
+    #[arg(long, env = "PLEXUS_RETENTION")]
+    retention: Option<String>,
     /// Do not watch the plugin directories for changes (POST /v1/plugins/reload still rescans).
     #[arg(long, env = "PLEXUS_NO_WATCH")]
     no_watch: bool,
@@ -81,6 +84,7 @@ fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_daemon::
     raw.workers = args.workers.or(raw.workers);
     raw.grace_period = args.grace_period.clone().or(raw.grace_period);
     raw.max_body_bytes = args.max_body_bytes.or(raw.max_body_bytes);
+    raw.retention = args.retention.clone().or(raw.retention);
     raw.defaults.timeout_ms = args.default_timeout_ms.or(raw.defaults.timeout_ms);
     raw.defaults.memory_mib = args.default_memory_mib.or(raw.defaults.memory_mib);
     raw.defaults.output_bytes = args.default_output_bytes.or(raw.defaults.output_bytes);

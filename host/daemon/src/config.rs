@@ -14,6 +14,8 @@
 //! log_format = "text"                               # or "json"
 //! max_body_bytes = 1048576                          # larger request bodies get 413
 //! watch = true                                      # hot plugin reload
+//! retention = "30d"                                 # ended executions (and their log) are deleted
+//!                                                   # this long after they end; "forever" keeps them
 //!
 //! [defaults]                                        # for plugins whose manifest says nothing
 //! timeout_ms = 30000                                # per call (a step's `timeout` overrides)
@@ -58,6 +60,8 @@ pub struct RawConfig {
     pub max_body_bytes: Option<usize>,
     /// `watch = false`
     pub watch: Option<bool>,
+    /// `retention = "30d"`, or `"forever"`
+    pub retention: Option<String>,
     /// `[defaults]`
     #[serde(default)]
     pub defaults: RawDefaults,
@@ -139,6 +143,9 @@ pub struct DaemonConfig {
     pub max_body_bytes: usize,
     /// Watch plugin directories and reload on change.
     pub watch: bool,
+    /// How long an ended execution is kept (`None`: forever).
+    #[serde(serialize_with = "plexus_workflow::duration::serialize_opt_ms")]
+    pub retention: Option<Duration>,
     /// Limits for plugins whose manifest does not set them.
     #[serde(skip)]
     pub defaults: Limits,
@@ -146,6 +153,12 @@ pub struct DaemonConfig {
     #[serde(skip)]
     pub max_limits: Limits,
 }
+
+/// How long ended executions are kept unless `retention` says otherwise: 30 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The longest `retention` other than `"forever"`: 100 years.
+pub const MAX_RETENTION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The data directory: `$PLEXUS_DATA_DIR`, else `$XDG_DATA_HOME/plexus`, else
 /// `~/.local/share/plexus`.
@@ -186,6 +199,13 @@ impl RawConfig {
                 .map_err(|e| format!("grace_period: {e}"))?,
             None => Duration::from_secs(30),
         };
+        let retention = match self.retention.as_deref() {
+            Some("forever") => None,
+            Some(text) => Some(
+                plexus_workflow::duration::parse_text(text, MAX_RETENTION).map_err(|e| format!("retention: {e}"))?,
+            ),
+            None => Some(DEFAULT_RETENTION),
+        };
         let workers = self.workers.unwrap_or(16);
         if workers == 0 {
             return Err("workers must be at least 1".into());
@@ -210,6 +230,7 @@ impl RawConfig {
             log_format,
             max_body_bytes: self.max_body_bytes.unwrap_or(1 << 20),
             watch: self.watch.unwrap_or(true),
+            retention,
             defaults,
             max_limits,
         })
@@ -277,6 +298,11 @@ mod tests {
 
     #[test]
     fn durations_past_their_ceiling_name_the_key() {
+        let retention = |text: &str| toml::from_str::<RawConfig>(text).unwrap().resolve().map(|c| c.retention);
+        assert_eq!(retention("").unwrap(), Some(DEFAULT_RETENTION));
+        assert_eq!(retention("retention = \"7d\"").unwrap(), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(retention("retention = \"forever\"").unwrap(), None);
+        assert!(retention("retention = \"300000000000y\"").unwrap_err().starts_with("retention:"));
         let err = toml::from_str::<RawConfig>("grace_period = \"300000000000y\"").unwrap().resolve().unwrap_err();
         assert!(err.contains("grace_period") && err.contains("too long"), "{err}");
         let err = toml::from_str::<RawConfig>("[defaults]\ntimeout_ms = 18446744073709551615").unwrap().resolve();

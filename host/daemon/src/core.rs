@@ -79,11 +79,21 @@ struct Inner {
     journal: Arc<dyn Journal>,
     /// Taken by retry and cancel: a check and the change it allows are one step.
     lifecycle: Mutex<()>,
+    /// How long ended executions are kept (`None`: forever), and when they
+    /// were last pruned.
+    retention: Mutex<(Option<Duration>, Option<std::time::SystemTime>)>,
 }
 
 /// How often [`Daemon::maintain`] runs: the database file check and the
 /// retry of held executions.
 pub const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
+
+/// How often ended executions past their retention are deleted.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// The most executions one prune round deletes (one transaction each
+/// [`PRUNE_BATCH`], a few per round, so writes are never held up long).
+pub const PRUNE_BATCH: u32 = 500;
 
 /// Parse workflow text: JSON when it starts with `{`, YAML otherwise.
 pub fn parse_workflow(source: &str) -> DaemonResult<ValidWorkflow> {
@@ -137,6 +147,7 @@ impl Daemon {
             db_health,
             journal,
             lifecycle: Mutex::default(),
+            retention: Mutex::new((Some(crate::config::DEFAULT_RETENTION), None)),
         }));
         daemon.spawn_maintenance();
         daemon
@@ -172,6 +183,47 @@ impl Daemon {
         if held.is_empty() && self.0.db_health.writes_failing() {
             self.0.db_health.writes(self.0.store.probe_write().map_err(|e| e.to_string()));
         }
+        self.prune_if_due();
+    }
+
+    /// Keep ended executions for `retention` after they end (`None`: forever;
+    /// the default is [`crate::config::DEFAULT_RETENTION`]).
+    pub fn set_retention(&self, retention: Option<Duration>) {
+        self.0.retention.lock().unwrap_or_else(PoisonError::into_inner).0 = retention;
+    }
+
+    /// Delete executions that ended more than the retention ago, at most
+    /// every [`PRUNE_EVERY`] (by the daemon's clock). Returns how many.
+    pub fn prune_if_due(&self) -> usize {
+        let now = self.0.clock.now();
+        let cutoff = {
+            let mut retention = self.0.retention.lock().unwrap_or_else(PoisonError::into_inner);
+            let (Some(keep), last) = *retention else { return 0 };
+            if last.is_some_and(|last| now.duration_since(last).unwrap_or_default() < PRUNE_EVERY) {
+                return 0;
+            }
+            retention.1 = Some(now);
+            epoch_ms(now.checked_sub(keep).unwrap_or(std::time::UNIX_EPOCH))
+        };
+        let mut pruned = 0;
+        for _ in 0..4 {
+            match self.0.store.prune(cutoff, PRUNE_BATCH) {
+                Ok(n) => {
+                    pruned += n;
+                    if n < PRUNE_BATCH as usize {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("cannot delete executions past their retention: {e}");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, "deleted executions past their retention");
+        }
+        pruned
     }
 
     fn lifecycle(&self) -> MutexGuard<'_, ()> {

@@ -49,6 +49,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let metrics = Metrics::default();
     let runtime = tokio::runtime::Handle::current();
     let daemon = Daemon::new(store, host, Arc::new(SystemClock), runtime, config.workers, metrics);
+    daemon.set_retention(config.retention);
     let resumed = daemon.resume_unfinished()?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed unfinished executions");

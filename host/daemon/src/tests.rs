@@ -658,3 +658,32 @@ async fn scheduler_lag_counts_the_wait_for_a_worker() {
     let lag = lag_sum(&f.daemon);
     assert!((31.0..32.0).contains(&lag), "the lag runs to the start, not to the fire: {lag}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ended_executions_are_deleted_once_past_their_retention() {
+    let clock = Arc::new(MockClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)));
+    let f = fixture(clock.clone());
+    f.daemon.register_workflow(&chain("kept", "ret", 0)).unwrap();
+    let old = f.daemon.start("kept", Map::new(), Default::default()).unwrap().id().to_owned();
+    assert_eq!(wait_done(&f.daemon, &old).await.status, WorkflowStatus::Completed);
+    clock.advance(Duration::from_secs(2 * 86_400));
+    let new = f.daemon.start("kept", Map::new(), Default::default()).unwrap().id().to_owned();
+    assert_eq!(wait_done(&f.daemon, &new).await.status, WorkflowStatus::Completed);
+    f.daemon.set_retention(Some(Duration::from_secs(86_400)));
+    assert_eq!(f.daemon.prune_if_due(), 1, "the execution that ended two days ago");
+    assert!(f.daemon.store().execution(&old).unwrap().is_none());
+    assert!(f.daemon.store().events(&old, 0, 100).unwrap().is_empty(), "its log goes too");
+    assert!(f.daemon.store().execution(&new).unwrap().is_some());
+    // Not again before PRUNE_EVERY; the second goes once it is old enough.
+    assert_eq!(f.daemon.prune_if_due(), 0, "pruned less than a minute ago");
+    clock.advance(Duration::from_secs(2 * 86_400));
+    assert_eq!(f.daemon.prune_if_due(), 1);
+    assert!(f.daemon.store().execution(&new).unwrap().is_none());
+    // "forever": nothing is deleted.
+    let kept = f.daemon.start("kept", Map::new(), Default::default()).unwrap().id().to_owned();
+    wait_done(&f.daemon, &kept).await;
+    f.daemon.set_retention(None);
+    clock.advance(Duration::from_secs(365 * 86_400));
+    assert_eq!(f.daemon.prune_if_due(), 0);
+    assert!(f.daemon.store().execution(&kept).unwrap().is_some());
+}

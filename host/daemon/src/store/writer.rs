@@ -14,7 +14,7 @@
 
 use super::{StoreError, StoreResult};
 use rusqlite::Connection;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -82,10 +82,10 @@ impl CommitFailure {
         Self { code, message: e.to_string() }
     }
 
-    fn error(&self, path: &PathBuf) -> StoreError {
+    fn error(&self, path: &Path) -> StoreError {
         let code = self.code.unwrap_or_else(|| rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR));
         let source = rusqlite::Error::SqliteFailure(code, Some(self.message.clone()));
-        StoreError::Sqlite { path: path.clone(), source }
+        StoreError::Sqlite { path: path.to_owned(), source }
     }
 }
 
@@ -195,8 +195,8 @@ impl Writer {
 }
 
 /// Run `f` inside a savepoint: kept if it succeeds, undone if it fails.
-fn in_savepoint<R>(conn: &Connection, path: &PathBuf, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
-    let sql = |e: rusqlite::Error| StoreError::Sqlite { path: path.clone(), source: e };
+fn in_savepoint<R>(conn: &Connection, path: &Path, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
+    let sql = |e: rusqlite::Error| StoreError::Sqlite { path: path.to_owned(), source: e };
     statement(conn, "SAVEPOINT job").map_err(sql)?;
     let result = f(conn);
     let end = if result.is_ok() { statement(conn, "RELEASE job") } else { statement(conn, "ROLLBACK TO job") };

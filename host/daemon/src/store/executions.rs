@@ -1,0 +1,437 @@
+//! Executions: their status, steps, compensations, shared state and log, and
+//! their deletion once past the retention.
+
+use super::{
+    Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoreResult, StoredExecution, json, now_ms,
+};
+use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Map, Value};
+
+impl Store {
+    /// Record a new execution (status pending) with its steps and initial shared state.
+    pub fn insert_execution(
+        &self,
+        status: &ExecutionStatus,
+        meta: &ExecutionMeta,
+        state: &Map<String, Value>,
+    ) -> StoreResult<()> {
+        self.writable()?;
+        let id = status.execution_id.clone();
+        let workflow_id = status.workflow_id.clone();
+        let workflow_version = meta.workflow_version;
+        let status_text = status.status.as_str();
+        let inputs = serde_json::to_string(&status.inputs).unwrap_or_else(|_| "{}".into());
+        let schedule_id = meta.schedule_id.clone();
+        let scheduled_at_ms = meta.scheduled_at_ms.map(|t| t as i64);
+        let created_at_ms = meta.created_at_ms as i64;
+        let state = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
+        let steps: Vec<String> = status.steps.iter().map(json).collect();
+        self.write(move |tx, err| {
+            tx.prepare_cached(
+                "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, schedule_id,
+                    scheduled_at_ms, created_at_ms, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    workflow_id,
+                    workflow_version,
+                    status_text,
+                    inputs,
+                    schedule_id,
+                    scheduled_at_ms,
+                    created_at_ms,
+                    state,
+                ])
+            })
+            .map_err(err)?;
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)").map_err(err)?;
+            for (i, step) in steps.iter().enumerate() {
+                stmt.execute(params![id, i as i64, step]).map_err(err)?;
+            }
+            tx.prepare_cached("INSERT INTO events (execution_id, at_ms, status) VALUES (?1, ?2, 'pending')")
+                .and_then(|mut s| s.execute(params![id, created_at_ms]))
+                .map_err(err)?;
+            Ok(())
+        })
+    }
+
+    /// Write the execution-level fields of `status` and log the transition.
+    pub fn update_execution(&self, status: &ExecutionStatus) -> StoreResult<()> {
+        self.writable()?;
+        let id = status.execution_id.clone();
+        let status_text = status.status.as_str();
+        let outputs = serde_json::to_string(&status.outputs).unwrap_or_else(|_| "{}".into());
+        let error = status.error.clone();
+        let started_at_ms = status.started_at_ms.map(|t| t as i64);
+        let ended_at_ms = status.ended_at_ms.map(|t| t as i64);
+        let at = status.ended_at_ms.or(status.started_at_ms).unwrap_or_else(now_ms) as i64;
+        self.write(move |tx, err| {
+            tx.prepare_cached(
+                "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, status_text, outputs, error, started_at_ms, ended_at_ms]))
+            .map_err(err)?;
+            tx.prepare_cached("INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut s| s.execute(params![id, at, status_text, error]))
+                .map_err(err)?;
+            Ok(())
+        })
+    }
+
+    /// Write step `index`'s record (and the shared state, when given) and
+    /// log the transition, in one transaction.
+    pub fn update_step(
+        &self,
+        execution_id: &str,
+        index: usize,
+        record: &StepRecord,
+        state: Option<&Map<String, Value>>,
+    ) -> StoreResult<()> {
+        self.writable()?;
+        let id = execution_id.to_owned();
+        let record_json = json(record);
+        let state = state.map(|state| serde_json::to_string(state).unwrap_or_else(|_| "{}".into()));
+        let at = record.ended_at_ms.filter(|_| record.status.is_terminal()).unwrap_or_else(now_ms) as i64;
+        let message = record.error.as_ref().map(|e| e.message.clone()).or_else(|| record.reason.clone());
+        let message = if record.status.is_terminal() || record.status == plexus_workflow::StepStatus::Retrying {
+            message
+        } else {
+            None
+        };
+        let (step_id, attempts, status_text) = (record.id.clone(), record.attempts, record.status.as_str());
+        self.write(move |tx, err| {
+            tx.prepare_cached("INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![id, index as i64, record_json]))
+                .map_err(err)?;
+            if let Some(state) = state {
+                tx.prepare_cached("UPDATE executions SET state = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![id, state]))
+                    .map_err(err)?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO events (execution_id, at_ms, step_id, attempt, status, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| s.execute(params![id, at, step_id, attempts, status_text, message]))
+            .map_err(err)?;
+            Ok(())
+        })
+    }
+
+    /// Record compensation number `seq` of an execution.
+    pub fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreResult<()> {
+        self.writable()?;
+        let id = execution_id.to_owned();
+        let record_json = json(record);
+        let step = record.step.clone();
+        let status_text = format!("compensation {}", record.status.as_str());
+        let message = record.error.as_ref().map(|e| e.message.clone());
+        self.write(move |tx, err| {
+            tx.execute(
+                "INSERT OR REPLACE INTO compensations (execution_id, seq, record) VALUES (?1, ?2, ?3)",
+                params![id, seq as i64, record_json],
+            )
+            .map_err(err)?;
+            tx.execute(
+                "INSERT INTO events (execution_id, at_ms, step_id, status, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, now_ms() as i64, step, status_text, message],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+    }
+
+    /// Prepare a finished execution for `exec retry`: steps that did not
+    /// complete go back to pending with no attempts, compensations are
+    /// forgotten (they stay in the log), the run counter goes up.
+    ///
+    /// The change is conditional: it happens only if the stored execution is
+    /// still failed, cancelled or rollback-failed, so of two retries racing
+    /// one wins. Returns `false` (and changes nothing) when it is not.
+    pub fn reset_for_retry(&self, stored: &mut StoredExecution) -> StoreResult<bool> {
+        self.writable()?;
+        let id = stored.status.execution_id.clone();
+        let mut reset = stored.clone();
+        for step in &mut reset.status.steps {
+            if step.status != plexus_workflow::StepStatus::Completed {
+                step.status = plexus_workflow::StepStatus::Pending;
+                step.attempts = 0;
+                step.error = None;
+                step.reason = None;
+                step.output = None;
+                step.started_at_ms = None;
+                step.ended_at_ms = None;
+                step.duration_ms = None;
+            }
+        }
+        reset.status.status = WorkflowStatus::Pending;
+        reset.status.error = None;
+        reset.status.ended_at_ms = None;
+        reset.status.compensations.clear();
+        reset.meta.runs += 1;
+        let runs = reset.meta.runs;
+        let steps: Vec<String> = reset.status.steps.iter().map(json).collect();
+        let changed = self.write(move |tx, err| {
+            let changed = tx
+                .execute(
+                    "UPDATE executions SET status = 'pending', error = NULL, ended_at_ms = NULL, runs = ?2
+                     WHERE id = ?1 AND status IN ('failed', 'cancelled', 'rollback_failed')",
+                    params![id, runs],
+                )
+                .map_err(err)?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            for (i, step) in steps.iter().enumerate() {
+                tx.execute(
+                    "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
+                    params![id, i as i64, step],
+                )
+                .map_err(err)?;
+            }
+            tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [&id]).map_err(err)?;
+            tx.execute(
+                "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, 'pending', ?3)",
+                params![id, now_ms() as i64, format!("retry (run {runs})")],
+            )
+            .map_err(err)?;
+            Ok(true)
+        })?;
+        if changed {
+            *stored = reset;
+        }
+        Ok(changed)
+    }
+
+    /// Write everything about a running execution at once — status, every
+    /// step, every compensation, the shared state — and log one event saying
+    /// so. Used after state writes failed, to record what happened meanwhile
+    /// before the execution goes on.
+    pub fn record_snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> StoreResult<()> {
+        self.writable()?;
+        let id = status.execution_id.clone();
+        let status_text = status.status.as_str();
+        let outputs = serde_json::to_string(&status.outputs).unwrap_or_else(|_| "{}".into());
+        let error = status.error.clone();
+        let started_at_ms = status.started_at_ms.map(|t| t as i64);
+        let ended_at_ms = status.ended_at_ms.map(|t| t as i64);
+        let state = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
+        let steps: Vec<String> = status.steps.iter().map(json).collect();
+        let compensations: Vec<String> = status.compensations.iter().map(json).collect();
+        self.write(move |tx, err| {
+            tx.execute(
+                "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6,
+                    state = ?7 WHERE id = ?1",
+                params![id, status_text, outputs, error, started_at_ms, ended_at_ms, state],
+            )
+            .map_err(err)?;
+            for (i, step) in steps.iter().enumerate() {
+                tx.execute(
+                    "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
+                    params![id, i as i64, step],
+                )
+                .map_err(err)?;
+            }
+            tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [&id]).map_err(err)?;
+            for (seq, record) in compensations.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO compensations (execution_id, seq, record) VALUES (?1, ?2, ?3)",
+                    params![id, seq as i64, record],
+                )
+                .map_err(err)?;
+            }
+            tx.execute(
+                "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, ?3, ?4)",
+                params![id, now_ms() as i64, status_text, "recorded again after state writes failed"],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+    }
+
+    /// Everything stored about execution `id`.
+    pub fn execution(&self, id: &str) -> StoreResult<Option<StoredExecution>> {
+        let conn = self.conn();
+        type Head = (String, u32, String, String, String, Option<String>, String, Option<String>);
+        type Times = (Option<i64>, i64, Option<i64>, Option<i64>, u32);
+        let head: Option<(Head, Times)> = conn
+            .query_row(
+                "SELECT workflow_id, workflow_version, status, inputs, outputs, error, state, schedule_id,
+                        scheduled_at_ms, created_at_ms, started_at_ms, ended_at_ms, runs
+                 FROM executions WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?),
+                        (r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(((workflow_id, version, status, inputs, outputs, error, state, schedule_id), times)) = head else {
+            return Ok(None);
+        };
+        let (scheduled_at, created_at, started_at, ended_at, runs) = times;
+        let steps: Vec<StepRecord> = {
+            let mut stmt = conn
+                .prepare_cached("SELECT record FROM steps WHERE execution_id = ?1 ORDER BY idx")
+                .map_err(|e| self.err(e))?;
+            let texts: Vec<String> =
+                stmt.query_map([id], |r| r.get(0)).and_then(Iterator::collect).map_err(|e| self.err(e))?;
+            texts.iter().map(|t| self.parse("step", t)).collect::<StoreResult<_>>()?
+        };
+        let compensations: Vec<CompensationRecord> = {
+            let mut stmt = conn
+                .prepare_cached("SELECT record FROM compensations WHERE execution_id = ?1 ORDER BY seq")
+                .map_err(|e| self.err(e))?;
+            let texts: Vec<String> =
+                stmt.query_map([id], |r| r.get(0)).and_then(Iterator::collect).map_err(|e| self.err(e))?;
+            texts.iter().map(|t| self.parse("compensation", t)).collect::<StoreResult<_>>()?
+        };
+        let status_value: WorkflowStatus = self.parse("status", &format!("\"{status}\""))?;
+        let mut status = ExecutionStatus {
+            execution_id: id.to_owned(),
+            workflow_id,
+            status: status_value,
+            progress: 0.0,
+            current_steps: Vec::new(),
+            completed_steps: 0,
+            total_steps: steps.len(),
+            inputs: self.parse("inputs", &inputs)?,
+            steps,
+            compensations,
+            outputs: self.parse("outputs", &outputs)?,
+            error,
+            started_at_ms: started_at.map(|t| t as u64),
+            ended_at_ms: ended_at.map(|t| t as u64),
+        };
+        status.refresh();
+        Ok(Some(StoredExecution {
+            status,
+            state: self.parse("state", &state)?,
+            meta: ExecutionMeta {
+                workflow_version: version,
+                schedule_id,
+                scheduled_at_ms: scheduled_at.map(|t| t as u64),
+                created_at_ms: created_at as u64,
+                runs,
+            },
+        }))
+    }
+
+    /// The status of execution `id` (`running`, `failed`, …), if it exists.
+    pub fn execution_status(&self, id: &str) -> StoreResult<Option<String>> {
+        let conn = self.conn();
+        conn.prepare_cached("SELECT status FROM executions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Executions matching `filter`, newest first.
+    pub fn list_executions(&self, filter: &ExecutionFilter) -> StoreResult<Vec<ExecutionSummary>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, workflow_id, workflow_version, status, error, schedule_id, created_at_ms, ended_at_ms
+                 FROM executions
+                 WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR schedule_id = ?3)
+                 ORDER BY id DESC LIMIT ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(
+            params![filter.workflow_id, filter.status, filter.schedule_id, filter.limit.unwrap_or(100)],
+            |r| {
+                Ok(ExecutionSummary {
+                    execution_id: r.get(0)?,
+                    workflow_id: r.get(1)?,
+                    workflow_version: r.get(2)?,
+                    status: r.get(3)?,
+                    error: r.get(4)?,
+                    schedule_id: r.get(5)?,
+                    created_at_ms: r.get::<_, i64>(6)? as u64,
+                    ended_at_ms: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
+                })
+            },
+        )
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Ids of executions that had not ended (pending, running, rolling back),
+    /// oldest first: the ones to resume after a restart.
+    pub fn unfinished_executions(&self) -> StoreResult<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id FROM executions WHERE status IN ('pending', 'running', 'rolling_back') ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| r.get(0)).and_then(Iterator::collect).map_err(|e| self.err(e))
+    }
+
+    /// Count of executions per status.
+    pub fn execution_counts(&self) -> StoreResult<Vec<(String, u64)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status").map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The log of execution `id` after event `after` (exclusive), at most `limit` lines.
+    pub fn events(&self, id: &str, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, at_ms, step_id, attempt, status, message FROM events
+                 WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![id, after, limit], |r| {
+            Ok(Event {
+                seq: r.get(0)?,
+                at_ms: r.get::<_, i64>(1)? as u64,
+                step_id: r.get(2)?,
+                attempt: r.get(3)?,
+                status: r.get(4)?,
+                message: r.get(5)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Delete up to `limit` executions that ended (completed, failed,
+    /// cancelled or rollback-failed) before `ended_before_ms`, with their
+    /// steps, compensations and log. Returns how many were deleted; running,
+    /// pending and held executions are never touched.
+    pub fn prune(&self, ended_before_ms: u64, limit: u32) -> StoreResult<usize> {
+        self.writable()?;
+        self.write(move |tx, err| {
+            let ids: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM executions
+                     WHERE ended_at_ms < ?1 AND status IN ('completed', 'failed', 'cancelled', 'rollback_failed')
+                     ORDER BY ended_at_ms LIMIT ?2",
+                )
+                .and_then(|mut s| s.query_map(params![ended_before_ms as i64, limit], |r| r.get(0))?.collect())
+                .map_err(err)?;
+            for id in &ids {
+                for sql in [
+                    "DELETE FROM events WHERE execution_id = ?1",
+                    "DELETE FROM steps WHERE execution_id = ?1",
+                    "DELETE FROM compensations WHERE execution_id = ?1",
+                    "DELETE FROM executions WHERE id = ?1",
+                ] {
+                    tx.prepare_cached(sql).and_then(|mut s| s.execute([id])).map_err(err)?;
+                }
+            }
+            Ok(ids.len())
+        })
+    }
+}

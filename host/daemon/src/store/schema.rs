@@ -1,0 +1,74 @@
+//! The schema: numbered migrations (`rusqlite_migration`, tracked in
+//! `PRAGMA user_version`). Append only: a released migration never changes.
+
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE workflows (
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        format TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (id, version)
+    );
+    CREATE TABLE executions (
+        id TEXT PRIMARY KEY,
+        workflow_id TEXT NOT NULL,
+        workflow_version INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        outputs TEXT NOT NULL DEFAULT '{}',
+        error TEXT,
+        state TEXT NOT NULL DEFAULT '{}',
+        schedule_id TEXT,
+        scheduled_at_ms INTEGER,
+        created_at_ms INTEGER NOT NULL,
+        started_at_ms INTEGER,
+        ended_at_ms INTEGER,
+        runs INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX executions_by_status ON executions (status);
+    CREATE INDEX executions_by_workflow ON executions (workflow_id);
+    CREATE TABLE steps (
+        execution_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (execution_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        execution_id TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        step_id TEXT,
+        attempt INTEGER,
+        status TEXT NOT NULL,
+        message TEXT
+    );
+    CREATE INDEX events_by_execution ON events (execution_id, seq);
+    CREATE TABLE compensations (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at_ms INTEGER NOT NULL,
+        last_fire_ms INTEGER
+    );
+    CREATE TABLE fires (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule_id TEXT NOT NULL,
+        fire_time_ms INTEGER NOT NULL,
+        fired_at_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        execution_id TEXT,
+        message TEXT
+    );
+    CREATE INDEX fires_by_schedule ON fires (schedule_id, seq);",
+    // 2: retention finds ended executions by their end time.
+    "CREATE INDEX executions_by_end ON executions (ended_at_ms);",
+];
