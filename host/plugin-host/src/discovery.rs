@@ -214,3 +214,74 @@ fn load_one(
         PluginKind::InProcess => Err(LoadErrorKind::InvalidManifest("kind must be native or wasm".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::wasm::tests::{Memory, component, metadata, returns_42};
+    use crate::{Change, HostBuilder};
+    use std::path::Path;
+
+    /// A plugin folder `dir/<name>` holding a WAT component that describes
+    /// itself as `id` and answers 42 (or, with `broken`, a manifest that does
+    /// not parse).
+    fn plugin(dir: &Path, name: &str, id: &str, broken: bool) {
+        let folder = dir.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        let mut mem = Memory::new();
+        metadata(&mut mem, id, "0.1.0");
+        let body = returns_42(&mut mem);
+        std::fs::write(folder.join("c.wasm"), component(&mem, body)).unwrap();
+        let manifest = if broken {
+            "id = \"no version\"\n".to_owned()
+        } else {
+            format!("id = \"{id}\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"c.wasm\"\n")
+        };
+        std::fs::write(folder.join("plugin.toml"), manifest).unwrap();
+    }
+
+    #[test]
+    fn one_bad_folder_never_stops_the_others_and_each_error_names_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        plugin(dir.path(), "a", "wat.a", false);
+        plugin(dir.path(), "b", "wat.b", true);
+        plugin(dir.path(), "c", "wat.c", false);
+        plugin(dir.path(), "d", "wat.a", false); // the same id again
+        let host = HostBuilder::new().plugin_dir(dir.path()).no_cache().build().unwrap();
+        let mut ids: Vec<&str> = host.plugins().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["wat.a", "wat.c"]);
+        let errors: Vec<String> = host.load_errors().iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("/b/") && e.contains("plugin.toml")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("duplicate") && e.contains("wat.a")), "{errors:?}");
+    }
+
+    #[test]
+    fn a_rescan_reports_what_was_added_changed_removed_and_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        plugin(dir.path(), "a", "wat.a", false);
+        plugin(dir.path(), "b", "wat.b", false);
+        let host = HostBuilder::new().plugin_dir(dir.path()).no_cache().build().unwrap();
+        let (same, changes) = host.rescan();
+        assert!(changes.is_empty(), "nothing changed: {changes:?}");
+        assert_eq!(same.plugins().count(), 2);
+
+        plugin(dir.path(), "c", "wat.c", false);
+        std::fs::remove_dir_all(dir.path().join("b")).unwrap();
+        // A changed artifact (one more byte of custom section) is reloaded.
+        let artifact = dir.path().join("a/c.wasm");
+        let mut bytes = std::fs::read(&artifact).unwrap();
+        bytes.extend_from_slice(&[0, 2, 1, b'x']);
+        std::fs::write(&artifact, bytes).unwrap();
+        plugin(dir.path(), "d", "wat.d", true);
+        let (next, mut changes) = same.rescan();
+        changes.sort_by_key(|c| format!("{c:?}"));
+        assert!(changes.contains(&Change::Loaded { plugin: "wat.c".into() }), "{changes:?}");
+        assert!(changes.contains(&Change::Removed { plugin: "wat.b".into() }), "{changes:?}");
+        assert!(changes.contains(&Change::Reloaded { plugin: "wat.a".into() }), "{changes:?}");
+        assert!(changes.iter().any(|c| matches!(c, Change::Failed { error } if error.contains("/d/"))), "{changes:?}");
+        let mut ids: Vec<&str> = next.plugins().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["wat.a", "wat.c"]);
+    }
+}

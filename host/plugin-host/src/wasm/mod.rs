@@ -683,3 +683,6 @@ fn forward_output(plugin: &str, stream: &str, output: &BoundedOutput) {
 fn one_line(error: &wasmtime::Error) -> String {
     format!("{error:#}").split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+pub(crate) mod tests;
