@@ -20,7 +20,7 @@
 use super::core::{Daemon, Origin};
 use super::error::{DaemonError, DaemonResult, ErrorCode};
 use super::schedule::{CatchUp, Overlap, Schedule, ScheduleSpec, Target, Trigger};
-use super::store::{Fire, ScheduleRow};
+use super::store::{Fire, FireOutcome, ScheduleRow};
 use chrono::{DateTime, Utc};
 use plexus_workflow::status::epoch_ms;
 use serde::Serialize;
@@ -212,7 +212,7 @@ impl Schedules {
             let fire = Fire {
                 fire_time_ms: now,
                 fired_at_ms: now,
-                outcome: "resumed".into(),
+                outcome: FireOutcome::Resumed,
                 execution_id: None,
                 message: Some("fire times while paused are not caught up".into()),
             };
@@ -244,12 +244,12 @@ impl Schedules {
     pub fn run_now(&self, id: &str) -> DaemonResult<String> {
         let schedule = Self::parse(&self.row(id)?)?;
         let now = self.now();
-        let exec = self.start(&schedule, now, "manual")?;
+        let exec = self.start(&schedule, now, FireOutcome::Manual)?;
         Ok(exec)
     }
 
     /// Start one execution of `schedule` for `fire` and record it.
-    fn start(&self, schedule: &Schedule, fire: DateTime<Utc>, outcome: &str) -> DaemonResult<String> {
+    fn start(&self, schedule: &Schedule, fire: DateTime<Utc>, outcome: FireOutcome) -> DaemonResult<String> {
         let daemon = &self.0.daemon;
         let id = &schedule.spec.id;
         let inputs = match &schedule.target {
@@ -263,11 +263,11 @@ impl Schedules {
         let record = Fire {
             fire_time_ms: fire_ms,
             fired_at_ms: now_ms,
-            outcome: if result.is_ok() { outcome.to_owned() } else { "failed".to_owned() },
+            outcome: if result.is_ok() { outcome } else { FireOutcome::Failed },
             execution_id: result.as_ref().ok().map(|e| e.id().to_owned()),
             message: result.as_ref().err().map(ToString::to_string),
         };
-        daemon.store().record_fire(id, &record, outcome != "manual")?;
+        daemon.store().record_fire(id, &record, outcome != FireOutcome::Manual)?;
         let exec = result?;
         // The scheduler lag is observed when the execution gets its worker (`Daemon::launch`).
         tracing::info!(schedule = %id, execution = %exec.id(), fire_time = %fire.to_rfc3339(), "schedule fired");
@@ -304,7 +304,7 @@ impl Schedules {
         };
         let Some(fire) = fire else { return Ok(None) };
         let schedule = Self::parse(&self.row(id)?)?;
-        Ok(Some(self.start(&schedule, fire, "started")?))
+        Ok(Some(self.start(&schedule, fire, FireOutcome::Started)?))
     }
 
     fn queue_len(&self, id: &str) -> usize {
@@ -315,16 +315,16 @@ impl Schedules {
         self.0.queued.lock().unwrap_or_else(PoisonError::into_inner).entry(id.to_owned()).or_default().push_back(fire);
     }
 
-    fn skip(&self, id: &str, fire: DateTime<Utc>, outcome: &str, why: &str) -> DaemonResult<()> {
+    fn skip(&self, id: &str, fire: DateTime<Utc>, outcome: FireOutcome, why: &str) -> DaemonResult<()> {
         let now = epoch_ms(self.0.daemon.clock().now());
         let record = Fire {
             fire_time_ms: fire.timestamp_millis() as u64,
             fired_at_ms: now,
-            outcome: outcome.into(),
+            outcome,
             execution_id: None,
             message: Some(why.into()),
         };
-        tracing::info!(schedule = %id, fire_time = %fire.to_rfc3339(), "fire {outcome}: {why}");
+        tracing::info!(schedule = %id, fire_time = %fire.to_rfc3339(), "fire {}: {why}", outcome.as_str());
         Ok(self.0.daemon.store().record_fire(id, &record, true)?)
     }
 
@@ -356,7 +356,7 @@ impl Schedules {
             }
             let plan = schedule.plan(row.last_fire_ms.map(ms_to_time), ms_to_time(row.created_at_ms), now);
             for (fire, why) in &plan.skipped {
-                self.skip(&row.id, *fire, "skipped", why)?;
+                self.skip(&row.id, *fire, FireOutcome::Skipped, why)?;
             }
             // A run_all catch-up runs its fires one after another, whatever `overlap` says.
             let catching_up = schedule.spec.catch_up == CatchUp::RunAll
@@ -375,7 +375,12 @@ impl Schedules {
                     .map(|q| q.iter().copied().collect())
                     .unwrap_or_default();
                 for fire in plan.run.into_iter().filter(|f| waiting.contains(f)) {
-                    self.skip(&row.id, fire, "queued", "catch-up (catch_up = run_all): runs after the previous one")?;
+                    self.skip(
+                        &row.id,
+                        fire,
+                        FireOutcome::Queued,
+                        "catch-up (catch_up = run_all): runs after the previous one",
+                    )?;
                 }
                 continue;
             }
@@ -385,22 +390,37 @@ impl Schedules {
                     match schedule.spec.overlap {
                         Overlap::Allow => {}
                         Overlap::Skip => {
-                            self.skip(&row.id, fire, "skipped", "the previous run is still running (overlap = skip)")?;
+                            self.skip(
+                                &row.id,
+                                fire,
+                                FireOutcome::Skipped,
+                                "the previous run is still running (overlap = skip)",
+                            )?;
                             continue;
                         }
                         Overlap::QueueOne => {
                             if self.queue_len(&row.id) > 0 {
-                                self.skip(&row.id, fire, "skipped", "a run is already queued (overlap = queue_one)")?;
+                                self.skip(
+                                    &row.id,
+                                    fire,
+                                    FireOutcome::Skipped,
+                                    "a run is already queued (overlap = queue_one)",
+                                )?;
                             } else {
                                 self.enqueue(&row.id, fire);
-                                self.skip(&row.id, fire, "queued", "waits for the running one (overlap = queue_one)")?;
+                                self.skip(
+                                    &row.id,
+                                    fire,
+                                    FireOutcome::Queued,
+                                    "waits for the running one (overlap = queue_one)",
+                                )?;
                             }
                             continue;
                         }
                     }
                 }
                 if schedule.jitter.is_zero() {
-                    match self.start(&schedule, fire, "started") {
+                    match self.start(&schedule, fire, FireOutcome::Started) {
                         Ok(id) => started.push(id),
                         Err(e) => tracing::warn!(schedule = %row.id, "fire failed: {e}"),
                     }
@@ -414,14 +434,14 @@ impl Schedules {
                     let record = Fire {
                         fire_time_ms: fire_ms,
                         fired_at_ms: epoch_ms(clock.now()),
-                        outcome: "jittered".into(),
+                        outcome: FireOutcome::Jittered,
                         execution_id: None,
                         message: Some(format!("starts after {} ms of jitter", delay.as_millis())),
                     };
                     self.0.daemon.store().record_fire(&row.id, &record, true)?;
                     tokio::spawn(async move {
                         clock.sleep(delay).await;
-                        if let Err(e) = this.start(&schedule, fire, "started") {
+                        if let Err(e) = this.start(&schedule, fire, FireOutcome::Started) {
                             tracing::warn!(schedule = %schedule.spec.id, "fire failed: {e}");
                         }
                     });

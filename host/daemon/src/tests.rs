@@ -233,7 +233,7 @@ fn fires(s: &Schedules, schedule: &str, outcome: &str) -> Vec<String> {
         .history(schedule, 1000)
         .unwrap()
         .into_iter()
-        .filter(|f| f.outcome == outcome)
+        .filter(|f| f.outcome.as_str() == outcome)
         .map(|f| DateTime::from_timestamp_millis(f.fire_time_ms as i64).unwrap().to_rfc3339())
         .collect();
     v.reverse();

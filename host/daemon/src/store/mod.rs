@@ -22,7 +22,7 @@ use super::dbfile::{DbLock, FileIdentity, check_writable};
 use plexus_workflow::status::{ExecutionStatus, epoch_ms};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -229,6 +229,49 @@ pub struct ScheduleRow {
     pub created_at_ms: u64,
 }
 
+/// What became of one fire time of a schedule (stored and served as its
+/// snake_case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FireOutcome {
+    /// An execution was started for it.
+    Started,
+    /// Started by hand (`POST /v1/schedules/{id}/run`); not a fire time.
+    Manual,
+    /// Not run: missed, or refused by the overlap policy (the message says which).
+    Skipped,
+    /// Waits to run after the running execution (`overlap = queue_one`, or catch-up).
+    Queued,
+    /// Its start was postponed by the schedule's jitter.
+    Jittered,
+    /// A queued fire found at start-up and run again.
+    Resumed,
+    /// Starting an execution failed (the message says why).
+    Failed,
+}
+
+impl FireOutcome {
+    /// The stored and served name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Manual => "manual",
+            Self::Skipped => "skipped",
+            Self::Queued => "queued",
+            Self::Jittered => "jittered",
+            Self::Resumed => "resumed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The outcome named `name`, as stored.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Started, Self::Manual, Self::Skipped, Self::Queued, Self::Jittered, Self::Resumed, Self::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == name)
+    }
+}
+
 /// One entry of a schedule's fire history.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fire {
@@ -236,8 +279,8 @@ pub struct Fire {
     pub fire_time_ms: u64,
     /// When it was handled, ms since the Unix epoch.
     pub fired_at_ms: u64,
-    /// `started`, `skipped`, `queued` or `failed`.
-    pub outcome: String,
+    /// What became of the fire time.
+    pub outcome: FireOutcome,
     /// The execution started, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
@@ -383,4 +426,27 @@ impl Store {
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FireOutcome;
+
+    #[test]
+    fn fire_outcomes_are_stored_and_served_under_one_name() {
+        let all = [
+            FireOutcome::Started,
+            FireOutcome::Manual,
+            FireOutcome::Skipped,
+            FireOutcome::Queued,
+            FireOutcome::Jittered,
+            FireOutcome::Resumed,
+            FireOutcome::Failed,
+        ];
+        for outcome in all {
+            assert_eq!(FireOutcome::parse(outcome.as_str()), Some(outcome));
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+        }
+        assert_eq!(FireOutcome::parse("exploded"), None);
+    }
 }

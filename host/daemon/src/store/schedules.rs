@@ -1,6 +1,6 @@
 //! Schedules and their fire history.
 
-use super::{Fire, ScheduleRow, Store, StoreResult};
+use super::{Fire, FireOutcome, ScheduleRow, Store, StoreResult};
 use rusqlite::params;
 use serde_json::Value;
 
@@ -74,7 +74,7 @@ impl Store {
                     id,
                     fire.fire_time_ms as i64,
                     fire.fired_at_ms as i64,
-                    fire.outcome,
+                    fire.outcome.as_str(),
                     fire.execution_id,
                     fire.message
                 ],
@@ -100,16 +100,22 @@ impl Store {
                  WHERE schedule_id = ?1 ORDER BY seq DESC LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
-        stmt.query_map(params![id, limit], |r| {
-            Ok(Fire {
-                fire_time_ms: r.get::<_, i64>(0)? as u64,
-                fired_at_ms: r.get::<_, i64>(1)? as u64,
-                outcome: r.get(2)?,
-                execution_id: r.get(3)?,
-                message: r.get(4)?,
+        type Row = (i64, i64, String, Option<String>, Option<String>);
+        let rows: Vec<Row> = stmt
+            .query_map(params![id, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(fire_time, fired_at, outcome, execution_id, message)| {
+                Ok(Fire {
+                    fire_time_ms: fire_time as u64,
+                    fired_at_ms: fired_at as u64,
+                    outcome: FireOutcome::parse(&outcome)
+                        .ok_or_else(|| self.corrupt(format!("fire of schedule {id}: unknown outcome `{outcome}`")))?,
+                    execution_id,
+                    message,
+                })
             })
-        })
-        .and_then(Iterator::collect)
-        .map_err(|e| self.err(e))
+            .collect()
     }
 }
