@@ -21,7 +21,9 @@ use super::dag::Dag;
 use super::definition::{Action, Workflow};
 use super::expr::{Expr, Scope, Template};
 use super::journal::{Journal, JournalError, NoJournal};
-use super::status::{CompensationRecord, ExecutionStatus, StepError, StepRecord, StepStatus, WorkflowStatus, epoch_ms};
+use super::status::{
+    CompensationRecord, ExecutionStatus, StepError, StepEvent, StepRecord, StepStatus, WorkflowStatus, epoch_ms,
+};
 use super::validate::ValidWorkflow;
 use plexus_host::CallError;
 use plexus_host::Host;
@@ -182,7 +184,7 @@ impl Execution {
     ) -> Arc<Self> {
         for step in &mut status.steps {
             if matches!(step.status, StepStatus::Running | StepStatus::Retrying) {
-                step.status = StepStatus::Pending;
+                step.status = step.status.apply_or(StepEvent::Interrupt, StepStatus::Pending);
             }
         }
         Arc::new(Self {
@@ -502,7 +504,7 @@ impl Engine {
                     };
                     for i in pending {
                         exec.update_step(i, |step| {
-                            step.status = StepStatus::Cancelled;
+                            step.status = step.status.apply_or(StepEvent::Cancel, StepStatus::Cancelled);
                             step.reason = Some("the execution stopped before this step started".into());
                         });
                     }
@@ -580,8 +582,16 @@ impl Engine {
         reason: Option<String>,
     ) {
         let now = epoch_ms(self.clock.now());
+        let event = match status {
+            StepStatus::Completed => StepEvent::Succeed,
+            StepStatus::Failed => StepEvent::Fail,
+            StepStatus::Skipped => StepEvent::Skip,
+            StepStatus::Cancelled => StepEvent::Cancel,
+            // Not an end: the state machine refuses it (and logs the bug).
+            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => StepEvent::Reset,
+        };
         exec.update_step(i, |r| {
-            r.status = status;
+            r.status = r.status.apply_or(event, status);
             r.output = output;
             if error.is_some() || status == StepStatus::Completed {
                 r.error = error;

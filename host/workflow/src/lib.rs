@@ -43,7 +43,7 @@ pub use definition::{ExecutionMode, Problem, RetryPolicy, Step, Workflow};
 pub use engine::{Drain, Engine, Execution, Prepared};
 pub use journal::{Journal, JournalError, JournalResult, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};
-pub use status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
+pub use status::{ExecutionStatus, IllegalTransition, StepEvent, StepRecord, StepStatus, WorkflowStatus};
 pub use validate::{Invalid, ValidWorkflow, load_file, validate};
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@
 
 use super::engine::{Abort, Engine, Execution, Prepared, Stop, call_error, error};
 use super::expr::Template;
-use super::status::{StepError, StepStatus};
+use super::status::{StepError, StepEvent, StepStatus};
 use plexus_host::CallError;
 use plexus_host::manifest::PluginKind;
 use plexus_host::runtime::CallTicket;
@@ -267,7 +267,7 @@ impl Forward {
             }
             let now = super::status::epoch_ms(self.engine.clock().now());
             let recorded = self.exec.start_step(i, |r| {
-                r.status = StepStatus::Running;
+                r.status = r.status.apply_or(StepEvent::Start, StepStatus::Running);
                 r.attempts = attempt;
                 r.started_at_ms.get_or_insert(now);
             });
@@ -427,7 +427,7 @@ impl Forward {
                 let delay = step.retry.delay(attempt + 1, fastrand::f64());
                 tracing::info!(step = %step.id, attempt, delay_ms = delay.as_millis() as u64, "step failed, retrying: {e}");
                 exec.update_step(i, |r| {
-                    r.status = StepStatus::Retrying;
+                    r.status = r.status.apply_or(StepEvent::RetryLater, StepStatus::Retrying);
                     r.error = Some(call_error(&e));
                 });
                 {

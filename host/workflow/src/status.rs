@@ -43,6 +43,85 @@ impl StepStatus {
     }
 }
 
+/// What happens to a step; [`StepStatus::apply`] says what status it leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEvent {
+    /// An attempt starts.
+    Start,
+    /// The attempt returned an output.
+    Succeed,
+    /// The step failed for good (its last attempt failed, or it could not run).
+    Fail,
+    /// The attempt failed and another one will follow after a delay.
+    RetryLater,
+    /// Not to run: its condition was false or a dependency did not complete.
+    Skip,
+    /// The execution stopped (cancel, a critical failure) before the step ended.
+    Cancel,
+    /// The host stopped while the step was running or waiting to retry; at
+    /// the next start it is run again per its retry policy.
+    Interrupt,
+    /// `retry` of the execution: a step that did not complete starts over.
+    Reset,
+}
+
+/// A transition the state machine does not allow (a bug in the engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {} step cannot {event:?}", from.as_str())]
+pub struct IllegalTransition {
+    /// The status the step had.
+    pub from: StepStatus,
+    /// What was to happen.
+    pub event: StepEvent,
+}
+
+impl StepStatus {
+    /// The status after `event`: the one state machine every step change
+    /// goes through.
+    ///
+    /// ```text
+    /// pending ──start──▶ running ──succeed──▶ completed
+    ///    │                 │  ▲  └──fail─────▶ failed
+    ///    ├──skip──▶ skipped │  └start┐
+    ///    │              retry_later  │
+    ///    │                 ▼         │
+    ///    │              retrying ────┘          (cancel: pending, running, retrying ▶ cancelled;
+    ///    └──fail──▶ failed                       interrupt: running, retrying ▶ pending;
+    ///                                            reset: failed, skipped, cancelled ▶ pending)
+    /// ```
+    ///
+    /// # Errors
+    /// [`IllegalTransition`] for any pair not drawn above (e.g. a completed
+    /// step starting again, or a running one being skipped).
+    pub fn apply(self, event: StepEvent) -> Result<StepStatus, IllegalTransition> {
+        use StepEvent as E;
+        use StepStatus as S;
+        Ok(match (self, event) {
+            (S::Pending | S::Retrying, E::Start) => S::Running,
+            (S::Running, E::Succeed) => S::Completed,
+            (S::Pending | S::Running | S::Retrying, E::Fail) => S::Failed,
+            (S::Running, E::RetryLater) => S::Retrying,
+            (S::Pending, E::Skip) => S::Skipped,
+            (S::Pending | S::Running | S::Retrying, E::Cancel) => S::Cancelled,
+            (S::Pending | S::Running | S::Retrying, E::Interrupt) => S::Pending,
+            (S::Completed, E::Reset) => S::Completed,
+            (S::Pending | S::Failed | S::Skipped | S::Cancelled, E::Reset) => S::Pending,
+            (from, event) => return Err(IllegalTransition { from, event }),
+        })
+    }
+
+    /// [`Self::apply`] for the engine: an illegal transition is a bug,
+    /// logged (and a panic in debug builds); the step still takes `fallback`
+    /// so a release build keeps going.
+    pub fn apply_or(self, event: StepEvent, fallback: StepStatus) -> StepStatus {
+        self.apply(event).unwrap_or_else(|e| {
+            tracing::error!("step state machine: {e}");
+            debug_assert!(false, "step state machine: {e}");
+            fallback
+        })
+    }
+}
+
 /// The status of a whole execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,4 +274,66 @@ impl ExecutionStatus {
 /// Milliseconds since the Unix epoch of `t`.
 pub fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod state_machine {
+    use super::{StepEvent as E, StepStatus as S};
+
+    const ALL_STATUSES: [S; 7] =
+        [S::Pending, S::Running, S::Completed, S::Failed, S::Skipped, S::Cancelled, S::Retrying];
+    const ALL_EVENTS: [E; 8] =
+        [E::Start, E::Succeed, E::Fail, E::RetryLater, E::Skip, E::Cancel, E::Interrupt, E::Reset];
+
+    /// Every (status, event) pair, and what it must give (`None`: refused).
+    fn expected(from: S, event: E) -> Option<S> {
+        let row: [Option<S>; 8] = match from {
+            //            Start            Succeed           Fail             RetryLater        Skip            Cancel             Interrupt        Reset
+            S::Pending => [
+                Some(S::Running),
+                None,
+                Some(S::Failed),
+                None,
+                Some(S::Skipped),
+                Some(S::Cancelled),
+                Some(S::Pending),
+                Some(S::Pending),
+            ],
+            S::Running => [
+                None,
+                Some(S::Completed),
+                Some(S::Failed),
+                Some(S::Retrying),
+                None,
+                Some(S::Cancelled),
+                Some(S::Pending),
+                None,
+            ],
+            S::Retrying => {
+                [Some(S::Running), None, Some(S::Failed), None, None, Some(S::Cancelled), Some(S::Pending), None]
+            }
+            S::Completed => [None, None, None, None, None, None, None, Some(S::Completed)],
+            S::Failed | S::Skipped | S::Cancelled => [None, None, None, None, None, None, None, Some(S::Pending)],
+        };
+        row[ALL_EVENTS.iter().position(|e| *e == event).unwrap()]
+    }
+
+    #[test]
+    fn every_transition_is_in_the_table() {
+        for from in ALL_STATUSES {
+            for event in ALL_EVENTS {
+                assert_eq!(from.apply(event).ok(), expected(from, event), "{from:?} + {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_terminal_step_changes_only_by_a_reset() {
+        for from in ALL_STATUSES.into_iter().filter(|s| s.is_terminal()) {
+            for event in ALL_EVENTS.into_iter().filter(|e| *e != E::Reset) {
+                let err = from.apply(event).unwrap_err();
+                assert_eq!((err.from, err.event), (from, event));
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use super::{
     Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoreResult, StoredExecution, json, now_ms,
 };
+use plexus_workflow::StepEvent;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -158,7 +159,7 @@ impl Store {
         let mut reset = stored.clone();
         for step in &mut reset.status.steps {
             if step.status != plexus_workflow::StepStatus::Completed {
-                step.status = plexus_workflow::StepStatus::Pending;
+                step.status = step.status.apply_or(StepEvent::Reset, plexus_workflow::StepStatus::Pending);
                 step.attempts = 0;
                 step.error = None;
                 step.reason = None;
