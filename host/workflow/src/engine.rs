@@ -74,7 +74,8 @@ impl Prepared {
         for step in &workflow.steps {
             let params = compile(&step.action.parameters)?;
             let when = step.when.as_deref().map(Expr::compile).transpose()?;
-            let compensation = match workflow.compensation(&step.id) {
+            // `Workflow::compensation` looks the step up by id: here the step is at hand.
+            let compensation = match workflow.rollback.get(&step.id).or(step.compensate.as_ref()) {
                 Some(a) => Some((a.clone(), compile(&a.parameters)?)),
                 None => None,
             };

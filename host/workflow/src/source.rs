@@ -6,6 +6,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+/// The most YAML nodes (mappings, sequences and scalars) a workflow file may
+/// hold: 4 million, room for workflows of 100,000 steps and more (a step is
+/// about 10–20 nodes) while a hostile document stays bounded. The YAML
+/// library's default, 250,000, refused workflows of about 20,000 steps.
+pub const MAX_YAML_NODES: usize = 4_000_000;
+
 /// One step of a path into a document: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Seg {
@@ -68,7 +74,11 @@ impl Document {
             return Ok(Self { value, lines: HashMap::new() });
         }
         // YAML 1.2 booleans only: `y`, `no`, `on` are text (step ids, words), not booleans.
-        let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
+        let options = serde_saphyr::options! {
+            strict_booleans: true,
+            with_snippet: false,
+            budget: serde_saphyr::budget! { max_nodes: MAX_YAML_NODES, max_events: 2 * MAX_YAML_NODES },
+        };
         let value: Value = serde_saphyr::from_str_with_options(text, options)
             .map_err(|e| format!("invalid YAML: {}", one_line(&e.to_string())))?;
         Ok(Self { value, lines: yaml_key_lines(text) })

@@ -700,3 +700,20 @@ async fn a_failing_journal_holds_the_execution_until_it_records_again() {
     assert_eq!(events, ["s0", "s1", "s2", "s3", "s4", "s5"], "each step ran once");
     assert_eq!(flaky.snapshots.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_yaml_workflow_of_30000_steps_reads_validates_and_prepares() {
+    // Past the YAML library's default node budget (250,000 nodes, about 20,000 steps).
+    let mut yaml = String::from("id: big\nsteps:\n  - { id: s0, plugin_id: test.ops, method_name: echo }\n");
+    for i in 1..30_000 {
+        yaml.push_str(&format!(
+            "  - {{ id: s{i}, plugin_id: test.ops, method_name: echo, dependencies: [s{}] }}\n",
+            i - 1
+        ));
+    }
+    let host = host();
+    let workflow = valid(&host, &yaml);
+    assert_eq!(workflow.workflow.steps.len(), 30_000);
+    let prepared = Prepared::new(workflow).unwrap();
+    assert_eq!(prepared.workflow.steps[29_999].id, "s29999");
+}
