@@ -174,6 +174,12 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     let out = d.cli(&["exec", "status", "no-such-id"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("(NotFound)"));
+    // Ids are percent-encoded into the URL: these reach the daemon, which finds nothing.
+    for odd in ["a b", "x/../../v1/health", "q?wait_ms=1#frag", "ünï"] {
+        let out = d.cli(&["exec", "status", odd]);
+        assert_eq!(out.status.code(), Some(1), "{odd}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("(NotFound)"), "{odd}");
+    }
     let out = d.cli(&["workflow", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("chain"));
     let out = d.cli(&[

@@ -6,7 +6,7 @@ use crate::client::from_global;
 use crate::run::{CANCELLED, FAILED, ROLLBACK_FAILED};
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
-use plexus_client::{Client, ClientError};
+use plexus_client::{Client, ClientError, path};
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,8 +103,8 @@ pub fn workflows(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
 /// `plexus workflow show ID`.
 pub fn show_workflow(global: &Global, id: &str, version: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
     let path = match version {
-        Some(v) => format!("/v1/workflows/{id}?version={v}"),
-        None => format!("/v1/workflows/{id}"),
+        Some(v) => path(&["v1", "workflows", id], &[("version", Some(&v.to_string()))]),
+        None => path(&["v1", "workflows", id], &[]),
     };
     let out = from_global(global)?.get(&path)?;
     if json {
@@ -117,7 +117,7 @@ pub fn show_workflow(global: &Global, id: &str, version: Option<u32>, json: bool
 
 /// `plexus workflow rm ID`.
 pub fn remove_workflow(global: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    from_global(global)?.delete(&format!("/v1/workflows/{id}"))?;
+    from_global(global)?.delete(&path(&["v1", "workflows", id], &[]))?;
     outln!("{id} deleted");
     Ok(ExitCode::SUCCESS)
 }
@@ -210,7 +210,7 @@ fn exit_for_status(status: &str) -> ExitCode {
 fn wait_for_end(client: &Client, id: &str) -> anyhow::Result<Value> {
     loop {
         // Long-poll: the daemon answers when the execution ends, or Timeout after 30 s.
-        match client.get(&format!("/v1/executions/{id}?wait_ms=30000")) {
+        match client.get(&path(&["v1", "executions", id], &[("wait_ms", Some("30000"))])) {
             Ok(status) => {
                 let st = s(&status, "status");
                 if matches!(st.as_str(), "completed" | "failed" | "cancelled" | "rollback_failed") {
@@ -273,13 +273,14 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
             Ok(exit_for_status(&s(&status, "status")))
         }
         ExecCommand::List { workflow, status, schedule, limit, json } => {
-            let mut query = format!("/v1/executions?limit={limit}");
-            for (k, v) in [("workflow", workflow), ("status", status), ("schedule", schedule)] {
-                if let Some(v) = v {
-                    query.push_str(&format!("&{k}={v}"));
-                }
-            }
-            let out = client.get(&query)?;
+            let limit = limit.to_string();
+            let query = [
+                ("limit", Some(limit.as_str())),
+                ("workflow", workflow.as_deref()),
+                ("status", status.as_deref()),
+                ("schedule", schedule.as_deref()),
+            ];
+            let out = client.get(&path(&["v1", "executions"], &query))?;
             if json {
                 return print_json(&out);
             }
@@ -302,7 +303,7 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
         }
         ExecCommand::Status { id, wait, json } => {
             let status =
-                if wait { wait_for_end(&client, &id)? } else { client.get(&format!("/v1/executions/{id}"))? };
+                if wait { wait_for_end(&client, &id)? } else { client.get(&path(&["v1", "executions", &id], &[]))? };
             if json {
                 print_json(&status)?;
             } else {
@@ -311,12 +312,12 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
             Ok(if wait { exit_for_status(&s(&status, "status")) } else { ExitCode::SUCCESS })
         }
         ExecCommand::Cancel { id } => {
-            client.post(&format!("/v1/executions/{id}/cancel"), json!({}))?;
+            client.post(&path(&["v1", "executions", &id, "cancel"], &[]), json!({}))?;
             outln!("cancelling {id}");
             Ok(ExitCode::SUCCESS)
         }
         ExecCommand::Retry { id, wait, json } => {
-            let out = client.post(&format!("/v1/executions/{id}/retry"), json!({}))?;
+            let out = client.post(&path(&["v1", "executions", &id, "retry"], &[]), json!({}))?;
             if !wait {
                 if json {
                     return print_json(&out);
@@ -339,7 +340,7 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
 fn logs(client: &Client, id: &str, follow: bool, as_json: bool) -> anyhow::Result<ExitCode> {
     let mut after = 0i64;
     loop {
-        let out = client.get(&format!("/v1/executions/{id}/logs?after={after}"))?;
+        let out = client.get(&path(&["v1", "executions", id, "logs"], &[("after", Some(&after.to_string()))]))?;
         for event in out["events"].as_array().into_iter().flatten() {
             after = after.max(event["seq"].as_i64().unwrap_or(after));
             if as_json {
@@ -514,7 +515,7 @@ pub fn schedule(global: &Global, command: ScheduleCommand) -> anyhow::Result<Exi
             table(&header, schedule_rows(out["schedules"].as_array().map(Vec::as_slice).unwrap_or_default()));
         }
         ScheduleCommand::Show { id, json } => {
-            let out = client.get(&format!("/v1/schedules/{id}"))?;
+            let out = client.get(&path(&["v1", "schedules", &id], &[]))?;
             if json {
                 return print_json(&out);
             }
@@ -536,19 +537,19 @@ pub fn schedule(global: &Global, command: ScheduleCommand) -> anyhow::Result<Exi
             table(&["FIRE TIME", "OUTCOME", "EXECUTION", "NOTE"], rows);
         }
         ScheduleCommand::Pause { id } => {
-            client.post(&format!("/v1/schedules/{id}/pause"), json!({}))?;
+            client.post(&path(&["v1", "schedules", &id, "pause"], &[]), json!({}))?;
             outln!("{id} paused");
         }
         ScheduleCommand::Resume { id } => {
-            let out = client.post(&format!("/v1/schedules/{id}/resume"), json!({}))?;
+            let out = client.post(&path(&["v1", "schedules", &id, "resume"], &[]), json!({}))?;
             outln!("{id} resumed; next fire {}", s(&out, "next_fire"));
         }
         ScheduleCommand::Rm { id } => {
-            client.delete(&format!("/v1/schedules/{id}"))?;
+            client.delete(&path(&["v1", "schedules", &id], &[]))?;
             outln!("{id} deleted");
         }
         ScheduleCommand::RunNow { id } => {
-            let out = client.post(&format!("/v1/schedules/{id}/run"), json!({}))?;
+            let out = client.post(&path(&["v1", "schedules", &id, "run"], &[]), json!({}))?;
             outln!("{}", s(&out, "execution_id"));
         }
     }
@@ -580,5 +581,5 @@ pub fn plugins(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
 
 /// `plexus plugins info ID --remote`.
 pub fn plugin_info(global: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    print_json(&from_global(global)?.get(&format!("/v1/plugins/{id}"))?)
+    print_json(&from_global(global)?.get(&path(&["v1", "plugins", id], &[]))?)
 }

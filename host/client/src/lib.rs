@@ -61,6 +61,40 @@ impl std::fmt::Display for Listen {
     }
 }
 
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`)
+/// is percent-encoded in a path segment or a query value.
+const ENCODED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// An API path from its segments, each percent-encoded, and query pairs
+/// whose values are given (`None` values are left out), e.g.
+/// `path(&["v1", "executions", id], &[("wait_ms", Some("30000"))])`.
+///
+/// ```
+/// assert_eq!(
+///     plexus_client::path(&["v1", "workflows", "a b/c"], &[("version", Some("2")), ("x", None)]),
+///     "/v1/workflows/a%20b%2Fc?version=2"
+/// );
+/// ```
+pub fn path(segments: &[&str], query: &[(&str, Option<&str>)]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        out.push('/');
+        out.extend(percent_encoding::utf8_percent_encode(segment, ENCODED));
+    }
+    let mut separator = '?';
+    for (key, value) in query {
+        if let Some(value) = value {
+            out.push(separator);
+            out.extend(percent_encoding::utf8_percent_encode(key, ENCODED));
+            out.push('=');
+            out.extend(percent_encoding::utf8_percent_encode(value, ENCODED));
+            separator = '&';
+        }
+    }
+    out
+}
+
 /// What a request to the daemon can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
