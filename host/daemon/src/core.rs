@@ -298,7 +298,7 @@ impl Daemon {
         let id = valid.workflow.id.clone();
         let (version, created) = self.0.store.put_workflow(&id, source, format_of(source))?;
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), version);
-        let prepared = Prepared::new(valid).map_err(DaemonError::invalid)?;
+        let prepared = Prepared::new(valid);
         self.0
             .prepared
             .lock()
@@ -341,7 +341,7 @@ impl Daemon {
             return Ok(p.clone());
         }
         let row = self.workflow(id, Some(version))?;
-        let prepared = Arc::new(Prepared::new(parse_workflow(&row.source)?).map_err(DaemonError::invalid)?);
+        let prepared = Arc::new(Prepared::new(parse_workflow(&row.source)?));
         self.0.prepared.lock().unwrap_or_else(PoisonError::into_inner).insert(key, prepared.clone());
         Ok(prepared)
     }

@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
     // Memory held per pending step.
     let region = Region::new(GLOBAL);
     let valid = validate(&docs[2].1, Some(&host)).unwrap();
-    let prepared = Prepared::new(valid).unwrap();
+    let prepared = Prepared::new(valid);
     let exec = Execution::new("bench".into(), &prepared, Default::default());
     let held = region.change();
     let bytes = held.bytes_allocated as isize - held.bytes_deallocated as isize;

@@ -19,12 +19,12 @@
 use super::clock::Clock;
 use super::dag::Dag;
 use super::definition::{Action, Workflow};
-use super::expr::{Expr, Scope, Template};
+use super::expr::Scope;
 use super::journal::{Journal, JournalError, NoJournal};
 use super::status::{
     CompensationRecord, ExecutionStatus, StepError, StepEvent, StepRecord, StepStatus, WorkflowStatus, epoch_ms,
 };
-use super::validate::ValidWorkflow;
+use super::validate::{Compiled, CompiledStep, ValidWorkflow};
 use plexus_host::CallError;
 use plexus_host::Host;
 use plexus_host::manifest::PluginKind;
@@ -43,57 +43,19 @@ pub struct Prepared {
     pub workflow: Workflow,
     /// Its graph.
     pub dag: Dag,
-    steps: Vec<PreparedStep>,
-    outputs: Template,
-}
-
-pub(super) struct PreparedStep {
-    pub(super) params: Template,
-    pub(super) when: Option<Expr>,
-    compensation: Option<(Action, Template)>,
-    /// Step indices its expressions read (`steps.<id>`).
-    pub(super) reads: Vec<usize>,
-    /// Whether its expressions read `context`.
-    pub(super) reads_context: bool,
+    compiled: Arc<Compiled>,
 }
 
 impl Prepared {
-    pub(super) fn step(&self, i: usize) -> &PreparedStep {
-        &self.steps[i]
+    pub(super) fn step(&self, i: usize) -> &CompiledStep {
+        &self.compiled.steps[i]
     }
 
-    /// Compile the templates of a validated workflow.
-    ///
-    /// # Errors
-    /// Template errors (only possible if the workflow was not validated).
-    pub fn new(valid: ValidWorkflow) -> Result<Self, String> {
-        let ValidWorkflow { workflow, dag } = valid;
-        let ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
-        let compile = |v: &Value| Template::compile(v).map_err(|e| e.join("; "));
-        let mut steps = Vec::with_capacity(workflow.steps.len());
-        for step in &workflow.steps {
-            let params = compile(&step.action.parameters)?;
-            let when = step.when.as_deref().map(Expr::compile).transpose()?;
-            // `Workflow::compensation` looks the step up by id: here the step is at hand.
-            let compensation = match workflow.rollback.get(&step.id).or(step.compensate.as_ref()) {
-                Some(a) => Some((a.clone(), compile(&a.parameters)?)),
-                None => None,
-            };
-            let mut exprs: Vec<&Expr> = params.exprs();
-            exprs.extend(when.iter());
-            let refs: BTreeSet<String> = exprs.iter().flat_map(|e| e.references()).collect();
-            let reads = refs
-                .iter()
-                .filter_map(|r| r.strip_prefix("steps.").map(|rest| rest.split('.').next().unwrap_or(rest)))
-                .filter_map(|id| ids.iter().position(|s| *s == id))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let reads_context = refs.iter().any(|r| r == "context" || r.starts_with("context."));
-            steps.push(PreparedStep { params, when, compensation, reads, reads_context });
-        }
-        let outputs = compile(&Value::Object(workflow.outputs.clone()))?;
-        Ok(Self { workflow, dag, steps, outputs })
+    /// A validated workflow, ready to run: its templates were compiled by
+    /// validation and are used as they are.
+    pub fn new(valid: ValidWorkflow) -> Self {
+        let ValidWorkflow { workflow, dag, compiled } = valid;
+        Self { workflow, dag, compiled }
     }
 }
 
@@ -624,7 +586,7 @@ impl Engine {
         };
         let mut all_ok = true;
         for &(_, i) in completed.iter().rev() {
-            let Some((action, params)) = &prepared.steps[i].compensation else { continue };
+            let Some((action, params)) = &prepared.step(i).compensation else { continue };
             let step_id = prepared.workflow.steps[i].id.clone();
             if done.contains(&step_id) {
                 continue;
@@ -698,7 +660,7 @@ impl Engine {
         }
         let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
         let scope = self.scope(prepared, exec, &all, true);
-        match prepared.outputs.render(&scope) {
+        match prepared.compiled.outputs.render(&scope) {
             Ok(Value::Object(outputs)) => Some(Ok(outputs)),
             Ok(_) => None,
             Err(e) => {

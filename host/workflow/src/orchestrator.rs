@@ -55,7 +55,7 @@ impl Orchestrator {
     /// [`OrchestratorError::AlreadyExists`] if its id is taken.
     pub fn register(&self, workflow: ValidWorkflow) -> Result<(), OrchestratorError> {
         let id = workflow.workflow.id.clone();
-        let prepared = Prepared::new(workflow).map_err(OrchestratorError::InvalidConfiguration)?;
+        let prepared = Prepared::new(workflow);
         let mut map = self.workflows.write().unwrap_or_else(PoisonError::into_inner);
         if map.contains_key(&id) {
             return Err(OrchestratorError::AlreadyExists(id));

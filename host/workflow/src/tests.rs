@@ -671,7 +671,7 @@ async fn a_failing_journal_holds_the_execution_until_it_records_again() {
         })
         .collect();
     let wf = valid(&host, &format!("id: held\nexecution_mode: parallel\nmax_parallel: 3\nsteps:\n{steps}"));
-    let prepared = Arc::new(engine::Prepared::new(wf).unwrap());
+    let prepared = Arc::new(engine::Prepared::new(wf));
     let flaky = Arc::new(FlakyJournal::default());
     let exec = engine::Execution::start("held-1".into(), &prepared, Map::new(), flaky.clone(), None);
     let engine = Engine::new(host, Arc::new(SystemClock));
@@ -714,6 +714,6 @@ fn a_yaml_workflow_of_30000_steps_reads_validates_and_prepares() {
     let host = host();
     let workflow = valid(&host, &yaml);
     assert_eq!(workflow.workflow.steps.len(), 30_000);
-    let prepared = Prepared::new(workflow).unwrap();
+    let prepared = Prepared::new(workflow);
     assert_eq!(prepared.workflow.steps[29_999].id, "s29999");
 }

@@ -9,14 +9,40 @@ use plexus_host::Host;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
-/// A workflow that passed validation, with its graph.
+/// A workflow that passed validation, with its graph and its templates and
+/// conditions compiled (once, here; execution uses them as they are).
 #[derive(Debug, Clone)]
 pub struct ValidWorkflow {
     /// The definition.
     pub workflow: Workflow,
     /// Its step graph.
     pub dag: Dag,
+    /// The compiled templates, shared by clones.
+    pub(crate) compiled: Arc<Compiled>,
+}
+
+/// A validated workflow's templates and conditions, compiled.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    /// One per step, in declaration order.
+    pub(crate) steps: Vec<CompiledStep>,
+    /// The workflow's `outputs`.
+    pub(crate) outputs: Template,
+}
+
+/// One step's compiled parameters, condition and compensation, and what its
+/// expressions read.
+#[derive(Debug)]
+pub(crate) struct CompiledStep {
+    pub(crate) params: Template,
+    pub(crate) when: Option<Expr>,
+    pub(crate) compensation: Option<(Action, Template)>,
+    /// Step indices its expressions read (`steps.<id>`).
+    pub(crate) reads: Vec<usize>,
+    /// Whether its expressions read `context`.
+    pub(crate) reads_context: bool,
 }
 
 /// A workflow file that did not validate: every problem found.
@@ -105,27 +131,43 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
     // Plugins, operations, expressions, parameters.
     let mut schemas = Schemas::new();
     let index: HashMap<&str, usize> = workflow.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let mut compiled_steps = Vec::with_capacity(workflow.steps.len());
+    let mut rollbacks: HashMap<&str, Template> = HashMap::new();
+    for (id, action) in &workflow.rollback {
+        let path = DocPath::default().key("rollback_steps").key(id);
+        if let Some(t) = check_action(action, Some(id), &path, host, &mut schemas, &mut p) {
+            rollbacks.insert(id.as_str(), t);
+        }
+    }
     for (i, step) in workflow.steps.iter().enumerate() {
         let path = path_of(&step.id);
-        check_action(&step.action, Some(&step.id), &path, host, &mut schemas, &mut p);
-        if let Some(c) = &step.compensate {
-            check_action(c, Some(&step.id), &path.key("compensate"), host, &mut schemas, &mut p);
-        }
-        if let Some(when) = &step.when {
-            match Expr::compile(when) {
-                Ok(e) => check_references(
-                    &e,
-                    &workflow,
-                    Some((i, &step.id)),
-                    dag.as_ref(),
-                    &index,
-                    &path.key("when"),
-                    &mut p,
-                ),
-                Err(e) => p.add(Some(&step.id), &path.key("when"), e),
-            }
-        }
-        if let Ok(t) = Template::compile(&step.action.parameters) {
+        let params = check_action(&step.action, Some(&step.id), &path, host, &mut schemas, &mut p);
+        let compensate = match &step.compensate {
+            Some(c) => check_action(c, Some(&step.id), &path.key("compensate"), host, &mut schemas, &mut p),
+            None => None,
+        };
+        let when = match &step.when {
+            Some(when) => match Expr::compile(when) {
+                Ok(e) => {
+                    check_references(
+                        &e,
+                        &workflow,
+                        Some((i, &step.id)),
+                        dag.as_ref(),
+                        &index,
+                        &path.key("when"),
+                        &mut p,
+                    );
+                    Some(e)
+                }
+                Err(e) => {
+                    p.add(Some(&step.id), &path.key("when"), e);
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(t) = &params {
             for e in t.exprs() {
                 check_references(
                     e,
@@ -138,22 +180,53 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
                 );
             }
         }
-    }
-    for (id, action) in &workflow.rollback {
-        check_action(action, Some(id), &DocPath::default().key("rollback_steps").key(id), host, &mut schemas, &mut p);
+        // Kept only while every problem so far is someone else's: a workflow
+        // with problems is never prepared.
+        if p.list.is_empty()
+            && let Some(params) = params
+        {
+            // `rollback_steps[id]` wins over the step's own `compensate`.
+            let compensation = match (workflow.rollback.get(&step.id), rollbacks.remove(step.id.as_str())) {
+                (Some(action), Some(t)) => Some((action.clone(), t)),
+                _ => step.compensate.clone().zip(compensate),
+            };
+            let mut exprs: Vec<&Expr> = params.exprs();
+            exprs.extend(when.iter());
+            let refs: std::collections::BTreeSet<String> = exprs.iter().flat_map(|e| e.references()).collect();
+            let reads: std::collections::BTreeSet<usize> = refs
+                .iter()
+                .filter_map(|r| r.strip_prefix("steps.").map(|rest| rest.split('.').next().unwrap_or(rest)))
+                .filter_map(|id| index.get(id).copied())
+                .collect();
+            let reads_context = refs.iter().any(|r| r == "context" || r.starts_with("context."));
+            compiled_steps.push(CompiledStep {
+                params,
+                when,
+                compensation,
+                reads: reads.into_iter().collect(),
+                reads_context,
+            });
+        }
     }
     let outputs_path = DocPath::default().key("outputs");
-    match Template::compile(&Value::Object(workflow.outputs.clone())) {
+    let outputs = match Template::compile(&Value::Object(workflow.outputs.clone())) {
         Ok(t) => {
             for e in t.exprs() {
                 check_references(e, &workflow, None, dag.as_ref(), &index, &outputs_path, &mut p);
             }
+            Some(t)
         }
-        Err(errors) => errors.into_iter().for_each(|e| p.add(None, &outputs_path, e)),
-    }
+        Err(errors) => {
+            errors.into_iter().for_each(|e| p.add(None, &outputs_path, e));
+            None
+        }
+    };
 
-    match dag {
-        Some(dag) if p.list.is_empty() => Ok(ValidWorkflow { workflow, dag }),
+    match (dag, outputs) {
+        (Some(dag), Some(outputs)) if p.list.is_empty() && compiled_steps.len() == workflow.steps.len() => {
+            let compiled = Arc::new(Compiled { steps: compiled_steps, outputs });
+            Ok(ValidWorkflow { workflow, dag, compiled })
+        }
         _ => {
             p.list.sort_by_key(|x| x.line.unwrap_or(usize::MAX));
             Err(p.list)
@@ -173,12 +246,28 @@ fn check_action(
     host: Option<&Host>,
     schemas: &mut Schemas,
     p: &mut Problems,
-) {
+) -> Option<Template> {
     let params_path = path.key("parameters");
     let template = Template::compile(&action.parameters);
     if let Err(errors) = &template {
         errors.iter().for_each(|e| p.add(step, &params_path, e.clone()));
     }
+    check_plugin(action, step, path, host, schemas, &template, p);
+    template.ok()
+}
+
+/// With a host: the plugin and operation exist, and literal parameters fit
+/// the operation's declared schema.
+fn check_plugin(
+    action: &Action,
+    step: Option<&str>,
+    path: &DocPath,
+    host: Option<&Host>,
+    schemas: &mut Schemas,
+    template: &Result<Template, Vec<String>>,
+    p: &mut Problems,
+) {
+    let params_path = path.key("parameters");
     let Some(host) = host else { return };
     if action.plugin_id.is_empty() || action.operation.is_empty() {
         return;
