@@ -101,6 +101,9 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     let listed = call("GET", "/v1/executions", "/v1/executions", None, 200);
     assert_eq!(listed["executions"][0]["execution_id"], id.as_str());
     assert!(d.call("GET", "/v1/executions?status=failed", None).1["executions"].as_array().unwrap().is_empty());
+    let (code, body) = d.call("GET", "/v1/executions?status=exploded", None);
+    assert_eq!(code, 400, "an unknown status filter is refused, not answered with nothing: {body}");
+    assert!(body["message"].as_str().unwrap().contains("`exploded`"), "{body}");
     // A completed execution can be neither cancelled nor retried.
     let cancel = call("POST", "/v1/executions/{id}/cancel", &format!("/v1/executions/{id}/cancel"), None, 409);
     assert_eq!(cancel["code"], "InvalidState");

@@ -195,7 +195,13 @@ fn bench(c: &mut Criterion) {
 }
 
 fn completed(daemon: &Daemon) -> u64 {
-    daemon.store().execution_counts().unwrap().into_iter().find(|(s, _)| s == "completed").map_or(0, |(_, n)| n)
+    daemon
+        .store()
+        .execution_counts()
+        .unwrap()
+        .into_iter()
+        .find(|(s, _)| *s == plexus_workflow::WorkflowStatus::Completed)
+        .map_or(0, |(_, n)| n)
 }
 
 criterion_group!(benches, bench);

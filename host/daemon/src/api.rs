@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use plexus_workflow::WorkflowStatus;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -316,7 +317,14 @@ struct ExecutionQuery {
 }
 
 async fn executions(State(s): State<ApiState>, Query(q): Query<ExecutionQuery>) -> ApiResult {
-    let filter = ExecutionFilter { workflow_id: q.workflow, status: q.status, schedule_id: q.schedule, limit: q.limit };
+    let status = match q.status.as_deref() {
+        Some(name) => Some(WorkflowStatus::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = WorkflowStatus::ALL.iter().map(|s| s.as_str()).collect();
+            DaemonError::invalid(format!("status: unknown status `{name}` (one of {})", known.join(", ")))
+        })?),
+        None => None,
+    };
+    let filter = ExecutionFilter { workflow_id: q.workflow, status, schedule_id: q.schedule, limit: q.limit };
     Ok(Json(json!({"executions": s.daemon.executions(&filter)?})))
 }
 

@@ -453,7 +453,8 @@ impl Daemon {
         let status = match self.live(id) {
             Some(exec) => exec.snapshot().status.as_str().to_owned(),
             None => {
-                self.0.store.execution_status(id)?.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))?
+                let stored = self.0.store.execution_status(id)?;
+                stored.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))?.as_str().to_owned()
             }
         };
         Ok((status, self.0.store.events(id, after, limit)?))

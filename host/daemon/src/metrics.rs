@@ -18,6 +18,7 @@
 //! Every family has its own name (a strict OpenMetrics parser rejects two
 //! families under one name); a test parses the real output to keep it so.
 
+use plexus_workflow::WorkflowStatus;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -153,11 +154,11 @@ impl Metrics {
     }
     /// The text exposition, with `counts` (executions per status in the
     /// database) as the `plexus_executions_in_store` gauge.
-    pub fn render(&self, counts: &[(String, u64)]) -> String {
+    pub fn render(&self, counts: &[(WorkflowStatus, u64)]) -> String {
         // Recomputed from the store at each scrape: statuses that reached 0 are dropped.
         self.0.executions_by_status.clear();
         for (status, n) in counts {
-            self.0.executions_by_status.get_or_create(&vec![("status".into(), status.clone())]).set(*n as i64);
+            self.0.executions_by_status.get_or_create(&vec![("status".into(), status.as_str().into())]).set(*n as i64);
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.0.registry) {
@@ -187,7 +188,7 @@ mod tests {
         let mut degraded = std::collections::BTreeMap::new();
         degraded.insert("native_calls".to_owned(), "2 running".to_owned());
         m.health(&degraded);
-        m.render(&[("running".into(), 2), ("completed".into(), 7)])
+        m.render(&[(WorkflowStatus::Running, 2), (WorkflowStatus::Completed, 7)])
     }
 
     #[test]

@@ -620,8 +620,8 @@ async fn cancelling_a_pending_execution_takes_effect_at_once() {
 fn the_status_gauge_drops_statuses_that_reached_zero() {
     let metrics = Metrics::default();
     let running = "status=\"running\"} 16";
-    assert!(metrics.render(&[("running".into(), 16)]).contains(running));
-    let now = metrics.render(&[("completed".into(), 16)]);
+    assert!(metrics.render(&[(WorkflowStatus::Running, 16)]).contains(running));
+    let now = metrics.render(&[(WorkflowStatus::Completed, 16)]);
     assert!(!now.contains("status=\"running\"}"), "{now}");
 }
 

@@ -143,6 +143,22 @@ pub enum WorkflowStatus {
 }
 
 impl WorkflowStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Running,
+        Self::RollingBack,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::RollbackFailed,
+    ];
+
+    /// The status named `name` (its [`Self::as_str`] name), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// Whether the execution is over.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::RollbackFailed)
@@ -335,5 +351,14 @@ mod state_machine {
                 assert_eq!((err.from, err.event), (from, event));
             }
         }
+    }
+
+    #[test]
+    fn workflow_statuses_are_read_back_under_the_name_they_are_stored_and_served_with() {
+        for status in super::WorkflowStatus::ALL {
+            assert_eq!(super::WorkflowStatus::parse(status.as_str()), Some(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert_eq!(super::WorkflowStatus::parse("exploded"), None);
     }
 }

@@ -325,12 +325,19 @@ impl Store {
         }))
     }
 
-    /// The status of execution `id` (`running`, `failed`, …), if it exists.
-    pub fn execution_status(&self, id: &str) -> StoreResult<Option<String>> {
+    /// The status of execution `id`, if it exists.
+    pub fn execution_status(&self, id: &str) -> StoreResult<Option<WorkflowStatus>> {
         let conn = self.conn();
-        conn.prepare_cached("SELECT status FROM executions WHERE id = ?1")
+        let text: Option<String> = conn
+            .prepare_cached("SELECT status FROM executions WHERE id = ?1")
             .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        text.map(|t| self.status(id, &t)).transpose()
+    }
+
+    /// The stored status text `text` of execution `id`, read.
+    fn status(&self, id: &str, text: &str) -> StoreResult<WorkflowStatus> {
+        WorkflowStatus::parse(text).ok_or_else(|| self.corrupt(format!("execution {id}: unknown status `{text}`")))
     }
 
     /// Executions matching `filter`, newest first.
@@ -345,23 +352,31 @@ impl Store {
                  ORDER BY id DESC LIMIT ?4",
             )
             .map_err(|e| self.err(e))?;
-        stmt.query_map(
-            params![filter.workflow_id, filter.status, filter.schedule_id, filter.limit.unwrap_or(100)],
-            |r| {
-                Ok(ExecutionSummary {
-                    execution_id: r.get(0)?,
-                    workflow_id: r.get(1)?,
-                    workflow_version: r.get(2)?,
-                    status: r.get(3)?,
-                    error: r.get(4)?,
-                    schedule_id: r.get(5)?,
-                    created_at_ms: r.get::<_, i64>(6)? as u64,
-                    ended_at_ms: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
-                })
-            },
-        )
-        .and_then(Iterator::collect)
-        .map_err(|e| self.err(e))
+        let status = filter.status.map(WorkflowStatus::as_str);
+        let rows: Vec<(ExecutionSummary, String)> = stmt
+            .query_map(params![filter.workflow_id, status, filter.schedule_id, filter.limit.unwrap_or(100)], |r| {
+                Ok((
+                    ExecutionSummary {
+                        execution_id: r.get(0)?,
+                        workflow_id: r.get(1)?,
+                        workflow_version: r.get(2)?,
+                        status: WorkflowStatus::Pending, // read below
+                        error: r.get(4)?,
+                        schedule_id: r.get(5)?,
+                        created_at_ms: r.get::<_, i64>(6)? as u64,
+                        ended_at_ms: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
+                    },
+                    r.get(3)?,
+                ))
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(mut summary, text)| {
+                summary.status = self.status(&summary.execution_id, &text)?;
+                Ok(summary)
+            })
+            .collect()
     }
 
     /// Ids of executions that had not ended (pending, running, rolling back),
@@ -375,13 +390,15 @@ impl Store {
     }
 
     /// Count of executions per status.
-    pub fn execution_counts(&self) -> StoreResult<Vec<(String, u64)>> {
+    pub fn execution_counts(&self) -> StoreResult<Vec<(WorkflowStatus, u64)>> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status").map_err(|e| self.err(e))?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+        let rows: Vec<(String, u64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
             .and_then(Iterator::collect)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        rows.into_iter().map(|(text, n)| Ok((self.status("(count)", &text)?, n))).collect()
     }
 
     /// The log of execution `id` after event `after` (exclusive), at most `limit` lines.

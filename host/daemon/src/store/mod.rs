@@ -19,7 +19,7 @@
 mod writer;
 
 use super::dbfile::{DbLock, FileIdentity, check_writable};
-use plexus_workflow::status::{ExecutionStatus, epoch_ms};
+use plexus_workflow::status::{ExecutionStatus, WorkflowStatus, epoch_ms};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 use serde::{Deserialize, Serialize};
@@ -182,8 +182,8 @@ pub struct Event {
 pub struct ExecutionFilter {
     /// Only this workflow.
     pub workflow_id: Option<String>,
-    /// Only these statuses (`running`, `failed`, …).
-    pub status: Option<String>,
+    /// Only executions with this status.
+    pub status: Option<WorkflowStatus>,
     /// Only those started by this schedule.
     pub schedule_id: Option<String>,
     /// At most this many, newest first (default 100).
@@ -200,7 +200,7 @@ pub struct ExecutionSummary {
     /// Pinned workflow version.
     pub workflow_version: u32,
     /// Status.
-    pub status: String,
+    pub status: WorkflowStatus,
     /// The error, if it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
