@@ -12,8 +12,9 @@ use std::sync::OnceLock;
 /// A Plexus plugin: static information plus a set of typed operations.
 ///
 /// One value of the type is created with [`Default`] per loaded instance (once
-/// per process for a native plugin, once per execution for a WASM component),
-/// and every call borrows it. Export it with [`crate::export_plugin!`].
+/// per process for a native plugin; once per call for a WASM component, which
+/// gets a fresh instance per call), and every call borrows it. Export it with
+/// [`crate::export_plugin!`].
 pub trait Plugin: Default + Send + Sync + 'static {
     /// Id, name, version and the rest of the plugin's self-description.
     fn info() -> PluginInfo;

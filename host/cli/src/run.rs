@@ -56,6 +56,9 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let status = runtime.block_on(async {
         let orch = Orchestrator::new(Arc::new(host));
         orch.register(valid)?;
+        // Listening before the run starts, and across loop turns: a Ctrl-C
+        // that comes while the progress line is drawn is not lost.
+        let mut interrupt = Interrupts::new()?;
         let exec = orch.execute(&workflow_id, inputs)?;
         tracing::info!(execution = %exec, workflow = %workflow_id, "started");
         let mut progress = Progress::new(&steps, !args.json && std::io::stderr().is_terminal());
@@ -67,7 +70,7 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
                     progress.finish(&status);
                     return anyhow::Ok(status);
                 }
-                _ = tokio::signal::ctrl_c() => {
+                () = interrupt.next() => {
                     interrupts += 1;
                     if interrupts > 1 {
                         errln!("interrupted twice: exiting without waiting for compensation");
@@ -216,5 +219,30 @@ fn print_summary(status: &ExecutionStatus) {
     outln!("\nworkflow {} {}{took} (execution {})", status.workflow_id, status.status.as_str(), status.execution_id);
     if let Some(e) = &status.error {
         outln!("reason: {e}");
+    }
+}
+
+/// SIGINT (Ctrl-C), received from when this is created: unlike a fresh
+/// `tokio::signal::ctrl_c()` per loop turn, a signal that arrives between two
+/// polls is kept for the next one.
+struct Interrupts {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next Ctrl-C.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        self.signal.recv().await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

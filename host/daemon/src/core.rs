@@ -91,8 +91,8 @@ pub const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
 /// How often ended executions past their retention are deleted.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// The most executions one prune round deletes (one transaction each
-/// [`PRUNE_BATCH`], a few per round, so writes are never held up long).
+/// The most executions deleted in one transaction. A prune round runs at
+/// most four such batches, so other writes are never held up long.
 pub const PRUNE_BATCH: u32 = 500;
 
 /// Parse workflow text: JSON when it starts with `{`, YAML otherwise.
