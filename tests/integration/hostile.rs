@@ -258,6 +258,9 @@ fn memory_is_limited_per_instance() {
     assert!(call(&host, "grow", json!({"n": 8})).is_ok());
 }
 
+/// The guest interface's types and lifted exports, shared with the WASM runtime's unit tests.
+const GUEST_EXPORTS: &str = include_str!("../fixtures/guest-exports.wat");
+
 /// A component that exports the guest interface and instantiates a module
 /// with one linear memory `instances` times; its functions trap if ever called.
 fn component_with_memories(instances: usize) -> String {
@@ -271,38 +274,7 @@ fn component_with_memories(instances: usize) -> String {
     (func (export "realloc") (param i32 i32 i32 i32) (result i32) unreachable))
   (core instance $i (instantiate $m))
   {extra}
-  (type $operation' (record (field "name" string) (field "description" string)
-    (field "params-schema" (option string)) (field "output-schema" (option string))))
-  (export $operation "operation" (type $operation'))
-  (type $metadata' (record (field "id" string) (field "name" string) (field "version" string)
-    (field "description" string) (field "authors" (list string)) (field "license" (option string))
-    (field "contract-version" string) (field "capabilities" (list string)) (field "operations" (list $operation))))
-  (export $metadata "metadata" (type $metadata'))
-  (type $context' (record (field "execution-id" string) (field "workflow-id" (option string))
-    (field "step-id" (option string)) (field "task-id" (option string)) (field "attempt" u32)
-    (field "deadline-ms" (option u64)) (field "operation" string) (field "parameters" string)
-    (field "upstream" string) (field "config" string)))
-  (export $context "execution-context" (type $context'))
-  (type $metric' (record (field "name" string) (field "value" f64)))
-  (export $metric "metric" (type $metric'))
-  (type $output' (record (field "output" string) (field "metrics" (list $metric))))
-  (export $output "call-output" (type $output'))
-  (type $kind' (enum "invalid-input" "unsupported-operation" "not-found" "failed"))
-  (export $kind "error-kind" (type $kind'))
-  (type $error' (record (field "kind" $kind) (field "message" string) (field "retryable" bool)))
-  (export $error "plugin-error" (type $error'))
-  (func $describe (result $metadata)
-    (canon lift (core func $i "describe") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
-  (func $call (param "ctx" $context) (result (result $output (error $error)))
-    (canon lift (core func $i "call") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
-  (instance $guest
-    (export "metadata" (type $metadata))
-    (export "execution-context" (type $context))
-    (export "call-output" (type $output))
-    (export "plugin-error" (type $error))
-    (export "describe" (func $describe))
-    (export "call" (func $call)))
-  (export "plexus:plugin/guest@0.1.0" (instance $guest)))"#
+{GUEST_EXPORTS})"#
     )
 }
 

@@ -132,10 +132,10 @@ fn files_are_reachable_only_inside_granted_directories() {
     assert!(!granted.join("new.txt").exists());
 }
 
-#[test]
-fn a_read_write_grant_allows_writing_there_only() {
-    let fx = Fixture::new();
-    // A subfolder of the plugin's own folder (a read-write grant elsewhere in the plugins directory is refused).
+/// The WASM echo plugin, granted its own `out` folder read-write at `/out`
+/// (a read-write grant elsewhere in the plugins directory is refused); returns
+/// that folder.
+fn echo_with_out_granted(fx: &Fixture) -> std::path::PathBuf {
     let granted = fx.plugins.path().join("echo-wasm").join("out");
     std::fs::create_dir_all(&granted).unwrap();
     fx.echo(
@@ -146,6 +146,13 @@ fn a_read_write_grant_allows_writing_there_only() {
             granted.display()
         ),
     );
+    granted
+}
+
+#[test]
+fn a_read_write_grant_allows_writing_there_only() {
+    let fx = Fixture::new();
+    let granted = echo_with_out_granted(&fx);
     let host = fx.host();
     let write = |path: &str| {
         host.call("plexus.echo.wasm", "write_file", json!({"path": path, "text": "written"}), CallOptions::default())
@@ -161,16 +168,7 @@ fn concurrent_calls_share_a_grant_without_seeing_each_other_half_done() {
     // Every call's preopen is the directory opened at load, shared: calls on
     // several threads at once each write and read back their own file.
     let fx = Fixture::new();
-    let granted = fx.plugins.path().join("echo-wasm").join("out");
-    std::fs::create_dir_all(&granted).unwrap();
-    fx.echo(
-        "echo-wasm",
-        "wasm",
-        &format!(
-            "[permissions]\ndirs = [{{ host = \"{}\", guest = \"/out\", access = \"read-write\" }}]\n",
-            granted.display()
-        ),
-    );
+    let granted = echo_with_out_granted(&fx);
     let host = std::sync::Arc::new(fx.host());
     let threads: Vec<_> = (0..4)
         .map(|t| {

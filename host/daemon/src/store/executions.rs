@@ -187,13 +187,7 @@ impl Store {
             if changed == 0 {
                 return Ok(false);
             }
-            for (i, step) in steps.iter().enumerate() {
-                tx.execute(
-                    "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
-                    params![id, i as i64, step],
-                )
-                .map_err(err)?;
-            }
+            put_steps(tx, &id, &steps).map_err(err)?;
             tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [&id]).map_err(err)?;
             tx.execute(
                 "INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, 'pending', ?3)",
@@ -230,13 +224,7 @@ impl Store {
                 params![id, status_text, outputs, error, started_at_ms, ended_at_ms, state],
             )
             .map_err(err)?;
-            for (i, step) in steps.iter().enumerate() {
-                tx.execute(
-                    "INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)",
-                    params![id, i as i64, step],
-                )
-                .map_err(err)?;
-            }
+            put_steps(tx, &id, &steps).map_err(err)?;
             tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [&id]).map_err(err)?;
             for (seq, record) in compensations.iter().enumerate() {
                 tx.execute(
@@ -353,28 +341,25 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let status = filter.status.map(WorkflowStatus::as_str);
-        let rows: Vec<(ExecutionSummary, String)> = stmt
+        type Row = (String, String, u32, String, Option<String>, Option<String>, i64, Option<i64>);
+        let rows: Vec<Row> = stmt
             .query_map(params![filter.workflow_id, status, filter.schedule_id, filter.limit.unwrap_or(100)], |r| {
-                Ok((
-                    ExecutionSummary {
-                        execution_id: r.get(0)?,
-                        workflow_id: r.get(1)?,
-                        workflow_version: r.get(2)?,
-                        status: WorkflowStatus::Pending, // read below
-                        error: r.get(4)?,
-                        schedule_id: r.get(5)?,
-                        created_at_ms: r.get::<_, i64>(6)? as u64,
-                        ended_at_ms: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
-                    },
-                    r.get(3)?,
-                ))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
             })
             .and_then(Iterator::collect)
             .map_err(|e| self.err(e))?;
         rows.into_iter()
-            .map(|(mut summary, text)| {
-                summary.status = self.status(&summary.execution_id, &text)?;
-                Ok(summary)
+            .map(|(execution_id, workflow_id, workflow_version, status, error, schedule_id, created, ended)| {
+                Ok(ExecutionSummary {
+                    status: self.status(&execution_id, &status)?,
+                    execution_id,
+                    workflow_id,
+                    workflow_version,
+                    error,
+                    schedule_id,
+                    created_at_ms: created as u64,
+                    ended_at_ms: ended.map(|t| t as u64),
+                })
             })
             .collect()
     }
@@ -452,4 +437,13 @@ impl Store {
             Ok(ids.len())
         })
     }
+}
+
+/// Write every step record (JSON, in declaration order) of execution `id`.
+fn put_steps(tx: &rusqlite::Connection, id: &str, steps: &[String]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")?;
+    for (i, step) in steps.iter().enumerate() {
+        stmt.execute(params![id, i as i64, step])?;
+    }
+    Ok(())
 }
