@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("store_step_transition", |b| {
         b.iter(|| {
             record.attempts += 1;
-            store.update_step(&id, 0, &record, None).unwrap();
+            store.update_step(&id, 0, &record, None).commit().unwrap();
         })
     });
 

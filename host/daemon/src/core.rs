@@ -20,7 +20,7 @@ use super::journal::{StateDbHealth, StoreJournal};
 use super::metrics::Metrics;
 use super::store::{Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoredExecution, WorkflowRow};
 use plexus_host::{Change, Host, new_execution_id};
-use plexus_workflow::engine::{Drain, Engine, Execution, Prepared};
+use plexus_workflow::engine::{Engine, Execution, Prepared};
 use plexus_workflow::orchestrator::resolve_inputs;
 use plexus_workflow::source::Document;
 use plexus_workflow::status::{ExecutionStatus, epoch_ms};
@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// Who asked for an execution.
 #[derive(Debug, Clone, Default)]
@@ -71,7 +72,8 @@ struct Inner {
     reloading: Mutex<()>,
     live: RwLock<HashMap<String, (Arc<Execution>, ExecutionMeta)>>,
     slots: Arc<Semaphore>,
-    drain: Drain,
+    /// Cancelled by [`Daemon::begin_shutdown`]: the engines' drain signal.
+    drain: CancellationToken,
     accepting: AtomicBool,
     metrics: Metrics,
     health: Health,
@@ -140,7 +142,7 @@ impl Daemon {
             reloading: Mutex::default(),
             live: RwLock::default(),
             slots: Arc::new(Semaphore::new(workers.max(1))),
-            drain: Drain::default(),
+            drain: CancellationToken::new(),
             accepting: AtomicBool::new(true),
             metrics,
             health,
@@ -160,7 +162,7 @@ impl Daemon {
             loop {
                 tokio::time::sleep(MAINTENANCE_TICK).await;
                 let Some(inner) = weak.upgrade() else { return };
-                Daemon(inner).maintain();
+                Daemon(inner).maintain().await;
             }
         });
     }
@@ -169,20 +171,31 @@ impl Daemon {
     /// file opened (health `degraded` if it was deleted or replaced), record
     /// held executions again (they go on once that works), and, when writes
     /// failed and nothing is held, probe with a write so health recovers.
-    pub fn maintain(&self) {
-        self.0.db_health.file(self.0.store.check_file());
+    pub async fn maintain(&self) {
+        let daemon = self.clone();
+        // The file check, the probe and pruning touch the disk: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || daemon.maintain_files()).await;
         let held: Vec<Arc<Execution>> = {
             let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner);
             live.values().map(|(e, _)| e.clone()).filter(|e| e.is_held()).collect()
         };
         for exec in &held {
-            if let Err(e) = exec.record_again() {
+            if let Err(e) = exec.record_again().await {
                 tracing::warn!(execution = %exec.id(), "still cannot record: {e}");
             }
         }
         if held.is_empty() && self.0.db_health.writes_failing() {
-            self.0.db_health.writes(self.0.store.probe_write().map_err(|e| e.to_string()));
+            let daemon = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                daemon.0.db_health.writes(daemon.0.store.probe_write().map_err(|e| e.to_string()));
+            })
+            .await;
         }
+    }
+
+    /// The blocking half of [`Self::maintain`]: the database file's check and pruning.
+    fn maintain_files(&self) {
+        self.0.db_health.file(self.0.store.check_file());
         self.prune_if_due();
     }
 
@@ -399,10 +412,10 @@ impl Daemon {
             let inner = &daemon.0;
             let permit = tokio::select! {
                 permit = inner.slots.clone().acquire_owned() => permit.ok(),
-                _ = inner.drain.wait() => None,
+                _ = inner.drain.cancelled() => None,
                 _ = exec.cancel_requested() => None,
             };
-            if !inner.drain.is_raised() && (permit.is_some() || exec.is_cancelled()) {
+            if !inner.drain.is_cancelled() && (permit.is_some() || exec.is_cancelled()) {
                 if let (Some(fire), Some(_)) = (fire_ms, &permit) {
                     inner.metrics.scheduler_lag(epoch_ms(inner.clock.now()).saturating_sub(fire));
                 }
@@ -410,7 +423,7 @@ impl Daemon {
                 engine.run(prepared, exec.clone()).await;
             }
             // Stopped while held (shutdown): record what can be.
-            if let Err(e) = exec.record_again() {
+            if let Err(e) = exec.record_again().await {
                 tracing::error!(execution = %id, "not recorded at shutdown ({e}); it resumes from its last record");
             }
             drop(permit);
@@ -536,7 +549,7 @@ impl Daemon {
                     status.status = plexus_workflow::WorkflowStatus::Failed;
                     status.error = Some(format!("cannot resume: {e}"));
                     status.ended_at_ms = Some(epoch_ms(self.0.clock.now()));
-                    self.0.store.update_execution(&status)?;
+                    self.0.store.update_execution(&status).commit()?;
                 }
             }
         }
@@ -547,12 +560,12 @@ impl Daemon {
     /// [`Self::shutdown`], for the moment the signal arrives.
     pub fn begin_shutdown(&self) {
         self.0.accepting.store(false, Ordering::Release);
-        self.0.drain.raise();
+        self.0.drain.cancel();
     }
 
     /// Wait until shutdown began (at once if it did).
     pub async fn stopping(&self) {
-        self.0.drain.wait().await;
+        self.0.drain.cancelled().await;
     }
 
     /// Stop accepting work, let running steps finish for at most `grace`,

@@ -10,9 +10,9 @@
 
 use super::health::Health;
 use super::metrics::Metrics;
-use super::store::{Store, StoreError};
+use super::store::{Store, StoreWrite};
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord};
-use plexus_workflow::{Journal, JournalError, JournalResult, StepStatus};
+use plexus_workflow::{Journal, JournalError, JournalFuture, StepStatus};
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -82,26 +82,31 @@ impl StoreJournal {
         Self { store, metrics, health }
     }
 
-    fn check(&self, result: Result<(), StoreError>) -> JournalResult {
-        match result {
-            Ok(()) => {
-                self.health.writes(Ok(()));
-                Ok(())
+    /// Await `write` (queued for the store's writer thread), then count a
+    /// failure and report it to the health, or clear the degradation.
+    fn check(&self, write: StoreWrite<()>, then: impl FnOnce(&Metrics) + Send + 'static) -> JournalFuture {
+        let (metrics, health) = (self.metrics.clone(), self.health.clone());
+        Box::pin(async move {
+            match write.await {
+                Ok(()) => {
+                    health.writes(Ok(()));
+                    then(&metrics);
+                    Ok(())
+                }
+                Err(e) => {
+                    metrics.journal_error();
+                    health.writes(Err(e.to_string()));
+                    Err(JournalError(e.to_string()))
+                }
             }
-            Err(e) => {
-                self.metrics.journal_error();
-                self.health.writes(Err(e.to_string()));
-                Err(JournalError(e.to_string()))
-            }
-        }
+        })
     }
 }
 
 impl Journal for StoreJournal {
-    fn execution(&self, status: &ExecutionStatus) -> JournalResult {
-        self.check(self.store.update_execution(status))?;
-        self.metrics.execution(status.status.as_str());
-        Ok(())
+    fn execution(&self, status: &ExecutionStatus) -> JournalFuture {
+        let status_text = status.status.as_str();
+        self.check(self.store.update_execution(status), move |metrics| metrics.execution(status_text))
     }
 
     fn step(
@@ -110,28 +115,32 @@ impl Journal for StoreJournal {
         index: usize,
         record: &StepRecord,
         state: Option<&Map<String, Value>>,
-    ) -> JournalResult {
-        let written = self.check(self.store.update_step(execution_id, index, record, state));
-        if record.status.is_terminal() {
-            let ran = matches!(record.status, StepStatus::Completed | StepStatus::Failed);
-            self.metrics.step(&record.plugin_id, record.status.as_str(), record.duration_ms.filter(|_| ran));
-        }
+    ) -> JournalFuture {
+        let write = self.store.update_step(execution_id, index, record, state);
         if record.status.is_terminal() || record.status == StepStatus::Retrying {
             let error = record.error.as_ref().map(|e| e.message.as_str()).or(record.reason.as_deref()).unwrap_or("");
             tracing::info!(execution = %execution_id, step = %record.id, plugin = %record.plugin_id, attempt = record.attempts, status = record.status.as_str(), duration_ms = record.duration_ms, "step {} {error}", record.status.as_str());
         } else {
             tracing::debug!(execution = %execution_id, step = %record.id, attempt = record.attempts, status = record.status.as_str(), "step transition");
         }
-        written
+        // Counted whether or not it was recorded: the step did end.
+        let ended = record.status.is_terminal().then(|| {
+            let ran = matches!(record.status, StepStatus::Completed | StepStatus::Failed);
+            (record.plugin_id.clone(), record.status.as_str(), record.duration_ms.filter(|_| ran))
+        });
+        if let Some((plugin, status, duration)) = &ended {
+            self.metrics.step(plugin, status, *duration);
+        }
+        self.check(write, |_| {})
     }
 
-    fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalResult {
-        self.check(self.store.put_compensation(execution_id, seq, record))
+    fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalFuture {
+        self.check(self.store.put_compensation(execution_id, seq, record), |_| {})
     }
 
-    fn snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> JournalResult {
+    fn snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> JournalFuture {
         // Not counted in `plexus_executions_total`: the transitions it
         // records were counted (or not) when they were first written.
-        self.check(self.store.record_snapshot(status, state))
+        self.check(self.store.record_snapshot(status, state), |_| {})
     }
 }

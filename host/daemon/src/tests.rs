@@ -150,9 +150,9 @@ fn crashed_execution(daemon: &Daemon, workflow: &str, b_attempts: u32) -> String
     };
     let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
     daemon.store().insert_execution(&status, &meta, &Map::new()).unwrap();
-    daemon.store().update_execution(&status).unwrap();
+    daemon.store().update_execution(&status).commit().unwrap();
     for (i, step) in status.steps.iter().enumerate() {
-        daemon.store().update_step(&id, i, step, None).unwrap();
+        daemon.store().update_step(&id, i, step, None).commit().unwrap();
     }
     id
 }
@@ -514,10 +514,10 @@ async fn failing_writes_hold_executions_until_they_work_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_database_is_noticed() {
     let f = fixture(Arc::new(SystemClock));
-    f.daemon.maintain();
+    f.daemon.maintain().await;
     assert!(!f.daemon.health().is_degraded());
     std::fs::remove_file(f.daemon.store().path()).unwrap();
-    f.daemon.maintain();
+    f.daemon.maintain().await;
     let reason = f.daemon.health().reasons().get("state_db").cloned().unwrap_or_default();
     assert!(reason.contains("deleted") && reason.contains("state.db"), "{reason}");
 }

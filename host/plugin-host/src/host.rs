@@ -420,6 +420,57 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Run a call without blocking the caller's task, within `timeout`: the
+    /// one place the workflow engine (steps, compensations, scheduled tasks)
+    /// invokes a plugin.
+    ///
+    /// The call runs on tokio's blocking pool. A runtime that is
+    /// [`Runtime::preemptible`](crate::runtime::Runtime::preemptible) (WASM)
+    /// gets the timeout and stops itself; for one that is not (native and
+    /// in-process code) this stops waiting at the timeout, interrupts the call
+    /// (its cancel flag) and abandons its thread, which counts against the
+    /// plugin's [`ABANDONED_CALL_BUDGET`](crate::runtime::ABANDONED_CALL_BUDGET)
+    /// until it returns. No thread is started per call, and the caller never
+    /// branches on the plugin's kind.
+    ///
+    /// # Errors
+    /// As [`Host::call_with`], and [`CallError::Timeout`] past `timeout`.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        exec: ExecutionContext,
+        services: CallServices,
+        timeout: Duration,
+    ) -> Result<CallOutput, CallError> {
+        let id = services.plugin_id().to_owned();
+        let plugin = self.plugins.get(&id).ok_or_else(|| CallError::PluginNotFound(id.clone()))?;
+        let preemptible = plugin.runtime.preemptible();
+        let ticket = crate::runtime::CallTicket::new(&id);
+        let task = tokio::task::spawn_blocking({
+            let (host, services, ticket) = (self.clone(), services.clone(), ticket.clone());
+            move || {
+                let result = host.call_with(&exec, &services, preemptible.then_some(timeout));
+                ticket.finish();
+                result
+            }
+        });
+        tokio::pin!(task);
+        let joined = if preemptible {
+            task.await
+        } else {
+            match tokio::time::timeout(timeout, &mut task).await {
+                Ok(joined) => joined,
+                Err(_) => match crate::runtime::give_up(&id, &services, &ticket, timeout) {
+                    // It returned just now.
+                    None => task.await,
+                    Some(timed_out) => return Err(timed_out),
+                },
+            }
+        };
+        joined.unwrap_or_else(|e| Err(CallError::Host { plugin: id, message: format!("the call's task failed: {e}") }))
+    }
+}
+
 /// The metric a call's output carries when the plugin logged more than its
 /// `limits.log_bytes`: how many bytes were dropped.
 pub const LOG_BYTES_DROPPED: &str = "plexus.log_bytes_dropped";

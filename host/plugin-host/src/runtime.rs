@@ -17,6 +17,14 @@ pub trait Runtime: Send + Sync {
     /// Native or WASM.
     fn kind(&self) -> PluginKind;
 
+    /// Whether a call given a timeout stops by itself when it expires (WASM:
+    /// epoch interruption). A runtime that cannot be pre-empted (native code)
+    /// is timed by its caller instead, who stops waiting and abandons the
+    /// call's thread (see [`crate::Host::invoke`]).
+    fn preemptible(&self) -> bool {
+        false
+    }
+
     /// Run `exec.operation`, blocking the calling thread.
     ///
     /// With a `timeout`, a WASM call is interrupted when it expires; a native
@@ -160,18 +168,33 @@ where
         .map_err(|e| CallError::Host { plugin: plugin.to_owned(), message: format!("cannot start a thread: {e}") })?;
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
-        Err(_) => {
-            services.interrupt();
-            if !ticket.abandon() {
-                // It returned just now.
-                if let Ok(result) = rx.try_recv() {
-                    return result;
-                }
-            }
-            tracing::warn!(plugin, timeout_ms = timeout.as_millis() as u64, "call timed out; its thread is abandoned");
-            Err(CallError::Timeout { plugin: plugin.to_owned(), after: timeout })
-        }
+        Err(_) => match give_up(plugin, services, &ticket, timeout) {
+            // It returned just now.
+            None => rx.try_recv().unwrap_or_else(|_| Err(timed_out(plugin, timeout))),
+            Some(timeout) => Err(timeout),
+        },
     }
+}
+
+/// Stop waiting for a call past its `timeout`: interrupt it (its cancel flag)
+/// and abandon its thread. `None` when the call had finished meanwhile (its
+/// result is there to take); otherwise the [`CallError::Timeout`] to report.
+pub(crate) fn give_up(
+    plugin: &str,
+    services: &CallServices,
+    ticket: &CallTicket,
+    timeout: Duration,
+) -> Option<CallError> {
+    services.interrupt();
+    if !ticket.abandon() {
+        return None;
+    }
+    tracing::warn!(plugin, timeout_ms = timeout.as_millis() as u64, "call timed out; its thread is abandoned");
+    Some(timed_out(plugin, timeout))
+}
+
+fn timed_out(plugin: &str, after: Duration) -> CallError {
+    CallError::Timeout { plugin: plugin.to_owned(), after }
 }
 
 /// The contract version this host implements.

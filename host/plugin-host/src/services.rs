@@ -4,7 +4,7 @@
 
 use plexus_sdk::{HostServices, LogLevel};
 use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The shared state of one execution: a JSON object every step can read and write.
@@ -97,20 +97,12 @@ impl SharedState {
     }
 }
 
-/// A flag the host sets to ask an execution to stop. Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// Ask the execution to stop.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-    /// Whether [`Self::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
+/// The signal the host raises to ask an execution (or one call) to stop:
+/// tokio-util's [`CancellationToken`](tokio_util::sync::CancellationToken).
+/// Cheap to clone; clones share the signal. Plugins poll it
+/// (`is_cancelled`), the engine awaits it (`cancelled().await`), and a child
+/// token (`child_token()`) stops with its parent.
+pub type CancelToken = tokio_util::sync::CancellationToken;
 
 /// Receives a plugin's progress reports: `(fraction in 0.0..=1.0, message)`.
 pub type ProgressSink = Arc<dyn Fn(f64, &str) + Send + Sync>;

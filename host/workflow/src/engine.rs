@@ -27,15 +27,15 @@ use super::status::{
 use super::validate::{Compiled, CompiledStep, ValidWorkflow};
 use plexus_host::CallError;
 use plexus_host::Host;
-use plexus_host::manifest::PluginKind;
-use plexus_host::services::{CallServices, CancelToken, SharedState};
+use plexus_host::services::{CallServices, SharedState};
 use plexus_sdk::ExecutionContext;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// A workflow ready to run: validated, with its templates compiled.
 pub struct Prepared {
@@ -63,23 +63,23 @@ impl Prepared {
 pub struct Execution {
     id: String,
     status: Mutex<ExecutionStatus>,
-    cancel: CancelToken,
-    pub(super) cancelled: Notify,
+    /// Raised by [`Self::cancel`]. The forward phase stops on a child of it,
+    /// which a critical failure or the workflow's timeout raise too.
+    cancel: CancellationToken,
     done: watch::Sender<bool>,
     state: SharedState,
     journal: Arc<dyn Journal>,
     /// The state version last handed to the journal.
     state_seen: AtomicU64,
     task_id: Option<String>,
-    /// Raised by [`Self::cancel`]; unlike `cancelled`, any number may wait on it.
-    cancel_signal: Drain,
     /// Set by the first [`Self::request_cancel`].
-    cancel_asked: std::sync::atomic::AtomicBool,
+    cancel_asked: AtomicBool,
     /// `true` while a transition could not be journalled (see [`Self::is_held`]).
     held: watch::Sender<bool>,
     /// Held across a journal write and the in-memory update that follows, so
-    /// [`Self::record_again`] never records an older state over a newer one.
-    recording: Mutex<()>,
+    /// transitions are recorded in order and [`Self::record_again`] never
+    /// records an older state over a newer one.
+    recording: tokio::sync::Mutex<()>,
 }
 
 impl Execution {
@@ -153,17 +153,15 @@ impl Execution {
         Arc::new(Self {
             id: status.execution_id.clone(),
             status: Mutex::new(status),
-            cancel: CancelToken::default(),
-            cancelled: Notify::new(),
+            cancel: CancellationToken::new(),
             done: watch::channel(false).0,
             state: SharedState::from_map(state),
             journal,
             state_seen: AtomicU64::new(0),
             task_id,
-            cancel_signal: Drain::default(),
-            cancel_asked: std::sync::atomic::AtomicBool::new(false),
+            cancel_asked: AtomicBool::new(false),
             held: watch::channel(false).0,
-            recording: Mutex::new(()),
+            recording: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -181,10 +179,6 @@ impl Execution {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn recording(&self) -> MutexGuard<'_, ()> {
-        self.recording.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The journal could not record a transition: hold the execution.
     fn hold(&self, what: &str, error: &JournalError) {
         tracing::error!(execution = %self.id, "cannot record {what}: {error}; the execution is held until it can");
@@ -195,23 +189,23 @@ impl Execution {
     /// shared state, if it changed) before the in-memory record is replaced.
     /// The in-memory record changes even if the journal failed (what happened
     /// happened; the execution is then held). Returns whether it was recorded.
-    pub(super) fn update_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
-        self.change_step(i, change, false)
+    pub(super) async fn update_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
+        self.change_step(i, change, false).await
     }
 
     /// Like [`Self::update_step`], for a step about to start: if the journal
     /// fails, nothing changes (the step must not start) and this returns `false`.
-    pub(super) fn start_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
-        self.change_step(i, change, true)
+    pub(super) async fn start_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
+        self.change_step(i, change, true).await
     }
 
-    fn change_step(&self, i: usize, change: impl FnOnce(&mut StepRecord), only_if_recorded: bool) -> bool {
-        let _recording = self.recording();
+    async fn change_step(&self, i: usize, change: impl FnOnce(&mut StepRecord), only_if_recorded: bool) -> bool {
+        let _recording = self.recording.lock().await;
         let mut record = self.lock().steps[i].clone();
         change(&mut record);
         let seen = self.state_seen.load(Ordering::Acquire);
         let state = self.state.changed_since(seen);
-        let written = self.journal.step(&self.id, i, &record, state.as_ref().map(|(_, map)| map));
+        let written = self.journal.step(&self.id, i, &record, state.as_ref().map(|(_, map)| map)).await;
         match &written {
             Ok(()) => {
                 if let Some((version, _)) = &state {
@@ -229,11 +223,11 @@ impl Execution {
     /// Change the execution-level fields with `change`, journal first (the
     /// in-memory status changes even if the journal failed; the execution is
     /// then held). Returns whether it was recorded.
-    pub(super) fn update_status(&self, change: impl FnOnce(&mut ExecutionStatus)) -> bool {
-        let _recording = self.recording();
+    pub(super) async fn update_status(&self, change: impl FnOnce(&mut ExecutionStatus)) -> bool {
+        let _recording = self.recording.lock().await;
         let mut s = self.lock().clone();
         change(&mut s);
-        let written = self.journal.execution(&s);
+        let written = self.journal.execution(&s).await;
         if let Err(e) = &written {
             self.hold(&format!("the execution {}", s.status.as_str()), e);
         }
@@ -247,10 +241,10 @@ impl Execution {
     }
 
     /// Journal compensation `record` (number `seq`), then keep it.
-    fn add_compensation(&self, record: CompensationRecord) {
-        let _recording = self.recording();
+    async fn add_compensation(&self, record: CompensationRecord) {
+        let _recording = self.recording.lock().await;
         let seq = self.lock().compensations.len();
-        if let Err(e) = self.journal.compensation(&self.id, seq, &record) {
+        if let Err(e) = self.journal.compensation(&self.id, seq, &record).await {
             self.hold(&format!("the compensation of `{}`", record.step), &e);
         }
         self.lock().compensations.push(record);
@@ -279,14 +273,14 @@ impl Execution {
     ///
     /// # Errors
     /// The journal still fails; the execution stays held.
-    pub fn record_again(&self) -> Result<(), JournalError> {
-        let _recording = self.recording();
+    pub async fn record_again(&self) -> Result<(), JournalError> {
+        let _recording = self.recording.lock().await;
         if !self.is_held() {
             return Ok(());
         }
         let status = self.snapshot();
         let (version, state) = self.state.changed_since(0).unwrap_or_else(|| (0, self.state.snapshot()));
-        self.journal.snapshot(&status, &state)?;
+        self.journal.snapshot(&status, &state).await?;
         self.state_seen.fetch_max(version, Ordering::AcqRel);
         tracing::info!(execution = %self.id, "recorded again; the execution goes on");
         self.held.send_replace(false);
@@ -310,15 +304,17 @@ impl Execution {
     pub fn request_cancel(&self) -> bool {
         let first = !self.cancel_asked.swap(true, Ordering::AcqRel);
         self.cancel.cancel();
-        self.cancelled.notify_one();
-        // Last: whoever wakes on it sees `is_cancelled()`.
-        self.cancel_signal.raise();
         first
     }
 
     /// Wait until [`Self::cancel`] is called (at once if it was).
     pub async fn cancel_requested(&self) {
-        self.cancel_signal.wait().await;
+        self.cancel.cancelled().await;
+    }
+
+    /// The token [`Self::cancel`] raises.
+    pub(super) fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     /// Whether [`Self::cancel`] was called.
@@ -350,33 +346,7 @@ pub struct Engine {
     host: Arc<Host>,
     clock: Arc<dyn Clock>,
     parallelism: usize,
-    drain: Drain,
-}
-
-/// A signal shared by engines: once raised, executions start no new steps.
-#[derive(Clone, Default)]
-pub struct Drain(Arc<(std::sync::atomic::AtomicBool, Notify)>);
-
-impl Drain {
-    /// Raise the signal (idempotent).
-    pub fn raise(&self) {
-        self.0.0.store(true, Ordering::Release);
-        self.0.1.notify_waiters();
-    }
-    /// Whether it was raised.
-    pub fn is_raised(&self) -> bool {
-        self.0.0.load(Ordering::Acquire)
-    }
-    /// Wait until it is raised.
-    pub async fn wait(&self) {
-        let notified = self.0.1.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.is_raised() {
-            return;
-        }
-        notified.await;
-    }
+    drain: CancellationToken,
 }
 
 /// Why the forward phase stopped early.
@@ -393,18 +363,19 @@ impl Engine {
     /// An engine calling plugins of `host`, timing retries with `clock`.
     pub fn new(host: Arc<Host>, clock: Arc<dyn Clock>) -> Self {
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self { host, clock, parallelism, drain: Drain::default() }
+        Self { host, clock, parallelism, drain: CancellationToken::new() }
     }
 
-    /// This engine, observing `drain`: once raised, its executions start no
-    /// new steps and stop unfinished (see [`Execution::restore`]).
-    pub fn with_drain(mut self, drain: Drain) -> Self {
+    /// This engine, observing `drain` (shared by the engines of one daemon):
+    /// once it is cancelled, their executions start no new steps and stop
+    /// unfinished, to be resumed from their journal (see [`Execution::restore`]).
+    pub fn with_drain(mut self, drain: CancellationToken) -> Self {
         self.drain = drain;
         self
     }
 
-    pub(super) fn drain_signal(&self) -> Drain {
-        self.drain.clone()
+    pub(super) fn drain_signal(&self) -> &CancellationToken {
+        &self.drain
     }
 
     /// The host the engine calls.
@@ -445,10 +416,11 @@ impl Engine {
                     s.status = WorkflowStatus::Running;
                     s.started_at_ms.get_or_insert(started);
                     s.error = None;
-                });
+                })
+                .await;
             }
-            let forward = Stop::default();
-            super::scheduler::Forward::run(self.clone(), prepared.clone(), exec.clone(), forward).await
+            let stop = exec.cancel.child_token();
+            super::scheduler::Forward::run(self.clone(), prepared.clone(), exec.clone(), stop).await
         };
         if matches!(abort, Some(Abort::Suspended)) {
             // Draining: give up waiting for a held journal; the owner records
@@ -469,7 +441,8 @@ impl Engine {
                         exec.update_step(i, |step| {
                             step.status = step.status.apply_or(StepEvent::Cancel, StepStatus::Cancelled);
                             step.reason = Some("the execution stopped before this step started".into());
-                        });
+                        })
+                        .await;
                     }
                     exec.update_status(|s| {
                         s.status = WorkflowStatus::RollingBack;
@@ -477,7 +450,8 @@ impl Engine {
                             Abort::Failed(e) => e.clone(),
                             Abort::Cancelled | Abort::Suspended => "cancelled".into(),
                         });
-                    });
+                    })
+                    .await;
                 }
                 let rollback_ok = self.compensate(&prepared, &exec).await;
                 match (why, rollback_ok) {
@@ -497,13 +471,14 @@ impl Engine {
                 Some(Err(e)) => s.error = Some(e),
                 None => {}
             }
-        });
+        })
+        .await;
         // An execution ends only once all of it is recorded; if the engine
         // drains first, it stops unfinished and resumes from its journal.
         tokio::select! {
             biased;
             () = exec.recorded() => {}
-            () = self.drain.wait() => {
+            () = self.drain.cancelled() => {
                 tracing::warn!(execution = %exec.id(), "stopping before the end of the execution could be recorded");
                 exec.done.send_replace(true);
                 return;
@@ -535,7 +510,7 @@ impl Engine {
         )
     }
 
-    pub(super) fn finish_step(
+    pub(super) async fn finish_step(
         &self,
         exec: &Execution,
         i: usize,
@@ -562,7 +537,8 @@ impl Engine {
             r.reason = reason;
             r.ended_at_ms = Some(now);
             r.duration_ms = r.started_at_ms.map(|start| now.saturating_sub(start));
-        });
+        })
+        .await;
     }
 
     /// Run the compensation of every completed step, latest completion first.
@@ -615,7 +591,7 @@ impl Engine {
             } else {
                 tracing::info!(step = %step_id, "compensated");
             }
-            exec.add_compensation(record);
+            exec.add_compensation(record).await;
         }
         all_ok
     }
@@ -645,12 +621,10 @@ impl Engine {
             upstream: Map::new(),
             config: plugin.manifest.config.clone(),
         };
+        // Not the forward phase's token: a compensation runs after it stopped.
         let services =
-            CallServices::new(&action.plugin_id, &ctx.execution_id, exec.state.clone(), CancelToken::default());
-        call_blocking(&self.host, plugin.manifest.kind, ctx, services, timeout)
-            .await
-            .map(|out| out.output)
-            .map_err(|e| call_error(&e))
+            CallServices::new(&action.plugin_id, &ctx.execution_id, exec.state.clone(), CancellationToken::new());
+        self.host.invoke(ctx, services, timeout).await.map(|out| out.output).map_err(|e| call_error(&e))
     }
 
     /// The workflow's outputs, rendered; `None` when it declares none.
@@ -671,44 +645,6 @@ impl Engine {
     }
 }
 
-/// Run one call on tokio's blocking pool. A WASM call enforces its own
-/// timeout (epoch interruption); for native and in-process plugins the engine
-/// stops waiting at the timeout, sets the call's cancel flag and abandons the
-/// blocking thread to the plugin — no thread is started per call.
-async fn call_blocking(
-    host: &Arc<Host>,
-    kind: PluginKind,
-    ctx: ExecutionContext,
-    services: CallServices,
-    timeout: std::time::Duration,
-) -> Result<plexus_sdk::CallOutput, CallError> {
-    let host = host.clone();
-    let plugin = services.plugin_id().to_owned();
-    let wasm = kind == PluginKind::Wasm;
-    let call_services = services.clone();
-    let ticket = plexus_host::runtime::CallTicket::new(&plugin);
-    let call_ticket = ticket.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        let result = host.call_with(&ctx, &call_services, wasm.then_some(timeout));
-        call_ticket.finish();
-        result
-    });
-    let joined = if wasm {
-        task.await
-    } else {
-        match tokio::time::timeout(timeout, task).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                services.interrupt();
-                ticket.abandon();
-                tracing::warn!(plugin = %plugin, timeout_ms = timeout.as_millis() as u64, "call timed out; its thread is abandoned");
-                return Err(CallError::Timeout { plugin, after: timeout });
-            }
-        }
-    };
-    joined.unwrap_or_else(|e| Err(CallError::Host { plugin, message: format!("the call's task failed: {e}") }))
-}
-
 pub(super) fn error(kind: &str, message: impl Into<String>, retryable: bool) -> StepError {
     StepError { kind: kind.into(), message: message.into(), retryable }
 }
@@ -719,34 +655,5 @@ pub(super) fn call_error(e: &CallError) -> StepError {
             error(&format!("plugin-error/{}", pe.kind), pe.message.clone(), pe.retryable)
         }
         other => error(other.kind(), other.to_string(), other.is_retryable()),
-    }
-}
-
-/// The forward phase's stop signal: a cancel token plugins can poll, and a
-/// notification tasks can await.
-#[derive(Clone, Default)]
-pub(super) struct Stop {
-    pub(super) token: CancelToken,
-    notify: Arc<Notify>,
-}
-
-impl Stop {
-    pub(super) fn cancel(&self) {
-        self.token.cancel();
-        self.notify.notify_waiters();
-    }
-    pub(super) fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
-    }
-    pub(super) async fn cancelled(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.token.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
     }
 }

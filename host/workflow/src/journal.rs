@@ -1,9 +1,12 @@
 //! [`Journal`]: where an execution's transitions go before anyone sees them.
 //!
-//! The engine calls the journal synchronously at every transition — a step
-//! starting, retrying or ending, a compensation, the execution's own status —
-//! *before* it updates the in-memory record the API reports. The daemon's
-//! journal writes to SQLite (`daemon::store`); `plexus run` uses [`NoJournal`].
+//! The engine awaits the journal at every transition — a step starting,
+//! retrying or ending, a compensation, the execution's own status — *before*
+//! it updates the in-memory record the API reports. A write is a future
+//! ([`JournalFuture`]) that resolves once the transition is durable, so the
+//! engine never blocks a thread on it and a store may commit many
+//! executions' transitions together. The daemon's journal writes to SQLite
+//! (`plexus_daemon::store`); `plexus run` uses [`NoJournal`].
 //!
 //! **Nothing runs unrecorded.** When the journal cannot record a transition
 //! the execution is *held* (see `Execution::is_held`): a step whose start
@@ -14,6 +17,8 @@
 
 use super::status::{CompensationRecord, ExecutionStatus, StepRecord};
 use serde_json::{Map, Value};
+use std::future::Future;
+use std::pin::Pin;
 
 /// Why a journal could not record a transition (one line, e.g. the database error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,15 +28,28 @@ pub struct JournalError(pub String);
 /// The result of a journal write.
 pub type JournalResult = Result<(), JournalError>;
 
+/// A journal write under way: resolves once the transition is recorded (or
+/// could not be). It owns what it writes — an implementation copies or
+/// serialises the borrowed record before returning — so it may be awaited
+/// after the record changed.
+pub type JournalFuture = Pin<Box<dyn Future<Output = JournalResult> + Send + 'static>>;
+
+/// A write that is already done: `result` at once.
+pub fn written(result: JournalResult) -> JournalFuture {
+    Box::pin(std::future::ready(result))
+}
+
 /// Receives an execution's transitions before they are reported.
 ///
 /// Implementations must not call back into the execution. A write that
 /// fails returns the error: the engine then holds the execution until
-/// [`Self::snapshot`] succeeds (see the module docs).
+/// [`Self::snapshot`] succeeds (see the module docs). The engine awaits one
+/// write of an execution at a time, in order; writes of different executions
+/// may be in flight together.
 pub trait Journal: Send + Sync {
     /// The execution's status changed: started, rolling back, or ended
     /// (with its outputs and error).
-    fn execution(&self, status: &ExecutionStatus) -> JournalResult;
+    fn execution(&self, status: &ExecutionStatus) -> JournalFuture;
     /// Step number `index` (declaration order) changed to `record`. `state`
     /// is the execution's shared state when it changed since the last write.
     fn step(
@@ -40,14 +58,14 @@ pub trait Journal: Send + Sync {
         index: usize,
         record: &StepRecord,
         state: Option<&Map<String, Value>>,
-    ) -> JournalResult;
+    ) -> JournalFuture;
     /// A compensation ran (`seq` counts from 0 within the execution).
-    fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalResult;
+    fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalFuture;
     /// Record the whole execution at once — status, steps, compensations and
     /// shared state — after writes failed. The default records nothing.
-    fn snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> JournalResult {
+    fn snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> JournalFuture {
         let _ = (status, state);
-        Ok(())
+        written(Ok(()))
     }
 }
 
@@ -56,13 +74,13 @@ pub trait Journal: Send + Sync {
 pub struct NoJournal;
 
 impl Journal for NoJournal {
-    fn execution(&self, _: &ExecutionStatus) -> JournalResult {
-        Ok(())
+    fn execution(&self, _: &ExecutionStatus) -> JournalFuture {
+        written(Ok(()))
     }
-    fn step(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalResult {
-        Ok(())
+    fn step(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalFuture {
+        written(Ok(()))
     }
-    fn compensation(&self, _: &str, _: usize, _: &CompensationRecord) -> JournalResult {
-        Ok(())
+    fn compensation(&self, _: &str, _: usize, _: &CompensationRecord) -> JournalFuture {
+        written(Ok(()))
     }
 }

@@ -40,8 +40,8 @@ pub mod validate;
 
 pub use clock::{Clock, MockClock, SystemClock};
 pub use definition::{ExecutionMode, Problem, RetryPolicy, Step, Workflow};
-pub use engine::{Drain, Engine, Execution, Prepared};
-pub use journal::{Journal, JournalError, JournalResult, NoJournal};
+pub use engine::{Engine, Execution, Prepared};
+pub use journal::{Journal, JournalError, JournalFuture, JournalResult, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};
 pub use status::{ExecutionStatus, IllegalTransition, StepEvent, StepRecord, StepStatus, WorkflowStatus};
 pub use validate::{Invalid, ValidWorkflow, load_file, validate};

@@ -644,19 +644,21 @@ impl FlakyJournal {
 }
 
 impl super::Journal for FlakyJournal {
-    fn execution(&self, _: &ExecutionStatus) -> JournalResult {
-        self.result()
+    fn execution(&self, _: &ExecutionStatus) -> JournalFuture {
+        journal::written(self.result())
     }
-    fn step(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalResult {
-        self.result()
+    fn step(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalFuture {
+        journal::written(self.result())
     }
-    fn compensation(&self, _: &str, _: usize, _: &status::CompensationRecord) -> JournalResult {
-        self.result()
+    fn compensation(&self, _: &str, _: usize, _: &status::CompensationRecord) -> JournalFuture {
+        journal::written(self.result())
     }
-    fn snapshot(&self, _: &ExecutionStatus, _: &Map<String, Value>) -> JournalResult {
-        self.result()?;
-        self.snapshots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
+    fn snapshot(&self, _: &ExecutionStatus, _: &Map<String, Value>) -> JournalFuture {
+        let result = self.result();
+        if result.is_ok() {
+            self.snapshots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        journal::written(result)
     }
 }
 
@@ -687,10 +689,10 @@ async fn a_failing_journal_holds_the_execution_until_it_records_again() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(exec.is_held());
     assert_eq!(started(), 3, "no step starts while the journal fails");
-    assert!(exec.record_again().is_err(), "still failing");
+    assert!(exec.record_again().await.is_err(), "still failing");
     assert!(!exec.is_done(), "a held execution does not end");
     flaky.failing.store(false, std::sync::atomic::Ordering::SeqCst);
-    exec.record_again().unwrap();
+    exec.record_again().await.unwrap();
     run.await.unwrap();
     let status = exec.snapshot();
     assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");

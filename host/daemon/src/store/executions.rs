@@ -2,7 +2,8 @@
 //! their deletion once past the retention.
 
 use super::{
-    Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoreResult, StoredExecution, json, now_ms,
+    Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoreResult, StoreWrite, StoredExecution, json,
+    now_ms,
 };
 use plexus_workflow::StepEvent;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
@@ -60,8 +61,7 @@ impl Store {
     }
 
     /// Write the execution-level fields of `status` and log the transition.
-    pub fn update_execution(&self, status: &ExecutionStatus) -> StoreResult<()> {
-        self.writable()?;
+    pub fn update_execution(&self, status: &ExecutionStatus) -> StoreWrite<()> {
         let id = status.execution_id.clone();
         let status_text = status.status.as_str();
         let outputs = serde_json::to_string(&status.outputs).unwrap_or_else(|_| "{}".into());
@@ -69,7 +69,7 @@ impl Store {
         let started_at_ms = status.started_at_ms.map(|t| t as i64);
         let ended_at_ms = status.ended_at_ms.map(|t| t as i64);
         let at = status.ended_at_ms.or(status.started_at_ms).unwrap_or_else(now_ms) as i64;
-        self.write(move |tx, err| {
+        self.prepare(move |tx, err| {
             tx.prepare_cached(
                 "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6
                  WHERE id = ?1",
@@ -91,8 +91,7 @@ impl Store {
         index: usize,
         record: &StepRecord,
         state: Option<&Map<String, Value>>,
-    ) -> StoreResult<()> {
-        self.writable()?;
+    ) -> StoreWrite<()> {
         let id = execution_id.to_owned();
         let record_json = json(record);
         let state = state.map(|state| serde_json::to_string(state).unwrap_or_else(|_| "{}".into()));
@@ -104,7 +103,7 @@ impl Store {
             None
         };
         let (step_id, attempts, status_text) = (record.id.clone(), record.attempts, record.status.as_str());
-        self.write(move |tx, err| {
+        self.prepare(move |tx, err| {
             tx.prepare_cached("INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| s.execute(params![id, index as i64, record_json]))
                 .map_err(err)?;
@@ -124,14 +123,13 @@ impl Store {
     }
 
     /// Record compensation number `seq` of an execution.
-    pub fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreResult<()> {
-        self.writable()?;
+    pub fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreWrite<()> {
         let id = execution_id.to_owned();
         let record_json = json(record);
         let step = record.step.clone();
         let status_text = format!("compensation {}", record.status.as_str());
         let message = record.error.as_ref().map(|e| e.message.clone());
-        self.write(move |tx, err| {
+        self.prepare(move |tx, err| {
             tx.execute(
                 "INSERT OR REPLACE INTO compensations (execution_id, seq, record) VALUES (?1, ?2, ?3)",
                 params![id, seq as i64, record_json],
@@ -206,8 +204,7 @@ impl Store {
     /// step, every compensation, the shared state — and log one event saying
     /// so. Used after state writes failed, to record what happened meanwhile
     /// before the execution goes on.
-    pub fn record_snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> StoreResult<()> {
-        self.writable()?;
+    pub fn record_snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> StoreWrite<()> {
         let id = status.execution_id.clone();
         let status_text = status.status.as_str();
         let outputs = serde_json::to_string(&status.outputs).unwrap_or_else(|_| "{}".into());
@@ -217,7 +214,7 @@ impl Store {
         let state = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
         let steps: Vec<String> = status.steps.iter().map(json).collect();
         let compensations: Vec<String> = status.compensations.iter().map(json).collect();
-        self.write(move |tx, err| {
+        self.prepare(move |tx, err| {
             tx.execute(
                 "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6,
                     state = ?7 WHERE id = ?1",

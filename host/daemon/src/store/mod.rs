@@ -24,7 +24,9 @@ use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -87,6 +89,40 @@ pub enum StoreError {
         /// The I/O error.
         message: String,
     },
+}
+
+/// A write prepared from borrowed records (already serialised), not yet
+/// run: [`StoreWrite::commit`] runs it in the next group commit and blocks
+/// until it is durable; `.await` queues it for the writer thread and resolves
+/// once it is durable, without blocking a thread (the engine's journal).
+#[must_use = "a write does nothing until it is committed or awaited"]
+pub struct StoreWrite<R> {
+    writer: Arc<Writer>,
+    job: StoreResult<WriteFn<R>>,
+}
+
+type WriteFn<R> = Box<dyn FnOnce(&Connection) -> StoreResult<R> + Send>;
+
+impl<R: Send + 'static> StoreWrite<R> {
+    /// Commit it, blocking the calling thread until it is durable.
+    ///
+    /// # Errors
+    /// The write or its group's commit failed (see [`StoreError`]).
+    pub fn commit(self) -> StoreResult<R> {
+        self.writer.write(self.job?)
+    }
+}
+
+impl<R: Send + 'static> IntoFuture for StoreWrite<R> {
+    type Output = StoreResult<R>;
+    type IntoFuture = Pin<Box<dyn Future<Output = StoreResult<R>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        match self.job {
+            Ok(job) => Box::pin(self.writer.submit(job)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
 }
 
 /// The result of store operations.
@@ -390,6 +426,21 @@ impl Store {
     {
         let path = self.path.clone();
         self.writer.write(move |conn| f(conn, &|source| StoreError::Sqlite { path: (*path).clone(), source }))
+    }
+
+    /// Prepare `f` as a [`StoreWrite`] (refused at once while
+    /// [`Self::fail_writes`] is on); `f` gets the write connection and the
+    /// error mapping of this database.
+    fn prepare<R, F>(&self, f: F) -> StoreWrite<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &dyn Fn(rusqlite::Error) -> StoreError) -> StoreResult<R> + Send + 'static,
+    {
+        let path = self.path.clone();
+        let job = self.writable().map(|()| -> WriteFn<R> {
+            Box::new(move |conn| f(conn, &|source| StoreError::Sqlite { path: (*path).clone(), source }))
+        });
+        StoreWrite { writer: self.writer.clone(), job }
     }
 
     /// The injected failure, while [`Self::fail_writes`] is on.

@@ -11,12 +11,18 @@
 //! commit). Either way a caller learns of its write only once it is durable
 //! ("persisted before reported"), and under load a commit's fixed cost is paid
 //! once for many transitions.
+//!
+//! Async callers (the engine's journal) [`Writer::submit`] instead: the job
+//! is queued and the caller's task awaits its answer while a writer thread
+//! from tokio's blocking pool commits whatever is queued, group after group,
+//! until the queue is empty. No tokio worker ever waits for SQLite.
 
 use super::{StoreError, StoreResult};
 use rusqlite::Connection;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The most jobs committed together.
@@ -34,10 +40,13 @@ trait Job: Send {
     fn fail(self: Box<Self>, failure: &CommitFailure);
 }
 
+/// Where a job's result goes: a blocked caller's channel or an awaiting task's.
+type Reply<R> = Box<dyn FnOnce(StoreResult<R>) + Send>;
+
 /// A [`Job`] running `f` and replying with its result.
 struct Write<R, F> {
     f: F,
-    reply: SyncSender<StoreResult<R>>,
+    reply: Reply<R>,
     path: Arc<PathBuf>,
 }
 
@@ -53,7 +62,7 @@ where
         let result = if alone { f(conn) } else { in_savepoint(conn, &path, f) };
         let ok = result.is_ok();
         let answer: Answer = Box::new(move |failure| {
-            let _ = reply.send(match failure {
+            reply(match failure {
                 Some(failure) if ok => Err(failure.error(&path)),
                 _ => result,
             });
@@ -62,7 +71,7 @@ where
     }
 
     fn fail(self: Box<Self>, failure: &CommitFailure) {
-        let _ = self.reply.send(Err(failure.error(&self.path)));
+        (self.reply)(Err(failure.error(&self.path)));
     }
 }
 
@@ -96,12 +105,20 @@ pub(super) struct Writer {
     path: Arc<PathBuf>,
     /// Transactions committed (or tried): fewer than the writes under load.
     commits: AtomicU64,
+    /// A writer thread is committing submitted jobs.
+    committing: AtomicBool,
 }
 
 impl Writer {
     /// A writer on `conn`, the database at `path`.
     pub(super) fn new(conn: Connection, path: Arc<PathBuf>) -> Self {
-        Self { conn: Mutex::new(conn), queue: Mutex::default(), path, commits: AtomicU64::new(0) }
+        Self {
+            conn: Mutex::new(conn),
+            queue: Mutex::default(),
+            path,
+            commits: AtomicU64::new(0),
+            committing: AtomicBool::new(false),
+        }
     }
 
     /// How many transactions have been committed (or tried).
@@ -120,12 +137,9 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        let (reply, answer): (SyncSender<StoreResult<R>>, Receiver<StoreResult<R>>) = sync_channel(1);
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(Box::new(Write {
-            f,
-            reply,
-            path: self.path.clone(),
-        }));
+        let (reply, answer) = sync_channel(1);
+        let answer: Receiver<StoreResult<R>> = answer;
+        self.enqueue(f, Box::new(move |result| drop(reply.send(result))));
         let answered = || match answer.try_recv() {
             Ok(result) => Some(result),
             Err(TryRecvError::Empty) => None,
@@ -146,6 +160,59 @@ impl Writer {
             drop(conn);
             if let Some(result) = answered() {
                 return result;
+            }
+        }
+    }
+
+    /// Queue `f` for the next group commit and return its result once the
+    /// group is committed (or the commit's error), without blocking: a writer
+    /// thread from tokio's blocking pool commits while jobs are queued. Call
+    /// it inside a tokio runtime. As with [`Self::write`], give `f` owned data.
+    pub(super) fn submit<R, F>(self: &Arc<Self>, f: F) -> impl Future<Output = StoreResult<R>> + Send + 'static
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.enqueue(f, Box::new(move |result| drop(reply.send(result))));
+        if !self.committing.swap(true, Ordering::AcqRel) {
+            let writer = self.clone();
+            tokio::task::spawn_blocking(move || writer.commit_while_queued());
+        }
+        let path = self.path.clone();
+        async move {
+            // The writer thread panicked before answering.
+            answer.await.unwrap_or_else(|_| {
+                Err(StoreError::Io {
+                    path: (*path).clone(),
+                    message: "a state write was lost to a panic; it was not committed".into(),
+                })
+            })
+        }
+    }
+
+    fn enqueue<R, F>(&self, f: F, reply: Reply<R>)
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let job = Box::new(Write { f, reply, path: self.path.clone() });
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(job);
+    }
+
+    /// The writer thread: commit groups until nothing is queued.
+    fn commit_while_queued(&self) {
+        loop {
+            while !self.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+                let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+                self.commit_queued(&conn);
+            }
+            self.committing.store(false, Ordering::Release);
+            // A job queued after the last look and before the flag dropped
+            // has nobody to commit it: take the role back.
+            let queued = !self.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+            if !queued || self.committing.swap(true, Ordering::AcqRel) {
+                return;
             }
         }
     }
@@ -296,6 +363,41 @@ mod tests {
         assert_eq!(firsts, 0, "no half-done write survives");
         let rows: i64 = reader.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submitted_writes_commit_in_groups_without_blocking_their_tasks() {
+        let (_dir, writer, reader) = writer();
+        let writer = Arc::new(writer);
+        let tasks: Vec<_> = (0..200)
+            .map(|k| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .submit(move |c| {
+                            c.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])
+                                .map_err(|source| StoreError::Sqlite { path: PathBuf::new(), source })
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), 1);
+        }
+        let rows: i64 = reader.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 200, "every submitted write is committed once it is answered");
+        assert!(writer.commits() < 200, "{} commits for 200 writes: no group formed", writer.commits());
+        // A failing job fails alone, and blocking writers share the same queue.
+        let dup = writer.submit(|c| {
+            c.execute("INSERT INTO t (k, v) VALUES (1, 'again')", [])
+                .map_err(|source| StoreError::Sqlite { path: PathBuf::new(), source })
+        });
+        assert!(dup.await.is_err());
+        let blocking = writer.clone();
+        tokio::task::spawn_blocking(move || insert(&blocking, 1000)).await.unwrap().unwrap();
+        let rows: i64 = reader.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 201);
     }
 
     #[test]

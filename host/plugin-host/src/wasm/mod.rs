@@ -583,6 +583,10 @@ impl Runtime for WasmPlugin {
         PluginKind::Wasm
     }
 
+    fn preemptible(&self) -> bool {
+        true
+    }
+
     fn call(
         &self,
         exec: &ExecutionContext,
