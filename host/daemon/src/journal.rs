@@ -10,9 +10,9 @@
 
 use super::health::Health;
 use super::metrics::Metrics;
-use super::store::{Store, StoreWrite};
+use super::store::{Store, StoreError, StoreWrite};
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord};
-use plexus_workflow::{Journal, JournalError, JournalFuture, StepStatus};
+use plexus_workflow::{Journal, JournalError, JournalFuture, JournalResult, StepStatus};
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -82,24 +82,38 @@ impl StoreJournal {
         Self { store, metrics, health }
     }
 
-    /// Await `write` (queued for the store's writer thread), then count a
-    /// failure and report it to the health, or clear the degradation.
+    /// Await `write` (queued for the store's writer thread), then
+    /// [`Self::checked`] and, if it worked, `then`.
     fn check(&self, write: StoreWrite<()>, then: impl FnOnce(&Metrics) + Send + 'static) -> JournalFuture {
-        let (metrics, health) = (self.metrics.clone(), self.health.clone());
+        let journal = (self.metrics.clone(), self.health.clone());
         Box::pin(async move {
-            match write.await {
-                Ok(()) => {
-                    health.writes(Ok(()));
-                    then(&metrics);
-                    Ok(())
-                }
-                Err(e) => {
-                    metrics.journal_error();
-                    health.writes(Err(e.to_string()));
-                    Err(JournalError(e.to_string()))
-                }
+            let written = write.await;
+            let (metrics, health) = &journal;
+            let result = checked(metrics, health, written);
+            if result.is_ok() {
+                then(metrics);
             }
+            result
         })
+    }
+
+    /// Count a failed write and report it to the health, or clear the degradation.
+    fn checked(&self, written: Result<(), StoreError>) -> JournalResult {
+        checked(&self.metrics, &self.health, written)
+    }
+}
+
+fn checked(metrics: &Metrics, health: &StateDbHealth, written: Result<(), StoreError>) -> JournalResult {
+    match written {
+        Ok(()) => {
+            health.writes(Ok(()));
+            Ok(())
+        }
+        Err(e) => {
+            metrics.journal_error();
+            health.writes(Err(e.to_string()));
+            Err(JournalError(e.to_string()))
+        }
     }
 }
 
@@ -117,6 +131,39 @@ impl Journal for StoreJournal {
         state: Option<&Map<String, Value>>,
     ) -> JournalFuture {
         let write = self.store.update_step(execution_id, index, record, state);
+        self.step_metrics(execution_id, record);
+        self.check(write, |_| {})
+    }
+
+    /// Commits from the calling thread when no commit is in flight (see the
+    /// store's writer): an uncontended step transition costs no hand-off.
+    fn step_blocking(
+        &self,
+        execution_id: &str,
+        index: usize,
+        record: &StepRecord,
+        state: Option<&Map<String, Value>>,
+    ) -> JournalResult {
+        let written = self.store.update_step(execution_id, index, record, state).commit();
+        self.step_metrics(execution_id, record);
+        self.checked(written)
+    }
+
+    fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalFuture {
+        self.check(self.store.put_compensation(execution_id, seq, record), |_| {})
+    }
+
+    fn snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> JournalFuture {
+        // Not counted in `plexus_executions_total`: the transitions it
+        // records were counted (or not) when they were first written.
+        self.check(self.store.record_snapshot(status, state), |_| {})
+    }
+}
+
+impl StoreJournal {
+    /// Log a step transition and count a step that ended (whether or not
+    /// it could be recorded: it did end).
+    fn step_metrics(&self, execution_id: &str, record: &StepRecord) {
         if record.status.is_terminal() || record.status == StepStatus::Retrying {
             let error = record.error.as_ref().map(|e| e.message.as_str()).or(record.reason.as_deref()).unwrap_or("");
             tracing::info!(execution = %execution_id, step = %record.id, plugin = %record.plugin_id, attempt = record.attempts, status = record.status.as_str(), duration_ms = record.duration_ms, "step {} {error}", record.status.as_str());
@@ -131,16 +178,5 @@ impl Journal for StoreJournal {
         if let Some((plugin, status, duration)) = &ended {
             self.metrics.step(plugin, status, *duration);
         }
-        self.check(write, |_| {})
-    }
-
-    fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalFuture {
-        self.check(self.store.put_compensation(execution_id, seq, record), |_| {})
-    }
-
-    fn snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> JournalFuture {
-        // Not counted in `plexus_executions_total`: the transitions it
-        // records were counted (or not) when they were first written.
-        self.check(self.store.record_snapshot(status, state), |_| {})
     }
 }

@@ -20,7 +20,7 @@ use super::clock::Clock;
 use super::dag::Dag;
 use super::definition::{Action, Workflow};
 use super::expr::Scope;
-use super::journal::{Journal, JournalError, NoJournal};
+use super::journal::{Journal, JournalError, JournalResult, NoJournal};
 use super::status::{
     CompensationRecord, ExecutionStatus, StepError, StepEvent, StepRecord, StepStatus, WorkflowStatus, epoch_ms,
 };
@@ -190,22 +190,73 @@ impl Execution {
     /// The in-memory record changes even if the journal failed (what happened
     /// happened; the execution is then held). Returns whether it was recorded.
     pub(super) async fn update_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
-        self.change_step(i, change, false).await
-    }
-
-    /// Like [`Self::update_step`], for a step about to start: if the journal
-    /// fails, nothing changes (the step must not start) and this returns `false`.
-    pub(super) async fn start_step(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
-        self.change_step(i, change, true).await
-    }
-
-    async fn change_step(&self, i: usize, change: impl FnOnce(&mut StepRecord), only_if_recorded: bool) -> bool {
         let _recording = self.recording.lock().await;
+        let (record, state) = self.step_change(i, change);
+        let written = self.journal.step(&self.id, i, &record, state.as_ref().map(|(_, map)| map)).await;
+        self.step_written(i, record, state, written, false)
+    }
+
+    /// [`Self::update_step`] on a thread that may block (a runner): the
+    /// journal writes through [`Journal::step_blocking`].
+    pub(super) fn update_step_blocking(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
+        self.change_step_blocking(i, change, false)
+    }
+
+    /// Like [`Self::update_step_blocking`], for a step about to start: if the
+    /// journal fails, nothing changes (the step must not start) and this
+    /// returns `false`.
+    pub(super) fn start_step_blocking(&self, i: usize, change: impl FnOnce(&mut StepRecord)) -> bool {
+        self.change_step_blocking(i, change, true)
+    }
+
+    fn change_step_blocking(&self, i: usize, change: impl FnOnce(&mut StepRecord), only_if_recorded: bool) -> bool {
+        let _recording = self.recording_blocking();
+        let (record, state) = self.step_change(i, change);
+        let written = self.journal.step_blocking(&self.id, i, &record, state.as_ref().map(|(_, map)| map));
+        self.step_written(i, record, state, written, only_if_recorded)
+    }
+
+    /// The recording lock, for a thread that may block. Runners of one
+    /// execution record often and briefly: try for a moment before queueing
+    /// (tokio's lock is fair, and a queued waiter costs a thread switch).
+    fn recording_blocking(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        for round in 0..64 {
+            if let Ok(guard) = self.recording.try_lock() {
+                return guard;
+            }
+            if round < 48 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        self.recording.blocking_lock()
+    }
+
+    /// Step `i`'s record changed by `change`, and the shared state if it
+    /// changed since the journal last got it (with its version).
+    #[allow(clippy::type_complexity)]
+    fn step_change(
+        &self,
+        i: usize,
+        change: impl FnOnce(&mut StepRecord),
+    ) -> (StepRecord, Option<(u64, Map<String, Value>)>) {
         let mut record = self.lock().steps[i].clone();
         change(&mut record);
-        let seen = self.state_seen.load(Ordering::Acquire);
-        let state = self.state.changed_since(seen);
-        let written = self.journal.step(&self.id, i, &record, state.as_ref().map(|(_, map)| map)).await;
+        let state = self.state.changed_since(self.state_seen.load(Ordering::Acquire));
+        (record, state)
+    }
+
+    /// The journal wrote step `i`'s new `record` (or failed to): keep it in
+    /// memory (only if recorded, with `only_if_recorded`), or hold the execution.
+    fn step_written(
+        &self,
+        i: usize,
+        record: StepRecord,
+        state: Option<(u64, Map<String, Value>)>,
+        written: JournalResult,
+        only_if_recorded: bool,
+    ) -> bool {
         match &written {
             Ok(()) => {
                 if let Some((version, _)) = &state {
@@ -510,6 +561,7 @@ impl Engine {
         )
     }
 
+    /// End step `i` with `status` (recorded, then kept).
     pub(super) async fn finish_step(
         &self,
         exec: &Execution,
@@ -519,6 +571,30 @@ impl Engine {
         error: Option<StepError>,
         reason: Option<String>,
     ) {
+        exec.update_step(i, self.ended(status, output, error, reason)).await;
+    }
+
+    /// [`Self::finish_step`] on a thread that may block (a runner).
+    pub(super) fn finish_step_blocking(
+        &self,
+        exec: &Execution,
+        i: usize,
+        status: StepStatus,
+        output: Option<Value>,
+        error: Option<StepError>,
+        reason: Option<String>,
+    ) {
+        exec.update_step_blocking(i, self.ended(status, output, error, reason));
+    }
+
+    /// The change that ends a step with `status`, now.
+    fn ended(
+        &self,
+        status: StepStatus,
+        output: Option<Value>,
+        error: Option<StepError>,
+        reason: Option<String>,
+    ) -> impl FnOnce(&mut StepRecord) + use<> {
         let now = epoch_ms(self.clock.now());
         let event = match status {
             StepStatus::Completed => StepEvent::Succeed,
@@ -528,7 +604,7 @@ impl Engine {
             // Not an end: the state machine refuses it (and logs the bug).
             StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => StepEvent::Reset,
         };
-        exec.update_step(i, |r| {
+        move |r: &mut StepRecord| {
             r.status = r.status.apply_or(event, status);
             r.output = output;
             if error.is_some() || status == StepStatus::Completed {
@@ -537,8 +613,7 @@ impl Engine {
             r.reason = reason;
             r.ended_at_ms = Some(now);
             r.duration_ms = r.started_at_ms.map(|start| now.saturating_sub(start));
-        })
-        .await;
+        }
     }
 
     /// Run the compensation of every completed step, latest completion first.

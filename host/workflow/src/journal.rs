@@ -59,6 +59,20 @@ pub trait Journal: Send + Sync {
         record: &StepRecord,
         state: Option<&Map<String, Value>>,
     ) -> JournalFuture;
+    /// [`Self::step`] for a caller on a thread that may block (the engine's
+    /// runners, on tokio's blocking pool, inside a runtime): returns once the
+    /// write is done. The default waits for [`Self::step`]'s future on this
+    /// thread; a store that can write from the calling thread overrides it
+    /// (the daemon's commits the group itself when no commit is in flight).
+    fn step_blocking(
+        &self,
+        execution_id: &str,
+        index: usize,
+        record: &StepRecord,
+        state: Option<&Map<String, Value>>,
+    ) -> JournalResult {
+        tokio::runtime::Handle::current().block_on(self.step(execution_id, index, record, state))
+    }
     /// A compensation ran (`seq` counts from 0 within the execution).
     fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalFuture;
     /// Record the whole execution at once — status, steps, compensations and
@@ -79,6 +93,9 @@ impl Journal for NoJournal {
     }
     fn step(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalFuture {
         written(Ok(()))
+    }
+    fn step_blocking(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalResult {
+        Ok(())
     }
     fn compensation(&self, _: &str, _: usize, _: &CompensationRecord) -> JournalFuture {
         written(Ok(()))

@@ -1,39 +1,50 @@
-//! The forward phase of an execution: one async task that starts ready
-//! steps, awaits them, and releases their dependents.
+//! The forward phase of an execution: one async task that owns the phase,
+//! and runners that carry ready steps through to their end.
 //!
-//! The phase's own task owns the scheduling state (no lock): the ready queue
-//! in stable topological order, dependency counters, attempts, and the
-//! number of steps running against the mode's limit (1 in serial modes,
-//! `max_parallel` otherwise). Each started step is a task of its own that
-//! records its start, calls the plugin through [`plexus_host::Host::invoke`]
-//! (the one place a call's deadline is enforced, whatever the plugin's kind)
-//! and records the outcome, then reports an [`Event`] back. A step waiting to
-//! retry is a timer task on the engine's clock. Nothing is parked on a thread:
-//! only a plugin's call occupies one, on tokio's blocking pool, for as long
-//! as it runs.
+//! **Runners.** A runner is a closure on tokio's blocking pool: it takes the
+//! next ready step (stable topological order) while a slot is free (1 in
+//! serial modes, `max_parallel` otherwise), records its start, calls the
+//! plugin, records the outcome, releases the dependents, and takes the next
+//! — so a chain of steps runs on one thread with no hand-off between steps
+//! (a hand-off between threads costs 20–70 µs on a small VM, more than a
+//! native call). A runner never waits: when nothing is ready it ends, and
+//! when a step releases more steps than there are runners, it starts more.
+//! No thread is parked per execution; a thread is busy only while a step is.
 //!
-//! Stopping is one [`CancellationToken`], a child of the execution's: a
+//! **The phase's task** awaits what does wait: the execution's cancel, the
+//! engine's drain, the workflow's timeout, retry delays (timers on the
+//! engine's clock), a held journal, and the deadlines of calls that cannot be
+//! pre-empted. A runtime that is [`preemptible`](plexus_host::runtime::Runtime::preemptible)
+//! (WASM) stops its own call at the deadline; for one that is not (native
+//! and in-process code) the runner registers the deadline and the task,
+//! sleeping until the earliest one, interrupts the call, abandons its runner
+//! (counted against the plugin's abandoned-call budget), records the timeout
+//! and lets another runner go on. The engine never branches on the plugin's kind.
+//!
+//! **Stopping** is one [`CancellationToken`], a child of the execution's: a
 //! cancel, a critical failure and the workflow's timeout raise it; plugins
 //! see it as `is_cancelled`, retry timers wake on it. The engine's drain
 //! token (daemon shutdown) makes the phase start nothing more and leave the
 //! rest for a resume.
 //!
 //! The state is shaped for steps created at run time: a step is an index
-//! into vectors the phase owns, and an event names the step it is about, so
-//! a later step kind (one item of a map, a child execution, a wait for a
-//! signal) is one more task that reports an [`Event`] — waiting costs a
-//! suspended future, not a worker.
+//! into vectors the phase owns, and what a runner or timer reports names the
+//! step it is about, so a later step kind (one item of a map, a child
+//! execution, a wait for a signal) is one more source of [`Event`]s — waiting
+//! costs a future in the phase's task, not a thread.
 
 use super::engine::{Abort, Engine, Execution, Prepared, call_error, error};
 use super::expr::Template;
 use super::status::{StepError, StepEvent, StepStatus};
 use plexus_host::CallError;
+use plexus_host::runtime::CallTicket;
 use plexus_host::services::CallServices;
 use plexus_sdk::{CallOutput, ExecutionContext};
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -48,42 +59,71 @@ struct Job {
 /// A step that ends without a call: `(status, error, reason)`.
 type Terminal = (StepStatus, Option<StepError>, Option<String>);
 
-/// What a step's task reports back to the phase.
+/// What runners tell the phase's task.
 enum Event {
-    /// The step ended and its end is recorded; with why the phase must stop
-    /// (a critical failure).
-    Ended { step: usize, stop: Option<Abort> },
-    /// The attempt failed and the step waits `delay` before the next one
-    /// (its `retrying` status is recorded).
+    /// A runner ended (nothing it could take).
+    RunnerEnded,
+    /// A call that cannot be pre-empted registered an earlier deadline.
+    Armed,
+    /// Step `step` failed and waits `delay` before its next attempt (its
+    /// `retrying` status is recorded).
     Retry { step: usize, delay: Duration },
-    /// The retry delay is over (`cancelled`: the step ended cancelled instead).
-    RetryDue { step: usize, cancelled: bool },
-    /// The step's start could not be recorded: it did not run.
-    NotStarted { step: usize },
 }
 
-/// What the phase's tasks share (read-only).
-pub(super) struct Forward {
-    engine: Engine,
-    prepared: Arc<Prepared>,
-    exec: Arc<Execution>,
-    stop: CancellationToken,
+/// How a recorded attempt ended.
+enum Outcome {
+    /// The step ended; with why the phase must stop (a critical failure).
+    Ended(Option<Abort>),
+    /// The step waits `delay` before its next attempt.
+    Retry(Duration),
 }
 
-/// The scheduling state, owned by the phase's task.
+/// A call a runner is blocked in that cannot be pre-empted.
+struct Watched {
+    step: usize,
+    attempt: u32,
+    services: CallServices,
+    timeout: Duration,
+    /// Counts the call against its plugin's abandoned-call budget if the phase gives up on it.
+    ticket: CallTicket,
+}
+
+/// The scheduling state.
 struct Schedule {
     waiting: Vec<usize>,
     ready: BTreeSet<(usize, usize)>,
     jobs: Vec<Option<Arc<Job>>>,
     attempts: Vec<u32>,
-    /// Steps holding one of the `limit` slots.
+    /// Slots taken: steps being run, and in serial modes a step waiting to retry.
     running: usize,
+    limit: usize,
+    /// Runners alive (not counting those abandoned in a call).
+    runners: usize,
+    /// Runners carrying a step.
+    busy: usize,
     /// Steps waiting to retry.
     timers: usize,
-    limit: usize,
     abort: Option<Abort>,
     /// The engine is draining: start nothing more, leave the rest for a resume.
     suspended: bool,
+    /// Calls that cannot be pre-empted, by deadline.
+    calls: BTreeMap<(Instant, u64), Watched>,
+    /// Calls the phase gave up on; their runners end when they return.
+    taken_over: HashSet<u64>,
+    next_call: u64,
+    /// The deadline the phase's task sleeps until.
+    armed: Option<Instant>,
+}
+
+/// One forward phase, shared by its task and its runners.
+pub(super) struct Forward {
+    engine: Engine,
+    prepared: Arc<Prepared>,
+    exec: Arc<Execution>,
+    stop: CancellationToken,
+    sched: Mutex<Schedule>,
+    events: mpsc::UnboundedSender<Event>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Forward {
@@ -105,17 +145,33 @@ impl Forward {
             exec.lock().steps.iter().map(|s| (s.status.is_terminal(), s.attempts)).unzip();
         let waiting: Vec<usize> = dag.deps.iter().map(|deps| deps.iter().filter(|&&d| !ended[d]).count()).collect();
         let ready = (0..n).filter(|&i| !ended[i] && waiting[i] == 0).map(|i| (dag.rank[i], i)).collect();
-        let mut sched = Schedule {
+        let sched = Schedule {
             waiting,
             ready,
             jobs: vec![None; n],
             attempts,
             running: 0,
-            timers: 0,
             limit,
+            runners: 0,
+            busy: 0,
+            timers: 0,
             abort: None,
             suspended: false,
+            calls: BTreeMap::new(),
+            taken_over: HashSet::new(),
+            next_call: 0,
+            armed: None,
         };
+        let (events, mut inbox) = mpsc::unbounded_channel();
+        let fwd = Arc::new(Forward {
+            engine,
+            prepared: prepared.clone(),
+            exec: exec.clone(),
+            stop,
+            sched: Mutex::new(sched),
+            events,
+            runtime: tokio::runtime::Handle::current(),
+        });
         let timeout = wf.timeout.unwrap_or_default();
         let expiry = async {
             match wf.timeout {
@@ -127,136 +183,204 @@ impl Forward {
         };
         tokio::pin!(expiry);
         let mut expired = false;
-        let fwd = Arc::new(Forward { engine, prepared: prepared.clone(), exec: exec.clone(), stop });
         let drain = fwd.engine.drain_signal().clone();
         let cancel = exec.cancel_token().clone();
         let mut held = exec.held_changes();
-        let mut tasks: JoinSet<Event> = JoinSet::new();
+        let mut timers: JoinSet<(usize, bool)> = JoinSet::new();
         if cancel.is_cancelled() {
-            fwd.abort(&mut sched, Abort::Cancelled);
+            fwd.abort(&mut fwd.lock(), Abort::Cancelled);
         }
         loop {
-            fwd.start_ready(&mut sched, &mut tasks);
-            if sched.running == 0
-                && sched.timers == 0
-                && (sched.abort.is_some() || sched.suspended || sched.ready.is_empty())
-            {
-                break;
-            }
-            tokio::select! {
-                Some(joined) = tasks.join_next() => match joined {
-                    Ok(event) => fwd.handle(&mut sched, &mut tasks, event),
-                    // A step's task panicked: a bug, reported as the phase's failure.
-                    Err(e) => {
-                        tracing::error!(execution = %exec.id(), "a step's task failed: {e}");
-                        sched.running = sched.running.saturating_sub(1);
-                        fwd.abort(&mut sched, Abort::Failed(format!("internal error: a step's task failed: {e}")));
-                    }
-                },
-                () = cancel.cancelled(), if sched.abort.is_none() => fwd.abort(&mut sched, Abort::Cancelled),
-                () = drain.cancelled(), if !sched.suspended => {
-                    tracing::info!(execution = %exec.id(), "draining: no new steps start");
-                    sched.suspended = true;
+            let armed = {
+                let mut st = fwd.lock();
+                fwd.start_runners(&mut st);
+                if st.running == 0
+                    && st.runners == 0
+                    && st.timers == 0
+                    && (st.abort.is_some() || st.suspended || st.ready.is_empty())
+                {
+                    break;
                 }
-                // Released (or held): look at the ready queue again.
+                st.armed
+            };
+            let deadline = async {
+                match armed {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(event) = inbox.recv() => {
+                    if let Event::Retry { step, delay } = event {
+                        let fwd = fwd.clone();
+                        timers.spawn(async move { fwd.retry_after(step, delay).await });
+                    }
+                }
+                Some(due) = timers.join_next() => fwd.retry_due(due),
+                () = deadline => fwd.expire().await,
+                () = cancel.cancelled(), if fwd.lock().abort.is_none() => fwd.abort(&mut fwd.lock(), Abort::Cancelled),
+                () = drain.cancelled(), if !fwd.lock().suspended => {
+                    tracing::info!(execution = %exec.id(), "draining: no new steps start");
+                    fwd.lock().suspended = true;
+                }
+                // Released (or held): runners may start again.
                 Ok(()) = held.changed() => {}
                 () = &mut expiry, if !expired => {
                     expired = true;
-                    fwd.abort(&mut sched, Abort::Failed(format!("the workflow timed out after {} ms", timeout.as_millis())));
+                    let why = Abort::Failed(format!("the workflow timed out after {} ms", timeout.as_millis()));
+                    fwd.abort(&mut fwd.lock(), why);
                 }
             }
         }
-        match sched.abort {
-            None if sched.suspended => {
+        let st = fwd.lock();
+        match &st.abort {
+            None if st.suspended => {
                 // Steps were left for a resume, unless every step had ended anyway.
                 let ended = exec.lock().steps.iter().all(|s| s.status.is_terminal());
                 (!ended).then_some(Abort::Suspended)
             }
-            other => other,
+            other => other.clone(),
         }
     }
 
+    fn lock(&self) -> MutexGuard<'_, Schedule> {
+        self.sched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Stop starting steps and cancel the running ones (idempotent).
-    fn abort(&self, sched: &mut Schedule, why: Abort) {
-        if sched.abort.is_none() {
+    fn abort(&self, st: &mut Schedule, why: Abort) {
+        if st.abort.is_none() {
             tracing::info!(workflow = %self.prepared.workflow.id, "stopping: {why:?}");
-            sched.abort = Some(why);
+            st.abort = Some(why);
         }
         self.stop.cancel();
     }
 
-    /// Start every ready step there is a slot for.
-    fn start_ready(self: &Arc<Self>, sched: &mut Schedule, tasks: &mut JoinSet<Event>) {
+    /// Start runners until every ready step a free slot allows has one.
+    fn start_runners(self: &Arc<Self>, st: &mut Schedule) {
         // A held execution starts nothing until its journal records again.
-        while sched.abort.is_none() && !sched.suspended && !self.exec.is_held() && sched.running < sched.limit {
-            let Some((_, i)) = sched.ready.pop_first() else { return };
-            sched.running += 1;
-            sched.attempts[i] += 1;
-            let attempt = sched.attempts[i];
-            let job = match &sched.jobs[i] {
-                Some(job) => Ok(job.clone()),
-                None => self.job(i),
-            };
+        if st.abort.is_some() || st.suspended || self.exec.is_held() {
+            return;
+        }
+        let wanted = st.ready.len().min(st.limit.saturating_sub(st.running));
+        while st.runners - st.busy < wanted {
+            st.runners += 1;
             let fwd = self.clone();
-            match job {
-                Ok(job) => {
-                    sched.jobs[i] = Some(job.clone());
-                    tasks.spawn(async move { fwd.attempt(i, attempt, job).await });
-                }
-                Err((status, error, reason)) => {
-                    tasks.spawn(async move {
-                        let step = &fwd.prepared.workflow.steps[i];
-                        let stop = (status == StepStatus::Failed && step.critical)
-                            .then(|| Abort::Failed(format!("critical step `{}` failed", step.id)));
-                        fwd.engine.finish_step(&fwd.exec, i, status, None, error, reason).await;
-                        Event::Ended { step: i, stop }
-                    });
-                }
+            self.runtime.spawn_blocking(move || fwd.runner());
+        }
+    }
+
+    /// A runner: carry ready steps through until none is left for it.
+    fn runner(self: Arc<Self>) {
+        while let Some((i, attempt)) = self.next() {
+            if !self.run_step(i, attempt) {
+                // The phase gave up on this call; it already counted this runner out.
+                return;
             }
         }
     }
 
-    /// Apply what a step's task reported.
-    fn handle(self: &Arc<Self>, sched: &mut Schedule, tasks: &mut JoinSet<Event>, event: Event) {
-        let serial = self.prepared.workflow.mode.is_serial();
-        match event {
-            Event::Ended { step, stop } => {
-                sched.running -= 1;
+    /// The next step to run and its attempt number; `None` ends the runner.
+    fn next(&self) -> Option<(usize, u32)> {
+        let mut st = self.lock();
+        if st.abort.is_none()
+            && !st.suspended
+            && !self.exec.is_held()
+            && st.running < st.limit
+            && let Some((_, i)) = st.ready.pop_first()
+        {
+            st.running += 1;
+            st.busy += 1;
+            st.attempts[i] += 1;
+            return Some((i, st.attempts[i]));
+        }
+        st.runners -= 1;
+        drop(st);
+        let _ = self.events.send(Event::RunnerEnded);
+        None
+    }
+
+    /// Run one attempt of step `i` to its recorded end. `false` when the
+    /// phase gave up on its call (timed out; the runner must end).
+    fn run_step(self: &Arc<Self>, i: usize, attempt: u32) -> bool {
+        let cached = self.lock().jobs[i].clone();
+        let job = match cached.map_or_else(|| self.job(i), Ok) {
+            Ok(job) => job,
+            Err((status, error, reason)) => {
+                let step = &self.prepared.workflow.steps[i];
+                let stop = (status == StepStatus::Failed && step.critical)
+                    .then(|| Abort::Failed(format!("critical step `{}` failed", step.id)));
+                self.engine.finish_step_blocking(&self.exec, i, status, None, error, reason);
+                self.after(i, Outcome::Ended(stop));
+                return true;
+            }
+        };
+        self.lock().jobs[i] = Some(job.clone());
+        let step = &self.prepared.workflow.steps[i];
+        if attempt > step.retry.max_attempts {
+            // Restored after a restart that interrupted its last attempt.
+            let plugin = step.action.plugin_id.clone();
+            let message = "the host stopped during the last attempt".to_owned();
+            let outcome = self.settle(i, attempt - 1, Err(CallError::Host { plugin, message }));
+            self.after(i, outcome);
+            return true;
+        }
+        let now = super::status::epoch_ms(self.engine.clock().now());
+        let recorded = self.exec.start_step_blocking(i, |r| {
+            r.status = r.status.apply_or(StepEvent::Start, StepStatus::Running);
+            r.attempts = attempt;
+            r.started_at_ms.get_or_insert(now);
+        });
+        if !recorded {
+            // No step starts unrecorded: give the attempt back; the
+            // execution is held until the journal can write again.
+            let mut st = self.lock();
+            st.attempts[i] -= 1;
+            st.running -= 1;
+            st.busy -= 1;
+            st.ready.insert((self.prepared.dag.rank[i], i));
+            return true;
+        }
+        let Some(result) = self.call(i, attempt, &job) else { return false };
+        let outcome = self.settle(i, attempt, result);
+        self.after(i, outcome);
+        true
+    }
+
+    /// Step `i`'s attempt is recorded: free its runner, and release its
+    /// dependents or wait for its retry.
+    fn after(self: &Arc<Self>, i: usize, outcome: Outcome) {
+        let mut st = self.lock();
+        st.busy -= 1;
+        self.settled(&mut st, i, outcome);
+    }
+
+    /// The bookkeeping of a recorded attempt (by its runner, or by the phase
+    /// when it gave up on the call).
+    fn settled(self: &Arc<Self>, st: &mut Schedule, i: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Ended(stop) => {
+                st.running -= 1;
                 if let Some(why) = stop {
-                    self.abort(sched, why);
+                    self.abort(st, why);
                 }
-                // Its dependents may be ready now.
                 let dag = &self.prepared.dag;
-                for &d in &dag.dependents[step] {
-                    sched.waiting[d] -= 1;
-                    if sched.waiting[d] == 0 {
-                        sched.ready.insert((dag.rank[d], d));
+                for &d in &dag.dependents[i] {
+                    st.waiting[d] -= 1;
+                    if st.waiting[d] == 0 {
+                        st.ready.insert((dag.rank[d], d));
                     }
                 }
+                // More ready than runners: start more (this one takes one).
+                self.start_runners(st);
             }
-            Event::Retry { step, delay } => {
+            Outcome::Retry(delay) => {
                 // In serial modes a step waiting to retry keeps its turn.
-                if !serial {
-                    sched.running -= 1;
+                if !self.prepared.workflow.mode.is_serial() {
+                    st.running -= 1;
                 }
-                sched.timers += 1;
-                let fwd = self.clone();
-                tasks.spawn(async move { fwd.retry_after(step, delay).await });
-            }
-            Event::RetryDue { step, cancelled } => {
-                sched.timers -= 1;
-                if serial {
-                    sched.running -= 1;
-                }
-                if !cancelled && !self.stop.is_cancelled() && !sched.suspended {
-                    sched.ready.insert((self.prepared.dag.rank[step], step));
-                }
-            }
-            Event::NotStarted { step } => {
-                // Given back: it starts once the journal records again.
-                sched.attempts[step] -= 1;
-                sched.running -= 1;
-                sched.ready.insert((self.prepared.dag.rank[step], step));
+                st.timers += 1;
+                let _ = self.events.send(Event::Retry { step: i, delay });
             }
         }
     }
@@ -315,36 +439,11 @@ impl Forward {
         }))
     }
 
-    /// One attempt of step `i`: record its start, call, record the outcome.
-    async fn attempt(self: Arc<Self>, i: usize, attempt: u32, job: Arc<Job>) -> Event {
+    /// Call step `i`'s operation on this runner's thread, within its
+    /// timeout. `None` when the phase gave up on the call (see [`Self::expire`]).
+    fn call(&self, i: usize, attempt: u32, job: &Job) -> Option<Result<CallOutput, CallError>> {
         let step = &self.prepared.workflow.steps[i];
-        if attempt > step.retry.max_attempts {
-            // Restored after a restart that interrupted its last attempt.
-            let plugin = step.action.plugin_id.clone();
-            let message = "the host stopped during the last attempt".to_owned();
-            return self.settle(i, attempt - 1, Err(CallError::Host { plugin, message })).await;
-        }
-        let now = super::status::epoch_ms(self.engine.clock().now());
-        let recorded = self
-            .exec
-            .start_step(i, |r| {
-                r.status = r.status.apply_or(StepEvent::Start, StepStatus::Running);
-                r.attempts = attempt;
-                r.started_at_ms.get_or_insert(now);
-            })
-            .await;
-        if !recorded {
-            // No step starts unrecorded; the execution is held until the
-            // journal can write again.
-            return Event::NotStarted { step: i };
-        }
-        let result = self.call(i, attempt, &job).await;
-        self.settle(i, attempt, result).await
-    }
-
-    /// Call step `i`'s operation within its timeout.
-    async fn call(&self, i: usize, attempt: u32, job: &Job) -> Result<CallOutput, CallError> {
-        let step = &self.prepared.workflow.steps[i];
+        let plugin_id = &step.action.plugin_id;
         let ctx = ExecutionContext {
             execution_id: self.exec.id().to_owned(),
             workflow_id: Some(self.prepared.workflow.id.clone()),
@@ -357,13 +456,81 @@ impl Forward {
             upstream: job.upstream.clone(),
             config: job.config.clone(),
         };
-        let services =
-            CallServices::new(&step.action.plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone());
-        self.engine.host().invoke(ctx, services, job.timeout).await
+        let services = CallServices::new(plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone());
+        let host = self.engine.host();
+        let Some(plugin) = host.plugin(plugin_id) else {
+            return Some(Err(CallError::PluginNotFound(plugin_id.clone())));
+        };
+        if plugin.runtime.preemptible() {
+            return Some(host.call_with(&ctx, &services, Some(job.timeout)));
+        }
+        // The phase's task times this call; register its deadline.
+        let ticket = CallTicket::new(plugin_id);
+        let key = {
+            let mut st = self.lock();
+            st.next_call += 1;
+            let key = (super::clock::instant_after(job.timeout), st.next_call);
+            let watched =
+                Watched { step: i, attempt, services: services.clone(), timeout: job.timeout, ticket: ticket.clone() };
+            st.calls.insert(key, watched);
+            if st.armed.is_none_or(|armed| key.0 < armed) {
+                st.armed = Some(key.0);
+                let _ = self.events.send(Event::Armed);
+            }
+            key
+        };
+        let result = host.call_with(&ctx, &services, None);
+        ticket.finish();
+        let mut st = self.lock();
+        if st.taken_over.remove(&key.1) {
+            return None;
+        }
+        st.calls.remove(&key);
+        Some(result)
     }
 
-    /// Record an attempt's result: complete, retry later, or fail.
-    async fn settle(&self, i: usize, attempt: u32, result: Result<CallOutput, CallError>) -> Event {
+    /// Give up on the calls past their deadline: interrupt each, abandon its
+    /// runner, record the timeout, and let the step go on (retry or end).
+    async fn expire(self: &Arc<Self>) {
+        let now = Instant::now();
+        let expired: Vec<Watched> = {
+            let mut st = self.lock();
+            let due: Vec<(Instant, u64)> = st.calls.range(..(now, u64::MAX)).map(|(k, _)| *k).collect();
+            let mut expired = Vec::new();
+            for key in due {
+                // A call that returned just now is its runner's to record.
+                if st.calls[&key].ticket.abandon() {
+                    let watched = st.calls.remove(&key).expect("listed just now");
+                    st.taken_over.insert(key.1);
+                    // Its runner is counted out: it ends whenever the plugin returns.
+                    st.runners -= 1;
+                    st.busy -= 1;
+                    expired.push(watched);
+                }
+            }
+            // Calls left at or past `now` returned just now; their runners remove them.
+            st.armed = st.calls.keys().map(|k| k.0).find(|&at| at > now);
+            expired
+        };
+        for w in expired {
+            w.services.interrupt();
+            let plugin = w.services.plugin_id().to_owned();
+            tracing::warn!(plugin = %plugin, timeout_ms = w.timeout.as_millis() as u64, "call timed out; its thread is abandoned");
+            // Recorded like any attempt, on a thread that may block.
+            let fwd = self.clone();
+            let timed_out = CallError::Timeout { plugin, after: w.timeout };
+            let (step, attempt) = (w.step, w.attempt);
+            let outcome =
+                tokio::task::spawn_blocking(move || fwd.settle(step, attempt, Err(timed_out))).await.unwrap_or_else(
+                    |e| Outcome::Ended(Some(Abort::Failed(format!("internal error: recording a timeout failed: {e}")))),
+                );
+            self.settled(&mut self.lock(), w.step, outcome);
+        }
+    }
+
+    /// Record an attempt's result: complete, retry later, or fail (on a
+    /// thread that may block: the journal writes from it).
+    fn settle(&self, i: usize, attempt: u32, result: Result<CallOutput, CallError>) -> Outcome {
         let wf = &self.prepared.workflow;
         let step = &wf.steps[i];
         let (exec, engine) = (&self.exec, &self.engine);
@@ -377,36 +544,36 @@ impl Forward {
                         exec.state().set(k, v.clone());
                     }
                 }
-                engine.finish_step(exec, i, StepStatus::Completed, Some(out.output), None, None).await;
+                engine.finish_step_blocking(exec, i, StepStatus::Completed, Some(out.output), None, None);
             }
             Err(e) if matches!(e, CallError::Cancelled { .. }) || self.stop.is_cancelled() => {
                 let reason = Some("cancelled while running".into());
-                engine.finish_step(exec, i, StepStatus::Cancelled, None, None, reason).await;
+                engine.finish_step_blocking(exec, i, StepStatus::Cancelled, None, None, reason);
             }
             Err(e) if e.is_retryable() && attempt < step.retry.max_attempts => {
                 let delay = step.retry.delay(attempt + 1, fastrand::f64());
                 tracing::info!(step = %step.id, attempt, delay_ms = delay.as_millis() as u64, "step failed, retrying: {e}");
-                exec.update_step(i, |r| {
+                exec.update_step_blocking(i, |r| {
                     r.status = r.status.apply_or(StepEvent::RetryLater, StepStatus::Retrying);
                     r.error = Some(call_error(&e));
-                })
-                .await;
-                return Event::Retry { step: i, delay };
+                });
+                return Outcome::Retry(delay);
             }
             Err(e) => {
                 let error = call_error(&e);
                 if step.critical {
                     stop = Some(Abort::Failed(format!("critical step `{}` failed: {}", step.id, error.message)));
                 }
-                engine.finish_step(exec, i, StepStatus::Failed, None, Some(error), None).await;
+                engine.finish_step_blocking(exec, i, StepStatus::Failed, None, Some(error), None);
             }
         }
-        Event::Ended { step: i, stop }
+        Outcome::Ended(stop)
     }
 
     /// Wait out a retry delay on the engine's clock. A stop ends the step
-    /// cancelled; a drain leaves it `retrying` for a resume.
-    async fn retry_after(self: Arc<Self>, i: usize, delay: Duration) -> Event {
+    /// cancelled; a drain leaves it `retrying` for a resume. Returns the step
+    /// and whether it was cancelled.
+    async fn retry_after(self: Arc<Self>, i: usize, delay: Duration) -> (usize, bool) {
         tokio::select! {
             () = self.engine.clock().sleep(delay) => {}
             () = self.stop.cancelled() => {}
@@ -417,6 +584,25 @@ impl Forward {
             let reason = Some("cancelled while waiting to retry".to_owned());
             self.engine.finish_step(&self.exec, i, StepStatus::Cancelled, None, None, reason).await;
         }
-        Event::RetryDue { step: i, cancelled }
+        (i, cancelled)
+    }
+
+    /// A retry delay is over: the step is ready again (unless stopped).
+    fn retry_due(&self, due: Result<(usize, bool), tokio::task::JoinError>) {
+        let mut st = self.lock();
+        st.timers -= 1;
+        if self.prepared.workflow.mode.is_serial() {
+            st.running -= 1;
+        }
+        match due {
+            Ok((i, false)) if !self.stop.is_cancelled() && !st.suspended => {
+                st.ready.insert((self.prepared.dag.rank[i], i));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(execution = %self.exec.id(), "a retry timer failed: {e}");
+                self.abort(&mut st, Abort::Failed(format!("internal error: a retry timer failed: {e}")));
+            }
+        }
     }
 }
