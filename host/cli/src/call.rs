@@ -93,7 +93,7 @@ pub fn report_not_loaded(host: &Host, id: &str) -> ExitCode {
     ExitCode::from(exit::NOT_LOADED)
 }
 
-fn parse_timeout(text: &str) -> Result<Duration, String> {
+fn parse_timeout(text: &str) -> Result<Duration, plexus_workflow::duration::DurationError> {
     plexus_workflow::duration::parse_text(text, plexus_workflow::duration::MAX)
 }
 

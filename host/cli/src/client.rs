@@ -20,7 +20,7 @@ pub const UNAUTHORIZED: u8 = 11;
 /// data directory's `token`.
 pub fn from_global(global: &Global) -> anyhow::Result<Client> {
     let config = match crate::config_path(global) {
-        Some(path) => RawConfig::load(&path).map_err(anyhow::Error::msg)?,
+        Some(path) => RawConfig::load(&path)?,
         None => RawConfig::default(),
     };
     let url = global.url.clone().or_else(|| std::env::var("PLEXUS_URL").ok());

@@ -66,7 +66,7 @@ enum DaemonCommand {
 /// The file, then the environment and the command line on top.
 fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_daemon::config::DaemonConfig> {
     let mut raw = match crate::config_path(global) {
-        Some(path) => RawConfig::load(&path).map_err(anyhow::Error::msg)?,
+        Some(path) => RawConfig::load(&path)?,
         None => RawConfig::default(),
     };
     if !global.plugins_dirs.is_empty() || std::env::var_os("PLEXUS_PLUGINS_DIR").is_some() || raw.plugin_dirs.is_none()
@@ -95,7 +95,7 @@ fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_daemon::
         LogFormat::Text => "text".into(),
         LogFormat::Json => "json".into(),
     });
-    let mut config = raw.resolve().map_err(anyhow::Error::msg)?;
+    let mut config = raw.resolve()?;
     if global.no_cache {
         config.cache_dir = None;
     }

@@ -182,43 +182,47 @@ impl RawConfig {
     /// # Errors
     /// The file cannot be read, is not TOML, or has an unknown key (the
     /// message names the file, line and key).
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = |message: String| ConfigError::File { path: path.to_owned(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| file(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| file(format!("{}: {e}", path.display())))
     }
 
     /// Fill in defaults and check values.
     ///
     /// # Errors
     /// A value out of range or unparsable, naming the key.
-    pub fn resolve(self) -> Result<DaemonConfig, String> {
+    pub fn resolve(self) -> Result<DaemonConfig, ConfigError> {
         let data = data_dir();
-        let listen = Listen::parse(self.listen.as_deref().unwrap_or(DEFAULT_LISTEN)).map_err(|e| e.to_string())?;
+        let value = |key: &'static str, message: String| ConfigError::Value { key, message };
+        let listen = Listen::parse(self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))
+            .map_err(|e| value("listen", e.to_string()))?;
         let grace_period = match &self.grace_period {
             Some(text) => plexus_workflow::duration::parse_text(text, plexus_workflow::duration::MAX)
-                .map_err(|e| format!("grace_period: {e}"))?,
+                .map_err(|e| value("grace_period", format!("grace_period: {e}")))?,
             None => Duration::from_secs(30),
         };
         let retention = match self.retention.as_deref() {
             Some("forever") => None,
             Some(text) => Some(
-                plexus_workflow::duration::parse_text(text, MAX_RETENTION).map_err(|e| format!("retention: {e}"))?,
+                plexus_workflow::duration::parse_text(text, MAX_RETENTION)
+                    .map_err(|e| value("retention", format!("retention: {e}")))?,
             ),
             None => Some(DEFAULT_RETENTION),
         };
         let workers = self.workers.unwrap_or(16);
         if workers == 0 {
-            return Err("workers must be at least 1".into());
+            return Err(value("workers", "workers must be at least 1".into()));
         }
         let log_format = self.log_format.unwrap_or_else(|| "text".into());
         if !matches!(log_format.as_str(), "text" | "json") {
-            return Err(format!("log_format must be `text` or `json`, not `{log_format}`"));
+            return Err(value("log_format", format!("log_format must be `text` or `json`, not `{log_format}`")));
         }
         let max_limits = self.max_limits.over(Limits::default_max());
-        max_limits.check_within(&ceiling()).map_err(|e| e.replacen("limits.", "max_limits.", 1))?;
+        max_limits.check_within(&ceiling()).map_err(|e| e.in_section("max_limits"))?;
         // Defaults left unset follow a lower maximum; defaults set above it are errors.
         let defaults = self.defaults.over(Limits::default().clamped_to(&max_limits));
-        defaults.check_within(&max_limits).map_err(|e| e.replacen("limits.", "defaults.", 1))?;
+        defaults.check_within(&max_limits).map_err(|e| e.in_section("defaults"))?;
         Ok(DaemonConfig {
             plugin_dirs: self.plugin_dirs.unwrap_or_else(|| vec![data.join("plugins")]),
             state_db: self.state_db.unwrap_or_else(|| data.join("state.db")),
@@ -237,12 +241,50 @@ impl RawConfig {
     }
 }
 
+/// Why the daemon's configuration cannot be used. Each message names the
+/// file or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file cannot be read, is not TOML, or has an unknown key.
+    #[error("{message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the file, line and key.
+        message: String,
+    },
+    /// A value is out of range or cannot be parsed.
+    #[error("{message}")]
+    Value {
+        /// The key, e.g. `grace_period`.
+        key: &'static str,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A limit (`[defaults]`, `[max_limits]`) is zero or above its maximum.
+    #[error(transparent)]
+    Limit(#[from] plexus_host::manifest::LimitOutOfRange),
+    /// The API token file cannot be read or created, or is empty.
+    #[error("{message}")]
+    Token {
+        /// The token file.
+        path: PathBuf,
+        /// What went wrong, naming the file.
+        message: String,
+    },
+}
+
 /// Read the bearer token from `path`, creating a random one (32 bytes, hex)
 /// readable only by its owner if the file does not exist.
 ///
 /// # Errors
 /// The file cannot be read or created, or is empty.
-pub fn ensure_token(path: &Path) -> Result<String, String> {
+pub fn ensure_token(path: &Path) -> Result<String, ConfigError> {
+    let token_error = |message: String| ConfigError::Token { path: path.to_owned(), message };
+    ensure_token_text(path).map_err(token_error)
+}
+
+fn ensure_token_text(path: &Path) -> Result<String, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let token = text.trim().to_owned();
@@ -302,16 +344,17 @@ mod tests {
         assert_eq!(retention("").unwrap(), Some(DEFAULT_RETENTION));
         assert_eq!(retention("retention = \"7d\"").unwrap(), Some(Duration::from_secs(7 * 86400)));
         assert_eq!(retention("retention = \"forever\"").unwrap(), None);
-        assert!(retention("retention = \"300000000000y\"").unwrap_err().starts_with("retention:"));
-        let err = toml::from_str::<RawConfig>("grace_period = \"300000000000y\"").unwrap().resolve().unwrap_err();
+        assert!(retention("retention = \"300000000000y\"").unwrap_err().to_string().starts_with("retention:"));
+        let err =
+            toml::from_str::<RawConfig>("grace_period = \"300000000000y\"").unwrap().resolve().unwrap_err().to_string();
         assert!(err.contains("grace_period") && err.contains("too long"), "{err}");
         let err = toml::from_str::<RawConfig>("[defaults]\ntimeout_ms = 18446744073709551615").unwrap().resolve();
-        assert!(err.unwrap_err().contains("defaults.timeout_ms"));
+        assert!(err.unwrap_err().to_string().contains("defaults.timeout_ms"));
     }
 
     #[test]
     fn limits_have_host_maximums_with_ceilings() {
-        let resolve = |text: &str| toml::from_str::<RawConfig>(text).unwrap().resolve();
+        let resolve = |text: &str| toml::from_str::<RawConfig>(text).unwrap().resolve().map_err(|e| e.to_string());
         let c = resolve("[max_limits]\ntimeout_ms = 60000\nhandles = 64\n[defaults]\ntimeout_ms = 1000\n").unwrap();
         assert_eq!((c.max_limits.timeout, c.max_limits.handles), (Duration::from_secs(60), 64));
         assert_eq!(c.max_limits.memory_bytes, 4096 << 20, "unset keys keep the default maximum");

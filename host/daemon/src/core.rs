@@ -110,7 +110,7 @@ fn format_of(source: &str) -> &'static str {
 /// Parse and validate workflow text; with a `host`, against its plugins.
 fn parse_against(source: &str, host: Option<&Host>) -> DaemonResult<ValidWorkflow> {
     let name = format!("workflow.{}", format_of(source));
-    let doc = Document::parse(Path::new(&name), source).map_err(DaemonError::invalid)?;
+    let doc = Document::parse(Path::new(&name), source).map_err(|e| DaemonError::invalid(e.to_string()))?;
     validate(&doc, host).map_err(|problems| {
         DaemonError::invalid(format!("the workflow has {} problem(s)", problems.len()))
             .with_details(problems.iter().map(ToString::to_string).collect())
@@ -187,7 +187,7 @@ impl Daemon {
         if held.is_empty() && self.0.db_health.writes_failing() {
             let daemon = self.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                daemon.0.db_health.writes(daemon.0.store.probe_write().map_err(|e| e.to_string()));
+                daemon.0.db_health.writes(daemon.0.store.probe_write().err().as_ref());
             })
             .await;
         }
@@ -195,7 +195,7 @@ impl Daemon {
 
     /// The blocking half of [`Self::maintain`]: the database file's check and pruning.
     fn maintain_files(&self) {
-        self.0.db_health.file(self.0.store.check_file());
+        self.0.db_health.file(self.0.store.check_file().err().as_ref());
         self.prune_if_due();
     }
 
@@ -391,7 +391,7 @@ impl Daemon {
         self.0
             .store
             .insert_execution(&exec.snapshot(), &meta, &exec.state().snapshot())
-            .inspect_err(|e| self.0.db_health.writes(Err(e.to_string())))?;
+            .inspect_err(|e| self.0.db_health.writes(Some(e)))?;
         self.0.metrics.execution("started");
         tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
         self.launch(prepared, exec.clone(), meta, true);

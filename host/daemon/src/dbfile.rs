@@ -123,23 +123,52 @@ impl FileIdentity {
         }
     }
 
-    /// `Ok` while `path` still names this file; otherwise why not, in one line.
-    pub fn check(&self, path: &Path) -> Result<(), String> {
-        match Self::of(path) {
+    /// `Ok` while `path` still names this file.
+    ///
+    /// # Errors
+    /// [`FileChanged`]: the file was replaced or deleted, or cannot be checked.
+    pub fn check(&self, path: &Path) -> Result<(), FileChanged> {
+        let path = path.to_owned();
+        match Self::of(&path) {
             Ok(now) if now == *self => Ok(()),
-            Ok(_) => Err(format!(
-                "the state database {} was replaced by another file while the daemon runs; \
-                 the daemon still writes to the file it opened, which is no longer reachable by that path: restart it",
-                path.display()
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-                "the state database {} was deleted while the daemon runs; its state is lost at the next start: \
-                 restore the file or restart the daemon",
-                path.display()
-            )),
-            Err(e) => Err(format!("the state database {} cannot be checked: {e}", path.display())),
+            Ok(_) => Err(FileChanged::Replaced { path }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FileChanged::Deleted { path }),
+            Err(e) => Err(FileChanged::Unreadable { path, message: e.to_string() }),
         }
     }
+}
+
+/// The state database's path no longer names the file the daemon opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileChanged {
+    /// Another file took its place.
+    #[error(
+        "the state database {} was replaced by another file while the daemon runs; \
+         the daemon still writes to the file it opened, which is no longer reachable by that path: restart it",
+        path.display()
+    )]
+    Replaced {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// It was deleted.
+    #[error(
+        "the state database {} was deleted while the daemon runs; its state is lost at the next start: \
+         restore the file or restart the daemon",
+        path.display()
+    )]
+    Deleted {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// Its metadata cannot be read.
+    #[error("the state database {} cannot be checked: {message}", path.display())]
+    Unreadable {
+        /// The database path.
+        path: PathBuf,
+        /// The I/O error.
+        message: String,
+    },
 }
 
 #[cfg(test)]
@@ -176,9 +205,10 @@ mod tests {
         assert!(id.check(&db).is_ok());
         std::fs::write(dir.path().join("other"), "y").unwrap();
         std::fs::rename(dir.path().join("other"), &db).unwrap();
-        assert!(id.check(&db).unwrap_err().contains("replaced"));
+        assert!(matches!(id.check(&db), Err(FileChanged::Replaced { .. })));
+        assert!(id.check(&db).unwrap_err().to_string().contains("replaced"));
         std::fs::remove_file(&db).unwrap();
-        assert!(id.check(&db).unwrap_err().contains("deleted"));
+        assert!(id.check(&db).unwrap_err().to_string().contains("deleted"));
     }
 
     #[cfg(unix)]

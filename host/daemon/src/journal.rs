@@ -8,6 +8,7 @@
 //! daemon has recorded it again (`Daemon`'s maintenance task retries every
 //! second). The first write that succeeds clears the degradation.
 
+use super::dbfile::FileChanged;
 use super::health::Health;
 use super::metrics::Metrics;
 use super::store::{Store, StoreError, StoreWrite};
@@ -34,20 +35,20 @@ impl StateDbHealth {
         Self { health, problems: Arc::default() }
     }
 
-    /// A state write worked (`Ok`) or failed with this error.
-    pub fn writes(&self, result: Result<(), String>) {
+    /// A state write worked (`None`) or failed with this error.
+    pub fn writes(&self, failed: Option<&StoreError>) {
         let mut p = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
-        let problem = result.err().map(|e| format!("state writes fail ({e}); executions are held until they work"));
+        let problem = failed.map(|e| format!("state writes fail ({e}); executions are held until they work"));
         if p.0 != problem {
             p.0 = problem;
             self.publish(&p);
         }
     }
 
-    /// The database file is still the one opened (`Ok`), or why not.
-    pub fn file(&self, result: Result<(), String>) {
+    /// The database file is still the one opened (`None`), or how it changed.
+    pub fn file(&self, changed: Option<&FileChanged>) {
         let mut p = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
-        let problem = result.err();
+        let problem = changed.map(ToString::to_string);
         if p.1 != problem {
             p.1 = problem;
             self.publish(&p);
@@ -106,12 +107,12 @@ impl StoreJournal {
 fn checked(metrics: &Metrics, health: &StateDbHealth, written: Result<(), StoreError>) -> JournalResult {
     match written {
         Ok(()) => {
-            health.writes(Ok(()));
+            health.writes(None);
             Ok(())
         }
         Err(e) => {
             metrics.journal_error();
-            health.writes(Err(e.to_string()));
+            health.writes(Some(&e));
             Err(JournalError(e.to_string()))
         }
     }

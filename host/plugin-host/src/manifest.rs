@@ -250,9 +250,12 @@ impl Limits {
         }
     }
 
-    /// Check that every limit is positive and at most `max`, naming the first
-    /// field that is not (`limits.timeout_ms must be …`).
-    pub fn check_within(&self, max: &Limits) -> Result<(), String> {
+    /// Check that every limit is positive and at most `max`.
+    ///
+    /// # Errors
+    /// The first field that is not, with its value and the maximum
+    /// (displayed as `limits.timeout_ms must be …`).
+    pub fn check_within(&self, max: &Limits) -> Result<(), LimitOutOfRange> {
         let checks: [(&str, u64, u64); 6] = [
             ("timeout_ms", self.timeout.as_millis() as u64, max.timeout.as_millis() as u64),
             ("memory_mib", self.memory_bytes >> 20, max.memory_bytes >> 20),
@@ -263,12 +266,39 @@ impl Limits {
         ];
         for (field, value, max) in checks {
             if value == 0 || value > max {
-                return Err(format!("limits.{field} must be 1..={max} (the host's maximum), not {value}"));
+                return Err(LimitOutOfRange { section: "limits", field, value, max });
             }
         }
         Ok(())
     }
 }
+
+/// A limit that is zero or above the host's maximum (see [`Limits::check_within`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{section}.{field} must be 1..={max} (the host's maximum), not {value}")]
+pub struct LimitOutOfRange {
+    /// The table the limit was read from: `limits` in a manifest; a host
+    /// configuration names its own (e.g. `max_limits`).
+    pub section: &'static str,
+    /// The field, e.g. `timeout_ms`.
+    pub field: &'static str,
+    /// Its value, in the field's unit.
+    pub value: u64,
+    /// The largest value allowed.
+    pub max: u64,
+}
+
+impl LimitOutOfRange {
+    /// The same error, reported under the table `section`.
+    pub fn in_section(self, section: &'static str) -> Self {
+        Self { section, ..self }
+    }
+}
+
+/// A `permissions.network` entry that is not `host:port` or `host:*`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("network entry `{0}` must be `host:port` or `host:*`")]
+pub struct InvalidEndpoint(pub String);
 
 /// The limits a host applies to manifests: defaults for what a manifest leaves
 /// out, and the maximum it may ask for.
@@ -352,8 +382,11 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Parse `host:port`, `host:*`, `[v6]:port`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("network entry `{text}` must be `host:port` or `host:*`");
+    ///
+    /// # Errors
+    /// [`InvalidEndpoint`], naming the entry.
+    pub fn parse(text: &str) -> Result<Self, InvalidEndpoint> {
+        let bad = || InvalidEndpoint(text.to_owned());
         let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         if host.is_empty() || host.contains(char::is_whitespace) {
@@ -457,7 +490,7 @@ impl Manifest {
             log_bytes: l.log_bytes.unwrap_or(defaults.log_bytes),
             handles: l.handles.unwrap_or(defaults.handles),
         };
-        limits.check_within(&policy.max).map_err(invalid)?;
+        limits.check_within(&policy.max).map_err(|e| invalid(e.to_string()))?;
         if raw.kind == PluginKind::Native && (raw.permissions.is_some() || raw.limits.memory_mib.is_some()) {
             return Err(invalid(
                 "[permissions] and limits.memory_mib apply to wasm plugins only: native plugins are trusted, in-process code".into(),

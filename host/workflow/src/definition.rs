@@ -118,14 +118,18 @@ impl InputType {
     }
 
     /// Read a command-line `key=value` text as this type (`any` tries JSON, then text).
-    pub fn from_text(self, text: &str) -> Result<Value, String> {
+    ///
+    /// # Errors
+    /// [`InvalidValue`]: the text is not a value of this type.
+    pub fn from_text(self, text: &str) -> Result<Value, InvalidValue> {
         let json = || serde_json::from_str::<Value>(text);
+        let invalid = || InvalidValue(format!("`{text}` is not a valid {self:?}").to_lowercase());
         let value = match self {
             Self::String => Value::String(text.to_owned()),
             Self::Any => json().unwrap_or_else(|_| Value::String(text.to_owned())),
-            _ => json().map_err(|_| format!("`{text}` is not a valid {self:?}").to_lowercase())?,
+            _ => json().map_err(|_| invalid())?,
         };
-        if self.accepts(&value) { Ok(value) } else { Err(format!("`{text}` is not a valid {self:?}").to_lowercase()) }
+        if self.accepts(&value) { Ok(value) } else { Err(invalid()) }
     }
 }
 
@@ -332,12 +336,12 @@ impl<'d> Problems<'d> {
         Self { doc, list: Vec::new() }
     }
     /// Record `message` at `path`, for `step`.
-    pub fn add(&mut self, step: Option<&str>, path: &DocPath, message: impl Into<String>) {
+    pub fn add(&mut self, step: Option<&str>, path: &DocPath, message: impl ToString) {
         self.list.push(Problem {
             step: step.map(str::to_owned),
             path: path.to_string(),
             line: self.doc.line_of(path),
-            message: message.into(),
+            message: message.to_string(),
         });
     }
 }
@@ -364,7 +368,7 @@ impl<'a> Fields<'a> {
         self.map?.get(key).filter(|v| !v.is_null())
     }
 
-    fn problem(&self, p: &mut Problems, key: &str, message: impl Into<String>) {
+    fn problem(&self, p: &mut Problems, key: &str, message: impl ToString) {
         p.add(self.step.as_deref(), &self.path.key(key), message);
     }
 
@@ -756,3 +760,9 @@ fn read_rollback(value: Option<&Value>, path: DocPath, p: &mut Problems) -> BTre
     }
     out
 }
+
+/// A command-line `key=value` text that is not a value of the input's type,
+/// e.g. "`abc` is not a valid integer".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);

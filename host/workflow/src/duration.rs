@@ -19,16 +19,19 @@ pub const MAX: Duration = Duration::from_secs(30 * 24 * 3600);
 /// # Errors
 /// A message naming the value, for negative numbers, fractions, other types,
 /// unparsable text and durations over [`MAX`].
-pub fn parse(value: &Value) -> Result<Duration, String> {
+pub fn parse(value: &Value) -> Result<Duration, DurationError> {
+    let invalid = |message: String| DurationError::Invalid(message);
     let d = match value {
         Value::Number(n) => match n.as_u64() {
             Some(ms) => Duration::from_millis(ms),
             None => {
-                return Err(format!("invalid duration {n}: expected whole milliseconds ≥ 0 or text like \"30s\""));
+                return Err(invalid(format!(
+                    "invalid duration {n}: expected whole milliseconds ≥ 0 or text like \"30s\""
+                )));
             }
         },
         Value::String(text) => return parse_text(text, MAX),
-        other => return Err(format!("invalid duration {other}: expected milliseconds or text like \"30s\"")),
+        other => return Err(invalid(format!("invalid duration {other}: expected milliseconds or text like \"30s\""))),
     };
     check(d, &value.to_string(), MAX)
 }
@@ -38,17 +41,35 @@ pub fn parse(value: &Value) -> Result<Duration, String> {
 ///
 /// # Errors
 /// A message naming the text, for unparsable text and durations over `max`.
-pub fn parse_text(text: &str, max: Duration) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration \"{text}\": {e} (expected e.g. \"500ms\", \"30s\", \"5m\")"))?;
+pub fn parse_text(text: &str, max: Duration) -> Result<Duration, DurationError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        DurationError::Invalid(format!("invalid duration \"{text}\": {e} (expected e.g. \"500ms\", \"30s\", \"5m\")"))
+    })?;
     check(d, &format!("\"{text}\""), max)
 }
 
-fn check(d: Duration, shown: &str, max: Duration) -> Result<Duration, String> {
+fn check(d: Duration, shown: &str, max: Duration) -> Result<Duration, DurationError> {
     if d > max {
-        return Err(format!("duration {shown} is too long: at most {}", humantime::format_duration(max)));
+        return Err(DurationError::TooLong { shown: shown.to_owned(), max });
     }
     Ok(d)
+}
+
+/// A value that is not a duration, or a duration over its ceiling.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a duration: a negative number, a fraction, another type, or text
+    /// `humantime` does not read. The message names the value.
+    #[error("{0}")]
+    Invalid(String),
+    /// Longer than allowed.
+    #[error("duration {shown} is too long: at most {}", humantime::format_duration(*max))]
+    TooLong {
+        /// The value as written.
+        shown: String,
+        /// The ceiling.
+        max: Duration,
+    },
 }
 
 pub use plexus_host::manifest::serialize_ms;
@@ -72,9 +93,9 @@ mod tests {
         assert_eq!(parse(&json!("30s")).unwrap(), Duration::from_secs(30));
         assert_eq!(parse(&json!("5m")).unwrap(), Duration::from_secs(300));
         assert_eq!(parse(&json!("250ms")).unwrap(), Duration::from_millis(250));
-        assert!(parse(&json!(-1)).unwrap_err().contains("-1"));
+        assert!(parse(&json!(-1)).unwrap_err().to_string().contains("-1"));
         assert!(parse(&json!(1.5)).is_err());
-        assert!(parse(&json!("five minutes")).unwrap_err().contains("five minutes"));
+        assert!(parse(&json!("five minutes")).unwrap_err().to_string().contains("five minutes"));
         assert!(parse(&json!(true)).is_err());
     }
 
@@ -83,7 +104,7 @@ mod tests {
         assert_eq!(parse(&json!("30days")).unwrap(), MAX);
         assert_eq!(parse(&json!(MAX.as_millis() as u64)).unwrap(), MAX);
         for too_long in [json!("31days"), json!("300000000000y"), json!(u64::MAX), json!(MAX.as_millis() as u64 + 1)] {
-            let err = parse(&too_long).unwrap_err();
+            let err = parse(&too_long).unwrap_err().to_string();
             assert!(err.contains("too long") && err.contains("30days"), "{too_long}: {err}");
         }
         assert!(parse_text("101y", Duration::from_secs(100 * 365 * 86400)).is_err());

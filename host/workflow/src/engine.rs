@@ -720,8 +720,8 @@ impl Engine {
     }
 }
 
-pub(super) fn error(kind: &str, message: impl Into<String>, retryable: bool) -> StepError {
-    StepError { kind: kind.into(), message: message.into(), retryable }
+pub(super) fn error(kind: &str, message: impl ToString, retryable: bool) -> StepError {
+    StepError { kind: kind.into(), message: message.to_string(), retryable }
 }
 
 pub(super) fn call_error(e: &CallError) -> StepError {

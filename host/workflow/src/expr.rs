@@ -45,10 +45,10 @@ impl Expr {
     ///
     /// # Errors
     /// The syntax error, as one line.
-    pub fn compile(source: &str) -> Result<Self, String> {
+    pub fn compile(source: &str) -> Result<Self, ExprError> {
         let compiled = ENV
             .compile_expression_owned(source.to_owned())
-            .map_err(|e| format!("invalid expression `{source}`: {}", error_line(&e)))?;
+            .map_err(|e| ExprError::Syntax { expression: source.to_owned(), message: error_line(&e) })?;
         Ok(Self { source: source.to_owned(), compiled })
     }
 
@@ -63,18 +63,47 @@ impl Expr {
     }
 
     /// Evaluate to JSON.
-    pub fn eval(&self, scope: &Scope) -> Result<Value, String> {
-        let value = self.compiled.eval(scope.value()).map_err(|e| format!("`{}`: {}", self.source, error_line(&e)))?;
-        to_json(&value).map_err(|e| format!("`{}`: {e}", self.source))
+    ///
+    /// # Errors
+    /// [`ExprError::Eval`]: the evaluation failed, or its value is not JSON.
+    pub fn eval(&self, scope: &Scope) -> Result<Value, ExprError> {
+        let value = self.compiled.eval(scope.value()).map_err(|e| self.failed(error_line(&e)))?;
+        to_json(&value).map_err(|e| self.failed(e.to_string()))
     }
 
     /// Evaluate as a condition (minijinja truthiness).
-    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, String> {
-        self.compiled
-            .eval(scope.value())
-            .map(|v| v.is_true())
-            .map_err(|e| format!("`{}`: {}", self.source, error_line(&e)))
+    ///
+    /// # Errors
+    /// [`ExprError::Eval`].
+    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, ExprError> {
+        self.compiled.eval(scope.value()).map(|v| v.is_true()).map_err(|e| self.failed(error_line(&e)))
     }
+
+    fn failed(&self, message: String) -> ExprError {
+        ExprError::Eval { expression: self.source.clone(), message }
+    }
+}
+
+/// An expression that does not compile or fails to evaluate. The message is
+/// one line and names the expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExprError {
+    /// A syntax error.
+    #[error("invalid expression `{expression}`: {message}")]
+    Syntax {
+        /// The expression's text.
+        expression: String,
+        /// minijinja's message.
+        message: String,
+    },
+    /// Evaluation failed (an undefined name, a type error, a value that is not JSON).
+    #[error("`{expression}`: {message}")]
+    Eval {
+        /// The expression's text.
+        expression: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 fn error_line(e: &minijinja::Error) -> String {
@@ -237,7 +266,10 @@ impl Template {
     }
 
     /// Evaluate against `scope`.
-    pub fn render(&self, scope: &Scope) -> Result<Value, String> {
+    ///
+    /// # Errors
+    /// The first expression that fails ([`ExprError::Eval`]).
+    pub fn render(&self, scope: &Scope) -> Result<Value, ExprError> {
         Ok(match self {
             Template::Literal(v) => v.clone(),
             Template::Whole(e) => e.eval(scope)?,
@@ -256,7 +288,7 @@ impl Template {
             }
             Template::Array(items) => Value::Array(items.iter().map(|t| t.render(scope)).collect::<Result<_, _>>()?),
             Template::Object(fields) => Value::Object(
-                fields.iter().map(|(k, t)| Ok((k.clone(), t.render(scope)?))).collect::<Result<_, String>>()?,
+                fields.iter().map(|(k, t)| Ok((k.clone(), t.render(scope)?))).collect::<Result<_, ExprError>>()?,
             ),
         })
     }
@@ -285,7 +317,7 @@ fn compile_text(text: &str, errors: &mut Vec<String>) -> Template {
         };
         match Expr::compile(after[..end].trim()) {
             Ok(e) => parts.push(Part::Expr(e)),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
         rest = &after[end + CLOSE.len()..];
     }
@@ -344,10 +376,10 @@ mod tests {
 
     #[test]
     fn errors_are_reported_with_the_source() {
-        assert!(Expr::compile("steps.load ==").unwrap_err().contains("steps.load =="));
+        assert!(Expr::compile("steps.load ==").unwrap_err().to_string().contains("steps.load =="));
         let errs = Template::compile(&json!(["${{ a + }}", "${{ b", "${{ ok }}"])).unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
-        let missing = Expr::compile("steps.nope.output").unwrap().eval(&scope()).unwrap_err();
+        let missing = Expr::compile("steps.nope.output").unwrap().eval(&scope()).unwrap_err().to_string();
         assert!(missing.contains("steps.nope.output"), "{missing}");
     }
 }

@@ -1,12 +1,15 @@
 //! [`Journal`]: where an execution's transitions go before anyone sees them.
 //!
-//! The engine awaits the journal at every transition — a step starting,
-//! retrying or ending, a compensation, the execution's own status — *before*
-//! it updates the in-memory record the API reports. A write is a future
+//! The engine records every transition — a step starting, retrying or
+//! ending, a compensation, the execution's own status — *before* it updates
+//! the in-memory record the API reports. A write is a future
 //! ([`JournalFuture`]) that resolves once the transition is durable, so the
-//! engine never blocks a thread on it and a store may commit many
-//! executions' transitions together. The daemon's journal writes to SQLite
-//! (`plexus_daemon::store`); `plexus run` uses [`NoJournal`].
+//! engine's tasks never block a thread on it and a store may commit many
+//! executions' transitions together. The engine's runners, which carry steps
+//! on threads that may block anyway, write step transitions through
+//! [`Journal::step_blocking`], which a store can serve from the calling
+//! thread (no hand-off for an uncontended write). The daemon's journal writes
+//! to SQLite (`plexus_daemon::store`); `plexus run` uses [`NoJournal`].
 //!
 //! **Nothing runs unrecorded.** When the journal cannot record a transition
 //! the execution is *held* (see `Execution::is_held`): a step whose start

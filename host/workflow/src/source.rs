@@ -67,10 +67,10 @@ impl Document {
     ///
     /// # Errors
     /// The parser's message, with its line where it gives one.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, String> {
+    pub fn parse(path: &Path, text: &str) -> Result<Self, SyntaxError> {
         let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
         if is_json {
-            let value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+            let value = serde_json::from_str(text).map_err(|e| SyntaxError(format!("invalid JSON: {e}")))?;
             return Ok(Self { value, lines: HashMap::new() });
         }
         // YAML 1.2 booleans only: `y`, `no`, `on` are text (step ids, words), not booleans.
@@ -80,7 +80,7 @@ impl Document {
             budget: serde_saphyr::budget! { max_nodes: MAX_YAML_NODES, max_events: 2 * MAX_YAML_NODES },
         };
         let value: Value = serde_saphyr::from_str_with_options(text, options)
-            .map_err(|e| format!("invalid YAML: {}", one_line(&e.to_string())))?;
+            .map_err(|e| SyntaxError(format!("invalid YAML: {}", one_line(&e.to_string()))))?;
         Ok(Self { value, lines: yaml_key_lines(text) })
     }
 
@@ -95,6 +95,12 @@ impl Document {
         }
     }
 }
+
+/// A workflow text that is not valid YAML or JSON: the parser's message, one
+/// line, with its line and column where it gives them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SyntaxError(pub String);
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -207,7 +213,7 @@ mod tests {
     #[test]
     fn json_by_extension_and_errors_name_the_format() {
         assert!(Document::parse(Path::new("w.json"), "{\"id\": 1}").unwrap().lines.is_empty());
-        assert!(Document::parse(Path::new("w.json"), "{").unwrap_err().contains("JSON"));
-        assert!(Document::parse(Path::new("w.yaml"), "a: [1,").unwrap_err().contains("YAML"));
+        assert!(Document::parse(Path::new("w.json"), "{").unwrap_err().to_string().contains("JSON"));
+        assert!(Document::parse(Path::new("w.yaml"), "a: [1,").unwrap_err().to_string().contains("YAML"));
     }
 }

@@ -64,7 +64,7 @@ pub fn load_file(path: &Path, host: Option<&Host>) -> Result<ValidWorkflow, Inva
         problems: vec![Problem { step: None, path: String::new(), line: None, message }],
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let doc = Document::parse(path, &text).map_err(fail)?;
+    let doc = Document::parse(path, &text).map_err(|e| fail(e.to_string()))?;
     validate(&doc, host).map_err(|problems| Invalid { file, problems })
 }
 

@@ -18,7 +18,7 @@
 
 mod writer;
 
-use super::dbfile::{DbLock, FileIdentity, check_writable};
+use super::dbfile::{DbLock, FileChanged, FileIdentity, check_writable};
 use plexus_workflow::status::{ExecutionStatus, WorkflowStatus, epoch_ms};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
@@ -393,7 +393,10 @@ impl Store {
 
     /// `Ok` while the database path still names the file opened (it was not
     /// deleted or replaced); otherwise the cause, in one line.
-    pub fn check_file(&self) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// [`FileChanged`], naming the database.
+    pub fn check_file(&self) -> Result<(), FileChanged> {
         match &self.identity {
             Some(identity) => identity.check(&self.path),
             None => Ok(()),
