@@ -421,9 +421,10 @@ impl Host {
 }
 
 impl Host {
-    /// Run a call without blocking the caller's task, within `timeout`: the
-    /// one place the workflow engine (steps, compensations, scheduled tasks)
-    /// invokes a plugin.
+    /// Run a call from async code without blocking the caller's task, within
+    /// `timeout` (the workflow engine's compensations use it; its step
+    /// runners, already on blocking threads, call [`Host::call_with`] and
+    /// time calls that cannot be pre-empted themselves).
     ///
     /// The call runs on tokio's blocking pool. A runtime that is
     /// [`Runtime::preemptible`](crate::runtime::Runtime::preemptible) (WASM)
@@ -539,5 +540,52 @@ mod tests {
         assert_eq!(nap(0).unwrap().output, json!(0));
         assert!(!host.unavailable().contains_key("budget.sleepy"));
         assert_eq!(crate::runtime::abandoned_calls()["budget.sleepy"].1, 8);
+    }
+
+    /// Like [`Sleepy`], under another id (abandoned calls are counted per id).
+    #[derive(Default)]
+    struct Drowsy;
+
+    impl Plugin for Drowsy {
+        fn info() -> PluginInfo {
+            PluginInfo::new("invoke.drowsy", "Ignores cancellation", "1.0.0")
+        }
+        fn operations(ops: &mut Operations<Self>) {
+            ops.add("nap", "Sleeps `ms`, ignoring cancellation", |_, _, p: Nap| {
+                std::thread::sleep(Duration::from_millis(p.ms));
+                Ok(p.ms)
+            });
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn invoke_answers_at_the_deadline_of_a_call_that_cannot_be_preempted() {
+        let host = Arc::new(HostBuilder::new().no_cache().in_process::<Drowsy>(Value::Null).build().unwrap());
+        assert!(!host.plugin("invoke.drowsy").unwrap().runtime.preemptible(), "in-process code cannot be pre-empted");
+        let call = |ms: u64| {
+            let exec = ExecutionContext {
+                execution_id: new_execution_id(),
+                operation: "nap".into(),
+                parameters: json!({"ms": ms}),
+                ..ExecutionContext::default()
+            };
+            let services =
+                CallServices::new("invoke.drowsy", &exec.execution_id, SharedState::default(), CancelToken::new());
+            (exec, services)
+        };
+        let (exec, services) = call(5);
+        let out = host.invoke(exec, services, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(out.output, json!(5));
+        let (exec, services) = call(1_000);
+        let started = Instant::now();
+        let err = host.invoke(exec, services.clone(), Duration::from_millis(50)).await.unwrap_err();
+        assert!(matches!(err, CallError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(500), "answered at the deadline, not when the call ended");
+        assert!(services.should_stop(), "the call was asked to stop");
+        assert_eq!(crate::runtime::abandoned_calls()["invoke.drowsy"].0, 1, "its thread is counted as abandoned");
+        // A plugin that is not loaded fails before anything runs.
+        let (exec, _) = call(0);
+        let missing = CallServices::new("nope", &exec.execution_id, SharedState::default(), CancelToken::new());
+        assert!(matches!(host.invoke(exec, missing, Duration::from_secs(1)).await, Err(CallError::PluginNotFound(_))));
     }
 }

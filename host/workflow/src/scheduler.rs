@@ -272,11 +272,36 @@ impl Forward {
 
     /// A runner: carry ready steps through until none is left for it.
     fn runner(self: Arc<Self>) {
-        while let Some((i, attempt)) = self.next() {
-            if !self.run_step(i, attempt) {
-                // The phase gave up on this call; it already counted this runner out.
-                return;
+        let mut carrying = None;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            while let Some((i, attempt)) = self.next() {
+                carrying = Some(i);
+                if !self.run_step(i, attempt) {
+                    // The phase gave up on this call; it already counted this runner out.
+                    return;
+                }
+                carrying = None;
             }
+        }));
+        if let Err(panic) = ran {
+            // A bug in the engine or the journal (plugins' panics are caught
+            // by their runtime): the execution fails rather than hangs.
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(execution = %self.exec.id(), step = ?carrying, "a step runner panicked: {message}");
+            let mut st = self.lock();
+            // Counted out, as far as it was still counted.
+            st.runners = st.runners.saturating_sub(1);
+            if carrying.is_some() {
+                st.busy = st.busy.saturating_sub(1);
+                st.running = st.running.saturating_sub(1);
+            }
+            self.abort(&mut st, Abort::Failed(format!("internal error: a step runner panicked: {message}")));
+            drop(st);
+            let _ = self.events.send(Event::RunnerEnded);
         }
     }
 
