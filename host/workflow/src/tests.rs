@@ -719,3 +719,51 @@ fn a_yaml_workflow_of_30000_steps_reads_validates_and_prepares() {
     let prepared = Prepared::new(workflow);
     assert_eq!(prepared.workflow.steps[29_999].id, "s29999");
 }
+
+/// A journal whose blocking step writes panic after `calm` of them: a bug
+/// below the engine, as the runners meet it.
+struct PanickyJournal {
+    calm: std::sync::atomic::AtomicUsize,
+}
+
+impl super::Journal for PanickyJournal {
+    fn execution(&self, _: &ExecutionStatus) -> JournalFuture {
+        journal::written(Ok(()))
+    }
+    fn step(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalFuture {
+        journal::written(Ok(()))
+    }
+    fn step_blocking(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalResult {
+        if self.calm.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            panic!("the journal broke");
+        }
+        Ok(())
+    }
+    fn compensation(&self, _: &str, _: usize, _: &status::CompensationRecord) -> JournalFuture {
+        journal::written(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_panics_fails_the_execution_instead_of_hanging_it() {
+    let host = host();
+    let wf = valid(
+        &host,
+        "id: panicky\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo }\n  - { id: b, plugin_id: test.ops, method_name: echo, dependencies: [a] }\n  - { id: c, plugin_id: test.ops, method_name: echo, dependencies: [b] }\n",
+    );
+    let prepared = Arc::new(engine::Prepared::new(wf));
+    // a starts and ends, b starts: the next write (b's end) panics.
+    let journal = Arc::new(PanickyJournal { calm: 3.into() });
+    let exec = engine::Execution::start("panicky-1".into(), &prepared, Map::new(), journal, None);
+    let engine = Engine::new(host, Arc::new(SystemClock));
+    let run = tokio::spawn({
+        let exec = exec.clone();
+        async move { engine.run(prepared, exec).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), run).await.expect("the execution ended").unwrap();
+    let status = exec.snapshot();
+    assert_eq!(status.status, WorkflowStatus::Failed, "{status:#?}");
+    assert!(status.error.as_deref().unwrap_or("").contains("a step runner panicked: the journal broke"), "{status:#?}");
+    assert_eq!(status.steps[0].status, StepStatus::Completed);
+    assert_eq!(status.steps[2].status, StepStatus::Cancelled, "the steps after it never start");
+}
