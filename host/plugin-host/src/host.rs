@@ -494,18 +494,20 @@ mod tests {
     use serde_json::json;
     use std::time::Instant;
 
-    /// A plugin whose `nap` ignores cancellation (its own id: abandoned calls are counted per id).
+    /// A plugin whose `nap` ignores cancellation, under an id per test
+    /// (abandoned calls are counted per id): `budget.sleepy`, or
+    /// `invoke.drowsy` when `SECOND`.
     #[derive(Default)]
-    struct Sleepy;
+    struct Sleepy<const SECOND: bool = false>;
 
     #[derive(serde::Deserialize, schemars::JsonSchema)]
     struct Nap {
         ms: u64,
     }
 
-    impl Plugin for Sleepy {
+    impl<const SECOND: bool> Plugin for Sleepy<SECOND> {
         fn info() -> PluginInfo {
-            PluginInfo::new("budget.sleepy", "Ignores cancellation", "1.0.0")
+            PluginInfo::new(if SECOND { "invoke.drowsy" } else { "budget.sleepy" }, "Ignores cancellation", "1.0.0")
         }
         fn operations(ops: &mut Operations<Self>) {
             ops.add("nap", "Sleeps `ms`, ignoring cancellation", |_, _, p: Nap| {
@@ -517,7 +519,7 @@ mod tests {
 
     #[test]
     fn a_plugin_past_its_abandoned_call_budget_fails_fast_until_its_calls_return() {
-        let host = HostBuilder::new().no_cache().in_process::<Sleepy>(Value::Null).build().unwrap();
+        let host = HostBuilder::new().no_cache().in_process::<Sleepy<false>>(Value::Null).build().unwrap();
         let nap = |ms: u64| {
             let options = CallOptions { timeout: Some(Duration::from_millis(20)), ..CallOptions::default() };
             host.call("budget.sleepy", "nap", json!({"ms": ms}), options)
@@ -542,25 +544,9 @@ mod tests {
         assert_eq!(crate::runtime::abandoned_calls()["budget.sleepy"].1, 8);
     }
 
-    /// Like [`Sleepy`], under another id (abandoned calls are counted per id).
-    #[derive(Default)]
-    struct Drowsy;
-
-    impl Plugin for Drowsy {
-        fn info() -> PluginInfo {
-            PluginInfo::new("invoke.drowsy", "Ignores cancellation", "1.0.0")
-        }
-        fn operations(ops: &mut Operations<Self>) {
-            ops.add("nap", "Sleeps `ms`, ignoring cancellation", |_, _, p: Nap| {
-                std::thread::sleep(Duration::from_millis(p.ms));
-                Ok(p.ms)
-            });
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn invoke_answers_at_the_deadline_of_a_call_that_cannot_be_preempted() {
-        let host = Arc::new(HostBuilder::new().no_cache().in_process::<Drowsy>(Value::Null).build().unwrap());
+        let host = Arc::new(HostBuilder::new().no_cache().in_process::<Sleepy<true>>(Value::Null).build().unwrap());
         assert!(!host.plugin("invoke.drowsy").unwrap().runtime.preemptible(), "in-process code cannot be pre-empted");
         let call = |ms: u64| {
             let exec = ExecutionContext {
