@@ -206,7 +206,7 @@ impl Daemon {
     }
 
     /// Delete executions that ended more than the retention ago, at most
-    /// every [`PRUNE_EVERY`] (by the daemon's clock). Returns how many.
+    /// every `PRUNE_EVERY` (60 s, by the daemon's clock). Returns how many.
     pub fn prune_if_due(&self) -> usize {
         let now = self.0.clock.now();
         let cutoff = {

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct DbLock {
     _file: File,
-    path: PathBuf,
 }
 
 /// `<db>.lock`: the lock file of database `db`, beside the file `db` really
@@ -70,12 +69,7 @@ impl DbLock {
         }
         let me = format!("pid {} on host {}", std::process::id(), host_name());
         file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{me}")).map_err(io)?;
-        Ok(Self { _file: file, path })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { _file: file })
     }
 }
 

@@ -4,8 +4,10 @@
 //!
 //! * [`config`]: `plexus.toml`, raw and validated;
 //! * [`store`]: durable state in SQLite (WAL, migrations);
-//! * [`dbfile`]: the database file's exclusive lock, start-up and identity checks;
-//! * [`core::Daemon`]: workflows and executions, journalled to the store;
+//! * the database file's exclusive lock, start-up and identity checks
+//!   ([`FileChanged`]);
+//! * [`Daemon`]: workflows and executions, journalled to the store, with
+//!   its [`Health`];
 //! * [`metrics`]: Prometheus metrics.
 //!
 //! Run one in a tokio runtime (what `plexus daemon` does):
@@ -22,21 +24,23 @@
 
 pub mod api;
 pub mod config;
-pub mod core;
-pub mod dbfile;
+mod core;
+mod dbfile;
 pub mod error;
-pub mod health;
-pub mod journal;
+mod health;
+mod journal;
 pub mod metrics;
 pub mod openapi;
-pub mod reload;
+mod reload;
 pub mod schedule;
 pub mod schedules;
 pub mod server;
 pub mod store;
-pub mod supervise;
+mod supervise;
 
-pub use core::{Daemon, Origin};
+pub use core::{Daemon, Origin, Registered};
+pub use dbfile::FileChanged;
+pub use health::Health;
 #[cfg(test)]
 mod tests;
 pub use error::{DaemonError, ErrorCode};

@@ -62,15 +62,6 @@ impl LoadedPlugin {
     }
 }
 
-/// What discovery found: the plugins that loaded, by id, and every error.
-#[derive(Default)]
-pub struct Discovered {
-    /// Loaded plugins by id.
-    pub plugins: BTreeMap<String, LoadedPlugin>,
-    /// One entry per plugin (or directory) that did not load.
-    pub errors: Vec<LoadError>,
-}
-
 /// The plugin folders of `dir`: its subdirectories, by name. A missing or
 /// unreadable directory is reported as an error.
 fn plugin_folders(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
@@ -86,28 +77,9 @@ fn plugin_folders(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
     folders
 }
 
-/// Scan `dirs` in order and load every plugin folder. The WASM engine is
-/// created by `engine` on first need, at most once.
-pub fn discover(
-    dirs: &[PathBuf],
-    limits: &LimitPolicy,
-    engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
-) -> Discovered {
-    let mut found = Discovered::default();
-    for folder in folders(dirs, &mut found.errors) {
-        match load_folder(&folder, limits, &found.plugins, engine) {
-            Ok(plugin) => {
-                found.plugins.insert(plugin.id().to_owned(), plugin);
-            }
-            Err(error) => found.errors.push(error),
-        }
-    }
-    found
-}
-
 /// Every plugin folder of `dirs`, in scan order; unreadable directories are
 /// reported in `errors`.
-pub fn folders(dirs: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
+pub(crate) fn folders(dirs: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
     dirs.iter().flat_map(|dir| plugin_folders(dir, errors)).collect()
 }
 
@@ -116,7 +88,7 @@ pub fn folders(dirs: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
 ///
 /// # Errors
 /// Every way a plugin can fail to load, with the folder and, when known, the id.
-pub fn load_folder(
+pub(crate) fn load_folder(
     folder: &Path,
     limits: &LimitPolicy,
     loaded: &BTreeMap<String, LoadedPlugin>,

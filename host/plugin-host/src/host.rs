@@ -70,7 +70,7 @@ impl HostBuilder {
         self
     }
 
-    /// Add a plugin compiled into the host (see [`InProcessPlugin`]), with `config`
+    /// Add a plugin compiled into the host (run in-process, like a native plugin), with `config`
     /// as its configuration. A plugin found on disk with the same id is reported
     /// as a duplicate.
     pub fn in_process<P: plexus_sdk::Plugin>(mut self, config: Value) -> Self {

@@ -7,8 +7,9 @@
 //! execution-context contract ([`plexus_sdk::contract`]).
 //!
 //! * [`manifest`]: `plugin.toml`, raw and validated.
-//! * [`discovery`]: scanning plugin directories; never fails fast.
-//! * [`Runtime`]: the trait both [`native::NativePlugin`] and [`wasm::WasmPlugin`] implement.
+//! * discovery: scanning plugin directories ([`HostBuilder::build`],
+//!   [`Host::rescan`]); one plugin that fails to load never stops the others.
+//! * [`Runtime`]: the trait the native, in-process and [`wasm::WasmPlugin`] runtimes implement.
 //! * [`services`]: the host services a plugin calls back (log, shared state, progress, cancellation).
 //! * [`Host`]: the loaded plugins, their load errors, and calls.
 //!
@@ -27,12 +28,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod discovery;
+mod discovery;
 pub mod error;
 mod host;
-pub mod in_process;
+mod in_process;
 pub mod manifest;
-pub mod native;
+mod native;
 pub mod process;
 pub mod runtime;
 pub mod services;

@@ -6,7 +6,7 @@
 //! went well. [`report_plugin_exit`] registers an exit handler that, when the
 //! process exits while a native call is in flight and the host has not said
 //! it is exiting itself ([`host_exits`]), prints
-//! `error: plugin `<id>` ended the process …` on stderr and ends the process
+//! "error: plugin `ID` ended the process …" on stderr and ends the process
 //! with [`PLUGIN_EXIT_CODE`] instead. It cannot stop the exit (nothing
 //! in-process can), and it does not see a plugin's exit from a thread of its
 //! own outside a call.

@@ -4,7 +4,7 @@
 //! * [`definition`] is the model, reading our format and QtForge's unchanged;
 //! * [`expr`] is the one expression language (minijinja expressions) for
 //!   conditions and data passing;
-//! * [`validate`] reports every problem at once; [`dag`] orders, stages and draws;
+//! * [`validate()`] reports every problem at once; [`dag`] orders, stages and draws;
 //! * [`engine`] runs a workflow; [`orchestrator::Orchestrator`] is the API.
 //!
 //! ```no_run

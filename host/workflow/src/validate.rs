@@ -49,7 +49,7 @@ pub(crate) struct CompiledStep {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {} problem(s):\n{}", file, problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
 pub struct Invalid {
-    /// The file (or "<inline>").
+    /// The file (or `<inline>`).
     pub file: String,
     /// What is wrong.
     pub problems: Vec<Problem>,

@@ -12,7 +12,7 @@
 //! `compensations`, `schedules` and `fires` (each schedule's fire history).
 //!
 //! Writes go through one write connection that commits them in groups
-//! ([`writer`]): a write returns once it is committed, and writes arriving
+//! (the `writer` module): a write returns once it is committed, and writes arriving
 //! while a commit is in flight share the next one. Reads use a connection of
 //! their own and see committed data only.
 
@@ -134,7 +134,7 @@ mod schema;
 mod workflows;
 
 /// A handle on the state database; cheap to clone, safe to share. The
-/// database's exclusive lock ([`DbLock`]) is held while any clone lives.
+/// database's exclusive lock (`<path>.lock`) is held while any clone lives.
 #[derive(Clone)]
 pub struct Store {
     /// Reads (WAL: they never wait for the writer, and see commits only).
@@ -334,7 +334,7 @@ impl Store {
     /// it to the current schema.
     ///
     /// In order: refuse a file or directory without write permission; take
-    /// the database's exclusive lock (`<path>.lock`, see [`super::dbfile`]);
+    /// the database's exclusive lock (`<path>.lock`);
     /// open in WAL mode; run `PRAGMA quick_check`; migrate; and make one real
     /// write, so a database that cannot be written fails here rather than at
     /// the first transition.
@@ -420,7 +420,7 @@ impl Store {
         })
     }
 
-    /// Run `f` in the writer's next group commit (see [`writer`]); `f` gets
+    /// Run `f` in the writer's next group commit (see the `writer` module); `f` gets
     /// the write connection and the error mapping of this database.
     fn write<R, F>(&self, f: F) -> StoreResult<R>
     where

@@ -20,7 +20,7 @@
 //!   take every slot. A call that finds no slot fails with
 //!   [`CallError::Capacity`], never as the plugin's trap.
 //! * Files, environment and network: nothing unless `[permissions]` grants
-//!   it ([`grants`]: directories opened once at load, named environment
+//!   it (`grants`: directories opened once at load, named environment
 //!   variables, sockets to any address or to an allowlist).
 //! * Host services: shared-state bytes and log bytes per call are bounded
 //!   (`limits.state_bytes`, `limits.log_bytes`), and so are the WASI resource
