@@ -1,7 +1,10 @@
 //! Reading a workflow file: YAML or JSON by extension, into JSON plus, for
-//! YAML, the line of every key so problems can point at it.
+//! YAML, the line of every key so problems can point at it. The lines come
+//! from the YAML library's spans (`serde_saphyr::Spanned`), read in the same
+//! pass as the values.
 
 use serde_json::Value;
+use serde_saphyr::Spanned;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
@@ -79,9 +82,11 @@ impl Document {
             with_snippet: false,
             budget: serde_saphyr::budget! { max_nodes: MAX_YAML_NODES, max_events: 2 * MAX_YAML_NODES },
         };
-        let value: Value = serde_saphyr::from_str_with_options(text, options)
+        let root: Node = serde_saphyr::from_str_with_options(text, options)
             .map_err(|e| SyntaxError(format!("invalid YAML: {}", one_line(&e.to_string()))))?;
-        Ok(Self { value, lines: yaml_key_lines(text) })
+        let mut lines = HashMap::new();
+        let value = root.into_value(&DocPath::default(), &mut lines);
+        Ok(Self { value, lines })
     }
 
     /// The line of `path`, or of its nearest ancestor that has one.
@@ -106,88 +111,112 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Lines of the keys and items of block-style YAML, by path. Flow collections
-/// and block scalars are skipped (their keys get their parent's line).
-fn yaml_key_lines(text: &str) -> HashMap<DocPath, usize> {
-    // Stack of (indent of the entries at this level, path of this level, next sequence index).
-    struct Level {
-        indent: usize,
-        path: DocPath,
-        next_index: usize,
-    }
-    let mut lines = HashMap::new();
-    let mut stack: Vec<Level> = vec![Level { indent: 0, path: DocPath::default(), next_index: 0 }];
-    let mut last_key_path: Option<(usize, DocPath)> = None; // (indent, path) of the last key line
-    let mut block_scalar_indent: Option<usize> = None;
-    for (n, raw) in text.lines().enumerate() {
-        let line_no = n + 1;
-        let trimmed = raw.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("---") {
-            continue;
-        }
-        let mut indent = raw.len() - trimmed.len();
-        if let Some(bi) = block_scalar_indent {
-            if indent > bi {
-                continue;
-            }
-            block_scalar_indent = None;
-        }
-        let mut rest = trimmed;
-        // A nested level starts when a line is more indented than the last key.
-        if let Some((key_indent, key_path)) = &last_key_path
-            && indent > *key_indent
-        {
-            stack.push(Level { indent, path: key_path.clone(), next_index: 0 });
-        }
-        last_key_path = None;
-        while stack.len() > 1 && indent < stack.last().map_or(0, |l| l.indent) {
-            stack.pop();
-        }
-        // Sequence items: "- " opens an item whose content is one level deeper.
-        while let Some(after) = rest.strip_prefix("- ").or_else(|| (rest == "-").then_some("")) {
-            let level = stack.last_mut().expect("root level");
-            let item = level.path.index(level.next_index);
-            level.next_index += 1;
-            lines.insert(item.clone(), line_no);
-            let item_indent = indent + 2;
-            stack.push(Level { indent: item_indent, path: item, next_index: 0 });
-            indent = item_indent;
-            rest = after.trim_start();
-            if rest.is_empty() {
-                break;
-            }
-        }
-        if let Some((key, value)) = split_key(rest) {
-            let path = stack.last().expect("root level").path.key(&key);
-            lines.insert(path.clone(), line_no);
-            let value = value.trim();
-            if value.is_empty() {
-                last_key_path = Some((indent, path));
-            } else if value.starts_with('|') || value.starts_with('>') {
-                block_scalar_indent = Some(indent);
-            }
-        }
-    }
-    lines
+/// A YAML node with where it starts, read by the YAML library in the same
+/// pass as its value.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+struct Node(Spanned<Tree>);
+
+/// A YAML node's content; mapping keys keep their own location.
+enum Tree {
+    Map(Vec<(Spanned<String>, Node)>),
+    Seq(Vec<Node>),
+    Scalar(Value),
 }
 
-/// `key: value` → (key, value) for a plain or quoted key.
-fn split_key(text: &str) -> Option<(String, &str)> {
-    let (key, rest) = if let Some(q) = text.strip_prefix('"') {
-        let end = q.find('"')?;
-        (q[..end].to_owned(), q[end + 1..].strip_prefix(':')?)
-    } else if let Some(q) = text.strip_prefix('\'') {
-        let end = q.find('\'')?;
-        (q[..end].to_owned(), q[end + 1..].strip_prefix(':')?)
-    } else {
-        let colon = text.find(": ").or_else(|| text.ends_with(':').then(|| text.len() - 1))?;
-        let key = &text[..colon];
-        if key.starts_with(['{', '[']) || key.contains(" #") {
-            return None;
+impl Node {
+    /// The node as JSON; records the line of every mapping key and sequence
+    /// item under `path` in `lines`.
+    fn into_value(self, path: &DocPath, lines: &mut HashMap<DocPath, usize>) -> Value {
+        match self.0.value {
+            Tree::Scalar(value) => value,
+            Tree::Seq(items) => Value::Array(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let p = path.index(i);
+                        lines.insert(p.clone(), line(&item.0.referenced));
+                        item.into_value(&p, lines)
+                    })
+                    .collect(),
+            ),
+            Tree::Map(entries) => Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, item)| {
+                        let p = path.key(&key.value);
+                        lines.insert(p.clone(), line(&key.referenced));
+                        let value = item.into_value(&p, lines);
+                        (key.value, value)
+                    })
+                    .collect(),
+            ),
         }
-        (key.trim().to_owned(), &text[colon + 1..])
-    };
-    Some((key, rest))
+    }
+}
+
+fn line(at: &serde_saphyr::Location) -> usize {
+    usize::try_from(at.line()).unwrap_or(usize::MAX)
+}
+
+impl<'de> serde::Deserialize<'de> for Tree {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TreeVisitor)
+    }
+}
+
+struct TreeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TreeVisitor {
+    type Value = Tree;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Tree, E> {
+        Ok(Tree::Scalar(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Tree, E> {
+        Ok(Tree::Scalar(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Tree, E> {
+        Ok(Tree::Scalar(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Tree, E> {
+        // As serde_json does: a float JSON cannot hold (NaN, ±inf) is null.
+        Ok(Tree::Scalar(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Tree, E> {
+        Ok(Tree::Scalar(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Tree, E> {
+        Ok(Tree::Scalar(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Tree, E> {
+        Ok(Tree::Scalar(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Tree, E> {
+        Ok(Tree::Scalar(Value::Null))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Tree, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Tree, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(item) = seq.next_element::<Node>()? {
+            items.push(item);
+        }
+        Ok(Tree::Seq(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Tree, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            let value = map.next_value::<Node>()?;
+            entries.push((key, value));
+        }
+        Ok(Tree::Map(entries))
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +237,23 @@ mod tests {
         assert_eq!(doc.lines[&p(&[k("rollback_steps"), k("load"), k("plugin_id")])], 12);
         assert_eq!(doc.line_of(&p(&[k("steps"), Seg::Index(1), k("missing")])), Some(7));
         assert_eq!(doc.value["steps"][1]["retry"]["max_attempts"], 3);
+    }
+
+    #[test]
+    fn yaml_lines_come_from_flow_collections_too_and_values_keep_their_types() {
+        let text = "id: wf\nsteps:\n  - {id: a, plugin_id: p,\n     parameters: {n: 1.5, ok: true, none: ~}}\n  - id: b\n    dependencies: [a]\n";
+        let doc = Document::parse(Path::new("w.yaml"), text).unwrap();
+        let p = |s: &[Seg]| DocPath(s.to_vec());
+        let k = |s: &str| Seg::Key(s.into());
+        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(0), k("plugin_id")])], 3);
+        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(0), k("parameters"), k("ok")])], 4);
+        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(1), k("dependencies"), Seg::Index(0)])], 6);
+        assert_eq!(doc.value["steps"][0]["parameters"], serde_json::json!({"n": 1.5, "ok": true, "none": null}));
+        // YAML 1.2 booleans only: `no` is text.
+        let doc = Document::parse(Path::new("w.yaml"), "a: no\nb: 0x10\n").unwrap();
+        assert_eq!(doc.value, serde_json::json!({"a": "no", "b": 16}));
+        let dup = Document::parse(Path::new("w.yaml"), "a: 1\na: 2\n");
+        assert!(dup.is_err(), "a duplicate key is refused: {dup:?}");
     }
 
     #[test]
