@@ -5,7 +5,6 @@
 
 use serde_json::Value;
 use serde_saphyr::Spanned;
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -62,7 +61,7 @@ pub struct Document {
     /// The content.
     pub value: Value,
     /// 1-based line of each mapping key and sequence item (YAML only).
-    pub lines: HashMap<DocPath, usize>,
+    pub lines: Lines,
 }
 
 impl Document {
@@ -74,7 +73,7 @@ impl Document {
         let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
         if is_json {
             let value = serde_json::from_str(text).map_err(|e| SyntaxError(format!("invalid JSON: {e}")))?;
-            return Ok(Self { value, lines: HashMap::new() });
+            return Ok(Self { value, lines: Lines::default() });
         }
         // YAML 1.2 booleans only: `y`, `no`, `on` are text (step ids, words), not booleans.
         let options = serde_saphyr::options! {
@@ -84,9 +83,8 @@ impl Document {
         };
         let root: Node = serde_saphyr::from_str_with_options(text, options)
             .map_err(|e| SyntaxError(format!("invalid YAML: {}", one_line(&e.to_string()))))?;
-        let mut lines = HashMap::new();
-        let value = root.into_value(&DocPath::default(), &mut lines);
-        Ok(Self { value, lines })
+        let (value, tree) = root.into_value();
+        Ok(Self { value, lines: Lines(tree) })
     }
 
     /// The line of `path`, or of its nearest ancestor that has one.
@@ -94,7 +92,7 @@ impl Document {
         let mut p = path.clone();
         loop {
             if let Some(line) = self.lines.get(&p) {
-                return Some(*line);
+                return Some(line);
             }
             p.0.pop()?;
         }
@@ -111,6 +109,47 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The line of every mapping key and sequence item of a YAML document, in
+/// the document's own shape (looked up only when a problem is reported).
+#[derive(Debug, Default)]
+pub struct Lines(LineTree);
+
+#[derive(Debug, Default)]
+enum LineTree {
+    /// Each key with its line and what is under it.
+    Map(Vec<(String, usize, LineTree)>),
+    /// Each item's line and what is under it.
+    Seq(Vec<(usize, LineTree)>),
+    /// A scalar, or no document.
+    #[default]
+    Leaf,
+}
+
+impl Lines {
+    /// The 1-based line of the key or item at `path`, if the document has it.
+    pub fn get(&self, path: &DocPath) -> Option<usize> {
+        let mut tree = &self.0;
+        let mut line = None;
+        for seg in &path.0 {
+            let (at, under) = match (tree, seg) {
+                (LineTree::Map(entries), Seg::Key(k)) => {
+                    entries.iter().find(|(key, ..)| key == k).map(|(_, l, t)| (*l, t))?
+                }
+                (LineTree::Seq(items), Seg::Index(i)) => items.get(*i).map(|(l, t)| (*l, t))?,
+                _ => return None,
+            };
+            line = Some(at);
+            tree = under;
+        }
+        line
+    }
+
+    /// Whether no line is known (a JSON document).
+    pub fn is_empty(&self) -> bool {
+        matches!(self.0, LineTree::Leaf)
+    }
+}
+
 /// A YAML node with where it starts, read by the YAML library in the same
 /// pass as its value.
 #[derive(serde::Deserialize)]
@@ -125,33 +164,31 @@ enum Tree {
 }
 
 impl Node {
-    /// The node as JSON; records the line of every mapping key and sequence
-    /// item under `path` in `lines`.
-    fn into_value(self, path: &DocPath, lines: &mut HashMap<DocPath, usize>) -> Value {
+    /// The node as JSON, and the lines of its keys and items.
+    fn into_value(self) -> (Value, LineTree) {
         match self.0.value {
-            Tree::Scalar(value) => value,
-            Tree::Seq(items) => Value::Array(
-                items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        let p = path.index(i);
-                        lines.insert(p.clone(), line(&item.0.referenced));
-                        item.into_value(&p, lines)
-                    })
-                    .collect(),
-            ),
-            Tree::Map(entries) => Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(key, item)| {
-                        let p = path.key(&key.value);
-                        lines.insert(p.clone(), line(&key.referenced));
-                        let value = item.into_value(&p, lines);
-                        (key.value, value)
-                    })
-                    .collect(),
-            ),
+            Tree::Scalar(value) => (value, LineTree::Leaf),
+            Tree::Seq(items) => {
+                let mut values = Vec::with_capacity(items.len());
+                let mut lines = Vec::with_capacity(items.len());
+                for item in items {
+                    let at = line(&item.0.referenced);
+                    let (value, tree) = item.into_value();
+                    values.push(value);
+                    lines.push((at, tree));
+                }
+                (Value::Array(values), LineTree::Seq(lines))
+            }
+            Tree::Map(entries) => {
+                let mut values = serde_json::Map::new();
+                let mut lines = Vec::with_capacity(entries.len());
+                for (key, item) in entries {
+                    let (value, tree) = item.into_value();
+                    lines.push((key.value.clone(), line(&key.referenced), tree));
+                    values.insert(key.value, value);
+                }
+                (Value::Object(values), LineTree::Map(lines))
+            }
         }
     }
 }
@@ -229,12 +266,12 @@ mod tests {
         let doc = Document::parse(Path::new("w.yaml"), text).unwrap();
         let p = |s: &[Seg]| DocPath(s.to_vec());
         let k = |s: &str| Seg::Key(s.into());
-        assert_eq!(doc.lines[&p(&[k("id")])], 1);
-        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(0)])], 3);
-        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(0), k("plugin_id")])], 4);
-        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(0), k("parameters"), k("path")])], 6);
-        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(1), k("retry"), k("max_attempts")])], 9);
-        assert_eq!(doc.lines[&p(&[k("rollback_steps"), k("load"), k("plugin_id")])], 12);
+        assert_eq!(doc.lines.get(&p(&[k("id")])).unwrap(), 1);
+        assert_eq!(doc.lines.get(&p(&[k("steps"), Seg::Index(0)])).unwrap(), 3);
+        assert_eq!(doc.lines.get(&p(&[k("steps"), Seg::Index(0), k("plugin_id")])).unwrap(), 4);
+        assert_eq!(doc.lines.get(&p(&[k("steps"), Seg::Index(0), k("parameters"), k("path")])).unwrap(), 6);
+        assert_eq!(doc.lines.get(&p(&[k("steps"), Seg::Index(1), k("retry"), k("max_attempts")])).unwrap(), 9);
+        assert_eq!(doc.lines.get(&p(&[k("rollback_steps"), k("load"), k("plugin_id")])).unwrap(), 12);
         assert_eq!(doc.line_of(&p(&[k("steps"), Seg::Index(1), k("missing")])), Some(7));
         assert_eq!(doc.value["steps"][1]["retry"]["max_attempts"], 3);
     }
@@ -245,9 +282,9 @@ mod tests {
         let doc = Document::parse(Path::new("w.yaml"), text).unwrap();
         let p = |s: &[Seg]| DocPath(s.to_vec());
         let k = |s: &str| Seg::Key(s.into());
-        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(0), k("plugin_id")])], 3);
-        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(0), k("parameters"), k("ok")])], 4);
-        assert_eq!(doc.lines[&p(&[k("steps"), Seg::Index(1), k("dependencies"), Seg::Index(0)])], 6);
+        assert_eq!(doc.lines.get(&p(&[k("steps"), Seg::Index(0), k("plugin_id")])).unwrap(), 3);
+        assert_eq!(doc.lines.get(&p(&[k("steps"), Seg::Index(0), k("parameters"), k("ok")])).unwrap(), 4);
+        assert_eq!(doc.lines.get(&p(&[k("steps"), Seg::Index(1), k("dependencies"), Seg::Index(0)])).unwrap(), 6);
         assert_eq!(doc.value["steps"][0]["parameters"], serde_json::json!({"n": 1.5, "ok": true, "none": null}));
         // YAML 1.2 booleans only: `no` is text.
         let doc = Document::parse(Path::new("w.yaml"), "a: no\nb: 0x10\n").unwrap();
