@@ -187,12 +187,15 @@ impl Forward {
         let cancel = exec.cancel_token().clone();
         let mut held = exec.held_changes();
         let mut timers: JoinSet<(usize, bool)> = JoinSet::new();
-        if cancel.is_cancelled() {
-            fwd.abort(&mut fwd.lock(), Abort::Cancelled);
-        }
         loop {
             let armed = {
                 let mut st = fwd.lock();
+                // A cancel reaches runners and timers through the stop token
+                // (a child of the execution's) as soon as it is asked; it
+                // must not be taken for an end because they finished first.
+                if st.abort.is_none() && cancel.is_cancelled() {
+                    fwd.abort(&mut st, Abort::Cancelled);
+                }
                 fwd.start_runners(&mut st);
                 if st.running == 0
                     && st.runners == 0

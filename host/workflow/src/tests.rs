@@ -767,3 +767,46 @@ async fn a_runner_that_panics_fails_the_execution_instead_of_hanging_it() {
     assert_eq!(status.steps[0].status, StepStatus::Completed);
     assert_eq!(status.steps[2].status, StepStatus::Cancelled, "the steps after it never start");
 }
+
+/// The process's thread count (Linux).
+fn threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_waiting_to_retry_holds_no_thread() {
+    let Some(before) = threads() else { return };
+    let host = host();
+    let engine = Engine::new(host.clone(), Arc::new(SystemClock));
+    let wf = valid(
+        &host,
+        "id: waits\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: fail, parameters: { retryable: true }, retry: { max_attempts: 2, initial_delay: 1h } }\n",
+    );
+    let prepared = Arc::new(engine::Prepared::new(wf));
+    let mut waiting = Vec::new();
+    for n in 0..50 {
+        let exec = engine::Execution::new(format!("waits-{n}"), &prepared, Map::new());
+        tokio::spawn({
+            let (engine, prepared, exec) = (engine.clone(), prepared.clone(), exec.clone());
+            async move { engine.run(prepared, exec).await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while exec.snapshot().steps[0].status != StepStatus::Retrying {
+            assert!(Instant::now() < deadline, "the step never went to retrying: {:#?}", exec.snapshot());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        waiting.push(exec);
+    }
+    let after = threads().unwrap();
+    // The old worker threads parked one thread per waiting execution (50 here).
+    assert!(after < before + 10, "{before} threads before, {after} with 50 executions waiting to retry");
+    for exec in &waiting {
+        exec.cancel();
+    }
+    for exec in &waiting {
+        let status = tokio::time::timeout(Duration::from_secs(10), exec.wait()).await.expect("cancelled in time");
+        assert_eq!(status.status, WorkflowStatus::Cancelled);
+        assert_eq!(status.steps[0].status, StepStatus::Cancelled, "{:?}", status.steps[0]);
+    }
+}
