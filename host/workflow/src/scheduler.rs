@@ -200,7 +200,7 @@ impl Forward {
                 if st.running == 0
                     && st.runners == 0
                     && st.timers == 0
-                    && (st.abort.is_some() || st.suspended || st.ready.is_empty())
+                    && (st.abort.is_some() || fwd.draining(&mut st) || st.ready.is_empty())
                 {
                     break;
                 }
@@ -223,8 +223,7 @@ impl Forward {
                 () = deadline => fwd.expire().await,
                 () = cancel.cancelled(), if fwd.lock().abort.is_none() => fwd.abort(&mut fwd.lock(), Abort::Cancelled),
                 () = drain.cancelled(), if !fwd.lock().suspended => {
-                    tracing::info!(execution = %exec.id(), "draining: no new steps start");
-                    fwd.lock().suspended = true;
+                    fwd.draining(&mut fwd.lock());
                 }
                 // Released (or held): runners may start again.
                 Ok(()) = held.changed() => {}
@@ -259,10 +258,22 @@ impl Forward {
         self.stop.cancel();
     }
 
+    /// Whether the engine drains (daemon shutdown): from the first look that
+    /// sees its token, the phase starts nothing more. Every place that would
+    /// start a step looks, so none starts between the drain and the moment
+    /// the phase's task wakes to it.
+    fn draining(&self, st: &mut Schedule) -> bool {
+        if !st.suspended && self.engine.drain_signal().is_cancelled() {
+            tracing::info!(execution = %self.exec.id(), "draining: no new steps start");
+            st.suspended = true;
+        }
+        st.suspended
+    }
+
     /// Start runners until every ready step a free slot allows has one.
     fn start_runners(self: &Arc<Self>, st: &mut Schedule) {
         // A held execution starts nothing until its journal records again.
-        if st.abort.is_some() || st.suspended || self.exec.is_held() {
+        if st.abort.is_some() || self.draining(st) || self.exec.is_held() {
             return;
         }
         let wanted = st.ready.len().min(st.limit.saturating_sub(st.running));
@@ -312,7 +323,7 @@ impl Forward {
     fn next(&self) -> Option<(usize, u32)> {
         let mut st = self.lock();
         if st.abort.is_none()
-            && !st.suspended
+            && !self.draining(&mut st)
             && !self.exec.is_held()
             && st.running < st.limit
             && let Some((_, i)) = st.ready.pop_first()
@@ -623,7 +634,7 @@ impl Forward {
             st.running -= 1;
         }
         match due {
-            Ok((i, false)) if !self.stop.is_cancelled() && !st.suspended => {
+            Ok((i, false)) if !self.stop.is_cancelled() && !self.draining(&mut st) => {
                 st.ready.insert((self.prepared.dag.rank[i], i));
             }
             Ok(_) => {}

@@ -810,3 +810,37 @@ async fn an_execution_waiting_to_retry_holds_no_thread() {
         assert_eq!(status.steps[0].status, StepStatus::Cancelled, "{:?}", status.steps[0]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_leaves_a_step_waiting_to_retry_for_the_resume() {
+    let host = host();
+    let drain = tokio_util::sync::CancellationToken::new();
+    let engine = Engine::new(host.clone(), Arc::new(SystemClock)).with_drain(drain.clone());
+    let wf = valid(
+        &host,
+        "id: drained\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: fail, parameters: { retryable: true }, retry: { max_attempts: 3, initial_delay: 1h } }\n",
+    );
+    let prepared = Arc::new(engine::Prepared::new(wf));
+    let mut runs = Vec::new();
+    for n in 0..20 {
+        let exec = engine::Execution::new(format!("drained-{n}"), &prepared, Map::new());
+        let run = tokio::spawn({
+            let (engine, prepared, exec) = (engine.clone(), prepared.clone(), exec.clone());
+            async move { engine.run(prepared, exec).await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while exec.snapshot().steps[0].status != StepStatus::Retrying {
+            assert!(Instant::now() < deadline, "the step never went to retrying");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        runs.push((exec, run));
+    }
+    drain.cancel();
+    for (exec, run) in runs {
+        tokio::time::timeout(Duration::from_secs(10), run).await.expect("the phase stopped").unwrap();
+        let status = exec.snapshot();
+        assert_eq!(status.steps[0].status, StepStatus::Retrying, "left for the resume: {status:#?}");
+        assert_eq!(status.steps[0].attempts, 1, "the drain did not start another attempt");
+        assert!(!status.status.is_terminal(), "{status:#?}");
+    }
+}
