@@ -16,6 +16,8 @@ struct StateInner {
     map: Map<String, Value>,
     /// Bumped by every `set`, so a journal writes the state only when it changed.
     version: u64,
+    /// The version at which each key was last set (0: it came with the state).
+    set_at: std::collections::HashMap<String, u64>,
     /// Bytes of each key plus its value's JSON text, and their sum.
     sizes: std::collections::HashMap<String, u64>,
     bytes: u64,
@@ -53,7 +55,7 @@ impl SharedState {
         let sizes: std::collections::HashMap<String, u64> =
             map.iter().map(|(k, v)| (k.clone(), entry_size(k, v))).collect();
         let bytes = sizes.values().sum();
-        Self(Arc::new(Mutex::new(StateInner { map, version: 0, sizes, bytes })))
+        Self(Arc::new(Mutex::new(StateInner { map, version: 0, set_at: Default::default(), sizes, bytes })))
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, StateInner> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
@@ -80,6 +82,8 @@ impl SharedState {
         inner.sizes.insert(key.to_owned(), size);
         inner.bytes = wanted;
         inner.version += 1;
+        let version = inner.version;
+        inner.set_at.insert(key.to_owned(), version);
         Ok(())
     }
     /// The state's size: keys plus the JSON text of the values, in bytes.
@@ -94,6 +98,23 @@ impl SharedState {
     pub fn changed_since(&self, seen: u64) -> Option<(u64, Map<String, Value>)> {
         let inner = self.lock();
         (inner.version != seen).then(|| (inner.version, inner.map.clone()))
+    }
+    /// The keys set after version `seen`, with their values, and the current
+    /// version; `None` if nothing was set since. A journal writes these
+    /// (the state's change), not the whole state, so a pipeline whose every
+    /// step adds to the state does not write it again whole at every step.
+    pub fn changes_since(&self, seen: u64) -> Option<(u64, Map<String, Value>)> {
+        let inner = self.lock();
+        if inner.version == seen {
+            return None;
+        }
+        let changed = inner
+            .map
+            .iter()
+            .filter(|(k, _)| inner.set_at.get(*k).is_some_and(|&at| at > seen))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Some((inner.version, changed))
     }
 }
 
@@ -256,6 +277,21 @@ impl HostServices for CallServices {
 mod tests {
     use super::*;
     use crate::manifest::Limits;
+
+    #[test]
+    fn changes_since_a_version_are_the_keys_set_after_it() {
+        let state = SharedState::from_map(serde_json::json!({"kept": 1}).as_object().unwrap().clone());
+        assert!(state.changes_since(0).is_none(), "nothing set since the state was loaded");
+        state.set("a", Value::from(1));
+        let (v1, changed) = state.changes_since(0).unwrap();
+        assert_eq!(Value::Object(changed), serde_json::json!({"a": 1}));
+        state.set("b", Value::from(2));
+        state.set("a", Value::from(3));
+        let (v2, changed) = state.changes_since(v1).unwrap();
+        assert_eq!(Value::Object(changed), serde_json::json!({"a": 3, "b": 2}));
+        assert!(state.changes_since(v2).is_none());
+        assert_eq!(state.snapshot().len(), 3);
+    }
 
     #[test]
     fn shared_state_has_a_byte_limit_and_a_refused_write_changes_nothing() {

@@ -243,7 +243,7 @@ impl Execution {
     ) -> (StepRecord, Option<(u64, Map<String, Value>)>) {
         let mut record = self.lock().steps[i].clone();
         change(&mut record);
-        let state = self.state.changed_since(self.state_seen.load(Ordering::Acquire));
+        let state = self.state.changes_since(self.state_seen.load(Ordering::Acquire));
         (record, state)
     }
 

@@ -54,7 +54,9 @@ pub trait Journal: Send + Sync {
     /// (with its outputs and error).
     fn execution(&self, status: &ExecutionStatus) -> JournalFuture;
     /// Step number `index` (declaration order) changed to `record`. `state`
-    /// is the execution's shared state when it changed since the last write.
+    /// holds the keys of the execution's shared state set since the last
+    /// write that was recorded, with their values (`None`: nothing was set);
+    /// the state is never written again whole, except by [`Self::snapshot`].
     fn step(
         &self,
         execution_id: &str,

@@ -83,8 +83,9 @@ impl Store {
         })
     }
 
-    /// Write step `index`'s record (and the shared state, when given) and
-    /// log the transition, in one transaction.
+    /// Write step `index`'s record (and the shared state's changed keys,
+    /// when given: a row each in `state_entries`) and log the transition, in
+    /// one transaction.
     pub fn update_step(
         &self,
         execution_id: &str,
@@ -94,7 +95,11 @@ impl Store {
     ) -> StoreWrite<()> {
         let id = execution_id.to_owned();
         let record_json = json(record);
-        let state = state.map(|state| serde_json::to_string(state).unwrap_or_else(|_| "{}".into()));
+        let state: Vec<(String, String)> = state
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), serde_json::to_string(v).unwrap_or_else(|_| "null".into())))
+            .collect();
         let at = record.ended_at_ms.filter(|_| record.status.is_terminal()).unwrap_or_else(now_ms) as i64;
         let message = record.error.as_ref().map(|e| e.message.clone()).or_else(|| record.reason.clone());
         let message = if record.status.is_terminal() || record.status == plexus_workflow::StepStatus::Retrying {
@@ -107,10 +112,16 @@ impl Store {
             tx.prepare_cached("INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| s.execute(params![id, index as i64, record_json]))
                 .map_err(err)?;
-            if let Some(state) = state {
-                tx.prepare_cached("UPDATE executions SET state = ?2 WHERE id = ?1")
-                    .and_then(|mut s| s.execute(params![id, state]))
+            if !state.is_empty() {
+                let mut put = tx
+                    .prepare_cached(
+                        "INSERT INTO state_entries (execution_id, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (execution_id, key) DO UPDATE SET value = excluded.value",
+                    )
                     .map_err(err)?;
+                for (key, value) in &state {
+                    put.execute(params![id, key, value]).map_err(err)?;
+                }
             }
             tx.prepare_cached(
                 "INSERT INTO events (execution_id, at_ms, step_id, attempt, status, message)
@@ -222,6 +233,8 @@ impl Store {
             )
             .map_err(err)?;
             put_steps(tx, &id, &steps).map_err(err)?;
+            // The whole state is in `executions.state` now.
+            tx.execute("DELETE FROM state_entries WHERE execution_id = ?1", [&id]).map_err(err)?;
             tx.execute("DELETE FROM compensations WHERE execution_id = ?1", [&id]).map_err(err)?;
             for (seq, record) in compensations.iter().enumerate() {
                 tx.execute(
@@ -297,9 +310,23 @@ impl Store {
             ended_at_ms: ended_at.map(|t| t as u64),
         };
         status.refresh();
+        // The state at the start (or last snapshot), then every key set since.
+        let mut state: Map<String, Value> = self.parse("state", &state)?;
+        {
+            let mut stmt = conn
+                .prepare_cached("SELECT key, value FROM state_entries WHERE execution_id = ?1")
+                .map_err(|e| self.err(e))?;
+            let entries: Vec<(String, String)> = stmt
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(Iterator::collect)
+                .map_err(|e| self.err(e))?;
+            for (key, value) in entries {
+                state.insert(key, self.parse("state entry", &value)?);
+            }
+        }
         Ok(Some(StoredExecution {
             status,
-            state: self.parse("state", &state)?,
+            state,
             meta: ExecutionMeta {
                 workflow_version: version,
                 schedule_id,
@@ -426,6 +453,7 @@ impl Store {
                     "DELETE FROM events WHERE execution_id = ?1",
                     "DELETE FROM steps WHERE execution_id = ?1",
                     "DELETE FROM compensations WHERE execution_id = ?1",
+                    "DELETE FROM state_entries WHERE execution_id = ?1",
                     "DELETE FROM executions WHERE id = ?1",
                 ] {
                     tx.prepare_cached(sql).and_then(|mut s| s.execute([id])).map_err(err)?;

@@ -484,7 +484,62 @@ fn json<T: Serialize>(value: &T) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::FireOutcome;
+    use super::{ExecutionMeta, FireOutcome, Store};
+    use plexus_workflow::status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
+    use serde_json::{Map, Value, json};
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_shared_state_is_written_a_changed_key_at_a_time_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let step = |i: usize| StepRecord {
+            id: format!("s{i}"),
+            plugin_id: "p".into(),
+            operation: "op".into(),
+            status: StepStatus::Completed,
+            output: None,
+            error: None,
+            reason: None,
+            attempts: 1,
+            started_at_ms: Some(1),
+            ended_at_ms: Some(2),
+            duration_ms: Some(1),
+        };
+        let status = ExecutionStatus {
+            execution_id: "e1".into(),
+            workflow_id: "w".into(),
+            status: WorkflowStatus::Running,
+            progress: 0.0,
+            current_steps: vec![],
+            completed_steps: 0,
+            total_steps: 3,
+            inputs: Map::new(),
+            steps: (0..3).map(step).collect(),
+            compensations: vec![],
+            outputs: Map::new(),
+            error: None,
+            started_at_ms: Some(1),
+            ended_at_ms: None,
+        };
+        let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
+        store.insert_execution(&status, &meta, &map(json!({"start": 1, "a": "old"}))).unwrap();
+        store.update_step("e1", 0, &status.steps[0], Some(&map(json!({"a": "new"})))).commit().unwrap();
+        store.update_step("e1", 1, &status.steps[1], Some(&map(json!({"b": [1, 2]})))).commit().unwrap();
+        store.update_step("e1", 2, &status.steps[2], None).commit().unwrap();
+        let entries: i64 = store.conn().query_row("SELECT COUNT(*) FROM state_entries", [], |r| r.get(0)).unwrap();
+        assert_eq!(entries, 2, "a row per changed key, the start state untouched");
+        let stored = store.execution("e1").unwrap().unwrap();
+        assert_eq!(Value::Object(stored.state), json!({"start": 1, "a": "new", "b": [1, 2]}));
+        // A snapshot writes the whole state again and drops the rows it covers.
+        store.record_snapshot(&status, &map(json!({"all": true}))).commit().unwrap();
+        let entries: i64 = store.conn().query_row("SELECT COUNT(*) FROM state_entries", [], |r| r.get(0)).unwrap();
+        assert_eq!(entries, 0);
+        assert_eq!(Value::Object(store.execution("e1").unwrap().unwrap().state), json!({"all": true}));
+    }
 
     #[test]
     fn fire_outcomes_are_stored_and_served_under_one_name() {

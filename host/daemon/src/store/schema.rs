@@ -71,4 +71,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX fires_by_schedule ON fires (schedule_id, seq);",
     // 2: retention finds ended executions by their end time.
     "CREATE INDEX executions_by_end ON executions (ended_at_ms);",
+    // 3: the shared state's changes, a row per key: `executions.state` is the
+    // state as of the execution's start (or its last snapshot), and these
+    // rows, newer, overlay it. A step that adds a key writes that key alone.
+    "CREATE TABLE state_entries (
+        execution_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (execution_id, key)
+    ) WITHOUT ROWID;",
 ];
