@@ -9,7 +9,9 @@
 //! Tables: `workflows` (every registered version, kept: executions are pinned
 //! to the version they started with), `executions`, `steps` (the latest record
 //! of each step, JSON), `events` (every transition, the execution log),
-//! `compensations`, `schedules` and `fires` (each schedule's fire history).
+//! `compensations`, `state_entries` (the shared state's keys set since the
+//! execution started or was last snapshotted, over `executions.state`),
+//! `schedules` and `fires` (each schedule's fire history).
 //!
 //! Writes go through one write connection that commits them in groups
 //! (the `writer` module): a write returns once it is committed, and writes arriving
