@@ -6,9 +6,10 @@
 //! serial modes, `max_parallel` otherwise), records its start, calls the
 //! plugin, records the outcome, releases the dependents, and takes the next
 //! — so a chain of steps runs on one thread with no hand-off between steps
-//! (a hand-off between threads costs 20–70 µs on a small VM, more than a
-//! native call). A runner never waits: when nothing is ready it ends, and
-//! when a step releases more steps than there are runners, it starts more.
+//! (a round trip between threads costs 20–90 µs on a small VM, far more than
+//! a native call; see the README's *Speed*). A runner never waits: when
+//! nothing is ready it ends, and when a step releases more steps than there
+//! are runners, it starts more.
 //! No thread is parked per execution; a thread is busy only while a step is.
 //!
 //! **The phase's task** awaits what does wait: the execution's cancel, the
