@@ -31,7 +31,7 @@
 //!                                                   # state, 64 MiB of log, 4,096 handles
 //! ```
 
-use plexus_host::manifest::{CEILING_TIMEOUT_MS, Limits};
+use plexus_host::manifest::{CEILING_TIMEOUT_MS, Limits, RawLimits};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,43 +64,10 @@ pub struct RawConfig {
     pub retention: Option<String>,
     /// `[defaults]`
     #[serde(default)]
-    pub defaults: RawDefaults,
+    pub defaults: RawLimits,
     /// `[max_limits]`
     #[serde(default)]
-    pub max_limits: RawDefaults,
-}
-
-/// `[defaults]` (limits for plugins whose manifest does not set them) or
-/// `[max_limits]` (the most a manifest may ask for).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDefaults {
-    /// `timeout_ms = 30000`
-    pub timeout_ms: Option<u64>,
-    /// `memory_mib = 64`
-    pub memory_mib: Option<u64>,
-    /// `output_bytes = 65536`
-    pub output_bytes: Option<usize>,
-    /// `state_bytes = 16777216`
-    pub state_bytes: Option<u64>,
-    /// `log_bytes = 1048576`
-    pub log_bytes: Option<u64>,
-    /// `handles = 256`
-    pub handles: Option<u32>,
-}
-
-impl RawDefaults {
-    /// `base` with the values set here.
-    fn over(&self, base: Limits) -> Limits {
-        Limits {
-            timeout: self.timeout_ms.map_or(base.timeout, Duration::from_millis),
-            memory_bytes: self.memory_mib.map_or(base.memory_bytes, |m| m.saturating_mul(1 << 20)),
-            output_bytes: self.output_bytes.unwrap_or(base.output_bytes),
-            state_bytes: self.state_bytes.unwrap_or(base.state_bytes),
-            log_bytes: self.log_bytes.unwrap_or(base.log_bytes),
-            handles: self.handles.unwrap_or(base.handles),
-        }
-    }
+    pub max_limits: RawLimits,
 }
 
 /// The largest `[max_limits]` a daemon accepts: 30 days of timeout, 4 GiB of

@@ -116,7 +116,8 @@ pub struct RawManifest {
     pub permissions: Option<RawPermissions>,
 }
 
-/// `[limits]` as written.
+/// `[limits]` as written (in a manifest; a host configuration reads its
+/// `[defaults]` and `[max_limits]` tables with it too).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
@@ -132,6 +133,21 @@ pub struct RawLimits {
     pub log_bytes: Option<u64>,
     /// `handles = 256`
     pub handles: Option<u32>,
+}
+
+impl RawLimits {
+    /// `base` with the values set here. Values past any maximum are kept as
+    /// written (no overflow on the way) for [`Limits::check_within`] to report.
+    pub fn over(&self, base: Limits) -> Limits {
+        Limits {
+            timeout: self.timeout_ms.map_or(base.timeout, Duration::from_millis),
+            memory_bytes: self.memory_mib.map_or(base.memory_bytes, |m| m.saturating_mul(1 << 20)),
+            output_bytes: self.output_bytes.unwrap_or(base.output_bytes),
+            state_bytes: self.state_bytes.unwrap_or(base.state_bytes),
+            log_bytes: self.log_bytes.unwrap_or(base.log_bytes),
+            handles: self.handles.unwrap_or(base.handles),
+        }
+    }
 }
 
 /// `[permissions]` as written.
@@ -480,16 +496,7 @@ impl Manifest {
             Some(table) => serde_json::to_value(table).map_err(|e| invalid(format!("[config]: {e}")))?,
             None => Value::Null,
         };
-        let l = &raw.limits;
-        // Values past the maximum are reported as written (no overflow on the way).
-        let limits = Limits {
-            timeout: l.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
-            memory_bytes: l.memory_mib.map_or(defaults.memory_bytes, |m| m.saturating_mul(1 << 20)),
-            output_bytes: l.output_bytes.unwrap_or(defaults.output_bytes),
-            state_bytes: l.state_bytes.unwrap_or(defaults.state_bytes),
-            log_bytes: l.log_bytes.unwrap_or(defaults.log_bytes),
-            handles: l.handles.unwrap_or(defaults.handles),
-        };
+        let limits = raw.limits.over(defaults.clone());
         limits.check_within(&policy.max).map_err(|e| invalid(e.to_string()))?;
         if raw.kind == PluginKind::Native && (raw.permissions.is_some() || raw.limits.memory_mib.is_some()) {
             return Err(invalid(

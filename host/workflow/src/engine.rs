@@ -561,34 +561,9 @@ impl Engine {
         )
     }
 
-    /// End step `i` with `status` (recorded, then kept).
-    pub(super) async fn finish_step(
-        &self,
-        exec: &Execution,
-        i: usize,
-        status: StepStatus,
-        output: Option<Value>,
-        error: Option<StepError>,
-        reason: Option<String>,
-    ) {
-        exec.update_step(i, self.ended(status, output, error, reason)).await;
-    }
-
-    /// [`Self::finish_step`] on a thread that may block (a runner).
-    pub(super) fn finish_step_blocking(
-        &self,
-        exec: &Execution,
-        i: usize,
-        status: StepStatus,
-        output: Option<Value>,
-        error: Option<StepError>,
-        reason: Option<String>,
-    ) {
-        exec.update_step_blocking(i, self.ended(status, output, error, reason));
-    }
-
-    /// The change that ends a step with `status`, now.
-    fn ended(
+    /// The change that ends a step with `status`, now (for
+    /// [`Execution::update_step`] or [`Execution::update_step_blocking`]).
+    pub(super) fn ended(
         &self,
         status: StepStatus,
         output: Option<Value>,

@@ -350,7 +350,7 @@ impl Forward {
                 let step = &self.prepared.workflow.steps[i];
                 let stop = (status == StepStatus::Failed && step.critical)
                     .then(|| Abort::Failed(format!("critical step `{}` failed", step.id)));
-                self.engine.finish_step_blocking(&self.exec, i, status, None, error, reason);
+                self.exec.update_step_blocking(i, self.engine.ended(status, None, error, reason));
                 self.after(i, Outcome::Ended(stop));
                 return true;
             }
@@ -584,11 +584,11 @@ impl Forward {
                         exec.state().set(k, v.clone());
                     }
                 }
-                engine.finish_step_blocking(exec, i, StepStatus::Completed, Some(out.output), None, None);
+                exec.update_step_blocking(i, engine.ended(StepStatus::Completed, Some(out.output), None, None));
             }
             Err(e) if matches!(e, CallError::Cancelled { .. }) || self.stop.is_cancelled() => {
                 let reason = Some("cancelled while running".into());
-                engine.finish_step_blocking(exec, i, StepStatus::Cancelled, None, None, reason);
+                exec.update_step_blocking(i, engine.ended(StepStatus::Cancelled, None, None, reason));
             }
             Err(e) if e.is_retryable() && attempt < step.retry.max_attempts => {
                 let delay = step.retry.delay(attempt + 1, fastrand::f64());
@@ -604,7 +604,7 @@ impl Forward {
                 if step.critical {
                     stop = Some(Abort::Failed(format!("critical step `{}` failed: {}", step.id, error.message)));
                 }
-                engine.finish_step_blocking(exec, i, StepStatus::Failed, None, Some(error), None);
+                exec.update_step_blocking(i, engine.ended(StepStatus::Failed, None, Some(error), None));
             }
         }
         Outcome::Ended(stop)
@@ -622,7 +622,7 @@ impl Forward {
         let cancelled = self.stop.is_cancelled();
         if cancelled {
             let reason = Some("cancelled while waiting to retry".to_owned());
-            self.engine.finish_step(&self.exec, i, StepStatus::Cancelled, None, None, reason).await;
+            self.exec.update_step(i, self.engine.ended(StepStatus::Cancelled, None, None, reason)).await;
         }
         (i, cancelled)
     }

@@ -276,22 +276,22 @@ impl Store {
             return Ok(None);
         };
         let (scheduled_at, created_at, started_at, ended_at, runs) = times;
-        let steps: Vec<StepRecord> = {
-            let mut stmt = conn
-                .prepare_cached("SELECT record FROM steps WHERE execution_id = ?1 ORDER BY idx")
-                .map_err(|e| self.err(e))?;
-            let texts: Vec<String> =
-                stmt.query_map([id], |r| r.get(0)).and_then(Iterator::collect).map_err(|e| self.err(e))?;
-            texts.iter().map(|t| self.parse("step", t)).collect::<StoreResult<_>>()?
+        // The text columns of every row of `sql` for this execution.
+        let rows = |sql: &str, columns: usize| -> StoreResult<Vec<Vec<String>>> {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+            stmt.query_map([id], |r| (0..columns).map(|c| r.get(c)).collect())
+                .and_then(Iterator::collect)
+                .map_err(|e| self.err(e))
         };
-        let compensations: Vec<CompensationRecord> = {
-            let mut stmt = conn
-                .prepare_cached("SELECT record FROM compensations WHERE execution_id = ?1 ORDER BY seq")
-                .map_err(|e| self.err(e))?;
-            let texts: Vec<String> =
-                stmt.query_map([id], |r| r.get(0)).and_then(Iterator::collect).map_err(|e| self.err(e))?;
-            texts.iter().map(|t| self.parse("compensation", t)).collect::<StoreResult<_>>()?
-        };
+        let steps: Vec<StepRecord> = rows("SELECT record FROM steps WHERE execution_id = ?1 ORDER BY idx", 1)?
+            .iter()
+            .map(|row| self.parse("step", &row[0]))
+            .collect::<StoreResult<_>>()?;
+        let compensations: Vec<CompensationRecord> =
+            rows("SELECT record FROM compensations WHERE execution_id = ?1 ORDER BY seq", 1)?
+                .iter()
+                .map(|row| self.parse("compensation", &row[0]))
+                .collect::<StoreResult<_>>()?;
         let status_value: WorkflowStatus = self.parse("status", &format!("\"{status}\""))?;
         let mut status = ExecutionStatus {
             execution_id: id.to_owned(),
@@ -312,17 +312,8 @@ impl Store {
         status.refresh();
         // The state at the start (or last snapshot), then every key set since.
         let mut state: Map<String, Value> = self.parse("state", &state)?;
-        {
-            let mut stmt = conn
-                .prepare_cached("SELECT key, value FROM state_entries WHERE execution_id = ?1")
-                .map_err(|e| self.err(e))?;
-            let entries: Vec<(String, String)> = stmt
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(Iterator::collect)
-                .map_err(|e| self.err(e))?;
-            for (key, value) in entries {
-                state.insert(key, self.parse("state entry", &value)?);
-            }
+        for row in rows("SELECT key, value FROM state_entries WHERE execution_id = ?1", 2)? {
+            state.insert(row[0].clone(), self.parse("state entry", &row[1])?);
         }
         Ok(Some(StoredExecution {
             status,
