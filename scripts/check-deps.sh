@@ -11,3 +11,20 @@ if [ -n "$found" ]; then
   exit 1
 fi
 echo "plexus-host: $(cargo tree --locked -p plexus-host -e normal --prefix none | awk '{print $1}' | sort -u | wc -l) crates, none of the daemon's or the CLI's"
+
+# The workflow engine and the API's types (plexus-client without its `http`
+# feature) need no HTTP stack, SQLite or CLI either.
+forbidden='^(axum|hyper|hyper-util|rusqlite|libsqlite3-sys|clap|croner|notify|indicatif|prometheus-client|utoipa)$'
+for crate in plexus-workflow; do
+  found=$(cargo tree --locked -p "$crate" -e normal --prefix none | awk '{print $1}' | sort -u | grep -E "$forbidden" || true)
+  if [ -n "$found" ]; then
+    echo "$crate must not depend on: $(echo $found)" >&2
+    exit 1
+  fi
+done
+found=$(cargo tree --locked -p plexus-client --no-default-features -e normal --prefix none | awk '{print $1}' | sort -u | grep -E '^(hyper|tokio|axum|rusqlite|utoipa)$' || true)
+if [ -n "$found" ]; then
+  echo "plexus-client without \`http\` must not depend on: $(echo $found)" >&2
+  exit 1
+fi
+echo "plexus-workflow and plexus-client (types only): no HTTP stack, SQLite or CLI"

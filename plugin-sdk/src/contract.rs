@@ -29,6 +29,7 @@ pub mod capability {
 
 /// One operation a plugin offers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperationInfo {
     /// Name used to call it, e.g. `echo`.
     pub name: String,
@@ -45,6 +46,7 @@ pub struct OperationInfo {
 
 /// What a plugin says about itself; queried once at load time.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Metadata {
     /// Unique id, reverse-DNS style, e.g. `plexus.csv`.
     pub id: String,

@@ -3,7 +3,14 @@
 //! and hot plugin reload.
 
 use crate::daemon_support::{RunningDaemon, copy_plugin};
-use plexus_daemon::openapi::ROUTES;
+use plexus_client::status::WorkflowStatus;
+use plexus_client::{
+    Cancelling, DaemonError, ErrorCode, Execution, ExecutionList, ExecutionLogs, ExecutionQuery, ExecutionSteps,
+    FireOutcome, Fired, Health, HealthStatus, NetworkGrant, Overlap, PluginDetails, PluginKind, PluginList,
+    PluginStatus, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView, SourceFormat,
+    Started, Validation, WorkflowList, WorkflowVersion,
+};
+use plexus_daemon::openapi;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -37,135 +44,232 @@ fn every_route_needs_the_token_and_answers_with_codes() {
         assert_eq!(mode & 0o777, 0o600);
     }
     // No token, or a wrong one: 401 everywhere but health.
-    for route in ROUTES {
-        let path = route.path.replace("{id}", "x");
+    let routes = openapi::routes();
+    assert!(routes.len() >= 25, "{routes:?}");
+    for (method, route) in &routes {
+        let path = route.replace("{id}", "x");
         for token in [None, Some("wrong")] {
-            let (status, body) = d.raw(&route.method.to_uppercase(), &path, token, None);
-            if route.path == "/v1/health" {
+            let (status, body) = d.raw(method, &path, token, None);
+            if route == "/v1/health" {
                 assert_eq!(status, 200);
             } else {
-                assert_eq!(status, 401, "{} {path} with {token:?}", route.method);
-                let body: Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(body["code"], "Unauthorized");
+                assert_eq!(status, 401, "{method} {path} with {token:?}");
+                let body: DaemonError = serde_json::from_slice(&body).unwrap();
+                assert_eq!(body.code, ErrorCode::Unauthorized);
             }
         }
     }
 
+    // Every route over raw HTTP, its answer read as the client's type.
     let mut hit = BTreeSet::new();
     let mut call = |method: &str, route: &str, path: &str, body: Option<Value>, expect: u16| -> Value {
         let (status, out) = d.call(method, path, body);
         assert_eq!(status, expect, "{method} {path}: {out}");
-        hit.insert((method.to_lowercase(), route.to_owned(), status));
+        hit.insert((method.to_owned(), route.to_owned(), status));
         out
     };
-    call("GET", "/v1/health", "/v1/health", None, 200);
+    fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+        serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"))
+    }
+    let health: Health = typed(call("GET", "/v1/health", "/v1/health", None, 200));
+    assert_eq!((health.status, health.plugins), (HealthStatus::Ok, 2));
     let metrics = call("GET", "/metrics", "/metrics", None, 200);
-    call("GET", "/v1/openapi.json", "/v1/openapi.json", None, 200);
-    let list = call("GET", "/v1/plugins", "/v1/plugins", None, 200);
-    assert_eq!(list["plugins"].as_array().unwrap().len(), 2, "{list}");
     assert!(metrics.as_str().unwrap().contains("plexus_plugins_loaded 2"));
-    call("GET", "/v1/plugins/{id}", "/v1/plugins/plexus.echo.wasm", None, 200);
-    call("POST", "/v1/plugins/reload", "/v1/plugins/reload", None, 200);
+    let doc = call("GET", "/v1/openapi.json", "/v1/openapi.json", None, 200);
+    assert_eq!(&doc, openapi::document());
+    let list: PluginList = typed(call("GET", "/v1/plugins", "/v1/plugins", None, 200));
+    assert_eq!(list.plugins.len(), 2, "{list:?}");
+    assert!(list.plugins.iter().all(|p| p.status == PluginStatus::Loaded));
+    let info: PluginDetails = typed(call("GET", "/v1/plugins/{id}", "/v1/plugins/plexus.echo.wasm", None, 200));
+    assert_eq!((info.kind, info.permissions.network.clone()), (PluginKind::Wasm, NetworkGrant::All(false)));
+    let reloaded: Reloaded = typed(call("POST", "/v1/plugins/reload", "/v1/plugins/reload", None, 200));
+    assert_eq!(reloaded.changes, []);
 
     // Workflows: validate, register (201, then 200 unchanged), list, get, versions.
     let source = json!({"source": CHAIN});
-    let valid = call("POST", "/v1/workflows/validate", "/v1/workflows/validate", Some(source.clone()), 200);
-    assert_eq!(valid["stages"], json!([["one"], ["two"]]));
-    let reg = call("POST", "/v1/workflows", "/v1/workflows", Some(source.clone()), 201);
-    assert_eq!((reg["id"].as_str(), reg["version"].as_u64()), (Some("chain"), Some(1)));
-    assert_eq!(d.call("POST", "/v1/workflows", Some(source)).1["created"], false);
-    let v2 =
-        call("POST", "/v1/workflows", "/v1/workflows", Some(json!({"source": CHAIN.replace("n: 1", "n: 10")})), 201);
-    assert_eq!(v2["version"], 2);
-    assert_eq!(call("GET", "/v1/workflows", "/v1/workflows", None, 200)["workflows"][0]["version"], 2);
-    let v1 = call("GET", "/v1/workflows/{id}", "/v1/workflows/chain?version=1", None, 200);
-    assert!(v1["source"].as_str().unwrap().contains("n: 1 }"));
+    let valid: Validation =
+        typed(call("POST", "/v1/workflows/validate", "/v1/workflows/validate", Some(source.clone()), 200));
+    assert_eq!(valid.stages, [["one"], ["two"]]);
+    let reg: Registered = typed(call("POST", "/v1/workflows", "/v1/workflows", Some(source.clone()), 201));
+    assert_eq!((reg.id.as_str(), reg.version, reg.created), ("chain", 1, true));
+    let again: Registered = typed(call("POST", "/v1/workflows", "/v1/workflows", Some(source), 200));
+    assert!(!again.created);
+    let v2: Registered = typed(call(
+        "POST",
+        "/v1/workflows",
+        "/v1/workflows",
+        Some(json!({"source": CHAIN.replace("n: 1", "n: 10")})),
+        201,
+    ));
+    assert_eq!(v2.version, 2);
+    let listed: WorkflowList = typed(call("GET", "/v1/workflows", "/v1/workflows", None, 200));
+    assert_eq!((listed.workflows[0].version, listed.workflows[0].format), (2, SourceFormat::Yaml));
+    let v1: WorkflowVersion = typed(call("GET", "/v1/workflows/{id}", "/v1/workflows/chain?version=1", None, 200));
+    assert!(v1.source.contains("n: 1 }"));
 
     // Executions: start, status (pinned to version 2), steps, logs, list with filters.
-    let started = call("POST", "/v1/executions", "/v1/executions", Some(json!({"workflow": "chain"})), 202);
-    let id = started["execution_id"].as_str().unwrap().to_owned();
-    assert_eq!(started["workflow_version"], 2);
+    let started: Started =
+        typed(call("POST", "/v1/executions", "/v1/executions", Some(json!({"workflow": "chain"})), 202));
+    let id = started.execution_id.clone();
+    assert_eq!(started.workflow_version, 2);
     let done = d.wait_for(&id, Duration::from_secs(20));
-    assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(done["outputs"]["n"], 11);
-    call("GET", "/v1/executions/{id}", &format!("/v1/executions/{id}"), None, 200);
-    let steps = call("GET", "/v1/executions/{id}/steps", &format!("/v1/executions/{id}/steps"), None, 200);
-    assert_eq!(steps["steps"][1]["output"], json!({"n": 11}));
-    let logs = call("GET", "/v1/executions/{id}/logs", &format!("/v1/executions/{id}/logs"), None, 200);
-    let statuses: Vec<&str> =
-        logs["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(done.status.status, WorkflowStatus::Completed, "{done:?}");
+    assert_eq!(done.status.outputs["n"], 11);
+    let status: Execution = typed(call("GET", "/v1/executions/{id}", &format!("/v1/executions/{id}"), None, 200));
+    assert_eq!((status.meta.workflow_version, status.meta.runs, status.held), (2, 1, false));
+    let steps: ExecutionSteps =
+        typed(call("GET", "/v1/executions/{id}/steps", &format!("/v1/executions/{id}/steps"), None, 200));
+    assert_eq!(steps.steps[1].output, Some(json!({"n": 11})));
+    let logs: ExecutionLogs =
+        typed(call("GET", "/v1/executions/{id}/logs", &format!("/v1/executions/{id}/logs"), None, 200));
+    let statuses: Vec<&str> = logs.events.iter().map(|e| e.status.as_str()).collect();
     assert_eq!(statuses, ["pending", "running", "running", "completed", "running", "completed", "completed"]);
-    let after = logs["events"][4]["seq"].as_i64().unwrap();
-    let tail = d.call("GET", &format!("/v1/executions/{id}/logs?after={after}"), None).1;
-    assert_eq!(tail["events"].as_array().unwrap().len(), 2);
-    let listed = call("GET", "/v1/executions", "/v1/executions", None, 200);
-    assert_eq!(listed["executions"][0]["execution_id"], id.as_str());
-    assert!(d.call("GET", "/v1/executions?status=failed", None).1["executions"].as_array().unwrap().is_empty());
+    assert_eq!(logs.status, WorkflowStatus::Completed);
+    let after = logs.events[4].seq;
+    let tail: ExecutionLogs = typed(d.call("GET", &format!("/v1/executions/{id}/logs?after={after}"), None).1);
+    assert_eq!(tail.events.len(), 2);
+    let listed: ExecutionList = typed(call("GET", "/v1/executions", "/v1/executions", None, 200));
+    assert_eq!(listed.executions[0].execution_id, id);
+    let failed: ExecutionList = typed(d.call("GET", "/v1/executions?status=failed", None).1);
+    assert!(failed.executions.is_empty());
     let (code, body) = d.call("GET", "/v1/executions?status=exploded", None);
     assert_eq!(code, 400, "an unknown status filter is refused, not answered with nothing: {body}");
-    assert!(body["message"].as_str().unwrap().contains("`exploded`"), "{body}");
+    let body: DaemonError = typed(body);
+    assert_eq!(body.code, ErrorCode::InvalidConfiguration);
+    assert!(body.message.contains("`exploded`"), "{body:?}");
+    let (code, body) = d.call("GET", "/v1/executions?limt=5", None);
+    assert_eq!(code, 400, "a misspelled query parameter is refused: {body}");
+    assert!(body["message"].as_str().unwrap().contains("limt"), "{body}");
     // A completed execution can be neither cancelled nor retried.
     let cancel = call("POST", "/v1/executions/{id}/cancel", &format!("/v1/executions/{id}/cancel"), None, 409);
-    assert_eq!(cancel["code"], "InvalidState");
+    assert_eq!(typed::<DaemonError>(cancel).code, ErrorCode::InvalidState);
     let retry = call("POST", "/v1/executions/{id}/retry", &format!("/v1/executions/{id}/retry"), None, 409);
-    assert_eq!(retry["code"], "InvalidState");
+    assert_eq!(typed::<DaemonError>(retry).code, ErrorCode::InvalidState);
     // A running one can be cancelled.
-    let slow = json!({"source": "id: slow\nsteps:\n  - { id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: { ms: 5000 } }\n"});
-    d.call("POST", "/v1/workflows", Some(slow));
+    d.register("id: slow\nsteps:\n  - { id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: { ms: 5000 } }\n");
     let slow_id = d.start_execution("slow");
     d.eventually("the nap to start", Duration::from_secs(10), |d| {
-        d.call("GET", &format!("/v1/executions/{slow_id}"), None).1["status"] == "running"
+        d.execution(&slow_id).status.status == WorkflowStatus::Running
     });
     let waited = call("GET", "/v1/executions/{id}", &format!("/v1/executions/{slow_id}?wait_ms=50"), None, 504);
-    assert_eq!(waited["code"], "Timeout");
-    call("POST", "/v1/executions/{id}/cancel", &format!("/v1/executions/{slow_id}/cancel"), None, 202);
-    assert_eq!(d.wait_for(&slow_id, Duration::from_secs(10))["status"], "cancelled");
+    assert_eq!(typed::<DaemonError>(waited).code, ErrorCode::Timeout);
+    let cancelling: Cancelling =
+        typed(call("POST", "/v1/executions/{id}/cancel", &format!("/v1/executions/{slow_id}/cancel"), None, 202));
+    assert!(cancelling.cancelling);
+    assert_eq!(d.wait_for(&slow_id, Duration::from_secs(10)).status.status, WorkflowStatus::Cancelled);
     // A cancelled one can be retried.
-    call("POST", "/v1/executions/{id}/retry", &format!("/v1/executions/{slow_id}/retry"), None, 202);
+    let retried: Execution =
+        typed(call("POST", "/v1/executions/{id}/retry", &format!("/v1/executions/{slow_id}/retry"), None, 202));
+    assert_eq!(retried.meta.runs, 2);
     d.call("POST", &format!("/v1/executions/{slow_id}/cancel"), None);
 
     // Schedules.
     let sched = json!({"id": "yearly", "when": "cron 0 3 1 1 *", "timezone": "Europe/Berlin", "workflow": "chain"});
-    let created = call("POST", "/v1/schedules", "/v1/schedules", Some(sched.clone()), 201);
-    assert!(created["next_fire"].as_str().unwrap().ends_with(":00:00+00:00"), "{created}");
-    assert_eq!(call("POST", "/v1/schedules", "/v1/schedules", Some(sched), 409)["code"], "AlreadyExists");
-    assert_eq!(call("GET", "/v1/schedules", "/v1/schedules", None, 200)["schedules"][0]["id"], "yearly");
-    let paused = call("POST", "/v1/schedules/{id}/pause", "/v1/schedules/yearly/pause", None, 200);
-    assert_eq!((paused["enabled"].as_bool(), paused["next_fire"].is_null()), (Some(false), true));
-    call("POST", "/v1/schedules/{id}/resume", "/v1/schedules/yearly/resume", None, 200);
-    let fired = call("POST", "/v1/schedules/{id}/run", "/v1/schedules/yearly/run", None, 202);
-    let fired_id = fired["execution_id"].as_str().unwrap();
-    assert_eq!(d.wait_for(fired_id, Duration::from_secs(20))["schedule_id"], "yearly");
-    let shown = call("GET", "/v1/schedules/{id}", "/v1/schedules/yearly", None, 200);
-    assert!(shown["history"].as_array().unwrap().iter().any(|f| f["outcome"] == "manual"), "{shown}");
+    let created: ScheduleView = typed(call("POST", "/v1/schedules", "/v1/schedules", Some(sched.clone()), 201));
+    assert!(created.next_fire.as_deref().unwrap().ends_with(":00:00+00:00"), "{created:?}");
+    let taken = call("POST", "/v1/schedules", "/v1/schedules", Some(sched), 409);
+    assert_eq!(typed::<DaemonError>(taken).code, ErrorCode::AlreadyExists);
+    let listed: ScheduleList = typed(call("GET", "/v1/schedules", "/v1/schedules", None, 200));
+    assert_eq!(listed.schedules[0].spec.id, "yearly");
+    let paused: ScheduleView = typed(call("POST", "/v1/schedules/{id}/pause", "/v1/schedules/yearly/pause", None, 200));
+    assert_eq!((paused.spec.enabled, paused.next_fire), (false, None));
+    let resumed: ScheduleView =
+        typed(call("POST", "/v1/schedules/{id}/resume", "/v1/schedules/yearly/resume", None, 200));
+    assert!(resumed.spec.enabled && resumed.next_fire.is_some());
+    let fired: Fired = typed(call("POST", "/v1/schedules/{id}/run", "/v1/schedules/yearly/run", None, 202));
+    let by_hand = d.wait_for(&fired.execution_id, Duration::from_secs(20));
+    assert_eq!(by_hand.meta.schedule_id.as_deref(), Some("yearly"));
+    let shown: ScheduleDetails = typed(call("GET", "/v1/schedules/{id}", "/v1/schedules/yearly", None, 200));
+    assert!(shown.history.iter().any(|f| f.outcome == FireOutcome::Manual), "{shown:?}");
     call("DELETE", "/v1/schedules/{id}", "/v1/schedules/yearly", None, 204);
     call("DELETE", "/v1/workflows/{id}", "/v1/workflows/slow", None, 204);
 
     // Error codes from QtForge's list.
+    let code = |v: Value| typed::<DaemonError>(v).code;
     let unknown = call("POST", "/v1/executions", "/v1/executions", Some(json!({"workflow": "nope"})), 404);
-    assert_eq!(unknown["code"], "NotFound");
+    assert_eq!(code(unknown), ErrorCode::NotFound);
     let bad =
         json!({"source": "id: bad\nsteps:\n  - { id: a, plugin_id: no.such, method_name: x, dependencies: [b] }\n"});
-    let invalid = call("POST", "/v1/workflows", "/v1/workflows", Some(bad), 400);
-    assert_eq!(invalid["code"], "InvalidConfiguration");
-    assert!(invalid["details"].as_array().unwrap().len() >= 2, "{invalid}");
+    let invalid: DaemonError = typed(call("POST", "/v1/workflows", "/v1/workflows", Some(bad), 400));
+    assert_eq!(invalid.code, ErrorCode::InvalidConfiguration);
+    assert!(invalid.details.len() >= 2, "{invalid:?}");
     let dep = json!({"id": "x", "when": "every 1h", "workflow": "missing"});
-    assert_eq!(call("POST", "/v1/schedules", "/v1/schedules", Some(dep), 422)["code"], "DependencyNotSatisfied");
+    assert_eq!(code(call("POST", "/v1/schedules", "/v1/schedules", Some(dep), 422)), ErrorCode::DependencyNotSatisfied);
     let plug = json!({"id": "y", "when": "every 1h", "plugin": "no.such", "operation": "x"});
-    assert_eq!(call("POST", "/v1/schedules", "/v1/schedules", Some(plug), 404)["code"], "PluginNotFound");
-    assert_eq!(call("GET", "/v1/plugins/{id}", "/v1/plugins/no.such", None, 404)["code"], "PluginNotFound");
+    assert_eq!(code(call("POST", "/v1/schedules", "/v1/schedules", Some(plug), 404)), ErrorCode::PluginNotFound);
+    assert_eq!(code(call("GET", "/v1/plugins/{id}", "/v1/plugins/no.such", None, 404)), ErrorCode::PluginNotFound);
     assert_eq!(d.call("GET", "/v1/nothing/here", None).0, 404);
 
-    // Every documented route was exercised with its success status.
-    for route in ROUTES {
-        assert!(
-            hit.contains(&(route.method.to_owned(), route.path.to_owned(), route.ok)),
-            "{} {} was not called with {}",
-            route.method,
-            route.path,
-            route.ok
-        );
+    // Every documented route was called with one of its documented 2xx statuses.
+    let doc = openapi::document();
+    for (method, route) in &routes {
+        let documented: Vec<u16> = doc["paths"][route.as_str()][method.to_lowercase()]["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.parse().ok())
+            .filter(|s| (200..300).contains(s))
+            .collect();
+        assert!(!documented.is_empty(), "{method} {route} documents no success");
+        for status in documented {
+            assert!(
+                hit.contains(&(method.clone(), route.clone(), status)),
+                "{method} {route} was not called with {status}"
+            );
+        }
     }
+    assert_eq!(
+        hit.iter().filter(|(_, _, s)| (200..300).contains(s)).map(|(m, r, _)| (m, r)).collect::<BTreeSet<_>>().len(),
+        routes.len(),
+        "a route was called that the document does not list"
+    );
+
+    // The typed client: one call per method, against the same daemon.
+    let client = d.client();
+    assert_eq!(client.health().unwrap().status, HealthStatus::Ok);
+    assert!(client.metrics().unwrap().contains("plexus_plugins_loaded 2"));
+    assert_eq!(&client.openapi().unwrap(), openapi::document());
+    assert_eq!(client.plugins().unwrap().plugins.len(), 2);
+    assert_eq!(client.plugin("plexus.echo.native").unwrap().kind, PluginKind::Native);
+    assert_eq!(client.plugin("no such/plugin").unwrap_err().code(), Some(ErrorCode::PluginNotFound));
+    assert!(client.reload_plugins().unwrap().changes.is_empty());
+    assert_eq!(client.validate_workflow(CHAIN).unwrap().steps, 2);
+    let typed_source = CHAIN.replace("id: chain", "id: typed");
+    assert_eq!(client.register_workflow(typed_source.clone()).unwrap().version, 1);
+    assert!(client.workflows().unwrap().workflows.iter().any(|w| w.id == "typed"));
+    assert_eq!(client.workflow("typed", Some(1)).unwrap().source, typed_source);
+    let mut inputs = serde_json::Map::new();
+    inputs.insert("unused".into(), json!(1));
+    let err = client.start("typed", inputs).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidConfiguration), "an undeclared input: {err}");
+    let started = client.start("typed", serde_json::Map::new()).unwrap();
+    let done = client.execution(&started.execution_id, Some(20_000)).unwrap();
+    assert_eq!(done.status.status, WorkflowStatus::Completed);
+    assert_eq!(client.steps(&started.execution_id).unwrap().steps.len(), 2);
+    let logs = client.logs(&started.execution_id, 0, Some(2)).unwrap();
+    assert_eq!(logs.events.len(), 2, "the limit holds");
+    let query = ExecutionQuery {
+        workflow: Some("typed".into()),
+        status: Some(WorkflowStatus::Completed),
+        ..Default::default()
+    };
+    assert_eq!(client.executions(&query).unwrap().executions.len(), 1);
+    assert_eq!(client.cancel(&started.execution_id).unwrap_err().code(), Some(ErrorCode::InvalidState));
+    assert_eq!(client.retry(&started.execution_id).unwrap_err().code(), Some(ErrorCode::InvalidState));
+    let mut spec = ScheduleSpec::new("typed-every", "every 1h");
+    spec.workflow = Some("typed".into());
+    spec.overlap = Overlap::QueueOne;
+    assert_eq!(client.create_schedule(&spec).unwrap().spec.overlap, Overlap::QueueOne);
+    assert_eq!(client.schedules().unwrap().schedules.len(), 1);
+    assert!(!client.pause_schedule("typed-every").unwrap().spec.enabled);
+    assert!(client.resume_schedule("typed-every").unwrap().spec.enabled);
+    let fired = client.run_schedule("typed-every").unwrap();
+    client.execution(&fired.execution_id, Some(20_000)).unwrap();
+    assert_eq!(client.schedule("typed-every").unwrap().history[0].outcome, FireOutcome::Manual);
+    client.delete_schedule("typed-every").unwrap();
+    client.delete_workflow("typed").unwrap();
+    assert_eq!(client.workflow("typed", None).unwrap_err().code(), Some(ErrorCode::NotFound));
+
     // The CLI client against the same daemon.
     let out = d.cli(&["exec", "list", "--workflow", "chain", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -245,14 +349,14 @@ fn committed_openapi_document_is_current() {
     )
     .unwrap();
     assert_eq!(
-        committed,
+        &committed,
         plexus_daemon::openapi::document(),
         "regenerate: plexus daemon openapi > host/daemon/openapi.json"
     );
 }
 
 /// Five `append` steps in a chain: each appends `sN` to `marks`, then sleeps.
-pub(crate) fn marks_workflow(marks: &std::path::Path, ms: u64) -> Value {
+pub(crate) fn marks_workflow(marks: &std::path::Path, ms: u64) -> String {
     let steps: String = (1..=5)
         .map(|n| {
             let deps = if n == 1 { String::new() } else { format!(", dependencies: [s{}]", n - 1) };
@@ -262,7 +366,7 @@ pub(crate) fn marks_workflow(marks: &std::path::Path, ms: u64) -> Value {
             )
         })
         .collect();
-    json!({"source": format!("id: marks\nexecution_mode: sequential\nsteps:\n{steps}")})
+    format!("id: marks\nexecution_mode: sequential\nsteps:\n{steps}")
 }
 
 /// The echo plugin, a data directory and the marks file in it.
@@ -281,24 +385,23 @@ pub(crate) fn lines(path: &std::path::Path) -> Vec<String> {
 fn kill_9_mid_workflow_then_restart_completes_without_rerunning_completed_steps() {
     let (plugins, data, marks) = marks_fixture();
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
-    d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 1000)));
+    d.register(&marks_workflow(&marks, 1000));
     let id = d.start_execution("marks");
     // Kill it while s3 runs: s1 and s2 are completed and recorded.
     d.eventually("s3 to start", Duration::from_secs(20), |_| lines(&marks).len() >= 3);
-    let before = d.call("GET", &format!("/v1/executions/{id}/logs"), None).1["events"].as_array().unwrap().clone();
+    let before = d.client().logs(&id, 0, None).unwrap().events;
     d.crash();
     assert_eq!(lines(&marks), ["s1", "s2", "s3"]);
 
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
     let done = d.wait_for(&id, Duration::from_secs(30));
-    assert_eq!(done["status"], "completed", "{done}\n{}", d.log());
+    assert_eq!(done.status.status, WorkflowStatus::Completed, "{done:?}\n{}", d.log());
     // Completed steps ran exactly once; the interrupted one ran again, as its second attempt.
     assert_eq!(lines(&marks), ["s1", "s2", "s3", "s3", "s4", "s5"]);
-    let attempts: Vec<u64> =
-        done["steps"].as_array().unwrap().iter().map(|s| s["attempts"].as_u64().unwrap()).collect();
+    let attempts: Vec<u64> = done.status.steps.iter().map(|s| u64::from(s.attempts)).collect();
     assert_eq!(attempts, [1, 1, 2, 1, 1]);
     // Nothing recorded before the crash is lost.
-    let after = d.call("GET", &format!("/v1/executions/{id}/logs"), None).1["events"].as_array().unwrap().clone();
+    let after = d.client().logs(&id, 0, None).unwrap().events;
     assert_eq!(&after[..before.len()], &before[..]);
     assert!(d.log().contains("resuming"), "{}", d.log());
 }
@@ -307,7 +410,7 @@ fn kill_9_mid_workflow_then_restart_completes_without_rerunning_completed_steps(
 fn sigterm_lets_the_running_step_finish_then_exits_zero_and_resumes_later() {
     let (plugins, data, marks) = marks_fixture();
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
-    d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 1000)));
+    d.register(&marks_workflow(&marks, 1000));
     let id = d.start_execution("marks");
     d.eventually("s2 to start", Duration::from_secs(20), |_| lines(&marks).len() >= 2);
     let status = d.terminate();
@@ -316,7 +419,7 @@ fn sigterm_lets_the_running_step_finish_then_exits_zero_and_resumes_later() {
     assert_eq!(lines(&marks), ["s1", "s2"]);
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
     let done = d.wait_for(&id, Duration::from_secs(30));
-    assert_eq!(done["status"], "completed", "{done}\n{}", d.log());
+    assert_eq!(done.status.status, WorkflowStatus::Completed, "{done:?}\n{}", d.log());
     assert_eq!(lines(&marks), ["s1", "s2", "s3", "s4", "s5"], "s2 finished before the stop and is not run again");
 }
 
@@ -349,14 +452,9 @@ fn hot_reload_adds_swaps_and_removes_plugins_while_running() {
     let plugins = plugins_dir(&["echo-native", "echo-wasm"]);
     let data = tempfile::tempdir().unwrap();
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
-    let ids = |d: &RunningDaemon| -> Vec<String> {
-        d.call("GET", "/v1/plugins", None).1["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let client = d.client();
+    let ids =
+        |_: &RunningDaemon| -> Vec<String> { client.plugins().unwrap().plugins.into_iter().map(|p| p.id).collect() };
     assert_eq!(ids(&d), ["plexus.echo.native", "plexus.echo.wasm"]);
 
     // A new folder is loaded.
@@ -365,44 +463,51 @@ fn hot_reload_adds_swaps_and_removes_plugins_while_running() {
 
     // A WASM plugin is swapped while an execution of it runs: the execution
     // finishes on the version it started with, new calls get the new one.
-    let nap = json!({"source": "id: nap\nsteps:\n  - { id: nap, plugin_id: plexus.echo.wasm, method_name: sleep, parameters: { ms: 1500 } }\n"});
-    d.call("POST", "/v1/workflows", Some(nap));
+    d.register(
+        "id: nap\nsteps:\n  - { id: nap, plugin_id: plexus.echo.wasm, method_name: sleep, parameters: { ms: 1500 } }\n",
+    );
     let id = d.start_execution("nap");
     d.eventually("the nap to start", Duration::from_secs(10), |d| {
-        d.call("GET", &format!("/v1/executions/{id}"), None).1["status"] == "running"
+        d.execution(&id).status.status == WorkflowStatus::Running
     });
     let hash = touch_component(&plugins.path().join("echo-wasm"), "plexus_echo.wasm");
-    d.eventually("the new component", Duration::from_secs(15), |d| {
-        d.call("GET", "/v1/plugins/plexus.echo.wasm", None).1["sha256"] == hash.as_str()
+    d.eventually("the new component", Duration::from_secs(15), |_| {
+        client.plugin("plexus.echo.wasm").unwrap().sha256.as_deref() == Some(hash.as_str())
     });
-    assert_eq!(d.wait_for(&id, Duration::from_secs(20))["status"], "completed");
+    assert_eq!(d.wait_for(&id, Duration::from_secs(20)).status.status, WorkflowStatus::Completed);
     let again = d.start_execution("nap");
-    assert_eq!(d.wait_for(&again, Duration::from_secs(20))["status"], "completed");
+    assert_eq!(d.wait_for(&again, Duration::from_secs(20)).status.status, WorkflowStatus::Completed);
 
     // A changed native library is reported as needing a restart and keeps working.
     let native = plugins.path().join("echo-native/plugin.toml");
     let text = std::fs::read_to_string(&native).unwrap();
     std::fs::write(&native, format!("{text}\n# changed\n")).unwrap();
-    d.eventually("restart required", Duration::from_secs(15), |d| {
-        d.call("GET", "/v1/plugins/plexus.echo.native", None).1["status"] == "changed on disk: restart required"
+    d.eventually("restart required", Duration::from_secs(15), |_| {
+        let native = client.plugin("plexus.echo.native").unwrap();
+        native.status == PluginStatus::Unavailable
+            && native.unavailable.as_deref() == Some("changed on disk: restart required")
     });
 
     // A broken new folder is reported and disturbs nothing.
     std::fs::create_dir(plugins.path().join("broken")).unwrap();
     std::fs::write(plugins.path().join("broken/plugin.toml"), "id = \"broken\"\n").unwrap();
-    d.eventually("the load error", Duration::from_secs(15), |d| {
-        d.call("GET", "/v1/plugins", None).1["errors"].as_array().is_some_and(|e| !e.is_empty())
-    });
+    d.eventually("the load error", Duration::from_secs(15), |_| !client.plugins().unwrap().errors.is_empty());
+    let errors = client.plugins().unwrap().errors;
+    assert_eq!(
+        (errors[0].kind.as_str(), errors[0].plugin.as_deref()),
+        ("invalid-manifest", Some("broken")),
+        "{errors:?}"
+    );
     assert_eq!(ids(&d).len(), 3);
 
     // A removed WASM folder is unloaded; a removed native one is marked unavailable.
     std::fs::remove_dir_all(plugins.path().join("validator-wasm")).unwrap();
     std::fs::remove_dir_all(plugins.path().join("echo-native")).unwrap();
-    d.eventually("the removals", Duration::from_secs(15), |d| {
-        let list = d.call("GET", "/v1/plugins", None).1;
-        list["plugins"].as_array().unwrap().len() == 1
-            && list["unavailable"]["plexus.echo.native"] == "removed from disk"
+    d.eventually("the removals", Duration::from_secs(15), |_| {
+        let list = client.plugins().unwrap();
+        list.plugins.len() == 1
+            && list.unavailable.get("plexus.echo.native").map(String::as_str) == Some("removed from disk")
     });
-    let metrics = d.call("GET", "/metrics", None).1;
-    assert!(metrics.as_str().unwrap().contains("plexus_plugin_load_errors 1"), "{metrics}");
+    let metrics = client.metrics().unwrap();
+    assert!(metrics.contains("plexus_plugin_load_errors 1"), "{metrics}");
 }

@@ -6,7 +6,8 @@
 
 use crate::daemon::{lines, marks_fixture, marks_workflow, plugins_dir};
 use crate::daemon_support::RunningDaemon;
-use serde_json::json;
+use plexus_client::HealthStatus;
+use plexus_client::status::WorkflowStatus;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Output, Stdio};
@@ -45,7 +46,7 @@ fn terminate_within(mut d: RunningDaemon, limit: Duration) -> (std::process::Exi
 fn a_second_daemon_on_the_same_database_refuses_to_start() {
     let (plugins, data, marks) = marks_fixture();
     let first = RunningDaemon::start(data.path(), plugins.path(), &[]);
-    first.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 300)));
+    first.register(&marks_workflow(&marks, 300));
     let id = first.start_execution("marks");
     first.eventually("s1 to start", Duration::from_secs(20), |_| !lines(&marks).is_empty());
 
@@ -57,7 +58,7 @@ fn a_second_daemon_on_the_same_database_refuses_to_start() {
     assert!(stderr.contains(&data.path().join("state.db").display().to_string()), "names the path: {stderr}");
 
     let done = first.wait_for(&id, Duration::from_secs(30));
-    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done.status.status, WorkflowStatus::Completed, "{done:?}");
     assert_eq!(lines(&marks), ["s1", "s2", "s3", "s4", "s5"], "each step ran once");
 }
 
@@ -81,26 +82,23 @@ fn a_database_deleted_under_the_daemon_turns_health_degraded() {
     let plugins = plugins_dir(&["echo-native"]);
     let data = tempfile::tempdir().unwrap();
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
-    assert_eq!(d.call("GET", "/v1/health", None).1["status"], "ok");
+    assert_eq!(d.health().status, HealthStatus::Ok);
     std::fs::remove_file(data.path().join("state.db")).unwrap();
-    d.eventually("health to notice", Duration::from_secs(10), |d| {
-        d.call("GET", "/v1/health", None).1["status"] == "degraded"
-    });
-    let health = d.call("GET", "/v1/health", None).1;
-    let reason = health["degraded"]["state_db"].as_str().unwrap_or_default();
-    assert!(reason.contains("deleted") && reason.contains("state.db"), "{health}");
+    d.eventually("health to notice", Duration::from_secs(10), |d| d.health().status == HealthStatus::Degraded);
+    let health = d.health();
+    let reason = health.degraded.get("state_db").map(String::as_str).unwrap_or_default();
+    assert!(reason.contains("deleted") && reason.contains("state.db"), "{health:?}");
 }
 
 #[test]
 fn sigterm_exits_within_the_grace_period_whatever_clients_do() {
     let (plugins, data, marks) = marks_fixture();
     let d = RunningDaemon::start(data.path(), plugins.path(), &["--grace-period", "2s", "--workers", "4"]);
-    d.call("POST", "/v1/workflows", Some(marks_workflow(&marks, 400)));
-    let slow = json!({"source": "id: slow\nsteps:\n  - { id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: { ms: 30000 } }\n"});
-    d.call("POST", "/v1/workflows", Some(slow));
+    d.register(&marks_workflow(&marks, 400));
+    d.register("id: slow\nsteps:\n  - { id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: { ms: 30000 } }\n");
     let id = d.start_execution("slow");
     d.eventually("the nap to start", Duration::from_secs(10), |d| {
-        d.call("GET", &format!("/v1/executions/{id}"), None).1["status"] == "running"
+        d.execution(&id).status.status == WorkflowStatus::Running
     });
     // A request whose body never comes, and one whose head never ends.
     let mut half_body = TcpStream::connect(&d.addr).unwrap();
@@ -147,25 +145,29 @@ fn concurrent_retries_accept_one_and_a_pending_cancel_is_immediate() {
     let plugins = plugins_dir(&["echo-native"]);
     let data = tempfile::tempdir().unwrap();
     let d = RunningDaemon::start(data.path(), plugins.path(), &["--workers", "1"]);
-    let nap = |id: &str, ms: u64| json!({"source": format!("id: {id}\nsteps:\n  - {{ id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: {{ ms: {ms} }} }}\n")});
-    d.call("POST", "/v1/workflows", Some(nap("busy", 30000)));
-    d.call("POST", "/v1/workflows", Some(nap("queued", 0)));
+    let nap = |id: &str, ms: u64| {
+        format!(
+            "id: {id}\nsteps:\n  - {{ id: nap, plugin_id: plexus.echo.native, method_name: sleep, parameters: {{ ms: {ms} }} }}\n"
+        )
+    };
+    d.register(&nap("busy", 30000));
+    d.register(&nap("queued", 0));
     let busy = d.start_execution("busy");
     d.eventually("the only worker to be busy", Duration::from_secs(10), |d| {
-        d.call("GET", &format!("/v1/executions/{busy}"), None).1["status"] == "running"
+        d.execution(&busy).status.status == WorkflowStatus::Running
     });
     // Waiting for the worker: cancelled at once.
     let queued = d.start_execution("queued");
-    assert_eq!(d.call("GET", &format!("/v1/executions/{queued}"), None).1["status"], "pending");
+    assert_eq!(d.execution(&queued).status.status, WorkflowStatus::Pending);
     let asked = Instant::now();
     assert_eq!(d.call("POST", &format!("/v1/executions/{queued}/cancel"), None).0, 202);
-    assert_eq!(d.wait_for(&queued, Duration::from_secs(10))["status"], "cancelled");
+    assert_eq!(d.wait_for(&queued, Duration::from_secs(10)).status.status, WorkflowStatus::Cancelled);
     assert!(asked.elapsed() < Duration::from_secs(2), "took {:?}", asked.elapsed());
-    assert_eq!(d.call("GET", &format!("/v1/executions/{busy}"), None).1["status"], "running");
+    assert_eq!(d.execution(&busy).status.status, WorkflowStatus::Running);
     // Cancel the busy one; a second cancel is refused.
     assert_eq!(d.call("POST", &format!("/v1/executions/{busy}/cancel"), None).0, 202);
     assert_eq!(d.call("POST", &format!("/v1/executions/{busy}/cancel"), None).0, 409);
-    assert_eq!(d.wait_for(&busy, Duration::from_secs(10))["status"], "cancelled");
+    assert_eq!(d.wait_for(&busy, Duration::from_secs(10)).status.status, WorkflowStatus::Cancelled);
     // Eight retries at once: one is accepted.
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
     let codes: Vec<u16> = std::thread::scope(|scope| {
@@ -183,9 +185,8 @@ fn concurrent_retries_accept_one_and_a_pending_cancel_is_immediate() {
     assert_eq!(codes.iter().filter(|&&c| c == 202).count(), 1, "{codes:?}");
     assert!(codes.iter().all(|&c| c == 202 || c == 409), "{codes:?}");
     let done = d.wait_for(&queued, Duration::from_secs(10));
-    assert_eq!((done["status"].as_str(), done["runs"].as_u64()), (Some("completed"), Some(2)), "{done}");
-    let logs = d.call("GET", &format!("/v1/executions/{queued}/logs"), None).1;
-    let started =
-        logs["events"].as_array().unwrap().iter().filter(|e| e["step_id"] == "nap" && e["status"] == "running");
-    assert_eq!(started.count(), 1, "the step ran once: {logs}");
+    assert_eq!((done.status.status, done.meta.runs), (WorkflowStatus::Completed, 2), "{done:?}");
+    let logs = d.client().logs(&queued, 0, None).unwrap();
+    let started = logs.events.iter().filter(|e| e.step_id.as_deref() == Some("nap") && e.status == "running");
+    assert_eq!(started.count(), 1, "the step ran once: {logs:?}");
 }

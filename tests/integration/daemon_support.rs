@@ -1,7 +1,10 @@
 //! A real `plexus daemon` process on loopback for the daemon tests, and a
-//! tiny HTTP/1.1 client (one connection per request, `Connection: close`).
+//! tiny HTTP/1.1 client (one connection per request, `Connection: close`)
+//! for the tests of the HTTP contract itself; the others use the typed
+//! [`Client`].
 
 use crate::support::built_plugins;
+use plexus_client::{Client, Execution, Listen};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -129,23 +132,41 @@ impl RunningDaemon {
             .expect("run plexus")
     }
 
+    /// The typed client of this daemon.
+    pub fn client(&self) -> Client {
+        Client::new(Listen::parse(&self.addr).unwrap(), &self.token).unwrap()
+    }
+
+    /// Register workflow `source` (panics when it is refused).
+    pub fn register(&self, source: &str) -> plexus_client::Registered {
+        self.client().register_workflow(source).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The daemon's health.
+    pub fn health(&self) -> plexus_client::Health {
+        self.client().health().unwrap()
+    }
+
     /// Start an execution of `workflow` over the API; returns its id.
     pub fn start_execution(&self, workflow: &str) -> String {
-        let (status, out) = self.call("POST", "/v1/executions", Some(serde_json::json!({"workflow": workflow})));
-        assert_eq!(status, 202, "{out}");
-        out["execution_id"].as_str().unwrap().to_owned()
+        self.client().start(workflow, serde_json::Map::new()).unwrap().execution_id
+    }
+
+    /// The status of execution `id` (panics on an error answer).
+    pub fn execution(&self, id: &str) -> Execution {
+        self.client().execution(id, None).unwrap()
     }
 
     /// Poll `GET /v1/executions/{id}` until it ends.
-    pub fn wait_for(&self, id: &str, within: Duration) -> Value {
+    pub fn wait_for(&self, id: &str, within: Duration) -> Execution {
         let deadline = Instant::now() + within;
+        let client = self.client();
         loop {
-            let (code, status) = self.call("GET", &format!("/v1/executions/{id}"), None);
-            assert_eq!(code, 200, "{status}");
-            if ["completed", "failed", "cancelled", "rollback_failed"].contains(&status["status"].as_str().unwrap()) {
-                return status;
+            let execution = client.execution(id, None).unwrap();
+            if execution.status.status.is_terminal() {
+                return execution;
             }
-            assert!(Instant::now() < deadline, "execution {id} did not end: {status}");
+            assert!(Instant::now() < deadline, "execution {id} did not end: {execution:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -5,6 +5,8 @@
 //! beside it keep working after every attempt.
 
 use crate::support::Fixture;
+use plexus_client::HealthStatus;
+use plexus_client::status::WorkflowStatus;
 use plexus_host::{CallError, CallOptions, Host, HostBuilder, LOG_BYTES_DROPPED, LoadErrorKind};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -469,38 +471,34 @@ steps:
   - { id: sleep, plugin_id: plexus.hostile, method_name: sleep, parameters: { ms: 600000 }, timeout: 600s }
 ";
     for workflow in [hostile_steps, good, blocked] {
-        let (status, out) = d.call("POST", "/v1/workflows", Some(json!({"source": workflow})));
-        assert!(status == 201 || status == 200, "{out}");
+        d.register(workflow);
     }
     let started = Instant::now();
     let bad: Vec<String> = (0..6).map(|_| d.start_execution("hostile")).collect();
     let good: Vec<String> = (0..6).map(|_| d.start_execution("good")).collect();
     let stuck = d.start_execution("blocked");
     for _ in 0..10 {
-        let (status, health) = d.call("GET", "/v1/health", None);
-        assert_eq!(status, 200, "{health}");
+        d.health();
         std::thread::sleep(Duration::from_millis(50));
     }
     for id in &good {
-        assert_eq!(d.wait_for(id, Duration::from_secs(30))["status"], "completed");
+        assert_eq!(d.wait_for(id, Duration::from_secs(30)).status.status, WorkflowStatus::Completed);
     }
     for id in &bad {
         let end = d.wait_for(id, Duration::from_secs(30));
-        assert_eq!(end["status"], "failed", "{end}");
+        assert_eq!(end.status.status, WorkflowStatus::Failed, "{end:?}");
     }
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
     // A cancel takes effect at once, even while the guest is blocked in WASI.
     d.eventually("the blocked step to start", Duration::from_secs(10), |d| {
-        d.call("GET", &format!("/v1/executions/{stuck}"), None).1["status"] == "running"
+        d.execution(&stuck).status.status == WorkflowStatus::Running
     });
     std::thread::sleep(Duration::from_millis(300));
     let cancelled_at = Instant::now();
-    let (status, out) = d.call("POST", &format!("/v1/executions/{stuck}/cancel"), None);
-    assert_eq!(status, 202, "{out}");
-    assert_eq!(d.wait_for(&stuck, Duration::from_secs(10))["status"], "cancelled");
+    assert!(d.client().cancel(&stuck).unwrap().cancelling);
+    assert_eq!(d.wait_for(&stuck, Duration::from_secs(10)).status.status, WorkflowStatus::Cancelled);
     assert!(cancelled_at.elapsed() < Duration::from_secs(2), "cancel took {:?}", cancelled_at.elapsed());
-    let (status, health) = d.call("GET", "/v1/health", None);
-    assert_eq!((status, health["status"].as_str()), (200, Some("ok")), "{health}");
+    assert_eq!(d.health().status, HealthStatus::Ok);
 }
 
 #[test]

@@ -55,6 +55,6 @@ pub fn exit_code(error: &anyhow::Error) -> Option<u8> {
         ClientError::Unreachable { .. } => Some(UNREACHABLE),
         ClientError::Refused { status: 401, .. } => Some(UNAUTHORIZED),
         ClientError::Refused { .. } => Some(REFUSED),
-        ClientError::Address(_) | ClientError::Request(_) => None,
+        ClientError::Address(_) | ClientError::Request(_) | ClientError::Answer { .. } => None,
     }
 }

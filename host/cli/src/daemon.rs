@@ -1,6 +1,6 @@
 //! `plexus daemon`: run the host daemon (see `plexus_host::daemon`).
 
-use crate::{Global, LogFormat};
+use crate::Global;
 use clap::{Args, Subcommand};
 use plexus_daemon::config::RawConfig;
 use std::path::PathBuf;
@@ -91,10 +91,7 @@ fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_daemon::
     if args.no_watch {
         raw.watch = Some(false);
     }
-    raw.log_format = Some(match crate::log_format(global, true) {
-        LogFormat::Text => "text".into(),
-        LogFormat::Json => "json".into(),
-    });
+    raw.log_format = Some(crate::log_format(global, true));
     let mut config = raw.resolve()?;
     if global.no_cache {
         config.cache_dir = None;

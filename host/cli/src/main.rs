@@ -12,6 +12,7 @@ mod run;
 mod workflow;
 
 use clap::{Args, Parser, Subcommand};
+use plexus_daemon::config::LogFormat;
 use plexus_host::{Host, HostBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,8 +69,8 @@ struct Global {
     /// Only errors in the log.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Log format on stderr [default: $PLEXUS_LOG_FORMAT, for the daemon its config's `log_format`, else text].
-    #[arg(long, value_enum, global = true)]
+    /// Log format on stderr, text or json [default: $PLEXUS_LOG_FORMAT, for the daemon its config's `log_format`, else text].
+    #[arg(long, global = true, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
     /// plexus.toml of the daemon (its settings; for client commands, its address and token file).
     /// Default: $PLEXUS_CONFIG.
@@ -83,12 +84,6 @@ struct Global {
     /// `token_file` of the config, else <data dir>/token.
     #[arg(long, value_name = "FILE", global = true)]
     token_file: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -178,19 +173,23 @@ fn init_logging(global: &Global, daemon: bool) {
     }
 }
 
+fn parse_log_format(name: &str) -> Result<LogFormat, String> {
+    LogFormat::parse(name).ok_or_else(|| format!("`{name}`: expected text or json"))
+}
+
 /// `--log-format`, else `$PLEXUS_LOG_FORMAT`, else (daemon) the config file's `log_format`, else text.
 fn log_format(global: &Global, daemon: bool) -> LogFormat {
     if let Some(format) = global.log_format {
         return format;
     }
-    let configured = std::env::var("PLEXUS_LOG_FORMAT").ok().or_else(|| {
+    let configured = std::env::var("PLEXUS_LOG_FORMAT").ok().and_then(|name| LogFormat::parse(&name)).or_else(|| {
         daemon
             .then(|| config_path(global))
             .flatten()
             .and_then(|path| plexus_daemon::config::RawConfig::load(&path).ok())
             .and_then(|c| c.log_format)
     });
-    if configured.as_deref() == Some("json") { LogFormat::Json } else { LogFormat::Text }
+    configured.unwrap_or_default()
 }
 
 /// The plugin directories: `--plugins-dir`, else `$PLEXUS_PLUGINS_DIR`, else the data directory.

@@ -2,15 +2,15 @@
 
 use crate::{Global, load_host};
 use clap::Subcommand;
-use plexus_host::{Host, LoadedPlugin};
-use serde_json::{Value, json};
+use plexus_client::{DirAccess, NetworkGrant, PluginDetails, PluginKind, PluginList, PluginStatus};
+use plexus_daemon::views;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum PluginsCommand {
     /// List loaded plugins (id, version, kind, capabilities, operations) and load errors.
     List {
-        /// Print JSON: {"plugins": [...], "errors": [...]}.
+        /// Print JSON: {"plugins": [...], "errors": [...], "unavailable": {...}}.
         #[arg(long)]
         json: bool,
         /// Ask the running daemon instead of loading the plugins here.
@@ -24,7 +24,7 @@ pub enum PluginsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Ask the running daemon instead of loading the plugins here (prints JSON).
+        /// Ask the running daemon instead of loading the plugins here.
         #[arg(long)]
         remote: bool,
     },
@@ -33,90 +33,99 @@ pub enum PluginsCommand {
 pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginsCommand::List { json, remote: true } => crate::remote::plugins(global, json),
-        PluginsCommand::Info { id, remote: true, .. } => crate::remote::plugin_info(global, &id),
-        PluginsCommand::List { json, remote: false } => list(&load_host(global)?, json),
-        PluginsCommand::Info { id, json, remote: false } => info(&load_host(global)?, &id, json),
+        PluginsCommand::Info { id, json, remote: true } => crate::remote::plugin_info(global, &id, json),
+        PluginsCommand::List { json, remote: false } => print_list(&views::plugin_list(&load_host(global)?), json),
+        PluginsCommand::Info { id, json, remote: false } => {
+            let host = load_host(global)?;
+            match host.plugin(&id) {
+                Some(plugin) => print_details(&views::plugin_details(&host, plugin), json),
+                None => Ok(crate::call::report_not_loaded(&host, &id)),
+            }
+        }
     }
 }
 
-fn list(host: &Host, as_json: bool) -> anyhow::Result<ExitCode> {
+/// `plugins list`, here or from the daemon: a table (load errors on stderr) or JSON.
+pub fn print_list(list: &PluginList, as_json: bool) -> anyhow::Result<ExitCode> {
     if as_json {
-        let plugins: Vec<Value> = host.plugins().map(LoadedPlugin::summary).collect();
-        outln!("{}", serde_json::to_string_pretty(&json!({ "plugins": plugins, "errors": host.load_errors() }))?);
+        outln!("{}", serde_json::to_string_pretty(list)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<Vec<String>> = host
-        .plugins()
+    let rows: Vec<Vec<String>> = list
+        .plugins
+        .iter()
         .map(|p| {
-            let meta = p.runtime.metadata();
             vec![
-                p.id().to_owned(),
-                meta.version.clone(),
-                p.manifest.kind.to_string(),
-                meta.capabilities.join(","),
-                meta.operations.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(","),
+                p.id.clone(),
+                p.version.clone(),
+                p.kind.to_string(),
+                match p.status {
+                    PluginStatus::Loaded => "loaded".to_owned(),
+                    PluginStatus::Unavailable => "unavailable".to_owned(),
+                },
+                p.capabilities.join(","),
+                p.operations.join(","),
             ]
         })
         .collect();
     if rows.is_empty() {
         outln!("no plugins loaded");
     } else {
-        crate::remote::table(&["ID", "VERSION", "KIND", "CAPABILITIES", "OPERATIONS"], rows);
+        crate::remote::table(&["ID", "VERSION", "KIND", "STATUS", "CAPABILITIES", "OPERATIONS"], rows);
     }
-    let errors = host.load_errors();
-    if !errors.is_empty() {
-        errln!("\n{} plugin(s) failed to load:", errors.len());
-        for error in errors {
-            errln!("  {error}");
+    for (id, why) in &list.unavailable {
+        errln!("unavailable: {id}: {why}");
+    }
+    if !list.errors.is_empty() {
+        errln!("\n{} plugin(s) failed to load:", list.errors.len());
+        for error in &list.errors {
+            errln!("  {}", error.message);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn info(host: &Host, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
-    let Some(plugin) = host.plugin(id) else {
-        return Ok(crate::call::report_not_loaded(host, id));
-    };
-    let meta = plugin.runtime.metadata();
-    let m = &plugin.manifest;
-    let details = plugin.details();
+/// `plugins info`, here or from the daemon.
+pub fn print_details(details: &PluginDetails, as_json: bool) -> anyhow::Result<ExitCode> {
     if as_json {
-        outln!("{}", serde_json::to_string_pretty(&details)?);
+        outln!("{}", serde_json::to_string_pretty(details)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let meta = &details.metadata;
     outln!("{} {} — {}", meta.id, meta.version, meta.name);
     if !meta.description.is_empty() {
         outln!("{}", meta.description);
     }
     outln!();
-    outln!("kind:          {}", m.kind);
-    outln!("folder:        {}", m.dir.display());
-    outln!("artifact:      {}", m.artifact.display());
+    outln!("kind:          {}", details.kind);
+    outln!("folder:        {}", details.path);
+    outln!("artifact:      {}", details.artifact);
     outln!("contract:      {}", meta.contract_version);
     outln!("authors:       {}", meta.authors.join(", "));
     outln!("license:       {}", meta.license.as_deref().unwrap_or("-"));
     outln!("capabilities:  {}", meta.capabilities.join(", "));
-    outln!("timeout:       {} ms", m.limits.timeout.as_millis());
-    if m.kind == plexus_host::PluginKind::Wasm {
-        outln!("memory limit:  {} MiB", m.limits.memory_bytes >> 20);
-        outln!("output limit:  {} bytes", m.limits.output_bytes);
-        let dirs: Vec<String> = m
-            .permissions
+    outln!("timeout:       {} ms", details.limits.timeout);
+    if details.kind == PluginKind::Wasm {
+        let p = &details.permissions;
+        outln!("memory limit:  {} MiB", details.limits.memory_bytes >> 20);
+        outln!("output limit:  {} bytes", details.limits.output_bytes);
+        let dirs: Vec<String> = p
             .dirs
             .iter()
-            .map(|d| format!("{} -> {} ({:?})", d.host.display(), d.guest, d.access))
+            .map(|d| {
+                let access = match d.access {
+                    DirAccess::ReadOnly => "read-only",
+                    DirAccess::ReadWrite => "read-write",
+                };
+                format!("{} -> {} ({access})", d.host, d.guest)
+            })
             .collect();
         outln!("dirs:          {}", if dirs.is_empty() { "none".into() } else { dirs.join("; ") });
-        outln!(
-            "env:           {}",
-            if m.permissions.env.is_empty() { "none".into() } else { m.permissions.env.join(", ") }
-        );
-        let network = match &m.permissions.network {
-            plexus_host::manifest::Network::None => "denied".to_owned(),
-            plexus_host::manifest::Network::Any => "any address (TCP, UDP, name lookups)".to_owned(),
-            plexus_host::manifest::Network::Allow(list) => {
-                list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-            }
+        outln!("env:           {}", if p.env.is_empty() { "none".into() } else { p.env.join(", ") });
+        let network = match &p.network {
+            NetworkGrant::All(false) => "denied".to_owned(),
+            NetworkGrant::All(true) => "any address (TCP, UDP, name lookups)".to_owned(),
+            NetworkGrant::Endpoints(list) => list.join(", "),
         };
         outln!("network:       {network}");
     } else {

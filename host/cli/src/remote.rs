@@ -6,13 +6,14 @@ use crate::client::from_global;
 use crate::run::{CANCELLED, FAILED, ROLLBACK_FAILED};
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
-use plexus_client::{Client, ClientError, path};
-use serde_json::{Map, Value, json};
+use plexus_client::status::WorkflowStatus;
+use plexus_client::{CatchUp, Client, ErrorCode, Execution, ExecutionQuery, Overlap, ScheduleSpec, ScheduleView};
+use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-fn print_json(value: &Value) -> anyhow::Result<ExitCode> {
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
     outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -35,18 +36,21 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-fn s(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(t)) => t.clone(),
-        Some(Value::Null) | None => "-".into(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn time(ms: &Value) -> String {
-    ms.as_i64()
+fn time(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+fn or_dash(text: Option<&str>) -> String {
+    text.unwrap_or("-").to_owned()
+}
+
+/// A `snake_case` API enum from its name, as clap parses a flag's value
+/// (e.g. `--overlap queue_one`, `--status failed`).
+fn api_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_value(Value::String(text.to_owned())).map_err(|e| e.to_string())
 }
 
 /// `KEY=VALUE` pairs: VALUE as JSON when it parses (numbers, booleans,
@@ -75,26 +79,25 @@ fn json_arg(text: &str, flag: &str) -> anyhow::Result<Value> {
 /// `plexus workflow register FILE`.
 pub fn register(global: &Global, file: &PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let out = from_global(global)?.post("/v1/workflows", json!({"source": source}))?;
+    let out = from_global(global)?.register_workflow(source)?;
     if json {
         return print_json(&out);
     }
-    let verb = if out["created"] == json!(true) { "registered" } else { "unchanged" };
-    outln!("{} version {} {verb}", s(&out, "id"), s(&out, "version"));
+    let verb = if out.created { "registered" } else { "unchanged" };
+    outln!("{} version {} {verb}", out.id, out.version);
     Ok(ExitCode::SUCCESS)
 }
 
 /// `plexus workflow list`.
 pub fn workflows(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
-    let out = from_global(global)?.get("/v1/workflows")?;
+    let out = from_global(global)?.workflows()?;
     if json {
         return print_json(&out);
     }
-    let rows = out["workflows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|w| vec![s(w, "id"), s(w, "version"), s(w, "format"), time(&w["created_at_ms"])])
+    let rows = out
+        .workflows
+        .iter()
+        .map(|w| vec![w.id.clone(), w.version.to_string(), w.format.as_str().to_owned(), time(w.created_at_ms)])
         .collect();
     table(&["ID", "VERSION", "FORMAT", "REGISTERED"], rows);
     Ok(ExitCode::SUCCESS)
@@ -102,22 +105,18 @@ pub fn workflows(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
 
 /// `plexus workflow show ID`.
 pub fn show_workflow(global: &Global, id: &str, version: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
-    let path = match version {
-        Some(v) => path(&["v1", "workflows", id], &[("version", Some(&v.to_string()))]),
-        None => path(&["v1", "workflows", id], &[]),
-    };
-    let out = from_global(global)?.get(&path)?;
+    let out = from_global(global)?.workflow(id, version)?;
     if json {
         return print_json(&out);
     }
-    errln!("# {} version {}", s(&out, "id"), s(&out, "version"));
-    out!("{}", out["source"].as_str().unwrap_or_default());
+    errln!("# {} version {}", out.id, out.version);
+    out!("{}", out.source);
     Ok(ExitCode::SUCCESS)
 }
 
 /// `plexus workflow rm ID`.
 pub fn remove_workflow(global: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    from_global(global)?.delete(&path(&["v1", "workflows", id], &[]))?;
+    from_global(global)?.delete_workflow(id)?;
     outln!("{id} deleted");
     Ok(ExitCode::SUCCESS)
 }
@@ -145,9 +144,9 @@ pub enum ExecCommand {
         /// Only this workflow.
         #[arg(long)]
         workflow: Option<String>,
-        /// Only this status (pending, running, completed, failed, cancelled, rollback_failed, rolling_back).
-        #[arg(long)]
-        status: Option<String>,
+        /// Only this status: pending, running, rolling_back, completed, failed, cancelled or rollback_failed.
+        #[arg(long, value_parser = api_enum::<WorkflowStatus>)]
+        status: Option<WorkflowStatus>,
         /// Only those fired by this schedule.
         #[arg(long)]
         schedule: Option<String>,
@@ -198,103 +197,99 @@ pub enum ExecCommand {
     },
 }
 
-fn exit_for_status(status: &str) -> ExitCode {
+fn exit_for_status(status: WorkflowStatus) -> ExitCode {
     match status {
-        "completed" => ExitCode::SUCCESS,
-        "rollback_failed" => ExitCode::from(ROLLBACK_FAILED),
-        "cancelled" => ExitCode::from(CANCELLED),
+        WorkflowStatus::Completed => ExitCode::SUCCESS,
+        WorkflowStatus::RollbackFailed => ExitCode::from(ROLLBACK_FAILED),
+        WorkflowStatus::Cancelled => ExitCode::from(CANCELLED),
         _ => ExitCode::from(FAILED),
     }
 }
 
-fn wait_for_end(client: &Client, id: &str) -> anyhow::Result<Value> {
+fn wait_for_end(client: &Client, id: &str) -> anyhow::Result<Execution> {
     loop {
         // Long-poll: the daemon answers when the execution ends, or Timeout after 30 s.
-        match client.get(&path(&["v1", "executions", id], &[("wait_ms", Some("30000"))])) {
-            Ok(status) => {
-                let st = s(&status, "status");
-                if matches!(st.as_str(), "completed" | "failed" | "cancelled" | "rollback_failed") {
-                    return Ok(status);
-                }
-                // Stored as running but not running here (the daemon is restarting).
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(ClientError::Refused { code, .. }) if code == "Timeout" => {}
+        match client.execution(id, Some(30_000)) {
+            Ok(execution) if execution.status.status.is_terminal() => return Ok(execution),
+            // Stored as running but not running here (the daemon is restarting).
+            Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) if e.code() == Some(ErrorCode::Timeout) => {}
             Err(e) => return Err(e.into()),
         }
     }
 }
 
-fn print_status(status: &Value) {
+fn print_status(execution: &Execution) {
+    let status = &execution.status;
     outln!(
         "{}  {} v{}  {}  {:.0}%",
-        s(status, "execution_id"),
-        s(status, "workflow_id"),
-        s(status, "workflow_version"),
-        s(status, "status"),
-        status["progress"].as_f64().unwrap_or(0.0) * 100.0
+        status.execution_id,
+        status.workflow_id,
+        execution.meta.workflow_version,
+        status.status.as_str(),
+        status.progress * 100.0
     );
-    if let Some(error) = status["error"].as_str() {
+    if let Some(error) = &status.error {
         outln!("error: {error}");
     }
-    let rows = status["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows = status
+        .steps
+        .iter()
         .map(|st| {
-            let note = st["error"]["message"].as_str().or(st["reason"].as_str()).unwrap_or_default();
-            vec![s(st, "id"), s(st, "status"), s(st, "attempts"), s(st, "duration_ms"), note.to_owned()]
+            let note = st.error.as_ref().map(|e| e.message.as_str()).or(st.reason.as_deref()).unwrap_or_default();
+            vec![
+                st.id.clone(),
+                st.status.as_str().to_owned(),
+                st.attempts.to_string(),
+                st.duration_ms.map_or("-".into(), |ms| ms.to_string()),
+                note.to_owned(),
+            ]
         })
         .collect();
     table(&["STEP", "STATUS", "ATTEMPTS", "MS", "NOTE"], rows);
+}
+
+fn print_execution(execution: &Execution, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(execution)?;
+    } else {
+        print_status(execution);
+    }
+    Ok(())
 }
 
 pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
     let client = from_global(global)?;
     match command {
         ExecCommand::Start { workflow, inputs, wait, json } => {
-            let inputs = parse_pairs(&inputs, "--input")?;
-            let out = client.post("/v1/executions", json!({"workflow": workflow, "inputs": inputs}))?;
-            let id = s(&out, "execution_id");
+            let out = client.start(&workflow, parse_pairs(&inputs, "--input")?)?;
             if !wait {
                 if json {
                     return print_json(&out);
                 }
-                outln!("{id}");
+                outln!("{}", out.execution_id);
                 return Ok(ExitCode::SUCCESS);
             }
-            errln!("started {id}");
-            let status = wait_for_end(&client, &id)?;
-            if json {
-                print_json(&status)?;
-            } else {
-                print_status(&status);
-            }
-            Ok(exit_for_status(&s(&status, "status")))
+            errln!("started {}", out.execution_id);
+            let execution = wait_for_end(&client, &out.execution_id)?;
+            print_execution(&execution, json)?;
+            Ok(exit_for_status(execution.status.status))
         }
         ExecCommand::List { workflow, status, schedule, limit, json } => {
-            let limit = limit.to_string();
-            let query = [
-                ("limit", Some(limit.as_str())),
-                ("workflow", workflow.as_deref()),
-                ("status", status.as_deref()),
-                ("schedule", schedule.as_deref()),
-            ];
-            let out = client.get(&path(&["v1", "executions"], &query))?;
+            let out = client.executions(&ExecutionQuery { workflow, status, schedule, limit: Some(limit) })?;
             if json {
                 return print_json(&out);
             }
-            let rows = out["executions"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = out
+                .executions
+                .iter()
                 .map(|e| {
                     vec![
-                        s(e, "execution_id"),
-                        format!("{} v{}", s(e, "workflow_id"), s(e, "workflow_version")),
-                        s(e, "status"),
-                        time(&e["created_at_ms"]),
-                        s(e, "schedule_id"),
+                        e.execution_id.clone(),
+                        format!("{} v{}", e.workflow_id, e.workflow_version),
+                        e.status.as_str().to_owned(),
+                        time(e.created_at_ms),
+                        or_dash(e.schedule_id.as_deref()),
                     ]
                 })
                 .collect();
@@ -302,22 +297,17 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ExecCommand::Status { id, wait, json } => {
-            let status =
-                if wait { wait_for_end(&client, &id)? } else { client.get(&path(&["v1", "executions", &id], &[]))? };
-            if json {
-                print_json(&status)?;
-            } else {
-                print_status(&status);
-            }
-            Ok(if wait { exit_for_status(&s(&status, "status")) } else { ExitCode::SUCCESS })
+            let execution = if wait { wait_for_end(&client, &id)? } else { client.execution(&id, None)? };
+            print_execution(&execution, json)?;
+            Ok(if wait { exit_for_status(execution.status.status) } else { ExitCode::SUCCESS })
         }
         ExecCommand::Cancel { id } => {
-            client.post(&path(&["v1", "executions", &id, "cancel"], &[]), json!({}))?;
+            client.cancel(&id)?;
             outln!("cancelling {id}");
             Ok(ExitCode::SUCCESS)
         }
         ExecCommand::Retry { id, wait, json } => {
-            let out = client.post(&path(&["v1", "executions", &id, "retry"], &[]), json!({}))?;
+            let out = client.retry(&id)?;
             if !wait {
                 if json {
                     return print_json(&out);
@@ -325,13 +315,9 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
                 outln!("retrying {id}");
                 return Ok(ExitCode::SUCCESS);
             }
-            let status = wait_for_end(&client, &id)?;
-            if json {
-                print_json(&status)?;
-            } else {
-                print_status(&status);
-            }
-            Ok(exit_for_status(&s(&status, "status")))
+            let execution = wait_for_end(&client, &id)?;
+            print_execution(&execution, json)?;
+            Ok(exit_for_status(execution.status.status))
         }
         ExecCommand::Logs { id, follow, json } => logs(&client, &id, follow, json),
     }
@@ -340,23 +326,26 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
 fn logs(client: &Client, id: &str, follow: bool, as_json: bool) -> anyhow::Result<ExitCode> {
     let mut after = 0i64;
     loop {
-        let out = client.get(&path(&["v1", "executions", id, "logs"], &[("after", Some(&after.to_string()))]))?;
-        for event in out["events"].as_array().into_iter().flatten() {
-            after = after.max(event["seq"].as_i64().unwrap_or(after));
+        let out = client.logs(id, after, None)?;
+        for event in &out.events {
+            after = after.max(event.seq);
             if as_json {
-                outln!("{event}");
+                outln!("{}", serde_json::to_string(event)?);
                 continue;
             }
-            let step = event["step_id"].as_str().map(|s| format!(" {s}")).unwrap_or_default();
-            let attempt = event["attempt"].as_u64().filter(|&a| a > 0).map(|a| format!(" #{a}")).unwrap_or_default();
-            let message = event["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
-            outln!("{}{step}{attempt} {}{message}", time(&event["at_ms"]), s(event, "status"));
+            let step = event.step_id.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
+            let attempt = event.attempt.filter(|&a| a > 0).map(|a| format!(" #{a}")).unwrap_or_default();
+            let message = event.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
+            outln!("{}{step}{attempt} {}{message}", time(event.at_ms), event.status);
         }
-        let ended = matches!(s(&out, "status").as_str(), "completed" | "failed" | "cancelled" | "rollback_failed");
-        if !follow || ended {
+        // A page that came back full may have more behind it: ask again at once.
+        let full = out.events.len() >= 1000;
+        if !full && (!follow || out.status.is_terminal()) {
             return Ok(ExitCode::SUCCESS);
         }
-        std::thread::sleep(Duration::from_millis(250));
+        if !full {
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 }
 
@@ -387,12 +376,12 @@ pub struct ScheduleAdd {
     /// … with these parameters (JSON or @file).
     #[arg(long)]
     params: Option<String>,
-    /// While a run is still running: allow, skip or queue_one.
-    #[arg(long)]
-    overlap: Option<String>,
-    /// Missed fires after downtime: skip, run_once or run_all.
-    #[arg(long)]
-    catch_up: Option<String>,
+    /// While a run is still running: allow, skip (default) or queue_one.
+    #[arg(long, value_parser = api_enum::<Overlap>)]
+    overlap: Option<Overlap>,
+    /// Missed fires after downtime: skip, run_once (default) or run_all.
+    #[arg(long, value_parser = api_enum::<CatchUp>)]
+    catch_up: Option<CatchUp>,
     /// How far back missed fires are caught up (default 1h).
     #[arg(long)]
     catch_up_window: Option<String>,
@@ -450,47 +439,49 @@ pub enum ScheduleCommand {
     },
 }
 
-fn schedule_body(add: ScheduleAdd) -> anyhow::Result<Value> {
+fn schedule_spec(add: ScheduleAdd) -> anyhow::Result<ScheduleSpec> {
     if let Some(file) = &add.file {
         let mut spec = json_arg(&format!("@{}", file.display()), "--file")?;
-        spec["id"] = json!(add.id);
-        return Ok(spec);
+        spec["id"] = Value::String(add.id);
+        return serde_json::from_value(spec).with_context(|| format!("--file {}", file.display()));
     }
     let when = add.when.ok_or_else(|| anyhow!("--when is required (or --file)"))?;
-    let mut spec = json!({"id": add.id, "when": when, "enabled": !add.paused});
-    let mut set = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            spec[k] = v;
-        }
-    };
-    set("timezone", add.timezone.map(Value::String));
-    set("workflow", add.workflow.map(Value::String));
-    set("plugin", add.plugin.map(Value::String));
-    set("operation", add.operation.map(Value::String));
-    set("params", add.params.as_deref().map(|p| json_arg(p, "--params")).transpose()?);
-    set("overlap", add.overlap.map(Value::String));
-    set("catch_up", add.catch_up.map(Value::String));
-    set("catch_up_window", add.catch_up_window.map(Value::String));
-    set("jitter", add.jitter.map(Value::String));
-    if !add.inputs.is_empty() {
-        set("inputs", Some(Value::Object(parse_pairs(&add.inputs, "--input")?)));
-    }
+    let mut spec = ScheduleSpec::new(add.id, when);
+    spec.enabled = !add.paused;
+    spec.timezone = add.timezone;
+    spec.workflow = add.workflow;
+    spec.plugin = add.plugin;
+    spec.operation = add.operation;
+    spec.params = add.params.as_deref().map(|p| json_arg(p, "--params")).transpose()?.unwrap_or_default();
+    spec.overlap = add.overlap.unwrap_or_default();
+    spec.catch_up = add.catch_up.unwrap_or_default();
+    spec.catch_up_window = add.catch_up_window;
+    spec.jitter = add.jitter;
+    spec.inputs = parse_pairs(&add.inputs, "--input")?;
     Ok(spec)
 }
 
-fn schedule_rows(list: &[Value]) -> Vec<Vec<String>> {
+fn schedule_rows(list: &[ScheduleView]) -> Vec<Vec<String>> {
     list.iter()
         .map(|v| {
-            let target = match v["workflow"].as_str() {
+            let spec = &v.spec;
+            let target = match &spec.workflow {
                 Some(w) => format!("workflow {w}"),
-                None => format!("{} {}", s(v, "plugin"), s(v, "operation")),
+                None => format!("{} {}", or_dash(spec.plugin.as_deref()), or_dash(spec.operation.as_deref())),
             };
-            let state = if v["enabled"] == json!(true) { "active" } else { "paused" };
-            let when = match v["timezone"].as_str() {
-                Some(tz) => format!("{} ({tz})", s(v, "when")),
-                None => s(v, "when"),
+            let state = if spec.enabled { "active" } else { "paused" };
+            let when = match &spec.timezone {
+                Some(tz) => format!("{} ({tz})", spec.when),
+                None => spec.when.clone(),
             };
-            vec![s(v, "id"), when, target, state.into(), s(v, "next_fire"), s(v, "last_fire")]
+            vec![
+                spec.id.clone(),
+                when,
+                target,
+                state.into(),
+                or_dash(v.next_fire.as_deref()),
+                or_dash(v.last_fire.as_deref()),
+            ]
         })
         .collect()
 }
@@ -501,56 +492,54 @@ pub fn schedule(global: &Global, command: ScheduleCommand) -> anyhow::Result<Exi
     match command {
         ScheduleCommand::Add(add) => {
             let json = add.json;
-            let out = client.post("/v1/schedules", schedule_body(*add)?)?;
+            let out = client.create_schedule(&schedule_spec(*add)?)?;
             if json {
                 return print_json(&out);
             }
             table(&header, schedule_rows(std::slice::from_ref(&out)));
         }
         ScheduleCommand::List { json } => {
-            let out = client.get("/v1/schedules")?;
+            let out = client.schedules()?;
             if json {
                 return print_json(&out);
             }
-            table(&header, schedule_rows(out["schedules"].as_array().map(Vec::as_slice).unwrap_or_default()));
+            table(&header, schedule_rows(&out.schedules));
         }
         ScheduleCommand::Show { id, json } => {
-            let out = client.get(&path(&["v1", "schedules", &id], &[]))?;
+            let out = client.schedule(&id)?;
             if json {
                 return print_json(&out);
             }
-            table(&header, schedule_rows(std::slice::from_ref(&out)));
+            table(&header, schedule_rows(std::slice::from_ref(&out.view)));
             outln!();
-            let rows = out["history"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = out
+                .history
+                .iter()
                 .map(|f| {
                     vec![
-                        time(&f["fire_time_ms"]),
-                        s(f, "outcome"),
-                        s(f, "execution_id"),
-                        f["message"].as_str().unwrap_or_default().to_owned(),
+                        time(f.fire_time_ms),
+                        f.outcome.as_str().to_owned(),
+                        or_dash(f.execution_id.as_deref()),
+                        f.message.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
             table(&["FIRE TIME", "OUTCOME", "EXECUTION", "NOTE"], rows);
         }
         ScheduleCommand::Pause { id } => {
-            client.post(&path(&["v1", "schedules", &id, "pause"], &[]), json!({}))?;
+            client.pause_schedule(&id)?;
             outln!("{id} paused");
         }
         ScheduleCommand::Resume { id } => {
-            let out = client.post(&path(&["v1", "schedules", &id, "resume"], &[]), json!({}))?;
-            outln!("{id} resumed; next fire {}", s(&out, "next_fire"));
+            let out = client.resume_schedule(&id)?;
+            outln!("{id} resumed; next fire {}", or_dash(out.next_fire.as_deref()));
         }
         ScheduleCommand::Rm { id } => {
-            client.delete(&path(&["v1", "schedules", &id], &[]))?;
+            client.delete_schedule(&id)?;
             outln!("{id} deleted");
         }
         ScheduleCommand::RunNow { id } => {
-            let out = client.post(&path(&["v1", "schedules", &id, "run"], &[]), json!({}))?;
-            outln!("{}", s(&out, "execution_id"));
+            outln!("{}", client.run_schedule(&id)?.execution_id);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -558,28 +547,10 @@ pub fn schedule(global: &Global, command: ScheduleCommand) -> anyhow::Result<Exi
 
 /// `plexus plugins list --remote`.
 pub fn plugins(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
-    let out = from_global(global)?.get("/v1/plugins")?;
-    if json {
-        return print_json(&out);
-    }
-    let rows = out["plugins"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let list =
-                |k: &str| p[k].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(",");
-            vec![s(p, "id"), s(p, "version"), s(p, "kind"), s(p, "status"), list("capabilities"), list("operations")]
-        })
-        .collect();
-    table(&["ID", "VERSION", "KIND", "STATUS", "CAPABILITIES", "OPERATIONS"], rows);
-    for error in out["errors"].as_array().into_iter().flatten() {
-        errln!("not loaded: {}", error["message"].as_str().map_or_else(|| error.to_string(), str::to_owned));
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::plugins::print_list(&from_global(global)?.plugins()?, json)
 }
 
 /// `plexus plugins info ID --remote`.
-pub fn plugin_info(global: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    print_json(&from_global(global)?.get(&path(&["v1", "plugins", id], &[]))?)
+pub fn plugin_info(global: &Global, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    crate::plugins::print_details(&from_global(global)?.plugin(id)?, json)
 }

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use plexus_client::{StartExecution, Started};
 use plexus_daemon::api::{ApiState, router};
 use plexus_daemon::metrics::Metrics;
 use plexus_daemon::schedules::Schedules;
@@ -52,13 +53,15 @@ fn host(cache: &std::path::Path) -> plexus_host::Host {
     host
 }
 
-/// POST `body` to `path` on an open connection; returns the status.
+/// POST `body` to `path` on an open connection (keep-alive: the typed
+/// `plexus_client::Client` opens one connection per request); returns the
+/// status and the body.
 async fn post(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     token: &str,
     path: &str,
     body: &str,
-) -> u16 {
+) -> (u16, Bytes) {
     sender.ready().await.unwrap();
     let request = hyper::Request::post(path)
         .header("host", "bench")
@@ -68,8 +71,7 @@ async fn post(
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     let status = response.status().as_u16();
-    response.into_body().collect().await.unwrap();
-    status
+    (status, response.into_body().collect().await.unwrap().to_bytes())
 }
 
 fn bench(c: &mut Criterion) {
@@ -167,15 +169,18 @@ fn bench(c: &mut Criterion) {
                     let mut clients = Vec::new();
                     for c in 0..CLIENTS {
                         let token = token.clone();
+                        let start = StartExecution { workflow: "five".into(), inputs: Map::new() };
+                        let body = serde_json::to_string(&start).unwrap();
                         clients.push(tokio::spawn(async move {
                             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
                             let (mut sender, conn) =
                                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
                             tokio::spawn(conn);
                             for _ in (c..N).step_by(CLIENTS) {
-                                let status =
-                                    post(&mut sender, &token, "/v1/executions", r#"{"workflow": "five"}"#).await;
+                                let (status, answer) = post(&mut sender, &token, "/v1/executions", &body).await;
                                 assert_eq!(status, 202);
+                                let started: Started = serde_json::from_slice(&answer).unwrap();
+                                assert_eq!(started.workflow_id, "five");
                             }
                         }));
                     }

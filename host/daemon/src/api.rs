@@ -6,28 +6,36 @@
 //! gets 400, a wrong content type 415, an oversized one 413 — never a crash.
 //! A handler that panics (a bug) gets 500 with the same JSON error body, is
 //! logged, and the daemon keeps serving ([`catch_panics`]).
-//! The routes and their shapes are listed in [`super::openapi::ROUTES`]
-//! and served as OpenAPI 3.1 at `GET /v1/openapi.json`.
+//! Each handler's `#[utoipa::path]` declares its route, parameters, body and
+//! answers, whose types live in `plexus-client`; [`routes()`] collects them,
+//! and [`super::openapi::document`] is generated from it (served at
+//! `GET /v1/openapi.json`).
 
 use super::core::{Daemon, Origin};
 use super::error::{DaemonError, ErrorCode};
-use super::schedule::ScheduleSpec;
 use super::schedules::Schedules;
 use super::store::ExecutionFilter;
+use super::views;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use plexus_workflow::WorkflowStatus;
-use schemars::JsonSchema;
+use plexus_client::{
+    Cancelling, Execution, ExecutionList, ExecutionLogs, ExecutionQuery, ExecutionSteps, Fired, Health, HealthStatus,
+    PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView,
+    StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler sees.
 #[derive(Clone)]
@@ -62,7 +70,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON body whose rejections are JSON errors too.
 pub struct Body<T>(pub T);
@@ -83,31 +91,59 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// A query string whose rejections are JSON errors too (400 naming the parameter).
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                DaemonError::invalid(format!("query: {}", rejection.body_text())),
+            )),
+        }
+    }
+}
+
+/// Every route with its OpenAPI operation: `#[utoipa::path]` on each handler
+/// is the one place a route's path, parameters, body and answers are written.
+/// Returns `(public, protected)`: health needs no token; [`router`] puts
+/// the others behind the bearer-token check.
+pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
+    let public = OpenApiRouter::new().routes(routes!(health));
+    let protected = OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+        .routes(routes!(plugins))
+        .routes(routes!(reload_plugins))
+        .routes(routes!(plugin))
+        .routes(routes!(workflows, register_workflow))
+        .routes(routes!(validate_workflow))
+        .routes(routes!(workflow, delete_workflow))
+        .routes(routes!(executions, start_execution))
+        .routes(routes!(execution))
+        .routes(routes!(execution_steps))
+        .routes(routes!(execution_logs))
+        .routes(routes!(cancel_execution))
+        .routes(routes!(retry_execution))
+        .routes(routes!(schedules, create_schedule))
+        .routes(routes!(schedule, delete_schedule))
+        .routes(routes!(pause_schedule))
+        .routes(routes!(resume_schedule))
+        .routes(routes!(run_schedule));
+    (public, protected)
+}
+
 /// The router with every route, the auth layer and the body limit.
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
-    let protected = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/v1/plugins", get(plugins))
-        .route("/v1/plugins/reload", post(reload_plugins))
-        .route("/v1/plugins/{id}", get(plugin))
-        .route("/v1/workflows", get(workflows).post(register_workflow))
-        .route("/v1/workflows/validate", post(validate_workflow))
-        .route("/v1/workflows/{id}", get(workflow).delete(delete_workflow))
-        .route("/v1/executions", get(executions).post(start_execution))
-        .route("/v1/executions/{id}", get(execution))
-        .route("/v1/executions/{id}/steps", get(execution_steps))
-        .route("/v1/executions/{id}/logs", get(execution_logs))
-        .route("/v1/executions/{id}/cancel", post(cancel_execution))
-        .route("/v1/executions/{id}/retry", post(retry_execution))
-        .route("/v1/schedules", get(schedules).post(create_schedule))
-        .route("/v1/schedules/{id}", get(schedule).delete(delete_schedule))
-        .route("/v1/schedules/{id}/pause", post(pause_schedule))
-        .route("/v1/schedules/{id}/resume", post(resume_schedule))
-        .route("/v1/schedules/{id}/run", post(run_schedule))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let (public, protected) = routes();
+    let (public, _) = public.split_for_parts();
+    let (protected, _) = protected.split_for_parts();
+    let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
-        .route("/v1/health", get(health))
+        .merge(public)
         .merge(protected)
         .fallback(|| async { ApiError::from(DaemonError::not_found("route")) })
         .method_not_allowed_fallback(|| async {
@@ -164,24 +200,32 @@ async fn auth(State(state): State<ApiState>, headers: HeaderMap, request: Reques
     }
 }
 
-async fn health(State(s): State<ApiState>) -> Json<Value> {
+/// Liveness, version and plugin counts (no token needed).
+#[utoipa::path(get, path = "/v1/health", tag = "daemon", security(()),
+    responses((status = 200, description = "Liveness, version and plugin counts (no token needed)", body = Health)))]
+async fn health(State(s): State<ApiState>) -> Json<Health> {
     s.daemon.health().check_native_calls();
     let host = s.daemon.host();
-    Json(json!({
-        "status": if !s.daemon.is_accepting() {
-            "shutting_down"
-        } else if s.daemon.health().is_degraded() {
-            "degraded"
-        } else {
-            "ok"
-        },
-        "degraded": s.daemon.health().reasons(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "plugins": host.plugins().count(),
-        "plugin_load_errors": host.load_errors().len(),
-    }))
+    let status = if !s.daemon.is_accepting() {
+        HealthStatus::ShuttingDown
+    } else if s.daemon.health().is_degraded() {
+        HealthStatus::Degraded
+    } else {
+        HealthStatus::Ok
+    };
+    Json(Health {
+        status,
+        degraded: s.daemon.health().reasons(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        plugins: host.plugins().count(),
+        plugin_load_errors: host.load_errors().len(),
+    })
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "daemon",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(s): State<ApiState>) -> ApiResult<Response> {
     let counts = s.daemon.store().execution_counts().map_err(DaemonError::from)?;
     let metrics = s.daemon.metrics();
@@ -194,90 +238,109 @@ async fn metrics(State(s): State<ApiState>) -> ApiResult<Response> {
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response())
 }
 
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "daemon",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
 async fn openapi() -> Json<Value> {
-    Json(super::openapi::document())
+    Json(super::openapi::document().clone())
 }
 
 // ----- plugins -----
 
-async fn plugins(State(s): State<ApiState>) -> Json<Value> {
-    let host = s.daemon.host();
-    let unavailable = host.unavailable();
-    let plugins: Vec<Value> = host
-        .plugins()
-        .map(|p| {
-            let mut v = p.summary();
-            let status = unavailable.get(p.id()).map_or("loaded", String::as_str);
-            v["status"] = json!(status);
-            v
-        })
-        .collect();
-    Json(json!({"plugins": plugins, "errors": host.load_errors(), "unavailable": unavailable}))
+/// Loaded plugins, load errors and unavailable native plugins.
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
+    responses((status = 200, description = "Loaded plugins, load errors and unavailable native plugins", body = PluginList)))]
+async fn plugins(State(s): State<ApiState>) -> Json<PluginList> {
+    Json(views::plugin_list(&s.daemon.host()))
 }
 
-async fn plugin(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+/// One plugin: metadata, operations with schemas, limits, permissions.
+#[utoipa::path(get, path = "/v1/plugins/{id}", tag = "plugins", params(("id" = String, Path, description = "Plugin id")),
+    responses((status = 200, description = "One plugin: metadata, operations with schemas, limits, permissions", body = PluginDetails)))]
+async fn plugin(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<PluginDetails>> {
     let host = s.daemon.host();
     let plugin = host
         .plugin(&id)
         .ok_or_else(|| DaemonError::new(ErrorCode::PluginNotFound, format!("no plugin `{id}` is loaded")))?;
-    let mut details = plugin.details();
-    details["status"] = json!(host.unavailable().get(&id).map_or("loaded", String::as_str));
-    Ok(Json(details))
+    Ok(Json(views::plugin_details(&host, plugin)))
 }
 
-async fn reload_plugins(State(s): State<ApiState>) -> ApiResult {
+/// Rescan the plugin directories now; returns the changes.
+#[utoipa::path(post, path = "/v1/plugins/reload", tag = "plugins",
+    responses((status = 200, description = "Rescan the plugin directories now; returns the changes", body = Reloaded)))]
+async fn reload_plugins(State(s): State<ApiState>) -> ApiResult<Json<Reloaded>> {
     let daemon = s.daemon.clone();
     let changes = tokio::task::spawn_blocking(move || daemon.reload_plugins())
         .await
         .map_err(|e| DaemonError::new(ErrorCode::Internal, format!("reload failed: {e}")))?;
-    Ok(Json(json!({"changes": changes})))
+    Ok(Json(Reloaded { changes: changes.into_iter().map(views::plugin_change).collect() }))
 }
 
 // ----- workflows -----
 
-/// `POST /v1/workflows` and `/v1/workflows/validate`: the definition as text.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WorkflowSource {
-    /// The workflow definition, YAML or JSON text (ours or QtForge's format).
-    pub source: String,
-}
-
+/// Register a workflow (a new version if the id exists).
+#[utoipa::path(post, path = "/v1/workflows", tag = "workflows", request_body = WorkflowSource,
+    responses(
+        (status = 201, description = "Registered as a new version", body = Registered),
+        (status = 200, description = "The same text was already the current version", body = Registered)))]
 async fn register_workflow(State(s): State<ApiState>, Body(body): Body<WorkflowSource>) -> ApiResult<Response> {
     let registered = s.daemon.register_workflow(&body.source)?;
     let status = if registered.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(registered)).into_response())
 }
 
-async fn validate_workflow(State(s): State<ApiState>, Body(body): Body<WorkflowSource>) -> ApiResult {
+/// Validate a workflow against the loaded plugins; answers its stages.
+#[utoipa::path(post, path = "/v1/workflows/validate", tag = "workflows", request_body = WorkflowSource,
+    responses((status = 200, description = "Valid against the loaded plugins: its stages \
+        (an invalid one gets 400 InvalidConfiguration with every problem in details)", body = Validation)))]
+async fn validate_workflow(State(s): State<ApiState>, Body(body): Body<WorkflowSource>) -> ApiResult<Json<Validation>> {
     let valid = s.daemon.validate_workflow(&body.source)?;
-    let stages: Vec<Vec<&str>> = valid
+    let stages = valid
         .dag
         .stages()
         .iter()
-        .map(|stage| stage.iter().map(|&i| valid.workflow.steps[i].id.as_str()).collect())
+        .map(|stage| stage.iter().map(|&i| valid.workflow.steps[i].id.clone()).collect())
         .collect();
-    Ok(Json(json!({"valid": true, "id": valid.workflow.id, "steps": valid.workflow.steps.len(), "stages": stages})))
+    Ok(Json(Validation { valid: true, id: valid.workflow.id.clone(), steps: valid.workflow.steps.len(), stages }))
 }
 
-async fn workflows(State(s): State<ApiState>) -> ApiResult {
-    let rows = s.daemon.workflows()?;
-    let list: Vec<Value> = rows
-        .iter()
-        .map(|r| json!({"id": r.id, "version": r.version, "format": r.format, "created_at_ms": r.created_at_ms}))
+/// The current version of every workflow.
+#[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
+    responses((status = 200, description = "The current version of every workflow", body = WorkflowList)))]
+async fn workflows(State(s): State<ApiState>) -> ApiResult<Json<WorkflowList>> {
+    let workflows = s
+        .daemon
+        .workflows()?
+        .into_iter()
+        .map(|r| WorkflowSummary { id: r.id, version: r.version, format: r.format, created_at_ms: r.created_at_ms })
         .collect();
-    Ok(Json(json!({"workflows": list})))
+    Ok(Json(WorkflowList { workflows }))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/workflows/{id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct VersionQuery {
+    /// A version (default: the current one).
     version: Option<u32>,
 }
 
-async fn workflow(State(s): State<ApiState>, Path(id): Path<String>, Query(q): Query<VersionQuery>) -> ApiResult {
-    Ok(Json(json!(s.daemon.workflow(&id, q.version)?)))
+/// A workflow's source (current version, or ?version=N).
+#[utoipa::path(get, path = "/v1/workflows/{id}", tag = "workflows",
+    params(("id" = String, Path, description = "Workflow id"), VersionQuery),
+    responses((status = 200, description = "A workflow's source (current version, or ?version=N)", body = WorkflowVersion)))]
+async fn workflow(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Q(q): Q<VersionQuery>,
+) -> ApiResult<Json<WorkflowVersion>> {
+    Ok(Json(s.daemon.workflow(&id, q.version)?))
 }
 
+/// Delete a workflow (executions pinned to it go on).
+#[utoipa::path(delete, path = "/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "Workflow id")),
+    responses((status = 204, description = "Deleted (executions pinned to it go on)")))]
 async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.daemon.delete_workflow(&id)?;
     Ok(StatusCode::NO_CONTENT)
@@ -285,71 +348,67 @@ async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> A
 
 // ----- executions -----
 
-/// `POST /v1/executions`: which workflow, with which inputs.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartExecution {
-    /// Workflow id (its current version is used and pinned).
-    pub workflow: String,
-    /// Inputs by name; defaults fill the rest.
-    #[serde(default)]
-    pub inputs: Map<String, Value>,
-}
-
+/// Start an execution of a workflow's current version.
+#[utoipa::path(post, path = "/v1/executions", tag = "executions", request_body = StartExecution,
+    responses((status = 202, description = "Started an execution of the workflow's current version", body = Started)))]
 async fn start_execution(State(s): State<ApiState>, Body(body): Body<StartExecution>) -> ApiResult<Response> {
     let exec = s.daemon.start(&body.workflow, body.inputs, Origin::default())?;
     let (status, meta) = s.daemon.status(exec.id())?;
-    let body = json!({
-        "execution_id": exec.id(),
-        "workflow_id": status.workflow_id,
-        "workflow_version": meta.workflow_version,
-        "status": status.status,
-    });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
-}
-
-#[derive(Deserialize)]
-struct ExecutionQuery {
-    workflow: Option<String>,
-    status: Option<String>,
-    schedule: Option<String>,
-    limit: Option<u32>,
-}
-
-async fn executions(State(s): State<ApiState>, Query(q): Query<ExecutionQuery>) -> ApiResult {
-    let status = match q.status.as_deref() {
-        Some(name) => Some(WorkflowStatus::parse(name).ok_or_else(|| {
-            let known: Vec<&str> = WorkflowStatus::ALL.iter().map(|s| s.as_str()).collect();
-            DaemonError::invalid(format!("status: unknown status `{name}` (one of {})", known.join(", ")))
-        })?),
-        None => None,
+    let started = Started {
+        execution_id: exec.id().to_owned(),
+        workflow_id: status.workflow_id,
+        workflow_version: meta.workflow_version,
+        status: status.status,
     };
-    let filter = ExecutionFilter { workflow_id: q.workflow, status, schedule_id: q.schedule, limit: q.limit };
-    Ok(Json(json!({"executions": s.daemon.executions(&filter)?})))
+    Ok((StatusCode::ACCEPTED, Json(started)).into_response())
 }
 
-fn status_json(s: &ApiState, id: &str) -> Result<Value, ApiError> {
+/// The most executions one `GET /v1/executions` returns.
+const MAX_LIST: u32 = 10_000;
+
+/// Executions, newest first, filtered.
+#[utoipa::path(get, path = "/v1/executions", tag = "executions", params(ExecutionQuery),
+    responses((status = 200, description = "Executions, newest first, filtered", body = ExecutionList)))]
+async fn executions(State(s): State<ApiState>, Q(q): Q<ExecutionQuery>) -> ApiResult<Json<ExecutionList>> {
+    let filter = ExecutionFilter {
+        workflow_id: q.workflow,
+        status: q.status,
+        schedule_id: q.schedule,
+        limit: q.limit.map(|l| l.min(MAX_LIST)),
+    };
+    Ok(Json(ExecutionList { executions: s.daemon.executions(&filter)? }))
+}
+
+fn execution_view(s: &ApiState, id: &str) -> Result<Execution, ApiError> {
     let (status, meta) = s.daemon.status(id)?;
-    let mut value = serde_json::to_value(&status).unwrap_or_default();
-    if let (Value::Object(map), Value::Object(extra)) = (&mut value, serde_json::to_value(&meta).unwrap_or_default()) {
-        map.extend(extra);
-        // Held: a state write failed; no step starts until it is recorded again.
-        if s.daemon.live(id).is_some_and(|e| e.is_held()) {
-            map.insert("held".into(), Value::Bool(true));
-        }
-    }
-    Ok(value)
+    // Held: a state write failed; no step starts until it is recorded again.
+    let held = s.daemon.live(id).is_some_and(|e| e.is_held());
+    Ok(Execution { status, meta, held })
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/executions/{id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct WaitQuery {
+    /// Wait up to this many ms (at most 60,000) for the execution to end.
     wait_ms: Option<u64>,
 }
 
-/// The status; with `?wait_ms=N`, first wait up to N ms (at most 60 s) for the
-/// execution to end, answering `Timeout` (504) if it has not. When the daemon
+/// An execution's status with progress, steps and outputs.
+///
+/// With `?wait_ms=N`, first wait up to N ms (at most 60 s) for the execution
+/// to end, answering `Timeout` (504) if it has not. When the daemon
 /// begins to shut down, a waiting request is answered at once with the status.
-async fn execution(State(s): State<ApiState>, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> ApiResult {
+#[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), WaitQuery),
+    responses((status = 200, description = "Status with progress, steps, outputs; \
+        ?wait_ms=N waits for the end (504 Timeout)", body = Execution)))]
+async fn execution(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Q(q): Q<WaitQuery>,
+) -> ApiResult<Json<Execution>> {
     if let (Some(ms), Some(exec)) = (q.wait_ms, s.daemon.live(&id)) {
         let wait = std::time::Duration::from_millis(ms.min(60_000));
         // Shutdown answers at once with the status as it is.
@@ -368,73 +427,118 @@ async fn execution(State(s): State<ApiState>, Path(id): Path<String>, Query(q): 
             .into());
         }
     }
-    Ok(Json(status_json(&s, &id)?))
+    Ok(Json(execution_view(&s, &id)?))
 }
 
-async fn execution_steps(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+/// Per-step results and compensations.
+#[utoipa::path(get, path = "/v1/executions/{id}/steps", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "Per-step results and compensations", body = ExecutionSteps)))]
+async fn execution_steps(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ExecutionSteps>> {
     let (status, _) = s.daemon.status(&id)?;
-    Ok(Json(json!({"execution_id": id, "steps": status.steps, "compensations": status.compensations})))
+    Ok(Json(ExecutionSteps { execution_id: id, steps: status.steps, compensations: status.compensations }))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/executions/{id}/logs`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct LogQuery {
+    /// Only events after this `seq` (default 0: from the start).
     after: Option<i64>,
+    /// At most this many events (default 1,000, at most 10,000).
     limit: Option<u32>,
 }
 
-async fn execution_logs(State(s): State<ApiState>, Path(id): Path<String>, Query(q): Query<LogQuery>) -> ApiResult {
-    let (status, events) = s.daemon.logs(&id, q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))?;
-    Ok(Json(json!({"execution_id": id, "status": status, "events": events})))
+/// The execution's log (every transition) after event ?after.
+#[utoipa::path(get, path = "/v1/executions/{id}/logs", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), LogQuery),
+    responses((status = 200, description = "The execution's log (every transition) after event ?after", body = ExecutionLogs)))]
+async fn execution_logs(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Q(q): Q<LogQuery>,
+) -> ApiResult<Json<ExecutionLogs>> {
+    let (status, events) = s.daemon.logs(&id, q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(MAX_LIST))?;
+    Ok(Json(ExecutionLogs { execution_id: id, status, events }))
 }
 
+/// Cancel: running steps stop, completed ones are compensated.
+#[utoipa::path(post, path = "/v1/executions/{id}/cancel", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 202, description = "Cancel: running steps stop, completed ones are compensated", body = Cancelling)))]
 async fn cancel_execution(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
     s.daemon.cancel(&id)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"execution_id": id, "cancelling": true}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Cancelling { execution_id: id, cancelling: true })).into_response())
 }
 
+/// Run a failed execution again from the steps that did not complete.
+#[utoipa::path(post, path = "/v1/executions/{id}/retry", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 202, description = "Run a failed execution again from the steps that did not complete", body = Execution)))]
 async fn retry_execution(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
     s.daemon.retry(&id)?;
-    Ok((StatusCode::ACCEPTED, Json(status_json(&s, &id)?)).into_response())
+    Ok((StatusCode::ACCEPTED, Json(execution_view(&s, &id)?)).into_response())
 }
 
 // ----- schedules -----
 
+/// Create a schedule.
+#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", request_body = ScheduleSpec,
+    responses((status = 201, description = "Created", body = ScheduleView)))]
 async fn create_schedule(State(s): State<ApiState>, Body(spec): Body<ScheduleSpec>) -> ApiResult<Response> {
     let view = s.schedules.create(spec)?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-async fn schedules(State(s): State<ApiState>) -> ApiResult {
-    Ok(Json(json!({"schedules": s.schedules.list()?})))
+/// Schedules with their next fire times.
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules",
+    responses((status = 200, description = "Schedules with their next fire times", body = ScheduleList)))]
+async fn schedules(State(s): State<ApiState>) -> ApiResult<Json<ScheduleList>> {
+    Ok(Json(ScheduleList { schedules: s.schedules.list()? }))
 }
 
-async fn schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let mut view = serde_json::to_value(s.schedules.get(&id)?).unwrap_or_default();
-    view["history"] = json!(s.schedules.history(&id, 50)?);
-    Ok(Json(view))
+/// One schedule and its latest 50 fires.
+#[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
+    responses((status = 200, description = "One schedule and its latest 50 fires", body = ScheduleDetails)))]
+async fn schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ScheduleDetails>> {
+    Ok(Json(ScheduleDetails { view: s.schedules.get(&id)?, history: s.schedules.history(&id, 50)? }))
 }
 
-async fn pause_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    Ok(Json(json!(s.schedules.pause(&id)?)))
+/// Pause a schedule.
+#[utoipa::path(post, path = "/v1/schedules/{id}/pause", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
+    responses((status = 200, description = "Paused", body = ScheduleView)))]
+async fn pause_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ScheduleView>> {
+    Ok(Json(s.schedules.pause(&id)?))
 }
 
-async fn resume_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    Ok(Json(json!(s.schedules.resume(&id)?)))
+/// Resume a schedule (missed fires are not caught up).
+#[utoipa::path(post, path = "/v1/schedules/{id}/resume", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
+    responses((status = 200, description = "Resumed (missed fires are not caught up)", body = ScheduleView)))]
+async fn resume_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ScheduleView>> {
+    Ok(Json(s.schedules.resume(&id)?))
 }
 
+/// Delete a schedule.
+#[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.schedules.delete(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Fire a schedule now.
+#[utoipa::path(post, path = "/v1/schedules/{id}/run", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
+    responses((status = 202, description = "Fired now", body = Fired)))]
 async fn run_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
     let execution_id = s.schedules.run_now(&id)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"schedule_id": id, "execution_id": execution_id}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Fired { schedule_id: id, execution_id })).into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn fetch(addr: std::net::SocketAddr, path: &str) -> String {

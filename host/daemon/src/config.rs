@@ -36,6 +36,29 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How the daemon (and the CLI) write logs on stderr: `log_format` in the
+/// config, `--log-format`, `$PLEXUS_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line per event, for people (the default).
+    #[default]
+    Text,
+    /// One JSON object per event (tracing-subscriber's JSON format).
+    Json,
+}
+
+impl LogFormat {
+    /// The format named `name` (`text` or `json`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "text" => Some(Self::Text),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
 /// `plexus.toml` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +78,7 @@ pub struct RawConfig {
     /// `grace_period = "30s"`
     pub grace_period: Option<String>,
     /// `log_format = "json"`
-    pub log_format: Option<String>,
+    pub log_format: Option<LogFormat>,
     /// `max_body_bytes = 1048576`
     pub max_body_bytes: Option<usize>,
     /// `watch = false`
@@ -104,8 +127,8 @@ pub struct DaemonConfig {
     /// How long running steps may finish after SIGTERM.
     #[serde(serialize_with = "plexus_workflow::duration::serialize_ms")]
     pub grace_period: Duration,
-    /// `text` or `json`.
-    pub log_format: String,
+    /// How logs are written on stderr.
+    pub log_format: LogFormat,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Watch plugin directories and reload on change.
@@ -181,10 +204,7 @@ impl RawConfig {
         if workers == 0 {
             return Err(value("workers", "workers must be at least 1".into()));
         }
-        let log_format = self.log_format.unwrap_or_else(|| "text".into());
-        if !matches!(log_format.as_str(), "text" | "json") {
-            return Err(value("log_format", format!("log_format must be `text` or `json`, not `{log_format}`")));
-        }
+        let log_format = self.log_format.unwrap_or_default();
         let max_limits = self.max_limits.over(Limits::default_max());
         max_limits.check_within(&ceiling()).map_err(|e| e.in_section("max_limits"))?;
         // Defaults left unset follow a lower maximum; defaults set above it are errors.

@@ -14,18 +14,18 @@
 //! * **A pending execution is cancelled at once**, without waiting for a
 //!   worker slot.
 
-use super::error::{DaemonError, DaemonResult, ErrorCode};
+use super::error::{DaemonError, DaemonResult};
 use super::health::Health;
 use super::journal::{StateDbHealth, StoreJournal};
 use super::metrics::Metrics;
 use super::store::{Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoredExecution, WorkflowRow};
+use plexus_client::SourceFormat;
 use plexus_host::{Change, Host, new_execution_id};
 use plexus_workflow::engine::{Engine, Execution, Prepared};
 use plexus_workflow::orchestrator::resolve_inputs;
 use plexus_workflow::source::Document;
-use plexus_workflow::status::{ExecutionStatus, epoch_ms};
+use plexus_workflow::status::{ExecutionStatus, WorkflowStatus, epoch_ms};
 use plexus_workflow::{Clock, Journal, ValidWorkflow, validate};
-use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,16 +44,7 @@ pub struct Origin {
     pub fire_time_ms: Option<u64>,
 }
 
-/// The result of registering a workflow.
-#[derive(Debug, Clone, Serialize)]
-pub struct Registered {
-    /// Workflow id.
-    pub id: String,
-    /// The version now current.
-    pub version: u32,
-    /// `false` when the same text was already the current version.
-    pub created: bool,
-}
+pub use plexus_client::Registered;
 
 /// The daemon's state: the loaded plugins, the store, the running executions.
 /// Cheap to clone.
@@ -102,14 +93,9 @@ pub fn parse_workflow(source: &str) -> DaemonResult<ValidWorkflow> {
     parse_against(source, None)
 }
 
-/// `json` when the text starts with `{`, else `yaml`.
-fn format_of(source: &str) -> &'static str {
-    if source.trim_start().starts_with('{') { "json" } else { "yaml" }
-}
-
 /// Parse and validate workflow text; with a `host`, against its plugins.
 fn parse_against(source: &str, host: Option<&Host>) -> DaemonResult<ValidWorkflow> {
-    let name = format!("workflow.{}", format_of(source));
+    let name = format!("workflow.{}", SourceFormat::of(source).as_str());
     let doc = Document::parse(Path::new(&name), source).map_err(|e| DaemonError::invalid(e.to_string()))?;
     validate(&doc, host).map_err(|problems| {
         DaemonError::invalid(format!("the workflow has {} problem(s)", problems.len()))
@@ -296,7 +282,7 @@ impl Daemon {
     /// Validate workflow text against the loaded plugins.
     ///
     /// # Errors
-    /// [`ErrorCode::InvalidConfiguration`] with every problem in `details`.
+    /// [`ErrorCode::InvalidConfiguration`](crate::ErrorCode::InvalidConfiguration) with every problem in `details`.
     pub fn validate_workflow(&self, source: &str) -> DaemonResult<ValidWorkflow> {
         parse_against(source, Some(&self.host()))
     }
@@ -304,12 +290,12 @@ impl Daemon {
     /// Validate and store workflow text as the newest version of its id.
     ///
     /// # Errors
-    /// Invalid workflows ([`ErrorCode::InvalidConfiguration`]), store failures.
+    /// Invalid workflows ([`ErrorCode::InvalidConfiguration`](crate::ErrorCode::InvalidConfiguration)), store failures.
     pub fn register_workflow(&self, source: &str) -> DaemonResult<Registered> {
         self.check_accepting()?;
         let valid = self.validate_workflow(source)?;
         let id = valid.workflow.id.clone();
-        let (version, created) = self.0.store.put_workflow(&id, source, format_of(source))?;
+        let (version, created) = self.0.store.put_workflow(&id, source, SourceFormat::of(source))?;
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), version);
         let prepared = Prepared::new(valid);
         self.0
@@ -462,12 +448,12 @@ impl Daemon {
 
     /// The log of execution `id` after event `after`, with its current status
     /// (cheap: `logs --follow` polls it).
-    pub fn logs(&self, id: &str, after: i64, limit: u32) -> DaemonResult<(String, Vec<Event>)> {
+    pub fn logs(&self, id: &str, after: i64, limit: u32) -> DaemonResult<(WorkflowStatus, Vec<Event>)> {
         let status = match self.live(id) {
-            Some(exec) => exec.snapshot().status.as_str().to_owned(),
+            Some(exec) => exec.snapshot().status,
             None => {
                 let stored = self.0.store.execution_status(id)?;
-                stored.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))?.as_str().to_owned()
+                stored.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))?
             }
         };
         Ok((status, self.0.store.events(id, after, limit)?))
@@ -477,7 +463,7 @@ impl Daemon {
     /// A pending execution (waiting for a worker) is cancelled at once.
     ///
     /// # Errors
-    /// [`ErrorCode::NotFound`]; [`ErrorCode::InvalidState`] if it already
+    /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound); [`ErrorCode::InvalidState`](crate::ErrorCode::InvalidState) if it already
     /// ended or is already being cancelled.
     pub fn cancel(&self, id: &str) -> DaemonResult<()> {
         let _one_at_a_time = self.lifecycle();
@@ -496,7 +482,7 @@ impl Daemon {
     /// The execution keeps its id and its pinned workflow version.
     ///
     /// # Errors
-    /// [`ErrorCode::NotFound`]; [`ErrorCode::InvalidState`] unless it ended
+    /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound); [`ErrorCode::InvalidState`](crate::ErrorCode::InvalidState) unless it ended
     /// without completing.
     pub fn retry(&self, id: &str) -> DaemonResult<()> {
         self.check_accepting()?;
@@ -584,17 +570,5 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl From<plexus_workflow::OrchestratorError> for DaemonError {
-    fn from(e: plexus_workflow::OrchestratorError) -> Self {
-        use plexus_workflow::OrchestratorError as O;
-        let code = match e {
-            O::NotFound(_) => ErrorCode::NotFound,
-            O::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            O::InvalidConfiguration(_) => ErrorCode::InvalidConfiguration,
-        };
-        DaemonError::new(code, e.to_string())
     }
 }

@@ -8,7 +8,10 @@
 //!   ([`FileChanged`]);
 //! * [`Daemon`]: workflows and executions, journalled to the store, with
 //!   its [`Health`];
-//! * [`metrics`]: Prometheus metrics.
+//! * [`metrics`]: Prometheus metrics;
+//! * [`api`]: the HTTP API, whose types live in `plexus-client`, and its
+//!   generated OpenAPI document ([`openapi`]); [`views`] turns the plugin
+//!   host's types into the API's.
 //!
 //! Run one in a tokio runtime (what `plexus daemon` does):
 //!
@@ -37,6 +40,7 @@ pub mod schedules;
 pub mod server;
 pub mod store;
 mod supervise;
+pub mod views;
 
 pub use core::{Daemon, Origin, Registered};
 pub use dbfile::FileChanged;

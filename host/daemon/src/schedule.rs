@@ -31,7 +31,6 @@ use super::error::{DaemonError, DaemonResult};
 use chrono::{DateTime, TimeDelta, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -46,81 +45,7 @@ pub const MAX_ID_LEN: usize = 128;
 /// The longest `jitter`: 30 days.
 pub const MAX_JITTER: Duration = plexus_workflow::duration::MAX;
 
-/// A schedule as the user writes it (API body, `plexus schedule add`).
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleSpec {
-    /// `id = "nightly-report"`
-    pub id: String,
-    /// `when = "cron 0 2 * * *"`, `"every 5m"`, `"at 2026-12-01T10:00:00Z"`
-    pub when: String,
-    /// `timezone = "Europe/Berlin"` (cron only; default UTC)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<String>,
-    /// `workflow = "weather-pipeline"`: run this workflow …
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow: Option<String>,
-    /// … with these inputs.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub inputs: Map<String, Value>,
-    /// `plugin = "plexus.echo.wasm"`: or call this plugin's …
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plugin: Option<String>,
-    /// … `operation = "echo"` …
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operation: Option<String>,
-    /// … with these parameters.
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub params: Value,
-    /// `overlap = "skip"`
-    #[serde(default)]
-    pub overlap: Overlap,
-    /// `catch_up = "run_once"`
-    #[serde(default)]
-    pub catch_up: CatchUp,
-    /// `catch_up_window = "1h"`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub catch_up_window: Option<String>,
-    /// `jitter = "30s"`
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jitter: Option<String>,
-    /// `enabled = false` creates it paused.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// What happens to a fire while the previous run of the schedule is running.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Overlap {
-    /// Start it anyway.
-    Allow,
-    /// Skip it (recorded in the fire history).
-    #[default]
-    Skip,
-    /// Queue it to start when the running one ends; at most one waits, further ones are skipped.
-    QueueOne,
-}
-
-/// What happens to fire times missed while the daemon was down.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CatchUp {
-    /// Skip them all.
-    Skip,
-    /// Run the latest one within the window.
-    #[default]
-    RunOnce,
-    /// Run every one within the window, oldest first (at most [`MAX_CATCH_UP`]).
-    RunAll,
-}
+pub use plexus_client::{CatchUp, Overlap, ScheduleSpec};
 
 /// When a schedule fires.
 #[derive(Debug, Clone)]

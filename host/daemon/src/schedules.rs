@@ -23,29 +23,12 @@ use super::schedule::{CatchUp, Overlap, Schedule, ScheduleSpec, Target, Trigger}
 use super::store::{Fire, FireOutcome, ScheduleRow};
 use chrono::{DateTime, Utc};
 use plexus_workflow::status::epoch_ms;
-use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// A schedule as listed: its spec, state and next fire time.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScheduleView {
-    /// As written.
-    #[serde(flatten)]
-    pub spec: ScheduleSpec,
-    /// Whether it fires (false when paused).
-    pub enabled: bool,
-    /// Next fire time (RFC 3339), if any and enabled.
-    pub next_fire: Option<String>,
-    /// Latest fire time handled (RFC 3339).
-    pub last_fire: Option<String>,
-    /// Executions of it not finished now.
-    pub running: usize,
-    /// Whether a fire waits for the running one (`overlap = queue_one`).
-    pub queued: bool,
-}
+pub use plexus_client::ScheduleView;
 
 /// The schedule service; cheap to clone.
 #[derive(Clone)]
@@ -153,8 +136,9 @@ impl Schedules {
         let created = ms_to_time(row.created_at_ms);
         let from = row.last_fire_ms.map(ms_to_time).map_or(now, |last| last.max(now));
         let next = if row.enabled { schedule.next_fire(from, created) } else { None };
+        let mut spec = schedule.spec;
+        spec.enabled = row.enabled;
         Ok(ScheduleView {
-            enabled: row.enabled,
             next_fire: next.map(|t| t.to_rfc3339()),
             last_fire: row.last_fire_ms.map(|t| ms_to_time(t).to_rfc3339()),
             running: self.0.daemon.running_for_schedule(&row.id),
@@ -165,7 +149,7 @@ impl Schedules {
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(&row.id)
                 .is_some_and(|q| !q.is_empty()),
-            spec: schedule.spec,
+            spec,
         })
     }
 

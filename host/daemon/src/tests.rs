@@ -551,7 +551,7 @@ fn a_damaged_database_is_a_start_error() {
     {
         let store = Store::open(&path).unwrap();
         for i in 0..200 {
-            store.put_workflow(&format!("w{i}"), &"x".repeat(500), "yaml").unwrap();
+            store.put_workflow(&format!("w{i}"), &"x".repeat(500), plexus_client::SourceFormat::Yaml).unwrap();
         }
     }
     // Scribble over the middle of the file (the header stays valid).

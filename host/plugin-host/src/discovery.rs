@@ -29,37 +29,6 @@ impl LoadedPlugin {
     pub fn id(&self) -> &str {
         &self.manifest.id
     }
-
-    /// One line of `plugins list`: `{id, name, version, kind, capabilities, operations, path}`.
-    pub fn summary(&self) -> serde_json::Value {
-        let meta = self.runtime.metadata();
-        serde_json::json!({
-            "id": self.id(),
-            "name": meta.name,
-            "version": meta.version,
-            "kind": self.manifest.kind,
-            "capabilities": meta.capabilities,
-            "operations": meta.operations.iter().map(|o| &o.name).collect::<Vec<_>>(),
-            "path": self.manifest.dir,
-        })
-    }
-
-    /// `plugins info`: `{metadata, kind, path, artifact, sha256,
-    /// contract_requirement, config, limits, permissions}`.
-    pub fn details(&self) -> serde_json::Value {
-        let m = &self.manifest;
-        serde_json::json!({
-            "metadata": self.runtime.metadata(),
-            "kind": m.kind,
-            "path": m.dir,
-            "artifact": m.artifact,
-            "sha256": m.sha256,
-            "contract_requirement": m.contract.as_ref().map(ToString::to_string),
-            "config": m.config,
-            "limits": m.limits,
-            "permissions": m.permissions,
-        })
-    }
 }
 
 /// The plugin folders of `dir`: its subdirectories, by name. A missing or

@@ -24,7 +24,7 @@ use super::dbfile::{DbLock, FileChanged, FileIdentity, check_writable};
 use plexus_workflow::status::{ExecutionStatus, WorkflowStatus, epoch_ms};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
@@ -151,37 +151,9 @@ pub struct Store {
     fail_writes: Arc<AtomicBool>,
 }
 
-/// One stored version of a workflow.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkflowRow {
-    /// Workflow id.
-    pub id: String,
-    /// 1, 2, … in registration order.
-    pub version: u32,
-    /// The definition as registered (YAML or JSON text).
-    pub source: String,
-    /// `yaml` or `json`.
-    pub format: String,
-    /// Registration time, ms since the Unix epoch.
-    pub created_at_ms: u64,
-}
-
-/// The execution-level facts the engine's status does not hold.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ExecutionMeta {
-    /// The workflow version the execution is pinned to.
-    pub workflow_version: u32,
-    /// The schedule that started it, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule_id: Option<String>,
-    /// The fire time it was scheduled for, ms since the Unix epoch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scheduled_at_ms: Option<u64>,
-    /// When it was accepted, ms since the Unix epoch.
-    pub created_at_ms: u64,
-    /// 1, plus one per `exec retry`.
-    pub runs: u32,
-}
+pub use plexus_client::{
+    Event, ExecutionMeta, ExecutionSummary, Fire, FireOutcome, SourceFormat, WorkflowVersion as WorkflowRow,
+};
 
 /// A stored execution: its status, shared state and metadata.
 #[derive(Debug, Clone)]
@@ -192,27 +164,6 @@ pub struct StoredExecution {
     pub state: Map<String, Value>,
     /// Version, schedule, times.
     pub meta: ExecutionMeta,
-}
-
-/// A line of an execution's log (one transition).
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    /// Increases with every event of the database (events are never deleted,
-    /// so the rowid only grows); pass it back as `after`.
-    pub seq: i64,
-    /// When, ms since the Unix epoch.
-    pub at_ms: u64,
-    /// The step, for step transitions.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub step_id: Option<String>,
-    /// The attempt, for step transitions.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempt: Option<u32>,
-    /// The new status.
-    pub status: String,
-    /// Error or reason, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
 }
 
 /// Which executions [`Store::list_executions`] returns.
@@ -228,30 +179,6 @@ pub struct ExecutionFilter {
     pub limit: Option<u32>,
 }
 
-/// A summary row of [`Store::list_executions`].
-#[derive(Debug, Clone, Serialize)]
-pub struct ExecutionSummary {
-    /// Execution id.
-    pub execution_id: String,
-    /// Workflow id.
-    pub workflow_id: String,
-    /// Pinned workflow version.
-    pub workflow_version: u32,
-    /// Status.
-    pub status: WorkflowStatus,
-    /// The error, if it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The schedule that started it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule_id: Option<String>,
-    /// Accepted at, ms since the Unix epoch.
-    pub created_at_ms: u64,
-    /// Ended at, ms since the Unix epoch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ended_at_ms: Option<u64>,
-}
-
 /// One stored schedule.
 #[derive(Debug, Clone)]
 pub struct ScheduleRow {
@@ -265,66 +192,6 @@ pub struct ScheduleRow {
     pub last_fire_ms: Option<u64>,
     /// Created at, ms since the Unix epoch.
     pub created_at_ms: u64,
-}
-
-/// What became of one fire time of a schedule (stored and served as its
-/// snake_case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FireOutcome {
-    /// An execution was started for it.
-    Started,
-    /// Started by hand (`POST /v1/schedules/{id}/run`); not a fire time.
-    Manual,
-    /// Not run: missed, or refused by the overlap policy (the message says which).
-    Skipped,
-    /// Waits to run after the running execution (`overlap = queue_one`, or catch-up).
-    Queued,
-    /// Its start was postponed by the schedule's jitter.
-    Jittered,
-    /// A queued fire found at start-up and run again.
-    Resumed,
-    /// Starting an execution failed (the message says why).
-    Failed,
-}
-
-impl FireOutcome {
-    /// The stored and served name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Started => "started",
-            Self::Manual => "manual",
-            Self::Skipped => "skipped",
-            Self::Queued => "queued",
-            Self::Jittered => "jittered",
-            Self::Resumed => "resumed",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// The outcome named `name`, as stored.
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::Started, Self::Manual, Self::Skipped, Self::Queued, Self::Jittered, Self::Resumed, Self::Failed]
-            .into_iter()
-            .find(|o| o.as_str() == name)
-    }
-}
-
-/// One entry of a schedule's fire history.
-#[derive(Debug, Clone, Serialize)]
-pub struct Fire {
-    /// The fire time, ms since the Unix epoch.
-    pub fire_time_ms: u64,
-    /// When it was handled, ms since the Unix epoch.
-    pub fired_at_ms: u64,
-    /// What became of the fire time.
-    pub outcome: FireOutcome,
-    /// The execution started, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub execution_id: Option<String>,
-    /// Why it was skipped or failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
 }
 
 fn now_ms() -> u64 {

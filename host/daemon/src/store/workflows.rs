@@ -1,15 +1,15 @@
 //! Workflows: every registered version, kept (executions are pinned to theirs).
 
-use super::{Store, StoreResult, WorkflowRow, now_ms};
+use super::{SourceFormat, Store, StoreResult, WorkflowRow, now_ms};
 use rusqlite::{OptionalExtension, params};
 
 impl Store {
     /// Store `source` as the newest version of workflow `id`. Returns the
     /// version and whether it is new: registering the same text again returns
     /// the current version unchanged.
-    pub fn put_workflow(&self, id: &str, source: &str, format: &str) -> StoreResult<(u32, bool)> {
+    pub fn put_workflow(&self, id: &str, source: &str, format: SourceFormat) -> StoreResult<(u32, bool)> {
         self.writable()?;
-        let (id, source, format) = (id.to_owned(), source.to_owned(), format.to_owned());
+        let (id, source, format) = (id.to_owned(), source.to_owned(), format.as_str());
         self.write(move |conn, err| {
             let latest: Option<(u32, String, bool)> = conn
                 .query_row(
@@ -39,26 +39,17 @@ impl Store {
     /// pinned to them), or its newest live version when `version` is `None`.
     pub fn workflow(&self, id: &str, version: Option<u32>) -> StoreResult<Option<WorkflowRow>> {
         let conn = self.conn();
-        let row = |r: &rusqlite::Row| {
-            Ok(WorkflowRow {
-                id: r.get(0)?,
-                version: r.get(1)?,
-                source: r.get(2)?,
-                format: r.get(3)?,
-                created_at_ms: r.get::<_, i64>(4)? as u64,
-            })
-        };
         let result = match version {
             Some(v) => conn.query_row(
                 "SELECT id, version, source, format, created_at_ms FROM workflows WHERE id = ?1 AND version = ?2",
                 params![id, v],
-                row,
+                workflow_row,
             ),
             None => conn.query_row(
                 "SELECT id, version, source, format, created_at_ms FROM workflows
                  WHERE id = ?1 AND deleted = 0 ORDER BY version DESC LIMIT 1",
                 [id],
-                row,
+                workflow_row,
             ),
         };
         result.optional().map_err(|e| self.err(e))
@@ -73,17 +64,7 @@ impl Store {
                  WHERE deleted = 0 GROUP BY id ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
-        stmt.query_map([], |r| {
-            Ok(WorkflowRow {
-                id: r.get(0)?,
-                version: r.get(1)?,
-                source: r.get(2)?,
-                format: r.get(3)?,
-                created_at_ms: r.get::<_, i64>(4)? as u64,
-            })
-        })
-        .and_then(Iterator::collect)
-        .map_err(|e| self.err(e))
+        stmt.query_map([], workflow_row).and_then(Iterator::collect).map_err(|e| self.err(e))
     }
 
     /// Mark workflow `id` deleted. Its versions stay for the executions
@@ -96,4 +77,22 @@ impl Store {
         })?;
         Ok(n > 0)
     }
+}
+
+/// A `workflows` row: `id, version, source, format, created_at_ms`.
+fn workflow_row(r: &rusqlite::Row) -> rusqlite::Result<WorkflowRow> {
+    let format: String = r.get(3)?;
+    Ok(WorkflowRow {
+        id: r.get(0)?,
+        version: r.get(1)?,
+        source: r.get(2)?,
+        format: SourceFormat::parse(&format).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                3,
+                rusqlite::types::Type::Text,
+                format!("format `{format}`").into(),
+            )
+        })?,
+        created_at_ms: r.get::<_, i64>(4)? as u64,
+    })
 }

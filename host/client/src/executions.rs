@@ -1,0 +1,177 @@
+//! `/v1/executions`: starting, watching, cancelling and retrying executions.
+
+use crate::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `POST /v1/executions`: which workflow, with which inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StartExecution {
+    /// Workflow id (its current version is used and pinned).
+    pub workflow: String,
+    /// Inputs by name; defaults fill the rest.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub inputs: Map<String, Value>,
+}
+
+/// `POST /v1/executions` (202): the execution was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Started {
+    /// The new execution's id.
+    pub execution_id: String,
+    /// Workflow id.
+    pub workflow_id: String,
+    /// The workflow version it is pinned to.
+    pub workflow_version: u32,
+    /// Its status now (usually `pending` or `running`).
+    pub status: WorkflowStatus,
+}
+
+/// The query of `GET /v1/executions`: filters, all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionQuery {
+    /// Only this workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Only executions with this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<WorkflowStatus>,
+    /// Only those started by this schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// At most this many, newest first (default 100, at most 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/executions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionList {
+    /// Newest first.
+    pub executions: Vec<ExecutionSummary>,
+}
+
+/// One execution of [`ExecutionList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionSummary {
+    /// Execution id.
+    pub execution_id: String,
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Pinned workflow version.
+    pub workflow_version: u32,
+    /// Status.
+    pub status: WorkflowStatus,
+    /// The error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The schedule that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    /// Accepted at, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Ended at, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+}
+
+/// The execution-level facts the engine's status does not hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionMeta {
+    /// The workflow version the execution is pinned to.
+    pub workflow_version: u32,
+    /// The schedule that started it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    /// The fire time it was scheduled for, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at_ms: Option<u64>,
+    /// When it was accepted, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// 1, plus one per retry.
+    pub runs: u32,
+}
+
+/// `GET /v1/executions/{id}` and `POST /v1/executions/{id}/retry`: the status
+/// with every step, and the execution's metadata, in one object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Execution {
+    /// Status, progress, steps, outputs.
+    #[serde(flatten)]
+    pub status: ExecutionStatus,
+    /// Version, schedule, times.
+    #[serde(flatten)]
+    pub meta: ExecutionMeta,
+    /// `true` while a state write failed: no step starts until it is recorded
+    /// again (see `GET /v1/health`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
+/// `GET /v1/executions/{id}/steps`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionSteps {
+    /// Execution id.
+    pub execution_id: String,
+    /// Every step, in declaration order.
+    pub steps: Vec<StepRecord>,
+    /// Compensations run, in the order they ran.
+    pub compensations: Vec<CompensationRecord>,
+}
+
+/// `GET /v1/executions/{id}/logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionLogs {
+    /// Execution id.
+    pub execution_id: String,
+    /// The execution's status now (the log may end before it).
+    pub status: WorkflowStatus,
+    /// The events after `after`, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// A line of an execution's log (one transition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    /// Increases with every event of the database; pass the last one back as `after`.
+    pub seq: i64,
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// The step, for step transitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    /// The attempt, for step transitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The new status: a step's ([`crate::status::StepStatus`]) when
+    /// `step_id` is set, else the execution's ([`WorkflowStatus`]); or
+    /// `compensation <step status>` for a step's compensation.
+    pub status: String,
+    /// Error or reason, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `POST /v1/executions/{id}/cancel` (202): cancellation was requested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Cancelling {
+    /// Execution id.
+    pub execution_id: String,
+    /// Always `true`.
+    pub cancelling: bool,
+}

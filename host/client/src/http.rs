@@ -1,0 +1,438 @@
+//! [`Client`]: one typed method per route of the daemon's API, over TCP or a
+//! Unix socket (hyper, HTTP/1.1).
+
+use crate::status::WorkflowStatus;
+use crate::{
+    AddressError, Cancelling, DaemonError, ErrorCode, Execution, ExecutionList, ExecutionLogs, ExecutionQuery,
+    ExecutionSteps, Fired, Health, Listen, PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails,
+    ScheduleList, ScheduleSpec, ScheduleView, StartExecution, Started, Validation, WorkflowList, WorkflowSource,
+    WorkflowVersion, path,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// What a request to the daemon can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The daemon answered with a non-2xx status. A body that is not the
+    /// daemon's JSON error (e.g. from a proxy) becomes [`ErrorCode::Unknown`]
+    /// with the body as its message.
+    #[error("{} ({}){}", error.message, error.code, error.details.iter().map(|d| format!("\n  {d}")).collect::<String>())]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The daemon's error: code, message, details.
+        error: DaemonError,
+    },
+    /// The daemon could not be reached, or the connection broke.
+    #[error(
+        "cannot reach the plexus daemon at {address}: {cause} (is `plexus daemon` running? set --url or $PLEXUS_URL)"
+    )]
+    Unreachable {
+        /// Where it was looked for.
+        address: String,
+        /// Why it could not be reached.
+        cause: String,
+    },
+    /// An address that is neither `host:port` nor `unix:/path`.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// The request could not be built (e.g. a path that is not a valid URI).
+    #[error("invalid request: {0}")]
+    Request(String),
+    /// A 2xx answer whose body is not the type the route promises (a daemon
+    /// of another version?).
+    #[error("unexpected answer to {route}: {cause}")]
+    Answer {
+        /// `METHOD /path`.
+        route: String,
+        /// What did not fit.
+        cause: String,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status of a refused request (`None` for the other errors).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The daemon's error code of a refused request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Refused { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one daemon. Every call blocks the calling thread on the
+/// client's own single-threaded tokio runtime; do not call it from inside
+/// another tokio runtime's worker (use a blocking task).
+pub struct Client {
+    listen: Listen,
+    token: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Client {
+    /// A client of the daemon at `listen`, sending `token` as the bearer token.
+    ///
+    /// # Errors
+    /// [`ClientError::Request`] when the client's runtime cannot start.
+    pub fn new(listen: Listen, token: impl Into<String>) -> Result<Self, ClientError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ClientError::Request(format!("cannot start the client's runtime: {e}")))?;
+        Ok(Self { listen, token: token.into(), runtime })
+    }
+
+    /// Where this client sends its requests.
+    pub fn listen(&self) -> &Listen {
+        &self.listen
+    }
+
+    // ----- the routes -----
+
+    /// `GET /v1/health` (needs no token).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn health(&self) -> Result<Health, ClientError> {
+        self.call("GET", "/v1/health", NONE)
+    }
+
+    /// `GET /metrics`: the OpenMetrics text.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        let (_, body) = self.runtime.block_on(self.send("GET", "/metrics", None))?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `GET /v1/openapi.json`: the API's OpenAPI 3.1 document.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn openapi(&self) -> Result<Value, ClientError> {
+        self.call("GET", "/v1/openapi.json", NONE)
+    }
+
+    /// `GET /v1/plugins`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn plugins(&self) -> Result<PluginList, ClientError> {
+        self.call("GET", "/v1/plugins", NONE)
+    }
+
+    /// `GET /v1/plugins/{id}`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `PluginNotFound` when no such plugin is loaded.
+    pub fn plugin(&self, id: &str) -> Result<PluginDetails, ClientError> {
+        self.call("GET", &path(&["v1", "plugins", id], &[]), NONE)
+    }
+
+    /// `POST /v1/plugins/reload`: rescan the plugin directories now.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn reload_plugins(&self) -> Result<Reloaded, ClientError> {
+        self.call("POST", "/v1/plugins/reload", NONE)
+    }
+
+    /// `GET /v1/workflows`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn workflows(&self) -> Result<WorkflowList, ClientError> {
+        self.call("GET", "/v1/workflows", NONE)
+    }
+
+    /// `POST /v1/workflows`: register `source` (a new version if the id exists).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `InvalidConfiguration` with every problem in `details`.
+    pub fn register_workflow(&self, source: impl Into<String>) -> Result<Registered, ClientError> {
+        self.call("POST", "/v1/workflows", Some(&WorkflowSource { source: source.into() }))
+    }
+
+    /// `POST /v1/workflows/validate`: check `source` against the loaded plugins.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `InvalidConfiguration` with every problem in `details`.
+    pub fn validate_workflow(&self, source: impl Into<String>) -> Result<Validation, ClientError> {
+        self.call("POST", "/v1/workflows/validate", Some(&WorkflowSource { source: source.into() }))
+    }
+
+    /// `GET /v1/workflows/{id}`: the current version, or `version`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn workflow(&self, id: &str, version: Option<u32>) -> Result<WorkflowVersion, ClientError> {
+        let version = version.map(|v| v.to_string());
+        self.call("GET", &path(&["v1", "workflows", id], &[("version", version.as_deref())]), NONE)
+    }
+
+    /// `DELETE /v1/workflows/{id}`; executions pinned to it go on.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn delete_workflow(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty("DELETE", &path(&["v1", "workflows", id], &[]))
+    }
+
+    /// `GET /v1/executions`, filtered, newest first.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn executions(&self, query: &ExecutionQuery) -> Result<ExecutionList, ClientError> {
+        let limit = query.limit.map(|l| l.to_string());
+        let route = path(
+            &["v1", "executions"],
+            &[
+                ("workflow", query.workflow.as_deref()),
+                ("status", query.status.map(WorkflowStatus::as_str)),
+                ("schedule", query.schedule.as_deref()),
+                ("limit", limit.as_deref()),
+            ],
+        );
+        self.call("GET", &route, NONE)
+    }
+
+    /// `POST /v1/executions`: start `workflow`'s current version with `inputs`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound` for an unknown workflow,
+    /// `InvalidConfiguration` for bad inputs, `InvalidState` while the daemon stops.
+    pub fn start(&self, workflow: &str, inputs: Map<String, Value>) -> Result<Started, ClientError> {
+        self.call("POST", "/v1/executions", Some(&StartExecution { workflow: workflow.to_owned(), inputs }))
+    }
+
+    /// `GET /v1/executions/{id}`; with `wait_ms`, the daemon first waits up to
+    /// that long (at most 60,000 ms) for the execution to end.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`; `Timeout` (504) when it is still
+    /// running after `wait_ms`.
+    pub fn execution(&self, id: &str, wait_ms: Option<u64>) -> Result<Execution, ClientError> {
+        let wait = wait_ms.map(|ms| ms.to_string());
+        self.call("GET", &path(&["v1", "executions", id], &[("wait_ms", wait.as_deref())]), NONE)
+    }
+
+    /// `GET /v1/executions/{id}/steps`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn steps(&self, id: &str) -> Result<ExecutionSteps, ClientError> {
+        self.call("GET", &path(&["v1", "executions", id, "steps"], &[]), NONE)
+    }
+
+    /// `GET /v1/executions/{id}/logs`: events after `after` (a `seq`; 0 for
+    /// the start), at most `limit` (default 1,000, at most 10,000).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn logs(&self, id: &str, after: i64, limit: Option<u32>) -> Result<ExecutionLogs, ClientError> {
+        let (after, limit) = (after.to_string(), limit.map(|l| l.to_string()));
+        let route = path(&["v1", "executions", id, "logs"], &[("after", Some(&after)), ("limit", limit.as_deref())]);
+        self.call("GET", &route, NONE)
+    }
+
+    /// `POST /v1/executions/{id}/cancel`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`; `InvalidState` when it already ended.
+    pub fn cancel(&self, id: &str) -> Result<Cancelling, ClientError> {
+        self.call("POST", &path(&["v1", "executions", id, "cancel"], &[]), NONE)
+    }
+
+    /// `POST /v1/executions/{id}/retry`: run a failed execution again from
+    /// the steps that did not complete.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`; `InvalidState` unless it failed.
+    pub fn retry(&self, id: &str) -> Result<Execution, ClientError> {
+        self.call("POST", &path(&["v1", "executions", id, "retry"], &[]), NONE)
+    }
+
+    /// `GET /v1/schedules`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn schedules(&self) -> Result<ScheduleList, ClientError> {
+        self.call("GET", "/v1/schedules", NONE)
+    }
+
+    /// `POST /v1/schedules`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `InvalidConfiguration` naming the bad field;
+    /// `AlreadyExists`.
+    pub fn create_schedule(&self, spec: &ScheduleSpec) -> Result<ScheduleView, ClientError> {
+        self.call("POST", "/v1/schedules", Some(spec))
+    }
+
+    /// `GET /v1/schedules/{id}`: the schedule and its latest fires.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn schedule(&self, id: &str) -> Result<ScheduleDetails, ClientError> {
+        self.call("GET", &path(&["v1", "schedules", id], &[]), NONE)
+    }
+
+    /// `DELETE /v1/schedules/{id}`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn delete_schedule(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty("DELETE", &path(&["v1", "schedules", id], &[]))
+    }
+
+    /// `POST /v1/schedules/{id}/pause`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn pause_schedule(&self, id: &str) -> Result<ScheduleView, ClientError> {
+        self.call("POST", &path(&["v1", "schedules", id, "pause"], &[]), NONE)
+    }
+
+    /// `POST /v1/schedules/{id}/resume` (missed fires are not caught up).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn resume_schedule(&self, id: &str) -> Result<ScheduleView, ClientError> {
+        self.call("POST", &path(&["v1", "schedules", id, "resume"], &[]), NONE)
+    }
+
+    /// `POST /v1/schedules/{id}/run`: fire it now.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn run_schedule(&self, id: &str) -> Result<Fired, ClientError> {
+        self.call("POST", &path(&["v1", "schedules", id, "run"], &[]), NONE)
+    }
+
+    // ----- the transport -----
+
+    /// Send `body` as JSON to `method path` and read the answer as `T`. For
+    /// routes this client has no method for; `path` must be encoded already
+    /// (see [`path`]).
+    ///
+    /// # Errors
+    /// [`ClientError::Refused`] for a non-2xx answer, [`ClientError::Answer`]
+    /// for a body that is not a `T`, and as [`Client::request`].
+    pub fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Request(e.to_string()))?),
+            None => None,
+        };
+        let (_, bytes) = self.runtime.block_on(self.send(method, path, body))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Answer { route: format!("{method} {path}"), cause: e.to_string() })
+    }
+
+    fn call_empty(&self, method: &str, path: &str) -> Result<(), ClientError> {
+        self.runtime.block_on(self.send(method, path, None)).map(drop)
+    }
+
+    /// Send one request with a raw JSON body and read the JSON answer (an
+    /// empty body reads as `null`, one that is not JSON as a string).
+    ///
+    /// # Errors
+    /// [`ClientError::Refused`] for a non-2xx answer, [`ClientError::Unreachable`]
+    /// when the daemon cannot be reached, [`ClientError::Request`] for a
+    /// request that cannot be built.
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        let (_, text) = self.runtime.block_on(self.send(method, path, body))?;
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&text).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&text).into_owned()))
+        })
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), ClientError> {
+        let unreachable = |cause: String| ClientError::Unreachable { address: self.listen.to_string(), cause };
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "plexus")
+            .header("authorization", format!("Bearer {}", self.token));
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Request(e.to_string()))?;
+        let (status, text) = match &self.listen {
+            Listen::Tcp(addr) => {
+                let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
+                exchange(TokioIo::new(stream), request).await
+            }
+            #[cfg(unix)]
+            Listen::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| unreachable(e.to_string()))?;
+                exchange(TokioIo::new(stream), request).await
+            }
+            #[cfg(not(unix))]
+            Listen::Unix(_) => return Err(unreachable("Unix sockets need a Unix system".into())),
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
+        if (200..300).contains(&status) {
+            return Ok((status, text));
+        }
+        let error = serde_json::from_slice::<DaemonError>(&text).unwrap_or_else(|_| {
+            let body = String::from_utf8_lossy(&text);
+            DaemonError::new(ErrorCode::Unknown, format!("HTTP {status}: {}", body.trim()))
+        });
+        Err(ClientError::Refused { status, error })
+    }
+}
+
+/// No request body.
+const NONE: Option<&()> = None;
+
+async fn exchange<I>(io: TokioIo<I>, request: Request<Full<Bytes>>) -> Result<(u16, Bytes), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_that_is_not_there_is_unreachable() {
+        // Bind and drop a listener: nothing listens on that port afterwards.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let client = Client::new(Listen::Tcp(addr.to_string()), "t").unwrap();
+        let err = client.health().unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+        assert_eq!(err.status(), None);
+    }
+}

@@ -1,0 +1,119 @@
+//! The API's views of the plugin host's types: [`plugin_list`],
+//! [`plugin_details`], [`plugin_change`]. The daemon serves them; `plexus
+//! plugins list|info --json` prints the same shapes without a daemon.
+
+use plexus_client::{
+    DirAccess, DirGrant, NetworkGrant, PluginChange, PluginDetails, PluginKind, PluginLimits, PluginList,
+    PluginLoadError, PluginPermissions, PluginStatus, PluginSummary,
+};
+use plexus_host::manifest::{self, Network};
+use plexus_host::{Change, Host, LoadError, LoadedPlugin};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+fn kind(kind: manifest::PluginKind) -> PluginKind {
+    match kind {
+        manifest::PluginKind::Native => PluginKind::Native,
+        manifest::PluginKind::Wasm => PluginKind::Wasm,
+        manifest::PluginKind::InProcess => PluginKind::InProcess,
+    }
+}
+
+fn status(unavailable: &BTreeMap<String, String>, id: &str) -> PluginStatus {
+    if unavailable.contains_key(id) { PluginStatus::Unavailable } else { PluginStatus::Loaded }
+}
+
+/// One plugin as listed; `unavailable` is [`Host::unavailable`].
+pub fn plugin_summary(plugin: &LoadedPlugin, unavailable: &BTreeMap<String, String>) -> PluginSummary {
+    let meta = plugin.runtime.metadata();
+    PluginSummary {
+        id: plugin.id().to_owned(),
+        name: meta.name.clone(),
+        version: meta.version.clone(),
+        kind: kind(plugin.manifest.kind),
+        capabilities: meta.capabilities.clone(),
+        operations: meta.operations.iter().map(|o| o.name.clone()).collect(),
+        path: plugin.manifest.dir.display().to_string(),
+        status: status(unavailable, plugin.id()),
+    }
+}
+
+/// A load error with its kind, the kind's facts and the whole message.
+pub fn load_error(error: &LoadError) -> PluginLoadError {
+    let value = serde_json::to_value(error).unwrap_or_default();
+    PluginLoadError {
+        path: error.path.display().to_string(),
+        plugin: error.plugin.clone(),
+        kind: value.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        detail: value.get("detail").cloned().unwrap_or_default(),
+        message: error.to_string(),
+    }
+}
+
+/// Every loaded plugin, every load error, every unavailable plugin.
+pub fn plugin_list(host: &Host) -> PluginList {
+    let unavailable = host.unavailable();
+    PluginList {
+        plugins: host.plugins().map(|p| plugin_summary(p, &unavailable)).collect(),
+        errors: host.load_errors().iter().map(load_error).collect(),
+        unavailable,
+    }
+}
+
+/// One plugin's metadata, manifest facts, limits and permissions.
+pub fn plugin_details(host: &Host, plugin: &LoadedPlugin) -> PluginDetails {
+    let m = &plugin.manifest;
+    let unavailable = host.unavailable();
+    PluginDetails {
+        metadata: plugin.runtime.metadata().clone(),
+        kind: kind(m.kind),
+        path: m.dir.display().to_string(),
+        artifact: m.artifact.display().to_string(),
+        sha256: m.sha256.clone(),
+        contract_requirement: m.contract.as_ref().map(ToString::to_string),
+        config: m.config.clone(),
+        limits: PluginLimits {
+            timeout: u64::try_from(m.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            memory_bytes: m.limits.memory_bytes,
+            output_bytes: m.limits.output_bytes as u64,
+            state_bytes: m.limits.state_bytes,
+            log_bytes: m.limits.log_bytes,
+            handles: m.limits.handles,
+        },
+        permissions: PluginPermissions {
+            dirs: m
+                .permissions
+                .dirs
+                .iter()
+                .map(|d| DirGrant {
+                    host: d.host.display().to_string(),
+                    guest: d.guest.clone(),
+                    access: match d.access {
+                        manifest::DirAccess::ReadOnly => DirAccess::ReadOnly,
+                        manifest::DirAccess::ReadWrite => DirAccess::ReadWrite,
+                    },
+                })
+                .collect(),
+            env: m.permissions.env.clone(),
+            network: match &m.permissions.network {
+                Network::None => NetworkGrant::All(false),
+                Network::Any => NetworkGrant::All(true),
+                Network::Allow(list) => NetworkGrant::Endpoints(list.iter().map(ToString::to_string).collect()),
+            },
+        },
+        status: status(&unavailable, plugin.id()),
+        unavailable: unavailable.get(plugin.id()).cloned(),
+    }
+}
+
+/// A change of a rescan.
+pub fn plugin_change(change: Change) -> PluginChange {
+    match change {
+        Change::Loaded { plugin } => PluginChange::Loaded { plugin },
+        Change::Reloaded { plugin } => PluginChange::Reloaded { plugin },
+        Change::Removed { plugin } => PluginChange::Removed { plugin },
+        Change::Unavailable { plugin } => PluginChange::Unavailable { plugin },
+        Change::RestartRequired { plugin } => PluginChange::RestartRequired { plugin },
+        Change::Failed { error } => PluginChange::Failed { error },
+    }
+}
