@@ -227,7 +227,7 @@ async fn health(State(s): State<ApiState>) -> Json<Health> {
     responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", body = String,
         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(s): State<ApiState>) -> ApiResult<Response> {
-    let counts = s.daemon.store().execution_counts().map_err(DaemonError::from)?;
+    let counts = s.daemon.store().execution_counts().await.map_err(DaemonError::from)?;
     let metrics = s.daemon.metrics();
     for (plugin, (_, total)) in plexus_host::runtime::abandoned_calls() {
         metrics.abandoned_calls(&plugin, total);
@@ -284,7 +284,7 @@ async fn reload_plugins(State(s): State<ApiState>) -> ApiResult<Json<Reloaded>> 
         (status = 201, description = "Registered as a new version", body = Registered),
         (status = 200, description = "The same text was already the current version", body = Registered)))]
 async fn register_workflow(State(s): State<ApiState>, Body(body): Body<WorkflowSource>) -> ApiResult<Response> {
-    let registered = s.daemon.register_workflow(&body.source)?;
+    let registered = s.daemon.register_workflow(&body.source).await?;
     let status = if registered.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(registered)).into_response())
 }
@@ -310,7 +310,8 @@ async fn validate_workflow(State(s): State<ApiState>, Body(body): Body<WorkflowS
 async fn workflows(State(s): State<ApiState>) -> ApiResult<Json<WorkflowList>> {
     let workflows = s
         .daemon
-        .workflows()?
+        .workflows()
+        .await?
         .into_iter()
         .map(|r| WorkflowSummary { id: r.id, version: r.version, format: r.format, created_at_ms: r.created_at_ms })
         .collect();
@@ -335,14 +336,14 @@ async fn workflow(
     Path(id): Path<String>,
     Q(q): Q<VersionQuery>,
 ) -> ApiResult<Json<WorkflowVersion>> {
-    Ok(Json(s.daemon.workflow(&id, q.version)?))
+    Ok(Json(s.daemon.workflow(&id, q.version).await?))
 }
 
 /// Delete a workflow (executions pinned to it go on).
 #[utoipa::path(delete, path = "/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "Workflow id")),
     responses((status = 204, description = "Deleted (executions pinned to it go on)")))]
 async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    s.daemon.delete_workflow(&id)?;
+    s.daemon.delete_workflow(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -352,8 +353,8 @@ async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> A
 #[utoipa::path(post, path = "/v1/executions", tag = "executions", request_body = StartExecution,
     responses((status = 202, description = "Started an execution of the workflow's current version", body = Started)))]
 async fn start_execution(State(s): State<ApiState>, Body(body): Body<StartExecution>) -> ApiResult<Response> {
-    let exec = s.daemon.start(&body.workflow, body.inputs, Origin::default())?;
-    let (status, meta) = s.daemon.status(exec.id())?;
+    let exec = s.daemon.start(&body.workflow, body.inputs, Origin::default()).await?;
+    let (status, meta) = s.daemon.status(exec.id()).await?;
     let started = Started {
         execution_id: exec.id().to_owned(),
         workflow_id: status.workflow_id,
@@ -376,11 +377,11 @@ async fn executions(State(s): State<ApiState>, Q(q): Q<ExecutionQuery>) -> ApiRe
         schedule_id: q.schedule,
         limit: q.limit.map(|l| l.min(MAX_LIST)),
     };
-    Ok(Json(ExecutionList { executions: s.daemon.executions(&filter)? }))
+    Ok(Json(ExecutionList { executions: s.daemon.executions(&filter).await? }))
 }
 
-fn execution_view(s: &ApiState, id: &str) -> Result<Execution, ApiError> {
-    let (status, meta) = s.daemon.status(id)?;
+async fn execution_view(s: &ApiState, id: &str) -> Result<Execution, ApiError> {
+    let (status, meta) = s.daemon.status(id).await?;
     // Held: a state write failed; no step starts until it is recorded again.
     let held = s.daemon.live(id).is_some_and(|e| e.is_held());
     Ok(Execution { status, meta, held })
@@ -427,7 +428,7 @@ async fn execution(
             .into());
         }
     }
-    Ok(Json(execution_view(&s, &id)?))
+    Ok(Json(execution_view(&s, &id).await?))
 }
 
 /// Per-step results and compensations.
@@ -435,7 +436,7 @@ async fn execution(
     params(("id" = String, Path, description = "Execution id")),
     responses((status = 200, description = "Per-step results and compensations", body = ExecutionSteps)))]
 async fn execution_steps(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ExecutionSteps>> {
-    let (status, _) = s.daemon.status(&id)?;
+    let (status, _) = s.daemon.status(&id).await?;
     Ok(Json(ExecutionSteps { execution_id: id, steps: status.steps, compensations: status.compensations }))
 }
 
@@ -459,7 +460,7 @@ async fn execution_logs(
     Path(id): Path<String>,
     Q(q): Q<LogQuery>,
 ) -> ApiResult<Json<ExecutionLogs>> {
-    let (status, events) = s.daemon.logs(&id, q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(MAX_LIST))?;
+    let (status, events) = s.daemon.logs(&id, q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(MAX_LIST)).await?;
     Ok(Json(ExecutionLogs { execution_id: id, status, events }))
 }
 
@@ -468,7 +469,7 @@ async fn execution_logs(
     params(("id" = String, Path, description = "Execution id")),
     responses((status = 202, description = "Cancel: running steps stop, completed ones are compensated", body = Cancelling)))]
 async fn cancel_execution(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
-    s.daemon.cancel(&id)?;
+    s.daemon.cancel(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(Cancelling { execution_id: id, cancelling: true })).into_response())
 }
 
@@ -477,8 +478,8 @@ async fn cancel_execution(State(s): State<ApiState>, Path(id): Path<String>) -> 
     params(("id" = String, Path, description = "Execution id")),
     responses((status = 202, description = "Run a failed execution again from the steps that did not complete", body = Execution)))]
 async fn retry_execution(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
-    s.daemon.retry(&id)?;
-    Ok((StatusCode::ACCEPTED, Json(execution_view(&s, &id)?)).into_response())
+    s.daemon.retry(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(execution_view(&s, &id).await?)).into_response())
 }
 
 // ----- schedules -----
@@ -487,7 +488,7 @@ async fn retry_execution(State(s): State<ApiState>, Path(id): Path<String>) -> A
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules", request_body = ScheduleSpec,
     responses((status = 201, description = "Created", body = ScheduleView)))]
 async fn create_schedule(State(s): State<ApiState>, Body(spec): Body<ScheduleSpec>) -> ApiResult<Response> {
-    let view = s.schedules.create(spec)?;
+    let view = s.schedules.create(spec).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -495,35 +496,35 @@ async fn create_schedule(State(s): State<ApiState>, Body(spec): Body<ScheduleSpe
 #[utoipa::path(get, path = "/v1/schedules", tag = "schedules",
     responses((status = 200, description = "Schedules with their next fire times", body = ScheduleList)))]
 async fn schedules(State(s): State<ApiState>) -> ApiResult<Json<ScheduleList>> {
-    Ok(Json(ScheduleList { schedules: s.schedules.list()? }))
+    Ok(Json(ScheduleList { schedules: s.schedules.list().await? }))
 }
 
 /// One schedule and its latest 50 fires.
 #[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
     responses((status = 200, description = "One schedule and its latest 50 fires", body = ScheduleDetails)))]
 async fn schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ScheduleDetails>> {
-    Ok(Json(ScheduleDetails { view: s.schedules.get(&id)?, history: s.schedules.history(&id, 50)? }))
+    Ok(Json(ScheduleDetails { view: s.schedules.get(&id).await?, history: s.schedules.history(&id, 50).await? }))
 }
 
 /// Pause a schedule.
 #[utoipa::path(post, path = "/v1/schedules/{id}/pause", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
     responses((status = 200, description = "Paused", body = ScheduleView)))]
 async fn pause_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ScheduleView>> {
-    Ok(Json(s.schedules.pause(&id)?))
+    Ok(Json(s.schedules.pause(&id).await?))
 }
 
 /// Resume a schedule (missed fires are not caught up).
 #[utoipa::path(post, path = "/v1/schedules/{id}/resume", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
     responses((status = 200, description = "Resumed (missed fires are not caught up)", body = ScheduleView)))]
 async fn resume_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ScheduleView>> {
-    Ok(Json(s.schedules.resume(&id)?))
+    Ok(Json(s.schedules.resume(&id).await?))
 }
 
 /// Delete a schedule.
 #[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
     responses((status = 204, description = "Deleted")))]
 async fn delete_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    s.schedules.delete(&id)?;
+    s.schedules.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -531,7 +532,7 @@ async fn delete_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> A
 #[utoipa::path(post, path = "/v1/schedules/{id}/run", tag = "schedules", params(("id" = String, Path, description = "Schedule id")),
     responses((status = 202, description = "Fired now", body = Fired)))]
 async fn run_schedule(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let execution_id = s.schedules.run_now(&id)?;
+    let execution_id = s.schedules.run_now(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(Fired { schedule_id: id, execution_id })).into_response())
 }
 

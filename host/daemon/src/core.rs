@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +52,7 @@ pub use plexus_client::Registered;
 pub struct Daemon(Arc<Inner>);
 
 struct Inner {
-    store: Store,
+    store: Arc<dyn Store>,
     host: RwLock<Arc<Host>>,
     clock: Arc<dyn Clock>,
     runtime: tokio::runtime::Handle,
@@ -71,7 +71,7 @@ struct Inner {
     db_health: StateDbHealth,
     journal: Arc<dyn Journal>,
     /// Taken by retry and cancel: a check and the change it allows are one step.
-    lifecycle: Mutex<()>,
+    lifecycle: tokio::sync::Mutex<()>,
     /// How long ended executions are kept (`None`: forever), and when they
     /// were last pruned.
     retention: Mutex<(Option<Duration>, Option<std::time::SystemTime>)>,
@@ -107,7 +107,7 @@ impl Daemon {
     /// A daemon over `store` and `host`; executions run on `runtime`, at most
     /// `workers` at once, timed by `clock`.
     pub fn new(
-        store: Store,
+        store: Arc<dyn Store>,
         host: Host,
         clock: Arc<dyn Clock>,
         runtime: tokio::runtime::Handle,
@@ -134,7 +134,7 @@ impl Daemon {
             health,
             db_health,
             journal,
-            lifecycle: Mutex::default(),
+            lifecycle: tokio::sync::Mutex::const_new(()),
             retention: Mutex::new((Some(crate::config::DEFAULT_RETENTION), None)),
         }));
         daemon.spawn_maintenance();
@@ -158,9 +158,11 @@ impl Daemon {
     /// held executions again (they go on once that works), and, when writes
     /// failed and nothing is held, probe with a write so health recovers.
     pub async fn maintain(&self) {
-        let daemon = self.clone();
-        // The file check, the probe and pruning touch the disk: off the async workers.
-        let _ = tokio::task::spawn_blocking(move || daemon.maintain_files()).await;
+        match self.0.store.check_file().await {
+            Ok(changed) => self.0.db_health.file(changed.err().as_ref()),
+            Err(e) => tracing::warn!("cannot check the state database: {e}"),
+        }
+        self.prune_if_due().await;
         let held: Vec<Arc<Execution>> = {
             let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner);
             live.values().map(|(e, _)| e.clone()).filter(|e| e.is_held()).collect()
@@ -171,18 +173,8 @@ impl Daemon {
             }
         }
         if held.is_empty() && self.0.db_health.writes_failing() {
-            let daemon = self.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                daemon.0.db_health.writes(daemon.0.store.probe_write().err().as_ref());
-            })
-            .await;
+            self.0.db_health.writes(self.0.store.probe_write().await.err().as_ref());
         }
-    }
-
-    /// The blocking half of [`Self::maintain`]: the database file's check and pruning.
-    fn maintain_files(&self) {
-        self.0.db_health.file(self.0.store.check_file().err().as_ref());
-        self.prune_if_due();
     }
 
     /// Keep ended executions for `retention` after they end (`None`: forever;
@@ -193,7 +185,7 @@ impl Daemon {
 
     /// Delete executions that ended more than the retention ago, at most
     /// every `PRUNE_EVERY` (60 s, by the daemon's clock). Returns how many.
-    pub fn prune_if_due(&self) -> usize {
+    pub async fn prune_if_due(&self) -> usize {
         let now = self.0.clock.now();
         let cutoff = {
             let mut retention = self.0.retention.lock().unwrap_or_else(PoisonError::into_inner);
@@ -206,7 +198,7 @@ impl Daemon {
         };
         let mut pruned = 0;
         for _ in 0..4 {
-            match self.0.store.prune(cutoff, PRUNE_BATCH) {
+            match self.0.store.prune(cutoff, PRUNE_BATCH).await {
                 Ok(n) => {
                     pruned += n;
                     if n < PRUNE_BATCH as usize {
@@ -225,8 +217,8 @@ impl Daemon {
         pruned
     }
 
-    fn lifecycle(&self) -> MutexGuard<'_, ()> {
-        self.0.lifecycle.lock().unwrap_or_else(PoisonError::into_inner)
+    async fn lifecycle(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.lifecycle.lock().await
     }
 
     /// The plugins loaded now.
@@ -249,7 +241,7 @@ impl Daemon {
     }
 
     /// The state database.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.0.store
     }
 
@@ -291,11 +283,11 @@ impl Daemon {
     ///
     /// # Errors
     /// Invalid workflows ([`ErrorCode::InvalidConfiguration`](crate::ErrorCode::InvalidConfiguration)), store failures.
-    pub fn register_workflow(&self, source: &str) -> DaemonResult<Registered> {
+    pub async fn register_workflow(&self, source: &str) -> DaemonResult<Registered> {
         self.check_accepting()?;
         let valid = self.validate_workflow(source)?;
         let id = valid.workflow.id.clone();
-        let (version, created) = self.0.store.put_workflow(&id, source, SourceFormat::of(source))?;
+        let (version, created) = self.0.store.put_workflow(&id, source, SourceFormat::of(source)).await?;
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), version);
         let prepared = Prepared::new(valid);
         self.0
@@ -308,38 +300,42 @@ impl Daemon {
     }
 
     /// The current version of every workflow.
-    pub fn workflows(&self) -> DaemonResult<Vec<WorkflowRow>> {
-        Ok(self.0.store.workflows()?)
+    pub async fn workflows(&self) -> DaemonResult<Vec<WorkflowRow>> {
+        Ok(self.0.store.workflows().await?)
     }
 
     /// Workflow `id` at `version` (default: current).
-    pub fn workflow(&self, id: &str, version: Option<u32>) -> DaemonResult<WorkflowRow> {
-        self.0.store.workflow(id, version)?.ok_or_else(|| DaemonError::not_found(format!("workflow `{id}`")))
+    pub async fn workflow(&self, id: &str, version: Option<u32>) -> DaemonResult<WorkflowRow> {
+        self.0.store.workflow(id, version).await?.ok_or_else(|| DaemonError::not_found(format!("workflow `{id}`")))
     }
 
     /// Delete workflow `id`; executions pinned to it go on.
-    pub fn delete_workflow(&self, id: &str) -> DaemonResult<()> {
+    pub async fn delete_workflow(&self, id: &str) -> DaemonResult<()> {
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
-        if self.0.store.delete_workflow(id)? { Ok(()) } else { Err(DaemonError::not_found(format!("workflow `{id}`"))) }
+        if self.0.store.delete_workflow(id).await? {
+            Ok(())
+        } else {
+            Err(DaemonError::not_found(format!("workflow `{id}`")))
+        }
     }
 
     /// The current version of workflow `id`.
-    fn current_version(&self, id: &str) -> DaemonResult<u32> {
+    async fn current_version(&self, id: &str) -> DaemonResult<u32> {
         if let Some(v) = self.0.current.lock().unwrap_or_else(PoisonError::into_inner).get(id) {
             return Ok(*v);
         }
-        let version = self.workflow(id, None)?.version;
+        let version = self.workflow(id, None).await?.version;
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), version);
         Ok(version)
     }
 
     /// The compiled workflow `id` at `version`, from the cache or the store.
-    fn prepared(&self, id: &str, version: u32) -> DaemonResult<Arc<Prepared>> {
+    async fn prepared(&self, id: &str, version: u32) -> DaemonResult<Arc<Prepared>> {
         let key = (id.to_owned(), version);
         if let Some(p) = self.0.prepared.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
             return Ok(p.clone());
         }
-        let row = self.workflow(id, Some(version))?;
+        let row = self.workflow(id, Some(version)).await?;
         let prepared = Arc::new(Prepared::new(parse_workflow(&row.source)?));
         self.0.prepared.lock().unwrap_or_else(PoisonError::into_inner).insert(key, prepared.clone());
         Ok(prepared)
@@ -352,10 +348,10 @@ impl Daemon {
     ///
     /// # Errors
     /// Unknown workflow, bad inputs, shutting down, store failures.
-    pub fn start(&self, id: &str, inputs: Map<String, Value>, origin: Origin) -> DaemonResult<Arc<Execution>> {
+    pub async fn start(&self, id: &str, inputs: Map<String, Value>, origin: Origin) -> DaemonResult<Arc<Execution>> {
         self.check_accepting()?;
-        let version = self.current_version(id)?;
-        let prepared = self.prepared(id, version)?;
+        let version = self.current_version(id).await?;
+        let prepared = self.prepared(id, version).await?;
         let inputs = resolve_inputs(&prepared.workflow, inputs).map_err(|e| DaemonError::invalid(e.to_string()))?;
         let exec =
             Execution::start(new_execution_id(), &prepared, inputs, self.0.journal.clone(), origin.schedule_id.clone());
@@ -377,6 +373,7 @@ impl Daemon {
         self.0
             .store
             .insert_execution(&exec.snapshot(), &meta, &exec.state().snapshot())
+            .await
             .inspect_err(|e| self.0.db_health.writes(Some(e)))?;
         self.0.metrics.execution("started");
         tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
@@ -429,34 +426,35 @@ impl Daemon {
     }
 
     /// Execution `id`: live status if it runs here, else as stored.
-    pub fn status(&self, id: &str) -> DaemonResult<(ExecutionStatus, ExecutionMeta)> {
-        if let Some((exec, meta)) = self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(id) {
-            return Ok((exec.snapshot(), meta.clone()));
+    pub async fn status(&self, id: &str) -> DaemonResult<(ExecutionStatus, ExecutionMeta)> {
+        let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
+        if let Some((exec, meta)) = live {
+            return Ok((exec.snapshot(), meta));
         }
-        let stored = self.stored(id)?;
+        let stored = self.stored(id).await?;
         Ok((stored.status, stored.meta))
     }
 
-    fn stored(&self, id: &str) -> DaemonResult<StoredExecution> {
-        self.0.store.execution(id)?.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))
+    async fn stored(&self, id: &str) -> DaemonResult<StoredExecution> {
+        self.0.store.execution(id).await?.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))
     }
 
     /// Executions matching `filter`, newest first.
-    pub fn executions(&self, filter: &ExecutionFilter) -> DaemonResult<Vec<ExecutionSummary>> {
-        Ok(self.0.store.list_executions(filter)?)
+    pub async fn executions(&self, filter: &ExecutionFilter) -> DaemonResult<Vec<ExecutionSummary>> {
+        Ok(self.0.store.list_executions(filter).await?)
     }
 
     /// The log of execution `id` after event `after`, with its current status
     /// (cheap: `logs --follow` polls it).
-    pub fn logs(&self, id: &str, after: i64, limit: u32) -> DaemonResult<(WorkflowStatus, Vec<Event>)> {
+    pub async fn logs(&self, id: &str, after: i64, limit: u32) -> DaemonResult<(WorkflowStatus, Vec<Event>)> {
         let status = match self.live(id) {
             Some(exec) => exec.snapshot().status,
             None => {
-                let stored = self.0.store.execution_status(id)?;
+                let stored = self.0.store.execution_status(id).await?;
                 stored.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))?
             }
         };
-        Ok((status, self.0.store.events(id, after, limit)?))
+        Ok((status, self.0.store.events(id, after, limit).await?))
     }
 
     /// Cancel execution `id`: running steps are cancelled, completed ones compensated.
@@ -465,15 +463,15 @@ impl Daemon {
     /// # Errors
     /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound); [`ErrorCode::InvalidState`](crate::ErrorCode::InvalidState) if it already
     /// ended or is already being cancelled.
-    pub fn cancel(&self, id: &str) -> DaemonResult<()> {
-        let _one_at_a_time = self.lifecycle();
+    pub async fn cancel(&self, id: &str) -> DaemonResult<()> {
+        let _one_at_a_time = self.lifecycle().await;
         if let Some(exec) = self.live(id) {
             if exec.request_cancel() {
                 return Ok(());
             }
             return Err(DaemonError::invalid_state(format!("execution `{id}` is already being cancelled")));
         }
-        let stored = self.stored(id)?;
+        let stored = self.stored(id).await?;
         Err(DaemonError::invalid_state(format!("execution `{id}` is {}, not running", stored.status.status.as_str())))
     }
 
@@ -484,13 +482,13 @@ impl Daemon {
     /// # Errors
     /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound); [`ErrorCode::InvalidState`](crate::ErrorCode::InvalidState) unless it ended
     /// without completing.
-    pub fn retry(&self, id: &str) -> DaemonResult<()> {
+    pub async fn retry(&self, id: &str) -> DaemonResult<()> {
         self.check_accepting()?;
-        let _one_at_a_time = self.lifecycle();
+        let _one_at_a_time = self.lifecycle().await;
         if self.live(id).is_some() {
             return Err(DaemonError::invalid_state(format!("execution `{id}` is still running")));
         }
-        let mut stored = self.stored(id)?;
+        let stored = self.stored(id).await?;
         let status = stored.status.status;
         if !status.is_terminal() || status == plexus_workflow::WorkflowStatus::Completed {
             return Err(DaemonError::invalid_state(format!(
@@ -498,10 +496,10 @@ impl Daemon {
                 status.as_str()
             )));
         }
-        let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version)?;
-        if !self.0.store.reset_for_retry(&mut stored)? {
+        let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
+        let Some(stored) = self.0.store.reset_for_retry(stored).await? else {
             return Err(DaemonError::invalid_state(format!("execution `{id}` is already being retried")));
-        }
+        };
         tracing::info!(execution = %id, run = stored.meta.runs, "retrying from the steps that did not complete");
         let exec =
             Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id.clone());
@@ -512,12 +510,12 @@ impl Daemon {
     /// Resume every execution the store says had not ended (after a restart
     /// or crash). Returns how many resumed; one that cannot (its workflow
     /// version is unreadable) is recorded as failed and the others go on.
-    pub fn resume_unfinished(&self) -> DaemonResult<usize> {
-        let ids = self.0.store.unfinished_executions()?;
+    pub async fn resume_unfinished(&self) -> DaemonResult<usize> {
+        let ids = self.0.store.unfinished_executions().await?;
         let mut resumed = 0;
         for id in ids {
-            let Some(stored) = self.0.store.execution(&id)? else { continue };
-            match self.prepared(&stored.status.workflow_id, stored.meta.workflow_version) {
+            let Some(stored) = self.0.store.execution(&id).await? else { continue };
+            match self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await {
                 Ok(prepared) => {
                     tracing::info!(execution = %id, workflow = %stored.status.workflow_id, "resuming");
                     let exec = Execution::restore(
@@ -535,7 +533,7 @@ impl Daemon {
                     status.status = plexus_workflow::WorkflowStatus::Failed;
                     status.error = Some(format!("cannot resume: {e}"));
                     status.ended_at_ms = Some(epoch_ms(self.0.clock.now()));
-                    self.0.store.update_execution(&status).commit()?;
+                    self.0.store.update_execution(&status).await?;
                 }
             }
         }

@@ -11,7 +11,7 @@
 use super::dbfile::FileChanged;
 use super::health::Health;
 use super::metrics::Metrics;
-use super::store::{Store, StoreError, StoreWrite};
+use super::store::{Store, StoreError, StoreFuture};
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord};
 use plexus_workflow::{Journal, JournalError, JournalFuture, JournalResult, StepStatus};
 use serde_json::{Map, Value};
@@ -72,20 +72,20 @@ impl StateDbHealth {
 
 /// Writes an execution's transitions to the [`Store`].
 pub struct StoreJournal {
-    store: Store,
+    store: Arc<dyn Store>,
     metrics: Metrics,
     health: StateDbHealth,
 }
 
 impl StoreJournal {
     /// A journal writing to `store`, reporting failures to `health`.
-    pub fn new(store: Store, metrics: Metrics, health: StateDbHealth) -> Self {
+    pub fn new(store: Arc<dyn Store>, metrics: Metrics, health: StateDbHealth) -> Self {
         Self { store, metrics, health }
     }
 
     /// Await `write` (queued for the store's writer thread), then
     /// [`Self::checked`] and, if it worked, `then`.
-    fn check(&self, write: StoreWrite<()>, then: impl FnOnce(&Metrics) + Send + 'static) -> JournalFuture {
+    fn check(&self, write: StoreFuture<()>, then: impl FnOnce(&Metrics) + Send + 'static) -> JournalFuture {
         let journal = (self.metrics.clone(), self.health.clone());
         Box::pin(async move {
             let written = write.await;
@@ -145,7 +145,7 @@ impl Journal for StoreJournal {
         record: &StepRecord,
         state: Option<&Map<String, Value>>,
     ) -> JournalResult {
-        let written = self.store.update_step(execution_id, index, record, state).commit();
+        let written = self.store.update_step_blocking(execution_id, index, record, state);
         self.step_metrics(execution_id, record);
         self.checked(written)
     }

@@ -40,7 +40,7 @@ struct Inner {
     /// for `overlap = queue_one`, a whole catch-up for `catch_up = run_all`.
     queued: Mutex<HashMap<String, VecDeque<DateTime<Utc>>>>,
     /// Held while a queued fire is started.
-    starting: Mutex<()>,
+    starting: tokio::sync::Mutex<()>,
     wake: Notify,
 }
 
@@ -51,15 +51,20 @@ fn ms_to_time(ms: u64) -> DateTime<Utc> {
 impl Schedules {
     /// The service of `daemon`.
     pub fn new(daemon: Daemon) -> Self {
-        Self(Arc::new(Inner { daemon, queued: Mutex::default(), starting: Mutex::default(), wake: Notify::new() }))
+        Self(Arc::new(Inner {
+            daemon,
+            queued: Mutex::default(),
+            starting: tokio::sync::Mutex::const_new(()),
+            wake: Notify::new(),
+        }))
     }
 
     fn now(&self) -> DateTime<Utc> {
         DateTime::<Utc>::from(self.0.daemon.clock().now())
     }
 
-    fn row(&self, id: &str) -> DaemonResult<ScheduleRow> {
-        let rows = self.0.daemon.store().schedules()?;
+    async fn row(&self, id: &str) -> DaemonResult<ScheduleRow> {
+        let rows = self.0.daemon.store().schedules().await?;
         rows.into_iter().find(|r| r.id == id).ok_or_else(|| DaemonError::not_found(format!("schedule `{id}`")))
     }
 
@@ -76,7 +81,7 @@ impl Schedules {
     /// # Errors
     /// Invalid spec, [`ErrorCode::AlreadyExists`], [`ErrorCode::PluginNotFound`],
     /// [`ErrorCode::DependencyNotSatisfied`] for an unknown workflow.
-    pub fn create(&self, spec: ScheduleSpec) -> DaemonResult<ScheduleView> {
+    pub async fn create(&self, spec: ScheduleSpec) -> DaemonResult<ScheduleView> {
         let schedule = Schedule::new(spec)?;
         let daemon = &self.0.daemon;
         if let Trigger::At(at) = schedule.trigger
@@ -91,7 +96,7 @@ impl Schedules {
         }
         match &schedule.target {
             Target::Workflow { id, inputs } => {
-                let row = daemon.store().workflow(id, None)?.ok_or_else(|| {
+                let row = daemon.store().workflow(id, None).await?.ok_or_else(|| {
                     DaemonError::new(
                         ErrorCode::DependencyNotSatisfied,
                         format!("schedule `{}` runs workflow `{id}`, which is not registered", schedule.spec.id),
@@ -115,20 +120,20 @@ impl Schedules {
             }
         }
         let id = schedule.spec.id.clone();
-        if daemon.store().schedules()?.iter().any(|r| r.id == id) {
+        if daemon.store().schedules().await?.iter().any(|r| r.id == id) {
             return Err(DaemonError::new(ErrorCode::AlreadyExists, format!("schedule `{id}` already exists")));
         }
         if let Some(source) = schedule.operation_workflow() {
-            daemon.register_workflow(&source)?;
+            daemon.register_workflow(&source).await?;
         }
         let spec = serde_json::to_value(&schedule.spec).map_err(|e| DaemonError::invalid(e.to_string()))?;
         let created = epoch_ms(daemon.clock().now());
-        if !daemon.store().insert_schedule(&id, &spec, schedule.spec.enabled, created)? {
+        if !daemon.store().insert_schedule(&id, &spec, schedule.spec.enabled, created).await? {
             return Err(DaemonError::new(ErrorCode::AlreadyExists, format!("schedule `{id}` already exists")));
         }
         tracing::info!(schedule = %id, when = %schedule.spec.when, "schedule created");
         self.0.wake.notify_one();
-        self.get(&id)
+        self.get(&id).await
     }
 
     fn view(&self, row: &ScheduleRow, now: DateTime<Utc>) -> DaemonResult<ScheduleView> {
@@ -156,9 +161,9 @@ impl Schedules {
     /// Every schedule with its next fire time. A stored schedule that no
     /// longer validates (e.g. saved by an older version without today's
     /// bounds) is left out and logged; it never fires, and can be deleted.
-    pub fn list(&self) -> DaemonResult<Vec<ScheduleView>> {
+    pub async fn list(&self) -> DaemonResult<Vec<ScheduleView>> {
         let now = self.now();
-        let rows = self.0.daemon.store().schedules()?;
+        let rows = self.0.daemon.store().schedules().await?;
         Ok(rows
             .iter()
             .filter_map(|row| {
@@ -170,27 +175,27 @@ impl Schedules {
     }
 
     /// Schedule `id`.
-    pub fn get(&self, id: &str) -> DaemonResult<ScheduleView> {
-        self.view(&self.row(id)?, self.now())
+    pub async fn get(&self, id: &str) -> DaemonResult<ScheduleView> {
+        self.view(&self.row(id).await?, self.now())
     }
 
     /// The newest `limit` fires of schedule `id`.
-    pub fn history(&self, id: &str, limit: u32) -> DaemonResult<Vec<Fire>> {
-        self.row(id)?;
-        Ok(self.0.daemon.store().fires(id, limit)?)
+    pub async fn history(&self, id: &str, limit: u32) -> DaemonResult<Vec<Fire>> {
+        self.row(id).await?;
+        Ok(self.0.daemon.store().fires(id, limit).await?)
     }
 
     /// Pause schedule `id`: it does not fire until resumed.
-    pub fn pause(&self, id: &str) -> DaemonResult<ScheduleView> {
-        self.row(id)?;
-        self.0.daemon.store().set_schedule_enabled(id, false)?;
-        self.get(id)
+    pub async fn pause(&self, id: &str) -> DaemonResult<ScheduleView> {
+        self.row(id).await?;
+        self.0.daemon.store().set_schedule_enabled(id, false).await?;
+        self.get(id).await
     }
 
     /// Resume schedule `id`. Fire times that passed while it was paused are
     /// not caught up: pausing means "don't run".
-    pub fn resume(&self, id: &str) -> DaemonResult<ScheduleView> {
-        let row = self.row(id)?;
+    pub async fn resume(&self, id: &str) -> DaemonResult<ScheduleView> {
+        let row = self.row(id).await?;
         if !row.enabled {
             let now = epoch_ms(self.0.daemon.clock().now());
             let fire = Fire {
@@ -200,24 +205,24 @@ impl Schedules {
                 execution_id: None,
                 message: Some("fire times while paused are not caught up".into()),
             };
-            self.0.daemon.store().record_fire(id, &fire, true)?;
-            self.0.daemon.store().set_schedule_enabled(id, true)?;
+            self.0.daemon.store().record_fire(id, &fire, true).await?;
+            self.0.daemon.store().set_schedule_enabled(id, true).await?;
         }
         self.0.wake.notify_one();
-        self.get(id)
+        self.get(id).await
     }
 
     /// Delete schedule `id` (running executions go on; history stays), and
     /// the one-step workflow generated for an operation target.
-    pub fn delete(&self, id: &str) -> DaemonResult<()> {
-        let generated = (self.row(id).ok().and_then(|row| Self::parse(&row).ok()))
+    pub async fn delete(&self, id: &str) -> DaemonResult<()> {
+        let generated = (self.row(id).await.ok().and_then(|row| Self::parse(&row).ok()))
             .filter(|schedule| schedule.operation_workflow().is_some())
             .map(|schedule| schedule.workflow_id());
-        if !self.0.daemon.store().delete_schedule(id)? {
+        if !self.0.daemon.store().delete_schedule(id).await? {
             return Err(DaemonError::not_found(format!("schedule `{id}`")));
         }
         if let Some(workflow) = generated {
-            let _ = self.0.daemon.delete_workflow(&workflow);
+            let _ = self.0.daemon.delete_workflow(&workflow).await;
         }
         self.0.queued.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
         Ok(())
@@ -225,15 +230,15 @@ impl Schedules {
 
     /// Fire schedule `id` now, whatever its time and overlap policy (a
     /// manual run). Returns the execution id.
-    pub fn run_now(&self, id: &str) -> DaemonResult<String> {
-        let schedule = Self::parse(&self.row(id)?)?;
+    pub async fn run_now(&self, id: &str) -> DaemonResult<String> {
+        let schedule = Self::parse(&self.row(id).await?)?;
         let now = self.now();
-        let exec = self.start(&schedule, now, FireOutcome::Manual)?;
+        let exec = self.start(&schedule, now, FireOutcome::Manual).await?;
         Ok(exec)
     }
 
     /// Start one execution of `schedule` for `fire` and record it.
-    fn start(&self, schedule: &Schedule, fire: DateTime<Utc>, outcome: FireOutcome) -> DaemonResult<String> {
+    async fn start(&self, schedule: &Schedule, fire: DateTime<Utc>, outcome: FireOutcome) -> DaemonResult<String> {
         let daemon = &self.0.daemon;
         let id = &schedule.spec.id;
         let inputs = match &schedule.target {
@@ -243,7 +248,7 @@ impl Schedules {
         let fire_ms = fire.timestamp_millis() as u64;
         let origin = Origin { schedule_id: Some(id.clone()), fire_time_ms: Some(fire_ms) };
         let now_ms = epoch_ms(daemon.clock().now());
-        let result = daemon.start(&schedule.workflow_id(), inputs, origin);
+        let result = daemon.start(&schedule.workflow_id(), inputs, origin).await;
         let record = Fire {
             fire_time_ms: fire_ms,
             fired_at_ms: now_ms,
@@ -251,7 +256,7 @@ impl Schedules {
             execution_id: result.as_ref().ok().map(|e| e.id().to_owned()),
             message: result.as_ref().err().map(ToString::to_string),
         };
-        daemon.store().record_fire(id, &record, outcome != FireOutcome::Manual)?;
+        daemon.store().record_fire(id, &record, outcome != FireOutcome::Manual).await?;
         let exec = result?;
         // The scheduler lag is observed when the execution gets its worker (`Daemon::launch`).
         tracing::info!(schedule = %id, execution = %exec.id(), fire_time = %fire.to_rfc3339(), "schedule fired");
@@ -262,18 +267,28 @@ impl Schedules {
         tokio::spawn(async move {
             watched.wait().await;
             this.0.wake.notify_one();
-            if let Err(e) = this.start_queued(&schedule_id) {
+            if let Err(e) = this.start_queued_boxed(schedule_id.clone()).await {
                 tracing::warn!(schedule = %schedule_id, "queued fire not started: {e}");
             }
         });
         Ok(exec.id().to_owned())
     }
 
+    /// [`Self::start_queued`] as a boxed future: it starts an execution whose
+    /// end starts the next queued fire, a cycle of futures only a box ends.
+    fn start_queued_boxed(
+        &self,
+        id: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = DaemonResult<Option<String>>> + Send>> {
+        let this = self.clone();
+        Box::pin(async move { this.start_queued(&id).await })
+    }
+
     /// Start the oldest queued fire of schedule `id` if none of its runs is
     /// running. Returns the execution id.
-    fn start_queued(&self, id: &str) -> DaemonResult<Option<String>> {
+    async fn start_queued(&self, id: &str) -> DaemonResult<Option<String>> {
         // One at a time, so the tick and an ending run cannot both start one.
-        let _one = self.0.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one = self.0.starting.lock().await;
         if self.0.daemon.running_for_schedule(id) > 0 || !self.0.daemon.is_accepting() {
             return Ok(None);
         }
@@ -287,8 +302,8 @@ impl Schedules {
             fire
         };
         let Some(fire) = fire else { return Ok(None) };
-        let schedule = Self::parse(&self.row(id)?)?;
-        Ok(Some(self.start(&schedule, fire, FireOutcome::Started)?))
+        let schedule = Self::parse(&self.row(id).await?)?;
+        Ok(Some(self.start(&schedule, fire, FireOutcome::Started).await?))
     }
 
     fn queue_len(&self, id: &str) -> usize {
@@ -299,7 +314,7 @@ impl Schedules {
         self.0.queued.lock().unwrap_or_else(PoisonError::into_inner).entry(id.to_owned()).or_default().push_back(fire);
     }
 
-    fn skip(&self, id: &str, fire: DateTime<Utc>, outcome: FireOutcome, why: &str) -> DaemonResult<()> {
+    async fn skip(&self, id: &str, fire: DateTime<Utc>, outcome: FireOutcome, why: &str) -> DaemonResult<()> {
         let now = epoch_ms(self.0.daemon.clock().now());
         let record = Fire {
             fire_time_ms: fire.timestamp_millis() as u64,
@@ -309,18 +324,18 @@ impl Schedules {
             message: Some(why.into()),
         };
         tracing::info!(schedule = %id, fire_time = %fire.to_rfc3339(), "fire {}: {why}", outcome.as_str());
-        Ok(self.0.daemon.store().record_fire(id, &record, true)?)
+        Ok(self.0.daemon.store().record_fire(id, &record, true).await?)
     }
 
     /// Handle every due fire of every enabled schedule at the clock's time.
     /// Returns the ids of the executions started.
-    pub fn tick(&self) -> DaemonResult<Vec<String>> {
+    pub async fn tick(&self) -> DaemonResult<Vec<String>> {
         let now = self.now();
         let mut started = Vec::new();
         if !self.0.daemon.is_accepting() {
             return Ok(started);
         }
-        for row in self.0.daemon.store().schedules()? {
+        for row in self.0.daemon.store().schedules().await? {
             if !row.enabled {
                 continue;
             }
@@ -333,14 +348,14 @@ impl Schedules {
             };
             // A queued fire whose start failed, or whose predecessor ended unseen, starts now.
             if self.queue_len(&row.id) > 0 {
-                match self.start_queued(&row.id) {
+                match self.start_queued(&row.id).await {
                     Ok(started_id) => started.extend(started_id),
                     Err(e) => tracing::warn!(schedule = %row.id, "queued fire failed: {e}"),
                 }
             }
             let plan = schedule.plan(row.last_fire_ms.map(ms_to_time), ms_to_time(row.created_at_ms), now);
             for (fire, why) in &plan.skipped {
-                self.skip(&row.id, *fire, FireOutcome::Skipped, why)?;
+                self.skip(&row.id, *fire, FireOutcome::Skipped, why).await?;
             }
             // A run_all catch-up runs its fires one after another, whatever `overlap` says.
             let catching_up = schedule.spec.catch_up == CatchUp::RunAll
@@ -350,7 +365,7 @@ impl Schedules {
                 for &fire in &plan.run {
                     self.enqueue(&row.id, fire);
                 }
-                match self.start_queued(&row.id) {
+                match self.start_queued(&row.id).await {
                     Ok(started_id) => started.extend(started_id),
                     Err(e) => tracing::warn!(schedule = %row.id, "fire failed: {e}"),
                 }
@@ -364,7 +379,8 @@ impl Schedules {
                         fire,
                         FireOutcome::Queued,
                         "catch-up (catch_up = run_all): runs after the previous one",
-                    )?;
+                    )
+                    .await?;
                 }
                 continue;
             }
@@ -379,7 +395,8 @@ impl Schedules {
                                 fire,
                                 FireOutcome::Skipped,
                                 "the previous run is still running (overlap = skip)",
-                            )?;
+                            )
+                            .await?;
                             continue;
                         }
                         Overlap::QueueOne => {
@@ -389,7 +406,8 @@ impl Schedules {
                                     fire,
                                     FireOutcome::Skipped,
                                     "a run is already queued (overlap = queue_one)",
-                                )?;
+                                )
+                                .await?;
                             } else {
                                 self.enqueue(&row.id, fire);
                                 self.skip(
@@ -397,14 +415,15 @@ impl Schedules {
                                     fire,
                                     FireOutcome::Queued,
                                     "waits for the running one (overlap = queue_one)",
-                                )?;
+                                )
+                                .await?;
                             }
                             continue;
                         }
                     }
                 }
                 if schedule.jitter.is_zero() {
-                    match self.start(&schedule, fire, FireOutcome::Started) {
+                    match self.start(&schedule, fire, FireOutcome::Started).await {
                         Ok(id) => started.push(id),
                         Err(e) => tracing::warn!(schedule = %row.id, "fire failed: {e}"),
                     }
@@ -422,10 +441,10 @@ impl Schedules {
                         execution_id: None,
                         message: Some(format!("starts after {} ms of jitter", delay.as_millis())),
                     };
-                    self.0.daemon.store().record_fire(&row.id, &record, true)?;
+                    self.0.daemon.store().record_fire(&row.id, &record, true).await?;
                     tokio::spawn(async move {
                         clock.sleep(delay).await;
-                        if let Err(e) = this.start(&schedule, fire, FireOutcome::Started) {
+                        if let Err(e) = this.start(&schedule, fire, FireOutcome::Started).await {
                             tracing::warn!(schedule = %schedule.spec.id, "fire failed: {e}");
                         }
                     });
@@ -436,10 +455,11 @@ impl Schedules {
     }
 
     /// When the next tick is due: the earliest next fire time, at most 1 s away.
-    fn next_wake(&self) -> Duration {
+    async fn next_wake(&self) -> Duration {
         let now = self.now();
         let earliest = self
             .list()
+            .await
             .unwrap_or_default()
             .iter()
             .filter_map(|v| v.next_fire.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()))
@@ -452,10 +472,10 @@ impl Schedules {
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
-            if let Err(e) = self.tick() {
+            if let Err(e) = self.tick().await {
                 tracing::error!("schedule tick failed: {e}");
             }
-            let wait = self.next_wake().max(Duration::from_millis(10));
+            let wait = self.next_wake().await.max(Duration::from_millis(10));
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(wait) => {}

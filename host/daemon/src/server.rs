@@ -13,7 +13,7 @@ use super::error::{DaemonError, ErrorCode};
 use super::metrics::Metrics;
 use super::reload::PluginWatcher;
 use super::schedules::Schedules;
-use super::store::Store;
+use super::store::SqliteStore;
 use plexus_host::HostBuilder;
 use plexus_workflow::SystemClock;
 use std::future::{Future, IntoFuture};
@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// A [`DaemonError`] (code `Internal`) when the store cannot be opened, the
 /// token file created, the plugins' host built, or the address bound.
 pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
-    let store = Store::open(&config.state_db)?;
+    let store = Arc::new(SqliteStore::open(&config.state_db)?);
     let token = ensure_token(&config.token_file).map_err(startup)?;
     let mut builder = HostBuilder::new()
         .plugin_dirs(config.plugin_dirs.clone())
@@ -50,7 +50,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Handle::current();
     let daemon = Daemon::new(store, host, Arc::new(SystemClock), runtime, config.workers, metrics);
     daemon.set_retention(config.retention);
-    let resumed = daemon.resume_unfinished()?;
+    let resumed = daemon.resume_unfinished().await?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed unfinished executions");
     }

@@ -8,7 +8,7 @@ use super::core::Daemon;
 use super::metrics::Metrics;
 use super::schedule::ScheduleSpec;
 use super::schedules::Schedules;
-use super::store::{ExecutionMeta, Store};
+use super::store::{ExecutionMeta, SqliteStore};
 use chrono::{DateTime, Utc};
 use plexus_host::HostBuilder;
 use plexus_sdk::{Context, Operations, Plugin, PluginError, PluginInfo};
@@ -73,6 +73,8 @@ impl Plugin for DaemonOps {
 
 struct Fixture {
     daemon: Daemon,
+    /// The daemon's store, for the test hooks and direct reads.
+    store: SqliteStore,
     _dir: tempfile::TempDir,
 }
 
@@ -82,10 +84,17 @@ fn fixture(clock: Arc<dyn Clock>) -> Fixture {
 
 fn fixture_with_workers(clock: Arc<dyn Clock>, workers: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
     let host = HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap();
-    let daemon = Daemon::new(store, host, clock, tokio::runtime::Handle::current(), workers, Metrics::default());
-    Fixture { daemon, _dir: dir }
+    let daemon = Daemon::new(
+        Arc::new(store.clone()),
+        host,
+        clock,
+        tokio::runtime::Handle::current(),
+        workers,
+        Metrics::default(),
+    );
+    Fixture { daemon, store, _dir: dir }
 }
 
 /// A chain of `tick` steps `<prefix>-a` → `-b` → `-c`, with retries.
@@ -98,7 +107,7 @@ fn chain(id: &str, prefix: &str, ms: u64) -> String {
 async fn wait_done(daemon: &Daemon, id: &str) -> ExecutionStatus {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, _) = daemon.status(id).unwrap();
+        let (status, _) = daemon.status(id).await.unwrap();
         if status.status.is_terminal() && daemon.live(id).is_none() {
             return status;
         }
@@ -125,7 +134,7 @@ fn record(id: &str, status: StepStatus, attempts: u32) -> StepRecord {
 
 /// Write what a daemon that crashed mid-step would have left: `a` completed,
 /// `b` running (attempt `b_attempts`), `c` pending.
-fn crashed_execution(daemon: &Daemon, workflow: &str, b_attempts: u32) -> String {
+fn crashed_execution(store: &SqliteStore, workflow: &str, b_attempts: u32) -> String {
     let id = plexus_host::new_execution_id();
     let steps = vec![
         record("a", StepStatus::Completed, 1),
@@ -149,10 +158,10 @@ fn crashed_execution(daemon: &Daemon, workflow: &str, b_attempts: u32) -> String
         ended_at_ms: None,
     };
     let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
-    daemon.store().insert_execution(&status, &meta, &Map::new()).unwrap();
-    daemon.store().update_execution(&status).commit().unwrap();
+    store.insert_execution(&status, &meta, &Map::new()).unwrap();
+    store.update_execution(&status).commit().unwrap();
     for (i, step) in status.steps.iter().enumerate() {
-        daemon.store().update_step(&id, i, step, None).commit().unwrap();
+        store.update_step(&id, i, step, None).commit().unwrap();
     }
     id
 }
@@ -160,9 +169,9 @@ fn crashed_execution(daemon: &Daemon, workflow: &str, b_attempts: u32) -> String
 #[tokio::test(flavor = "multi_thread")]
 async fn resume_runs_only_the_steps_that_had_not_completed() {
     let f = fixture(Arc::new(SystemClock));
-    f.daemon.register_workflow(&chain("resume", "rs", 0)).unwrap();
-    let id = crashed_execution(&f.daemon, "resume", 1);
-    assert_eq!(f.daemon.resume_unfinished().unwrap(), 1);
+    f.daemon.register_workflow(&chain("resume", "rs", 0)).await.unwrap();
+    let id = crashed_execution(&f.store, "resume", 1);
+    assert_eq!(f.daemon.resume_unfinished().await.unwrap(), 1);
     let status = wait_done(&f.daemon, &id).await;
     assert_eq!(status.status, WorkflowStatus::Completed, "{status:?}");
     assert_eq!((runs("rs-a"), runs("rs-b"), runs("rs-c")), (0, 1, 1), "a completed before the crash");
@@ -170,7 +179,7 @@ async fn resume_runs_only_the_steps_that_had_not_completed() {
     assert_eq!(b.attempts, 2, "the interrupted attempt counts: b is retried per its policy");
     assert_eq!(SEEN.lock().unwrap()["rs-b"]["attempt"], json!(2));
     // Nothing recorded before the crash is lost: the log has the old and the new transitions.
-    let (_, log) = f.daemon.logs(&id, 0, 1000).unwrap();
+    let (_, log) = f.daemon.logs(&id, 0, 1000).await.unwrap();
     let b_events: Vec<(u32, String)> = log
         .iter()
         .filter(|e| e.step_id.as_deref() == Some("b"))
@@ -182,9 +191,9 @@ async fn resume_runs_only_the_steps_that_had_not_completed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_last_attempt_fails_the_step() {
     let f = fixture(Arc::new(SystemClock));
-    f.daemon.register_workflow(&chain("last", "la", 0)).unwrap();
-    let id = crashed_execution(&f.daemon, "last", 2);
-    f.daemon.resume_unfinished().unwrap();
+    f.daemon.register_workflow(&chain("last", "la", 0)).await.unwrap();
+    let id = crashed_execution(&f.store, "last", 2);
+    f.daemon.resume_unfinished().await.unwrap();
     let status = wait_done(&f.daemon, &id).await;
     assert_eq!(status.status, WorkflowStatus::Failed);
     let b = status.step("b").unwrap();
@@ -197,23 +206,23 @@ async fn an_interrupted_last_attempt_fails_the_step() {
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_runs_the_failed_steps_and_keeps_the_completed_ones() {
     let f = fixture(Arc::new(SystemClock));
-    f.daemon.register_workflow(&chain("retry", "rt", 0)).unwrap();
+    f.daemon.register_workflow(&chain("retry", "rt", 0)).await.unwrap();
     FAILING.lock().unwrap().insert("rt-b".into());
-    let exec = f.daemon.start("retry", Map::new(), Default::default()).unwrap();
+    let exec = f.daemon.start("retry", Map::new(), Default::default()).await.unwrap();
     let id = exec.id().to_owned();
     let failed = wait_done(&f.daemon, &id).await;
     assert_eq!(failed.status, WorkflowStatus::Failed);
     assert_eq!((runs("rt-a"), runs("rt-b"), runs("rt-c")), (1, 1, 0), "a plugin failure is not retryable");
     // Only a finished, not completed, execution can be retried.
     FAILING.lock().unwrap().remove("rt-b");
-    f.daemon.retry(&id).unwrap();
+    f.daemon.retry(&id).await.unwrap();
     let done = wait_done(&f.daemon, &id).await;
     assert_eq!(done.status, WorkflowStatus::Completed, "{done:?}");
     assert_eq!((runs("rt-a"), runs("rt-b"), runs("rt-c")), (1, 2, 1), "a is not run again");
     assert_eq!(done.step("b").unwrap().attempts, 1, "attempts start over");
-    let err = f.daemon.retry(&id).unwrap_err();
+    let err = f.daemon.retry(&id).await.unwrap_err();
     assert_eq!(err.code, super::ErrorCode::InvalidState);
-    let (_, meta) = f.daemon.status(&id).unwrap();
+    let (_, meta) = f.daemon.status(&id).await.unwrap();
     assert_eq!(meta.runs, 2);
 }
 
@@ -228,9 +237,10 @@ fn spec(value: Value) -> ScheduleSpec {
 }
 
 /// Fire times (RFC 3339) of `schedule` with `outcome`, oldest first.
-fn fires(s: &Schedules, schedule: &str, outcome: &str) -> Vec<String> {
+async fn fires(s: &Schedules, schedule: &str, outcome: &str) -> Vec<String> {
     let mut v: Vec<String> = s
         .history(schedule, 1000)
+        .await
         .unwrap()
         .into_iter()
         .filter(|f| f.outcome.as_str() == outcome)
@@ -248,11 +258,12 @@ async fn interval_schedule_fires_on_mock_time_with_its_context() {
     s.create(spec(
         json!({"id": "op", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "iv"}}),
     ))
+    .await
     .unwrap();
-    assert!(s.tick().unwrap().is_empty(), "nothing is due at creation");
-    assert_eq!(s.get("op").unwrap().next_fire.as_deref(), Some("2026-06-01T12:01:00+00:00"));
+    assert!(s.tick().await.unwrap().is_empty(), "nothing is due at creation");
+    assert_eq!(s.get("op").await.unwrap().next_fire.as_deref(), Some("2026-06-01T12:01:00+00:00"));
     clock.advance(Duration::from_secs(61));
-    let started = s.tick().unwrap();
+    let started = s.tick().await.unwrap();
     assert_eq!(started.len(), 1);
     let status = wait_done(&f.daemon, &started[0]).await;
     assert_eq!(status.status, WorkflowStatus::Completed);
@@ -264,17 +275,17 @@ async fn interval_schedule_fires_on_mock_time_with_its_context() {
         seen["schedule"]["fire_time_ms"],
         json!(at("2026-06-01T12:01:00Z").duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64)
     );
-    let (_, meta) = f.daemon.status(&started[0]).unwrap();
+    let (_, meta) = f.daemon.status(&started[0]).await.unwrap();
     assert_eq!(meta.schedule_id.as_deref(), Some("op"));
-    assert!(s.tick().unwrap().is_empty(), "a fire is handled once");
+    assert!(s.tick().await.unwrap().is_empty(), "a fire is handled once");
     // Paused: no fires; resumed: the paused time is not caught up.
-    s.pause("op").unwrap();
+    s.pause("op").await.unwrap();
     clock.advance(Duration::from_secs(600));
-    assert!(s.tick().unwrap().is_empty());
-    s.resume("op").unwrap();
-    assert!(s.tick().unwrap().is_empty());
+    assert!(s.tick().await.unwrap().is_empty());
+    s.resume("op").await.unwrap();
+    assert!(s.tick().await.unwrap().is_empty());
     clock.advance(Duration::from_secs(60));
-    let again = s.tick().unwrap();
+    let again = s.tick().await.unwrap();
     assert_eq!(again.len(), 1);
     wait_done(&f.daemon, &again[0]).await;
     assert_eq!(runs("iv"), 2);
@@ -285,25 +296,27 @@ async fn overlap_policies_skip_or_queue_one() {
     let clock = MockClock::new(at("2026-06-01T12:00:00Z"));
     let f = fixture(Arc::new(clock.clone()));
     let s = Schedules::new(f.daemon.clone());
-    f.daemon.register_workflow(&chain("slow", "ov", 150)).unwrap();
-    s.create(spec(json!({"id": "skip", "when": "every 1m", "workflow": "slow", "overlap": "skip"}))).unwrap();
-    s.create(spec(json!({"id": "queue", "when": "every 1m", "workflow": "slow", "overlap": "queue_one"}))).unwrap();
+    f.daemon.register_workflow(&chain("slow", "ov", 150)).await.unwrap();
+    s.create(spec(json!({"id": "skip", "when": "every 1m", "workflow": "slow", "overlap": "skip"}))).await.unwrap();
+    s.create(spec(json!({"id": "queue", "when": "every 1m", "workflow": "slow", "overlap": "queue_one"})))
+        .await
+        .unwrap();
     for _ in 0..3 {
         clock.advance(Duration::from_secs(60));
-        s.tick().unwrap();
+        s.tick().await.unwrap();
     }
     // First fire started; the second and third found it running.
-    assert_eq!(fires(&s, "skip", "started").len(), 1);
-    assert_eq!(fires(&s, "skip", "skipped"), ["2026-06-01T12:02:00+00:00", "2026-06-01T12:03:00+00:00"]);
-    assert_eq!(fires(&s, "queue", "queued"), ["2026-06-01T12:02:00+00:00"]);
-    assert_eq!(fires(&s, "queue", "skipped"), ["2026-06-01T12:03:00+00:00"]);
+    assert_eq!(fires(&s, "skip", "started").await.len(), 1);
+    assert_eq!(fires(&s, "skip", "skipped").await, ["2026-06-01T12:02:00+00:00", "2026-06-01T12:03:00+00:00"]);
+    assert_eq!(fires(&s, "queue", "queued").await, ["2026-06-01T12:02:00+00:00"]);
+    assert_eq!(fires(&s, "queue", "skipped").await, ["2026-06-01T12:03:00+00:00"]);
     // When the running one ends, the queued fire starts.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while fires(&s, "queue", "started").len() < 2 {
+    while fires(&s, "queue", "started").await.len() < 2 {
         assert!(Instant::now() < deadline, "the queued fire never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(fires(&s, "queue", "started"), ["2026-06-01T12:01:00+00:00", "2026-06-01T12:02:00+00:00"]);
+    assert_eq!(fires(&s, "queue", "started").await, ["2026-06-01T12:01:00+00:00", "2026-06-01T12:02:00+00:00"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -316,21 +329,21 @@ async fn catch_up_after_a_simulated_downtime() {
                "params": {"tag": id}, "catch_up": catch_up, "catch_up_window": "3h", "overlap": "allow"})
     };
     for (id, policy) in [("all", "run_all"), ("once", "run_once"), ("none", "skip")] {
-        s.create(spec(op(id, policy))).unwrap();
+        s.create(spec(op(id, policy))).await.unwrap();
     }
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(s.tick().unwrap().len(), 3, "01:00 fires on time for all three");
+    assert_eq!(s.tick().await.unwrap().len(), 3, "01:00 fires on time for all three");
     // Down from 01:00 to 06:10: fires 02:00–06:00 were missed; the window reaches back to 03:10.
     clock.advance(Duration::from_secs(5 * 3600 + 600));
-    s.tick().unwrap();
+    s.tick().await.unwrap();
     assert_eq!(
-        fires(&s, "all", "started")[1..],
+        fires(&s, "all", "started").await[1..],
         ["2026-06-01T04:00:00+00:00", "2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]
     );
-    assert_eq!(fires(&s, "once", "started")[1..], ["2026-06-01T06:00:00+00:00"]);
-    assert_eq!(fires(&s, "none", "started").len(), 1);
-    assert!(!fires(&s, "none", "skipped").is_empty());
-    assert!(s.tick().unwrap().is_empty(), "caught up once");
+    assert_eq!(fires(&s, "once", "started").await[1..], ["2026-06-01T06:00:00+00:00"]);
+    assert_eq!(fires(&s, "none", "started").await.len(), 1);
+    assert!(!fires(&s, "none", "skipped").await.is_empty());
+    assert!(s.tick().await.unwrap().is_empty(), "caught up once");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -341,28 +354,29 @@ async fn run_all_catch_up_runs_one_after_another_despite_overlap_skip() {
     // Default overlap (skip): the catch-up fires must not skip each other.
     s.create(spec(json!({"id": "seq", "when": "cron 0 * * * *", "plugin": "dtest.ops", "operation": "tick",
                           "params": {"tag": "seq", "ms": 60}, "catch_up": "run_all", "catch_up_window": "3h"})))
+        .await
         .unwrap();
     clock.advance(Duration::from_secs(3600));
-    wait_done(&f.daemon, &s.tick().unwrap()[0]).await;
+    wait_done(&f.daemon, &s.tick().await.unwrap()[0]).await;
     // Down from 01:00 to 06:10: 04:00, 05:00 and 06:00 are within the window.
     clock.advance(Duration::from_secs(5 * 3600 + 600));
-    assert_eq!(s.tick().unwrap().len(), 1, "one at a time");
-    assert_eq!(fires(&s, "seq", "queued"), ["2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]);
+    assert_eq!(s.tick().await.unwrap().len(), 1, "one at a time");
+    assert_eq!(fires(&s, "seq", "queued").await, ["2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while fires(&s, "seq", "started").len() < 4 {
+    while fires(&s, "seq", "started").await.len() < 4 {
         assert!(f.daemon.running_for_schedule("seq") <= 1, "catch-up runs overlapped");
-        assert!(Instant::now() < deadline, "the catch-up did not finish: {:?}", fires(&s, "seq", "started"));
-        s.tick().unwrap();
+        assert!(Instant::now() < deadline, "the catch-up did not finish: {:?}", fires(&s, "seq", "started").await);
+        s.tick().await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(
-        fires(&s, "seq", "started")[1..],
+        fires(&s, "seq", "started").await[1..],
         ["2026-06-01T04:00:00+00:00", "2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]
     );
     assert!(
-        fires(&s, "seq", "skipped").iter().all(|t| t.as_str() < "2026-06-01T04:00:00"),
+        fires(&s, "seq", "skipped").await.iter().all(|t| t.as_str() < "2026-06-01T04:00:00"),
         "{:?}",
-        fires(&s, "seq", "skipped")
+        fires(&s, "seq", "skipped").await
     );
 }
 
@@ -372,25 +386,25 @@ async fn schedules_refuse_past_at_times_and_overlong_intervals() {
     let f = fixture(Arc::new(clock.clone()));
     let s = Schedules::new(f.daemon.clone());
     let op = |id: &str, when: &str| json!({"id": id, "when": when, "plugin": "dtest.ops", "operation": "tick", "params": {"tag": id}});
-    let past = s.create(spec(op("past", "at 2026-05-31T23:59:59Z"))).unwrap_err().to_string();
+    let past = s.create(spec(op("past", "at 2026-05-31T23:59:59Z"))).await.unwrap_err().to_string();
     assert!(past.contains("not in the future"), "{past}");
-    s.create(spec(op("future", "at 2026-06-01T00:00:01Z"))).unwrap();
-    let long = s.create(spec(op("long", "every 300000years"))).unwrap_err().to_string();
+    s.create(spec(op("future", "at 2026-06-01T00:00:01Z"))).await.unwrap();
+    let long = s.create(spec(op("long", "every 300000years"))).await.unwrap_err().to_string();
     assert!(long.contains("too long"), "{long}");
     // The longest interval is accepted, and ticking it far in the future does not panic.
-    s.create(spec(op("century", "every 100y"))).unwrap();
+    s.create(spec(op("century", "every 100y"))).await.unwrap();
     clock.advance(Duration::from_secs(200 * 31_557_600));
-    s.tick().unwrap();
-    assert!(s.list().unwrap().iter().any(|v| v.spec.id == "century"));
-    let bad_id = s.create(spec(op("no/slash", "every 1m"))).unwrap_err().to_string();
+    s.tick().await.unwrap();
+    assert!(s.list().await.unwrap().iter().any(|v| v.spec.id == "century"));
+    let bad_id = s.create(spec(op("no/slash", "every 1m"))).await.unwrap_err().to_string();
     assert!(bad_id.contains("schedule id"), "{bad_id}");
     // A row an older version saved without the bounds: logged and left out, never a panic.
     let old = json!({"id": "old", "when": "every 300000years", "workflow": "w"});
-    f.daemon.store().insert_schedule("old", &old, true, 0).unwrap();
-    s.tick().unwrap();
-    assert!(s.list().unwrap().iter().all(|v| v.spec.id != "old"));
-    assert!(s.get("old").unwrap_err().to_string().contains("too long"));
-    s.delete("old").unwrap();
+    f.store.insert_schedule("old", &old, true, 0).unwrap();
+    s.tick().await.unwrap();
+    assert!(s.list().await.unwrap().iter().all(|v| v.spec.id != "old"));
+    assert!(s.get("old").await.unwrap_err().to_string().contains("too long"));
+    s.delete("old").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -400,21 +414,22 @@ async fn cron_in_two_time_zones_across_dst_on_the_mock_clock() {
     let s = Schedules::new(f.daemon.clone());
     let sched = |id: &str, when: &str, tz: &str| json!({"id": id, "when": when, "timezone": tz, "plugin": "dtest.ops", "operation": "tick", "params": {"tag": id}});
     // 02:30 Berlin does not exist on 2026-03-29 (clocks jump 02:00 → 03:00).
-    s.create(spec(sched("berlin", "cron 30 2 * * *", "Europe/Berlin"))).unwrap();
+    s.create(spec(sched("berlin", "cron 30 2 * * *", "Europe/Berlin"))).await.unwrap();
     // 01:30 New York happens twice on 2026-11-01 (clocks fall back 02:00 → 01:00).
-    s.create(spec(sched("newyork", "cron 30 1 * * *", "America/New_York"))).unwrap();
-    let tick_through = |until: &str| {
+    s.create(spec(sched("newyork", "cron 30 1 * * *", "America/New_York"))).await.unwrap();
+    let tick_through = async |until: &str| {
         while clock.now() < at(until) {
             clock.advance(Duration::from_secs(60));
-            s.tick().unwrap();
+            s.tick().await.unwrap();
         }
     };
-    tick_through("2026-03-29T04:00:00Z");
-    assert_eq!(fires(&s, "berlin", "started"), ["2026-03-29T01:00:00+00:00"], "once, right after the gap");
+    tick_through("2026-03-29T04:00:00Z").await;
+    assert_eq!(fires(&s, "berlin", "started").await, ["2026-03-29T01:00:00+00:00"], "once, right after the gap");
     clock.advance(at("2026-11-01T04:00:00Z").duration_since(clock.now()).unwrap());
-    s.tick().unwrap(); // the months between are missed and skipped by run_once
-    tick_through("2026-11-01T08:00:00Z");
-    let ny: Vec<String> = fires(&s, "newyork", "started").into_iter().filter(|t| t.starts_with("2026-11-01")).collect();
+    s.tick().await.unwrap(); // the months between are missed and skipped by run_once
+    tick_through("2026-11-01T08:00:00Z").await;
+    let ny: Vec<String> =
+        fires(&s, "newyork", "started").await.into_iter().filter(|t| t.starts_with("2026-11-01")).collect();
     assert_eq!(ny, ["2026-11-01T05:30:00+00:00"], "once, at the first 01:30 (EDT)");
 }
 
@@ -435,8 +450,8 @@ async fn an_abandoned_native_call_shows_in_health_and_metrics() {
     let f = fixture(Arc::new(SystemClock));
     let source = "id: stuck\nsteps:\n  - {id: s, plugin_id: dtest.ops, method_name: stubborn, \
                   parameters: {tag: stuck, ms: 1500}, timeout: 50ms}\n";
-    f.daemon.register_workflow(source).unwrap();
-    let exec = f.daemon.start("stuck", Map::new(), super::core::Origin::default()).unwrap();
+    f.daemon.register_workflow(source).await.unwrap();
+    let exec = f.daemon.start("stuck", Map::new(), super::core::Origin::default()).await.unwrap();
     let status = wait_done(&f.daemon, exec.id()).await;
     assert_eq!(status.status, WorkflowStatus::Failed);
     let app =
@@ -481,12 +496,14 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_writes_hold_executions_until_they_work_again() {
     let f = fixture(Arc::new(SystemClock));
-    f.daemon.register_workflow(&chain("full", "fd", 600)).unwrap();
-    let ids: Vec<String> =
-        (0..3).map(|_| f.daemon.start("full", Map::new(), Default::default()).unwrap().id().to_owned()).collect();
+    f.daemon.register_workflow(&chain("full", "fd", 600)).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(f.daemon.start("full", Map::new(), Default::default()).await.unwrap().id().to_owned());
+    }
     until("every `a` to start", || runs("fd-a") == 3).await;
     // The disk fills while the three `a` steps run.
-    f.daemon.store().fail_writes(true);
+    f.store.fail_writes(true);
     until("health to turn degraded", || f.daemon.health().reasons().contains_key("state_db")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(runs("fd-b"), 0, "no step starts while its start cannot be recorded");
@@ -498,16 +515,16 @@ async fn failing_writes_hold_executions_until_they_work_again() {
         assert_eq!(exec.snapshot().step("a").unwrap().status, StepStatus::Completed, "what ran is kept");
     }
     // Space is freed: the executions are recorded again and go on.
-    f.daemon.store().fail_writes(false);
+    f.store.fail_writes(false);
     for id in &ids {
         let done = wait_done(&f.daemon, id).await;
         assert_eq!(done.status, WorkflowStatus::Completed, "{done:?}");
-        let stored = f.daemon.store().execution(id).unwrap().unwrap();
+        let stored = f.store.execution(id).unwrap().unwrap();
         assert_eq!(stored.status.status, WorkflowStatus::Completed);
         assert!(stored.status.steps.iter().all(|s| s.status == StepStatus::Completed && s.attempts == 1));
     }
     assert_eq!((runs("fd-a"), runs("fd-b"), runs("fd-c")), (3, 3, 3), "no step ran twice");
-    assert!(f.daemon.store().unfinished_executions().unwrap().is_empty(), "nothing left to resume");
+    assert!(f.store.unfinished_executions().unwrap().is_empty(), "nothing left to resume");
     until("health to recover", || !f.daemon.health().is_degraded()).await;
 }
 
@@ -516,7 +533,7 @@ async fn a_deleted_database_is_noticed() {
     let f = fixture(Arc::new(SystemClock));
     f.daemon.maintain().await;
     assert!(!f.daemon.health().is_degraded());
-    std::fs::remove_file(f.daemon.store().path()).unwrap();
+    std::fs::remove_file(f.store.path()).unwrap();
     f.daemon.maintain().await;
     let reason = f.daemon.health().reasons().get("state_db").cloned().unwrap_or_default();
     assert!(reason.contains("deleted") && reason.contains("state.db"), "{reason}");
@@ -525,7 +542,7 @@ async fn a_deleted_database_is_noticed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_store_on_the_same_database_is_refused() {
     let f = fixture(Arc::new(SystemClock));
-    let err = match Store::open(f.daemon.store().path()) {
+    let err = match SqliteStore::open(f.store.path()) {
         Ok(_) => panic!("a second store opened the database"),
         Err(e) => e.to_string(),
     };
@@ -538,9 +555,9 @@ async fn a_read_only_database_is_a_start_error() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
-    drop(Store::open(&path).unwrap());
+    drop(SqliteStore::open(&path).unwrap());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
-    let err = Store::open(&path).err().expect("a read-only database is refused").to_string();
+    let err = SqliteStore::open(&path).err().expect("a read-only database is refused").to_string();
     assert!(err.contains("read-only") && err.contains("state.db"), "{err}");
 }
 
@@ -549,7 +566,7 @@ fn a_damaged_database_is_a_start_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     {
-        let store = Store::open(&path).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
         for i in 0..200 {
             store.put_workflow(&format!("w{i}"), &"x".repeat(500), plexus_client::SourceFormat::Yaml).unwrap();
         }
@@ -559,25 +576,26 @@ fn a_damaged_database_is_a_start_error() {
     assert!(bytes.len() > 16 * 4096, "{}", bytes.len());
     bytes[8 * 4096..12 * 4096].fill(0x5a);
     std::fs::write(&path, bytes).unwrap();
-    let err = Store::open(&path).err().expect("a damaged database is refused").to_string();
+    let err = SqliteStore::open(&path).err().expect("a damaged database is refused").to_string();
     assert!(err.contains("state.db") && (err.contains("quick_check") || err.contains("malformed")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_retries_accept_one() {
     let f = fixture(Arc::new(SystemClock));
-    f.daemon.register_workflow(&chain("twice", "tw", 0)).unwrap();
+    f.daemon.register_workflow(&chain("twice", "tw", 0)).await.unwrap();
     FAILING.lock().unwrap().insert("tw-b".into());
-    let id = f.daemon.start("twice", Map::new(), Default::default()).unwrap().id().to_owned();
+    let id = f.daemon.start("twice", Map::new(), Default::default()).await.unwrap().id().to_owned();
     assert_eq!(wait_done(&f.daemon, &id).await.status, WorkflowStatus::Failed);
     FAILING.lock().unwrap().remove("tw-b");
     let barrier = Arc::new(std::sync::Barrier::new(8));
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let (daemon, barrier, id) = (f.daemon.clone(), barrier.clone(), id.clone());
+            let runtime = tokio::runtime::Handle::current();
             std::thread::spawn(move || {
                 barrier.wait();
-                daemon.retry(&id)
+                runtime.block_on(daemon.retry(&id))
             })
         })
         .collect();
@@ -586,7 +604,7 @@ async fn concurrent_retries_accept_one() {
     assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code == super::ErrorCode::InvalidState));
     assert_eq!(wait_done(&f.daemon, &id).await.status, WorkflowStatus::Completed);
     assert_eq!((runs("tw-a"), runs("tw-b"), runs("tw-c")), (1, 2, 1), "b ran once more, c once");
-    assert_eq!(f.daemon.status(&id).unwrap().1.runs, 2);
+    assert_eq!(f.daemon.status(&id).await.unwrap().1.runs, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -597,13 +615,13 @@ async fn cancelling_a_pending_execution_takes_effect_at_once() {
             "id: {id}\nsteps:\n  - {{id: a, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {tag}, ms: {ms}}}}}\n"
         )
     };
-    f.daemon.register_workflow(&one("busy", "pc-busy", 5000)).unwrap();
-    f.daemon.register_workflow(&one("queued", "pc-queued", 0)).unwrap();
-    let busy = f.daemon.start("busy", Map::new(), Default::default()).unwrap().id().to_owned();
+    f.daemon.register_workflow(&one("busy", "pc-busy", 5000)).await.unwrap();
+    f.daemon.register_workflow(&one("queued", "pc-queued", 0)).await.unwrap();
+    let busy = f.daemon.start("busy", Map::new(), Default::default()).await.unwrap().id().to_owned();
     until("the only worker to be busy", || runs("pc-busy") == 1).await;
-    let queued = f.daemon.start("queued", Map::new(), Default::default()).unwrap().id().to_owned();
+    let queued = f.daemon.start("queued", Map::new(), Default::default()).await.unwrap().id().to_owned();
     let asked = Instant::now();
-    f.daemon.cancel(&queued).unwrap();
+    f.daemon.cancel(&queued).await.unwrap();
     let done = wait_done(&f.daemon, &queued).await;
     assert!(asked.elapsed() < Duration::from_secs(2), "took {:?}", asked.elapsed());
     assert_eq!(done.status, WorkflowStatus::Cancelled);
@@ -611,8 +629,8 @@ async fn cancelling_a_pending_execution_takes_effect_at_once() {
     assert_eq!(runs("pc-queued"), 0);
     assert!(f.daemon.live(&busy).is_some(), "the busy one still runs");
     // A second cancel is refused; the first is enough.
-    f.daemon.cancel(&busy).unwrap();
-    assert_eq!(f.daemon.cancel(&busy).unwrap_err().code, super::ErrorCode::InvalidState);
+    f.daemon.cancel(&busy).await.unwrap();
+    assert_eq!(f.daemon.cancel(&busy).await.unwrap_err().code, super::ErrorCode::InvalidState);
     assert_eq!(wait_done(&f.daemon, &busy).await.status, WorkflowStatus::Cancelled);
 }
 
@@ -641,15 +659,17 @@ async fn scheduler_lag_counts_the_wait_for_a_worker() {
     let s = Schedules::new(f.daemon.clone());
     f.daemon
         .register_workflow("id: hog\nsteps:\n  - {id: a, plugin_id: dtest.ops, method_name: tick, parameters: {tag: lag-hog, ms: 1000}}\n")
+        .await
         .unwrap();
-    let hog = f.daemon.start("hog", Map::new(), Default::default()).unwrap().id().to_owned();
+    let hog = f.daemon.start("hog", Map::new(), Default::default()).await.unwrap().id().to_owned();
     until("the only worker to be busy", || runs("lag-hog") == 1).await;
     s.create(spec(
         json!({"id": "lag", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "lag"}}),
     ))
+    .await
     .unwrap();
     clock.advance(Duration::from_secs(61));
-    let fired = s.tick().unwrap();
+    let fired = s.tick().await.unwrap();
     assert_eq!(fired.len(), 1);
     // It waits for the worker while 30 s more pass.
     clock.advance(Duration::from_secs(30));
@@ -663,27 +683,27 @@ async fn scheduler_lag_counts_the_wait_for_a_worker() {
 async fn ended_executions_are_deleted_once_past_their_retention() {
     let clock = Arc::new(MockClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)));
     let f = fixture(clock.clone());
-    f.daemon.register_workflow(&chain("kept", "ret", 0)).unwrap();
-    let old = f.daemon.start("kept", Map::new(), Default::default()).unwrap().id().to_owned();
+    f.daemon.register_workflow(&chain("kept", "ret", 0)).await.unwrap();
+    let old = f.daemon.start("kept", Map::new(), Default::default()).await.unwrap().id().to_owned();
     assert_eq!(wait_done(&f.daemon, &old).await.status, WorkflowStatus::Completed);
     clock.advance(Duration::from_secs(2 * 86_400));
-    let new = f.daemon.start("kept", Map::new(), Default::default()).unwrap().id().to_owned();
+    let new = f.daemon.start("kept", Map::new(), Default::default()).await.unwrap().id().to_owned();
     assert_eq!(wait_done(&f.daemon, &new).await.status, WorkflowStatus::Completed);
     f.daemon.set_retention(Some(Duration::from_secs(86_400)));
-    assert_eq!(f.daemon.prune_if_due(), 1, "the execution that ended two days ago");
-    assert!(f.daemon.store().execution(&old).unwrap().is_none());
-    assert!(f.daemon.store().events(&old, 0, 100).unwrap().is_empty(), "its log goes too");
-    assert!(f.daemon.store().execution(&new).unwrap().is_some());
+    assert_eq!(f.daemon.prune_if_due().await, 1, "the execution that ended two days ago");
+    assert!(f.store.execution(&old).unwrap().is_none());
+    assert!(f.store.events(&old, 0, 100).unwrap().is_empty(), "its log goes too");
+    assert!(f.store.execution(&new).unwrap().is_some());
     // Not again before PRUNE_EVERY; the second goes once it is old enough.
-    assert_eq!(f.daemon.prune_if_due(), 0, "pruned less than a minute ago");
+    assert_eq!(f.daemon.prune_if_due().await, 0, "pruned less than a minute ago");
     clock.advance(Duration::from_secs(2 * 86_400));
-    assert_eq!(f.daemon.prune_if_due(), 1);
-    assert!(f.daemon.store().execution(&new).unwrap().is_none());
+    assert_eq!(f.daemon.prune_if_due().await, 1);
+    assert!(f.store.execution(&new).unwrap().is_none());
     // "forever": nothing is deleted.
-    let kept = f.daemon.start("kept", Map::new(), Default::default()).unwrap().id().to_owned();
+    let kept = f.daemon.start("kept", Map::new(), Default::default()).await.unwrap().id().to_owned();
     wait_done(&f.daemon, &kept).await;
     f.daemon.set_retention(None);
     clock.advance(Duration::from_secs(365 * 86_400));
-    assert_eq!(f.daemon.prune_if_due(), 0);
-    assert!(f.daemon.store().execution(&kept).unwrap().is_some());
+    assert_eq!(f.daemon.prune_if_due().await, 0);
+    assert!(f.store.execution(&kept).unwrap().is_some());
 }

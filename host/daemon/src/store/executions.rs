@@ -2,23 +2,36 @@
 //! their deletion once past the retention.
 
 use super::{
-    Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoreResult, StoreWrite, StoredExecution, json,
-    now_ms,
+    Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, SqliteStore, StoreResult, StoreWrite, StoredExecution,
+    json, now_ms,
 };
 use plexus_workflow::StepEvent;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
-impl Store {
-    /// Record a new execution (status pending) with its steps and initial shared state.
+impl SqliteStore {
+    /// Record a new execution (status pending) with its steps and initial
+    /// shared state, blocking until it is durable.
+    ///
+    /// # Errors
+    /// The write failed (see [`super::StoreError`]).
     pub fn insert_execution(
         &self,
         status: &ExecutionStatus,
         meta: &ExecutionMeta,
         state: &Map<String, Value>,
     ) -> StoreResult<()> {
-        self.writable()?;
+        self.prepare_insert(status, meta, state).commit()
+    }
+
+    /// [`Self::insert_execution`], to commit or await.
+    pub fn prepare_insert(
+        &self,
+        status: &ExecutionStatus,
+        meta: &ExecutionMeta,
+        state: &Map<String, Value>,
+    ) -> StoreWrite<()> {
         let id = status.execution_id.clone();
         let workflow_id = status.workflow_id.clone();
         let workflow_version = meta.workflow_version;
@@ -29,7 +42,7 @@ impl Store {
         let created_at_ms = meta.created_at_ms as i64;
         let state = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
         let steps: Vec<String> = status.steps.iter().map(json).collect();
-        self.write(move |tx, err| {
+        self.prepare(move |tx, err| {
             tx.prepare_cached(
                 "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, schedule_id,
                     scheduled_at_ms, created_at_ms, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

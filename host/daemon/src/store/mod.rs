@@ -1,4 +1,5 @@
-//! [`Store`]: the daemon's durable state in one embedded SQLite file.
+//! [`Store`]: the daemon's durable state, behind an async trait;
+//! [`SqliteStore`] keeps it in one embedded SQLite file.
 //!
 //! WAL mode with `synchronous = NORMAL`: a commit survives a crash or
 //! `kill -9` of the daemon (not a power cut after the last checkpoint, as
@@ -21,7 +22,7 @@
 mod writer;
 
 use super::dbfile::{DbLock, FileChanged, FileIdentity, check_writable};
-use plexus_workflow::status::{ExecutionStatus, WorkflowStatus, epoch_ms};
+use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus, epoch_ms};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
@@ -133,12 +134,117 @@ pub type StoreResult<T> = Result<T, StoreError>;
 mod executions;
 mod schedules;
 mod schema;
+mod sqlite;
 mod workflows;
+
+/// What a [`Store`] call returns: a future of its result, owning what it
+/// needs (it can be spawned).
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send>>;
+
+/// The daemon's durable state, as the daemon, its journal, the API and the
+/// schedules use it: every call is async and none blocks a tokio worker.
+/// [`SqliteStore`] implements it (one SQLite file, group commit); a store
+/// for several daemons (PostgreSQL) is another implementation.
+///
+/// "Persisted before reported": a write's future resolves once the write
+/// is durable, and a read sees only durable writes. Every write fails with
+/// the store's error and changes nothing when it cannot be made.
+pub trait Store: Send + Sync + 'static {
+    /// Store `source` as the newest version of workflow `id`; returns the
+    /// version and whether it is new (the same text as the current version
+    /// returns that version unchanged).
+    fn put_workflow(&self, id: &str, source: &str, format: SourceFormat) -> StoreFuture<(u32, bool)>;
+    /// Version `version` of workflow `id` (deleted ones too), or its newest
+    /// live version when `version` is `None`.
+    fn workflow(&self, id: &str, version: Option<u32>) -> StoreFuture<Option<WorkflowRow>>;
+    /// The newest version of every live workflow, by id.
+    fn workflows(&self) -> StoreFuture<Vec<WorkflowRow>>;
+    /// Mark workflow `id` deleted (its versions stay for the executions
+    /// pinned to them). Returns whether it existed.
+    fn delete_workflow(&self, id: &str) -> StoreFuture<bool>;
+
+    /// Record a new execution (status pending) with its steps and initial shared state.
+    fn insert_execution(
+        &self,
+        status: &ExecutionStatus,
+        meta: &ExecutionMeta,
+        state: &Map<String, Value>,
+    ) -> StoreFuture<()>;
+    /// Write the execution-level fields of `status` and log the transition.
+    fn update_execution(&self, status: &ExecutionStatus) -> StoreFuture<()>;
+    /// Write step `index`'s record and log the transition; `state`, when
+    /// given, is the shared state's keys the step set.
+    fn update_step(
+        &self,
+        execution_id: &str,
+        index: usize,
+        record: &StepRecord,
+        state: Option<&Map<String, Value>>,
+    ) -> StoreFuture<()>;
+    /// [`Store::update_step`], blocking the calling thread until it is
+    /// durable: for the engine's runners, which call plugins off the async
+    /// runtime and would otherwise pay a hand-off per transition.
+    ///
+    /// # Errors
+    /// As [`Store::update_step`].
+    fn update_step_blocking(
+        &self,
+        execution_id: &str,
+        index: usize,
+        record: &StepRecord,
+        state: Option<&Map<String, Value>>,
+    ) -> StoreResult<()>;
+    /// Record compensation number `seq` of an execution and log it.
+    fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()>;
+    /// Write everything about a running execution at once (status, steps,
+    /// compensations, shared state), after writes had failed.
+    fn record_snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> StoreFuture<()>;
+    /// Prepare a failed or cancelled execution for a retry (steps that did
+    /// not complete back to pending, run counter up), if it is still failed
+    /// or cancelled; returns it as reset, or `None` when another retry won.
+    fn reset_for_retry(&self, stored: StoredExecution) -> StoreFuture<Option<StoredExecution>>;
+    /// Execution `id` with its steps, compensations and shared state.
+    fn execution(&self, id: &str) -> StoreFuture<Option<StoredExecution>>;
+    /// The status of execution `id` alone (cheap).
+    fn execution_status(&self, id: &str) -> StoreFuture<Option<WorkflowStatus>>;
+    /// Executions matching `filter`, newest first.
+    fn list_executions(&self, filter: &ExecutionFilter) -> StoreFuture<Vec<ExecutionSummary>>;
+    /// Ids of executions that had not ended (to resume after a restart).
+    fn unfinished_executions(&self) -> StoreFuture<Vec<String>>;
+    /// How many executions have each status.
+    fn execution_counts(&self) -> StoreFuture<Vec<(WorkflowStatus, u64)>>;
+    /// The log of execution `id` after event `after` (exclusive), at most `limit` lines.
+    fn events(&self, id: &str, after: i64, limit: u32) -> StoreFuture<Vec<Event>>;
+    /// Delete up to `limit` executions that ended before `ended_before_ms`
+    /// (ms since the Unix epoch), with their steps, compensations and log.
+    fn prune(&self, ended_before_ms: u64, limit: u32) -> StoreFuture<usize>;
+
+    /// Create schedule `id`; `false` if the id is taken.
+    fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreFuture<bool>;
+    /// Every schedule, by id.
+    fn schedules(&self) -> StoreFuture<Vec<ScheduleRow>>;
+    /// Pause or resume schedule `id`; whether it exists.
+    fn set_schedule_enabled(&self, id: &str, enabled: bool) -> StoreFuture<bool>;
+    /// Delete schedule `id` (its fire history stays); whether it existed.
+    fn delete_schedule(&self, id: &str) -> StoreFuture<bool>;
+    /// Record how a fire time was handled; with `advance`, it becomes the
+    /// schedule's last handled fire time.
+    fn record_fire(&self, id: &str, fire: &Fire, advance: bool) -> StoreFuture<()>;
+    /// The newest `limit` fires of schedule `id`, newest first.
+    fn fires(&self, id: &str, limit: u32) -> StoreFuture<Vec<Fire>>;
+
+    /// Whether the store is still the one opened (e.g. its file was not
+    /// deleted or replaced): the outer error is the store's own failure,
+    /// the inner one what changed.
+    fn check_file(&self) -> StoreFuture<Result<(), FileChanged>>;
+    /// Make one small real write: whether the store can be written now.
+    fn probe_write(&self) -> StoreFuture<()>;
+}
 
 /// A handle on the state database; cheap to clone, safe to share. The
 /// database's exclusive lock (`<path>.lock`) is held while any clone lives.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     /// Reads (WAL: they never wait for the writer, and see commits only).
     conn: Arc<Mutex<Connection>>,
     /// Writes, committed in groups. Declared before the lock: the write
@@ -198,7 +304,7 @@ fn now_ms() -> u64 {
     epoch_ms(SystemTime::now())
 }
 
-impl Store {
+impl SqliteStore {
     /// Open (creating if needed) the database at `path`, check it and migrate
     /// it to the current schema.
     ///
@@ -353,7 +459,7 @@ fn json<T: Serialize>(value: &T) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{ExecutionMeta, FireOutcome, Store};
+    use super::{ExecutionMeta, FireOutcome, SqliteStore as Store};
     use plexus_workflow::status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
     use serde_json::{Map, Value, json};
 

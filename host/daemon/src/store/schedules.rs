@@ -1,10 +1,10 @@
 //! Schedules and their fire history.
 
-use super::{Fire, FireOutcome, ScheduleRow, Store, StoreResult};
+use super::{Fire, FireOutcome, ScheduleRow, SqliteStore, StoreResult};
 use rusqlite::params;
 use serde_json::Value;
 
-impl Store {
+impl SqliteStore {
     /// Create schedule `id` at `created_at_ms` (intervals count from it).
     /// Returns `false` if the id is taken.
     pub fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreResult<bool> {

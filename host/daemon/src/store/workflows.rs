@@ -1,9 +1,9 @@
 //! Workflows: every registered version, kept (executions are pinned to theirs).
 
-use super::{SourceFormat, Store, StoreResult, WorkflowRow, now_ms};
+use super::{SourceFormat, SqliteStore, StoreResult, WorkflowRow, now_ms};
 use rusqlite::{OptionalExtension, params};
 
-impl Store {
+impl SqliteStore {
     /// Store `source` as the newest version of workflow `id`. Returns the
     /// version and whether it is new: registering the same text again returns
     /// the current version unchanged.

@@ -1,0 +1,170 @@
+//! [`Store`] for [`SqliteStore`]: the async facade over its blocking methods.
+//!
+//! Writes of the engine's transitions go to the writer thread (group commit,
+//! see the `writer` module) and their futures resolve once committed; every
+//! other call, read or write, runs on tokio's blocking pool, so no tokio
+//! worker ever waits for SQLite.
+
+use super::{
+    Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Fire, ScheduleRow, SourceFormat, SqliteStore, Store,
+    StoreError, StoreFuture, StoreResult, StoredExecution, WorkflowRow,
+};
+use crate::dbfile::FileChanged;
+use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
+use serde_json::{Map, Value};
+use std::future::IntoFuture;
+
+impl SqliteStore {
+    /// Run the blocking `f` on tokio's blocking pool.
+    fn blocking<T, F>(&self, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
+    {
+        let this = self.clone();
+        Box::pin(async move {
+            let path = this.path().to_owned();
+            tokio::task::spawn_blocking(move || f(&this))
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Io { path, message: format!("a store task failed: {e}") }))
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn put_workflow(&self, id: &str, source: &str, format: SourceFormat) -> StoreFuture<(u32, bool)> {
+        let (id, source) = (id.to_owned(), source.to_owned());
+        self.blocking(move |s| s.put_workflow(&id, &source, format))
+    }
+
+    fn workflow(&self, id: &str, version: Option<u32>) -> StoreFuture<Option<WorkflowRow>> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.workflow(&id, version))
+    }
+
+    fn workflows(&self) -> StoreFuture<Vec<WorkflowRow>> {
+        self.blocking(SqliteStore::workflows)
+    }
+
+    fn delete_workflow(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.delete_workflow(&id))
+    }
+
+    fn insert_execution(
+        &self,
+        status: &ExecutionStatus,
+        meta: &ExecutionMeta,
+        state: &Map<String, Value>,
+    ) -> StoreFuture<()> {
+        Box::pin(self.prepare_insert(status, meta, state).into_future())
+    }
+
+    fn update_execution(&self, status: &ExecutionStatus) -> StoreFuture<()> {
+        Box::pin(SqliteStore::update_execution(self, status).into_future())
+    }
+
+    fn update_step(
+        &self,
+        execution_id: &str,
+        index: usize,
+        record: &StepRecord,
+        state: Option<&Map<String, Value>>,
+    ) -> StoreFuture<()> {
+        Box::pin(SqliteStore::update_step(self, execution_id, index, record, state).into_future())
+    }
+
+    fn update_step_blocking(
+        &self,
+        execution_id: &str,
+        index: usize,
+        record: &StepRecord,
+        state: Option<&Map<String, Value>>,
+    ) -> StoreResult<()> {
+        SqliteStore::update_step(self, execution_id, index, record, state).commit()
+    }
+
+    fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()> {
+        Box::pin(SqliteStore::put_compensation(self, execution_id, seq, record).into_future())
+    }
+
+    fn record_snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> StoreFuture<()> {
+        Box::pin(SqliteStore::record_snapshot(self, status, state).into_future())
+    }
+
+    fn reset_for_retry(&self, stored: StoredExecution) -> StoreFuture<Option<StoredExecution>> {
+        self.blocking(move |s| {
+            let mut stored = stored;
+            Ok(s.reset_for_retry(&mut stored)?.then_some(stored))
+        })
+    }
+
+    fn execution(&self, id: &str) -> StoreFuture<Option<StoredExecution>> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.execution(&id))
+    }
+
+    fn execution_status(&self, id: &str) -> StoreFuture<Option<WorkflowStatus>> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.execution_status(&id))
+    }
+
+    fn list_executions(&self, filter: &ExecutionFilter) -> StoreFuture<Vec<ExecutionSummary>> {
+        let filter = filter.clone();
+        self.blocking(move |s| s.list_executions(&filter))
+    }
+
+    fn unfinished_executions(&self) -> StoreFuture<Vec<String>> {
+        self.blocking(SqliteStore::unfinished_executions)
+    }
+
+    fn execution_counts(&self) -> StoreFuture<Vec<(WorkflowStatus, u64)>> {
+        self.blocking(SqliteStore::execution_counts)
+    }
+
+    fn events(&self, id: &str, after: i64, limit: u32) -> StoreFuture<Vec<Event>> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.events(&id, after, limit))
+    }
+
+    fn prune(&self, ended_before_ms: u64, limit: u32) -> StoreFuture<usize> {
+        self.blocking(move |s| s.prune(ended_before_ms, limit))
+    }
+
+    fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreFuture<bool> {
+        let (id, spec) = (id.to_owned(), spec.clone());
+        self.blocking(move |s| s.insert_schedule(&id, &spec, enabled, created_at_ms))
+    }
+
+    fn schedules(&self) -> StoreFuture<Vec<ScheduleRow>> {
+        self.blocking(SqliteStore::schedules)
+    }
+
+    fn set_schedule_enabled(&self, id: &str, enabled: bool) -> StoreFuture<bool> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.set_schedule_enabled(&id, enabled))
+    }
+
+    fn delete_schedule(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.delete_schedule(&id))
+    }
+
+    fn record_fire(&self, id: &str, fire: &Fire, advance: bool) -> StoreFuture<()> {
+        let (id, fire) = (id.to_owned(), fire.clone());
+        self.blocking(move |s| s.record_fire(&id, &fire, advance))
+    }
+
+    fn fires(&self, id: &str, limit: u32) -> StoreFuture<Vec<Fire>> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.fires(&id, limit))
+    }
+
+    fn check_file(&self) -> StoreFuture<Result<(), FileChanged>> {
+        self.blocking(|s| Ok(s.check_file()))
+    }
+
+    fn probe_write(&self) -> StoreFuture<()> {
+        self.blocking(SqliteStore::probe_write)
+    }
+}
