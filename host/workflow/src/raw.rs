@@ -199,7 +199,7 @@ pub(crate) struct RawInput {
     description: Option<String>,
 }
 
-/// `steps` or `operation`: at least one of them, as text.
+/// `method_name` or `operation`: at least one of them, as text (a schema transform).
 fn require_operation(schema: &mut Schema) {
     let either = |key: &str| json!({ "required": [key], "properties": { key: { "type": "string" } } });
     schema.insert("anyOf".into(), json!([either("method_name"), either("operation")]));
@@ -450,52 +450,52 @@ fn unwrap_descriptions(value: &mut Value) {
     }
 }
 
-/// A part read: what fit, and the keys that did not (already reported).
-struct Read<T> {
-    raw: T,
-    bad: Vec<String>,
-}
+/// The keys of a part that were present but did not fit (already reported).
+#[derive(Default)]
+struct Bad(Vec<String>);
 
-impl<T> Read<T> {
-    /// Whether `key` was present but did not fit (so it is not also "missing").
-    fn bad(&self, key: &str) -> bool {
-        self.bad.iter().any(|k| k == key)
+impl Bad {
+    /// Whether `key` did not fit (so it is not also reported missing).
+    fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|k| k == key)
     }
 }
 
 /// Deserialize the mapping `value` as `T`, reporting every field that does
 /// not fit at its own path: when the whole does not deserialize, each field
-/// is tried alone, and `T` is read from the fields that fit. `None` (after
-/// reporting it) when `value` is not a mapping.
+/// is tried alone, and `T` is read from the fields that fit (the others are
+/// returned as [`Bad`]). `None` (after reporting it) when `value` is not a
+/// mapping.
 fn read_part<T: DeserializeOwned + Default>(
     value: &Value,
     path: &DocPath,
     step: Option<&str>,
     p: &mut Problems,
-) -> Option<Read<T>> {
+) -> Option<(T, Bad)> {
     let Some(map) = value.as_object() else {
         p.add(step, path, format!("expected a mapping, found {}", kind(value)));
         return None;
     };
     if let Ok(raw) = T::deserialize(value) {
-        return Some(Read { raw, bad: Vec::new() });
+        return Some((raw, Bad::default()));
     }
     let mut fit = Map::new();
-    let mut bad = Vec::new();
+    let mut bad = Bad::default();
     for (key, field) in map {
         let alone = Value::Object(Map::from_iter([(key.clone(), field.clone())]));
         match T::deserialize(&alone) {
             Ok(_) => {
-                fit.insert(key.clone(), field.clone());
+                if let Value::Object(one) = alone {
+                    fit.extend(one);
+                }
             }
             Err(e) => {
                 p.add(step, &path.key(key), message(&e, key, field));
-                bad.push(key.clone());
+                bad.0.push(key.clone());
             }
         }
     }
-    let raw = T::deserialize(&Value::Object(fit)).unwrap_or_default();
-    Some(Read { raw, bad })
+    Some((T::deserialize(&Value::Object(fit)).unwrap_or_default(), bad))
 }
 
 /// serde's message about field `key` holding `value`, in our words:
@@ -526,7 +526,7 @@ fn message(e: &serde_json::Error, key: &str, value: &Value) -> String {
 /// Read a workflow from `doc`, collecting every problem of shape and value.
 pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
     let root = DocPath::default();
-    let Some(Read { raw, bad }) = read_part::<RawWorkflow>(&doc.value, &root, None, p) else {
+    let Some((raw, bad)) = read_part::<RawWorkflow>(&doc.value, &root, None, p) else {
         return Workflow {
             id: String::new(),
             name: String::new(),
@@ -541,18 +541,36 @@ pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
             metadata: Value::Null,
         };
     };
-    let read = Read { raw: (), bad };
-    let id = required_text(raw.id, &read, "id", &root, None, p);
+    // QtForge's version, author, tags, transaction and created_at are accepted and ignored.
+    let RawWorkflow {
+        id,
+        name,
+        description,
+        execution_mode,
+        timeout,
+        max_parallel,
+        inputs: raw_inputs,
+        steps,
+        rollback_steps,
+        outputs,
+        metadata,
+        version: _,
+        author: _,
+        tags: _,
+        transaction: _,
+        created_at: _,
+    } = raw;
+    let id = required_text(id, &bad, "id", &root, None, p);
     if !id.is_empty() && !is_valid_id(&id, MAX_ID_LEN) {
         p.add(None, &root.key("id"), format!("workflow id `{id}`: {ID_RULE}, at most {MAX_ID_LEN}"));
     }
-    let max_parallel = raw.max_parallel.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let max_parallel = max_parallel.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     if max_parallel == Some(0) {
         p.add(None, &root.key("max_parallel"), "must be at least 1");
     }
     let steps_path = root.key("steps");
-    let steps = match raw.steps.map(|s| s.0) {
-        None if read.bad("steps") => Vec::new(),
+    let steps = match steps.map(|s| s.0) {
+        None if bad.has("steps") => Vec::new(),
         None => {
             p.add(None, &root, "missing `steps`: a workflow needs at least one step");
             Vec::new()
@@ -569,32 +587,31 @@ pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
         }
     };
     let rollback_path = root.key("rollback_steps");
-    let rollback = raw
-        .rollback_steps
+    let rollback = rollback_steps
         .map(|r| r.0)
         .unwrap_or_default()
         .iter()
         .map(|(id, v)| (id.clone(), action(v, &rollback_path.key(id), Some(id), p)))
         .collect();
     Workflow {
-        name: raw.name.unwrap_or_else(|| id.clone()),
-        description: raw.description.unwrap_or_default(),
-        mode: raw.execution_mode.map_or(ExecutionMode::Sequential, |m| m.0),
-        timeout: raw.timeout.map(|d| d.0),
+        name: name.unwrap_or_else(|| id.clone()),
+        description: description.unwrap_or_default(),
+        mode: execution_mode.map_or(ExecutionMode::Sequential, |m| m.0),
+        timeout: timeout.map(|d| d.0),
         max_parallel,
-        inputs: inputs(raw.inputs.map(|i| i.0).unwrap_or_default(), &root.key("inputs"), p),
+        inputs: inputs(raw_inputs.map(|i| i.0).unwrap_or_default(), &root.key("inputs"), p),
         steps,
         rollback,
-        outputs: raw.outputs.map(|o| o.0).unwrap_or_default(),
-        metadata: raw.metadata.unwrap_or_default(),
+        outputs: outputs.map(|o| o.0).unwrap_or_default(),
+        metadata: metadata.unwrap_or_default(),
         id,
     }
 }
 
 /// A required, non-blank text field: reported (and empty) when missing or blank.
-fn required_text<T>(
+fn required_text(
     value: Option<String>,
-    read: &Read<T>,
+    bad: &Bad,
     key: &str,
     path: &DocPath,
     step: Option<&str>,
@@ -607,7 +624,7 @@ fn required_text<T>(
             String::new()
         }
         None => {
-            if !read.bad(key) {
+            if !bad.has(key) {
                 p.add(step, path, format!("missing `{key}`"));
             }
             String::new()
@@ -629,16 +646,19 @@ fn inputs(map: Map<String, Value>, path: &DocPath, p: &mut Problems) -> BTreeMap
             }
             continue;
         }
-        let Some(Read { raw, .. }) = read_part::<RawInput>(&spec, &path, None, p) else { continue };
-        let kind = raw.kind.map_or(InputType::Any, |k| k.0);
-        if let Some(d) = &raw.default
+        let Some((RawInput { kind, default, required, description }, _)) = read_part::<RawInput>(&spec, &path, None, p)
+        else {
+            continue;
+        };
+        let kind = kind.map_or(InputType::Any, |k| k.0);
+        if let Some(d) = &default
             && !kind.accepts(d)
         {
             p.add(None, &path.key("default"), format!("default {d} is not of type {kind:?}").to_lowercase());
         }
-        let required = raw.required.unwrap_or(raw.default.is_none());
-        let description = raw.description.unwrap_or_default();
-        inputs.insert(name, InputSpec { kind, default: raw.default, required, description });
+        let required = required.unwrap_or(default.is_none());
+        let description = description.unwrap_or_default();
+        inputs.insert(name, InputSpec { kind, default, required, description });
     }
     inputs
 }
@@ -646,7 +666,7 @@ fn inputs(map: Map<String, Value>, path: &DocPath, p: &mut Problems) -> BTreeMap
 fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) -> Step {
     let declared_id = value.get("id").and_then(Value::as_str);
     let label = key_id.or(declared_id).unwrap_or("?").to_owned();
-    let Some(read) = read_part::<RawStep>(value, &path, Some(&label), p) else {
+    let Some((raw, bad)) = read_part::<RawStep>(value, &path, Some(&label), p) else {
         // Not a mapping (reported): a placeholder keeps the steps' indices.
         return Step {
             id: label.clone(),
@@ -663,105 +683,122 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             metadata: Value::Null,
         };
     };
-    let Read { raw, .. } = &read;
-    let id = match (key_id, &raw.id) {
+    let RawStep {
+        id: declared,
+        name,
+        description,
+        plugin_id,
+        method_name,
+        operation,
+        service_name,
+        parameters,
+        dependencies,
+        when,
+        timeout,
+        max_retries,
+        retry_delay,
+        retry: retry_value,
+        critical,
+        compensate,
+        metadata,
+    } = raw;
+    let id = match (key_id, declared) {
         (Some(key), Some(inner)) if key != inner => {
             p.add(Some(&label), &path.key("id"), format!("`{inner}` differs from the key `{key}` it is listed under"));
             key.to_owned()
         }
         (Some(key), _) => key.to_owned(),
-        (None, Some(id)) if !id.trim().is_empty() => id.clone(),
+        (None, Some(id)) if !id.trim().is_empty() => id,
         (None, _) => {
-            if !read.bad("id") {
+            if !bad.has("id") {
                 p.add(Some(&label), &path, "missing `id`");
             }
             label.clone()
         }
     };
-    let plugin_id = required_text(raw.plugin_id.clone(), &read, "plugin_id", &path, Some(&label), p);
-    let operation = match (&raw.method_name, &raw.operation) {
-        (Some(m), None) | (None, Some(m)) => m.clone(),
+    let plugin_id = required_text(plugin_id, &bad, "plugin_id", &path, Some(&label), p);
+    let operation = match (method_name, operation) {
+        (Some(m), None) | (None, Some(m)) => m,
         (Some(m), Some(o)) => {
             if m != o {
                 p.add(Some(&label), &path.key("operation"), format!("`{o}` disagrees with method_name `{m}`"));
             }
-            m.clone()
+            m
         }
         (None, None) => {
-            if !read.bad("method_name") && !read.bad("operation") {
+            if !bad.has("method_name") && !bad.has("operation") {
                 p.add(Some(&id), &path, "missing `method_name` (or `operation`)");
             }
             String::new()
         }
     };
     let dependencies_path = path.key("dependencies");
-    let dependencies = raw
-        .dependencies
-        .as_ref()
-        .map_or(&[][..], |d| &d.0[..])
-        .iter()
+    let dependencies = dependencies
+        .map(|d| d.0)
+        .unwrap_or_default()
+        .into_iter()
         .enumerate()
         .filter_map(|(i, v)| match v {
-            Value::String(s) => Some(s.clone()),
+            Value::String(s) => Some(s),
             other => {
-                p.add(Some(&label), &dependencies_path.index(i), format!("expected text, found {}", kind(other)));
+                p.add(Some(&label), &dependencies_path.index(i), format!("expected text, found {}", kind(&other)));
                 None
             }
         })
         .collect();
     let mut retry = RetryPolicy::default();
     // QtForge: max_retries + retry_delay.
-    if let Some(n) = raw.max_retries {
+    if let Some(n) = max_retries {
         retry.max_attempts = u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX);
     }
-    if let Some(d) = raw.retry_delay {
+    if let Some(d) = retry_delay {
         retry.initial_delay = d.0;
     }
-    if let Some(value) = &raw.retry {
+    if let Some(value) = retry_value {
         read_retry(&value.0, &path.key("retry"), &label, &mut retry, p);
     }
-    let compensate = raw.compensate.as_ref().map(|c| action(&c.0, &path.key("compensate"), Some(&id), p));
-    let Read { raw, .. } = read;
+    let compensate = compensate.map(|c| action(&c.0, &path.key("compensate"), Some(&id), p));
     Step {
-        name: raw.name.unwrap_or_else(|| id.clone()),
-        description: raw.description.unwrap_or_default(),
-        action: Action { plugin_id, operation, parameters: raw.parameters.map_or(Value::Null, Value::Object) },
-        service_name: raw.service_name,
+        name: name.unwrap_or_else(|| id.clone()),
+        description: description.unwrap_or_default(),
+        action: Action { plugin_id, operation, parameters: parameters.map_or(Value::Null, Value::Object) },
+        service_name,
         dependencies,
-        when: raw.when,
-        timeout: raw.timeout.map(|d| d.0),
+        when,
+        timeout: timeout.map(|d| d.0),
         retry,
-        critical: raw.critical.unwrap_or(true),
+        critical: critical.unwrap_or(true),
         compensate,
-        metadata: raw.metadata.unwrap_or_default(),
+        metadata: metadata.unwrap_or_default(),
         id,
     }
 }
 
 fn read_retry(value: &Value, path: &DocPath, step: &str, policy: &mut RetryPolicy, p: &mut Problems) {
-    let Some(Read { raw, .. }) = read_part::<RawRetry>(value, path, Some(step), p) else { return };
-    if let Some(n) = raw.max_attempts {
+    let Some((raw, _)) = read_part::<RawRetry>(value, path, Some(step), p) else { return };
+    let RawRetry { max_attempts, initial_delay, backoff, multiplier, max_delay, jitter } = raw;
+    if let Some(n) = max_attempts {
         if n == 0 {
             p.add(Some(step), &path.key("max_attempts"), "must be at least 1 (the first attempt counts)");
         }
         policy.max_attempts = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
     }
-    if let Some(d) = raw.initial_delay {
+    if let Some(d) = initial_delay {
         policy.initial_delay = d.0;
     }
-    if let Some(b) = raw.backoff {
+    if let Some(b) = backoff {
         policy.backoff = b.0;
     }
-    if let Some(m) = raw.multiplier {
+    if let Some(m) = multiplier {
         if m < 1.0 {
             p.add(Some(step), &path.key("multiplier"), format!("must be ≥ 1, not {m}"));
         }
         policy.multiplier = m;
     }
-    if let Some(d) = raw.max_delay {
+    if let Some(d) = max_delay {
         policy.max_delay = d.0;
     }
-    if let Some(j) = raw.jitter {
+    if let Some(j) = jitter {
         if !(0.0..=1.0).contains(&j) {
             p.add(Some(step), &path.key("jitter"), format!("must be between 0 and 1, not {j}"));
         }
@@ -770,20 +807,23 @@ fn read_retry(value: &Value, path: &DocPath, step: &str, policy: &mut RetryPolic
 }
 
 fn action(value: &Value, path: &DocPath, step: Option<&str>, p: &mut Problems) -> Action {
-    let Some(read) = read_part::<RawAction>(value, path, step, p) else {
+    let Some((raw, bad)) = read_part::<RawAction>(value, path, step, p) else {
         return Action { plugin_id: String::new(), operation: String::new(), parameters: Value::Null };
     };
-    let plugin_id = required_text(read.raw.plugin_id.clone(), &read, "plugin_id", path, step, p);
-    let operation = match (&read.raw.method_name, &read.raw.operation) {
-        (Some(m), _) | (None, Some(m)) => m.clone(),
+    // QtForge's rollback entries may repeat a step's id, name, description and service.
+    let RawAction { plugin_id, method_name, operation, parameters, id: _, name: _, description: _, service_name: _ } =
+        raw;
+    let plugin_id = required_text(plugin_id, &bad, "plugin_id", path, step, p);
+    let operation = match (method_name, operation) {
+        (Some(m), _) | (None, Some(m)) => m,
         (None, None) => {
-            if !read.bad("method_name") && !read.bad("operation") {
+            if !bad.has("method_name") && !bad.has("operation") {
                 p.add(step, path, "missing `method_name` (or `operation`)");
             }
             String::new()
         }
     };
-    Action { plugin_id, operation, parameters: read.raw.parameters.unwrap_or_default() }
+    Action { plugin_id, operation, parameters: parameters.unwrap_or_default() }
 }
 
 #[cfg(test)]
