@@ -1,7 +1,8 @@
 //! Workflows: definitions, validation, and the DAG execution engine.
 //!
 //! * [`source`] reads YAML or JSON (by extension), keeping YAML line numbers;
-//! * [`definition`] is the model, reading our format and QtForge's unchanged;
+//! * [`definition`] is the model, reading our format and QtForge's unchanged
+//!   (through serde; [`workflow_schema`] is the format's JSON Schema);
 //! * [`expr`] is the one expression language (minijinja expressions) for
 //!   conditions and data passing;
 //! * [`validate()`] reports every problem at once; [`dag`] orders, stages and draws;
@@ -33,13 +34,14 @@ pub mod engine;
 pub mod expr;
 pub mod journal;
 pub mod orchestrator;
+mod raw;
 mod scheduler;
 pub mod source;
 pub mod status;
 pub mod validate;
 
 pub use clock::{Clock, MockClock, SystemClock};
-pub use definition::{ExecutionMode, Problem, RetryPolicy, Step, Workflow};
+pub use definition::{ExecutionMode, Problem, RetryPolicy, Step, Workflow, workflow_schema};
 pub use engine::{Engine, Execution, Prepared};
 pub use journal::{Journal, JournalError, JournalFuture, JournalResult, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};

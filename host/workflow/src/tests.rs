@@ -844,3 +844,91 @@ async fn a_drain_leaves_a_step_waiting_to_retry_for_the_resume() {
         assert!(!status.status.is_terminal(), "{status:#?}");
     }
 }
+
+#[test]
+fn the_committed_json_schema_is_the_generated_one() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/workflow.schema.json");
+    let generated = serde_json::to_string_pretty(&workflow_schema()).unwrap() + "\n";
+    if std::env::var_os("PLEXUS_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "schemas/workflow.schema.json is not the schema the reader's structs generate; regenerate it with\n  \
+         PLEXUS_BLESS=1 cargo test -p plexus-workflow the_committed_json_schema_is_the_generated_one\n\
+         and review the difference"
+    );
+}
+
+#[test]
+fn the_generated_schema_and_the_reader_accept_and_refuse_the_same_shapes() {
+    let validator = jsonschema::validator_for(&workflow_schema()).unwrap();
+    let step = json!({"id": "a", "plugin_id": "p", "method_name": "m"});
+    let with = |extra: Value| {
+        let mut doc = json!({"id": "w", "steps": [step.clone()]});
+        for (k, v) in extra.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        doc
+    };
+    let with_step = |extra: Value| {
+        let mut s = step.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        json!({"id": "w", "steps": [s]})
+    };
+    let accepted = [
+        with(json!({"execution_mode": "PARALLEL", "timeout": "1h 30m", "max_parallel": 2, "name": null})),
+        with(json!({"execution_mode": 3, "timeout": 2_592_000_000_u64, "version": 1, "tags": ["x"]})),
+        with(json!({"inputs": {"a": "bool", "b": {"type": "integer", "default": 1, "required": false}, "c": {}}})),
+        with(json!({"rollback_steps": {"a": {"plugin_id": "p", "operation": "undo", "id": 7, "parameters": [1]}}})),
+        with(json!({"outputs": {"x": "${{ steps.a.output }}"}, "metadata": {"k": 1}})),
+        json!({"id": "w", "steps": {"a": {"plugin_id": "p", "operation": "m", "max_retries": 2, "retry_delay": 250}}}),
+        with_step(json!({"dependencies": null, "parameters": null, "when": "true", "critical": false})),
+        with_step(json!({"retry": {"max_attempts": 3, "backoff": "exponential", "multiplier": 1.5, "jitter": 1}})),
+        with_step(json!({"compensate": {"plugin_id": "p", "method_name": "undo"}, "timeout": "250ms"})),
+    ];
+    let refused = [
+        json!({"steps": [step.clone()]}),
+        json!({"id": "w", "steps": []}),
+        json!({"id": "w", "steps": {}}),
+        json!({"id": "w", "steps": [{"plugin_id": "p", "method_name": "m"}]}),
+        json!({"id": "a b", "steps": [step.clone()]}),
+        with(json!({"execution_mode": "sideways"})),
+        with(json!({"execution_mode": 4})),
+        with(json!({"timeout": -1})),
+        with(json!({"timeout": "soon"})),
+        with(json!({"timeout": 2_592_000_001_u64})),
+        with(json!({"max_parallel": 0})),
+        with(json!({"inputs": {"a": "text"}})),
+        with(json!({"inputs": {"a": {"type": "string", "colour": 1}}})),
+        with(json!({"outputs": [1]})),
+        with(json!({"rollback_steps": {"a": {"plugin_id": "p"}}})),
+        with(json!({"colour": 1})),
+        with_step(json!({"plugin_id": " "})),
+        with_step(json!({"plugin_id": null})),
+        with_step(json!({"parameters": [1]})),
+        with_step(json!({"dependencies": [1]})),
+        with_step(json!({"critical": "yes"})),
+        with_step(json!({"retry": {"max_attempts": 0}})),
+        with_step(json!({"retry": {"jitter": 2}})),
+        with_step(json!({"retry": {"multiplier": 0.5}})),
+        with_step(json!({"retry": {"backoff": "linear"}})),
+        with_step(json!({"compensate": {"method_name": "m"}})),
+        with_step(json!({"colour": 1})),
+    ];
+    for doc in accepted {
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{doc}: {errors:?}");
+        let read = validate(&Document::parse(Path::new("w.json"), &doc.to_string()).unwrap(), None);
+        assert!(read.is_ok(), "{doc}: {:?}", read.err());
+    }
+    for doc in refused {
+        assert!(!validator.is_valid(&doc), "the schema accepts {doc}");
+        let read = validate(&Document::parse(Path::new("w.json"), &doc.to_string()).unwrap(), None);
+        assert!(read.is_err(), "the reader accepts {doc}");
+    }
+}
