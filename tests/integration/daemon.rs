@@ -8,7 +8,7 @@ use plexus_client::{
     Cancelling, DaemonError, ErrorCode, Execution, ExecutionList, ExecutionLogs, ExecutionQuery, ExecutionSteps,
     FireOutcome, Fired, Health, HealthStatus, NetworkGrant, Overlap, PluginDetails, PluginKind, PluginList,
     PluginStatus, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView, SourceFormat,
-    Started, Validation, WorkflowList, WorkflowVersion,
+    Started, Transition, Validation, WorkflowList, WorkflowVersion,
 };
 use plexus_daemon::openapi;
 use serde_json::{Value, json};
@@ -122,8 +122,24 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(steps.steps[1].output, Some(json!({"n": 11})));
     let logs: ExecutionLogs =
         typed(call("GET", "/v1/executions/{id}/logs", &format!("/v1/executions/{id}/logs"), None, 200));
-    let statuses: Vec<&str> = logs.events.iter().map(|e| e.status.as_str()).collect();
-    assert_eq!(statuses, ["pending", "running", "running", "completed", "running", "completed", "completed"]);
+    let transitions: Vec<Transition> = logs.events.iter().map(|e| e.transition).collect();
+    use WorkflowStatus as W;
+    use plexus_client::status::StepStatus as S;
+    let expected = [
+        Transition::Execution(W::Pending),
+        Transition::Execution(W::Running),
+        Transition::Step(S::Running),
+        Transition::Step(S::Completed),
+        Transition::Step(S::Running),
+        Transition::Step(S::Completed),
+        Transition::Execution(W::Completed),
+    ];
+    assert_eq!(transitions, expected);
+    let raw = d.call("GET", &format!("/v1/executions/{id}/logs"), None).1;
+    assert_eq!(
+        (raw["events"][2]["kind"].as_str(), raw["events"][2]["status"].as_str()),
+        (Some("step"), Some("running"))
+    );
     assert_eq!(logs.status, WorkflowStatus::Completed);
     let after = logs.events[4].seq;
     let tail: ExecutionLogs = typed(d.call("GET", &format!("/v1/executions/{id}/logs?after={after}"), None).1);

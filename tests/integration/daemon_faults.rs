@@ -6,8 +6,8 @@
 
 use crate::daemon::{lines, marks_fixture, marks_workflow, plugins_dir};
 use crate::daemon_support::RunningDaemon;
-use plexus_client::HealthStatus;
-use plexus_client::status::WorkflowStatus;
+use plexus_client::status::{StepStatus, WorkflowStatus};
+use plexus_client::{HealthStatus, Transition};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Output, Stdio};
@@ -187,6 +187,9 @@ fn concurrent_retries_accept_one_and_a_pending_cancel_is_immediate() {
     let done = d.wait_for(&queued, Duration::from_secs(10));
     assert_eq!((done.status.status, done.meta.runs), (WorkflowStatus::Completed, 2), "{done:?}");
     let logs = d.client().logs(&queued, 0, None).unwrap();
-    let started = logs.events.iter().filter(|e| e.step_id.as_deref() == Some("nap") && e.status == "running");
+    let started = logs
+        .events
+        .iter()
+        .filter(|e| e.step_id.as_deref() == Some("nap") && e.transition == Transition::Step(StepStatus::Running));
     assert_eq!(started.count(), 1, "the step ran once: {logs:?}");
 }

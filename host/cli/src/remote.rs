@@ -336,7 +336,7 @@ fn logs(client: &Client, id: &str, follow: bool, as_json: bool) -> anyhow::Resul
             let step = event.step_id.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
             let attempt = event.attempt.filter(|&a| a > 0).map(|a| format!(" #{a}")).unwrap_or_default();
             let message = event.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
-            outln!("{}{step}{attempt} {}{message}", time(event.at_ms), event.status);
+            outln!("{}{step}{attempt} {}{message}", time(event.at_ms), event.transition);
         }
         // A page that came back full may have more behind it: ask again at once.
         let full = out.events.len() >= 1000;

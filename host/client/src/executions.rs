@@ -1,6 +1,6 @@
 //! `/v1/executions`: starting, watching, cancelling and retrying executions.
 
-use crate::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
+use crate::status::{CompensationRecord, ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -157,13 +157,52 @@ pub struct Event {
     /// The attempt, for step transitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
-    /// The new status: a step's ([`crate::status::StepStatus`]) when
-    /// `step_id` is set, else the execution's ([`WorkflowStatus`]); or
-    /// `compensation <step status>` for a step's compensation.
-    pub status: String,
+    /// What changed, and to which status: `"kind"` and `"status"` in JSON.
+    #[serde(flatten)]
+    pub transition: Transition,
     /// Error or reason, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// What an [`Event`] records, as `{"kind": …, "status": …}` in JSON: the
+/// execution's new status, a step's (with the event's `step_id`), or the new
+/// status of a step's compensation (rollback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", content = "status", rename_all = "snake_case")]
+pub enum Transition {
+    /// The execution's status changed.
+    Execution(WorkflowStatus),
+    /// A step's status changed.
+    Step(StepStatus),
+    /// The compensation of a step changed status.
+    Compensation(StepStatus),
+}
+
+impl Transition {
+    /// The transition a log line stores as `text` (`"running"`,
+    /// `"compensation completed"`): a step's when `for_step`, else the
+    /// execution's. `None` for a text no transition has.
+    pub fn parse(text: &str, for_step: bool) -> Option<Self> {
+        match text.strip_prefix("compensation ") {
+            Some(status) => StepStatus::parse(status).map(Self::Compensation),
+            None if for_step => StepStatus::parse(text).map(Self::Step),
+            None => WorkflowStatus::parse(text).map(Self::Execution),
+        }
+    }
+}
+
+/// The text [`Transition::parse`] reads: the status's name, after
+/// `compensation ` for a compensation.
+impl std::fmt::Display for Transition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Execution(status) => f.write_str(status.as_str()),
+            Self::Step(status) => f.write_str(status.as_str()),
+            Self::Compensation(status) => write!(f, "compensation {}", status.as_str()),
+        }
+    }
 }
 
 /// `POST /v1/executions/{id}/cancel` (202): cancellation was requested.
@@ -174,4 +213,40 @@ pub struct Cancelling {
     pub execution_id: String,
     /// Always `true`.
     pub cancelling: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Event, StepStatus, Transition, WorkflowStatus};
+    use serde_json::json;
+
+    #[test]
+    fn every_transition_reads_back_from_its_text_and_its_json() {
+        let all = WorkflowStatus::ALL
+            .into_iter()
+            .map(Transition::Execution)
+            .chain(StepStatus::ALL.into_iter().map(Transition::Step))
+            .chain(StepStatus::ALL.into_iter().map(Transition::Compensation));
+        for t in all {
+            let for_step = !matches!(t, Transition::Execution(_));
+            assert_eq!(Transition::parse(&t.to_string(), for_step), Some(t), "{t}");
+            let event = Event { seq: 1, at_ms: 2, step_id: None, attempt: None, transition: t, message: None };
+            let text = serde_json::to_string(&event).unwrap();
+            assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), event, "{text}");
+        }
+        assert_eq!(Transition::parse("skipped", false), None, "an execution is never skipped");
+        assert_eq!(Transition::parse("compensation exploded", true), None);
+        let event = Event {
+            seq: 7,
+            at_ms: 9,
+            step_id: Some("undo".into()),
+            attempt: None,
+            transition: Transition::Compensation(StepStatus::Failed),
+            message: Some("boom".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            json!({"seq": 7, "at_ms": 9, "step_id": "undo", "kind": "compensation", "status": "failed", "message": "boom"})
+        );
+    }
 }

@@ -28,6 +28,15 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 7] =
+        [Self::Pending, Self::Running, Self::Retrying, Self::Completed, Self::Failed, Self::Skipped, Self::Cancelled];
+
+    /// The status named `name` (its [`Self::as_str`] name), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// Whether the step will not change any more.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Skipped | Self::Cancelled)

@@ -10,6 +10,7 @@ use super::schedule::ScheduleSpec;
 use super::schedules::Schedules;
 use super::store::{ExecutionMeta, SqliteStore};
 use chrono::{DateTime, Utc};
+use plexus_client::Transition;
 use plexus_host::HostBuilder;
 use plexus_sdk::{Context, Operations, Plugin, PluginError, PluginInfo};
 use plexus_workflow::status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
@@ -180,12 +181,16 @@ async fn resume_runs_only_the_steps_that_had_not_completed() {
     assert_eq!(SEEN.lock().unwrap()["rs-b"]["attempt"], json!(2));
     // Nothing recorded before the crash is lost: the log has the old and the new transitions.
     let (_, log) = f.daemon.logs(&id, 0, 1000).await.unwrap();
-    let b_events: Vec<(u32, String)> = log
+    let b_events: Vec<(u32, Transition)> = log
         .iter()
         .filter(|e| e.step_id.as_deref() == Some("b"))
-        .map(|e| (e.attempt.unwrap_or(0), e.status.clone()))
+        .map(|e| (e.attempt.unwrap_or(0), e.transition))
         .collect();
-    assert_eq!(b_events, [(1, "running".into()), (2, "running".into()), (2, "completed".into())]);
+    let step = Transition::Step;
+    assert_eq!(
+        b_events,
+        [(1, step(StepStatus::Running)), (2, step(StepStatus::Running)), (2, step(StepStatus::Completed))]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,7 @@ use super::{
     Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, SqliteStore, StoreResult, StoreWrite, StoredExecution,
     json, now_ms,
 };
+use plexus_client::Transition;
 use plexus_workflow::StepEvent;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
 use rusqlite::{OptionalExtension, params};
@@ -108,10 +109,16 @@ impl SqliteStore {
     ) -> StoreWrite<()> {
         let id = execution_id.to_owned();
         let record_json = json(record);
-        let state: Vec<(String, String)> = state
+        // A key whose value is what this completed step's output holds under
+        // it refers to that output (stored once, in the step's record).
+        let output = record.output.as_ref().filter(|_| record.status == plexus_workflow::StepStatus::Completed);
+        let state: Vec<(String, Option<String>, Option<i64>)> = state
             .into_iter()
             .flatten()
-            .map(|(k, v)| (k.clone(), serde_json::to_string(v).unwrap_or_else(|_| "null".into())))
+            .map(|(k, v)| match output.and_then(|o| o.get(k)) {
+                Some(same) if same == v => (k.clone(), None, Some(index as i64)),
+                _ => (k.clone(), Some(serde_json::to_string(v).unwrap_or_else(|_| "null".into())), None),
+            })
             .collect();
         let at = record.ended_at_ms.filter(|_| record.status.is_terminal()).unwrap_or_else(now_ms) as i64;
         let message = record.error.as_ref().map(|e| e.message.clone()).or_else(|| record.reason.clone());
@@ -128,12 +135,13 @@ impl SqliteStore {
             if !state.is_empty() {
                 let mut put = tx
                     .prepare_cached(
-                        "INSERT INTO state_entries (execution_id, key, value) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (execution_id, key) DO UPDATE SET value = excluded.value",
+                        "INSERT INTO state_entries (execution_id, key, value, from_step) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (execution_id, key)
+                         DO UPDATE SET value = excluded.value, from_step = excluded.from_step",
                     )
                     .map_err(err)?;
-                for (key, value) in &state {
-                    put.execute(params![id, key, value]).map_err(err)?;
+                for (key, value, from_step) in &state {
+                    put.execute(params![id, key, value, from_step]).map_err(err)?;
                 }
             }
             tx.prepare_cached(
@@ -151,7 +159,7 @@ impl SqliteStore {
         let id = execution_id.to_owned();
         let record_json = json(record);
         let step = record.step.clone();
-        let status_text = format!("compensation {}", record.status.as_str());
+        let status_text = Transition::Compensation(record.status).to_string();
         let message = record.error.as_ref().map(|e| e.message.clone());
         self.prepare(move |tx, err| {
             tx.execute(
@@ -325,8 +333,25 @@ impl SqliteStore {
         status.refresh();
         // The state at the start (or last snapshot), then every key set since.
         let mut state: Map<String, Value> = self.parse("state", &state)?;
-        for row in rows("SELECT key, value FROM state_entries WHERE execution_id = ?1", 2)? {
-            state.insert(row[0].clone(), self.parse("state entry", &row[1])?);
+        let mut stmt = conn
+            .prepare_cached("SELECT key, value, from_step FROM state_entries WHERE execution_id = ?1")
+            .map_err(|e| self.err(e))?;
+        let entries: Vec<(String, Option<String>, Option<i64>)> = stmt
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))?;
+        for (key, value, from_step) in entries {
+            let value = match (value, from_step) {
+                (Some(text), _) => self.parse("state entry", &text)?,
+                (None, step) => step
+                    .and_then(|i| status.steps.get(usize::try_from(i).ok()?)?.output.as_ref()?.get(&key).cloned())
+                    .ok_or_else(|| {
+                        self.corrupt(format!(
+                            "state entry `{key}` refers to step {step:?}, whose output has no `{key}`"
+                        ))
+                    })?,
+            };
+            state.insert(key, value);
         }
         Ok(Some(StoredExecution {
             status,
@@ -423,18 +448,20 @@ impl SqliteStore {
                  WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )
             .map_err(|e| self.err(e))?;
-        stmt.query_map(params![id, after, limit], |r| {
-            Ok(Event {
-                seq: r.get(0)?,
-                at_ms: r.get::<_, i64>(1)? as u64,
-                step_id: r.get(2)?,
-                attempt: r.get(3)?,
-                status: r.get(4)?,
-                message: r.get(5)?,
+        type Row = (i64, i64, Option<String>, Option<u32>, String, Option<String>);
+        let rows: Vec<Row> = stmt
+            .query_map(params![id, after, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
             })
-        })
-        .and_then(Iterator::collect)
-        .map_err(|e| self.err(e))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(seq, at_ms, step_id, attempt, text, message)| {
+                let transition = Transition::parse(&text, step_id.is_some())
+                    .ok_or_else(|| self.corrupt(format!("event {seq} of execution {id}: unknown status `{text}`")))?;
+                Ok(Event { seq, at_ms: at_ms as u64, step_id, attempt, transition, message })
+            })
+            .collect()
     }
 
     /// Delete up to `limit` executions that ended (completed, failed,

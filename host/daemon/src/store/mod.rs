@@ -11,7 +11,9 @@
 //! to the version they started with), `executions`, `steps` (the latest record
 //! of each step, JSON), `events` (every transition, the execution log),
 //! `compensations`, `state_entries` (the shared state's keys set since the
-//! execution started or was last snapshotted, over `executions.state`),
+//! execution started or was last snapshotted, over `executions.state`; a key
+//! a completed step's output set refers to that step's record, so an output
+//! is stored once),
 //! `schedules` and `fires` (each schedule's fire history).
 //!
 //! Writes go through one write connection that commits them in groups
@@ -514,6 +516,175 @@ mod tests {
         let entries: i64 = store.conn().query_row("SELECT COUNT(*) FROM state_entries", [], |r| r.get(0)).unwrap();
         assert_eq!(entries, 0);
         assert_eq!(Value::Object(store.execution("e1").unwrap().unwrap().state), json!({"all": true}));
+    }
+
+    #[test]
+    fn a_completed_steps_output_is_stored_once_and_the_state_refers_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let marker = "output-marker-".repeat(50);
+        let mut step = StepRecord {
+            id: "merge".into(),
+            plugin_id: "p".into(),
+            operation: "op".into(),
+            status: StepStatus::Running,
+            output: None,
+            error: None,
+            reason: None,
+            attempts: 1,
+            started_at_ms: Some(1),
+            ended_at_ms: None,
+            duration_ms: None,
+        };
+        let mut status = ExecutionStatus {
+            execution_id: "e1".into(),
+            workflow_id: "w".into(),
+            status: WorkflowStatus::Running,
+            progress: 0.0,
+            current_steps: vec![],
+            completed_steps: 0,
+            total_steps: 1,
+            inputs: Map::new(),
+            steps: vec![step.clone()],
+            compensations: vec![],
+            outputs: Map::new(),
+            error: None,
+            started_at_ms: Some(1),
+            ended_at_ms: None,
+        };
+        let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
+        store.insert_execution(&status, &meta, &Map::new()).unwrap();
+        // While it runs, the plugin sets `n` through the host's state service.
+        store.update_step("e1", 0, &step, Some(&map(json!({"n": 1})))).commit().unwrap();
+        // It completes: pipeline mode merged its output's keys; `n` was then
+        // set again to a value the output does not hold.
+        step.status = StepStatus::Completed;
+        step.output = Some(json!({"big": marker, "n": 2}));
+        step.ended_at_ms = Some(2);
+        store.update_step("e1", 0, &step, Some(&map(json!({"big": marker, "n": 3})))).commit().unwrap();
+
+        let copies: i64 = store
+            .conn()
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM steps WHERE instr(record, ?1) > 0)
+                      + (SELECT COUNT(*) FROM state_entries WHERE instr(value, ?1) > 0)
+                      + (SELECT COUNT(*) FROM events WHERE instr(message, ?1) > 0)
+                      + (SELECT COUNT(*) FROM executions WHERE instr(state, ?1) > 0)",
+                [&marker],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(copies, 1, "the output is in the step's record and nowhere else");
+        let rows: Vec<(String, Option<String>, Option<i64>)> = store
+            .conn()
+            .prepare("SELECT key, value, from_step FROM state_entries ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, vec![("big".into(), None, Some(0)), ("n".into(), Some("3".into()), None)]);
+        let stored = store.execution("e1").unwrap().unwrap();
+        assert_eq!(Value::Object(stored.state), json!({"big": marker, "n": 3}));
+
+        // A snapshot still writes the whole state, and a state that refers
+        // to an output that is not there is reported, not invented.
+        status.steps = vec![step.clone()];
+        store.record_snapshot(&status, &map(json!({"big": marker}))).commit().unwrap();
+        assert_eq!(Value::Object(store.execution("e1").unwrap().unwrap().state), json!({"big": marker}));
+        store.update_step("e1", 0, &step, Some(&map(json!({"big": marker})))).commit().unwrap();
+        store.conn().execute("UPDATE steps SET record = json_remove(record, '$.output.big')", []).unwrap();
+        let err = store.execution("e1").unwrap_err().to_string();
+        assert!(err.contains("state entry `big` refers to step"), "{err}");
+    }
+
+    #[test]
+    fn the_log_reads_back_as_typed_transitions() {
+        use plexus_client::Transition;
+        use plexus_workflow::status::CompensationRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let step = StepRecord {
+            id: "s".into(),
+            plugin_id: "p".into(),
+            operation: "op".into(),
+            status: StepStatus::Running,
+            output: None,
+            error: None,
+            reason: None,
+            attempts: 1,
+            started_at_ms: Some(1),
+            ended_at_ms: None,
+            duration_ms: None,
+        };
+        let mut status = ExecutionStatus {
+            execution_id: "e1".into(),
+            workflow_id: "w".into(),
+            status: WorkflowStatus::Pending,
+            progress: 0.0,
+            current_steps: vec![],
+            completed_steps: 0,
+            total_steps: 1,
+            inputs: Map::new(),
+            steps: vec![step.clone()],
+            compensations: vec![],
+            outputs: Map::new(),
+            error: None,
+            started_at_ms: None,
+            ended_at_ms: None,
+        };
+        let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
+        store.insert_execution(&status, &meta, &Map::new()).unwrap();
+        store.update_step("e1", 0, &step, None).commit().unwrap();
+        let undo = CompensationRecord {
+            step: "s".into(),
+            plugin_id: "p".into(),
+            operation: "undo".into(),
+            status: StepStatus::Failed,
+            output: None,
+            error: None,
+            duration_ms: 3,
+        };
+        store.put_compensation("e1", 0, &undo).commit().unwrap();
+        status.status = WorkflowStatus::RollbackFailed;
+        store.update_execution(&status).commit().unwrap();
+        let events = store.events("e1", 0, 10).unwrap();
+        let transitions: Vec<Transition> = events.iter().map(|e| e.transition).collect();
+        assert_eq!(
+            transitions,
+            [
+                Transition::Execution(WorkflowStatus::Pending),
+                Transition::Step(StepStatus::Running),
+                Transition::Compensation(StepStatus::Failed),
+                Transition::Execution(WorkflowStatus::RollbackFailed),
+            ]
+        );
+        assert_eq!(events[2].step_id.as_deref(), Some("s"));
+        // A line no daemon writes is reported, not guessed at.
+        store.conn().execute("UPDATE events SET status = 'exploded' WHERE seq = ?1", [events[3].seq]).unwrap();
+        let err = store.events("e1", 0, 10).unwrap_err().to_string();
+        assert!(err.contains("unknown status `exploded`"), "{err}");
+    }
+
+    #[test]
+    fn a_database_from_before_outputs_were_stored_once_keeps_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            let v3 =
+                super::Migrations::new(super::schema::MIGRATIONS[..3].iter().map(|sql| super::M::up(sql)).collect());
+            v3.to_latest(&mut conn).unwrap();
+            conn.execute_batch(
+                "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, state, created_at_ms)
+                 VALUES ('e1', 'w', 1, 'completed', '{}', '{\"start\":1}', 1);
+                 INSERT INTO state_entries (execution_id, key, value) VALUES ('e1', 'k', '[1,2]');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let stored = store.execution("e1").unwrap().unwrap();
+        assert_eq!(Value::Object(stored.state), json!({"start": 1, "k": [1, 2]}));
     }
 
     #[test]

@@ -80,4 +80,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (execution_id, key)
     ) WITHOUT ROWID;",
+    // 4: a step's output is stored once. A key a completed step's output set
+    // (pipeline mode merges it into the state) refers to that output
+    // (`from_step`, the step's index; `value` NULL) instead of a copy.
+    "CREATE TABLE state_entries_v4 (
+        execution_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT,
+        from_step INTEGER,
+        PRIMARY KEY (execution_id, key),
+        CHECK ((value IS NULL) <> (from_step IS NULL))
+    ) WITHOUT ROWID;
+    INSERT INTO state_entries_v4 (execution_id, key, value) SELECT execution_id, key, value FROM state_entries;
+    DROP TABLE state_entries;
+    ALTER TABLE state_entries_v4 RENAME TO state_entries;",
 ];
