@@ -136,7 +136,7 @@ fn bench(c: &mut Criterion) {
 
     // Over the API.
     let store = SqliteStore::open(&dir.path().join("api.db")).unwrap();
-    let (addr, token, _daemon) = runtime.block_on(async {
+    let (addr, token, daemon) = runtime.block_on(async {
         let daemon = Daemon::new(
             Arc::new(store.clone()),
             host(dir.path()),
@@ -161,6 +161,7 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let token = token.clone();
             let store = store.clone();
+            let daemon = daemon.clone();
             runtime.block_on(async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -176,21 +177,28 @@ fn bench(c: &mut Criterion) {
                             let (mut sender, conn) =
                                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
                             tokio::spawn(conn);
+                            let mut ids = Vec::new();
                             for _ in (c..N).step_by(CLIENTS) {
                                 let (status, answer) = post(&mut sender, &token, "/v1/executions", &body).await;
                                 assert_eq!(status, 202);
                                 let started: Started = serde_json::from_slice(&answer).unwrap();
                                 assert_eq!(started.workflow_id, "five");
+                                ids.push(started.execution_id);
                             }
+                            ids
                         }));
                     }
+                    // Wait for each execution's end (the daemon's live handle
+                    // resolves once its last transition is committed).
                     for client in clients {
-                        client.await.unwrap();
-                    }
-                    while completed(&store) < completed_before + N as u64 {
-                        tokio::time::sleep(Duration::from_micros(200)).await;
+                        for id in client.await.unwrap() {
+                            if let Some(exec) = daemon.live(&id) {
+                                exec.wait().await;
+                            }
+                        }
                     }
                     total += start.elapsed();
+                    assert_eq!(completed(&store), completed_before + N as u64, "every execution completed");
                 }
                 total
             })

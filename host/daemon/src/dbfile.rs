@@ -21,14 +21,14 @@ use std::path::{Path, PathBuf};
 
 /// The exclusive lock on a state database, held until dropped.
 #[derive(Debug)]
-pub struct DbLock {
+pub(crate) struct DbLock {
     _file: File,
 }
 
 /// `<db>.lock`: the lock file of database `db`, beside the file `db` really
 /// is (symbolic links and `..` resolved, also in its directory's path), so two
 /// daemons that name one database differently still meet at one lock.
-pub fn lock_path(db: &Path) -> PathBuf {
+pub(crate) fn lock_path(db: &Path) -> PathBuf {
     let resolved = plexus_host::manifest::resolve(db);
     let mut name = resolved.into_os_string();
     name.push(".lock");
@@ -51,7 +51,7 @@ impl DbLock {
     /// [`StoreError::Locked`] naming the holder when another process (or
     /// another `Store` of this one) holds it; [`StoreError::Io`] when the lock
     /// file cannot be created.
-    pub fn acquire(db: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn acquire(db: &Path) -> Result<Self, StoreError> {
         let path = lock_path(db);
         let io = |e: std::io::Error| StoreError::Io { path: path.clone(), message: e.to_string() };
         let mut file =
@@ -75,7 +75,7 @@ impl DbLock {
 
 /// Refuse a database that cannot be written: the file (if it exists) or its
 /// directory lacks write permission.
-pub fn check_writable(db: &Path) -> Result<(), StoreError> {
+pub(crate) fn check_writable(db: &Path) -> Result<(), StoreError> {
     let read_only = |what: String| StoreError::ReadOnly { path: db.to_owned(), message: what };
     if let Ok(meta) = std::fs::metadata(db)
         && meta.permissions().readonly()
@@ -96,14 +96,14 @@ pub fn check_writable(db: &Path) -> Result<(), StoreError> {
 
 /// Which file a path named when it was opened: device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileIdentity {
+pub(crate) struct FileIdentity {
     dev: u64,
     ino: u64,
 }
 
 impl FileIdentity {
     /// The identity of the file at `path` now.
-    pub fn of(path: &Path) -> std::io::Result<Self> {
+    pub(crate) fn of(path: &Path) -> std::io::Result<Self> {
         let meta = std::fs::metadata(path)?;
         #[cfg(unix)]
         {
@@ -121,7 +121,7 @@ impl FileIdentity {
     ///
     /// # Errors
     /// [`FileChanged`]: the file was replaced or deleted, or cannot be checked.
-    pub fn check(&self, path: &Path) -> Result<(), FileChanged> {
+    pub(crate) fn check(&self, path: &Path) -> Result<(), FileChanged> {
         let path = path.to_owned();
         match Self::of(&path) {
             Ok(now) if now == *self => Ok(()),

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// The `state_db` health component, fed by two sources: state writes (the
 /// last one failed or worked) and the periodic check of the database file.
 #[derive(Clone)]
-pub struct StateDbHealth {
+pub(crate) struct StateDbHealth {
     health: Health,
     /// (write problem, file problem)
     problems: Arc<Mutex<(Option<String>, Option<String>)>>,
@@ -28,15 +28,15 @@ pub struct StateDbHealth {
 
 impl StateDbHealth {
     /// The component name in [`Health`].
-    pub const COMPONENT: &'static str = "state_db";
+    pub(crate) const COMPONENT: &'static str = "state_db";
 
     /// Report into `health`.
-    pub fn new(health: Health) -> Self {
+    pub(crate) fn new(health: Health) -> Self {
         Self { health, problems: Arc::default() }
     }
 
     /// A state write worked (`None`) or failed with this error.
-    pub fn writes(&self, failed: Option<&StoreError>) {
+    pub(crate) fn writes(&self, failed: Option<&StoreError>) {
         let mut p = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
         let problem = failed.map(|e| format!("state writes fail ({e}); executions are held until they work"));
         if p.0 != problem {
@@ -46,7 +46,7 @@ impl StateDbHealth {
     }
 
     /// The database file is still the one opened (`None`), or how it changed.
-    pub fn file(&self, changed: Option<&FileChanged>) {
+    pub(crate) fn file(&self, changed: Option<&FileChanged>) {
         let mut p = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
         let problem = changed.map(ToString::to_string);
         if p.1 != problem {
@@ -56,7 +56,7 @@ impl StateDbHealth {
     }
 
     /// Whether the last state write failed.
-    pub fn writes_failing(&self) -> bool {
+    pub(crate) fn writes_failing(&self) -> bool {
         self.problems.lock().unwrap_or_else(PoisonError::into_inner).0.is_some()
     }
 
@@ -71,7 +71,7 @@ impl StateDbHealth {
 }
 
 /// Writes an execution's transitions to the [`Store`].
-pub struct StoreJournal {
+pub(crate) struct StoreJournal {
     store: Arc<dyn Store>,
     metrics: Metrics,
     health: StateDbHealth,
@@ -79,7 +79,7 @@ pub struct StoreJournal {
 
 impl StoreJournal {
     /// A journal writing to `store`, reporting failures to `health`.
-    pub fn new(store: Arc<dyn Store>, metrics: Metrics, health: StateDbHealth) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, metrics: Metrics, health: StateDbHealth) -> Self {
         Self { store, metrics, health }
     }
 

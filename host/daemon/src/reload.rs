@@ -16,10 +16,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// How long the directories must be quiet before a rescan.
-pub const DEBOUNCE: Duration = Duration::from_millis(300);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Watches the plugin directories while it lives.
-pub struct PluginWatcher {
+pub(crate) struct PluginWatcher {
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -29,7 +29,7 @@ impl PluginWatcher {
     ///
     /// # Errors
     /// The platform's watcher cannot be created.
-    pub fn start(daemon: Daemon) -> notify::Result<Self> {
+    pub(crate) fn start(daemon: Daemon) -> notify::Result<Self> {
         let (tx, rx) = mpsc::channel::<()>();
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(e) if !e.kind.is_access() => {

@@ -13,13 +13,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The longest wait before a restart.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A task that has run this long since its last restart counts as healthy again.
-pub const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The text of a panic payload.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -30,7 +30,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Backoff between restarts: doubles after each failure, back to the first
 /// step after a run of [`HEALTHY_AFTER`].
 #[derive(Debug)]
-pub struct Backoff(Duration);
+pub(crate) struct Backoff(Duration);
 
 impl Default for Backoff {
     fn default() -> Self {
@@ -40,7 +40,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The wait before the next restart, after a run that lasted `ran`.
-    pub fn next(&mut self, ran: Duration) -> Duration {
+    pub(crate) fn next(&mut self, ran: Duration) -> Duration {
         if ran >= HEALTHY_AFTER {
             self.0 = FIRST_BACKOFF;
         }
@@ -53,7 +53,7 @@ impl Backoff {
 /// Run `task` (a fresh future from `start` each time) under supervision
 /// until `stop` turns true; then the running one is dropped. `name` is the
 /// health component and the metric's `task` label (`"scheduler"`, …).
-pub async fn supervise<F, Fut>(
+pub(crate) async fn supervise<F, Fut>(
     name: &'static str,
     health: Health,
     metrics: Metrics,

@@ -87,7 +87,7 @@ pub(crate) fn load_folder(
 /// A cheap summary of a plugin folder's files (names, sizes, modification
 /// times, and the artifact's when it lives elsewhere): equal fingerprints
 /// mean nothing changed.
-pub fn fingerprint(folder: &Path) -> u64 {
+pub(crate) fn fingerprint(folder: &Path) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hasher = DefaultHasher::new();
     let mut entries: Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> = std::fs::read_dir(folder)

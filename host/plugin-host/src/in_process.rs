@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A [`Plugin`] running inside the host process.
-pub struct InProcessPlugin<P: Plugin> {
+pub(crate) struct InProcessPlugin<P: Plugin> {
     runtime: Arc<plexus_sdk::Runtime<P>>,
 }
 
@@ -25,7 +25,7 @@ impl<P: Plugin> Default for InProcessPlugin<P> {
 impl<P: Plugin> InProcessPlugin<P> {
     /// The manifest an in-process plugin is listed with: its own id and
     /// version, default limits, `config` as its configuration.
-    pub fn manifest(&self, config: Value) -> Manifest {
+    pub(crate) fn manifest(&self, config: Value) -> Manifest {
         let meta = self.runtime.metadata();
         Manifest {
             dir: PathBuf::from("<in-process>"),

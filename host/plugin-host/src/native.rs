@@ -28,14 +28,14 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 /// A loaded native plugin.
-pub struct NativePlugin {
+pub(crate) struct NativePlugin {
     module: PluginModRef,
     metadata: Metadata,
 }
 
 impl NativePlugin {
     /// Load the library named by `manifest` and query its metadata.
-    pub fn load(manifest: &Manifest) -> Result<Self, LoadErrorKind> {
+    pub(crate) fn load(manifest: &Manifest) -> Result<Self, LoadErrorKind> {
         let path = &manifest.artifact;
         check_shared_library(path)?;
         let header = lib_header_from_path(path).map_err(|e| summarise(&e, None))?;

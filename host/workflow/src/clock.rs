@@ -17,7 +17,7 @@ pub fn after(t: SystemTime, d: Duration) -> SystemTime {
 }
 
 /// `Instant::now() + d` without panicking (see [`after`]).
-pub fn instant_after(d: Duration) -> Instant {
+pub(crate) fn instant_after(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d).or_else(|| now.checked_add(FAR)).unwrap_or(now)
 }

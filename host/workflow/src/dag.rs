@@ -77,7 +77,7 @@ impl Dag {
     }
 
     /// Whether `ancestor` is a (transitive) dependency of `step`.
-    pub fn depends_on(&self, step: usize, ancestor: usize) -> bool {
+    pub(crate) fn depends_on(&self, step: usize, ancestor: usize) -> bool {
         let mut stack = vec![step];
         let mut seen = vec![false; self.deps.len()];
         while let Some(i) = stack.pop() {

@@ -194,7 +194,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The delay before attempt `next` (2 = first retry), without jitter.
-    pub fn base_delay(&self, next: u32) -> Duration {
+    pub(crate) fn base_delay(&self, next: u32) -> Duration {
         let retry = next.saturating_sub(1).max(1);
         let delay = match self.backoff {
             Backoff::Constant => self.initial_delay,
@@ -326,7 +326,7 @@ impl fmt::Display for Problem {
 }
 
 /// Collects problems with their positions.
-pub struct Problems<'d> {
+pub(crate) struct Problems<'d> {
     doc: &'d Document,
     /// Everything found so far.
     pub list: Vec<Problem>,
@@ -375,7 +375,7 @@ pub fn kind(value: &Value) -> &'static str {
 
 /// Read a workflow from `doc`, collecting every problem of shape and value.
 /// Cross-step checks (dependencies, cycles, plugins) are in `validate`.
-pub fn read(doc: &Document, p: &mut Problems) -> Workflow {
+pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
     super::raw::read(doc, p)
 }
 

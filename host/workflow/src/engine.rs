@@ -381,7 +381,8 @@ impl Execution {
     }
 
     /// Whether the execution is over.
-    pub fn is_done(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_done(&self) -> bool {
         *self.done.borrow()
     }
 

@@ -29,7 +29,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 });
 
 /// A compiled expression.
-pub struct Expr {
+pub(crate) struct Expr {
     source: String,
     compiled: Expression<'static, 'static>,
 }
@@ -58,7 +58,7 @@ impl Expr {
     }
 
     /// Top-level names and dotted paths the expression reads, e.g. `steps.load.output`.
-    pub fn references(&self) -> BTreeSet<String> {
+    pub(crate) fn references(&self) -> BTreeSet<String> {
         self.compiled.undeclared_variables(true).into_iter().collect()
     }
 
@@ -66,7 +66,7 @@ impl Expr {
     ///
     /// # Errors
     /// [`ExprError::Eval`]: the evaluation failed, or its value is not JSON.
-    pub fn eval(&self, scope: &Scope) -> Result<Value, ExprError> {
+    pub(crate) fn eval(&self, scope: &Scope) -> Result<Value, ExprError> {
         let value = self.compiled.eval(scope.value()).map_err(|e| self.failed(error_line(&e)))?;
         to_json(&value).map_err(|e| self.failed(e.to_string()))
     }
@@ -75,7 +75,7 @@ impl Expr {
     ///
     /// # Errors
     /// [`ExprError::Eval`].
-    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, ExprError> {
+    pub(crate) fn eval_bool(&self, scope: &Scope) -> Result<bool, ExprError> {
         self.compiled.eval(scope.value()).map(|v| v.is_true()).map_err(|e| self.failed(error_line(&e)))
     }
 
@@ -87,7 +87,7 @@ impl Expr {
 /// An expression that does not compile or fails to evaluate. The message is
 /// one line and names the expression.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExprError {
+pub(crate) enum ExprError {
     /// A syntax error.
     #[error("invalid expression `{expression}`: {message}")]
     Syntax {
@@ -117,7 +117,7 @@ fn error_line(e: &minijinja::Error) -> String {
 }
 
 /// What expressions can see: built by the engine from the execution's state.
-pub struct Scope {
+pub(crate) struct Scope {
     root: MjValue,
 }
 
@@ -193,7 +193,7 @@ fn to_json(value: &MjValue) -> Result<Value, String> {
 
 /// A parameter value with its templates compiled: evaluated per step run.
 #[derive(Debug)]
-pub enum Template {
+pub(crate) enum Template {
     /// No `${{ }}` anywhere below: used as is.
     Literal(Value),
     /// A string that is exactly one `${{ expr }}`: the expression's typed value.
@@ -208,7 +208,7 @@ pub enum Template {
 
 /// A piece of a [`Template::Text`].
 #[derive(Debug)]
-pub enum Part {
+pub(crate) enum Part {
     /// Literal text.
     Text(String),
     /// An interpolated expression.
@@ -241,12 +241,12 @@ impl Template {
     }
 
     /// Whether nothing needs evaluating.
-    pub fn is_literal(&self) -> bool {
+    pub(crate) fn is_literal(&self) -> bool {
         matches!(self, Template::Literal(_))
     }
 
     /// Every expression inside.
-    pub fn exprs(&self) -> Vec<&Expr> {
+    pub(crate) fn exprs(&self) -> Vec<&Expr> {
         let mut out = Vec::new();
         self.collect_exprs(&mut out);
         out

@@ -12,11 +12,11 @@ use std::path::Path;
 /// hold: 4 million, room for workflows of 100,000 steps and more (a step is
 /// about 10–20 nodes) while a hostile document stays bounded. The YAML
 /// library's default, 250,000, refused workflows of about 20,000 steps.
-pub const MAX_YAML_NODES: usize = 4_000_000;
+pub(crate) const MAX_YAML_NODES: usize = 4_000_000;
 
 /// One step of a path into a document: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Seg {
+pub(crate) enum Seg {
     /// A mapping key.
     Key(String),
     /// A sequence index.
@@ -25,7 +25,7 @@ pub enum Seg {
 
 /// A path into a document, e.g. `steps.load.timeout` or `steps[2].id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct DocPath(pub Vec<Seg>);
+pub(crate) struct DocPath(pub Vec<Seg>);
 
 impl DocPath {
     /// This path extended by a key.
@@ -61,7 +61,7 @@ pub struct Document {
     /// The content.
     pub value: Value,
     /// 1-based line of each mapping key and sequence item (YAML only).
-    pub lines: Lines,
+    pub(crate) lines: Lines,
 }
 
 impl Document {
@@ -88,7 +88,7 @@ impl Document {
     }
 
     /// The line of `path`, or of its nearest ancestor that has one.
-    pub fn line_of(&self, path: &DocPath) -> Option<usize> {
+    pub(crate) fn line_of(&self, path: &DocPath) -> Option<usize> {
         let mut p = path.clone();
         loop {
             if let Some(line) = self.lines.get(&p) {
@@ -112,7 +112,7 @@ fn one_line(text: &str) -> String {
 /// The line of every mapping key and sequence item of a YAML document, in
 /// the document's own shape (looked up only when a problem is reported).
 #[derive(Debug, Default)]
-pub struct Lines(LineTree);
+pub(crate) struct Lines(LineTree);
 
 #[derive(Debug, Default)]
 enum LineTree {
@@ -145,7 +145,8 @@ impl Lines {
     }
 
     /// Whether no line is known (a JSON document).
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         matches!(self.0, LineTree::Leaf)
     }
 }

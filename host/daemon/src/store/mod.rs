@@ -18,8 +18,8 @@
 //!
 //! Writes go through one write connection that commits them in groups
 //! (the `writer` module): a write returns once it is committed, and writes arriving
-//! while a commit is in flight share the next one. Reads use a connection of
-//! their own and see committed data only.
+//! while a commit is in flight share the next one. Reads use a small pool of
+//! connections of their own (four) and see committed data only.
 
 mod writer;
 
@@ -32,8 +32,8 @@ use serde_json::{Map, Value};
 use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::SystemTime;
 use writer::Writer;
 
@@ -243,12 +243,19 @@ pub trait Store: Send + Sync + 'static {
     fn probe_write(&self) -> StoreFuture<()>;
 }
 
+/// How many read connections a [`SqliteStore`] keeps.
+const READ_CONNECTIONS: usize = 4;
+
 /// A handle on the state database; cheap to clone, safe to share. The
 /// database's exclusive lock (`<path>.lock`) is held while any clone lives.
 #[derive(Clone)]
 pub struct SqliteStore {
-    /// Reads (WAL: they never wait for the writer, and see commits only).
-    conn: Arc<Mutex<Connection>>,
+    /// Reads (WAL: they never wait for the writer, and see commits only):
+    /// [`READ_CONNECTIONS`] of them, so concurrent reads do not queue
+    /// behind one another.
+    reads: Arc<[Mutex<Connection>]>,
+    /// Which read connection a read waits for when all are busy.
+    next_read: Arc<AtomicUsize>,
     /// Writes, committed in groups. Declared before the lock: the write
     /// connection closes before the lock is released.
     writer: Arc<Writer>,
@@ -354,12 +361,18 @@ impl SqliteStore {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;
         conn.pragma_update(None, "user_version", version)
             .map_err(|e| read_only(format!("a test write failed: {e}")))?;
-        let read = Connection::open(path).map_err(sqlite)?;
-        read.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+        let reads = (0..READ_CONNECTIONS)
+            .map(|_| {
+                let read = Connection::open(path).map_err(sqlite)?;
+                read.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+                Ok(Mutex::new(read))
+            })
+            .collect::<StoreResult<Arc<[_]>>>()?;
         let identity = FileIdentity::of(path).ok();
         let path = Arc::new(path.to_owned());
         Ok(Self {
-            conn: Arc::new(Mutex::new(read)),
+            reads,
+            next_read: Arc::default(),
             writer: Arc::new(Writer::new(conn, path.clone())),
             path,
             _lock: Arc::new(lock),
@@ -438,8 +451,17 @@ impl SqliteStore {
         &self.path
     }
 
+    /// A read connection: a free one, else the next in turn once it is free.
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        for read in self.reads.iter() {
+            match read.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let turn = self.next_read.fetch_add(1, Ordering::Relaxed) % self.reads.len();
+        self.reads[turn].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -685,6 +707,22 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let stored = store.execution("e1").unwrap().unwrap();
         assert_eq!(Value::Object(stored.state), json!({"start": 1, "k": [1, 2]}));
+    }
+
+    #[test]
+    fn reads_do_not_queue_behind_one_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        // Every read connection held at once (as by that many API reads):
+        // each is its own, and all see the database.
+        let held: Vec<_> = (0..super::READ_CONNECTIONS).map(|_| store.conn()).collect();
+        for conn in &held {
+            let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
+            assert!(tables > 0);
+        }
+        let distinct: std::collections::HashSet<*const rusqlite::Connection> =
+            held.iter().map(|c| &**c as *const _).collect();
+        assert_eq!(distinct.len(), super::READ_CONNECTIONS);
     }
 
     #[test]
