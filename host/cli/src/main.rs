@@ -17,6 +17,12 @@ use plexus_host::{Host, HostBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: the engine allocates small, short-lived values at every step
+/// (contexts, outputs, records), where it took 40% less time than the system
+/// allocator on the workflow benchmarks (README, "Speed").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Plexus: load native and WASM plugins and run their operations.
 #[derive(Parser)]
 #[command(name = "plexus", version, about, long_about = None, after_help = "\

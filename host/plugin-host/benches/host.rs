@@ -15,6 +15,10 @@ use plexus_sdk::ExecutionContext;
 use std::hint::black_box;
 use std::path::PathBuf;
 
+/// The `plexus` binary's allocator: the benchmark measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The example plugins built by `scripts/build-plugins.sh`.
 fn built_plugins() -> PathBuf {
     let dir = std::env::var_os("PLEXUS_BENCH_PLUGINS")
