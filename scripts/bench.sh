@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build-plugins.sh "$PWD/target/plugins"
-cargo bench --locked -p plexus-host -p plexus-workflow -p plexus-daemon --benches "$@"
+# Only the benchmark targets, so that criterion's options reach criterion alone:
+#   bash scripts/bench.sh -- --measurement-time 5 run_10k
+cargo bench --locked -p plexus-host -p plexus-workflow -p plexus-daemon \
+  --bench host --bench workflow --bench memory --bench daemon "$@"
