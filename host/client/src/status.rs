@@ -32,9 +32,10 @@ impl StepStatus {
     pub const ALL: [Self; 7] =
         [Self::Pending, Self::Running, Self::Retrying, Self::Completed, Self::Failed, Self::Skipped, Self::Cancelled];
 
-    /// The status named `name` (its [`Self::as_str`] name), if any.
+    /// The status named `name` (its [`Self::as_str`] name, as serde names
+    /// it: every variant, whatever `ALL` lists), if any.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
+        by_name(name)
     }
 
     /// Whether the step will not change any more.
@@ -167,9 +168,10 @@ impl WorkflowStatus {
         Self::RollbackFailed,
     ];
 
-    /// The status named `name` (its [`Self::as_str`] name), if any.
+    /// The status named `name` (its [`Self::as_str`] name, as serde names
+    /// it: every variant, whatever `ALL` lists), if any.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
+        by_name(name)
     }
 
     /// Whether the execution is over.
@@ -301,6 +303,31 @@ impl ExecutionStatus {
             .filter(|s| matches!(s.status, StepStatus::Running | StepStatus::Retrying))
             .map(|s| s.id.clone())
             .collect();
+    }
+}
+
+/// The unit variant of `T` that serde names `name`.
+fn by_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    use serde::de::IntoDeserializer;
+    T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(name)).ok()
+}
+
+#[cfg(test)]
+mod names {
+    use super::{StepStatus, WorkflowStatus};
+
+    #[test]
+    fn a_status_has_one_name_in_json_in_text_and_in_the_store() {
+        for s in StepStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(StepStatus::parse(s.as_str()), Some(s));
+        }
+        for s in WorkflowStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(WorkflowStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(StepStatus::parse("Running"), None, "names are exact");
+        assert_eq!(WorkflowStatus::parse(""), None);
     }
 }
 

@@ -14,7 +14,7 @@
 //! * **A pending execution is cancelled at once**, without waiting for a
 //!   worker slot.
 
-use super::error::{DaemonError, DaemonResult};
+use super::error::{DaemonError, DaemonResult, ErrorCode};
 use super::health::Health;
 use super::journal::{StateDbHealth, StoreJournal};
 use super::metrics::Metrics;
@@ -28,6 +28,7 @@ use plexus_workflow::status::{ExecutionStatus, WorkflowStatus, epoch_ms};
 use plexus_workflow::{Clock, Journal, ValidWorkflow, validate};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -284,6 +285,12 @@ impl Daemon {
     /// # Errors
     /// Invalid workflows ([`ErrorCode::InvalidConfiguration`](crate::ErrorCode::InvalidConfiguration)), store failures.
     pub async fn register_workflow(&self, source: &str) -> DaemonResult<Registered> {
+        let (this, source) = (self.clone(), source.to_owned());
+        self.detached(async move { this.register_recorded(&source).await }).await
+    }
+
+    /// [`Self::register_workflow`]'s work, run to its end once begun.
+    async fn register_recorded(&self, source: &str) -> DaemonResult<Registered> {
         self.check_accepting()?;
         let valid = self.validate_workflow(source)?;
         let id = valid.workflow.id.clone();
@@ -349,6 +356,17 @@ impl Daemon {
     /// # Errors
     /// Unknown workflow, bad inputs, shutting down, store failures.
     pub async fn start(&self, id: &str, inputs: Map<String, Value>, origin: Origin) -> DaemonResult<Arc<Execution>> {
+        let (this, id) = (self.clone(), id.to_owned());
+        self.detached(async move { this.start_recorded(&id, inputs, origin).await }).await
+    }
+
+    /// [`Self::start`]'s work, run to its end once begun.
+    async fn start_recorded(
+        &self,
+        id: &str,
+        inputs: Map<String, Value>,
+        origin: Origin,
+    ) -> DaemonResult<Arc<Execution>> {
         self.check_accepting()?;
         let version = self.current_version(id).await?;
         let prepared = self.prepared(id, version).await?;
@@ -379,6 +397,22 @@ impl Daemon {
         tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
         self.launch(prepared, exec.clone(), meta, true);
         Ok(exec)
+    }
+
+    /// Run `work` as a task of its own and wait for its result. Work that
+    /// records something and then acts on it (insert an execution, then
+    /// launch it) runs to its end even if the caller stops waiting — an HTTP
+    /// client that hangs up drops its handler's future — so nothing is left
+    /// recorded but never launched (an execution `pending` until a restart).
+    async fn detached<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = DaemonResult<T>> + Send + 'static,
+    ) -> DaemonResult<T> {
+        self.0
+            .runtime
+            .spawn(work)
+            .await
+            .unwrap_or_else(|e| Err(DaemonError::new(ErrorCode::Internal, format!("a daemon task failed: {e}"))))
     }
 
     /// Run `exec` on the runtime once a worker slot is free. A cancel while it
@@ -483,6 +517,12 @@ impl Daemon {
     /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound); [`ErrorCode::InvalidState`](crate::ErrorCode::InvalidState) unless it ended
     /// without completing.
     pub async fn retry(&self, id: &str) -> DaemonResult<()> {
+        let (this, id) = (self.clone(), id.to_owned());
+        self.detached(async move { this.retry_recorded(&id).await }).await
+    }
+
+    /// [`Self::retry`]'s work, run to its end once begun.
+    async fn retry_recorded(&self, id: &str) -> DaemonResult<()> {
         self.check_accepting()?;
         let _one_at_a_time = self.lifecycle().await;
         if self.live(id).is_some() {
@@ -514,7 +554,16 @@ impl Daemon {
         let ids = self.0.store.unfinished_executions().await?;
         let mut resumed = 0;
         for id in ids {
-            let Some(stored) = self.0.store.execution(&id).await? else { continue };
+            // One execution that cannot be read is reported and left as it
+            // is: it must not keep the daemon (and every other) from starting.
+            let stored = match self.0.store.execution(&id).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(execution = %id, "cannot resume, its record cannot be read: {e}");
+                    continue;
+                }
+            };
             match self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await {
                 Ok(prepared) => {
                     tracing::info!(execution = %id, workflow = %stored.status.workflow_id, "resuming");

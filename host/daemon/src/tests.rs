@@ -586,6 +586,31 @@ fn a_damaged_database_is_a_start_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_start_whose_caller_stops_waiting_still_runs_what_it_recorded() {
+    // An HTTP client that hangs up drops its handler's future wherever it
+    // stands: here, after its first poll. Whatever was recorded must run.
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("dropped", "dr", 0)).await.unwrap();
+    for _ in 0..20 {
+        let mut start = Box::pin(f.daemon.start("dropped", Map::new(), Default::default()));
+        let _ = std::future::poll_fn(|cx| std::task::Poll::Ready(start.as_mut().poll(cx).is_ready())).await;
+        drop(start);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = f.daemon.executions(&Default::default()).await.unwrap();
+        let ended = listed.iter().filter(|e| e.status.is_terminal()).count();
+        // Begun, a start runs to its end: all twenty are recorded, and run.
+        if listed.len() == 20 && ended == 20 && listed.iter().all(|e| f.daemon.live(&e.execution_id).is_none()) {
+            assert!(listed.iter().all(|e| e.status == WorkflowStatus::Completed), "{listed:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "recorded but never run: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn concurrent_retries_accept_one() {
     let f = fixture(Arc::new(SystemClock));
     f.daemon.register_workflow(&chain("twice", "tw", 0)).await.unwrap();

@@ -129,6 +129,11 @@ impl SqliteStore {
         };
         let (step_id, attempts, status_text) = (record.id.clone(), record.attempts, record.status.as_str());
         self.prepare(move |tx, err| {
+            // Keys that refer to this step's output take a copy of their
+            // value before its record is replaced: a completed step's record
+            // is not rewritten, but if it were, its output must not vanish
+            // from the state with it.
+            keep_referred_outputs(tx, &id, index).map_err(err)?;
             tx.prepare_cached("INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| s.execute(params![id, index as i64, record_json]))
                 .map_err(err)?;
@@ -275,7 +280,11 @@ impl SqliteStore {
 
     /// Everything stored about execution `id`.
     pub fn execution(&self, id: &str) -> StoreResult<Option<StoredExecution>> {
-        let conn = self.conn();
+        let guard = self.conn();
+        // One read transaction: the execution, its steps and its state as of
+        // one commit (a state entry refers to a step's record of the same
+        // moment). Dropped, it ends; the connection keeps no old snapshot.
+        let conn = guard.unchecked_transaction().map_err(|e| self.err(e))?;
         type Head = (String, u32, String, String, String, Option<String>, String, Option<String>);
         type Times = (Option<i64>, i64, Option<i64>, Option<i64>, u32);
         let head: Option<(Head, Times)> = conn
@@ -493,6 +502,30 @@ impl SqliteStore {
             Ok(ids.len())
         })
     }
+}
+
+/// Give the state keys that refer to step `index`'s output a copy of their
+/// value (from its record as stored now), before that record is replaced.
+/// Nothing to do, and one indexed look, in the usual case.
+fn keep_referred_outputs(tx: &rusqlite::Connection, id: &str, index: usize) -> rusqlite::Result<()> {
+    let keys: Vec<String> = tx
+        .prepare_cached("SELECT key FROM state_entries WHERE execution_id = ?1 AND from_step = ?2")?
+        .query_map(params![id, index as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let record: String = tx
+        .prepare_cached("SELECT record FROM steps WHERE execution_id = ?1 AND idx = ?2")?
+        .query_row(params![id, index as i64], |r| r.get(0))?;
+    let output = serde_json::from_str::<StepRecord>(&record).ok().and_then(|r| r.output);
+    let mut copy = tx
+        .prepare_cached("UPDATE state_entries SET value = ?3, from_step = NULL WHERE execution_id = ?1 AND key = ?2")?;
+    for key in keys {
+        let value = output.as_ref().and_then(|o| o.get(&key)).unwrap_or(&Value::Null);
+        copy.execute(params![id, key, serde_json::to_string(value).unwrap_or_else(|_| "null".into())])?;
+    }
+    Ok(())
 }
 
 /// Write every step record (JSON, in declaration order) of execution `id`.

@@ -609,6 +609,14 @@ mod tests {
         let stored = store.execution("e1").unwrap().unwrap();
         assert_eq!(Value::Object(stored.state), json!({"big": marker, "n": 3}));
 
+        // Were the completed record rewritten without that output (the
+        // engine does not), the state keeps its value as a copy.
+        let mut rewritten = step.clone();
+        rewritten.output = None;
+        store.update_step("e1", 0, &rewritten, None).commit().unwrap();
+        assert_eq!(Value::Object(store.execution("e1").unwrap().unwrap().state), json!({"big": marker, "n": 3}));
+        store.update_step("e1", 0, &step, Some(&map(json!({"big": marker})))).commit().unwrap();
+
         // A snapshot still writes the whole state, and a state that refers
         // to an output that is not there is reported, not invented.
         status.steps = vec![step.clone()];

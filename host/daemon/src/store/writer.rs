@@ -205,7 +205,14 @@ impl Writer {
         loop {
             while !self.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
                 let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-                self.commit_queued(&conn);
+                // A job that panics (a bug) fails its group (their answers are
+                // dropped: "lost to a panic") and must not take the writer
+                // thread with it: `committing` would stay set and nothing
+                // submitted later would be committed.
+                let group = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_queued(&conn)));
+                if group.is_err() {
+                    tracing::error!(db = %self.path.display(), "a state write panicked; its group was not committed");
+                }
             }
             self.committing.store(false, Ordering::Release);
             // A job queued after the last look and before the flag dropped
@@ -398,6 +405,25 @@ mod tests {
         tokio::task::spawn_blocking(move || insert(&blocking, 1000)).await.unwrap().unwrap();
         let rows: i64 = reader.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 201);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_write_that_panics_fails_its_group_and_later_writes_still_commit() {
+        let (_dir, writer, reader) = writer();
+        let writer = Arc::new(writer);
+        let boom = writer.submit(|_| -> StoreResult<()> { panic!("a bug in a state write") });
+        let err = boom.await.unwrap_err().to_string();
+        assert!(err.contains("lost to a panic"), "{err}");
+        for k in 1..=3 {
+            let later = writer.submit(move |c| {
+                c.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])
+                    .map_err(|source| StoreError::Sqlite { path: PathBuf::new(), source })
+            });
+            let answered = tokio::time::timeout(std::time::Duration::from_secs(10), later).await;
+            assert_eq!(answered.expect("a write submitted after a panic is committed").unwrap(), 1);
+        }
+        let rows: i64 = reader.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 3);
     }
 
     #[test]
