@@ -382,20 +382,32 @@ impl Client {
         let request = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Request(e.to_string()))?;
-        let (status, text) = match &self.listen {
-            Listen::Tcp(addr) => {
-                let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
-                exchange(TokioIo::new(stream), request).await
+        let exchanged = async {
+            match &self.listen {
+                Listen::Tcp(addr) => {
+                    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
+                    exchange(TokioIo::new(stream), request).await
+                }
+                #[cfg(unix)]
+                Listen::Unix(path) => {
+                    let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| unreachable(e.to_string()))?;
+                    exchange(TokioIo::new(stream), request).await
+                }
+                #[cfg(not(unix))]
+                Listen::Unix(_) => Err(unreachable("Unix sockets need a Unix system".into())),
             }
-            #[cfg(unix)]
-            Listen::Unix(path) => {
-                let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| unreachable(e.to_string()))?;
-                exchange(TokioIo::new(stream), request).await
-            }
-            #[cfg(not(unix))]
-            Listen::Unix(_) => return Err(unreachable("Unix sockets need a Unix system".into())),
-        }
-        .map_err(|e| unreachable(e.to_string()))?;
+        };
+        let (status, text) = tokio::time::timeout(REQUEST_TIMEOUT, exchanged)
+            .await
+            .map_err(|_| unreachable(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())))?
+            .map_err(|e| match e {
+                Exchange::Transport(cause) => unreachable(cause),
+                Exchange::TooLarge => ClientError::Answer {
+                    route: format!("{method} {path}"),
+                    cause: format!("the answer is over {MAX_ANSWER_BYTES} bytes"),
+                },
+                Exchange::Unreachable(e) => e,
+            })?;
         if (200..300).contains(&status) {
             return Ok((status, text));
         }
@@ -410,21 +422,73 @@ impl Client {
 /// No request body.
 const NONE: Option<&()> = None;
 
-async fn exchange<I>(io: TokioIo<I>, request: Request<Full<Bytes>>) -> Result<(u16, Bytes), hyper::Error>
+/// The longest a request may take, answer included: longer than the
+/// daemon's longest long-poll (`wait_ms`, at most 60 s).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The largest answer read (bytes); the daemon's largest page is far smaller.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// Why an exchange gave no answer.
+enum Exchange {
+    /// The connection failed (the cause, one line).
+    Transport(String),
+    /// The answer was over [`MAX_ANSWER_BYTES`].
+    TooLarge,
+    /// Connecting failed.
+    Unreachable(ClientError),
+}
+
+impl From<ClientError> for Exchange {
+    fn from(e: ClientError) -> Self {
+        Self::Unreachable(e)
+    }
+}
+
+async fn exchange<I>(io: TokioIo<I>, request: Request<Full<Bytes>>) -> Result<(u16, Bytes), Exchange>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    let transport = |e: hyper::Error| Exchange::Transport(e.to_string());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(transport)?;
     tokio::spawn(conn);
-    let response = sender.send_request(request).await?;
+    let response = sender.send_request(request).await.map_err(transport)?;
     let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
+    let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() { Exchange::TooLarge } else { Exchange::Transport(e.to_string()) }
+    })?;
+    Ok((status, body.to_bytes()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_over_the_limit_is_refused_not_read_whole() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let huge = MAX_ANSWER_BYTES + 1;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {huge}\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let chunk = vec![b' '; 1 << 20];
+            for _ in 0..=(huge >> 20) {
+                if stream.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let client = Client::new(Listen::Tcp(addr.to_string()), "t").unwrap();
+        let err = client.health().unwrap_err();
+        assert!(matches!(&err, ClientError::Answer { cause, .. } if cause.contains("bytes")), "{err}");
+        drop(client);
+        server.join().unwrap();
+    }
 
     #[test]
     fn a_daemon_that_is_not_there_is_unreachable() {
