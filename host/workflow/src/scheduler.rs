@@ -323,6 +323,13 @@ impl Forward {
     /// The next step to run and its attempt number; `None` ends the runner.
     fn next(&self) -> Option<(usize, u32)> {
         let mut st = self.lock();
+        // A cancel asked while this runner carried a step stops it here, as
+        // the phase's task would on waking: the dependents just released are
+        // then cancelled with the other pending steps, not started (and
+        // skipped because their dependency was cancelled).
+        if st.abort.is_none() && self.exec.cancel_token().is_cancelled() {
+            self.abort(&mut st, Abort::Cancelled);
+        }
         if st.abort.is_none()
             && !self.draining(&mut st)
             && !self.exec.is_held()
