@@ -233,6 +233,100 @@ impl fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
+/// `?` on an I/O error: [`ErrorKind::NotFound`] for a missing file or
+/// directory, [`ErrorKind::Failed`] otherwise, retryable when the OS says the
+/// same call may work later (interrupted, timed out, would block).
+impl From<std::io::Error> for PluginError {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
+        let kind = if e.kind() == Io::NotFound { ErrorKind::NotFound } else { ErrorKind::Failed };
+        let retryable = matches!(e.kind(), Io::Interrupted | Io::TimedOut | Io::WouldBlock);
+        Self { kind, message: e.to_string(), retryable }
+    }
+}
+
+/// `?` on a JSON error: [`ErrorKind::InvalidInput`] for text that is not JSON
+/// or does not have the expected shape, [`ErrorKind::Failed`] for an I/O error
+/// underneath.
+impl From<serde_json::Error> for PluginError {
+    fn from(e: serde_json::Error) -> Self {
+        let kind = if e.is_io() { ErrorKind::Failed } else { ErrorKind::InvalidInput };
+        Self::new(kind, format!("JSON: {e}"))
+    }
+}
+
+/// Conversions of parse errors (numbers, booleans, UTF-8) into
+/// [`ErrorKind::InvalidInput`], so `?` works on `str::parse` and friends.
+macro_rules! invalid_input_from {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for PluginError {
+            fn from(e: $error) -> Self {
+                Self::invalid_input(e.to_string())
+            }
+        }
+    )*};
+}
+
+invalid_input_from!(
+    std::num::ParseIntError,
+    std::num::ParseFloatError,
+    std::str::ParseBoolError,
+    std::char::ParseCharError,
+    std::str::Utf8Error,
+    std::string::FromUtf8Error,
+    std::num::TryFromIntError,
+);
+
+/// `?` on a message: [`ErrorKind::Failed`] with that message.
+impl From<String> for PluginError {
+    fn from(message: String) -> Self {
+        Self::failed(message)
+    }
+}
+
+/// `?` on a message: [`ErrorKind::Failed`] with that message.
+impl From<&str> for PluginError {
+    fn from(message: &str) -> Self {
+        Self::failed(message)
+    }
+}
+
+/// Turn any error into a [`PluginError`] of a chosen kind, with context:
+/// `std::fs::read(path).or_kind(ErrorKind::NotFound, "reading the table")?`.
+pub trait ResultExt<T> {
+    /// On `Err(e)`, a [`PluginError`] of `kind` reading `"{context}: {e}"`.
+    ///
+    /// # Errors
+    /// The converted error.
+    fn or_kind(self, kind: ErrorKind, context: impl fmt::Display) -> Result<T, PluginError>;
+    /// [`Self::or_kind`] with [`ErrorKind::InvalidInput`].
+    ///
+    /// # Errors
+    /// The converted error.
+    fn or_invalid_input(self, context: impl fmt::Display) -> Result<T, PluginError>
+    where
+        Self: Sized,
+    {
+        self.or_kind(ErrorKind::InvalidInput, context)
+    }
+    /// [`Self::or_kind`] with [`ErrorKind::Failed`].
+    ///
+    /// # Errors
+    /// The converted error.
+    fn or_failed(self, context: impl fmt::Display) -> Result<T, PluginError>
+    where
+        Self: Sized,
+    {
+        self.or_kind(ErrorKind::Failed, context)
+    }
+}
+
+impl<T, E: fmt::Display> ResultExt<T> for Result<T, E> {
+    fn or_kind(self, kind: ErrorKind, context: impl fmt::Display) -> Result<T, PluginError> {
+        self.map_err(|e| PluginError::new(kind, format!("{context}: {e}")))
+    }
+}
+
 /// Severity of a log record a plugin sends to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -277,4 +371,50 @@ pub trait HostServices {
     fn report_progress(&self, fraction: f64, message: &str);
     /// Whether the host has asked this execution to stop.
     fn is_cancelled(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fails<E>(e: E) -> PluginError
+    where
+        PluginError: From<E>,
+    {
+        let r: Result<(), E> = Err(e);
+        (|| -> Result<(), PluginError> { Ok(r?) })().unwrap_err()
+    }
+
+    #[test]
+    fn question_mark_converts_common_errors_into_the_fitting_kind() {
+        let missing = fails(std::fs::read("/nonexistent/plexus/file").unwrap_err());
+        assert_eq!((missing.kind, missing.retryable), (ErrorKind::NotFound, false));
+        let timed_out = fails(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!((timed_out.kind, timed_out.retryable), (ErrorKind::Failed, true));
+        let denied = fails(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!((denied.kind, denied.retryable), (ErrorKind::Failed, false));
+        let json = fails(serde_json::from_str::<Value>("{nope").unwrap_err());
+        assert_eq!(json.kind, ErrorKind::InvalidInput);
+        assert!(json.message.starts_with("JSON: "), "{}", json.message);
+        let number = fails("12x".parse::<u32>().unwrap_err());
+        assert_eq!(number.kind, ErrorKind::InvalidInput);
+        assert_eq!(number.message, "invalid digit found in string");
+        assert_eq!(fails("1.2.3".parse::<f64>().unwrap_err()).kind, ErrorKind::InvalidInput);
+        assert_eq!(fails(String::from_utf8(vec![0xff]).unwrap_err()).kind, ErrorKind::InvalidInput);
+        assert_eq!(fails(u8::try_from(300_i32).unwrap_err()).kind, ErrorKind::InvalidInput);
+        let said = fails("no rows");
+        assert_eq!((said.kind, said.message.as_str()), (ErrorKind::Failed, "no rows"));
+    }
+
+    #[test]
+    fn result_ext_picks_the_kind_and_adds_context() {
+        let r: Result<(), std::fmt::Error> = Err(std::fmt::Error);
+        let e = r.or_kind(ErrorKind::NotFound, "looking up `x`").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(e.message, format!("looking up `x`: {}", std::fmt::Error));
+        let e = "x".parse::<i32>().or_invalid_input("column `year`").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidInput);
+        assert!(e.message.starts_with("column `year`: "));
+        assert_eq!(Ok::<_, String>(3).or_failed("never").unwrap(), 3);
+    }
 }

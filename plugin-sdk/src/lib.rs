@@ -23,19 +23,22 @@
 //!
 //! ## A whole plugin
 //!
-//! `Cargo.toml`:
+//! `Cargo.toml` (one Plexus line; `serde` and `schemars` for their derives —
+//! the SDK re-exports both, and [`prelude`] their traits):
 //!
 //! ```toml
 //! [package]
 //! name = "greeter"
 //! version = "0.1.0"
 //! edition = "2024"
+//! description = "Greets people and counts greetings in the execution's state"
+//! license = "Apache-2.0"
 //!
 //! [lib]
 //! crate-type = ["cdylib", "rlib"]
 //!
 //! [dependencies]
-//! plexus-sdk = "0.1"
+//! plexus-sdk = "0.1"   # from a checkout: { path = "../plexus/plugin-sdk" }
 //! schemars = "1"
 //! serde = { version = "1", features = ["derive"] }
 //! ```
@@ -43,9 +46,7 @@
 //! `src/lib.rs`:
 //!
 //! ```
-//! use plexus_sdk::{capability, Context, Operations, Plugin, PluginError, PluginInfo};
-//! use schemars::JsonSchema;
-//! use serde::{Deserialize, Serialize};
+//! use plexus_sdk::prelude::*;
 //!
 //! #[derive(Default)]
 //! pub struct Greeter;
@@ -64,14 +65,14 @@
 //!
 //! impl Plugin for Greeter {
 //!     fn info() -> PluginInfo {
-//!         PluginInfo::new("example.greeter", "Greeter", "0.1.0")
-//!             .description("Greets people and counts greetings in the execution's state")
-//!             .license("Apache-2.0")
-//!             .capabilities([capability::WORKFLOW_STEP, capability::CONTEXT_MANAGEMENT])
+//!         // Name, version, description, authors and licence from Cargo.toml.
+//!         plugin_info!("example.greeter").capabilities([capability::WORKFLOW_STEP, capability::CONTEXT_MANAGEMENT])
 //!     }
 //!
 //!     fn operations(ops: &mut Operations<Self>) {
-//!         ops.add("greet", "Greets `name`", Self::greet);
+//!         ops.add("greet", "Greets `name`", Self::greet)
+//!             .example("greets Ada", json!({"name": "Ada"}), json!({"text": "Hello, Ada!", "times_greeted": 1}))
+//!             .example_error("refuses no name", json!({"name": ""}), ErrorKind::InvalidInput);
 //!     }
 //! }
 //!
@@ -88,16 +89,21 @@
 //!     }
 //! }
 //!
-//! plexus_sdk::export_plugin!(Greeter);
+//! export_plugin!(Greeter);
 //!
-//! // Test it in-process, without a host:
+//! // Test it in-process, without a host: the declared examples, then more.
 //! let host = plexus_sdk::testing::TestHost::<Greeter>::new();
-//! let out = host.call("greet", serde_json::json!({"name": "Ada"})).unwrap();
+//! assert_eq!(host.check_examples(), Ok(2));
+//! let out = host.call("greet", json!({"name": "Ada"})).unwrap();
 //! assert_eq!(out.output["text"], "Hello, Ada!");
-//! assert_eq!(host.call("greet", serde_json::json!({"name": "Bob"})).unwrap().output["times_greeted"], 2);
-//! let err = host.call("greet", serde_json::json!({"name": ""})).unwrap_err();
-//! assert_eq!(err.kind, plexus_sdk::ErrorKind::InvalidInput);
+//! assert_eq!(host.call("greet", json!({"name": "Bob"})).unwrap().output["times_greeted"], 2);
+//! let err = host.call("greet", json!({"name": ""})).unwrap_err();
+//! assert_eq!(err.kind, ErrorKind::InvalidInput);
 //! ```
+//!
+//! Errors: `?` converts I/O, JSON and parse errors into a [`PluginError`] of
+//! the fitting kind (see its `From` impls); [`ResultExt`] picks the kind and
+//! adds context for any other error.
 //!
 //! Build it both ways and give each artifact a `plugin.toml` manifest in a
 //! folder of the host's plugins directory (see the repository README):
@@ -119,9 +125,53 @@ pub mod wasm;
 
 pub use contract::{
     CONTRACT_VERSION, CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo,
-    PluginError, SCHEDULE_STATE_KEY, ScheduleInfo, capability,
+    PluginError, ResultExt, SCHEDULE_STATE_KEY, ScheduleInfo, capability,
 };
-pub use plugin::{Context, Operations, Plugin, PluginInfo, Runtime};
+pub use plugin::{Context, Example, Expected, Operations, Plugin, PluginInfo, Runtime};
+
+// The crates plugin code uses with the SDK, at the versions it was built with.
+pub use schemars;
+pub use serde;
+pub use serde_json;
+
+/// What most plugins use: `use plexus_sdk::prelude::*;`.
+///
+/// The derives (`Serialize`, `Deserialize`, `JsonSchema`) expand to paths
+/// into `serde` and `schemars`: a crate that uses them depends on both (as
+/// `plexus plugin new` writes), or names the re-exports with
+/// `#[serde(crate = "plexus_sdk::serde")]` and `#[schemars(crate = "plexus_sdk::schemars")]`.
+pub mod prelude {
+    pub use crate::{
+        Context, ErrorKind, Operations, Plugin, PluginError, PluginInfo, ResultExt, capability, export_plugin,
+        plugin_info,
+    };
+    pub use schemars::JsonSchema;
+    pub use serde::{Deserialize, Serialize};
+    pub use serde_json::{Value, json};
+}
+
+/// A [`PluginInfo`] with id `$id` and the rest from the calling crate's
+/// `Cargo.toml`: name (`CARGO_PKG_NAME`), version, description, authors and
+/// license; add capabilities with the builder.
+///
+/// ```
+/// let info = plexus_sdk::plugin_info!("example.greeter").capabilities([plexus_sdk::capability::WORKFLOW_STEP]);
+/// assert_eq!(info.id(), "example.greeter");
+/// assert_eq!(info.version(), env!("CARGO_PKG_VERSION"));
+/// ```
+#[macro_export]
+macro_rules! plugin_info {
+    ($id:expr) => {
+        $crate::PluginInfo::from_package(
+            $id,
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_DESCRIPTION"),
+            env!("CARGO_PKG_AUTHORS"),
+            env!("CARGO_PKG_LICENSE"),
+        )
+    };
+}
 
 #[doc(hidden)]
 pub mod __private {

@@ -1,7 +1,8 @@
 //! The author-facing API: [`Plugin`], [`Operations`] and [`Context`].
 
 use crate::contract::{
-    CONTRACT_VERSION, CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo, PluginError,
+    CONTRACT_VERSION, CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo,
+    PluginError,
 };
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -61,6 +62,50 @@ impl PluginInfo {
         self.capabilities = tags.into_iter().map(Into::into).collect();
         self
     }
+
+    /// Id `id` with the rest from a Cargo package's fields, as
+    /// [`crate::plugin_info!`] passes them: `authors` is Cargo's
+    /// colon-separated list; an empty `license` is none.
+    #[doc(hidden)]
+    pub fn from_package(id: &str, name: &str, version: &str, description: &str, authors: &str, license: &str) -> Self {
+        let info = Self::new(id, name, version)
+            .description(description.trim())
+            .authors(authors.split(':').map(str::trim).filter(|a| !a.is_empty()));
+        if license.is_empty() { info } else { info.license(license) }
+    }
+
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+/// What an example expects of its call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expected {
+    /// This output, compared as JSON.
+    Output(Value),
+    /// An error of this kind.
+    Error(ErrorKind),
+}
+
+/// An example of an operation: parameters and what the call gives (see
+/// [`Operations::example`]; [`crate::testing::TestHost::check_examples`] runs them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// The operation.
+    pub operation: String,
+    /// One line: what the example shows.
+    pub description: String,
+    /// The parameters.
+    pub params: Value,
+    /// The output or error it gives.
+    pub expected: Expected,
 }
 
 type Handler<P> = Box<dyn Fn(&P, &mut Context<'_>, Value) -> Result<Value, PluginError> + Send + Sync>;
@@ -90,11 +135,58 @@ pub struct Operations<P> {
     /// When set, only this operation is kept and nothing is described: the
     /// table of one WASM call, built in a fresh instance.
     only: Option<String>,
+    /// Examples, in registration order (none kept for a table of one operation).
+    examples: Vec<Example>,
+    /// The operation registered last (what [`Self::example`] refers to).
+    last: Option<String>,
 }
 
 impl<P: 'static> Operations<P> {
     fn new(only: Option<String>) -> Self {
-        Self { entries: Vec::new(), handlers: Vec::new(), only }
+        Self { entries: Vec::new(), handlers: Vec::new(), only, examples: Vec::new(), last: None }
+    }
+
+    /// An example of the operation registered last: calling it with `params`
+    /// gives `output` (compared as JSON). Checked by
+    /// [`crate::testing::TestHost::check_examples`], as Nushell checks a
+    /// command's examples.
+    ///
+    /// ```
+    /// # use plexus_sdk::{Plugin, PluginInfo, Operations, PluginError};
+    /// # use serde_json::json;
+    /// # #[derive(Default)] struct Maths;
+    /// # impl Plugin for Maths {
+    /// #     fn info() -> PluginInfo { PluginInfo::new("demo.maths", "Maths", "0.1.0") }
+    /// fn operations(ops: &mut Operations<Self>) {
+    ///     ops.add("double", "Doubles a number", |_, _, n: i64| Ok::<_, PluginError>(n * 2))
+    ///         .example("doubles 21", json!(21), json!(42))
+    ///         .example_error("refuses text", json!("21"), plexus_sdk::ErrorKind::InvalidInput);
+    /// }
+    /// # }
+    /// let host = plexus_sdk::testing::TestHost::<Maths>::new();
+    /// assert_eq!(host.check_examples().unwrap(), 2);
+    /// ```
+    ///
+    /// # Panics
+    /// If no operation was registered before (a bug in the plugin).
+    pub fn example(&mut self, description: &str, params: Value, output: Value) -> &mut Self {
+        self.push_example(description, params, Expected::Output(output))
+    }
+
+    /// An example of the operation registered last that fails with an error of `kind`.
+    ///
+    /// # Panics
+    /// If no operation was registered before (a bug in the plugin).
+    pub fn example_error(&mut self, description: &str, params: Value, kind: ErrorKind) -> &mut Self {
+        self.push_example(description, params, Expected::Error(kind))
+    }
+
+    fn push_example(&mut self, description: &str, params: Value, expected: Expected) -> &mut Self {
+        let operation = self.last.clone().expect("an example before any operation was registered");
+        if self.only.is_none() {
+            self.examples.push(Example { operation, description: description.to_owned(), params, expected });
+        }
+        self
     }
 
     /// Register `name`. Parameters are deserialized into `I` (a mismatch is an
@@ -123,6 +215,7 @@ impl<P: 'static> Operations<P> {
                 });
             }
         }
+        self.last = Some(name.to_owned());
         let op = name.to_owned();
         let erased: Handler<P> = Box::new(move |plugin, ctx, params| {
             let is_null = params.is_null();
@@ -225,6 +318,7 @@ pub struct Runtime<P: Plugin> {
     entries: Vec<OperationEntry>,
     metadata: OnceLock<Metadata>,
     handlers: Vec<(String, Handler<P>)>,
+    examples: Vec<Example>,
     /// Built for one operation only ([`Runtime::for_operation`]): no metadata.
     partial: bool,
 }
@@ -253,7 +347,19 @@ impl<P: Plugin> Runtime<P> {
         let partial = only.is_some();
         let mut ops = Operations::new(only);
         P::operations(&mut ops);
-        Self { plugin: P::default(), entries: ops.entries, metadata: OnceLock::new(), handlers: ops.handlers, partial }
+        Self {
+            plugin: P::default(),
+            entries: ops.entries,
+            metadata: OnceLock::new(),
+            handlers: ops.handlers,
+            examples: ops.examples,
+            partial,
+        }
+    }
+
+    /// The examples the operations declare, in registration order.
+    pub fn examples(&self) -> &[Example] {
+        &self.examples
     }
 
     /// The plugin's metadata (built, with the operations' JSON Schemas, on first use).
@@ -303,7 +409,6 @@ impl<P: Plugin> Runtime<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::ErrorKind;
 
     #[derive(Default)]
     struct Two;

@@ -5,7 +5,7 @@
 //! plugin did with the host services: logs, shared state, progress.
 
 use crate::contract::{CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, PluginError};
-use crate::plugin::{Plugin, Runtime};
+use crate::plugin::{Expected, Plugin, Runtime};
 use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
 
@@ -84,6 +84,42 @@ impl<P: Plugin> TestHost<P> {
     pub fn call_with(&self, exec: &ExecutionContext) -> Result<CallOutput, PluginError> {
         self.runtime.call(exec, self)
     }
+
+    /// Run every example the operations declare (see
+    /// [`crate::Operations::example`]), each on a fresh shared state; returns
+    /// how many ran.
+    ///
+    /// # Errors
+    /// Every example whose call gave something else, one per line, naming
+    /// the operation, the example and what was expected and got.
+    pub fn check_examples(&self) -> Result<usize, String> {
+        let examples = self.runtime.examples();
+        let mut problems = Vec::new();
+        for ex in examples {
+            self.state.borrow_mut().clear();
+            let got = self.call(&ex.operation, ex.params.clone());
+            let matches = match (&ex.expected, &got) {
+                (Expected::Output(want), Ok(out)) => *want == out.output,
+                (Expected::Error(kind), Err(e)) => *kind == e.kind,
+                _ => false,
+            };
+            if !matches {
+                let want = match &ex.expected {
+                    Expected::Output(v) => format!("output {v}"),
+                    Expected::Error(kind) => format!("a `{kind}` error"),
+                };
+                let got = match &got {
+                    Ok(out) => format!("output {}", out.output),
+                    Err(e) => format!("error {e}"),
+                };
+                problems.push(format!(
+                    "`{}` example \"{}\" with {}: expected {want}, got {got}",
+                    ex.operation, ex.description, ex.params
+                ));
+            }
+        }
+        if problems.is_empty() { Ok(examples.len()) } else { Err(problems.join("\n")) }
+    }
 }
 
 impl<P: Plugin> HostServices for TestHost<P> {
@@ -101,5 +137,53 @@ impl<P: Plugin> HostServices for TestHost<P> {
     }
     fn is_cancelled(&self) -> bool {
         self.cancelled.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorKind, Operations, PluginInfo};
+    use serde_json::json;
+
+    #[derive(Default)]
+    struct Wrong;
+
+    impl Plugin for Wrong {
+        fn info() -> PluginInfo {
+            PluginInfo::new("test.wrong", "Wrong", "0.1.0")
+        }
+        fn operations(ops: &mut Operations<Self>) {
+            ops.add("inc", "Adds one", |_, _, n: i64| Ok::<_, PluginError>(n + 1))
+                .example("right", json!(1), json!(2))
+                .example("wrong output", json!(1), json!(3))
+                .example_error("no error happens", json!(1), ErrorKind::InvalidInput)
+                .example_error("text is refused", json!("x"), ErrorKind::InvalidInput);
+            ops.add("keep", "Returns its input", |_, _, v: Value| Ok::<_, PluginError>(v)).example(
+                "an object",
+                json!({"a": [1, 2]}),
+                json!({"a": [1, 2]}),
+            );
+        }
+    }
+
+    #[test]
+    fn check_examples_reports_every_example_that_does_not_hold() {
+        let host = TestHost::<Wrong>::new();
+        let problems = host.check_examples().unwrap_err();
+        let lines: Vec<&str> = problems.lines().collect();
+        assert_eq!(lines.len(), 2, "{problems}");
+        assert_eq!(lines[0], "`inc` example \"wrong output\" with 1: expected output 3, got output 2");
+        assert_eq!(
+            lines[1],
+            "`inc` example \"no error happens\" with 1: expected a `invalid-input` error, got output 2"
+        );
+    }
+
+    #[test]
+    fn a_table_for_one_operation_keeps_no_examples() {
+        let one = Runtime::<Wrong>::for_operation("inc");
+        assert!(one.examples().is_empty());
+        assert_eq!(Runtime::<Wrong>::new().examples().len(), 5);
     }
 }

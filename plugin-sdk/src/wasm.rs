@@ -9,7 +9,9 @@ use crate::plugin::{Plugin, Runtime};
 use serde_json::Value;
 
 wit_bindgen::generate!({
-    path: "../wit",
+    // `wit` is a link to the repository's top-level `wit/`: `cargo package`
+    // follows it, so the published crate carries the WIT it was built from.
+    path: "wit",
     world: "plexus-plugin",
     pub_export_macro: true,
     export_macro_name: "__export_plexus_component",

@@ -22,5 +22,6 @@ mod hostile;
 mod properties;
 mod runtimes;
 mod sandbox;
+mod sdk;
 mod support;
 mod workflows;

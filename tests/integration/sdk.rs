@@ -1,0 +1,161 @@
+//! The published SDK as an outside author gets it: `cargo package` of
+//! `plexus-sdk`, unpacked into a temporary directory, and a plugin crate
+//! outside the repository that depends on it by path, built both ways and
+//! loaded by the host.
+
+use crate::support::{Fixture, repo_root};
+use plexus_host::CallOptions;
+use plexus_sdk::ErrorKind;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `cargo` with the same toolchain as this test run.
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Package the SDK (as `cargo publish` would) and unpack it; returns the crate's folder.
+fn packaged_sdk(into: &Path) -> PathBuf {
+    let target = repo_root().join("target").join("sdk-package");
+    run(
+        cargo()
+            .current_dir(repo_root())
+            .args(["package", "-p", "plexus-sdk", "--no-verify", "--allow-dirty", "--offline", "--target-dir"])
+            .arg(&target),
+        "cargo package -p plexus-sdk",
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let file = target.join("package").join(format!("plexus-sdk-{version}.crate"));
+    run(Command::new("tar").arg("xzf").arg(&file).arg("-C").arg(into), "unpack the .crate");
+    into.join(format!("plexus-sdk-{version}"))
+}
+
+const PLUGIN: &str = r#"
+use plexus_sdk::prelude::*;
+
+#[derive(Default)]
+pub struct Outside;
+
+#[derive(Deserialize, JsonSchema)]
+pub struct Sum {
+    /// Numbers as text, e.g. `["1", "2"]`.
+    numbers: Vec<String>,
+}
+
+impl Plugin for Outside {
+    fn info() -> PluginInfo {
+        plugin_info!("example.outside").capabilities([capability::WORKFLOW_STEP])
+    }
+    fn operations(ops: &mut Operations<Self>) {
+        ops.add("sum", "Adds numbers given as text", Self::sum)
+            .example("adds", json!({"numbers": ["1", "2"]}), json!(3))
+            .example_error("refuses words", json!({"numbers": ["one"]}), ErrorKind::InvalidInput);
+    }
+}
+
+impl Outside {
+    fn sum(&self, _: &mut Context<'_>, p: Sum) -> Result<i64, PluginError> {
+        let mut total = 0i64;
+        for n in &p.numbers {
+            total += n.parse::<i64>()?;
+        }
+        Ok(total)
+    }
+}
+
+export_plugin!(Outside);
+
+#[test]
+fn examples_hold() {
+    assert_eq!(plexus_sdk::testing::TestHost::<Outside>::new().check_examples().unwrap(), 2);
+}
+"#;
+
+/// Build the outside plugin of `kind`; returns the artifact.
+fn build(project: &Path, target: &Path, kind: &str) -> PathBuf {
+    let mut cmd = cargo();
+    cmd.current_dir(project).args(["build", "--offline", "--target-dir"]).arg(target);
+    if kind == "wasm" {
+        cmd.args(["--target", "wasm32-wasip2"]);
+        run(&mut cmd, "cargo build --target wasm32-wasip2 (outside plugin)");
+        target.join("wasm32-wasip2/debug/outside_plugin.wasm")
+    } else {
+        run(&mut cmd, "cargo build (outside plugin)");
+        target.join("debug/liboutside_plugin.so")
+    }
+}
+
+#[test]
+fn a_plugin_outside_the_repository_builds_against_the_packaged_sdk_and_runs_as_both_kinds() {
+    let work = tempfile::tempdir().unwrap();
+    let sdk = packaged_sdk(work.path());
+    // The packaged crate carries the WIT it was built from, the same as the repository's.
+    let carried = std::fs::read_to_string(sdk.join("wit/plexus-plugin.wit")).expect("the .crate carries wit/");
+    assert_eq!(carried, std::fs::read_to_string(repo_root().join("wit/plexus-plugin.wit")).unwrap());
+
+    let project = work.path().join("outside-plugin");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"outside-plugin\"\nversion = \"1.2.3\"\nedition = \"2024\"\n\
+             description = \"Sums numbers\"\nauthors = [\"Ada <ada@example.org>\", \"Bob\"]\nlicense = \"MIT\"\n\n\
+             [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\n\
+             plexus-sdk = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\nschemars = \"1\"\n\n\
+             [workspace]\n",
+            sdk.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(project.join("src/lib.rs"), PLUGIN).unwrap();
+    // The repository's lock file: the same versions as the SDK was tested with, offline.
+    std::fs::copy(repo_root().join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+    // A target directory kept between runs: only the first builds the dependencies.
+    let target = repo_root().join("target").join("sdk-outside");
+    run(
+        cargo().current_dir(&project).args(["test", "--offline", "--lib", "--target-dir"]).arg(&target),
+        "cargo test (outside plugin's examples)",
+    );
+
+    let fx = Fixture::new();
+    for kind in ["native", "wasm"] {
+        let artifact = build(&project, &target, kind);
+        fx.folder(
+            &format!("outside-{kind}"),
+            &format!(
+                "id = \"example.outside\"\nversion = \"1.2.3\"\nkind = \"{kind}\"\nartifact = {:?}\n",
+                artifact.display().to_string()
+            ),
+        );
+        let host = fx.host();
+        assert!(host.load_errors().is_empty(), "{kind}: {:?}", host.load_errors());
+        let plugin = host.plugin("example.outside").expect("loaded");
+        let meta = plugin.runtime.metadata();
+        assert_eq!((meta.name.as_str(), meta.version.as_str()), ("outside-plugin", "1.2.3"));
+        assert_eq!(meta.description, "Sums numbers");
+        assert_eq!(meta.authors, ["Ada <ada@example.org>", "Bob"]);
+        assert_eq!(meta.license.as_deref(), Some("MIT"));
+        let out = host.call("example.outside", "sum", json!({"numbers": ["40", "2"]}), CallOptions::default()).unwrap();
+        assert_eq!(out.output, json!(42), "{kind}");
+        let err = host.call("example.outside", "sum", json!({"numbers": ["x"]}), CallOptions::default()).unwrap_err();
+        match err {
+            plexus_host::CallError::Plugin { error, .. } => {
+                assert_eq!(error.kind, ErrorKind::InvalidInput, "{kind}: {error}");
+                assert!(error.message.contains("invalid digit"), "{kind}: {error}");
+            }
+            other => panic!("{kind}: {other}"),
+        }
+        std::fs::remove_dir_all(fx.plugins.path().join(format!("outside-{kind}"))).unwrap();
+    }
+}
