@@ -45,6 +45,10 @@ fn the_main_pipeline_normalises_every_row_of_the_real_dataset() {
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
     let summary = String::from_utf8_lossy(&run.stdout);
     assert!(summary.starts_with("STEP") && summary.contains("workflow weather-pipeline completed"), "{summary}");
+    // The workflow's outputs close the summary.
+    assert!(summary.contains("outputs:\n  rows_loaded: 1461\n"), "{summary}");
+    // Metrics the plugins reported are in the steps' notes and records.
+    assert!(summary.lines().any(|l| l.starts_with("load ") && l.ends_with("rows=1461")), "{summary}");
 
     // The output file: a header and 1,461 rows, every normalised value in [0, 1].
     let mut reader = csv_rows(&output);
@@ -74,6 +78,7 @@ fn the_main_pipeline_normalises_every_row_of_the_real_dataset() {
     assert_eq!(r["outputs"]["invalid_rows"], 0);
     assert_eq!(r["outputs"]["rows_saved"], 1461);
     assert_eq!(r["outputs"]["ranges"]["temp_max"]["max"], 35.6);
+    assert_eq!(step(&r, "load")["metrics"]["rows"], 1461.0);
     for id in ["load", "validate", "normalize", "save"] {
         assert_eq!(step(&r, id)["status"], "completed", "{id}");
         assert_eq!(step(&r, id)["attempts"], 1);
@@ -100,6 +105,15 @@ fn the_parallel_example_joins_three_branches() {
     assert_eq!(counts, 1461);
     assert_eq!(report["temp_max_by_weather"]["snow"]["count"], 23);
     assert_eq!(report["precipitation_by_weather"]["sun"]["count"], 714);
+    // `--outputs-only`: the outputs object alone.
+    let only = plexus(&["run", "examples/parallel.yaml", "--json", "--outputs-only"], tmp.path());
+    assert_eq!(only.status.code(), Some(0), "{}", String::from_utf8_lossy(&only.stderr));
+    let outputs: Value = serde_json::from_slice(&only.stdout).unwrap();
+    assert_eq!(
+        outputs.as_object().unwrap().keys().collect::<Vec<_>>(),
+        r["outputs"].as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    assert_eq!(outputs["report"]["days"], 1461);
     let windy = report["windy_days"].as_u64().unwrap();
     assert!(windy > 0 && windy < 1461);
     // The branches overlapped: each started before the others ended.

@@ -236,17 +236,18 @@ fn print_status(execution: &Execution) {
         .steps
         .iter()
         .map(|st| {
-            let note = st.error.as_ref().map(|e| e.message.as_str()).or(st.reason.as_deref()).unwrap_or_default();
+            let note = crate::run::step_note(st);
             vec![
                 st.id.clone(),
                 st.status.as_str().to_owned(),
                 st.attempts.to_string(),
                 st.duration_ms.map_or("-".into(), |ms| ms.to_string()),
-                note.to_owned(),
+                note,
             ]
         })
         .collect();
     table(&["STEP", "STATUS", "ATTEMPTS", "MS", "NOTE"], rows);
+    crate::run::print_outputs(status);
 }
 
 fn print_execution(execution: &Execution, json: bool) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use crate::workflow::load_valid;
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use plexus_workflow::{ExecutionStatus, Orchestrator, StepStatus, WorkflowStatus};
+use plexus_workflow::{ExecutionStatus, Orchestrator, StepRecord, StepStatus, WorkflowStatus};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -34,6 +34,9 @@ pub struct RunArgs {
     /// Also write the full results as JSON to this file.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// With --json and --output: the workflow's `outputs` alone, not the whole execution.
+    #[arg(long)]
+    outputs_only: bool,
 }
 
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -89,7 +92,11 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     // and dropping the runtime would wait for it forever.
     runtime.shutdown_background();
     let status = status?;
-    let json = serde_json::to_string_pretty(&status)?;
+    let json = if args.outputs_only {
+        serde_json::to_string_pretty(&status.outputs)?
+    } else {
+        serde_json::to_string_pretty(&status)?
+    };
     if let Some(path) = &args.output {
         std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -179,11 +186,7 @@ fn print_summary(status: &ExecutionStatus) {
         .steps
         .iter()
         .map(|s| {
-            let note = match (&s.error, &s.reason) {
-                (Some(e), _) if s.status != StepStatus::Completed => format!("{}: {}", e.kind, e.message),
-                (_, Some(r)) => r.clone(),
-                _ => String::new(),
-            };
+            let note = step_note(s);
             [
                 s.id.clone(),
                 s.status.as_str().to_owned(),
@@ -219,6 +222,36 @@ fn print_summary(status: &ExecutionStatus) {
     outln!("\nworkflow {} {}{took} (execution {})", status.workflow_id, status.status.as_str(), status.execution_id);
     if let Some(e) = &status.error {
         outln!("reason: {e}");
+    }
+    print_outputs(status);
+}
+
+/// The NOTE of a step in a summary: why it did not complete, else the
+/// metrics its plugin reported (`rows=1461`), else its last progress report.
+pub(crate) fn step_note(s: &StepRecord) -> String {
+    match (&s.error, &s.reason) {
+        (Some(e), _) if s.status != StepStatus::Completed => return format!("{}: {}", e.kind, e.message),
+        (_, Some(r)) => return r.clone(),
+        _ => {}
+    }
+    if !s.metrics.is_empty() {
+        return s.metrics.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(" ");
+    }
+    match &s.progress {
+        Some(p) if !s.status.is_terminal() => format!("{:.0}% {}", p.fraction * 100.0, p.message),
+        _ => String::new(),
+    }
+}
+
+/// The workflow's outputs, if it declares any, as indented JSON.
+pub(crate) fn print_outputs(status: &ExecutionStatus) {
+    if status.outputs.is_empty() {
+        return;
+    }
+    outln!("outputs:");
+    for (name, value) in &status.outputs {
+        let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+        outln!("  {name}: {}", text.replace('\n', "\n  "));
     }
 }
 

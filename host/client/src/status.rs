@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// The status of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +231,29 @@ pub struct StepRecord {
     pub ended_at_ms: Option<u64>,
     /// `ended_at_ms - started_at_ms`, including retry delays.
     pub duration_ms: Option<u64>,
+    /// Named numbers the plugin reported with its last completed call, e.g.
+    /// `{"rows": 1461}` (at most [`MAX_STEP_METRICS`]; values that are not
+    /// finite numbers are dropped).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// The plugin's last progress report during its current or last attempt.
+    /// Live: it is kept in memory as it comes and recorded with the step's
+    /// next transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<StepProgress>,
+}
+
+/// The most metrics kept for one step; a plugin reporting more keeps its first ones.
+pub const MAX_STEP_METRICS: usize = 64;
+
+/// A plugin's progress report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepProgress {
+    /// How far, 0.0 to 1.0.
+    pub fraction: f64,
+    /// What the plugin said (at most 1 KiB kept).
+    pub message: String,
 }
 
 /// A compensation that ran during rollback.

@@ -109,6 +109,8 @@ fn bench(c: &mut Criterion) {
         started_at_ms: Some(1),
         ended_at_ms: None,
         duration_ms: None,
+        metrics: Default::default(),
+        progress: None,
     };
     c.bench_function("store_step_transition", |b| {
         b.iter(|| {

@@ -130,6 +130,8 @@ fn record(id: &str, status: StepStatus, attempts: u32) -> StepRecord {
         started_at_ms: (attempts > 0).then_some(1),
         ended_at_ms: None,
         duration_ms: None,
+        metrics: Default::default(),
+        progress: None,
     }
 }
 

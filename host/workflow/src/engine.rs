@@ -113,6 +113,8 @@ impl Execution {
                 started_at_ms: None,
                 ended_at_ms: None,
                 duration_ms: None,
+                metrics: Default::default(),
+                progress: None,
             })
             .collect();
         let status = ExecutionStatus {

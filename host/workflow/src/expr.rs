@@ -245,6 +245,32 @@ impl Template {
         matches!(self, Template::Literal(_))
     }
 
+    /// The JSON Pointers (RFC 6901, e.g. `/columns/0`) of the values that are
+    /// expressions (whole or text with `${{ }}` parts); `""` when the value
+    /// itself is one. Everything else is literal and known before the run.
+    pub(crate) fn expression_paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_paths(String::new(), &mut out);
+        out
+    }
+
+    fn collect_paths(&self, at: String, out: &mut Vec<String>) {
+        match self {
+            Template::Literal(_) => {}
+            Template::Whole(_) | Template::Text(_) => out.push(at),
+            Template::Array(items) => {
+                for (i, t) in items.iter().enumerate() {
+                    t.collect_paths(format!("{at}/{i}"), out);
+                }
+            }
+            Template::Object(fields) => {
+                for (k, t) in fields {
+                    t.collect_paths(format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                }
+            }
+        }
+    }
+
     /// Every expression inside.
     pub(crate) fn exprs(&self) -> Vec<&Expr> {
         let mut out = Vec::new();

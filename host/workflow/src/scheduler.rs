@@ -36,7 +36,7 @@
 
 use super::engine::{Abort, Engine, Execution, Prepared, call_error, error};
 use super::expr::Template;
-use super::status::{StepError, StepEvent, StepStatus};
+use super::status::{MAX_STEP_METRICS, StepError, StepEvent, StepProgress, StepStatus};
 use plexus_host::CallError;
 use plexus_host::runtime::CallTicket;
 use plexus_host::services::CallServices;
@@ -48,6 +48,37 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// The most bytes of a progress message kept.
+const MAX_PROGRESS_MESSAGE: usize = 1024;
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncated(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// The metrics a call reported, as a step keeps them: finite values only, at
+/// most [`MAX_STEP_METRICS`] (the first ones), names of at most 128 bytes; a
+/// name reported twice keeps its last value.
+fn step_metrics(step: &str, reported: Vec<(String, f64)>) -> BTreeMap<String, f64> {
+    let mut kept = BTreeMap::new();
+    let mut dropped = 0usize;
+    for (name, value) in reported {
+        if !value.is_finite() || (kept.len() >= MAX_STEP_METRICS && !kept.contains_key(&name)) {
+            dropped += 1;
+            continue;
+        }
+        kept.insert(truncated(&name, 128), value);
+    }
+    if dropped > 0 {
+        tracing::warn!(step, dropped, "metrics dropped (not finite, or more than {MAX_STEP_METRICS})");
+    }
+    kept
+}
 
 /// A step ready to call: rendered once, reused by its retries.
 struct Job {
@@ -377,6 +408,7 @@ impl Forward {
             r.status = r.status.apply_or(StepEvent::Start, StepStatus::Running);
             r.attempts = attempt;
             r.started_at_ms.get_or_insert(now);
+            r.progress = None;
         });
         if !recorded {
             // No step starts unrecorded: give the attempt back; the
@@ -503,7 +535,8 @@ impl Forward {
             upstream: job.upstream.clone(),
             config: job.config.clone(),
         };
-        let services = CallServices::new(plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone());
+        let services = CallServices::new(plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone())
+            .with_progress(self.progress_sink(i));
         let host = self.engine.host();
         let Some(plugin) = host.plugin(plugin_id) else {
             return Some(Err(CallError::PluginNotFound(plugin_id.clone())));
@@ -534,6 +567,18 @@ impl Forward {
         }
         st.calls.remove(&key);
         Some(result)
+    }
+
+    /// Where step `i`'s progress reports go: its in-memory record (the API
+    /// shows it live; the step's next transition records it).
+    fn progress_sink(&self, i: usize) -> plexus_host::services::ProgressSink {
+        let exec = Arc::downgrade(&self.exec);
+        Arc::new(move |fraction, message| {
+            if let Some(exec) = exec.upgrade() {
+                let message = truncated(message, MAX_PROGRESS_MESSAGE);
+                exec.lock().steps[i].progress = Some(StepProgress { fraction, message });
+            }
+        })
     }
 
     /// Give up on the calls past their deadline: interrupt each, abandon its
@@ -591,7 +636,12 @@ impl Forward {
                         exec.state().set(k, v.clone());
                     }
                 }
-                exec.update_step_blocking(i, engine.ended(StepStatus::Completed, Some(out.output), None, None));
+                let metrics = step_metrics(&step.id, out.metrics);
+                let ended = engine.ended(StepStatus::Completed, Some(out.output), None, None);
+                exec.update_step_blocking(i, |r| {
+                    ended(r);
+                    r.metrics = metrics;
+                });
             }
             Err(e) if matches!(e, CallError::Cancelled { .. }) || self.stop.is_cancelled() => {
                 let reason = Some("cancelled while running".into());

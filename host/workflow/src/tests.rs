@@ -47,6 +47,24 @@ struct Flaky {
     failures: u32,
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Read only through its schema.
+struct Strict {
+    name: String,
+    count: u32,
+    #[serde(default)]
+    tags: Vec<String>,
+    mode: Mode,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Fast,
+    Careful,
+}
+
 impl Plugin for TestOps {
     fn info() -> PluginInfo {
         PluginInfo::new("test.ops", "Test operations", "1.0.0")
@@ -79,6 +97,18 @@ impl Plugin for TestOps {
             },
         )
         .add("echo", "Returns its parameters", |_, _, p: Value| Ok(p))
+        .add("strict", "Takes exactly {name, count, tags?, mode}", |_, _, _: Strict| Ok(json!(true)))
+        .add("measure", "Reports progress and metrics (one not finite)", |_, ctx: &mut Context<'_>, _: Value| {
+            ctx.progress(0.5, "halfway");
+            ctx.progress(1.0, "é".repeat(2000));
+            ctx.metric("rows", 1461.0);
+            ctx.metric("ratio", f64::NAN);
+            ctx.metric("rows", 1462.0);
+            for n in 0..100 {
+                ctx.metric(format!("m{n:03}"), f64::from(n));
+            }
+            Ok(json!("measured"))
+        })
         .add("stubborn", "Sleeps `ms`, ignoring cancellation", |_, _, p: Work| {
             std::thread::sleep(Duration::from_millis(p.ms));
             Ok(json!({"tag": p.tag}))
@@ -549,6 +579,68 @@ steps:
         "{cycle}"
     );
     assert!(problems.len() >= 14, "{problems:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steps_metrics_and_last_progress_are_in_its_record() {
+    let yaml = "id: m\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: measure }\n";
+    let (status, _, _) = run_with(yaml, Arc::new(SystemClock), Map::new()).await;
+    let a = &status.steps[0];
+    assert_eq!(a.status, StepStatus::Completed);
+    assert_eq!(a.metrics.get("rows"), Some(&1462.0), "the last value of a name reported twice");
+    assert!(!a.metrics.contains_key("ratio"), "NaN is dropped");
+    assert_eq!(a.metrics.len(), crate::status::MAX_STEP_METRICS, "capped");
+    let progress = a.progress.as_ref().expect("the last progress report is kept");
+    assert_eq!(progress.fraction, 1.0);
+    assert_eq!(progress.message.len(), 1024, "capped at 1 KiB, on a character boundary");
+    // The record round-trips through JSON (as the daemon stores it).
+    let back: StepRecord = serde_json::from_value(serde_json::to_value(a).unwrap()).unwrap();
+    assert_eq!(back.metrics, a.metrics);
+}
+
+#[test]
+fn parameters_with_expressions_are_checked_as_far_as_they_are_known() {
+    let host = host();
+    let step = |id: &str, params: &str| {
+        format!("  - {{ id: {id}, plugin_id: test.ops, method_name: strict, parameters: {params} }}\n")
+    };
+    let wf = |steps: &[String]| {
+        format!(
+            "id: w\ninputs:\n  who: {{ type: string, default: x }}\n  n: {{ type: integer, default: 1 }}\nsteps:\n{}",
+            steps.concat()
+        )
+    };
+    // Expressions where values go, in whole or in part.
+    let fine = wf(&[
+        step("typed", r#"{ name: "${{ inputs.who }}", count: "${{ inputs.n }}", mode: fast }"#),
+        step(
+            "text",
+            r#"{ name: "hi ${{ inputs.who }}", count: 1, mode: "${{ inputs.who }}", tags: [a, "${{ inputs.who }}"] }"#,
+        ),
+    ]);
+    if let Err(problems) = parse(&host, "fine.yaml", &fine) {
+        panic!("{problems:#?}");
+    }
+    // Beside an expression, what is literal is still checked.
+    let broken = wf(&[
+        step("typo", r#"{ nmae: "${{ inputs.who }}", count: 2, mode: fast }"#),
+        step("literal", r#"{ name: "${{ inputs.who }}", count: two, mode: slow }"#),
+        step("nested", r#"{ name: x, count: 1, mode: fast, tags: ["${{ inputs.who }}", 3] }"#),
+    ]);
+    let problems: Vec<String> =
+        parse(&host, "broken.yaml", &broken).unwrap_err().iter().map(ToString::to_string).collect();
+    let about = |step: &str, needle: &str| {
+        assert!(
+            problems.iter().any(|p| p.contains(&format!("step `{step}`")) && p.contains(needle)),
+            "no problem of step `{step}` mentions {needle:?}: {problems:#?}"
+        );
+    };
+    about("typo", "\"name\" is a required property");
+    about("typo", "nmae");
+    about("literal", "at /count");
+    about("literal", "at /mode");
+    about("nested", "at /tags/1");
+    assert_eq!(problems.len(), 5, "{problems:#?}");
 }
 
 #[test]

@@ -300,28 +300,63 @@ fn check_plugin(
         );
         return;
     };
-    // Literal parameters are checked against the operation's declared schema.
-    if let (Ok(t), Some(schema)) = (&template, &op.params_schema)
-        && t.is_literal()
-    {
-        let params =
-            if action.parameters.is_null() { Value::Object(Default::default()) } else { action.parameters.clone() };
-        let key = (action.plugin_id.clone(), action.operation.clone());
-        let validator = schemas.entry(key).or_insert_with(|| match jsonschema::validator_for(schema) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::debug!(plugin = %action.plugin_id, "unusable parameter schema: {e}");
-                None
-            }
-        });
-        if let Some(validator) = validator {
-            for error in validator.iter_errors(&params) {
-                let at = error.instance_path().to_string();
-                let at = if at.is_empty() { String::new() } else { format!(" at {at}") };
-                p.add(step, &params_path, format!("parameters do not fit `{}`{at}: {error}", action.operation));
-            }
-        }
+    // Parameters are checked against the operation's declared schema as far
+    // as they are known: literal values are; a value that is an expression
+    // (and whatever a schema says of it) is not. `required` and
+    // `additionalProperties` of an object with expressions inside still are.
+    let (Ok(t), Some(schema)) = (&template, &op.params_schema) else { return };
+    let expressions = t.expression_paths();
+    if expressions.iter().any(String::is_empty) {
+        return; // The parameters are one expression: nothing is known.
     }
+    let params =
+        if action.parameters.is_null() { Value::Object(Default::default()) } else { action.parameters.clone() };
+    let key = (action.plugin_id.clone(), action.operation.clone());
+    let validator = schemas.entry(key).or_insert_with(|| match jsonschema::validator_for(schema) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::debug!(plugin = %action.plugin_id, "unusable parameter schema: {e}");
+            None
+        }
+    });
+    let Some(validator) = validator else { return };
+    for error in validator.iter_errors(&params) {
+        let at = error.instance_path().to_string();
+        if !known_before_the_run(&at, error.kind(), &expressions) {
+            continue;
+        }
+        let shown = if at.is_empty() { String::new() } else { format!(" at {at}") };
+        p.add(step, &params_path, format!("parameters do not fit `{}`{shown}: {error}", action.operation));
+    }
+}
+
+/// Whether a schema error at instance path `at` holds whatever the
+/// expressions at `expressions` (JSON Pointers) evaluate to: not when it is
+/// about an expression's value (at or below it), nor when it is about a value
+/// holding one and its keyword looks at that value's contents (`enum`,
+/// `oneOf`, …); the object's own keys (`required`, `additionalProperties`),
+/// its type and its size are known.
+fn known_before_the_run(at: &str, kind: &jsonschema::error::ValidationErrorKind, expressions: &[String]) -> bool {
+    use jsonschema::error::ValidationErrorKind as K;
+    let below = |outer: &str, inner: &str| {
+        inner.len() > outer.len() && inner.starts_with(outer) && inner[outer.len()..].starts_with('/')
+    };
+    if expressions.iter().any(|e| e == at || below(e, at)) {
+        return false;
+    }
+    let holds_an_expression = expressions.iter().any(|e| below(at, e));
+    !holds_an_expression
+        || matches!(
+            kind,
+            K::Required { .. }
+                | K::AdditionalProperties { .. }
+                | K::Type { .. }
+                | K::MinProperties { .. }
+                | K::MaxProperties { .. }
+                | K::MinItems { .. }
+                | K::MaxItems { .. }
+                | K::PropertyNames { .. }
+        )
 }
 
 /// Check what an expression refers to: declared inputs, existing steps that

@@ -507,6 +507,8 @@ mod tests {
             started_at_ms: Some(1),
             ended_at_ms: Some(2),
             duration_ms: Some(1),
+            metrics: Default::default(),
+            progress: None,
         };
         let status = ExecutionStatus {
             execution_id: "e1".into(),
@@ -557,6 +559,8 @@ mod tests {
             started_at_ms: Some(1),
             ended_at_ms: None,
             duration_ms: None,
+            metrics: Default::default(),
+            progress: None,
         };
         let mut status = ExecutionStatus {
             execution_id: "e1".into(),
@@ -646,6 +650,8 @@ mod tests {
             started_at_ms: Some(1),
             ended_at_ms: None,
             duration_ms: None,
+            metrics: Default::default(),
+            progress: None,
         };
         let mut status = ExecutionStatus {
             execution_id: "e1".into(),
