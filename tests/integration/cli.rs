@@ -31,7 +31,7 @@ fn json_of(out: &Output) -> Value {
 fn plugins_list_shows_plugins_and_load_errors() {
     let fx = mixed();
     let out = plexus(&fx, &["plugins", "list", "--json"]);
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(13), "a plugin did not load");
     let list = json_of(&out);
     let ids: Vec<&str> = list["plugins"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["plexus.echo.native", "plexus.echo.wasm"]);
@@ -46,6 +46,71 @@ fn plugins_list_shows_plugins_and_load_errors() {
     assert!(stdout.contains("plexus.echo.wasm") && stdout.contains("native"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 plugin(s) failed to load") && stderr.contains("broken"), "{stderr}");
+}
+
+#[test]
+fn plugin_check_loads_each_path_alone_and_exits_13_with_every_problem() {
+    let fx = mixed();
+    let good = fx.plugins.path().join("echo-wasm");
+    let bare = crate::support::echo_artifact("native");
+    let junk = fx.plugins.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm but not really").unwrap();
+    // Good ones: a folder and a bare artifact (named by its own metadata).
+    let out = plexus(&fx, &["plugin", "check", good.to_str().unwrap(), bare.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ok    plexus.echo.wasm 0.1.0 (wasm,"), "{stdout}");
+    assert!(stdout.contains("ok    plexus.echo.native 0.1.0 (native,"), "{stdout}");
+    assert!(stdout.contains("note: plugin.toml pins no sha256"), "{stdout}");
+    // Broken ones: each reported, exit 13.
+    let broken = fx.plugins.path().join("broken");
+    let out = plexus(
+        &fx,
+        &[
+            "plugins",
+            "check",
+            "--json",
+            good.to_str().unwrap(),
+            broken.to_str().unwrap(),
+            junk.to_str().unwrap(),
+            "/nonexistent/plugin",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(13), "{}", String::from_utf8_lossy(&out.stderr));
+    let checked = json_of(&out)["checked"].as_array().unwrap().clone();
+    assert_eq!(checked.len(), 4);
+    assert_eq!(checked[0]["ok"], true);
+    for (c, needle) in checked[1..].iter().zip(["plugin.toml", "junk.wasm", "no such file"]) {
+        assert_eq!(c["ok"], false, "{c}");
+        let problems = c["problems"].to_string();
+        assert!(problems.contains(needle), "{needle}: {problems}");
+    }
+}
+
+#[test]
+fn call_artifact_loads_that_plugin_alone() {
+    let fx = mixed();
+    let wasm = crate::support::echo_artifact("wasm");
+    // No plugins directory is scanned (the broken folder is not reported), and the id is optional.
+    let out = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["call", "--artifact", wasm.to_str().unwrap(), "echo", "--params", r#"{"x": 1}"#, "--json"])
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .env("PLEXUS_PLUGINS_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_of(&out)["output"]["x"], 1);
+    // A plugin folder, with the id given.
+    let folder = fx.plugins.path().join("echo-native");
+    let out = plexus(&fx, &["call", "--plugin-folder", folder.to_str().unwrap(), "plexus.echo.native", "noop"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The wrong id for that folder: not loaded (5), naming what is.
+    let out = plexus(&fx, &["call", "--plugin-folder", folder.to_str().unwrap(), "plexus.echo.wasm", "noop"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loaded: plexus.echo.native"));
+    // Without --artifact the id is required.
+    let out = plexus(&fx, &["call", "echo"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

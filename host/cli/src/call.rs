@@ -5,16 +5,25 @@ use anyhow::Context as _;
 use clap::Args;
 use plexus_host::{CallOptions, Host};
 use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct CallArgs {
-    /// Plugin id, e.g. plexus.echo.
-    plugin: String,
-    /// Operation name, e.g. echo.
-    operation: String,
+    /// PLUGIN OPERATION, e.g. `plexus.echo echo`; with --artifact or
+    /// --plugin-folder the operation alone (the plugin id may still be given).
+    #[arg(value_name = "PLUGIN OPERATION", num_args = 1..=2, required = true)]
+    target: Vec<String>,
+    /// Load only this artifact (.wasm component or native library), without
+    /// a manifest: its id and version come from its metadata; default limits,
+    /// no grants, no configuration. The plugin directories are not scanned.
+    #[arg(long, value_name = "FILE", conflicts_with = "plugin_folder")]
+    artifact: Option<PathBuf>,
+    /// Load only this plugin folder (holding plugin.toml). The plugin directories are not scanned.
+    #[arg(long, value_name = "DIR")]
+    plugin_folder: Option<PathBuf>,
     /// Parameters as JSON text, or @FILE to read them from a file.
     #[arg(long, short, value_name = "JSON|@FILE", default_value = "null")]
     params: String,
@@ -29,9 +38,28 @@ pub struct CallArgs {
 
 pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
     let params = read_params(&args.params)?;
-    let host = load_host(global)?;
-    if host.plugin(&args.plugin).is_none() {
-        return Ok(report_not_loaded(&host, &args.plugin));
+    let single = args.artifact.as_ref().or(args.plugin_folder.as_ref());
+    let host = match single {
+        Some(path) => crate::plugins::load_one(global, path)?,
+        None => load_host(global)?,
+    };
+    let (plugin, operation) = match (args.target.as_slice(), single) {
+        ([plugin, operation], _) => (plugin.clone(), operation.clone()),
+        ([operation], Some(_)) => match host.plugins().next() {
+            Some(p) => (p.id().to_owned(), operation.clone()),
+            None => {
+                for error in host.load_errors() {
+                    errln!("error: {error}");
+                }
+                return Ok(ExitCode::from(exit::NOT_LOADED));
+            }
+        },
+        _ => anyhow::bail!(
+            "give the plugin id and the operation (only --artifact or --plugin-folder make the id optional)"
+        ),
+    };
+    if host.plugin(&plugin).is_none() {
+        return Ok(report_not_loaded(&host, &plugin));
     }
     let bar = indicatif::ProgressBar::new(1000);
     bar.set_style(
@@ -49,7 +77,7 @@ pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
         ..CallOptions::default()
     };
     let started = Instant::now();
-    let result = host.call(&args.plugin, &args.operation, params, options);
+    let result = host.call(&plugin, &operation, params, options);
     bar.finish_and_clear();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {

@@ -14,6 +14,8 @@ pub const NOT_LOADED: u8 = 5;
 pub const CRASHED: u8 = 6;
 /// The host had no capacity for the call (every instance slot busy): retry later.
 pub const NO_CAPACITY: u8 = 7;
+/// A plugin did not load (`plugins list`) or has a problem (`plugins check`).
+pub const LOAD_FAILED: u8 = 13;
 
 /// The exit code for a failed call.
 pub fn for_call_error(error: &CallError) -> u8 {

@@ -31,6 +31,8 @@ Examples:
   plexus plugins info plexus.echo.wasm --plugins-dir target/plugins
   plexus call plexus.echo.native echo --params '{\"hello\": \"world\"}' --plugins-dir target/plugins
   plexus call plexus.echo.wasm sleep --params @params.json --timeout 2s --json
+  plexus call --artifact target/wasm32-wasip2/release/my_plugin.wasm echo --params '{\"x\": 1}'
+  plexus plugin check target/plugins/echo-wasm my_plugin.wasm
   plexus workflow validate examples/pipeline.yaml
   plexus run examples/pipeline.yaml --input input=data.csv --output results.json
 
@@ -45,6 +47,7 @@ Exit codes: 0 success, 1 error (including an invalid workflow or a refused reque
 plexus call: 3 the plugin returned an error, 4 timeout, 5 plugin not loaded,
 6 the plugin panicked, trapped or hit a limit, 7 no capacity for the call (retry later),
 12 a native plugin ended the process (it called exit during a call).
+plexus plugins list, plugins check: 13 a plugin did not load or has a problem.
 plexus run, exec start/status/retry --wait: 8 the workflow failed (completed
 steps compensated), 9 a compensation failed too, 130 cancelled.
 Daemon commands: 10 the daemon cannot be reached, 11 the token was refused.")]
@@ -95,7 +98,7 @@ struct Global {
 #[derive(Subcommand)]
 enum Command {
     /// List, inspect and check plugins.
-    #[command(subcommand)]
+    #[command(subcommand, alias = "plugin")]
     Plugins(plugins::PluginsCommand),
     /// Run one operation of a plugin with a fresh execution context and print its output.
     Call(call::CallArgs),

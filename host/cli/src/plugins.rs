@@ -1,9 +1,12 @@
-//! `plexus plugins list|info`.
+//! `plexus plugins list|info|check`.
 
-use crate::{Global, load_host};
+use crate::{Global, exit, load_host};
 use clap::Subcommand;
 use plexus_client::{DirAccess, NetworkGrant, PluginDetails, PluginKind, PluginList, PluginStatus};
 use plexus_daemon::views;
+use plexus_host::{Host, HostBuilder};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -16,6 +19,16 @@ pub enum PluginsCommand {
         /// Ask the running daemon instead of loading the plugins here.
         #[arg(long)]
         remote: bool,
+    },
+    /// Load each plugin folder or artifact on its own and report every problem;
+    /// exit 13 if any did not load or has a problem.
+    Check {
+        /// Plugin folders (holding plugin.toml) or artifacts (.wasm, .so, .dylib, .dll).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Print JSON: {"checked": [{"path", "ok", "id", "version", "kind", "operations", "problems", "notes"}]}.
+        #[arg(long)]
+        json: bool,
     },
     /// Show one plugin's metadata, operations with their schemas, permissions and limits.
     Info {
@@ -35,6 +48,7 @@ pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode>
         PluginsCommand::List { json, remote: true } => crate::remote::plugins(global, json),
         PluginsCommand::Info { id, json, remote: true } => crate::remote::plugin_info(global, &id, json),
         PluginsCommand::List { json, remote: false } => print_list(&views::plugin_list(&load_host(global)?), json),
+        PluginsCommand::Check { paths, json } => check(global, &paths, json),
         PluginsCommand::Info { id, json, remote: false } => {
             let host = load_host(global)?;
             match host.plugin(&id) {
@@ -45,11 +59,124 @@ pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode>
     }
 }
 
-/// `plugins list`, here or from the daemon: a table (load errors on stderr) or JSON.
+/// Load one plugin folder or artifact, and nothing else (the cache options
+/// of `global` apply).
+pub fn load_one(global: &Global, path: &Path) -> anyhow::Result<Host> {
+    let mut builder = HostBuilder::new();
+    builder = if path.is_file() { builder.artifact(path) } else { builder.plugin_folder(path) };
+    if let Some(dir) = &global.cache_dir {
+        builder = builder.cache_dir(dir);
+    }
+    if global.no_cache {
+        builder = builder.no_cache();
+    }
+    Ok(builder.build()?)
+}
+
+/// One path checked by `plugins check`.
+#[derive(Serialize)]
+struct Checked {
+    path: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+    operations: Vec<String>,
+    /// What makes it unusable or wrong.
+    problems: Vec<String>,
+    /// What an operator may want to know (e.g. no sha256 pinned).
+    notes: Vec<String>,
+}
+
+fn check_one(global: &Global, path: &Path) -> anyhow::Result<Checked> {
+    let mut checked = Checked {
+        path: path.display().to_string(),
+        ok: false,
+        id: None,
+        version: None,
+        kind: None,
+        operations: Vec::new(),
+        problems: Vec::new(),
+        notes: Vec::new(),
+    };
+    if !path.exists() {
+        checked.problems.push("no such file or folder".into());
+        return Ok(checked);
+    }
+    if path.is_dir() && !path.join(plexus_host::manifest::MANIFEST_FILE).is_file() {
+        checked.problems.push(format!(
+            "not a plugin folder (no {}); give a plugin folder or an artifact",
+            plexus_host::manifest::MANIFEST_FILE
+        ));
+        return Ok(checked);
+    }
+    let host = load_one(global, path)?;
+    checked.problems.extend(host.load_errors().iter().map(ToString::to_string));
+    if let Some(plugin) = host.plugins().next() {
+        let meta = plugin.runtime.metadata();
+        checked.id = Some(meta.id.clone());
+        checked.version = Some(meta.version.clone());
+        checked.kind = Some(plugin.manifest.kind.to_string());
+        checked.operations = meta.operations.iter().map(|o| o.name.clone()).collect();
+        if meta.operations.is_empty() {
+            checked.problems.push("the plugin declares no operations".into());
+        }
+        checked.problems.extend(plexus_workflow::validate::schema_problems(meta));
+        if path.is_dir() {
+            if plugin.manifest.sha256.is_none() {
+                checked.notes.push("plugin.toml pins no sha256 of the artifact".into());
+            }
+        } else {
+            checked.notes.push("an artifact alone: default limits, no grants, no configuration".into());
+        }
+    }
+    checked.ok = checked.problems.is_empty();
+    Ok(checked)
+}
+
+/// `plugins check`: each path loaded on its own; every problem reported.
+fn check(global: &Global, paths: &[PathBuf], as_json: bool) -> anyhow::Result<ExitCode> {
+    let checked = paths.iter().map(|p| check_one(global, p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let all_ok = checked.iter().all(|c| c.ok);
+    if as_json {
+        outln!("{}", serde_json::to_string_pretty(&serde_json::json!({ "checked": checked }))?);
+    } else {
+        for c in &checked {
+            if c.ok {
+                outln!(
+                    "ok    {} {} ({}, {} operation{}: {})  {}",
+                    c.id.as_deref().unwrap_or("?"),
+                    c.version.as_deref().unwrap_or("?"),
+                    c.kind.as_deref().unwrap_or("?"),
+                    c.operations.len(),
+                    if c.operations.len() == 1 { "" } else { "s" },
+                    c.operations.join(", "),
+                    c.path
+                );
+            } else {
+                outln!("FAIL  {}", c.path);
+                for problem in &c.problems {
+                    outln!("      {problem}");
+                }
+            }
+            for note in &c.notes {
+                outln!("      note: {note}");
+            }
+        }
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(exit::LOAD_FAILED) })
+}
+
+/// `plugins list`, here or from the daemon: a table (load errors on stderr) or
+/// JSON; exit 13 when a plugin did not load.
 pub fn print_list(list: &PluginList, as_json: bool) -> anyhow::Result<ExitCode> {
+    let code = if list.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(exit::LOAD_FAILED) };
     if as_json {
         outln!("{}", serde_json::to_string_pretty(list)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     let rows: Vec<Vec<String>> = list
         .plugins
@@ -82,7 +209,7 @@ pub fn print_list(list: &PluginList, as_json: bool) -> anyhow::Result<ExitCode> 
             errln!("  {}", error.message);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// `plugins info`, here or from the daemon.

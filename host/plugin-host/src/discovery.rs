@@ -52,8 +52,9 @@ pub(crate) fn folders(dirs: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<Path
     dirs.iter().flat_map(|dir| plugin_folders(dir, errors)).collect()
 }
 
-/// Load the plugin in `folder`; `loaded` are the plugins loaded before it
-/// (a duplicate id is an error).
+/// Load the plugin in `folder` (or the artifact `folder` names, see
+/// [`load_artifact`]); `loaded` are the plugins loaded before it (a duplicate
+/// id is an error).
 ///
 /// # Errors
 /// Every way a plugin can fail to load, with the folder and, when known, the id.
@@ -63,6 +64,9 @@ pub(crate) fn load_folder(
     loaded: &BTreeMap<String, LoadedPlugin>,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<LoadedPlugin, LoadError> {
+    if folder.is_file() {
+        return load_artifact(folder, limits, loaded, engine);
+    }
     let started = std::time::Instant::now();
     let manifest = match Manifest::load_with(folder, limits) {
         Ok(m) => m,
@@ -84,12 +88,44 @@ pub(crate) fn load_folder(
     }
 }
 
+/// Load an artifact without a manifest (see [`crate::HostBuilder::artifact`]):
+/// loaded with an anonymous manifest, then named by its own metadata.
+fn load_artifact(
+    artifact: &Path,
+    limits: &LimitPolicy,
+    loaded: &BTreeMap<String, LoadedPlugin>,
+    engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
+) -> Result<LoadedPlugin, LoadError> {
+    let mut manifest = Manifest::for_artifact(artifact, limits);
+    let runtime = load_one(&manifest, &BTreeMap::new(), engine).map_err(|kind| LoadError::new(artifact, None, kind))?;
+    let metadata = runtime.metadata();
+    let id = metadata.id.clone();
+    let fail = |kind| LoadError::new(artifact, Some(&id), kind);
+    manifest.version = semver::Version::parse(&metadata.version)
+        .map_err(|e| fail(LoadErrorKind::Metadata(format!("version `{}` is not semver: {e}", metadata.version))))?;
+    if id.trim().is_empty() || id.chars().any(char::is_whitespace) {
+        return Err(fail(LoadErrorKind::Metadata(format!("id `{id}` must be non-empty and contain no spaces"))));
+    }
+    if let Some(first) = loaded.get(&id) {
+        return Err(fail(LoadErrorKind::DuplicateId { id: id.clone(), first: first.manifest.dir.clone() }));
+    }
+    manifest.id = id;
+    Ok(LoadedPlugin { manifest, runtime })
+}
+
 /// A cheap summary of a plugin folder's files (names, sizes, modification
 /// times, and the artifact's when it lives elsewhere): equal fingerprints
 /// mean nothing changed.
 pub(crate) fn fingerprint(folder: &Path) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hasher = DefaultHasher::new();
+    if let Ok(meta) = std::fs::metadata(folder)
+        && meta.is_file()
+    {
+        // An artifact on its own: its size and modification time.
+        (meta.len(), meta.modified().ok()).hash(&mut hasher);
+        return hasher.finish();
+    }
     let mut entries: Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> = std::fs::read_dir(folder)
         .into_iter()
         .flatten()
@@ -224,5 +260,49 @@ mod tests {
         let mut ids: Vec<&str> = next.plugins().map(|p| p.id()).collect();
         ids.sort_unstable();
         assert_eq!(ids, ["wat.a", "wat.c"]);
+    }
+
+    #[test]
+    fn one_folder_or_one_artifact_loads_alone_named_by_its_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        plugin(dir.path(), "a", "wat.a", false);
+        plugin(dir.path(), "b", "wat.b", false);
+        // A bare artifact: no manifest, its id and version from its own metadata.
+        let bare = dir.path().join("bare.wasm");
+        std::fs::copy(dir.path().join("b/c.wasm"), &bare).unwrap();
+        let host = HostBuilder::new().plugin_folder(dir.path().join("a")).artifact(&bare).no_cache().build().unwrap();
+        assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
+        let mut ids: Vec<&str> = host.plugins().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["wat.a", "wat.b"], "the folder and the artifact, nothing else of the directory");
+        let b = host.plugin("wat.b").unwrap();
+        assert_eq!(b.manifest.version.to_string(), "1.0.0");
+        assert_eq!(b.manifest.artifact, bare);
+        assert_eq!(host.call("wat.b", "run", serde_json::Value::Null, Default::default()).unwrap().output, 42);
+
+        // Changed on disk: reloaded by a rescan, like a folder.
+        let mut bytes = std::fs::read(&bare).unwrap();
+        bytes.extend_from_slice(&[0, 2, 1, b'x']);
+        std::fs::write(&bare, bytes).unwrap();
+        let (_, changes) = host.rescan();
+        assert_eq!(changes, [Change::Reloaded { plugin: "wat.b".into() }]);
+
+        // The same id twice, and an artifact that is not a plugin: each reported, by path.
+        let junk = dir.path().join("junk.wasm");
+        std::fs::write(&junk, b"not wasm").unwrap();
+        let host = HostBuilder::new()
+            .plugin_folder(dir.path().join("b"))
+            .artifact(&bare)
+            .artifact(&junk)
+            .no_cache()
+            .build()
+            .unwrap();
+        let errors: Vec<String> = host.load_errors().iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("duplicate") && e.contains("bare.wasm")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("junk.wasm")), "{errors:?}");
+        // A missing folder is an error naming it.
+        let host = HostBuilder::new().plugin_folder(dir.path().join("nope")).no_cache().build().unwrap();
+        assert!(host.load_errors()[0].to_string().contains("nope"), "{:?}", host.load_errors());
     }
 }

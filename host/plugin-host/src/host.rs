@@ -23,6 +23,8 @@ pub struct HostBuilder {
     limits: LimitPolicy,
     in_process: Vec<LoadedPlugin>,
     protected: Vec<PathBuf>,
+    /// Single plugin folders and artifacts, loaded after the directories' folders.
+    singles: Vec<PathBuf>,
 }
 
 impl HostBuilder {
@@ -38,6 +40,21 @@ impl HostBuilder {
     /// Add several plugin directories.
     pub fn plugin_dirs<I: IntoIterator<Item = P>, P: Into<PathBuf>>(mut self, dirs: I) -> Self {
         self.plugin_dirs.extend(dirs.into_iter().map(Into::into));
+        self
+    }
+    /// Add one plugin folder (a folder holding a `plugin.toml`), loaded after
+    /// the plugin directories' folders.
+    pub fn plugin_folder(mut self, folder: impl Into<PathBuf>) -> Self {
+        self.singles.push(folder.into());
+        self
+    }
+    /// Add a plugin artifact on its own, without a manifest: a `.wasm` file is
+    /// a component, anything else a native library. It takes its id and
+    /// version from its own metadata, the default limits, no grants and no
+    /// configuration (`plexus call --artifact`, `plexus plugins check`); give
+    /// it a folder with a `plugin.toml` for those.
+    pub fn artifact(mut self, path: impl Into<PathBuf>) -> Self {
+        self.singles.push(path.into());
         self
     }
     /// Cache compiled components in `dir` instead of [`default_cache_dir`].
@@ -93,6 +110,7 @@ impl HostBuilder {
             engine: OnceLock::new(),
             in_process: self.in_process,
             protected: self.protected,
+            singles: self.singles,
         });
         Ok(loader.scan(None).0)
     }
@@ -106,6 +124,7 @@ struct Loader {
     engine: OnceLock<Result<WasmEngine, String>>,
     in_process: Vec<LoadedPlugin>,
     protected: Vec<PathBuf>,
+    singles: Vec<PathBuf>,
 }
 
 /// A plugin folder as last scanned.
@@ -173,7 +192,8 @@ impl Loader {
         let mut changes = Vec::new();
         let mut unavailable = previous.map(|p| p.unavailable.clone()).unwrap_or_default();
         let mut engine = || self.engine();
-        for folder in discovery::folders(&self.dirs, &mut errors) {
+        let scanned = discovery::folders(&self.dirs, &mut errors);
+        for folder in scanned.into_iter().chain(self.singles.iter().cloned()) {
             let fingerprint = discovery::fingerprint(&folder);
             let before = previous.and_then(|p| p.folders.get(&folder).map(|f| (p, f)));
             // Unchanged: keep what it was — unless its id is now taken by a

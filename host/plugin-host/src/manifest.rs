@@ -451,6 +451,29 @@ impl Manifest {
         Self::load_with(dir, &LimitPolicy::default())
     }
 
+    /// The manifest of an artifact loaded on its own (see
+    /// [`crate::HostBuilder::artifact`]): kind by extension (`.wasm`: a
+    /// component; anything else: a native library), the default limits of
+    /// `policy`, no grants, no configuration, and an empty id: the loader
+    /// takes the id and version from the plugin's metadata.
+    pub fn for_artifact(artifact: &Path, policy: &LimitPolicy) -> Self {
+        let artifact = std::path::absolute(artifact).unwrap_or_else(|_| artifact.to_owned());
+        let kind =
+            if artifact.extension().is_some_and(|e| e == "wasm") { PluginKind::Wasm } else { PluginKind::Native };
+        Self {
+            dir: artifact.parent().map(Path::to_path_buf).unwrap_or_default(),
+            id: String::new(),
+            version: semver::Version::new(0, 0, 0),
+            kind,
+            artifact,
+            contract: None,
+            sha256: None,
+            config: Value::Null,
+            limits: policy.defaults.clone(),
+            permissions: Permissions::default(),
+        }
+    }
+
     /// [`Self::load`] with the host's `policy`: defaults for the limits the
     /// manifest leaves out (the daemon's `[defaults]`) and their maximums.
     pub fn load_with(dir: &Path, policy: &LimitPolicy) -> Result<Self, LoadErrorKind> {

@@ -233,6 +233,10 @@ pub fn check_metadata(metadata: &Metadata, manifest: &Manifest) -> Result<(), Lo
         manifest: manifest.into(),
     };
     check_contract(&metadata.contract_version, manifest.contract.as_ref())?;
+    if manifest.id.is_empty() {
+        // An artifact loaded on its own: named by its metadata (see `Manifest::for_artifact`).
+        return Ok(());
+    }
     if metadata.id != manifest.id {
         return Err(mismatch("id", &metadata.id, &manifest.id));
     }

@@ -234,6 +234,24 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
     }
 }
 
+/// What is wrong with the JSON Schemas a plugin declares for its operations:
+/// one line per schema that is not a usable JSON Schema, naming the
+/// operation (`plexus plugins check`). Workflow validation ignores such a
+/// schema; the plugin's author should not.
+pub fn schema_problems(metadata: &plexus_sdk::Metadata) -> Vec<String> {
+    let mut problems = Vec::new();
+    for op in &metadata.operations {
+        for (what, schema) in [("parameter", &op.params_schema), ("output", &op.output_schema)] {
+            if let Some(schema) = schema
+                && let Err(e) = jsonschema::validator_for(schema)
+            {
+                problems.push(format!("the {what} schema of `{}` is not a usable JSON Schema: {e}", op.name));
+            }
+        }
+    }
+    problems
+}
+
 /// Check a plugin action: its templates compile, and with a host, that the
 /// plugin and operation exist and literal parameters fit the declared schema.
 /// Compiled parameter schemas by (plugin, operation): compiled once per validation.
