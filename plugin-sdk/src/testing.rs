@@ -184,6 +184,11 @@ mod tests {
     fn a_table_for_one_operation_keeps_no_examples() {
         let one = Runtime::<Wrong>::for_operation("inc");
         assert!(one.examples().is_empty());
+        // The second operation alone: the first's examples follow an operation it skipped.
+        let keep = Runtime::<Wrong>::for_operation("keep");
+        assert!(keep.examples().is_empty());
+        let exec = ExecutionContext { operation: "keep".into(), parameters: json!(7), ..ExecutionContext::default() };
+        assert_eq!(keep.call(&exec, &TestHost::<Wrong>::new()).unwrap().output, json!(7));
         assert_eq!(Runtime::<Wrong>::new().examples().len(), 5);
     }
 }

@@ -4,7 +4,7 @@
 //! loaded by the host.
 
 use crate::support::{Fixture, repo_root};
-use plexus_host::CallOptions;
+use plexus_host::{CallOptions, PluginKind};
 use plexus_sdk::ErrorKind;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -61,6 +61,7 @@ impl Plugin for Outside {
         ops.add("sum", "Adds numbers given as text", Self::sum)
             .example("adds", json!({"numbers": ["1", "2"]}), json!(3))
             .example_error("refuses words", json!({"numbers": ["one"]}), ErrorKind::InvalidInput);
+        ops.add("arch", "The architecture it runs on", |_, _, _: Value| Ok::<_, PluginError>(std::env::consts::ARCH));
     }
 }
 
@@ -156,6 +157,52 @@ fn a_plugin_outside_the_repository_builds_against_the_packaged_sdk_and_runs_as_b
             }
             other => panic!("{kind}: {other}"),
         }
-        std::fs::remove_dir_all(fx.plugins.path().join(format!("outside-{kind}"))).unwrap();
+        std::fs::rename(fx.plugins.path().join(format!("outside-{kind}")), work.path().join(format!("outside-{kind}")))
+            .unwrap();
     }
+
+    // Both kinds at once: one plugin, two artifacts; the sandboxed kind unless one is asked for.
+    for kind in ["native", "wasm"] {
+        std::fs::rename(work.path().join(format!("outside-{kind}")), fx.plugins.path().join(format!("outside-{kind}")))
+            .unwrap();
+    }
+    let host = fx.host();
+    assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
+    assert_eq!(host.kinds("example.outside"), [PluginKind::Wasm, PluginKind::Native]);
+    let arch = |kind: Option<PluginKind>| {
+        let options = CallOptions { kind, ..CallOptions::default() };
+        host.call("example.outside", "arch", json!(null), options).unwrap().output
+    };
+    assert_eq!(arch(None), json!("wasm32"));
+    assert_eq!(arch(Some(PluginKind::Wasm)), json!("wasm32"));
+    assert_eq!(arch(Some(PluginKind::Native)), json!(std::env::consts::ARCH));
+    // In a workflow, a step may ask for a kind.
+    let wf = work.path().join("kinds.yaml");
+    std::fs::write(
+        &wf,
+        "id: kinds\nexecution_mode: parallel\nsteps:\n\
+         - { id: default, plugin_id: example.outside, method_name: arch }\n\
+         - { id: native, plugin_id: example.outside, kind: native, method_name: arch }\n\
+         - { id: wasm, plugin_id: example.outside, kind: wasm, method_name: arch }\n\
+         outputs:\n  default: \"${{ steps.default.output }}\"\n  native: \"${{ steps.native.output }}\"\n  wasm: \"${{ steps.wasm.output }}\"\n",
+    )
+    .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["run", wf.to_str().unwrap(), "--json", "--outputs-only", "--plugins-dir"])
+        .arg(fx.plugins.path())
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let outputs: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(outputs, json!({"default": "wasm32", "native": std::env::consts::ARCH, "wasm": "wasm32"}));
+    // `plexus call --kind`.
+    let call = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["call", "example.outside", "arch", "--kind", "native", "--plugins-dir"])
+        .arg(fx.plugins.path())
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .output()
+        .unwrap();
+    assert!(call.status.success(), "{}", String::from_utf8_lossy(&call.stderr));
+    assert_eq!(String::from_utf8_lossy(&call.stdout).trim(), format!("\"{}\"", std::env::consts::ARCH));
 }

@@ -3,7 +3,7 @@
 use crate::{Global, exit, load_host};
 use anyhow::Context as _;
 use clap::Args;
-use plexus_host::{CallOptions, Host};
+use plexus_host::{CallOptions, Host, PluginKind};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +24,9 @@ pub struct CallArgs {
     /// Load only this plugin folder (holding plugin.toml). The plugin directories are not scanned.
     #[arg(long, value_name = "DIR")]
     plugin_folder: Option<PathBuf>,
+    /// For a plugin loaded as both kinds, the one to call (default: wasm, the sandboxed one).
+    #[arg(long, value_parser = parse_kind)]
+    kind: Option<PluginKind>,
     /// Parameters as JSON text, or @FILE to read them from a file.
     #[arg(long, short, value_name = "JSON|@FILE", default_value = "null")]
     params: String,
@@ -61,6 +64,13 @@ pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
     if host.plugin(&plugin).is_none() {
         return Ok(report_not_loaded(&host, &plugin));
     }
+    if let Some(kind) = args.kind
+        && host.select(&plugin, Some(kind)).is_none()
+    {
+        let kinds: Vec<String> = host.kinds(&plugin).iter().map(ToString::to_string).collect();
+        errln!("error: plugin `{plugin}` is not loaded as {kind} (loaded as: {})", kinds.join(", "));
+        return Ok(ExitCode::from(exit::NOT_LOADED));
+    }
     let bar = indicatif::ProgressBar::new(1000);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {percent:>3}% {msg}")
@@ -70,6 +80,7 @@ pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
     let sink_bar = bar.clone();
     let options = CallOptions {
         timeout: args.timeout,
+        kind: args.kind,
         progress: Some(Arc::new(move |fraction, message: &str| {
             sink_bar.set_position((fraction * 1000.0) as u64);
             sink_bar.set_message(message.to_owned());
@@ -119,6 +130,11 @@ pub fn report_not_loaded(host: &Host, id: &str) -> ExitCode {
         }
     }
     ExitCode::from(exit::NOT_LOADED)
+}
+
+/// `native` or `wasm`.
+pub fn parse_kind(name: &str) -> Result<PluginKind, String> {
+    PluginKind::parse(name).ok_or_else(|| format!("`{name}`: expected native or wasm"))
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, plexus_workflow::duration::DurationError> {

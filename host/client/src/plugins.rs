@@ -117,7 +117,7 @@ pub struct PluginLoadError {
     pub plugin: Option<String>,
     /// What went wrong, kebab-case: `plugins-directory`, `read-manifest`,
     /// `invalid-manifest`, `missing-artifact`, `hash-mismatch`,
-    /// `duplicate-id`, `incompatible-contract`, `not-a-plugin`,
+    /// `duplicate-id`, `kind-version-mismatch`, `incompatible-contract`, `not-a-plugin`,
     /// `wrong-architecture`, `incompatible-abi`, `invalid-component`,
     /// `instantiate`, `metadata-mismatch`, `metadata`.
     pub kind: String,

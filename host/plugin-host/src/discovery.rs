@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// How loaded plugins are keyed: one plugin may be loaded once per kind.
+pub(crate) type PluginKey = (String, PluginKind);
+
 /// A plugin that loaded: its manifest and its runtime.
 #[derive(Clone)]
 pub struct LoadedPlugin {
@@ -29,6 +32,37 @@ impl LoadedPlugin {
     pub fn id(&self) -> &str {
         &self.manifest.id
     }
+
+    pub(crate) fn key(&self) -> PluginKey {
+        (self.manifest.id.clone(), self.manifest.kind)
+    }
+}
+
+/// Why `manifest`'s plugin cannot join those `loaded`: the same id and kind
+/// is there already, or the same id as another kind at another version (or
+/// in-process, which takes the id for itself).
+fn clash(
+    manifest: &Manifest,
+    version: &semver::Version,
+    loaded: &BTreeMap<PluginKey, LoadedPlugin>,
+) -> Option<LoadErrorKind> {
+    let id = &manifest.id;
+    for (_, other) in loaded.range((id.clone(), PluginKind::Native)..=(id.clone(), PluginKind::InProcess)) {
+        let kind = other.manifest.kind;
+        let first = other.manifest.dir.clone();
+        if kind == manifest.kind || kind == PluginKind::InProcess || manifest.kind == PluginKind::InProcess {
+            return Some(LoadErrorKind::DuplicateId { id: id.clone(), first });
+        }
+        if &other.manifest.version != version {
+            let detail = format!(
+                "is also loaded as {kind} from {}, at version {}, not {version}",
+                first.display(),
+                other.manifest.version
+            );
+            return Some(LoadErrorKind::KindVersionMismatch { id: id.clone(), detail });
+        }
+    }
+    None
 }
 
 /// The plugin folders of `dir`: its subdirectories, by name. A missing or
@@ -61,7 +95,7 @@ pub(crate) fn folders(dirs: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<Path
 pub(crate) fn load_folder(
     folder: &Path,
     limits: &LimitPolicy,
-    loaded: &BTreeMap<String, LoadedPlugin>,
+    loaded: &BTreeMap<PluginKey, LoadedPlugin>,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<LoadedPlugin, LoadError> {
     if folder.is_file() {
@@ -93,7 +127,7 @@ pub(crate) fn load_folder(
 fn load_artifact(
     artifact: &Path,
     limits: &LimitPolicy,
-    loaded: &BTreeMap<String, LoadedPlugin>,
+    loaded: &BTreeMap<PluginKey, LoadedPlugin>,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<LoadedPlugin, LoadError> {
     let mut manifest = Manifest::for_artifact(artifact, limits);
@@ -106,10 +140,10 @@ fn load_artifact(
     if id.trim().is_empty() || id.chars().any(char::is_whitespace) {
         return Err(fail(LoadErrorKind::Metadata(format!("id `{id}` must be non-empty and contain no spaces"))));
     }
-    if let Some(first) = loaded.get(&id) {
-        return Err(fail(LoadErrorKind::DuplicateId { id: id.clone(), first: first.manifest.dir.clone() }));
+    manifest.id = id.clone();
+    if let Some(kind) = clash(&manifest, &manifest.version, loaded) {
+        return Err(fail(kind));
     }
-    manifest.id = id;
     Ok(LoadedPlugin { manifest, runtime })
 }
 
@@ -154,14 +188,14 @@ fn id_of_broken_manifest(folder: &Path) -> Option<String> {
 /// the artifact and its hash, then the runtime.
 fn load_one(
     manifest: &Manifest,
-    loaded: &BTreeMap<String, LoadedPlugin>,
+    loaded: &BTreeMap<PluginKey, LoadedPlugin>,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<Arc<dyn Runtime>, LoadErrorKind> {
     if let Some(req) = &manifest.contract {
         runtime::check_contract(CONTRACT_VERSION, Some(req))?;
     }
-    if let Some(first) = loaded.get(&manifest.id) {
-        return Err(LoadErrorKind::DuplicateId { id: manifest.id.clone(), first: first.manifest.dir.clone() });
+    if let Some(clash) = clash(manifest, &manifest.version, loaded) {
+        return Err(clash);
     }
     let artifact = &manifest.artifact;
     if !artifact.is_file() {
@@ -304,5 +338,40 @@ mod tests {
         // A missing folder is an error naming it.
         let host = HostBuilder::new().plugin_folder(dir.path().join("nope")).no_cache().build().unwrap();
         assert!(host.load_errors()[0].to_string().contains("nope"), "{:?}", host.load_errors());
+    }
+
+    #[test]
+    fn one_id_loads_once_per_kind_at_one_version() {
+        use super::{LoadedPlugin, PluginKey, clash};
+        use crate::error::LoadErrorKind;
+        use crate::manifest::{LimitPolicy, Manifest, PluginKind};
+        use std::collections::BTreeMap;
+        let runtime = crate::wasm::tests::any_runtime();
+        let manifest = |kind: PluginKind, version: &str| {
+            let mut m = Manifest::for_artifact(Path::new(&format!("/plugins/{kind}/p")), &LimitPolicy::default());
+            m.id = "one.plugin".into();
+            m.kind = kind;
+            m.version = semver::Version::parse(version).unwrap();
+            m
+        };
+        let mut loaded: BTreeMap<PluginKey, LoadedPlugin> = BTreeMap::new();
+        let native = manifest(PluginKind::Native, "1.0.0");
+        loaded.insert(("one.plugin".into(), PluginKind::Native), LoadedPlugin { manifest: native, runtime });
+        // The other kind at the same version joins; another version or the same kind does not.
+        let wasm = manifest(PluginKind::Wasm, "1.0.0");
+        assert!(clash(&wasm, &wasm.version, &loaded).is_none());
+        let newer = manifest(PluginKind::Wasm, "1.1.0");
+        let why = clash(&newer, &newer.version, &loaded).unwrap();
+        assert!(matches!(why, LoadErrorKind::KindVersionMismatch { .. }), "{why}");
+        assert!(why.to_string().contains("also loaded as native") && why.to_string().contains("1.1.0"), "{why}");
+        let again = manifest(PluginKind::Native, "1.0.0");
+        assert!(matches!(clash(&again, &again.version, &loaded), Some(LoadErrorKind::DuplicateId { .. })));
+        // An in-process plugin takes its id for itself.
+        let inside = manifest(PluginKind::InProcess, "1.0.0");
+        assert!(matches!(clash(&inside, &inside.version, &loaded), Some(LoadErrorKind::DuplicateId { .. })));
+        // Another id is another plugin.
+        let mut other = manifest(PluginKind::Native, "2.0.0");
+        other.id = "two.plugin".into();
+        assert!(clash(&other, &other.version, &loaded).is_none());
     }
 }

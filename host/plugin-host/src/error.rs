@@ -73,6 +73,15 @@ pub enum LoadErrorKind {
         /// Where the first plugin with the id came from.
         first: PathBuf,
     },
+    /// The plugin is loaded as another kind too, at another version: the
+    /// kinds of one plugin are one plugin, built from one source.
+    #[error("plugin `{id}` {detail}: both kinds of one plugin must have the same version")]
+    KindVersionMismatch {
+        /// The id.
+        id: String,
+        /// Which kind is loaded from where, at which version, and this one's version.
+        detail: String,
+    },
     /// The plugin's contract version does not fit this host's.
     #[error("incompatible contract: {0}")]
     IncompatibleContract(String),

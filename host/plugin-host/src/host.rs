@@ -1,6 +1,6 @@
 //! [`Host`]: the loaded plugins and the one way to call them.
 
-use crate::discovery::{self, LoadedPlugin};
+use crate::discovery::{self, LoadedPlugin, PluginKey};
 use crate::error::{CallError, Error, LoadError, LoadErrorKind};
 use crate::in_process::InProcessPlugin;
 use crate::manifest::{LimitPolicy, Limits, PluginKind};
@@ -131,8 +131,8 @@ struct Loader {
 #[derive(Clone)]
 struct Folder {
     fingerprint: u64,
-    /// The id of the plugin loaded from it, or its load error.
-    outcome: Result<String, LoadError>,
+    /// The key (id, kind) of the plugin loaded from it, or its load error.
+    outcome: Result<PluginKey, LoadError>,
 }
 
 /// What changed in a [`Host::rescan`].
@@ -187,7 +187,7 @@ impl Loader {
     /// their plugin (or error) and the differences are returned.
     fn scan(self: &Arc<Self>, previous: Option<&Host>) -> (Host, Vec<Change>) {
         let mut errors = Vec::new();
-        let mut plugins: BTreeMap<String, LoadedPlugin> = BTreeMap::new();
+        let mut plugins: BTreeMap<PluginKey, LoadedPlugin> = BTreeMap::new();
         let mut folders = BTreeMap::new();
         let mut changes = Vec::new();
         let mut unavailable = previous.map(|p| p.unavailable.clone()).unwrap_or_default();
@@ -203,8 +203,8 @@ impl Loader {
                 && f.fingerprint == fingerprint
             {
                 let kept = match &f.outcome {
-                    Ok(id) => p.plugins.get(id).filter(|_| !plugins.contains_key(id)).map(|plugin| {
-                        plugins.insert(id.clone(), plugin.clone());
+                    Ok(key) => p.plugins.get(key).filter(|_| !plugins.contains_key(key)).map(|plugin| {
+                        plugins.insert(key.clone(), plugin.clone());
                     }),
                     Err(e) if !matches!(e.kind, LoadErrorKind::DuplicateId { .. }) => {
                         errors.push(e.clone());
@@ -218,22 +218,22 @@ impl Loader {
                 }
             }
             let old = before
-                .and_then(|(p, f)| f.outcome.as_ref().ok().and_then(|id| p.plugins.get(id)))
-                .filter(|o| !plugins.contains_key(o.id()));
+                .and_then(|(p, f)| f.outcome.as_ref().ok().and_then(|key| p.plugins.get(key)))
+                .filter(|o| !plugins.contains_key(&o.key()));
             // A loaded native library cannot be replaced.
             if let Some(old) = old.filter(|o| o.manifest.kind == PluginKind::Native) {
                 let id = old.id().to_owned();
                 tracing::warn!(plugin = %id, path = %folder.display(), "native plugin changed: restart the host to load the new version");
                 changes.push(Change::RestartRequired { plugin: id.clone() });
                 unavailable.insert(id.clone(), "changed on disk: restart required".into());
-                plugins.insert(id.clone(), old.clone());
-                folders.insert(folder, Folder { fingerprint, outcome: Ok(id) });
+                plugins.insert(old.key(), old.clone());
+                folders.insert(folder, Folder { fingerprint, outcome: Ok(old.key()) });
                 continue;
             }
             let outcome = match discovery::load_folder(&folder, &self.limits, &plugins, &mut engine) {
                 Ok(plugin) => {
-                    let id = plugin.id().to_owned();
-                    let replaced = previous.is_some_and(|p| p.plugins.contains_key(&id));
+                    let (id, key) = (plugin.id().to_owned(), plugin.key());
+                    let replaced = previous.is_some_and(|p| p.plugins.contains_key(&key));
                     if previous.is_some() {
                         changes.push(if replaced {
                             Change::Reloaded { plugin: id.clone() }
@@ -242,8 +242,8 @@ impl Loader {
                         });
                     }
                     unavailable.remove(&id);
-                    plugins.insert(id.clone(), plugin);
-                    Ok(id)
+                    plugins.insert(key.clone(), plugin);
+                    Ok(key)
                 }
                 Err(error) => {
                     // Report a failure once, not again at every rescan that finds it unchanged.
@@ -260,8 +260,8 @@ impl Loader {
             folders.insert(folder, Folder { fingerprint, outcome });
         }
         if let Some(p) = previous {
-            for (id, plugin) in &p.plugins {
-                if plugins.contains_key(id) || plugin.manifest.kind == PluginKind::InProcess {
+            for ((id, _), plugin) in &p.plugins {
+                if plugins.contains_key(&plugin.key()) || plugin.manifest.kind == PluginKind::InProcess {
                     continue;
                 }
                 if plugin.manifest.kind == PluginKind::Native {
@@ -275,14 +275,14 @@ impl Loader {
             }
         }
         for plugin in &self.in_process {
-            match plugins.get(plugin.id()) {
-                Some(first) => {
+            match plugins.iter().find(|((id, _), _)| id == plugin.id()) {
+                Some((_, first)) => {
                     let kind =
                         LoadErrorKind::DuplicateId { id: plugin.id().to_owned(), first: first.manifest.dir.clone() };
                     errors.push(LoadError::new(&plugin.manifest.dir, Some(plugin.id()), kind));
                 }
                 None => {
-                    plugins.insert(plugin.id().to_owned(), plugin.clone());
+                    plugins.insert(plugin.key(), plugin.clone());
                 }
             }
         }
@@ -308,7 +308,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// A host is immutable: [`Host::rescan`] returns a new one, so calls running
 /// on the old host (an `Arc<Host>`) finish on the plugin versions they started with.
 pub struct Host {
-    plugins: BTreeMap<String, LoadedPlugin>,
+    plugins: BTreeMap<PluginKey, LoadedPlugin>,
     errors: Vec<LoadError>,
     folders: BTreeMap<PathBuf, Folder>,
     unavailable: BTreeMap<String, String>,
@@ -326,16 +326,31 @@ pub struct CallOptions {
     pub cancel: CancelToken,
     /// Where progress reports go.
     pub progress: Option<ProgressSink>,
+    /// The kind to call, for a plugin loaded as both; `None`: the first of
+    /// [`PluginKind::PREFERENCE`] loaded.
+    pub kind: Option<PluginKind>,
 }
 
 impl Host {
-    /// The loaded plugins, by id.
+    /// The loaded plugins, by id (a plugin loaded as both kinds twice: native, then wasm).
     pub fn plugins(&self) -> impl Iterator<Item = &LoadedPlugin> {
         self.plugins.values()
     }
-    /// The loaded plugin `id`.
+    /// The loaded plugin `id`: of the kinds loaded, the first in
+    /// [`PluginKind::PREFERENCE`].
     pub fn plugin(&self, id: &str) -> Option<&LoadedPlugin> {
-        self.plugins.get(id)
+        self.select(id, None)
+    }
+    /// Plugin `id` as `kind`, if any, else as the preferred kind loaded (see [`Self::plugin`]).
+    pub fn select(&self, id: &str, kind: Option<PluginKind>) -> Option<&LoadedPlugin> {
+        match kind {
+            Some(kind) => self.plugins.get(&(id.to_owned(), kind)),
+            None => PluginKind::PREFERENCE.iter().find_map(|&kind| self.plugins.get(&(id.to_owned(), kind))),
+        }
+    }
+    /// The kinds plugin `id` is loaded as, in [`PluginKind::PREFERENCE`] order.
+    pub fn kinds(&self, id: &str) -> Vec<PluginKind> {
+        PluginKind::PREFERENCE.into_iter().filter(|&kind| self.plugins.contains_key(&(id.to_owned(), kind))).collect()
     }
     /// Every plugin that did not load, with its path and reason.
     pub fn load_errors(&self) -> &[LoadError] {
@@ -348,7 +363,7 @@ impl Host {
     /// ([`crate::runtime::ABANDONED_CALL_BUDGET`]), whose calls fail at once.
     pub fn unavailable(&self) -> BTreeMap<String, String> {
         let mut all = self.unavailable.clone();
-        for id in self.plugins.keys() {
+        for (id, _) in self.plugins.keys() {
             if let Some(reason) = crate::runtime::over_budget(id) {
                 all.insert(id.clone(), reason);
             }
@@ -383,7 +398,7 @@ impl Host {
         params: Value,
         options: CallOptions,
     ) -> Result<CallOutput, CallError> {
-        let plugin = self.plugins.get(id).ok_or_else(|| CallError::PluginNotFound(id.to_owned()))?;
+        let plugin = self.find(id, options.kind)?;
         let timeout = options.timeout.unwrap_or(plugin.manifest.limits.timeout);
         let exec = ExecutionContext {
             execution_id: new_execution_id(),
@@ -394,11 +409,26 @@ impl Host {
             config: plugin.manifest.config.clone(),
             ..ExecutionContext::default()
         };
-        let mut services = CallServices::new(id, &exec.execution_id, options.state, options.cancel);
+        let mut services =
+            CallServices::new(id, &exec.execution_id, options.state, options.cancel).with_kind(options.kind);
         if let Some(sink) = options.progress {
             services = services.with_progress(sink);
         }
         self.call_with(&exec, &services, Some(timeout))
+    }
+
+    /// Plugin `id` as `kind` (or the preferred kind), else why not.
+    fn find(&self, id: &str, kind: Option<PluginKind>) -> Result<&LoadedPlugin, CallError> {
+        self.select(id, kind).ok_or_else(|| match kind {
+            Some(kind) if self.plugin(id).is_some() => CallError::Unavailable {
+                plugin: id.to_owned(),
+                reason: format!(
+                    "it is not loaded as {kind} (loaded as: {})",
+                    self.kinds(id).iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ),
+            },
+            _ => CallError::PluginNotFound(id.to_owned()),
+        })
     }
 
     /// Run a call with a context and services built by the caller (the
@@ -411,7 +441,7 @@ impl Host {
         timeout: Option<Duration>,
     ) -> Result<CallOutput, CallError> {
         let id = services.plugin_id();
-        let plugin = self.plugins.get(id).ok_or_else(|| CallError::PluginNotFound(id.to_owned()))?;
+        let plugin = self.find(id, services.kind())?;
         if plugin.runtime.metadata().operation(&exec.operation).is_none() {
             return Err(CallError::OperationNotFound { plugin: id.to_owned(), operation: exec.operation.clone() });
         }
@@ -464,7 +494,7 @@ impl Host {
         timeout: Duration,
     ) -> Result<CallOutput, CallError> {
         let id = services.plugin_id().to_owned();
-        let plugin = self.plugins.get(&id).ok_or_else(|| CallError::PluginNotFound(id.clone()))?;
+        let plugin = self.find(&id, services.kind())?;
         let preemptible = plugin.runtime.preemptible();
         let ticket = crate::runtime::CallTicket::new(&id);
         let task = tokio::task::spawn_blocking({

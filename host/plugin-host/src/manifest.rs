@@ -65,7 +65,11 @@ pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 pub const CEILING_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// How a plugin is loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// One plugin (one id) may be loaded as both kinds at once, from two
+/// folders, at the same version: a step or call may ask for a kind, and
+/// otherwise gets the first loaded in [`PluginKind::PREFERENCE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     /// A cdylib built with `plexus-sdk`, loaded in-process through `abi_stable`.
@@ -75,6 +79,22 @@ pub enum PluginKind {
     /// A plugin compiled into the host itself (embedding, tests); never read from a manifest.
     #[serde(skip_deserializing)]
     InProcess,
+}
+
+impl PluginKind {
+    /// Which kind of a plugin loaded as several is called when none is asked
+    /// for: the sandboxed one (WASM), then native, then in-process. Ask for
+    /// `kind: native` where the speed of trusted code matters.
+    pub const PREFERENCE: [PluginKind; 3] = [PluginKind::Wasm, PluginKind::Native, PluginKind::InProcess];
+
+    /// The kind named `name` (`native` or `wasm`), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "native" => Some(PluginKind::Native),
+            "wasm" => Some(PluginKind::Wasm),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for PluginKind {

@@ -160,6 +160,7 @@ pub struct CallServices {
     interrupted: CancelToken,
     progress: Option<ProgressSink>,
     budget: Arc<Budget>,
+    kind: Option<crate::manifest::PluginKind>,
 }
 
 impl CallServices {
@@ -173,7 +174,21 @@ impl CallServices {
             interrupted: CancelToken::default(),
             progress: None,
             budget: Arc::default(),
+            kind: None,
         }
+    }
+
+    /// These services for a call of the plugin as `kind` (for a plugin
+    /// loaded as both kinds; `None`: the preferred kind, see
+    /// [`crate::PluginKind::PREFERENCE`]).
+    pub fn with_kind(mut self, kind: Option<crate::manifest::PluginKind>) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The kind the call asks for, if any.
+    pub fn kind(&self) -> Option<crate::manifest::PluginKind> {
+        self.kind
     }
     /// These services with a fresh budget for one call of a plugin with `limits`
     /// (shared-state size, log bytes). [`crate::Host::call_with`] does this for every call.

@@ -221,6 +221,11 @@ impl RetryPolicy {
 pub struct Action {
     /// Plugin id.
     pub plugin_id: String,
+    /// The kind to call, for a plugin loaded as both (`kind: native` or
+    /// `wasm`); `None`: the host's preferred kind
+    /// ([`plexus_host::PluginKind::PREFERENCE`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<plexus_host::PluginKind>,
     /// Operation name (`method_name`).
     pub operation: String,
     /// Parameters; strings may hold `${{ … }}` templates.

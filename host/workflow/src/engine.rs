@@ -394,6 +394,18 @@ impl Execution {
     }
 }
 
+/// Why plugin `id` (as `kind`, if asked) cannot be called: one line.
+pub(super) fn not_loaded(host: &Host, id: &str, kind: Option<plexus_host::PluginKind>) -> String {
+    let kinds = host.kinds(id);
+    match kind {
+        Some(kind) if !kinds.is_empty() => format!(
+            "plugin `{id}` is not loaded as {kind} (loaded as: {})",
+            kinds.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        _ => format!("no plugin `{id}` is loaded"),
+    }
+}
+
 /// Runs prepared workflows through a [`Host`].
 #[derive(Clone)]
 pub struct Engine {
@@ -658,8 +670,8 @@ impl Engine {
         action: &Action,
         params: Value,
     ) -> Result<Value, StepError> {
-        let Some(plugin) = self.host.plugin(&action.plugin_id) else {
-            return Err(error("plugin-not-found", format!("no plugin `{}` is loaded", action.plugin_id), false));
+        let Some(plugin) = self.host.select(&action.plugin_id, action.kind) else {
+            return Err(error("plugin-not-found", not_loaded(&self.host, &action.plugin_id, action.kind), false));
         };
         let timeout = plugin.manifest.limits.timeout;
         let ctx = ExecutionContext {
@@ -676,7 +688,8 @@ impl Engine {
         };
         // Not the forward phase's token: a compensation runs after it stopped.
         let services =
-            CallServices::new(&action.plugin_id, &ctx.execution_id, exec.state.clone(), CancellationToken::new());
+            CallServices::new(&action.plugin_id, &ctx.execution_id, exec.state.clone(), CancellationToken::new())
+                .with_kind(action.kind);
         self.host.invoke(ctx, services, timeout).await.map(|out| out.output).map_err(|e| call_error(&e))
     }
 

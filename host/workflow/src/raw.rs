@@ -104,6 +104,8 @@ pub(crate) struct RawStep {
     /// The plugin's id.
     #[schemars(required, pattern(NOT_BLANK))]
     plugin_id: Option<String>,
+    /// For a plugin loaded as both kinds, the one to call (default: wasm, the sandboxed one).
+    kind: Option<RawKind>,
     /// The operation (QtForge's name for it); `operation` is the same.
     method_name: Option<String>,
     /// The operation; if `method_name` is given too, they must agree.
@@ -130,6 +132,26 @@ pub(crate) struct RawStep {
     compensate: Option<Nested<RawAction>>,
     /// Free-form metadata.
     metadata: Option<Value>,
+}
+
+/// Which kind of a plugin to call.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "kind")]
+pub(crate) enum RawKind {
+    /// The native library.
+    Native,
+    /// The WASM component.
+    Wasm,
+}
+
+impl RawKind {
+    fn into_kind(self) -> plexus_host::PluginKind {
+        match self {
+            RawKind::Native => plexus_host::PluginKind::Native,
+            RawKind::Wasm => plexus_host::PluginKind::Wasm,
+        }
+    }
 }
 
 /// When and how often a failed step is tried again. Only retryable plugin
@@ -163,6 +185,8 @@ pub(crate) struct RawAction {
     /// The plugin's id.
     #[schemars(required, pattern(NOT_BLANK))]
     plugin_id: Option<String>,
+    /// For a plugin loaded as both kinds, the one to call (default: wasm, the sandboxed one).
+    kind: Option<RawKind>,
     /// The operation (QtForge's name for it); `operation` is the same.
     method_name: Option<String>,
     /// The operation, when `method_name` is not given.
@@ -672,7 +696,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             id: label.clone(),
             name: label,
             description: String::new(),
-            action: Action { plugin_id: String::new(), operation: String::new(), parameters: Value::Null },
+            action: Action { plugin_id: String::new(), kind: None, operation: String::new(), parameters: Value::Null },
             service_name: None,
             dependencies: Vec::new(),
             when: None,
@@ -688,6 +712,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         name,
         description,
         plugin_id,
+        kind: plugin_kind,
         method_name,
         operation,
         service_name,
@@ -761,7 +786,12 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
     Step {
         name: name.unwrap_or_else(|| id.clone()),
         description: description.unwrap_or_default(),
-        action: Action { plugin_id, operation, parameters: parameters.map_or(Value::Null, Value::Object) },
+        action: Action {
+            plugin_id,
+            kind: plugin_kind.map(RawKind::into_kind),
+            operation,
+            parameters: parameters.map_or(Value::Null, Value::Object),
+        },
         service_name,
         dependencies,
         when,
@@ -808,11 +838,20 @@ fn read_retry(value: &Value, path: &DocPath, step: &str, policy: &mut RetryPolic
 
 fn action(value: &Value, path: &DocPath, step: Option<&str>, p: &mut Problems) -> Action {
     let Some((raw, bad)) = read_part::<RawAction>(value, path, step, p) else {
-        return Action { plugin_id: String::new(), operation: String::new(), parameters: Value::Null };
+        return Action { plugin_id: String::new(), kind: None, operation: String::new(), parameters: Value::Null };
     };
     // QtForge's rollback entries may repeat a step's id, name, description and service.
-    let RawAction { plugin_id, method_name, operation, parameters, id: _, name: _, description: _, service_name: _ } =
-        raw;
+    let RawAction {
+        plugin_id,
+        kind,
+        method_name,
+        operation,
+        parameters,
+        id: _,
+        name: _,
+        description: _,
+        service_name: _,
+    } = raw;
     let plugin_id = required_text(plugin_id, &bad, "plugin_id", path, step, p);
     let operation = match (method_name, operation) {
         (Some(m), _) | (None, Some(m)) => m,
@@ -823,7 +862,7 @@ fn action(value: &Value, path: &DocPath, step: Option<&str>, p: &mut Problems) -
             String::new()
         }
     };
-    Action { plugin_id, operation, parameters: parameters.unwrap_or_default() }
+    Action { plugin_id, kind: kind.map(RawKind::into_kind), operation, parameters: parameters.unwrap_or_default() }
 }
 
 #[cfg(test)]
@@ -849,7 +888,7 @@ mod tests {
             "line 6: step `a`: steps[0].critical: expected true or false, found text",
             "line 7: step `a`: steps[0].timeout: invalid duration [1]: expected milliseconds or text like \"30s\"",
             "line 8: step `a`: steps[0].dependencies[1]: expected text, found a number",
-            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata)",
+            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, kind, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata)",
             "line 10: step `a`: steps[0].retry.max_attempts: expected a whole number ≥ 0, found a number",
             "line 10: step `a`: steps[0].retry.jitter: expected a number, found text",
             "line 10: step `a`: steps[0].retry.backoff: unknown backoff `sometimes`: expected constant or exponential",

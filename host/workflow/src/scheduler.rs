@@ -506,8 +506,8 @@ impl Forward {
                 _ => unreachable!("non-literal parameters always get a scope"),
             },
         };
-        let Some(plugin) = self.engine.host().plugin(&step.action.plugin_id) else {
-            let message = format!("no plugin `{}` is loaded", step.action.plugin_id);
+        let Some(plugin) = self.engine.host().select(&step.action.plugin_id, step.action.kind) else {
+            let message = super::engine::not_loaded(self.engine.host(), &step.action.plugin_id, step.action.kind);
             return Err((StepStatus::Failed, Some(error("plugin-not-found", message, false)), None));
         };
         Ok(Arc::new(Job {
@@ -536,9 +536,10 @@ impl Forward {
             config: job.config.clone(),
         };
         let services = CallServices::new(plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone())
+            .with_kind(step.action.kind)
             .with_progress(self.progress_sink(i));
         let host = self.engine.host();
-        let Some(plugin) = host.plugin(plugin_id) else {
+        let Some(plugin) = host.select(plugin_id, step.action.kind) else {
             return Some(Err(CallError::PluginNotFound(plugin_id.clone())));
         };
         if plugin.runtime.preemptible() {

@@ -599,6 +599,20 @@ async fn a_steps_metrics_and_last_progress_are_in_its_record() {
 }
 
 #[test]
+fn a_step_asking_for_a_kind_the_plugin_is_not_loaded_as_is_refused() {
+    let host = host();
+    let text = "id: k\nsteps:\n  - { id: a, plugin_id: test.ops, kind: wasm, method_name: echo }\n  - { id: b, plugin_id: test.ops, kind: nuclear, method_name: echo }\n";
+    let problems: Vec<String> = parse(&host, "k.yaml", text).unwrap_err().iter().map(ToString::to_string).collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("line 3: step `a`") && p.contains("not loaded as wasm (loaded as: in-process)")),
+        "{problems:#?}"
+    );
+    assert!(problems.iter().any(|p| p.contains("step `b`") && p.contains("nuclear")), "{problems:#?}");
+}
+
+#[test]
 fn parameters_with_expressions_are_checked_as_far_as_they_are_known() {
     let host = host();
     let step = |id: &str, params: &str| {

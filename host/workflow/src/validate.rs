@@ -290,8 +290,16 @@ fn check_plugin(
     if action.plugin_id.is_empty() || action.operation.is_empty() {
         return;
     }
-    let Some(plugin) = host.plugin(&action.plugin_id) else {
-        let known: Vec<&str> = host.plugins().map(|p| p.id()).collect();
+    let Some(plugin) = host.select(&action.plugin_id, action.kind) else {
+        if let Some(kind) = action.kind
+            && host.plugin(&action.plugin_id).is_some()
+        {
+            let message = super::engine::not_loaded(host, &action.plugin_id, Some(kind));
+            p.add(step, &path.key("kind"), message);
+            return;
+        }
+        let mut known: Vec<&str> = host.plugins().map(|p| p.id()).collect();
+        known.dedup();
         let why = host
             .load_errors()
             .iter()

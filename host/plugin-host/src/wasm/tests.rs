@@ -118,6 +118,16 @@ fn call(plugin: &WasmPlugin, timeout_ms: u64) -> Result<CallOutput, CallError> {
     plugin.call(&exec, &services, Some(Duration::from_millis(timeout_ms)))
 }
 
+/// A loaded runtime to stand in where only a [`crate::LoadedPlugin`]'s
+/// manifest matters: a WAT component answering 42.
+pub(crate) fn any_runtime() -> std::sync::Arc<dyn crate::runtime::Runtime> {
+    let fx = Fixture::new();
+    let mut mem = Memory::new();
+    metadata(&mut mem, "wat.any", "0.1.0");
+    let body = returns_42(&mut mem);
+    std::sync::Arc::new(fx.load("wat.any", "", &component(&mem, body)).unwrap())
+}
+
 /// The `call` body returning `ok("42")` from address 768.
 pub(crate) fn returns_42(mem: &mut Memory) -> &'static str {
     // result: discriminant 0 (ok) at 768, call-output at 772: output string, metrics (empty).
