@@ -88,6 +88,30 @@ fn plugin_check_loads_each_path_alone_and_exits_13_with_every_problem() {
 }
 
 #[test]
+fn the_component_cache_is_listed_and_pruned() {
+    let fx = mixed();
+    // Loading the WASM plugin stores its compiled component.
+    assert_eq!(plexus(&fx, &["plugins", "list"]).status.code(), Some(13));
+    let listed = json_of(&plexus(&fx, &["cache", "list", "--json"]));
+    let entries = listed["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 1, "{listed}");
+    // A stale entry of another version, unused for 30 days.
+    let stale = std::path::Path::new(listed["dir"].as_str().unwrap()).join("stale.cwasm");
+    std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+    let month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 24 * 3600);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(month_ago).unwrap();
+    // A host's scan prunes it (entries unused for 14 days go) and keeps the one it uses.
+    assert_eq!(plexus(&fx, &["plugins", "list"]).status.code(), Some(13));
+    assert!(!stale.exists(), "the host pruned the stale entry");
+    // By hand: nothing is stale now; with --max-age 0s every entry this process does not use goes.
+    let report = json_of(&plexus(&fx, &["cache", "prune", "--json"]));
+    assert_eq!(report["removed"].as_array().unwrap().len(), 0, "{report}");
+    let report = json_of(&plexus(&fx, &["cache", "prune", "--max-age", "0s", "--json"]));
+    assert_eq!(report["removed"][0]["name"], entries[0]["name"], "{report}");
+    assert!(json_of(&plexus(&fx, &["cache", "list", "--json"]))["entries"].as_array().unwrap().is_empty());
+}
+
+#[test]
 fn call_artifact_loads_that_plugin_alone() {
     let fx = mixed();
     let wasm = crate::support::echo_artifact("wasm");

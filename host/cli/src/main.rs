@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod output;
+mod cache;
 mod call;
 mod client;
 mod daemon;
@@ -100,6 +101,9 @@ enum Command {
     /// List, inspect and check plugins.
     #[command(subcommand, alias = "plugin")]
     Plugins(plugins::PluginsCommand),
+    /// List and prune the compiled-component cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Run one operation of a plugin with a fresh execution context and print its output.
     Call(call::CallArgs),
     /// Run a workflow file to the end with live progress; exit 0 only if it completed.
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
     plexus_host::process::raise_open_file_limit();
     let result = match cli.command {
         Command::Plugins(cmd) => plugins::run(&cli.global, cmd),
+        Command::Cache(cmd) => cache::run(&cli.global, cmd),
         Command::Call(args) => call::run(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),
         Command::Workflow(cmd) => workflow::run(&cli.global, cmd),

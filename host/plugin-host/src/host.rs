@@ -6,7 +6,7 @@ use crate::in_process::InProcessPlugin;
 use crate::manifest::{LimitPolicy, Limits, PluginKind};
 use crate::services::{CallServices, CancelToken, ProgressSink, SharedState};
 use crate::wasm::WasmEngine;
-use crate::wasm::cache::ComponentCache;
+use crate::wasm::cache::{ComponentCache, PrunePolicy};
 use plexus_sdk::{CallOutput, ExecutionContext};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -25,6 +25,8 @@ pub struct HostBuilder {
     protected: Vec<PathBuf>,
     /// Single plugin folders and artifacts, loaded after the directories' folders.
     singles: Vec<PathBuf>,
+    /// `None`: the default policy; `Some(None)`: never prune.
+    prune: Option<Option<PrunePolicy>>,
 }
 
 impl HostBuilder {
@@ -60,6 +62,13 @@ impl HostBuilder {
     /// Cache compiled components in `dir` instead of [`default_cache_dir`].
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+    /// When to prune the component cache after each scan (default:
+    /// [`PrunePolicy::default`], entries unused for 14 days, then the least
+    /// recently used beyond 1 GiB); `None` never prunes.
+    pub fn cache_policy(mut self, policy: Option<PrunePolicy>) -> Self {
+        self.prune = Some(policy);
         self
     }
     /// Compile components on every start; write nothing to disk.
@@ -111,6 +120,7 @@ impl HostBuilder {
             in_process: self.in_process,
             protected: self.protected,
             singles: self.singles,
+            prune: self.prune.unwrap_or(Some(PrunePolicy::default())),
         });
         Ok(loader.scan(None).0)
     }
@@ -125,6 +135,7 @@ struct Loader {
     in_process: Vec<LoadedPlugin>,
     protected: Vec<PathBuf>,
     singles: Vec<PathBuf>,
+    prune: Option<PrunePolicy>,
 }
 
 /// A plugin folder as last scanned.
@@ -284,6 +295,19 @@ impl Loader {
                 None => {
                     plugins.insert(plugin.key(), plugin.clone());
                 }
+            }
+        }
+        // Compiled components no plugin here uses, once stale or over the cache's size.
+        if let Some(policy) = &self.prune {
+            match self.cache.prune(policy) {
+                Ok(report) if !report.removed.is_empty() => tracing::info!(
+                    removed = report.removed.len(),
+                    freed_bytes = report.freed_bytes,
+                    kept_bytes = report.kept_bytes,
+                    "pruned the component cache"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot prune the component cache: {e}"),
             }
         }
         let host = Host { plugins, errors, folders, unavailable, loader: self.clone() };

@@ -12,6 +12,13 @@
 //! directory's owner-only `key` file), checked before the entry is
 //! deserialised. An entry written, truncated or swapped by anyone who does not
 //! hold the key is ignored, compiled again and overwritten.
+//!
+//! **Pruning.** A hit refreshes its entry's modification time, so it tells
+//! when the entry was last used; [`ComponentCache::prune`] removes entries
+//! unused for [`PrunePolicy::max_age`], then the least recently used until
+//! the cache holds at most [`PrunePolicy::max_bytes`] — never an entry this
+//! process loaded or stored. The host prunes after every scan (see
+//! [`crate::HostBuilder::cache_policy`]); `plexus cache prune` does it by hand.
 
 use crate::error::Error;
 use crate::unsafe_ops;
@@ -27,6 +34,49 @@ pub struct ComponentCache {
     dir: Option<PathBuf>,
     /// The HMAC key of the entries.
     key: Option<std::sync::Arc<[u8; KEY_BYTES]>>,
+    /// Entries this process loaded or stored: never pruned by it.
+    used: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+/// When [`ComponentCache::prune`] removes entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrunePolicy {
+    /// Entries unused for longer are removed (default 14 days).
+    pub max_age: std::time::Duration,
+    /// Then the least recently used go until the entries take at most this many bytes (default 1 GiB).
+    pub max_bytes: u64,
+}
+
+impl Default for PrunePolicy {
+    fn default() -> Self {
+        Self { max_age: std::time::Duration::from_secs(14 * 24 * 3600), max_bytes: 1 << 30 }
+    }
+}
+
+/// One cache entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheEntry {
+    /// File name: `<sha256 of the component>-<engine hash>.cwasm`.
+    pub name: String,
+    /// Size, bytes.
+    pub bytes: u64,
+    /// Last load or store, ms since the Unix epoch.
+    pub last_used_ms: u64,
+    /// Loaded or stored by this process (never pruned by it).
+    pub in_use: bool,
+}
+
+/// What [`ComponentCache::prune`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    /// The entries removed.
+    pub removed: Vec<CacheEntry>,
+    /// Bytes freed (entries and leftover temporary files).
+    pub freed_bytes: u64,
+    /// Entries kept.
+    pub kept: usize,
+    /// Bytes the kept entries take.
+    pub kept_bytes: u64,
 }
 
 impl std::fmt::Debug for ComponentCache {
@@ -57,7 +107,7 @@ impl ComponentCache {
     /// [`Error::Cache`] when the directory cannot be created or is writable by
     /// other users (it would let them plant native code).
     pub fn new(dir: Option<PathBuf>) -> Result<Self, Error> {
-        let Some(dir) = dir else { return Ok(Self { dir: None, key: None }) };
+        let Some(dir) = dir else { return Ok(Self { dir: None, key: None, used: Default::default() }) };
         let fail = |message: String| Error::Cache { path: dir.clone(), message };
         std::fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create: {e}")))?;
         #[cfg(unix)]
@@ -75,7 +125,94 @@ impl ComponentCache {
         }
         let dir = dir.canonicalize().map_err(|e| fail(e.to_string()))?;
         let key = read_or_create_key(&dir.join("key")).map_err(|e| fail(format!("key file: {e}")))?;
-        Ok(Self { dir: Some(dir), key: Some(std::sync::Arc::new(key)) })
+        Ok(Self { dir: Some(dir), key: Some(std::sync::Arc::new(key)), used: Default::default() })
+    }
+
+    /// The entries, most recently used first (none without a cache).
+    ///
+    /// # Errors
+    /// The cache directory cannot be listed.
+    pub fn entries(&self) -> std::io::Result<Vec<CacheEntry>> {
+        let Some(dir) = &self.dir else { return Ok(Vec::new()) };
+        let used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut entries = Vec::new();
+        for item in std::fs::read_dir(dir)? {
+            let Ok(item) = item else { continue };
+            let name = item.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = item.metadata() else { continue };
+            if !name.ends_with(".cwasm") || !meta.is_file() {
+                continue;
+            }
+            entries.push(CacheEntry {
+                in_use: used.contains(&name),
+                name,
+                bytes: meta.len(),
+                last_used_ms: meta.modified().map(epoch_ms).unwrap_or(0),
+            });
+        }
+        entries.sort_by(|a, b| b.last_used_ms.cmp(&a.last_used_ms).then_with(|| a.name.cmp(&b.name)));
+        Ok(entries)
+    }
+
+    /// Remove the entries `policy` lets go (see the module docs), and
+    /// temporary files left by writes that died over an hour ago.
+    ///
+    /// # Errors
+    /// The cache directory cannot be listed. An entry that cannot be removed
+    /// is skipped (and logged).
+    pub fn prune(&self, policy: &PrunePolicy) -> std::io::Result<PruneReport> {
+        let Some(dir) = &self.dir else { return Ok(PruneReport::default()) };
+        let now = epoch_ms(std::time::SystemTime::now());
+        let max_age_ms = u64::try_from(policy.max_age.as_millis()).unwrap_or(u64::MAX);
+        let mut report = PruneReport::default();
+        // Oldest first: the order the size limit removes them in.
+        let mut entries = self.entries()?;
+        entries.reverse();
+        let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
+        for entry in entries {
+            let stale = now.saturating_sub(entry.last_used_ms) > max_age_ms;
+            if entry.in_use || !(stale || total > policy.max_bytes) {
+                report.kept += 1;
+                report.kept_bytes += entry.bytes;
+                continue;
+            }
+            match std::fs::remove_file(dir.join(&entry.name)) {
+                Ok(()) => {
+                    tracing::debug!(entry = %entry.name, bytes = entry.bytes, "cache entry pruned");
+                    total -= entry.bytes;
+                    report.freed_bytes += entry.bytes;
+                    report.removed.push(entry);
+                }
+                Err(e) => {
+                    tracing::warn!(entry = %entry.name, "cannot prune cache entry: {e}");
+                    report.kept += 1;
+                    report.kept_bytes += entry.bytes;
+                }
+            }
+        }
+        for item in std::fs::read_dir(dir)?.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = item.metadata() else { continue };
+            let age = meta.modified().map(|m| now.saturating_sub(epoch_ms(m))).unwrap_or(0);
+            if name.starts_with(".tmp-")
+                && meta.is_file()
+                && age > 3_600_000
+                && std::fs::remove_file(item.path()).is_ok()
+            {
+                report.freed_bytes += meta.len();
+            }
+        }
+        Ok(report)
+    }
+
+    /// Note that this process uses entry `name` (and refresh its time of use).
+    fn mark_used(&self, path: &Path, name: &str) {
+        self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned());
+        if let Err(e) =
+            std::fs::File::options().write(true).open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        {
+            tracing::debug!(path = %path.display(), "cannot refresh the cache entry's time of use: {e}");
+        }
     }
 
     /// The cache directory, if caching is on.
@@ -93,7 +230,10 @@ impl ComponentCache {
         if let Ok(entry) = std::fs::read(&path) {
             match verified(key, &name, &entry) {
                 Some(compiled) => match unsafe_ops::deserialize_verified_component(engine, compiled) {
-                    Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                    Ok(component) => {
+                        self.mark_used(&path, &name);
+                        return Ok((component, CacheOutcome::Hit));
+                    }
                     Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
                 },
                 None => tracing::warn!(path = %path.display(), "ignoring a cache entry whose tag does not verify"),
@@ -104,7 +244,10 @@ impl ComponentCache {
         let mut entry = tag(key, &name, &compiled).to_vec();
         entry.extend_from_slice(&compiled);
         let outcome = match write_atomically(dir, &path, &entry) {
-            Ok(()) => CacheOutcome::Stored,
+            Ok(()) => {
+                self.mark_used(&path, &name);
+                CacheOutcome::Stored
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot store compiled component: {e}");
                 CacheOutcome::Uncached
@@ -188,6 +331,10 @@ fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
     format!("{}-{:016x}", hex(&Sha256::digest(bytes)), engine_hash.finish())
 }
 
+fn epoch_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -217,6 +364,45 @@ mod tests {
         entry[last] ^= 1;
         assert_eq!(verified(&key, "a.cwasm", &entry), None, "changed contents");
         assert_eq!(verified(&key, "a.cwasm", &entry[..10]), None, "truncated");
+    }
+
+    /// A cache entry `name` of `bytes` bytes last used `days_ago`.
+    fn entry(dir: &Path, name: &str, bytes: usize, days_ago: u64) {
+        let path = dir.join(name);
+        std::fs::write(&path, vec![0u8; bytes]).unwrap();
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(days_ago * 24 * 3600);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+    }
+
+    #[test]
+    fn pruning_removes_stale_entries_then_the_least_recently_used_never_those_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ComponentCache::new(Some(dir.path().join("c"))).unwrap();
+        let root = cache.dir().unwrap().to_path_buf();
+        entry(&root, "old.cwasm", 100, 30);
+        entry(&root, "mine.cwasm", 100, 40); // old, but this process uses it
+        entry(&root, "a.cwasm", 100, 3);
+        entry(&root, "b.cwasm", 100, 2);
+        entry(&root, "c.cwasm", 100, 1);
+        entry(&root, ".tmp-1-x", 10, 2); // a write that died
+        entry(&root, ".tmp-2-y", 10, 0); // one under way
+        cache.mark_used(&root.join("mine.cwasm"), "mine.cwasm");
+        let policy = PrunePolicy { max_age: std::time::Duration::from_secs(14 * 24 * 3600), max_bytes: 250 };
+        let report = cache.prune(&policy).unwrap();
+        let removed: Vec<&str> = report.removed.iter().map(|e| e.name.as_str()).collect();
+        // `old` is stale; then 400 bytes > 250: the least recently used go (`a`, then `b`);
+        // `mine` counts but stays (its use refreshed it too).
+        assert_eq!(removed, ["old.cwasm", "a.cwasm", "b.cwasm"]);
+        assert_eq!(report.freed_bytes, 310, "three entries and the dead write's file");
+        assert_eq!((report.kept, report.kept_bytes), (2, 200));
+        let left: Vec<String> = cache.entries().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(left, ["mine.cwasm", "c.cwasm"], "most recently used first");
+        assert!(cache.entries().unwrap().iter().any(|e| e.name == "mine.cwasm" && e.in_use));
+        assert!(!root.join(".tmp-1-x").exists() && root.join(".tmp-2-y").exists());
+        assert!(root.join("key").exists(), "the key is not an entry");
+        // Nothing to do: nothing removed.
+        assert!(cache.prune(&PrunePolicy::default()).unwrap().removed.is_empty());
+        assert_eq!(ComponentCache::new(None).unwrap().prune(&policy).unwrap(), PruneReport::default());
     }
 
     #[test]
