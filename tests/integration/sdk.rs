@@ -206,3 +206,70 @@ fn a_plugin_outside_the_repository_builds_against_the_packaged_sdk_and_runs_as_b
     assert!(call.status.success(), "{}", String::from_utf8_lossy(&call.stderr));
     assert_eq!(String::from_utf8_lossy(&call.stdout).trim(), format!("\"{}\"", std::env::consts::ARCH));
 }
+
+#[test]
+fn plugin_new_then_pack_then_install_then_call() {
+    let work = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let plexus = |args: &[&str], dir: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_plexus"))
+            .args(args)
+            .current_dir(dir)
+            .env("PLEXUS_CACHE_DIR", fx.cache.path())
+            .env("PLEXUS_PLUGINS_DIR", fx.plugins.path())
+            // Builds share the outside-plugin test's target directory, offline, at the repository's versions.
+            .env("CARGO_TARGET_DIR", repo_root().join("target").join("sdk-outside"))
+            .env("CARGO_NET_OFFLINE", "true")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, text) = plexus(&["plugin", "new", "hello-world", "--id", "acme.hello"], work.path());
+    assert_eq!(code, Some(0), "{text}");
+    let project = work.path().join("hello-world");
+    std::fs::copy(repo_root().join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+    // The template's own test (its examples) passes.
+    run(
+        cargo()
+            .current_dir(&project)
+            .args(["test", "--offline", "--target-dir"])
+            .arg(repo_root().join("target/sdk-outside")),
+        "cargo test (new plugin)",
+    );
+    let (code, text) = plexus(&["plugin", "pack", "--debug", "--json"], &project);
+    assert_eq!(code, Some(0), "{text}");
+    let json_start = text.find('{').unwrap();
+    let packed: serde_json::Value =
+        serde_json::Deserializer::from_str(&text[json_start..]).into_iter().next().unwrap().unwrap();
+    assert_eq!((packed["id"].as_str(), packed["version"].as_str()), (Some("acme.hello"), Some("0.1.0")));
+    let archive = packed["archive"].as_str().unwrap().to_owned();
+    // The generated manifest pins the artifact's sha256.
+    let manifest =
+        std::fs::read_to_string(Path::new(packed["folders"][1].as_str().unwrap()).join("plugin.toml")).unwrap();
+    assert!(manifest.contains("kind = \"wasm\"") && manifest.contains("sha256 = \""), "{manifest}");
+
+    let (code, text) = plexus(&["plugin", "install", &archive], work.path());
+    assert_eq!(code, Some(0), "{text}");
+    assert!(fx.plugins.path().join("acme.hello-native/plugin.toml").is_file());
+    assert!(fx.plugins.path().join("acme.hello-wasm/plugin.toml").is_file());
+    let (code, text) = plexus(&["plugin", "install", &archive], work.path());
+    assert_eq!(code, Some(1), "installed twice without --force: {text}");
+    for kind in ["native", "wasm"] {
+        let (code, text) =
+            plexus(&["call", "acme.hello", "greet", "--kind", kind, "--params", r#"{"name": "Ada"}"#], work.path());
+        assert_eq!(code, Some(0), "{kind}: {text}");
+        assert!(text.contains("\"Hello, Ada!\""), "{kind}: {text}");
+    }
+    // A damaged plugin is not installed.
+    let broken = work.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("plugin.toml"),
+        "id = \"x\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"x.wasm\"\n",
+    )
+    .unwrap();
+    let (code, text) = plexus(&["plugin", "install", broken.to_str().unwrap()], work.path());
+    assert_eq!(code, Some(13), "{text}");
+    assert!(text.contains("nothing was installed") && !fx.plugins.path().join("broken").exists(), "{text}");
+}

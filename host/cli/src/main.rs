@@ -7,6 +7,7 @@ mod call;
 mod client;
 mod daemon;
 mod exit;
+mod package;
 mod plugins;
 mod remote;
 mod run;

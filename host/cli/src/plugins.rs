@@ -30,6 +30,14 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create a plugin project from a template (Rust: a crate on plexus-sdk with a tested operation).
+    New(crate::package::NewArgs),
+    /// Build a plugin project as both kinds and write a plugin folder per kind
+    /// (plugin.toml from the plugin's metadata, with the sha256) and a .tar.gz.
+    Pack(crate::package::PackArgs),
+    /// Check a .tar.gz from `pack` (or a plugin folder) and install it into the
+    /// first plugins directory; nothing is installed if a plugin does not load (exit 13).
+    Install(crate::package::InstallArgs),
     /// Show one plugin's metadata, operations with their schemas, permissions and limits.
     Info {
         /// Plugin id, e.g. plexus.echo.
@@ -49,6 +57,9 @@ pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode>
         PluginsCommand::Info { id, json, remote: true } => crate::remote::plugin_info(global, &id, json),
         PluginsCommand::List { json, remote: false } => print_list(&views::plugin_list(&load_host(global)?), json),
         PluginsCommand::Check { paths, json } => check(global, &paths, json),
+        PluginsCommand::New(args) => crate::package::new(args),
+        PluginsCommand::Pack(args) => crate::package::pack(global, args),
+        PluginsCommand::Install(args) => crate::package::install(global, args),
         PluginsCommand::Info { id, json, remote: false } => {
             let host = load_host(global)?;
             match host.plugin(&id) {
