@@ -183,11 +183,49 @@ impl WasmEngine {
             .cache
             .load(&self.inner.engine, bytes)
             .map_err(|e| LoadErrorKind::InvalidComponent(one_line(&e)))?;
-        let pre =
-            self.inner.linker.instantiate_pre(&component).map_err(|e| LoadErrorKind::Instantiate(one_line(&e)))?;
-        let pre = PlexusPluginPre::new(pre).map_err(|e| LoadErrorKind::Instantiate(one_line(&e)))?;
+        let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            let imports: Vec<String> =
+                component.component_type().imports(&self.inner.engine).map(|(name, _)| name.to_owned()).collect();
+            LoadErrorKind::Instantiate(unprovided_imports(&imports).unwrap_or_else(|| one_line(&e)))
+        })?;
+        let pre = PlexusPluginPre::new(pre).map_err(|e| {
+            LoadErrorKind::Instantiate(format!(
+                "{}; a plugin component exports plexus:plugin/guest@{CONTRACT}: build it for the plexus-plugin world of wit/plexus-plugin.wit",
+                one_line(&e),
+                CONTRACT = plexus_sdk::CONTRACT_VERSION
+            ))
+        })?;
         Ok((pre, outcome))
     }
+}
+
+/// The interface packages a component may import: this world's `host`
+/// interface and WASI 0.2's command-line world (without `wasi:http`).
+const PROVIDED: [&str; 7] =
+    ["plexus:plugin/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:filesystem/", "wasi:random/", "wasi:sockets/"];
+
+/// Why a component whose `imports` the host cannot satisfy does not load,
+/// naming each interface it does not provide and what to do; `None` when
+/// every import is of a provided package (the error is then about types).
+fn unprovided_imports(imports: &[String]) -> Option<String> {
+    let missing: Vec<&str> =
+        imports.iter().map(String::as_str).filter(|name| !PROVIDED.iter().any(|p| name.starts_with(p))).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut message = format!(
+        "the component imports {} that this host does not provide: {}; a plugin component may import \
+         plexus:plugin/host and WASI 0.2's wasi:cli, io, clocks, filesystem, random and sockets",
+        if missing.len() == 1 { "an interface" } else { "interfaces" },
+        missing.join(", ")
+    );
+    if missing.iter().any(|m| m.starts_with("wasi:http/")) {
+        message.push_str(
+            ". wasi:http is not provided: build the component without it (componentize-js / jco componentize: \
+             `--disable http`; a Rust component: drop the wasi-http dependency)",
+        );
+    }
+    Some(message)
 }
 
 fn wasmparser_is_component(bytes: &[u8]) -> bool {
