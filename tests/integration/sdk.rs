@@ -273,3 +273,57 @@ fn plugin_new_then_pack_then_install_then_call() {
     assert_eq!(code, Some(13), "{text}");
     assert!(text.contains("nothing was installed") && !fx.plugins.path().join("broken").exists(), "{text}");
 }
+
+#[test]
+fn plugin_dev_rebuilds_reloads_and_calls_on_every_change() {
+    use std::io::BufRead;
+    let work = tempfile::tempdir().unwrap();
+    let target = repo_root().join("target").join("sdk-outside");
+    let status = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["plugin", "new", "dev-loop", "--id", "acme.dev"])
+        .current_dir(work.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let project = work.path().join("dev-loop");
+    std::fs::copy(repo_root().join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+    let fx = Fixture::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["plugin", "dev", "--call", "greet", "--params", r#"{"name": "Ada"}"#])
+        .current_dir(&project)
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_NET_OFFLINE", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("`plexus plugin dev` never printed {needle:?}; it printed {seen:#?}");
+    };
+    wait_for("[dev] loaded acme.dev 0.1.0 (wasm): greet");
+    wait_for("\"Hello, Ada!\"");
+    // An edit: rebuilt, reloaded and called again.
+    let lib = project.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap().replace("Hello, {}!", "Howdy, {}!");
+    std::fs::write(&lib, source).unwrap();
+    wait_for("\"Howdy, Ada!\"");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

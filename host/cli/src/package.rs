@@ -349,6 +349,101 @@ pub fn pack(global: &Global, args: PackArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Args)]
+pub struct DevArgs {
+    /// The plugin's Cargo project (default: the current directory).
+    #[arg(default_value = ".")]
+    project: PathBuf,
+    /// Which kind to build and load (WASM is reloaded in place; each native
+    /// build is loaded from a copy and stays mapped until `dev` exits).
+    #[arg(long, value_parser = crate::call::parse_kind, default_value = "wasm")]
+    kind: PluginKind,
+    /// After each build, call this operation and print its output.
+    #[arg(long, value_name = "OPERATION")]
+    call: Option<String>,
+    /// The parameters of --call (JSON).
+    #[arg(long, default_value = "null")]
+    params: String,
+    /// Build in release mode (default: the dev profile, faster to build).
+    #[arg(long)]
+    release: bool,
+}
+
+/// `plexus plugin dev`: build, load, (call,) then again on every change of
+/// the project's sources, as `spin watch` does; Ctrl-C ends it.
+pub fn dev(global: &Global, args: DevArgs) -> anyhow::Result<ExitCode> {
+    use notify::{RecursiveMode, Watcher};
+    let project = absolute(&args.project);
+    if !project.join("Cargo.toml").is_file() {
+        bail!("{} has no Cargo.toml: give the plugin's Cargo project", project.display());
+    }
+    let params: serde_json::Value = serde_json::from_str(&args.params).context("--params is not valid JSON")?;
+    let (tx, changes) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
+            let _ = tx.send(());
+        }
+    })?;
+    for path in ["src", "Cargo.toml", "wit", "build.rs"] {
+        let path = project.join(path);
+        if path.exists() {
+            watcher
+                .watch(&path, RecursiveMode::Recursive)
+                .with_context(|| format!("cannot watch {}", path.display()))?;
+        }
+    }
+    // Native libraries are never unloaded, and loading the same path again
+    // returns the first library: each native build is loaded from its own copy.
+    let copies = tempfile::tempdir()?;
+    let mut round = 0u32;
+    loop {
+        round += 1;
+        let mut extra = Vec::new();
+        if args.release {
+            extra.push("--release");
+        }
+        if args.kind == PluginKind::Wasm {
+            extra.extend(["--target", "wasm32-wasip2"]);
+        }
+        errln!("[dev] building ({})…", args.kind);
+        match build(&project, &extra) {
+            Err(e) => errln!("[dev] {e:#}; waiting for a change"),
+            Ok(mut artifact) => {
+                if args.kind == PluginKind::Native {
+                    let copy = copies
+                        .path()
+                        .join(format!("{round}-{}", artifact.file_name().unwrap_or_default().to_string_lossy()));
+                    std::fs::copy(&artifact, &copy)?;
+                    artifact = copy;
+                }
+                let host = crate::plugins::load_one(global, &artifact)?;
+                for error in host.load_errors() {
+                    errln!("[dev] does not load: {error}");
+                }
+                if let Some(plugin) = host.plugins().next() {
+                    let meta = plugin.runtime.metadata();
+                    let ops: Vec<&str> = meta.operations.iter().map(|o| o.name.as_str()).collect();
+                    outln!("[dev] loaded {} {} ({}): {}", meta.id, meta.version, plugin.manifest.kind, ops.join(", "));
+                    if let Some(operation) = &args.call {
+                        let id = meta.id.clone();
+                        match host.call(&id, operation, params.clone(), plexus_host::CallOptions::default()) {
+                            Ok(out) => outln!("{}", serde_json::to_string_pretty(&out.output)?),
+                            Err(e) => outln!("[dev] {operation}: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+        errln!("[dev] watching {} (Ctrl-C to stop)", project.display());
+        changes.recv().context("the file watcher stopped")?;
+        // Let an editor's burst of writes settle, then build once for all of it.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        while changes.try_recv().is_ok() {}
+    }
+}
+
 /// The most bytes `install` unpacks from one archive: 1 GiB.
 const MAX_UNPACKED_BYTES: u64 = 1 << 30;
 

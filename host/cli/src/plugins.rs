@@ -35,6 +35,8 @@ pub enum PluginsCommand {
     /// Build a plugin project as both kinds and write a plugin folder per kind
     /// (plugin.toml from the plugin's metadata, with the sha256) and a .tar.gz.
     Pack(crate::package::PackArgs),
+    /// Build, load and (with --call) call a plugin project, again on every change of its sources.
+    Dev(crate::package::DevArgs),
     /// Check a .tar.gz from `pack` (or a plugin folder) and install it into the
     /// first plugins directory; nothing is installed if a plugin does not load (exit 13).
     Install(crate::package::InstallArgs),
@@ -60,6 +62,7 @@ pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode>
         PluginsCommand::New(args) => crate::package::new(args),
         PluginsCommand::Pack(args) => crate::package::pack(global, args),
         PluginsCommand::Install(args) => crate::package::install(global, args),
+        PluginsCommand::Dev(args) => crate::package::dev(global, args),
         PluginsCommand::Info { id, json, remote: false } => {
             let host = load_host(global)?;
             match host.plugin(&id) {
