@@ -365,7 +365,8 @@ impl Host {
     pub fn plugin(&self, id: &str) -> Option<&LoadedPlugin> {
         self.select(id, None)
     }
-    /// Plugin `id` as `kind`, if any, else as the preferred kind loaded (see [`Self::plugin`]).
+    /// Plugin `id` as `kind` if it is loaded as that kind; with no kind, as
+    /// the preferred kind loaded (see [`Self::plugin`]).
     pub fn select(&self, id: &str, kind: Option<PluginKind>) -> Option<&LoadedPlugin> {
         match kind {
             Some(kind) => self.plugins.get(&(id.to_owned(), kind)),
