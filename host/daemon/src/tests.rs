@@ -65,12 +65,28 @@ impl Plugin for DaemonOps {
                 Ok(json!({"tag": p.tag}))
             },
         )
+        .add(
+            "report",
+            "Reports progress, waits for RELEASED, reports a metric",
+            |_, ctx: &mut Context<'_>, _: Value| {
+                ctx.progress(0.5, "half");
+                let start = Instant::now();
+                while !RELEASED.load(std::sync::atomic::Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                ctx.metric("rows", 7.0);
+                Ok(json!("reported"))
+            },
+        )
         .add("stubborn", "Sleeps `ms`, ignoring cancellation", |_, _, p: Tick| {
             std::thread::sleep(Duration::from_millis(p.ms));
             Ok(json!({"tag": p.tag}))
         });
     }
 }
+
+/// Lets `report` return.
+static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct Fixture {
     daemon: Daemon,
@@ -193,6 +209,34 @@ async fn resume_runs_only_the_steps_that_had_not_completed() {
         b_events,
         [(1, step(StepStatus::Running)), (2, step(StepStatus::Running)), (2, step(StepStatus::Completed))]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_steps_progress_shows_while_it_runs_and_its_metrics_are_recorded() {
+    let fx = fixture(Arc::new(SystemClock));
+    let wf = "id: reporting\nsteps:\n  - {id: a, plugin_id: dtest.ops, method_name: report}\n";
+    fx.daemon.register_workflow(wf).await.unwrap();
+    let exec = fx.daemon.start("reporting", Map::new(), crate::Origin::default()).await.unwrap();
+    let id = exec.id().to_owned();
+    // Live: the daemon's status of the running execution carries the report.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = fx.daemon.status(&id).await.unwrap();
+        if let Some(p) = &status.steps[0].progress {
+            assert_eq!((p.fraction, p.message.as_str()), (0.5, "half"));
+            assert_eq!(status.steps[0].status, StepStatus::Running);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress shown: {status:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    RELEASED.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Ended, and read back from the store: the metrics and the last report were recorded.
+    let done = wait_done(&fx.daemon, &id).await;
+    assert_eq!(done.status, WorkflowStatus::Completed);
+    let stored = fx.store.execution(&id).unwrap().unwrap().status;
+    assert_eq!(stored.steps[0].metrics.get("rows"), Some(&7.0));
+    assert_eq!(stored.steps[0].progress.as_ref().map(|p| p.message.as_str()), Some("half"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
