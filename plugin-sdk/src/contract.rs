@@ -14,8 +14,10 @@ use std::fmt;
 ///
 /// It equals the version of the WIT package `plexus:plugin`. The host refuses
 /// a plugin whose contract version is not semver-compatible with its own:
-/// a plugin built against `0.1.x` runs on any host implementing `0.1.y`, `y ≥ x`.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// a plugin built against `0.2.x` runs on any host implementing `0.2.y`, `y ≥ x`.
+/// Hosts keep the previous contracts' worlds too: a plugin built against 0.1
+/// still loads on a 0.2 host (0.2 added [`ErrorKind::Cancelled`]).
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Capability tags a plugin may declare in [`Metadata::capabilities`].
 pub mod capability {
@@ -158,6 +160,9 @@ pub enum ErrorKind {
     NotFound,
     /// The operation ran and failed.
     Failed,
+    /// The operation stopped because the host asked it to (see
+    /// [`HostServices::is_cancelled`]); since contract 0.2.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -168,6 +173,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedOperation => "unsupported-operation",
             ErrorKind::NotFound => "not-found",
             ErrorKind::Failed => "failed",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }
@@ -209,6 +215,11 @@ impl PluginError {
     /// [`ErrorKind::NotFound`], not retryable.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, message)
+    }
+    /// [`ErrorKind::Cancelled`]: the operation stopped because the host asked
+    /// it to (see [`crate::Context::check_cancelled`]).
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Cancelled, message)
     }
     /// [`ErrorKind::UnsupportedOperation`] for `operation`.
     pub fn unsupported(operation: &str) -> Self {

@@ -308,6 +308,18 @@ impl<'a> Context<'a> {
     pub fn is_cancelled(&self) -> bool {
         self.host.is_cancelled()
     }
+    /// `Err(cancelled)` once the host has asked this execution to stop, for
+    /// `?` in a long loop: `ctx.check_cancelled()?;`.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Cancelled`] when [`Self::is_cancelled`].
+    pub fn check_cancelled(&self) -> Result<(), PluginError> {
+        if self.is_cancelled() {
+            Err(PluginError::cancelled("stopped: the host asked the operation to stop"))
+        } else {
+            Ok(())
+        }
+    }
     /// Report a named number with the result, e.g. `ctx.metric("rows", 1461.0)`.
     pub fn metric(&mut self, name: impl Into<String>, value: f64) {
         self.metrics.push((name.into(), value));

@@ -159,6 +159,10 @@ mod tests {
                 .example("wrong output", json!(1), json!(3))
                 .example_error("no error happens", json!(1), ErrorKind::InvalidInput)
                 .example_error("text is refused", json!("x"), ErrorKind::InvalidInput);
+            ops.add("stop", "Stops when asked", |_, ctx, _: Value| {
+                ctx.check_cancelled()?;
+                Ok::<_, PluginError>(1)
+            });
             ops.add("keep", "Returns its input", |_, _, v: Value| Ok::<_, PluginError>(v)).example(
                 "an object",
                 json!({"a": [1, 2]}),
@@ -178,6 +182,14 @@ mod tests {
             lines[1],
             "`inc` example \"no error happens\" with 1: expected a `invalid-input` error, got output 2"
         );
+    }
+
+    #[test]
+    fn check_cancelled_stops_with_the_cancelled_kind_once_asked() {
+        let host = TestHost::<Wrong>::new();
+        assert_eq!(host.call("stop", Value::Null).unwrap().output, json!(1));
+        host.cancelled.set(true);
+        assert_eq!(host.call("stop", Value::Null).unwrap_err().kind, ErrorKind::Cancelled);
     }
 
     #[test]

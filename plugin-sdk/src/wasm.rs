@@ -125,6 +125,7 @@ pub fn call<P: Plugin>(
                 ErrorKind::UnsupportedOperation => wit::ErrorKind::UnsupportedOperation,
                 ErrorKind::NotFound => wit::ErrorKind::NotFound,
                 ErrorKind::Failed => wit::ErrorKind::Failed,
+                ErrorKind::Cancelled => wit::ErrorKind::Cancelled,
             },
             message: e.message,
             retryable: e.retryable,

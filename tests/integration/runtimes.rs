@@ -40,6 +40,8 @@ fn same_source_gives_same_results_through_both_runtimes() {
         ("sleep", json!({"ms": 1})),
         ("fail", json!({"kind": "not-found", "message": "nothing here", "retryable": true})),
         ("fail", json!({"kind": "invalid-input"})),
+        // Contract 0.2's kind crosses both transports.
+        ("fail", json!({"kind": "cancelled", "message": "asked to stop"})),
         ("sleep", json!({"ms": "soon"})),
         ("count", json!({"steps": 3})),
     ];
@@ -53,6 +55,12 @@ fn same_source_gives_same_results_through_both_runtimes() {
             })
             .collect();
         assert_eq!(results[0], results[1], "{op} {params}");
+        if params["kind"] == "cancelled" {
+            assert!(
+                matches!(&results[0], Err((ErrorKind::Cancelled, m, false)) if m == "asked to stop"),
+                "{results:?}"
+            );
+        }
     }
 }
 

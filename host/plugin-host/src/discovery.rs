@@ -9,7 +9,6 @@ use crate::manifest::{LimitPolicy, MANIFEST_FILE, Manifest, PluginKind};
 use crate::native::NativePlugin;
 use crate::runtime::{self, Runtime};
 use crate::wasm::{WasmEngine, WasmPlugin, cache::hex};
-use plexus_sdk::CONTRACT_VERSION;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -192,7 +191,7 @@ fn load_one(
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<Arc<dyn Runtime>, LoadErrorKind> {
     if let Some(req) = &manifest.contract {
-        runtime::check_contract(CONTRACT_VERSION, Some(req))?;
+        runtime::check_requirement(req)?;
     }
     if let Some(clash) = clash(manifest, &manifest.version, loaded) {
         return Err(clash);

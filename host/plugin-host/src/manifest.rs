@@ -8,7 +8,7 @@
 //! version = "0.1.0"               # semver; must match the plugin's metadata
 //! kind = "wasm"                   # "native" (cdylib) or "wasm" (component)
 //! artifact = "plexus_echo.wasm"   # relative to the plugin folder
-//! contract = "^0.1"               # contract versions the plugin accepts (optional)
+//! contract = "^0.2"               # contract versions the plugin accepts (optional)
 //! sha256 = "9f86d0…"              # optional: checked before loading
 //!
 //! [config]                        # optional: handed to every call as `config`
@@ -119,7 +119,7 @@ pub struct RawManifest {
     pub kind: PluginKind,
     /// `artifact = "libplexus_echo.so"` (relative to the plugin folder)
     pub artifact: PathBuf,
-    /// `contract = "^0.1"`
+    /// `contract = "^0.2"`
     #[serde(default)]
     pub contract: Option<String>,
     /// `sha256 = "<64 hex digits>"`

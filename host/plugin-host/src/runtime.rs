@@ -202,27 +202,54 @@ pub fn host_contract_version() -> semver::Version {
     semver::Version::parse(CONTRACT_VERSION).expect("CONTRACT_VERSION is semver")
 }
 
+/// Every contract version this host implements: the current one and the
+/// previous worlds it keeps (`wit/previous/`), newest first.
+pub const IMPLEMENTED_CONTRACTS: [&str; 2] = [CONTRACT_VERSION, "0.1.0"];
+
 /// The handshake: a plugin built against contract `plugin` runs on this host
-/// when the host's version is semver-compatible with it (`^plugin`: same major,
-/// or same minor on 0.x, and not older), and the manifest's `contract`
-/// requirement, if any, accepts the host's version.
+/// when one version the host implements ([`IMPLEMENTED_CONTRACTS`]) is
+/// semver-compatible with it (`^plugin`: same major, or same minor on 0.x,
+/// and not older) and fits the manifest's `contract` requirement, if any.
 pub fn check_contract(plugin: &str, manifest: Option<&semver::VersionReq>) -> Result<(), LoadErrorKind> {
-    let host = host_contract_version();
+    let implemented: Vec<semver::Version> = IMPLEMENTED_CONTRACTS
+        .iter()
+        .map(|v| semver::Version::parse(v).expect("implemented versions are semver"))
+        .collect();
+    let host = implemented.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ");
     let incompatible = |why: String| LoadErrorKind::IncompatibleContract(why);
     let plugin_version = semver::Version::parse(plugin)
         .map_err(|e| incompatible(format!("contract version `{plugin}` is not semver: {e}")))?;
     let req = semver::VersionReq::parse(&format!("^{plugin_version}")).expect("caret of a version parses");
-    if !req.matches(&host) {
+    let fitting: Vec<&semver::Version> = implemented.iter().filter(|v| req.matches(v)).collect();
+    if fitting.is_empty() {
         return Err(incompatible(format!(
             "plugin was built against contract {plugin_version}, this host implements {host}"
         )));
     }
     if let Some(req) = manifest
-        && !req.matches(&host)
+        && !fitting.iter().any(|v| req.matches(v))
     {
         return Err(incompatible(format!("plugin.toml requires contract {req}, this host implements {host}")));
     }
     Ok(())
+}
+
+/// Before loading: whether a manifest's `contract` requirement accepts a
+/// contract version this host implements at all (the plugin's own version is
+/// checked against it once loaded, see [`check_contract`]).
+///
+/// # Errors
+/// [`LoadErrorKind::IncompatibleContract`] naming the requirement and the versions implemented.
+pub fn check_requirement(req: &semver::VersionReq) -> Result<(), LoadErrorKind> {
+    let implemented =
+        IMPLEMENTED_CONTRACTS.map(|v| semver::Version::parse(v).expect("implemented versions are semver"));
+    if implemented.iter().any(|v| req.matches(v)) {
+        return Ok(());
+    }
+    Err(LoadErrorKind::IncompatibleContract(format!(
+        "plugin.toml requires contract {req}, this host implements {}",
+        IMPLEMENTED_CONTRACTS.join(" and ")
+    )))
 }
 
 /// Check a loaded plugin's own metadata against its manifest and the contract.
@@ -279,12 +306,20 @@ mod tests {
     #[test]
     fn contract_handshake_follows_semver() {
         assert!(check_contract(CONTRACT_VERSION, None).is_ok());
+        // The previous contract's plugins still load, and may ask for it.
+        assert!(check_contract("0.1.0", None).is_ok());
+        assert!(check_contract("0.1.0", Some(&semver::VersionReq::parse("^0.1").unwrap())).is_ok());
         let err = check_contract("1.0.0", None).unwrap_err().to_string();
         assert!(err.contains("built against contract 1.0.0") && err.contains(CONTRACT_VERSION), "{err}");
+        assert!(err.contains("0.2.0 and 0.1.0"), "{err}");
         assert!(check_contract("0.0.9", None).is_err(), "0.x minors are incompatible");
-        assert!(check_contract("0.1.9", None).is_err(), "a plugin newer than the host is refused");
-        let req = semver::VersionReq::parse("^0.2").unwrap();
+        assert!(check_contract("0.2.9", None).is_err(), "a plugin newer than the host is refused");
+        assert!(check_contract("0.1.9", None).is_err(), "newer than the 0.1 the host keeps");
+        let req = semver::VersionReq::parse("^0.3").unwrap();
         assert!(check_contract(CONTRACT_VERSION, Some(&req)).unwrap_err().to_string().contains("requires contract"));
+        // A 0.2 plugin whose manifest asks for 0.1 only: refused.
+        let old = semver::VersionReq::parse("^0.1").unwrap();
+        assert!(check_contract(CONTRACT_VERSION, Some(&old)).is_err());
         assert!(check_contract("banana", None).is_err());
     }
 }

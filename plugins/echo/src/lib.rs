@@ -30,7 +30,7 @@ pub struct Wait {
 /// Parameters of `fail`.
 #[derive(Deserialize, JsonSchema)]
 pub struct Fail {
-    /// `invalid-input`, `unsupported-operation`, `not-found` or `failed`.
+    /// `invalid-input`, `unsupported-operation`, `not-found`, `failed` or `cancelled`.
     pub kind: ErrorKind,
     /// The error message.
     #[serde(default = "default_message")]

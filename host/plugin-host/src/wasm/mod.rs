@@ -65,8 +65,30 @@ mod bindings {
     });
 }
 
+/// The previous contract's world (`wit/previous/0.1.0`): components built for
+/// it load too, mapped onto the current types (0.1 has no `cancelled` error).
+#[allow(missing_docs)]
+mod bindings_v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/previous/0.1.0",
+        world: "plexus-plugin",
+        exports: { default: async },
+        imports: { "plexus:plugin/host.state-set": trappable },
+    });
+}
+
 use bindings::plexus::plugin::{host as wit_host, types as wit};
 use bindings::{PlexusPlugin, PlexusPluginPre};
+use bindings_v0_1::plexus::plugin::{host as wit_host_v0_1, types as wit_v0_1};
+
+/// A pre-instantiated component of one of the worlds the host implements.
+#[derive(Clone)]
+enum Pre {
+    /// The current contract.
+    Current(PlexusPluginPre<CallState>),
+    /// Contract 0.1.
+    V0_1(bindings_v0_1::PlexusPluginPre<CallState>),
+}
 
 /// How often the epoch advances: the granularity of WASM timeouts.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -146,6 +168,8 @@ impl WasmEngine {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        bindings_v0_1::PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
         PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine);
@@ -172,7 +196,7 @@ impl WasmEngine {
     }
 
     /// Compile (or fetch from the cache) and pre-instantiate `bytes`.
-    fn prepare(&self, bytes: &[u8]) -> Result<(PlexusPluginPre<CallState>, CacheOutcome), LoadErrorKind> {
+    fn prepare(&self, bytes: &[u8]) -> Result<(Pre, CacheOutcome), LoadErrorKind> {
         if !wasmparser_is_component(bytes) {
             return Err(LoadErrorKind::InvalidComponent(
                 "not a WebAssembly component (a core module, or not WebAssembly at all); build with `--target wasm32-wasip2`".into(),
@@ -188,13 +212,20 @@ impl WasmEngine {
                 component.component_type().imports(&self.inner.engine).map(|(name, _)| name.to_owned()).collect();
             LoadErrorKind::Instantiate(unprovided_imports(&imports).unwrap_or_else(|| one_line(&e)))
         })?;
-        let pre = PlexusPluginPre::new(pre).map_err(|e| {
-            LoadErrorKind::Instantiate(format!(
-                "{}; a plugin component exports plexus:plugin/guest@{CONTRACT}: build it for the plexus-plugin world of wit/plexus-plugin.wit",
-                one_line(&e),
-                CONTRACT = plexus_sdk::CONTRACT_VERSION
-            ))
-        })?;
+        // The current world, else the previous one, else the current one's error.
+        let pre = match PlexusPluginPre::new(pre.clone()) {
+            Ok(current) => Pre::Current(current),
+            Err(e) => match bindings_v0_1::PlexusPluginPre::new(pre) {
+                Ok(old) => Pre::V0_1(old),
+                Err(_) => {
+                    return Err(LoadErrorKind::Instantiate(format!(
+                        "{}; a plugin component exports plexus:plugin/guest@{CONTRACT} (or @0.1.0): build it for the plexus-plugin world of wit/plexus-plugin.wit",
+                        one_line(&e),
+                        CONTRACT = plexus_sdk::CONTRACT_VERSION
+                    )));
+                }
+            },
+        };
         Ok((pre, outcome))
     }
 }
@@ -328,6 +359,33 @@ impl WasiView for CallState {
 }
 
 impl wit::Host for CallState {}
+impl wit_v0_1::Host for CallState {}
+
+/// Contract 0.1's host services: the current ones.
+impl wit_host_v0_1::Host for CallState {
+    fn log(&mut self, level: wit_v0_1::LogLevel, message: String) {
+        let level = match level {
+            wit_v0_1::LogLevel::Trace => wit::LogLevel::Trace,
+            wit_v0_1::LogLevel::Debug => wit::LogLevel::Debug,
+            wit_v0_1::LogLevel::Info => wit::LogLevel::Info,
+            wit_v0_1::LogLevel::Warn => wit::LogLevel::Warn,
+            wit_v0_1::LogLevel::Error => wit::LogLevel::Error,
+        };
+        wit_host::Host::log(self, level, message);
+    }
+    fn state_get(&mut self, key: String) -> Option<String> {
+        wit_host::Host::state_get(self, key)
+    }
+    fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        wit_host::Host::state_set(self, key, value)
+    }
+    fn report_progress(&mut self, fraction: f64, message: String) {
+        wit_host::Host::report_progress(self, fraction, message);
+    }
+    fn is_cancelled(&mut self) -> bool {
+        wit_host::Host::is_cancelled(self)
+    }
+}
 
 impl wit_host::Host for CallState {
     fn log(&mut self, level: wit::LogLevel, message: String) {
@@ -430,7 +488,7 @@ enum Ended {
 /// A loaded WASM plugin: a pre-instantiated component plus its sandbox settings.
 pub struct WasmPlugin {
     engine: WasmEngine,
-    pre: PlexusPluginPre<CallState>,
+    pre: Pre,
     metadata: Metadata,
     limits: Limits,
     grants: Grants,
@@ -533,12 +591,32 @@ impl WasmPlugin {
                 let Ok(_slot) = self.slots.acquire().await else { return Ended::NoSlot };
                 slotted.set(true);
                 let result = async {
-                    let bindings = self.pre.instantiate_async(&mut store).await?;
-                    let guest = bindings.plexus_plugin_guest();
-                    Ok(match what {
-                        Invocation::Describe => Returned::Described(guest.call_describe(&mut store).await?),
-                        Invocation::Call(ctx) => Returned::Called(guest.call_call(&mut store, ctx).await?),
-                    })
+                    match &self.pre {
+                        Pre::Current(pre) => {
+                            let bindings = pre.instantiate_async(&mut store).await?;
+                            let guest = bindings.plexus_plugin_guest();
+                            Ok(match what {
+                                Invocation::Describe => Returned::Described(guest.call_describe(&mut store).await?),
+                                Invocation::Call(ctx) => Returned::Called(guest.call_call(&mut store, ctx).await?),
+                            })
+                        }
+                        Pre::V0_1(pre) => {
+                            let bindings = pre.instantiate_async(&mut store).await?;
+                            let guest = bindings.plexus_plugin_guest();
+                            Ok(match what {
+                                Invocation::Describe => {
+                                    Returned::Described(v0_1::metadata(guest.call_describe(&mut store).await?))
+                                }
+                                Invocation::Call(ctx) => Returned::Called(
+                                    guest
+                                        .call_call(&mut store, &v0_1::context(ctx))
+                                        .await?
+                                        .map(v0_1::output)
+                                        .map_err(v0_1::error),
+                                ),
+                            })
+                        }
+                    }
                 };
                 Ended::Returned(result.await)
             };
@@ -669,12 +747,74 @@ impl Runtime for WasmPlugin {
                         wit::ErrorKind::UnsupportedOperation => ErrorKind::UnsupportedOperation,
                         wit::ErrorKind::NotFound => ErrorKind::NotFound,
                         wit::ErrorKind::Failed => ErrorKind::Failed,
+                        wit::ErrorKind::Cancelled => ErrorKind::Cancelled,
                     },
                     message: e.message,
                     retryable: e.retryable,
                 },
             }),
         }
+    }
+}
+
+/// Contract 0.1's records as the current ones (they differ only in the
+/// error kinds, which 0.2 extends).
+mod v0_1 {
+    use super::{wit, wit_v0_1 as old};
+
+    pub(super) fn metadata(m: old::Metadata) -> wit::Metadata {
+        wit::Metadata {
+            id: m.id,
+            name: m.name,
+            version: m.version,
+            description: m.description,
+            authors: m.authors,
+            license: m.license,
+            contract_version: m.contract_version,
+            capabilities: m.capabilities,
+            operations: m
+                .operations
+                .into_iter()
+                .map(|op| wit::Operation {
+                    name: op.name,
+                    description: op.description,
+                    params_schema: op.params_schema,
+                    output_schema: op.output_schema,
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn context(c: &wit::ExecutionContext) -> old::ExecutionContext {
+        old::ExecutionContext {
+            execution_id: c.execution_id.clone(),
+            workflow_id: c.workflow_id.clone(),
+            step_id: c.step_id.clone(),
+            task_id: c.task_id.clone(),
+            attempt: c.attempt,
+            deadline_ms: c.deadline_ms,
+            operation: c.operation.clone(),
+            parameters: c.parameters.clone(),
+            upstream: c.upstream.clone(),
+            config: c.config.clone(),
+        }
+    }
+
+    pub(super) fn output(o: old::CallOutput) -> wit::CallOutput {
+        wit::CallOutput {
+            output: o.output,
+            metrics: o.metrics.into_iter().map(|m| wit::Metric { name: m.name, value: m.value }).collect(),
+        }
+    }
+
+    pub(super) fn error(e: old::PluginError) -> wit::PluginError {
+        let kind = match e.kind {
+            old::ErrorKind::InvalidInput => wit::ErrorKind::InvalidInput,
+            old::ErrorKind::UnsupportedOperation => wit::ErrorKind::UnsupportedOperation,
+            old::ErrorKind::NotFound => wit::ErrorKind::NotFound,
+            old::ErrorKind::Failed => wit::ErrorKind::Failed,
+        };
+        wit::PluginError { kind, message: e.message, retryable: e.retryable }
     }
 }
 
