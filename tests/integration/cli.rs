@@ -124,6 +124,15 @@ fn call_artifact_loads_that_plugin_alone() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json_of(&out)["output"]["x"], 1);
+    // Its errors name it by the id it describes.
+    let out = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["call", "--artifact", wasm.to_str().unwrap(), "fail", "--params", r#"{"kind": "failed"}"#, "--json"])
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let message = json_of(&out)["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("plexus.echo.wasm"), "{message}");
     // A plugin folder, with the id given.
     let folder = fx.plugins.path().join("echo-native");
     let out = plexus(&fx, &["call", "--plugin-folder", folder.to_str().unwrap(), "plexus.echo.native", "noop"]);

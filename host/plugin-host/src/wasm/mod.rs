@@ -252,8 +252,9 @@ fn unprovided_imports(imports: &[String]) -> Option<String> {
     );
     if missing.iter().any(|m| m.starts_with("wasi:http/")) {
         message.push_str(
-            ". wasi:http is not provided: build the component without it (componentize-js / jco componentize: \
-             `--disable http`; a Rust component: drop the wasi-http dependency)",
+            ". wasi:http is not provided: build the component without it (componentize-js: \
+             `--disable http fetch-event`, as `--disable http` alone keeps wasi:http/types; jco componentize: \
+             `--disable http fetch-event` or `--disable all`; a Rust component: drop the wasi-http dependency)",
         );
     }
     Some(message)
@@ -530,6 +531,11 @@ impl WasmPlugin {
         };
         plugin.metadata = metadata_from_wit(described)?;
         runtime::check_metadata(&plugin.metadata, manifest)?;
+        if manifest.id.is_empty() {
+            // An artifact loaded on its own is named by what it describes.
+            plugin.plugin_id.clone_from(&plugin.metadata.id);
+            plugin.slots = engine.slots_of(&plugin.plugin_id);
+        }
         Ok(plugin)
     }
 

@@ -231,7 +231,7 @@ fn a_component_importing_an_interface_the_host_lacks_is_refused_naming_it_and_th
     let err = fx.load("wat.http", "", &bytes).err().expect("refused").to_string();
     assert!(err.contains("does not provide: wasi:http/types@0.2.3, wasi:http/outgoing-handler@0.2.3;"), "{err}");
     assert!(!err.contains("provide: wasi:cli"), "wasi:cli is provided: {err}");
-    assert!(err.contains("--disable http"), "{err}");
+    assert!(err.contains("--disable http fetch-event"), "{err}");
     // A component that exports nothing of this world is told which world to target.
     let bytes = wat::parse_str("(component)").unwrap();
     let err = fx.load("wat.empty", "", &bytes).err().expect("refused").to_string();
