@@ -2,7 +2,7 @@
 //!
 //! These types do no I/O. They are what crosses the plugin boundary: as JSON text
 //! for native plugins (see [`crate::abi`]), as WIT records for WASM components
-//! (`wit/plexus-plugin.wit`, package `plexus:plugin@0.1.0`). The host maps both
+//! (`wit/plexus-plugin.wit`, package `plexus:plugin@0.2.0`). The host maps both
 //! transports onto these same types.
 
 use schemars::JsonSchema;
