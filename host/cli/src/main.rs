@@ -220,12 +220,17 @@ fn plugin_dirs(global: &Global) -> Vec<PathBuf> {
 
 /// Discover and load the plugins.
 fn load_host(global: &Global) -> anyhow::Result<Host> {
-    let mut builder = HostBuilder::new().plugin_dirs(plugin_dirs(global));
+    Ok(host_builder(global).plugin_dirs(plugin_dirs(global)).build()?)
+}
+
+/// A host builder with the cache options of `global` and no plugins yet.
+fn host_builder(global: &Global) -> HostBuilder {
+    let mut builder = HostBuilder::new();
     if let Some(dir) = &global.cache_dir {
         builder = builder.cache_dir(dir);
     }
     if global.no_cache {
         builder = builder.no_cache();
     }
-    Ok(builder.build()?)
+    builder
 }

@@ -4,7 +4,7 @@ use crate::{Global, exit, load_host};
 use clap::Subcommand;
 use plexus_client::{DirAccess, NetworkGrant, PluginDetails, PluginKind, PluginList, PluginStatus};
 use plexus_daemon::views;
-use plexus_host::{Host, HostBuilder};
+use plexus_host::Host;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,14 +76,8 @@ pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode>
 /// Load one plugin folder or artifact, and nothing else (the cache options
 /// of `global` apply).
 pub fn load_one(global: &Global, path: &Path) -> anyhow::Result<Host> {
-    let mut builder = HostBuilder::new();
-    builder = if path.is_file() { builder.artifact(path) } else { builder.plugin_folder(path) };
-    if let Some(dir) = &global.cache_dir {
-        builder = builder.cache_dir(dir);
-    }
-    if global.no_cache {
-        builder = builder.no_cache();
-    }
+    let builder = crate::host_builder(global);
+    let builder = if path.is_file() { builder.artifact(path) } else { builder.plugin_folder(path) };
     Ok(builder.build()?)
 }
 

@@ -368,14 +368,24 @@ impl Host {
     /// Plugin `id` as `kind` if it is loaded as that kind; with no kind, as
     /// the preferred kind loaded (see [`Self::plugin`]).
     pub fn select(&self, id: &str, kind: Option<PluginKind>) -> Option<&LoadedPlugin> {
-        match kind {
-            Some(kind) => self.plugins.get(&(id.to_owned(), kind)),
-            None => PluginKind::PREFERENCE.iter().find_map(|&kind| self.plugins.get(&(id.to_owned(), kind))),
-        }
+        // One key for every kind tried (a call looks its plugin up several times).
+        let mut key = (id.to_owned(), PluginKind::Wasm);
+        let asked;
+        let kinds: &[PluginKind] = match kind {
+            Some(kind) => {
+                asked = [kind];
+                &asked
+            }
+            None => &PluginKind::PREFERENCE,
+        };
+        kinds.iter().find_map(|&kind| {
+            key.1 = kind;
+            self.plugins.get(&key)
+        })
     }
     /// The kinds plugin `id` is loaded as, in [`PluginKind::PREFERENCE`] order.
     pub fn kinds(&self, id: &str) -> Vec<PluginKind> {
-        PluginKind::PREFERENCE.into_iter().filter(|&kind| self.plugins.contains_key(&(id.to_owned(), kind))).collect()
+        PluginKind::PREFERENCE.into_iter().filter(|&kind| self.select(id, Some(kind)).is_some()).collect()
     }
     /// Every plugin that did not load, with its path and reason.
     pub fn load_errors(&self) -> &[LoadError] {

@@ -197,25 +197,22 @@ fn timed_out(plugin: &str, after: Duration) -> CallError {
     CallError::Timeout { plugin: plugin.to_owned(), after }
 }
 
-/// The contract version this host implements.
-pub fn host_contract_version() -> semver::Version {
-    semver::Version::parse(CONTRACT_VERSION).expect("CONTRACT_VERSION is semver")
-}
-
 /// Every contract version this host implements: the current one and the
 /// previous worlds it keeps (`wit/previous/`), newest first.
 pub const IMPLEMENTED_CONTRACTS: [&str; 2] = [CONTRACT_VERSION, "0.1.0"];
+
+/// [`IMPLEMENTED_CONTRACTS`], parsed.
+fn implemented_contracts() -> [semver::Version; 2] {
+    IMPLEMENTED_CONTRACTS.map(|v| semver::Version::parse(v).expect("implemented versions are semver"))
+}
 
 /// The handshake: a plugin built against contract `plugin` runs on this host
 /// when one version the host implements ([`IMPLEMENTED_CONTRACTS`]) is
 /// semver-compatible with it (`^plugin`: same major, or same minor on 0.x,
 /// and not older) and fits the manifest's `contract` requirement, if any.
 pub fn check_contract(plugin: &str, manifest: Option<&semver::VersionReq>) -> Result<(), LoadErrorKind> {
-    let implemented: Vec<semver::Version> = IMPLEMENTED_CONTRACTS
-        .iter()
-        .map(|v| semver::Version::parse(v).expect("implemented versions are semver"))
-        .collect();
-    let host = implemented.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ");
+    let implemented = implemented_contracts();
+    let host = IMPLEMENTED_CONTRACTS.join(" and ");
     let incompatible = |why: String| LoadErrorKind::IncompatibleContract(why);
     let plugin_version = semver::Version::parse(plugin)
         .map_err(|e| incompatible(format!("contract version `{plugin}` is not semver: {e}")))?;
@@ -241,9 +238,7 @@ pub fn check_contract(plugin: &str, manifest: Option<&semver::VersionReq>) -> Re
 /// # Errors
 /// [`LoadErrorKind::IncompatibleContract`] naming the requirement and the versions implemented.
 pub fn check_requirement(req: &semver::VersionReq) -> Result<(), LoadErrorKind> {
-    let implemented =
-        IMPLEMENTED_CONTRACTS.map(|v| semver::Version::parse(v).expect("implemented versions are semver"));
-    if implemented.iter().any(|v| req.matches(v)) {
+    if implemented_contracts().iter().any(|v| req.matches(v)) {
         return Ok(());
     }
     Err(LoadErrorKind::IncompatibleContract(format!(

@@ -82,7 +82,6 @@ use bindings::{PlexusPlugin, PlexusPluginPre};
 use bindings_v0_1::plexus::plugin::{host as wit_host_v0_1, types as wit_v0_1};
 
 /// A pre-instantiated component of one of the worlds the host implements.
-#[derive(Clone)]
 enum Pre {
     /// The current contract.
     Current(PlexusPluginPre<CallState>),
