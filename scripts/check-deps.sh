@@ -4,13 +4,18 @@
 # the runtime. Fails naming any such crate found in its normal dependency tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-forbidden='^(axum|hyper|rusqlite|libsqlite3-sys|clap|croner|notify|indicatif|prometheus-client|minijinja|jsonschema|serde-saphyr)$'
-found=$(cargo tree --locked -p plexus-host -e normal --prefix none | awk '{print $1}' | sort -u | grep -E "$forbidden" || true)
-if [ -n "$found" ]; then
-  echo "plexus-host must not depend on: $(echo $found)" >&2
-  exit 1
-fi
-echo "plexus-host: $(cargo tree --locked -p plexus-host -e normal --prefix none | awk '{print $1}' | sort -u | wc -l) crates, none of the daemon's or the CLI's"
+# Its default feature `wasi-http` brings hyper's *client* (the host sends a
+# component's wasi:http requests); without it, no HTTP stack at all.
+forbidden='^(axum|rusqlite|libsqlite3-sys|clap|croner|notify|indicatif|prometheus-client|minijinja|jsonschema|serde-saphyr)$'
+for features in "" "--no-default-features"; do
+  [ -n "$features" ] && forbidden="${forbidden%)\$}|hyper|h2)\$"
+  found=$(cargo tree --locked -p plexus-host $features -e normal --prefix none | awk '{print $1}' | sort -u | grep -E "$forbidden" || true)
+  if [ -n "$found" ]; then
+    echo "plexus-host ${features:-(default features)} must not depend on: $(echo $found)" >&2
+    exit 1
+  fi
+  echo "plexus-host ${features:-(default features)}: $(cargo tree --locked -p plexus-host $features -e normal --prefix none | awk '{print $1}' | sort -u | wc -l) crates, none of the daemon's or the CLI's"
+done
 
 # The workflow engine and the API's types (plexus-client without its `http`
 # feature) need no HTTP stack, SQLite or CLI either.

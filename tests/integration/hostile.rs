@@ -434,6 +434,53 @@ fn network_grants_allow_what_they_say_and_nothing_else() {
     assert_eq!(&buf[..n], b"hello from a plugin");
 }
 
+#[test]
+fn wasi_http_requests_go_where_the_network_grant_says_and_nowhere_else() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A one-line HTTP server on loopback that counts the connections it gets.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+        }
+    });
+    let by_ip = format!("http://127.0.0.1:{port}/x");
+    let by_name = format!("http://localhost:{port}/x");
+    let cases = [
+        ("network = false", &by_ip, false),
+        ("network = true", &by_ip, true),
+        (&*format!("network = [\"127.0.0.1:{port}\"]"), &by_ip, true),
+        (&*format!("network = [\"127.0.0.1:{}\"]", port.wrapping_add(1)), &by_ip, false),
+        // Names are matched as written, never resolved to match an address.
+        ("network = [\"localhost:*\"]", &by_ip, false),
+        ("network = [\"localhost:*\"]", &by_name, true),
+        (&*format!("network = [\"127.0.0.1:{port}\"]"), &by_name, false),
+    ];
+    for (grant, url, allowed) in cases {
+        let fx = Fixture::new();
+        fx.hostile("hostile", &format!("[permissions]\n{grant}\n"));
+        let host = fx.host();
+        let before = served.load(Ordering::SeqCst);
+        let result = call(&host, "http_get", json!({"url": url}));
+        if allowed {
+            assert_eq!(result.unwrap(), json!({"status": 200, "body": "hello"}), "{grant} {url}");
+            assert_eq!(served.load(Ordering::SeqCst), before + 1);
+        } else {
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains("HttpRequestDenied"), "{grant} {url}: {err}");
+            assert_eq!(served.load(Ordering::SeqCst), before, "{grant} {url}: a denied request connected");
+        }
+    }
+}
+
 // ----- the daemon beside a hostile plugin -----
 
 #[test]

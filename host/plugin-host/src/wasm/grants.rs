@@ -33,7 +33,7 @@ pub(crate) struct Grants {
     /// every call's context (the clones share the open directories).
     filesystem: WasiFilesystemCtx,
     env: Vec<String>,
-    network: Network,
+    network: Arc<Network>,
     /// For `Network::Allow`: the entries and their resolved names, shared by every call.
     allowlist: Option<Arc<AllowList>>,
 }
@@ -115,7 +115,7 @@ impl Grants {
             _ => None,
         };
         let filesystem = preopens.build().filesystem().clone();
-        Ok(Self { filesystem, env: env.clone(), network: network.clone(), allowlist })
+        Ok(Self { filesystem, env: env.clone(), network: Arc::new(network.clone()), allowlist })
     }
 
     /// The granted directories, for one call's WASI context
@@ -133,7 +133,7 @@ impl Grants {
                 builder.env(name, value);
             }
         }
-        match (&self.network, &self.allowlist) {
+        match (&*self.network, &self.allowlist) {
             (Network::None, _) | (Network::Allow(_), None) => {}
             (Network::Any, _) => {
                 builder.inherit_network().allow_ip_name_lookup(true).allow_tcp(true).allow_udp(true);
@@ -148,6 +148,15 @@ impl Grants {
                     .allow_udp(true);
             }
         }
+    }
+}
+
+impl Grants {
+    /// The gate on one call's `wasi:http` requests of `plugin`: the same
+    /// network grant, matched on the request's URI.
+    #[cfg(feature = "wasi-http")]
+    pub(crate) fn http_gate(&self, plugin: &str) -> super::http_gate::HttpGate {
+        super::http_gate::HttpGate::new(plugin, self.network.clone())
     }
 }
 

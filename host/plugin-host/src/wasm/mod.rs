@@ -21,7 +21,9 @@
 //!   [`CallError::Capacity`], never as the plugin's trap.
 //! * Files, environment and network: nothing unless `[permissions]` grants
 //!   it (`grants`: directories opened once at load, named environment
-//!   variables, sockets to any address or to an allowlist).
+//!   variables, sockets to any address or to an allowlist); `wasi:http`
+//!   outgoing requests (feature `wasi-http`, on by default) under the same
+//!   network grant (`http_gate`).
 //! * Host services: shared-state bytes and log bytes per call are bounded
 //!   (`limits.state_bytes`, `limits.log_bytes`), and so are the WASI resource
 //!   handles (open files, streams, sockets) a call holds (`limits.handles`).
@@ -30,6 +32,8 @@
 
 pub mod cache;
 mod grants;
+#[cfg(feature = "wasi-http")]
+mod http_gate;
 mod output;
 
 use crate::error::{CallError, Error, LoadErrorKind};
@@ -167,6 +171,9 @@ impl WasmEngine {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        #[cfg(feature = "wasi-http")]
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
         bindings_v0_1::PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
@@ -230,9 +237,21 @@ impl WasmEngine {
 }
 
 /// The interface packages a component may import: this world's `host`
-/// interface and WASI 0.2's command-line world (without `wasi:http`).
-const PROVIDED: [&str; 7] =
-    ["plexus:plugin/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:filesystem/", "wasi:random/", "wasi:sockets/"];
+/// interface, WASI 0.2's command-line world and, with feature `wasi-http`,
+/// `wasi:http`'s outgoing requests.
+const PROVIDED: &[&str] = &[
+    "plexus:plugin/",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:random/",
+    "wasi:sockets/",
+    #[cfg(feature = "wasi-http")]
+    "wasi:http/types",
+    #[cfg(feature = "wasi-http")]
+    "wasi:http/outgoing-handler",
+];
 
 /// Why a component whose `imports` the host cannot satisfy does not load,
 /// naming each interface it does not provide and what to do; `None` when
@@ -245,13 +264,14 @@ fn unprovided_imports(imports: &[String]) -> Option<String> {
     }
     let mut message = format!(
         "the component imports {} that this host does not provide: {}; a plugin component may import \
-         plexus:plugin/host and WASI 0.2's wasi:cli, io, clocks, filesystem, random and sockets",
+         plexus:plugin/host and WASI 0.2's wasi:cli, io, clocks, filesystem, random and sockets{}",
         if missing.len() == 1 { "an interface" } else { "interfaces" },
-        missing.join(", ")
+        missing.join(", "),
+        if cfg!(feature = "wasi-http") { ", and wasi:http's types and outgoing-handler" } else { "" }
     );
-    if missing.iter().any(|m| m.starts_with("wasi:http/")) {
+    if !cfg!(feature = "wasi-http") && missing.iter().any(|m| m.starts_with("wasi:http/")) {
         message.push_str(
-            ". wasi:http is not provided: build the component without it (componentize-js: \
+            ". wasi:http is not provided by this build of the host (feature `wasi-http`): build the component without it (componentize-js: \
              `--disable http fetch-event`, as `--disable http` alone keeps wasi:http/types; jco componentize: \
              `--disable http fetch-event` or `--disable all`; a Rust component: drop the wasi-http dependency)",
         );
@@ -350,11 +370,21 @@ struct CallState {
     stopped: Option<Stop>,
     /// A host-service limit the guest broke (the call fails with it).
     broke: Option<String>,
+    /// `wasi:http`'s context and the gate on its requests.
+    #[cfg(feature = "wasi-http")]
+    http: (wasmtime_wasi_http::WasiHttpCtx, http_gate::HttpGate),
 }
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+#[cfg(feature = "wasi-http")]
+impl wasmtime_wasi_http::WasiHttpView for CallState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http.0, table: &mut self.table, hooks: &mut self.http.1 }
     }
 }
 
@@ -573,6 +603,8 @@ impl WasmPlugin {
             deadline,
             stopped: None,
             broke: None,
+            #[cfg(feature = "wasi-http")]
+            http: (wasmtime_wasi_http::WasiHttpCtx::new(), self.grants.http_gate(plugin)),
         };
         let mut store = Store::new(&self.engine.inner.engine, state);
         store.limiter(|s| &mut s.limiter);

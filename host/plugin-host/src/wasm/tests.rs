@@ -222,16 +222,23 @@ fn a_component_importing_an_interface_the_host_lacks_is_refused_naming_it_and_th
     let fx = Fixture::new();
     let bytes = wat::parse_str(
         r#"(component
-  (import "wasi:http/types@0.2.3" (instance (export "f" (func))))
-  (import "wasi:http/outgoing-handler@0.2.3" (instance (export "handle" (func))))
+  (import "wasi:keyvalue/store@0.2.0-draft" (instance (export "f" (func))))
+  (import "wasi:http/incoming-handler@0.2.3" (instance (export "handle" (func))))
   (import "wasi:cli/environment@0.2.3" (instance))
 )"#,
     )
     .unwrap();
-    let err = fx.load("wat.http", "", &bytes).err().expect("refused").to_string();
-    assert!(err.contains("does not provide: wasi:http/types@0.2.3, wasi:http/outgoing-handler@0.2.3;"), "{err}");
+    let err = fx.load("wat.kv", "", &bytes).err().expect("refused").to_string();
+    assert!(
+        err.contains("does not provide: wasi:keyvalue/store@0.2.0-draft, wasi:http/incoming-handler@0.2.3;"),
+        "{err}"
+    );
     assert!(!err.contains("provide: wasi:cli"), "wasi:cli is provided: {err}");
-    assert!(err.contains("--disable http fetch-event"), "{err}");
+    if cfg!(feature = "wasi-http") {
+        assert!(err.contains("and wasi:http's types and outgoing-handler"), "{err}");
+    } else {
+        assert!(err.contains("--disable http fetch-event"), "{err}");
+    }
     // A component that exports nothing of this world is told which world to target.
     let bytes = wat::parse_str("(component)").unwrap();
     let err = fx.load("wat.empty", "", &bytes).err().expect("refused").to_string();

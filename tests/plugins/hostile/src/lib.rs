@@ -76,6 +76,13 @@ pub struct Addr {
     pub addr: String,
 }
 
+/// A URL.
+#[derive(Deserialize, JsonSchema)]
+pub struct Url {
+    /// `http://host[:port]/path` or `https://...`.
+    pub url: String,
+}
+
 fn failed(what: &str, e: impl std::fmt::Display) -> PluginError {
     PluginError::failed(format!("{what}: {e}"))
 }
@@ -156,6 +163,7 @@ impl Plugin for Hostile {
             socket.send_to(b"hello from a plugin", &p.addr).map_err(|e| failed(&p.addr, e))?;
             Ok(json!({"sent": p.addr}))
         })
+        .add("http_get", "GETs `url` (http://host[:port]/path) through wasi:http", |_, _, p: Url| http_get(&p.url))
         .add("grow", "Allocates and touches `n` MiB", |_, _, p: Count| {
             let block = vec![1u8; p.n as usize * 1024 * 1024];
             Ok(block.iter().map(|&b| u64::from(b)).sum::<u64>())
@@ -192,6 +200,45 @@ fn symlink(p: &Symlink) -> Result<Value, PluginError> {
 #[cfg(not(target_os = "wasi"))]
 fn symlink(p: &Symlink) -> Result<Value, PluginError> {
     Err(PluginError::failed(format!("symlink {} is for the WASM build only", p.link)))
+}
+
+/// GET `url` through `wasi:http/outgoing-handler`: `{status, body}` (the body
+/// as text, at most 1 MiB read), or the wasi:http error code as a failure.
+#[cfg(target_os = "wasi")]
+fn http_get(url: &str) -> Result<Value, PluginError> {
+    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| PluginError::invalid_input("url: no scheme"))?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |at| (&rest[..at], &rest[at..]));
+    let request = OutgoingRequest::new(Fields::new());
+    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    request.set_scheme(Some(&scheme)).map_err(|()| failed(url, "scheme"))?;
+    request.set_authority(Some(authority)).map_err(|()| failed(url, "authority"))?;
+    request.set_path_with_query(Some(path)).map_err(|()| failed(url, "path"))?;
+    let pending = wasip2::http::outgoing_handler::handle(request, None).map_err(|e| failed(url, format!("{e:?}")))?;
+    pending.subscribe().block();
+    let response = match pending.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(failed(url, format!("{code:?}"))),
+        _ => return Err(failed(url, "no response")),
+    };
+    let status = response.status();
+    let body = response.consume().map_err(|()| failed(url, "body"))?;
+    let mut bytes = Vec::new();
+    {
+        let stream = body.stream().map_err(|()| failed(url, "stream"))?;
+        while bytes.len() < 1 << 20 {
+            match stream.blocking_read(64 << 10) {
+                Ok(chunk) => bytes.extend(chunk),
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(json!({"status": status, "body": String::from_utf8_lossy(&bytes)}))
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn http_get(url: &str) -> Result<Value, PluginError> {
+    Err(PluginError::failed(format!("http_get {url} is for the WASM build only")))
 }
 
 plexus_sdk::export_plugin!(Hostile);
