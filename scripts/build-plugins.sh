@@ -2,6 +2,10 @@
 # Build the example plugins from source and lay them out as a plugins directory:
 #   OUT/<plugin>-native/{plugin.toml, lib<crate>.so}
 #   OUT/<plugin>-wasm/{plugin.toml, <crate>.wasm, data/}
+# A plugin folder with a Cargo.toml is Rust (both kinds, as its manifests say); one
+# with a pyproject.toml is Python and one with a package.json JavaScript, built into
+# a WASM component by its SDK (scripts/setup-sdks.sh installs the SDKs and their
+# pinned componentize-py / componentize-js).
 # Each manifest is copied from plugins/<plugin>/manifest/{native,wasm}.toml with the
 # artifact's sha256 added. Usage: scripts/build-plugins.sh [OUT [SRC]]
 # (default: target/plugins, from plugins/; the tests build tests/plugins/ too).
@@ -48,8 +52,45 @@ PY
   echo "installed $dest"
 }
 
+# The artifact file name a manifest names.
+artifact_name() { sed -n 's/^artifact *= *"\(.*\)"/\1/p' "$1" | head -1; }
+
+# A digest of the sources of a component built by an SDK (the plugin's and the
+# SDK's): a component whose digest is unchanged is not built again.
+sources_digest() {
+  find -L "$@" -type f -not -path '*/node_modules/*' -not -path '*/__pycache__/*' -not -path '*/.venv/*' \
+    -not -path '*/build/*' -not -path '*.egg-info/*' -not -path '*/.pytest_cache/*' -print0 |
+    sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+}
+
+# Build a Python or JavaScript component into $2 with command $3... unless its sources are unchanged.
+build_component() {
+  local dir=$1 artifact=$2; shift 2
+  local digest; digest=$(sources_digest "$dir" "$@")
+  if [ -f "$artifact" ] && [ "$(cat "$artifact.digest" 2>/dev/null)" = "$digest" ]; then
+    return
+  fi
+  mkdir -p "$(dirname "$artifact")"
+  rm -f "$artifact" "$artifact.digest"
+  if [ -f "$dir/pyproject.toml" ]; then
+    "$root/target/python-sdk/bin/python" -m plexus_sdk build "$dir" --out "$artifact" >/dev/null
+  else
+    (cd "$dir" && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } &&
+      npx --no-install plexus-plugin-sdk build . --out "$artifact" >/dev/null)
+  fi
+  echo "$digest" > "$artifact.digest"
+}
+
 for dir in "$src"/*/; do
   name=$(basename "$dir")
+  if [ -f "$dir/pyproject.toml" ] || [ -f "$dir/package.json" ]; then
+    if [ -f "$dir/pyproject.toml" ]; then lang=python; else lang=js; fi
+    bash "$root/scripts/setup-sdks.sh" "$lang"
+    artifact="$out/.build/$name/$(artifact_name "$dir/manifest/wasm.toml")"
+    build_component "$dir" "$artifact" "$root/plugin-sdk/$lang/"
+    install_plugin "$name" wasm "$artifact"
+    continue
+  fi
   package=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1)
   if [ -f "$dir/manifest/native.toml" ]; then
     install_plugin "$name" native "$(build_artifact "$package")"

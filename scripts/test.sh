@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# Run every test: unit tests, doc tests, and the integration tests in tests/
-# (which build the example plugins from source, native and WASM).
+# Run every test: unit, doc and integration tests of the Rust workspace (the
+# integration tests in tests/ build the example plugins from source: native,
+# Rust WASM, Python and JavaScript components), then the Python and JavaScript
+# SDKs' own tests and their example plugins' tests (pytest, node --test), which
+# also build components and run them through the `plexus` just built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 cargo test --workspace --locked "$@"
+
+bash scripts/setup-sdks.sh
+export PLEXUS_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/plexus
+target/python-sdk/bin/python -m pytest -q plugin-sdk/python/tests plugins/climate-py
+(cd plugin-sdk/js && node --test)
+(cd plugins/report-js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } && node --test)

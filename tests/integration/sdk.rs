@@ -274,6 +274,72 @@ fn plugin_new_then_pack_then_install_then_call() {
     assert!(text.contains("nothing was installed") && !fx.plugins.path().join("broken").exists(), "{text}");
 }
 
+/// `plexus plugin new --lang LANG` → the template's own tests → `pack` →
+/// `install` → `call`, for a Python or JavaScript plugin on this checkout's SDK.
+fn new_pack_install_call(lang: &str) {
+    let python = crate::support::sdk(lang);
+    let work = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let plexus = |args: &[&str], dir: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_plexus"))
+            .args(args)
+            .current_dir(dir)
+            .env("PLEXUS_CACHE_DIR", fx.cache.path())
+            .env("PLEXUS_PLUGINS_DIR", fx.plugins.path())
+            .env("PLEXUS_PYTHON", &python)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let name = format!("hello-{lang}");
+    let id = format!("acme.hello-{lang}");
+    let (code, text) = plexus(&["plugin", "new", &name, "--lang", lang, "--id", &id], work.path());
+    assert_eq!(code, Some(0), "{text}");
+    let project = work.path().join(&name);
+    // The template's own tests pass (its operation's examples among them).
+    if lang == "python" {
+        run(Command::new(&python).current_dir(&project).args(["-m", "pytest", "-q"]), "pytest (new plugin)");
+    } else {
+        run(
+            Command::new("npm").current_dir(&project).args(["install", "--no-audit", "--no-fund", "--offline"]),
+            "npm install (new plugin)",
+        );
+        run(Command::new("npm").current_dir(&project).args(["test"]), "npm test (new plugin)");
+    }
+    let (code, text) = plexus(&["plugin", "pack", "--kind", "native"], &project);
+    assert_eq!(code, Some(1), "a {lang} plugin is a component only: {text}");
+    assert!(text.contains("is a WASM component only"), "{text}");
+    let (code, text) = plexus(&["plugin", "pack", "--json"], &project);
+    assert_eq!(code, Some(0), "{text}");
+    // stdout (the JSON) comes first in `text`, the build's progress on stderr after it.
+    let packed: serde_json::Value = serde_json::Deserializer::from_str(&text).into_iter().next().unwrap().unwrap();
+    assert_eq!((packed["id"].as_str(), packed["version"].as_str()), (Some(id.as_str()), Some("0.1.0")));
+    assert_eq!(packed["folders"].as_array().unwrap().len(), 1);
+    let manifest =
+        std::fs::read_to_string(Path::new(packed["folders"][0].as_str().unwrap()).join("plugin.toml")).unwrap();
+    assert!(manifest.contains("kind = \"wasm\"") && manifest.contains("sha256 = \""), "{manifest}");
+    let (code, text) = plexus(&["plugin", "install", packed["archive"].as_str().unwrap()], work.path());
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = plexus(&["call", &id, "greet", "--params", r#"{"name": "Ada"}"#], work.path());
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Hello, Ada!"), "{text}");
+    // A misspelled parameter is the plugin's invalid-input error, not a trap.
+    let (code, text) = plexus(&["call", &id, "greet", "--params", r#"{"nmae": "Ada"}"#, "--json"], work.path());
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("invalid-input") || text.contains("invalid_input"), "{text}");
+}
+
+#[test]
+fn a_python_plugin_from_plugin_new_packs_installs_and_runs() {
+    new_pack_install_call("python");
+}
+
+#[test]
+fn a_javascript_plugin_from_plugin_new_packs_installs_and_runs() {
+    new_pack_install_call("js");
+}
+
 #[test]
 fn plugin_dev_rebuilds_reloads_and_calls_on_every_change() {
     use std::io::BufRead;

@@ -98,3 +98,21 @@ pub fn echo_manifest(kind: &str, extra: &str) -> String {
         echo_artifact(kind).display()
     )
 }
+
+/// This checkout's Python or JavaScript plugin SDK (`"python"`, `"js"`), set
+/// up once per test run by `scripts/setup-sdks.sh`; returns, for Python, the
+/// virtualenv's interpreter (for JavaScript, `node`).
+pub fn sdk(lang: &str) -> PathBuf {
+    static PYTHON: OnceLock<()> = OnceLock::new();
+    static JS: OnceLock<()> = OnceLock::new();
+    let once = if lang == "python" { &PYTHON } else { &JS };
+    once.get_or_init(|| {
+        let status = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/setup-sdks.sh"))
+            .arg(lang)
+            .status()
+            .expect("run scripts/setup-sdks.sh");
+        assert!(status.success(), "scripts/setup-sdks.sh {lang} failed");
+    });
+    if lang == "python" { repo_root().join("target/python-sdk/bin/python") } else { PathBuf::from("node") }
+}

@@ -89,6 +89,78 @@ fn csv_rows(path: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| l.split(',').map(str::to_owned).collect()).collect()
 }
 
+/// Per month (`YYYY-MM`) of examples/data/seattle-weather.csv: (days, precipitation sum),
+/// computed here, independently of the plugins.
+fn monthly_precipitation() -> std::collections::BTreeMap<String, (u32, f64)> {
+    let rows = csv_rows(&repo_root().join("examples/data/seattle-weather.csv"));
+    let mut months = std::collections::BTreeMap::new();
+    for row in &rows[1..] {
+        let month = row[0][..7].replace('/', "-");
+        let entry = months.entry(month).or_insert((0u32, 0f64));
+        entry.0 += 1;
+        entry.1 += row[1].parse::<f64>().unwrap();
+    }
+    months
+}
+
+#[test]
+fn the_climate_example_runs_python_javascript_native_and_rust_wasm_steps_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("monthly.csv");
+    let json = tmp.path().join("results.json");
+    let run = plexus(
+        &[
+            "run",
+            "examples/climate.yaml",
+            "--input",
+            &format!("output={}", output.display()),
+            "--input",
+            "top=3",
+            "--output",
+            json.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let r = results(&json);
+    assert_eq!(r["status"], "completed", "{r:#}");
+    let expected = monthly_precipitation();
+    // Python: one row per month, with the month's days and precipitation sum.
+    let monthly = step(&r, "monthly");
+    let rows = monthly["output"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), expected.len());
+    for row in rows {
+        let (days, sum) = expected[row["month"].as_str().unwrap()];
+        assert_eq!(row["days"], days, "{row}");
+        assert!((row["precipitation_sum"].as_f64().unwrap() - sum).abs() < 1e-6, "{row} vs {sum}");
+    }
+    // JavaScript: the three wettest months, wettest first.
+    let mut by_rain: Vec<(&String, f64)> = expected.iter().map(|(m, (_, sum))| (m, *sum)).collect();
+    by_rain.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let wettest: Vec<&str> =
+        r["outputs"]["wettest"].as_array().unwrap().iter().map(|row| row["month"].as_str().unwrap()).collect();
+    let want: Vec<&str> = by_rain[..3].iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(wettest, want);
+    let report = r["outputs"]["report"].as_str().unwrap();
+    assert!(report.contains("Wettest months in Seattle"), "{report}");
+    for month in &want {
+        assert!(report.contains(month), "{month} missing from the report:\n{report}");
+    }
+    // Native Rust: the monthly table saved, a header and one line per month.
+    let saved = csv_rows(&output);
+    assert_eq!(saved.len(), expected.len() + 1);
+    assert_eq!(saved[0][..3], ["month", "days", "precipitation_sum"]);
+    // The workflow's outputs.
+    assert_eq!(r["outputs"]["days"], 1461);
+    assert_eq!(r["outputs"]["months"], expected.len());
+}
+
 #[test]
 fn the_parallel_example_joins_three_branches() {
     let tmp = tempfile::tempdir().unwrap();

@@ -17,15 +17,60 @@ use std::process::{Command, ExitCode};
 pub enum Lang {
     /// A Rust crate on `plexus-sdk`, built as both kinds.
     Rust,
-    /// A Python component (componentize-py): not available yet.
+    /// A Python component on the `plexus-plugin-sdk` Python package
+    /// (componentize-py): WASM only.
     Python,
-    /// A JavaScript component (componentize-js): not available yet.
+    /// A JavaScript component on the `plexus-plugin-sdk` npm package
+    /// (componentize-js): WASM only.
     Js,
+}
+
+impl Lang {
+    fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::Python => "Python",
+            Lang::Js => "JavaScript",
+        }
+    }
+}
+
+/// What the plugin project in `project` is written in: a `Cargo.toml` is
+/// Rust, a `pyproject.toml` with a `[tool.plexus]` table Python, a
+/// `package.json` with a `plexus` key JavaScript.
+///
+/// # Errors
+/// None of those, naming what was looked for.
+pub fn project_lang(project: &Path) -> anyhow::Result<Lang> {
+    if project.join("Cargo.toml").is_file() {
+        return Ok(Lang::Rust);
+    }
+    let pyproject = project.join("pyproject.toml");
+    if let Ok(text) = std::fs::read_to_string(&pyproject) {
+        let doc: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not TOML", pyproject.display()))?;
+        if doc.get("tool").and_then(|t| t.get("plexus")).is_some() {
+            return Ok(Lang::Python);
+        }
+    }
+    let package = project.join("package.json");
+    if let Ok(text) = std::fs::read_to_string(&package) {
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", package.display()))?;
+        if doc.get("plexus").is_some() {
+            return Ok(Lang::Js);
+        }
+    }
+    bail!(
+        "{} is not a plugin project: no Cargo.toml (Rust), pyproject.toml with [tool.plexus] (Python) \
+         or package.json with a \"plexus\" key (JavaScript); `plexus plugin new` makes one",
+        project.display()
+    )
 }
 
 #[derive(Args)]
 pub struct NewArgs {
-    /// The project's name (a Cargo package name: letters, digits, `-`, `_`).
+    /// The project's name: letters, digits, `-`, `_` (the Cargo, Python or
+    /// npm package name; lowercase for JavaScript).
     name: String,
     /// The plugin's language.
     #[arg(long, value_enum, default_value = "rust")]
@@ -36,8 +81,10 @@ pub struct NewArgs {
     /// Where to create the project folder (default: the current directory).
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
-    /// The `plexus-sdk` dependency: a path to the SDK crate, or a version
-    /// (default: this checkout's plugin-sdk/ if plexus was built from one, else 0.1).
+    /// The SDK dependency: a path to the SDK (the crate `plugin-sdk/`, the
+    /// Python package `plugin-sdk/python`, the npm package `plugin-sdk/js`), or
+    /// a published version (default: this checkout's SDK if plexus was built
+    /// from one, else the published 0.1 crate / 0.2.0 packages).
     #[arg(long, value_name = "PATH|VERSION")]
     sdk: Option<String>,
 }
@@ -55,16 +102,17 @@ pub enum PackKinds {
 
 #[derive(Args)]
 pub struct PackArgs {
-    /// The plugin's Cargo project (default: the current directory).
+    /// The plugin's project: Rust, Python or JavaScript (default: the current directory).
     #[arg(default_value = ".")]
     project: PathBuf,
-    /// Which kinds to build.
-    #[arg(long, value_enum, default_value = "both")]
-    kind: PackKinds,
+    /// Which kinds to build (default: both for Rust; Python and JavaScript
+    /// plugins are WASM components only).
+    #[arg(long, value_enum)]
+    kind: Option<PackKinds>,
     /// Where to write the plugin folders and the archive (default: PROJECT/target/plexus).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Build in the dev profile (faster to build, slower to run) instead of release.
+    /// Rust: build in the dev profile (faster to build, slower to run) instead of release.
     #[arg(long)]
     debug: bool,
     /// Print JSON: {"folders": [...], "archive": ..., "id", "version"}.
@@ -94,6 +142,44 @@ fn sdk_dependency(sdk: Option<&str>) -> String {
         None => "\"0.1\"".into(),
     }
 }
+
+/// The SDK requirement `plexus plugin new` writes for a Python or
+/// JavaScript project (`{{sdk}}` in its template): `--sdk VERSION`, else a
+/// path (`--sdk PATH`, else this checkout's package when it still exists),
+/// else the published version.
+fn package_sdk(lang: Lang, sdk: Option<&str>) -> String {
+    let (folder, published) = match lang {
+        Lang::Python => ("python", "plexus-plugin-sdk==0.2.0"),
+        _ => ("js", "0.2.0"),
+    };
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin-sdk").join(folder);
+    let path = match sdk {
+        Some(v) if v.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
+            return if lang == Lang::Python { format!("plexus-plugin-sdk=={v}") } else { v.to_owned() };
+        }
+        Some(path) => absolute(Path::new(path)),
+        None if checkout.is_dir() => absolute(&checkout),
+        None => return published.to_owned(),
+    };
+    match lang {
+        Lang::Python => format!("plexus-plugin-sdk @ file://{}", path.display()),
+        _ => format!("file:{}", path.display()),
+    }
+}
+
+/// The Python project template (`host/cli/templates/python/`): path, text
+/// (`gitignore` is stored without its dot, so it does not apply to this repository).
+const PYTHON_TEMPLATE: &[(&str, &str)] = &[
+    ("pyproject.toml", include_str!("../templates/python/pyproject.toml")),
+    ("requirements.txt", include_str!("../templates/python/requirements.txt")),
+    ("app.py", include_str!("../templates/python/app.py")),
+    ("test_app.py", include_str!("../templates/python/test_app.py")),
+    ("README.md", include_str!("../templates/python/README.md")),
+    (".gitignore", include_str!("../templates/python/gitignore")),
+];
+
+/// The JavaScript project template (`host/cli/templates/js/`): path, text (as for Python).
+const JS_TEMPLATE: &[(&str, &str)] = &[]; // JSTEMPLATE
 
 fn absolute(path: &Path) -> PathBuf {
     path.canonicalize().or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_owned())
@@ -168,13 +254,6 @@ fn type_name(name: &str) -> String {
 
 /// `plexus plugin new`.
 pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
-    if args.lang != Lang::Rust {
-        bail!(
-            "--lang {}: Python and JavaScript plugin templates are not available yet (issue 10); \
-             write the component by hand against wit/plexus-plugin.wit for now",
-            if args.lang == Lang::Python { "python" } else { "js" }
-        );
-    }
     let name = &args.name;
     if name.is_empty()
         || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -186,9 +265,31 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     if id.trim().is_empty() || id.chars().any(char::is_whitespace) || id.contains('"') {
         bail!("--id `{id}`: a plugin id has no spaces or quotes, e.g. com.example.greeter");
     }
+    if args.lang == Lang::Js && name.chars().any(|c| c.is_ascii_uppercase()) {
+        bail!("`{name}` is not an npm package name: use lowercase letters");
+    }
     let project = args.dir.join(name);
     if project.exists() {
         bail!("{} exists already: choose another name or --dir", project.display());
+    }
+    if args.lang != Lang::Rust {
+        let template = if args.lang == Lang::Python { PYTHON_TEMPLATE } else { JS_TEMPLATE };
+        let sdk = package_sdk(args.lang, args.sdk.as_deref());
+        for (file, text) in template {
+            let path = project.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let text = text.replace("{{name}}", name).replace("{{id}}", &id).replace("{{sdk}}", &sdk);
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let next = if args.lang == Lang::Python {
+            "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/pytest && plexus plugin pack"
+        } else {
+            "npm install && npm test && plexus plugin pack"
+        };
+        outln!("created {} (plugin `{id}`, {}); next: cd {0} && {next}", project.display(), args.lang.name());
+        return Ok(ExitCode::SUCCESS);
     }
     let sdk = sdk_dependency(args.sdk.as_deref());
     let cargo_toml = format!(
@@ -250,6 +351,57 @@ fn build(project: &Path, extra: &[&str]) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// The Python interpreter that builds `project`: its `.venv`, else
+/// `$PLEXUS_PYTHON`, else `python3`.
+fn python_for(project: &Path) -> std::ffi::OsString {
+    let venv = project.join(".venv/bin/python");
+    if venv.is_file() {
+        return venv.into_os_string();
+    }
+    std::env::var_os("PLEXUS_PYTHON").unwrap_or_else(|| "python3".into())
+}
+
+/// Build the Python or JavaScript component of `project` into `dir` with its
+/// SDK's build command (`python -m plexus_sdk build`, `npx plexus-plugin-sdk
+/// build`), which runs the pinned componentize-py or componentize-js; the
+/// tool's output goes to stderr.
+fn build_component(lang: Lang, project: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let stem: String = project
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect())
+        .unwrap_or_else(|| "plugin".into());
+    let artifact = dir.join(format!("{stem}.wasm"));
+    let (mut command, what, hint) = if lang == Lang::Python {
+        let python = python_for(project);
+        let mut command = Command::new(&python);
+        command.args(["-m", "plexus_sdk", "build"]).arg(project);
+        let hint = format!(
+            "is the SDK installed for {}? In the project: python3 -m venv .venv && .venv/bin/pip install -r requirements.txt \
+             (or set PLEXUS_PYTHON to a Python that has plexus-plugin-sdk)",
+            PathBuf::from(&python).display()
+        );
+        (command, "python -m plexus_sdk build", hint)
+    } else {
+        if !project.join("node_modules").is_dir() {
+            bail!("{} has no node_modules: run `npm install` there first", project.display());
+        }
+        let mut command = Command::new("npx");
+        command.args(["--no-install", "plexus-plugin-sdk", "build", "."]);
+        (command, "npx plexus-plugin-sdk build", "is plexus-plugin-sdk in the project's dependencies?".to_owned())
+    };
+    let status = command
+        .arg("--out")
+        .arg(&artifact)
+        .current_dir(project)
+        .stdout(std::process::Stdio::from(std::io::stderr()))
+        .status()
+        .with_context(|| format!("cannot run {what} ({hint})"))?;
+    if !status.success() || !artifact.is_file() {
+        bail!("{what} failed in {} ({status}); {hint}", project.display());
+    }
+    Ok(artifact)
+}
+
 fn sha256_of(path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(plexus_host::wasm::cache::hex(&Sha256::digest(&bytes)))
@@ -266,27 +418,24 @@ struct Packed {
 /// `plexus plugin pack`.
 pub fn pack(global: &Global, args: PackArgs) -> anyhow::Result<ExitCode> {
     let project = absolute(&args.project);
-    if !project.join("Cargo.toml").is_file() {
-        bail!("{} has no Cargo.toml: give the plugin's Cargo project", project.display());
-    }
+    let lang = project_lang(&project)?;
     let out = args.out.clone().unwrap_or_else(|| project.join("target").join("plexus"));
-    let kinds: &[PluginKind] = match args.kind {
-        PackKinds::Both => &[PluginKind::Native, PluginKind::Wasm],
-        PackKinds::Native => &[PluginKind::Native],
-        PackKinds::Wasm => &[PluginKind::Wasm],
+    let kinds: &[PluginKind] = match (lang, args.kind) {
+        (Lang::Rust, None | Some(PackKinds::Both)) => &[PluginKind::Native, PluginKind::Wasm],
+        (_, None | Some(PackKinds::Wasm)) => &[PluginKind::Wasm],
+        (Lang::Rust, Some(PackKinds::Native)) => &[PluginKind::Native],
+        (_, Some(kind)) => bail!(
+            "--kind {}: a {} plugin is a WASM component only",
+            if kind == PackKinds::Both { "both" } else { "native" },
+            lang.name()
+        ),
     };
+    let scratch = tempfile::tempdir()?;
     let mut identity: Option<(String, String)> = None;
     let mut folders = Vec::new();
     for &kind in kinds {
-        let mut extra = Vec::new();
-        if !args.debug {
-            extra.push("--release");
-        }
-        if kind == PluginKind::Wasm {
-            extra.extend(["--target", "wasm32-wasip2"]);
-        }
-        errln!("building the {kind} plugin…");
-        let artifact = build(&project, &extra)?;
+        errln!("building the {kind} plugin ({})…", lang.name());
+        let artifact = artifact_of(lang, &project, kind, !args.debug, scratch.path())?;
         // The plugin names itself: load the artifact alone and read its metadata.
         let host = crate::plugins::load_one(global, &artifact)?;
         let Some(plugin) = host.plugins().next() else {
@@ -349,13 +498,30 @@ pub fn pack(global: &Global, args: PackArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Build `project`'s artifact of `kind`: cargo for Rust (`release` or the
+/// dev profile), the SDK's build command for Python and JavaScript (into `scratch`).
+fn artifact_of(lang: Lang, project: &Path, kind: PluginKind, release: bool, scratch: &Path) -> anyhow::Result<PathBuf> {
+    if lang != Lang::Rust {
+        return build_component(lang, project, scratch);
+    }
+    let mut extra = Vec::new();
+    if release {
+        extra.push("--release");
+    }
+    if kind == PluginKind::Wasm {
+        extra.extend(["--target", "wasm32-wasip2"]);
+    }
+    build(project, &extra)
+}
+
 #[derive(Args)]
 pub struct DevArgs {
-    /// The plugin's Cargo project (default: the current directory).
+    /// The plugin's project: Rust, Python or JavaScript (default: the current directory).
     #[arg(default_value = ".")]
     project: PathBuf,
     /// Which kind to build and load (WASM is reloaded in place; each native
     /// build is loaded from a copy and stays mapped until `dev` exits).
+    /// Python and JavaScript plugins are WASM only.
     #[arg(long, value_parser = crate::call::parse_kind, default_value = "wasm")]
     kind: PluginKind,
     /// After each build, call this operation and print its output.
@@ -364,7 +530,7 @@ pub struct DevArgs {
     /// The parameters of --call (JSON).
     #[arg(long, default_value = "null")]
     params: String,
-    /// Build in release mode (default: the dev profile, faster to build).
+    /// Rust: build in release mode (default: the dev profile, faster to build).
     #[arg(long)]
     release: bool,
 }
@@ -374,19 +540,25 @@ pub struct DevArgs {
 pub fn dev(global: &Global, args: DevArgs) -> anyhow::Result<ExitCode> {
     use notify::{RecursiveMode, Watcher};
     let project = absolute(&args.project);
-    if !project.join("Cargo.toml").is_file() {
-        bail!("{} has no Cargo.toml: give the plugin's Cargo project", project.display());
+    let lang = project_lang(&project)?;
+    if lang != Lang::Rust && args.kind != PluginKind::Wasm {
+        bail!("--kind {}: a {} plugin is a WASM component only", args.kind, lang.name());
     }
     let params: serde_json::Value = serde_json::from_str(&args.params).context("--params is not valid JSON")?;
     let (tx, changes) = std::sync::mpsc::channel();
+    let root = project.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && !matches!(event.kind, notify::EventKind::Access(_))
+            && event.paths.iter().any(|p| !generated(&root, p))
         {
             let _ = tx.send(());
         }
     })?;
-    for path in ["src", "Cargo.toml", "wit", "build.rs"] {
+    // Rust: the sources; Python and JavaScript: the whole project but for
+    // what tools generate there (`generated`).
+    let watched: &[&str] = if lang == Lang::Rust { &["src", "Cargo.toml", "wit", "build.rs"] } else { &["."] };
+    for path in watched {
         let path = project.join(path);
         if path.exists() {
             watcher
@@ -394,21 +566,15 @@ pub fn dev(global: &Global, args: DevArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot watch {}", path.display()))?;
         }
     }
+    let scratch = tempfile::tempdir()?;
     // Native libraries are never unloaded, and loading the same path again
     // returns the first library: each native build is loaded from its own copy.
     let copies = tempfile::tempdir()?;
     let mut round = 0u32;
     loop {
         round += 1;
-        let mut extra = Vec::new();
-        if args.release {
-            extra.push("--release");
-        }
-        if args.kind == PluginKind::Wasm {
-            extra.extend(["--target", "wasm32-wasip2"]);
-        }
         errln!("[dev] building ({})…", args.kind);
-        match build(&project, &extra) {
+        match artifact_of(lang, &project, args.kind, args.release, scratch.path()) {
             Err(e) => errln!("[dev] {e:#}; waiting for a change"),
             Ok(mut artifact) => {
                 if args.kind == PluginKind::Native {
@@ -442,6 +608,17 @@ pub fn dev(global: &Global, args: DevArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(std::time::Duration::from_millis(300));
         while changes.try_recv().is_ok() {}
     }
+}
+
+/// Whether `path` (below `project`) is something tools write, not a source:
+/// `target/`, `node_modules/`, `.venv/`, `__pycache__/`, `.git/` and the like.
+fn generated(project: &Path, path: &Path) -> bool {
+    const GENERATED: [&str; 8] =
+        ["target", "node_modules", ".venv", "venv", "__pycache__", ".git", ".pytest_cache", "build"];
+    path.strip_prefix(project).unwrap_or(path).components().any(|c| {
+        let name = c.as_os_str().to_string_lossy();
+        GENERATED.contains(&name.as_ref()) || name.ends_with(".egg-info")
+    })
 }
 
 /// The most bytes `install` unpacks from one archive: 1 GiB.

@@ -1,0 +1,325 @@
+"""What an operation sees of its call: :class:`Context`, over the host services.
+
+The host services are the WIT ``host`` interface: log, shared state,
+progress and cancellation. :class:`HostServices` is their shape in Python; the
+component glue implements it over the WIT imports and
+:class:`plexus_sdk.testing.TestHost` implements it in memory.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol
+
+from .errors import PluginError
+
+__all__ = ["CallOutput", "Context", "ExecutionContext", "HostServices", "Log", "LogLevel"]
+
+
+class LogLevel(str, enum.Enum):
+    """Severity of a log record (the WIT ``log-level``); members are their names as strings."""
+
+    TRACE = "trace"
+    """Very detailed."""
+    DEBUG = "debug"
+    """Useful when debugging."""
+    INFO = "info"
+    """Normal operation."""
+    WARN = "warn"
+    """Something unexpected that the plugin handled."""
+    ERROR = "error"
+    """Something failed."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def of(cls, level: LogLevel | str) -> LogLevel:
+        """The level for a member or a name (any case; ``"warning"`` is :attr:`WARN`).
+
+        Raises:
+            ValueError: an unknown name.
+        """
+        if isinstance(level, LogLevel):
+            return level
+        name = str(level).lower()
+        return cls("warn" if name == "warning" else name)
+
+
+class HostServices(Protocol):
+    """The services the host offers during a call (the WIT ``host`` interface).
+
+    State values cross as JSON text, as in the WIT. Implemented by the
+    component glue and by :class:`plexus_sdk.testing.TestHost`; plugin code
+    uses :class:`Context` instead.
+    """
+
+    def log(self, level: LogLevel, message: str) -> None:
+        """Forward a log record to the host (``tracing``, tagged with the plugin id)."""
+
+    def state_get(self, key: str) -> Optional[str]:
+        """A key of the execution's shared state, as JSON text, or ``None`` when unset."""
+
+    def state_set(self, key: str, value: str) -> None:
+        """Write a key of the execution's shared state (``value`` is JSON text)."""
+
+    def report_progress(self, fraction: float, message: str) -> None:
+        """Report progress: ``fraction`` in 0.0..1.0 plus a message."""
+
+    def is_cancelled(self) -> bool:
+        """Whether the host has asked this execution to stop."""
+
+
+@dataclass
+class ExecutionContext:
+    """Everything a call knows about its execution: the WIT ``execution-context``
+    record, with ``parameters``, ``upstream`` and ``config`` as JSON text.
+
+    Build one to call :meth:`plexus_sdk.testing.TestHost.call_with`.
+    """
+
+    operation: str
+    """The operation to run."""
+    parameters: str = "null"
+    """Operation parameters (JSON text)."""
+    execution_id: str = "test-execution"
+    """Unique id of this execution."""
+    workflow_id: Optional[str] = None
+    """The workflow this call is a step of, if any."""
+    step_id: Optional[str] = None
+    """The step of ``workflow_id`` this call runs, if any."""
+    task_id: Optional[str] = None
+    """The scheduled task this call runs, if any."""
+    attempt: int = 1
+    """1 for the first attempt, 2 for the first retry, and so on."""
+    deadline_ms: Optional[int] = None
+    """Deadline in milliseconds since the Unix epoch, if any."""
+    upstream: str = "{}"
+    """Outputs of upstream steps: a JSON object keyed by step id (JSON text)."""
+    config: str = "{}"
+    """The plugin's configuration, the ``[config]`` table of its manifest (JSON text)."""
+
+
+@dataclass
+class CallOutput:
+    """A successful call's result, as it crosses to the host."""
+
+    output: str
+    """The output (JSON text)."""
+    metrics: list[tuple[str, float]] = field(default_factory=list)
+    """Named numbers reported with :meth:`Context.metric`, in order."""
+
+
+def _parse(what: str, text: str) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise PluginError.invalid_input(f"{what} is not valid JSON: {e}") from None
+
+
+class Log:
+    """Logging to the host: ``ctx.log.info("loaded 12 rows")`` or
+    ``ctx.log("warn", "...")``. Messages go to the host's log, tagged with the
+    plugin id (a component's stdout is captured and size-bounded: prefer this
+    to ``print``)."""
+
+    __slots__ = ("_host",)
+
+    def __init__(self, host: HostServices) -> None:
+        self._host = host
+
+    def __call__(self, level: LogLevel | str, message: object) -> None:
+        """Send ``message`` (made a string) at ``level`` (a :class:`LogLevel` or its name).
+
+        Raises:
+            ValueError: an unknown level name.
+        """
+        self._host.log(LogLevel.of(level), str(message))
+
+    def trace(self, message: object) -> None:
+        """Log at :attr:`LogLevel.TRACE`."""
+        self._host.log(LogLevel.TRACE, str(message))
+
+    def debug(self, message: object) -> None:
+        """Log at :attr:`LogLevel.DEBUG`."""
+        self._host.log(LogLevel.DEBUG, str(message))
+
+    def info(self, message: object) -> None:
+        """Log at :attr:`LogLevel.INFO`."""
+        self._host.log(LogLevel.INFO, str(message))
+
+    def warn(self, message: object) -> None:
+        """Log at :attr:`LogLevel.WARN`."""
+        self._host.log(LogLevel.WARN, str(message))
+
+    warning = warn
+
+    def error(self, message: object) -> None:
+        """Log at :attr:`LogLevel.ERROR`."""
+        self._host.log(LogLevel.ERROR, str(message))
+
+
+_UNPARSED = object()
+
+
+class Context:
+    """What an operation sees of its call: the execution it belongs to and the
+    host services. The SDK passes one as the first argument of every operation.
+
+    ``upstream`` and ``config`` are parsed from JSON on first use.
+    """
+
+    def __init__(self, execution: Any, host: HostServices) -> None:
+        self._exec = execution
+        self._host = host
+        self._upstream: Any = _UNPARSED
+        self._config: Any = _UNPARSED
+        self._metrics: list[tuple[str, float]] = []
+        self.log = Log(host)
+        """Logging to the host: ``ctx.log.info(msg)``, ``.debug``, ``.warn``,
+        ``.error``, ``.trace``, or ``ctx.log(level, msg)``."""
+
+    @property
+    def operation(self) -> str:
+        """The operation being run."""
+        return self._exec.operation
+
+    @property
+    def execution_id(self) -> str:
+        """Unique id of this execution."""
+        return self._exec.execution_id
+
+    @property
+    def workflow_id(self) -> Optional[str]:
+        """The workflow this call is a step of, if any."""
+        return self._exec.workflow_id
+
+    @property
+    def step_id(self) -> Optional[str]:
+        """The step of :attr:`workflow_id` this call runs, if any."""
+        return self._exec.step_id
+
+    @property
+    def task_id(self) -> Optional[str]:
+        """The scheduled task this call runs, if any."""
+        return self._exec.task_id
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first attempt, 2 for the first retry, and so on."""
+        return self._exec.attempt
+
+    @property
+    def deadline_ms(self) -> Optional[int]:
+        """The call's deadline in milliseconds since the Unix epoch, if any."""
+        return self._exec.deadline_ms
+
+    def remaining_ms(self) -> Optional[int]:
+        """Milliseconds left until :attr:`deadline_ms` (0 once past), or ``None`` without a deadline."""
+        if self._exec.deadline_ms is None:
+            return None
+        return max(0, int(self._exec.deadline_ms - time.time() * 1000))
+
+    @property
+    def upstream(self) -> dict:
+        """Outputs of upstream steps, keyed by step id (``{}`` outside a workflow).
+
+        Raises:
+            PluginError: invalid-input if the host sent text that is not a JSON object.
+        """
+        if self._upstream is _UNPARSED:
+            value = _parse("upstream", self._exec.upstream)
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise PluginError.invalid_input("upstream must be a JSON object")
+            self._upstream = value
+        return self._upstream
+
+    @property
+    def config(self) -> Any:
+        """The plugin's configuration: the ``[config]`` table of its manifest, as
+        parsed JSON (``{}`` when there is none).
+
+        Raises:
+            PluginError: invalid-input if the host sent text that is not JSON.
+        """
+        if self._config is _UNPARSED:
+            value = _parse("config", self._exec.config)
+            self._config = {} if value is None else value
+        return self._config
+
+    def state_get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` in the execution's shared state, or ``default`` when unset.
+
+        Values are JSON: what :meth:`state_set` stored (from this plugin or
+        another, Rust or Python) comes back decoded — a number as ``int`` or
+        ``float``, an object as a ``dict``, a string as ``str``.
+        """
+        text = self._host.state_get(key)
+        if text is None:
+            return default
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def state_set(self, key: str, value: Any) -> None:
+        """Write ``key`` of the execution's shared state; ``value`` is JSON-encoded
+        (any JSON-serialisable value: a ``str`` is stored as a JSON string), so
+        every plugin of the execution reads the same value.
+
+        Raises:
+            TypeError: ``value`` is not JSON-serialisable.
+            ValueError: ``value`` holds NaN or an infinity.
+        """
+        self._host.state_set(key, json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":")))
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress: ``fraction`` of the work done, clamped to 0.0..1.0, and a message."""
+        f = float(fraction)
+        self._host.report_progress(0.0 if math.isnan(f) else min(1.0, max(0.0, f)), str(message))
+
+    def is_cancelled(self) -> bool:
+        """Whether the host has asked this execution to stop (a cancel or its deadline).
+
+        A component is also stopped at its deadline without asking; polling
+        this lets a long operation stop cleanly with :meth:`check_cancelled`.
+        """
+        return self._host.is_cancelled()
+
+    def check_cancelled(self) -> None:
+        """Raise a cancelled :class:`PluginError` once the host has asked to stop;
+        call it in long loops.
+
+        Raises:
+            PluginError: kind cancelled, when :meth:`is_cancelled`.
+        """
+        if self._host.is_cancelled():
+            raise PluginError.cancelled()
+
+    def metric(self, name: str, value: float) -> None:
+        """Report a named number with the result, e.g. ``ctx.metric("rows", 1461)``
+        (shown by ``plexus call`` and kept with a workflow step's record).
+
+        Raises:
+            TypeError: ``value`` is not a number.
+            ValueError: ``value`` is NaN or infinite.
+        """
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"metric `{name}`: {value!r} is not a number")
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"metric `{name}`: {number} is not finite")
+        self._metrics.append((str(name), number))
+
+    @property
+    def metrics(self) -> list[tuple[str, float]]:
+        """The metrics reported so far in this call, in order (a copy)."""
+        return list(self._metrics)

@@ -1,0 +1,208 @@
+"""An in-process harness: test a plugin's operations in plain CPython, without
+a host or a component build.
+
+:class:`TestHost` runs calls through the same dispatch as the component
+(parameters as JSON text, their checks, error mapping, output to JSON text)
+and records what the plugin did with the host services::
+
+    from plexus_sdk.testing import TestHost
+    from app import plugin
+
+    def test_examples():
+        TestHost(plugin).check_examples()
+
+    def test_mean():
+        host = TestHost(plugin)
+        assert host.call("mean", {"values": [1, 3]}) == {"mean": 2.0}
+        assert host.metrics == {"values": 2.0}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from .context import ExecutionContext, LogLevel
+from .errors import PluginError
+from .plugin import Plugin
+
+__all__ = ["TestHost", "json_equal"]
+
+
+def _json_text(what: str, value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} are not JSON: {e}") from None
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Whether two JSON values are equal: numbers by value (``2 == 2.0``), but
+    booleans never equal numbers, and objects and arrays compared deeply."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+class TestHost:
+    """Runs a plugin's operations in-process, recording host-service use.
+
+    Args:
+        plugin: the plugin to run.
+        config: the plugin configuration every call sees (``ctx.config``),
+            like the ``[config]`` table of a manifest; default ``{}``.
+        state: the execution's shared state to start from (decoded values).
+
+    Attributes:
+        logs: log records, in order: ``(LogLevel, message)`` pairs
+            (``LogLevel`` members equal their names: ``("info", "hi")`` matches).
+        state: the execution's shared state, decoded: ``{key: value}``. It
+            survives across calls, as in one execution; set or clear it freely.
+        progress: progress reports, in order: ``(fraction, message)``.
+        metrics: the metrics of the last successful call, ``{name: value}``
+            (the last value of a name reported twice).
+        cancelled: what ``ctx.is_cancelled()`` answers; see :meth:`cancel`.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, plugin: Plugin, *, config: Any = None, state: Optional[dict] = None) -> None:
+        if not isinstance(plugin, Plugin):
+            raise TypeError(f"TestHost needs a Plugin, got {type(plugin).__name__}")
+        self.plugin = plugin
+        self.config = {} if config is None else config
+        self.logs: list[tuple[LogLevel, str]] = []
+        self.state: dict[str, Any] = dict(state or {})
+        self.progress: list[tuple[float, str]] = []
+        self.metrics: dict[str, float] = {}
+        self.cancelled = False
+
+    # HostServices: what the plugin's Context calls.
+
+    def log(self, level: LogLevel, message: str) -> None:
+        """Host service: record a log line in :attr:`logs`."""
+        self.logs.append((level, message))
+
+    def state_get(self, key: str) -> Optional[str]:
+        """Host service: ``key`` of :attr:`state` as JSON text, ``None`` when unset."""
+        if key not in self.state:
+            return None
+        return json.dumps(self.state[key])
+
+    def state_set(self, key: str, value: str) -> None:
+        """Host service: store JSON text ``value`` in :attr:`state`, decoded (as
+        the host does: text that is not JSON is kept as a string)."""
+        try:
+            self.state[key] = json.loads(value)
+        except ValueError:
+            self.state[key] = value
+
+    def report_progress(self, fraction: float, message: str) -> None:
+        """Host service: record a progress report in :attr:`progress`."""
+        self.progress.append((fraction, message))
+
+    def is_cancelled(self) -> bool:
+        """Host service: :attr:`cancelled`."""
+        return self.cancelled
+
+    # The harness.
+
+    def cancel(self) -> None:
+        """Ask the execution to stop: from now on ``ctx.is_cancelled()`` is true
+        and ``ctx.check_cancelled()`` raises (set ``cancelled = False`` to undo)."""
+        self.cancelled = True
+
+    def describe(self) -> dict:
+        """The metadata the plugin declares, as the host would read it (JSON data
+        with the operations' schemas)."""
+        return json.loads(json.dumps(self.plugin.metadata()))
+
+    def call(
+        self,
+        operation: str,
+        params: Any = None,
+        *,
+        upstream: Optional[dict] = None,
+        attempt: int = 1,
+        deadline_ms: Optional[int] = None,
+    ) -> Any:
+        """Call ``operation`` with ``params`` (any JSON value; ``None`` is ``null``,
+        meaning all defaults) and return its output, decoded from the JSON text
+        the host would get. Metrics go to :attr:`metrics`.
+
+        Args:
+            operation: the operation's name.
+            params: its parameters.
+            upstream: outputs of upstream steps, keyed by step id.
+            attempt: 1 for the first attempt, 2 for the first retry, ...
+            deadline_ms: the call's deadline in ms since the Unix epoch.
+
+        Raises:
+            PluginError: the plugin's error (an exception the operation raised,
+                mapped as the component maps it; an unknown operation is
+                unsupported-operation).
+            TypeError: ``params``, ``upstream`` or the config are not JSON.
+        """
+        execution = ExecutionContext(
+            operation=operation,
+            parameters=_json_text("parameters", params),
+            attempt=attempt,
+            deadline_ms=deadline_ms,
+            upstream=_json_text("upstream outputs", {} if upstream is None else upstream),
+            config=_json_text("config", self.config),
+        )
+        return self.call_with(execution)
+
+    def call_with(self, execution: ExecutionContext) -> Any:
+        """Call with a whole :class:`~plexus_sdk.ExecutionContext` (its JSON
+        text fields as the host sends them); returns the decoded output.
+
+        Raises:
+            PluginError: the plugin's error.
+        """
+        out = self.plugin._call(execution, self)
+        self.metrics = dict(out.metrics)
+        return json.loads(out.output)
+
+    def check_examples(self) -> int:
+        """Run every example of every operation, each in a fresh host with this
+        one's config (empty state, not cancelled); returns how many ran.
+
+        Raises:
+            AssertionError: listing every example that did not hold, one per
+                line, with its parameters, what it expected and what it got.
+        """
+        problems = []
+        count = 0
+        for op in self.plugin.operations:
+            for ex in op.examples:
+                count += 1
+                host = TestHost(self.plugin, config=self.config)
+                label = f"`{op.name}` example" + (f' "{ex.description}"' if ex.description else f" {count}")
+                try:
+                    got: Any = host.call(op.name, ex.params)
+                    error: Optional[PluginError] = None
+                except PluginError as e:
+                    got, error = None, e
+                if ex.error is not None:
+                    if error is None:
+                        problems.append(f"{label} with {json.dumps(ex.params)}: expected a `{ex.error}` error, got output {json.dumps(got)}")
+                    elif error.kind is not ex.error:
+                        problems.append(f"{label} with {json.dumps(ex.params)}: expected a `{ex.error}` error, got error {error}")
+                elif error is not None:
+                    want = f"output {json.dumps(ex.output)}" if ex.expects_output else "success"
+                    problems.append(f"{label} with {json.dumps(ex.params)}: expected {want}, got error {error}")
+                elif ex.expects_output and not json_equal(got, ex.output):
+                    problems.append(
+                        f"{label} with {json.dumps(ex.params)}: expected output {json.dumps(ex.output)}, got output {json.dumps(got)}"
+                    )
+        if problems:
+            raise AssertionError(f"{len(problems)} of {count} examples did not hold:\n" + "\n".join(problems))
+        return count
+

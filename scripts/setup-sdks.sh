@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up this checkout's Python and JavaScript plugin SDKs, for building and
+# testing plugins written with them:
+#   python: a virtualenv at target/python-sdk with plugin-sdk/python installed
+#           (editable) and pytest; pip fetches the pinned componentize-py from PyPI.
+#   js:     plugin-sdk/js's pinned npm dependencies (componentize-js, esbuild),
+#           from its package-lock.json.
+# Quick when already done (a stamp per SDK records what was installed).
+# Usage: scripts/setup-sdks.sh [python|js|all]   (default: all)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+what=${1:-all}
+
+stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+if [ "$what" = python ] || [ "$what" = all ]; then
+  venv=$root/target/python-sdk
+  stamp=$(stamp_of "$root/plugin-sdk/python/pyproject.toml")
+  if [ "$(cat "$venv/.plexus-stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$root/plugin-sdk/python[test]"
+    echo "$stamp" > "$venv/.plexus-stamp"
+  fi
+fi
+
+if [ "$what" = js ] || [ "$what" = all ]; then
+  sdk=$root/plugin-sdk/js
+  stamp=$(stamp_of "$sdk/package.json" "$sdk/package-lock.json")
+  if [ "$(cat "$sdk/node_modules/.plexus-stamp" 2>/dev/null)" != "$stamp" ]; then
+    (cd "$sdk" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$stamp" > "$sdk/node_modules/.plexus-stamp"
+  fi
+fi
