@@ -75,7 +75,7 @@ build_component() {
   if [ -f "$dir/pyproject.toml" ]; then
     "$root/target/python-sdk/bin/python" -m plexus_sdk build "$dir" --out "$artifact" >/dev/null
   else
-    (cd "$dir" && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } &&
+    (cd "$dir" && { [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error; } &&
       npx --no-install plexus-plugin-sdk build . --out "$artifact" >/dev/null)
   fi
   echo "$digest" > "$artifact.digest"

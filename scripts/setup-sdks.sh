@@ -28,7 +28,9 @@ if [ "$what" = js ] || [ "$what" = all ]; then
   sdk=$root/plugin-sdk/js
   stamp=$(stamp_of "$sdk/package.json" "$sdk/package-lock.json")
   if [ "$(cat "$sdk/node_modules/.plexus-stamp" 2>/dev/null)" != "$stamp" ]; then
-    (cd "$sdk" && npm ci --no-audit --no-fund --loglevel=error)
+    # `npm install` (it keeps to package-lock.json): npm 11's `npm ci` refuses this lock
+    # file over optional platform packages declared without a version (jco's).
+    (cd "$sdk" && npm install --no-audit --no-fund --loglevel=error)
     echo "$stamp" > "$sdk/node_modules/.plexus-stamp"
   fi
 fi

@@ -13,4 +13,4 @@ bash scripts/setup-sdks.sh
 export PLEXUS_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/plexus
 target/python-sdk/bin/python -m pytest -q plugin-sdk/python/tests plugins/climate-py
 (cd plugin-sdk/js && node --test)
-(cd plugins/report-js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } && node --test)
+(cd plugins/report-js && { [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error; } && node --test)

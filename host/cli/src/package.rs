@@ -179,7 +179,13 @@ const PYTHON_TEMPLATE: &[(&str, &str)] = &[
 ];
 
 /// The JavaScript project template (`host/cli/templates/js/`): path, text (as for Python).
-const JS_TEMPLATE: &[(&str, &str)] = &[]; // JSTEMPLATE
+const JS_TEMPLATE: &[(&str, &str)] = &[
+    ("package.json", include_str!("../templates/js/package.json")),
+    ("app.js", include_str!("../templates/js/app.js")),
+    ("test/app.test.js", include_str!("../templates/js/test/app.test.js")),
+    ("README.md", include_str!("../templates/js/README.md")),
+    (".gitignore", include_str!("../templates/js/gitignore")),
+];
 
 fn absolute(path: &Path) -> PathBuf {
     path.canonicalize().or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_owned())

@@ -1,0 +1,207 @@
+// plexus-plugin-sdk: write Plexus plugins in JavaScript.
+//
+// A plugin is `definePlugin({...})`: metadata plus operations, each with a JSON
+// Schema of its parameters that is checked before `run` is called. The same
+// dispatch (JSON text in, JSON text out, errors as data) runs in the WASM
+// component (`src/glue.js`, bundled by `plexus-plugin-sdk build`) and in
+// Node for tests (`plexus-plugin-sdk/testing`).
+
+import { ErrorKind, PluginError } from './errors.js';
+import { validate } from './schema.js';
+
+export { ErrorKind, PluginError } from './errors.js';
+
+/** The `plexus:plugin` contract version this SDK implements (`wit/plexus-plugin.wit`). */
+export const CONTRACT_VERSION = '0.2.0';
+
+/** Capability tags a plugin may declare. */
+export const capability = Object.freeze({
+  WORKFLOW_STEP: 'workflow-step',
+  SCHEDULED_TASK: 'scheduled-task',
+  CONTEXT_MANAGEMENT: 'context-management',
+});
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
+const PLUGIN = Symbol.for('plexus.plugin');
+
+/**
+ * What an operation's `run` gets besides its parameters: the execution
+ * context's fields and the host services.
+ */
+export class Context {
+  /**
+   * @param {object} ectx the WIT execution-context (parameters, upstream and config as JSON text)
+   * @param {object} services log, stateGet, stateSet, reportProgress, isCancelled (the WIT host interface)
+   */
+  constructor(ectx, services) {
+    this.executionId = ectx.executionId;
+    this.workflowId = ectx.workflowId;
+    this.stepId = ectx.stepId;
+    this.taskId = ectx.taskId;
+    this.attempt = ectx.attempt;
+    /** The deadline in ms since the Unix epoch, or undefined. */
+    this.deadlineMs = ectx.deadlineMs === undefined ? undefined : Number(ectx.deadlineMs);
+    this.operation = ectx.operation;
+    /** Outputs of upstream steps, keyed by step id. */
+    this.upstream = parseOr(ectx.upstream, {});
+    /** The plugin's configuration (the manifest's `[config]`). */
+    this.config = parseOr(ectx.config, {});
+    this._services = services;
+    this._metrics = [];
+    const log = (level, message) => services.log(level, String(message));
+    for (const level of LEVELS) log[level] = (message) => log(level, message);
+    /** `ctx.log(level, message)` or `ctx.log.info(message)` (trace, debug, info, warn, error). */
+    this.log = log;
+    /** The execution's shared state: values are JSON-encoded (Rust and Python plugins see the same values). */
+    this.state = {
+      get: (key) => {
+        const text = services.stateGet(String(key));
+        return text === undefined || text === null ? undefined : JSON.parse(text);
+      },
+      set: (key, value) => services.stateSet(String(key), JSON.stringify(value === undefined ? null : value)),
+    };
+  }
+
+  /** Report progress: `fraction` in 0..1 and a short message. */
+  progress(fraction, message = '') {
+    const f = Number(fraction);
+    this._services.reportProgress(Number.isFinite(f) ? Math.min(1, Math.max(0, f)) : 0, String(message));
+  }
+
+  /** Whether the host asked this call to stop. */
+  isCancelled() {
+    return Boolean(this._services.isCancelled());
+  }
+
+  /** Throws a `cancelled` PluginError when the host asked this call to stop. */
+  checkCancelled() {
+    if (this.isCancelled()) throw PluginError.cancelled();
+  }
+
+  /** Milliseconds left until the deadline (undefined without one). */
+  remainingMs() {
+    return this.deadlineMs === undefined ? undefined : this.deadlineMs - Date.now();
+  }
+
+  /** Record a metric returned with the result (a finite number). */
+  metric(name, value) {
+    const v = Number(value);
+    if (!Number.isFinite(v)) throw new TypeError(`metric ${name}: ${value} is not a finite number`);
+    this._metrics.push({ name: String(name), value: v });
+  }
+}
+
+function parseOr(text, fallback) {
+  if (text === undefined || text === null || text === '') return fallback;
+  const value = JSON.parse(text);
+  return value === null ? fallback : value;
+}
+
+/**
+ * Define a plugin.
+ *
+ * @param {object} def
+ * @param {string} def.id the plugin id, e.g. `com.example.report`
+ * @param {string} def.name
+ * @param {string} def.version semver
+ * @param {string} [def.description]
+ * @param {string[]} [def.authors]
+ * @param {string} [def.license]
+ * @param {string[]} [def.capabilities] e.g. `[capability.WORKFLOW_STEP]`
+ * @param {Record<string, {description?: string, params?: object, output?: object,
+ *   examples?: {params: unknown, output?: unknown, error?: string, description?: string}[],
+ *   run: (ctx: Context, params: any) => unknown}>} def.operations
+ * @returns {object} the plugin (export it as the module's default export)
+ * @throws {TypeError} naming the field, when the definition is malformed
+ */
+export function definePlugin(def) {
+  if (!def || typeof def !== 'object') throw new TypeError('definePlugin: expected an object');
+  for (const field of ['id', 'name', 'version']) {
+    if (typeof def[field] !== 'string' || !def[field].trim()) {
+      throw new TypeError(`definePlugin: \`${field}\` must be a non-empty string`);
+    }
+  }
+  if (!def.operations || typeof def.operations !== 'object') {
+    throw new TypeError('definePlugin: `operations` must be an object of operations');
+  }
+  const operations = new Map();
+  for (const [name, op] of Object.entries(def.operations)) {
+    if (!op || typeof op.run !== 'function') throw new TypeError(`operation \`${name}\`: \`run\` must be a function`);
+    for (const key of ['params', 'output']) {
+      if (op[key] !== undefined && (typeof op[key] !== 'object' || op[key] === null)) {
+        throw new TypeError(`operation \`${name}\`: \`${key}\` must be a JSON Schema object`);
+      }
+    }
+    operations.set(name, {
+      name,
+      description: op.description ?? '',
+      params: op.params,
+      output: op.output,
+      examples: op.examples ?? [],
+      run: op.run,
+    });
+  }
+  const metadata = {
+    id: def.id,
+    name: def.name,
+    version: def.version,
+    description: def.description ?? '',
+    authors: [...(def.authors ?? [])],
+    license: def.license,
+    contractVersion: CONTRACT_VERSION,
+    capabilities: [...(def.capabilities ?? [capability.WORKFLOW_STEP])],
+    operations: [...operations.values()].map((op) => ({
+      name: op.name,
+      description: op.description,
+      paramsSchema: op.params === undefined ? undefined : JSON.stringify(op.params),
+      outputSchema: op.output === undefined ? undefined : JSON.stringify(op.output),
+    })),
+  };
+  return Object.freeze({ [PLUGIN]: true, metadata, operations });
+}
+
+/** Whether `value` is a plugin made by {@link definePlugin}. */
+export function isPlugin(value) {
+  return Boolean(value && value[PLUGIN]);
+}
+
+/**
+ * Run one call: parse and check the parameters, run the operation, encode
+ * its output. Used by the component and by TestHost alike.
+ *
+ * @param {object} plugin from definePlugin
+ * @param {object} ectx the WIT execution-context
+ * @param {object} services the WIT host functions
+ * @returns {Promise<{output: string, metrics: {name: string, value: number}[]}>}
+ * @throws {PluginError} for every failure
+ */
+export async function dispatch(plugin, ectx, services) {
+  try {
+    const op = plugin.operations.get(ectx.operation);
+    if (!op) throw PluginError.unsupportedOperation(ectx.operation);
+    let params;
+    try {
+      params = JSON.parse(ectx.parameters || 'null');
+    } catch (e) {
+      throw PluginError.invalidInput(`the parameters are not JSON: ${e.message}`);
+    }
+    if (op.params !== undefined) params = validate(op.params, params ?? {}, '');
+    const ctx = new Context(ectx, services);
+    const result = await op.run(ctx, params);
+    const output = JSON.stringify(result === undefined ? null : result);
+    if (output === undefined) throw PluginError.failed(`operation \`${op.name}\` returned a value JSON cannot hold`);
+    return { output, metrics: ctx._metrics };
+  } catch (e) {
+    const error = PluginError.from(e);
+    if (!(e instanceof PluginError) && e instanceof Error && e.stack) {
+      try {
+        services.log('debug', `${ectx.operation}: ${e.stack}`);
+      } catch {
+        // The log is best effort.
+      }
+    }
+    throw error;
+  }
+}
+
+export { validate } from './schema.js';
