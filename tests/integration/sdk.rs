@@ -340,24 +340,34 @@ fn a_javascript_plugin_from_plugin_new_packs_installs_and_runs() {
     new_pack_install_call("js");
 }
 
-#[test]
-fn plugin_dev_rebuilds_reloads_and_calls_on_every_change() {
+/// `plexus plugin dev --call greet` in a new project of `lang`: built, loaded
+/// and called, then again after an edit of its source.
+fn dev_loop(lang: &str, edit: (&str, &str, &str)) {
     use std::io::BufRead;
     let work = tempfile::tempdir().unwrap();
     let target = repo_root().join("target").join("sdk-outside");
+    let python = (lang != "rust").then(|| crate::support::sdk(lang));
     let status = Command::new(env!("CARGO_BIN_EXE_plexus"))
-        .args(["plugin", "new", "dev-loop", "--id", "acme.dev"])
+        .args(["plugin", "new", "dev-loop", "--id", "acme.dev", "--lang", lang])
         .current_dir(work.path())
         .status()
         .unwrap();
     assert!(status.success());
     let project = work.path().join("dev-loop");
-    std::fs::copy(repo_root().join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+    match lang {
+        "rust" => drop(std::fs::copy(repo_root().join("Cargo.lock"), project.join("Cargo.lock")).unwrap()),
+        "js" => run(
+            Command::new("npm").current_dir(&project).args(["install", "--no-audit", "--no-fund", "--offline"]),
+            "npm install (dev loop)",
+        ),
+        _ => {}
+    }
     let fx = Fixture::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
         .args(["plugin", "dev", "--call", "greet", "--params", r#"{"name": "Ada"}"#])
         .current_dir(&project)
         .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .env("PLEXUS_PYTHON", python.unwrap_or_default())
         .env("CARGO_TARGET_DIR", &target)
         .env("CARGO_NET_OFFLINE", "true")
         .stdout(std::process::Stdio::piped())
@@ -381,15 +391,32 @@ fn plugin_dev_rebuilds_reloads_and_calls_on_every_change() {
                 Err(_) => break,
             }
         }
-        panic!("`plexus plugin dev` never printed {needle:?}; it printed {seen:#?}");
+        panic!("`plexus plugin dev` ({lang}) never printed {needle:?}; it printed {seen:#?}");
     };
     wait_for("[dev] loaded acme.dev 0.1.0 (wasm): greet");
-    wait_for("\"Hello, Ada!\"");
+    wait_for("Hello, Ada!");
     // An edit: rebuilt, reloaded and called again.
-    let lib = project.join("src/lib.rs");
-    let source = std::fs::read_to_string(&lib).unwrap().replace("Hello, {}!", "Howdy, {}!");
-    std::fs::write(&lib, source).unwrap();
-    wait_for("\"Howdy, Ada!\"");
+    let (file, from, to) = edit;
+    let path = project.join(file);
+    let source = std::fs::read_to_string(&path).unwrap();
+    assert!(source.contains(from), "{file} has no {from:?}");
+    std::fs::write(&path, source.replace(from, to)).unwrap();
+    wait_for("Howdy, Ada!");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn plugin_dev_rebuilds_reloads_and_calls_on_every_change() {
+    dev_loop("rust", ("src/lib.rs", "Hello, {}!", "Howdy, {}!"));
+}
+
+#[test]
+fn plugin_dev_rebuilds_a_python_plugin_on_every_change() {
+    dev_loop("python", ("app.py", "Hello, {name}!", "Howdy, {name}!"));
+}
+
+#[test]
+fn plugin_dev_rebuilds_a_javascript_plugin_on_every_change() {
+    dev_loop("js", ("app.js", "Hello, ${name}!", "Howdy, ${name}!"));
 }
