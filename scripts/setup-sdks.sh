@@ -11,6 +11,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 what=${1:-all}
 
+# One setup at a time (the integration tests may start two at once).
+mkdir -p "$root/target"
+exec 9>"$root/target/.setup-sdks.lock"
+flock 9
+
 stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 if [ "$what" = python ] || [ "$what" = all ]; then
