@@ -4,8 +4,10 @@
 /** The `plexus:plugin` contract version this SDK implements. */
 export const CONTRACT_VERSION: '0.2.0';
 
+/** The kinds of a plugin error (the WIT `error-kind`). */
 export type ErrorKindName = 'invalid-input' | 'unsupported-operation' | 'not-found' | 'failed' | 'cancelled';
 
+/** The error kinds by name. */
 export const ErrorKind: {
   readonly INVALID_INPUT: 'invalid-input';
   readonly UNSUPPORTED_OPERATION: 'unsupported-operation';
@@ -14,6 +16,7 @@ export const ErrorKind: {
   readonly CANCELLED: 'cancelled';
 };
 
+/** Capability tags a plugin may declare. */
 export const capability: {
   readonly WORKFLOW_STEP: 'workflow-step';
   readonly SCHEDULED_TASK: 'scheduled-task';
@@ -35,8 +38,10 @@ export class PluginError extends Error {
   toData(): { kind: ErrorKindName; message: string; retryable: boolean };
 }
 
+/** Log levels (the WIT `log-level`). */
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
+/** `ctx.log(level, message)` or `ctx.log.info(message)`. */
 export interface Log {
   (level: LogLevel, message: string): void;
   trace(message: string): void;
@@ -49,9 +54,12 @@ export interface Log {
 /** What `run` gets besides its parameters. */
 export class Context {
   readonly executionId: string;
+  /** Set when the call is a workflow step. */
   readonly workflowId?: string;
   readonly stepId?: string;
+  /** Set when a schedule made the call. */
   readonly taskId?: string;
+  /** 1 for the first attempt, 2 for the first retry, ... */
   readonly attempt: number;
   /** Deadline in ms since the Unix epoch. */
   readonly deadlineMs?: number;
@@ -61,67 +69,101 @@ export class Context {
   /** The manifest's `[config]`. */
   readonly config: Record<string, unknown>;
   readonly log: Log;
-  /** The execution's shared state; values are JSON-encoded. */
+  /** The execution's shared state; values are JSON-encoded (any JSON value; `get` of a missing key is undefined). */
   readonly state: { get(key: string): unknown; set(key: string, value: unknown): void };
-  /** `fraction` in 0..1. */
+  /** Report progress: `fraction` in 0..1 (clamped) and a short message. */
   progress(fraction: number, message?: string): void;
+  /** Whether the host asked this call to stop. */
   isCancelled(): boolean;
   /** Throws a `cancelled` PluginError when the host asked the call to stop. */
   checkCancelled(): void;
+  /** Milliseconds left until the deadline, or undefined without one. */
   remainingMs(): number | undefined;
+  /** Record a named number with the result (left out, with a warning, if not finite). */
   metric(name: string, value: number): void;
 }
 
 /** A JSON Schema (the SDK checks a subset: see README.md). */
 export type JsonSchema = Record<string, unknown> | boolean;
 
+/** Extra JSON Schema keywords a builder copies in (`description`, `default`, `minimum`, ...). */
+export type SchemaOptions = Record<string, unknown>;
+
+/** Builders of JSON Schemas: each returns a plain schema object. */
+export const s: {
+  string(options?: SchemaOptions): Record<string, unknown>;
+  number(options?: SchemaOptions): Record<string, unknown>;
+  integer(options?: SchemaOptions): Record<string, unknown>;
+  boolean(options?: SchemaOptions): Record<string, unknown>;
+  enum(values: readonly unknown[], options?: SchemaOptions): Record<string, unknown>;
+  array(items?: JsonSchema, options?: SchemaOptions): Record<string, unknown>;
+  /**
+   * With `properties`: exactly those (`additionalProperties: false`), each required unless
+   * wrapped in `s.optional` or given a `default`. Without: any object.
+   */
+  object(properties?: Record<string, JsonSchema>, options?: SchemaOptions): Record<string, unknown>;
+  /** The same schema, not required in the `s.object` it is a property of. */
+  optional<T extends JsonSchema>(schema: T): T;
+  /** Anything (an empty schema). */
+  any(options?: SchemaOptions): Record<string, unknown>;
+};
+
+/** An example call, checked by `TestHost.checkExamples()`. */
 export interface Example {
   params: unknown;
+  /** The output expected (deep equality); without it (and without `error`) the call must succeed. */
   output?: unknown;
   /** The error kind expected instead of an output. */
   error?: ErrorKindName;
   description?: string;
 }
 
+/** One operation: its schemas, examples and `run`. */
 export interface OperationDefinition<P = any, O = unknown> {
+  /** One line for `plexus plugins info`. */
   description?: string;
+  /** JSON Schema of the parameters, checked before `run` (defaults filled in). */
   params?: JsonSchema;
+  /** JSON Schema of the output (published, not checked). */
   output?: JsonSchema;
   examples?: Example[];
+  /** Runs the operation; may be async. Throw a `PluginError` to fail. */
   run(ctx: Context, params: P): O | Promise<O>;
 }
 
+/** What `definePlugin` takes. `contractVersion` is the SDK's (`CONTRACT_VERSION`). */
 export interface PluginDefinition {
+  /** Reverse-DNS id, e.g. `com.example.report`. */
   id: string;
   name: string;
   version: string;
   description?: string;
   authors?: string[];
   license?: string;
+  /** Default `['workflow-step']`. */
   capabilities?: string[];
   operations: Record<string, OperationDefinition>;
 }
 
+/** A plugin made by `definePlugin`: export it as the module's default export. */
 export interface Plugin {
   readonly metadata: Record<string, unknown>;
   readonly operations: ReadonlyMap<string, OperationDefinition & { name: string }>;
 }
 
+/** Define a plugin; throws a TypeError naming the field when the definition is malformed. */
 export function definePlugin(definition: PluginDefinition): Plugin;
+/** Whether `value` was made by `definePlugin`. */
 export function isPlugin(value: unknown): value is Plugin;
+/**
+ * Run one call as the component does (JSON text in and out; every failure a PluginError).
+ * Internal: the glue and TestHost use it.
+ */
+export function dispatch(
+  plugin: Plugin,
+  ectx: Record<string, unknown>,
+  services: Record<string, (...args: any[]) => any>,
+): Promise<{ output: string; metrics: { name: string; value: number }[] }>;
+
 /** Check `value` against `schema`, with defaults filled in; throws an invalid-input PluginError naming the field. */
 export function validate(schema: JsonSchema, value: unknown, path: string): unknown;
-
-/** `plexus-plugin-sdk/testing`: run operations in Node. */
-export class TestHost {
-  constructor(plugin: Plugin, options?: { config?: object; upstream?: object; state?: Record<string, unknown> });
-  readonly logs: { level: LogLevel; message: string }[];
-  readonly progress: { fraction: number; message: string }[];
-  readonly state: Map<string, string>;
-  readonly metrics: Record<string, number>;
-  cancel(): void;
-  describe(): Record<string, unknown>;
-  call(operation: string, params?: unknown, options?: { attempt?: number; deadlineMs?: number }): Promise<any>;
-  /** Runs every example; rejects listing each that does not hold; resolves to how many ran. */
-  checkExamples(): Promise<number>;
-}

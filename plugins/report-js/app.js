@@ -7,7 +7,7 @@
 // Built into a WASM component by `plexus plugin pack` (or `npx plexus-plugin-sdk
 // build`); tested in Node by test/app.test.js.
 
-import { capability, definePlugin, PluginError } from 'plexus-plugin-sdk';
+import { capability, definePlugin, PluginError, s } from 'plexus-plugin-sdk';
 
 // How often a long loop reports progress and looks for a cancel.
 const EVERY = 500;
@@ -18,7 +18,7 @@ const MONTHS = [
   { month: '2012-03', days: 31, precipitation_sum: 183, temp_max_mean: 9.25 },
 ];
 
-const rows = { type: 'array', items: { type: 'object' }, description: 'rows: objects keyed by column' };
+const rows = s.array(s.object(), { description: 'rows: objects keyed by column' });
 
 export default definePlugin({
   id: 'plexus.report',
@@ -31,22 +31,13 @@ export default definePlugin({
   operations: {
     rank: {
       description: 'The top rows by a numeric field (rows without a number there are left out)',
-      params: {
-        type: 'object',
-        properties: {
-          rows,
-          by: { type: 'string', description: 'the numeric field to rank by' },
-          top: { type: 'integer', minimum: 1, maximum: 100000, default: 5, description: 'how many rows' },
-          descending: { type: 'boolean', default: true, description: 'largest first' },
-        },
-        required: ['rows', 'by'],
-        additionalProperties: false,
-      },
-      output: {
-        type: 'object',
-        properties: { rows, count: { type: 'integer' } },
-        required: ['rows', 'count'],
-      },
+      params: s.object({
+        rows,
+        by: s.string({ description: 'the numeric field to rank by' }),
+        top: s.integer({ minimum: 1, maximum: 100000, default: 5, description: 'how many rows' }),
+        descending: s.boolean({ default: true, description: 'largest first' }),
+      }),
+      output: s.object({ rows, count: s.integer({ description: 'how many rows were picked' }) }),
       examples: [
         {
           description: 'the two wettest months',
@@ -69,28 +60,20 @@ export default definePlugin({
         ranked.sort((a, b) => (descending ? b[by] - a[by] : a[by] - b[by]));
         const picked = ranked.slice(0, top);
         ctx.metric('rows', rows.length);
+        ctx.progress(1, `ranked ${ranked.length} rows`);
         ctx.log.info(`ranked ${ranked.length} rows by ${by}`);
         return { rows: picked, count: picked.length };
       },
     },
     markdown: {
       description: 'Renders rows as a Markdown table of the given columns',
-      params: {
-        type: 'object',
-        properties: {
-          rows,
-          columns: { type: 'array', items: { type: 'string' }, minItems: 1, description: 'the columns, in order' },
-          title: { type: 'string', description: 'a heading above the table' },
-          digits: { type: 'integer', minimum: 0, maximum: 12, default: 1, description: 'decimals for numbers' },
-        },
-        required: ['rows', 'columns'],
-        additionalProperties: false,
-      },
-      output: {
-        type: 'object',
-        properties: { text: { type: 'string' }, lines: { type: 'integer' } },
-        required: ['text', 'lines'],
-      },
+      params: s.object({
+        rows,
+        columns: s.array(s.string(), { minItems: 1, description: 'the columns, in order' }),
+        title: s.optional(s.string({ description: 'a heading above the table' })),
+        digits: s.integer({ minimum: 0, maximum: 12, default: 1, description: 'decimals for numbers' }),
+      }),
+      output: s.object({ text: s.string(), lines: s.integer({ description: 'lines of text' }) }),
       examples: [
         {
           description: 'two columns, numbers to one decimal',
@@ -112,10 +95,14 @@ export default definePlugin({
         if (title) lines.push(`## ${title}`, '');
         lines.push(`| ${columns.join(' | ')} |`, `|${columns.map(() => '---').join('|')}|`);
         rows.forEach((row, i) => {
-          if (i % EVERY === 0) ctx.checkCancelled();
+          if (i % EVERY === 0) {
+            ctx.checkCancelled();
+            ctx.progress(i / Math.max(rows.length, 1), `row ${i}`);
+          }
           lines.push(`| ${columns.map((c) => cell(row[c])).join(' | ')} |`);
         });
         ctx.metric('rows', rows.length);
+        ctx.progress(1, `${rows.length} rows`);
         return { text: `${lines.join('\n')}\n`, lines: lines.length };
       },
     },

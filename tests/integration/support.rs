@@ -116,3 +116,12 @@ pub fn sdk(lang: &str) -> PathBuf {
     });
     if lang == "python" { repo_root().join("target/python-sdk/bin/python") } else { PathBuf::from("node") }
 }
+
+/// The compiled-component cache shared by the tests that run whole workflows
+/// over [`built_plugins`] (`target/test-component-cache`): every `plexus run`
+/// loads every plugin, and the Python and JavaScript components take seconds
+/// each to compile, so they are compiled once per test run. The cache is safe
+/// for concurrent use (entries are written to a temporary file and renamed).
+pub fn component_cache() -> PathBuf {
+    repo_root().join("target").join("test-component-cache")
+}

@@ -1,17 +1,20 @@
 //! The three example workflows, run end to end through `plexus run` on the
 //! real dataset, with the example plugins built from source.
 
-use crate::support::{built_plugins, repo_root};
+use crate::support::{built_plugins, component_cache, repo_root};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn plexus(args: &[&str], cache: &Path) -> Output {
+/// `plexus ARGS` over the built example plugins, with the tests' shared
+/// component cache (the Python and JavaScript components take seconds each to
+/// compile: once per test run, not once per test).
+fn plexus(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_plexus"))
         .args(args)
         .arg("--plugins-dir")
         .arg(built_plugins())
-        .env("PLEXUS_CACHE_DIR", cache)
+        .env("PLEXUS_CACHE_DIR", component_cache())
         .env_remove("RUST_LOG")
         .current_dir(repo_root())
         .output()
@@ -31,17 +34,14 @@ fn the_main_pipeline_normalises_every_row_of_the_real_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     let output = tmp.path().join("normalized.csv");
     let json = tmp.path().join("results.json");
-    let run = plexus(
-        &[
-            "run",
-            "examples/pipeline.yaml",
-            "--input",
-            &format!("output={}", output.display()),
-            "--output",
-            json.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+    let run = plexus(&[
+        "run",
+        "examples/pipeline.yaml",
+        "--input",
+        &format!("output={}", output.display()),
+        "--output",
+        json.to_str().unwrap(),
+    ]);
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
     let summary = String::from_utf8_lossy(&run.stdout);
     assert!(summary.starts_with("STEP") && summary.contains("workflow weather-pipeline completed"), "{summary}");
@@ -108,19 +108,16 @@ fn the_climate_example_runs_python_javascript_native_and_rust_wasm_steps_togethe
     let tmp = tempfile::tempdir().unwrap();
     let output = tmp.path().join("monthly.csv");
     let json = tmp.path().join("results.json");
-    let run = plexus(
-        &[
-            "run",
-            "examples/climate.yaml",
-            "--input",
-            &format!("output={}", output.display()),
-            "--input",
-            "top=3",
-            "--output",
-            json.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+    let run = plexus(&[
+        "run",
+        "examples/climate.yaml",
+        "--input",
+        &format!("output={}", output.display()),
+        "--input",
+        "top=3",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
     assert_eq!(
         run.status.code(),
         Some(0),
@@ -165,7 +162,7 @@ fn the_climate_example_runs_python_javascript_native_and_rust_wasm_steps_togethe
 fn the_parallel_example_joins_three_branches() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("report.json");
-    let run = plexus(&["run", "examples/parallel.yaml", "--json", "--output", json.to_str().unwrap()], tmp.path());
+    let run = plexus(&["run", "examples/parallel.yaml", "--json", "--output", json.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
     let r = results(&json);
     let printed: Value = serde_json::from_slice(&run.stdout).unwrap();
@@ -178,7 +175,7 @@ fn the_parallel_example_joins_three_branches() {
     assert_eq!(report["temp_max_by_weather"]["snow"]["count"], 23);
     assert_eq!(report["precipitation_by_weather"]["sun"]["count"], 714);
     // `--outputs-only`: the outputs object alone.
-    let only = plexus(&["run", "examples/parallel.yaml", "--json", "--outputs-only"], tmp.path());
+    let only = plexus(&["run", "examples/parallel.yaml", "--json", "--outputs-only"]);
     assert_eq!(only.status.code(), Some(0), "{}", String::from_utf8_lossy(&only.stderr));
     let outputs: Value = serde_json::from_slice(&only.stdout).unwrap();
     assert_eq!(
@@ -203,8 +200,7 @@ fn the_robust_example_retries_tolerates_and_compensates() {
     let output = tmp.path().join("rainy.csv");
     let json = tmp.path().join("robust.json");
     let out_arg = format!("output={}", output.display());
-    let run =
-        plexus(&["run", "examples/robust.yaml", "--input", &out_arg, "--output", json.to_str().unwrap()], tmp.path());
+    let run = plexus(&["run", "examples/robust.yaml", "--input", &out_arg, "--output", json.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(8), "failed and rolled back: {}", String::from_utf8_lossy(&run.stderr));
     let r = results(&json);
     assert_eq!(r["status"], "failed");
@@ -218,8 +214,7 @@ fn the_robust_example_retries_tolerates_and_compensates() {
     assert!(!output.exists(), "the compensation removed the saved file");
 
     // Without the failing step the same workflow completes and keeps its file.
-    let run =
-        plexus(&["run", "examples/robust.yaml", "--input", &out_arg, "--input", "publish_fails=false"], tmp.path());
+    let run = plexus(&["run", "examples/robust.yaml", "--input", &out_arg, "--input", "publish_fails=false"]);
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stdout));
     let rows = csv_rows(&output);
     assert_eq!(rows.len() - 1, 259, "rainy days in the dataset");
@@ -229,26 +224,26 @@ fn the_robust_example_retries_tolerates_and_compensates() {
 fn workflow_validate_plan_and_graph() {
     let tmp = tempfile::tempdir().unwrap();
     for example in ["examples/pipeline.yaml", "examples/parallel.yaml", "examples/robust.yaml"] {
-        let v = plexus(&["workflow", "validate", example], tmp.path());
+        let v = plexus(&["workflow", "validate", example]);
         assert_eq!(v.status.code(), Some(0), "{example}: {}", String::from_utf8_lossy(&v.stderr));
     }
-    let plan = plexus(&["workflow", "plan", "examples/parallel.yaml", "--json"], tmp.path());
+    let plan = plexus(&["workflow", "plan", "examples/parallel.yaml", "--json"]);
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(
         plan["stages"],
         serde_json::json!([["load"], ["temperature", "precipitation", "windy_days"], ["report"]])
     );
-    let dot = plexus(&["workflow", "graph", "examples/parallel.yaml", "--format", "dot"], tmp.path());
+    let dot = plexus(&["workflow", "graph", "examples/parallel.yaml", "--format", "dot"]);
     assert!(String::from_utf8_lossy(&dot.stdout).contains("\"temperature\" -> \"report\";"));
 
     let bad = tmp.path().join("bad.yaml");
     std::fs::write(&bad, "id: bad\nsteps:\n  - id: a\n    plugin_id: plexus.csv\n    method_name: explode\n  - id: b\n    plugin_id: plexus.csv\n    method_name: load\n    dependencies: [nowhere]\n").unwrap();
-    let v = plexus(&["workflow", "validate", bad.to_str().unwrap()], tmp.path());
+    let v = plexus(&["workflow", "validate", bad.to_str().unwrap()]);
     assert_eq!(v.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&v.stderr);
     assert!(stderr.contains("bad.yaml:5: step `a`") && stderr.contains("explode"), "{stderr}");
     assert!(stderr.contains("bad.yaml:9: step `b`") && stderr.contains("nowhere"), "{stderr}");
-    let run = plexus(&["run", bad.to_str().unwrap()], tmp.path());
+    let run = plexus(&["run", bad.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(1), "an invalid workflow does not run");
 }
 
@@ -281,23 +276,25 @@ steps:
     let child = Command::new(env!("CARGO_BIN_EXE_plexus"))
         .args(["run", wf.to_str().unwrap(), "--output", json.to_str().unwrap(), "--plugins-dir"])
         .arg(built_plugins())
-        .env("PLEXUS_CACHE_DIR", tmp.path())
+        .env("PLEXUS_CACHE_DIR", component_cache())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the first step has saved its file, then interrupt.
+    // Wait until the first step has saved its file (loading every plugin may
+    // first compile components), then interrupt.
     let started = std::time::Instant::now();
     while !marker.exists() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the run never saved its file");
+        assert!(started.elapsed() < std::time::Duration::from_secs(180), "the run never saved its file");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
+    let interrupted = std::time::Instant::now();
     let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(started.elapsed() < std::time::Duration::from_secs(15), "cancel did not stop the sleeping step");
+    assert!(interrupted.elapsed() < std::time::Duration::from_secs(15), "cancel did not stop the sleeping step");
     let r = results(&json);
     assert_eq!(r["status"], "cancelled");
     assert_eq!(step(&r, "wait")["status"], "cancelled");

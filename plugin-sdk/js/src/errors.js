@@ -45,7 +45,7 @@ export class PluginError extends Error {
   }
 
   /** The call stopped because the host asked (see `ctx.checkCancelled()`). */
-  static cancelled(message = 'cancelled') {
+  static cancelled(message = 'stopped: the host asked the operation to stop') {
     return new PluginError(ErrorKind.CANCELLED, message);
   }
 

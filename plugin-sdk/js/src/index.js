@@ -10,6 +10,7 @@ import { ErrorKind, PluginError } from './errors.js';
 import { validate } from './schema.js';
 
 export { ErrorKind, PluginError } from './errors.js';
+export { s } from './builders.js';
 
 /** The `plexus:plugin` contract version this SDK implements (`wit/plexus-plugin.wit`). */
 export const CONTRACT_VERSION = '0.2.0';
@@ -34,13 +35,19 @@ export class Context {
    * @param {object} services log, stateGet, stateSet, reportProgress, isCancelled (the WIT host interface)
    */
   constructor(ectx, services) {
+    /** This execution's id. */
     this.executionId = ectx.executionId;
+    /** The workflow's id, when the call is a workflow step. */
     this.workflowId = ectx.workflowId;
+    /** The step's id, when the call is a workflow step. */
     this.stepId = ectx.stepId;
+    /** The scheduled task's id, when a schedule made the call. */
     this.taskId = ectx.taskId;
+    /** 1 for the first attempt, 2 for the first retry, ... */
     this.attempt = ectx.attempt;
     /** The deadline in ms since the Unix epoch, or undefined. */
     this.deadlineMs = ectx.deadlineMs === undefined ? undefined : Number(ectx.deadlineMs);
+    /** The operation called. */
     this.operation = ectx.operation;
     /** Outputs of upstream steps, keyed by step id. */
     this.upstream = parseOr(ectx.upstream, {});
@@ -48,7 +55,11 @@ export class Context {
     this.config = parseOr(ectx.config, {});
     this._services = services;
     this._metrics = [];
-    const log = (level, message) => services.log(level, String(message));
+    const log = (level, message) => {
+      // The component's host would trap on a level outside the WIT enum.
+      if (!LEVELS.includes(level)) throw PluginError.failed(`ctx.log: unknown level ${JSON.stringify(level)} (${LEVELS.join(', ')})`);
+      services.log(level, String(message));
+    };
     for (const level of LEVELS) log[level] = (message) => log(level, message);
     /** `ctx.log(level, message)` or `ctx.log.info(message)` (trace, debug, info, warn, error). */
     this.log = log;
@@ -83,10 +94,17 @@ export class Context {
     return this.deadlineMs === undefined ? undefined : this.deadlineMs - Date.now();
   }
 
-  /** Record a metric returned with the result (a finite number). */
+  /**
+   * Record a named number returned with the result (the call-output's
+   * metrics), e.g. `ctx.metric('rows', 1461)`. A value that is not a finite
+   * number is left out, with a warning in the log.
+   */
   metric(name, value) {
-    const v = Number(value);
-    if (!Number.isFinite(v)) throw new TypeError(`metric ${name}: ${value} is not a finite number`);
+    const v = typeof value === 'bigint' ? Number(value) : value;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      this.log.warn(`metric \`${name}\`: ${String(value)} is not a finite number; left out`);
+      return;
+    }
     this._metrics.push({ name: String(name), value: v });
   }
 }
@@ -188,7 +206,13 @@ export async function dispatch(plugin, ectx, services) {
     if (op.params !== undefined) params = validate(op.params, params ?? {}, '');
     const ctx = new Context(ectx, services);
     const result = await op.run(ctx, params);
-    const output = JSON.stringify(result === undefined ? null : result);
+    let output;
+    try {
+      output = JSON.stringify(result === undefined ? null : result);
+    } catch (e) {
+      // A BigInt or a cycle: the plugin's fault, not the input's.
+      throw PluginError.failed(`operation \`${op.name}\` returned a value JSON cannot hold: ${e.message}`);
+    }
     if (output === undefined) throw PluginError.failed(`operation \`${op.name}\` returned a value JSON cannot hold`);
     return { output, metrics: ctx._metrics };
   } catch (e) {

@@ -87,12 +87,23 @@ export function validate(schema, value, path, depth = 0) {
   if (kindOf(value) === 'object') {
     const properties = schema.properties ?? {};
     let copy = null;
+    if (schema.additionalProperties === false) {
+      // Before `required`: a misspelled key is both unknown and a missing one, and this says which.
+      const unknown = Object.keys(value).find((key) => !Object.hasOwn(properties, key));
+      if (unknown !== undefined) {
+        const known = Object.keys(properties);
+        throw PluginError.invalidInput(
+          `\`${path === '' ? unknown : `${path}.${unknown}`}\` is not ${path === '' ? 'a parameter' : 'a field here'}` +
+            `${known.length ? ` (expected: ${known.join(', ')})` : ''}`,
+        );
+      }
+    }
     for (const key of schema.required ?? []) {
-      if (!(key in value) && properties[key]?.default === undefined) throw bad(`missing required \`${key}\``);
+      if (!Object.hasOwn(value, key) && properties[key]?.default === undefined) throw bad(`missing required \`${key}\``);
     }
     for (const [key, sub] of Object.entries(properties)) {
       const at = path === '' ? key : `${path}.${key}`;
-      if (key in value) {
+      if (Object.hasOwn(value, key)) {
         const checked = validate(sub, value[key], at, depth + 1);
         if (checked !== value[key]) (copy ??= { ...value })[key] = checked;
       } else if (sub && sub.default !== undefined) {
@@ -100,14 +111,8 @@ export function validate(schema, value, path, depth = 0) {
       }
     }
     for (const key of Object.keys(value)) {
-      if (key in properties) continue;
+      if (Object.hasOwn(properties, key)) continue;
       const at = path === '' ? key : `${path}.${key}`;
-      if (schema.additionalProperties === false) {
-        const known = Object.keys(properties);
-        throw PluginError.invalidInput(
-          `\`${at}\` is not a parameter here${known.length ? ` (expected: ${known.join(', ')})` : ''}`,
-        );
-      }
       if (schema.additionalProperties && typeof schema.additionalProperties === 'object') {
         const checked = validate(schema.additionalProperties, value[key], at, depth + 1);
         if (checked !== value[key]) (copy ??= { ...value })[key] = checked;

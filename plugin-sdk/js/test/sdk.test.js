@@ -3,12 +3,13 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { capability, definePlugin, ErrorKind, PluginError, validate } from '../src/index.js';
+import { bundle, readProject } from '../src/build.js';
+import { capability, definePlugin, ErrorKind, PluginError, s, validate } from '../src/index.js';
 import { TestHost } from '../src/testing.js';
 
 const SDK = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -88,11 +89,22 @@ test('parameters are checked and defaults filled in', async () => {
   for (const [params, message] of [
     [{}, /missing required `a`/],
     [{ a: 'x' }, /`a`: expected number, got a string "x"/],
-    [{ a: 1, c: 2 }, /`c` is not a parameter here \(expected: a, b\)/],
+    [{ a: 1, c: 2 }, /`c` is not a parameter \(expected: a, b\)/],
     [[1], /the parameters: expected object, got an array/],
   ]) {
     await assert.rejects(host.call('add', params), (e) => e instanceof PluginError && e.kind === 'invalid-input' && message.test(e.message));
   }
+});
+
+test('a misspelled key is named as unknown, not as the missing one; inherited names are not properties', () => {
+  const schema = { type: 'object', properties: { name: { type: 'string' } }, required: ['name'], additionalProperties: false };
+  assert.throws(() => validate(schema, { nmae: 'Ada' }, ''), /`nmae` is not a parameter \(expected: name\)/);
+  assert.throws(() => validate(schema, { name: 'Ada', toString: 1 }, ''), /`toString` is not a parameter/);
+  assert.throws(() => validate({ type: 'object', required: ['constructor'] }, {}, ''), /missing required `constructor`/);
+  const nested = { type: 'object', properties: { row: { type: 'object', properties: { a: {} }, additionalProperties: false } } };
+  assert.throws(() => validate(nested, { row: { b: 1 } }, ''), /`row\.b` is not a field here \(expected: a\)/);
+  const typed = { type: 'object', additionalProperties: { type: 'integer' } };
+  assert.throws(() => validate(typed, { x: 1, y: 'z' }, ''), /`y`: expected integer, got a string "z"/);
 });
 
 test('validation names nested fields and checks bounds', () => {
@@ -160,13 +172,228 @@ test('the packaged WIT is the top-level one', () => {
   assert.match(packaged, /package plexus:plugin@0\.2\.0;/);
 });
 
-test('npm pack carries a real copy of the WIT, and the link is back after', () => {
+test('npm pack carries a real copy of the WIT (packed from a copy of the SDK, so this tree is untouched)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'plexus-sdk-pack-'));
-  const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: SDK, stdio: ['ignore', 'pipe', 'ignore'] }));
-  execFileSync('tar', ['-xzf', join(dir, packed.filename), '-C', dir]);
   const top = readFileSync(join(SDK, '..', '..', 'wit', 'plexus-plugin.wit'), 'utf8');
+  mkdirSync(join(dir, 'wit'));
+  writeFileSync(join(dir, 'wit', 'plexus-plugin.wit'), top);
+  const copy = join(dir, 'plugin-sdk', 'js');
+  for (const item of ['package.json', 'README.md', 'index.d.ts', 'testing.d.ts', 'src']) cpSync(join(SDK, item), join(copy, item), { recursive: true });
+  symlinkSync('../../wit', join(copy, 'wit'));
+  const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: copy, stdio: ['ignore', 'pipe', 'ignore'] }));
+  assert.ok(packed.files.some((f) => f.path === 'wit/plexus-plugin.wit'), 'the tarball lists wit/plexus-plugin.wit');
+  execFileSync('tar', ['-xzf', join(dir, packed.filename), '-C', dir]);
   assert.equal(readFileSync(join(dir, 'package', 'wit', 'plexus-plugin.wit'), 'utf8'), top);
-  assert.ok(lstatSync(join(SDK, 'wit')).isSymbolicLink(), 'postpack restores the link to the top-level wit/');
+  assert.ok(lstatSync(join(copy, 'wit')).isSymbolicLink(), 'postpack puts the link back');
+});
+
+test('schema builders make plain JSON Schemas; optional and defaulted properties are not required', async () => {
+  const params = s.object({
+    rows: s.array(s.object({ date: s.string(), n: s.optional(s.number({ minimum: 0 })) })),
+    top: s.integer({ minimum: 1, default: 5 }),
+    order: s.enum(['asc', 'desc'], { default: 'desc' }),
+    title: s.optional(s.string()),
+    extra: s.object(),
+    anything: s.optional(s.any({ description: 'any JSON' })),
+  });
+  assert.deepEqual(JSON.parse(JSON.stringify(params)), {
+    type: 'object',
+    properties: {
+      rows: {
+        type: 'array',
+        items: {
+          type: 'object',
+          properties: { date: { type: 'string' }, n: { type: 'number', minimum: 0 } },
+          required: ['date'],
+          additionalProperties: false,
+        },
+      },
+      top: { type: 'integer', minimum: 1, default: 5 },
+      order: { enum: ['asc', 'desc'], default: 'desc' },
+      title: { type: 'string' },
+      extra: { type: 'object' },
+      anything: { description: 'any JSON' },
+    },
+    required: ['rows', 'extra'],
+    additionalProperties: false,
+  });
+  const p = definePlugin({ id: 'b', name: 'b', version: '1', operations: { echo: { params, run: (ctx, x) => x } } });
+  const host = new TestHost(p);
+  assert.deepEqual(await host.call('echo', { rows: [], extra: { any: 1 } }), { rows: [], extra: { any: 1 }, top: 5, order: 'desc' });
+  const rows = [0, 1, 2, 3].map((i) => ({ date: `2012-01-0${i + 1}` }));
+  rows[3] = { date: 20120104 };
+  await assert.rejects(host.call('echo', { rows, extra: {} }), (e) => e.kind === 'invalid-input' && /`rows\[3\]\.date`: expected string/.test(e.message));
+  await assert.rejects(host.call('echo', { rows: [], extra: {}, order: 'up' }), /`order`: must be one of "asc", "desc"/);
+  assert.deepEqual(s.array(), { type: 'array' });
+  assert.equal(s.optional(s.string()).type, 'string');
+});
+
+test('a plugin that breaks the contract gets a failed error, not a trap', async () => {
+  const p = definePlugin({
+    id: 'c',
+    name: 'c',
+    version: '1',
+    operations: {
+      bigint: { run: () => ({ n: 1n }) },
+      cycle: {
+        run: () => {
+          const o = {};
+          o.o = o;
+          return o;
+        },
+      },
+      level: { run: (ctx) => ctx.log('verbose', 'x') },
+      nan: {
+        run: (ctx) => {
+          ctx.metric('bad', NaN);
+          ctx.metric('big', 3n);
+          ctx.metric('good', 1.5);
+          return null;
+        },
+      },
+      nothing: { run: () => undefined },
+    },
+  });
+  const host = new TestHost(p);
+  for (const op of ['bigint', 'cycle', 'level']) {
+    await assert.rejects(host.call(op), (e) => e instanceof PluginError && e.kind === 'failed', op);
+  }
+  assert.equal(await host.call('nan'), null);
+  assert.deepEqual(host.metrics, { big: 3, good: 1.5 });
+  assert.match(host.logs.at(-1).message, /metric `bad`: NaN is not a finite number/);
+  assert.equal(await host.call('nothing'), null);
+});
+
+test('PluginError: constructors, kinds, data, and the mapping of thrown values', () => {
+  assert.deepEqual(PluginError.failed('x', { retryable: true }).toData(), { kind: 'failed', message: 'x', retryable: true });
+  assert.equal(PluginError.notFound('f').kind, 'not-found');
+  assert.equal(PluginError.cancelled().kind, 'cancelled');
+  assert.match(PluginError.unsupportedOperation('op').message, /`op`/);
+  assert.throws(() => new PluginError('oops', 'x'), TypeError);
+  assert.equal(PluginError.from(new RangeError('r')).kind, 'invalid-input');
+  assert.equal(PluginError.from(new TypeError('t')).message, 'TypeError: t');
+  assert.equal(PluginError.from({ kind: 'not-found', message: 'gone' }).kind, 'not-found');
+  assert.equal(PluginError.from(42).message, '42');
+  assert.ok(PluginError.from(undefined) instanceof PluginError);
+});
+
+test('context: ids, deadline as a number, remaining time, progress clamped, state JSON-encoded', async () => {
+  const p = definePlugin({
+    id: 'ctx',
+    name: 'ctx',
+    version: '1',
+    operations: {
+      look: {
+        run(ctx) {
+          ctx.progress(7, 'over');
+          ctx.progress(-1);
+          ctx.state.set('obj', { a: [1, 'x'] });
+          ctx.state.set('undef', undefined);
+          return {
+            ids: [ctx.executionId, ctx.workflowId, ctx.stepId, ctx.taskId, ctx.attempt, ctx.operation],
+            deadline: typeof ctx.deadlineMs,
+            remaining: ctx.remainingMs() > 0,
+            missing: ctx.state.get('missing') === undefined,
+          };
+        },
+      },
+    },
+  });
+  const host = new TestHost(p, { workflowId: 'wf', stepId: 'st' });
+  const out = await host.call('look', {}, { attempt: 3, deadlineMs: Date.now() + 60_000 });
+  assert.deepEqual(out, { ids: ['test-1', 'wf', 'st', null, 3, 'look'], deadline: 'number', remaining: true, missing: true });
+  assert.deepEqual(host.progress, [
+    { fraction: 1, message: 'over' },
+    { fraction: 0, message: '' },
+  ]);
+  assert.equal(host.state.get('obj'), '{"a":[1,"x"]}');
+  assert.equal(host.state.get('undef'), 'null');
+});
+
+test('an example without an output only has to succeed', async () => {
+  const p = definePlugin({ id: 'e', name: 'e', version: '1', operations: { one: { run: () => 1, examples: [{ params: {} }] } } });
+  assert.equal(await new TestHost(p).checkExamples(), 1);
+});
+
+test('the bundle is one module whose only import is the host interface; CommonJS dependencies are bundled', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'plexus-sdk-bundle-'));
+  mkdirSync(join(dir, 'node_modules', 'cjs-only'), { recursive: true });
+  writeFileSync(join(dir, 'node_modules', 'cjs-only', 'package.json'), JSON.stringify({ name: 'cjs-only', version: '1.0.0', main: 'lib.js' }));
+  writeFileSync(join(dir, 'node_modules', 'cjs-only', 'lib.js'), 'exports.twice = (x) => 2 * x;\n');
+  writeFileSync(
+    join(dir, 'app.js'),
+    `import { twice } from 'cjs-only';
+import { definePlugin } from ${JSON.stringify(join(SDK, 'src', 'index.js'))};
+export default definePlugin({ id: 't.b', name: 'b', version: '1', operations: { twice: { run: (ctx, { x }) => twice(x) } } });
+`,
+  );
+  const out = join(dir, 'bundle.js');
+  await bundle(readProject(dir), out);
+  const text = readFileSync(out, 'utf8');
+  const imports = [...text.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
+  assert.deepEqual(imports, ['plexus:plugin/host@0.2.0']);
+  assert.match(text, /export \{\s*guest\s*\}/);
+  const guest = (await import(`data:text/javascript,${encodeURIComponent(text.replace(/^import .*$/m, 'const host = globalThis.__host;'))}`)).guest;
+  assert.ok(guest, 'the bundle exports guest');
+
+  writeFileSync(join(dir, 'app.js'), `import 'plexus:plugin/types@0.2.0';\nexport default 1;\n`);
+  await assert.rejects(bundle(readProject(dir), out), /imports plexus:plugin\/types@0.2.0: a component can import only plexus:plugin\/host@0.2.0/);
+  writeFileSync(join(dir, 'app.js'), `import { readFileSync } from 'node:fs';\nexport default readFileSync;\n`);
+  await assert.rejects(bundle(readProject(dir), out), /bundling failed: .*node:fs/);
+});
+
+test('the glue hands the host a plugin-error record for every failure', async () => {
+  const { makeGuest } = await import('../src/glue.js');
+  const logs = [];
+  const guest = makeGuest(plugin, {
+    log: (level, message) => logs.push([level, message]),
+    stateGet: () => undefined,
+    stateSet: () => {},
+    reportProgress: () => {},
+    isCancelled: () => false,
+  });
+  assert.equal(guest.describe().id, 'test.sdk');
+  const ectx = (operation, params) => ({ executionId: 'e', attempt: 1, operation, parameters: JSON.stringify(params), upstream: '{}', config: '{}' });
+  assert.deepEqual(await guest.call(ectx('add', { a: 1 })), { output: '11', metrics: [{ name: 'a', value: 1 }] });
+  for (const [op, params, kind] of [
+    ['nope', {}, 'unsupported-operation'],
+    ['add', {}, 'invalid-input'],
+    ['throws', { what: 'plain' }, 'failed'],
+  ]) {
+    await assert.rejects(guest.call(ectx(op, params)), (e) => {
+      assert.deepEqual(Object.keys(e).sort(), ['kind', 'message', 'retryable']);
+      assert.equal(e.kind, kind);
+      return true;
+    });
+  }
+  assert.match(logs.at(-1)[1], /^throws: Error: boom/, 'the stack of an unexpected error is logged at debug');
+  await assert.rejects(guest.call({ ...ectx('add', {}), parameters: '{' }), (e) => e.kind === 'invalid-input' && /not JSON/.test(e.message));
+});
+
+test('build says how to install the SDK when its dependencies are missing', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'plexus-sdk-nodeps-'));
+  const copy = join(dir, 'plugin-sdk', 'js');
+  cpSync(join(SDK, 'src'), join(copy, 'src'), { recursive: true });
+  cpSync(join(SDK, 'package.json'), join(copy, 'package.json'));
+  const project = join(dir, 'p');
+  mkdirSync(project);
+  writeFileSync(
+    join(project, 'app.js'),
+    `import { definePlugin } from ${JSON.stringify(join(copy, 'src', 'index.js'))};
+export default definePlugin({ id: 'x', name: 'x', version: '1', operations: {} });
+`,
+  );
+  assert.throws(
+    () => execFileSync(process.execPath, [join(copy, 'src', 'cli.js'), 'build', project], { stdio: 'pipe' }),
+    (e) => {
+      const err = e.stderr.toString();
+      assert.equal(e.status, 1);
+      assert.equal(err.trim().split('\n').length, 1, err);
+      assert.match(err, /dependency (esbuild|@bytecodealliance\/componentize-js) is not installed: run `npm install` in /);
+      return true;
+    },
+  );
+  assert.ok(!existsSync(join(project, 'target')));
 });
 
 test('describe and build refuse what is not a plugin, in one line', () => {
@@ -178,37 +405,148 @@ test('describe and build refuse what is not a plugin, in one line', () => {
     (e) => e.status === 1 && /the default export is not a plugin/.test(e.stderr.toString()),
   );
   assert.throws(
-    () => execFileSync(process.execPath, [cli, 'frobnicate'], { stdio: 'pipe' }),
-    (e) => e.status === 2 && /unknown command/.test(e.stderr.toString()),
+    () => execFileSync(process.execPath, [cli, 'build', dir], { stdio: 'pipe' }),
+    (e) => e.status === 1 && /the default export is not a plugin/.test(e.stderr.toString()),
+  );
+  assert.throws(
+    () => execFileSync(process.execPath, [cli, 'build', join(dir, 'nowhere')], { stdio: 'pipe' }),
+    (e) => e.status === 1 && /nowhere does not exist/.test(e.stderr.toString()),
+  );
+  assert.throws(
+    () => execFileSync(process.execPath, [cli, 'build', dir, '--entry', 'main.js'], { stdio: 'pipe' }),
+    (e) => e.status === 1 && /main\.js does not exist: the plugin's module/.test(e.stderr.toString()),
+  );
+  for (const args of [['frobnicate'], ['build', '--http', '--no-http'], ['build', '--bogus'], ['build', 'a', 'b']]) {
+    assert.throws(
+      () => execFileSync(process.execPath, [cli, ...args], { stdio: 'pipe' }),
+      (e) => e.status === 2,
+      args.join(' '),
+    );
+  }
+});
+
+test('describe prints the metadata with schemas as objects', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'plexus-sdk-describe-'));
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'd', version: '0.3.0', plexus: { entry: 'src/main.js' } }));
+  mkdirSync(join(dir, 'src'));
+  writeFileSync(
+    join(dir, 'src', 'main.js'),
+    `import { definePlugin, s } from ${JSON.stringify(join(SDK, 'src', 'index.js'))};
+export default definePlugin({ id: 't.d', name: 'd', version: '0.3.0', operations: { go: { params: s.object({ a: s.string() }), run: () => 1 } } });
+`,
+  );
+  const out = JSON.parse(execFileSync(process.execPath, [join(SDK, 'src', 'cli.js'), 'describe', dir]).toString());
+  assert.equal(out.contractVersion, '0.2.0');
+  assert.deepEqual(out.operations[0].paramsSchema.required, ['a']);
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'd', version: '0.4.0', plexus: { entry: 'src/main.js' } }));
+  assert.throws(
+    () => execFileSync(process.execPath, [join(SDK, 'src', 'cli.js'), 'describe', dir], { stdio: 'pipe' }),
+    (e) => /version 0\.3\.0 differs from package\.json's 0\.4\.0/.test(e.stderr.toString()),
   );
 });
 
-test('a built component runs in plexus', { skip: !process.env.PLEXUS_BIN && 'set PLEXUS_BIN to a plexus binary' }, () => {
+test('a built component runs in plexus: outputs, metrics, defaults, and every error kind as data', { skip: !process.env.PLEXUS_BIN && 'set PLEXUS_BIN to a plexus binary' }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'plexus-sdk-build-'));
   writeFileSync(
     join(dir, 'app.js'),
-    `import { definePlugin } from ${JSON.stringify(join(SDK, 'src', 'index.js'))};
+    `import { definePlugin, PluginError, s } from ${JSON.stringify(join(SDK, 'src', 'index.js'))};
 export default definePlugin({ id: 'test.built', name: 'built', version: '0.1.0', operations: {
-  add: { params: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number', default: 1 } }, required: ['a'] },
-         run: (ctx, { a, b }) => { ctx.log.info('adding'); ctx.metric('a', a); return { sum: a + b }; } } } });
+  add: { params: s.object({ a: s.number(), b: s.number({ default: 1 }) }),
+         run: (ctx, { a, b }) => { ctx.log.info('adding'); ctx.progress(0.5, 'half'); ctx.metric('a', a); return { sum: a + b }; } },
+  state: { run: async (ctx) => { await null; ctx.state.set('k', { n: 1 }); return { back: ctx.state.get('k'), cancelled: ctx.isCancelled(), deadline: typeof ctx.deadlineMs }; } },
+  fail: { params: s.object({ how: s.enum(['type', 'plain', 'retry', 'missing']) }),
+          run: (ctx, { how }) => {
+            if (how === 'type') null.x;
+            if (how === 'retry') throw PluginError.failed('later', { retryable: true });
+            if (how === 'missing') throw PluginError.notFound('no such thing');
+            throw new Error('boom');
+          } },
+} });
 `,
   );
   const out = join(dir, 'built.wasm');
   const printed = execFileSync(process.execPath, [join(SDK, 'src', 'cli.js'), 'build', dir, '--out', out], { stdio: ['ignore', 'pipe', 'inherit'] });
   assert.equal(printed.toString().trim(), out);
-  const call = (params) =>
-    JSON.parse(
-      execFileSync(process.env.PLEXUS_BIN, ['call', '--artifact', out, 'add', '--params', JSON.stringify(params), '--json', '--cache-dir', join(dir, 'cache')], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }).toString(),
-    );
-  const ok = call({ a: 2 });
+  const call = (operation, params) => {
+    const args = ['call', '--artifact', out, operation, '--params', JSON.stringify(params), '--json', '--cache-dir', join(dir, 'cache')];
+    try {
+      return JSON.parse(execFileSync(process.env.PLEXUS_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString());
+    } catch (e) {
+      if (!e.stdout?.length) throw new Error(`${operation}: ${e.stderr}`);
+      return JSON.parse(e.stdout.toString());
+    }
+  };
+  const ok = call('add', { a: 2 });
   assert.deepEqual([ok.ok, ok.output, ok.metrics], [true, { sum: 3 }, { a: 2 }]);
-  let failed;
+  assert.deepEqual(call('state', {}).output, { back: { n: 1 }, cancelled: false, deadline: 'number' });
+  // The host refuses an operation the metadata does not list before calling the plugin.
+  assert.equal(call('nope', {}).error.kind, 'operation-not-found');
+  const kinds = [
+    ['add', { a: 'x' }],
+    ['add', { a: 1, c: 2 }],
+    ['fail', { how: 'type' }],
+    ['fail', { how: 'plain' }],
+    ['fail', { how: 'retry' }],
+    ['fail', { how: 'missing' }],
+  ].map(([op, params]) => {
+    const { ok: fine, error } = call(op, params);
+    assert.equal(fine, false);
+    assert.ok(error.plugin_error, `${op} ${JSON.stringify(params)}: a plugin error, not ${JSON.stringify(error)}`);
+    return [error.plugin_error.kind, error.plugin_error.retryable];
+  });
+  assert.deepEqual(kinds, [
+    ['invalid-input', false],
+    ['invalid-input', false],
+    ['invalid-input', false],
+    ['failed', false],
+    ['failed', true],
+    ['not-found', false],
+  ]);
+});
+
+test('fetch() in a component built with http reaches what the manifest grants, and nothing else', { skip: !process.env.PLEXUS_BIN && 'set PLEXUS_BIN to a plexus binary' }, async () => {
+  const { createServer } = await import('node:http');
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  let served = 0;
+  const server = createServer((req, res) => {
+    served += 1;
+    res.end(`hello ${req.url}`);
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const port = server.address().port;
   try {
-    call({ a: 'x' });
-  } catch (e) {
-    failed = JSON.parse(e.stdout.toString());
+    const dir = mkdtempSync(join(tmpdir(), 'plexus-sdk-fetch-'));
+    writeFileSync(
+      join(dir, 'app.js'),
+      `import { definePlugin, s } from ${JSON.stringify(join(SDK, 'src', 'index.js'))};
+export default definePlugin({ id: 'test.fetch', name: 'fetch', version: '0.1.0', operations: {
+  get: { params: s.object({ url: s.string() }),
+         run: async (ctx, { url }) => {
+           try { const r = await fetch(url); return { status: r.status, body: await r.text() }; }
+           catch (e) { return { error: String(e) }; }
+         } } } });
+`,
+    );
+    execFileSync(process.execPath, [join(SDK, 'src', 'cli.js'), 'build', dir, '--http', '--out', join(dir, 'folder', 'fetch.wasm')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const call = async (grant) => {
+      writeFileSync(
+        join(dir, 'folder', 'plugin.toml'),
+        `id = "test.fetch"\nversion = "0.1.0"\nkind = "wasm"\nartifact = "fetch.wasm"\n[permissions]\nnetwork = ${grant}\n`,
+      );
+      const args = ['call', '--plugin-folder', join(dir, 'folder'), 'get', '--params', JSON.stringify({ url: `http://127.0.0.1:${port}/x` }), '--json', '--cache-dir', join(dir, 'cache')];
+      const { stdout } = await promisify(execFile)(process.env.PLEXUS_BIN, args);
+      return JSON.parse(stdout);
+    };
+    const granted = await call(`["127.0.0.1:${port}"]`);
+    assert.deepEqual(granted.output, { status: 200, body: 'hello /x' });
+    assert.equal(served, 1);
+    const other = await call(`["127.0.0.1:${port === 65535 ? 1 : port + 1}"]`);
+    assert.ok(other.output.error, JSON.stringify(other));
+    const none = await call('false');
+    assert.ok(none.output.error, JSON.stringify(none));
+    assert.equal(served, 1, 'a denied fetch never reached the server');
+  } finally {
+    server.close();
   }
-  assert.equal(failed.error.plugin_error.kind, 'invalid-input');
 });

@@ -29,6 +29,14 @@ test('the declared examples hold', async () => {
   assert.equal(await new TestHost(plugin).checkExamples(), 5);
 });
 
+test('the parameters schemas say what is required and what defaults', () => {
+  const ops = Object.fromEntries(new TestHost(plugin).describe().operations.map((op) => [op.name, op]));
+  assert.deepEqual(ops.rank.paramsSchema.required, ['rows', 'by']);
+  assert.equal(ops.rank.paramsSchema.properties.top.default, 5);
+  assert.equal(ops.rank.paramsSchema.additionalProperties, false);
+  assert.deepEqual(ops.markdown.paramsSchema.required, ['rows', 'columns']);
+});
+
 test('rank picks the wettest months of the real data, wettest first', async () => {
   const host = new TestHost(plugin);
   const rows = months();
@@ -67,14 +75,26 @@ test('a cancelled call stops with the cancelled kind', async () => {
 test('the built component gives what the test host gives', { skip: !process.env.PLEXUS_BIN && 'set PLEXUS_BIN to a plexus binary' }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'plexus-report-'));
   const wasm = join(dir, 'plexus_report.wasm');
+  // What `plexus plugin pack` runs.
   execFileSync('npx', ['--no-install', 'plexus-plugin-sdk', 'build', '.', '--out', wasm], { cwd: HERE, stdio: ['ignore', 'pipe', 'inherit'] });
-  const params = { rows: months(), by: 'precipitation_sum', top: 5 };
-  const printed = execFileSync(
-    process.env.PLEXUS_BIN,
-    ['call', '--artifact', wasm, 'rank', '--params', JSON.stringify(params), '--json', '--cache-dir', join(dir, 'cache')],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const result = JSON.parse(printed.toString());
-  assert.equal(result.ok, true);
-  assert.deepEqual(result.output, await new TestHost(plugin).call('rank', params));
+  const call = (operation, params) => {
+    const args = ['call', '--artifact', wasm, operation, '--params', JSON.stringify(params), '--json', '--cache-dir', join(dir, 'cache')];
+    try {
+      return JSON.parse(execFileSync(process.env.PLEXUS_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString());
+    } catch (e) {
+      if (!e.stdout?.length) throw e;
+      return JSON.parse(e.stdout.toString());
+    }
+  };
+  const ranked = { rows: months(), by: 'precipitation_sum', top: 5 };
+  const rank = call('rank', ranked);
+  assert.equal(rank.ok, true);
+  assert.deepEqual(rank.output, await new TestHost(plugin).call('rank', ranked));
+  assert.deepEqual(rank.metrics, { rows: 48 });
+  const table = { rows: rank.output.rows, columns: ['month', 'precipitation_sum'], title: 'Wettest months' };
+  assert.deepEqual(call('markdown', table).output, await new TestHost(plugin).call('markdown', table));
+  const refused = call('rank', { rows: [], by: 'x', top: 0 });
+  assert.equal(refused.ok, false);
+  assert.equal(refused.error.plugin_error.kind, 'invalid-input');
+  assert.match(refused.error.plugin_error.message, /`top`/);
 });

@@ -29,12 +29,15 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 pub(crate) struct HttpGate {
     plugin: String,
     network: Arc<Network>,
+    /// Requests denied in this call: the first is a warning, the rest debug
+    /// lines (a plugin looping on a denied URL does not flood the log).
+    denied: u32,
 }
 
 impl HttpGate {
     /// The gate for one call of `plugin` under `network`.
     pub(crate) fn new(plugin: &str, network: Arc<Network>) -> Self {
-        Self { plugin: plugin.to_owned(), network }
+        Self { plugin: plugin.to_owned(), network, denied: 0 }
     }
 
     /// Whether `uri` may be requested: see the module's documentation.
@@ -77,12 +80,13 @@ impl WasiHttpHooks for HttpGate {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         _ = fut;
         if !self.allows(request.uri()) {
-            tracing::warn!(
-                plugin = %self.plugin,
-                host = request.uri().host().unwrap_or(""),
-                port = request.uri().port_u16(),
-                "outgoing HTTP request denied: not granted by permissions.network"
-            );
+            self.denied = self.denied.saturating_add(1);
+            let (plugin, host, port) = (&self.plugin, request.uri().host().unwrap_or(""), request.uri().port_u16());
+            if self.denied == 1 {
+                tracing::warn!(%plugin, host, port, "outgoing HTTP request denied: not granted by permissions.network");
+            } else {
+                tracing::debug!(%plugin, host, port, denied = self.denied, "outgoing HTTP request denied");
+            }
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         tracing::debug!(plugin = %self.plugin, method = %request.method(), uri = %request.uri(), "outgoing HTTP request");

@@ -1,0 +1,45 @@
+// Types of plexus-plugin-sdk/testing.
+
+import type { LogLevel, Plugin } from './index.js';
+
+export { PluginError } from './index.js';
+
+/** Runs a plugin's operations in plain Node, through the component's own dispatch. */
+export class TestHost {
+  /**
+   * @param options `config` the manifest's `[config]`, `upstream` the upstream steps' outputs,
+   *   `state` the shared state to start from
+   */
+  constructor(
+    plugin: Plugin,
+    options?: {
+      config?: unknown;
+      upstream?: Record<string, unknown>;
+      state?: Record<string, unknown>;
+      workflowId?: string;
+      stepId?: string;
+      taskId?: string;
+    },
+  );
+  readonly plugin: Plugin;
+  /** Every log line. */
+  readonly logs: { level: LogLevel; message: string }[];
+  /** Every progress report. */
+  readonly progress: { fraction: number; message: string }[];
+  /** The shared state, key → JSON text (as the host keeps it). */
+  readonly state: Map<string, string>;
+  /** The metrics of the last call (empty when it failed). */
+  readonly metrics: Record<string, number>;
+  /** Whether `cancel()` was called. */
+  readonly cancelled: boolean;
+  /** How many calls were made. */
+  readonly calls: number;
+  /** From now on, `ctx.isCancelled()` is true. */
+  cancel(): void;
+  /** The metadata the host will see, with the schemas as objects. */
+  describe(): Record<string, any>;
+  /** Call an operation as the host would; rejects with the PluginError the host would get. */
+  call(operation: string, params?: unknown, options?: { attempt?: number; deadlineMs?: number }): Promise<any>;
+  /** Runs every example; rejects listing each that does not hold; resolves to how many ran. */
+  checkExamples(): Promise<number>;
+}
