@@ -86,7 +86,8 @@ for dir in "$src"/*/; do
   if [ -f "$dir/pyproject.toml" ] || [ -f "$dir/package.json" ]; then
     if [ -f "$dir/pyproject.toml" ]; then lang=python; else lang=js; fi
     bash "$root/scripts/setup-sdks.sh" "$lang"
-    artifact="$out/.build/$name/$(artifact_name "$dir/manifest/wasm.toml")"
+    # Built outside OUT: every folder in OUT is read as a plugin folder.
+    artifact="$root/target/sdk-builds/$name/$(artifact_name "$dir/manifest/wasm.toml")"
     build_component "$dir" "$artifact" "$root/plugin-sdk/$lang/"
     install_plugin "$name" wasm "$artifact"
     continue

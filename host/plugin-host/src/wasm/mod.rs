@@ -623,6 +623,27 @@ impl WasmPlugin {
             Ok(if state.stopped.is_some() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         let slotted = std::cell::Cell::new(false);
+        // The first instantiation of a component builds its memory images
+        // (memfds, sealed read-only). The kernel refuses the seal (EBUSY)
+        // while something else briefly holds a reference to one of the new
+        // pages (seen on this project's VMs under load, for the ~40 MiB
+        // images of Python and JavaScript components). Nothing of the guest
+        // has run then, and wasmtime keeps no failed image: try again.
+        macro_rules! instantiate {
+            ($pre:expr) => {{
+                let mut retries = 0u32;
+                loop {
+                    match $pre.instantiate_async(&mut store).await {
+                        Err(e) if retries < MEMFD_SEAL_RETRIES && is_memfd_seal_error(&e) => {
+                            retries += 1;
+                            tracing::debug!(plugin = %plugin, retries, "memory image not sealed (busy); instantiating again");
+                            tokio::time::sleep(Duration::from_millis(100 << retries)).await;
+                        }
+                        other => break other?,
+                    }
+                }
+            }};
+        }
         let ended = block_on(async {
             let run = async {
                 let Ok(_slot) = self.slots.acquire().await else { return Ended::NoSlot };
@@ -630,7 +651,7 @@ impl WasmPlugin {
                 let result = async {
                     match &self.pre {
                         Pre::Current(pre) => {
-                            let bindings = pre.instantiate_async(&mut store).await?;
+                            let bindings = instantiate!(pre);
                             let guest = bindings.plexus_plugin_guest();
                             Ok(match what {
                                 Invocation::Describe => Returned::Described(guest.call_describe(&mut store).await?),
@@ -638,7 +659,7 @@ impl WasmPlugin {
                             })
                         }
                         Pre::V0_1(pre) => {
-                            let bindings = pre.instantiate_async(&mut store).await?;
+                            let bindings = instantiate!(pre);
                             let guest = bindings.plexus_plugin_guest();
                             Ok(match what {
                                 Invocation::Describe => {
@@ -705,6 +726,16 @@ impl WasmPlugin {
             (None, false, None) => classify(plugin, &error, self.limits.handles),
         })
     }
+}
+
+/// How many times an instantiation whose memory image could not be sealed
+/// is tried again (after 200, 400, 800 ms): see `WasmPlugin::invoke`.
+const MEMFD_SEAL_RETRIES: u32 = 3;
+
+/// Whether `error` is wasmtime failing to seal a new memory image's memfd
+/// (`F_ADD_SEALS` gave EBUSY: a page of it was briefly pinned).
+fn is_memfd_seal_error(error: &wasmtime::Error) -> bool {
+    error.chain().any(|e| e.to_string().contains("cannot add seals to the memfd"))
 }
 
 /// A failure that is not a stop or a memory-limit hit: the host's capacity,
