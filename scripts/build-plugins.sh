@@ -63,7 +63,8 @@ sources_digest() {
     sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
 }
 
-# Build a Python or JavaScript component into $2 with command $3... unless its sources are unchanged.
+# Build the Python or JavaScript plugin in $1 into the component $2 with its SDK,
+# unless its sources and those of the SDK folders that follow ($3...) are unchanged.
 build_component() {
   local dir=$1 artifact=$2; shift 2
   local digest; digest=$(sources_digest "$dir" "$@")
