@@ -207,24 +207,29 @@ fn a_plugin_outside_the_repository_builds_against_the_packaged_sdk_and_runs_as_b
     assert_eq!(String::from_utf8_lossy(&call.stdout).trim(), format!("\"{}\"", std::env::consts::ARCH));
 }
 
+/// `plexus ARGS` in `dir` with `fx`'s plugins directory and component cache
+/// and `env` added: the exit code, and stdout followed by stderr.
+fn plexus_in(fx: &Fixture, dir: &Path, env: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(args)
+        .current_dir(dir)
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .env("PLEXUS_PLUGINS_DIR", fx.plugins.path())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
 #[test]
 fn plugin_new_then_pack_then_install_then_call() {
     let work = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
-    let plexus = |args: &[&str], dir: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_plexus"))
-            .args(args)
-            .current_dir(dir)
-            .env("PLEXUS_CACHE_DIR", fx.cache.path())
-            .env("PLEXUS_PLUGINS_DIR", fx.plugins.path())
-            // Builds share the outside-plugin test's target directory, offline, at the repository's versions.
-            .env("CARGO_TARGET_DIR", repo_root().join("target").join("sdk-outside"))
-            .env("CARGO_NET_OFFLINE", "true")
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.code(), text)
-    };
+    // Builds share the outside-plugin test's target directory, offline, at the repository's versions.
+    let target = repo_root().join("target").join("sdk-outside");
+    let env = [("CARGO_TARGET_DIR", target.as_os_str()), ("CARGO_NET_OFFLINE", "true".as_ref())];
+    let plexus = |args: &[&str], dir: &Path| plexus_in(&fx, dir, &env, args);
     let (code, text) = plexus(&["plugin", "new", "hello-world", "--id", "acme.hello"], work.path());
     assert_eq!(code, Some(0), "{text}");
     let project = work.path().join("hello-world");
@@ -280,18 +285,7 @@ fn new_pack_install_call(lang: &str) {
     let python = crate::support::sdk(lang);
     let work = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
-    let plexus = |args: &[&str], dir: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_plexus"))
-            .args(args)
-            .current_dir(dir)
-            .env("PLEXUS_CACHE_DIR", fx.cache.path())
-            .env("PLEXUS_PLUGINS_DIR", fx.plugins.path())
-            .env("PLEXUS_PYTHON", &python)
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.code(), text)
-    };
+    let plexus = |args: &[&str], dir: &Path| plexus_in(&fx, dir, &[("PLEXUS_PYTHON", python.as_os_str())], args);
     let name = format!("hello-{lang}");
     let id = format!("acme.hello-{lang}");
     let (code, text) = plexus(&["plugin", "new", &name, "--lang", lang, "--id", &id], work.path());

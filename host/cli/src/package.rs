@@ -129,41 +129,32 @@ pub struct InstallArgs {
     force: bool,
 }
 
-/// Where `plexus plugin new` points `plexus-sdk`: `--sdk`, else this
-/// checkout's SDK when it still exists, else the published version.
-fn sdk_dependency(sdk: Option<&str>) -> String {
-    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin-sdk");
-    match sdk {
-        Some(v) if v.chars().next().is_some_and(|c| c.is_ascii_digit()) => format!("\"{v}\""),
-        Some(path) => format!("{{ path = {:?} }}", absolute(Path::new(path)).display().to_string()),
-        None if checkout.join("Cargo.toml").is_file() => {
-            format!("{{ path = {:?} }}", absolute(&checkout).display().to_string())
-        }
-        None => "\"0.1\"".into(),
-    }
-}
-
-/// The SDK requirement `plexus plugin new` writes for a Python or
-/// JavaScript project (`{{sdk}}` in its template): `--sdk VERSION`, else a
-/// path (`--sdk PATH`, else this checkout's package when it still exists),
-/// else the published version.
-fn package_sdk(lang: Lang, sdk: Option<&str>) -> String {
-    let (folder, published) = match lang {
-        Lang::Python => ("python", "plexus-plugin-sdk==0.2.0"),
-        _ => ("js", "0.2.0"),
+/// The SDK dependency `plexus plugin new` writes for `lang` (Cargo.toml's
+/// `plexus-sdk = …`, `{{sdk}}` in the Python and JavaScript templates):
+/// `--sdk VERSION`; else a path (`--sdk PATH`, else this checkout's SDK when
+/// it still exists); else the published version.
+fn sdk_dependency(lang: Lang, sdk: Option<&str>) -> String {
+    let (folder, manifest) = match lang {
+        Lang::Rust => ("", "Cargo.toml"),
+        Lang::Python => ("python", "pyproject.toml"),
+        Lang::Js => ("js", "package.json"),
+    };
+    let version = |v: &str| match lang {
+        Lang::Rust => format!("\"{v}\""),
+        Lang::Python => format!("plexus-plugin-sdk=={v}"),
+        Lang::Js => v.to_owned(),
     };
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin-sdk").join(folder);
     let path = match sdk {
-        Some(v) if v.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
-            return if lang == Lang::Python { format!("plexus-plugin-sdk=={v}") } else { v.to_owned() };
-        }
+        Some(v) if v.chars().next().is_some_and(|c| c.is_ascii_digit()) => return version(v),
         Some(path) => absolute(Path::new(path)),
-        None if checkout.is_dir() => absolute(&checkout),
-        None => return published.to_owned(),
+        None if checkout.join(manifest).is_file() => absolute(&checkout),
+        None => return version(if lang == Lang::Rust { "0.1" } else { "0.2.0" }),
     };
     match lang {
+        Lang::Rust => format!("{{ path = {:?} }}", path.display().to_string()),
         Lang::Python => format!("plexus-plugin-sdk @ file://{}", path.display()),
-        _ => format!("file:{}", path.display()),
+        Lang::Js => format!("file:{}", path.display()),
     }
 }
 
@@ -280,7 +271,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     }
     if args.lang != Lang::Rust {
         let template = if args.lang == Lang::Python { PYTHON_TEMPLATE } else { JS_TEMPLATE };
-        let sdk = package_sdk(args.lang, args.sdk.as_deref());
+        let sdk = sdk_dependency(args.lang, args.sdk.as_deref());
         for (file, text) in template {
             let path = project.join(file);
             if let Some(parent) = path.parent() {
@@ -297,7 +288,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         outln!("created {} (plugin `{id}`, {}); next: cd {0} && {next}", project.display(), args.lang.name());
         return Ok(ExitCode::SUCCESS);
     }
-    let sdk = sdk_dependency(args.sdk.as_deref());
+    let sdk = sdk_dependency(Lang::Rust, args.sdk.as_deref());
     let cargo_toml = format!(
         "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\
          description = \"A Plexus plugin\"\nlicense = \"Apache-2.0\"\n\n\

@@ -149,9 +149,7 @@ impl Grants {
             }
         }
     }
-}
 
-impl Grants {
     /// The gate on one call's `wasi:http` requests of `plugin`: the same
     /// network grant, matched on the request's URI.
     #[cfg(feature = "wasi-http")]
