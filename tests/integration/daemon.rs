@@ -467,7 +467,9 @@ fn touch_component(folder: &std::path::Path, file: &str) -> String {
 fn hot_reload_adds_swaps_and_removes_plugins_while_running() {
     let plugins = plugins_dir(&["echo-native", "echo-wasm"]);
     let data = tempfile::tempdir().unwrap();
-    let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
+    // Native plugins in the daemon's process (a changed one needs a restart;
+    // in worker processes it is reloaded: see `isolation::the_daemon_...`).
+    let d = RunningDaemon::start(data.path(), plugins.path(), &["--isolation", "in-process"]);
     let client = d.client();
     let ids =
         |_: &RunningDaemon| -> Vec<String> { client.plugins().unwrap().plugins.into_iter().map(|p| p.id).collect() };

@@ -4,7 +4,8 @@
 //! reload (`daemon_support` starts it); `daemon_faults`: two daemons on one
 //! database, a read-only database, SIGTERM with clients that do not finish;
 //! `discovery`: bad plugins among good ones; `hostile`: a hostile plugin
-//! against every promise of the sandbox; `runtimes`: one source through
+//! against every promise of the sandbox; `isolation`: native plugins in
+//! worker processes that crash, hang and exceed their limits; `runtimes`: one source through
 //! both runtimes; `sandbox`: limits and crash isolation; `workflows`: the
 //! three examples end to end on the real dataset; `properties`: property
 //! tests that no input to the readers panics).
@@ -19,6 +20,7 @@ mod daemon_faults;
 mod daemon_support;
 mod discovery;
 mod hostile;
+mod isolation;
 mod properties;
 mod runtimes;
 mod sandbox;

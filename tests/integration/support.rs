@@ -33,7 +33,18 @@ pub fn built_plugins() -> &'static Path {
 /// once per test run into `target/test-plugins-hostile`.
 pub fn hostile_artifact() -> &'static Path {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
-    FILE.get_or_init(|| {
+    FILE.get_or_init(|| hostile_build().join("hostile-wasm").join("plexus_hostile.wasm"))
+}
+
+/// The hostile test plugin built as a native library (see [`hostile_artifact`]).
+pub fn hostile_native_artifact() -> PathBuf {
+    hostile_build().join("hostile-native").join("libplexus_hostile.so")
+}
+
+/// `target/test-plugins-hostile`, built once per test run.
+fn hostile_build() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
         let out = repo_root().join("target").join("test-plugins-hostile");
         let status = std::process::Command::new("bash")
             .arg(repo_root().join("scripts/build-plugins.sh"))
@@ -42,7 +53,7 @@ pub fn hostile_artifact() -> &'static Path {
             .status()
             .expect("run scripts/build-plugins.sh");
         assert!(status.success(), "scripts/build-plugins.sh failed for tests/plugins");
-        out.join("hostile-wasm").join("plexus_hostile.wasm")
+        out
     })
 }
 
@@ -81,6 +92,17 @@ impl Fixture {
         let manifest = format!(
             "id = \"plexus.hostile\"\nversion = \"0.1.0\"\nkind = \"wasm\"\nartifact = \"{}\"\n{extra}\n",
             hostile_artifact().display()
+        );
+        self.folder(name, &manifest)
+    }
+
+    /// A folder for the hostile plugin built natively, run in worker
+    /// processes, with `extra` appended to its manifest.
+    pub fn hostile_native(&self, name: &str, extra: &str) -> PathBuf {
+        let manifest = format!(
+            "id = \"plexus.hostile\"\nversion = \"0.1.0\"\nkind = \"native\"\nartifact = \"{}\"\n\
+             isolation = \"process\"\n{extra}\n",
+            hostile_native_artifact().display()
         );
         self.folder(name, &manifest)
     }

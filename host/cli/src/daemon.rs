@@ -82,6 +82,7 @@ fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_daemon::
     raw.listen = args.listen.clone().or(raw.listen);
     raw.state_db = args.state_db.clone().or(raw.state_db);
     raw.workers = args.workers.or(raw.workers);
+    raw.native_isolation = crate::isolation(global)?.or(raw.native_isolation);
     raw.grace_period = args.grace_period.clone().or(raw.grace_period);
     raw.max_body_bytes = args.max_body_bytes.or(raw.max_body_bytes);
     raw.retention = args.retention.clone().or(raw.retention);

@@ -10,7 +10,7 @@ pub const PLUGIN_ERROR: u8 = 3;
 pub const TIMEOUT: u8 = 4;
 /// The plugin (or operation) is not loaded.
 pub const NOT_LOADED: u8 = 5;
-/// The plugin panicked, trapped or hit a resource limit.
+/// The plugin panicked, trapped, crashed its worker process or hit a resource limit.
 pub const CRASHED: u8 = 6;
 /// The host had no capacity for the call (every instance slot busy): retry later.
 pub const NO_CAPACITY: u8 = 7;
@@ -27,6 +27,7 @@ pub fn for_call_error(error: &CallError) -> u8 {
         }
         CallError::Panic { .. }
         | CallError::Trap { .. }
+        | CallError::Crashed { .. }
         | CallError::MemoryLimit { .. }
         | CallError::ResourceLimit { .. } => CRASHED,
         CallError::Capacity { .. } => NO_CAPACITY,

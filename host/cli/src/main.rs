@@ -83,6 +83,11 @@ struct Global {
     /// Log format on stderr, text or json [default: $PLEXUS_LOG_FORMAT, for the daemon its config's `log_format`, else text].
     #[arg(long, global = true, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
+    /// How native plugins whose plugin.toml has no `isolation` run: in-process (fast; a crash ends
+    /// plexus) or process (worker processes: a crash fails the call, a deadline kills it).
+    /// Default: $PLEXUS_ISOLATION, else in-process; the daemon: its config's `native_isolation`, else process.
+    #[arg(long, global = true, value_name = "MODE", value_parser = parse_isolation)]
+    isolation: Option<plexus_host::Isolation>,
     /// plexus.toml of the daemon (its settings; for client commands, its address and token file).
     /// Default: $PLEXUS_CONFIG.
     #[arg(long, value_name = "FILE", global = true)]
@@ -123,6 +128,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Started as a native plugin's worker process: serve it, and never come back here.
+    #[cfg(unix)]
+    plexus_host::worker::serve_if_requested();
     let cli = Cli::parse();
     // A native plugin that calls exit() during a call ends the process: say so, with exit code 12.
     plexus_host::process::report_plugin_exit();
@@ -223,9 +231,29 @@ fn load_host(global: &Global) -> anyhow::Result<Host> {
     Ok(host_builder(global).plugin_dirs(plugin_dirs(global)).build()?)
 }
 
-/// A host builder with the cache options of `global` and no plugins yet.
+fn parse_isolation(name: &str) -> Result<plexus_host::Isolation, String> {
+    plexus_host::Isolation::parse(name).ok_or_else(|| format!("`{name}` is not an isolation: in-process or process"))
+}
+
+/// The isolation of native plugins `--isolation` or `$PLEXUS_ISOLATION` asks for, if any.
+fn isolation(global: &Global) -> anyhow::Result<Option<plexus_host::Isolation>> {
+    if let Some(isolation) = global.isolation {
+        return Ok(Some(isolation));
+    }
+    match std::env::var("PLEXUS_ISOLATION") {
+        Ok(name) => Ok(Some(parse_isolation(&name).map_err(|e| anyhow::anyhow!("PLEXUS_ISOLATION: {e}"))?)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// A host builder with the cache and isolation options of `global` and no plugins yet.
 fn host_builder(global: &Global) -> HostBuilder {
     let mut builder = HostBuilder::new();
+    match isolation(global) {
+        Ok(Some(isolation)) => builder = builder.native_isolation(isolation),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("{e:#}; native plugins run in-process"),
+    }
     if let Some(dir) = &global.cache_dir {
         builder = builder.cache_dir(dir);
     }

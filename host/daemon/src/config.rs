@@ -10,6 +10,8 @@
 //! token_file = "~/.local/share/plexus/token"        # created (mode 0600) on first start
 //! cache_dir = "~/.cache/plexus/components"          # compiled WASM components
 //! workers = 16                                      # executions running at once
+//! native_isolation = "process"                      # native plugins whose plugin.toml has no
+//!                                                   # `isolation`: worker processes, or "in-process"
 //! grace_period = "30s"                              # SIGTERM: how long running steps may finish (≤ 30 days)
 //! log_format = "text"                               # or "json"
 //! max_body_bytes = 1048576                          # larger request bodies get 413
@@ -75,6 +77,8 @@ pub struct RawConfig {
     pub cache_dir: Option<PathBuf>,
     /// `workers = 16`
     pub workers: Option<usize>,
+    /// `native_isolation = "process"` or `"in-process"`
+    pub native_isolation: Option<plexus_host::Isolation>,
     /// `grace_period = "30s"`
     pub grace_period: Option<String>,
     /// `log_format = "json"`
@@ -124,6 +128,10 @@ pub struct DaemonConfig {
     pub cache_dir: Option<PathBuf>,
     /// Executions running at once; more wait in line.
     pub workers: usize,
+    /// How native plugins whose manifest has no `isolation` run. Default:
+    /// [`plexus_host::Isolation::Process`], so that no plugin can take the
+    /// daemon down (a crash fails its call; a deadline kills its worker).
+    pub native_isolation: plexus_host::Isolation,
     /// How long running steps may finish after SIGTERM.
     #[serde(serialize_with = "plexus_workflow::duration::serialize_ms")]
     pub grace_period: Duration,
@@ -217,6 +225,7 @@ impl RawConfig {
             token_file: self.token_file.unwrap_or_else(|| data.join("token")),
             cache_dir: self.cache_dir.or_else(plexus_host::default_cache_dir),
             workers,
+            native_isolation: self.native_isolation.unwrap_or(plexus_host::Isolation::Process),
             grace_period,
             log_format,
             max_body_bytes: self.max_body_bytes.unwrap_or(1 << 20),

@@ -33,6 +33,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         .plugin_dirs(config.plugin_dirs.clone())
         .default_limits(config.defaults.clone())
         .max_limits(config.max_limits.clone())
+        .native_isolation(config.native_isolation)
         .protect(&config.state_db)
         .protect(&config.token_file);
     builder = match &config.cache_dir {

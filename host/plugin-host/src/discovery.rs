@@ -5,7 +5,7 @@
 //! regardless.
 
 use crate::error::{LoadError, LoadErrorKind};
-use crate::manifest::{LimitPolicy, MANIFEST_FILE, Manifest, PluginKind};
+use crate::manifest::{Isolation, LimitPolicy, MANIFEST_FILE, Manifest, PluginKind};
 use crate::native::NativePlugin;
 use crate::runtime::{self, Runtime};
 use crate::wasm::{WasmEngine, WasmPlugin, cache::hex};
@@ -13,6 +13,16 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// How the host runs native plugins whose manifest does not say
+/// (`isolation`), and the program it starts as their workers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NativeOptions {
+    /// The default isolation.
+    pub(crate) isolation: Isolation,
+    /// The worker program, if the embedder chose one (see [`crate::worker`]).
+    pub(crate) program: Option<PathBuf>,
+}
 
 /// How loaded plugins are keyed: one plugin may be loaded once per kind.
 pub(crate) type PluginKey = (String, PluginKind);
@@ -94,14 +104,15 @@ pub(crate) fn folders(dirs: &[PathBuf], errors: &mut Vec<LoadError>) -> Vec<Path
 pub(crate) fn load_folder(
     folder: &Path,
     limits: &LimitPolicy,
+    native: &NativeOptions,
     loaded: &BTreeMap<PluginKey, LoadedPlugin>,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<LoadedPlugin, LoadError> {
     if folder.is_file() {
-        return load_artifact(folder, limits, loaded, engine);
+        return load_artifact(folder, limits, native, loaded, engine);
     }
     let started = std::time::Instant::now();
-    let manifest = match Manifest::load_with(folder, limits) {
+    let mut manifest = match Manifest::load_with(folder, limits) {
         Ok(m) => m,
         Err(kind) => {
             let id = id_of_broken_manifest(folder);
@@ -109,7 +120,10 @@ pub(crate) fn load_folder(
         }
     };
     let id = manifest.id.clone();
-    match load_one(&manifest, loaded, engine) {
+    if manifest.kind == PluginKind::Native {
+        manifest.isolation = Some(manifest.isolation.unwrap_or(native.isolation));
+    }
+    match load_one(&manifest, native, loaded, engine) {
         Ok(runtime) => {
             tracing::debug!(plugin = %id, kind = %manifest.kind, elapsed_us = started.elapsed().as_micros() as u64, "plugin loaded");
             Ok(LoadedPlugin { manifest, runtime })
@@ -126,11 +140,16 @@ pub(crate) fn load_folder(
 fn load_artifact(
     artifact: &Path,
     limits: &LimitPolicy,
+    native: &NativeOptions,
     loaded: &BTreeMap<PluginKey, LoadedPlugin>,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<LoadedPlugin, LoadError> {
     let mut manifest = Manifest::for_artifact(artifact, limits);
-    let runtime = load_one(&manifest, &BTreeMap::new(), engine).map_err(|kind| LoadError::new(artifact, None, kind))?;
+    if manifest.kind == PluginKind::Native {
+        manifest.isolation = Some(native.isolation);
+    }
+    let runtime =
+        load_one(&manifest, native, &BTreeMap::new(), engine).map_err(|kind| LoadError::new(artifact, None, kind))?;
     let metadata = runtime.metadata();
     let id = metadata.id.clone();
     let fail = |kind| LoadError::new(artifact, Some(&id), kind);
@@ -187,6 +206,7 @@ fn id_of_broken_manifest(folder: &Path) -> Option<String> {
 /// the artifact and its hash, then the runtime.
 fn load_one(
     manifest: &Manifest,
+    native: &NativeOptions,
     loaded: &BTreeMap<PluginKey, LoadedPlugin>,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
 ) -> Result<Arc<dyn Runtime>, LoadErrorKind> {
@@ -215,7 +235,18 @@ fn load_one(
         }
     }
     match manifest.kind {
-        PluginKind::Native => Ok(Arc::new(NativePlugin::load(manifest)?)),
+        PluginKind::Native => match manifest.isolation.unwrap_or(native.isolation) {
+            Isolation::InProcess => Ok(Arc::new(NativePlugin::load(manifest)?)),
+            #[cfg(unix)]
+            Isolation::Process => {
+                let program = crate::worker::program(native.program.as_deref())?;
+                Ok(Arc::new(crate::worker::ProcessPlugin::load(manifest, &program)?))
+            }
+            #[cfg(not(unix))]
+            Isolation::Process => {
+                Err(LoadErrorKind::Worker("isolation = \"process\" is supported on Unix only".into()))
+            }
+        },
         PluginKind::Wasm => {
             let engine = engine().map_err(LoadErrorKind::Instantiate)?;
             let bytes = bytes.expect("read above for wasm");

@@ -1,7 +1,7 @@
 //! The host's error types: per-plugin load errors and call errors.
 
 use plexus_sdk::PluginError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,8 +41,9 @@ pub struct LoadError {
     pub kind: LoadErrorKind,
 }
 
-/// What went wrong loading a plugin.
-#[derive(Debug, Clone, Serialize, thiserror::Error)]
+/// What went wrong loading a plugin. (Deserialize: a worker process
+/// reports why it could not load a native plugin with it.)
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
 pub enum LoadErrorKind {
     /// A plugins directory does not exist or cannot be listed.
@@ -118,6 +119,10 @@ pub enum LoadErrorKind {
     /// The plugin failed while describing itself (panic, trap, bad metadata).
     #[error("metadata query failed: {0}")]
     Metadata(String),
+    /// A native plugin with `isolation = "process"` whose worker process
+    /// could not be started, or crashed while loading it.
+    #[error("worker process: {0}")]
+    Worker(String),
 }
 
 impl LoadError {
@@ -194,8 +199,21 @@ pub enum CallError {
         /// What ran out.
         message: String,
     },
-    /// The call ran past its deadline. A WASM call is interrupted; a native call
-    /// has its cancel flag set and its thread is abandoned.
+    /// A native plugin's worker process ended during the call (a signal such
+    /// as `SIGSEGV` or `SIGABRT`, `exit()`, a resource limit): the call is
+    /// lost; the host starts another worker for the next call (see
+    /// [`crate::worker`]). Retryable.
+    #[error("plugin `{plugin}` crashed: {reason}")]
+    Crashed {
+        /// Plugin id.
+        plugin: String,
+        /// How the worker ended, e.g. "its worker was killed by signal 11 (SIGSEGV)", and its last words on stderr.
+        reason: String,
+    },
+    /// The call ran past its deadline. A WASM call is interrupted; an
+    /// in-process native call has its cancel flag set and its thread is
+    /// abandoned; a call in a worker process is asked to stop and, past a
+    /// grace period, killed with its worker.
     #[error("plugin `{plugin}` timed out after {} ms", after.as_millis())]
     Timeout {
         /// Plugin id.
@@ -230,11 +248,12 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Whether a retry may succeed: retryable plugin errors and timeouts.
+    /// Whether a retry may succeed: retryable plugin errors, timeouts, a
+    /// lack of capacity, and crashes of a worker process.
     pub fn is_retryable(&self) -> bool {
         match self {
             CallError::Plugin { error, .. } => error.retryable,
-            CallError::Timeout { .. } | CallError::Capacity { .. } => true,
+            CallError::Timeout { .. } | CallError::Capacity { .. } | CallError::Crashed { .. } => true,
             _ => false,
         }
     }
@@ -246,6 +265,7 @@ impl CallError {
             CallError::OperationNotFound { .. } => "operation-not-found",
             CallError::Plugin { .. } => "plugin-error",
             CallError::Panic { .. } => "panic",
+            CallError::Crashed { .. } => "crashed",
             CallError::Trap { .. } => "trap",
             CallError::MemoryLimit { .. } => "memory-limit",
             CallError::Timeout { .. } => "timeout",

@@ -1,9 +1,9 @@
 //! [`Host`]: the loaded plugins and the one way to call them.
 
-use crate::discovery::{self, LoadedPlugin, PluginKey};
+use crate::discovery::{self, LoadedPlugin, NativeOptions, PluginKey};
 use crate::error::{CallError, Error, LoadError, LoadErrorKind};
 use crate::in_process::InProcessPlugin;
-use crate::manifest::{LimitPolicy, Limits, PluginKind};
+use crate::manifest::{Isolation, LimitPolicy, Limits, PluginKind};
 use crate::services::{CallServices, CancelToken, ProgressSink, SharedState};
 use crate::wasm::WasmEngine;
 use crate::wasm::cache::{ComponentCache, PrunePolicy};
@@ -27,6 +27,7 @@ pub struct HostBuilder {
     singles: Vec<PathBuf>,
     /// `None`: the default policy; `Some(None)`: never prune.
     prune: Option<Option<PrunePolicy>>,
+    native: NativeOptions,
 }
 
 impl HostBuilder {
@@ -96,6 +97,23 @@ impl HostBuilder {
         self
     }
 
+    /// How native plugins whose manifest has no `isolation` run (default
+    /// [`Isolation::InProcess`]; the daemon's default is
+    /// [`Isolation::Process`], see its `native_isolation` setting).
+    pub fn native_isolation(mut self, isolation: Isolation) -> Self {
+        self.native.isolation = isolation;
+        self
+    }
+
+    /// The program started as a worker process for native plugins with
+    /// `isolation = "process"` (it must call
+    /// [`crate::worker::serve_if_requested`] first thing in `main`). Default:
+    /// `$PLEXUS_WORKER_PROGRAM`, else this program if it serves as a worker.
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.native.program = Some(program.into());
+        self
+    }
+
     /// Add a plugin compiled into the host (run in-process, like a native plugin), with `config`
     /// as its configuration. A plugin found on disk with the same id is reported
     /// as a duplicate.
@@ -121,6 +139,7 @@ impl HostBuilder {
             protected: self.protected,
             singles: self.singles,
             prune: self.prune.unwrap_or(Some(PrunePolicy::default())),
+            native: self.native,
         });
         Ok(loader.scan(None).0)
     }
@@ -136,6 +155,7 @@ struct Loader {
     protected: Vec<PathBuf>,
     singles: Vec<PathBuf>,
     prune: Option<PrunePolicy>,
+    native: NativeOptions,
 }
 
 /// A plugin folder as last scanned.
@@ -155,24 +175,26 @@ pub enum Change {
         /// Plugin id.
         plugin: String,
     },
-    /// A changed WASM plugin was loaded again; running calls finish on the old version.
+    /// A changed plugin (WASM, or native in worker processes) was loaded
+    /// again; running calls finish on the old version.
     Reloaded {
         /// Plugin id.
         plugin: String,
     },
-    /// A WASM plugin's folder disappeared; the plugin is unloaded.
+    /// A plugin's folder disappeared; the plugin is unloaded (a native one
+    /// in worker processes: its workers end).
     Removed {
         /// Plugin id.
         plugin: String,
     },
-    /// A native plugin's folder disappeared: it is no longer called, but its
-    /// library stays mapped until the host restarts.
+    /// An in-process native plugin's folder disappeared: it is no longer
+    /// called, but its library stays mapped until the host restarts.
     Unavailable {
         /// Plugin id.
         plugin: String,
     },
-    /// A native plugin changed: native libraries are never unloaded, so the
-    /// old version keeps running until the host restarts.
+    /// An in-process native plugin changed: libraries loaded into the host
+    /// are never unloaded, so the old version keeps running until the host restarts.
     RestartRequired {
         /// Plugin id.
         plugin: String,
@@ -231,8 +253,8 @@ impl Loader {
             let old = before
                 .and_then(|(p, f)| f.outcome.as_ref().ok().and_then(|key| p.plugins.get(key)))
                 .filter(|o| !plugins.contains_key(&o.key()));
-            // A loaded native library cannot be replaced.
-            if let Some(old) = old.filter(|o| o.manifest.kind == PluginKind::Native) {
+            // A native library loaded into this process cannot be replaced.
+            if let Some(old) = old.filter(|o| !o.runtime.replaceable()) {
                 let id = old.id().to_owned();
                 tracing::warn!(plugin = %id, path = %folder.display(), "native plugin changed: restart the host to load the new version");
                 changes.push(Change::RestartRequired { plugin: id.clone() });
@@ -241,7 +263,7 @@ impl Loader {
                 folders.insert(folder, Folder { fingerprint, outcome: Ok(old.key()) });
                 continue;
             }
-            let outcome = match discovery::load_folder(&folder, &self.limits, &plugins, &mut engine) {
+            let outcome = match discovery::load_folder(&folder, &self.limits, &self.native, &plugins, &mut engine) {
                 Ok(plugin) => {
                     let (id, key) = (plugin.id().to_owned(), plugin.key());
                     let replaced = previous.is_some_and(|p| p.plugins.contains_key(&key));
@@ -275,7 +297,7 @@ impl Loader {
                 if plugins.contains_key(&plugin.key()) || plugin.manifest.kind == PluginKind::InProcess {
                     continue;
                 }
-                if plugin.manifest.kind == PluginKind::Native {
+                if !plugin.runtime.replaceable() {
                     tracing::warn!(plugin = %id, "native plugin removed: no longer called; its library stays mapped until restart");
                     unavailable.insert(id.clone(), "removed from disk".into());
                     changes.push(Change::Unavailable { plugin: id.clone() });
@@ -394,12 +416,14 @@ impl Host {
 
     /// Native plugins the host no longer calls or that wait for a restart,
     /// with the reason (see [`Change::Unavailable`], [`Change::RestartRequired`]),
-    /// and plugins past their budget of abandoned calls
-    /// ([`crate::runtime::ABANDONED_CALL_BUDGET`]), whose calls fail at once.
+    /// plugins past their budget of abandoned calls
+    /// ([`crate::runtime::ABANDONED_CALL_BUDGET`]), and plugins whose worker
+    /// processes crashed too often ([`crate::worker::CRASH_LIMIT`]): their
+    /// calls fail at once.
     pub fn unavailable(&self) -> BTreeMap<String, String> {
         let mut all = self.unavailable.clone();
-        for (id, _) in self.plugins.keys() {
-            if let Some(reason) = crate::runtime::over_budget(id) {
+        for ((id, _), plugin) in &self.plugins {
+            if let Some(reason) = crate::runtime::over_budget(id).or_else(|| plugin.runtime.unavailable()) {
                 all.insert(id.clone(), reason);
             }
         }
@@ -480,7 +504,7 @@ impl Host {
         if plugin.runtime.metadata().operation(&exec.operation).is_none() {
             return Err(CallError::OperationNotFound { plugin: id.to_owned(), operation: exec.operation.clone() });
         }
-        if let Some(reason) = crate::runtime::over_budget(id) {
+        if let Some(reason) = crate::runtime::over_budget(id).or_else(|| plugin.runtime.unavailable()) {
             return Err(CallError::Unavailable { plugin: id.to_owned(), reason });
         }
         let started = std::time::Instant::now();

@@ -38,6 +38,8 @@ impl<P: Plugin> InProcessPlugin<P> {
             config,
             limits: Limits::default(),
             permissions: Permissions::default(),
+            isolation: None,
+            worker: Default::default(),
         }
     }
 }

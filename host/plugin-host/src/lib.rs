@@ -9,7 +9,8 @@
 //! * [`manifest`]: `plugin.toml`, raw and validated.
 //! * discovery: scanning plugin directories ([`HostBuilder::build`],
 //!   [`Host::rescan`]); one plugin that fails to load never stops the others.
-//! * [`Runtime`]: the trait the native, in-process and [`wasm::WasmPlugin`] runtimes implement.
+//! * [`Runtime`]: the trait the native (in the host's process or in worker
+//!   processes, [`worker`]), in-process and [`wasm::WasmPlugin`] runtimes implement.
 //! * [`services`]: the host services a plugin calls back (log, shared state, progress, cancellation).
 //! * [`Host`]: the loaded plugins, their load errors, and calls.
 //!
@@ -39,10 +40,12 @@ pub mod runtime;
 pub mod services;
 mod unsafe_ops;
 pub mod wasm;
+#[cfg(unix)]
+pub mod worker;
 
 pub use discovery::LoadedPlugin;
 pub use error::{CallError, Error, LoadError, LoadErrorKind, Result};
 pub use host::{CallOptions, Change, Host, HostBuilder, LOG_BYTES_DROPPED, default_cache_dir, new_execution_id};
-pub use manifest::{Manifest, PluginKind};
+pub use manifest::{Isolation, Manifest, PluginKind};
 pub use runtime::Runtime;
 pub use services::{CallServices, CancelToken, SharedState};

@@ -22,6 +22,15 @@
 //! log_bytes = 1048576             # host log service per call; the rest is dropped and counted
 //! handles = 256                   # WASM only: open files, streams, sockets, timers at once per call
 //!
+//! isolation = "process"           # native only: "in-process" (the host's own process) or "process"
+//!                                 # (a worker process); default: the host's (daemon: process, CLI: in-process)
+//!
+//! [worker]                        # native, isolation = "process" only
+//! max = 4                         # worker processes at most (calls at once); 1..=64
+//! memory_mib = 2048               # Linux: each worker's address space (RLIMIT_AS); default: unlimited
+//! cpu_seconds = 3600              # Linux: CPU time of each worker over its life (RLIMIT_CPU); default: unlimited
+//! no_new_privs = true             # Linux: the worker cannot gain privileges (setuid, file capabilities)
+//!
 //! [permissions]                   # WASM only; nothing is granted by default
 //! dirs = [{ host = "data", guest = "/data", access = "read-only" }]  # host: relative to the folder or absolute
 //! env = ["LANG"]                  # environment variables passed through by name
@@ -134,6 +143,120 @@ pub struct RawManifest {
     /// `[permissions]`
     #[serde(default)]
     pub permissions: Option<RawPermissions>,
+    /// `isolation = "in-process" | "process"` (native only)
+    #[serde(default)]
+    pub isolation: Option<Isolation>,
+    /// `[worker]` (native, process isolation only)
+    #[serde(default)]
+    pub worker: Option<RawWorker>,
+}
+
+/// How a native plugin runs: in the host's own process (fast, and a crash
+/// of the plugin is a crash of the host) or in worker processes the host
+/// starts, restarts and kills (see [`crate::worker`]). WASM plugins are
+/// sandboxed by wasmtime and always run in the host's process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Loaded into the host's process (`dlopen`); calls cost about 2 µs; a
+    /// crash, `exit()` or a call that never returns affects the host.
+    #[default]
+    InProcess,
+    /// Loaded by worker processes; a crash fails the call only, a call past
+    /// its deadline is killed with its worker.
+    Process,
+}
+
+impl Isolation {
+    /// The isolation named `name` (`in-process` or `process`), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "in-process" => Some(Isolation::InProcess),
+            "process" => Some(Isolation::Process),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isolation::InProcess => "in-process",
+            Isolation::Process => "process",
+        })
+    }
+}
+
+/// `[worker]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorker {
+    /// `max = 4`
+    pub max: Option<u32>,
+    /// `memory_mib = 2048`
+    pub memory_mib: Option<u64>,
+    /// `cpu_seconds = 3600`
+    pub cpu_seconds: Option<u64>,
+    /// `no_new_privs = true`
+    pub no_new_privs: Option<bool>,
+}
+
+/// Default `worker.max`: worker processes of one plugin at once.
+pub const DEFAULT_WORKERS: u32 = 4;
+/// Largest `worker.max`.
+pub const MAX_WORKERS: u32 = 64;
+/// Smallest `worker.memory_mib`: a worker maps the host binary and the plugin.
+pub const MIN_WORKER_MEMORY_MIB: u64 = 64;
+/// Largest `worker.memory_mib`: 1 TiB.
+pub const MAX_WORKER_MEMORY_MIB: u64 = 1 << 20;
+/// Largest `worker.cpu_seconds`: 30 days.
+pub const MAX_WORKER_CPU_SECONDS: u64 = 30 * 24 * 3600;
+
+/// The worker processes of a native plugin run with `isolation = "process"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerLimits {
+    /// Worker processes at most: as many calls of the plugin run at once.
+    pub max: u32,
+    /// Address-space limit of each worker (`RLIMIT_AS`, Linux), in bytes; `None`: unlimited.
+    pub memory_bytes: Option<u64>,
+    /// CPU-time limit of each worker over its whole life (`RLIMIT_CPU`,
+    /// Linux), in seconds; past it the kernel kills the worker (`SIGXCPU`,
+    /// then `SIGKILL`) and the call fails as a crash. `None`: unlimited.
+    pub cpu_seconds: Option<u64>,
+    /// Set `PR_SET_NO_NEW_PRIVS` (Linux): the worker and what it runs cannot
+    /// gain privileges through setuid binaries or file capabilities.
+    pub no_new_privs: bool,
+}
+
+impl Default for WorkerLimits {
+    fn default() -> Self {
+        Self { max: DEFAULT_WORKERS, memory_bytes: None, cpu_seconds: None, no_new_privs: true }
+    }
+}
+
+impl RawWorker {
+    /// The validated limits: each number within its ceiling, named on error.
+    fn check(&self) -> Result<WorkerLimits, String> {
+        let range = |field: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(value)
+            } else {
+                Err(format!("worker.{field} must be {min}..={max}, not {value}"))
+            }
+        };
+        Ok(WorkerLimits {
+            max: match self.max {
+                Some(n) => range("max", n.into(), 1, MAX_WORKERS.into())? as u32,
+                None => DEFAULT_WORKERS,
+            },
+            memory_bytes: self
+                .memory_mib
+                .map(|m| range("memory_mib", m, MIN_WORKER_MEMORY_MIB, MAX_WORKER_MEMORY_MIB).map(|m| m << 20))
+                .transpose()?,
+            cpu_seconds: self.cpu_seconds.map(|s| range("cpu_seconds", s, 1, MAX_WORKER_CPU_SECONDS)).transpose()?,
+            no_new_privs: self.no_new_privs.unwrap_or(true),
+        })
+    }
 }
 
 /// `[limits]` as written (in a manifest; a host configuration reads its
@@ -459,6 +582,11 @@ pub struct Manifest {
     pub limits: Limits,
     /// Sandbox grants (WASM only).
     pub permissions: Permissions,
+    /// How a native plugin runs, if the manifest says (`None`: the host's
+    /// default, see [`crate::HostBuilder::native_isolation`]).
+    pub isolation: Option<Isolation>,
+    /// Its worker processes, when it runs in them.
+    pub worker: WorkerLimits,
 }
 
 impl Manifest {
@@ -491,6 +619,8 @@ impl Manifest {
             config: Value::Null,
             limits: policy.defaults.clone(),
             permissions: Permissions::default(),
+            isolation: None,
+            worker: WorkerLimits::default(),
         }
     }
 
@@ -543,9 +673,22 @@ impl Manifest {
         limits.check_within(&policy.max).map_err(|e| invalid(e.to_string()))?;
         if raw.kind == PluginKind::Native && (raw.permissions.is_some() || raw.limits.memory_mib.is_some()) {
             return Err(invalid(
-                "[permissions] and limits.memory_mib apply to wasm plugins only: native plugins are trusted, in-process code".into(),
+                "[permissions] and limits.memory_mib apply to wasm plugins only: native plugins are trusted code, not sandboxed \
+             (a native plugin's worker processes are capped in [worker])"
+                .into(),
             ));
         }
+        if raw.kind != PluginKind::Native && (raw.isolation.is_some() || raw.worker.is_some()) {
+            return Err(invalid(
+                "isolation and [worker] apply to native plugins only: a wasm plugin is sandboxed by the host".into(),
+            ));
+        }
+        if raw.worker.is_some() && raw.isolation == Some(Isolation::InProcess) {
+            return Err(invalid(
+                "[worker] needs isolation = \"process\": this plugin runs in the host's process".into(),
+            ));
+        }
+        let worker = raw.worker.as_ref().map(RawWorker::check).transpose().map_err(invalid)?.unwrap_or_default();
         let permissions = match raw.permissions {
             None => Permissions::default(),
             Some(p) => Permissions {
@@ -573,6 +716,8 @@ impl Manifest {
             config,
             limits,
             permissions,
+            isolation: raw.isolation,
+            worker,
         })
     }
 }

@@ -7,11 +7,13 @@
 //! of the root module. abi_stable's long layout reports are summarised into one
 //! line naming the plugin and the versions.
 //!
-//! Native plugins are **trusted code**: they run in the host process with its
-//! rights, and their timeouts are cooperative (a cancel flag the plugin polls;
+//! Native plugins are **trusted code**. Loaded here (`isolation =
+//! "in-process"`), they run in the host process with its rights, and their
+//! timeouts are cooperative (a cancel flag the plugin polls;
 //! on timeout the host stops waiting and abandons the call's thread). Libraries
 //! are **never unloaded** (`dlclose` of Rust libraries is unsound): a changed
-//! native plugin needs a host restart.
+//! native plugin needs a host restart. With `isolation = "process"` the same
+//! loading happens in worker processes instead ([`crate::worker`]).
 
 use crate::error::{CallError, LoadErrorKind};
 use crate::manifest::{Manifest, PluginKind};
@@ -36,11 +38,7 @@ pub(crate) struct NativePlugin {
 impl NativePlugin {
     /// Load the library named by `manifest` and query its metadata.
     pub(crate) fn load(manifest: &Manifest) -> Result<Self, LoadErrorKind> {
-        let path = &manifest.artifact;
-        check_shared_library(path)?;
-        let header = lib_header_from_path(path).map_err(|e| summarise(&e, None))?;
-        let plugin_abi = header.version_strings().version.to_string();
-        let module = header.init_root_module::<PluginModRef>().map_err(|e| summarise(&e, Some(&plugin_abi)))?;
+        let module = open_module(&manifest.artifact)?;
         // A plugin that calls exit() while describing itself is reported as such (see `process`).
         let describing = crate::process::InFlight::enter(&manifest.id);
         let json = describe_within(module, manifest.limits.timeout.min(crate::wasm::DESCRIBE_TIMEOUT));
@@ -50,6 +48,18 @@ impl NativePlugin {
         runtime::check_metadata(&metadata, manifest)?;
         Ok(Self { module, metadata })
     }
+}
+
+/// Load the native library at `path` into this process and check it: an
+/// ELF shared library for this CPU, exporting the Plexus root module of
+/// this ABI version and layout. No plugin code runs but the library's
+/// static initialisers. Used by the host (in-process plugins) and by a
+/// worker process ([`crate::worker`]). The library is never unloaded.
+pub(crate) fn open_module(path: &Path) -> Result<PluginModRef, LoadErrorKind> {
+    check_shared_library(path)?;
+    let header = lib_header_from_path(path).map_err(|e| summarise(&e, None))?;
+    let plugin_abi = header.version_strings().version.to_string();
+    header.init_root_module::<PluginModRef>().map_err(|e| summarise(&e, Some(&plugin_abi)))
 }
 
 /// Ask `module` for its metadata on a thread of its own and wait at most
@@ -71,7 +81,9 @@ fn describe_within(module: PluginModRef, timeout: Duration) -> Result<String, Lo
     })
 }
 
-fn parse_metadata(json: &str) -> Result<Metadata, LoadErrorKind> {
+/// Parse the metadata JSON a native plugin returned from `describe`,
+/// checking its contract version first.
+pub(crate) fn parse_metadata(json: &str) -> Result<Metadata, LoadErrorKind> {
     if let Ok(NativeResponse::Panic(message)) = serde_json::from_str::<NativeResponse>(json) {
         return Err(LoadErrorKind::Metadata(format!("the plugin panicked: {message}")));
     }
@@ -94,6 +106,10 @@ impl Runtime for NativePlugin {
 
     fn kind(&self) -> PluginKind {
         PluginKind::Native
+    }
+
+    fn replaceable(&self) -> bool {
+        false // its library is mapped into this process for good
     }
 
     fn call(
@@ -136,7 +152,12 @@ fn call_module(
     let response = (module.call())(&vtable, RStr::from_str(context));
     drop(in_flight);
     CallRegistry::unregister(handle);
-    match serde_json::from_str::<NativeResponse>(response.as_str()) {
+    decode_response(plugin, response.as_str())
+}
+
+/// A native plugin's answer to a call (a [`NativeResponse`] as JSON) as the call's result.
+pub(crate) fn decode_response(plugin: &str, response: &str) -> Result<CallOutput, CallError> {
+    match serde_json::from_str::<NativeResponse>(response) {
         Ok(NativeResponse::Ok(output)) => Ok(output),
         Ok(NativeResponse::Error(error)) => Err(CallError::Plugin { plugin: plugin.into(), error }),
         Ok(NativeResponse::Panic(message)) => Err(CallError::Panic { plugin: plugin.into(), message }),

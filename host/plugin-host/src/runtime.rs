@@ -1,4 +1,4 @@
-//! The one trait both runtimes implement, and the checks every loaded plugin passes.
+//! The one trait every runtime implements, and the checks every loaded plugin passes.
 
 use crate::error::{CallError, LoadErrorKind};
 use crate::manifest::{Manifest, PluginKind};
@@ -23,6 +23,20 @@ pub trait Runtime: Send + Sync {
     /// call's thread (see [`crate::Host::invoke`]).
     fn preemptible(&self) -> bool {
         false
+    }
+
+    /// Whether a changed or removed plugin can be replaced or unloaded while
+    /// the host runs (false for a native library loaded into the host's
+    /// process: it is never unloaded, see [`crate::Change::RestartRequired`]).
+    fn replaceable(&self) -> bool {
+        true
+    }
+
+    /// Why the plugin cannot be called now, if it cannot (e.g. its worker
+    /// processes crashed too often, see [`crate::worker`]). Its calls fail
+    /// at once with [`CallError::Unavailable`].
+    fn unavailable(&self) -> Option<String> {
+        None
     }
 
     /// Run `exec.operation`, blocking the calling thread.

@@ -82,3 +82,68 @@ pub(crate) fn raise_open_file_limit() -> Option<u64> {
     #[cfg(not(unix))]
     None
 }
+
+/// Make file descriptor 0 (standard input) read `/dev/null` (a worker
+/// process, whose standard input was the socket to its host, keeps a
+/// duplicate of it). Best effort: on failure standard input stays as it was.
+#[cfg(unix)]
+pub(crate) fn stdin_from_dev_null() {
+    use std::os::fd::AsRawFd;
+    let Ok(null) = std::fs::File::open("/dev/null") else { return };
+    // SAFETY: `dup2` takes two descriptors and no pointers. `null` is open
+    // for the whole call; replacing descriptor 0 is the intent, and nothing
+    // in this process holds it as an owned `File` (std's `Stdin` reads fd 0
+    // by number, and now reads /dev/null).
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
+    }
+}
+
+/// Limit this process (a worker, before it loads a plugin) on Linux: its
+/// address space to `memory_bytes` (`RLIMIT_AS`), its CPU time to
+/// `cpu_seconds` (`RLIMIT_CPU`: `SIGXCPU` at the limit, `SIGKILL` a second
+/// later), and with `no_new_privs`, `PR_SET_NO_NEW_PRIVS`. Elsewhere a limit
+/// asked for is an error and `no_new_privs` is ignored.
+///
+/// # Errors
+/// Which limit could not be set, and why.
+pub(crate) fn limit_worker(
+    memory_bytes: Option<u64>,
+    cpu_seconds: Option<u64>,
+    no_new_privs: bool,
+) -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        let set = |resource: libc::__rlimit_resource_t, name: &str, soft: u64, hard: u64| {
+            let limit = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+            // SAFETY: `setrlimit` reads one `rlimit` through a valid pointer
+            // to a local and keeps no reference; lowering a limit needs no privilege.
+            if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+                return Err(format!("cannot set {name}: {}", std::io::Error::last_os_error()));
+            }
+            Ok(())
+        };
+        if let Some(bytes) = memory_bytes {
+            set(libc::RLIMIT_AS, "RLIMIT_AS (worker.memory_mib)", bytes, bytes)?;
+        }
+        if let Some(seconds) = cpu_seconds {
+            set(libc::RLIMIT_CPU, "RLIMIT_CPU (worker.cpu_seconds)", seconds, seconds.saturating_add(1))?;
+        }
+        if no_new_privs {
+            // SAFETY: `prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)` takes integers
+            // only; it can only remove abilities from this process.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(format!("cannot set no_new_privs: {}", std::io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = no_new_privs;
+        if memory_bytes.is_some() || cpu_seconds.is_some() {
+            return Err("worker.memory_mib and worker.cpu_seconds are supported on Linux only".into());
+        }
+        Ok(())
+    }
+}

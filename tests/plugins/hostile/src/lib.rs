@@ -6,13 +6,27 @@
 //!
 //! `describe` sleeps for the number of milliseconds written in
 //! `/ctl/describe-sleep-ms` when a directory is granted at `/ctl`.
-#![forbid(unsafe_code)]
+//!
+//! Built natively too (`libplexus_hostile.so`), its crash operations end the
+//! process: `abort`, `segfault`, `stack_overflow`, `panic_unwinding` (a panic
+//! while a panic unwinds), `exit`, `hang` and `spin` (never return, ignore
+//! cancellation) — for the worker-process tests.
+#![deny(unsafe_code)]
+
+mod crash;
 
 use plexus_sdk::{Context, Operations, Plugin, PluginError, PluginInfo, capability};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
+
+/// Parameters of `exit`.
+#[derive(Deserialize, JsonSchema)]
+pub struct Code {
+    /// The exit status.
+    pub code: i32,
+}
 
 /// The hostile plugin.
 #[derive(Default)]
@@ -115,6 +129,37 @@ impl Plugin for Hostile {
             Ok(names)
         })
         .add("symlink", "Replaces `link` by a symbolic link to `target`", |_, _, p: Symlink| symlink(&p))
+        .add("abort", "Aborts the process", |_, _, _: Value| -> Result<Value, PluginError> { std::process::abort() })
+        .add("segfault", "Writes to an unmapped address", |_, _, _: Value| -> Result<Value, PluginError> {
+            crash::segfault()
+        })
+        .add("stack_overflow", "Recurses until the stack overflows", |_, _, _: Value| Ok(crash::recurse(0)))
+        .add("panic_unwinding", "Panics while a panic unwinds", |_, _, _: Value| -> Result<Value, PluginError> {
+            crash::panic_while_unwinding()
+        })
+        .add("exit", "Ends the process with `code`", |_, _, p: Code| -> Result<Value, PluginError> {
+            std::process::exit(p.code)
+        })
+        .add(
+            "hang",
+            "Never returns and never checks for cancellation",
+            |_, _, _: Value| -> Result<Value, PluginError> {
+                loop {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            },
+        )
+        .add(
+            "spin",
+            "Computes forever, never checking for cancellation",
+            |_, _, _: Value| -> Result<Value, PluginError> {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            },
+        )
+        .add("pid", "Returns the process id it runs in", |_, _, _: Value| Ok(std::process::id()))
         .add("sleep", "Blocks in WASI for `ms` ms, never checking for cancellation", |_, _, p: Ms| {
             std::thread::sleep(Duration::from_millis(p.ms));
             Ok(p.ms)
