@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build-plugins.sh "$PWD/target/plugins"
+# The worker program of the `*_workers` benchmarks (native plugins in worker processes).
+cargo build --release --locked -p plexus-host --bin plexus-worker
 # Only the benchmark targets, so that criterion's options reach criterion alone:
 #   bash scripts/bench.sh -- --measurement-time 5 run_10k
 cargo bench --locked -p plexus-host -p plexus-workflow -p plexus-daemon \

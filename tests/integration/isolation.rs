@@ -295,3 +295,36 @@ fn the_daemon_runs_native_plugins_in_workers_and_outlives_their_crashes() {
     );
     assert_eq!(d.terminate().code(), Some(0));
 }
+
+#[test]
+fn a_worker_ends_when_its_host_is_killed_even_in_a_call_that_never_returns() {
+    let fx = Fixture::new();
+    fx.hostile_native("hostile", "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["call", "plexus.hostile", "hang", "--timeout", "1h", "--plugins-dir"])
+        .arg(fx.plugins.path())
+        .env("PLEXUS_CACHE_DIR", fx.cache.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The worker is the call's child process (Linux lists children in /proc).
+    let children = format!("/proc/{0}/task/{0}/children", child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let worker: u64 = loop {
+        let text = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(pid) = text.split_whitespace().next() {
+            break pid.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no worker process started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300)); // the call is in the worker now
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exists(worker) {
+        assert!(Instant::now() < deadline, "worker {worker} outlived its host");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -47,7 +47,7 @@ With a daemon (plexus daemon; address and token from --config, $PLEXUS_URL, $PLE
 
 Exit codes: 0 success, 1 error (including an invalid workflow or a refused request), 2 usage.
 plexus call: 3 the plugin returned an error, 4 timeout, 5 plugin not loaded,
-6 the plugin panicked, trapped or hit a limit, 7 no capacity for the call (retry later),
+6 the plugin panicked, trapped, crashed its worker or hit a limit, 7 no capacity for the call (retry later),
 12 a native plugin ended the process (it called exit during a call).
 plexus plugins list, plugins check: 13 a plugin did not load or has a problem.
 plexus run, exec start/status/retry --wait: 8 the workflow failed (completed

@@ -264,7 +264,12 @@ pub fn print_details(details: &PluginDetails, as_json: bool) -> anyhow::Result<E
         };
         outln!("network:       {network}");
     } else {
-        outln!("sandbox:       none (native plugins are trusted, in-process code)");
+        let isolation = match details.isolation.as_deref() {
+            Some("process") => "worker processes (a crash fails the call; a deadline kills the worker)",
+            _ => "in the host's process",
+        };
+        outln!("isolation:     {isolation}");
+        outln!("sandbox:       none (native plugins are trusted code)");
     }
     outln!("\noperations:");
     for op in &meta.operations {

@@ -137,6 +137,10 @@ pub struct PluginDetails {
     pub metadata: plexus_sdk::Metadata,
     /// Native or WASM.
     pub kind: PluginKind,
+    /// How a native plugin runs: `in-process` or `process` (worker
+    /// processes); absent for WASM, which is always sandboxed in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
     /// The plugin's folder.
     pub path: String,
     /// The loaded file.

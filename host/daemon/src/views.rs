@@ -67,6 +67,7 @@ pub fn plugin_details(host: &Host, plugin: &LoadedPlugin) -> PluginDetails {
     PluginDetails {
         metadata: plugin.runtime.metadata().clone(),
         kind: kind(m.kind),
+        isolation: (m.kind == plexus_host::PluginKind::Native).then(|| m.isolation.unwrap_or_default().to_string()),
         path: m.dir.display().to_string(),
         artifact: m.artifact.display().to_string(),
         sha256: m.sha256.clone(),

@@ -4,6 +4,8 @@
 //! * `wasm_noop_call`: one WASM no-op call, including a fresh store and instance;
 //! * `wasm_noop_call_with_dir_grant`: the same with one granted directory (opened once at load,
 //!   a preopen per call from that handle);
+//! * `native_noop_call_worker`: the native no-op call in a worker process (`isolation =
+//!   "process"`): the context over a Unix socket to the worker, the answer back;
 //! * `host_start_cached`: discovering and loading a folder of plugins (one native, one WASM)
 //!   with the component cache warm — divide by two for the per-plugin figure.
 //!
@@ -75,6 +77,19 @@ fn bench(c: &mut Criterion) {
         }
     }
     let plugins = plugins_dir(false);
+    let workers = HostBuilder::new()
+        .plugin_dir(plugins.path())
+        .cache_dir(cache.path())
+        .native_isolation(plexus_host::Isolation::Process)
+        .worker_program(env!("CARGO_BIN_EXE_plexus-worker"))
+        .build()
+        .unwrap();
+    assert!(workers.load_errors().is_empty(), "{:?}", workers.load_errors());
+    let services = CallServices::new("plexus.echo.native", &exec.execution_id, Default::default(), Default::default());
+    c.bench_function("native_noop_call_worker", |b| {
+        b.iter(|| black_box(workers.call_with(black_box(&exec), &services, None).unwrap()))
+    });
+    drop(workers);
     let build = || HostBuilder::new().plugin_dir(plugins.path()).cache_dir(cache.path()).build().unwrap();
     assert_eq!(build().plugins().count(), 2);
     c.bench_function("host_start_cached", |b| b.iter(|| black_box(build())));

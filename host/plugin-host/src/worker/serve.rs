@@ -38,6 +38,7 @@ pub(super) fn serve() -> i32 {
     };
     // The plugin must not read the protocol: its standard input is empty.
     crate::unsafe_ops::stdin_from_dev_null();
+    watch_parent();
     let mut conn = Conn::new(stream);
     let request = match conn.recv() {
         Ok(Some(Frame::Load(json))) => match serde_json::from_str::<LoadRequest>(&json) {
@@ -63,6 +64,25 @@ pub(super) fn serve() -> i32 {
     let shared =
         SHARED.get_or_init(|| Shared { conn: Mutex::new(conn), call: AtomicU64::new(0), cancelled: false.into() });
     serve_calls(shared, module)
+}
+
+/// End this worker within a second of its host's end, even in the middle of
+/// a call that never returns (an idle worker ends anyway: its socket closes).
+/// `PR_SET_PDEATHSIG` would follow the host *thread* that started the
+/// worker, and the host starts workers from short-lived threads.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let watch = move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(PROTOCOL_EXIT);
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("plexus-worker-parent".into()).spawn(watch) {
+        eprintln!("plexus worker: cannot watch the host process: {e}");
+    }
 }
 
 /// Tell the host why the library did not load; the exit status.

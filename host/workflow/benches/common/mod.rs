@@ -13,10 +13,27 @@ pub const STEPS: usize = 10_000;
 /// A host over the example plugins (release builds, `target/plugins`, or
 /// `PLEXUS_BENCH_PLUGINS`), its component cache in `cache`.
 pub fn host(cache: &Path) -> Arc<Host> {
+    build(HostBuilder::new(), cache)
+}
+
+/// [`host`] with native plugins in worker processes (`isolation =
+/// "process"`): the worker program is `$PLEXUS_WORKER_PROGRAM`, else the
+/// release `plexus-worker` that `scripts/bench.sh` builds.
+#[allow(dead_code)] // used by `workflow.rs`, not `memory.rs`
+pub fn host_with_workers(cache: &Path) -> Arc<Host> {
+    let program = std::env::var_os("PLEXUS_WORKER_PROGRAM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/plexus-worker"));
+    assert!(program.exists(), "build the worker first: cargo build --release -p plexus-host --bin plexus-worker");
+    let builder = HostBuilder::new().native_isolation(plexus_host::Isolation::Process).worker_program(program);
+    build(builder, cache)
+}
+
+fn build(builder: HostBuilder, cache: &Path) -> Arc<Host> {
     let plugins = std::env::var_os("PLEXUS_BENCH_PLUGINS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins"));
-    let host = Arc::new(HostBuilder::new().plugin_dir(&plugins).cache_dir(cache).build().unwrap());
+    let host = Arc::new(builder.plugin_dir(&plugins).cache_dir(cache).build().unwrap());
     assert!(host.plugin("plexus.echo.native").is_some(), "build the plugins first: bash scripts/build-plugins.sh");
     host
 }
