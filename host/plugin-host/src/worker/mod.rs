@@ -80,6 +80,10 @@ pub const RESTART_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest wait before starting a worker after crashes: 5 s.
 pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long the host polls for a worker's answer, and a worker for its
+/// next call, before sleeping (see `Conn::recv_spinning`): 50 µs.
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
+
 /// How often a waiting call looks at its deadline and its cancel token.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -488,8 +492,11 @@ impl Worker {
         }
         // When the call was asked to stop, and when it is killed if still running.
         let mut stop: Option<Instant> = None;
+        let mut spin = SPIN;
         loop {
-            match self.conn.recv() {
+            let frame = self.conn.recv_spinning(spin);
+            spin = Duration::ZERO; // once per call: a call that takes longer sleeps
+            match frame {
                 Ok(Some(Frame::Done(response))) => return Ran::Done { response, late: stop.is_some() },
                 Ok(Some(Frame::Log(level, message))) => services.log(LogLevel::from_u8(level), &message),
                 Ok(Some(Frame::StateGet(key))) => {

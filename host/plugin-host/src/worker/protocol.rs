@@ -171,6 +171,43 @@ impl Conn {
         }
     }
 
+    /// [`Self::recv`], but first polling without sleeping for up to `spin`:
+    /// waking a sleeping thread takes tens of microseconds on a busy or
+    /// virtual machine, more than a short call, and the peer usually answers
+    /// within that time on another core.
+    pub(crate) fn recv_spinning(&mut self, spin: std::time::Duration) -> io::Result<Option<Frame>> {
+        if spin.is_zero() {
+            return self.recv();
+        }
+        if let Some(frame) = self.parse()? {
+            return Ok(Some(frame));
+        }
+        self.stream.set_nonblocking(true)?;
+        let started = std::time::Instant::now();
+        let polled = loop {
+            match self.fill() {
+                Ok(0) => break None,
+                Ok(_) => match self.parse() {
+                    Ok(Some(frame)) => break Some(Ok(Some(frame))),
+                    Ok(None) => {}
+                    Err(e) => break Some(Err(e)),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if started.elapsed() >= spin {
+                        break None;
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(e) => break Some(Err(e)),
+            }
+        };
+        self.stream.set_nonblocking(false)?;
+        match polled {
+            Some(result) => result,
+            None => self.recv(),
+        }
+    }
+
     /// The next frame if one has fully arrived, without waiting.
     pub(crate) fn try_recv(&mut self) -> io::Result<Option<Frame>> {
         if let Some(frame) = self.parse()? {

@@ -98,7 +98,9 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Conn> {
 fn serve_calls(shared: &'static Shared, module: PluginModRef) -> i32 {
     let mut next_handle = 1u64;
     loop {
-        let frame = lock(shared).recv();
+        // Calls often come in a row (a workflow's steps): look for the next
+        // one briefly before sleeping.
+        let frame = lock(shared).recv_spinning(super::SPIN);
         match frame {
             Ok(Some(Frame::Call(context))) => {
                 let handle = next_handle;
