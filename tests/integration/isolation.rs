@@ -328,3 +328,58 @@ fn a_worker_ends_when_its_host_is_killed_even_in_a_call_that_never_returns() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A call of the hostile WASM plugin within execution `execution`.
+fn call_in(host: &Host, execution: &str, op: &str, timeout_ms: u64) -> Result<Value, CallError> {
+    let exec = plexus_sdk::ExecutionContext {
+        execution_id: execution.into(),
+        operation: op.into(),
+        parameters: json!({"ms": 5_000}),
+        ..Default::default()
+    };
+    let services = plexus_host::CallServices::new("plexus.hostile", execution, Default::default(), CancelToken::new());
+    host.call_with(&exec, &services, Some(Duration::from_millis(timeout_ms))).map(|out| out.output)
+}
+
+#[test]
+fn per_execution_reuse_keeps_an_instance_within_its_execution_only() {
+    let fx = Fixture::new();
+    fx.hostile("hostile", "[instances]\nreuse = \"execution\"");
+    let host = fx.host();
+    let tally = |execution: &str| call_in(&host, execution, "tally", 10_000).unwrap();
+    assert_eq!([tally("a"), tally("a"), tally("a")], [json!(1), json!(2), json!(3)], "one instance for execution a");
+    assert_eq!(tally("b"), json!(1), "execution b never sees a's instance");
+    assert_eq!(tally("a"), json!(4));
+    // A trap drops the instance; the next call succeeds on a fresh one.
+    assert_eq!(call_in(&host, "a", "trap", 10_000).unwrap_err().kind(), "trap");
+    assert_eq!(tally("a"), json!(1));
+    // So does a timeout (the guest blocked past its deadline).
+    assert_eq!(tally("a"), json!(2));
+    assert_eq!(call_in(&host, "a", "sleep", 100).unwrap_err().kind(), "timeout");
+    assert_eq!(tally("a"), json!(1));
+    // The execution's end drops its instances.
+    host.end_execution("a");
+    assert_eq!(tally("a"), json!(1));
+    assert_eq!(tally("b"), json!(2), "b's instance was kept");
+}
+
+#[test]
+fn per_plugin_reuse_shares_across_executions_up_to_max_calls_and_the_default_is_fresh() {
+    let fx = Fixture::new();
+    fx.hostile("hostile", "[instances]\nreuse = \"plugin\"\nmax_calls = 3");
+    let host = fx.host();
+    let tallies: Vec<Value> =
+        ["x", "y", "z", "x", "y"].iter().map(|e| call_in(&host, e, "tally", 10_000).unwrap()).collect();
+    assert_eq!(tallies, [json!(1), json!(2), json!(3), json!(1), json!(2)], "shared, then recycled after 3 calls");
+
+    let fresh = Fixture::new();
+    fresh.hostile("hostile", "");
+    let host = fresh.host();
+    for _ in 0..3 {
+        assert_eq!(call_in(&host, "x", "tally", 10_000).unwrap(), json!(1), "a fresh instance per call");
+    }
+    let bad =
+        fresh.folder("bad", "id = \"x\"\nversion = \"0.1.0\"\nkind = \"native\"\nartifact = \"x.so\"\n[instances]\n");
+    let err = plexus_host::Manifest::load(&bad).unwrap_err().to_string();
+    assert!(err.contains("[instances] applies to wasm plugins only"), "{err}");
+}

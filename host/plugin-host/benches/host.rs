@@ -6,6 +6,8 @@
 //!   a preopen per call from that handle);
 //! * `native_noop_call_worker`: the native no-op call in a worker process (`isolation =
 //!   "process"`): the context over a Unix socket to the worker, the answer back;
+//! * `wasm_echo_call` / `wasm_echo_call_reused`: a JSON echo of a small object into a fresh
+//!   instance, and into an instance an earlier call left (`[instances] reuse = "plugin"`);
 //! * `host_start_cached`: discovering and loading a folder of plugins (one native, one WASM)
 //!   with the component cache warm — divide by two for the per-plugin figure.
 //!
@@ -90,6 +92,24 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(workers.call_with(black_box(&exec), &services, None).unwrap()))
     });
     drop(workers);
+    let echo = ExecutionContext { operation: "echo".into(), ..exec.clone() };
+    for (reuse, name) in [("call", "wasm_echo_call"), ("plugin", "wasm_echo_call_reused")] {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("echo-wasm");
+        std::fs::create_dir_all(&folder).unwrap();
+        let manifest = format!(
+            "id = \"plexus.echo.wasm\"\nversion = \"0.1.0\"\nkind = \"wasm\"\nartifact = \"{}\"\n\
+             [instances]\nreuse = \"{reuse}\"\nmax_calls = 1000000\nmax_age_ms = 86400000\n",
+            built_plugins().join("echo-wasm/plexus_echo.wasm").display()
+        );
+        std::fs::write(folder.join("plugin.toml"), manifest).unwrap();
+        let host = HostBuilder::new().plugin_dir(dir.path()).cache_dir(cache.path()).build().unwrap();
+        assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
+        let services =
+            CallServices::new("plexus.echo.wasm", &echo.execution_id, Default::default(), Default::default());
+        assert_eq!(host.call_with(&echo, &services, None).unwrap().output, echo.parameters);
+        c.bench_function(name, |b| b.iter(|| black_box(host.call_with(black_box(&echo), &services, None).unwrap())));
+    }
     let build = || HostBuilder::new().plugin_dir(plugins.path()).cache_dir(cache.path()).build().unwrap();
     assert_eq!(build().plugins().count(), 2);
     c.bench_function("host_start_cached", |b| b.iter(|| black_box(build())));

@@ -476,6 +476,16 @@ impl Host {
         self.call_with(&exec, &services, Some(timeout))
     }
 
+    /// Execution `execution_id` ended: runtimes drop what they kept for it
+    /// (WASM instances reused per execution). The workflow engine calls this;
+    /// a caller of [`Host::call_with`] that reuses execution ids should too
+    /// (idle instances also expire with `instances.max_age_ms`).
+    pub fn end_execution(&self, execution_id: &str) {
+        for plugin in self.plugins.values() {
+            plugin.runtime.end_execution(execution_id);
+        }
+    }
+
     /// Plugin `id` as `kind` (or the preferred kind), else why not.
     fn find(&self, id: &str, kind: Option<PluginKind>) -> Result<&LoadedPlugin, CallError> {
         self.select(id, kind).ok_or_else(|| match kind {

@@ -40,6 +40,7 @@ impl<P: Plugin> InProcessPlugin<P> {
             permissions: Permissions::default(),
             isolation: None,
             worker: Default::default(),
+            instances: Default::default(),
         }
     }
 }

@@ -31,6 +31,12 @@
 //! cpu_seconds = 3600              # Linux: CPU time of each worker over its life (RLIMIT_CPU); default: unlimited
 //! no_new_privs = true             # Linux: the worker cannot gain privileges (setuid, file capabilities)
 //!
+//! [instances]                     # WASM only; default: a fresh instance per call
+//! reuse = "execution"             # "call", "execution" (calls of one execution share
+//!                                 # instances) or "plugin" (every call may share them)
+//! max_calls = 1000                # an instance serves at most this many calls (1..=1000000)
+//! max_age_ms = 60000              # and lives at most this long (1..=86400000)
+//!
 //! [permissions]                   # WASM only; nothing is granted by default
 //! dirs = [{ host = "data", guest = "/data", access = "read-only" }]  # host: relative to the folder or absolute
 //! env = ["LANG"]                  # environment variables passed through by name
@@ -149,6 +155,85 @@ pub struct RawManifest {
     /// `[worker]` (native, process isolation only)
     #[serde(default)]
     pub worker: Option<RawWorker>,
+    /// `[instances]` (WASM only)
+    #[serde(default)]
+    pub instances: Option<RawInstances>,
+}
+
+/// Whether a WASM plugin's instances serve more than one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reuse {
+    /// A fresh instance per call: no call sees another's state.
+    #[default]
+    Call,
+    /// The calls of one execution share instances (one at a time each):
+    /// what a call leaves in the guest (globals, linear memory, open WASI
+    /// handles) is seen by later calls of the same execution, never by another's.
+    Execution,
+    /// Every call of the plugin may get an instance an earlier call used,
+    /// whatever its execution: what one call leaves in the guest, any later
+    /// call may see. The operator's explicit choice.
+    Plugin,
+}
+
+/// `[instances]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstances {
+    /// `reuse = "call" | "execution" | "plugin"`
+    pub reuse: Option<Reuse>,
+    /// `max_calls = 1000`
+    pub max_calls: Option<u32>,
+    /// `max_age_ms = 60000`
+    pub max_age_ms: Option<u64>,
+}
+
+/// Default `instances.max_calls`.
+pub const DEFAULT_INSTANCE_CALLS: u32 = 1000;
+/// Largest `instances.max_calls`.
+pub const MAX_INSTANCE_CALLS: u32 = 1_000_000;
+/// Default `instances.max_age_ms`: 60 s.
+pub const DEFAULT_INSTANCE_AGE_MS: u64 = 60_000;
+/// Largest `instances.max_age_ms`: one day.
+pub const MAX_INSTANCE_AGE_MS: u64 = 24 * 3600 * 1000;
+
+/// How a WASM plugin's instances are reused (see [`Reuse`]). An instance is
+/// dropped after a trap, a timeout, a cancel or a limit hit, after
+/// `max_calls` calls, and once `max_age` old.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instances {
+    /// Which calls share instances.
+    pub reuse: Reuse,
+    /// Calls one instance serves at most.
+    pub max_calls: u32,
+    /// How long one instance lives at most.
+    #[serde(serialize_with = "serialize_ms")]
+    pub max_age: Duration,
+}
+
+impl Default for Instances {
+    fn default() -> Self {
+        Self {
+            reuse: Reuse::Call,
+            max_calls: DEFAULT_INSTANCE_CALLS,
+            max_age: Duration::from_millis(DEFAULT_INSTANCE_AGE_MS),
+        }
+    }
+}
+
+impl RawInstances {
+    fn check(&self) -> Result<Instances, String> {
+        let calls = self.max_calls.unwrap_or(DEFAULT_INSTANCE_CALLS);
+        if !(1..=MAX_INSTANCE_CALLS).contains(&calls) {
+            return Err(format!("instances.max_calls must be 1..={MAX_INSTANCE_CALLS}, not {calls}"));
+        }
+        let age = self.max_age_ms.unwrap_or(DEFAULT_INSTANCE_AGE_MS);
+        if !(1..=MAX_INSTANCE_AGE_MS).contains(&age) {
+            return Err(format!("instances.max_age_ms must be 1..={MAX_INSTANCE_AGE_MS}, not {age}"));
+        }
+        Ok(Instances { reuse: self.reuse.unwrap_or_default(), max_calls: calls, max_age: Duration::from_millis(age) })
+    }
 }
 
 /// How a native plugin runs: in the host's own process (fast, and a crash
@@ -587,6 +672,8 @@ pub struct Manifest {
     pub isolation: Option<Isolation>,
     /// Its worker processes, when it runs in them.
     pub worker: WorkerLimits,
+    /// Whether a WASM plugin's instances serve more than one call.
+    pub instances: Instances,
 }
 
 impl Manifest {
@@ -621,6 +708,7 @@ impl Manifest {
             permissions: Permissions::default(),
             isolation: None,
             worker: WorkerLimits::default(),
+            instances: Instances::default(),
         }
     }
 
@@ -689,6 +777,11 @@ impl Manifest {
             ));
         }
         let worker = raw.worker.as_ref().map(RawWorker::check).transpose().map_err(invalid)?.unwrap_or_default();
+        if raw.kind != PluginKind::Wasm && raw.instances.is_some() {
+            return Err(invalid("[instances] applies to wasm plugins only".into()));
+        }
+        let instances =
+            raw.instances.as_ref().map(RawInstances::check).transpose().map_err(invalid)?.unwrap_or_default();
         let permissions = match raw.permissions {
             None => Permissions::default(),
             Some(p) => Permissions {
@@ -718,6 +811,7 @@ impl Manifest {
             permissions,
             isolation: raw.isolation,
             worker,
+            instances,
         })
     }
 }
@@ -824,6 +918,32 @@ mod tests {
         assert_eq!(m.limits.memory_bytes, 64 << 20);
         assert_eq!(m.limits.timeout, Duration::from_secs(30));
         assert!(m.permissions.dirs.is_empty() && m.permissions.network == Network::None);
+    }
+
+    #[test]
+    fn isolation_worker_and_instances_belong_to_their_kind_and_have_ceilings() {
+        let native = "id = \"a\"\nversion = \"1.0.0\"\nkind = \"native\"\nartifact = \"a.so\"\n";
+        let wasm = "id = \"a\"\nversion = \"1.0.0\"\nkind = \"wasm\"\nartifact = \"a.wasm\"\n";
+        let m = parse(&format!("{native}isolation = \"process\"\n[worker]\nmax = 2\nmemory_mib = 512\n")).unwrap();
+        assert_eq!(m.isolation, Some(Isolation::Process));
+        assert_eq!((m.worker.max, m.worker.memory_bytes, m.worker.no_new_privs), (2, Some(512 << 20), true));
+        assert_eq!(parse(native).unwrap().isolation, None, "the host's default applies");
+        let m = parse(&format!("{wasm}[instances]\nreuse = \"execution\"\n")).unwrap();
+        assert_eq!((m.instances.reuse, m.instances.max_calls), (Reuse::Execution, DEFAULT_INSTANCE_CALLS));
+        for (text, why) in [
+            (format!("{wasm}isolation = \"process\"\n"), "native plugins only"),
+            (format!("{native}isolation = \"in-process\"\n[worker]\nmax = 2\n"), "needs isolation = \"process\""),
+            (format!("{native}[worker]\nmax = 65\n"), "worker.max must be 1..=64, not 65"),
+            (format!("{native}[worker]\nmemory_mib = 1\n"), "worker.memory_mib must be 64..="),
+            (format!("{native}[worker]\ncpu_seconds = 0\n"), "worker.cpu_seconds must be 1..="),
+            (format!("{native}[instances]\n"), "[instances] applies to wasm plugins only"),
+            (format!("{wasm}[instances]\nmax_calls = 0\n"), "instances.max_calls must be 1..=1000000, not 0"),
+            (format!("{wasm}[instances]\nmax_age_ms = 86400001\n"), "instances.max_age_ms must be 1..="),
+            (format!("{wasm}[instances]\nreuse = \"forever\"\n"), "unknown variant `forever`"),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(why), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub trait Runtime: Send + Sync {
         None
     }
 
+    /// Execution `execution_id` ended: drop what the runtime kept for its
+    /// calls (a WASM plugin's per-execution instances, see
+    /// [`crate::manifest::Reuse::Execution`]).
+    fn end_execution(&self, _execution_id: &str) {}
+
     /// Run `exec.operation`, blocking the calling thread.
     ///
     /// With a `timeout`, a WASM call is interrupted when it expires; a native

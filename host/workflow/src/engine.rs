@@ -539,6 +539,8 @@ impl Engine {
             }
         })
         .await;
+        // Its steps are over: WASM instances kept for its calls go.
+        self.host.end_execution(exec.id());
         // An execution ends only once all of it is recorded; if the engine
         // drains first, it stops unfinished and resumes from its journal.
         tokio::select! {

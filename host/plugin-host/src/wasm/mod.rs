@@ -3,7 +3,18 @@
 //!
 //! * A fresh [`Store`] per call, instantiated from a pre-instantiated component
 //!   ([`wasmtime::component::InstancePre`]) with the pooling allocator: a call
-//!   never sees state from an earlier one.
+//!   never sees state from an earlier one — unless the manifest's
+//!   `[instances] reuse` says otherwise ([`crate::manifest::Reuse`]): with
+//!   `execution`, an instance whose call returned serves the next call of the
+//!   same execution (guest globals, linear memory and WASI handles it opened
+//!   carry over, within that execution only); with `plugin`, the next call of
+//!   any execution (the operator's explicit choice: what one call leaves, any
+//!   later call may see). Never across plugins; the host services (state,
+//!   log, progress, cancel, deadline) are always the current call's. An
+//!   instance is dropped after a trap, a timeout, a cancel or a limit hit,
+//!   after `max_calls` calls, once `max_age_ms` old, and (per execution) when
+//!   its execution ends; at most [`MAX_IDLE_PER_KEY`] per execution and
+//!   [`MAX_IDLE_PER_PLUGIN`] per plugin are kept idle.
 //! * Time: every call (and `describe`) runs asynchronously (`call_async`,
 //!   WASI linked async) under a tokio timer and a cancellation watch, so it
 //!   ends within a few milliseconds of its deadline or its cancel whatever the
@@ -525,6 +536,10 @@ pub struct WasmPlugin {
     plugin_id: String,
     /// This plugin's share of the engine's instance slots.
     slots: Arc<tokio::sync::Semaphore>,
+    /// `[instances]`: whether calls share instances.
+    instances: crate::manifest::Instances,
+    /// The idle instances, when they do.
+    pool: InstancePool,
 }
 
 impl WasmPlugin {
@@ -543,11 +558,13 @@ impl WasmPlugin {
             grants,
             plugin_id: manifest.id.clone(),
             slots: engine.slots_of(&manifest.id),
+            instances: manifest.instances.clone(),
+            pool: InstancePool::default(),
         };
         let services =
             CallServices::new(&manifest.id, "load", Default::default(), Default::default()).for_call(&manifest.limits);
         let timeout = manifest.limits.timeout.min(DESCRIBE_TIMEOUT);
-        let described = match plugin.invoke(&services, Some(timeout), Invocation::Describe) {
+        let described = match plugin.invoke(&services, Some(timeout), Invocation::Describe, None) {
             Ok(Returned::Described(m)) => m,
             Ok(Returned::Called(_)) => return Err(LoadErrorKind::Metadata("describe returned a call result".into())),
             Err(CallError::Timeout { after, .. }) => {
@@ -568,61 +585,41 @@ impl WasmPlugin {
         Ok(plugin)
     }
 
-    /// Instantiate a fresh store and run `what` in it, within `timeout` and
-    /// until `services` is cancelled, mapping traps, timeouts and limit hits
-    /// to [`CallError`]s and forwarding captured output to the log.
+    /// Run `what` in an instance — a fresh one, or with `reuse` (the pool
+    /// key of a call whose plugin allows reuse) one an earlier call left idle
+    /// — within `timeout` and until `services` is cancelled, mapping traps,
+    /// timeouts and limit hits to [`CallError`]s and forwarding captured
+    /// output to the log. An instance goes back to the pool only when the
+    /// guest returned (an output or its own error).
     fn invoke(
         &self,
         services: &CallServices,
         timeout: Option<Duration>,
         what: Invocation<'_>,
+        reuse: Option<PoolKey>,
     ) -> Result<Returned, CallError> {
         let plugin = &self.plugin_id;
         let host_error = |message: String| CallError::Host { plugin: plugin.clone(), message };
-        let stdout = BoundedOutput::new(self.limits.output_bytes);
-        let stderr = BoundedOutput::new(self.limits.output_bytes);
-        let mut builder = WasiCtxBuilder::new();
-        builder.stdout(stdout.clone()).stderr(stderr.clone());
-        self.grants.apply(&mut builder);
-        let mut wasi = builder.build();
-        *wasi.filesystem() = self.grants.filesystem();
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(self.limits.handles as usize);
         let started = Instant::now();
         let deadline = timeout.and_then(|t| started.checked_add(t));
-        let state = CallState {
-            wasi,
-            table,
-            limiter: MemoryLimiter {
-                limit_bytes: self.limits.memory_bytes,
-                used_bytes: 0,
-                table_elements: 0,
-                exceeded: false,
-            },
-            services: services.clone(),
-            deadline,
-            stopped: None,
-            broke: None,
-            #[cfg(feature = "wasi-http")]
-            http: (wasmtime_wasi_http::WasiHttpCtx::new(), self.grants.http_gate(plugin)),
+        let idle = reuse.as_ref().and_then(|key| self.pool.take(key, &self.instances));
+        let (mut store, stdout, stderr, mut bound, mut permit, calls, born) = match idle {
+            Some(idle) => {
+                let mut store = idle.store;
+                let state = store.data_mut();
+                state.services = services.clone();
+                state.deadline = deadline;
+                state.stopped = None;
+                state.broke = None;
+                store.set_epoch_deadline(1);
+                (store, idle.stdout, idle.stderr, Some(idle.bound), Some(idle.permit), idle.calls, idle.born)
+            }
+            None => {
+                let (store, stdout, stderr) = self.new_store(services, deadline);
+                (store, stdout, stderr, None, None, 0, started)
+            }
         };
-        let mut store = Store::new(&self.engine.inner.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| {
-            let state = ctx.data_mut();
-            state.stopped = if state.services.should_stop() {
-                Some(Stop::Cancelled)
-            } else if state.deadline.is_some_and(|d| Instant::now() >= d) {
-                Some(Stop::Timeout)
-            } else {
-                None
-            };
-            // Yield at every tick, so the timer and the cancel watch below
-            // also run while the guest computes.
-            Ok(if state.stopped.is_some() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-        });
-        let slotted = std::cell::Cell::new(false);
+        let slotted = std::cell::Cell::new(permit.is_some());
         // The first instantiation of a component builds its memory images
         // (memfds, sealed read-only). The kernel refuses the seal (EBUSY)
         // while something else briefly holds a reference to one of the new
@@ -646,20 +643,27 @@ impl WasmPlugin {
         }
         let ended = block_on(async {
             let run = async {
-                let Ok(_slot) = self.slots.acquire().await else { return Ended::NoSlot };
-                slotted.set(true);
+                if permit.is_none() {
+                    let Ok(owned) = self.slots.clone().acquire_owned().await else { return Ended::NoSlot };
+                    permit = Some(owned);
+                    slotted.set(true);
+                }
                 let result = async {
-                    match &self.pre {
-                        Pre::Current(pre) => {
-                            let bindings = instantiate!(pre);
+                    if bound.is_none() {
+                        bound = Some(match &self.pre {
+                            Pre::Current(pre) => Bound::Current(instantiate!(pre)),
+                            Pre::V0_1(pre) => Bound::V0_1(instantiate!(pre)),
+                        });
+                    }
+                    match bound.as_ref().expect("instantiated above") {
+                        Bound::Current(bindings) => {
                             let guest = bindings.plexus_plugin_guest();
                             Ok(match what {
                                 Invocation::Describe => Returned::Described(guest.call_describe(&mut store).await?),
                                 Invocation::Call(ctx) => Returned::Called(guest.call_call(&mut store, ctx).await?),
                             })
                         }
-                        Pre::V0_1(pre) => {
-                            let bindings = instantiate!(pre);
+                        Bound::V0_1(bindings) => {
                             let guest = bindings.plexus_plugin_guest();
                             Ok(match what {
                                 Invocation::Describe => {
@@ -705,7 +709,16 @@ impl WasmPlugin {
             _ => CallError::Timeout { plugin: plugin.clone(), after },
         };
         let error = match ended {
-            Ended::Returned(Ok(returned)) => return Ok(returned),
+            Ended::Returned(Ok(returned)) => {
+                // The guest returned: the instance may serve again.
+                if let (Some(key), Some(bound), Some(permit)) = (reuse, bound, permit)
+                    && state.broke.is_none()
+                {
+                    let idle = Idle { key, store, bound, permit, stdout, stderr, calls: calls + 1, born };
+                    self.pool.put(idle, &self.instances);
+                }
+                return Ok(returned);
+            }
             Ended::Returned(Err(error)) => error,
             Ended::Deadline if !slotted.get() => {
                 return Err(CallError::Capacity {
@@ -725,6 +738,150 @@ impl WasmPlugin {
             (None, false, Some(broke)) => CallError::ResourceLimit { plugin: plugin.clone(), message: broke.clone() },
             (None, false, None) => classify(plugin, &error, self.limits.handles),
         })
+    }
+
+    /// A fresh store for one call (or, reused, several): WASI with the
+    /// plugin's grants, captured stdout/stderr, the memory limiter, and an
+    /// epoch callback that stops the guest at `deadline` or a cancel.
+    fn new_store(
+        &self,
+        services: &CallServices,
+        deadline: Option<Instant>,
+    ) -> (Store<CallState>, BoundedOutput, BoundedOutput) {
+        let stdout = BoundedOutput::new(self.limits.output_bytes);
+        let stderr = BoundedOutput::new(self.limits.output_bytes);
+        let mut builder = WasiCtxBuilder::new();
+        builder.stdout(stdout.clone()).stderr(stderr.clone());
+        self.grants.apply(&mut builder);
+        let mut wasi = builder.build();
+        *wasi.filesystem() = self.grants.filesystem();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.limits.handles as usize);
+        let state = CallState {
+            wasi,
+            table,
+            limiter: MemoryLimiter {
+                limit_bytes: self.limits.memory_bytes,
+                used_bytes: 0,
+                table_elements: 0,
+                exceeded: false,
+            },
+            services: services.clone(),
+            deadline,
+            stopped: None,
+            broke: None,
+            #[cfg(feature = "wasi-http")]
+            http: (wasmtime_wasi_http::WasiHttpCtx::new(), self.grants.http_gate(&self.plugin_id)),
+        };
+        let mut store = Store::new(&self.engine.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.stopped = if state.services.should_stop() {
+                Some(Stop::Cancelled)
+            } else if state.deadline.is_some_and(|d| Instant::now() >= d) {
+                Some(Stop::Timeout)
+            } else {
+                None
+            };
+            // Yield at every tick, so the timer and the cancel watch below
+            // also run while the guest computes.
+            Ok(if state.stopped.is_some() { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        (store, stdout, stderr)
+    }
+}
+
+/// An instantiated component of one of the worlds the host implements.
+enum Bound {
+    Current(PlexusPlugin),
+    V0_1(bindings_v0_1::PlexusPlugin),
+}
+
+/// Which calls may share an idle instance: those of one execution, or all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PoolKey {
+    Execution(Arc<str>),
+    Plugin,
+}
+
+/// An instance a call left, ready for the next call of its key.
+struct Idle {
+    key: PoolKey,
+    store: Store<CallState>,
+    bound: Bound,
+    /// Its place among the plugin's instances ([`MAX_INSTANCES_PER_PLUGIN`]).
+    permit: tokio::sync::OwnedSemaphorePermit,
+    stdout: BoundedOutput,
+    stderr: BoundedOutput,
+    /// Calls it served.
+    calls: u32,
+    born: Instant,
+}
+
+/// Idle instances kept per pool key at most: 4.
+pub const MAX_IDLE_PER_KEY: usize = 4;
+/// Idle instances kept per plugin at most, all keys together: 16 (each
+/// holds an instance slot of the engine's pool, see [`MAX_INSTANCES_PER_PLUGIN`]).
+pub const MAX_IDLE_PER_PLUGIN: usize = 16;
+
+/// A plugin's idle instances, most recently used last.
+#[derive(Default)]
+struct InstancePool {
+    idle: std::sync::Mutex<Vec<Idle>>,
+}
+
+impl InstancePool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An idle instance for `key` that is young enough, if any (dropping the
+    /// ones past their age on the way).
+    fn take(&self, key: &PoolKey, limits: &crate::manifest::Instances) -> Option<Idle> {
+        let mut idle = self.lock();
+        let expired: Vec<Idle> = {
+            let (old, young): (Vec<Idle>, Vec<Idle>) =
+                std::mem::take(&mut *idle).into_iter().partition(|i| i.born.elapsed() >= limits.max_age);
+            *idle = young;
+            old
+        };
+        let taken = idle.iter().rposition(|i| &i.key == key).map(|at| idle.remove(at));
+        drop(idle);
+        drop(expired); // outside the lock: dropping a store frees its instance
+        taken
+    }
+
+    /// Keep `instance` for its key's next call, unless it served its calls
+    /// or its time; past the bounds the oldest idle ones go.
+    fn put(&self, instance: Idle, limits: &crate::manifest::Instances) {
+        if instance.calls >= limits.max_calls || instance.born.elapsed() >= limits.max_age {
+            return;
+        }
+        let mut idle = self.lock();
+        let mut evicted = Vec::new();
+        if idle.iter().filter(|i| i.key == instance.key).count() >= MAX_IDLE_PER_KEY
+            && let Some(at) = idle.iter().position(|i| i.key == instance.key)
+        {
+            evicted.push(idle.remove(at));
+        }
+        if idle.len() >= MAX_IDLE_PER_PLUGIN {
+            evicted.push(idle.remove(0));
+        }
+        idle.push(instance);
+        drop(idle);
+        drop(evicted);
+    }
+
+    /// Drop the idle instances of execution `id`.
+    fn end_execution(&self, id: &str) {
+        let mut idle = self.lock();
+        let (ended, kept): (Vec<Idle>, Vec<Idle>) =
+            std::mem::take(&mut *idle).into_iter().partition(|i| matches!(&i.key, PoolKey::Execution(e) if &**e == id));
+        *idle = kept;
+        drop(idle);
+        drop(ended);
     }
 }
 
@@ -771,6 +928,10 @@ impl Runtime for WasmPlugin {
         true
     }
 
+    fn end_execution(&self, execution_id: &str) {
+        self.pool.end_execution(execution_id);
+    }
+
     fn call(
         &self,
         exec: &ExecutionContext,
@@ -789,7 +950,12 @@ impl Runtime for WasmPlugin {
             upstream: serde_json::Value::Object(exec.upstream.clone()).to_string(),
             config: exec.config.to_string(),
         };
-        let result = match self.invoke(services, timeout, Invocation::Call(&ctx))? {
+        let reuse = match self.instances.reuse {
+            crate::manifest::Reuse::Call => None,
+            crate::manifest::Reuse::Execution => Some(PoolKey::Execution(exec.execution_id.as_str().into())),
+            crate::manifest::Reuse::Plugin => Some(PoolKey::Plugin),
+        };
+        let result = match self.invoke(services, timeout, Invocation::Call(&ctx), reuse)? {
             Returned::Called(result) => result,
             Returned::Described(_) => {
                 return Err(CallError::Host {

@@ -212,6 +212,17 @@ impl Plugin for Hostile {
         .add("grow", "Allocates and touches `n` MiB", |_, _, p: Count| {
             let block = vec![1u8; p.n as usize * 1024 * 1024];
             Ok(block.iter().map(|&b| u64::from(b)).sum::<u64>())
+        })
+        .add(
+            "tally",
+            "Counts its calls in a global of the instance (or process) and returns the count",
+            |_, _, _: Value| {
+                static TALLY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                Ok(TALLY.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+            },
+        )
+        .add("trap", "Panics: a trap in WASM", |_, _, _: Value| -> Result<Value, PluginError> {
+            panic!("hostile was asked to trap")
         });
     }
 }
