@@ -5,7 +5,7 @@
 //!   fan-out, a random DAG with up to 3 dependencies per step) through the orchestrator;
 //!   divide by 10,000 for the per-step overhead (the no-op call itself is `native_noop_call`
 //!   in `benches/host.rs`);
-//! * `run_10k_{chain,random}_workers`: the same with `plexus.echo.native` in worker processes
+//! * `run_10k_{chain,fanout,random}_workers`: the same with `plexus.echo.native` in worker processes
 //!   (`isolation = "process"`; `max_parallel` workers, one call each at a time).
 //!
 //! It runs on the `plexus` binary's allocator (mimalloc), so it measures what
@@ -34,11 +34,10 @@ fn bench(c: &mut Criterion) {
     let workers = common::host_with_workers(cache.path());
     let orch_workers = runtime.block_on(async { Orchestrator::new(workers.clone()) });
     // The workflow ids are the names: each orchestrator registers them once.
-    let runs = docs.iter().map(|(name, doc)| (format!("run_10k_{name}"), &orch, &host, *name, doc)).chain(
-        docs.iter()
-            .filter(|(name, _)| *name != "fanout")
-            .map(|(name, doc)| (format!("run_10k_{name}_workers"), &orch_workers, &workers, *name, doc)),
-    );
+    let runs = docs
+        .iter()
+        .map(|(name, doc)| (format!("run_10k_{name}"), &orch, &host, *name, doc))
+        .chain(docs.iter().map(|(name, doc)| (format!("run_10k_{name}_workers"), &orch_workers, &workers, *name, doc)));
     for (bench, orch, host, name, doc) in runs {
         orch.register(validate(doc, Some(host)).unwrap()).unwrap();
         c.bench_function(&bench, |b| {
