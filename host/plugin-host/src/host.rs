@@ -473,7 +473,10 @@ impl Host {
         if let Some(sink) = options.progress {
             services = services.with_progress(sink);
         }
-        self.call_with(&exec, &services, Some(timeout))
+        let result = self.call_with(&exec, &services, Some(timeout));
+        // The execution was this call alone: what runtimes kept for it goes.
+        plugin.runtime.end_execution(&exec.execution_id);
+        result
     }
 
     /// Execution `execution_id` ended: runtimes drop what they kept for it

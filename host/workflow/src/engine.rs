@@ -492,6 +492,7 @@ impl Engine {
             // Draining: give up waiting for a held journal; the owner records
             // what it can at shutdown, the rest resumes from the journal.
             tracing::info!(execution = %exec.id(), workflow = %prepared.workflow.id, "execution suspended; it resumes when the host starts again");
+            self.host.end_execution(exec.id());
             exec.done.send_replace(true);
             return;
         }

@@ -540,6 +540,8 @@ pub struct WasmPlugin {
     instances: crate::manifest::Instances,
     /// The idle instances, when they do.
     pool: InstancePool,
+    /// What an idle instance holds in place of a call's services.
+    idle_services: CallServices,
 }
 
 impl WasmPlugin {
@@ -560,6 +562,7 @@ impl WasmPlugin {
             slots: engine.slots_of(&manifest.id),
             instances: manifest.instances.clone(),
             pool: InstancePool::default(),
+            idle_services: CallServices::new(&manifest.id, "idle", Default::default(), Default::default()),
         };
         let services =
             CallServices::new(&manifest.id, "load", Default::default(), Default::default()).for_call(&manifest.limits);
@@ -714,6 +717,8 @@ impl WasmPlugin {
                 if let (Some(key), Some(bound), Some(permit)) = (reuse, bound, permit)
                     && state.broke.is_none()
                 {
+                    // Idle, it keeps nothing of this call's execution alive (state, cancel, progress).
+                    store.data_mut().services = self.idle_services.clone();
                     let idle = Idle { key, store, bound, permit, stdout, stderr, calls: calls + 1, born };
                     self.pool.put(idle, &self.instances);
                 }

@@ -138,6 +138,9 @@ pub(crate) struct ProcessPlugin {
 /// The workers of one plugin and its crash record.
 struct Pool {
     id: String,
+    /// The metadata the first worker reported, as JSON: every later worker
+    /// must report the same (the library did not change under the host).
+    metadata: String,
     program: PathBuf,
     request: LoadRequest,
     max: u32,
@@ -198,6 +201,7 @@ impl ProcessPlugin {
         let state = PoolState { idle: vec![worker], live: 1, ..PoolState::default() };
         let pool = Pool {
             id,
+            metadata: json,
             program: program.to_owned(),
             request,
             max: limits.max,
@@ -327,7 +331,17 @@ impl Pool {
             .min(crate::wasm::DESCRIBE_TIMEOUT)
             .max(POLL);
         match Worker::start(&self.id, &self.program, &self.request, timeout) {
-            Ok((worker, _)) => Ok(worker),
+            Ok((worker, metadata)) if metadata == self.metadata => Ok(worker),
+            Ok((worker, _)) => {
+                drop(worker);
+                self.lock().live -= 1;
+                self.freed.notify_all();
+                let reason = "its library changed on disk since it was loaded (a new worker describes it otherwise); \
+                              it is loaded again at the next scan"
+                    .to_owned();
+                tracing::warn!(plugin = %self.id, "{reason}");
+                Err(CallError::Unavailable { plugin: self.id.clone(), reason })
+            }
             Err(e) => {
                 let reason = match e {
                     Started::Refused(kind) => format!("its new worker could not load the plugin: {kind}"),
