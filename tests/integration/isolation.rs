@@ -25,14 +25,19 @@ fn plexus(fx: &Fixture, args: &[&str]) -> Output {
         .expect("run plexus")
 }
 
-/// A host over the fixture whose workers are the `plexus` binary.
-fn host(fx: &Fixture) -> Host {
-    let host = HostBuilder::new()
+/// A host over the fixture whose workers are the `plexus` binary, load errors and all.
+fn host_with_errors(fx: &Fixture) -> Host {
+    HostBuilder::new()
         .plugin_dir(fx.plugins.path())
         .cache_dir(fx.cache.path())
         .worker_program(env!("CARGO_BIN_EXE_plexus"))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`host_with_errors`], where every plugin loaded.
+fn host(fx: &Fixture) -> Host {
+    let host = host_with_errors(fx);
     assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
     host
 }
@@ -216,12 +221,7 @@ fn worker_limits_and_load_failures_are_reported_by_name() {
             text.display()
         ),
     );
-    let host = HostBuilder::new()
-        .plugin_dir(fx.plugins.path())
-        .cache_dir(fx.cache.path())
-        .worker_program(env!("CARGO_BIN_EXE_plexus"))
-        .build()
-        .unwrap();
+    let host = host_with_errors(&fx);
     let errors: Vec<String> = host.load_errors().iter().map(ToString::to_string).collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("plexus.broken") && errors[0].contains("not a shared library"), "{errors:?}");

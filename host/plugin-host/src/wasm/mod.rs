@@ -846,12 +846,8 @@ impl InstancePool {
     /// ones past their age on the way).
     fn take(&self, key: &PoolKey, limits: &crate::manifest::Instances) -> Option<Idle> {
         let mut idle = self.lock();
-        let expired: Vec<Idle> = {
-            let (old, young): (Vec<Idle>, Vec<Idle>) =
-                std::mem::take(&mut *idle).into_iter().partition(|i| i.born.elapsed() >= limits.max_age);
-            *idle = young;
-            old
-        };
+        // No allocation unless some expired (this is every reused call's path).
+        let expired: Vec<Idle> = idle.extract_if(.., |i| i.born.elapsed() >= limits.max_age).collect();
         let taken = idle.iter().rposition(|i| &i.key == key).map(|at| idle.remove(at));
         drop(idle);
         drop(expired); // outside the lock: dropping a store frees its instance
@@ -882,9 +878,7 @@ impl InstancePool {
     /// Drop the idle instances of execution `id`.
     fn end_execution(&self, id: &str) {
         let mut idle = self.lock();
-        let (ended, kept): (Vec<Idle>, Vec<Idle>) =
-            std::mem::take(&mut *idle).into_iter().partition(|i| matches!(&i.key, PoolKey::Execution(e) if &**e == id));
-        *idle = kept;
+        let ended: Vec<Idle> = idle.extract_if(.., |i| matches!(&i.key, PoolKey::Execution(e) if &**e == id)).collect();
         drop(idle);
         drop(ended);
     }
