@@ -14,7 +14,9 @@ use std::sync::OnceLock;
 ///
 /// One value of the type is created with [`Default`] per loaded instance (once
 /// per process for a native plugin; once per call for a WASM component, which
-/// gets a fresh instance per call), and every call borrows it. Export it with
+/// gets a fresh instance per call), and every call borrows it. When the host
+/// reuses a WASM instance (`[instances] reuse` in the manifest), the instance's
+/// second call creates the value its later calls share. Export it with
 /// [`crate::export_plugin!`].
 pub trait Plugin: Default + Send + Sync + 'static {
     /// Id, name, version and the rest of the plugin's self-description.
@@ -108,7 +110,16 @@ pub struct Example {
     pub expected: Expected,
 }
 
-type Handler<P> = Box<dyn Fn(&P, &mut Context<'_>, Value) -> Result<Value, PluginError> + Send + Sync>;
+/// An operation's handler: plugin, context, parameters, and whether the
+/// output is wanted as JSON text (a WASM call's answer) rather than a value.
+type Handler<P> = Box<dyn Fn(&P, &mut Context<'_>, &Value, bool) -> Result<Output, PluginError> + Send + Sync>;
+
+/// An operation's output, as a value or, serialized straight from the
+/// handler's type, as JSON text.
+enum Output {
+    Value(Value),
+    Text(String),
+}
 
 /// An operation's description; its schemas are generated only when the
 /// metadata is asked for (a WASM plugin is instantiated per call, and most
@@ -220,16 +231,21 @@ impl<P: 'static> Operations<P> {
         }
         self.last = Some(name.to_owned());
         let op = name.to_owned();
-        let erased: Handler<P> = Box::new(move |plugin, ctx, params| {
-            let is_null = params.is_null();
+        let erased: Handler<P> = Box::new(move |plugin, ctx, params, as_text| {
+            // Read from the borrowed value: no copy of the parameters first.
             // No parameters at all means "all defaults" when the type allows it.
-            let input: I = match serde_json::from_value(params) {
-                Err(_) if is_null => serde_json::from_value(Value::Object(Map::new())),
+            let input = match I::deserialize(params) {
+                Err(_) if params.is_null() => I::deserialize(&Value::Object(Map::new())),
                 other => other,
             }
             .map_err(|e| PluginError::invalid_input(format!("parameters of `{op}`: {e}")))?;
             let output = handler(plugin, ctx, input)?;
-            serde_json::to_value(output).map_err(|e| PluginError::failed(format!("output of `{op}` is not JSON: {e}")))
+            if as_text {
+                serde_json::to_string(&output).map(Output::Text)
+            } else {
+                serde_json::to_value(output).map(Output::Value)
+            }
+            .map_err(|e| PluginError::failed(format!("output of `{op}` is not JSON: {e}")))
         });
         self.handlers.push((name.to_owned(), erased));
         self
@@ -410,14 +426,46 @@ impl<P: Plugin> Runtime<P> {
 
     /// Run `exec.operation`.
     pub fn call(&self, exec: &ExecutionContext, host: &dyn HostServices) -> Result<CallOutput, PluginError> {
+        let (output, metrics) = self.run(exec, host, false)?;
+        let output = match output {
+            Output::Value(value) => value,
+            // Not asked for; read back all the same.
+            Output::Text(text) => serde_json::from_str(&text)
+                .map_err(|e| PluginError::failed(format!("output of `{}` is not JSON: {e}", exec.operation)))?,
+        };
+        Ok(CallOutput { output, metrics })
+    }
+
+    /// [`Self::call`], the output as JSON text (serialized from the
+    /// operation's output type, without building a [`Value`] first).
+    #[cfg_attr(not(target_family = "wasm"), allow(dead_code))] // the WASM glue's, and tested
+    pub(crate) fn call_text(
+        &self,
+        exec: &ExecutionContext,
+        host: &dyn HostServices,
+    ) -> Result<(String, Vec<(String, f64)>), PluginError> {
+        let (output, metrics) = self.run(exec, host, true)?;
+        let text = match output {
+            Output::Text(text) => text,
+            Output::Value(value) => value.to_string(),
+        };
+        Ok((text, metrics))
+    }
+
+    fn run(
+        &self,
+        exec: &ExecutionContext,
+        host: &dyn HostServices,
+        as_text: bool,
+    ) -> Result<(Output, Vec<(String, f64)>), PluginError> {
         let (_, handler) = self
             .handlers
             .iter()
             .find(|(name, _)| *name == exec.operation)
             .ok_or_else(|| PluginError::unsupported(&exec.operation))?;
         let mut ctx = Context::new(exec, host);
-        let output = handler(&self.plugin, &mut ctx, exec.parameters.clone())?;
-        Ok(CallOutput { output, metrics: ctx.metrics })
+        let output = handler(&self.plugin, &mut ctx, &exec.parameters, as_text)?;
+        Ok((output, ctx.metrics))
     }
 }
 
@@ -471,6 +519,21 @@ mod tests {
     fn call<P: Plugin>(runtime: &Runtime<P>, operation: &str, params: Value) -> Result<Value, PluginError> {
         let exec = ExecutionContext { operation: operation.into(), parameters: params, ..ExecutionContext::default() };
         runtime.call(&exec, &NoHost).map(|out| out.output)
+    }
+
+    #[test]
+    fn an_output_as_text_is_the_output_value_serialized() {
+        let runtime = Runtime::<Two>::new();
+        let exec =
+            ExecutionContext { operation: "double".into(), parameters: 21.into(), ..ExecutionContext::default() };
+        assert_eq!(runtime.call_text(&exec, &NoHost).unwrap(), ("42".to_owned(), vec![]));
+        let bad = ExecutionContext { parameters: "x".into(), ..exec.clone() };
+        let refused = runtime.call_text(&bad, &NoHost).unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::InvalidInput, "{refused:?}");
+        assert!(refused.message.contains("parameters of `double`"), "{refused:?}");
+        // No parameters at all still mean "all defaults" (here: none, so refused with the operation named).
+        let none = ExecutionContext { parameters: Value::Null, ..exec };
+        assert!(runtime.call_text(&none, &NoHost).unwrap_err().message.contains("`double`"));
     }
 
     #[test]

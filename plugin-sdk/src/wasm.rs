@@ -4,7 +4,7 @@
 //! `#[doc(hidden)]` plumbing used by [`crate::export_plugin!`].
 #![allow(missing_docs, unsafe_code)] // generated bindings
 
-use crate::contract::{CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, PluginError};
+use crate::contract::{ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, PluginError};
 use crate::plugin::{Plugin, Runtime};
 use serde_json::Value;
 
@@ -83,10 +83,14 @@ fn parse_json(what: &str, text: &str) -> Result<Value, PluginError> {
     serde_json::from_str(text).map_err(|e| PluginError::invalid_input(format!("{what} is not valid JSON: {e}")))
 }
 
+/// Calls this instance served (a component has one plugin, so one counter).
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// The `call` export: through `runtime` when the instance has built it (it
-/// was described, or is reused), else through a table of this call's
-/// operation alone ([`Runtime::for_operation`]), which is what a fresh
-/// instance per call needs.
+/// was described, or reused: from its second call on, the host has kept it
+/// for more calls, and the whole table is built once), else through a table
+/// of this call's operation alone ([`Runtime::for_operation`]), which is what
+/// a fresh instance per call needs.
 pub fn call<P: Plugin>(
     runtime: &std::sync::OnceLock<Runtime<P>>,
     ctx: wit::ExecutionContext,
@@ -110,13 +114,15 @@ pub fn call<P: Plugin>(
             config: parse_json("config", &ctx.config)?,
         })
     })();
+    let first = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
     let result = exec.and_then(|exec| match runtime.get() {
-        Some(runtime) => runtime.call(&exec, &WasmHost),
-        None => Runtime::<P>::for_operation(&exec.operation).call(&exec, &WasmHost),
+        Some(runtime) => runtime.call_text(&exec, &WasmHost),
+        None if first => Runtime::<P>::for_operation(&exec.operation).call_text(&exec, &WasmHost),
+        None => runtime.get_or_init(Runtime::new).call_text(&exec, &WasmHost),
     });
     match result {
-        Ok(CallOutput { output, metrics }) => Ok(wit::CallOutput {
-            output: output.to_string(),
+        Ok((output, metrics)) => Ok(wit::CallOutput {
+            output,
             metrics: metrics.into_iter().map(|(name, value)| wit::Metric { name, value }).collect(),
         }),
         Err(e) => Err(wit::PluginError {

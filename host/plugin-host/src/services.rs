@@ -156,8 +156,10 @@ pub struct CallServices {
     plugin_id: Arc<str>,
     execution_id: Arc<str>,
     state: SharedState,
-    cancel: CancelToken,
-    interrupted: CancelToken,
+    // Behind `Arc`s: cloning a token itself takes its tree's lock, and
+    // services are cloned a few times per call.
+    cancel: Arc<CancelToken>,
+    interrupted: Arc<CancelToken>,
     progress: Option<ProgressSink>,
     budget: Arc<Budget>,
     kind: Option<crate::manifest::PluginKind>,
@@ -170,8 +172,8 @@ impl CallServices {
             plugin_id: plugin_id.into(),
             execution_id: execution_id.into(),
             state,
-            cancel,
-            interrupted: CancelToken::default(),
+            cancel: Arc::new(cancel),
+            interrupted: Arc::default(),
             progress: None,
             budget: Arc::default(),
             kind: None,

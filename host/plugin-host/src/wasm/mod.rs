@@ -300,6 +300,9 @@ fn config(pooling: bool) -> Config {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.concurrency_support(false);
+    if std::env::var_os("PLEXUS_WASM_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES);
@@ -323,29 +326,51 @@ fn config(pooling: bool) -> Config {
     config
 }
 
-/// Run `future` to completion on the calling thread, with the timers and I/O
-/// of the host's own WASM runtime (one thread of its own), so that deadlines
-/// fire on time however busy the caller's runtime is. Called from a worker of
-/// a multi-threaded tokio runtime (async code that calls the host directly),
-/// it first tells that runtime the thread blocks (`block_in_place`).
+/// The host's own WASM runtime (one thread of its own): its timers and I/O
+/// drive deadlines and async WASI calls, so they fire on time however busy
+/// the caller's runtime is.
+static IO_RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("plexus-wasm-io")
+        .enable_all()
+        .build()
+        .expect("the WASM runtime's thread starts")
+});
+
+/// Run `run` to completion on the calling thread, in the context of
+/// [`IO_RUNTIME`]. It is polled once first: a call that neither waits on WASI
+/// nor computes past an epoch tick ends there, without building the timers
+/// and watches of `rest`. Otherwise `rest(run)` (a future that drives `run`
+/// on, e.g. racing it against a deadline) is run to completion. Called from a
+/// worker of a multi-threaded tokio runtime (async code that calls the host
+/// directly), it first tells that runtime the thread blocks (`block_in_place`).
 ///
 /// # Panics
 /// When called from async code on a current-thread tokio runtime: call WASM
 /// plugins from a plain thread, `spawn_blocking`, or a multi-threaded runtime.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("plexus-wasm-io")
-            .enable_all()
-            .build()
-            .expect("the WASM runtime's thread starts")
-    });
+fn drive<'a, R, S>(mut run: std::pin::Pin<&'a mut R>, rest: impl FnOnce(std::pin::Pin<&'a mut R>) -> S) -> R::Output
+where
+    R: std::future::Future,
+    S: std::future::Future<Output = R::Output>,
+{
+    let go = move || {
+        let first = {
+            let _entered = IO_RUNTIME.enter();
+            // Nothing is woken by this poll: a future left pending is polled
+            // again below with a real waker, which it registers then.
+            run.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        };
+        match first {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => IO_RUNTIME.block_on(rest(run)),
+        }
+    };
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| RUNTIME.block_on(future))
+            tokio::task::block_in_place(go)
         }
-        _ => RUNTIME.block_on(future),
+        _ => go(),
     }
 }
 
@@ -376,7 +401,9 @@ struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
-    services: CallServices,
+    /// The services of the call the instance serves; none while it is idle
+    /// (it then keeps nothing of an execution alive: state, cancel, progress).
+    services: Option<CallServices>,
     deadline: Option<Instant>,
     stopped: Option<Stop>,
     /// A host-service limit the guest broke (the call fails with it).
@@ -384,6 +411,16 @@ struct CallState {
     /// `wasi:http`'s context and the gate on its requests.
     #[cfg(feature = "wasi-http")]
     http: (wasmtime_wasi_http::WasiHttpCtx, http_gate::HttpGate),
+}
+
+impl CallState {
+    /// The current call's services. An idle instance runs no guest code, so
+    /// nothing asks then; were something to, it gets services that hold nothing.
+    fn services(&self) -> &CallServices {
+        static IDLE: std::sync::LazyLock<CallServices> =
+            std::sync::LazyLock::new(|| CallServices::new("idle", "idle", Default::default(), Default::default()));
+        self.services.as_ref().unwrap_or(&IDLE)
+    }
 }
 
 impl WasiView for CallState {
@@ -437,24 +474,24 @@ impl wit_host::Host for CallState {
             wit::LogLevel::Warn => LogLevel::Warn,
             wit::LogLevel::Error => LogLevel::Error,
         };
-        self.services.log(level, &message);
+        self.services().log(level, &message);
     }
     fn state_get(&mut self, key: String) -> Option<String> {
-        self.services.state_get(&key).map(|v| v.to_string())
+        self.services().state_get(&key).map(|v| v.to_string())
     }
     fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
         let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
-        self.services.try_state_set(&key, value).map_err(|e| {
+        self.services().try_state_set(&key, value).map_err(|e| {
             let message = e.to_string();
             self.broke = Some(message.clone());
             wasmtime::Error::msg(message)
         })
     }
     fn report_progress(&mut self, fraction: f64, message: String) {
-        self.services.report_progress(fraction, &message);
+        self.services().report_progress(fraction, &message);
     }
     fn is_cancelled(&mut self) -> bool {
-        self.services.should_stop()
+        self.services().should_stop()
     }
 }
 
@@ -540,8 +577,6 @@ pub struct WasmPlugin {
     instances: crate::manifest::Instances,
     /// The idle instances, when they do.
     pool: InstancePool,
-    /// What an idle instance holds in place of a call's services.
-    idle_services: CallServices,
 }
 
 impl WasmPlugin {
@@ -562,7 +597,6 @@ impl WasmPlugin {
             slots: engine.slots_of(&manifest.id),
             instances: manifest.instances.clone(),
             pool: InstancePool::default(),
-            idle_services: CallServices::new(&manifest.id, "idle", Default::default(), Default::default()),
         };
         let services =
             CallServices::new(&manifest.id, "load", Default::default(), Default::default()).for_call(&manifest.limits);
@@ -610,7 +644,7 @@ impl WasmPlugin {
             Some(idle) => {
                 let mut store = idle.store;
                 let state = store.data_mut();
-                state.services = services.clone();
+                state.services = Some(services.clone());
                 state.deadline = deadline;
                 state.stopped = None;
                 state.broke = None;
@@ -644,7 +678,7 @@ impl WasmPlugin {
                 }
             }};
         }
-        let ended = block_on(async {
+        let ended = {
             let run = async {
                 if permit.is_none() {
                     let Ok(owned) = self.slots.clone().acquire_owned().await else { return Ended::NoSlot };
@@ -685,24 +719,26 @@ impl WasmPlugin {
                 };
                 Ended::Returned(result.await)
             };
-            let expire = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
+            drive(std::pin::pin!(run), |run| async move {
+                let expire = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let watch = async {
+                    while !services.should_stop() {
+                        tokio::time::sleep(EPOCH_TICK).await;
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    ended = run => ended,
+                    () = expire => Ended::Deadline,
+                    () = watch => Ended::Stopped,
                 }
-            };
-            let watch = async {
-                while !services.should_stop() {
-                    tokio::time::sleep(EPOCH_TICK).await;
-                }
-            };
-            tokio::select! {
-                biased;
-                ended = run => ended,
-                () = expire => Ended::Deadline,
-                () = watch => Ended::Stopped,
-            }
-        });
+            })
+        };
         forward_output(plugin, "stdout", &stdout);
         forward_output(plugin, "stderr", &stderr);
         let state = store.data();
@@ -717,8 +753,7 @@ impl WasmPlugin {
                 if let (Some(key), Some(bound), Some(permit)) = (reuse, bound, permit)
                     && state.broke.is_none()
                 {
-                    // Idle, it keeps nothing of this call's execution alive (state, cancel, progress).
-                    store.data_mut().services = self.idle_services.clone();
+                    store.data_mut().services = None; // see `CallState::services`
                     let idle = Idle { key, store, bound, permit, stdout, stderr, calls: calls + 1, born };
                     self.pool.put(idle, &self.instances);
                 }
@@ -771,7 +806,7 @@ impl WasmPlugin {
                 table_elements: 0,
                 exceeded: false,
             },
-            services: services.clone(),
+            services: Some(services.clone()),
             deadline,
             stopped: None,
             broke: None,
@@ -783,7 +818,7 @@ impl WasmPlugin {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
-            state.stopped = if state.services.should_stop() {
+            state.stopped = if state.services().should_stop() {
                 Some(Stop::Cancelled)
             } else if state.deadline.is_some_and(|d| Instant::now() >= d) {
                 Some(Stop::Timeout)
@@ -945,9 +980,9 @@ impl Runtime for WasmPlugin {
             attempt: exec.attempt,
             deadline_ms: exec.deadline_ms,
             operation: exec.operation.clone(),
-            parameters: exec.parameters.to_string(),
-            upstream: serde_json::Value::Object(exec.upstream.clone()).to_string(),
-            config: exec.config.to_string(),
+            parameters: json_text(&exec.parameters),
+            upstream: json_text(&exec.upstream),
+            config: json_text(&exec.config),
         };
         let reuse = match self.instances.reuse {
             crate::manifest::Reuse::Call => None,
@@ -988,6 +1023,14 @@ impl Runtime for WasmPlugin {
             }),
         }
     }
+}
+
+/// `value` (a JSON value or map) as JSON text, written straight into a
+/// buffer: `Value`'s `Display` goes through a formatter per token, several
+/// times slower. JSON values always serialize; were one not to, the empty
+/// text reads as null in the guest.
+fn json_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// Contract 0.1's records as the current ones (they differ only in the
