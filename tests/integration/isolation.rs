@@ -383,3 +383,78 @@ fn per_plugin_reuse_shares_across_executions_up_to_max_calls_and_the_default_is_
     let err = plexus_host::Manifest::load(&bad).unwrap_err().to_string();
     assert!(err.contains("[instances] applies to wasm plugins only"), "{err}");
 }
+
+/// `[worker.landlock]`: the worker reads and writes only what the manifest
+/// grants (besides its own files and the system libraries) and connects no
+/// TCP socket unless `tcp = true`; what it already holds (the socket to the
+/// host, its log) keeps working. A kernel that cannot enforce all of it
+/// refuses the plugin: the sandbox is never silently weaker.
+#[test]
+fn a_landlocked_worker_reaches_only_what_it_was_granted() {
+    let outside = tempfile::tempdir().unwrap();
+    let (read, write) = (outside.path().join("read"), outside.path().join("write"));
+    for dir in [&read, &write] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    std::fs::write(read.join("in.txt"), "granted").unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "not granted").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+
+    for tcp in [false, true] {
+        let fx = Fixture::new();
+        fx.hostile_native(
+            "hostile",
+            &format!(
+                "[worker.landlock]\nread = [\"{}\"]\nwrite = [\"{}\"]\ntcp = {tcp}\n",
+                read.display(),
+                write.display()
+            ),
+        );
+        let host = host_with_errors(&fx);
+        if let Some(error) = host.load_errors().first() {
+            let message = error.to_string();
+            assert!(message.contains("landlock"), "only a kernel without Landlock may refuse it: {message}");
+            eprintln!("this kernel cannot enforce Landlock, and the plugin was refused: {message}");
+            return;
+        }
+        let path = |p: &std::path::Path| json!({"path": p});
+        assert_eq!(call(&host, "read", path(&read.join("in.txt")), 5000).unwrap(), json!("granted"));
+        let denied = call(&host, "read", path(&secret), 5000).unwrap_err().to_string();
+        assert!(denied.contains("Permission denied"), "{denied}");
+        let denied = call(&host, "list", path(outside.path()), 5000).unwrap_err().to_string();
+        assert!(denied.contains("Permission denied"), "{denied}");
+        let written = write.join(format!("out-{tcp}.txt"));
+        call(&host, "write", json!({"path": written, "text": "written"}), 5000).unwrap();
+        assert_eq!(std::fs::read_to_string(&written).unwrap(), "written");
+        let denied =
+            call(&host, "write", json!({"path": read.join("x.txt"), "text": "no"}), 5000).unwrap_err().to_string();
+        assert!(denied.contains("Permission denied"), "{denied}");
+        assert!(!read.join("x.txt").exists());
+        let connected = call(&host, "tcp", json!({"addr": addr}), 5000);
+        if tcp {
+            assert_eq!(connected.unwrap(), json!({"connected": addr}));
+            // Operators see the sandbox: `plexus plugins info`, text and JSON.
+            let info = plexus(&fx, &["plugins", "info", "plexus.hostile", "--json"]);
+            assert!(info.status.success(), "{}", String::from_utf8_lossy(&info.stderr));
+            let details: Value = serde_json::from_slice(&info.stdout).unwrap();
+            assert_eq!(details["isolation"], "process");
+            assert_eq!(details["landlock"]["write"], json!([write.display().to_string()]));
+            assert_eq!(details["landlock"]["tcp"], true);
+            let text = String::from_utf8(plexus(&fx, &["plugins", "info", "plexus.hostile"]).stdout).unwrap();
+            assert!(text.contains("sandbox:       landlock"), "{text}");
+        } else {
+            let denied = connected.unwrap_err().to_string();
+            assert!(denied.contains("Permission denied"), "{denied}");
+        }
+    }
+    // A granted path that does not exist refuses the plugin, naming it.
+    let fx = Fixture::new();
+    fx.hostile_native("hostile", "[worker.landlock]\nwrite = [\"/nonexistent/plexus-out\"]\n");
+    let errors = host_with_errors(&fx).load_errors().iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert!(
+        errors.len() == 1 && errors[0].contains("worker.landlock.write: cannot open /nonexistent/plexus-out"),
+        "{errors:?}"
+    );
+}

@@ -269,7 +269,16 @@ pub fn print_details(details: &PluginDetails, as_json: bool) -> anyhow::Result<E
             _ => "in the host's process",
         };
         outln!("isolation:     {isolation}");
-        outln!("sandbox:       none (native plugins are trusted code)");
+        match &details.landlock {
+            Some(l) => {
+                let list = |paths: &[String]| if paths.is_empty() { "none".into() } else { paths.join(", ") };
+                outln!("sandbox:       landlock (its own files and the system libraries, plus the following)");
+                outln!("  read:        {}", list(&l.read));
+                outln!("  write:       {}", list(&l.write));
+                outln!("  tcp:         {}", if l.tcp { "allowed" } else { "denied" });
+            }
+            None => outln!("sandbox:       none (native plugins are trusted code)"),
+        }
     }
     outln!("\noperations:");
     for op in &meta.operations {

@@ -158,6 +158,10 @@ pub struct PluginDetails {
     pub limits: PluginLimits,
     /// What a WASM plugin may reach outside its sandbox.
     pub permissions: PluginPermissions,
+    /// The Landlock sandbox of a native plugin's worker processes
+    /// (`[worker.landlock]`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landlock: Option<PluginLandlock>,
     /// Whether calls reach it.
     pub status: PluginStatus,
     /// Why calls are refused, when `status` is `unavailable` (e.g.
@@ -194,6 +198,19 @@ pub struct PluginPermissions {
     pub env: Vec<String>,
     /// `false` (no sockets), `true` (any address) or a list of `host:port`.
     pub network: NetworkGrant,
+}
+
+/// What a native plugin's Landlock-restricted worker may reach besides its
+/// own files and the system libraries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PluginLandlock {
+    /// Readable paths.
+    pub read: Vec<String>,
+    /// Readable and writable paths.
+    pub write: Vec<String>,
+    /// Whether TCP connect and bind are allowed.
+    pub tcp: bool,
 }
 
 /// A directory granted to a WASM plugin.

@@ -3,8 +3,8 @@
 //! plugins list|info --json` prints the same shapes without a daemon.
 
 use plexus_client::{
-    DirAccess, DirGrant, NetworkGrant, PluginChange, PluginDetails, PluginKind, PluginLimits, PluginList,
-    PluginLoadError, PluginPermissions, PluginStatus, PluginSummary,
+    DirAccess, DirGrant, NetworkGrant, PluginChange, PluginDetails, PluginKind, PluginLandlock, PluginLimits,
+    PluginList, PluginLoadError, PluginPermissions, PluginStatus, PluginSummary,
 };
 use plexus_host::manifest::{self, Network};
 use plexus_host::{Change, Host, LoadError, LoadedPlugin};
@@ -81,6 +81,10 @@ pub fn plugin_details(host: &Host, plugin: &LoadedPlugin) -> PluginDetails {
             log_bytes: m.limits.log_bytes,
             handles: m.limits.handles,
         },
+        landlock: m.worker.landlock.as_ref().map(|l| {
+            let paths = |list: &[std::path::PathBuf]| list.iter().map(|p| p.display().to_string()).collect();
+            PluginLandlock { read: paths(&l.read), write: paths(&l.write), tcp: l.tcp }
+        }),
         permissions: PluginPermissions {
             dirs: m
                 .permissions

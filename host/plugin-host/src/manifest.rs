@@ -31,6 +31,12 @@
 //! cpu_seconds = 3600              # Linux: CPU time of each worker over its life (RLIMIT_CPU); default: unlimited
 //! no_new_privs = true             # Linux: the worker cannot gain privileges (setuid, file capabilities)
 //!
+//! [worker.landlock]               # Linux ≥ 6.2: the worker reads only its plugin's folder, system libraries
+//!                                 # and these; writes only these; no TCP (≥ 6.7); implies isolation = "process"
+//! read = ["/srv/reference"]       # readable (relative to the folder or absolute)
+//! write = ["out"]                 # readable and writable
+//! tcp = false                     # TCP connect/bind allowed; default false
+//!
 //! [instances]                     # WASM only; default: a fresh instance per call
 //! reuse = "execution"             # "call", "execution" (calls of one execution share
 //!                                 # instances) or "plugin" (every call may share them)
@@ -284,6 +290,50 @@ pub struct RawWorker {
     pub cpu_seconds: Option<u64>,
     /// `no_new_privs = true`
     pub no_new_privs: Option<bool>,
+    /// `[worker.landlock]`
+    pub landlock: Option<RawLandlock>,
+}
+
+/// `[worker.landlock]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLandlock {
+    /// `read = ["/srv/reference"]` (relative to the plugin folder or absolute)
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
+    /// `write = ["out"]` (relative to the plugin folder or absolute)
+    #[serde(default)]
+    pub write: Vec<PathBuf>,
+    /// `tcp = false`
+    pub tcp: Option<bool>,
+}
+
+/// Largest number of paths in `worker.landlock.read` and `.write` each.
+pub const MAX_LANDLOCK_PATHS: usize = 64;
+
+/// A native plugin's worker restricted by Landlock (Linux ≥ 6.2; ≥ 6.7 to
+/// refuse TCP): after it starts and before it loads the library, the worker
+/// may read only the plugin's folder, its library's folder, the system's
+/// shared libraries (`/lib*`, `/usr/lib*`, `/usr/local/lib`,
+/// `/etc/ld.so.cache`), `/dev/null` and `/dev/urandom`, plus [`Self::read`],
+/// and write only below [`Self::write`] (and `/dev/null`). Unless
+/// [`Self::tcp`], it may neither connect nor bind a TCP socket. Where the
+/// kernel has Landlock ABI 6 (Linux ≥ 6.12), it may also not signal
+/// processes outside its sandbox (the host) or reach abstract Unix sockets
+/// created outside it. Files and sockets it already holds (its standard
+/// output and error, the socket to the host) stay usable. UDP and other
+/// socket families are not covered by Landlock. Landlock implies
+/// `no_new_privs`. A kernel that cannot enforce all of it refuses to load
+/// the plugin (`LoadErrorKind::Worker`): the sandbox is never silently weaker.
+/// See <https://docs.kernel.org/userspace-api/landlock.html>.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Landlock {
+    /// Readable paths besides the plugin's own (absolute; files or directories).
+    pub read: Vec<PathBuf>,
+    /// Readable and writable paths (absolute; files or directories).
+    pub write: Vec<PathBuf>,
+    /// Whether TCP connect and bind are allowed (default: no).
+    pub tcp: bool,
 }
 
 /// Default `worker.max`: worker processes of one plugin at once.
@@ -311,17 +361,20 @@ pub struct WorkerLimits {
     /// Set `PR_SET_NO_NEW_PRIVS` (Linux): the worker and what it runs cannot
     /// gain privileges through setuid binaries or file capabilities.
     pub no_new_privs: bool,
+    /// `[worker.landlock]`: the worker's files and network restricted (Linux).
+    pub landlock: Option<Landlock>,
 }
 
 impl Default for WorkerLimits {
     fn default() -> Self {
-        Self { max: DEFAULT_WORKERS, memory_bytes: None, cpu_seconds: None, no_new_privs: true }
+        Self { max: DEFAULT_WORKERS, memory_bytes: None, cpu_seconds: None, no_new_privs: true, landlock: None }
     }
 }
 
 impl RawWorker {
-    /// The validated limits: each number within its ceiling, named on error.
-    fn check(&self) -> Result<WorkerLimits, String> {
+    /// The validated limits: each number within its ceiling, named on error;
+    /// landlock paths resolved against the plugin `folder`.
+    fn check(&self, folder: &Path) -> Result<WorkerLimits, String> {
         let range = |field: &str, value: u64, min: u64, max: u64| {
             if (min..=max).contains(&value) {
                 Ok(value)
@@ -340,6 +393,26 @@ impl RawWorker {
                 .transpose()?,
             cpu_seconds: self.cpu_seconds.map(|s| range("cpu_seconds", s, 1, MAX_WORKER_CPU_SECONDS)).transpose()?,
             no_new_privs: self.no_new_privs.unwrap_or(true),
+            landlock: self
+                .landlock
+                .as_ref()
+                .map(|l| {
+                    let paths = |field: &str, list: &[PathBuf]| {
+                        if list.len() > MAX_LANDLOCK_PATHS {
+                            return Err(format!(
+                                "worker.landlock.{field} lists {} paths; at most {MAX_LANDLOCK_PATHS}",
+                                list.len()
+                            ));
+                        }
+                        Ok(list.iter().map(|p| normalize(&folder.join(p))).collect::<Vec<_>>())
+                    };
+                    Ok::<_, String>(Landlock {
+                        read: paths("read", &l.read)?,
+                        write: paths("write", &l.write)?,
+                        tcp: l.tcp.unwrap_or(false),
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -776,7 +849,7 @@ impl Manifest {
                 "[worker] needs isolation = \"process\": this plugin runs in the host's process".into(),
             ));
         }
-        let worker = raw.worker.as_ref().map(RawWorker::check).transpose().map_err(invalid)?.unwrap_or_default();
+        let worker = raw.worker.as_ref().map(|w| w.check(dir)).transpose().map_err(invalid)?.unwrap_or_default();
         if raw.kind != PluginKind::Wasm && raw.instances.is_some() {
             return Err(invalid("[instances] applies to wasm plugins only".into()));
         }
@@ -809,7 +882,9 @@ impl Manifest {
             config,
             limits,
             permissions,
-            isolation: raw.isolation,
+            // A Landlock sandbox is the manifest's requirement, not a host
+            // default to override: such a plugin always runs in workers.
+            isolation: if worker.landlock.is_some() { Some(Isolation::Process) } else { raw.isolation },
             worker,
             instances,
         })
@@ -928,6 +1003,14 @@ mod tests {
         assert_eq!(m.isolation, Some(Isolation::Process));
         assert_eq!((m.worker.max, m.worker.memory_bytes, m.worker.no_new_privs), (2, Some(512 << 20), true));
         assert_eq!(parse(native).unwrap().isolation, None, "the host's default applies");
+        // A Landlock sandbox always runs in workers; its paths are resolved against the folder.
+        let m =
+            parse(&format!("{native}[worker.landlock]\nread = [\"/srv/ref\", \"data/../in\"]\nwrite = [\"out\"]\n"))
+                .unwrap();
+        assert_eq!(m.isolation, Some(Isolation::Process));
+        let sandbox = m.worker.landlock.unwrap();
+        assert_eq!(sandbox.read, [PathBuf::from("/srv/ref"), m.dir.join("in")]);
+        assert_eq!((sandbox.write, sandbox.tcp), (vec![m.dir.join("out")], false));
         let m = parse(&format!("{wasm}[instances]\nreuse = \"execution\"\n")).unwrap();
         assert_eq!((m.instances.reuse, m.instances.max_calls), (Reuse::Execution, DEFAULT_INSTANCE_CALLS));
         for (text, why) in [
@@ -940,6 +1023,10 @@ mod tests {
             (format!("{wasm}[instances]\nmax_calls = 0\n"), "instances.max_calls must be 1..=1000000, not 0"),
             (format!("{wasm}[instances]\nmax_age_ms = 86400001\n"), "instances.max_age_ms must be 1..="),
             (format!("{wasm}[instances]\nreuse = \"forever\"\n"), "unknown variant `forever`"),
+            (format!("{wasm}[worker.landlock]\n"), "native plugins only"),
+            (format!("{native}isolation = \"in-process\"\n[worker.landlock]\n"), "needs isolation = \"process\""),
+            (format!("{native}[worker.landlock]\nnetwork = true\n"), "unknown field `network`"),
+            (format!("{native}[worker.landlock]\nread = [{}]\n", vec!["\"a\""; 65].join(",")), "at most 64"),
         ] {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(why), "{text}: {err}");

@@ -300,6 +300,8 @@ fn config(pooling: bool) -> Config {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.concurrency_support(false);
+    // `PLEXUS_WASM_PERFMAP=1`: name the guest's functions for `perf`
+    // (wasmtime writes /tmp/perf-PID.map), to profile a plugin in its host.
     if std::env::var_os("PLEXUS_WASM_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }

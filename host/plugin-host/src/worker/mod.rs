@@ -33,13 +33,22 @@
 //! * **Limits** (`[worker]`, Linux): address space (`RLIMIT_AS`), CPU time
 //!   over the worker's life (`RLIMIT_CPU`), and `no_new_privs` (on by
 //!   default). These bound what a plugin can take; they are not a sandbox:
-//!   a native plugin in a worker runs with the host user's rights and can
-//!   read and write what that user can. Sandbox untrusted code as WASM.
+//!   without `[worker.landlock]`, a native plugin in a worker runs with the
+//!   host user's rights and can read and write what that user can.
+//! * **Landlock** (`[worker.landlock]`, Linux ≥ 6.2): the worker restricts
+//!   itself before it loads the library — it reads only its plugin's files,
+//!   the system libraries and the paths granted, writes only those granted,
+//!   opens no TCP connection (Linux ≥ 6.7) and, where the kernel can, signals
+//!   nothing outside its sandbox ([`crate::manifest::Landlock`]). A kernel
+//!   that cannot enforce it refuses the plugin. It is a boundary for files
+//!   and TCP, not for everything (UDP, other system calls): sandbox
+//!   untrusted code as WASM.
 //! * **Output**: what a worker prints (stdout and stderr) goes to the log,
 //!   target `plexus::plugin`, one event per line (lines past 8 KiB are cut).
 //!
 //! Unix only (Unix sockets, signals).
 
+mod landlock;
 mod protocol;
 mod serve;
 
@@ -188,6 +197,11 @@ impl ProcessPlugin {
             memory_bytes: limits.memory_bytes,
             cpu_seconds: limits.cpu_seconds,
             no_new_privs: limits.no_new_privs,
+            landlock: limits.landlock.clone().map(|mut sandbox| {
+                sandbox.read.push(manifest.dir.clone());
+                sandbox.read.extend(manifest.artifact.parent().map(Path::to_path_buf));
+                sandbox
+            }),
         };
         let label = if manifest.id.is_empty() { manifest.artifact.display().to_string() } else { manifest.id.clone() };
         let timeout = manifest.limits.timeout.min(crate::wasm::DESCRIBE_TIMEOUT);

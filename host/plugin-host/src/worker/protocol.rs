@@ -49,6 +49,10 @@ pub(crate) struct LoadRequest {
     pub cpu_seconds: Option<u64>,
     /// `PR_SET_NO_NEW_PRIVS`.
     pub no_new_privs: bool,
+    /// `[worker.landlock]`, its read paths including the plugin's folder
+    /// and its library's.
+    #[serde(default)]
+    pub landlock: Option<crate::manifest::Landlock>,
 }
 
 fn invalid(message: String) -> io::Error {

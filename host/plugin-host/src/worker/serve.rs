@@ -38,7 +38,6 @@ pub(super) fn serve() -> i32 {
     };
     // The plugin must not read the protocol: its standard input is empty.
     crate::unsafe_ops::stdin_from_dev_null();
-    watch_parent();
     let mut conn = Conn::new(stream);
     let request = match conn.recv() {
         Ok(Some(Frame::Load(json))) => match serde_json::from_str::<LoadRequest>(&json) {
@@ -53,6 +52,14 @@ pub(super) fn serve() -> i32 {
     {
         return refuse(&mut conn, LoadErrorKind::Worker(message));
     }
+    // Before any other thread starts: Landlock restricts the calling thread
+    // and what it starts later.
+    if let Some(sandbox) = &request.landlock
+        && let Err(message) = super::landlock::restrict(sandbox)
+    {
+        return refuse(&mut conn, LoadErrorKind::Worker(message));
+    }
+    watch_parent();
     let module = match crate::native::open_module(&request.artifact) {
         Ok(module) => module,
         Err(kind) => return refuse(&mut conn, kind),
