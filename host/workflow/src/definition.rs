@@ -159,8 +159,22 @@ pub enum Backoff {
     Exponential,
 }
 
-/// When and how often a failed step is tried again. Only retryable plugin
-/// errors and timeouts are retried (as in Temporal, Dagster, Argo).
+/// Which failures of a step its retry policy tries again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetryOn {
+    /// Only failures marked retryable: plugin errors the plugin marked so,
+    /// timeouts, crashed workers (as in Temporal, Dagster, Argo). The default
+    /// of Plexus's own documents.
+    #[default]
+    Retryable,
+    /// Any failure but a cancel, as QtForge's `max_retries` does: the default
+    /// of QtForge-shaped documents (steps keyed by id).
+    Any,
+}
+
+/// When and how often a failed step is tried again: by default only
+/// retryable failures ([`RetryOn`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RetryPolicy {
     /// Attempts in all, first one included (≥ 1). QtForge's `max_retries: n` is `n + 1`.
@@ -177,6 +191,8 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Random extra delay, as a fraction of the delay (0.0–1.0).
     pub jitter: f64,
+    /// Which failures are tried again.
+    pub retry_on: RetryOn,
 }
 
 impl Default for RetryPolicy {
@@ -188,6 +204,7 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             max_delay: Duration::from_secs(300),
             jitter: 0.0,
+            retry_on: RetryOn::Retryable,
         }
     }
 }

@@ -10,8 +10,9 @@
 //! * every step receives its upstream steps' outputs (`upstream` in the
 //!   context); in pipeline mode every completed step's object output is also
 //!   merged into the shared state (`context`), as QtForge does;
-//! * retries follow the step's policy, only for retryable errors and
-//!   timeouts, with delays from the injectable [`Clock`];
+//! * retries follow the step's policy, for the failures its `retry_on`
+//!   names (retryable ones by default; any but a cancel in QtForge-shaped
+//!   documents), with delays from the injectable [`Clock`];
 //! * a critical failure (or the workflow's timeout, or a cancel) stops new
 //!   steps, cancels running ones, marks pending ones Cancelled, then runs the
 //!   compensation of every completed step in reverse completion order.

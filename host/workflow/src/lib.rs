@@ -41,7 +41,7 @@ pub mod status;
 pub mod validate;
 
 pub use clock::{Clock, MockClock, SystemClock};
-pub use definition::{ExecutionMode, Problem, RetryPolicy, Step, Workflow, workflow_schema};
+pub use definition::{ExecutionMode, Problem, RetryOn, RetryPolicy, Step, Workflow, workflow_schema};
 pub use engine::{Engine, Execution, Prepared};
 pub use journal::{Journal, JournalError, JournalFuture, JournalResult, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};

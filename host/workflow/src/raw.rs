@@ -17,8 +17,8 @@
 //! missing or out of range with the same paths.
 
 use super::definition::{
-    Action, Backoff, ExecutionMode, ID_RULE, InputSpec, InputType, MAX_ID_LEN, Problems, RetryPolicy, Step, Workflow,
-    is_valid_id, kind,
+    Action, Backoff, ExecutionMode, ID_RULE, InputSpec, InputType, MAX_ID_LEN, Problems, RetryOn, RetryPolicy, Step,
+    Workflow, is_valid_id, kind,
 };
 use super::duration;
 use super::source::{DocPath, Document};
@@ -39,8 +39,10 @@ const NOT_BLANK: &str = "\\S";
 /// A Plexus workflow file (YAML or JSON). QtForge's `Workflow::from_json`
 /// documents are valid too: steps keyed by id, `execution_mode` 0–3,
 /// durations in integer milliseconds, `rollback_steps` keyed by step id,
-/// `max_retries` + `retry_delay`. A `null` value is the same as leaving the
-/// key out.
+/// `max_retries` + `retry_delay`. A document whose steps are keyed by id
+/// runs with QtForge's step defaults: a step without `timeout` gets 60,000
+/// ms, and retries try any failure again (`retry.retry_on: any`) unless the
+/// step says otherwise. A `null` value is the same as leaving the key out.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "Plexus workflow")]
@@ -118,7 +120,8 @@ pub(crate) struct RawStep {
     dependencies: Option<RawDependencies>,
     /// A condition (a minijinja expression) evaluated before the step starts; false skips it.
     when: Option<String>,
-    /// Per-attempt timeout (default: the plugin's `limits.timeout_ms`).
+    /// Per-attempt timeout (default: the plugin's `limits.timeout_ms`; in a
+    /// QtForge-shaped document, steps keyed by id, QtForge's 60,000 ms).
     timeout: Option<RawDuration>,
     /// QtForge's retries after the first attempt (`max_attempts` is this + 1).
     max_retries: Option<u64>,
@@ -154,12 +157,15 @@ impl RawKind {
     }
 }
 
-/// When and how often a failed step is tried again. Only retryable plugin
-/// errors and timeouts are retried.
+/// When and how often a failed step is tried again. By default only
+/// retryable failures are (plugin errors marked retryable, timeouts, crashed
+/// workers); in QtForge-shaped documents (steps keyed by id), any failure.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "retry")]
 pub(crate) struct RawRetry {
+    /// Which failures are tried again: `retryable` or `any` (any but a cancel).
+    retry_on: Option<RawRetryOn>,
     /// Attempts in all, the first one included (default 1).
     #[schemars(range(min = 1))]
     max_attempts: Option<u64>,
@@ -307,6 +313,24 @@ schema!(RawMode, "execution_mode", |_| {
             { "type": "integer", "minimum": 0, "maximum": 3 },
             { "type": "string", "pattern": pattern }
         ]
+    })
+});
+
+/// `retry_on`: `retryable` or `any`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawRetryOn(RetryOn);
+
+deserialize_via_value!(RawRetryOn, |v| match v {
+    Value::String(s) if s == "retryable" => Ok(RawRetryOn(RetryOn::Retryable)),
+    Value::String(s) if s == "any" => Ok(RawRetryOn(RetryOn::Any)),
+    Value::String(s) => Err(format!("unknown retry_on `{s}`: expected retryable or any")),
+    other => Err(format!("expected retryable or any, found {}", kind(&other))),
+});
+
+schema!(RawRetryOn, "retry_on", |_| {
+    json_schema!({
+        "description": "retryable: only failures marked retryable (timeouts, crashes, retryable plugin errors); any: any failure but a cancel",
+        "enum": ["retryable", "any"]
     })
 });
 
@@ -547,6 +571,10 @@ fn message(e: &serde_json::Error, key: &str, value: &Value) -> String {
     text
 }
 
+/// The timeout of a step that names none in a QtForge-shaped document:
+/// QtForge's `WorkflowStep::timeout` default, 60,000 ms.
+pub const QTFORGE_STEP_TIMEOUT: Duration = Duration::from_millis(60_000);
+
 /// Read a workflow from `doc`, collecting every problem of shape and value.
 pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
     let root = DocPath::default();
@@ -771,7 +799,13 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             }
         })
         .collect();
+    // A QtForge-shaped document (steps keyed by id) gets QtForge's step
+    // defaults: a 60 s timeout, and retries of any failure.
+    let qtforge = key_id.is_some();
     let mut retry = RetryPolicy::default();
+    if qtforge {
+        retry.retry_on = RetryOn::Any;
+    }
     // QtForge: max_retries + retry_delay.
     if let Some(n) = max_retries {
         retry.max_attempts = u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX);
@@ -795,7 +829,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         service_name,
         dependencies,
         when,
-        timeout: timeout.map(|d| d.0),
+        timeout: timeout.map(|d| d.0).or(qtforge.then_some(QTFORGE_STEP_TIMEOUT)),
         retry,
         critical: critical.unwrap_or(true),
         compensate,
@@ -806,7 +840,10 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
 
 fn read_retry(value: &Value, path: &DocPath, step: &str, policy: &mut RetryPolicy, p: &mut Problems) {
     let Some((raw, _)) = read_part::<RawRetry>(value, path, Some(step), p) else { return };
-    let RawRetry { max_attempts, initial_delay, backoff, multiplier, max_delay, jitter } = raw;
+    let RawRetry { retry_on, max_attempts, initial_delay, backoff, multiplier, max_delay, jitter } = raw;
+    if let Some(on) = retry_on {
+        policy.retry_on = on.0;
+    }
     if let Some(n) = max_attempts {
         if n == 0 {
             p.add(Some(step), &path.key("max_attempts"), "must be at least 1 (the first attempt counts)");

@@ -307,6 +307,45 @@ steps:
     assert_eq!(ms, [100, 300, 900, 5000, 5000]);
 }
 
+/// QtForge-shaped documents (steps keyed by id) retry any failure, as
+/// QtForge's `max_retries` does, and give a step without `timeout` QtForge's
+/// 60,000 ms; `retry_on` says otherwise per step, in either shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qtforge_documents_retry_any_failure_and_default_to_a_60_s_step_timeout() {
+    let qtforge = r#"{"id": "qt", "steps": {
+        "fatal": {"plugin_id": "test.ops", "method_name": "fail", "parameters": {"retryable": false},
+                  "max_retries": 2, "retry_delay": 50, "critical": false},
+        "picky": {"plugin_id": "test.ops", "method_name": "fail", "parameters": {"retryable": false},
+                  "retry": {"max_attempts": 3, "retry_on": "retryable"}, "critical": false, "timeout": 5000}}}"#;
+    let wf = parse(&host(), "qt.json", qtforge).unwrap_or_else(|p| panic!("{p:#?}"));
+    let timeouts: Vec<_> = wf.workflow.steps.iter().map(|s| (s.id.as_str(), s.timeout)).collect();
+    assert_eq!(timeouts, [("fatal", Some(Duration::from_secs(60))), ("picky", Some(Duration::from_secs(5)))]);
+    let clock = MockClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
+    let (status, _, _) = run_with(qtforge, Arc::new(clock.clone()), Map::new()).await;
+    assert_eq!(status.step("fatal").unwrap().attempts, 3, "QtForge retries a non-retryable failure");
+    assert_eq!(status.step("picky").unwrap().attempts, 1, "retry_on: retryable says otherwise");
+    assert_eq!(clock.sleeps(), [Duration::from_millis(50); 2]);
+
+    // Plexus's own shape: only retryable failures by default, any on request, no step timeout of its own.
+    let plexus = r#"
+id: own
+steps:
+  - { id: fatal, plugin_id: test.ops, method_name: fail, parameters: { retryable: false }, max_retries: 2, retry_delay: 50, critical: false }
+  - { id: any, plugin_id: test.ops, method_name: fail, parameters: { retryable: false }, retry: { max_attempts: 2, initial_delay: 50ms, retry_on: any }, critical: false }
+"#;
+    let wf = parse(&host(), "own.yaml", plexus).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert!(wf.workflow.steps.iter().all(|s| s.timeout.is_none()));
+    let clock = MockClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
+    let (status, _, _) = run_with(plexus, Arc::new(clock), Map::new()).await;
+    assert_eq!(status.step("fatal").unwrap().attempts, 1);
+    assert_eq!(status.step("any").unwrap().attempts, 2);
+    let problems = parse(&host(), "bad.yaml", &plexus.replace("retry_on: any", "retry_on: sometimes")).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.to_string().contains("unknown retry_on `sometimes`: expected retryable or any")),
+        "{problems:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_past_its_timeout_fails_as_a_timeout_and_is_retried() {
     let started = Instant::now();

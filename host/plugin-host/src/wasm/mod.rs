@@ -349,8 +349,9 @@ static IO_RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::Laz
 /// directly), it first tells that runtime the thread blocks (`block_in_place`).
 ///
 /// # Panics
-/// When called from async code on a current-thread tokio runtime: call WASM
-/// plugins from a plain thread, `spawn_blocking`, or a multi-threaded runtime.
+/// When called from async code on a current-thread tokio runtime and `run`
+/// does not end in its first poll: call WASM plugins from a plain thread,
+/// `spawn_blocking`, or a multi-threaded runtime.
 fn drive<'a, R, S>(mut run: std::pin::Pin<&'a mut R>, rest: impl FnOnce(std::pin::Pin<&'a mut R>) -> S) -> R::Output
 where
     R: std::future::Future,
