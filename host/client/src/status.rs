@@ -290,6 +290,10 @@ pub struct ExecutionStatus {
     pub progress: f64,
     /// Steps running or waiting to retry now.
     pub current_steps: Vec<String>,
+    /// QtForge's `current_step`: the first of [`Self::current_steps`] in
+    /// declaration order, if any.
+    #[serde(default)]
+    pub current_step: Option<String>,
     /// Steps that completed.
     pub completed_steps: usize,
     /// Steps in the workflow.
@@ -316,7 +320,7 @@ impl ExecutionStatus {
         self.steps.iter().find(|s| s.id == id)
     }
 
-    /// Recompute `progress`, `current_steps` and `completed_steps` from the step records.
+    /// Recompute `progress`, `current_steps` (and `current_step`) and `completed_steps` from the step records.
     pub fn refresh(&mut self) {
         let done = self.steps.iter().filter(|s| s.status.is_terminal()).count();
         self.progress = if self.total_steps == 0 { 1.0 } else { done as f64 / self.total_steps as f64 };
@@ -327,6 +331,7 @@ impl ExecutionStatus {
             .filter(|s| matches!(s.status, StepStatus::Running | StepStatus::Retrying))
             .map(|s| s.id.clone())
             .collect();
+        self.current_step = self.current_steps.first().cloned();
     }
 }
 

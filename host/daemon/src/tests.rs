@@ -166,6 +166,7 @@ fn crashed_execution(store: &SqliteStore, workflow: &str, b_attempts: u32) -> St
         status: WorkflowStatus::Running,
         progress: 0.0,
         current_steps: vec![],
+        current_step: None,
         completed_steps: 0,
         total_steps: 3,
         inputs: Map::new(),

@@ -124,6 +124,7 @@ impl Execution {
             status: WorkflowStatus::Pending,
             progress: 0.0,
             current_steps: Vec::new(),
+            current_step: None,
             completed_steps: 0,
             total_steps: prepared.workflow.steps.len(),
             inputs,

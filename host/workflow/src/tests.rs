@@ -474,11 +474,14 @@ steps:
     while orch.status(&exec).unwrap().current_steps != ["long"] {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // QtForge's name for it, alongside.
+    assert_eq!(orch.status(&exec).unwrap().current_step.as_deref(), Some("long"));
     let started = Instant::now();
     orch.cancel(&exec).unwrap();
     let status = orch.wait(&exec).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(status.status, WorkflowStatus::Cancelled);
+    assert_eq!((status.current_steps.len(), status.current_step.as_deref()), (0, None));
     assert_eq!(
         statuses(&status),
         [("quick", StepStatus::Completed), ("long", StepStatus::Cancelled), ("later", StepStatus::Cancelled)]

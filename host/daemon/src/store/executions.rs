@@ -329,6 +329,7 @@ impl SqliteStore {
             status: status_value,
             progress: 0.0,
             current_steps: Vec::new(),
+            current_step: None,
             completed_steps: 0,
             total_steps: steps.len(),
             inputs: self.parse("inputs", &inputs)?,
