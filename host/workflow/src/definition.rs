@@ -173,6 +173,13 @@ pub enum RetryOn {
     Any,
 }
 
+impl RetryOn {
+    /// Whether a failure (not a cancel) that is `retryable` or not is tried again.
+    pub fn covers(self, retryable: bool) -> bool {
+        retryable || self == RetryOn::Any
+    }
+}
+
 /// When and how often a failed step is tried again: by default only
 /// retryable failures ([`RetryOn`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]

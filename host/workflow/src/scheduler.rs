@@ -648,10 +648,7 @@ impl Forward {
                 let reason = Some("cancelled while running".into());
                 exec.update_step_blocking(i, engine.ended(StepStatus::Cancelled, None, None, reason));
             }
-            Err(e)
-                if (e.is_retryable() || step.retry.retry_on == super::definition::RetryOn::Any)
-                    && attempt < step.retry.max_attempts =>
-            {
+            Err(e) if step.retry.retry_on.covers(e.is_retryable()) && attempt < step.retry.max_attempts => {
                 let delay = step.retry.delay(attempt + 1, fastrand::f64());
                 tracing::info!(step = %step.id, attempt, delay_ms = delay.as_millis() as u64, "step failed, retrying: {e}");
                 exec.update_step_blocking(i, |r| {
