@@ -10,6 +10,7 @@ use plexus_client::{
     PluginStatus, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView, SourceFormat,
     Started, Transition, Validation, WorkflowList, WorkflowVersion,
 };
+use plexus_client::{Cleared, StartExecution, WorkflowHistory};
 use plexus_daemon::openapi;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -106,6 +107,14 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!((listed.workflows[0].version, listed.workflows[0].format), (2, SourceFormat::Yaml));
     let v1: WorkflowVersion = typed(call("GET", "/v1/workflows/{id}", "/v1/workflows/chain?version=1", None, 200));
     assert!(v1.source.contains("n: 1 }"));
+    // QtForge's get_workflow(...).to_json(): the definition as read, every default written out.
+    let definition = v1.definition.expect("GET /v1/workflows/{id} answers the definition");
+    assert_eq!(definition["steps"][0]["parameters"], json!({"n": 1}));
+    assert_eq!(definition["steps"][1]["retry"]["max_attempts"], 1);
+    let history: WorkflowHistory =
+        typed(call("GET", "/v1/workflows/{id}/versions", "/v1/workflows/chain/versions", None, 200));
+    assert_eq!(history.current, Some(2));
+    assert_eq!(history.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
 
     // Executions: start, status (pinned to version 2), steps, logs, list with filters.
     let started: Started =
@@ -156,6 +165,26 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     let (code, body) = d.call("GET", "/v1/executions?limt=5", None);
     assert_eq!(code, 400, "a misspelled query parameter is refused: {body}");
     assert!(body["message"].as_str().unwrap().contains("limt"), "{body}");
+    // An older version on request; then made current again (as version 3; a second time changes nothing).
+    let older: Started = typed(d.call("POST", "/v1/executions", Some(json!({"workflow": "chain", "version": 1}))).1);
+    assert_eq!(older.workflow_version, 1);
+    assert_eq!(d.wait_for(&older.execution_id, Duration::from_secs(20)).status.outputs["n"], 2);
+    let back: Registered = typed(call(
+        "POST",
+        "/v1/workflows/{id}/rollback",
+        "/v1/workflows/chain/rollback",
+        Some(json!({"version": 1})),
+        201,
+    ));
+    assert_eq!((back.version, back.created), (3, true));
+    let same: Registered = typed(call(
+        "POST",
+        "/v1/workflows/{id}/rollback",
+        "/v1/workflows/chain/rollback",
+        Some(json!({"version": 1})),
+        200,
+    ));
+    assert_eq!((same.version, same.created), (3, false));
     // A completed execution can be neither cancelled nor retried.
     let cancel = call("POST", "/v1/executions/{id}/cancel", &format!("/v1/executions/{id}/cancel"), None, 409);
     assert_eq!(typed::<DaemonError>(cancel).code, ErrorCode::InvalidState);
@@ -215,6 +244,11 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(code(call("POST", "/v1/schedules", "/v1/schedules", Some(plug), 404)), ErrorCode::PluginNotFound);
     assert_eq!(code(call("GET", "/v1/plugins/{id}", "/v1/plugins/no.such", None, 404)), ErrorCode::PluginNotFound);
     assert_eq!(d.call("GET", "/v1/nothing/here", None).0, 404);
+    // Clear every workflow (executions stay); `chain` comes back for the clients below.
+    let cleared: Cleared = typed(call("DELETE", "/v1/workflows", "/v1/workflows", None, 200));
+    assert_eq!(cleared.deleted, 1);
+    assert_eq!(d.call("GET", "/v1/workflows/chain", None).0, 404);
+    d.register(CHAIN);
 
     // Every documented route was called with one of its documented 2xx statuses.
     let doc = openapi::document();
@@ -254,11 +288,11 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(client.register_workflow(typed_source.clone()).unwrap().version, 1);
     assert!(client.workflows().unwrap().workflows.iter().any(|w| w.id == "typed"));
     assert_eq!(client.workflow("typed", Some(1)).unwrap().source, typed_source);
+    assert_eq!(client.workflow("typed", None).unwrap().definition.unwrap()["id"], "typed");
+    // QtForge's free-form initial_data: undeclared keys are accepted (into the context).
     let mut inputs = serde_json::Map::new();
     inputs.insert("unused".into(), json!(1));
-    let err = client.start("typed", inputs).unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::InvalidConfiguration), "an undeclared input: {err}");
-    let started = client.start("typed", serde_json::Map::new()).unwrap();
+    let started = client.start("typed", inputs).unwrap();
     let done = client.execution(&started.execution_id, Some(20_000)).unwrap();
     assert_eq!(done.status.status, WorkflowStatus::Completed);
     assert_eq!(client.steps(&started.execution_id).unwrap().steps.len(), 2);
@@ -270,6 +304,15 @@ fn every_route_needs_the_token_and_answers_with_codes() {
         ..Default::default()
     };
     assert_eq!(client.executions(&query).unwrap().executions.len(), 1);
+    let active = ExecutionQuery { workflow: Some("typed".into()), active: Some(true), ..Default::default() };
+    assert!(client.executions(&active).unwrap().executions.is_empty());
+    assert_eq!(client.steps(&started.execution_id).unwrap().results[1].result_data, json!({"n": 2}));
+    client.register_workflow(typed_source.replace("n: 1", "n: 5")).unwrap();
+    assert_eq!(client.workflow_history("typed").unwrap().versions.len(), 2);
+    let pinned = StartExecution { workflow: "typed".into(), version: Some(1), inputs: Default::default() };
+    let old = client.start_execution(&pinned).unwrap();
+    assert_eq!(client.execution(&old.execution_id, Some(20_000)).unwrap().status.outputs["n"], 2);
+    assert_eq!(client.rollback_workflow("typed", 1).unwrap().version, 3);
     assert_eq!(client.cancel(&started.execution_id).unwrap_err().code(), Some(ErrorCode::InvalidState));
     assert_eq!(client.retry(&started.execution_id).unwrap_err().code(), Some(ErrorCode::InvalidState));
     let mut spec = ScheduleSpec::new("typed-every", "every 1h");
@@ -285,12 +328,15 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     client.delete_schedule("typed-every").unwrap();
     client.delete_workflow("typed").unwrap();
     assert_eq!(client.workflow("typed", None).unwrap_err().code(), Some(ErrorCode::NotFound));
+    client.register_workflow(typed_source.clone()).unwrap();
+    assert_eq!(client.clear_workflows().unwrap().deleted, 2);
+    d.register(CHAIN);
 
     // The CLI client against the same daemon.
     let out = d.cli(&["exec", "list", "--workflow", "chain", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed["executions"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["executions"].as_array().unwrap().len(), 3);
     let out = d.cli(&["exec", "start", "chain", "--wait"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("completed"));
@@ -305,6 +351,20 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     }
     let out = d.cli(&["workflow", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("chain"));
+    let out = d.cli(&["workflow", "versions", "chain", "--json"]);
+    let history: WorkflowHistory = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history.versions.len(), 5, "{history:?}");
+    let out = d.cli(&["exec", "start", "chain", "--version", "2", "--wait", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pinned: Execution = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((pinned.meta.workflow_version, &pinned.status.outputs["n"]), (2, &json!(11)));
+    let out = d.cli(&["workflow", "rollback", "chain", "2"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version 2 is current again, as version 6"));
+    let out = d.cli(&["exec", "list", "--active", "--json"]);
+    let active: ExecutionList = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(active.executions.iter().all(|e| !e.status.is_terminal()), "{active:?}");
+    let out = d.cli(&["workflow", "clear"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--yes"));
     let out = d.cli(&[
         "schedule",
         "add",

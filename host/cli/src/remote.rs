@@ -7,7 +7,9 @@ use crate::run::{CANCELLED, FAILED, ROLLBACK_FAILED};
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
 use plexus_client::status::WorkflowStatus;
-use plexus_client::{CatchUp, Client, ErrorCode, Execution, ExecutionQuery, Overlap, ScheduleSpec, ScheduleView};
+use plexus_client::{
+    CatchUp, Client, ErrorCode, Execution, ExecutionQuery, Overlap, ScheduleSpec, ScheduleView, StartExecution,
+};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,6 +116,51 @@ pub fn show_workflow(global: &Global, id: &str, version: Option<u32>, json: bool
     Ok(ExitCode::SUCCESS)
 }
 
+/// `plexus workflow clear --yes`.
+pub fn clear_workflows(global: &Global, yes: bool, json: bool) -> anyhow::Result<ExitCode> {
+    if !yes {
+        anyhow::bail!("this deletes every workflow on the daemon: add --yes to do it");
+    }
+    let out = from_global(global)?.clear_workflows()?;
+    if json {
+        return print_json(&out);
+    }
+    outln!("{} workflow(s) deleted", out.deleted);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `plexus workflow versions ID`.
+pub fn workflow_history(global: &Global, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let out = from_global(global)?.workflow_history(id)?;
+    if json {
+        return print_json(&out);
+    }
+    let rows = out
+        .versions
+        .iter()
+        .map(|w| {
+            let current = if out.current == Some(w.version) { "*" } else { "" };
+            vec![w.version.to_string(), current.to_owned(), w.format.as_str().to_owned(), time(w.created_at_ms)]
+        })
+        .collect();
+    table(&["VERSION", "CURRENT", "FORMAT", "REGISTERED"], rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `plexus workflow rollback ID VERSION`.
+pub fn rollback_workflow(global: &Global, id: &str, version: u32, json: bool) -> anyhow::Result<ExitCode> {
+    let out = from_global(global)?.rollback_workflow(id, version)?;
+    if json {
+        return print_json(&out);
+    }
+    if out.created {
+        outln!("{} version {version} is current again, as version {}", out.id, out.version);
+    } else {
+        outln!("{} version {} already had version {version}'s definition: unchanged", out.id, out.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `plexus workflow rm ID`.
 pub fn remove_workflow(global: &Global, id: &str) -> anyhow::Result<ExitCode> {
     from_global(global)?.delete_workflow(id)?;
@@ -129,7 +176,11 @@ pub enum ExecCommand {
     Start {
         /// Workflow id.
         workflow: String,
+        /// Run this registered version instead of the current one.
+        #[arg(long)]
+        version: Option<u32>,
         /// An input (repeatable); the value is read as JSON when it parses: --input limit=10 --input path=a.csv.
+        /// Keys the workflow does not declare go into the execution's context.
         #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
         inputs: Vec<String>,
         /// Wait for the end and exit like `plexus run` (0 completed, 8 failed, 9 rollback failed, 130 cancelled).
@@ -153,6 +204,9 @@ pub enum ExecCommand {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only those that have not ended (pending, running, rolling back).
+        #[arg(long, conflicts_with = "status")]
+        active: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -262,8 +316,9 @@ fn print_execution(execution: &Execution, json: bool) -> anyhow::Result<()> {
 pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
     let client = from_global(global)?;
     match command {
-        ExecCommand::Start { workflow, inputs, wait, json } => {
-            let out = client.start(&workflow, parse_pairs(&inputs, "--input")?)?;
+        ExecCommand::Start { workflow, version, inputs, wait, json } => {
+            let request = StartExecution { workflow, version, inputs: parse_pairs(&inputs, "--input")? };
+            let out = client.start_execution(&request)?;
             if !wait {
                 if json {
                     return print_json(&out);
@@ -276,8 +331,10 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
             print_execution(&execution, json)?;
             Ok(exit_for_status(execution.status.status))
         }
-        ExecCommand::List { workflow, status, schedule, limit, json } => {
-            let out = client.executions(&ExecutionQuery { workflow, status, schedule, limit: Some(limit) })?;
+        ExecCommand::List { workflow, status, schedule, limit, active, json } => {
+            let query =
+                ExecutionQuery { workflow, status, schedule, limit: Some(limit), active: active.then_some(true) };
+            let out = client.executions(&query)?;
             if json {
                 return print_json(&out);
             }

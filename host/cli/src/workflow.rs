@@ -65,6 +65,33 @@ pub enum WorkflowCommand {
         /// Workflow id.
         id: String,
     },
+    /// Delete every workflow from the daemon (QtForge's clear_workflows; executions go on).
+    Clear {
+        /// Really delete them all.
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every version of a registered workflow, newest first.
+    Versions {
+        /// Workflow id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an earlier version current again (registered as a new version).
+    Rollback {
+        /// Workflow id.
+        id: String,
+        /// The version to make current again.
+        version: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,6 +134,9 @@ pub fn run(global: &Global, command: WorkflowCommand) -> anyhow::Result<ExitCode
         WorkflowCommand::List { json } => crate::remote::workflows(global, json),
         WorkflowCommand::Show { id, version, json } => crate::remote::show_workflow(global, &id, version, json),
         WorkflowCommand::Rm { id } => crate::remote::remove_workflow(global, &id),
+        WorkflowCommand::Clear { yes, json } => crate::remote::clear_workflows(global, yes, json),
+        WorkflowCommand::Versions { id, json } => crate::remote::workflow_history(global, &id, json),
+        WorkflowCommand::Rollback { id, version, json } => crate::remote::rollback_workflow(global, &id, version, json),
         WorkflowCommand::Validate { file, json } => {
             let host = load_host(global)?;
             match load_file(&file, Some(&host)) {

@@ -1,6 +1,6 @@
 //! `/v1/executions`: starting, watching, cancelling and retrying executions.
 
-use crate::status::{CompensationRecord, ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
+use crate::status::{CompensationRecord, ExecutionStatus, StepRecord, StepResult, StepStatus, WorkflowStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -9,8 +9,11 @@ use serde_json::{Map, Value};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartExecution {
-    /// Workflow id (its current version is used and pinned).
+    /// Workflow id.
     pub workflow: String,
+    /// The registered version to run (default: the current one); it is pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
     /// Inputs by name; defaults fill the rest.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
@@ -49,6 +52,10 @@ pub struct ExecutionQuery {
     /// At most this many, newest first (default 100, at most 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// `true`: only those that have not ended (pending, running, rolling
+    /// back) — QtForge's `list_active_executions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
 }
 
 /// `GET /v1/executions`.
@@ -129,6 +136,9 @@ pub struct ExecutionSteps {
     pub steps: Vec<StepRecord>,
     /// Compensations run, in the order they ran.
     pub compensations: Vec<CompensationRecord>,
+    /// Every step as QtForge's `get_step_results` gives it ([`StepResult`]), in declaration order.
+    #[serde(default)]
+    pub results: Vec<StepResult>,
 }
 
 /// `GET /v1/executions/{id}/logs`.

@@ -8,6 +8,7 @@ use crate::{
     ScheduleList, ScheduleSpec, ScheduleView, StartExecution, Started, Validation, WorkflowList, WorkflowSource,
     WorkflowVersion, path,
 };
+use crate::{Cleared, WorkflowHistory, WorkflowRollback};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -185,6 +186,31 @@ impl Client {
         self.call("GET", &path(&["v1", "workflows", id], &[("version", version.as_deref())]), NONE)
     }
 
+    /// `GET /v1/workflows/{id}/versions`: every version, newest first.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn workflow_history(&self, id: &str) -> Result<WorkflowHistory, ClientError> {
+        self.call("GET", &path(&["v1", "workflows", id, "versions"], &[]), NONE)
+    }
+
+    /// `POST /v1/workflows/{id}/rollback`: make `version` current again (as a new version).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`; `InvalidConfiguration` if that
+    /// version no longer validates against the loaded plugins.
+    pub fn rollback_workflow(&self, id: &str, version: u32) -> Result<Registered, ClientError> {
+        self.call("POST", &path(&["v1", "workflows", id, "rollback"], &[]), Some(&WorkflowRollback { version }))
+    }
+
+    /// `DELETE /v1/workflows`: delete every workflow; returns how many.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn clear_workflows(&self) -> Result<Cleared, ClientError> {
+        self.call("DELETE", "/v1/workflows", NONE)
+    }
+
     /// `DELETE /v1/workflows/{id}`; executions pinned to it go on.
     ///
     /// # Errors
@@ -206,6 +232,7 @@ impl Client {
                 ("status", query.status.map(WorkflowStatus::as_str)),
                 ("schedule", query.schedule.as_deref()),
                 ("limit", limit.as_deref()),
+                ("active", query.active.map(|a| if a { "true" } else { "false" })),
             ],
         );
         self.call("GET", &route, NONE)
@@ -217,7 +244,15 @@ impl Client {
     /// As [`Client::call`]; `NotFound` for an unknown workflow,
     /// `InvalidConfiguration` for bad inputs, `InvalidState` while the daemon stops.
     pub fn start(&self, workflow: &str, inputs: Map<String, Value>) -> Result<Started, ClientError> {
-        self.call("POST", "/v1/executions", Some(&StartExecution { workflow: workflow.to_owned(), inputs }))
+        self.start_execution(&StartExecution { workflow: workflow.to_owned(), version: None, inputs })
+    }
+
+    /// `POST /v1/executions` with every option (a version to pin).
+    ///
+    /// # Errors
+    /// As [`Client::start`]; `NotFound` for an unknown version.
+    pub fn start_execution(&self, request: &StartExecution) -> Result<Started, ClientError> {
+        self.call("POST", "/v1/executions", Some(request))
     }
 
     /// `GET /v1/executions/{id}`; with `wait_ms`, the daemon first waits up to

@@ -243,6 +243,44 @@ pub struct StepRecord {
     pub progress: Option<StepProgress>,
 }
 
+/// A step's result as QtForge's `StepResult` names it (`get_step_results`):
+/// the same facts as [`StepRecord`], under QtForge's field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepResult {
+    /// Step id.
+    pub step_id: String,
+    /// Its status.
+    pub status: StepStatus,
+    /// Its output (`null` until it completed).
+    pub result_data: Value,
+    /// The last error's message, if it failed (or failed an attempt).
+    pub error_message: Option<String>,
+    /// Retries attempted: attempts after the first.
+    pub retry_count: u32,
+    /// Start of the first attempt, ms since the Unix epoch.
+    pub start_time: Option<u64>,
+    /// End of the last attempt, ms since the Unix epoch.
+    pub end_time: Option<u64>,
+    /// QtForge's `execution_time()`: `end_time - start_time`, ms (retry delays included).
+    pub execution_time: Option<u64>,
+}
+
+impl From<&StepRecord> for StepResult {
+    fn from(r: &StepRecord) -> Self {
+        Self {
+            step_id: r.id.clone(),
+            status: r.status,
+            result_data: r.output.clone().unwrap_or(Value::Null),
+            error_message: r.error.as_ref().map(|e| e.message.clone()),
+            retry_count: r.attempts.saturating_sub(1),
+            start_time: r.started_at_ms,
+            end_time: r.ended_at_ms,
+            execution_time: r.duration_ms,
+        }
+    }
+}
+
 /// The most metrics kept for one step; a plugin reporting more keeps its first ones.
 pub const MAX_STEP_METRICS: usize = 64;
 

@@ -106,4 +106,41 @@ pub struct WorkflowVersion {
     pub format: SourceFormat,
     /// Registration time, ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// The definition as read, every default written out (QtForge's
+    /// `get_workflow(...).to_json()`): a Plexus JSON document that registers
+    /// as the same workflow. Answered by `GET /v1/workflows/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub definition: Option<serde_json::Value>,
+}
+
+/// `GET /v1/workflows/{id}/versions`: a workflow's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkflowHistory {
+    /// Workflow id.
+    pub id: String,
+    /// The version a start without `version` uses; `None` once deleted.
+    pub current: Option<u32>,
+    /// Every version, newest first (deleted workflows keep theirs for the
+    /// executions pinned to them).
+    pub versions: Vec<WorkflowSummary>,
+}
+
+/// `POST /v1/workflows/{id}/rollback`: which earlier version to make current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowRollback {
+    /// The version whose definition becomes current again (as a new version,
+    /// so the history only grows).
+    pub version: u32,
+}
+
+/// `DELETE /v1/workflows`: how many workflows were deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Cleared {
+    /// Workflows deleted (their versions stay for pinned executions).
+    pub deleted: usize,
 }

@@ -28,6 +28,7 @@ use plexus_client::{
     PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView,
     StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
 };
+use plexus_client::{Cleared, WorkflowHistory, WorkflowRollback};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -119,7 +120,9 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(plugins))
         .routes(routes!(reload_plugins))
         .routes(routes!(plugin))
-        .routes(routes!(workflows, register_workflow))
+        .routes(routes!(workflows, register_workflow, clear_workflows))
+        .routes(routes!(workflow_history))
+        .routes(routes!(rollback_workflow))
         .routes(routes!(validate_workflow))
         .routes(routes!(workflow, delete_workflow))
         .routes(routes!(executions, start_execution))
@@ -327,16 +330,50 @@ struct VersionQuery {
     version: Option<u32>,
 }
 
-/// A workflow's source (current version, or ?version=N).
+/// A workflow's source and definition (current version, or ?version=N).
 #[utoipa::path(get, path = "/v1/workflows/{id}", tag = "workflows",
     params(("id" = String, Path, description = "Workflow id"), VersionQuery),
-    responses((status = 200, description = "A workflow's source (current version, or ?version=N)", body = WorkflowVersion)))]
+    responses((status = 200, description = "A workflow's source and its definition as read \
+        (QtForge's to_json) — current version, or ?version=N", body = WorkflowVersion)))]
 async fn workflow(
     State(s): State<ApiState>,
     Path(id): Path<String>,
     Q(q): Q<VersionQuery>,
 ) -> ApiResult<Json<WorkflowVersion>> {
-    Ok(Json(s.daemon.workflow(&id, q.version).await?))
+    let mut version = s.daemon.workflow(&id, q.version).await?;
+    version.definition = Some(super::core::parse_workflow(&version.source)?.workflow.to_json());
+    Ok(Json(version))
+}
+
+/// Every version of a workflow, newest first, and which one is current.
+#[utoipa::path(get, path = "/v1/workflows/{id}/versions", tag = "workflows",
+    params(("id" = String, Path, description = "Workflow id")),
+    responses((status = 200, description = "Every version, newest first, and the current one", body = WorkflowHistory)))]
+async fn workflow_history(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<WorkflowHistory>> {
+    Ok(Json(s.daemon.workflow_history(&id).await?))
+}
+
+/// Make an earlier version current again (registered as a new version).
+#[utoipa::path(post, path = "/v1/workflows/{id}/rollback", tag = "workflows",
+    params(("id" = String, Path, description = "Workflow id")), request_body = WorkflowRollback,
+    responses(
+        (status = 201, description = "The earlier version's definition is the new current version", body = Registered),
+        (status = 200, description = "It already was the current version", body = Registered)))]
+async fn rollback_workflow(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Body(body): Body<WorkflowRollback>,
+) -> ApiResult<Response> {
+    let registered = s.daemon.rollback_workflow(&id, body.version).await?;
+    let status = if registered.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(registered)).into_response())
+}
+
+/// Delete every workflow (QtForge's clear_workflows); executions go on.
+#[utoipa::path(delete, path = "/v1/workflows", tag = "workflows",
+    responses((status = 200, description = "How many workflows were deleted", body = Cleared)))]
+async fn clear_workflows(State(s): State<ApiState>) -> ApiResult<Json<Cleared>> {
+    Ok(Json(Cleared { deleted: s.daemon.clear_workflows().await? }))
 }
 
 /// Delete a workflow (executions pinned to it go on).
@@ -349,11 +386,14 @@ async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> A
 
 // ----- executions -----
 
-/// Start an execution of a workflow's current version.
+/// Start an execution of a workflow's current version (or of `version`).
+/// Inputs the workflow does not declare go into the execution's context.
 #[utoipa::path(post, path = "/v1/executions", tag = "executions", request_body = StartExecution,
-    responses((status = 202, description = "Started an execution of the workflow's current version", body = Started)))]
+    responses((status = 202, description = "Started an execution of the workflow's current version \
+        (or of `version`)", body = Started)))]
 async fn start_execution(State(s): State<ApiState>, Body(body): Body<StartExecution>) -> ApiResult<Response> {
-    let exec = s.daemon.start(&body.workflow, body.inputs, Origin::default()).await?;
+    let origin = Origin { version: body.version, ..Origin::default() };
+    let exec = s.daemon.start(&body.workflow, body.inputs, origin).await?;
     let (status, meta) = s.daemon.status(exec.id()).await?;
     let started = Started {
         execution_id: exec.id().to_owned(),
@@ -376,6 +416,7 @@ async fn executions(State(s): State<ApiState>, Q(q): Q<ExecutionQuery>) -> ApiRe
         status: q.status,
         schedule_id: q.schedule,
         limit: q.limit.map(|l| l.min(MAX_LIST)),
+        active: q.active.unwrap_or(false),
     };
     Ok(Json(ExecutionList { executions: s.daemon.executions(&filter).await? }))
 }
@@ -437,7 +478,8 @@ async fn execution(
     responses((status = 200, description = "Per-step results and compensations", body = ExecutionSteps)))]
 async fn execution_steps(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ExecutionSteps>> {
     let (status, _) = s.daemon.status(&id).await?;
-    Ok(Json(ExecutionSteps { execution_id: id, steps: status.steps, compensations: status.compensations }))
+    let results = status.steps.iter().map(Into::into).collect();
+    Ok(Json(ExecutionSteps { execution_id: id, steps: status.steps, compensations: status.compensations, results }))
 }
 
 /// The query of `GET /v1/executions/{id}/logs`.

@@ -36,13 +36,15 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// Who asked for an execution.
+/// Who asked for an execution, and which version it runs.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
     /// The schedule that fired, if any (it becomes the steps' `task_id`).
     pub schedule_id: Option<String>,
     /// The fire time it was scheduled for, ms since the Unix epoch.
     pub fire_time_ms: Option<u64>,
+    /// The registered version to run (default: the current one).
+    pub version: Option<u32>,
 }
 
 pub use plexus_client::Registered;
@@ -316,6 +318,55 @@ impl Daemon {
         self.0.store.workflow(id, version).await?.ok_or_else(|| DaemonError::not_found(format!("workflow `{id}`")))
     }
 
+    /// Every version of workflow `id`, newest first, and which is current.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound) if it never had one.
+    pub async fn workflow_history(&self, id: &str) -> DaemonResult<plexus_client::WorkflowHistory> {
+        let versions = self.0.store.workflow_versions(id).await?;
+        if versions.is_empty() {
+            return Err(DaemonError::not_found(format!("workflow `{id}`")));
+        }
+        let current = self.0.store.workflow(id, None).await?.map(|row| row.version);
+        let versions = versions
+            .into_iter()
+            .map(|r| plexus_client::WorkflowSummary {
+                id: r.id,
+                version: r.version,
+                format: r.format,
+                created_at_ms: r.created_at_ms,
+            })
+            .collect();
+        Ok(plexus_client::WorkflowHistory { id: id.to_owned(), current, versions })
+    }
+
+    /// Make version `version` of workflow `id` current again: its text is
+    /// registered as a new version (validated against the plugins loaded
+    /// now), so the history only grows and executions stay pinned to theirs.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound) for an unknown
+    /// version; an invalid definition as [`Self::register_workflow`].
+    pub async fn rollback_workflow(&self, id: &str, version: u32) -> DaemonResult<Registered> {
+        let row = self
+            .0
+            .store
+            .workflow(id, Some(version))
+            .await?
+            .ok_or_else(|| DaemonError::not_found(format!("workflow `{id}` version {version}")))?;
+        let (this, source) = (self.clone(), row.source);
+        let registered = self.detached(async move { this.register_recorded(&source).await }).await?;
+        tracing::info!(workflow = %id, from = version, to = registered.version, "workflow rolled back to an earlier version");
+        Ok(registered)
+    }
+
+    /// Delete every workflow (QtForge's `clear_workflows`); executions
+    /// pinned to them go on. Returns how many there were.
+    pub async fn clear_workflows(&self) -> DaemonResult<usize> {
+        self.0.current.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        Ok(self.0.store.delete_all_workflows().await?)
+    }
+
     /// Delete workflow `id`; executions pinned to it go on.
     pub async fn delete_workflow(&self, id: &str) -> DaemonResult<()> {
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
@@ -368,11 +419,25 @@ impl Daemon {
         origin: Origin,
     ) -> DaemonResult<Arc<Execution>> {
         self.check_accepting()?;
-        let version = self.current_version(id).await?;
-        let prepared = self.prepared(id, version).await?;
-        let inputs = resolve_inputs(&prepared.workflow, inputs).map_err(|e| DaemonError::invalid(e.to_string()))?;
-        let exec =
-            Execution::start(new_execution_id(), &prepared, inputs, self.0.journal.clone(), origin.schedule_id.clone());
+        let version = match origin.version {
+            Some(v) => v,
+            None => self.current_version(id).await?,
+        };
+        let prepared = self.prepared(id, version).await.map_err(|e| match e.code {
+            ErrorCode::NotFound => DaemonError::not_found(format!("workflow `{id}` version {version}")),
+            _ => e,
+        })?;
+        let resolved = resolve_inputs(&prepared.workflow, inputs).map_err(|e| DaemonError::invalid(e.to_string()))?;
+        let exec = Execution::start(
+            new_execution_id(),
+            &prepared,
+            resolved.inputs,
+            self.0.journal.clone(),
+            origin.schedule_id.clone(),
+        );
+        for (key, value) in resolved.context {
+            exec.state().set(&key, value);
+        }
         if let (Some(schedule), Some(fire)) = (&origin.schedule_id, origin.fire_time_ms) {
             let info = plexus_sdk::ScheduleInfo {
                 id: schedule.clone(),

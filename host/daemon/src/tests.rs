@@ -784,3 +784,61 @@ async fn ended_executions_are_deleted_once_past_their_retention() {
     assert_eq!(f.daemon.prune_if_due().await, 0);
     assert!(f.store.execution(&kept).unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_can_be_started_listed_and_made_current_again_and_initial_data_reaches_the_context() {
+    let f = fixture(Arc::new(SystemClock));
+    let one = "id: ver\nsteps:\n  - {id: a, plugin_id: dtest.ops, method_name: tick, parameters: {tag: \"${{ context.who }}-v1\"}}\n";
+    let two = one.replace("-v1", "-v2");
+    assert_eq!(f.daemon.register_workflow(one).await.unwrap().version, 1);
+    assert_eq!(f.daemon.register_workflow(&two).await.unwrap().version, 2);
+    // Undeclared initial data goes into the context; the current version runs by default.
+    let data = json!({"who": "ctx"}).as_object().unwrap().clone();
+    let current = f.daemon.start("ver", data.clone(), crate::Origin::default()).await.unwrap();
+    wait_done(&f.daemon, current.id()).await;
+    assert_eq!(runs("ctx-v2"), 1);
+    // An older version, on request, pinned.
+    let origin = crate::Origin { version: Some(1), ..Default::default() };
+    let older = f.daemon.start("ver", data.clone(), origin).await.unwrap();
+    assert_eq!(wait_done(&f.daemon, older.id()).await.status, WorkflowStatus::Completed);
+    assert_eq!(runs("ctx-v1"), 1);
+    assert_eq!(f.daemon.status(older.id()).await.unwrap().1.workflow_version, 1);
+    let missing = crate::Origin { version: Some(9), ..Default::default() };
+    let Err(err) = f.daemon.start("ver", data.clone(), missing).await else { panic!("version 9 started") };
+    assert!(err.message.contains("version 9"), "{err:?}");
+    // Version 1 made current again is version 3, with version 1's text.
+    let back = f.daemon.rollback_workflow("ver", 1).await.unwrap();
+    assert_eq!((back.version, back.created), (3, true));
+    assert_eq!(f.daemon.workflow("ver", None).await.unwrap().source, one);
+    let history = f.daemon.workflow_history("ver").await.unwrap();
+    assert_eq!(history.current, Some(3));
+    assert_eq!(history.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 2, 1]);
+    let again = f.daemon.start("ver", data, crate::Origin::default()).await.unwrap();
+    wait_done(&f.daemon, again.id()).await;
+    assert_eq!(runs("ctx-v1"), 2);
+    // Per-workflow history of executions, newest first.
+    let filter = super::store::ExecutionFilter { workflow_id: Some("ver".into()), ..Default::default() };
+    let executions = f.daemon.executions(&filter).await.unwrap();
+    let versions: Vec<u32> = executions.iter().map(|e| e.workflow_version).collect();
+    assert_eq!(versions, [3, 1, 2]);
+    // Clear: every workflow goes, executions stay; the history stays for pinned executions.
+    f.daemon.register_workflow(&chain("other", "clear", 0)).await.unwrap();
+    assert_eq!(f.daemon.clear_workflows().await.unwrap(), 2);
+    assert!(f.daemon.workflows().await.unwrap().is_empty());
+    assert_eq!(f.daemon.workflow_history("ver").await.unwrap().current, None);
+    assert_eq!(f.daemon.executions(&filter).await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_executions_are_those_not_ended() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&chain("act", "act", 300)).await.unwrap();
+    let first = f.daemon.start("act", Map::new(), crate::Origin::default()).await.unwrap();
+    wait_done(&f.daemon, first.id()).await;
+    let running = f.daemon.start("act", Map::new(), crate::Origin::default()).await.unwrap();
+    let active = super::store::ExecutionFilter { active: true, ..Default::default() };
+    let ids: Vec<String> = f.daemon.executions(&active).await.unwrap().into_iter().map(|e| e.execution_id).collect();
+    assert_eq!(ids, [running.id().to_owned()]);
+    wait_done(&f.daemon, running.id()).await;
+    assert!(f.daemon.executions(&active).await.unwrap().is_empty());
+}

@@ -12,7 +12,7 @@
 use super::duration;
 use super::source::{DocPath, Document};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -323,6 +323,113 @@ impl Workflow {
     /// The compensation of step `id`: `rollback_steps[id]`, else its `compensate`.
     pub fn compensation(&self, id: &str) -> Option<&Action> {
         self.rollback.get(id).or_else(|| self.step(id).and_then(|s| s.compensate.as_ref()))
+    }
+
+    /// The definition as a Plexus workflow document (JSON, steps as a list),
+    /// QtForge's `Workflow::to_json`: reading it back gives this workflow
+    /// again, every default written out (timeouts and delays in integer ms,
+    /// each step's whole retry policy), so it runs the same whichever format
+    /// it was first written in.
+    pub fn to_json(&self) -> Value {
+        let mut doc = Map::new();
+        doc.insert("id".into(), json!(self.id));
+        doc.insert("name".into(), json!(self.name));
+        doc.insert("description".into(), json!(self.description));
+        doc.insert("execution_mode".into(), json!(self.mode.to_string()));
+        put_ms(&mut doc, "timeout", self.timeout);
+        if let Some(n) = self.max_parallel {
+            doc.insert("max_parallel".into(), json!(n));
+        }
+        if !self.inputs.is_empty() {
+            let inputs: Map<String, Value> = self
+                .inputs
+                .iter()
+                .map(|(name, spec)| {
+                    let mut input = Map::new();
+                    input.insert("type".into(), json!(spec.kind));
+                    if let Some(default) = &spec.default {
+                        input.insert("default".into(), default.clone());
+                    }
+                    input.insert("required".into(), json!(spec.required));
+                    input.insert("description".into(), json!(spec.description));
+                    (name.clone(), Value::Object(input))
+                })
+                .collect();
+            doc.insert("inputs".into(), Value::Object(inputs));
+        }
+        doc.insert("steps".into(), self.steps.iter().map(Step::to_json).collect());
+        if !self.rollback.is_empty() {
+            let rollback = self.rollback.iter().map(|(id, a)| (id.clone(), Value::Object(a.to_json()))).collect();
+            doc.insert("rollback_steps".into(), Value::Object(rollback));
+        }
+        if !self.outputs.is_empty() {
+            doc.insert("outputs".into(), Value::Object(self.outputs.clone()));
+        }
+        if !self.metadata.is_null() {
+            doc.insert("metadata".into(), self.metadata.clone());
+        }
+        Value::Object(doc)
+    }
+}
+
+impl Step {
+    /// This step as an entry of a Plexus document's `steps` list.
+    fn to_json(&self) -> Value {
+        let mut step = Map::new();
+        step.insert("id".into(), json!(self.id));
+        step.insert("name".into(), json!(self.name));
+        step.insert("description".into(), json!(self.description));
+        step.extend(self.action.to_json());
+        if let Some(service) = &self.service_name {
+            step.insert("service_name".into(), json!(service));
+        }
+        step.insert("dependencies".into(), json!(self.dependencies));
+        if let Some(when) = &self.when {
+            step.insert("when".into(), json!(when));
+        }
+        put_ms(&mut step, "timeout", self.timeout);
+        let r = &self.retry;
+        step.insert(
+            "retry".into(),
+            json!({
+                "retry_on": r.retry_on,
+                "max_attempts": r.max_attempts,
+                "initial_delay": r.initial_delay.as_millis() as u64,
+                "backoff": r.backoff,
+                "multiplier": r.multiplier,
+                "max_delay": r.max_delay.as_millis() as u64,
+                "jitter": r.jitter,
+            }),
+        );
+        step.insert("critical".into(), json!(self.critical));
+        if let Some(compensate) = &self.compensate {
+            step.insert("compensate".into(), Value::Object(compensate.to_json()));
+        }
+        if !self.metadata.is_null() {
+            step.insert("metadata".into(), self.metadata.clone());
+        }
+        Value::Object(step)
+    }
+}
+
+impl Action {
+    /// `plugin_id`, `kind` (if set), `operation` and `parameters`, as a document writes them.
+    fn to_json(&self) -> Map<String, Value> {
+        let mut action = Map::new();
+        action.insert("plugin_id".into(), json!(self.plugin_id));
+        if let Some(kind) = self.kind {
+            action.insert("kind".into(), json!(kind));
+        }
+        action.insert("operation".into(), json!(self.operation));
+        action.insert("parameters".into(), self.parameters.clone());
+        action
+    }
+}
+
+/// Write `duration` at `key` in whole ms, if there is one.
+fn put_ms(map: &mut Map<String, Value>, key: &str, duration: Option<Duration>) {
+    if let Some(d) = duration {
+        map.insert(key.into(), json!(d.as_millis() as u64));
     }
 }
 

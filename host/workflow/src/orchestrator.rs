@@ -4,7 +4,7 @@
 use super::clock::{Clock, SystemClock};
 use super::definition::Workflow;
 use super::engine::{Engine, Execution, Prepared};
-use super::status::{ExecutionStatus, StepRecord};
+use super::status::{ExecutionStatus, StepRecord, StepResult};
 use super::validate::ValidWorkflow;
 use plexus_host::{Host, new_execution_id};
 use serde_json::{Map, Value};
@@ -70,7 +70,22 @@ impl Orchestrator {
         map.remove(id).map(|_| ()).ok_or_else(|| OrchestratorError::NotFound(format!("workflow `{id}`")))
     }
 
-    /// The workflow `id`.
+    /// Whether a workflow `id` is registered (QtForge's `has_workflow`).
+    pub fn has(&self, id: &str) -> bool {
+        self.workflows.read().unwrap_or_else(PoisonError::into_inner).contains_key(id)
+    }
+
+    /// Remove every workflow (QtForge's `clear_workflows`); running
+    /// executions go on. Returns how many were registered.
+    pub fn clear(&self) -> usize {
+        let mut map = self.workflows.write().unwrap_or_else(PoisonError::into_inner);
+        let n = map.len();
+        map.clear();
+        n
+    }
+
+    /// The definition of workflow `id` (QtForge's `get_workflow`;
+    /// [`Workflow::to_json`] writes it as a document).
     pub fn get(&self, id: &str) -> Option<Workflow> {
         self.workflows.read().unwrap_or_else(PoisonError::into_inner).get(id).map(|p| p.workflow.clone())
     }
@@ -80,8 +95,10 @@ impl Orchestrator {
         self.workflows.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
     }
 
-    /// Start an execution of workflow `id` with `inputs`; returns its id at
-    /// once while it runs in the background.
+    /// Start an execution of workflow `id` with `inputs` (QtForge's
+    /// `execute_workflow(id, initial_data)`); returns its id at once while it
+    /// runs in the background. Keys the workflow does not declare go into the
+    /// execution's shared context ([`resolve_inputs`]).
     ///
     /// # Errors
     /// [`OrchestratorError::NotFound`] for an unknown workflow,
@@ -94,9 +111,12 @@ impl Orchestrator {
             .get(id)
             .cloned()
             .ok_or_else(|| OrchestratorError::NotFound(format!("workflow `{id}`")))?;
-        let inputs = resolve_inputs(&prepared.workflow, inputs)?;
+        let resolved = resolve_inputs(&prepared.workflow, inputs)?;
         let execution_id = new_execution_id();
-        let exec = Execution::new(execution_id.clone(), &prepared, inputs);
+        let exec = Execution::new(execution_id.clone(), &prepared, resolved.inputs);
+        for (key, value) in resolved.context {
+            exec.state().set(&key, value);
+        }
         self.executions.write().unwrap_or_else(PoisonError::into_inner).insert(execution_id.clone(), exec.clone());
         let engine = self.engine.clone();
         self.runtime.spawn(async move { engine.run(prepared, exec).await });
@@ -117,9 +137,15 @@ impl Orchestrator {
         Ok(self.execution(id)?.snapshot())
     }
 
-    /// The per-step results of execution `id`.
-    pub fn step_results(&self, id: &str) -> Result<Vec<StepRecord>, OrchestratorError> {
+    /// The per-step records of execution `id`, in declaration order.
+    pub fn step_records(&self, id: &str) -> Result<Vec<StepRecord>, OrchestratorError> {
         Ok(self.execution(id)?.snapshot().steps)
+    }
+
+    /// The per-step results of execution `id` under QtForge's `StepResult`
+    /// names (`get_step_results`), in declaration order.
+    pub fn step_results(&self, id: &str) -> Result<Vec<StepResult>, OrchestratorError> {
+        Ok(self.execution(id)?.snapshot().steps.iter().map(StepResult::from).collect())
     }
 
     /// Ask execution `id` to stop (see [`Execution::cancel`]).
@@ -138,20 +164,39 @@ impl Orchestrator {
     pub fn executions(&self) -> Vec<String> {
         self.executions.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
     }
+
+    /// Ids of the executions that have not ended (pending, running or
+    /// rolling back), oldest first: QtForge's `list_active_executions`.
+    pub fn active_executions(&self) -> Vec<String> {
+        let executions = self.executions.read().unwrap_or_else(PoisonError::into_inner);
+        executions.iter().filter(|(_, e)| !e.lock().status.is_terminal()).map(|(id, _)| id.clone()).collect()
+    }
 }
 
-/// Apply defaults and check types of `given` against the declared inputs.
-pub fn resolve_inputs(
-    workflow: &Workflow,
-    mut given: Map<String, Value>,
-) -> Result<Map<String, Value>, OrchestratorError> {
+/// A caller's initial data split by [`resolve_inputs`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResolvedInputs {
+    /// The declared inputs, defaults applied, types checked.
+    pub inputs: Map<String, Value>,
+    /// The keys the workflow does not declare: QtForge's `initial_data` is
+    /// free-form, so they go into the execution's shared context
+    /// (`${{ context.key }}` in expressions, `state.get` in plugins).
+    pub context: Map<String, Value>,
+}
+
+/// The most undeclared keys one execution's initial data may carry into its context.
+pub const MAX_CONTEXT_KEYS: usize = 1_000;
+
+/// Apply defaults and check types of `given` against the declared inputs;
+/// keys the workflow does not declare are kept for the execution's context
+/// (see [`ResolvedInputs::context`]).
+///
+/// # Errors
+/// [`OrchestratorError::InvalidConfiguration`] naming every declared input
+/// that is missing or of the wrong type, or more than [`MAX_CONTEXT_KEYS`]
+/// undeclared keys.
+pub fn resolve_inputs(workflow: &Workflow, mut given: Map<String, Value>) -> Result<ResolvedInputs, OrchestratorError> {
     let mut problems = Vec::new();
-    for name in given.keys() {
-        if !workflow.inputs.contains_key(name) {
-            let known: Vec<&str> = workflow.inputs.keys().map(String::as_str).collect();
-            problems.push(format!("`{name}` is not an input of `{}` (inputs: {})", workflow.id, known.join(", ")));
-        }
-    }
     let mut out = Map::new();
     for (name, spec) in &workflow.inputs {
         match given.remove(name).or_else(|| spec.default.clone()) {
@@ -165,5 +210,16 @@ pub fn resolve_inputs(
             }
         }
     }
-    if problems.is_empty() { Ok(out) } else { Err(OrchestratorError::InvalidConfiguration(problems.join("; "))) }
+    if given.len() > MAX_CONTEXT_KEYS {
+        problems.push(format!(
+            "{} keys that `{}` does not declare as inputs: at most {MAX_CONTEXT_KEYS} go into the context",
+            given.len(),
+            workflow.id
+        ));
+    }
+    if problems.is_empty() {
+        Ok(ResolvedInputs { inputs: out, context: given })
+    } else {
+        Err(OrchestratorError::InvalidConfiguration(problems.join("; ")))
+    }
 }

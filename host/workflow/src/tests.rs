@@ -537,13 +537,116 @@ steps:
     .unwrap();
     let missing = orch.execute("inputs", Map::new()).unwrap_err().to_string();
     assert!(missing.contains("`path` is required"), "{missing}");
+    // Declared inputs are still checked when free-form keys come with them.
     let wrong = orch
         .execute("inputs", json!({"path": "x", "limit": "ten", "extra": 1}).as_object().unwrap().clone())
         .unwrap_err();
-    assert!(wrong.to_string().contains("limit") && wrong.to_string().contains("extra"), "{wrong}");
+    assert!(wrong.to_string().contains("limit") && !wrong.to_string().contains("extra"), "{wrong}");
     let exec = orch.execute("inputs", json!({"path": "data.csv"}).as_object().unwrap().clone()).unwrap();
     let status = orch.wait(&exec).await.unwrap();
     assert_eq!(status.step("s").unwrap().output, Some(json!({"p": "data.csv", "l": 10})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_initial_data_goes_into_the_context_as_qtforge_passes_it() {
+    let host = host();
+    let orch = Orchestrator::new(host.clone());
+    orch.register(valid(
+        &host,
+        r#"
+id: free
+inputs:
+  path: { type: string, default: a.csv }
+steps:
+  - { id: s, plugin_id: test.ops, method_name: echo, parameters: { p: "${{ inputs.path }}", src: "${{ context.source_file }}" } }
+"#,
+    ))
+    .unwrap();
+    let data = json!({"source_file": "data.csv", "batch": {"size": 3}});
+    let exec = orch.execute("free", data.as_object().unwrap().clone()).unwrap();
+    let status = orch.wait(&exec).await.unwrap();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    assert_eq!(status.step("s").unwrap().output, Some(json!({"p": "a.csv", "src": "data.csv"})));
+    // Only declared inputs are inputs.
+    assert_eq!(status.inputs, *json!({"path": "a.csv"}).as_object().unwrap());
+    let too_many: Map<String, Value> =
+        (0..=orchestrator::MAX_CONTEXT_KEYS).map(|i| (format!("k{i}"), json!(i))).collect();
+    let refused = orch.execute("free", too_many).unwrap_err().to_string();
+    assert!(refused.contains("at most 1000"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orchestrator_answers_qtforges_calls() {
+    let host = host();
+    let orch = Orchestrator::new(host.clone());
+    assert!(!orch.has("api"));
+    orch.register(valid(
+        &host,
+        r#"
+id: api
+steps:
+  - { id: slow, plugin_id: test.ops, method_name: record, parameters: { tag: slow, ms: 150 } }
+  - { id: flaky, plugin_id: test.ops, method_name: flaky, parameters: { failures: 1 }, dependencies: [slow],
+      retry: { max_attempts: 2, initial_delay: 1ms } }
+"#,
+    ))
+    .unwrap();
+    assert!(orch.has("api"));
+    let exec = orch.execute("api", Map::new()).unwrap();
+    assert_eq!(orch.active_executions(), [exec.clone()]);
+    orch.wait(&exec).await.unwrap();
+    assert!(orch.active_executions().is_empty());
+    let results = orch.step_results(&exec).unwrap();
+    assert_eq!(results.len(), 2);
+    let flaky = &results[1];
+    assert_eq!((flaky.step_id.as_str(), flaky.status, flaky.retry_count), ("flaky", StepStatus::Completed, 1));
+    assert_eq!(flaky.result_data, json!({"attempt": 2}));
+    assert_eq!(flaky.error_message, None);
+    assert_eq!(flaky.execution_time, Some(flaky.end_time.unwrap() - flaky.start_time.unwrap()));
+    assert!(results[0].execution_time.unwrap() >= 150, "{results:?}");
+    assert_eq!(orch.clear(), 1);
+    assert!(!orch.has("api") && orch.list().is_empty());
+    // Its execution is still there after the workflow went.
+    assert_eq!(orch.status(&exec).unwrap().status, WorkflowStatus::Completed);
+}
+
+#[test]
+fn to_json_writes_a_document_that_reads_back_as_the_same_workflow() {
+    let host = host();
+    let qtforge = parse(&host, "qtforge.json", include_str!("../../../tests/fixtures/qtforge-workflow.json"))
+        .unwrap_or_else(|p| panic!("{p:#?}"));
+    let ours = valid(
+        &host,
+        r#"
+id: ours
+name: Ours
+execution_mode: conditional
+timeout: 5m
+max_parallel: 3
+inputs:
+  path: { type: string, default: a.csv, description: where }
+  n: { type: integer, required: true }
+steps:
+  - { id: a, plugin_id: test.ops, operation: echo, parameters: { p: "${{ inputs.path }}" }, metadata: { owner: me } }
+  - id: b
+    plugin_id: test.ops
+    operation: echo
+    dependencies: [a]
+    when: "steps.a.status == 'completed'"
+    timeout: 2s
+    critical: false
+    retry: { max_attempts: 4, initial_delay: 10ms, backoff: exponential, multiplier: 3, max_delay: 1s, jitter: 0.5, retry_on: any }
+    compensate: { plugin_id: test.ops, operation: echo, parameters: { undo: b } }
+outputs:
+  b: "${{ steps.b.output }}"
+metadata: { team: data }
+"#,
+    );
+    for wf in [qtforge.workflow, ours.workflow] {
+        let text = serde_json::to_string_pretty(&wf.to_json()).unwrap();
+        let again = parse(&host, "again.json", &text).unwrap_or_else(|p| panic!("{p:#?}\n{text}"));
+        assert_eq!(serde_json::to_value(&again.workflow).unwrap(), serde_json::to_value(&wf).unwrap(), "{text}");
+    }
 }
 
 #[test]

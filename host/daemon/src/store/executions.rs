@@ -400,15 +400,17 @@ impl SqliteStore {
                  FROM executions
                  WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)
                    AND (?3 IS NULL OR schedule_id = ?3)
+                   AND (?5 = 0 OR status IN ('pending', 'running', 'rolling_back'))
                  ORDER BY id DESC LIMIT ?4",
             )
             .map_err(|e| self.err(e))?;
         let status = filter.status.map(WorkflowStatus::as_str);
         type Row = (String, String, u32, String, Option<String>, Option<String>, i64, Option<i64>);
         let rows: Vec<Row> = stmt
-            .query_map(params![filter.workflow_id, status, filter.schedule_id, filter.limit.unwrap_or(100)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-            })
+            .query_map(
+                params![filter.workflow_id, status, filter.schedule_id, filter.limit.unwrap_or(100), filter.active],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+            )
             .and_then(Iterator::collect)
             .map_err(|e| self.err(e))?;
         rows.into_iter()

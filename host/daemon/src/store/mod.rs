@@ -164,6 +164,10 @@ pub trait Store: Send + Sync + 'static {
     /// Mark workflow `id` deleted (its versions stay for the executions
     /// pinned to them). Returns whether it existed.
     fn delete_workflow(&self, id: &str) -> StoreFuture<bool>;
+    /// Every version of workflow `id` (deleted ones too), newest first.
+    fn workflow_versions(&self, id: &str) -> StoreFuture<Vec<WorkflowRow>>;
+    /// Mark every workflow deleted; returns how many were live.
+    fn delete_all_workflows(&self) -> StoreFuture<usize>;
 
     /// Record a new execution (status pending) with its steps and initial shared state.
     fn insert_execution(
@@ -292,6 +296,8 @@ pub struct ExecutionFilter {
     pub schedule_id: Option<String>,
     /// At most this many, newest first (default 100).
     pub limit: Option<u32>,
+    /// Only those that have not ended (pending, running, rolling back).
+    pub active: bool,
 }
 
 /// One stored schedule.

@@ -51,6 +51,15 @@ impl Store for SqliteStore {
         self.blocking(move |s| s.delete_workflow(&id))
     }
 
+    fn workflow_versions(&self, id: &str) -> StoreFuture<Vec<WorkflowRow>> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.workflow_versions(&id))
+    }
+
+    fn delete_all_workflows(&self) -> StoreFuture<usize> {
+        self.blocking(SqliteStore::delete_all_workflows)
+    }
+
     fn insert_execution(
         &self,
         status: &ExecutionStatus,

@@ -67,6 +67,31 @@ impl SqliteStore {
         stmt.query_map([], workflow_row).and_then(Iterator::collect).map_err(|e| self.err(e))
     }
 
+    /// Every version of workflow `id` (deleted ones too), newest first.
+    pub fn workflow_versions(&self, id: &str) -> StoreResult<Vec<WorkflowRow>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, version, source, format, created_at_ms FROM workflows
+                 WHERE id = ?1 ORDER BY version DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([id], workflow_row).and_then(Iterator::collect).map_err(|e| self.err(e))
+    }
+
+    /// Mark every workflow deleted (QtForge's `clear_workflows`); returns
+    /// how many were live. Their versions stay for pinned executions.
+    pub fn delete_all_workflows(&self) -> StoreResult<usize> {
+        self.writable()?;
+        self.write(move |conn, err| {
+            let n: i64 = conn
+                .query_row("SELECT COUNT(DISTINCT id) FROM workflows WHERE deleted = 0", [], |r| r.get(0))
+                .map_err(err)?;
+            conn.execute("UPDATE workflows SET deleted = 1 WHERE deleted = 0", []).map_err(err)?;
+            Ok(n as usize)
+        })
+    }
+
     /// Mark workflow `id` deleted. Its versions stay for the executions
     /// pinned to them. Returns whether it existed.
     pub fn delete_workflow(&self, id: &str) -> StoreResult<bool> {
@@ -94,5 +119,6 @@ fn workflow_row(r: &rusqlite::Row) -> rusqlite::Result<WorkflowRow> {
             )
         })?,
         created_at_ms: r.get::<_, i64>(4)? as u64,
+        definition: None,
     })
 }
