@@ -593,7 +593,7 @@ steps:
     .unwrap();
     assert!(orch.has("api"));
     let exec = orch.execute("api", Map::new()).unwrap();
-    assert_eq!(orch.active_executions(), [exec.clone()]);
+    assert_eq!(orch.active_executions(), std::slice::from_ref(&exec));
     orch.wait(&exec).await.unwrap();
     assert!(orch.active_executions().is_empty());
     let results = orch.step_results(&exec).unwrap();
