@@ -10,7 +10,7 @@ use plexus_client::{
     PluginStatus, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView, SourceFormat,
     Started, Transition, Validation, WorkflowList, WorkflowVersion,
 };
-use plexus_client::{Cleared, StartExecution, WorkflowHistory};
+use plexus_client::{Cleared, StartExecution, Transaction, TransactionState, WorkflowHistory};
 use plexus_daemon::openapi;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -244,6 +244,31 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(code(call("POST", "/v1/schedules", "/v1/schedules", Some(plug), 404)), ErrorCode::PluginNotFound);
     assert_eq!(code(call("GET", "/v1/plugins/{id}", "/v1/plugins/no.such", None, 404)), ErrorCode::PluginNotFound);
     assert_eq!(d.call("GET", "/v1/nothing/here", None).0, 404);
+    // Transactions: begin, an execution joins, show, roll back; another is committed.
+    let tx: Transaction = typed(call("POST", "/v1/transactions", "/v1/transactions", Some(json!({"id": "t1"})), 201));
+    assert_eq!(tx.state, TransactionState::Open);
+    let joined: Started =
+        typed(d.call("POST", "/v1/executions", Some(json!({"workflow": "chain", "transaction": "t1"}))).1);
+    d.wait_for(&joined.execution_id, Duration::from_secs(20));
+    let shown: Transaction = typed(call("GET", "/v1/transactions/{id}", "/v1/transactions/t1", None, 200));
+    assert_eq!(shown.executions, std::slice::from_ref(&joined.execution_id));
+    let rolled: Transaction =
+        typed(call("POST", "/v1/transactions/{id}/rollback", "/v1/transactions/t1/rollback", None, 200));
+    assert_eq!(rolled.state, TransactionState::RolledBack);
+    assert_eq!(d.execution(&joined.execution_id).status.status, WorkflowStatus::RolledBack);
+    let again = call("POST", "/v1/transactions/{id}/commit", "/v1/transactions/t1/commit", None, 409);
+    assert_eq!(code(again), ErrorCode::InvalidState);
+    let (status, _) = d.call("POST", "/v1/executions", Some(json!({"workflow": "chain", "transaction": "t1"})));
+    assert_eq!(status, 409, "a closed transaction takes no execution");
+    call("POST", "/v1/transactions", "/v1/transactions", Some(json!({"id": "t2"})), 201);
+    let committed: Transaction =
+        typed(call("POST", "/v1/transactions/{id}/commit", "/v1/transactions/t2/commit", None, 200));
+    assert_eq!(committed.state, TransactionState::Committed);
+    assert_eq!(
+        code(call("POST", "/v1/transactions", "/v1/transactions", Some(json!({"id": "t2"})), 409)),
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(d.call("GET", "/v1/transactions/none", None).0, 404);
     // Clear every workflow (executions stay); `chain` comes back for the clients below.
     let cleared: Cleared = typed(call("DELETE", "/v1/workflows", "/v1/workflows", None, 200));
     assert_eq!(cleared.deleted, 1);
@@ -309,7 +334,7 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(client.steps(&started.execution_id).unwrap().results[1].result_data, json!({"n": 2}));
     client.register_workflow(typed_source.replace("n: 1", "n: 5")).unwrap();
     assert_eq!(client.workflow_history("typed").unwrap().versions.len(), 2);
-    let pinned = StartExecution { workflow: "typed".into(), version: Some(1), inputs: Default::default() };
+    let pinned = StartExecution { workflow: "typed".into(), version: Some(1), ..Default::default() };
     let old = client.start_execution(&pinned).unwrap();
     assert_eq!(client.execution(&old.execution_id, Some(20_000)).unwrap().status.outputs["n"], 2);
     assert_eq!(client.rollback_workflow("typed", 1).unwrap().version, 3);
@@ -336,7 +361,7 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     let out = d.cli(&["exec", "list", "--workflow", "chain", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed["executions"].as_array().unwrap().len(), 3);
+    assert_eq!(listed["executions"].as_array().unwrap().len(), 4);
     let out = d.cli(&["exec", "start", "chain", "--wait"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("completed"));
@@ -365,6 +390,16 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert!(active.executions.iter().all(|e| !e.status.is_terminal()), "{active:?}");
     let out = d.cli(&["workflow", "clear"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    assert!(d.cli(&["transaction", "begin", "t3"]).status.success());
+    let out = d.cli(&["exec", "start", "chain", "--transaction", "t3", "--wait", "--json"]);
+    let joined: Execution = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(joined.meta.transaction_id.as_deref(), Some("t3"));
+    let out = d.cli(&["transaction", "rollback", "t3", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rolled: Transaction = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((rolled.state, rolled.executions.len()), (TransactionState::RolledBack, 1));
+    let out = d.cli(&["transaction", "show", "t3"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rolled_back"));
     let out = d.cli(&[
         "schedule",
         "add",

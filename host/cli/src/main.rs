@@ -125,6 +125,10 @@ enum Command {
     /// Create, list, pause, resume, delete and fire schedules on the daemon.
     #[command(subcommand)]
     Schedule(remote::ScheduleCommand),
+    /// Begin, show, commit and roll back transactions on the daemon (start executions in one with
+    /// `plexus exec start --transaction ID`).
+    #[command(subcommand)]
+    Transaction(remote::TransactionCommand),
 }
 
 fn main() -> ExitCode {
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(&cli.global, args),
         Command::Exec(cmd) => remote::exec(&cli.global, cmd),
         Command::Schedule(cmd) => remote::schedule(&cli.global, cmd),
+        Command::Transaction(cmd) => remote::transaction(&cli.global, cmd),
     };
     // From here on the process ends by our own choice, even if an abandoned native call still runs.
     plexus_host::process::host_exits();

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use plexus_client::status::WorkflowStatus;
 use plexus_client::{
     CatchUp, Client, ErrorCode, Execution, ExecutionQuery, Overlap, ScheduleSpec, ScheduleView, StartExecution,
+    TransactionState,
 };
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -179,6 +180,9 @@ pub enum ExecCommand {
         /// Run this registered version instead of the current one.
         #[arg(long)]
         version: Option<u32>,
+        /// Run it in this open transaction (see `plexus transaction`).
+        #[arg(long)]
+        transaction: Option<String>,
         /// An input (repeatable); the value is read as JSON when it parses: --input limit=10 --input path=a.csv.
         /// Keys the workflow does not declare go into the execution's context.
         #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
@@ -195,7 +199,7 @@ pub enum ExecCommand {
         /// Only this workflow.
         #[arg(long)]
         workflow: Option<String>,
-        /// Only this status: pending, running, rolling_back, completed, failed, cancelled or rollback_failed.
+        /// Only this status: pending, running, rolling_back, completed, failed, cancelled, rollback_failed or rolled_back.
         #[arg(long, value_parser = api_enum::<WorkflowStatus>)]
         status: Option<WorkflowStatus>,
         /// Only those fired by this schedule.
@@ -316,8 +320,8 @@ fn print_execution(execution: &Execution, json: bool) -> anyhow::Result<()> {
 pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
     let client = from_global(global)?;
     match command {
-        ExecCommand::Start { workflow, version, inputs, wait, json } => {
-            let request = StartExecution { workflow, version, inputs: parse_pairs(&inputs, "--input")? };
+        ExecCommand::Start { workflow, version, transaction, inputs, wait, json } => {
+            let request = StartExecution { workflow, version, transaction, inputs: parse_pairs(&inputs, "--input")? };
             let out = client.start_execution(&request)?;
             if !wait {
                 if json {
@@ -611,4 +615,80 @@ pub fn plugins(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
 /// `plexus plugins info ID --remote`.
 pub fn plugin_info(global: &Global, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     crate::plugins::print_details(&from_global(global)?.plugin(id)?, json)
+}
+
+// ----- transactions -----
+
+#[derive(Subcommand)]
+pub enum TransactionCommand {
+    /// Begin a transaction: executions started with `--transaction ID` join it.
+    Begin {
+        /// Transaction id (letters, digits, `-`, `_`, `.`).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a transaction: its state, executions and the compensations its rollback ran.
+    Show {
+        /// Transaction id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Commit a transaction: its executions' effects become permanent.
+    Commit {
+        /// Transaction id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll back a transaction: compensate every completed step of its executions, newest first.
+    /// Exits 9 if a compensation failed.
+    Rollback {
+        /// Transaction id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn transaction(global: &Global, command: TransactionCommand) -> anyhow::Result<ExitCode> {
+    let client = from_global(global)?;
+    let (tx, json) = match command {
+        TransactionCommand::Begin { id, json } => (client.begin_transaction(&id)?, json),
+        TransactionCommand::Show { id, json } => (client.transaction(&id)?, json),
+        TransactionCommand::Commit { id, json } => (client.commit_transaction(&id)?, json),
+        TransactionCommand::Rollback { id, json } => (client.rollback_transaction(&id)?, json),
+    };
+    let code =
+        if tx.state == TransactionState::RollbackFailed { ExitCode::from(ROLLBACK_FAILED) } else { ExitCode::SUCCESS };
+    if json {
+        print_json(&tx)?;
+        return Ok(code);
+    }
+    outln!("transaction {}: {} ({} execution(s))", tx.id, tx.state.as_str(), tx.executions.len());
+    for id in &tx.executions {
+        outln!("  {id}");
+    }
+    if !tx.compensations.is_empty() {
+        let rows = tx
+            .compensations
+            .iter()
+            .map(|c| {
+                vec![
+                    c.execution_id.clone(),
+                    c.record.step.clone(),
+                    format!("{}.{}", c.record.plugin_id, c.record.operation),
+                    c.record.status.as_str().to_owned(),
+                    or_dash(c.record.error.as_ref().map(|e| e.message.as_str())),
+                ]
+            })
+            .collect();
+        table(&["EXECUTION", "STEP", "COMPENSATION", "STATUS", "ERROR"], rows);
+    }
+    Ok(code)
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// `POST /v1/executions`: which workflow, with which inputs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartExecution {
@@ -14,6 +14,10 @@ pub struct StartExecution {
     /// The registered version to run (default: the current one); it is pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
+    /// An open transaction to run it in (default: the workflow's own
+    /// `transaction`, if it names one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
     /// Inputs by name; defaults fill the rest.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
@@ -107,6 +111,9 @@ pub struct ExecutionMeta {
     pub created_at_ms: u64,
     /// 1, plus one per retry.
     pub runs: u32,
+    /// The transaction it runs in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
 }
 
 /// `GET /v1/executions/{id}` and `POST /v1/executions/{id}/retry`: the status

@@ -8,7 +8,7 @@ use crate::{
     ScheduleList, ScheduleSpec, ScheduleView, StartExecution, Started, Validation, WorkflowList, WorkflowSource,
     WorkflowVersion, path,
 };
-use crate::{Cleared, WorkflowHistory, WorkflowRollback};
+use crate::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -211,6 +211,39 @@ impl Client {
         self.call("DELETE", "/v1/workflows", NONE)
     }
 
+    /// `POST /v1/transactions`: begin transaction `id`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `AlreadyExists`; `InvalidConfiguration` for a bad id.
+    pub fn begin_transaction(&self, id: &str) -> Result<Transaction, ClientError> {
+        self.call("POST", "/v1/transactions", Some(&BeginTransaction { id: id.to_owned() }))
+    }
+
+    /// `GET /v1/transactions/{id}`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn transaction(&self, id: &str) -> Result<Transaction, ClientError> {
+        self.call("GET", &path(&["v1", "transactions", id], &[]), NONE)
+    }
+
+    /// `POST /v1/transactions/{id}/commit`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`; `InvalidState` if it is not open or
+    /// an execution of it still runs.
+    pub fn commit_transaction(&self, id: &str) -> Result<Transaction, ClientError> {
+        self.call("POST", &path(&["v1", "transactions", id, "commit"], &[]), NONE)
+    }
+
+    /// `POST /v1/transactions/{id}/rollback`: compensates its executions' completed steps.
+    ///
+    /// # Errors
+    /// As [`Client::commit_transaction`].
+    pub fn rollback_transaction(&self, id: &str) -> Result<Transaction, ClientError> {
+        self.call("POST", &path(&["v1", "transactions", id, "rollback"], &[]), NONE)
+    }
+
     /// `DELETE /v1/workflows/{id}`; executions pinned to it go on.
     ///
     /// # Errors
@@ -244,7 +277,12 @@ impl Client {
     /// As [`Client::call`]; `NotFound` for an unknown workflow,
     /// `InvalidConfiguration` for bad inputs, `InvalidState` while the daemon stops.
     pub fn start(&self, workflow: &str, inputs: Map<String, Value>) -> Result<Started, ClientError> {
-        self.start_execution(&StartExecution { workflow: workflow.to_owned(), version: None, inputs })
+        self.start_execution(&StartExecution {
+            workflow: workflow.to_owned(),
+            version: None,
+            transaction: None,
+            inputs,
+        })
     }
 
     /// `POST /v1/executions` with every option (a version to pin).

@@ -33,6 +33,7 @@ mod http;
 mod plugins;
 mod schedules;
 pub mod status;
+mod transactions;
 mod workflows;
 
 pub use error::{DaemonError, ErrorCode};
@@ -41,6 +42,7 @@ pub use executions::*;
 pub use http::{Client, ClientError};
 pub use plugins::*;
 pub use schedules::*;
+pub use transactions::*;
 pub use workflows::*;
 
 use serde::Serialize;

@@ -153,13 +153,17 @@ pub enum WorkflowStatus {
     Failed,
     /// Cancelled; completed steps were compensated.
     Cancelled,
-    /// Failed or cancelled, and at least one compensation failed too.
+    /// Failed or cancelled, and at least one compensation failed too; or
+    /// rolled back by its transaction, and one of those compensations failed.
     RollbackFailed,
+    /// Completed, then rolled back by its transaction (QtForge's
+    /// `rollback_transaction`): every completed step was compensated.
+    RolledBack,
 }
 
 impl WorkflowStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Pending,
         Self::Running,
         Self::RollingBack,
@@ -167,6 +171,7 @@ impl WorkflowStatus {
         Self::Failed,
         Self::Cancelled,
         Self::RollbackFailed,
+        Self::RolledBack,
     ];
 
     /// The status named `name` (its [`Self::as_str`] name, as serde names
@@ -177,7 +182,7 @@ impl WorkflowStatus {
 
     /// Whether the execution is over.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::RollbackFailed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::RollbackFailed | Self::RolledBack)
     }
     /// Lowercase name.
     pub fn as_str(self) -> &'static str {
@@ -189,6 +194,7 @@ impl WorkflowStatus {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::RollbackFailed => "rollback_failed",
+            Self::RolledBack => "rolled_back",
         }
     }
 }

@@ -176,7 +176,12 @@ fn bench(c: &mut Criterion) {
                     let mut clients = Vec::new();
                     for c in 0..CLIENTS {
                         let token = token.clone();
-                        let start = StartExecution { workflow: "five".into(), version: None, inputs: Map::new() };
+                        let start = StartExecution {
+                            workflow: "five".into(),
+                            version: None,
+                            transaction: None,
+                            inputs: Map::new(),
+                        };
                         let body = serde_json::to_string(&start).unwrap();
                         clients.push(tokio::spawn(async move {
                             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();

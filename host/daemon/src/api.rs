@@ -23,12 +23,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use plexus_client::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
 use plexus_client::{
     Cancelling, Execution, ExecutionList, ExecutionLogs, ExecutionQuery, ExecutionSteps, Fired, Health, HealthStatus,
     PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView,
     StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
 };
-use plexus_client::{Cleared, WorkflowHistory, WorkflowRollback};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -131,6 +131,10 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(execution_logs))
         .routes(routes!(cancel_execution))
         .routes(routes!(retry_execution))
+        .routes(routes!(begin_transaction))
+        .routes(routes!(transaction))
+        .routes(routes!(commit_transaction))
+        .routes(routes!(rollback_transaction))
         .routes(routes!(schedules, create_schedule))
         .routes(routes!(schedule, delete_schedule))
         .routes(routes!(pause_schedule))
@@ -384,6 +388,43 @@ async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> A
     Ok(StatusCode::NO_CONTENT)
 }
 
+// ----- transactions -----
+
+/// Begin a transaction (QtForge's begin_transaction): executions started with
+/// `transaction: <id>` join it.
+#[utoipa::path(post, path = "/v1/transactions", tag = "transactions", request_body = BeginTransaction,
+    responses((status = 201, description = "Begun (open)", body = Transaction)))]
+async fn begin_transaction(State(s): State<ApiState>, Body(body): Body<BeginTransaction>) -> ApiResult<Response> {
+    let tx = s.daemon.begin_transaction(&body.id).await?;
+    Ok((StatusCode::CREATED, Json(tx)).into_response())
+}
+
+/// A transaction: state, executions, the compensations its rollback ran.
+#[utoipa::path(get, path = "/v1/transactions/{id}", tag = "transactions",
+    params(("id" = String, Path, description = "Transaction id")),
+    responses((status = 200, description = "State, executions and the compensations its rollback ran", body = Transaction)))]
+async fn transaction(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<Transaction>> {
+    Ok(Json(s.daemon.transaction(&id).await?))
+}
+
+/// Commit a transaction: its executions' effects are permanent.
+#[utoipa::path(post, path = "/v1/transactions/{id}/commit", tag = "transactions",
+    params(("id" = String, Path, description = "Transaction id")),
+    responses((status = 200, description = "Committed (409 InvalidState if not open or an execution still runs)", body = Transaction)))]
+async fn commit_transaction(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<Transaction>> {
+    Ok(Json(s.daemon.commit_transaction(&id).await?))
+}
+
+/// Roll back a transaction: every completed step of its completed executions
+/// is compensated, newest first; answers with each compensation.
+#[utoipa::path(post, path = "/v1/transactions/{id}/rollback", tag = "transactions",
+    params(("id" = String, Path, description = "Transaction id")),
+    responses((status = 200, description = "Rolled back (or rollback_failed), with each compensation \
+        (409 InvalidState if not open or an execution still runs)", body = Transaction)))]
+async fn rollback_transaction(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<Transaction>> {
+    Ok(Json(s.daemon.rollback_transaction(&id).await?))
+}
+
 // ----- executions -----
 
 /// Start an execution of a workflow's current version (or of `version`).
@@ -392,7 +433,7 @@ async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> A
     responses((status = 202, description = "Started an execution of the workflow's current version \
         (or of `version`)", body = Started)))]
 async fn start_execution(State(s): State<ApiState>, Body(body): Body<StartExecution>) -> ApiResult<Response> {
-    let origin = Origin { version: body.version, ..Origin::default() };
+    let origin = Origin { version: body.version, transaction: body.transaction, ..Origin::default() };
     let exec = s.daemon.start(&body.workflow, body.inputs, origin).await?;
     let (status, meta) = s.daemon.status(exec.id()).await?;
     let started = Started {

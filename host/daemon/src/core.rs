@@ -20,6 +20,7 @@ use super::journal::{StateDbHealth, StoreJournal};
 use super::metrics::Metrics;
 use super::store::{Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Store, StoredExecution, WorkflowRow};
 use plexus_client::SourceFormat;
+use plexus_client::{Transaction, TransactionState};
 use plexus_host::{Change, Host, new_execution_id};
 use plexus_workflow::engine::{Engine, Execution, Prepared};
 use plexus_workflow::orchestrator::resolve_inputs;
@@ -45,6 +46,8 @@ pub struct Origin {
     pub fire_time_ms: Option<u64>,
     /// The registered version to run (default: the current one).
     pub version: Option<u32>,
+    /// The open transaction to run in (default: the workflow's own `transaction`).
+    pub transaction: Option<String>,
 }
 
 pub use plexus_client::Registered;
@@ -428,6 +431,18 @@ impl Daemon {
             _ => e,
         })?;
         let resolved = resolve_inputs(&prepared.workflow, inputs).map_err(|e| DaemonError::invalid(e.to_string()))?;
+        let transaction =
+            prepared.workflow.transaction_for(origin.transaction.as_deref()).map_err(DaemonError::invalid_state)?;
+        // Joining a transaction and recording the execution are one step for
+        // its commit and rollback (they take the same lock).
+        let _joining = match &transaction {
+            Some(tx) => {
+                let guard = self.lifecycle().await;
+                self.open_transaction(tx).await?;
+                Some(guard)
+            }
+            None => None,
+        };
         let exec = Execution::start(
             new_execution_id(),
             &prepared,
@@ -452,6 +467,7 @@ impl Daemon {
             scheduled_at_ms: origin.fire_time_ms,
             created_at_ms: epoch_ms(self.0.clock.now()),
             runs: 1,
+            transaction_id: transaction,
         };
         self.0
             .store
@@ -652,6 +668,148 @@ impl Daemon {
             }
         }
         Ok(resumed)
+    }
+
+    // ----- transactions -----
+
+    /// Begin transaction `id` (QtForge's `begin_transaction`; the rules are
+    /// in [`plexus_client::Transaction`]). Durable: it survives a restart.
+    ///
+    /// # Errors
+    /// `InvalidConfiguration` for a bad id, `AlreadyExists`, store failures.
+    pub async fn begin_transaction(&self, id: &str) -> DaemonResult<Transaction> {
+        use plexus_workflow::definition::{ID_RULE, MAX_ID_LEN, is_valid_id};
+        self.check_accepting()?;
+        if !is_valid_id(id, MAX_ID_LEN) {
+            return Err(DaemonError::invalid(format!("transaction id `{id}`: {ID_RULE}, at most {MAX_ID_LEN}")));
+        }
+        let tx = Transaction {
+            id: id.to_owned(),
+            state: TransactionState::Open,
+            executions: Vec::new(),
+            compensations: Vec::new(),
+            created_at_ms: epoch_ms(self.0.clock.now()),
+            ended_at_ms: None,
+        };
+        if !self.0.store.insert_transaction(&tx).await? {
+            return Err(DaemonError::new(ErrorCode::AlreadyExists, format!("transaction `{id}` already exists")));
+        }
+        tracing::info!(transaction = %id, "transaction begun");
+        Ok(tx)
+    }
+
+    /// Transaction `id` with its executions and the compensations its rollback ran.
+    pub async fn transaction(&self, id: &str) -> DaemonResult<Transaction> {
+        self.0.store.transaction(id).await?.ok_or_else(|| DaemonError::not_found(format!("transaction `{id}`")))
+    }
+
+    /// Transaction `id`, which must be open.
+    async fn open_transaction(&self, id: &str) -> DaemonResult<Transaction> {
+        let tx = self.transaction(id).await?;
+        if tx.state != TransactionState::Open {
+            return Err(DaemonError::invalid_state(format!("transaction `{id}` is {}, not open", tx.state.as_str())));
+        }
+        Ok(tx)
+    }
+
+    /// Refuse while an execution of `tx` has not ended.
+    async fn check_settled(&self, tx: &Transaction) -> DaemonResult<()> {
+        for id in &tx.executions {
+            let running =
+                self.live(id).is_some() || self.0.store.execution_status(id).await?.is_some_and(|s| !s.is_terminal());
+            if running {
+                return Err(DaemonError::invalid_state(format!(
+                    "execution `{id}` of transaction `{}` is still running: wait for it or cancel it first",
+                    tx.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit transaction `id` (QtForge's `commit_transaction`): its
+    /// executions' effects are permanent; their compensations no longer run.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidState` if it is not open or an execution of it is
+    /// still running.
+    pub async fn commit_transaction(&self, id: &str) -> DaemonResult<Transaction> {
+        let _one_at_a_time = self.lifecycle().await;
+        let mut tx = self.open_transaction(id).await?;
+        self.check_settled(&tx).await?;
+        tx.state = TransactionState::Committed;
+        tx.ended_at_ms = Some(epoch_ms(self.0.clock.now()));
+        if !self.0.store.update_transaction(&tx, TransactionState::Open).await? {
+            return Err(DaemonError::invalid_state(format!("transaction `{id}` changed meanwhile")));
+        }
+        tracing::info!(transaction = %id, executions = tx.executions.len(), "transaction committed");
+        Ok(tx)
+    }
+
+    /// Roll back transaction `id` (QtForge's `rollback_transaction`): the
+    /// compensation of every completed step of its completed executions runs,
+    /// newest first ([`plexus_workflow::Engine::roll_back_transaction`]), and
+    /// the transaction is answered with each. Recorded as it goes: a restart
+    /// in the middle carries on with the compensations that had not run.
+    ///
+    /// # Errors
+    /// As [`Self::commit_transaction`].
+    pub async fn rollback_transaction(&self, id: &str) -> DaemonResult<Transaction> {
+        let (this, id) = (self.clone(), id.to_owned());
+        self.detached(async move {
+            let tx = {
+                let _one_at_a_time = this.lifecycle().await;
+                let mut tx = this.open_transaction(&id).await?;
+                this.check_settled(&tx).await?;
+                tx.state = TransactionState::RollingBack;
+                if !this.0.store.update_transaction(&tx, TransactionState::Open).await? {
+                    return Err(DaemonError::invalid_state(format!("transaction `{id}` changed meanwhile")));
+                }
+                tx
+            };
+            this.roll_back(tx).await
+        })
+        .await
+    }
+
+    /// Run the rollback of `tx` (state `rolling_back`) to its end and record it.
+    async fn roll_back(&self, mut tx: Transaction) -> DaemonResult<Transaction> {
+        tracing::info!(transaction = %tx.id, executions = tx.executions.len(), "rolling back a transaction");
+        let mut members = Vec::new();
+        for id in &tx.executions {
+            let stored = self.stored(id).await?;
+            if stored.status.status != WorkflowStatus::Completed {
+                continue;
+            }
+            let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
+            let exec = Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id);
+            members.push((prepared, exec));
+        }
+        let engine = Engine::new(self.host(), self.0.clock.clone());
+        let (ok, compensations) = engine.roll_back_transaction(&tx.id, &members).await;
+        tx.state = if ok { TransactionState::RolledBack } else { TransactionState::RollbackFailed };
+        tx.compensations = compensations;
+        tx.ended_at_ms = Some(epoch_ms(self.0.clock.now()));
+        self.0.store.update_transaction(&tx, TransactionState::RollingBack).await?;
+        tracing::info!(transaction = %tx.id, state = tx.state.as_str(), "transaction rolled back");
+        Ok(tx)
+    }
+
+    /// Carry on with every rollback a stop interrupted (at start, after
+    /// [`Self::resume_unfinished`]), in the background. Returns how many.
+    pub async fn resume_rollbacks(&self) -> DaemonResult<usize> {
+        let ids = self.0.store.transactions_in(TransactionState::RollingBack).await?;
+        for id in &ids {
+            let tx = self.transaction(id).await?;
+            let this = self.clone();
+            self.0.runtime.spawn(async move {
+                let id = tx.id.clone();
+                if let Err(e) = this.roll_back(tx).await {
+                    tracing::error!(transaction = %id, "cannot finish the rollback of the transaction: {e}");
+                }
+            });
+        }
+        Ok(ids.len())
     }
 
     /// Stop accepting work and starting steps (idempotent): the first half of

@@ -55,6 +55,10 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     if resumed > 0 {
         tracing::info!(resumed, "resumed unfinished executions");
     }
+    let rollbacks = daemon.resume_rollbacks().await?;
+    if rollbacks > 0 {
+        tracing::info!(rollbacks, "resumed interrupted transaction rollbacks");
+    }
     let schedules = Schedules::new(daemon.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Supervised: a ticker that panics is logged, counted and restarted (see `supervise`).

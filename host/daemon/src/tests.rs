@@ -842,3 +842,98 @@ async fn active_executions_are_those_not_ended() {
     wait_done(&f.daemon, running.id()).await;
     assert!(f.daemon.executions(&active).await.unwrap().is_empty());
 }
+
+/// Two `tick` steps, each compensated by a `tick` of `undo-<name>-<step>`.
+fn compensated(id: &str, name: &str) -> String {
+    format!(
+        "id: {id}\nsteps:\n  - {{id: a, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {name}-a}}, compensate: {{plugin_id: dtest.ops, method_name: tick, parameters: {{tag: undo-{name}-a}}}}}}\n  - {{id: b, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {name}-b, ms: 5}}, dependencies: [a], compensate: {{plugin_id: dtest.ops, method_name: tick, parameters: {{tag: undo-{name}-b}}}}}}\n"
+    )
+}
+
+fn in_tx(tx: &str) -> crate::Origin {
+    crate::Origin { transaction: Some(tx.to_owned()), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_and_roll_back_across_executions_and_a_restart() {
+    use plexus_client::TransactionState as T;
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&compensated("txa", "txa")).await.unwrap();
+    f.daemon.register_workflow(&compensated("txb", "txb")).await.unwrap();
+
+    // Committed: the work stays; nothing is compensated.
+    f.daemon.begin_transaction("keep").await.unwrap();
+    let kept = f.daemon.start("txa", Map::new(), in_tx("keep")).await.unwrap();
+    let running = f.daemon.commit_transaction("keep").await.unwrap_err();
+    assert_eq!(running.code, crate::ErrorCode::InvalidState, "{running:?}");
+    wait_done(&f.daemon, kept.id()).await;
+    assert_eq!(f.daemon.commit_transaction("keep").await.unwrap().state, T::Committed);
+    assert_eq!(runs("undo-txa-a"), 0);
+    let closed = f.daemon.start("txa", Map::new(), in_tx("keep")).await;
+    assert_eq!(closed.err().map(|e| e.code), Some(crate::ErrorCode::InvalidState));
+    assert_eq!(f.daemon.begin_transaction("keep").await.unwrap_err().code, crate::ErrorCode::AlreadyExists);
+
+    // Two executions in `undo`, then a restart of the daemon (same database).
+    f.daemon.begin_transaction("undo").await.unwrap();
+    let first = f.daemon.start("txa", Map::new(), in_tx("undo")).await.unwrap();
+    wait_done(&f.daemon, first.id()).await;
+    let second = f.daemon.start("txb", Map::new(), in_tx("undo")).await.unwrap();
+    wait_done(&f.daemon, second.id()).await;
+    let (first, second) = (first.id().to_owned(), second.id().to_owned());
+    assert_eq!(f.daemon.status(&first).await.unwrap().1.transaction_id.as_deref(), Some("undo"));
+    let daemon = Daemon::new(
+        Arc::new(f.store.clone()),
+        HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap(),
+        Arc::new(SystemClock),
+        tokio::runtime::Handle::current(),
+        4,
+        Metrics::default(),
+    );
+    let tx = daemon.transaction("undo").await.unwrap();
+    assert_eq!((tx.state, tx.executions.clone()), (T::Open, vec![first.clone(), second.clone()]));
+    let tx = daemon.rollback_transaction("undo").await.unwrap();
+    assert_eq!(tx.state, T::RolledBack, "{tx:?}");
+    let order: Vec<(String, String)> =
+        tx.compensations.iter().map(|c| (c.execution_id.clone(), c.record.step.clone())).collect();
+    let expected = [(&second, "b"), (&second, "a"), (&first, "b"), (&first, "a")];
+    assert_eq!(order, expected.map(|(e, s)| (e.clone(), s.to_owned())));
+    for tag in ["undo-txa-a", "undo-txa-b", "undo-txb-a", "undo-txb-b"] {
+        assert_eq!(runs(tag), 1, "{tag}");
+    }
+    for id in [&first, &second] {
+        let (status, _) = daemon.status(id).await.unwrap();
+        assert_eq!((status.status, status.compensations.len()), (WorkflowStatus::RolledBack, 2));
+    }
+    // Durable: as recorded.
+    assert_eq!(f.store.transaction("undo").unwrap().unwrap().compensations.len(), 4);
+    assert_eq!(daemon.rollback_transaction("undo").await.unwrap_err().code, crate::ErrorCode::InvalidState);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rollback_carries_on_at_start_without_repeating_compensations() {
+    use plexus_client::TransactionState as T;
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&compensated("txc", "txc")).await.unwrap();
+    f.daemon.begin_transaction("cut").await.unwrap();
+    let exec = f.daemon.start("txc", Map::new(), in_tx("cut")).await.unwrap();
+    wait_done(&f.daemon, exec.id()).await;
+    // The daemon stopped after `b` was compensated: the record says rolling_back.
+    let mut tx = f.daemon.transaction("cut").await.unwrap();
+    tx.state = T::RollingBack;
+    assert!(f.store.update_transaction(&tx, T::Open).unwrap());
+    let done = plexus_client::status::CompensationRecord {
+        step: "b".into(),
+        plugin_id: "dtest.ops".into(),
+        operation: "tick".into(),
+        status: StepStatus::Completed,
+        output: Some(json!({"tag": "undo-txc-b"})),
+        error: None,
+        duration_ms: 1,
+    };
+    f.store.put_compensation(exec.id(), 0, &done).commit().unwrap();
+    assert_eq!(f.daemon.resume_rollbacks().await.unwrap(), 1);
+    until("the rollback to end", || f.store.transaction("cut").unwrap().unwrap().state == T::RolledBack).await;
+    assert_eq!((runs("undo-txc-a"), runs("undo-txc-b")), (1, 0));
+    let tx = f.store.transaction("cut").unwrap().unwrap();
+    assert_eq!(tx.compensations.iter().map(|c| c.record.step.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+}

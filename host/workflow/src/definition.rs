@@ -286,6 +286,18 @@ pub struct Step {
     pub metadata: Value,
 }
 
+/// What a workflow's `transaction` key says about the transactions its
+/// executions run in (QtForge's key; see [`plexus_client::Transaction`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionRule {
+    /// `transaction: <id>`: an execution started without a transaction joins
+    /// this one (which must be open).
+    Join(String),
+    /// `transaction: true`: an execution must be started in a transaction.
+    Required,
+}
+
 /// A workflow definition.
 #[derive(Debug, Clone, Serialize)]
 pub struct Workflow {
@@ -312,9 +324,28 @@ pub struct Workflow {
     pub outputs: Map<String, Value>,
     /// Free-form metadata.
     pub metadata: Value,
+    /// The transaction its executions run in, or that they need one.
+    pub transaction: Option<TransactionRule>,
 }
 
 impl Workflow {
+    /// The transaction an execution asking for `requested` runs in: the one
+    /// requested, else the workflow's own ([`TransactionRule::Join`]).
+    ///
+    /// # Errors
+    /// The workflow says `transaction: true` and none was requested.
+    pub fn transaction_for(&self, requested: Option<&str>) -> Result<Option<String>, String> {
+        match (requested, &self.transaction) {
+            (Some(id), _) => Ok(Some(id.to_owned())),
+            (None, Some(TransactionRule::Join(id))) => Ok(Some(id.clone())),
+            (None, Some(TransactionRule::Required)) => Err(format!(
+                "workflow `{}` runs only in a transaction (`transaction: true`): start it with one",
+                self.id
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The step called `id`.
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)
@@ -368,6 +399,11 @@ impl Workflow {
         if !self.metadata.is_null() {
             doc.insert("metadata".into(), self.metadata.clone());
         }
+        match &self.transaction {
+            Some(TransactionRule::Join(id)) => doc.insert("transaction".into(), json!(id)),
+            Some(TransactionRule::Required) => doc.insert("transaction".into(), json!(true)),
+            None => None,
+        };
         Value::Object(doc)
     }
 }

@@ -632,38 +632,51 @@ impl Engine {
         };
         let mut all_ok = true;
         for &(_, i) in completed.iter().rev() {
-            let Some((action, params)) = &prepared.step(i).compensation else { continue };
-            let step_id = prepared.workflow.steps[i].id.clone();
-            if done.contains(&step_id) {
+            if prepared.step(i).compensation.is_none() || done.contains(&prepared.workflow.steps[i].id) {
                 continue;
             }
-            // No compensation starts while the journal cannot record.
-            exec.recorded().await;
-            let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
-            let scope = self.scope(prepared, exec, &all, true);
-            let started = Instant::now();
-            let result = match params.render(&scope) {
-                Err(e) => Err(error("parameters", e, false)),
-                Ok(params) => self.call_action(prepared, exec, &step_id, action, params).await,
-            };
-            let record = CompensationRecord {
-                step: step_id.clone(),
-                plugin_id: action.plugin_id.clone(),
-                operation: action.operation.clone(),
-                status: if result.is_ok() { StepStatus::Completed } else { StepStatus::Failed },
-                output: result.as_ref().ok().cloned(),
-                error: result.as_ref().err().cloned(),
-                duration_ms: started.elapsed().as_millis() as u64,
-            };
-            if let Some(e) = &record.error {
-                all_ok = false;
-                tracing::error!(step = %step_id, "compensation failed: {}", e.message);
-            } else {
-                tracing::info!(step = %step_id, "compensated");
+            if let Some(record) = self.compensate_step(prepared, exec, i).await {
+                all_ok &= record.status == StepStatus::Completed;
             }
-            exec.add_compensation(record).await;
         }
         all_ok
+    }
+
+    /// Run the compensation of step `i` (if it has one) and record it in
+    /// `exec`; returns the record.
+    pub(super) async fn compensate_step(
+        &self,
+        prepared: &Arc<Prepared>,
+        exec: &Arc<Execution>,
+        i: usize,
+    ) -> Option<CompensationRecord> {
+        let (action, params) = prepared.step(i).compensation.as_ref()?;
+        let step_id = prepared.workflow.steps[i].id.clone();
+        // No compensation starts while the journal cannot record.
+        exec.recorded().await;
+        let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
+        let scope = self.scope(prepared, exec, &all, true);
+        let started = Instant::now();
+        let result = match params.render(&scope) {
+            Err(e) => Err(error("parameters", e, false)),
+            Ok(params) => self.call_action(prepared, exec, &step_id, action, params).await,
+        };
+        let record = CompensationRecord {
+            step: step_id.clone(),
+            plugin_id: action.plugin_id.clone(),
+            operation: action.operation.clone(),
+            status: if result.is_ok() { StepStatus::Completed } else { StepStatus::Failed },
+            output: result.as_ref().ok().cloned(),
+            error: result.as_ref().err().cloned(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        if let Some(e) = &record.error {
+            tracing::error!(execution = %exec.id(), step = %step_id, "compensation failed: {}", e.message);
+        } else {
+            tracing::info!(execution = %exec.id(), step = %step_id, "compensated");
+        }
+        exec.add_compensation(record.clone()).await;
+        Some(record)
     }
 
     /// Run one action (a compensation) outside the forward phase's cancellation.

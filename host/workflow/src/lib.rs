@@ -38,10 +38,11 @@ mod raw;
 mod scheduler;
 pub mod source;
 pub mod status;
+pub mod transaction;
 pub mod validate;
 
 pub use clock::{Clock, MockClock, SystemClock};
-pub use definition::{ExecutionMode, Problem, RetryOn, RetryPolicy, Step, Workflow, workflow_schema};
+pub use definition::{ExecutionMode, Problem, RetryOn, RetryPolicy, Step, TransactionRule, Workflow, workflow_schema};
 pub use engine::{Engine, Execution, Prepared};
 pub use journal::{Journal, JournalError, JournalFuture, JournalResult, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};

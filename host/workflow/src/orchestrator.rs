@@ -3,9 +3,12 @@
 
 use super::clock::{Clock, SystemClock};
 use super::definition::Workflow;
+use super::definition::{ID_RULE, MAX_ID_LEN, is_valid_id};
 use super::engine::{Engine, Execution, Prepared};
-use super::status::{ExecutionStatus, StepRecord, StepResult};
+use super::status::{ExecutionStatus, StepRecord, StepResult, epoch_ms};
+use super::transaction::Member;
 use super::validate::ValidWorkflow;
+use plexus_client::{Transaction, TransactionState};
 use plexus_host::{Host, new_execution_id};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -20,9 +23,13 @@ pub enum OrchestratorError {
     /// A workflow with that id is already registered.
     #[error("workflow `{0}` is already registered")]
     AlreadyExists(String),
-    /// Inputs missing, of the wrong type, or undeclared.
+    /// Inputs missing or of the wrong type; a bad transaction id.
     #[error("invalid inputs: {0}")]
     InvalidConfiguration(String),
+    /// Not allowed in the current state (a transaction not open, or with an
+    /// execution still running).
+    #[error("{0}")]
+    InvalidState(String),
 }
 
 /// Registers workflows and runs executions of them on a tokio runtime.
@@ -31,7 +38,8 @@ pub struct Orchestrator {
     engine: Engine,
     runtime: tokio::runtime::Handle,
     workflows: Arc<RwLock<BTreeMap<String, Arc<Prepared>>>>,
-    executions: Arc<RwLock<BTreeMap<String, Arc<Execution>>>>,
+    executions: Arc<RwLock<BTreeMap<String, Member>>>,
+    transactions: Arc<RwLock<BTreeMap<String, Transaction>>>,
 }
 
 impl Orchestrator {
@@ -46,7 +54,13 @@ impl Orchestrator {
 
     /// An orchestrator with an injected clock and runtime (tests use a `MockClock`).
     pub fn with_clock(host: Arc<Host>, clock: Arc<dyn Clock>, runtime: tokio::runtime::Handle) -> Self {
-        Self { engine: Engine::new(host, clock), runtime, workflows: Arc::default(), executions: Arc::default() }
+        Self {
+            engine: Engine::new(host, clock),
+            runtime,
+            workflows: Arc::default(),
+            executions: Arc::default(),
+            transactions: Arc::default(),
+        }
     }
 
     /// Register a validated workflow.
@@ -104,6 +118,22 @@ impl Orchestrator {
     /// [`OrchestratorError::NotFound`] for an unknown workflow,
     /// [`OrchestratorError::InvalidConfiguration`] for bad inputs.
     pub fn execute(&self, id: &str, inputs: Map<String, Value>) -> Result<String, OrchestratorError> {
+        self.execute_in(id, inputs, None)
+    }
+
+    /// [`Self::execute`] in open transaction `transaction` (`None`: the
+    /// workflow's own `transaction`, if it names one).
+    ///
+    /// # Errors
+    /// As [`Self::execute`]; [`OrchestratorError::NotFound`] for an unknown
+    /// transaction, [`OrchestratorError::InvalidState`] for one not open or
+    /// when the workflow needs a transaction and none is given.
+    pub fn execute_in(
+        &self,
+        id: &str,
+        inputs: Map<String, Value>,
+        transaction: Option<&str>,
+    ) -> Result<String, OrchestratorError> {
         let prepared = self
             .workflows
             .read()
@@ -112,12 +142,24 @@ impl Orchestrator {
             .cloned()
             .ok_or_else(|| OrchestratorError::NotFound(format!("workflow `{id}`")))?;
         let resolved = resolve_inputs(&prepared.workflow, inputs)?;
+        let transaction = prepared.workflow.transaction_for(transaction).map_err(OrchestratorError::InvalidState)?;
         let execution_id = new_execution_id();
         let exec = Execution::new(execution_id.clone(), &prepared, resolved.inputs);
         for (key, value) in resolved.context {
             exec.state().set(&key, value);
         }
-        self.executions.write().unwrap_or_else(PoisonError::into_inner).insert(execution_id.clone(), exec.clone());
+        // Joining and registering are one step under the transactions' lock:
+        // a commit or rollback sees every execution of its transaction.
+        let mut transactions = self.transactions.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = &transaction {
+            let tx = open(&mut transactions, tx)?;
+            tx.executions.push(execution_id.clone());
+        }
+        self.executions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(execution_id.clone(), (prepared.clone(), exec.clone()));
+        drop(transactions);
         let engine = self.engine.clone();
         self.runtime.spawn(async move { engine.run(prepared, exec).await });
         Ok(execution_id)
@@ -128,7 +170,7 @@ impl Orchestrator {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-            .cloned()
+            .map(|(_, e)| e.clone())
             .ok_or_else(|| OrchestratorError::NotFound(format!("execution `{id}`")))
     }
 
@@ -169,8 +211,111 @@ impl Orchestrator {
     /// rolling back), oldest first: QtForge's `list_active_executions`.
     pub fn active_executions(&self) -> Vec<String> {
         let executions = self.executions.read().unwrap_or_else(PoisonError::into_inner);
-        executions.iter().filter(|(_, e)| !e.lock().status.is_terminal()).map(|(id, _)| id.clone()).collect()
+        executions.iter().filter(|(_, (_, e))| !e.lock().status.is_terminal()).map(|(id, _)| id.clone()).collect()
     }
+
+    // ----- transactions -----
+
+    /// Begin transaction `id` (QtForge's `begin_transaction`): executions
+    /// started in it ([`Self::execute_in`]) are committed or rolled back
+    /// together (the rules: [`plexus_client::Transaction`]).
+    ///
+    /// # Errors
+    /// [`OrchestratorError::AlreadyExists`]; [`OrchestratorError::InvalidConfiguration`] for a bad id.
+    pub fn begin_transaction(&self, id: &str) -> Result<Transaction, OrchestratorError> {
+        if !is_valid_id(id, MAX_ID_LEN) {
+            return Err(OrchestratorError::InvalidConfiguration(format!(
+                "transaction id `{id}`: {ID_RULE}, at most {MAX_ID_LEN}"
+            )));
+        }
+        let mut transactions = self.transactions.write().unwrap_or_else(PoisonError::into_inner);
+        if transactions.contains_key(id) {
+            return Err(OrchestratorError::AlreadyExists(format!("transaction `{id}`")));
+        }
+        let tx = Transaction {
+            id: id.to_owned(),
+            state: TransactionState::Open,
+            executions: Vec::new(),
+            compensations: Vec::new(),
+            created_at_ms: epoch_ms(self.engine.clock().now()),
+            ended_at_ms: None,
+        };
+        transactions.insert(id.to_owned(), tx.clone());
+        Ok(tx)
+    }
+
+    /// Transaction `id` as it is now.
+    pub fn transaction(&self, id: &str) -> Result<Transaction, OrchestratorError> {
+        let transactions = self.transactions.read().unwrap_or_else(PoisonError::into_inner);
+        transactions.get(id).cloned().ok_or_else(|| OrchestratorError::NotFound(format!("transaction `{id}`")))
+    }
+
+    /// Commit transaction `id` (QtForge's `commit_transaction`): its
+    /// executions' effects become permanent (their compensations can no
+    /// longer run).
+    ///
+    /// # Errors
+    /// [`OrchestratorError::NotFound`]; [`OrchestratorError::InvalidState`]
+    /// if it is not open or one of its executions is still running.
+    pub fn commit_transaction(&self, id: &str) -> Result<Transaction, OrchestratorError> {
+        let mut transactions = self.transactions.write().unwrap_or_else(PoisonError::into_inner);
+        self.check_settled(open(&mut transactions, id)?)?;
+        let tx = transactions.get_mut(id).expect("checked open");
+        tx.state = TransactionState::Committed;
+        tx.ended_at_ms = Some(epoch_ms(self.engine.clock().now()));
+        Ok(tx.clone())
+    }
+
+    /// Roll back transaction `id` (QtForge's `rollback_transaction`): the
+    /// compensation of every completed step of its completed executions
+    /// runs, newest first ([`Engine::roll_back_transaction`]); returns the
+    /// transaction with each compensation.
+    ///
+    /// # Errors
+    /// As [`Self::commit_transaction`].
+    pub async fn rollback_transaction(&self, id: &str) -> Result<Transaction, OrchestratorError> {
+        let members: Vec<Member> = {
+            let mut transactions = self.transactions.write().unwrap_or_else(PoisonError::into_inner);
+            let tx = open(&mut transactions, id)?;
+            self.check_settled(tx)?;
+            tx.state = TransactionState::RollingBack;
+            let executions = self.executions.read().unwrap_or_else(PoisonError::into_inner);
+            tx.executions.iter().filter_map(|e| executions.get(e).cloned()).collect()
+        };
+        let (ok, report) = self.engine.roll_back_transaction(id, &members).await;
+        let mut transactions = self.transactions.write().unwrap_or_else(PoisonError::into_inner);
+        let tx = transactions.get_mut(id).expect("a transaction is never removed");
+        tx.state = if ok { TransactionState::RolledBack } else { TransactionState::RollbackFailed };
+        tx.compensations = report;
+        tx.ended_at_ms = Some(epoch_ms(self.engine.clock().now()));
+        Ok(tx.clone())
+    }
+
+    /// Refuse while an execution of `tx` has not ended.
+    fn check_settled(&self, tx: &Transaction) -> Result<(), OrchestratorError> {
+        let executions = self.executions.read().unwrap_or_else(PoisonError::into_inner);
+        for id in &tx.executions {
+            if executions.get(id).is_some_and(|(_, e)| !e.lock().status.is_terminal()) {
+                return Err(OrchestratorError::InvalidState(format!(
+                    "execution `{id}` of transaction `{}` is still running: wait for it or cancel it first",
+                    tx.id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Open transaction `id` of `transactions`.
+fn open<'t>(
+    transactions: &'t mut BTreeMap<String, Transaction>,
+    id: &str,
+) -> Result<&'t mut Transaction, OrchestratorError> {
+    let tx = transactions.get_mut(id).ok_or_else(|| OrchestratorError::NotFound(format!("transaction `{id}`")))?;
+    if tx.state != TransactionState::Open {
+        return Err(OrchestratorError::InvalidState(format!("transaction `{id}` is {}, not open", tx.state.as_str())));
+    }
+    Ok(tx)
 }
 
 /// A caller's initial data split by [`resolve_inputs`].

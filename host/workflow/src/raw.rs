@@ -18,7 +18,7 @@
 
 use super::definition::{
     Action, Backoff, ExecutionMode, ID_RULE, InputSpec, InputType, MAX_ID_LEN, Problems, RetryOn, RetryPolicy, Step,
-    Workflow, is_valid_id, kind,
+    TransactionRule, Workflow, is_valid_id, kind,
 };
 use super::duration;
 use super::source::{DocPath, Document};
@@ -81,9 +81,10 @@ pub(crate) struct RawWorkflow {
     /// QtForge's: accepted and ignored.
     #[expect(dead_code, reason = "accepted and ignored")]
     tags: Option<Value>,
-    /// QtForge's: accepted and ignored.
-    #[expect(dead_code, reason = "accepted and ignored")]
-    transaction: Option<Value>,
+    /// The transaction its executions run in: an id (an execution started
+    /// without a transaction joins that open one), `true` (an execution must
+    /// be started in a transaction) or `false` (no rule).
+    transaction: Option<RawTransaction>,
     /// QtForge's: accepted and ignored.
     #[expect(dead_code, reason = "accepted and ignored")]
     created_at: Option<Value>,
@@ -325,6 +326,28 @@ deserialize_via_value!(RawRetryOn, |v| match v {
     Value::String(s) if s == "any" => Ok(RawRetryOn(RetryOn::Any)),
     Value::String(s) => Err(format!("unknown retry_on `{s}`: expected retryable or any")),
     other => Err(format!("expected retryable or any, found {}", kind(&other))),
+});
+
+/// `transaction`: an id, or a boolean.
+#[derive(Debug, Clone)]
+pub(crate) struct RawTransaction(Option<TransactionRule>);
+
+deserialize_via_value!(RawTransaction, |v| match v {
+    Value::String(id) if is_valid_id(&id, MAX_ID_LEN) => Ok(RawTransaction(Some(TransactionRule::Join(id)))),
+    Value::String(id) => Err(format!("transaction id `{id}`: {ID_RULE}, at most {MAX_ID_LEN}")),
+    Value::Bool(true) => Ok(RawTransaction(Some(TransactionRule::Required))),
+    Value::Bool(false) => Ok(RawTransaction(None)),
+    other => Err(format!("expected a transaction id or a boolean, found {}", kind(&other))),
+});
+
+schema!(RawTransaction, inline "transaction", |_| {
+    json_schema!({
+        "description": "A transaction id its executions join when started without one; true: they must be started in a transaction",
+        "oneOf": [
+            { "type": "string", "minLength": 1, "maxLength": 200, "pattern": ID_PATTERN },
+            { "type": "boolean" }
+        ]
+    })
 });
 
 schema!(RawRetryOn, "retry_on", |_| {
@@ -591,9 +614,10 @@ pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
             rollback: BTreeMap::new(),
             outputs: Map::new(),
             metadata: Value::Null,
+            transaction: None,
         };
     };
-    // QtForge's version, author, tags, transaction and created_at are accepted and ignored.
+    // QtForge's version, author, tags and created_at are accepted and ignored.
     let RawWorkflow {
         id,
         name,
@@ -609,9 +633,10 @@ pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
         version: _,
         author: _,
         tags: _,
-        transaction: _,
+        transaction,
         created_at: _,
     } = raw;
+    let transaction = transaction.and_then(|t| t.0);
     let id = required_text(id, &bad, "id", &root, None, p);
     if !id.is_empty() && !is_valid_id(&id, MAX_ID_LEN) {
         p.add(None, &root.key("id"), format!("workflow id `{id}`: {ID_RULE}, at most {MAX_ID_LEN}"));
@@ -656,6 +681,7 @@ pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
         rollback,
         outputs: outputs.map(|o| o.0).unwrap_or_default(),
         metadata: metadata.unwrap_or_default(),
+        transaction,
         id,
     }
 }

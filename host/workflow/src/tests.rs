@@ -1183,3 +1183,99 @@ fn the_generated_schema_and_the_reader_accept_and_refuse_the_same_shapes() {
         assert!(read.is_err(), "the reader accepts {doc}");
     }
 }
+
+const TX_WORKFLOW: &str = r#"
+id: tx
+inputs:
+  name: { type: string }
+steps:
+  - { id: a, plugin_id: test.ops, method_name: record, parameters: { tag: "${{ inputs.name }}-a", ms: 5 },
+      compensate: { plugin_id: test.ops, method_name: echo, parameters: { undo: "${{ inputs.name }}-a" } } }
+  - { id: b, plugin_id: test.ops, method_name: record, parameters: { tag: "${{ inputs.name }}-b", ms: 5 }, dependencies: [a],
+      compensate: { plugin_id: test.ops, method_name: echo, parameters: { undo: "${{ inputs.name }}-b" } } }
+"#;
+
+fn named(name: &str) -> Map<String, Value> {
+    json!({ "name": name }).as_object().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_rolls_back_every_completed_step_of_its_executions_newest_first() {
+    let host = host();
+    let orch = Orchestrator::new(host.clone());
+    orch.register(valid(&host, TX_WORKFLOW)).unwrap();
+    orch.begin_transaction("t1").unwrap();
+    assert!(matches!(orch.begin_transaction("t1"), Err(OrchestratorError::AlreadyExists(_))));
+    let first = orch.execute_in("tx", named("first"), Some("t1")).unwrap();
+    // Still running: neither commit nor rollback.
+    let running = orch.commit_transaction("t1").unwrap_err();
+    assert!(matches!(running, OrchestratorError::InvalidState(ref m) if m.contains(&first)), "{running}");
+    orch.wait(&first).await.unwrap();
+    let second = orch.execute_in("tx", named("second"), Some("t1")).unwrap();
+    orch.wait(&second).await.unwrap();
+    // Outside the transaction: untouched by its rollback.
+    let outside = orch.execute("tx", named("outside")).unwrap();
+    orch.wait(&outside).await.unwrap();
+
+    let tx = orch.rollback_transaction("t1").await.unwrap();
+    assert_eq!(tx.state, plexus_client::TransactionState::RolledBack);
+    assert_eq!(tx.executions, [first.clone(), second.clone()]);
+    let undone: Vec<(String, Value)> =
+        tx.compensations.iter().map(|c| (c.execution_id.clone(), c.record.output.clone().unwrap())).collect();
+    assert_eq!(
+        undone,
+        [
+            (second.clone(), json!({"undo": "second-b"})),
+            (second.clone(), json!({"undo": "second-a"})),
+            (first.clone(), json!({"undo": "first-b"})),
+            (first.clone(), json!({"undo": "first-a"})),
+        ]
+    );
+    for id in [&first, &second] {
+        let status = orch.status(id).unwrap();
+        assert_eq!(status.status, WorkflowStatus::RolledBack, "{status:#?}");
+        assert_eq!(status.compensations.len(), 2);
+    }
+    assert_eq!(orch.status(&outside).unwrap().status, WorkflowStatus::Completed);
+    // Over: it takes no new execution and can be neither committed nor rolled back again.
+    assert!(matches!(orch.execute_in("tx", named("late"), Some("t1")), Err(OrchestratorError::InvalidState(_))));
+    assert!(matches!(orch.commit_transaction("t1"), Err(OrchestratorError::InvalidState(_))));
+    assert!(matches!(orch.rollback_transaction("t1").await, Err(OrchestratorError::InvalidState(_))));
+    assert!(matches!(orch.execute_in("tx", named("x"), Some("nope")), Err(OrchestratorError::NotFound(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_transaction_keeps_its_work_and_a_failure_leaves_it_open() {
+    let host = host();
+    let orch = Orchestrator::new(host.clone());
+    orch.register(valid(&host, TX_WORKFLOW)).unwrap();
+    // The workflow's `transaction` key: join `t2` when started without one.
+    let failing = TX_WORKFLOW.replace("id: tx\n", "id: txf\ntransaction: t2\n").replace(
+        "      compensate: { plugin_id: test.ops, method_name: echo, parameters: { undo: \"${{ inputs.name }}-b\" } } }",
+        "      compensate: { plugin_id: test.ops, method_name: echo, parameters: { undo: \"${{ inputs.name }}-b\" } } }\n  - { id: c, plugin_id: test.ops, method_name: fail, dependencies: [b] }",
+    );
+    orch.register(valid(&host, &failing)).unwrap();
+    assert!(matches!(orch.execute("txf", named("early")), Err(OrchestratorError::NotFound(_))));
+    orch.begin_transaction("t2").unwrap();
+    let good = orch.execute_in("tx", named("good"), Some("t2")).unwrap();
+    orch.wait(&good).await.unwrap();
+    let bad = orch.execute("txf", named("bad")).unwrap();
+    let bad_status = orch.wait(&bad).await.unwrap();
+    // The failed execution rolled itself back; the transaction stays open for the caller.
+    assert_eq!(bad_status.status, WorkflowStatus::Failed);
+    assert_eq!(bad_status.compensations.len(), 2);
+    let tx = orch.transaction("t2").unwrap();
+    assert_eq!((tx.state, tx.executions.len()), (plexus_client::TransactionState::Open, 2));
+    let tx = orch.commit_transaction("t2").unwrap();
+    assert_eq!(tx.state, plexus_client::TransactionState::Committed);
+    assert!(tx.ended_at_ms.is_some() && tx.compensations.is_empty());
+    assert_eq!(orch.status(&good).unwrap().status, WorkflowStatus::Completed);
+    assert!(orch.status(&good).unwrap().compensations.is_empty());
+    assert!(matches!(orch.rollback_transaction("t2").await, Err(OrchestratorError::InvalidState(_))));
+    // `transaction: true`: a start without one is refused.
+    let required = TX_WORKFLOW.replace("id: tx\n", "id: txr\ntransaction: true\n");
+    orch.register(valid(&host, &required)).unwrap();
+    let refused = orch.execute("txr", named("r")).unwrap_err().to_string();
+    assert!(refused.contains("only in a transaction"), "{refused}");
+    assert!(matches!(orch.begin_transaction("bad id!"), Err(OrchestratorError::InvalidConfiguration(_))));
+}

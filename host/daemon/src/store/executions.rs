@@ -39,6 +39,7 @@ impl SqliteStore {
         let status_text = status.status.as_str();
         let inputs = serde_json::to_string(&status.inputs).unwrap_or_else(|_| "{}".into());
         let schedule_id = meta.schedule_id.clone();
+        let transaction_id = meta.transaction_id.clone();
         let scheduled_at_ms = meta.scheduled_at_ms.map(|t| t as i64);
         let created_at_ms = meta.created_at_ms as i64;
         let state = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
@@ -46,7 +47,8 @@ impl SqliteStore {
         self.prepare(move |tx, err| {
             tx.prepare_cached(
                 "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, schedule_id,
-                    scheduled_at_ms, created_at_ms, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    scheduled_at_ms, created_at_ms, state, transaction_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -59,6 +61,7 @@ impl SqliteStore {
                     scheduled_at_ms,
                     created_at_ms,
                     state,
+                    transaction_id,
                 ])
             })
             .map_err(err)?;
@@ -286,17 +289,17 @@ impl SqliteStore {
         // moment). Dropped, it ends; the connection keeps no old snapshot.
         let conn = guard.unchecked_transaction().map_err(|e| self.err(e))?;
         type Head = (String, u32, String, String, String, Option<String>, String, Option<String>);
-        type Times = (Option<i64>, i64, Option<i64>, Option<i64>, u32);
+        type Times = (Option<i64>, i64, Option<i64>, Option<i64>, u32, Option<String>);
         let head: Option<(Head, Times)> = conn
             .query_row(
                 "SELECT workflow_id, workflow_version, status, inputs, outputs, error, state, schedule_id,
-                        scheduled_at_ms, created_at_ms, started_at_ms, ended_at_ms, runs
+                        scheduled_at_ms, created_at_ms, started_at_ms, ended_at_ms, runs, transaction_id
                  FROM executions WHERE id = ?1",
                 [id],
                 |r| {
                     Ok((
                         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?),
-                        (r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
+                        (r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?),
                     ))
                 },
             )
@@ -305,7 +308,7 @@ impl SqliteStore {
         let Some(((workflow_id, version, status, inputs, outputs, error, state, schedule_id), times)) = head else {
             return Ok(None);
         };
-        let (scheduled_at, created_at, started_at, ended_at, runs) = times;
+        let (scheduled_at, created_at, started_at, ended_at, runs, transaction_id) = times;
         // The text columns of every row of `sql` for this execution.
         let rows = |sql: &str, columns: usize| -> StoreResult<Vec<Vec<String>>> {
             let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
@@ -372,6 +375,7 @@ impl SqliteStore {
                 scheduled_at_ms: scheduled_at.map(|t| t as u64),
                 created_at_ms: created_at as u64,
                 runs,
+                transaction_id,
             },
         }))
     }
@@ -477,16 +481,20 @@ impl SqliteStore {
     }
 
     /// Delete up to `limit` executions that ended (completed, failed,
-    /// cancelled or rollback-failed) before `ended_before_ms`, with their
-    /// steps, compensations and log. Returns how many were deleted; running,
-    /// pending and held executions are never touched.
+    /// cancelled, rollback-failed or rolled back) before `ended_before_ms`,
+    /// with their steps, compensations and log. Returns how many were
+    /// deleted; running, pending and held executions, and those of a
+    /// transaction still open or rolling back, are never touched.
     pub fn prune(&self, ended_before_ms: u64, limit: u32) -> StoreResult<usize> {
         self.writable()?;
         self.write(move |tx, err| {
             let ids: Vec<String> = tx
                 .prepare_cached(
                     "SELECT id FROM executions
-                     WHERE ended_at_ms < ?1 AND status IN ('completed', 'failed', 'cancelled', 'rollback_failed')
+                     WHERE ended_at_ms < ?1
+                       AND status IN ('completed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')
+                       AND (transaction_id IS NULL OR transaction_id NOT IN
+                            (SELECT id FROM transactions WHERE state IN ('open', 'rolling_back')))
                      ORDER BY ended_at_ms LIMIT ?2",
                 )
                 .and_then(|mut s| s.query_map(params![ended_before_ms as i64, limit], |r| r.get(0))?.collect())

@@ -137,6 +137,7 @@ mod executions;
 mod schedules;
 mod schema;
 mod sqlite;
+mod transactions;
 mod workflows;
 
 /// What a [`Store`] call returns: a future of its result, owning what it
@@ -225,6 +226,16 @@ pub trait Store: Send + Sync + 'static {
     /// (ms since the Unix epoch), with their steps, compensations and log.
     fn prune(&self, ended_before_ms: u64, limit: u32) -> StoreFuture<usize>;
 
+    /// Record transaction `tx` (open, no executions); `false` if the id is taken.
+    fn insert_transaction(&self, tx: &Transaction) -> StoreFuture<bool>;
+    /// Transaction `id`, with its executions (oldest first).
+    fn transaction(&self, id: &str) -> StoreFuture<Option<Transaction>>;
+    /// Change transaction `id` to `tx`'s state, end time and compensations,
+    /// if it is in state `from` now; returns whether it was.
+    fn update_transaction(&self, tx: &Transaction, from: TransactionState) -> StoreFuture<bool>;
+    /// Ids of the transactions in `state`, oldest first.
+    fn transactions_in(&self, state: TransactionState) -> StoreFuture<Vec<String>>;
+
     /// Create schedule `id`; `false` if the id is taken.
     fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreFuture<bool>;
     /// Every schedule, by id.
@@ -273,6 +284,7 @@ pub struct SqliteStore {
 pub use plexus_client::{
     Event, ExecutionMeta, ExecutionSummary, Fire, FireOutcome, SourceFormat, WorkflowVersion as WorkflowRow,
 };
+pub use plexus_client::{Transaction, TransactionState};
 
 /// A stored execution: its status, shared state and metadata.
 #[derive(Debug, Clone)]

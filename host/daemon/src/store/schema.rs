@@ -94,4 +94,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     INSERT INTO state_entries_v4 (execution_id, key, value) SELECT execution_id, key, value FROM state_entries;
     DROP TABLE state_entries;
     ALTER TABLE state_entries_v4 RENAME TO state_entries;",
+    // 5: transactions (QtForge's begin/commit/rollback_transaction) and the
+    // executions that run in them.
+    "ALTER TABLE executions ADD COLUMN transaction_id TEXT;
+    CREATE INDEX executions_by_transaction ON executions (transaction_id) WHERE transaction_id IS NOT NULL;
+    CREATE TABLE transactions (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        ended_at_ms INTEGER,
+        compensations TEXT NOT NULL DEFAULT '[]'
+    );",
 ];

@@ -7,7 +7,7 @@
 
 use super::{
     Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Fire, ScheduleRow, SourceFormat, SqliteStore, Store,
-    StoreError, StoreFuture, StoreResult, StoredExecution, WorkflowRow,
+    StoreError, StoreFuture, StoreResult, StoredExecution, Transaction, TransactionState, WorkflowRow,
 };
 use crate::dbfile::FileChanged;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
@@ -138,6 +138,25 @@ impl Store for SqliteStore {
 
     fn prune(&self, ended_before_ms: u64, limit: u32) -> StoreFuture<usize> {
         self.blocking(move |s| s.prune(ended_before_ms, limit))
+    }
+
+    fn insert_transaction(&self, tx: &Transaction) -> StoreFuture<bool> {
+        let tx = tx.clone();
+        self.blocking(move |s| s.insert_transaction(&tx))
+    }
+
+    fn transaction(&self, id: &str) -> StoreFuture<Option<Transaction>> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.transaction(&id))
+    }
+
+    fn update_transaction(&self, tx: &Transaction, from: TransactionState) -> StoreFuture<bool> {
+        let tx = tx.clone();
+        self.blocking(move |s| s.update_transaction(&tx, from))
+    }
+
+    fn transactions_in(&self, state: TransactionState) -> StoreFuture<Vec<String>> {
+        self.blocking(move |s| s.transactions_in(state))
     }
 
     fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreFuture<bool> {
