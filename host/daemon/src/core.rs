@@ -26,7 +26,7 @@ use plexus_workflow::engine::{Engine, Execution, Prepared};
 use plexus_workflow::orchestrator::resolve_inputs;
 use plexus_workflow::source::Document;
 use plexus_workflow::status::{ExecutionStatus, WorkflowStatus, epoch_ms};
-use plexus_workflow::{Clock, Journal, ValidWorkflow, validate};
+use plexus_workflow::{Clock, Journal, ValidWorkflow, validate_for};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -101,9 +101,14 @@ pub fn parse_workflow(source: &str) -> DaemonResult<ValidWorkflow> {
 
 /// Parse and validate workflow text; with a `host`, against its plugins.
 fn parse_against(source: &str, host: Option<&Host>) -> DaemonResult<ValidWorkflow> {
+    parse_for(source, host, plexus_sdk::capability::WORKFLOW_STEP)
+}
+
+/// [`parse_against`], its plugins declaring `capability`.
+fn parse_for(source: &str, host: Option<&Host>, capability: &str) -> DaemonResult<ValidWorkflow> {
     let name = format!("workflow.{}", SourceFormat::of(source).as_str());
     let doc = Document::parse(Path::new(&name), source).map_err(|e| DaemonError::invalid(e.to_string()))?;
-    validate(&doc, host).map_err(|problems| {
+    validate_for(&doc, host, capability).map_err(|problems| {
         DaemonError::invalid(format!("the workflow has {} problem(s)", problems.len()))
             .with_details(problems.iter().map(ToString::to_string).collect())
     })
@@ -291,13 +296,22 @@ impl Daemon {
     /// Invalid workflows ([`ErrorCode::InvalidConfiguration`](crate::ErrorCode::InvalidConfiguration)), store failures.
     pub async fn register_workflow(&self, source: &str) -> DaemonResult<Registered> {
         let (this, source) = (self.clone(), source.to_owned());
-        self.detached(async move { this.register_recorded(&source).await }).await
+        self.detached(async move { this.register_recorded(&source, plexus_sdk::capability::WORKFLOW_STEP).await }).await
     }
 
-    /// [`Self::register_workflow`]'s work, run to its end once begun.
-    async fn register_recorded(&self, source: &str) -> DaemonResult<Registered> {
+    /// Register the one-step workflow generated for a schedule of one
+    /// operation: its plugin must declare `scheduled-task` (not `workflow-step`).
+    pub(crate) async fn register_scheduled_operation(&self, source: &str) -> DaemonResult<Registered> {
+        let (this, source) = (self.clone(), source.to_owned());
+        self.detached(async move { this.register_recorded(&source, plexus_sdk::capability::SCHEDULED_TASK).await })
+            .await
+    }
+
+    /// [`Self::register_workflow`]'s work, run to its end once begun; the
+    /// workflow's plugins must declare `capability`.
+    async fn register_recorded(&self, source: &str, capability: &str) -> DaemonResult<Registered> {
         self.check_accepting()?;
-        let valid = self.validate_workflow(source)?;
+        let valid = parse_for(source, Some(&self.host()), capability)?;
         let id = valid.workflow.id.clone();
         let (version, created) = self.0.store.put_workflow(&id, source, SourceFormat::of(source)).await?;
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), version);
@@ -358,7 +372,12 @@ impl Daemon {
             .await?
             .ok_or_else(|| DaemonError::not_found(format!("workflow `{id}` version {version}")))?;
         let (this, source) = (self.clone(), row.source);
-        let registered = self.detached(async move { this.register_recorded(&source).await }).await?;
+        let capability = if id.starts_with("schedule.") {
+            plexus_sdk::capability::SCHEDULED_TASK
+        } else {
+            plexus_sdk::capability::WORKFLOW_STEP
+        };
+        let registered = self.detached(async move { this.register_recorded(&source, capability).await }).await?;
         tracing::info!(workflow = %id, from = version, to = registered.version, "workflow rolled back to an earlier version");
         Ok(registered)
     }

@@ -117,6 +117,15 @@ impl Schedules {
                         format!("plugin `{plugin}` has no operation `{operation}`"),
                     ));
                 }
+                let capabilities = &loaded.runtime.metadata().capabilities;
+                if !capabilities.iter().any(|c| c == plexus_sdk::capability::SCHEDULED_TASK) {
+                    return Err(DaemonError::invalid(format!(
+                        "schedule `{}`: plugin `{plugin}` does not declare the `scheduled-task` capability, so it \
+                         cannot be scheduled (it declares: {}); schedule a workflow that calls it as a step instead",
+                        schedule.spec.id,
+                        if capabilities.is_empty() { "none".to_owned() } else { capabilities.join(", ") }
+                    )));
+                }
             }
         }
         let id = schedule.spec.id.clone();
@@ -124,7 +133,7 @@ impl Schedules {
             return Err(DaemonError::new(ErrorCode::AlreadyExists, format!("schedule `{id}` already exists")));
         }
         if let Some(source) = schedule.operation_workflow() {
-            daemon.register_workflow(&source).await?;
+            daemon.register_scheduled_operation(&source).await?;
         }
         let spec = serde_json::to_value(&schedule.spec).map_err(|e| DaemonError::invalid(e.to_string()))?;
         let created = epoch_ms(daemon.clock().now());

@@ -45,6 +45,7 @@ struct Tick {
 impl Plugin for DaemonOps {
     fn info() -> PluginInfo {
         PluginInfo::new("dtest.ops", "Daemon test operations", "1.0.0")
+            .capabilities([plexus_sdk::capability::WORKFLOW_STEP, plexus_sdk::capability::SCHEDULED_TASK])
     }
     fn operations(ops: &mut Operations<Self>) {
         ops.add(
@@ -102,7 +103,12 @@ fn fixture(clock: Arc<dyn Clock>) -> Fixture {
 fn fixture_with_workers(clock: Arc<dyn Clock>, workers: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-    let host = HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap();
+    let host = HostBuilder::new()
+        .no_cache()
+        .in_process::<DaemonOps>(Value::Null)
+        .in_process::<StepOnly>(Value::Null)
+        .build()
+        .unwrap();
     let daemon = Daemon::new(
         Arc::new(store.clone()),
         host,
@@ -936,4 +942,42 @@ async fn an_interrupted_rollback_carries_on_at_start_without_repeating_compensat
     assert_eq!((runs("undo-txc-a"), runs("undo-txc-b")), (1, 0));
     let tx = f.store.transaction("cut").unwrap().unwrap();
     assert_eq!(tx.compensations.iter().map(|c| c.record.step.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+}
+
+/// A plugin that may be a workflow step but not a scheduled task.
+#[derive(Default)]
+struct StepOnly;
+
+impl Plugin for StepOnly {
+    fn info() -> PluginInfo {
+        PluginInfo::new("dtest.steponly", "Steps only", "1.0.0").capabilities([plexus_sdk::capability::WORKFLOW_STEP])
+    }
+    fn operations(ops: &mut Operations<Self>) {
+        ops.add("noop", "Does nothing", |_, _, _: Value| Ok(Value::Null));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_plugin_declaring_scheduled_task_can_be_scheduled() {
+    let f = fixture(Arc::new(SystemClock));
+    let schedules = Schedules::new(f.daemon.clone());
+    let refused = schedules
+        .create(spec(json!({"id": "no", "when": "every 1h", "plugin": "dtest.steponly", "operation": "noop"})))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, crate::ErrorCode::InvalidConfiguration);
+    assert!(
+        refused.message.contains("`dtest.steponly` does not declare the `scheduled-task` capability")
+            && refused.message.contains("(it declares: workflow-step)"),
+        "{refused:?}"
+    );
+    assert!(schedules.list().await.unwrap().is_empty());
+    assert!(f.daemon.workflows().await.unwrap().is_empty(), "nothing generated for a refused schedule");
+    // As a workflow step it is fine, and a schedule of that workflow too.
+    f.daemon
+        .register_workflow("id: wrap\nsteps:\n  - { id: a, plugin_id: dtest.steponly, method_name: noop }\n")
+        .await
+        .unwrap();
+    schedules.create(spec(json!({"id": "yes", "when": "every 1h", "workflow": "wrap"}))).await.unwrap();
+    schedules.create(spec(json!({"id": "op", "when": "every 1h", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "cap"}}))).await.unwrap();
 }

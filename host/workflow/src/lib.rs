@@ -47,6 +47,6 @@ pub use engine::{Engine, Execution, Prepared};
 pub use journal::{Journal, JournalError, JournalFuture, JournalResult, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};
 pub use status::{ExecutionStatus, IllegalTransition, StepEvent, StepRecord, StepStatus, WorkflowStatus};
-pub use validate::{Invalid, ValidWorkflow, load_file, validate};
+pub use validate::{Invalid, ValidWorkflow, load_file, validate, validate_for};
 #[cfg(test)]
 mod tests;

@@ -67,7 +67,7 @@ enum Mode {
 
 impl Plugin for TestOps {
     fn info() -> PluginInfo {
-        PluginInfo::new("test.ops", "Test operations", "1.0.0")
+        PluginInfo::new("test.ops", "Test operations", "1.0.0").capabilities([plexus_sdk::capability::WORKFLOW_STEP])
     }
     fn operations(ops: &mut Operations<Self>) {
         ops.add(
@@ -1278,4 +1278,44 @@ async fn a_committed_transaction_keeps_its_work_and_a_failure_leaves_it_open() {
     let refused = orch.execute("txr", named("r")).unwrap_err().to_string();
     assert!(refused.contains("only in a transaction"), "{refused}");
     assert!(matches!(orch.begin_transaction("bad id!"), Err(OrchestratorError::InvalidConfiguration(_))));
+}
+
+/// A plugin that declares no capability.
+#[derive(Default)]
+struct Bare;
+
+impl Plugin for Bare {
+    fn info() -> PluginInfo {
+        PluginInfo::new("test.bare", "No capabilities", "1.0.0")
+    }
+    fn operations(ops: &mut Operations<Self>) {
+        ops.add("noop", "Does nothing", |_, _, _: Value| Ok(Value::Null));
+    }
+}
+
+#[test]
+fn a_step_may_only_call_a_plugin_declaring_workflow_step() {
+    let host = HostBuilder::new().no_cache().in_process::<TestOps>(Value::Null).in_process::<Bare>(Value::Null).build();
+    let host = host.unwrap();
+    let problems = parse(
+        &host,
+        "w.yaml",
+        "id: caps\nsteps:\n  - { id: a, plugin_id: test.bare, method_name: noop }\n  - { id: b, plugin_id: test.ops, method_name: echo,\n      compensate: { plugin_id: test.bare, method_name: noop } }\n",
+    )
+    .unwrap_err();
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 2, "{text:#?}");
+    assert!(text[0].contains("step `a`") && text[0].contains("line 3"), "{text:#?}");
+    assert!(
+        text[0].contains("plugin `test.bare` does not declare the `workflow-step` capability")
+            && text[0].contains("(it declares: none)"),
+        "{text:#?}"
+    );
+    assert!(text[1].contains("step `b`") && text[1].contains("compensate.plugin_id"), "{text:#?}");
+    // The schedule rule: the same plugin under `scheduled-task`.
+    let doc =
+        Document::parse(Path::new("s.yaml"), "id: s\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo }\n")
+            .unwrap();
+    let refused = validate_for(&doc, Some(&host), plexus_sdk::capability::SCHEDULED_TASK).unwrap_err();
+    assert!(refused[0].message.contains("`scheduled-task`"), "{refused:?}");
 }

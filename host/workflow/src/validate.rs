@@ -6,6 +6,7 @@ use super::definition::{self, Action, Problem, Problems, Workflow};
 use super::expr::{Expr, Template};
 use super::source::{DocPath, Document};
 use plexus_host::Host;
+use plexus_sdk::capability;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -70,6 +71,17 @@ pub fn load_file(path: &Path, host: Option<&Host>) -> Result<ValidWorkflow, Inva
 
 /// Validate a parsed document.
 pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Vec<Problem>> {
+    validate_for(doc, host, capability::WORKFLOW_STEP)
+}
+
+/// [`validate`], requiring every plugin a step (or compensation) calls to
+/// declare `capability` (Framework0's rule: a workflow step targets a plugin
+/// declaring `workflow-step`; the one-step workflow the daemon generates for
+/// a schedule of one operation needs `scheduled-task` instead).
+///
+/// # Errors
+/// Every problem found, as [`validate`].
+pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Result<ValidWorkflow, Vec<Problem>> {
     let mut p = Problems::new(doc);
     let workflow = definition::read(doc, &mut p);
     let doc_paths = step_doc_paths(doc, workflow.steps.len());
@@ -135,15 +147,17 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
     let mut rollbacks: HashMap<&str, Template> = HashMap::new();
     for (id, action) in &workflow.rollback {
         let path = DocPath::default().key("rollback_steps").key(id);
-        if let Some(t) = check_action(action, Some(id), &path, host, &mut schemas, &mut p) {
+        if let Some(t) = check_action(action, Some(id), &path, (host, capability), &mut schemas, &mut p) {
             rollbacks.insert(id.as_str(), t);
         }
     }
     for (i, step) in workflow.steps.iter().enumerate() {
         let path = path_of(&step.id);
-        let params = check_action(&step.action, Some(&step.id), &path, host, &mut schemas, &mut p);
+        let params = check_action(&step.action, Some(&step.id), &path, (host, capability), &mut schemas, &mut p);
         let compensate = match &step.compensate {
-            Some(c) => check_action(c, Some(&step.id), &path.key("compensate"), host, &mut schemas, &mut p),
+            Some(c) => {
+                check_action(c, Some(&step.id), &path.key("compensate"), (host, capability), &mut schemas, &mut p)
+            }
             None => None,
         };
         let when = match &step.when {
@@ -261,7 +275,7 @@ fn check_action(
     action: &Action,
     step: Option<&str>,
     path: &DocPath,
-    host: Option<&Host>,
+    against: (Option<&Host>, &str),
     schemas: &mut Schemas,
     p: &mut Problems,
 ) -> Option<Template> {
@@ -270,17 +284,17 @@ fn check_action(
     if let Err(errors) = &template {
         errors.iter().for_each(|e| p.add(step, &params_path, e.clone()));
     }
-    check_plugin(action, step, path, host, schemas, &template, p);
+    check_plugin(action, step, path, against, schemas, &template, p);
     template.ok()
 }
 
-/// With a host: the plugin and operation exist, and literal parameters fit
-/// the operation's declared schema.
+/// With a host: the plugin and operation exist, the plugin declares the
+/// capability, and literal parameters fit the operation's declared schema.
 fn check_plugin(
     action: &Action,
     step: Option<&str>,
     path: &DocPath,
-    host: Option<&Host>,
+    (host, capability): (Option<&Host>, &str),
     schemas: &mut Schemas,
     template: &Result<Template, Vec<String>>,
     p: &mut Problems,
@@ -312,6 +326,19 @@ fn check_plugin(
         return;
     };
     let metadata = plugin.runtime.metadata();
+    if !metadata.capabilities.iter().any(|c| c == capability) {
+        let declared = if metadata.capabilities.is_empty() { "none".into() } else { metadata.capabilities.join(", ") };
+        p.add(
+            step,
+            &path.key("plugin_id"),
+            format!(
+                "plugin `{}` does not declare the `{capability}` capability, so it cannot be called here \
+                 (it declares: {declared})",
+                action.plugin_id
+            ),
+        );
+        return;
+    }
     let Some(op) = metadata.operation(&action.operation) else {
         let ops: Vec<&str> = metadata.operations.iter().map(|o| o.name.as_str()).collect();
         p.add(
