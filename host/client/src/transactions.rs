@@ -93,3 +93,18 @@ pub struct Transaction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<u64>,
 }
+
+impl Transaction {
+    /// A transaction `id` just begun at `created_at_ms` (ms since the Unix
+    /// epoch): open, without executions.
+    pub fn open(id: impl Into<String>, created_at_ms: u64) -> Self {
+        Self {
+            id: id.into(),
+            state: TransactionState::Open,
+            executions: Vec::new(),
+            compensations: Vec::new(),
+            created_at_ms,
+            ended_at_ms: None,
+        }
+    }
+}

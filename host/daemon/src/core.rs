@@ -702,14 +702,7 @@ impl Daemon {
         if !is_valid_id(id, MAX_ID_LEN) {
             return Err(DaemonError::invalid(format!("transaction id `{id}`: {ID_RULE}, at most {MAX_ID_LEN}")));
         }
-        let tx = Transaction {
-            id: id.to_owned(),
-            state: TransactionState::Open,
-            executions: Vec::new(),
-            compensations: Vec::new(),
-            created_at_ms: epoch_ms(self.0.clock.now()),
-            ended_at_ms: None,
-        };
+        let tx = Transaction::open(id, epoch_ms(self.0.clock.now()));
         if !self.0.store.insert_transaction(&tx).await? {
             return Err(DaemonError::new(ErrorCode::AlreadyExists, format!("transaction `{id}` already exists")));
         }

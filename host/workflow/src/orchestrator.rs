@@ -23,8 +23,8 @@ pub enum OrchestratorError {
     /// A workflow with that id is already registered.
     #[error("workflow `{0}` is already registered")]
     AlreadyExists(String),
-    /// Inputs missing or of the wrong type; a bad transaction id.
-    #[error("invalid inputs: {0}")]
+    /// Inputs missing or of the wrong type ("invalid inputs: …"); a bad transaction id.
+    #[error("{0}")]
     InvalidConfiguration(String),
     /// Not allowed in the current state (a transaction not open, or with an
     /// execution still running).
@@ -232,14 +232,7 @@ impl Orchestrator {
         if transactions.contains_key(id) {
             return Err(OrchestratorError::AlreadyExists(format!("transaction `{id}`")));
         }
-        let tx = Transaction {
-            id: id.to_owned(),
-            state: TransactionState::Open,
-            executions: Vec::new(),
-            compensations: Vec::new(),
-            created_at_ms: epoch_ms(self.engine.clock().now()),
-            ended_at_ms: None,
-        };
+        let tx = Transaction::open(id, epoch_ms(self.engine.clock().now()));
         transactions.insert(id.to_owned(), tx.clone());
         Ok(tx)
     }
@@ -365,6 +358,6 @@ pub fn resolve_inputs(workflow: &Workflow, mut given: Map<String, Value>) -> Res
     if problems.is_empty() {
         Ok(ResolvedInputs { inputs: out, context: given })
     } else {
-        Err(OrchestratorError::InvalidConfiguration(problems.join("; ")))
+        Err(OrchestratorError::InvalidConfiguration(format!("invalid inputs: {}", problems.join("; "))))
     }
 }
