@@ -114,6 +114,13 @@ pub struct WorkflowVersion {
     pub definition: Option<serde_json::Value>,
 }
 
+impl From<WorkflowVersion> for WorkflowSummary {
+    /// The version's id, number, format and registration time (not its text).
+    fn from(v: WorkflowVersion) -> Self {
+        Self { id: v.id, version: v.version, format: v.format, created_at_ms: v.created_at_ms }
+    }
+}
+
 /// `GET /v1/workflows/{id}/versions`: a workflow's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

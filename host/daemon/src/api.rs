@@ -315,13 +315,7 @@ async fn validate_workflow(State(s): State<ApiState>, Body(body): Body<WorkflowS
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
     responses((status = 200, description = "The current version of every workflow", body = WorkflowList)))]
 async fn workflows(State(s): State<ApiState>) -> ApiResult<Json<WorkflowList>> {
-    let workflows = s
-        .daemon
-        .workflows()
-        .await?
-        .into_iter()
-        .map(|r| WorkflowSummary { id: r.id, version: r.version, format: r.format, created_at_ms: r.created_at_ms })
-        .collect();
+    let workflows = s.daemon.workflows().await?.into_iter().map(WorkflowSummary::from).collect();
     Ok(Json(WorkflowList { workflows }))
 }
 

@@ -345,15 +345,7 @@ impl Daemon {
             return Err(DaemonError::not_found(format!("workflow `{id}`")));
         }
         let current = self.0.store.workflow(id, None).await?.map(|row| row.version);
-        let versions = versions
-            .into_iter()
-            .map(|r| plexus_client::WorkflowSummary {
-                id: r.id,
-                version: r.version,
-                format: r.format,
-                created_at_ms: r.created_at_ms,
-            })
-            .collect();
+        let versions = versions.into_iter().map(plexus_client::WorkflowSummary::from).collect();
         Ok(plexus_client::WorkflowHistory { id: id.to_owned(), current, versions })
     }
 
