@@ -28,7 +28,7 @@
 //! schedule is created (checked by [`super::schedules::Schedules::create`]).
 
 use super::error::{DaemonError, DaemonResult};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use serde_json::{Map, Value};
@@ -157,6 +157,12 @@ impl Trigger {
     pub fn next_after(&self, t: DateTime<Utc>, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Self::Cron { cron, tz } => {
+                // croner searches years 1..5000 only, and converting a time
+                // at the edge of chrono's range into a zone overflows (a
+                // panic inside croner): outside that span a cron never fires.
+                if !CRON_YEARS.contains(&t.year()) {
+                    return None;
+                }
                 cron.find_next_occurrence(&t.with_timezone(tz), false).ok().map(|n| n.with_timezone(&Utc))
             }
             Self::Every { period } => {
@@ -174,6 +180,11 @@ impl Trigger {
         }
     }
 }
+
+/// The UTC years in which a cron schedule can fire: croner's
+/// `YEAR_LOWER_LIMIT..YEAR_UPPER_LIMIT` (1..5000), one year narrower on each
+/// side so that a zone's offset cannot leave it.
+const CRON_YEARS: std::ops::Range<i32> = 2..4999;
 
 impl Schedule {
     /// Validate `spec`.
@@ -370,6 +381,20 @@ mod tests {
         let at = Schedule::new(spec("at 2026-12-01T10:00:00Z", None)).unwrap();
         assert_eq!(fires(&at, "2026-11-01T00:00:00Z", 1), ["2026-12-01T10:00:00+00:00"]);
         assert!(at.next_fire(utc("2026-12-01T10:00:00Z"), utc("2020-01-01T00:00:00Z")).is_none());
+    }
+
+    #[test]
+    fn cron_at_the_edges_of_time_never_panics() {
+        // Found by `schedules_never_panic`: DateTime::MAX in a zone east of UTC
+        // overflowed inside croner.
+        for zone in ["Pacific/Chatham", "America/New_York", "UTC"] {
+            let s = Schedule::new(spec("cron * * * * *", Some(zone))).unwrap();
+            let created = utc("2020-01-01T00:00:00Z");
+            assert!(s.next_fire(DateTime::<Utc>::MAX_UTC, created).is_none(), "{zone}");
+            assert!(s.next_fire(DateTime::<Utc>::MIN_UTC, created).is_none(), "{zone}");
+            assert!(s.next_fire(utc("4998-12-31T23:59:00Z"), created).is_some(), "{zone}");
+            let _ = s.plan(Some(DateTime::<Utc>::MIN_UTC), created, DateTime::<Utc>::MAX_UTC);
+        }
     }
 
     #[test]
