@@ -7,7 +7,9 @@
 //! against every promise of the sandbox; `isolation`: native plugins in
 //! worker processes that crash, hang and exceed their limits; `runtimes`: one source through
 //! both runtimes; `sandbox`: limits and crash isolation; `workflows`: the
-//! three examples end to end on the real dataset; `properties`: property
+//! three examples end to end on the real dataset; `seeds`: the seed
+//! systems' own workflow files (QtForge, Codomyrmex, the project
+//! orchestrator) end to end, and aliases; `properties`: property
 //! tests that no input to the readers panics).
 //!
 //! The example plugins are built from source once per run by
@@ -25,5 +27,6 @@ mod properties;
 mod runtimes;
 mod sandbox;
 mod sdk;
+mod seeds;
 mod support;
 mod workflows;

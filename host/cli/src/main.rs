@@ -100,6 +100,35 @@ struct Global {
     /// `token_file` of the config, else <data dir>/token.
     #[arg(long, value_name = "FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// Let workflow steps name plugin PLUGIN as NAME (repeatable): Codomyrmex's `module`, the
+    /// project orchestrator's `factory`. Also $PLEXUS_ALIASES (NAME=PLUGIN,NAME=PLUGIN); plugins
+    /// may declare `aliases` in their plugin.toml too.
+    #[arg(long = "alias", value_name = "NAME=PLUGIN", global = true, value_parser = parse_alias)]
+    aliases: Vec<(String, String)>,
+    /// Also append the log to this file (plain text). Default: $PLEXUS_LOG_FILE.
+    #[arg(long, value_name = "FILE", global = true)]
+    log_file: Option<PathBuf>,
+}
+
+fn parse_alias(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, plugin)) if !name.trim().is_empty() && !plugin.trim().is_empty() => {
+            Ok((name.trim().to_owned(), plugin.trim().to_owned()))
+        }
+        _ => Err(format!("`{text}`: expected NAME=PLUGIN")),
+    }
+}
+
+/// The aliases of `--alias`, then `$PLEXUS_ALIASES` (comma-separated NAME=PLUGIN).
+fn aliases(global: &Global) -> anyhow::Result<Vec<(String, String)>> {
+    let mut all = Vec::new();
+    if let Ok(list) = std::env::var("PLEXUS_ALIASES") {
+        for entry in list.split(',').filter(|e| !e.trim().is_empty()) {
+            all.push(parse_alias(entry).map_err(|e| anyhow::anyhow!("PLEXUS_ALIASES: {e}"))?);
+        }
+    }
+    all.extend(global.aliases.iter().cloned());
+    Ok(all)
 }
 
 #[derive(Subcommand)]
@@ -146,7 +175,10 @@ fn main() -> ExitCode {
         }
         default_hook(info);
     }));
-    init_logging(&cli.global, matches!(cli.command, Command::Daemon(_)));
+    if let Err(e) = init_logging(&cli.global, &cli.command) {
+        errln!("error: {e:#}");
+        return ExitCode::from(exit::ERROR);
+    }
     plexus_host::process::raise_open_file_limit();
     let result = match cli.command {
         Command::Plugins(cmd) => plugins::run(&cli.global, cmd),
@@ -178,27 +210,66 @@ fn config_path(global: &Global) -> Option<PathBuf> {
     global.config.clone().or_else(|| std::env::var_os("PLEXUS_CONFIG").map(PathBuf::from))
 }
 
-fn init_logging(global: &Global, daemon: bool) {
+/// The log: on stderr (and in `--log-file`), filtered by `RUST_LOG`, else
+/// `-q`/`-v`, else (for `plexus run`) Codomyrmex's `LOG_LEVEL` (DEBUG, INFO,
+/// WARNING, ERROR), else the command's default.
+fn init_logging(global: &Global, command: &Command) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let default = match (global.quiet, global.verbose) {
-        (true, _) => "error",
+    use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
+    let daemon = matches!(command, Command::Daemon(_));
+    let level = match std::env::var("LOG_LEVEL") {
+        Ok(level) if matches!(command, Command::Run(_)) => Some(log_level(&level)?),
+        _ => None,
+    };
+    let default = match (global.quiet, global.verbose, level) {
+        (true, ..) => "error",
+        (false, 0, Some(level)) => level,
         // A daemon's log is its record: its own info lines, and plugins' logs.
-        (false, 0) if daemon => "warn,plexus=info,plexus_host=info",
-        (false, 0) => "warn,plexus=info,plexus_host=warn",
-        (false, 1) => "info,plexus=debug,plexus_host=debug",
+        (false, 0, None) if daemon => "warn,plexus=info,plexus_host=info",
+        (false, 0, None) => "warn,plexus=info,plexus_host=warn",
+        (false, 1, _) => "info,plexus=debug,plexus_host=debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match log_format(global, daemon) {
-        LogFormat::Text if daemon => builder.with_target(false).init(),
-        LogFormat::Text => builder.without_time().with_target(false).init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let ansi = std::io::stderr().is_terminal();
+    let stderr: Box<dyn Layer<_> + Send + Sync> = match log_format(global, daemon) {
+        LogFormat::Text if daemon => {
+            fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_target(false).boxed()
+        }
+        LogFormat::Text => {
+            fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).without_time().with_target(false).boxed()
+        }
+        LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
+    };
+    let path = global.log_file.clone().or_else(|| std::env::var_os("PLEXUS_LOG_FILE").map(PathBuf::from));
+    let file = match path {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("log file {}: cannot create its folder: {e}", path.display()))?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("log file {}: {e}", path.display()))?;
+            Some(fmt::layer().with_writer(std::sync::Mutex::new(file)).with_ansi(false))
+        }
+        None => None,
+    };
+    tracing_subscriber::registry().with(filter).with(stderr).with(file).init();
+    Ok(())
+}
+
+/// Codomyrmex's `LOG_LEVEL` as a filter.
+fn log_level(level: &str) -> anyhow::Result<&'static str> {
+    Ok(match level.trim().to_ascii_uppercase().as_str() {
+        "DEBUG" => "info,plexus=debug,plexus_host=debug",
+        "INFO" => "warn,plexus=info,plexus_host=info",
+        "WARNING" | "WARN" => "warn",
+        "ERROR" | "CRITICAL" => "error",
+        _ => anyhow::bail!("LOG_LEVEL `{level}`: expected DEBUG, INFO, WARNING or ERROR"),
+    })
 }
 
 fn parse_log_format(name: &str) -> Result<LogFormat, String> {
@@ -254,6 +325,14 @@ fn isolation(global: &Global) -> anyhow::Result<Option<plexus_host::Isolation>> 
 /// A host builder with the cache and isolation options of `global` and no plugins yet.
 fn host_builder(global: &Global) -> HostBuilder {
     let mut builder = HostBuilder::new();
+    match aliases(global) {
+        Ok(aliases) => {
+            for (name, plugin) in aliases {
+                builder = builder.alias(name, plugin);
+            }
+        }
+        Err(e) => tracing::warn!("{e:#}; no aliases"),
+    }
     match isolation(global) {
         Ok(Some(isolation)) => builder = builder.native_isolation(isolation),
         Ok(None) => {}

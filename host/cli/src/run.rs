@@ -31,19 +31,68 @@ pub struct RunArgs {
     /// Print the full results as JSON on stdout instead of the summary table.
     #[arg(long)]
     json: bool,
-    /// Also write the full results as JSON to this file.
+    /// Also write the full results as JSON to this file (its folder is created).
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
     /// With --json and --output: the workflow's `outputs` alone, not the whole execution.
     #[arg(long)]
     outputs_only: bool,
+    /// Most steps running at once, whatever the workflow says. Default: $MAX_PARALLEL_TASKS
+    /// (Codomyrmex's), else the workflow's `max_parallel`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_PARALLEL as i64))]
+    max_parallel: Option<u32>,
+    /// The workflow's overall timeout, whatever it says (e.g. 90s, 5m). Default: $WORKFLOW_TIMEOUT
+    /// (Codomyrmex's, in seconds), else the workflow's `timeout`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+}
+
+/// The largest `--max-parallel` / `$MAX_PARALLEL_TASKS`.
+const MAX_PARALLEL: u32 = 100_000;
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    plexus_workflow::duration::parse_text(text, plexus_workflow::duration::MAX).map_err(|e| e.to_string())
+}
+
+/// `--max-parallel` / `--timeout`, else Codomyrmex's `MAX_PARALLEL_TASKS`
+/// (steps) and `WORKFLOW_TIMEOUT` (seconds).
+fn overrides(args: &RunArgs) -> anyhow::Result<(Option<usize>, Option<Duration>)> {
+    let max_parallel = match (args.max_parallel, std::env::var("MAX_PARALLEL_TASKS")) {
+        (Some(n), _) => Some(n),
+        (None, Ok(text)) => {
+            Some(text.trim().parse::<u32>().ok().filter(|n| (1..=MAX_PARALLEL).contains(n)).with_context(|| {
+                format!("MAX_PARALLEL_TASKS `{text}`: expected a whole number from 1 to {MAX_PARALLEL}")
+            })?)
+        }
+        (None, Err(_)) => None,
+    };
+    let timeout = match (args.timeout, std::env::var("WORKFLOW_TIMEOUT")) {
+        (Some(d), _) => Some(d),
+        (None, Ok(text)) => {
+            let max = plexus_workflow::duration::MAX.as_secs_f64();
+            let seconds =
+                text.trim().parse::<f64>().ok().filter(|s| (0.0..=max).contains(s)).with_context(|| {
+                    format!("WORKFLOW_TIMEOUT `{text}`: expected seconds, a number from 0 to {max}")
+                })?;
+            Some(Duration::from_secs_f64(seconds))
+        }
+        (None, Err(_)) => None,
+    };
+    Ok((max_parallel.map(|n| n as usize), timeout))
 }
 
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (host, valid) = match load_valid(global, &args.file)? {
+    let (max_parallel, timeout) = overrides(&args)?;
+    let (host, mut valid) = match load_valid(global, &args.file)? {
         Ok(pair) => pair,
         Err(code) => return Ok(code),
     };
+    if let Some(n) = max_parallel {
+        valid.workflow.max_parallel = Some(n);
+    }
+    if let Some(t) = timeout {
+        valid.workflow.timeout = Some(t);
+    }
     let mut inputs = Map::new();
     for pair in &args.inputs {
         let (key, text) = pair.split_once('=').with_context(|| format!("--input {pair}: expected KEY=VALUE"))?;
@@ -98,6 +147,9 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         serde_json::to_string_pretty(&status)?
     };
     if let Some(path) = &args.output {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.json {

@@ -188,6 +188,9 @@ pub fn run(global: &Global, command: WorkflowCommand) -> anyhow::Result<ExitCode
             for (n, stage) in stages.iter().enumerate() {
                 outln!("  stage {}: {}", n + 1, stage.join(", "));
             }
+            // The execution order as Codomyrmex prints it: [[task1], [task2, task3], [task4]].
+            let order: Vec<String> = stages.iter().map(|s| format!("[{}]", s.join(", "))).collect();
+            outln!("stages: [{}]", order.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         WorkflowCommand::Graph { file, format } => {

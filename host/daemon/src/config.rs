@@ -31,10 +31,14 @@
 //! timeout_ms = 86400000                             # above it a plugin does not load. Defaults:
 //! memory_mib = 4096                                 # 1 day, 4 GiB, 16 MiB of output, 256 MiB of
 //!                                                   # state, 64 MiB of log, 4,096 handles
+//!
+//! [aliases]                                         # other names of plugins in workflow steps
+//! data_visualization = "plexus.csv"                 # (Codomyrmex `module`, factories' `factory`)
 //! ```
 
 use plexus_host::manifest::{CEILING_TIMEOUT_MS, Limits, RawLimits};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -95,7 +99,15 @@ pub struct RawConfig {
     /// `[max_limits]`
     #[serde(default)]
     pub max_limits: RawLimits,
+    /// `[aliases]`: `data_visualization = "plexus.csv"` lets workflow steps
+    /// name a plugin by another name (Codomyrmex's `module`, the project
+    /// orchestrator's `factory`); see [`plexus_host::Host::resolve`].
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
 }
+
+/// The most entries `[aliases]` may hold.
+pub const MAX_ALIASES: usize = 10_000;
 
 /// The largest `[max_limits]` a daemon accepts: 30 days of timeout, 4 GiB of
 /// memory, 1 GiB of output, 4 GiB of state, 1 GiB of log, 65,536 handles.
@@ -150,6 +162,8 @@ pub struct DaemonConfig {
     /// The most a manifest may ask for.
     #[serde(skip)]
     pub max_limits: Limits,
+    /// Other names of plugins: alias → plugin id.
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// How long ended executions are kept unless `retention` says otherwise: 30 days.
@@ -218,6 +232,13 @@ impl RawConfig {
         // Defaults left unset follow a lower maximum; defaults set above it are errors.
         let defaults = self.defaults.over(Limits::default().clamped_to(&max_limits));
         defaults.check_within(&max_limits).map_err(|e| e.in_section("defaults"))?;
+        if self.aliases.len() > MAX_ALIASES {
+            return Err(value("aliases", format!("[aliases]: {} entries, at most {MAX_ALIASES}", self.aliases.len())));
+        }
+        let id_rule = plexus_workflow::definition::ID_RULE;
+        if let Some(name) = self.aliases.keys().find(|name| !plexus_workflow::definition::is_valid_id(name, 200)) {
+            return Err(value("aliases", format!("[aliases]: `{name}`: {id_rule}, at most 200")));
+        }
         Ok(DaemonConfig {
             plugin_dirs: self.plugin_dirs.unwrap_or_else(|| vec![data.join("plugins")]),
             state_db: self.state_db.unwrap_or_else(|| data.join("state.db")),
@@ -233,6 +254,7 @@ impl RawConfig {
             retention,
             defaults,
             max_limits,
+            aliases: self.aliases,
         })
     }
 }

@@ -106,7 +106,8 @@ fn parse_against(source: &str, host: Option<&Host>) -> DaemonResult<ValidWorkflo
 
 /// [`parse_against`], its plugins declaring `capability`.
 fn parse_for(source: &str, host: Option<&Host>, capability: &str) -> DaemonResult<ValidWorkflow> {
-    let name = format!("workflow.{}", SourceFormat::of(source).as_str());
+    // No file name: a document naming no id of its own gets none.
+    let name = format!("<inline>.{}", SourceFormat::of(source).as_str());
     let doc = Document::parse(Path::new(&name), source).map_err(|e| DaemonError::invalid(e.to_string()))?;
     validate_for(&doc, host, capability).map_err(|problems| {
         DaemonError::invalid(format!("the workflow has {} problem(s)", problems.len()))

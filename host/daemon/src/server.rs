@@ -36,6 +36,9 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         .native_isolation(config.native_isolation)
         .protect(&config.state_db)
         .protect(&config.token_file);
+    for (name, plugin) in &config.aliases {
+        builder = builder.alias(name, plugin);
+    }
     builder = match &config.cache_dir {
         Some(dir) => builder.cache_dir(dir),
         None => builder.no_cache(),

@@ -28,6 +28,8 @@ pub struct HostBuilder {
     /// `None`: the default policy; `Some(None)`: never prune.
     prune: Option<Option<PrunePolicy>>,
     native: NativeOptions,
+    /// The operator's aliases: name → plugin id.
+    aliases: BTreeMap<String, String>,
 }
 
 impl HostBuilder {
@@ -114,6 +116,14 @@ impl HostBuilder {
         self
     }
 
+    /// Let workflow steps call plugin `plugin_id` by `name` too (the
+    /// operator's alias table; it wins over the `aliases` plugins declare in
+    /// their manifests). See [`Host::resolve`].
+    pub fn alias(mut self, name: impl Into<String>, plugin_id: impl Into<String>) -> Self {
+        self.aliases.insert(name.into(), plugin_id.into());
+        self
+    }
+
     /// Add a plugin compiled into the host (run in-process, like a native plugin), with `config`
     /// as its configuration. A plugin found on disk with the same id is reported
     /// as a duplicate.
@@ -140,6 +150,7 @@ impl HostBuilder {
             singles: self.singles,
             prune: self.prune.unwrap_or(Some(PrunePolicy::default())),
             native: self.native,
+            aliases: self.aliases,
         });
         Ok(loader.scan(None).0)
     }
@@ -156,6 +167,7 @@ struct Loader {
     singles: Vec<PathBuf>,
     prune: Option<PrunePolicy>,
     native: NativeOptions,
+    aliases: BTreeMap<String, String>,
 }
 
 /// A plugin folder as last scanned.
@@ -361,6 +373,17 @@ pub struct Host {
     loader: Arc<Loader>,
 }
 
+/// What a plugin name in a workflow step stands for ([`Host::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved<'a> {
+    /// This plugin id (loaded, or the target of an operator's alias).
+    Plugin(&'a str),
+    /// Neither a loaded plugin nor an alias.
+    Unknown,
+    /// An alias several loaded plugins declare (their ids, sorted).
+    Ambiguous(Vec<&'a str>),
+}
+
 /// Options of one [`Host::call`].
 #[derive(Clone, Default)]
 pub struct CallOptions {
@@ -405,6 +428,32 @@ impl Host {
             self.plugins.get(&key)
         })
     }
+    /// The plugin a workflow step naming `name` calls: a loaded plugin's id
+    /// is itself; otherwise an alias of the operator's table
+    /// ([`HostBuilder::alias`]), then one declared by a loaded plugin's
+    /// manifest (`aliases = [...]`). Codomyrmex's `module` and the project
+    /// orchestrator's `factory` name plugins this way.
+    pub fn resolve(&self, name: &str) -> Resolved<'_> {
+        if let Some(plugin) = self.plugin(name) {
+            return Resolved::Plugin(plugin.id());
+        }
+        if let Some(id) = self.loader.aliases.get(name) {
+            return Resolved::Plugin(id);
+        }
+        let mut ids: Vec<&str> = self
+            .plugins
+            .values()
+            .filter(|p| p.manifest.aliases.iter().any(|a| a == name))
+            .map(LoadedPlugin::id)
+            .collect();
+        ids.dedup();
+        match ids.as_slice() {
+            [] => Resolved::Unknown,
+            [one] => Resolved::Plugin(one),
+            _ => Resolved::Ambiguous(ids),
+        }
+    }
+
     /// The kinds plugin `id` is loaded as, in [`PluginKind::PREFERENCE`] order.
     pub fn kinds(&self, id: &str) -> Vec<PluginKind> {
         PluginKind::PREFERENCE.into_iter().filter(|&kind| self.select(id, Some(kind)).is_some()).collect()

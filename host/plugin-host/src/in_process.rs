@@ -41,6 +41,7 @@ impl<P: Plugin> InProcessPlugin<P> {
             isolation: None,
             worker: Default::default(),
             instances: Default::default(),
+            aliases: Vec::new(),
         }
     }
 }

@@ -45,7 +45,9 @@ pub mod worker;
 
 pub use discovery::LoadedPlugin;
 pub use error::{CallError, Error, LoadError, LoadErrorKind, Result};
-pub use host::{CallOptions, Change, Host, HostBuilder, LOG_BYTES_DROPPED, default_cache_dir, new_execution_id};
+pub use host::{
+    CallOptions, Change, Host, HostBuilder, LOG_BYTES_DROPPED, Resolved, default_cache_dir, new_execution_id,
+};
 pub use manifest::{Isolation, Manifest, PluginKind};
 pub use runtime::Runtime;
 pub use services::{CallServices, CancelToken, SharedState};

@@ -164,6 +164,10 @@ pub struct RawManifest {
     /// `[instances]` (WASM only)
     #[serde(default)]
     pub instances: Option<RawInstances>,
+    /// `aliases = ["data_visualization"]`: other names workflows may use for
+    /// this plugin (Codomyrmex's `module`, the project orchestrator's `factory`)
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// Whether a WASM plugin's instances serve more than one call.
@@ -747,7 +751,16 @@ pub struct Manifest {
     pub worker: WorkerLimits,
     /// Whether a WASM plugin's instances serve more than one call.
     pub instances: Instances,
+    /// Other names a workflow step may call it by (see [`crate::Host::resolve`]):
+    /// each 1 to [`MAX_ALIAS_LEN`] ASCII letters, digits, `-`, `_`, `.`; at
+    /// most [`MAX_ALIASES`].
+    pub aliases: Vec<String>,
 }
+
+/// The most aliases a manifest may declare.
+pub const MAX_ALIASES: usize = 64;
+/// The longest alias, in bytes.
+pub const MAX_ALIAS_LEN: usize = 200;
 
 impl Manifest {
     /// Read and validate `dir/plugin.toml`.
@@ -782,6 +795,7 @@ impl Manifest {
             isolation: None,
             worker: WorkerLimits::default(),
             instances: Instances::default(),
+            aliases: Vec::new(),
         }
     }
 
@@ -855,6 +869,22 @@ impl Manifest {
         }
         let instances =
             raw.instances.as_ref().map(RawInstances::check).transpose().map_err(invalid)?.unwrap_or_default();
+        if raw.aliases.len() > MAX_ALIASES {
+            return Err(invalid(format!("aliases: {} names, at most {MAX_ALIASES}", raw.aliases.len())));
+        }
+        for alias in &raw.aliases {
+            let valid = !alias.is_empty()
+                && alias.len() <= MAX_ALIAS_LEN
+                && alias.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !valid {
+                return Err(invalid(format!(
+                    "aliases: `{alias}`: use 1 to {MAX_ALIAS_LEN} letters, digits, `-`, `_`, `.`"
+                )));
+            }
+            if *alias == raw.id {
+                return Err(invalid(format!("aliases: `{alias}` is the plugin's own id")));
+            }
+        }
         let permissions = match raw.permissions {
             None => Permissions::default(),
             Some(p) => Permissions {
@@ -887,6 +917,7 @@ impl Manifest {
             isolation: if worker.landlock.is_some() { Some(Isolation::Process) } else { raw.isolation },
             worker,
             instances,
+            aliases: raw.aliases,
         })
     }
 }

@@ -506,16 +506,39 @@ pub(crate) struct Problems<'d> {
 
 impl<'d> Problems<'d> {
     /// A collector over `doc`.
+    /// A collector over `doc`, holding the problems found while translating
+    /// it from another system's format.
     pub fn new(doc: &'d Document) -> Self {
-        Self { doc, list: Vec::new() }
+        let list = doc
+            .found
+            .iter()
+            .map(|(step, path, message)| Problem {
+                step: step.clone(),
+                path: path.to_string(),
+                line: doc.line_of(path),
+                message: message.clone(),
+            })
+            .collect();
+        Self { doc, list }
     }
-    /// Record `message` at `path`, for `step`.
+    /// Record `message` at `path` (in the document's Plexus form; reported
+    /// at the same place in the document as written), for `step`.
     pub fn add(&mut self, step: Option<&str>, path: &DocPath, message: impl ToString) {
+        let path = self.doc.written_path(path);
+        let message = message.to_string();
+        // A translated document's missing keys were reported in its own words.
+        let path_text = path.to_string();
+        if !self.doc.found.is_empty()
+            && message.starts_with("missing `")
+            && self.list.iter().any(|p| p.path == path_text && p.message.starts_with("missing `"))
+        {
+            return;
+        }
         self.list.push(Problem {
             step: step.map(str::to_owned),
-            path: path.to_string(),
-            line: self.doc.line_of(path),
-            message: message.to_string(),
+            path: path_text,
+            line: self.doc.line_of(&path),
+            message,
         });
     }
 }

@@ -3,6 +3,7 @@
 //! * [`source`] reads YAML or JSON (by extension), keeping YAML line numbers;
 //! * [`definition`] is the model, reading our format and QtForge's unchanged
 //!   (through serde; [`workflow_schema`] is the format's JSON Schema);
+//!   [`dialect`] reads Codomyrmex's and the project orchestrator's formats;
 //! * [`expr`] is the one expression language (minijinja expressions) for
 //!   conditions and data passing;
 //! * [`validate()`] reports every problem at once; [`dag`] orders, stages and draws;
@@ -29,6 +30,7 @@
 pub mod clock;
 pub mod dag;
 pub mod definition;
+pub mod dialect;
 pub mod duration;
 pub mod engine;
 pub mod expr;

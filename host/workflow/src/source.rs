@@ -3,6 +3,8 @@
 //! from the YAML library's spans (`serde_saphyr::Spanned`), read in the same
 //! pass as the values.
 
+use super::definition::{MAX_ID_LEN, is_valid_id};
+use super::dialect::{Dialect, original, translate};
 use serde_json::Value;
 use serde_saphyr::Spanned;
 use std::fmt;
@@ -58,10 +60,18 @@ impl fmt::Display for DocPath {
 /// A parsed workflow document.
 #[derive(Debug)]
 pub struct Document {
-    /// The content.
+    /// The content, as a Plexus document (another system's format is
+    /// translated, see [`crate::dialect`]).
     pub value: Value,
-    /// 1-based line of each mapping key and sequence item (YAML only).
+    /// The format it was written in.
+    pub dialect: Dialect,
+    /// 1-based line of each mapping key and sequence item (YAML only), in
+    /// the document as written.
     pub(crate) lines: Lines,
+    /// Where the translation's paths come from in the document as written.
+    pub(crate) origin: Vec<(DocPath, DocPath)>,
+    /// Problems found while translating: (step, path as written, message).
+    pub(crate) found: Vec<(Option<String>, DocPath, String)>,
 }
 
 impl Document {
@@ -71,9 +81,11 @@ impl Document {
     /// The parser's message, with its line where it gives one.
     pub fn parse(path: &Path, text: &str) -> Result<Self, SyntaxError> {
         let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        // A document that names no id of its own (a factories workflow) takes the file's name.
+        let stem = path.file_stem().and_then(|s| s.to_str()).filter(|s| is_valid_id(s, MAX_ID_LEN));
         if is_json {
             let value = serde_json::from_str(text).map_err(|e| SyntaxError(format!("invalid JSON: {e}")))?;
-            return Ok(Self { value, lines: Lines::default() });
+            return Ok(Self::written(value, Lines::default(), stem));
         }
         // YAML 1.2 booleans only: `y`, `no`, `on` are text (step ids, words), not booleans.
         let options = serde_saphyr::options! {
@@ -84,7 +96,23 @@ impl Document {
         let root: Node = serde_saphyr::from_str_with_options(text, options)
             .map_err(|e| SyntaxError(format!("invalid YAML: {}", one_line(&e.to_string()))))?;
         let (value, tree) = root.into_value();
-        Ok(Self { value, lines: Lines(tree) })
+        Ok(Self::written(value, Lines(tree), stem))
+    }
+
+    /// The document whose content as written is `value`, translated into a
+    /// Plexus document when it is in another system's format.
+    fn written(value: Value, lines: Lines, fallback_id: Option<&str>) -> Self {
+        let dialect = Dialect::detect(&value);
+        if dialect == Dialect::Plexus {
+            return Self { value, dialect, lines, origin: Vec::new(), found: Vec::new() };
+        }
+        let t = translate(dialect, &value, fallback_id);
+        Self { value: t.value, dialect, lines, origin: t.origin, found: t.problems }
+    }
+
+    /// `path` (in [`Self::value`]) as it is in the document as written.
+    pub(crate) fn written_path(&self, path: &DocPath) -> DocPath {
+        if self.origin.is_empty() { path.clone() } else { original(&self.origin, path) }
     }
 
     /// The line of `path`, or of its nearest ancestor that has one.

@@ -1319,3 +1319,174 @@ fn a_step_may_only_call_a_plugin_declaring_workflow_step() {
     let refused = validate_for(&doc, Some(&host), plexus_sdk::capability::SCHEDULED_TASK).unwrap_err();
     assert!(refused[0].message.contains("`scheduled-task`"), "{refused:?}");
 }
+
+// Other systems' formats (`dialect`).
+
+/// A host whose operator maps Codomyrmex modules and factories onto `test.ops`.
+fn aliased_host() -> Arc<Host> {
+    Arc::new(
+        HostBuilder::new()
+            .no_cache()
+            .in_process::<TestOps>(json!({}))
+            .alias("analysis", "test.ops")
+            .alias("research", "test.ops")
+            .alias("media", "test.ops")
+            .build()
+            .unwrap(),
+    )
+}
+
+async fn run_on(host: Arc<Host>, wf: ValidWorkflow) -> ExecutionStatus {
+    let orch = Orchestrator::new(host);
+    let id = wf.workflow.id.clone();
+    orch.register(wf).unwrap();
+    let exec = orch.execute(&id, Map::new()).unwrap();
+    orch.wait(&exec).await.unwrap()
+}
+
+const CODOMYRMEX: &str = r#"
+workflow:
+  manager:
+    enable_performance_monitoring: true
+    max_parallel_tasks: 4
+  sample_workflow:
+    name: "analysis_and_reporting"
+    steps:
+      - name: "data_collection"
+        module: "analysis"
+        action: "echo"
+        parameters:
+          data: {"Python": 85, "JavaScript": 75}
+        dependencies: []
+dag:
+  name: sample_analysis_workflow
+  tasks:
+    - { name: task1, module: analysis, action: record, parameters: { tag: t1 } }
+    - { name: task2, module: analysis, action: record, parameters: { tag: t2 }, dependencies: [task1] }
+    - { name: task3, module: test.ops, action: record, parameters: { tag: t3 }, dependencies: [task1] }
+    - { name: task4, module: analysis, action: record, parameters: { tag: t4 }, dependencies: [task2, task3] }
+  execution:
+    max_parallel: 2
+resources:
+  cpu_limit: 4
+  memory_limit_gb: 8
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codomyrmex_config_runs_its_dag_through_module_aliases_with_its_documented_defaults() {
+    let host = aliased_host();
+    let wf = parse(&host, "config.yaml", CODOMYRMEX).unwrap_or_else(|p| panic!("{p:#?}"));
+    let w = &wf.workflow;
+    assert_eq!(wf.dag.stages().len(), 3);
+    let stages: Vec<Vec<&str>> =
+        wf.dag.stages().iter().map(|s| s.iter().map(|&i| w.steps[i].id.as_str()).collect()).collect();
+    assert_eq!(stages, [vec!["task1"], vec!["task2", "task3"], vec!["task4"]]);
+    assert_eq!((w.id.as_str(), w.mode, w.max_parallel), ("sample_analysis_workflow", ExecutionMode::Parallel, Some(2)));
+    // dag.execution's defaults: timeout_seconds 300, retry_failed with 2 retries of any failure.
+    assert_eq!(w.timeout, Some(Duration::from_secs(300)));
+    assert_eq!((w.steps[0].retry.max_attempts, w.steps[0].retry.retry_on), (3, RetryOn::Any));
+    assert!(w.steps.iter().all(|s| s.action.plugin_id == "test.ops"), "aliases resolved");
+    assert_eq!(w.metadata["resources"], json!({"cpu_limit": 4, "memory_limit_gb": 8}));
+    let status = run_on(host, wf).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    let t4 = status.step("task4").unwrap().output.clone().unwrap();
+    assert_eq!(t4["upstream"], json!(["task2", "task3"]));
+
+    // Without a dag, the sample workflow is the workflow, at the manager's parallelism.
+    let sample = CODOMYRMEX.split("dag:").next().unwrap();
+    let wf = parse(&aliased_host(), "config.yaml", sample).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!((wf.workflow.id.as_str(), wf.workflow.max_parallel), ("analysis_and_reporting", Some(4)));
+    assert_eq!((wf.workflow.timeout, wf.workflow.steps[0].retry.max_attempts), (None, 1));
+    assert_eq!(wf.workflow.steps[0].action.parameters, json!({"data": {"Python": 85, "JavaScript": 75}}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codomyrmex_retries_try_any_failure_again_unless_turned_off() {
+    let config = |execution: &str| {
+        format!(
+            "dag:\n  tasks:\n    - {{ name: boom, module: analysis, action: fail, parameters: {{ retryable: false }} }}\n  execution: {execution}\n"
+        )
+    };
+    let host = aliased_host();
+    let status = run_on(host.clone(), parse(&host, "c.yaml", &config("{ retry_attempts: 1 }")).unwrap()).await;
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    assert_eq!(status.step("boom").unwrap().attempts, 2, "{status:#?}");
+    let status = run_on(host.clone(), parse(&host, "c.yaml", &config("{ retry_failed: false }")).unwrap()).await;
+    assert_eq!(status.step("boom").unwrap().attempts, 1);
+}
+
+#[test]
+fn codomyrmex_problems_name_the_config_s_own_paths_and_lines() {
+    let text = "dag:\n  tasks:\n    - name: a\n      module: nowhere\n      action: echo\n    - name: b\n      action: echo\n      colour: red\n  execution:\n    timeout_seconds: soon\nextra: 1\n";
+    let problems: Vec<String> =
+        parse(&aliased_host(), "c.yaml", text).unwrap_err().iter().map(ToString::to_string).collect();
+    let has = |needle: &str| problems.iter().any(|p| p.contains(needle));
+    assert!(has("line 11: extra: unknown field `extra` (known: workflow, dag, resources)"), "{problems:#?}");
+    assert!(has("line 6: step `b`: dag.tasks[1]: missing `module`"), "{problems:#?}");
+    assert!(has("line 8: step `b`: dag.tasks[1].colour: unknown field `colour`"), "{problems:#?}");
+    assert!(has("line 10: dag.execution.timeout_seconds: expected seconds"), "{problems:#?}");
+    assert!(has("line 4: step `a`: dag.tasks[0].module: unknown plugin `nowhere`"), "{problems:#?}");
+    assert!(problems.iter().all(|p| !p.contains("plugin_id")), "{problems:#?}");
+}
+
+const FACTORIES: &str = r#"
+steps:
+  - factory: research
+    action: echo
+    params: { symbol: BTC, trend: up }
+  - factory: media
+    action: echo
+    params: { type: image, prompt: "${{ context.symbol }} trend", seen: "${{ steps.echo.output.trend }}" }
+factories: [research, media]
+parallel: false
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factories_workflow_runs_its_steps_in_order_with_context_passing() {
+    let host = aliased_host();
+    let wf = parse(&host, "content_pipeline.yaml", FACTORIES).unwrap_or_else(|p| panic!("{p:#?}"));
+    let w = &wf.workflow;
+    assert_eq!((w.id.as_str(), w.mode), ("content_pipeline", ExecutionMode::Pipeline), "the file's name is its id");
+    assert_eq!(w.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["echo", "echo-2"]);
+    assert_eq!(w.steps[1].dependencies, ["echo"]);
+    let status = run_on(host.clone(), wf).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    let out = status.step("echo-2").unwrap().output.clone().unwrap();
+    assert_eq!(out, json!({"type": "image", "prompt": "BTC trend", "seen": "up"}));
+
+    // parallel: true runs them at once; a top-level `params` reaches every step, winning.
+    let parallel = FACTORIES.replace("parallel: false", "parallel: true\nname: wide\nparams: { symbol: ETH }");
+    let wf = parse(&host, "x.yaml", &parallel.replace("${{ steps.echo.output.trend }}", "fixed"))
+        .unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!((wf.workflow.id.as_str(), wf.workflow.mode), ("wide", ExecutionMode::Parallel));
+    assert!(wf.workflow.steps.iter().all(|s| s.dependencies.is_empty()));
+    assert_eq!(wf.workflow.steps[0].action.parameters, json!({"symbol": "ETH", "trend": "up"}));
+}
+
+#[test]
+fn factories_problems_name_the_step_and_its_own_keys() {
+    let text = "steps:\n  - factory: research\n    action: echo\n  - factory: video\n    action: echo\n  - action: echo\nfactories: [research]\n";
+    let problems: Vec<String> =
+        parse(&aliased_host(), "<inline>.yaml", text).unwrap_err().iter().map(ToString::to_string).collect();
+    let has = |needle: &str| problems.iter().any(|p| p.contains(needle));
+    assert!(has("missing `name`: the workflow's id"), "{problems:#?}");
+    assert!(
+        has("line 4: step `echo-2`: steps[1].factory: factory `video` is not in `factories` (research)"),
+        "{problems:#?}"
+    );
+    assert!(has("line 4: step `echo-2`: steps[1].factory: unknown plugin `video`"), "{problems:#?}");
+    assert!(has("line 6: step `echo-3`: steps[2]: missing `factory`"), "{problems:#?}");
+}
+
+#[test]
+fn the_dialect_is_detected_and_plexus_documents_are_untouched() {
+    let doc = |text: &str| Document::parse(Path::new("w.yaml"), text).unwrap();
+    assert_eq!(doc(CODOMYRMEX).dialect, dialect::Dialect::Codomyrmex);
+    assert_eq!(doc(FACTORIES).dialect, dialect::Dialect::Factories);
+    let plexus = "id: w\nsteps:\n  - { id: a, plugin_id: p, operation: o }\n";
+    assert_eq!(doc(plexus).dialect, dialect::Dialect::Plexus);
+    assert_eq!(
+        doc(plexus).value,
+        serde_json::from_str::<Value>(r#"{"id":"w","steps":[{"id":"a","plugin_id":"p","operation":"o"}]}"#).unwrap()
+    );
+}

@@ -83,8 +83,11 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
 /// Every problem found, as [`validate`].
 pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Result<ValidWorkflow, Vec<Problem>> {
     let mut p = Problems::new(doc);
-    let workflow = definition::read(doc, &mut p);
+    let mut workflow = definition::read(doc, &mut p);
     let doc_paths = step_doc_paths(doc, workflow.steps.len());
+    if let Some(host) = host {
+        resolve_aliases(&mut workflow, &doc_paths, host, &mut p);
+    }
     let path_of_index = |i: usize| doc_paths.get(i).cloned().unwrap_or_default();
     let mut step_paths: HashMap<&str, &DocPath> = HashMap::new();
     for (step, path) in workflow.steps.iter().zip(&doc_paths) {
@@ -288,6 +291,43 @@ fn check_action(
     template.ok()
 }
 
+/// Replace every plugin name that is an alias ([`Host::resolve`]) by the
+/// plugin's id, in steps, compensations and rollback steps; an alias that
+/// several plugins declare is a problem naming them.
+fn resolve_aliases(workflow: &mut Workflow, doc_paths: &[DocPath], host: &Host, p: &mut Problems) {
+    let mut resolve = |action: &mut Action, step: &str, path: DocPath| match host.resolve(&action.plugin_id) {
+        plexus_host::Resolved::Plugin(id) => {
+            if id != action.plugin_id {
+                action.plugin_id = id.to_owned();
+            }
+        }
+        plexus_host::Resolved::Unknown => {}
+        plexus_host::Resolved::Ambiguous(ids) => {
+            p.add(
+                Some(step),
+                &path.key("plugin_id"),
+                format!(
+                    "`{}` is an alias of several plugins ({}): name one by its id",
+                    action.plugin_id,
+                    ids.join(", ")
+                ),
+            );
+            // Reported: no plugin to check it against (an empty id is not checked again).
+            action.plugin_id.clear();
+        }
+    };
+    for (i, step) in workflow.steps.iter_mut().enumerate() {
+        let path = doc_paths.get(i).cloned().unwrap_or_default();
+        resolve(&mut step.action, &step.id, path.clone());
+        if let Some(c) = &mut step.compensate {
+            resolve(c, &step.id, path.key("compensate"));
+        }
+    }
+    for (id, action) in &mut workflow.rollback {
+        resolve(action, id, DocPath::default().key("rollback_steps").key(id));
+    }
+}
+
 /// With a host: the plugin and operation exist, the plugin declares the
 /// capability, and literal parameters fit the operation's declared schema.
 fn check_plugin(
@@ -320,7 +360,8 @@ fn check_plugin(
             .find(|e| e.plugin.as_deref() == Some(action.plugin_id.as_str()))
             .map(|e| format!(" (it did not load: {})", e.kind))
             .unwrap_or_else(|| {
-                format!(" (loaded: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
+                let loaded = if known.is_empty() { "none".into() } else { known.join(", ") };
+                format!(" (neither a loaded plugin nor an alias; loaded: {loaded})")
             });
         p.add(step, &path.key("plugin_id"), format!("unknown plugin `{}`{why}", action.plugin_id));
         return;
