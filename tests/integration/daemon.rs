@@ -11,6 +11,7 @@ use plexus_client::{
     Started, Transition, Validation, WorkflowList, WorkflowVersion,
 };
 use plexus_client::{Cleared, StartExecution, Transaction, TransactionState, WorkflowHistory};
+use plexus_client::{TemplateDetail, TemplateList, TemplateSummary};
 use plexus_daemon::openapi;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -269,9 +270,37 @@ fn every_route_needs_the_token_and_answers_with_codes() {
         ErrorCode::AlreadyExists
     );
     assert_eq!(d.call("GET", "/v1/transactions/none", None).0, 404);
+    // Templates: register (its inputs are its parameters), list, show, create workflows, delete.
+    let template = "id: greeting\ninputs:\n  n: { type: integer, default: 1 }\nsteps:\n  - { id: one, plugin_id: plexus.echo.native, method_name: echo, parameters: { n: \"${{ inputs.n }}\" } }\n";
+    let summary: TemplateSummary =
+        typed(call("POST", "/v1/templates", "/v1/templates", Some(json!({"source": template})), 201));
+    assert_eq!((summary.id.as_str(), summary.parameters.as_slice()), ("greeting", ["n".to_owned()].as_slice()));
+    let templates: TemplateList = typed(call("GET", "/v1/templates", "/v1/templates", None, 200));
+    assert_eq!(templates.templates, std::slice::from_ref(&summary));
+    let detail: TemplateDetail = typed(call("GET", "/v1/templates/{id}", "/v1/templates/greeting", None, 200));
+    assert_eq!(detail.source, template);
+    assert_eq!(d.call("GET", "/v1/workflows/greeting", None).0, 404, "a template is not a workflow");
+    let made: Registered = typed(call(
+        "POST",
+        "/v1/templates/{id}/workflows",
+        "/v1/templates/greeting/workflows",
+        Some(json!({"params": {"n": 7}, "overrides": {"description": "seven"}})),
+        201,
+    ));
+    assert_eq!((made.id.as_str(), made.version), ("greeting-1", 1));
+    let run = d.start_execution("greeting-1");
+    assert_eq!(d.wait_for(&run, Duration::from_secs(20)).status.step("one").unwrap().output, Some(json!({"n": 7})));
+    let (status, body) = d.call("POST", "/v1/templates/greeting/workflows", Some(json!({"id": "greeting-1"})));
+    assert_eq!((status, code(body)), (409, ErrorCode::AlreadyExists));
+    let (status, body) = d.call("POST", "/v1/templates/greeting/workflows", Some(json!({"params": {"n": "x"}})));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["details"].to_string().contains("inputs.n.default"), "{body}");
+    call("DELETE", "/v1/templates/{id}", "/v1/templates/greeting", None, 204);
+    assert_eq!(d.call("GET", "/v1/templates/greeting", None).0, 404);
+    assert_eq!(d.call("GET", "/v1/workflows/greeting-1", None).0, 200, "created workflows stay");
     // Clear every workflow (executions stay); `chain` comes back for the clients below.
     let cleared: Cleared = typed(call("DELETE", "/v1/workflows", "/v1/workflows", None, 200));
-    assert_eq!(cleared.deleted, 1);
+    assert_eq!(cleared.deleted, 2, "chain and greeting-1");
     assert_eq!(d.call("GET", "/v1/workflows/chain", None).0, 404);
     d.register(CHAIN);
 
@@ -314,6 +343,13 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert!(client.workflows().unwrap().workflows.iter().any(|w| w.id == "typed"));
     assert_eq!(client.workflow("typed", Some(1)).unwrap().source, typed_source);
     assert_eq!(client.workflow("typed", None).unwrap().definition.unwrap()["id"], "typed");
+    assert_eq!(client.register_template(typed_source.replace("id: typed", "id: tpl")).unwrap().id, "tpl");
+    assert_eq!(client.templates().unwrap().templates.len(), 1);
+    assert!(client.template("tpl").unwrap().source.contains("id: tpl"));
+    let request = plexus_client::FromTemplate { id: Some("from-tpl".into()), ..Default::default() };
+    assert_eq!(client.create_from_template("tpl", &request).unwrap().id, "from-tpl");
+    client.delete_template("tpl").unwrap();
+    assert_eq!(client.template("tpl").unwrap_err().code(), Some(ErrorCode::NotFound));
     // QtForge's free-form initial_data: undeclared keys are accepted (into the context).
     let mut inputs = serde_json::Map::new();
     inputs.insert("unused".into(), json!(1));
@@ -354,7 +390,7 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     client.delete_workflow("typed").unwrap();
     assert_eq!(client.workflow("typed", None).unwrap_err().code(), Some(ErrorCode::NotFound));
     client.register_workflow(typed_source.clone()).unwrap();
-    assert_eq!(client.clear_workflows().unwrap().deleted, 2);
+    assert_eq!(client.clear_workflows().unwrap().deleted, 3, "chain, typed and from-tpl");
     d.register(CHAIN);
 
     // The CLI client against the same daemon.
@@ -400,6 +436,22 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!((rolled.state, rolled.executions.len()), (TransactionState::RolledBack, 1));
     let out = d.cli(&["transaction", "show", "t3"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("rolled_back"));
+    // Templates from the command line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, CHAIN.replace("id: chain", "id: chain-template")).unwrap();
+    let out = d.cli(&["template", "register", file.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("template chain-template registered"), "{out:?}");
+    let out = d.cli(&["template", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("chain-template"), "{out:?}");
+    let out = d.cli(&["template", "create", "chain-template", "--overrides", r#"{"name": "Made"}"#, "--json"]);
+    let made: Registered = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made.id, "chain-template-1");
+    assert_eq!(d.client().workflow("chain-template-1", None).unwrap().definition.unwrap()["name"], "Made");
+    let out = d.cli(&["template", "create", "chain-template", "--overrides", "[1]"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overrides: expected a mapping"), "{out:?}");
+    assert!(d.cli(&["template", "rm", "chain-template"]).status.success());
     let out = d.cli(&[
         "schedule",
         "add",

@@ -158,6 +158,9 @@ enum Command {
     /// `plexus exec start --transaction ID`).
     #[command(subcommand)]
     Transaction(remote::TransactionCommand),
+    /// Register workflow templates on the daemon and create workflows from them.
+    #[command(subcommand)]
+    Template(remote::TemplateCommand),
 }
 
 fn main() -> ExitCode {
@@ -190,6 +193,7 @@ fn main() -> ExitCode {
         Command::Exec(cmd) => remote::exec(&cli.global, cmd),
         Command::Schedule(cmd) => remote::schedule(&cli.global, cmd),
         Command::Transaction(cmd) => remote::transaction(&cli.global, cmd),
+        Command::Template(cmd) => remote::template(&cli.global, cmd),
     };
     // From here on the process ends by our own choice, even if an abandoned native call still runs.
     plexus_host::process::host_exits();

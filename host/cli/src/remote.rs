@@ -692,3 +692,105 @@ pub fn transaction(global: &Global, command: TransactionCommand) -> anyhow::Resu
     }
     Ok(code)
 }
+
+// ----- templates -----
+
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// Register a workflow file as a template (replacing one with its id); its declared inputs are
+    /// its parameters.
+    Register {
+        /// Workflow file (any format Plexus reads).
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the templates with their parameters.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a template's definition.
+    Show {
+        /// Template id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a template (workflows created from it stay).
+    Rm {
+        /// Template id.
+        id: String,
+    },
+    /// Create and register a workflow from a template.
+    Create {
+        /// Template id.
+        template: String,
+        /// The new workflow's id (default: <template>-<n>).
+        #[arg(long)]
+        id: Option<String>,
+        /// A parameter (repeatable; the value is JSON, else text): an input's new default, or a
+        /// parameter added to every step.
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// A JSON merge patch over the definition (inline JSON or @file), e.g. '{"max_parallel": 2}'.
+        #[arg(long, value_name = "JSON")]
+        overrides: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn template(global: &Global, command: TemplateCommand) -> anyhow::Result<ExitCode> {
+    let client = from_global(global)?;
+    match command {
+        TemplateCommand::Register { file, json } => {
+            let source = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let out = client.register_template(source)?;
+            if json {
+                return print_json(&out);
+            }
+            outln!("template {} registered (parameters: {})", out.id, or_dash(Some(&out.parameters.join(", "))));
+        }
+        TemplateCommand::List { json } => {
+            let out = client.templates()?;
+            if json {
+                return print_json(&out);
+            }
+            let rows = out
+                .templates
+                .iter()
+                .map(|t| vec![t.id.clone(), t.name.clone(), or_dash(Some(&t.parameters.join(", ")))])
+                .collect();
+            table(&["TEMPLATE", "NAME", "PARAMETERS"], rows);
+        }
+        TemplateCommand::Show { id, json } => {
+            let out = client.template(&id)?;
+            if json {
+                return print_json(&out);
+            }
+            out!("{}", out.source);
+        }
+        TemplateCommand::Rm { id } => {
+            client.delete_template(&id)?;
+            outln!("template {id} deleted");
+        }
+        TemplateCommand::Create { template, id, params, overrides, json } => {
+            let request = plexus_client::FromTemplate {
+                id,
+                params: parse_pairs(&params, "--param")?,
+                overrides: overrides.map(|o| json_arg(&o, "--overrides")).transpose()?.unwrap_or(Value::Null),
+            };
+            let out = client.create_from_template(&template, &request)?;
+            if json {
+                return print_json(&out);
+            }
+            outln!("workflow {} version {} created from template {template}", out.id, out.version);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -9,6 +9,7 @@ use crate::{
     WorkflowVersion, path,
 };
 use crate::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
+use crate::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -201,6 +202,49 @@ impl Client {
     /// version no longer validates against the loaded plugins.
     pub fn rollback_workflow(&self, id: &str, version: u32) -> Result<Registered, ClientError> {
         self.call("POST", &path(&["v1", "workflows", id, "rollback"], &[]), Some(&WorkflowRollback { version }))
+    }
+
+    /// `POST /v1/templates`: register `source` as a template (replacing one
+    /// with the same id).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `InvalidConfiguration` with every problem in `details`.
+    pub fn register_template(&self, source: impl Into<String>) -> Result<TemplateSummary, ClientError> {
+        self.call("POST", "/v1/templates", Some(&WorkflowSource { source: source.into() }))
+    }
+
+    /// `GET /v1/templates`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn templates(&self) -> Result<TemplateList, ClientError> {
+        self.call("GET", "/v1/templates", NONE)
+    }
+
+    /// `GET /v1/templates/{id}`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn template(&self, id: &str) -> Result<TemplateDetail, ClientError> {
+        self.call("GET", &path(&["v1", "templates", id], &[]), NONE)
+    }
+
+    /// `DELETE /v1/templates/{id}` (workflows created from it stay).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn delete_template(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty("DELETE", &path(&["v1", "templates", id], &[]))
+    }
+
+    /// `POST /v1/templates/{id}/workflows`: create and register a workflow
+    /// from template `id` (the project orchestrator's `create_from_template`).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`; `InvalidConfiguration` for bad
+    /// params or overrides, or a created definition that does not validate.
+    pub fn create_from_template(&self, id: &str, request: &FromTemplate) -> Result<Registered, ClientError> {
+        self.call("POST", &path(&["v1", "templates", id, "workflows"], &[]), Some(request))
     }
 
     /// `DELETE /v1/workflows`: delete every workflow; returns how many.

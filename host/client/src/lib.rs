@@ -33,6 +33,7 @@ mod http;
 mod plugins;
 mod schedules;
 pub mod status;
+mod templates;
 mod transactions;
 mod workflows;
 
@@ -42,6 +43,7 @@ pub use executions::*;
 pub use http::{Client, ClientError};
 pub use plugins::*;
 pub use schedules::*;
+pub use templates::*;
 pub use transactions::*;
 pub use workflows::*;
 

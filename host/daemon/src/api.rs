@@ -29,6 +29,7 @@ use plexus_client::{
     PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView,
     StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
 };
+use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -125,6 +126,9 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(rollback_workflow))
         .routes(routes!(validate_workflow))
         .routes(routes!(workflow, delete_workflow))
+        .routes(routes!(templates, register_template))
+        .routes(routes!(template, delete_template))
+        .routes(routes!(create_from_template))
         .routes(routes!(executions, start_execution))
         .routes(routes!(execution))
         .routes(routes!(execution_steps))
@@ -380,6 +384,56 @@ async fn clear_workflows(State(s): State<ApiState>) -> ApiResult<Json<Cleared>> 
 async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.daemon.delete_workflow(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- templates -----
+
+/// Register a workflow definition as a template (replacing one with its id).
+#[utoipa::path(post, path = "/v1/templates", tag = "templates", request_body = WorkflowSource,
+    responses((status = 201, description = "Registered (validated against the loaded plugins)", body = TemplateSummary)))]
+async fn register_template(State(s): State<ApiState>, Body(body): Body<WorkflowSource>) -> ApiResult<Response> {
+    let template = s.daemon.register_template(&body.source).await?;
+    Ok((StatusCode::CREATED, Json(template)).into_response())
+}
+
+/// Every template, with its parameters.
+#[utoipa::path(get, path = "/v1/templates", tag = "templates",
+    responses((status = 200, description = "Every template, by id", body = TemplateList)))]
+async fn templates(State(s): State<ApiState>) -> ApiResult<Json<TemplateList>> {
+    Ok(Json(TemplateList { templates: s.daemon.templates().await? }))
+}
+
+/// A template with its text.
+#[utoipa::path(get, path = "/v1/templates/{id}", tag = "templates",
+    params(("id" = String, Path, description = "Template id")),
+    responses((status = 200, description = "The template and its definition's text", body = TemplateDetail)))]
+async fn template(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<TemplateDetail>> {
+    Ok(Json(s.daemon.template(&id).await?))
+}
+
+/// Delete a template (workflows created from it stay).
+#[utoipa::path(delete, path = "/v1/templates/{id}", tag = "templates",
+    params(("id" = String, Path, description = "Template id")),
+    responses((status = 204, description = "Deleted (workflows created from it stay)")))]
+async fn delete_template(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.daemon.delete_template(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create and register a workflow from a template (the project
+/// orchestrator's create_from_template): params set the template's inputs'
+/// defaults (other names reach every step's parameters); overrides is a JSON
+/// merge patch over its definition.
+#[utoipa::path(post, path = "/v1/templates/{id}/workflows", tag = "templates",
+    params(("id" = String, Path, description = "Template id")), request_body = FromTemplate,
+    responses((status = 201, description = "The workflow created and registered", body = Registered)))]
+async fn create_from_template(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Body(body): Body<FromTemplate>,
+) -> ApiResult<Response> {
+    let registered = s.daemon.create_from_template(&id, &body).await?;
+    Ok((StatusCode::CREATED, Json(registered)).into_response())
 }
 
 // ----- transactions -----

@@ -357,6 +357,15 @@ mod tests {
     }
 
     #[test]
+    fn aliases_map_names_to_plugins_and_bad_names_are_refused() {
+        let raw: RawConfig = toml::from_str("[aliases]\ndata_io = \"plexus.csv\"\n").unwrap();
+        assert_eq!(raw.resolve().unwrap().aliases["data_io"], "plexus.csv");
+        let raw: RawConfig = toml::from_str("[aliases]\n\"no spaces\" = \"plexus.csv\"\n").unwrap();
+        let err = raw.resolve().unwrap_err().to_string();
+        assert!(err.contains("[aliases]: `no spaces`"), "{err}");
+    }
+
+    #[test]
     fn durations_past_their_ceiling_name_the_key() {
         let retention = |text: &str| toml::from_str::<RawConfig>(text).unwrap().resolve().map(|c| c.retention);
         assert_eq!(retention("").unwrap(), Some(DEFAULT_RETENTION));

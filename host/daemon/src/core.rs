@@ -115,6 +115,30 @@ fn parse_for(source: &str, host: Option<&Host>, capability: &str) -> DaemonResul
     })
 }
 
+/// What a template is: its definition's name and inputs (read without the
+/// plugins: a template's summary does not depend on them).
+fn template_detail(row: &crate::store::TemplateRow) -> plexus_client::TemplateDetail {
+    let summary = match parse_workflow(&row.source) {
+        Ok(valid) => template_summary(&valid.workflow, row.updated_at_ms),
+        Err(_) => plexus_client::TemplateSummary {
+            id: row.id.clone(),
+            name: row.id.clone(),
+            parameters: Vec::new(),
+            updated_at_ms: row.updated_at_ms,
+        },
+    };
+    plexus_client::TemplateDetail { summary, source: row.source.clone() }
+}
+
+fn template_summary(workflow: &plexus_workflow::Workflow, updated_at_ms: u64) -> plexus_client::TemplateSummary {
+    plexus_client::TemplateSummary {
+        id: workflow.id.clone(),
+        name: workflow.name.clone(),
+        parameters: workflow.inputs.keys().cloned().collect(),
+        updated_at_ms,
+    }
+}
+
 impl Daemon {
     /// A daemon over `store` and `host`; executions run on `runtime`, at most
     /// `workers` at once, timed by `clock`.
@@ -390,6 +414,87 @@ impl Daemon {
         } else {
             Err(DaemonError::not_found(format!("workflow `{id}`")))
         }
+    }
+
+    // ----- templates -----
+
+    /// Validate workflow text against the loaded plugins and store it as a
+    /// template (the project orchestrator's `register_template`), replacing
+    /// one with the same id. See [`plexus_workflow::template`].
+    ///
+    /// # Errors
+    /// An invalid definition as [`Self::register_workflow`]; store failures.
+    pub async fn register_template(&self, source: &str) -> DaemonResult<plexus_client::TemplateSummary> {
+        self.check_accepting()?;
+        let valid = parse_against(source, Some(&self.host()))?;
+        let updated_at_ms = self.0.store.put_template(&valid.workflow.id, source).await?;
+        tracing::info!(template = %valid.workflow.id, "template registered");
+        Ok(template_summary(&valid.workflow, updated_at_ms))
+    }
+
+    /// Every template, by id.
+    pub async fn templates(&self) -> DaemonResult<Vec<plexus_client::TemplateSummary>> {
+        let rows = self.0.store.templates().await?;
+        Ok(rows.iter().map(|row| template_detail(row).summary).collect())
+    }
+
+    /// Template `id` with its text.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound).
+    pub async fn template(&self, id: &str) -> DaemonResult<plexus_client::TemplateDetail> {
+        let row = self.0.store.template(id).await?;
+        row.map(|row| template_detail(&row)).ok_or_else(|| DaemonError::not_found(format!("template `{id}`")))
+    }
+
+    /// Delete template `id`; workflows created from it stay.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound).
+    pub async fn delete_template(&self, id: &str) -> DaemonResult<()> {
+        if self.0.store.delete_template(id).await? {
+            Ok(())
+        } else {
+            Err(DaemonError::not_found(format!("template `{id}`")))
+        }
+    }
+
+    /// Create a workflow from template `id` and register it (the project
+    /// orchestrator's `create_from_template`; see [`plexus_workflow::template`]).
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound) for an unknown
+    /// template; [`ErrorCode::AlreadyExists`](crate::ErrorCode::AlreadyExists)
+    /// when the asked id is a workflow already;
+    /// [`ErrorCode::InvalidConfiguration`](crate::ErrorCode::InvalidConfiguration)
+    /// for bad params or overrides, or a created definition that does not
+    /// validate (every problem in `details`).
+    pub async fn create_from_template(
+        &self,
+        id: &str,
+        request: &plexus_client::FromTemplate,
+    ) -> DaemonResult<Registered> {
+        let row = self.0.store.template(id).await?.ok_or_else(|| DaemonError::not_found(format!("template `{id}`")))?;
+        let template = parse_workflow(&row.source)?.workflow;
+        let taken: std::collections::HashSet<String> =
+            self.0.store.workflows().await?.into_iter().map(|w| w.id).collect();
+        let new_id = match &request.id {
+            Some(new_id) if taken.contains(new_id) => {
+                return Err(DaemonError::new(
+                    crate::ErrorCode::AlreadyExists,
+                    format!("workflow `{new_id}` exists: choose another id (or delete it first)"),
+                ));
+            }
+            Some(new_id) => new_id.clone(),
+            None => plexus_workflow::template::next_id(id, |candidate| taken.contains(candidate)),
+        };
+        let doc = plexus_workflow::template::instantiate(&template, &new_id, request)
+            .map_err(|e| DaemonError::invalid(e.to_string()))?;
+        let source = serde_json::to_string_pretty(&doc)
+            .map_err(|e| DaemonError::new(crate::ErrorCode::Internal, e.to_string()))?;
+        let registered = self.register_workflow(&source).await?;
+        tracing::info!(template = %id, workflow = %registered.id, "workflow created from a template");
+        Ok(registered)
     }
 
     /// The current version of workflow `id`.

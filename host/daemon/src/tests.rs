@@ -981,3 +981,39 @@ async fn only_a_plugin_declaring_scheduled_task_can_be_scheduled() {
     schedules.create(spec(json!({"id": "yes", "when": "every 1h", "workflow": "wrap"}))).await.unwrap();
     schedules.create(spec(json!({"id": "op", "when": "every 1h", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "cap"}}))).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_are_durable_and_workflows_are_created_from_them() {
+    let f = fixture(Arc::new(SystemClock));
+    let template = "id: tpl\ninputs:\n  tag: { type: string, default: x }\nsteps:\n  - {id: a, plugin_id: dtest.ops, method_name: tick, parameters: {tag: \"${{ inputs.tag }}\", ms: 1}}\n";
+    let summary = f.daemon.register_template(template).await.unwrap();
+    assert_eq!((summary.id.as_str(), summary.parameters.clone()), ("tpl", vec!["tag".to_owned()]));
+    let bad = f.daemon.register_template("id: t2\nsteps:\n  - {id: a, plugin_id: no.such, method_name: x}\n").await;
+    assert_eq!(bad.unwrap_err().code, crate::ErrorCode::InvalidConfiguration);
+    // A restart on the same database keeps it.
+    let daemon = Daemon::new(
+        Arc::new(f.store.clone()),
+        HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap(),
+        Arc::new(SystemClock),
+        tokio::runtime::Handle::current(),
+        4,
+        Metrics::default(),
+    );
+    assert_eq!(daemon.templates().await.unwrap(), [summary]);
+    assert_eq!(daemon.template("tpl").await.unwrap().source, template);
+    let request = plexus_client::FromTemplate {
+        params: Map::from_iter([("tag".into(), json!("from-template"))]),
+        ..Default::default()
+    };
+    let made = daemon.create_from_template("tpl", &request).await.unwrap();
+    assert_eq!((made.id.as_str(), made.version), ("tpl-1", 1));
+    let next = daemon.create_from_template("tpl", &request).await.unwrap();
+    assert_eq!(next.id, "tpl-2");
+    let started = daemon.start("tpl-1", Map::new(), crate::Origin::default()).await.unwrap();
+    let done = wait_done(&daemon, started.id()).await;
+    assert_eq!(done.step("a").unwrap().output, Some(json!({"tag": "from-template"})));
+    daemon.delete_template("tpl").await.unwrap();
+    assert_eq!(daemon.template("tpl").await.unwrap_err().code, crate::ErrorCode::NotFound);
+    assert_eq!(daemon.create_from_template("tpl", &request).await.unwrap_err().code, crate::ErrorCode::NotFound);
+    assert!(daemon.workflow("tpl-1", None).await.is_ok(), "created workflows stay");
+}

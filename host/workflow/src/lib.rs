@@ -40,6 +40,7 @@ mod raw;
 mod scheduler;
 pub mod source;
 pub mod status;
+pub mod template;
 pub mod transaction;
 pub mod validate;
 

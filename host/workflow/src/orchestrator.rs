@@ -40,6 +40,7 @@ pub struct Orchestrator {
     workflows: Arc<RwLock<BTreeMap<String, Arc<Prepared>>>>,
     executions: Arc<RwLock<BTreeMap<String, Member>>>,
     transactions: Arc<RwLock<BTreeMap<String, Transaction>>>,
+    templates: Arc<RwLock<BTreeMap<String, Workflow>>>,
 }
 
 impl Orchestrator {
@@ -60,6 +61,7 @@ impl Orchestrator {
             workflows: Arc::default(),
             executions: Arc::default(),
             transactions: Arc::default(),
+            templates: Arc::default(),
         }
     }
 
@@ -102,6 +104,63 @@ impl Orchestrator {
     /// [`Workflow::to_json`] writes it as a document).
     pub fn get(&self, id: &str) -> Option<Workflow> {
         self.workflows.read().unwrap_or_else(PoisonError::into_inner).get(id).map(|p| p.workflow.clone())
+    }
+
+    /// Register a validated workflow as a template (the project
+    /// orchestrator's `register_template`), replacing one with the same id.
+    /// Templates are not run; [`Self::create_from_template`] makes
+    /// workflows of them (see [`crate::template`]).
+    pub fn register_template(&self, template: ValidWorkflow) {
+        let workflow = template.workflow;
+        self.templates.write().unwrap_or_else(PoisonError::into_inner).insert(workflow.id.clone(), workflow);
+    }
+
+    /// Remove template `id`; workflows created from it stay.
+    ///
+    /// # Errors
+    /// [`OrchestratorError::NotFound`].
+    pub fn unregister_template(&self, id: &str) -> Result<(), OrchestratorError> {
+        let mut map = self.templates.write().unwrap_or_else(PoisonError::into_inner);
+        map.remove(id).map(|_| ()).ok_or_else(|| OrchestratorError::NotFound(format!("template `{id}`")))
+    }
+
+    /// Ids of the templates.
+    pub fn templates(&self) -> Vec<String> {
+        self.templates.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    /// The definition of template `id`.
+    pub fn template(&self, id: &str) -> Option<Workflow> {
+        self.templates.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+
+    /// Create a workflow from template `template_id` and register it (the
+    /// project orchestrator's `create_from_template`); returns its id.
+    ///
+    /// # Errors
+    /// [`OrchestratorError::NotFound`] for an unknown template;
+    /// [`OrchestratorError::InvalidConfiguration`] for bad params or
+    /// overrides, or a created definition that does not validate (every
+    /// problem in the message); [`OrchestratorError::AlreadyExists`] when
+    /// the asked id is taken.
+    pub fn create_from_template(
+        &self,
+        template_id: &str,
+        request: &crate::template::FromTemplate,
+    ) -> Result<String, OrchestratorError> {
+        let template = self
+            .template(template_id)
+            .ok_or_else(|| OrchestratorError::NotFound(format!("template `{template_id}`")))?;
+        let id = match &request.id {
+            Some(id) => id.clone(),
+            None => crate::template::next_id(template_id, |id| self.has(id)),
+        };
+        let doc = crate::template::instantiate(&template, &id, request)
+            .map_err(|e| OrchestratorError::InvalidConfiguration(e.to_string()))?;
+        let valid = crate::template::validate_created(&doc, template_id, Some(self.engine.host()))
+            .map_err(OrchestratorError::InvalidConfiguration)?;
+        self.register(valid)?;
+        Ok(id)
     }
 
     /// Ids of the registered workflows.

@@ -1490,3 +1490,52 @@ fn the_dialect_is_detected_and_plexus_documents_are_untouched() {
         serde_json::from_str::<Value>(r#"{"id":"w","steps":[{"id":"a","plugin_id":"p","operation":"o"}]}"#).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_are_created_from_templates_with_params_and_overrides() {
+    let host = aliased_host();
+    let orch = Orchestrator::new(host.clone());
+    // The project orchestrator's template, in its own format.
+    let market = "name: market_research_pipeline\nsteps:\n  - {factory: research, action: echo}\n  - {factory: research, action: echo, params: {depth: 2}}\nfactories: [research]\nparallel: false\n";
+    orch.register_template(parse(&host, "t.yaml", market).unwrap());
+    assert_eq!(orch.templates(), ["market_research_pipeline"]);
+    assert!(!orch.has("market_research_pipeline"), "a template is not a workflow");
+    let request =
+        template::FromTemplate { params: Map::from_iter([("symbol".into(), json!("ETH"))]), ..Default::default() };
+    let first = orch.create_from_template("market_research_pipeline", &request).unwrap();
+    let second = orch.create_from_template("market_research_pipeline", &request).unwrap();
+    assert_eq!((first.as_str(), second.as_str()), ("market_research_pipeline-1", "market_research_pipeline-2"));
+    let exec = orch.execute(&first, Map::new()).unwrap();
+    let status = orch.wait(&exec).await.unwrap();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    assert_eq!(status.step("echo").unwrap().output, Some(json!({"symbol": "ETH"})));
+    assert_eq!(status.step("echo-2").unwrap().output, Some(json!({"depth": 2, "symbol": "ETH"})));
+
+    // A Plexus template: params set its inputs' defaults; overrides patch the definition.
+    let report = "id: report\ninputs:\n  limit: { type: integer, default: 10 }\nsteps:\n  - { id: a, plugin_id: test.ops, operation: echo, parameters: { limit: \"${{ inputs.limit }}\" } }\n";
+    orch.register_template(parse(&host, "r.yaml", report).unwrap());
+    let request = template::FromTemplate {
+        id: Some("report-weekly".into()),
+        params: Map::from_iter([("limit".into(), json!(3))]),
+        overrides: json!({"description": "weekly", "max_parallel": 2}),
+    };
+    assert_eq!(orch.create_from_template("report", &request).unwrap(), "report-weekly");
+    let created = orch.get("report-weekly").unwrap();
+    assert_eq!((created.description.as_str(), created.max_parallel), ("weekly", Some(2)));
+    assert_eq!(created.inputs["limit"].default, Some(json!(3)));
+    let status = orch.wait(&orch.execute("report-weekly", Map::new()).unwrap()).await.unwrap();
+    assert_eq!(status.step("a").unwrap().output, Some(json!({"limit": 3})));
+
+    // Refusals name what is wrong.
+    let err = |r: &template::FromTemplate| orch.create_from_template("report", r).unwrap_err().to_string();
+    let typed =
+        template::FromTemplate { params: Map::from_iter([("limit".into(), json!("many"))]), ..Default::default() };
+    assert!(err(&typed).contains("inputs.limit.default"), "{}", err(&typed));
+    let patch = template::FromTemplate { overrides: json!([1]), ..Default::default() };
+    assert!(err(&patch).contains("overrides: expected a mapping"), "{}", err(&patch));
+    let taken = template::FromTemplate { id: Some("report-weekly".into()), ..Default::default() };
+    assert!(matches!(orch.create_from_template("report", &taken), Err(OrchestratorError::AlreadyExists(_))));
+    assert!(matches!(orch.create_from_template("nope", &taken), Err(OrchestratorError::NotFound(_))));
+    orch.unregister_template("report").unwrap();
+    assert!(orch.has("report-weekly"), "created workflows stay");
+}

@@ -14,7 +14,8 @@
 //! execution started or was last snapshotted, over `executions.state`; a key
 //! a completed step's output set refers to that step's record, so an output
 //! is stored once),
-//! `schedules` and `fires` (each schedule's fire history).
+//! `schedules` and `fires` (each schedule's fire history), `transactions`,
+//! `templates`.
 //!
 //! Writes go through one write connection that commits them in groups
 //! (the `writer` module): a write returns once it is committed, and writes arriving
@@ -137,6 +138,7 @@ mod executions;
 mod schedules;
 mod schema;
 mod sqlite;
+mod templates;
 mod transactions;
 mod workflows;
 
@@ -169,6 +171,15 @@ pub trait Store: Send + Sync + 'static {
     fn workflow_versions(&self, id: &str) -> StoreFuture<Vec<WorkflowRow>>;
     /// Mark every workflow deleted; returns how many were live.
     fn delete_all_workflows(&self) -> StoreFuture<usize>;
+
+    /// Store `source` as template `id` (replacing it); returns the time, ms.
+    fn put_template(&self, id: &str, source: &str) -> StoreFuture<u64>;
+    /// Template `id`.
+    fn template(&self, id: &str) -> StoreFuture<Option<TemplateRow>>;
+    /// Every template, by id.
+    fn templates(&self) -> StoreFuture<Vec<TemplateRow>>;
+    /// Delete template `id`; whether it existed.
+    fn delete_template(&self, id: &str) -> StoreFuture<bool>;
 
     /// Record a new execution (status pending) with its steps and initial shared state.
     fn insert_execution(
@@ -285,6 +296,17 @@ pub use plexus_client::{
     Event, ExecutionMeta, ExecutionSummary, Fire, FireOutcome, SourceFormat, WorkflowVersion as WorkflowRow,
 };
 pub use plexus_client::{Transaction, TransactionState};
+
+/// A `templates` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRow {
+    /// Template id.
+    pub id: String,
+    /// The definition's text.
+    pub source: String,
+    /// When it was stored, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
 
 /// A stored execution: its status, shared state and metadata.
 #[derive(Debug, Clone)]

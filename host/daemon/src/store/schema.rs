@@ -105,4 +105,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         ended_at_ms INTEGER,
         compensations TEXT NOT NULL DEFAULT '[]'
     );",
+    // 6: workflow templates (the project orchestrator's register_template).
+    "CREATE TABLE templates (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );",
 ];

@@ -7,7 +7,7 @@
 
 use super::{
     Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Fire, ScheduleRow, SourceFormat, SqliteStore, Store,
-    StoreError, StoreFuture, StoreResult, StoredExecution, Transaction, TransactionState, WorkflowRow,
+    StoreError, StoreFuture, StoreResult, StoredExecution, TemplateRow, Transaction, TransactionState, WorkflowRow,
 };
 use crate::dbfile::FileChanged;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
@@ -58,6 +58,25 @@ impl Store for SqliteStore {
 
     fn delete_all_workflows(&self) -> StoreFuture<usize> {
         self.blocking(SqliteStore::delete_all_workflows)
+    }
+
+    fn put_template(&self, id: &str, source: &str) -> StoreFuture<u64> {
+        let (id, source) = (id.to_owned(), source.to_owned());
+        self.blocking(move |s| s.put_template(&id, &source))
+    }
+
+    fn template(&self, id: &str) -> StoreFuture<Option<TemplateRow>> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.template(&id))
+    }
+
+    fn templates(&self) -> StoreFuture<Vec<TemplateRow>> {
+        self.blocking(SqliteStore::templates)
+    }
+
+    fn delete_template(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.delete_template(&id))
     }
 
     fn insert_execution(
