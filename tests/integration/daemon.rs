@@ -436,6 +436,12 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!((rolled.state, rolled.executions.len()), (TransactionState::RolledBack, 1));
     let out = d.cli(&["transaction", "show", "t3"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("rolled_back"));
+    // A priority from the command line, kept with the execution.
+    let out = d.cli(&["exec", "start", "chain", "--priority", "critical", "--wait", "--json"]);
+    let urgent: Execution = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(urgent.meta.priority, plexus_client::Priority::Critical);
+    let out = d.cli(&["exec", "start", "chain", "--priority", "urgent"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown priority is a usage error");
     // Templates from the command line.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.yaml");

@@ -3,26 +3,11 @@
 //! run` on the real dataset, their modules and factories mapped onto the
 //! example plugins by aliases.
 
-use crate::support::{Fixture, built_plugins, component_cache, repo_root};
+use crate::support::{Fixture, plexus_in, repo_root};
 use plexus_host::Resolved;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-/// `plexus ARGS` in `dir` (which holds `examples/`, a link to the
-/// repository's, and `target/`), over the built example plugins, with `env`.
-fn plexus_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plexus"))
-        .args(args)
-        .arg("--plugins-dir")
-        .arg(built_plugins())
-        .env("PLEXUS_CACHE_DIR", component_cache())
-        .env_remove("RUST_LOG")
-        .envs(env.iter().copied())
-        .current_dir(dir)
-        .output()
-        .expect("run plexus")
-}
+use std::process::Output;
 
 /// A working folder: `examples` (the repository's) and an empty `target`.
 fn workdir() -> tempfile::TempDir {

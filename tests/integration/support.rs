@@ -147,3 +147,20 @@ pub fn sdk(lang: &str) -> PathBuf {
 pub fn component_cache() -> PathBuf {
     repo_root().join("target").join("test-component-cache")
 }
+
+/// `plexus ARGS` run in `dir` over the built example plugins, with the
+/// tests' shared component cache (the Python and JavaScript components take
+/// seconds each to compile: once per test run, not once per test), no
+/// `RUST_LOG`, and `env`.
+pub fn plexus_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(args)
+        .arg("--plugins-dir")
+        .arg(built_plugins())
+        .env("PLEXUS_CACHE_DIR", component_cache())
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .expect("run plexus")
+}

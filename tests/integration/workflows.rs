@@ -1,24 +1,14 @@
 //! The three example workflows, run end to end through `plexus run` on the
 //! real dataset, with the example plugins built from source.
 
-use crate::support::{built_plugins, component_cache, repo_root};
+use crate::support::{built_plugins, component_cache, plexus_in, repo_root};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// `plexus ARGS` over the built example plugins, with the tests' shared
-/// component cache (the Python and JavaScript components take seconds each to
-/// compile: once per test run, not once per test).
+/// `plexus ARGS` in the repository, over the built example plugins.
 fn plexus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plexus"))
-        .args(args)
-        .arg("--plugins-dir")
-        .arg(built_plugins())
-        .env("PLEXUS_CACHE_DIR", component_cache())
-        .env_remove("RUST_LOG")
-        .current_dir(repo_root())
-        .output()
-        .expect("run plexus")
+    plexus_in(&repo_root(), args, &[])
 }
 
 fn results(path: &Path) -> Value {

@@ -8,8 +8,8 @@ use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
 use plexus_client::status::WorkflowStatus;
 use plexus_client::{
-    CatchUp, Client, ErrorCode, Execution, ExecutionQuery, Overlap, ScheduleSpec, ScheduleView, StartExecution,
-    TransactionState,
+    CatchUp, Client, ErrorCode, Execution, ExecutionQuery, Overlap, Priority, ScheduleSpec, ScheduleView,
+    StartExecution, TransactionState,
 };
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -183,6 +183,9 @@ pub enum ExecCommand {
         /// Run it in this open transaction (see `plexus transaction`).
         #[arg(long)]
         transaction: Option<String>,
+        /// Its priority when every worker is busy: low, normal (default), high or critical.
+        #[arg(long, value_parser = api_enum::<Priority>)]
+        priority: Option<Priority>,
         /// An input (repeatable); the value is read as JSON when it parses: --input limit=10 --input path=a.csv.
         /// Keys the workflow does not declare go into the execution's context.
         #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
@@ -287,6 +290,9 @@ fn print_status(execution: &Execution) {
         status.status.as_str(),
         status.progress * 100.0
     );
+    if execution.meta.priority != Priority::Normal {
+        outln!("priority: {}", execution.meta.priority.as_str());
+    }
     if let Some(error) = &status.error {
         outln!("error: {error}");
     }
@@ -320,8 +326,9 @@ fn print_execution(execution: &Execution, json: bool) -> anyhow::Result<()> {
 pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
     let client = from_global(global)?;
     match command {
-        ExecCommand::Start { workflow, version, transaction, inputs, wait, json } => {
-            let request = StartExecution { workflow, version, transaction, inputs: parse_pairs(&inputs, "--input")? };
+        ExecCommand::Start { workflow, version, transaction, priority, inputs, wait, json } => {
+            let inputs = parse_pairs(&inputs, "--input")?;
+            let request = StartExecution { workflow, version, transaction, inputs, priority };
             let out = client.start_execution(&request)?;
             if !wait {
                 if json {
@@ -450,6 +457,9 @@ pub struct ScheduleAdd {
     /// Random start delay up to this long.
     #[arg(long)]
     jitter: Option<String>,
+    /// The priority of its executions when every worker is busy: low, normal (default), high, critical.
+    #[arg(long, value_parser = api_enum::<Priority>)]
+    priority: Option<Priority>,
     /// Create it paused.
     #[arg(long)]
     paused: bool,
@@ -518,6 +528,7 @@ fn schedule_spec(add: ScheduleAdd) -> anyhow::Result<ScheduleSpec> {
     spec.overlap = add.overlap.unwrap_or_default();
     spec.catch_up = add.catch_up.unwrap_or_default();
     spec.catch_up_window = add.catch_up_window;
+    spec.priority = add.priority.unwrap_or_default();
     spec.jitter = add.jitter;
     spec.inputs = parse_pairs(&add.inputs, "--input")?;
     Ok(spec)

@@ -22,6 +22,59 @@ pub struct StartExecution {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub inputs: Map<String, Value>,
+    /// Which waiting execution gets the next free worker (default `normal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+}
+
+/// An execution's priority (Framework0's `PluginPriority`): when every
+/// worker is busy, the waiting execution of the highest priority starts
+/// first, and of equal priorities the oldest. A running execution is never
+/// preempted, and a steady stream of higher-priority work can keep lower
+/// priorities waiting (as Kubernetes' PriorityClass does without preemption).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Starts after every other waiting execution.
+    Low,
+    /// The default.
+    #[default]
+    Normal,
+    /// Starts before normal and low ones.
+    High,
+    /// Starts before every other waiting execution.
+    Critical,
+}
+
+impl Priority {
+    /// Every priority, lowest first.
+    pub const ALL: [Priority; 4] = [Priority::Low, Priority::Normal, Priority::High, Priority::Critical];
+
+    /// `low`, `normal`, `high` or `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// The priority named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// Its rank, 0 (low) to 3 (critical), as stored.
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+
+    /// The priority of rank `rank` (out of range: normal).
+    pub fn from_rank(rank: i64) -> Self {
+        usize::try_from(rank).ok().and_then(|r| Self::ALL.get(r).copied()).unwrap_or_default()
+    }
 }
 
 /// `POST /v1/executions` (202): the execution was accepted.
@@ -114,6 +167,9 @@ pub struct ExecutionMeta {
     /// The transaction it runs in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<String>,
+    /// Its priority for a free worker.
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 /// `GET /v1/executions/{id}` and `POST /v1/executions/{id}/retry`: the status

@@ -326,6 +326,7 @@ impl Client {
             version: None,
             transaction: None,
             inputs,
+            priority: None,
         })
     }
 

@@ -54,6 +54,13 @@ pub struct ScheduleSpec {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The priority of the executions it starts (default `normal`).
+    #[serde(default, skip_serializing_if = "is_normal")]
+    pub priority: crate::Priority,
+}
+
+fn is_normal(p: &crate::Priority) -> bool {
+    *p == crate::Priority::Normal
 }
 
 fn yes() -> bool {
@@ -79,6 +86,7 @@ impl ScheduleSpec {
             jitter: None,
             enabled: true,
             description: None,
+            priority: crate::Priority::Normal,
         }
     }
 }

@@ -181,6 +181,7 @@ fn bench(c: &mut Criterion) {
                             version: None,
                             transaction: None,
                             inputs: Map::new(),
+                            priority: None,
                         };
                         let body = serde_json::to_string(&start).unwrap();
                         clients.push(tokio::spawn(async move {

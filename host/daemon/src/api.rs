@@ -481,7 +481,12 @@ async fn rollback_transaction(State(s): State<ApiState>, Path(id): Path<String>)
     responses((status = 202, description = "Started an execution of the workflow's current version \
         (or of `version`)", body = Started)))]
 async fn start_execution(State(s): State<ApiState>, Body(body): Body<StartExecution>) -> ApiResult<Response> {
-    let origin = Origin { version: body.version, transaction: body.transaction, ..Origin::default() };
+    let origin = Origin {
+        version: body.version,
+        transaction: body.transaction,
+        priority: body.priority.unwrap_or_default(),
+        ..Origin::default()
+    };
     let exec = s.daemon.start(&body.workflow, body.inputs, origin).await?;
     let (status, meta) = s.daemon.status(exec.id()).await?;
     let started = Started {

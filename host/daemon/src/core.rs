@@ -34,7 +34,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// Who asked for an execution, and which version it runs.
@@ -48,6 +47,8 @@ pub struct Origin {
     pub version: Option<u32>,
     /// The open transaction to run in (default: the workflow's own `transaction`).
     pub transaction: Option<String>,
+    /// Its priority for a free worker.
+    pub priority: plexus_client::Priority,
 }
 
 pub use plexus_client::Registered;
@@ -68,7 +69,8 @@ struct Inner {
     /// One rescan at a time (the watcher and `POST /v1/plugins/reload`).
     reloading: Mutex<()>,
     live: RwLock<HashMap<String, (Arc<Execution>, ExecutionMeta)>>,
-    slots: Arc<Semaphore>,
+    /// Worker slots, handed out by priority.
+    slots: Arc<crate::slots::Slots>,
     /// Cancelled by [`Daemon::begin_shutdown`]: the engines' drain signal.
     drain: CancellationToken,
     accepting: AtomicBool,
@@ -163,7 +165,7 @@ impl Daemon {
             current: Mutex::default(),
             reloading: Mutex::default(),
             live: RwLock::default(),
-            slots: Arc::new(Semaphore::new(workers.max(1))),
+            slots: crate::slots::Slots::new(workers),
             drain: CancellationToken::new(),
             accepting: AtomicBool::new(true),
             metrics,
@@ -585,6 +587,7 @@ impl Daemon {
             created_at_ms: epoch_ms(self.0.clock.now()),
             runs: 1,
             transaction_id: transaction,
+            priority: origin.priority,
         };
         self.0
             .store
@@ -613,7 +616,8 @@ impl Daemon {
             .unwrap_or_else(|e| Err(DaemonError::new(ErrorCode::Internal, format!("a daemon task failed: {e}"))))
     }
 
-    /// Run `exec` on the runtime once a worker slot is free. A cancel while it
+    /// Run `exec` on the runtime once a worker slot is free (by its priority:
+    /// see `slots`). A cancel while it
     /// waits for the slot takes effect at once (it ends cancelled without a
     /// slot: no step starts). With `observe_lag`, a scheduled execution's
     /// delay from its fire time to the moment it got its slot (its first step
@@ -621,12 +625,13 @@ impl Daemon {
     fn launch(&self, prepared: Arc<Prepared>, exec: Arc<Execution>, meta: ExecutionMeta, observe_lag: bool) {
         let id = exec.id().to_owned();
         let fire_ms = meta.scheduled_at_ms.filter(|_| observe_lag);
+        let priority = meta.priority;
         self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), (exec.clone(), meta));
         let daemon = self.clone();
         self.0.runtime.spawn(async move {
             let inner = &daemon.0;
             let permit = tokio::select! {
-                permit = inner.slots.clone().acquire_owned() => permit.ok(),
+                slot = inner.slots.acquire(priority) => Some(slot),
                 _ = inner.drain.cancelled() => None,
                 _ = exec.cancel_requested() => None,
             };

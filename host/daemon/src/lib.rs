@@ -38,6 +38,7 @@ mod reload;
 pub mod schedule;
 pub mod schedules;
 pub mod server;
+mod slots;
 pub mod store;
 mod supervise;
 pub mod views;

@@ -255,7 +255,12 @@ impl Schedules {
             Target::Operation { .. } => Default::default(),
         };
         let fire_ms = fire.timestamp_millis() as u64;
-        let origin = Origin { schedule_id: Some(id.clone()), fire_time_ms: Some(fire_ms), ..Origin::default() };
+        let origin = Origin {
+            schedule_id: Some(id.clone()),
+            fire_time_ms: Some(fire_ms),
+            priority: schedule.spec.priority,
+            ..Origin::default()
+        };
         let now_ms = epoch_ms(daemon.clock().now());
         let result = daemon.start(&schedule.workflow_id(), inputs, origin).await;
         let record = Fire {

@@ -120,6 +120,18 @@ fn fixture_with_workers(clock: Arc<dyn Clock>, workers: usize) -> Fixture {
     Fixture { daemon, store, _dir: dir }
 }
 
+/// A new daemon on `store` (as after a restart), with the `dtest.ops` plugin.
+fn restarted(store: &SqliteStore) -> Daemon {
+    Daemon::new(
+        Arc::new(store.clone()),
+        HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap(),
+        Arc::new(SystemClock),
+        tokio::runtime::Handle::current(),
+        4,
+        Metrics::default(),
+    )
+}
+
 /// A chain of `tick` steps `<prefix>-a` → `-b` → `-c`, with retries.
 fn chain(id: &str, prefix: &str, ms: u64) -> String {
     format!(
@@ -887,14 +899,7 @@ async fn transactions_commit_and_roll_back_across_executions_and_a_restart() {
     wait_done(&f.daemon, second.id()).await;
     let (first, second) = (first.id().to_owned(), second.id().to_owned());
     assert_eq!(f.daemon.status(&first).await.unwrap().1.transaction_id.as_deref(), Some("undo"));
-    let daemon = Daemon::new(
-        Arc::new(f.store.clone()),
-        HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap(),
-        Arc::new(SystemClock),
-        tokio::runtime::Handle::current(),
-        4,
-        Metrics::default(),
-    );
+    let daemon = restarted(&f.store);
     let tx = daemon.transaction("undo").await.unwrap();
     assert_eq!((tx.state, tx.executions.clone()), (T::Open, vec![first.clone(), second.clone()]));
     let tx = daemon.rollback_transaction("undo").await.unwrap();
@@ -991,14 +996,7 @@ async fn templates_are_durable_and_workflows_are_created_from_them() {
     let bad = f.daemon.register_template("id: t2\nsteps:\n  - {id: a, plugin_id: no.such, method_name: x}\n").await;
     assert_eq!(bad.unwrap_err().code, crate::ErrorCode::InvalidConfiguration);
     // A restart on the same database keeps it.
-    let daemon = Daemon::new(
-        Arc::new(f.store.clone()),
-        HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap(),
-        Arc::new(SystemClock),
-        tokio::runtime::Handle::current(),
-        4,
-        Metrics::default(),
-    );
+    let daemon = restarted(&f.store);
     assert_eq!(daemon.templates().await.unwrap(), [summary]);
     assert_eq!(daemon.template("tpl").await.unwrap().source, template);
     let request = plexus_client::FromTemplate {
@@ -1016,4 +1014,38 @@ async fn templates_are_durable_and_workflows_are_created_from_them() {
     assert_eq!(daemon.template("tpl").await.unwrap_err().code, crate::ErrorCode::NotFound);
     assert_eq!(daemon.create_from_template("tpl", &request).await.unwrap_err().code, crate::ErrorCode::NotFound);
     assert!(daemon.workflow("tpl-1", None).await.is_ok(), "created workflows stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_worker_busy_the_highest_priority_starts_first() {
+    use plexus_client::Priority;
+    let f = fixture_with_workers(Arc::new(SystemClock), 1);
+    let one = |id: &str, ms: u64| {
+        format!(
+            "id: {id}\nsteps:\n  - {{id: a, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {id}, ms: {ms}}}}}\n"
+        )
+    };
+    f.daemon.register_workflow(&one("busy", 300)).await.unwrap();
+    f.daemon.register_workflow(&one("queued", 20)).await.unwrap();
+    let busy = f.daemon.start("busy", Map::new(), crate::Origin::default()).await.unwrap();
+    until("the one worker to be busy", || busy.snapshot().status == WorkflowStatus::Running).await;
+    let mut waiting = Vec::new();
+    for priority in [Priority::Low, Priority::Normal, Priority::Critical, Priority::Normal, Priority::High] {
+        let origin = crate::Origin { priority, ..Default::default() };
+        waiting.push((priority, f.daemon.start("queued", Map::new(), origin).await.unwrap()));
+    }
+    let mut started = Vec::new();
+    for (priority, exec) in &waiting {
+        let done = wait_done(&f.daemon, exec.id()).await;
+        assert_eq!(done.status, WorkflowStatus::Completed);
+        started.push((done.steps[0].started_at_ms.unwrap(), *priority, exec.id().to_owned()));
+        assert_eq!(f.daemon.status(exec.id()).await.unwrap().1.priority, *priority, "stored with it");
+    }
+    started.sort();
+    let order: Vec<Priority> = started.iter().map(|(_, p, _)| *p).collect();
+    assert_eq!(order, [Priority::Critical, Priority::High, Priority::Normal, Priority::Normal, Priority::Low]);
+    // Equal priorities: the first started first.
+    let normals: Vec<&str> =
+        started.iter().filter(|(_, p, _)| *p == Priority::Normal).map(|(.., id)| id.as_str()).collect();
+    assert_eq!(normals, [waiting[1].1.id(), waiting[3].1.id()]);
 }

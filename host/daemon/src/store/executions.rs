@@ -40,6 +40,7 @@ impl SqliteStore {
         let inputs = serde_json::to_string(&status.inputs).unwrap_or_else(|_| "{}".into());
         let schedule_id = meta.schedule_id.clone();
         let transaction_id = meta.transaction_id.clone();
+        let priority = i64::from(meta.priority.rank());
         let scheduled_at_ms = meta.scheduled_at_ms.map(|t| t as i64);
         let created_at_ms = meta.created_at_ms as i64;
         let state = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
@@ -47,8 +48,8 @@ impl SqliteStore {
         self.prepare(move |tx, err| {
             tx.prepare_cached(
                 "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, schedule_id,
-                    scheduled_at_ms, created_at_ms, state, transaction_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    scheduled_at_ms, created_at_ms, state, transaction_id, priority)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -62,6 +63,7 @@ impl SqliteStore {
                     created_at_ms,
                     state,
                     transaction_id,
+                    priority,
                 ])
             })
             .map_err(err)?;
@@ -289,17 +291,17 @@ impl SqliteStore {
         // moment). Dropped, it ends; the connection keeps no old snapshot.
         let conn = guard.unchecked_transaction().map_err(|e| self.err(e))?;
         type Head = (String, u32, String, String, String, Option<String>, String, Option<String>);
-        type Times = (Option<i64>, i64, Option<i64>, Option<i64>, u32, Option<String>);
+        type Times = (Option<i64>, i64, Option<i64>, Option<i64>, u32, Option<String>, i64);
         let head: Option<(Head, Times)> = conn
             .query_row(
                 "SELECT workflow_id, workflow_version, status, inputs, outputs, error, state, schedule_id,
-                        scheduled_at_ms, created_at_ms, started_at_ms, ended_at_ms, runs, transaction_id
+                        scheduled_at_ms, created_at_ms, started_at_ms, ended_at_ms, runs, transaction_id, priority
                  FROM executions WHERE id = ?1",
                 [id],
                 |r| {
                     Ok((
                         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?),
-                        (r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?),
+                        (r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?, r.get(14)?),
                     ))
                 },
             )
@@ -308,7 +310,7 @@ impl SqliteStore {
         let Some(((workflow_id, version, status, inputs, outputs, error, state, schedule_id), times)) = head else {
             return Ok(None);
         };
-        let (scheduled_at, created_at, started_at, ended_at, runs, transaction_id) = times;
+        let (scheduled_at, created_at, started_at, ended_at, runs, transaction_id, priority) = times;
         // The text columns of every row of `sql` for this execution.
         let rows = |sql: &str, columns: usize| -> StoreResult<Vec<Vec<String>>> {
             let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
@@ -376,6 +378,7 @@ impl SqliteStore {
                 created_at_ms: created_at as u64,
                 runs,
                 transaction_id,
+                priority: plexus_client::Priority::from_rank(priority),
             },
         }))
     }

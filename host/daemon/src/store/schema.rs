@@ -111,4 +111,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
         source TEXT NOT NULL,
         updated_at_ms INTEGER NOT NULL
     );",
+    // 7: an execution's priority for a free worker: 0 low, 1 normal, 2 high, 3 critical.
+    "ALTER TABLE executions ADD COLUMN priority INTEGER NOT NULL DEFAULT 1;",
 ];
