@@ -73,6 +73,26 @@ fn the_main_pipeline_normalises_every_row_of_the_real_dataset() {
         assert_eq!(step(&r, id)["status"], "completed", "{id}");
         assert_eq!(step(&r, id)["attempts"], 1);
     }
+    // What each step used: WASM steps their CPU time and linear memory's
+    // high-water mark (at least a 64 KiB page); the in-process native one its CPU time.
+    let usage = |id: &str| step(&r, id)["usage"].clone();
+    assert!(usage("validate")["peak_memory_bytes"].as_u64().unwrap() >= 64 * 1024, "{}", usage("validate"));
+    assert!(usage("validate")["cpu_ms"].as_f64().unwrap() > 0.0, "{}", usage("validate"));
+    assert!(usage("load")["cpu_ms"].as_f64().unwrap() > 0.0, "{}", usage("load"));
+    assert!(usage("load").get("peak_memory_bytes").is_none(), "{}", usage("load"));
+}
+
+#[test]
+fn a_native_step_in_a_worker_process_records_the_worker_s_cpu_time_and_peak_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = format!("output={}", tmp.path().join("out.csv").display());
+    let run = plexus(&["run", "examples/pipeline.yaml", "--isolation", "process", "--input", &output, "--json"]);
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let r: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let usage = step(&r, "load")["usage"].clone();
+    // A worker process holds more than a megabyte resident; its CPU time is counted in 10 ms ticks.
+    assert!(usage["peak_memory_bytes"].as_u64().unwrap() > 1 << 20, "{usage}");
+    assert!(usage["cpu_ms"].as_f64().unwrap() >= 0.0, "{usage}");
 }
 
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {

@@ -247,6 +247,26 @@ pub struct StepRecord {
     /// next transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<StepProgress>,
+    /// What its attempts used, where the runtime can measure it (CPU time
+    /// added up over the attempts, the largest peak memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<StepUsage>,
+}
+
+/// What a step's calls used, as their runtime measured it: CPU time from
+/// the calling thread (WASM and in-process native plugins) or the worker
+/// process (native plugins in worker processes, 10 ms resolution); peak
+/// memory from a WASM instance's linear memories (their high-water mark) or
+/// a worker process's peak resident set. A part not measured is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepUsage {
+    /// CPU time, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<f64>,
+    /// Peak memory, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// A step's result as QtForge's `StepResult` names it (`get_step_results`):

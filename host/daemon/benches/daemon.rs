@@ -111,6 +111,7 @@ fn bench(c: &mut Criterion) {
         duration_ms: None,
         metrics: Default::default(),
         progress: None,
+        usage: None,
     };
     c.bench_function("store_step_transition", |b| {
         b.iter(|| {

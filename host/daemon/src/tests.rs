@@ -166,6 +166,7 @@ fn record(id: &str, status: StepStatus, attempts: u32) -> StepRecord {
         duration_ms: None,
         metrics: Default::default(),
         progress: None,
+        usage: None,
     }
 }
 

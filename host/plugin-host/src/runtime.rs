@@ -25,6 +25,14 @@ pub trait Runtime: Send + Sync {
         false
     }
 
+    /// Whether the plugin's code runs on the calling thread (WASM,
+    /// in-process native code), so that the thread's CPU time during the
+    /// call is the call's ([`crate::services::CallUsage::cpu_ms`]); a
+    /// runtime that runs it elsewhere (worker processes) measures its own.
+    fn runs_on_caller_thread(&self) -> bool {
+        true
+    }
+
     /// Whether a changed or removed plugin can be replaced or unloaded while
     /// the host runs (false for a native library loaded into the host's
     /// process: it is never unloaded, see [`crate::Change::RestartRequired`]).

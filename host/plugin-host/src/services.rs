@@ -163,6 +163,39 @@ pub struct CallServices {
     progress: Option<ProgressSink>,
     budget: Arc<Budget>,
     kind: Option<crate::manifest::PluginKind>,
+    /// What the call used, as its runtime measured it (shared by clones).
+    usage: Arc<Mutex<CallUsage>>,
+}
+
+/// What one call used, where its runtime can measure it (`None`: not
+/// measured). See [`CallServices::usage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CallUsage {
+    /// CPU time, ms: the calling thread's for WASM and in-process native
+    /// plugins (the plugin runs on it), the worker process's user + system
+    /// time for native plugins in worker processes (10 ms resolution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<f64>,
+    /// Peak memory, bytes: a WASM instance's linear memories at the end of
+    /// the call (they never shrink: their high-water mark); a worker
+    /// process's peak resident set during the call (`VmHWM`, reset before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
+}
+
+impl CallUsage {
+    /// Both together: CPU times add up, the peak is the larger (a step's
+    /// attempts, or the parts of one call).
+    pub fn merged(self, other: CallUsage) -> CallUsage {
+        let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        CallUsage {
+            cpu_ms: add(self.cpu_ms, other.cpu_ms),
+            peak_memory_bytes: self.peak_memory_bytes.max(other.peak_memory_bytes),
+        }
+    }
 }
 
 impl CallServices {
@@ -177,7 +210,19 @@ impl CallServices {
             progress: None,
             budget: Arc::default(),
             kind: None,
+            usage: Arc::default(),
         }
+    }
+
+    /// What the calls made with these services used so far (see [`CallUsage`]).
+    pub fn usage(&self) -> CallUsage {
+        *self.usage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Add what a call used (by its runtime, or the host around it).
+    pub fn record_usage(&self, usage: CallUsage) {
+        let mut total = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        *total = total.merged(usage);
     }
 
     /// These services for a call of the plugin as `kind` (for a plugin

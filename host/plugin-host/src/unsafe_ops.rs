@@ -147,3 +147,36 @@ pub(crate) fn limit_worker(
         Ok(())
     }
 }
+
+/// CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`);
+/// `None` where the clock is not available.
+pub(crate) fn thread_cpu_time() -> Option<std::time::Duration> {
+    #[cfg(unix)]
+    {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `now` is a valid, writable `timespec` owned by this frame;
+        // `clock_gettime` only writes it and reports failure by its return.
+        let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut now) } == 0;
+        let secs = u64::try_from(now.tv_sec).ok()?;
+        let nanos = u32::try_from(now.tv_nsec).ok()?;
+        ok.then(|| std::time::Duration::new(secs, nanos))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Clock ticks per second, the unit of `/proc/<pid>/stat`'s CPU times.
+pub(crate) fn clock_ticks_per_second() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: `sysconf` reads a system constant; it takes no pointers.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        u64::try_from(ticks).ok().filter(|&t| t > 0)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}

@@ -284,6 +284,51 @@ pub struct Step {
     pub compensate: Option<Action>,
     /// Free-form metadata.
     pub metadata: Value,
+    /// What it needs of the workflow's [`ResourceBudget`] while it runs.
+    pub resources: StepResources,
+}
+
+/// What a step needs while it runs (`resources: {cpu: 1, memory_mb: 512}`),
+/// counted against its workflow's [`ResourceBudget`]. Zero (the default)
+/// needs nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StepResources {
+    /// CPU, in thousandths of a core (`cpu: 0.5` is 500).
+    pub cpu_millis: u64,
+    /// Memory, MiB.
+    pub memory_mb: u64,
+}
+
+impl StepResources {
+    /// Whether it needs nothing.
+    pub fn is_zero(&self) -> bool {
+        self.cpu_millis == 0 && self.memory_mb == 0
+    }
+}
+
+/// A workflow's resource budget (Codomyrmex's `resources`: `cpu_limit`,
+/// `memory_limit_gb`): the engine never starts a step whose
+/// [`StepResources`], with those of the steps running, would exceed it; such
+/// steps wait, in order (the first ready step that does not fit holds back
+/// the ones after it, so a large step is not starved by small ones). `None`
+/// is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ResourceBudget {
+    /// CPU, in thousandths of a core.
+    pub cpu_millis: Option<u64>,
+    /// Memory, MiB.
+    pub memory_mb: Option<u64>,
+    /// Codomyrmex's `disk_space_gb`: kept, not a budget (steps declare no disk).
+    pub disk_space_gb: Option<f64>,
+}
+
+impl ResourceBudget {
+    /// Whether `need`, on top of `used`, stays within the budget.
+    pub fn fits(&self, used: StepResources, need: StepResources) -> bool {
+        let within = |limit: Option<u64>, used: u64, need: u64| limit.is_none_or(|l| used.saturating_add(need) <= l);
+        within(self.cpu_millis, used.cpu_millis, need.cpu_millis)
+            && within(self.memory_mb, used.memory_mb, need.memory_mb)
+    }
 }
 
 /// What a workflow's `transaction` key says about the transactions its
@@ -326,6 +371,8 @@ pub struct Workflow {
     pub metadata: Value,
     /// The transaction its executions run in, or that they need one.
     pub transaction: Option<TransactionRule>,
+    /// Its resource budget, if it has one.
+    pub resources: Option<ResourceBudget>,
 }
 
 impl Workflow {
@@ -370,6 +417,19 @@ impl Workflow {
         put_ms(&mut doc, "timeout", self.timeout);
         if let Some(n) = self.max_parallel {
             doc.insert("max_parallel".into(), json!(n));
+        }
+        if let Some(budget) = &self.resources {
+            let mut resources = Map::new();
+            if let Some(cpu) = budget.cpu_millis {
+                resources.insert("cpu_limit".into(), json!(cpu as f64 / 1000.0));
+            }
+            if let Some(mb) = budget.memory_mb {
+                resources.insert("memory_limit_mb".into(), json!(mb));
+            }
+            if let Some(disk) = budget.disk_space_gb {
+                resources.insert("disk_space_gb".into(), json!(disk));
+            }
+            doc.insert("resources".into(), Value::Object(resources));
         }
         if !self.inputs.is_empty() {
             let inputs: Map<String, Value> = self
@@ -443,6 +503,10 @@ impl Step {
         }
         if !self.metadata.is_null() {
             step.insert("metadata".into(), self.metadata.clone());
+        }
+        if !self.resources.is_zero() {
+            let cpu = self.resources.cpu_millis as f64 / 1000.0;
+            step.insert("resources".into(), json!({"cpu": cpu, "memory_mb": self.resources.memory_mb}));
         }
         Value::Object(step)
     }

@@ -17,8 +17,9 @@
 //!   failure, twice). A `sample_workflow` runs at most
 //!   `workflow.manager.max_parallel_tasks` (default 4) tasks at once, with no
 //!   timeout and no retries of its own. `resources` (`cpu_limit`,
-//!   `memory_limit_gb`, `disk_space_gb`) is kept in the workflow's
-//!   `metadata.resources`.
+//!   `memory_limit_gb`, `disk_space_gb`) is the workflow's resource budget
+//!   (see [`crate::definition::ResourceBudget`]); a task declares what it
+//!   needs with `resources: {cpu, memory_mb}`.
 //! * **The project orchestrator** ("factories": `ProjectOrchestrator`,
 //!   `WorkflowManager`): a document with a top-level `parallel` or
 //!   `factories`, or steps naming a `factory`. A step is `factory` (the
@@ -126,6 +127,7 @@ const STEP_KEYS: &[&str] = &[
     "critical",
     "compensate",
     "metadata",
+    "resources",
 ];
 
 /// Plexus workflow keys a factories document may use as they are.
@@ -304,8 +306,7 @@ fn codomyrmex(value: &Value, t: &mut Translation) -> Value {
         None
     };
     if let Some(resources) = root_map.get("resources") {
-        out.insert("metadata".into(), json!({ "resources": resources }));
-        t.map(path(&["metadata", "resources"]), path(&["resources"]));
+        out.insert("resources".into(), resources.clone());
     }
     let tasks_path = source_path.key(tasks_key);
     let steps = match source.get(tasks_key) {

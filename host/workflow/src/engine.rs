@@ -116,6 +116,7 @@ impl Execution {
                 duration_ms: None,
                 metrics: Default::default(),
                 progress: None,
+                usage: None,
             })
             .collect();
         let status = ExecutionStatus {

@@ -45,7 +45,10 @@ pub mod transaction;
 pub mod validate;
 
 pub use clock::{Clock, MockClock, SystemClock};
-pub use definition::{ExecutionMode, Problem, RetryOn, RetryPolicy, Step, TransactionRule, Workflow, workflow_schema};
+pub use definition::{
+    ExecutionMode, Problem, ResourceBudget, RetryOn, RetryPolicy, Step, StepResources, TransactionRule, Workflow,
+    workflow_schema,
+};
 pub use engine::{Engine, Execution, Prepared};
 pub use journal::{Journal, JournalError, JournalFuture, JournalResult, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};

@@ -17,8 +17,8 @@
 //! missing or out of range with the same paths.
 
 use super::definition::{
-    Action, Backoff, ExecutionMode, ID_RULE, InputSpec, InputType, MAX_ID_LEN, Problems, RetryOn, RetryPolicy, Step,
-    TransactionRule, Workflow, is_valid_id, kind,
+    Action, Backoff, ExecutionMode, ID_RULE, InputSpec, InputType, MAX_ID_LEN, Problems, ResourceBudget, RetryOn,
+    RetryPolicy, Step, StepResources, TransactionRule, Workflow, is_valid_id, kind,
 };
 use super::duration;
 use super::source::{DocPath, Document};
@@ -88,7 +88,47 @@ pub(crate) struct RawWorkflow {
     /// QtForge's: accepted and ignored.
     #[expect(dead_code, reason = "accepted and ignored")]
     created_at: Option<Value>,
+    /// A resource budget (Codomyrmex's `resources`): no step starts whose
+    /// `resources`, with those of the running steps, would exceed it.
+    resources: Option<Nested<RawBudget>>,
 }
+
+/// A workflow's resource budget; a limit left out is no limit.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "resource_budget")]
+pub(crate) struct RawBudget {
+    /// CPU cores the running steps may need together (fractions allowed).
+    #[schemars(range(min = 0, max = 4096))]
+    cpu_limit: Option<f64>,
+    /// Memory the running steps may need together, GiB (Codomyrmex's unit).
+    #[schemars(range(min = 0, max = 65536))]
+    memory_limit_gb: Option<f64>,
+    /// The same in MiB (instead of `memory_limit_gb`).
+    #[schemars(range(min = 0, max = 67108864))]
+    memory_limit_mb: Option<u64>,
+    /// Codomyrmex's disk limit, GiB: kept, not enforced (steps declare no disk).
+    #[schemars(range(min = 0))]
+    disk_space_gb: Option<f64>,
+}
+
+/// What a step needs while it runs, counted against the workflow's budget.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "step_resources")]
+pub(crate) struct RawNeeds {
+    /// CPU cores (fractions allowed).
+    #[schemars(range(min = 0, max = 4096))]
+    cpu: Option<f64>,
+    /// Memory, MiB.
+    #[schemars(range(min = 0, max = 67108864))]
+    memory_mb: Option<u64>,
+}
+
+/// The most cores a budget or a step may name.
+const MAX_CORES: f64 = 4096.0;
+/// The most memory a budget or a step may name, MiB (64 TiB).
+const MAX_MEMORY_MB: u64 = 64 << 20;
 
 /// One step: a plugin operation with parameters, its dependencies, condition,
 /// timeout, retries and compensation.
@@ -136,6 +176,8 @@ pub(crate) struct RawStep {
     compensate: Option<Nested<RawAction>>,
     /// Free-form metadata.
     metadata: Option<Value>,
+    /// What it needs of the workflow's `resources` budget while it runs.
+    resources: Option<Nested<RawNeeds>>,
 }
 
 /// Which kind of a plugin to call.
@@ -615,6 +657,7 @@ pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
             outputs: Map::new(),
             metadata: Value::Null,
             transaction: None,
+            resources: None,
         };
     };
     // QtForge's version, author, tags and created_at are accepted and ignored.
@@ -635,6 +678,7 @@ pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
         tags: _,
         transaction,
         created_at: _,
+        resources,
     } = raw;
     let transaction = transaction.and_then(|t| t.0);
     let id = required_text(id, &bad, "id", &root, None, p);
@@ -682,7 +726,56 @@ pub(crate) fn read(doc: &Document, p: &mut Problems) -> Workflow {
         outputs: outputs.map(|o| o.0).unwrap_or_default(),
         metadata: metadata.unwrap_or_default(),
         transaction,
+        resources: resources.and_then(|r| budget(&r.0, &root.key("resources"), p)),
         id,
+    }
+}
+
+/// A number of cores in 0..=[`MAX_CORES`] as thousandths, or a problem at `path`.
+fn cores(value: f64, path: &DocPath, step: Option<&str>, p: &mut Problems) -> Option<u64> {
+    if value.is_finite() && (0.0..=MAX_CORES).contains(&value) {
+        Some((value * 1000.0).round() as u64)
+    } else {
+        p.add(step, path, format!("{value} cores: expected 0 to {MAX_CORES}"));
+        None
+    }
+}
+
+/// MiB in 0..=[`MAX_MEMORY_MB`], or a problem at `path`.
+fn mebibytes(value: f64, path: &DocPath, step: Option<&str>, p: &mut Problems) -> Option<u64> {
+    if value.is_finite() && (0.0..=MAX_MEMORY_MB as f64).contains(&value) {
+        Some(value.round() as u64)
+    } else {
+        p.add(step, path, format!("{value} MiB: expected 0 to {MAX_MEMORY_MB}"));
+        None
+    }
+}
+
+fn budget(value: &Value, path: &DocPath, p: &mut Problems) -> Option<ResourceBudget> {
+    let (raw, _) = read_part::<RawBudget>(value, path, None, p)?;
+    let RawBudget { cpu_limit, memory_limit_gb, memory_limit_mb, disk_space_gb } = raw;
+    if memory_limit_gb.is_some() && memory_limit_mb.is_some() {
+        p.add(None, &path.key("memory_limit_mb"), "give memory_limit_gb or memory_limit_mb, not both");
+    }
+    let memory = match (memory_limit_gb, memory_limit_mb) {
+        (Some(gb), _) => mebibytes(gb * 1024.0, &path.key("memory_limit_gb"), None, p),
+        (None, Some(mb)) => mebibytes(mb as f64, &path.key("memory_limit_mb"), None, p),
+        (None, None) => None,
+    };
+    Some(ResourceBudget {
+        cpu_millis: cpu_limit.and_then(|c| cores(c, &path.key("cpu_limit"), None, p)),
+        memory_mb: memory,
+        disk_space_gb: disk_space_gb.filter(|d| d.is_finite() && *d >= 0.0),
+    })
+}
+
+fn needs(value: &Value, path: &DocPath, step: &str, p: &mut Problems) -> StepResources {
+    let Some((RawNeeds { cpu, memory_mb }, _)) = read_part::<RawNeeds>(value, path, Some(step), p) else {
+        return StepResources::default();
+    };
+    StepResources {
+        cpu_millis: cpu.and_then(|c| cores(c, &path.key("cpu"), Some(step), p)).unwrap_or(0),
+        memory_mb: memory_mb.and_then(|m| mebibytes(m as f64, &path.key("memory_mb"), Some(step), p)).unwrap_or(0),
     }
 }
 
@@ -759,6 +852,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             critical: true,
             compensate: None,
             metadata: Value::Null,
+            resources: StepResources::default(),
         };
     };
     let RawStep {
@@ -780,6 +874,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         critical,
         compensate,
         metadata,
+        resources,
     } = raw;
     let id = match (key_id, declared) {
         (Some(key), Some(inner)) if key != inner => {
@@ -860,6 +955,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         critical: critical.unwrap_or(true),
         compensate,
         metadata: metadata.unwrap_or_default(),
+        resources: resources.map_or_else(StepResources::default, |r| needs(&r.0, &path.key("resources"), &label, p)),
         id,
     }
 }
@@ -951,7 +1047,7 @@ mod tests {
             "line 6: step `a`: steps[0].critical: expected true or false, found text",
             "line 7: step `a`: steps[0].timeout: invalid duration [1]: expected milliseconds or text like \"30s\"",
             "line 8: step `a`: steps[0].dependencies[1]: expected text, found a number",
-            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, kind, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata)",
+            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, kind, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata, resources)",
             "line 10: step `a`: steps[0].retry.max_attempts: expected a whole number ≥ 0, found a number",
             "line 10: step `a`: steps[0].retry.jitter: expected a number, found text",
             "line 10: step `a`: steps[0].retry.backoff: unknown backoff `sometimes`: expected constant or exponential",

@@ -34,12 +34,13 @@
 //! execution, a wait for a signal) is one more source of [`Event`]s — waiting
 //! costs a future in the phase's task, not a thread.
 
+use super::definition::StepResources;
 use super::engine::{Abort, Engine, Execution, Prepared, call_error, error};
 use super::expr::Template;
-use super::status::{MAX_STEP_METRICS, StepError, StepEvent, StepProgress, StepStatus};
+use super::status::{MAX_STEP_METRICS, StepError, StepEvent, StepProgress, StepRecord, StepStatus, StepUsage};
 use plexus_host::CallError;
 use plexus_host::runtime::CallTicket;
-use plexus_host::services::CallServices;
+use plexus_host::services::{CallServices, CallUsage};
 use plexus_sdk::{CallOutput, ExecutionContext};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -48,6 +49,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// A step's usage so far with one more call's (CPU times add up, the
+/// larger peak stays); nothing measured leaves it as it was.
+fn merge_usage(so_far: Option<StepUsage>, call: CallUsage) -> StepUsage {
+    let so_far = so_far.unwrap_or_default();
+    let merged = CallUsage { cpu_ms: so_far.cpu_ms, peak_memory_bytes: so_far.peak_memory_bytes }.merged(call);
+    StepUsage { cpu_ms: merged.cpu_ms, peak_memory_bytes: merged.peak_memory_bytes }
+}
+
+/// `a + b`, each part saturating.
+fn add(a: StepResources, b: StepResources) -> StepResources {
+    StepResources {
+        cpu_millis: a.cpu_millis.saturating_add(b.cpu_millis),
+        memory_mb: a.memory_mb.saturating_add(b.memory_mb),
+    }
+}
 
 /// The most bytes of a progress message kept.
 const MAX_PROGRESS_MESSAGE: usize = 1024;
@@ -145,6 +162,10 @@ struct Schedule {
     next_call: u64,
     /// The deadline the phase's task sleeps until.
     armed: Option<Instant>,
+    /// The resources the running steps hold of the workflow's budget.
+    used: StepResources,
+    /// Which steps hold their resources now.
+    holding: Vec<bool>,
 }
 
 /// One forward phase, shared by its task and its runners.
@@ -193,6 +214,8 @@ impl Forward {
             taken_over: HashSet::new(),
             next_call: 0,
             armed: None,
+            used: StepResources::default(),
+            holding: vec![false; n],
         };
         let (events, mut inbox) = mpsc::unbounded_channel();
         let fwd = Arc::new(Forward {
@@ -308,11 +331,57 @@ impl Forward {
         if st.abort.is_some() || self.draining(st) || self.exec.is_held() {
             return;
         }
-        let wanted = st.ready.len().min(st.limit.saturating_sub(st.running));
+        let wanted = self.startable(st);
         while st.runners - st.busy < wanted {
             st.runners += 1;
             let fwd = self.clone();
             self.runtime.spawn_blocking(move || fwd.runner());
+        }
+    }
+
+    /// How many ready steps could start now: free slots, and (with a
+    /// resource budget) the ready steps, in order, that fit together — the
+    /// first that does not fit holds back the ones after it.
+    fn startable(&self, st: &Schedule) -> usize {
+        let free = st.limit.saturating_sub(st.running);
+        let Some(budget) = &self.prepared.workflow.resources else { return st.ready.len().min(free) };
+        let steps = &self.prepared.workflow.steps;
+        let mut used = st.used;
+        let mut n = 0;
+        for &(_, i) in &st.ready {
+            let need = steps[i].resources;
+            if n == free || !budget.fits(used, need) {
+                break;
+            }
+            used = add(used, need);
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether ready step `i` fits the budget now (always, without one).
+    fn fits(&self, st: &Schedule, i: usize) -> bool {
+        let wf = &self.prepared.workflow;
+        wf.resources.as_ref().is_none_or(|budget| budget.fits(st.used, wf.steps[i].resources))
+    }
+
+    /// Step `i` takes its resources.
+    fn hold(&self, st: &mut Schedule, i: usize) {
+        if !st.holding[i] {
+            st.holding[i] = true;
+            st.used = add(st.used, self.prepared.workflow.steps[i].resources);
+        }
+    }
+
+    /// Step `i` gives its resources back (if it holds them).
+    fn release(&self, st: &mut Schedule, i: usize) {
+        if st.holding[i] {
+            st.holding[i] = false;
+            let need = self.prepared.workflow.steps[i].resources;
+            st.used = StepResources {
+                cpu_millis: st.used.cpu_millis.saturating_sub(need.cpu_millis),
+                memory_mb: st.used.memory_mb.saturating_sub(need.memory_mb),
+            };
         }
     }
 
@@ -341,9 +410,10 @@ impl Forward {
             let mut st = self.lock();
             // Counted out, as far as it was still counted.
             st.runners = st.runners.saturating_sub(1);
-            if carrying.is_some() {
+            if let Some(i) = carrying {
                 st.busy = st.busy.saturating_sub(1);
                 st.running = st.running.saturating_sub(1);
+                self.release(&mut st, i);
             }
             self.abort(&mut st, Abort::Failed(format!("internal error: a step runner panicked: {message}")));
             drop(st);
@@ -365,8 +435,11 @@ impl Forward {
             && !self.draining(&mut st)
             && !self.exec.is_held()
             && st.running < st.limit
-            && let Some((_, i)) = st.ready.pop_first()
+            && let Some(&(rank, i)) = st.ready.first()
+            && self.fits(&st, i)
         {
+            st.ready.remove(&(rank, i));
+            self.hold(&mut st, i);
             st.running += 1;
             st.busy += 1;
             st.attempts[i] += 1;
@@ -399,7 +472,7 @@ impl Forward {
             // Restored after a restart that interrupted its last attempt.
             let plugin = step.action.plugin_id.clone();
             let message = "the host stopped during the last attempt".to_owned();
-            let outcome = self.settle(i, attempt - 1, Err(CallError::Host { plugin, message }));
+            let outcome = self.settle(i, attempt - 1, Err(CallError::Host { plugin, message }), CallUsage::default());
             self.after(i, outcome);
             return true;
         }
@@ -417,11 +490,12 @@ impl Forward {
             st.attempts[i] -= 1;
             st.running -= 1;
             st.busy -= 1;
+            self.release(&mut st, i);
             st.ready.insert((self.prepared.dag.rank[i], i));
             return true;
         }
-        let Some(result) = self.call(i, attempt, &job) else { return false };
-        let outcome = self.settle(i, attempt, result);
+        let Some((result, usage)) = self.call(i, attempt, &job) else { return false };
+        let outcome = self.settle(i, attempt, result, usage);
         self.after(i, outcome);
         true
     }
@@ -437,6 +511,8 @@ impl Forward {
     /// The bookkeeping of a recorded attempt (by its runner, or by the phase
     /// when it gave up on the call).
     fn settled(self: &Arc<Self>, st: &mut Schedule, i: usize, outcome: Outcome) {
+        // A step waiting to retry holds no resources: it takes them again when it starts.
+        self.release(st, i);
         match outcome {
             Outcome::Ended(stop) => {
                 st.running -= 1;
@@ -460,6 +536,10 @@ impl Forward {
                 }
                 st.timers += 1;
                 let _ = self.events.send(Event::Retry { step: i, delay });
+                if self.prepared.workflow.resources.is_some() {
+                    // What it gave back may let steps that waited for it start.
+                    self.start_runners(st);
+                }
             }
         }
     }
@@ -520,7 +600,7 @@ impl Forward {
 
     /// Call step `i`'s operation on this runner's thread, within its
     /// timeout. `None` when the phase gave up on the call (see [`Self::expire`]).
-    fn call(&self, i: usize, attempt: u32, job: &Job) -> Option<Result<CallOutput, CallError>> {
+    fn call(&self, i: usize, attempt: u32, job: &Job) -> Option<(Result<CallOutput, CallError>, CallUsage)> {
         let step = &self.prepared.workflow.steps[i];
         let plugin_id = &step.action.plugin_id;
         let ctx = ExecutionContext {
@@ -540,10 +620,11 @@ impl Forward {
             .with_progress(self.progress_sink(i));
         let host = self.engine.host();
         let Some(plugin) = host.select(plugin_id, step.action.kind) else {
-            return Some(Err(CallError::PluginNotFound(plugin_id.clone())));
+            return Some((Err(CallError::PluginNotFound(plugin_id.clone())), CallUsage::default()));
         };
         if plugin.runtime.preemptible() {
-            return Some(host.call_with(&ctx, &services, Some(job.timeout)));
+            let result = host.call_with(&ctx, &services, Some(job.timeout));
+            return Some((result, services.usage()));
         }
         // The phase's task times this call; register its deadline.
         let ticket = CallTicket::new(plugin_id);
@@ -567,7 +648,7 @@ impl Forward {
             return None;
         }
         st.calls.remove(&key);
-        Some(result)
+        Some((result, services.usage()))
     }
 
     /// Where step `i`'s progress reports go: its in-memory record (the API
@@ -614,20 +695,28 @@ impl Forward {
             let timed_out = CallError::Timeout { plugin, after: w.timeout };
             let (step, attempt) = (w.step, w.attempt);
             let outcome =
-                tokio::task::spawn_blocking(move || fwd.settle(step, attempt, Err(timed_out))).await.unwrap_or_else(
-                    |e| Outcome::Ended(Some(Abort::Failed(format!("internal error: recording a timeout failed: {e}")))),
-                );
+                tokio::task::spawn_blocking(move || fwd.settle(step, attempt, Err(timed_out), CallUsage::default()))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Outcome::Ended(Some(Abort::Failed(format!("internal error: recording a timeout failed: {e}"))))
+                    });
             self.settled(&mut self.lock(), w.step, outcome);
         }
     }
 
     /// Record an attempt's result: complete, retry later, or fail (on a
     /// thread that may block: the journal writes from it).
-    fn settle(&self, i: usize, attempt: u32, result: Result<CallOutput, CallError>) -> Outcome {
+    fn settle(&self, i: usize, attempt: u32, result: Result<CallOutput, CallError>, usage: CallUsage) -> Outcome {
         let wf = &self.prepared.workflow;
         let step = &wf.steps[i];
         let (exec, engine) = (&self.exec, &self.engine);
         let mut stop = None;
+        // What the call used goes into the same record as its outcome.
+        let used = |r: &mut StepRecord| {
+            if usage != CallUsage::default() {
+                r.usage = Some(merge_usage(r.usage, usage));
+            }
+        };
         match result {
             Ok(out) => {
                 if wf.mode == super::definition::ExecutionMode::Pipeline
@@ -642,11 +731,16 @@ impl Forward {
                 exec.update_step_blocking(i, |r| {
                     ended(r);
                     r.metrics = metrics;
+                    used(r);
                 });
             }
             Err(e) if matches!(e, CallError::Cancelled { .. }) || self.stop.is_cancelled() => {
                 let reason = Some("cancelled while running".into());
-                exec.update_step_blocking(i, engine.ended(StepStatus::Cancelled, None, None, reason));
+                let ended = engine.ended(StepStatus::Cancelled, None, None, reason);
+                exec.update_step_blocking(i, |r| {
+                    ended(r);
+                    used(r);
+                });
             }
             Err(e) if step.retry.retry_on.covers(e.is_retryable()) && attempt < step.retry.max_attempts => {
                 let delay = step.retry.delay(attempt + 1, fastrand::f64());
@@ -654,6 +748,7 @@ impl Forward {
                 exec.update_step_blocking(i, |r| {
                     r.status = r.status.apply_or(StepEvent::RetryLater, StepStatus::Retrying);
                     r.error = Some(call_error(&e));
+                    used(r);
                 });
                 return Outcome::Retry(delay);
             }
@@ -662,7 +757,11 @@ impl Forward {
                 if step.critical {
                     stop = Some(Abort::Failed(format!("critical step `{}` failed: {}", step.id, error.message)));
                 }
-                exec.update_step_blocking(i, engine.ended(StepStatus::Failed, None, Some(error), None));
+                let ended = engine.ended(StepStatus::Failed, None, Some(error), None);
+                exec.update_step_blocking(i, |r| {
+                    ended(r);
+                    used(r);
+                });
             }
         }
         Outcome::Ended(stop)

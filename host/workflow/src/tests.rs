@@ -109,6 +109,14 @@ impl Plugin for TestOps {
             }
             Ok(json!("measured"))
         })
+        .add("spin", "Keeps the CPU busy for `ms`", |_, _, p: Work| {
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < Duration::from_millis(p.ms) {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+            Ok(json!({"tag": p.tag, "n": n}))
+        })
         .add("stubborn", "Sleeps `ms`, ignoring cancellation", |_, _, p: Work| {
             std::thread::sleep(Duration::from_millis(p.ms));
             Ok(json!({"tag": p.tag}))
@@ -623,6 +631,7 @@ name: Ours
 execution_mode: conditional
 timeout: 5m
 max_parallel: 3
+resources: { cpu_limit: 1.5, memory_limit_gb: 2, disk_space_gb: 10 }
 inputs:
   path: { type: string, default: a.csv, description: where }
   n: { type: integer, required: true }
@@ -637,6 +646,7 @@ steps:
     critical: false
     retry: { max_attempts: 4, initial_delay: 10ms, backoff: exponential, multiplier: 3, max_delay: 1s, jitter: 0.5, retry_on: any }
     compensate: { plugin_id: test.ops, operation: echo, parameters: { undo: b } }
+    resources: { cpu: 0.5, memory_mb: 256 }
 outputs:
   b: "${{ steps.b.output }}"
 metadata: { team: data }
@@ -1386,7 +1396,8 @@ async fn a_codomyrmex_config_runs_its_dag_through_module_aliases_with_its_docume
     assert_eq!(w.timeout, Some(Duration::from_secs(300)));
     assert_eq!((w.steps[0].retry.max_attempts, w.steps[0].retry.retry_on), (3, RetryOn::Any));
     assert!(w.steps.iter().all(|s| s.action.plugin_id == "test.ops"), "aliases resolved");
-    assert_eq!(w.metadata["resources"], json!({"cpu_limit": 4, "memory_limit_gb": 8}));
+    let budget = w.resources.unwrap();
+    assert_eq!((budget.cpu_millis, budget.memory_mb), (Some(4000), Some(8192)));
     let status = run_on(host, wf).await;
     assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
     let t4 = status.step("task4").unwrap().output.clone().unwrap();
@@ -1538,4 +1549,85 @@ async fn workflows_are_created_from_templates_with_params_and_overrides() {
     assert!(matches!(orch.create_from_template("nope", &taken), Err(OrchestratorError::NotFound(_))));
     orch.unregister_template("report").unwrap();
     assert!(orch.has("report-weekly"), "created workflows stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_budget_holds_steps_back_in_order() {
+    // Four steps of one core each, a budget of two cores: never more than two at once.
+    let (status, _, max) = run(r#"
+id: budget
+execution_mode: parallel
+max_parallel: 4
+resources: { cpu_limit: 2 }
+steps:
+  - { id: a, plugin_id: test.ops, method_name: record, parameters: { tag: a, ms: 60 }, resources: { cpu: 1 } }
+  - { id: b, plugin_id: test.ops, method_name: record, parameters: { tag: b, ms: 60 }, resources: { cpu: 1 } }
+  - { id: c, plugin_id: test.ops, method_name: record, parameters: { tag: c, ms: 60 }, resources: { cpu: 1 } }
+  - { id: d, plugin_id: test.ops, method_name: record, parameters: { tag: d, ms: 60 }, resources: { cpu: 1 } }
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    assert_eq!(max, 2, "two cores, one each");
+
+    // In order: `big` (the whole budget) waits for `x`, and `small`, after it, waits for `big`
+    // although it would fit beside `x`; memory counts the same way (1 GiB: one 600 MiB step at a time).
+    let (status, events, max) = run(r#"
+id: ordered
+execution_mode: parallel
+max_parallel: 4
+resources: { cpu_limit: 2, memory_limit_gb: 1 }
+steps:
+  - { id: x, plugin_id: test.ops, method_name: record, parameters: { tag: x, ms: 80 }, resources: { cpu: 1 } }
+  - { id: big, plugin_id: test.ops, method_name: record, parameters: { tag: big, ms: 40 }, resources: { cpu: 2 } }
+  - { id: small, plugin_id: test.ops, method_name: record, parameters: { tag: small, ms: 1 }, resources: { cpu: 0.5 } }
+  - { id: m1, plugin_id: test.ops, method_name: record, parameters: { tag: m1, ms: 20 }, dependencies: [small], resources: { memory_mb: 600 } }
+  - { id: m2, plugin_id: test.ops, method_name: record, parameters: { tag: m2, ms: 20 }, dependencies: [small], resources: { memory_mb: 600 } }
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    assert_eq!(events, ["x", "big", "small", "m1", "m2"]);
+    assert_eq!(max, 1);
+    let at = |id: &str| {
+        let s = status.step(id).unwrap();
+        (s.started_at_ms.unwrap(), s.ended_at_ms.unwrap())
+    };
+    assert!(at("big").0 >= at("x").1 && at("small").0 >= at("big").1, "{status:#?}");
+}
+
+#[test]
+fn a_step_needing_more_than_the_whole_budget_is_a_validation_problem() {
+    let text = "id: w\nresources: { cpu_limit: 1, memory_limit_mb: 100 }\nsteps:\n  - { id: a, plugin_id: test.ops, operation: echo, resources: { cpu: 2 } }\n  - { id: b, plugin_id: test.ops, operation: echo, resources: { memory_mb: 101, gpu: 1 } }\n";
+    let problems: Vec<String> = parse(&host(), "w.yaml", text).unwrap_err().iter().map(ToString::to_string).collect();
+    let has = |needle: &str| problems.iter().any(|p| p.contains(needle));
+    assert!(
+        has(
+            "line 4: step `a`: steps[0].resources: needs 2 cores and 0 MiB, more than the workflow's whole budget (1 cores, 100 MiB)"
+        ),
+        "{problems:#?}"
+    );
+    assert!(has("line 5: step `b`: steps[1].resources.gpu: unknown field `gpu`"), "{problems:#?}");
+    let text = "id: w\nresources: { cpu_limit: -1, memory_limit_gb: 1, memory_limit_mb: 5 }\nsteps:\n  - { id: a, plugin_id: test.ops, operation: echo }\n";
+    let problems: Vec<String> = parse(&host(), "w.yaml", text).unwrap_err().iter().map(ToString::to_string).collect();
+    assert!(problems.iter().any(|p| p.contains("resources.cpu_limit: -1 cores: expected 0 to 4096")), "{problems:#?}");
+    assert!(problems.iter().any(|p| p.contains("not both")), "{problems:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_records_the_cpu_time_its_calls_used() {
+    let (status, _, _) = run(r#"
+id: usage
+steps:
+  - { id: busy, plugin_id: test.ops, method_name: spin, parameters: { tag: busy, ms: 60 } }
+  - { id: idle, plugin_id: test.ops, method_name: record, parameters: { tag: idle, ms: 60 } }
+  - { id: twice, plugin_id: test.ops, method_name: flaky, parameters: { failures: 1 }, retry: { max_attempts: 2, initial_delay: 1ms } }
+"#)
+    .await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    let cpu = |id: &str| status.step(id).unwrap().usage.unwrap().cpu_ms.unwrap();
+    // Spinning for 60 ms takes most of 60 ms of CPU; sleeping takes little.
+    assert!(cpu("busy") >= 30.0, "{}", cpu("busy"));
+    assert!(cpu("idle") < cpu("busy"), "{} vs {}", cpu("idle"), cpu("busy"));
+    // In-process code: no memory measured.
+    assert_eq!(status.step("busy").unwrap().usage.unwrap().peak_memory_bytes, None);
+    assert!(cpu("twice") >= 0.0);
 }

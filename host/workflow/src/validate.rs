@@ -132,6 +132,28 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
         }
     }
 
+    // Resources: a step that needs more than the whole budget could never start.
+    if let Some(budget) = &workflow.resources {
+        for (i, step) in workflow.steps.iter().enumerate() {
+            if !budget.fits(Default::default(), step.resources) {
+                let limit = |l: Option<u64>, unit: &str, scale: f64| {
+                    l.map_or_else(|| "no limit".to_owned(), |l| format!("{} {unit}", l as f64 / scale))
+                };
+                p.add(
+                    Some(&step.id),
+                    &path_of_index(i).key("resources"),
+                    format!(
+                        "needs {} cores and {} MiB, more than the workflow's whole budget ({} cores, {} MiB): it could never start",
+                        step.resources.cpu_millis as f64 / 1000.0,
+                        step.resources.memory_mb,
+                        limit(budget.cpu_millis, "", 1000.0).trim_end(),
+                        limit(budget.memory_mb, "", 1.0).trim_end(),
+                    ),
+                );
+            }
+        }
+    }
+
     // Cycles.
     let dag = match Dag::build(&workflow) {
         Ok(dag) => Some(dag),

@@ -549,6 +549,7 @@ mod tests {
             duration_ms: Some(1),
             metrics: Default::default(),
             progress: None,
+            usage: None,
         };
         let status = ExecutionStatus {
             execution_id: "e1".into(),
@@ -602,6 +603,7 @@ mod tests {
             duration_ms: None,
             metrics: Default::default(),
             progress: None,
+            usage: None,
         };
         let mut status = ExecutionStatus {
             execution_id: "e1".into(),
@@ -694,6 +696,7 @@ mod tests {
             duration_ms: None,
             metrics: Default::default(),
             progress: None,
+            usage: None,
         };
         let mut status = ExecutionStatus {
             execution_id: "e1".into(),

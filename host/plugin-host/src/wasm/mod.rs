@@ -745,6 +745,11 @@ impl WasmPlugin {
         forward_output(plugin, "stdout", &stdout);
         forward_output(plugin, "stderr", &stderr);
         let state = store.data();
+        // Linear memories never shrink: their size now is their high-water mark.
+        services.record_usage(crate::services::CallUsage {
+            cpu_ms: None,
+            peak_memory_bytes: Some(state.limiter.used_bytes),
+        });
         let after = timeout.unwrap_or_default();
         let stopped = |stop: Stop| match stop {
             Stop::Cancelled if services.execution_cancelled() => CallError::Cancelled { plugin: plugin.clone() },
