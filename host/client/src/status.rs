@@ -255,9 +255,10 @@ pub struct StepRecord {
 
 /// What a step's calls used, as their runtime measured it: CPU time from
 /// the calling thread (WASM and in-process native plugins) or the worker
-/// process (native plugins in worker processes, 10 ms resolution); peak
-/// memory from a WASM instance's linear memories (their high-water mark) or
-/// a worker process's peak resident set. A part not measured is absent.
+/// process (native plugins in worker processes: its `getrusage`, all its
+/// threads); peak memory from a WASM instance's linear memories (their
+/// high-water mark) or a worker process's peak resident set so far
+/// (`ru_maxrss`, over every call it served). A part not measured is absent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepUsage {

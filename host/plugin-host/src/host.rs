@@ -571,7 +571,7 @@ impl Host {
         }
         let started = std::time::Instant::now();
         let services = services.for_call(&plugin.manifest.limits);
-        let on_thread = plugin.runtime.runs_on_caller_thread();
+        let on_thread = services.measures_cpu() && plugin.runtime.runs_on_caller_thread();
         let cpu_before = on_thread.then(crate::unsafe_ops::thread_cpu_time).flatten();
         let mut result = plugin.runtime.call(exec, &services, timeout);
         if let (Some(before), Some(after)) = (cpu_before, cpu_before.and(crate::unsafe_ops::thread_cpu_time())) {

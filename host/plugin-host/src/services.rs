@@ -165,6 +165,10 @@ pub struct CallServices {
     kind: Option<crate::manifest::PluginKind>,
     /// What the call used, as its runtime measured it (shared by clones).
     usage: Arc<Mutex<CallUsage>>,
+    /// Whether the host measures the calling thread's CPU time around the
+    /// call (two system calls, ~0.5 µs: asked for by the workflow engine,
+    /// not by plain calls).
+    measure_cpu: bool,
 }
 
 /// What one call used, where its runtime can measure it (`None`: not
@@ -172,13 +176,15 @@ pub struct CallServices {
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallUsage {
     /// CPU time, ms: the calling thread's for WASM and in-process native
-    /// plugins (the plugin runs on it), the worker process's user + system
-    /// time for native plugins in worker processes (10 ms resolution).
+    /// plugins (the plugin runs on it; measured when the services ask for
+    /// it, see [`CallServices::with_cpu_measured`]), the worker process's
+    /// user + system time for native plugins in worker processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_ms: Option<f64>,
     /// Peak memory, bytes: a WASM instance's linear memories at the end of
     /// the call (they never shrink: their high-water mark); a worker
-    /// process's peak resident set during the call (`VmHWM`, reset before it).
+    /// process's peak resident set so far (`ru_maxrss`: its high-water mark
+    /// over every call it served, this one included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
 }
@@ -211,7 +217,20 @@ impl CallServices {
             budget: Arc::default(),
             kind: None,
             usage: Arc::default(),
+            measure_cpu: false,
         }
+    }
+
+    /// These services asking the host to measure the call's CPU time on the
+    /// calling thread too (WASM and in-process native plugins; see [`CallUsage`]).
+    pub fn with_cpu_measured(mut self) -> Self {
+        self.measure_cpu = true;
+        self
+    }
+
+    /// Whether the call's CPU time on the calling thread is measured.
+    pub fn measures_cpu(&self) -> bool {
+        self.measure_cpu
     }
 
     /// What the calls made with these services used so far (see [`CallUsage`]).

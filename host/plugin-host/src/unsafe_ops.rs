@@ -167,13 +167,23 @@ pub(crate) fn thread_cpu_time() -> Option<std::time::Duration> {
     }
 }
 
-/// Clock ticks per second, the unit of `/proc/<pid>/stat`'s CPU times.
-pub(crate) fn clock_ticks_per_second() -> Option<u64> {
+/// This process's CPU time (user + system, all threads) and peak resident
+/// set so far (KiB), by `getrusage(RUSAGE_SELF)`; `None` where unavailable.
+pub(crate) fn process_usage() -> Option<(std::time::Duration, u64)> {
     #[cfg(unix)]
     {
-        // SAFETY: `sysconf` reads a system constant; it takes no pointers.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        u64::try_from(ticks).ok().filter(|&t| t > 0)
+        // SAFETY: `rusage` is plain old data, valid when zeroed.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `usage` is a valid, writable `rusage` owned by this frame;
+        // `getrusage` only writes it and reports failure by its return.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) } != 0 {
+            return None;
+        }
+        let time = |t: libc::timeval| {
+            std::time::Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+                + std::time::Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+        };
+        Some((time(usage.ru_utime) + time(usage.ru_stime), u64::try_from(usage.ru_maxrss).unwrap_or(0)))
     }
     #[cfg(not(unix))]
     {

@@ -617,7 +617,8 @@ impl Forward {
         };
         let services = CallServices::new(plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone())
             .with_kind(step.action.kind)
-            .with_progress(self.progress_sink(i));
+            .with_progress(self.progress_sink(i))
+            .with_cpu_measured();
         let host = self.engine.host();
         let Some(plugin) = host.select(plugin_id, step.action.kind) else {
             return Some((Err(CallError::PluginNotFound(plugin_id.clone())), CallUsage::default()));

@@ -240,7 +240,7 @@ impl Runtime for ProcessPlugin {
     }
 
     fn runs_on_caller_thread(&self) -> bool {
-        false // its worker process measures it (see `Usage`)
+        false // its worker process measures it (see `protocol::WorkerUsage`)
     }
 
     fn unavailable(&self) -> Option<String> {
@@ -267,10 +267,8 @@ impl Runtime for ProcessPlugin {
             }
         };
         let mut worker = pool.acquire(deadline, services, &stopped)?;
-        let usage = Usage::start(worker.child.id());
         match worker.run(&context, services, deadline) {
             Ran::Done { response, late } => {
-                services.record_usage(usage.end());
                 pool.release(worker);
                 if late {
                     return Err(stopped(services));
@@ -531,7 +529,13 @@ impl Worker {
             let frame = self.conn.recv_spinning(spin);
             spin = Duration::ZERO; // once per call: a call that takes longer sleeps
             match frame {
-                Ok(Some(Frame::Done(response))) => return Ran::Done { response, late: stop.is_some() },
+                Ok(Some(Frame::Done(response, usage))) => {
+                    services.record_usage(crate::services::CallUsage {
+                        cpu_ms: Some(usage.cpu_us as f64 / 1000.0),
+                        peak_memory_bytes: Some(usage.max_rss_kib.saturating_mul(1024)),
+                    });
+                    return Ran::Done { response, late: stop.is_some() };
+                }
                 Ok(Some(Frame::Log(level, message))) => services.log(LogLevel::from_u8(level), &message),
                 Ok(Some(Frame::StateGet(key))) => {
                     let value = services.state_get(&key).map(|v| v.to_string());
@@ -682,51 +686,6 @@ impl Output {
             .unwrap_or_else(PoisonError::into_inner);
         (!tail.0.is_empty()).then(|| tail.0.iter().cloned().collect::<Vec<_>>().join(" | "))
     }
-}
-
-/// A worker process's CPU time and peak memory over one call, read from
-/// `/proc/<pid>` (Linux): user + system time from `stat` before and after;
-/// the peak resident set `VmHWM` of `status`, reset before the call by
-/// writing 5 to `clear_refs`. Elsewhere nothing is measured.
-struct Usage {
-    pid: u32,
-    cpu_ticks: Option<u64>,
-}
-
-impl Usage {
-    fn start(pid: u32) -> Self {
-        // Reset the peak; if refused, the peak since the worker started is read.
-        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-        Self { pid, cpu_ticks: cpu_ticks(pid) }
-    }
-
-    fn end(self) -> crate::services::CallUsage {
-        let cpu_ms = match (self.cpu_ticks, cpu_ticks(self.pid), crate::unsafe_ops::clock_ticks_per_second()) {
-            (Some(before), Some(after), Some(hz)) => Some(after.saturating_sub(before) as f64 * 1000.0 / hz as f64),
-            _ => None,
-        };
-        crate::services::CallUsage { cpu_ms, peak_memory_bytes: peak_resident_bytes(self.pid) }
-    }
-}
-
-/// utime + stime of process `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command (field 2) is in parentheses and may hold spaces: count after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime.saturating_add(stime))
-}
-
-/// `VmHWM` of process `pid`, bytes.
-fn peak_resident_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 #[cfg(test)]

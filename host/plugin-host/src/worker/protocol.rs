@@ -34,8 +34,18 @@ pub(crate) enum Frame {
     StateSet(String, String),
     /// Worker → host: progress of the call.
     Progress(f64, String),
-    /// Worker → host: the call returned (a `NativeResponse` as JSON).
-    Done(String),
+    /// Worker → host: the call returned (a `NativeResponse` as JSON), and
+    /// what the worker used during it.
+    Done(String, WorkerUsage),
+}
+
+/// What a worker process used during one call, by its own `getrusage`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WorkerUsage {
+    /// User + system CPU time of the process during the call, µs.
+    pub cpu_us: u64,
+    /// The process's peak resident set so far (`ru_maxrss`), KiB.
+    pub max_rss_kib: u64,
 }
 
 /// What the worker loads and how it limits itself (Linux), sent as JSON in [`Frame::Load`].
@@ -78,7 +88,9 @@ impl Frame {
                 (14, [&len.to_le_bytes()[..], key.as_bytes(), value.as_bytes()].concat())
             }
             Frame::Progress(fraction, s) => (15, [&fraction.to_le_bytes()[..], s.as_bytes()].concat()),
-            Frame::Done(s) => (16, text(s)),
+            Frame::Done(s, usage) => {
+                (16, [&usage.cpu_us.to_le_bytes()[..], &usage.max_rss_kib.to_le_bytes()[..], s.as_bytes()].concat())
+            }
         };
         let len = u32::try_from(payload.len() + 1).unwrap_or(u32::MAX);
         let mut bytes = Vec::with_capacity(5 + payload.len());
@@ -119,7 +131,14 @@ impl Frame {
                 let fraction = payload.get(..8).ok_or_else(short)?;
                 Frame::Progress(f64::from_le_bytes(fraction.try_into().expect("8 bytes")), text(&payload[8..])?)
             }
-            16 => Frame::Done(text(payload)?),
+            16 => {
+                let number = |at: usize| -> io::Result<u64> {
+                    let bytes = payload.get(at..at + 8).ok_or_else(short)?;
+                    Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+                };
+                let usage = WorkerUsage { cpu_us: number(0)?, max_rss_kib: number(8)? };
+                Frame::Done(text(&payload[16..])?, usage)
+            }
             other => return Err(invalid(format!("unknown frame tag {other}"))),
         })
     }
@@ -292,7 +311,7 @@ mod tests {
             Frame::StateSet("k".into(), "\"v\"".into()),
             Frame::StateSet(String::new(), String::new()),
             Frame::Progress(0.5, "half".into()),
-            Frame::Done("{\"ok\":null}".into()),
+            Frame::Done("{\"ok\":null}".into(), WorkerUsage { cpu_us: 1500, max_rss_kib: 4096 }),
         ];
         let (a, b) = UnixStream::pair().unwrap();
         let (mut a, mut b) = (Conn::new(a), Conn::new(b));

@@ -122,9 +122,18 @@ fn serve_calls(shared: &'static Shared, module: PluginModRef) -> i32 {
                     report_progress: host_report_progress,
                     is_cancelled: host_is_cancelled,
                 };
+                let before = crate::unsafe_ops::process_usage();
                 let response = (module.call())(&vtable, RStr::from_str(&context));
+                let after = crate::unsafe_ops::process_usage();
                 shared.call.store(0, Ordering::SeqCst);
-                if lock(shared).send(&Frame::Done(response.into_string())).is_err() {
+                let usage = match (before, after) {
+                    (Some((cpu_before, _)), Some((cpu_after, max_rss_kib))) => super::protocol::WorkerUsage {
+                        cpu_us: cpu_after.saturating_sub(cpu_before).as_micros() as u64,
+                        max_rss_kib,
+                    },
+                    _ => super::protocol::WorkerUsage::default(),
+                };
+                if lock(shared).send(&Frame::Done(response.into_string(), usage)).is_err() {
                     return PROTOCOL_EXIT;
                 }
             }
