@@ -117,6 +117,22 @@ fn parse_for(source: &str, host: Option<&Host>, capability: &str) -> DaemonResul
     })
 }
 
+/// Executions put in the daemon's live set for a while (a transaction's
+/// rollback), taken out again when dropped.
+struct LiveWhile {
+    daemon: Daemon,
+    ids: Vec<String>,
+}
+
+impl Drop for LiveWhile {
+    fn drop(&mut self) {
+        let mut live = self.daemon.0.live.write().unwrap_or_else(PoisonError::into_inner);
+        for id in &self.ids {
+            live.remove(id);
+        }
+    }
+}
+
 /// What a template is: its definition's name and inputs (read without the
 /// plugins: a template's summary does not depend on them).
 fn template_detail(row: &crate::store::TemplateRow) -> plexus_client::TemplateDetail {
@@ -891,13 +907,19 @@ impl Daemon {
     async fn roll_back(&self, mut tx: Transaction) -> DaemonResult<Transaction> {
         tracing::info!(transaction = %tx.id, executions = tx.executions.len(), "rolling back a transaction");
         let mut members = Vec::new();
+        // Live while their compensations run: a write that fails holds them,
+        // and maintenance records them again (as it does running executions).
+        let mut live = LiveWhile { daemon: self.clone(), ids: Vec::new() };
         for id in &tx.executions {
             let stored = self.stored(id).await?;
             if stored.status.status != WorkflowStatus::Completed {
                 continue;
             }
             let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
+            let meta = stored.meta.clone();
             let exec = Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id);
+            self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), (exec.clone(), meta));
+            live.ids.push(id.clone());
             members.push((prepared, exec));
         }
         let engine = Engine::new(self.host(), self.0.clock.clone());
@@ -906,6 +928,7 @@ impl Daemon {
         tx.compensations = compensations;
         tx.ended_at_ms = Some(epoch_ms(self.0.clock.now()));
         self.0.store.update_transaction(&tx, TransactionState::RollingBack).await?;
+        drop(live);
         tracing::info!(transaction = %tx.id, state = tx.state.as_str(), "transaction rolled back");
         Ok(tx)
     }

@@ -1050,3 +1050,38 @@ async fn with_every_worker_busy_the_highest_priority_starts_first() {
         started.iter().filter(|(_, p, _)| *p == Priority::Normal).map(|(.., id)| id.as_str()).collect();
     assert_eq!(normals, [waiting[1].1.id(), waiting[3].1.id()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_whose_writes_fail_waits_for_them_and_then_finishes() {
+    use plexus_client::TransactionState as T;
+    let f = fixture(Arc::new(SystemClock));
+    // `b`'s compensation takes 400 ms: the disk fills while it runs.
+    let workflow =
+        compensated("txw", "txw").replace("parameters: {tag: undo-txw-b}", "parameters: {tag: undo-txw-b, ms: 400}");
+    f.daemon.register_workflow(&workflow).await.unwrap();
+    f.daemon.begin_transaction("held").await.unwrap();
+    let exec = f.daemon.start("txw", Map::new(), in_tx("held")).await.unwrap();
+    let id = exec.id().to_owned();
+    wait_done(&f.daemon, &id).await;
+    let daemon = f.daemon.clone();
+    let rollback = tokio::spawn(async move { daemon.rollback_transaction("held").await });
+    until("`b`'s compensation to start", || runs("undo-txw-b") == 1).await;
+    f.store.fail_writes(true);
+    until("the rolled-back execution to be held", || f.daemon.live(&id).is_some_and(|e| e.is_held())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!rollback.is_finished(), "no compensation goes on unrecorded");
+    assert!(runs("undo-txw-a") == 0, "the later step is compensated first");
+    // Space is freed: maintenance records it again and the rollback finishes.
+    f.store.fail_writes(false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rollback.is_finished() {
+        assert!(Instant::now() < deadline, "the rollback did not finish after writes worked again");
+        f.daemon.maintain().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tx = rollback.await.unwrap().unwrap();
+    assert_eq!(tx.state, T::RolledBack, "{tx:?}");
+    assert_eq!((runs("undo-txw-a"), runs("undo-txw-b")), (1, 1));
+    assert!(f.daemon.live(&id).is_none(), "out of the live set once rolled back");
+    assert_eq!(f.store.execution(&id).unwrap().unwrap().status.status, WorkflowStatus::RolledBack);
+}
