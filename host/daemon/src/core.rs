@@ -280,6 +280,12 @@ impl Daemon {
         self.0.host.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Replace the loaded plugins by `host` (tests: a reload to plugins that changed).
+    #[cfg(test)]
+    pub(crate) fn replace_host(&self, host: Host) {
+        *self.0.host.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(host);
+    }
+
     /// Scan the plugin directories again and swap in the new host; running
     /// executions finish on the host they started with. Blocks while
     /// changed components compile: call it off the async runtime.

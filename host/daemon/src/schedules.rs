@@ -262,7 +262,10 @@ impl Schedules {
             ..Origin::default()
         };
         let now_ms = epoch_ms(daemon.clock().now());
-        let result = daemon.start(&schedule.workflow_id(), inputs, origin).await;
+        let result = match self.capable(schedule).await {
+            Ok(()) => daemon.start(&schedule.workflow_id(), inputs, origin).await,
+            Err(refused) => Err(refused),
+        };
         let record = Fire {
             fire_time_ms: fire_ms,
             fired_at_ms: now_ms,
@@ -286,6 +289,41 @@ impl Schedules {
             }
         });
         Ok(exec.id().to_owned())
+    }
+
+    /// Whether the plugins `schedule` calls still declare the capability it
+    /// needs, as loaded now (a hot reload may have changed them since the
+    /// schedule was created): `scheduled-task` for an operation, `workflow-step`
+    /// for each step of a workflow. A plugin that is not loaded is left to
+    /// the run (it fails as `PluginNotFound`).
+    ///
+    /// # Errors
+    /// [`ErrorCode::DependencyNotSatisfied`] naming the plugin and what it declares.
+    async fn capable(&self, schedule: &Schedule) -> DaemonResult<()> {
+        let daemon = &self.0.daemon;
+        let (needed, plugins) = match &schedule.target {
+            Target::Operation { plugin, .. } => (plexus_sdk::capability::SCHEDULED_TASK, vec![plugin.clone()]),
+            Target::Workflow { id, .. } => {
+                let Ok(row) = daemon.workflow(id, None).await else { return Ok(()) };
+                let Ok(valid) = super::core::parse_workflow(&row.source) else { return Ok(()) };
+                let plugins = valid.workflow.steps.iter().map(|s| s.action.plugin_id.clone()).collect();
+                (plexus_sdk::capability::WORKFLOW_STEP, plugins)
+            }
+        };
+        let host = daemon.host();
+        for name in plugins {
+            let plexus_host::Resolved::Plugin(id) = host.resolve(&name) else { continue };
+            let Some(plugin) = host.plugin(id) else { continue };
+            let declared = &plugin.runtime.metadata().capabilities;
+            if !declared.iter().any(|c| c == needed) {
+                let list = if declared.is_empty() { "none".to_owned() } else { declared.join(", ") };
+                return Err(DaemonError::new(
+                    ErrorCode::DependencyNotSatisfied,
+                    format!("plugin `{id}` no longer declares `{needed}` (it declares: {list}): not fired"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// [`Self::start_queued`] as a boxed future: it starts an execution whose

@@ -1085,3 +1085,38 @@ async fn a_rollback_whose_writes_fail_waits_for_them_and_then_finishes() {
     assert!(f.daemon.live(&id).is_none(), "out of the live set once rolled back");
     assert_eq!(f.store.execution(&id).unwrap().unwrap().status.status, WorkflowStatus::RolledBack);
 }
+
+/// `dtest.ops` as a reload may bring it: `tick` still there, `scheduled-task` no longer declared.
+#[derive(Default)]
+struct OpsStepOnly;
+
+impl Plugin for OpsStepOnly {
+    fn info() -> PluginInfo {
+        PluginInfo::new("dtest.ops", "Daemon test operations, changed", "2.0.0")
+            .capabilities([plexus_sdk::capability::WORKFLOW_STEP])
+    }
+    fn operations(ops: &mut Operations<Self>) {
+        ops.add("tick", "Does nothing", |_, _, _: Value| Ok(Value::Null));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_whose_plugin_dropped_scheduled_task_is_not_fired() {
+    let f = fixture(Arc::new(SystemClock));
+    let schedules = Schedules::new(f.daemon.clone());
+    let op =
+        json!({"id": "op", "when": "every 1h", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "gone"}});
+    schedules.create(spec(op)).await.unwrap();
+    // A reload brings a version of the plugin that no longer declares it.
+    f.daemon.replace_host(HostBuilder::new().no_cache().in_process::<OpsStepOnly>(Value::Null).build().unwrap());
+    let refused = schedules.run_now("op").await.unwrap_err();
+    assert_eq!(refused.code, crate::ErrorCode::DependencyNotSatisfied, "{refused:?}");
+    assert!(
+        refused.message.contains("`dtest.ops` no longer declares `scheduled-task` (it declares: workflow-step)"),
+        "{refused:?}"
+    );
+    let history = schedules.history("op", 10).await.unwrap();
+    assert_eq!(history[0].outcome, crate::store::FireOutcome::Failed);
+    assert!(history[0].message.as_deref().unwrap_or_default().contains("no longer declares"), "{history:?}");
+    assert_eq!(runs("gone"), 0, "nothing ran");
+}
