@@ -11,7 +11,7 @@ use plexus_client::{
     Started, Transition, Validation, WorkflowList, WorkflowVersion,
 };
 use plexus_client::{Cleared, StartExecution, Transaction, TransactionState, WorkflowHistory};
-use plexus_client::{TemplateDetail, TemplateList, TemplateSummary};
+use plexus_client::{TemplateDetail, TemplateList, TemplateSummary, TransactionList};
 use plexus_daemon::openapi;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -270,6 +270,13 @@ fn every_route_needs_the_token_and_answers_with_codes() {
         ErrorCode::AlreadyExists
     );
     assert_eq!(d.call("GET", "/v1/transactions/none", None).0, 404);
+    let listed: TransactionList = typed(call("GET", "/v1/transactions", "/v1/transactions", None, 200));
+    let states: Vec<(&str, TransactionState, u64)> =
+        listed.transactions.iter().map(|t| (t.id.as_str(), t.state, t.executions)).collect();
+    assert_eq!(states, [("t2", TransactionState::Committed, 0), ("t1", TransactionState::RolledBack, 1)]);
+    let rolled: TransactionList = typed(d.call("GET", "/v1/transactions?state=rolled_back&limit=5", None).1);
+    assert_eq!(rolled.transactions.len(), 1);
+    assert_eq!(d.call("GET", "/v1/transactions?state=sideways", None).0, 400);
     // Templates: register (its inputs are its parameters), list, show, create workflows, delete.
     let template = "id: greeting\ninputs:\n  n: { type: integer, default: 1 }\nsteps:\n  - { id: one, plugin_id: plexus.echo.native, method_name: echo, parameters: { n: \"${{ inputs.n }}\" } }\n";
     let summary: TemplateSummary =
@@ -436,6 +443,11 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!((rolled.state, rolled.executions.len()), (TransactionState::RolledBack, 1));
     let out = d.cli(&["transaction", "show", "t3"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("rolled_back"));
+    let out = d.cli(&["transaction", "list", "--state", "rolled_back"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("t3") && !listed.contains("t2"), "{listed}");
+    let typed_list = d.client().transactions(&plexus_client::TransactionQuery { limit: Some(1), ..Default::default() });
+    assert_eq!(typed_list.unwrap().transactions.len(), 1);
     // A priority from the command line, kept with the execution.
     let out = d.cli(&["exec", "start", "chain", "--priority", "critical", "--wait", "--json"]);
     let urgent: Execution = serde_json::from_slice(&out.stdout).unwrap();

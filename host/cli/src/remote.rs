@@ -632,6 +632,18 @@ pub fn plugin_info(global: &Global, id: &str, json: bool) -> anyhow::Result<Exit
 
 #[derive(Subcommand)]
 pub enum TransactionCommand {
+    /// List transactions, newest first.
+    List {
+        /// Only those in this state: open, committed, rolling_back, rolled_back, rollback_failed.
+        #[arg(long, value_parser = api_enum::<TransactionState>)]
+        state: Option<TransactionState>,
+        /// At most this many (default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Begin a transaction: executions started with `--transaction ID` join it.
     Begin {
         /// Transaction id (letters, digits, `-`, `_`, `.`).
@@ -670,6 +682,19 @@ pub enum TransactionCommand {
 pub fn transaction(global: &Global, command: TransactionCommand) -> anyhow::Result<ExitCode> {
     let client = from_global(global)?;
     let (tx, json) = match command {
+        TransactionCommand::List { state, limit, json } => {
+            let out = client.transactions(&plexus_client::TransactionQuery { state, limit })?;
+            if json {
+                return print_json(&out);
+            }
+            let rows = out
+                .transactions
+                .iter()
+                .map(|t| vec![t.id.clone(), t.state.as_str().to_owned(), t.executions.to_string()])
+                .collect();
+            table(&["TRANSACTION", "STATE", "EXECUTIONS"], rows);
+            return Ok(ExitCode::SUCCESS);
+        }
         TransactionCommand::Begin { id, json } => (client.begin_transaction(&id)?, json),
         TransactionCommand::Show { id, json } => (client.transaction(&id)?, json),
         TransactionCommand::Commit { id, json } => (client.commit_transaction(&id)?, json),

@@ -10,6 +10,7 @@ use crate::{
 };
 use crate::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
 use crate::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
+use crate::{TransactionList, TransactionQuery, TransactionState};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -261,6 +262,19 @@ impl Client {
     /// As [`Client::call`]; `AlreadyExists`; `InvalidConfiguration` for a bad id.
     pub fn begin_transaction(&self, id: &str) -> Result<Transaction, ClientError> {
         self.call("POST", "/v1/transactions", Some(&BeginTransaction { id: id.to_owned() }))
+    }
+
+    /// `GET /v1/transactions`, newest first, filtered.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn transactions(&self, query: &TransactionQuery) -> Result<TransactionList, ClientError> {
+        let limit = query.limit.map(|l| l.to_string());
+        let route = path(
+            &["v1", "transactions"],
+            &[("state", query.state.map(TransactionState::as_str)), ("limit", limit.as_deref())],
+        );
+        self.call("GET", &route, NONE)
     }
 
     /// `GET /v1/transactions/{id}`.

@@ -108,3 +108,42 @@ impl Transaction {
         }
     }
 }
+
+/// The query of `GET /v1/transactions`: filters, all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct TransactionQuery {
+    /// Only transactions in this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<TransactionState>,
+    /// At most this many (default 100, at most 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One transaction in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransactionSummary {
+    /// Transaction id.
+    pub id: String,
+    /// Its state.
+    pub state: TransactionState,
+    /// How many executions it has.
+    pub executions: u64,
+    /// Begun at, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Committed or rolled back at, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+}
+
+/// `GET /v1/transactions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransactionList {
+    /// Newest first.
+    pub transactions: Vec<TransactionSummary>,
+}

@@ -30,6 +30,7 @@ use plexus_client::{
     StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
 };
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
+use plexus_client::{TransactionList, TransactionQuery};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -135,7 +136,7 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(execution_logs))
         .routes(routes!(cancel_execution))
         .routes(routes!(retry_execution))
-        .routes(routes!(begin_transaction))
+        .routes(routes!(transactions, begin_transaction))
         .routes(routes!(transaction))
         .routes(routes!(commit_transaction))
         .routes(routes!(rollback_transaction))
@@ -445,6 +446,17 @@ async fn create_from_template(
 async fn begin_transaction(State(s): State<ApiState>, Body(body): Body<BeginTransaction>) -> ApiResult<Response> {
     let tx = s.daemon.begin_transaction(&body.id).await?;
     Ok((StatusCode::CREATED, Json(tx)).into_response())
+}
+
+/// The most transactions one `GET /v1/transactions` returns.
+const MAX_TRANSACTIONS: u32 = 10_000;
+
+/// Transactions, newest first, filtered.
+#[utoipa::path(get, path = "/v1/transactions", tag = "transactions", params(TransactionQuery),
+    responses((status = 200, description = "Transactions, newest first (default 100)", body = TransactionList)))]
+async fn transactions(State(s): State<ApiState>, Q(q): Q<TransactionQuery>) -> ApiResult<Json<TransactionList>> {
+    let limit = q.limit.unwrap_or(100).min(MAX_TRANSACTIONS);
+    Ok(Json(TransactionList { transactions: s.daemon.transactions(q.state, limit).await? }))
 }
 
 /// A transaction: state, executions, the compensations its rollback ran.

@@ -883,6 +883,15 @@ impl Daemon {
         Ok(tx)
     }
 
+    /// Transactions (in `state`, if given), newest first, at most `limit`.
+    pub async fn transactions(
+        &self,
+        state: Option<TransactionState>,
+        limit: u32,
+    ) -> DaemonResult<Vec<plexus_client::TransactionSummary>> {
+        Ok(self.0.store.list_transactions(state, limit).await?)
+    }
+
     /// Roll back transaction `id` (QtForge's `rollback_transaction`): the
     /// compensation of every completed step of its completed executions runs,
     /// newest first ([`plexus_workflow::Engine::roll_back_transaction`]), and

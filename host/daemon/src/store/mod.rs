@@ -246,6 +246,12 @@ pub trait Store: Send + Sync + 'static {
     fn update_transaction(&self, tx: &Transaction, from: TransactionState) -> StoreFuture<bool>;
     /// Ids of the transactions in `state`, oldest first.
     fn transactions_in(&self, state: TransactionState) -> StoreFuture<Vec<String>>;
+    /// Transactions (in `state`, if given), newest first, at most `limit`.
+    fn list_transactions(
+        &self,
+        state: Option<TransactionState>,
+        limit: u32,
+    ) -> StoreFuture<Vec<plexus_client::TransactionSummary>>;
 
     /// Create schedule `id`; `false` if the id is taken.
     fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreFuture<bool>;

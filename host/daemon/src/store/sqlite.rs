@@ -178,6 +178,14 @@ impl Store for SqliteStore {
         self.blocking(move |s| s.transactions_in(state))
     }
 
+    fn list_transactions(
+        &self,
+        state: Option<TransactionState>,
+        limit: u32,
+    ) -> StoreFuture<Vec<plexus_client::TransactionSummary>> {
+        self.blocking(move |s| s.list_transactions(state, limit))
+    }
+
     fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreFuture<bool> {
         let (id, spec) = (id.to_owned(), spec.clone());
         self.blocking(move |s| s.insert_schedule(&id, &spec, enabled, created_at_ms))

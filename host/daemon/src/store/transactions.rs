@@ -2,6 +2,7 @@
 //! executions in one carry its id (`executions.transaction_id`).
 
 use super::{SqliteStore, StoreResult, Transaction, TransactionState};
+use plexus_client::TransactionSummary;
 use rusqlite::{OptionalExtension, params};
 
 impl SqliteStore {
@@ -62,6 +63,41 @@ impl SqliteStore {
             .map_err(err)
         })?;
         Ok(n > 0)
+    }
+
+    /// Transactions (in `state`, if given), newest first, at most `limit`.
+    pub fn list_transactions(
+        &self,
+        state: Option<TransactionState>,
+        limit: u32,
+    ) -> StoreResult<Vec<TransactionSummary>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT t.id, t.state, t.created_at_ms, t.ended_at_ms,
+                        (SELECT COUNT(*) FROM executions e WHERE e.transaction_id = t.id)
+                 FROM transactions t WHERE ?1 IS NULL OR t.state = ?1
+                 ORDER BY t.created_at_ms DESC, t.id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<(String, String, i64, Option<i64>, i64)> = stmt
+            .query_map(params![state.map(TransactionState::as_str), limit], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(id, state, created, ended, executions)| {
+                Ok(TransactionSummary {
+                    state: TransactionState::parse(&state)
+                        .ok_or_else(|| self.corrupt(format!("transaction {id}: unknown state `{state}`")))?,
+                    id,
+                    executions: executions.max(0) as u64,
+                    created_at_ms: created.max(0) as u64,
+                    ended_at_ms: ended.map(|t| t.max(0) as u64),
+                })
+            })
+            .collect()
     }
 
     /// Ids of the transactions in `state`, oldest first.
