@@ -563,10 +563,10 @@ impl Daemon {
         origin: Origin,
     ) -> DaemonResult<Arc<Execution>> {
         self.check_accepting()?;
-        let version = match origin.version {
-            Some(v) => v,
-            None => self.current_version(id).await?,
-        };
+        // An older version is started only while the workflow exists: a
+        // deleted one keeps its versions for the executions pinned to them.
+        let current = self.current_version(id).await?;
+        let version = origin.version.unwrap_or(current);
         let prepared = self.prepared(id, version).await.map_err(|e| match e.code {
             ErrorCode::NotFound => DaemonError::not_found(format!("workflow `{id}` version {version}")),
             _ => e,

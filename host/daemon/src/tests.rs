@@ -846,6 +846,10 @@ async fn versions_can_be_started_listed_and_made_current_again_and_initial_data_
     assert!(f.daemon.workflows().await.unwrap().is_empty());
     assert_eq!(f.daemon.workflow_history("ver").await.unwrap().current, None);
     assert_eq!(f.daemon.executions(&filter).await.unwrap().len(), 3);
+    // A deleted workflow's versions are kept, not started.
+    let deleted = crate::Origin { version: Some(1), ..Default::default() };
+    let Err(err) = f.daemon.start("ver", Map::new(), deleted).await else { panic!("a deleted workflow started") };
+    assert_eq!(err.code, crate::ErrorCode::NotFound, "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
