@@ -240,7 +240,7 @@ fn codomyrmex(value: &Value, t: &mut Translation) -> Value {
             t.problem(
                 None,
                 root(),
-                "no workflow: a Codomyrmex config needs `dag.tasks` or `workflow.sample_workflow.steps`",
+                "missing `dag.tasks` (or `workflow.sample_workflow.steps`): a Codomyrmex config names its tasks there",
             );
             return Value::Object(out);
         }

@@ -1438,6 +1438,14 @@ fn codomyrmex_problems_name_the_config_s_own_paths_and_lines() {
     assert!(has("line 10: dag.execution.timeout_seconds: expected seconds"), "{problems:#?}");
     assert!(has("line 4: step `a`: dag.tasks[0].module: unknown plugin `nowhere`"), "{problems:#?}");
     assert!(problems.iter().all(|p| !p.contains("plugin_id")), "{problems:#?}");
+    // A config without tasks gets one problem in its own words.
+    let problems: Vec<String> = parse(&aliased_host(), "c.yaml", "dag:\n  execution: { max_parallel: 2 }\n")
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].contains("missing `dag.tasks` (or `workflow.sample_workflow.steps`)"), "{problems:#?}");
 }
 
 const FACTORIES: &str = r#"

@@ -134,20 +134,23 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
 
     // Resources: a step that needs more than the whole budget could never start.
     if let Some(budget) = &workflow.resources {
+        let mut limits = Vec::new();
+        if let Some(cpu) = budget.cpu_millis {
+            limits.push(format!("{} cores", cpu as f64 / 1000.0));
+        }
+        if let Some(mb) = budget.memory_mb {
+            limits.push(format!("{mb} MiB"));
+        }
         for (i, step) in workflow.steps.iter().enumerate() {
             if !budget.fits(Default::default(), step.resources) {
-                let limit = |l: Option<u64>, unit: &str, scale: f64| {
-                    l.map_or_else(|| "no limit".to_owned(), |l| format!("{} {unit}", l as f64 / scale))
-                };
                 p.add(
                     Some(&step.id),
                     &path_of_index(i).key("resources"),
                     format!(
-                        "needs {} cores and {} MiB, more than the workflow's whole budget ({} cores, {} MiB): it could never start",
+                        "needs {} cores and {} MiB, more than the workflow's whole budget ({}): it could never start",
                         step.resources.cpu_millis as f64 / 1000.0,
                         step.resources.memory_mb,
-                        limit(budget.cpu_millis, "", 1000.0).trim_end(),
-                        limit(budget.memory_mb, "", 1.0).trim_end(),
+                        limits.join(", "),
                     ),
                 );
             }
