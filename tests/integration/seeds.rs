@@ -66,6 +66,10 @@ fn codomyrmex_s_config_plans_runs_and_writes_its_results_and_log_where_asked() {
     args.push("--json");
     let plan: Value = serde_json::from_slice(&plexus_in(dir.path(), &args, &[]).stdout).unwrap();
     assert_eq!(plan["stages"], serde_json::json!([["task1"], ["task2", "task3"], ["task4"]]));
+    // Its config.json, the same config in JSON, plans the same.
+    args[2] = "examples/seeds/codomyrmex/config.json";
+    let json_plan: Value = serde_json::from_slice(&plexus_in(dir.path(), &args, &[]).stdout).unwrap();
+    assert_eq!(json_plan, plan);
     // Without the aliases, each unmapped module is named.
     let unmapped = plexus_in(dir.path(), &["workflow", "validate", config], &[]);
     assert_eq!(unmapped.status.code(), Some(1));
