@@ -1124,3 +1124,21 @@ async fn a_schedule_whose_plugin_dropped_scheduled_task_is_not_fired() {
     assert!(history[0].message.as_deref().unwrap_or_default().contains("no longer declares"), "{history:?}");
     assert_eq!(runs("gone"), 0, "nothing ran");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_transactions_go_with_their_executions_past_the_retention() {
+    let clock = Arc::new(MockClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)));
+    let f = fixture(clock.clone());
+    f.daemon.register_workflow(&chain("txr", "txr", 0)).await.unwrap();
+    f.daemon.begin_transaction("done").await.unwrap();
+    let exec = f.daemon.start("txr", Map::new(), in_tx("done")).await.unwrap().id().to_owned();
+    wait_done(&f.daemon, &exec).await;
+    f.daemon.commit_transaction("done").await.unwrap();
+    f.daemon.begin_transaction("still-open").await.unwrap();
+    clock.advance(Duration::from_secs(2 * 86_400));
+    f.daemon.set_retention(Some(Duration::from_secs(86_400)));
+    assert_eq!(f.daemon.prune_if_due().await, 1);
+    assert!(f.store.execution(&exec).unwrap().is_none());
+    assert_eq!(f.daemon.transaction("done").await.unwrap_err().code, crate::ErrorCode::NotFound);
+    assert_eq!(f.daemon.transaction("still-open").await.unwrap().state, plexus_client::TransactionState::Open);
+}

@@ -487,7 +487,9 @@ impl SqliteStore {
     /// cancelled, rollback-failed or rolled back) before `ended_before_ms`,
     /// with their steps, compensations and log. Returns how many were
     /// deleted; running, pending and held executions, and those of a
-    /// transaction still open or rolling back, are never touched.
+    /// transaction still open or rolling back, are never touched. Settled
+    /// transactions that ended before `ended_before_ms` and have no
+    /// execution left are deleted too (at most `limit`).
     pub fn prune(&self, ended_before_ms: u64, limit: u32) -> StoreResult<usize> {
         self.writable()?;
         self.write(move |tx, err| {
@@ -513,6 +515,16 @@ impl SqliteStore {
                     tx.prepare_cached(sql).and_then(|mut s| s.execute([id])).map_err(err)?;
                 }
             }
+            // Settled transactions that ended as long ago and have no execution left go too.
+            tx.prepare_cached(
+                "DELETE FROM transactions WHERE id IN (
+                     SELECT t.id FROM transactions t
+                     WHERE t.state IN ('committed', 'rolled_back', 'rollback_failed') AND t.ended_at_ms < ?1
+                       AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.transaction_id = t.id)
+                     LIMIT ?2)",
+            )
+            .and_then(|mut s| s.execute(params![ended_before_ms as i64, limit]))
+            .map_err(err)?;
             Ok(ids.len())
         })
     }
