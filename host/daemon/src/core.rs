@@ -135,8 +135,8 @@ impl Drop for LiveWhile {
 
 /// What a template is: its definition's name and inputs (read without the
 /// plugins: a template's summary does not depend on them).
-fn template_detail(row: &crate::store::TemplateRow) -> plexus_client::TemplateDetail {
-    let summary = match parse_workflow(&row.source) {
+fn stored_template_summary(row: &crate::store::TemplateRow) -> plexus_client::TemplateSummary {
+    match parse_workflow(&row.source) {
         Ok(valid) => template_summary(&valid.workflow, row.updated_at_ms),
         Err(_) => plexus_client::TemplateSummary {
             id: row.id.clone(),
@@ -144,8 +144,7 @@ fn template_detail(row: &crate::store::TemplateRow) -> plexus_client::TemplateDe
             parameters: Vec::new(),
             updated_at_ms: row.updated_at_ms,
         },
-    };
-    plexus_client::TemplateDetail { summary, source: row.source.clone() }
+    }
 }
 
 fn template_summary(workflow: &plexus_workflow::Workflow, updated_at_ms: u64) -> plexus_client::TemplateSummary {
@@ -459,7 +458,7 @@ impl Daemon {
     /// Every template, by id.
     pub async fn templates(&self) -> DaemonResult<Vec<plexus_client::TemplateSummary>> {
         let rows = self.0.store.templates().await?;
-        Ok(rows.iter().map(|row| template_detail(row).summary).collect())
+        Ok(rows.iter().map(stored_template_summary).collect())
     }
 
     /// Template `id` with its text.
@@ -468,7 +467,8 @@ impl Daemon {
     /// [`ErrorCode::NotFound`](crate::ErrorCode::NotFound).
     pub async fn template(&self, id: &str) -> DaemonResult<plexus_client::TemplateDetail> {
         let row = self.0.store.template(id).await?;
-        row.map(|row| template_detail(&row)).ok_or_else(|| DaemonError::not_found(format!("template `{id}`")))
+        let row = row.ok_or_else(|| DaemonError::not_found(format!("template `{id}`")))?;
+        Ok(plexus_client::TemplateDetail { summary: stored_template_summary(&row), source: row.source })
     }
 
     /// Delete template `id`; workflows created from it stay.
@@ -529,6 +529,12 @@ impl Daemon {
         let version = self.workflow(id, None).await?.version;
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), version);
         Ok(version)
+    }
+
+    /// The compiled current version of workflow `id` (cached, as a start uses it).
+    pub(crate) async fn current_prepared(&self, id: &str) -> DaemonResult<Arc<Prepared>> {
+        let version = self.current_version(id).await?;
+        self.prepared(id, version).await
     }
 
     /// The compiled workflow `id` at `version`, from the cache or the store.

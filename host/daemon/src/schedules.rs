@@ -304,9 +304,9 @@ impl Schedules {
         let (needed, plugins) = match &schedule.target {
             Target::Operation { plugin, .. } => (plexus_sdk::capability::SCHEDULED_TASK, vec![plugin.clone()]),
             Target::Workflow { id, .. } => {
-                let Ok(row) = daemon.workflow(id, None).await else { return Ok(()) };
-                let Ok(valid) = super::core::parse_workflow(&row.source) else { return Ok(()) };
-                let plugins = valid.workflow.steps.iter().map(|s| s.action.plugin_id.clone()).collect();
+                // A missing workflow is the start's error to report.
+                let Ok(prepared) = daemon.current_prepared(id).await else { return Ok(()) };
+                let plugins = prepared.workflow.steps.iter().map(|s| s.action.plugin_id.clone()).collect();
                 (plexus_sdk::capability::WORKFLOW_STEP, plugins)
             }
         };
