@@ -9,8 +9,12 @@
 //! The shims catch every panic of plugin code ([`std::panic::catch_unwind`]) and
 //! report it as [`NativeResponse::Panic`]: a panic that unwound through an
 //! `extern "C"` function would abort the host.
+//!
+//! No `unsafe` is written here; `abi_stable`'s derive emits it for the
+//! accessors of the optional prefix fields, hence the lint's exception.
+#![allow(unsafe_code)]
 
-use crate::contract::{CallOutput, ExecutionContext, HostServices, LogLevel, PluginError};
+use crate::contract::{CallOutput, ExecutionContext, HostServices, LogLevel, Orchestration, PluginError};
 use crate::plugin::{Plugin, Runtime};
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
@@ -21,8 +25,10 @@ use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Version of the native ABI (the layout of this module), checked by `abi_stable`
-/// before any plugin code runs.
-pub const NATIVE_ABI_VERSION: &str = "0.1.0";
+/// before any plugin code runs. 0.1.1 (contract 0.3) added the optional
+/// fields `initialize` and `cleanup` to [`PluginMod`]: a library of ABI 0.1.0
+/// lacks them and still loads (`abi_stable` prefix types).
+pub const NATIVE_ABI_VERSION: &str = "0.1.1";
 
 /// The exported symbol holding the library header (`abi_stable`'s mangled
 /// `lib_header` name; checked against `abi_stable` in a unit test).
@@ -46,6 +52,26 @@ pub struct HostVTable {
     pub is_cancelled: extern "C" fn(handle: u64) -> bool,
 }
 
+/// Host callbacks added by contract 0.3, handed to the plugin once by
+/// [`PluginMod::initialize`] (the per-call [`HostVTable`] is frozen).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct HostExtensions {
+    /// Run an [`Orchestration`] request (as JSON) for call `handle`; answers
+    /// an [`OrchestrationAnswer`] as JSON.
+    pub orchestrate: extern "C" fn(handle: u64, request: RStr<'_>) -> RString,
+}
+
+/// What [`HostExtensions::orchestrate`] answers, as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrchestrationAnswer {
+    /// The request's answer.
+    Ok(Value),
+    /// It was refused or failed.
+    Error(PluginError),
+}
+
 /// The root module every native plugin exports.
 #[repr(C)]
 #[derive(StableAbi)]
@@ -57,6 +83,16 @@ pub struct PluginMod {
     /// Run a call: the [`ExecutionContext`] as JSON in, a [`NativeResponse`] as JSON out.
     #[sabi(last_prefix_field)]
     pub call: extern "C" fn(host: &HostVTable, context: RStr<'_>) -> RString,
+    /// Since ABI 0.1.1 (contract 0.3; `None` in older libraries): run
+    /// [`crate::Plugin::initialize`] with the manifest's config (JSON) and
+    /// keep `host`'s extensions for the calls; answers a [`NativeResponse`]
+    /// (`ok` with a null output) as JSON. The host calls it once, before the first call.
+    #[sabi(missing_field(option))]
+    pub initialize: extern "C" fn(host: &HostExtensions, config: RStr<'_>) -> RString,
+    /// Since ABI 0.1.1: run [`crate::Plugin::cleanup`]; answers a
+    /// [`NativeResponse`] as JSON. The host calls it once, when it stops.
+    #[sabi(missing_field(option))]
+    pub cleanup: extern "C" fn() -> RString,
 }
 
 impl RootModule for PluginModRef {
@@ -81,7 +117,13 @@ pub enum NativeResponse {
 /// Build the root module for plugin `P`.
 pub fn root_module<P: RuntimeAccess>() -> PluginModRef {
     use abi_stable::prefix_type::PrefixTypeTrait;
-    PluginMod { metadata: metadata_shim::<P>, call: call_shim::<P> }.leak_into_prefix()
+    PluginMod {
+        metadata: metadata_shim::<P>,
+        call: call_shim::<P>,
+        initialize: initialize_shim::<P>,
+        cleanup: cleanup_shim::<P>,
+    }
+    .leak_into_prefix()
 }
 
 /// Implemented for the plugin type by `export_plugin!`, so the generic shims
@@ -134,6 +176,35 @@ extern "C" fn call_shim<P: RuntimeAccess>(host: &HostVTable, context: RStr<'_>) 
     to_json(&response)
 }
 
+/// The extensions the host handed over in `initialize` (one plugin per library).
+static EXTENSIONS: std::sync::OnceLock<HostExtensions> = std::sync::OnceLock::new();
+
+extern "C" fn initialize_shim<P: RuntimeAccess>(host: &HostExtensions, config: RStr<'_>) -> RString {
+    let _ = EXTENSIONS.set(*host);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let config: Value = match config.as_str() {
+            "" => Value::Null,
+            text => match serde_json::from_str(text) {
+                Ok(config) => config,
+                Err(e) => return NativeResponse::Error(PluginError::invalid_input(format!("config is not JSON: {e}"))),
+            },
+        };
+        match P::runtime().initialize(&config) {
+            Ok(()) => NativeResponse::Ok(CallOutput::default()),
+            Err(e) => NativeResponse::Error(e),
+        }
+    }));
+    to_json(&result.unwrap_or_else(|payload| NativeResponse::Panic(panic_message(payload.as_ref()))))
+}
+
+extern "C" fn cleanup_shim<P: RuntimeAccess>() -> RString {
+    let result = catch_unwind(|| P::runtime().cleanup());
+    to_json(&match result {
+        Ok(()) => NativeResponse::Ok(CallOutput::default()),
+        Err(payload) => NativeResponse::Panic(panic_message(payload.as_ref())),
+    })
+}
+
 /// [`HostServices`] over the host's callbacks.
 struct NativeHost(HostVTable);
 
@@ -156,6 +227,18 @@ impl HostServices for NativeHost {
     }
     fn is_cancelled(&self) -> bool {
         (self.0.is_cancelled)(self.0.handle)
+    }
+    fn orchestrate(&self, request: &Orchestration) -> Result<Value, PluginError> {
+        let Some(ext) = EXTENSIONS.get() else {
+            return Err(PluginError::failed("this host offers no orchestration services"));
+        };
+        let request = serde_json::to_string(request)?;
+        let answer = (ext.orchestrate)(self.0.handle, request.as_str().into());
+        match serde_json::from_str(answer.as_str()) {
+            Ok(OrchestrationAnswer::Ok(value)) => Ok(value),
+            Ok(OrchestrationAnswer::Error(e)) => Err(e),
+            Err(e) => Err(PluginError::failed(format!("malformed orchestration answer from the host: {e}"))),
+        }
     }
 }
 

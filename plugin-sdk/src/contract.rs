@@ -2,7 +2,7 @@
 //!
 //! These types do no I/O. They are what crosses the plugin boundary: as JSON text
 //! for native plugins (see [`crate::abi`]), as WIT records for WASM components
-//! (`wit/plexus-plugin.wit`, package `plexus:plugin@0.2.0`). The host maps both
+//! (`wit/plexus-plugin.wit`, package `plexus:plugin@0.3.0`). The host maps both
 //! transports onto these same types.
 
 use schemars::JsonSchema;
@@ -14,10 +14,13 @@ use std::fmt;
 ///
 /// It equals the version of the WIT package `plexus:plugin`. The host refuses
 /// a plugin whose contract version is not semver-compatible with its own:
-/// a plugin built against `0.2.x` runs on any host implementing `0.2.y`, `y ≥ x`.
-/// Hosts keep the previous contracts' worlds too: a plugin built against 0.1
-/// still loads on a 0.2 host (0.2 added [`ErrorKind::Cancelled`]).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// a plugin built against `0.3.x` runs on any host implementing `0.3.y`, `y ≥ x`.
+/// Hosts keep the previous contracts' worlds too: plugins built against 0.1
+/// and 0.2 still load on a 0.3 host (0.2 added [`ErrorKind::Cancelled`]; 0.3
+/// the lifecycle hooks [`crate::Plugin::initialize`] and
+/// [`crate::Plugin::cleanup`], [`ExecutionContext::schedule`] and the
+/// [`Orchestration`] services).
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Capability tags a plugin may declare in [`Metadata::capabilities`].
 pub mod capability {
@@ -27,6 +30,11 @@ pub mod capability {
     pub const SCHEDULED_TASK: &str = "scheduled-task";
     /// The plugin reads or writes the execution's shared state.
     pub const CONTEXT_MANAGEMENT: &str = "context-management";
+    /// The plugin starts workflows, reads executions' status and creates or
+    /// cancels schedules through [`super::HostServices::orchestrate`] (since
+    /// contract 0.3; the plugin's manifest must grant it too:
+    /// `[permissions] orchestration = true`). Framework0's orchestration plugin.
+    pub const ORCHESTRATION: &str = "orchestration";
 }
 
 /// One operation a plugin offers.
@@ -115,15 +123,19 @@ pub struct ExecutionContext {
     /// The plugin's configuration (the `[config]` table of its manifest).
     #[serde(default)]
     pub config: Value,
+    /// The schedule that fired this call, if a schedule did (since contract
+    /// 0.3; set by the host only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleInfo>,
 }
 
 /// The schedule that fired a call: a scheduled task, or a step of a workflow
 /// a schedule started (see [`crate::Context::schedule`]).
 ///
-/// The host puts it in the execution's shared state under [`SCHEDULE_STATE_KEY`]
-/// before the first step runs, and sets [`ExecutionContext::task_id`] to `id`;
-/// both transports (native JSON, WIT records) carry it unchanged, so it needs
-/// no contract change.
+/// Since contract 0.3 it travels in [`ExecutionContext::schedule`], which
+/// only the host sets. For plugins built against 0.1 and 0.2 the host also
+/// writes it into the execution's shared state under [`SCHEDULE_STATE_KEY`]
+/// (where a plugin could overwrite it: not read by this SDK any more).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ScheduleInfo {
     /// The schedule id (also the call's `task_id`).
@@ -135,7 +147,8 @@ pub struct ScheduleInfo {
     pub fire_time: String,
 }
 
-/// The shared-state key holding a scheduled run's [`ScheduleInfo`].
+/// The shared-state key holding a scheduled run's [`ScheduleInfo`] for
+/// plugins built against contracts 0.1 and 0.2 (see [`ExecutionContext::schedule`]).
 pub const SCHEDULE_STATE_KEY: &str = "schedule";
 
 /// A successful call's result.
@@ -382,7 +395,72 @@ pub trait HostServices {
     fn report_progress(&self, fraction: f64, message: &str);
     /// Whether the host has asked this execution to stop.
     fn is_cancelled(&self) -> bool;
+    /// Ask the host's orchestrator to do `request` (since contract 0.3):
+    /// the answer is [`Orchestration::answer`]'s shape.
+    ///
+    /// # Errors
+    /// `failed` when the plugin may not orchestrate (it does not declare
+    /// [`capability::ORCHESTRATION`], or its manifest does not grant it), the
+    /// host has no orchestrator, or the call made too many requests;
+    /// `not-found` / `invalid-input` for what the request names.
+    /// The default: no orchestrator.
+    fn orchestrate(&self, request: &Orchestration) -> Result<Value, PluginError> {
+        let _ = request;
+        Err(PluginError::failed("this host offers no orchestration services"))
+    }
 }
+
+/// What a plugin may ask the host's orchestrator (see
+/// [`HostServices::orchestrate`]; the `orchestration` functions of
+/// `plexus:plugin/host@0.3.0`). As JSON: `{"op": "start-workflow", ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Orchestration {
+    /// Start the current version of registered workflow `workflow` with
+    /// `inputs`; answers the new execution's id (a JSON string) at once.
+    StartWorkflow {
+        /// The workflow id.
+        workflow: String,
+        /// Its inputs (a JSON object).
+        #[serde(default)]
+        inputs: Map<String, Value>,
+    },
+    /// The status of `execution`: the HTTP API's execution view (`state`,
+    /// `progress`, `current_step`, `completed_steps`, ...).
+    ExecutionStatus {
+        /// The execution id.
+        execution: String,
+    },
+    /// Create a schedule from `spec` (the HTTP API's schedule spec: `id`,
+    /// `cron` or `every_ms`, `workflow` or `task`, ...); answers its id. The
+    /// schedule belongs to the plugin that created it.
+    CreateSchedule {
+        /// The schedule spec.
+        spec: Value,
+    },
+    /// Delete schedule `schedule`, which the calling plugin created;
+    /// answers `null`.
+    CancelSchedule {
+        /// The schedule id.
+        schedule: String,
+    },
+}
+
+impl Orchestration {
+    /// The request's name, as in WIT (`start-workflow`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Orchestration::StartWorkflow { .. } => "start-workflow",
+            Orchestration::ExecutionStatus { .. } => "execution-status",
+            Orchestration::CreateSchedule { .. } => "create-schedule",
+            Orchestration::CancelSchedule { .. } => "cancel-schedule",
+        }
+    }
+}
+
+/// The most orchestration requests one call may make: 64. Past it each
+/// request fails (`failed`), so a plugin cannot flood the orchestrator.
+pub const MAX_ORCHESTRATION_REQUESTS_PER_CALL: u32 = 64;
 
 #[cfg(test)]
 mod tests {

@@ -124,8 +124,9 @@ pub mod testing;
 pub mod wasm;
 
 pub use contract::{
-    CONTRACT_VERSION, CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo,
-    PluginError, ResultExt, SCHEDULE_STATE_KEY, ScheduleInfo, capability,
+    CONTRACT_VERSION, CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel,
+    MAX_ORCHESTRATION_REQUESTS_PER_CALL, Metadata, OperationInfo, Orchestration, PluginError, ResultExt,
+    SCHEDULE_STATE_KEY, ScheduleInfo, capability,
 };
 pub use plugin::{Context, Example, Expected, Operations, Plugin, PluginInfo, Runtime};
 
@@ -225,10 +226,18 @@ macro_rules! export_plugin {
             /// The whole runtime, built by `describe`; a call in a fresh
             /// instance builds only its own operation's handler.
             static RUNTIME: $crate::__private::OnceLock<$crate::Runtime<$plugin>> = $crate::__private::OnceLock::new();
+            /// The instance's plugin value, made by `initialize`.
+            static PLUGIN: $crate::__private::OnceLock<$plugin> = $crate::__private::OnceLock::new();
 
             impl $crate::wasm::Guest for __PlexusGuest {
                 fn describe() -> $crate::wasm::plexus::plugin::types::Metadata {
                     $crate::wasm::metadata(RUNTIME.get_or_init($crate::Runtime::new))
+                }
+                fn initialize(config: String) -> Result<(), $crate::wasm::plexus::plugin::types::PluginError> {
+                    $crate::wasm::initialize(&PLUGIN, config)
+                }
+                fn cleanup() {
+                    $crate::wasm::cleanup(&PLUGIN)
                 }
                 fn call(
                     ctx: $crate::wasm::plexus::plugin::types::ExecutionContext,
@@ -236,7 +245,7 @@ macro_rules! export_plugin {
                     $crate::wasm::plexus::plugin::types::CallOutput,
                     $crate::wasm::plexus::plugin::types::PluginError,
                 > {
-                    $crate::wasm::call(&RUNTIME, ctx)
+                    $crate::wasm::call(&RUNTIME, &PLUGIN, ctx)
                 }
             }
 

@@ -2,7 +2,7 @@
 
 use crate::contract::{
     CONTRACT_VERSION, CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo,
-    PluginError,
+    Orchestration, PluginError,
 };
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -18,11 +18,44 @@ use std::sync::OnceLock;
 /// reuses a WASM instance (`[instances] reuse` in the manifest), the instance's
 /// second call creates the value its later calls share. Export it with
 /// [`crate::export_plugin!`].
+///
+/// ## Lifecycle (Framework0's `initialize(config)` / `cleanup()`)
+///
+/// [`Plugin::initialize`] runs once per plugin value before its first call,
+/// [`Plugin::cleanup`] once when the value is discarded, both on the value
+/// the calls use:
+///
+/// * **native**, in the host's process: `initialize` when the host loads the
+///   plugin (an error: the plugin does not load), `cleanup` when the host
+///   stops (a native library is never unloaded). In worker processes
+///   (`isolation = "process"`): in each worker, when it starts and when it
+///   is retired or the host stops.
+/// * **WASM**: per instance. An instance per call (the default) runs
+///   `initialize`, its one call, then `cleanup`; a reused instance
+///   (`[instances] reuse`) runs `initialize` before its first call and
+///   `cleanup` when it retires (calls or age spent, its execution ended,
+///   the plugin unloaded, the host stopped). An `initialize` error fails
+///   the call the instance was made for.
+///
+/// `cleanup` is best effort: a process that is killed runs nothing. Both get
+/// at most the plugin's timeout (`[limits] timeout_ms`).
 pub trait Plugin: Default + Send + Sync + 'static {
     /// Id, name, version and the rest of the plugin's self-description.
     fn info() -> PluginInfo;
     /// Register the plugin's operations.
     fn operations(ops: &mut Operations<Self>);
+    /// Prepare for calls with `config` (the `[config]` table of the plugin's
+    /// manifest, `null` when it has none); see the lifecycle above. Keep
+    /// what it sets up in fields with interior mutability (`OnceLock`, `Mutex`).
+    ///
+    /// # Errors
+    /// Any [`PluginError`]: the plugin (native) or the call (WASM) fails with it.
+    fn initialize(&self, config: &Value) -> Result<(), PluginError> {
+        let _ = config;
+        Ok(())
+    }
+    /// Release what [`Self::initialize`] set up; see the lifecycle above.
+    fn cleanup(&self) {}
 }
 
 /// The static part of a plugin's [`Metadata`]; operations and the contract
@@ -309,11 +342,50 @@ impl<'a> Context<'a> {
         self.host.state_set(key, value.into());
     }
     /// The schedule that fired this call and its scheduled fire time, when
-    /// the call is a scheduled task or a step of a scheduled workflow.
-    pub fn schedule(&self) -> Option<crate::contract::ScheduleInfo> {
-        let info: crate::contract::ScheduleInfo =
-            serde_json::from_value(self.state_get(crate::contract::SCHEDULE_STATE_KEY)?).ok()?;
-        (self.exec.task_id.as_deref() == Some(info.id.as_str())).then_some(info)
+    /// the call is a scheduled task or a step of a scheduled workflow (from
+    /// the execution context, which only the host sets).
+    pub fn schedule(&self) -> Option<&crate::contract::ScheduleInfo> {
+        self.exec.schedule.as_ref()
+    }
+    /// Start registered workflow `workflow` with `inputs` (a JSON object);
+    /// the new execution's id, at once (it runs on its own). Needs the
+    /// [`crate::capability::ORCHESTRATION`] capability and the manifest's grant.
+    ///
+    /// # Errors
+    /// See [`HostServices::orchestrate`].
+    pub fn start_workflow(&self, workflow: &str, inputs: Value) -> Result<String, PluginError> {
+        let inputs = match inputs {
+            Value::Object(map) => map,
+            Value::Null => Map::new(),
+            _ => return Err(PluginError::invalid_input("the inputs of a workflow are a JSON object")),
+        };
+        let answer = self.host.orchestrate(&Orchestration::StartWorkflow { workflow: workflow.to_owned(), inputs })?;
+        answer.as_str().map(str::to_owned).ok_or_else(|| PluginError::failed("the host answered no execution id"))
+    }
+    /// The status of execution `execution` (the HTTP API's execution view:
+    /// `state`, `progress`, `current_step`, `completed_steps`, `total_steps`, ...).
+    ///
+    /// # Errors
+    /// See [`HostServices::orchestrate`]; `not-found` for an unknown execution.
+    pub fn execution_status(&self, execution: &str) -> Result<Value, PluginError> {
+        self.host.orchestrate(&Orchestration::ExecutionStatus { execution: execution.to_owned() })
+    }
+    /// Create a schedule from `spec` (the HTTP API's schedule spec); its id.
+    /// The schedule belongs to this plugin: only it (or an operator) may cancel it.
+    ///
+    /// # Errors
+    /// See [`HostServices::orchestrate`]; `invalid-input` for a bad spec.
+    pub fn create_schedule(&self, spec: Value) -> Result<String, PluginError> {
+        let answer = self.host.orchestrate(&Orchestration::CreateSchedule { spec })?;
+        answer.as_str().map(str::to_owned).ok_or_else(|| PluginError::failed("the host answered no schedule id"))
+    }
+    /// Delete schedule `schedule`, which this plugin created.
+    ///
+    /// # Errors
+    /// See [`HostServices::orchestrate`]; `not-found` for a schedule this
+    /// plugin did not create.
+    pub fn cancel_schedule(&self, schedule: &str) -> Result<(), PluginError> {
+        self.host.orchestrate(&Orchestration::CancelSchedule { schedule: schedule.to_owned() }).map(drop)
     }
     /// Report progress: `fraction` is clamped to `0.0..=1.0`.
     pub fn progress(&self, fraction: f64, message: impl AsRef<str>) {
@@ -388,6 +460,20 @@ impl<P: Plugin> Runtime<P> {
         }
     }
 
+    /// Run the plugin's [`Plugin::initialize`] with `config`; a panic in it
+    /// is the caller's to catch (the transports do).
+    ///
+    /// # Errors
+    /// What `initialize` returned.
+    pub fn initialize(&self, config: &Value) -> Result<(), PluginError> {
+        self.plugin.initialize(config)
+    }
+
+    /// Run the plugin's [`Plugin::cleanup`].
+    pub fn cleanup(&self) {
+        self.plugin.cleanup();
+    }
+
     /// The examples the operations declare, in registration order.
     pub fn examples(&self) -> &[Example] {
         &self.examples
@@ -426,7 +512,7 @@ impl<P: Plugin> Runtime<P> {
 
     /// Run `exec.operation`.
     pub fn call(&self, exec: &ExecutionContext, host: &dyn HostServices) -> Result<CallOutput, PluginError> {
-        let (output, metrics) = self.run(exec, host, false)?;
+        let (output, metrics) = self.run(&self.plugin, exec, host, false)?;
         let output = match output {
             Output::Value(value) => value,
             // Not asked for; read back all the same.
@@ -437,14 +523,17 @@ impl<P: Plugin> Runtime<P> {
     }
 
     /// [`Self::call`], the output as JSON text (serialized from the
-    /// operation's output type, without building a [`Value`] first).
+    /// operation's output type, without building a [`Value`] first), run on
+    /// `plugin` rather than the runtime's own value (a WASM instance keeps
+    /// one plugin value, made by `initialize`, across its tables).
     #[cfg_attr(not(target_family = "wasm"), allow(dead_code))] // the WASM glue's, and tested
-    pub(crate) fn call_text(
+    pub(crate) fn call_text_on(
         &self,
+        plugin: &P,
         exec: &ExecutionContext,
         host: &dyn HostServices,
     ) -> Result<(String, Vec<(String, f64)>), PluginError> {
-        let (output, metrics) = self.run(exec, host, true)?;
+        let (output, metrics) = self.run(plugin, exec, host, true)?;
         let text = match output {
             Output::Text(text) => text,
             Output::Value(value) => value.to_string(),
@@ -454,6 +543,7 @@ impl<P: Plugin> Runtime<P> {
 
     fn run(
         &self,
+        plugin: &P,
         exec: &ExecutionContext,
         host: &dyn HostServices,
         as_text: bool,
@@ -464,7 +554,7 @@ impl<P: Plugin> Runtime<P> {
             .find(|(name, _)| *name == exec.operation)
             .ok_or_else(|| PluginError::unsupported(&exec.operation))?;
         let mut ctx = Context::new(exec, host);
-        let output = handler(&self.plugin, &mut ctx, &exec.parameters, as_text)?;
+        let output = handler(plugin, &mut ctx, &exec.parameters, as_text)?;
         Ok((output, ctx.metrics))
     }
 }
@@ -526,14 +616,14 @@ mod tests {
         let runtime = Runtime::<Two>::new();
         let exec =
             ExecutionContext { operation: "double".into(), parameters: 21.into(), ..ExecutionContext::default() };
-        assert_eq!(runtime.call_text(&exec, &NoHost).unwrap(), ("42".to_owned(), vec![]));
+        assert_eq!(runtime.call_text_on(&Two, &exec, &NoHost).unwrap(), ("42".to_owned(), vec![]));
         let bad = ExecutionContext { parameters: "x".into(), ..exec.clone() };
-        let refused = runtime.call_text(&bad, &NoHost).unwrap_err();
+        let refused = runtime.call_text_on(&Two, &bad, &NoHost).unwrap_err();
         assert_eq!(refused.kind, ErrorKind::InvalidInput, "{refused:?}");
         assert!(refused.message.contains("parameters of `double`"), "{refused:?}");
         // No parameters at all still mean "all defaults" (here: none, so refused with the operation named).
         let none = ExecutionContext { parameters: Value::Null, ..exec };
-        assert!(runtime.call_text(&none, &NoHost).unwrap_err().message.contains("`double`"));
+        assert!(runtime.call_text_on(&Two, &none, &NoHost).unwrap_err().message.contains("`double`"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! (parameter decoding, unknown operations, metrics) and records what the
 //! plugin did with the host services: logs, shared state, progress.
 
-use crate::contract::{CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, PluginError};
+use crate::contract::{CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, Orchestration, PluginError};
 use crate::plugin::{Expected, Plugin, Runtime};
 use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
@@ -34,8 +34,14 @@ pub struct TestHost<P: Plugin> {
     pub progress: RefCell<Vec<(f64, String)>>,
     /// What [`HostServices::is_cancelled`] answers.
     pub cancelled: Cell<bool>,
+    /// Orchestration requests, in order.
+    pub orchestrated: RefCell<Vec<Orchestration>>,
+    orchestrator: Option<Orchestrator>,
     config: Value,
 }
+
+/// What answers a [`TestHost`]'s orchestration requests.
+type Orchestrator = Box<dyn Fn(&Orchestration) -> Result<Value, PluginError>>;
 
 impl<P: Plugin> Default for TestHost<P> {
     fn default() -> Self {
@@ -52,8 +58,35 @@ impl<P: Plugin> TestHost<P> {
             state: RefCell::default(),
             progress: RefCell::default(),
             cancelled: Cell::new(false),
+            orchestrated: RefCell::default(),
+            orchestrator: None,
             config: Value::Null,
         }
+    }
+
+    /// Answer orchestration requests with `answer` (without one, every
+    /// request fails as on a host with no orchestrator); all are recorded
+    /// in [`Self::orchestrated`].
+    pub fn with_orchestrator(
+        mut self,
+        answer: impl Fn(&Orchestration) -> Result<Value, PluginError> + 'static,
+    ) -> Self {
+        self.orchestrator = Some(Box::new(answer));
+        self
+    }
+
+    /// Run the plugin's [`Plugin::initialize`] with the configuration (as
+    /// the host does before the first call).
+    ///
+    /// # Errors
+    /// What `initialize` returned.
+    pub fn initialize(&self) -> Result<(), PluginError> {
+        self.runtime.initialize(&self.config)
+    }
+
+    /// Run the plugin's [`Plugin::cleanup`] (as the host does at the end).
+    pub fn cleanup(&self) {
+        self.runtime.cleanup();
     }
 
     /// Use `config` as the plugin configuration of every call.
@@ -137,6 +170,13 @@ impl<P: Plugin> HostServices for TestHost<P> {
     }
     fn is_cancelled(&self) -> bool {
         self.cancelled.get()
+    }
+    fn orchestrate(&self, request: &Orchestration) -> Result<Value, PluginError> {
+        self.orchestrated.borrow_mut().push(request.clone());
+        match &self.orchestrator {
+            Some(answer) => answer(request),
+            None => Err(PluginError::failed("this host offers no orchestration services")),
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! `#[doc(hidden)]` plumbing used by [`crate::export_plugin!`].
 #![allow(missing_docs, unsafe_code)] // generated bindings
 
-use crate::contract::{ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, PluginError};
+use crate::contract::{
+    ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, Orchestration, PluginError, ScheduleInfo,
+};
 use crate::plugin::{Plugin, Runtime};
 use serde_json::Value;
 
@@ -49,6 +51,66 @@ impl HostServices for WasmHost {
     fn is_cancelled(&self) -> bool {
         wit_host::is_cancelled()
     }
+    fn orchestrate(&self, request: &Orchestration) -> Result<Value, PluginError> {
+        let answer = match request {
+            Orchestration::StartWorkflow { workflow, inputs } => {
+                let inputs = serde_json::to_string(inputs)?;
+                wit_host::start_workflow(workflow, &inputs).map(Value::String)
+            }
+            Orchestration::ExecutionStatus { execution } => wit_host::execution_status(execution).and_then(|text| {
+                serde_json::from_str(&text).map_err(|e| wit::PluginError {
+                    kind: wit::ErrorKind::Failed,
+                    message: format!("the host's status is not JSON: {e}"),
+                    retryable: false,
+                })
+            }),
+            Orchestration::CreateSchedule { spec } => wit_host::create_schedule(&spec.to_string()).map(Value::String),
+            Orchestration::CancelSchedule { schedule } => wit_host::cancel_schedule(schedule).map(|()| Value::Null),
+        };
+        answer.map_err(from_wit_error)
+    }
+}
+
+fn from_wit_error(e: wit::PluginError) -> PluginError {
+    PluginError {
+        kind: match e.kind {
+            wit::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+            wit::ErrorKind::UnsupportedOperation => ErrorKind::UnsupportedOperation,
+            wit::ErrorKind::NotFound => ErrorKind::NotFound,
+            wit::ErrorKind::Failed => ErrorKind::Failed,
+            wit::ErrorKind::Cancelled => ErrorKind::Cancelled,
+        },
+        message: e.message,
+        retryable: e.retryable,
+    }
+}
+
+fn to_wit_error(e: PluginError) -> wit::PluginError {
+    wit::PluginError {
+        kind: match e.kind {
+            ErrorKind::InvalidInput => wit::ErrorKind::InvalidInput,
+            ErrorKind::UnsupportedOperation => wit::ErrorKind::UnsupportedOperation,
+            ErrorKind::NotFound => wit::ErrorKind::NotFound,
+            ErrorKind::Failed => wit::ErrorKind::Failed,
+            ErrorKind::Cancelled => wit::ErrorKind::Cancelled,
+        },
+        message: e.message,
+        retryable: e.retryable,
+    }
+}
+
+/// The `initialize` export: the instance's plugin value, made now and
+/// initialized with the manifest's `config` (JSON text).
+pub fn initialize<P: Plugin>(plugin: &std::sync::OnceLock<P>, config: String) -> Result<(), wit::PluginError> {
+    let config = parse_json("config", &config).map_err(to_wit_error)?;
+    plugin.get_or_init(P::default).initialize(&config).map_err(to_wit_error)
+}
+
+/// The `cleanup` export: the instance's plugin value's cleanup, if it was made.
+pub fn cleanup<P: Plugin>(plugin: &std::sync::OnceLock<P>) {
+    if let Some(plugin) = plugin.get() {
+        plugin.cleanup();
+    }
 }
 
 /// The `describe` export.
@@ -90,9 +152,11 @@ static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0
 /// was described, or reused: from its second call on, the host has kept it
 /// for more calls, and the whole table is built once), else through a table
 /// of this call's operation alone ([`Runtime::for_operation`]), which is what
-/// a fresh instance per call needs.
+/// a fresh instance per call needs. Either way on the instance's plugin
+/// value `plugin` (the one `initialize` made).
 pub fn call<P: Plugin>(
     runtime: &std::sync::OnceLock<Runtime<P>>,
+    plugin: &std::sync::OnceLock<P>,
     ctx: wit::ExecutionContext,
 ) -> Result<wit::CallOutput, wit::PluginError> {
     let exec = (|| {
@@ -112,29 +176,25 @@ pub fn call<P: Plugin>(
             parameters: parse_json("parameters", &ctx.parameters)?,
             upstream,
             config: parse_json("config", &ctx.config)?,
+            schedule: ctx.schedule.map(|s| ScheduleInfo {
+                id: s.id,
+                fire_time_ms: s.fire_time_ms,
+                fire_time: s.fire_time,
+            }),
         })
     })();
     let first = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+    let plugin = plugin.get_or_init(P::default);
     let result = exec.and_then(|exec| match runtime.get() {
-        Some(runtime) => runtime.call_text(&exec, &WasmHost),
-        None if first => Runtime::<P>::for_operation(&exec.operation).call_text(&exec, &WasmHost),
-        None => runtime.get_or_init(Runtime::new).call_text(&exec, &WasmHost),
+        Some(runtime) => runtime.call_text_on(plugin, &exec, &WasmHost),
+        None if first => Runtime::<P>::for_operation(&exec.operation).call_text_on(plugin, &exec, &WasmHost),
+        None => runtime.get_or_init(Runtime::new).call_text_on(plugin, &exec, &WasmHost),
     });
     match result {
         Ok((output, metrics)) => Ok(wit::CallOutput {
             output,
             metrics: metrics.into_iter().map(|(name, value)| wit::Metric { name, value }).collect(),
         }),
-        Err(e) => Err(wit::PluginError {
-            kind: match e.kind {
-                ErrorKind::InvalidInput => wit::ErrorKind::InvalidInput,
-                ErrorKind::UnsupportedOperation => wit::ErrorKind::UnsupportedOperation,
-                ErrorKind::NotFound => wit::ErrorKind::NotFound,
-                ErrorKind::Failed => wit::ErrorKind::Failed,
-                ErrorKind::Cancelled => wit::ErrorKind::Cancelled,
-            },
-            message: e.message,
-            retryable: e.retryable,
-        }),
+        Err(e) => Err(to_wit_error(e)),
     }
 }

@@ -23,6 +23,7 @@ mod daemon_support;
 mod discovery;
 mod hostile;
 mod isolation;
+mod lifecycle;
 mod properties;
 mod runtimes;
 mod sandbox;

@@ -57,6 +57,12 @@ pub struct ScheduleSpec {
     /// The priority of the executions it starts (default `normal`).
     #[serde(default, skip_serializing_if = "is_normal")]
     pub priority: crate::Priority,
+    /// The plugin that created it through the orchestration host services
+    /// (contract 0.3's `create-schedule`; the daemon sets it, whatever the
+    /// plugin wrote): only that plugin, or an operator, may cancel it. An
+    /// operator may set it to hand a schedule to a plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 fn is_normal(p: &crate::Priority) -> bool {
@@ -87,6 +93,7 @@ impl ScheduleSpec {
             enabled: true,
             description: None,
             priority: crate::Priority::Normal,
+            owner: None,
         }
     }
 }

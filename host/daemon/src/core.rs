@@ -600,12 +600,9 @@ impl Daemon {
         for (key, value) in resolved.context {
             exec.state().set(&key, value);
         }
-        if let (Some(schedule), Some(fire)) = (&origin.schedule_id, origin.fire_time_ms) {
-            let info = plexus_sdk::ScheduleInfo {
-                id: schedule.clone(),
-                fire_time_ms: fire,
-                fire_time: chrono::DateTime::from_timestamp_millis(fire as i64).unwrap_or_default().to_rfc3339(),
-            };
+        if let Some(info) = schedule_info(origin.schedule_id.as_deref(), origin.fire_time_ms) {
+            // Plugins built against contracts 0.1 and 0.2 read it here; 0.3's
+            // from their execution context (set in `launch`), which no plugin can change.
             exec.state().set(plexus_sdk::SCHEDULE_STATE_KEY, serde_json::to_value(info).unwrap_or_default());
         }
         let meta = ExecutionMeta {
@@ -651,6 +648,9 @@ impl Daemon {
     /// delay from its fire time to the moment it got its slot (its first step
     /// starts then) goes to `plexus_scheduler_lag_seconds`.
     fn launch(&self, prepared: Arc<Prepared>, exec: Arc<Execution>, meta: ExecutionMeta, observe_lag: bool) {
+        if let Some(info) = schedule_info(meta.schedule_id.as_deref(), meta.scheduled_at_ms) {
+            exec.set_schedule(info);
+        }
         let id = exec.id().to_owned();
         let fire_ms = meta.scheduled_at_ms.filter(|_| observe_lag);
         let priority = meta.priority;
@@ -677,6 +677,11 @@ impl Daemon {
             drop(permit);
             inner.live.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
         });
+    }
+
+    /// The tokio runtime the daemon runs its work on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.0.runtime
     }
 
     /// The running execution `id`, if it is running here.
@@ -939,6 +944,9 @@ impl Daemon {
             let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
             let meta = stored.meta.clone();
             let exec = Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id);
+            if let Some(info) = schedule_info(meta.schedule_id.as_deref(), meta.scheduled_at_ms) {
+                exec.set_schedule(info);
+            }
             self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), (exec.clone(), meta));
             live.ids.push(id.clone());
             members.push((prepared, exec));
@@ -1000,4 +1008,17 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The schedule that fired an execution, as its steps' execution contexts
+/// carry it: schedule `id`, fired for `fire_ms` (ms since the Unix epoch).
+fn schedule_info(id: Option<&str>, fire_ms: Option<u64>) -> Option<plexus_sdk::ScheduleInfo> {
+    let (id, fire) = (id?, fire_ms?);
+    Some(plexus_sdk::ScheduleInfo {
+        id: id.to_owned(),
+        fire_time_ms: fire,
+        fire_time: chrono::DateTime::from_timestamp_millis(i64::try_from(fire).unwrap_or(i64::MAX))
+            .unwrap_or_default()
+            .to_rfc3339(),
+    })
 }

@@ -34,6 +34,7 @@ mod health;
 mod journal;
 pub mod metrics;
 pub mod openapi;
+pub mod orchestrate;
 mod reload;
 pub mod schedule;
 pub mod schedules;

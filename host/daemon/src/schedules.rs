@@ -48,7 +48,27 @@ fn ms_to_time(ms: u64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms as i64).unwrap_or_default()
 }
 
+/// A [`Schedules`] that does not keep it alive (the orchestrator the host
+/// holds must not keep the daemon, which holds the host).
+#[derive(Clone)]
+pub(crate) struct WeakSchedules(std::sync::Weak<Inner>);
+
+impl WeakSchedules {
+    pub(crate) fn upgrade(&self) -> Option<Schedules> {
+        self.0.upgrade().map(Schedules)
+    }
+}
+
 impl Schedules {
+    pub(crate) fn downgrade(&self) -> WeakSchedules {
+        WeakSchedules(Arc::downgrade(&self.0))
+    }
+
+    /// The daemon whose schedules these are.
+    pub fn daemon(&self) -> &Daemon {
+        &self.0.daemon
+    }
+
     /// The service of `daemon`.
     pub fn new(daemon: Daemon) -> Self {
         Self(Arc::new(Inner {

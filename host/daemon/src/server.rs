@@ -63,6 +63,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         tracing::info!(rollbacks, "resumed interrupted transaction rollbacks");
     }
     let schedules = Schedules::new(daemon.clone());
+    super::orchestrate::install(&schedules);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Supervised: a ticker that panics is logged, counted and restarted (see `supervise`).
     let ticker = {

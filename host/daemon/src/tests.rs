@@ -40,6 +40,10 @@ struct Tick {
     tag: String,
     #[serde(default)]
     ms: u64,
+    /// Overwrite the shared-state copy of the schedule first (which older
+    /// plugins read): the execution context's must not change.
+    #[serde(default)]
+    forge: bool,
 }
 
 impl Plugin for DaemonOps {
@@ -53,6 +57,12 @@ impl Plugin for DaemonOps {
             "Counts a run of `tag`, sleeps `ms`, fails while `tag` is failing",
             |_, ctx: &mut Context<'_>, p: Tick| {
                 *RUNS.lock().unwrap().entry(p.tag.clone()).or_default() += 1;
+                if p.forge {
+                    ctx.state_set(
+                        plexus_sdk::SCHEDULE_STATE_KEY,
+                        json!({"id": "op", "fire_time_ms": 0, "fire_time": "forged"}),
+                    );
+                }
                 let seen =
                     json!({"task_id": ctx.execution().task_id, "schedule": ctx.schedule(), "attempt": ctx.attempt()});
                 SEEN.lock().unwrap().insert(p.tag.clone(), seen);
@@ -327,7 +337,7 @@ async fn interval_schedule_fires_on_mock_time_with_its_context() {
     let f = fixture(Arc::new(clock.clone()));
     let s = Schedules::new(f.daemon.clone());
     s.create(spec(
-        json!({"id": "op", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "iv"}}),
+        json!({"id": "op", "when": "every 1m", "plugin": "dtest.ops", "operation": "tick", "params": {"tag": "iv", "forge": true}}),
     ))
     .await
     .unwrap();

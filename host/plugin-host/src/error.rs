@@ -123,6 +123,10 @@ pub enum LoadErrorKind {
     /// could not be started, or crashed while loading it.
     #[error("worker process: {0}")]
     Worker(String),
+    /// A native plugin's `initialize` returned an error, panicked or did
+    /// not return within the plugin's timeout.
+    #[error("initialize failed: {0}")]
+    Initialize(String),
 }
 
 impl LoadError {

@@ -151,6 +151,7 @@ impl HostBuilder {
             prune: self.prune.unwrap_or(Some(PrunePolicy::default())),
             native: self.native,
             aliases: self.aliases,
+            orchestrator: std::sync::RwLock::new(None),
         });
         Ok(loader.scan(None).0)
     }
@@ -168,6 +169,8 @@ struct Loader {
     prune: Option<PrunePolicy>,
     native: NativeOptions,
     aliases: BTreeMap<String, String>,
+    /// Where orchestration requests go (shared by every rescan's host).
+    orchestrator: std::sync::RwLock<Option<Arc<dyn crate::services::Orchestrator>>>,
 }
 
 /// A plugin folder as last scanned.
@@ -479,6 +482,36 @@ impl Host {
         all
     }
 
+    /// Send plugins' orchestration requests to `orchestrator` (the daemon
+    /// sets itself), for this host and every host [`Self::rescan`] makes from
+    /// it. A plugin may use it when it declares the `orchestration`
+    /// capability and its manifest grants it (`[permissions] orchestration = true`).
+    pub fn set_orchestrator(&self, orchestrator: Arc<dyn crate::services::Orchestrator>) {
+        *self.loader.orchestrator.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(orchestrator);
+    }
+
+    /// What a call of `plugin` may do with orchestration.
+    fn orchestration_access(&self, plugin: &LoadedPlugin) -> crate::services::OrchestrationAccess {
+        use crate::services::OrchestrationAccess;
+        let orchestrator = self.loader.orchestrator.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(orchestrator) = orchestrator.as_ref() else { return OrchestrationAccess::NoOrchestrator };
+        let id = plugin.id();
+        if !plugin.runtime.metadata().capabilities.iter().any(|c| c == plexus_sdk::capability::ORCHESTRATION) {
+            return OrchestrationAccess::Denied(
+                format!("plugin `{id}` does not declare the `orchestration` capability").into(),
+            );
+        }
+        if !plugin.manifest.permissions.orchestration {
+            return OrchestrationAccess::Denied(
+                format!(
+                    "plugin `{id}` is not granted orchestration: its plugin.toml needs `[permissions] orchestration = true`"
+                )
+                .into(),
+            );
+        }
+        OrchestrationAccess::Allowed(orchestrator.clone())
+    }
+
     /// The plugin directories, in scan order.
     pub fn plugin_dirs(&self) -> &[PathBuf] {
         &self.loader.dirs
@@ -570,7 +603,7 @@ impl Host {
             return Err(CallError::Unavailable { plugin: id.to_owned(), reason });
         }
         let started = std::time::Instant::now();
-        let services = services.for_call(&plugin.manifest.limits);
+        let services = services.for_call(&plugin.manifest.limits).with_orchestration(self.orchestration_access(plugin));
         let on_thread = services.measures_cpu() && plugin.runtime.runs_on_caller_thread();
         let cpu_before = on_thread.then(crate::unsafe_ops::thread_cpu_time).flatten();
         let mut result = plugin.runtime.call(exec, &services, timeout);

@@ -11,14 +11,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A [`Plugin`] running inside the host process.
+/// A [`Plugin`] running inside the host process. Its `initialize` runs
+/// before its first call (an error fails that call and the next ones, each
+/// trying again), its `cleanup` when the host drops it, if it was initialized.
 pub(crate) struct InProcessPlugin<P: Plugin> {
     runtime: Arc<plexus_sdk::Runtime<P>>,
+    initialized: Arc<std::sync::Mutex<bool>>,
 }
 
 impl<P: Plugin> Default for InProcessPlugin<P> {
     fn default() -> Self {
-        Self { runtime: Arc::new(plexus_sdk::Runtime::new()) }
+        Self { runtime: Arc::new(plexus_sdk::Runtime::new()), initialized: Arc::default() }
+    }
+}
+
+impl<P: Plugin> Drop for InProcessPlugin<P> {
+    fn drop(&mut self) {
+        if *self.initialized.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            let runtime = &self.runtime;
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.cleanup())).is_err() {
+                tracing::warn!(plugin = %runtime.metadata().id, "cleanup panicked");
+            }
+        }
     }
 }
 
@@ -62,22 +76,36 @@ impl<P: Plugin> Runtime for InProcessPlugin<P> {
         timeout: Option<Duration>,
     ) -> Result<CallOutput, CallError> {
         let plugin = self.runtime.metadata().id.clone();
-        let Some(timeout) = timeout else { return call_catching(&self.runtime, &plugin, exec, services) };
-        let (runtime, exec) = (self.runtime.clone(), exec.clone());
+        let Some(timeout) = timeout else {
+            return call_catching(&self.runtime, &self.initialized, &plugin, exec, services);
+        };
+        let (runtime, initialized, exec) = (self.runtime.clone(), self.initialized.clone(), exec.clone());
         runtime::call_on_thread(&plugin.clone(), services, timeout, move |services| {
-            call_catching(&runtime, &plugin, &exec, services)
+            call_catching(&runtime, &initialized, &plugin, &exec, services)
         })
     }
 }
 
-/// Call `runtime`, turning a panic into [`CallError::Panic`].
+/// Call `runtime` (initializing it first if it is not), turning a panic into [`CallError::Panic`].
 fn call_catching<P: Plugin>(
     runtime: &plexus_sdk::Runtime<P>,
+    initialized: &std::sync::Mutex<bool>,
     plugin: &str,
     exec: &ExecutionContext,
     services: &CallServices,
 ) -> Result<CallOutput, CallError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.call(exec, services))) {
+    let run = || {
+        let mut done = initialized.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*done {
+            runtime
+                .initialize(&exec.config)
+                .map_err(|e| plexus_sdk::PluginError { message: format!("initialize: {}", e.message), ..e })?;
+            *done = true;
+        }
+        drop(done);
+        runtime.call(exec, services)
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(error)) => Err(CallError::Plugin { plugin: plugin.to_owned(), error }),
         Err(payload) => Err(CallError::Panic {

@@ -48,6 +48,9 @@
 //! env = ["LANG"]                  # environment variables passed through by name
 //! network = false                 # false, true (any TCP/UDP address and name lookups),
 //!                                 # or an allowlist: ["api.example.com:443", "10.0.0.5:*"]
+//! orchestration = false           # both kinds: the plugin may start workflows, read executions'
+//!                                 # status and create/cancel its schedules (it must also declare
+//!                                 # the `orchestration` capability; contract 0.3)
 //! ```
 //!
 //! Grants are checked when the plugin loads: a granted directory must exist; two
@@ -468,6 +471,16 @@ pub struct RawPermissions {
     /// `network = false | true | ["host:port", …]`
     #[serde(default)]
     pub network: RawNetwork,
+    /// `orchestration = true`
+    #[serde(default)]
+    pub orchestration: bool,
+}
+
+impl RawPermissions {
+    /// Whether it grants any of the sandbox's permissions (WASM only).
+    fn sandboxed(&self) -> bool {
+        !self.dirs.is_empty() || !self.env.is_empty() || !matches!(self.network, RawNetwork::Switch(false))
+    }
 }
 
 /// `network` as written: a switch or an allowlist of `host:port` (`port` may be `*`).
@@ -657,6 +670,9 @@ pub struct Permissions {
     pub env: Vec<String>,
     /// Which addresses TCP and UDP may reach, and whether names may be looked up.
     pub network: Network,
+    /// Whether the plugin may use the orchestration host services (both
+    /// kinds; the plugin must also declare the `orchestration` capability).
+    pub orchestration: bool,
 }
 
 /// The network grant of a WASM plugin. Serialized as written in the manifest:
@@ -846,9 +862,11 @@ impl Manifest {
         };
         let limits = raw.limits.over(defaults.clone());
         limits.check_within(&policy.max).map_err(|e| invalid(e.to_string()))?;
-        if raw.kind == PluginKind::Native && (raw.permissions.is_some() || raw.limits.memory_mib.is_some()) {
+        if raw.kind == PluginKind::Native
+            && (raw.permissions.as_ref().is_some_and(RawPermissions::sandboxed) || raw.limits.memory_mib.is_some())
+        {
             return Err(invalid(
-                "[permissions] and limits.memory_mib apply to wasm plugins only: native plugins are trusted code, not sandboxed \
+                "[permissions] dirs, env, network and limits.memory_mib apply to wasm plugins only: native plugins are trusted code, not sandboxed \
              (a native plugin's worker processes are capped in [worker])"
                 .into(),
             ));
@@ -899,6 +917,7 @@ impl Manifest {
                             .collect::<Result<_, _>>()?,
                     ),
                 },
+                orchestration: p.orchestration,
             },
         };
         Ok(Self {

@@ -21,8 +21,10 @@ use crate::runtime::{self, Runtime};
 use crate::services::CallServices;
 use abi_stable::library::{LibraryError, RootModule, lib_header_from_path};
 use abi_stable::std_types::{ROption, RStr, RString};
-use plexus_sdk::abi::{HostVTable, NATIVE_ABI_VERSION, NativeResponse, PluginModRef};
-use plexus_sdk::{CallOutput, ExecutionContext, HostServices, LogLevel, Metadata};
+use plexus_sdk::abi::{
+    HostExtensions, HostVTable, NATIVE_ABI_VERSION, NativeResponse, OrchestrationAnswer, PluginModRef,
+};
+use plexus_sdk::{CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, Orchestration};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,10 +35,22 @@ use std::time::Duration;
 pub(crate) struct NativePlugin {
     module: PluginModRef,
     metadata: Metadata,
+    /// The library, for its share of [`INITIALIZED`].
+    artifact: std::path::PathBuf,
+    /// The plugin's timeout: what `cleanup` gets.
+    timeout: Duration,
 }
 
+/// How many loaded [`NativePlugin`]s share each library (by path) in this
+/// process: a library is loaded once per process, so its plugin value is
+/// initialized when the first is loaded and cleaned up when the last is
+/// dropped (the host stops), whatever hosts a process builds.
+static INITIALIZED: LazyLock<Mutex<HashMap<std::path::PathBuf, usize>>> = LazyLock::new(Default::default);
+
 impl NativePlugin {
-    /// Load the library named by `manifest` and query its metadata.
+    /// Load the library named by `manifest`, query its metadata, and (a
+    /// contract 0.3 library, first load in this process) run its `initialize`
+    /// with the manifest's config, within the plugin's timeout.
     pub(crate) fn load(manifest: &Manifest) -> Result<Self, LoadErrorKind> {
         let module = open_module(&manifest.artifact)?;
         // A plugin that calls exit() while describing itself is reported as such (see `process`).
@@ -46,8 +60,89 @@ impl NativePlugin {
         let json = json?;
         let metadata = parse_metadata(&json)?;
         runtime::check_metadata(&metadata, manifest)?;
-        Ok(Self { module, metadata })
+        let artifact = manifest.artifact.clone();
+        let mut loaded = INITIALIZED.lock().unwrap_or_else(PoisonError::into_inner);
+        if !loaded.contains_key(&artifact) {
+            let initializing = crate::process::InFlight::enter(&manifest.id);
+            let done = initialize_within(module, &manifest.config, manifest.limits.timeout);
+            drop(initializing);
+            done?;
+        }
+        *loaded.entry(artifact.clone()).or_default() += 1;
+        Ok(Self { module, metadata, artifact, timeout: manifest.limits.timeout })
     }
+}
+
+impl Drop for NativePlugin {
+    fn drop(&mut self) {
+        let mut loaded = INITIALIZED.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(count) = loaded.get_mut(&self.artifact) else { return };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        loaded.remove(&self.artifact);
+        drop(loaded);
+        if let Err(why) = cleanup_within(self.module, self.timeout) {
+            tracing::warn!(plugin = %self.metadata.id, "cleanup: {why}");
+        }
+    }
+}
+
+/// The host callbacks a contract 0.3 library keeps from `initialize`.
+pub(crate) const EXTENSIONS: HostExtensions = HostExtensions { orchestrate: host_orchestrate };
+
+/// Run `module`'s `initialize` (if it has one: contract 0.3) with `config`
+/// on a thread of its own, waiting at most `timeout`.
+pub(crate) fn initialize_within(
+    module: PluginModRef,
+    config: &serde_json::Value,
+    timeout: Duration,
+) -> Result<(), LoadErrorKind> {
+    let Some(initialize) = module.initialize() else { return Ok(()) };
+    let config = config.to_string();
+    let answer = on_thread_within("plexus-initialize", timeout, move || {
+        initialize(&EXTENSIONS, RStr::from_str(&config)).into_string()
+    })
+    .map_err(LoadErrorKind::Initialize)?;
+    match decode_response("", &answer) {
+        Ok(_) => Ok(()),
+        Err(CallError::Plugin { error, .. }) => Err(LoadErrorKind::Initialize(error.to_string())),
+        Err(CallError::Panic { message, .. }) => {
+            Err(LoadErrorKind::Initialize(format!("the plugin panicked: {message}")))
+        }
+        Err(e) => Err(LoadErrorKind::Initialize(e.to_string())),
+    }
+}
+
+/// Run `module`'s `cleanup` (if it has one) on a thread of its own, waiting
+/// at most `timeout`; why it failed, if it did.
+pub(crate) fn cleanup_within(module: PluginModRef, timeout: Duration) -> Result<(), String> {
+    let Some(cleanup) = module.cleanup() else { return Ok(()) };
+    let answer = on_thread_within("plexus-cleanup", timeout, move || cleanup().into_string())?;
+    match decode_response("", &answer) {
+        Ok(_) => Ok(()),
+        Err(CallError::Panic { message, .. }) => Err(format!("the plugin panicked: {message}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Run `f` on a thread named `name` and wait at most `timeout` for its
+/// answer (the thread is abandoned past it).
+fn on_thread_within(
+    name: &str,
+    timeout: Duration,
+    f: impl FnOnce() -> String + Send + 'static,
+) -> Result<String, String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    rx.recv_timeout(timeout)
+        .map_err(|_| format!("did not return within {} ms (its thread is abandoned)", timeout.as_millis()))
 }
 
 /// Load the native library at `path` into this process and check it: an
@@ -219,6 +314,27 @@ extern "C" fn host_report_progress(handle: u64, fraction: f64, message: RStr<'_>
 extern "C" fn host_is_cancelled(handle: u64) -> bool {
     // A call that is over (e.g. abandoned after a timeout) is cancelled.
     CallRegistry::get(handle).is_none_or(|s| s.should_stop())
+}
+
+extern "C" fn host_orchestrate(handle: u64, request: RStr<'_>) -> RString {
+    let answer = match CallRegistry::get(handle) {
+        None => Err(plexus_sdk::PluginError::failed("the call is over")),
+        Some(s) => match serde_json::from_str::<Orchestration>(request.as_str()) {
+            Ok(request) => s.orchestrate(&request),
+            Err(e) => Err(plexus_sdk::PluginError::invalid_input(format!("not an orchestration request: {e}"))),
+        },
+    };
+    orchestration_answer(answer).into()
+}
+
+/// An orchestration answer as the JSON a native plugin reads.
+pub(crate) fn orchestration_answer(answer: Result<serde_json::Value, plexus_sdk::PluginError>) -> String {
+    let answer = match answer {
+        Ok(value) => OrchestrationAnswer::Ok(value),
+        Err(e) => OrchestrationAnswer::Error(e),
+    };
+    serde_json::to_string(&answer)
+        .unwrap_or_else(|e| format!("{{\"error\":{{\"kind\":\"failed\",\"message\":\"{e}\"}}}}"))
 }
 
 /// ELF machine names for the architectures Plexus is likely to meet.

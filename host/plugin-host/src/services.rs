@@ -1,8 +1,8 @@
 //! Host services a plugin can call back during a call: log, shared state,
-//! progress and cancellation. One [`CallServices`] per call; the shared state
-//! and the cancel token belong to the execution and outlive it.
+//! progress, cancellation and orchestration. One [`CallServices`] per call;
+//! the shared state and the cancel token belong to the execution and outlive it.
 
-use plexus_sdk::{HostServices, LogLevel};
+use plexus_sdk::{HostServices, LogLevel, Orchestration, PluginError};
 use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -137,6 +137,8 @@ struct Budget {
     /// The first limit a call broke where it could not be refused on the spot
     /// (a native plugin's `state_set` returns nothing): the call fails with it.
     violation: Mutex<Option<StateLimitExceeded>>,
+    /// Orchestration requests the call may still make.
+    orchestration_left: std::sync::atomic::AtomicU32,
 }
 
 impl Default for Budget {
@@ -146,8 +148,42 @@ impl Default for Budget {
             log_bytes_left: crate::manifest::DEFAULT_LOG_BYTES.into(),
             log_bytes_dropped: 0.into(),
             violation: Mutex::new(None),
+            orchestration_left: plexus_sdk::MAX_ORCHESTRATION_REQUESTS_PER_CALL.into(),
         }
     }
+}
+
+/// Where plugins' orchestration requests go (the daemon implements it; see
+/// [`crate::Host::set_orchestrator`]). Contract 0.3's `start-workflow`,
+/// `execution-status`, `create-schedule` and `cancel-schedule`.
+pub trait Orchestrator: Send + Sync {
+    /// Do `request` for `caller`. Blocking: called on the plugin's call
+    /// thread (never on an async runtime's worker).
+    ///
+    /// # Errors
+    /// `not-found` / `invalid-input` for what the request names, `failed` otherwise.
+    fn orchestrate(&self, caller: &Caller<'_>, request: Orchestration) -> Result<Value, PluginError>;
+}
+
+/// Who makes an orchestration request.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The calling plugin's id.
+    pub plugin: &'a str,
+    /// The execution its call belongs to.
+    pub execution: &'a str,
+}
+
+/// Whether a call may orchestrate, and through what.
+#[derive(Clone, Default)]
+pub enum OrchestrationAccess {
+    /// The host has no orchestrator (`plexus call`, `plexus run`).
+    #[default]
+    NoOrchestrator,
+    /// Refused, and why (a missing capability or grant).
+    Denied(Arc<str>),
+    /// Allowed, through this orchestrator.
+    Allowed(Arc<dyn Orchestrator>),
 }
 
 /// The host services of one call, tagged with the plugin and execution ids.
@@ -169,6 +205,8 @@ pub struct CallServices {
     /// call (two system calls, ~0.5 µs: asked for by the workflow engine,
     /// not by plain calls).
     measure_cpu: bool,
+    /// Whether the call may orchestrate (set per call by [`crate::Host::call_with`]).
+    orchestration: OrchestrationAccess,
 }
 
 /// What one call used, where its runtime can measure it (`None`: not
@@ -218,7 +256,14 @@ impl CallServices {
             kind: None,
             usage: Arc::default(),
             measure_cpu: false,
+            orchestration: OrchestrationAccess::NoOrchestrator,
         }
+    }
+
+    /// These services with `access` to orchestration.
+    pub fn with_orchestration(mut self, access: OrchestrationAccess) -> Self {
+        self.orchestration = access;
+        self
     }
 
     /// These services asking the host to measure the call's CPU time on the
@@ -351,6 +396,29 @@ impl HostServices for CallServices {
     }
     fn is_cancelled(&self) -> bool {
         self.should_stop()
+    }
+    fn orchestrate(&self, request: &Orchestration) -> Result<Value, PluginError> {
+        let orchestrator = match &self.orchestration {
+            OrchestrationAccess::NoOrchestrator => {
+                return Err(PluginError::failed(
+                    "this host offers no orchestration services (they need the daemon: `plexus daemon`)",
+                ));
+            }
+            OrchestrationAccess::Denied(why) => return Err(PluginError::failed(why.to_string())),
+            OrchestrationAccess::Allowed(orchestrator) => orchestrator,
+        };
+        let left =
+            self.budget.orchestration_left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if left.is_err() {
+            return Err(PluginError::failed(format!(
+                "more than {} orchestration requests in one call",
+                plexus_sdk::MAX_ORCHESTRATION_REQUESTS_PER_CALL
+            )));
+        }
+        tracing::debug!(target: "plexus::plugin", plugin = &*self.plugin_id, execution = &*self.execution_id,
+            request = request.name(), "orchestration request");
+        let caller = Caller { plugin: &self.plugin_id, execution: &self.execution_id };
+        orchestrator.orchestrate(&caller, request.clone())
     }
 }
 

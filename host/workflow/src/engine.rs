@@ -73,6 +73,8 @@ pub struct Execution {
     /// The state version last handed to the journal.
     state_seen: AtomicU64,
     task_id: Option<String>,
+    /// The schedule that fired it, for every step's execution context (see [`Self::set_schedule`]).
+    schedule: std::sync::OnceLock<plexus_sdk::ScheduleInfo>,
     /// Set by the first [`Self::request_cancel`].
     cancel_asked: AtomicBool,
     /// `true` while a transition could not be journalled (see [`Self::is_held`]).
@@ -164,6 +166,7 @@ impl Execution {
             journal,
             state_seen: AtomicU64::new(0),
             task_id,
+            schedule: std::sync::OnceLock::new(),
             cancel_asked: AtomicBool::new(false),
             held: watch::channel(false).0,
             recording: tokio::sync::Mutex::new(()),
@@ -178,6 +181,19 @@ impl Execution {
     /// The schedule that started this execution, if any.
     pub fn task_id(&self) -> Option<&str> {
         self.task_id.as_deref()
+    }
+
+    /// Record the schedule that fired this execution and its fire time
+    /// (the daemon does, when it starts or restores a scheduled execution):
+    /// every step's [`ExecutionContext::schedule`] carries it, where no
+    /// plugin can change it. Only the first call counts.
+    pub fn set_schedule(&self, info: plexus_sdk::ScheduleInfo) {
+        let _ = self.schedule.set(info);
+    }
+
+    /// The schedule that fired this execution, if recorded.
+    pub fn schedule(&self) -> Option<&plexus_sdk::ScheduleInfo> {
+        self.schedule.get()
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, ExecutionStatus> {
@@ -704,6 +720,7 @@ impl Engine {
             parameters: params,
             upstream: Map::new(),
             config: plugin.manifest.config.clone(),
+            schedule: exec.schedule().cloned(),
         };
         // Not the forward phase's token: a compensation runs after it stopped.
         let services =

@@ -614,6 +614,7 @@ impl Forward {
             parameters: job.params.clone(),
             upstream: job.upstream.clone(),
             config: job.config.clone(),
+            schedule: self.exec.schedule().cloned(),
         };
         let services = CallServices::new(plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone())
             .with_kind(step.action.kind)

@@ -16,7 +16,7 @@ import { isPlugin } from './index.js';
 
 /** The SDK's folder (it holds `wit/plexus-plugin.wit`). */
 export const SDK_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-/** The WIT the component is built against (the top-level `wit/`, linked or copied). */
+/** The WIT the component is built against: contract 0.2, the repository's `wit/previous/0.2.0/` (linked or copied). */
 export const WIT_PATH = join(SDK_DIR, 'wit', 'plexus-plugin.wit');
 /** The WIT world components implement. */
 export const WORLD = 'plexus-plugin';

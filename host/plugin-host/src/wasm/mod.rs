@@ -55,7 +55,8 @@ use cache::{CacheOutcome, ComponentCache};
 use grants::Grants;
 use output::BoundedOutput;
 use plexus_sdk::{
-    CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo, PluginError,
+    CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, OperationInfo, Orchestration,
+    PluginError,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,8 +81,21 @@ mod bindings {
     });
 }
 
-/// The previous contract's world (`wit/previous/0.1.0`): components built for
-/// it load too, mapped onto the current types (0.1 has no `cancelled` error).
+/// Contract 0.2's world (`wit/previous/0.2.0`): components built for it load
+/// too, mapped onto the current types (0.2 has no lifecycle exports, no
+/// schedule in the context and no orchestration functions).
+#[allow(missing_docs)]
+mod bindings_v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/previous/0.2.0",
+        world: "plexus-plugin",
+        exports: { default: async },
+        imports: { "plexus:plugin/host.state-set": trappable },
+    });
+}
+
+/// Contract 0.1's world (`wit/previous/0.1.0`): components built for it load
+/// too, mapped onto the current types (0.1 has no `cancelled` error either).
 #[allow(missing_docs)]
 mod bindings_v0_1 {
     wasmtime::component::bindgen!({
@@ -95,11 +109,14 @@ mod bindings_v0_1 {
 use bindings::plexus::plugin::{host as wit_host, types as wit};
 use bindings::{PlexusPlugin, PlexusPluginPre};
 use bindings_v0_1::plexus::plugin::{host as wit_host_v0_1, types as wit_v0_1};
+use bindings_v0_2::plexus::plugin::{host as wit_host_v0_2, types as wit_v0_2};
 
 /// A pre-instantiated component of one of the worlds the host implements.
 enum Pre {
     /// The current contract.
     Current(PlexusPluginPre<CallState>),
+    /// Contract 0.2.
+    V0_2(bindings_v0_2::PlexusPluginPre<CallState>),
     /// Contract 0.1.
     V0_1(bindings_v0_1::PlexusPluginPre<CallState>),
 }
@@ -229,18 +246,21 @@ impl WasmEngine {
                 component.component_type().imports(&self.inner.engine).map(|(name, _)| name.to_owned()).collect();
             LoadErrorKind::Instantiate(unprovided_imports(&imports).unwrap_or_else(|| one_line(&e)))
         })?;
-        // The current world, else the previous one, else the current one's error.
+        // The current world, else the previous ones, else the current one's error.
         let pre = match PlexusPluginPre::new(pre.clone()) {
             Ok(current) => Pre::Current(current),
-            Err(e) => match bindings_v0_1::PlexusPluginPre::new(pre) {
-                Ok(old) => Pre::V0_1(old),
-                Err(_) => {
-                    return Err(LoadErrorKind::Instantiate(format!(
-                        "{}; a plugin component exports plexus:plugin/guest@{CONTRACT} (or @0.1.0): build it for the plexus-plugin world of wit/plexus-plugin.wit",
-                        one_line(&e),
-                        CONTRACT = plexus_sdk::CONTRACT_VERSION
-                    )));
-                }
+            Err(e) => match bindings_v0_2::PlexusPluginPre::new(pre.clone()) {
+                Ok(old) => Pre::V0_2(old),
+                Err(_) => match bindings_v0_1::PlexusPluginPre::new(pre) {
+                    Ok(old) => Pre::V0_1(old),
+                    Err(_) => {
+                        return Err(LoadErrorKind::Instantiate(format!(
+                            "{}; a plugin component exports plexus:plugin/guest@{CONTRACT} (or @0.2.0, @0.1.0): build it for the plexus-plugin world of wit/plexus-plugin.wit",
+                            one_line(&e),
+                            CONTRACT = plexus_sdk::CONTRACT_VERSION
+                        )));
+                    }
+                },
             },
         };
         Ok((pre, outcome))
@@ -440,7 +460,34 @@ impl wasmtime_wasi_http::WasiHttpView for CallState {
 }
 
 impl wit::Host for CallState {}
+impl wit_v0_2::Host for CallState {}
 impl wit_v0_1::Host for CallState {}
+
+/// Contract 0.2's host services: the current ones but orchestration.
+impl wit_host_v0_2::Host for CallState {
+    fn log(&mut self, level: wit_v0_2::LogLevel, message: String) {
+        let level = match level {
+            wit_v0_2::LogLevel::Trace => wit::LogLevel::Trace,
+            wit_v0_2::LogLevel::Debug => wit::LogLevel::Debug,
+            wit_v0_2::LogLevel::Info => wit::LogLevel::Info,
+            wit_v0_2::LogLevel::Warn => wit::LogLevel::Warn,
+            wit_v0_2::LogLevel::Error => wit::LogLevel::Error,
+        };
+        wit_host::Host::log(self, level, message);
+    }
+    fn state_get(&mut self, key: String) -> Option<String> {
+        wit_host::Host::state_get(self, key)
+    }
+    fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        wit_host::Host::state_set(self, key, value)
+    }
+    fn report_progress(&mut self, fraction: f64, message: String) {
+        wit_host::Host::report_progress(self, fraction, message);
+    }
+    fn is_cancelled(&mut self) -> bool {
+        wit_host::Host::is_cancelled(self)
+    }
+}
 
 /// Contract 0.1's host services: the current ones.
 impl wit_host_v0_1::Host for CallState {
@@ -496,6 +543,60 @@ impl wit_host::Host for CallState {
     fn is_cancelled(&mut self) -> bool {
         self.services().should_stop()
     }
+    fn start_workflow(&mut self, workflow_id: String, inputs: String) -> Result<String, wit::PluginError> {
+        let inputs = match serde_json::from_str::<serde_json::Value>(&inputs) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(serde_json::Value::Null) => Default::default(),
+            Ok(_) | Err(_) => {
+                return Err(to_wit_error(PluginError::invalid_input("the inputs of a workflow are a JSON object")));
+            }
+        };
+        let answer = self.orchestrate(Orchestration::StartWorkflow { workflow: workflow_id, inputs })?;
+        Ok(answer.as_str().unwrap_or_default().to_owned())
+    }
+    fn execution_status(&mut self, execution_id: String) -> Result<String, wit::PluginError> {
+        Ok(self.orchestrate(Orchestration::ExecutionStatus { execution: execution_id })?.to_string())
+    }
+    fn create_schedule(&mut self, spec: String) -> Result<String, wit::PluginError> {
+        let spec = serde_json::from_str(&spec)
+            .map_err(|e| to_wit_error(PluginError::invalid_input(format!("the schedule spec is not JSON: {e}"))))?;
+        let answer = self.orchestrate(Orchestration::CreateSchedule { spec })?;
+        Ok(answer.as_str().unwrap_or_default().to_owned())
+    }
+    fn cancel_schedule(&mut self, schedule_id: String) -> Result<(), wit::PluginError> {
+        self.orchestrate(Orchestration::CancelSchedule { schedule: schedule_id }).map(drop)
+    }
+}
+
+impl CallState {
+    /// Run an orchestration request through the call's services.
+    fn orchestrate(&self, request: Orchestration) -> Result<serde_json::Value, wit::PluginError> {
+        self.services().orchestrate(&request).map_err(to_wit_error)
+    }
+}
+
+/// A plugin error as the WIT record.
+fn to_wit_error(e: PluginError) -> wit::PluginError {
+    let kind = match e.kind {
+        ErrorKind::InvalidInput => wit::ErrorKind::InvalidInput,
+        ErrorKind::UnsupportedOperation => wit::ErrorKind::UnsupportedOperation,
+        ErrorKind::NotFound => wit::ErrorKind::NotFound,
+        ErrorKind::Failed => wit::ErrorKind::Failed,
+        ErrorKind::Cancelled => wit::ErrorKind::Cancelled,
+    };
+    wit::PluginError { kind, message: e.message, retryable: e.retryable }
+}
+
+/// The WIT record as a plugin error.
+fn from_wit_error(e: wit::PluginError) -> PluginError {
+    let kind = match e.kind {
+        wit::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+        wit::ErrorKind::UnsupportedOperation => ErrorKind::UnsupportedOperation,
+        wit::ErrorKind::NotFound => ErrorKind::NotFound,
+        wit::ErrorKind::Failed => ErrorKind::Failed,
+        wit::ErrorKind::Cancelled => ErrorKind::Cancelled,
+    };
+    PluginError { kind, message: e.message, retryable: e.retryable }
 }
 
 /// Caps the linear memories of one instance, all together, and records
@@ -599,7 +700,7 @@ impl WasmPlugin {
             plugin_id: manifest.id.clone(),
             slots: engine.slots_of(&manifest.id),
             instances: manifest.instances.clone(),
-            pool: InstancePool::default(),
+            pool: InstancePool::new(&manifest.id, manifest.limits.timeout),
         };
         let services =
             CallServices::new(&manifest.id, "load", Default::default(), Default::default()).for_call(&manifest.limits);
@@ -660,6 +761,8 @@ impl WasmPlugin {
             }
         };
         let slotted = std::cell::Cell::new(permit.is_some());
+        // An instance for this call alone (not kept): `cleanup` after its call.
+        let per_call = reuse.is_none() && matches!(what, Invocation::Call(_));
         // The first instantiation of a component builds its memory images
         // (memfds, sealed read-only). The kernel refuses the seal (EBUSY)
         // while something else briefly holds a reference to one of the new
@@ -689,9 +792,12 @@ impl WasmPlugin {
                     slotted.set(true);
                 }
                 let result = async {
-                    if bound.is_none() {
+                    // A new instance of a contract 0.3 component runs `initialize` before its call.
+                    let fresh = bound.is_none();
+                    if fresh {
                         bound = Some(match &self.pre {
                             Pre::Current(pre) => Bound::Current(instantiate!(pre)),
+                            Pre::V0_2(pre) => Bound::V0_2(instantiate!(pre)),
                             Pre::V0_1(pre) => Bound::V0_1(instantiate!(pre)),
                         });
                     }
@@ -700,7 +806,36 @@ impl WasmPlugin {
                             let guest = bindings.plexus_plugin_guest();
                             Ok(match what {
                                 Invocation::Describe => Returned::Described(guest.call_describe(&mut store).await?),
-                                Invocation::Call(ctx) => Returned::Called(guest.call_call(&mut store, ctx).await?),
+                                Invocation::Call(ctx) => {
+                                    if fresh && let Err(e) = guest.call_initialize(&mut store, &ctx.config).await? {
+                                        // Not initialized: never kept for another call.
+                                        store.data_mut().broke = Some(e.message.clone());
+                                        return Ok(Returned::Called(Err(wit::PluginError {
+                                            message: format!("initialize: {}", e.message),
+                                            ..e
+                                        })));
+                                    }
+                                    let called = guest.call_call(&mut store, ctx).await?;
+                                    if per_call && let Err(e) = guest.call_cleanup(&mut store).await {
+                                        tracing::warn!(plugin = %plugin, "cleanup: {}", one_line(&e));
+                                    }
+                                    Returned::Called(called)
+                                }
+                            })
+                        }
+                        Bound::V0_2(bindings) => {
+                            let guest = bindings.plexus_plugin_guest();
+                            Ok(match what {
+                                Invocation::Describe => {
+                                    Returned::Described(v0_2::metadata(guest.call_describe(&mut store).await?))
+                                }
+                                Invocation::Call(ctx) => Returned::Called(
+                                    guest
+                                        .call_call(&mut store, &v0_2::context(ctx))
+                                        .await?
+                                        .map(v0_2::output)
+                                        .map_err(v0_2::error),
+                                ),
                             })
                         }
                         Bound::V0_1(bindings) => {
@@ -844,6 +979,7 @@ impl WasmPlugin {
 /// An instantiated component of one of the worlds the host implements.
 enum Bound {
     Current(PlexusPlugin),
+    V0_2(bindings_v0_2::PlexusPlugin),
     V0_1(bindings_v0_1::PlexusPlugin),
 }
 
@@ -875,12 +1011,63 @@ pub const MAX_IDLE_PER_KEY: usize = 4;
 pub const MAX_IDLE_PER_PLUGIN: usize = 16;
 
 /// A plugin's idle instances, most recently used last.
-#[derive(Default)]
 struct InstancePool {
     idle: std::sync::Mutex<Vec<Idle>>,
+    /// The plugin, for the services of `cleanup`.
+    plugin_id: String,
+    /// What `cleanup` gets: the plugin's timeout.
+    timeout: Duration,
+}
+
+impl Drop for InstancePool {
+    /// The plugin is unloaded or the host stops: its idle instances retire.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut *self.lock());
+        for instance in idle {
+            self.retire(instance);
+        }
+    }
 }
 
 impl InstancePool {
+    fn new(plugin_id: &str, timeout: Duration) -> Self {
+        Self { idle: Default::default(), plugin_id: plugin_id.to_owned(), timeout }
+    }
+
+    /// Discard an instance that ran `initialize` (a contract 0.3 component):
+    /// run its `cleanup` first, within the plugin's timeout. On a thread of
+    /// its own, so that it may happen wherever the pool drops an instance
+    /// (async code included, see [`drive`]).
+    fn retire(&self, mut instance: Idle) {
+        let Bound::Current(bindings) = &instance.bound else { return };
+        let (plugin, timeout) = (self.plugin_id.as_str(), self.timeout);
+        let state = instance.store.data_mut();
+        state.services = Some(CallServices::new(plugin, "cleanup", Default::default(), Default::default()));
+        state.deadline = Instant::now().checked_add(timeout);
+        state.stopped = None;
+        instance.store.set_epoch_deadline(1);
+        let store = &mut instance.store;
+        let ended = std::thread::scope(|scope| {
+            let cleanup = move || {
+                let run = bindings.plexus_plugin_guest().call_cleanup(store);
+                drive(std::pin::pin!(run), |run| async move {
+                    tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
+                        Err(wasmtime::Error::msg(format!("did not return within {} ms", timeout.as_millis())))
+                    })
+                })
+            };
+            std::thread::Builder::new().name("plexus-cleanup".into()).spawn_scoped(scope, cleanup).map(|t| t.join())
+        });
+        forward_output(plugin, "stdout", &instance.stdout);
+        forward_output(plugin, "stderr", &instance.stderr);
+        match ended {
+            Ok(Ok(Ok(()))) => tracing::debug!(plugin, calls = instance.calls, "instance retired"),
+            Ok(Ok(Err(e))) => tracing::warn!(plugin, "cleanup: {}", one_line(&e)),
+            Ok(Err(_)) => tracing::warn!(plugin, "cleanup: its thread panicked"),
+            Err(e) => tracing::warn!(plugin, "cleanup: cannot start a thread: {e}"),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -893,7 +1080,10 @@ impl InstancePool {
         let expired: Vec<Idle> = idle.extract_if(.., |i| i.born.elapsed() >= limits.max_age).collect();
         let taken = idle.iter().rposition(|i| &i.key == key).map(|at| idle.remove(at));
         drop(idle);
-        drop(expired); // outside the lock: dropping a store frees its instance
+        // Outside the lock: retiring runs guest code, and dropping a store frees its instance.
+        for instance in expired {
+            self.retire(instance);
+        }
         taken
     }
 
@@ -901,6 +1091,7 @@ impl InstancePool {
     /// or its time; past the bounds the oldest idle ones go.
     fn put(&self, instance: Idle, limits: &crate::manifest::Instances) {
         if instance.calls >= limits.max_calls || instance.born.elapsed() >= limits.max_age {
+            self.retire(instance);
             return;
         }
         let mut idle = self.lock();
@@ -915,7 +1106,9 @@ impl InstancePool {
         }
         idle.push(instance);
         drop(idle);
-        drop(evicted);
+        for instance in evicted {
+            self.retire(instance);
+        }
     }
 
     /// Drop the idle instances of execution `id`.
@@ -923,7 +1116,9 @@ impl InstancePool {
         let mut idle = self.lock();
         let ended: Vec<Idle> = idle.extract_if(.., |i| matches!(&i.key, PoolKey::Execution(e) if &**e == id)).collect();
         drop(idle);
-        drop(ended);
+        for instance in ended {
+            self.retire(instance);
+        }
     }
 }
 
@@ -991,6 +1186,11 @@ impl Runtime for WasmPlugin {
             parameters: json_text(&exec.parameters),
             upstream: json_text(&exec.upstream),
             config: json_text(&exec.config),
+            schedule: exec.schedule.as_ref().map(|s| wit::ScheduleInfo {
+                id: s.id.clone(),
+                fire_time_ms: s.fire_time_ms,
+                fire_time: s.fire_time.clone(),
+            }),
         };
         let reuse = match self.instances.reuse {
             crate::manifest::Reuse::Call => None,
@@ -1015,20 +1215,7 @@ impl Runtime for WasmPlugin {
                 })?,
                 metrics: out.metrics.into_iter().map(|m| (m.name, m.value)).collect(),
             }),
-            Err(e) => Err(CallError::Plugin {
-                plugin: plugin.clone(),
-                error: PluginError {
-                    kind: match e.kind {
-                        wit::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
-                        wit::ErrorKind::UnsupportedOperation => ErrorKind::UnsupportedOperation,
-                        wit::ErrorKind::NotFound => ErrorKind::NotFound,
-                        wit::ErrorKind::Failed => ErrorKind::Failed,
-                        wit::ErrorKind::Cancelled => ErrorKind::Cancelled,
-                    },
-                    message: e.message,
-                    retryable: e.retryable,
-                },
-            }),
+            Err(e) => Err(CallError::Plugin { plugin: plugin.clone(), error: from_wit_error(e) }),
         }
     }
 }
@@ -1041,55 +1228,82 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// Contract 0.1's records as the current ones (they differ only in the
-/// error kinds, which 0.2 extends).
+/// The records contracts 0.1 and 0.2 share with the current one, converted
+/// (`$old`: the old world's `types`). The error kinds differ: each module
+/// converts its own.
+macro_rules! old_records {
+    ($old:ident) => {
+        pub(super) fn metadata(m: $old::Metadata) -> wit::Metadata {
+            wit::Metadata {
+                id: m.id,
+                name: m.name,
+                version: m.version,
+                description: m.description,
+                authors: m.authors,
+                license: m.license,
+                contract_version: m.contract_version,
+                capabilities: m.capabilities,
+                operations: m
+                    .operations
+                    .into_iter()
+                    .map(|op| wit::Operation {
+                        name: op.name,
+                        description: op.description,
+                        params_schema: op.params_schema,
+                        output_schema: op.output_schema,
+                    })
+                    .collect(),
+            }
+        }
+
+        /// The context without `schedule` (0.3's).
+        pub(super) fn context(c: &wit::ExecutionContext) -> $old::ExecutionContext {
+            $old::ExecutionContext {
+                execution_id: c.execution_id.clone(),
+                workflow_id: c.workflow_id.clone(),
+                step_id: c.step_id.clone(),
+                task_id: c.task_id.clone(),
+                attempt: c.attempt,
+                deadline_ms: c.deadline_ms,
+                operation: c.operation.clone(),
+                parameters: c.parameters.clone(),
+                upstream: c.upstream.clone(),
+                config: c.config.clone(),
+            }
+        }
+
+        pub(super) fn output(o: $old::CallOutput) -> wit::CallOutput {
+            wit::CallOutput {
+                output: o.output,
+                metrics: o.metrics.into_iter().map(|m| wit::Metric { name: m.name, value: m.value }).collect(),
+            }
+        }
+    };
+}
+
+/// Contract 0.2's records as the current ones.
+mod v0_2 {
+    use super::{wit, wit_v0_2 as old};
+
+    old_records!(old);
+
+    pub(super) fn error(e: old::PluginError) -> wit::PluginError {
+        let kind = match e.kind {
+            old::ErrorKind::InvalidInput => wit::ErrorKind::InvalidInput,
+            old::ErrorKind::UnsupportedOperation => wit::ErrorKind::UnsupportedOperation,
+            old::ErrorKind::NotFound => wit::ErrorKind::NotFound,
+            old::ErrorKind::Failed => wit::ErrorKind::Failed,
+            old::ErrorKind::Cancelled => wit::ErrorKind::Cancelled,
+        };
+        wit::PluginError { kind, message: e.message, retryable: e.retryable }
+    }
+}
+
+/// Contract 0.1's records as the current ones (0.1 has no `cancelled` error).
 mod v0_1 {
     use super::{wit, wit_v0_1 as old};
 
-    pub(super) fn metadata(m: old::Metadata) -> wit::Metadata {
-        wit::Metadata {
-            id: m.id,
-            name: m.name,
-            version: m.version,
-            description: m.description,
-            authors: m.authors,
-            license: m.license,
-            contract_version: m.contract_version,
-            capabilities: m.capabilities,
-            operations: m
-                .operations
-                .into_iter()
-                .map(|op| wit::Operation {
-                    name: op.name,
-                    description: op.description,
-                    params_schema: op.params_schema,
-                    output_schema: op.output_schema,
-                })
-                .collect(),
-        }
-    }
-
-    pub(super) fn context(c: &wit::ExecutionContext) -> old::ExecutionContext {
-        old::ExecutionContext {
-            execution_id: c.execution_id.clone(),
-            workflow_id: c.workflow_id.clone(),
-            step_id: c.step_id.clone(),
-            task_id: c.task_id.clone(),
-            attempt: c.attempt,
-            deadline_ms: c.deadline_ms,
-            operation: c.operation.clone(),
-            parameters: c.parameters.clone(),
-            upstream: c.upstream.clone(),
-            config: c.config.clone(),
-        }
-    }
-
-    pub(super) fn output(o: old::CallOutput) -> wit::CallOutput {
-        wit::CallOutput {
-            output: o.output,
-            metrics: o.metrics.into_iter().map(|m| wit::Metric { name: m.name, value: m.value }).collect(),
-        }
-    }
+    old_records!(old);
 
     pub(super) fn error(e: old::PluginError) -> wit::PluginError {
         let kind = match e.kind {

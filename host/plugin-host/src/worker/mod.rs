@@ -202,6 +202,7 @@ impl ProcessPlugin {
                 sandbox.read.extend(manifest.artifact.parent().map(Path::to_path_buf));
                 sandbox
             }),
+            config: manifest.config.clone(),
         };
         let label = if manifest.id.is_empty() { manifest.artifact.display().to_string() } else { manifest.id.clone() };
         let timeout = manifest.limits.timeout.min(crate::wasm::DESCRIBE_TIMEOUT);
@@ -548,6 +549,17 @@ impl Worker {
                     services.state_set(&key, value);
                 }
                 Ok(Some(Frame::Progress(fraction, message))) => services.report_progress(fraction, &message),
+                Ok(Some(Frame::Orchestrate(request))) => {
+                    let answer = match serde_json::from_str::<plexus_sdk::Orchestration>(&request) {
+                        Ok(request) => services.orchestrate(&request),
+                        Err(e) => {
+                            Err(plexus_sdk::PluginError::invalid_input(format!("not an orchestration request: {e}")))
+                        }
+                    };
+                    if self.conn.send(&Frame::Orchestrated(crate::native::orchestration_answer(answer))).is_err() {
+                        return Ran::Crashed;
+                    }
+                }
                 Ok(Some(other)) => return Ran::Broken(format!("sent {other:?} during a call")),
                 Ok(None) => return Ran::Crashed,
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
@@ -587,11 +599,20 @@ impl Worker {
     }
 }
 
+/// How long a retired worker may take to exit by itself (its plugin's
+/// `cleanup` runs then) before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
 impl Drop for Worker {
     fn drop(&mut self) {
-        // An idle worker exits by itself when its socket closes; one that
-        // does not (busy, stuck) is killed. Either way it is reaped.
+        // An idle worker runs its plugin's cleanup and exits by itself when
+        // its socket closes; one that does not within the grace (busy,
+        // stuck) is killed. Either way it is reaped.
         let _ = self.conn.stream().shutdown(std::net::Shutdown::Both);
+        let until = Instant::now() + EXIT_GRACE;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
         }

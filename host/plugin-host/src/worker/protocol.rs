@@ -22,6 +22,8 @@ pub(crate) enum Frame {
     StateValue(Option<String>),
     /// Host → worker: the call in flight is asked to stop (its `is_cancelled` turns true).
     Cancel,
+    /// Host → worker: the answer to [`Frame::Orchestrate`] (an `OrchestrationAnswer` as JSON).
+    Orchestrated(String),
     /// Worker → host: the library loaded; its metadata as JSON.
     Loaded(String),
     /// Worker → host: the library did not load (a `LoadErrorKind` as JSON).
@@ -34,6 +36,8 @@ pub(crate) enum Frame {
     StateSet(String, String),
     /// Worker → host: progress of the call.
     Progress(f64, String),
+    /// Worker → host: an orchestration request of the call (an `Orchestration` as JSON).
+    Orchestrate(String),
     /// Worker → host: the call returned (a `NativeResponse` as JSON), and
     /// what the worker used during it.
     Done(String, WorkerUsage),
@@ -63,6 +67,11 @@ pub(crate) struct LoadRequest {
     /// and its library's.
     #[serde(default)]
     pub landlock: Option<crate::manifest::Landlock>,
+    /// The manifest's `[config]`, for the plugin's `initialize` (contract
+    /// 0.3; it runs before the worker answers [`Frame::Loaded`], within the
+    /// host's wait for that answer).
+    #[serde(default)]
+    pub config: serde_json::Value,
 }
 
 fn invalid(message: String) -> io::Error {
@@ -78,6 +87,7 @@ impl Frame {
             Frame::StateValue(None) => (3, vec![0]),
             Frame::StateValue(Some(s)) => (3, [&[1u8][..], s.as_bytes()].concat()),
             Frame::Cancel => (4, Vec::new()),
+            Frame::Orchestrated(s) => (5, text(s)),
             Frame::Loaded(s) => (10, text(s)),
             Frame::LoadFailed(s) => (11, text(s)),
             Frame::Log(level, s) => (12, [&[*level][..], s.as_bytes()].concat()),
@@ -88,6 +98,7 @@ impl Frame {
                 (14, [&len.to_le_bytes()[..], key.as_bytes(), value.as_bytes()].concat())
             }
             Frame::Progress(fraction, s) => (15, [&fraction.to_le_bytes()[..], s.as_bytes()].concat()),
+            Frame::Orchestrate(s) => (17, text(s)),
             Frame::Done(s, usage) => {
                 (16, [&usage.cpu_us.to_le_bytes()[..], &usage.max_rss_kib.to_le_bytes()[..], s.as_bytes()].concat())
             }
@@ -114,6 +125,7 @@ impl Frame {
                 _ => return Err(short()),
             },
             4 => Frame::Cancel,
+            5 => Frame::Orchestrated(text(payload)?),
             10 => Frame::Loaded(text(payload)?),
             11 => Frame::LoadFailed(text(payload)?),
             12 => {
@@ -139,6 +151,7 @@ impl Frame {
                 let usage = WorkerUsage { cpu_us: number(0)?, max_rss_kib: number(8)? };
                 Frame::Done(text(&payload[16..])?, usage)
             }
+            17 => Frame::Orchestrate(text(payload)?),
             other => return Err(invalid(format!("unknown frame tag {other}"))),
         })
     }
@@ -304,6 +317,8 @@ mod tests {
             Frame::StateValue(None),
             Frame::StateValue(Some("[1,2]".into())),
             Frame::Cancel,
+            Frame::Orchestrated("{\"ok\":\"e-1\"}".into()),
+            Frame::Orchestrate("{\"op\":\"execution-status\",\"execution\":\"e\"}".into()),
             Frame::Loaded("{}".into()),
             Frame::LoadFailed("{\"kind\":\"not-a-plugin\",\"detail\":\"x\"}".into()),
             Frame::Log(3, "hello".into()),

@@ -4,7 +4,7 @@
 use super::protocol::{Conn, Frame, LoadRequest};
 use crate::error::LoadErrorKind;
 use abi_stable::std_types::{ROption, RStr, RString};
-use plexus_sdk::abi::{HostVTable, PluginModRef};
+use plexus_sdk::abi::{HostExtensions, HostVTable, PluginModRef};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,13 +65,33 @@ pub(super) fn serve() -> i32 {
         Err(kind) => return refuse(&mut conn, kind),
     };
     let metadata = (module.metadata())().into_string();
+    // A contract 0.3 plugin: initialize it, with this worker's host extensions.
+    if let Some(initialize) = module.initialize() {
+        let config = request.config.to_string();
+        let answer = initialize(&EXTENSIONS, RStr::from_str(&config)).into_string();
+        if let Err(e) = crate::native::decode_response("", &answer) {
+            return refuse(&mut conn, LoadErrorKind::Initialize(e.to_string()));
+        }
+    }
     if conn.send(&Frame::Loaded(metadata)).is_err() {
         return PROTOCOL_EXIT;
     }
     let shared =
         SHARED.get_or_init(|| Shared { conn: Mutex::new(conn), call: AtomicU64::new(0), cancelled: false.into() });
-    serve_calls(shared, module)
+    let code = serve_calls(shared, module);
+    if code == 0
+        && let Some(cleanup) = module.cleanup()
+    {
+        // The host is done with this worker: the plugin's cleanup, then exit.
+        if let Err(e) = crate::native::decode_response("", cleanup().as_str()) {
+            eprintln!("plexus worker: cleanup: {e}");
+        }
+    }
+    code
 }
+
+/// The host callbacks of contract 0.3, over the socket.
+const EXTENSIONS: HostExtensions = HostExtensions { orchestrate: host_orchestrate };
 
 /// End this worker within a second of its host's end, even in the middle of
 /// a call that never returns (an idle worker ends anyway: its socket closes).
@@ -173,6 +193,23 @@ extern "C" fn host_state_get(handle: u64, key: RStr<'_>) -> ROption<RString> {
     loop {
         match conn.recv() {
             Ok(Some(Frame::StateValue(value))) => return value.map(RString::from).into(),
+            Ok(Some(Frame::Cancel)) => shared.cancelled.store(true, Ordering::SeqCst),
+            _ => std::process::exit(PROTOCOL_EXIT),
+        }
+    }
+}
+
+extern "C" fn host_orchestrate(handle: u64, request: RStr<'_>) -> RString {
+    let Some(shared) = current(handle) else {
+        return crate::native::orchestration_answer(Err(plexus_sdk::PluginError::failed("the call is over"))).into();
+    };
+    let mut conn = lock(shared);
+    if conn.send(&Frame::Orchestrate(request.as_str().to_owned())).is_err() {
+        std::process::exit(PROTOCOL_EXIT);
+    }
+    loop {
+        match conn.recv() {
+            Ok(Some(Frame::Orchestrated(answer))) => return answer.into(),
             Ok(Some(Frame::Cancel)) => shared.cancelled.store(true, Ordering::SeqCst),
             _ => std::process::exit(PROTOCOL_EXIT),
         }
