@@ -204,6 +204,8 @@ impl WasmEngine {
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         bindings_v0_1::PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        bindings_v0_2::PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
         PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine);
