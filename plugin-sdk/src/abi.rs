@@ -102,6 +102,59 @@ impl RootModule for PluginModRef {
     const VERSION_STRINGS: VersionStrings = VersionStrings::new(NATIVE_ABI_VERSION);
 }
 
+/// The root module of native ABI 0.1.0 (contracts 0.1 and 0.2), frozen:
+/// `abi_stable` lets a host check a library only against a root module with
+/// no more fields than the library's, so the host checks an older library
+/// against this one (the same name, package and first two fields) when the
+/// current layout does not fit, and calls it without the lifecycle hooks.
+pub mod v0_1_0 {
+    use super::HostVTable;
+    use abi_stable::library::RootModule;
+    use abi_stable::sabi_types::VersionStrings;
+    use abi_stable::std_types::{RStr, RString};
+    use abi_stable::{StableAbi, declare_root_module_statics};
+
+    /// ABI 0.1.0's root module.
+    #[repr(C)]
+    #[derive(StableAbi)]
+    #[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+    #[sabi(missing_field(panic))]
+    pub struct PluginMod {
+        /// The plugin's metadata as JSON.
+        pub metadata: extern "C" fn() -> RString,
+        /// Run a call.
+        #[sabi(last_prefix_field)]
+        pub call: extern "C" fn(host: &HostVTable, context: RStr<'_>) -> RString,
+    }
+
+    impl RootModule for PluginModRef {
+        declare_root_module_statics! {PluginModRef}
+        const BASE_NAME: &'static str = "plexus_plugin";
+        const NAME: &'static str = "plexus_plugin";
+        const VERSION_STRINGS: VersionStrings = VersionStrings::new("0.1.0");
+    }
+
+    /// The ABI 0.1.0 root module of plugin `P`, as a library built with a
+    /// plexus-sdk of contract 0.2 exported it (its metadata says contract
+    /// 0.2.0): for tests that an older library still loads.
+    #[doc(hidden)]
+    pub fn root_module<P: super::RuntimeAccess>() -> PluginModRef {
+        use abi_stable::prefix_type::PrefixTypeTrait;
+        PluginMod { metadata: metadata_v0_2::<P>, call: super::call_shim::<P> }.leak_into_prefix()
+    }
+
+    extern "C" fn metadata_v0_2<P: super::RuntimeAccess>() -> RString {
+        let json = super::metadata_shim::<P>();
+        match serde_json::from_str::<serde_json::Value>(json.as_str()) {
+            Ok(mut meta) if meta.get("contract_version").is_some() => {
+                meta["contract_version"] = "0.2.0".into();
+                meta.to_string().into()
+            }
+            _ => json,
+        }
+    }
+}
+
 /// What a native `call` returns, as JSON.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -395,8 +395,8 @@ pub trait HostServices {
     fn report_progress(&self, fraction: f64, message: &str);
     /// Whether the host has asked this execution to stop.
     fn is_cancelled(&self) -> bool;
-    /// Ask the host's orchestrator to do `request` (since contract 0.3):
-    /// the answer is [`Orchestration::answer`]'s shape.
+    /// Ask the host's orchestrator to do `request` (since contract 0.3);
+    /// each variant of [`Orchestration`] says what it answers.
     ///
     /// # Errors
     /// `failed` when the plugin may not orchestrate (it does not declare

@@ -105,6 +105,18 @@
 //! the fitting kind (see its `From` impls); [`ResultExt`] picks the kind and
 //! adds context for any other error.
 //!
+//! ## Lifecycle and orchestration (contract 0.3)
+//!
+//! [`Plugin::initialize`] gets the manifest's `[config]` before the first call
+//! and [`Plugin::cleanup`] runs when the plugin value is discarded (when, for
+//! each kind, is on [`Plugin`]); both default to nothing. A plugin declaring
+//! [`capability::ORCHESTRATION`], whose manifest grants it
+//! (`[permissions] orchestration = true`), can ask the daemon to start a
+//! workflow ([`Context::start_workflow`]), read an execution's status
+//! ([`Context::execution_status`]) and create or cancel its own schedules
+//! ([`Context::create_schedule`], [`Context::cancel_schedule`]). A scheduled
+//! call reads its schedule and fire time from [`Context::schedule`].
+//!
 //! Build it both ways and give each artifact a `plugin.toml` manifest in a
 //! folder of the host's plugins directory (see the repository README):
 //!

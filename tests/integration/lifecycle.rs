@@ -151,6 +151,24 @@ fn lifecycle_hooks_follow_the_documented_rule() {
     }
 }
 
+#[test]
+fn a_native_library_of_contract_0_2_still_loads_and_runs_without_hooks() {
+    for extra in ["", "isolation = \"process\"\n"] {
+        let f = Fixture::new();
+        let manifest = format!(
+            "id = \"plexus.legacy\"\nversion = \"0.1.0\"\nkind = \"native\"\nartifact = \"{}\"\ncontract = \"^0.2\"\n{extra}",
+            crate::support::legacy_native_artifact().display()
+        );
+        f.folder("legacy", &manifest);
+        // Its `initialize` fails if called: loading proves the old root module has none.
+        let host = host_of(&f);
+        let meta = host.plugin("plexus.legacy").unwrap().runtime.metadata().clone();
+        assert_eq!(meta.contract_version, "0.2.0");
+        let out = host.call("plexus.legacy", "echo", json!({"old": true}), CallOptions::default()).unwrap();
+        assert_eq!(out.output, json!({"old": true}), "{extra}");
+    }
+}
+
 /// An orchestrator that records requests and answers from a script.
 #[derive(Default)]
 struct Recorder(Mutex<Vec<(String, String, Orchestration)>>);
@@ -235,7 +253,15 @@ fn in_a_daemon_a_plugin_starts_workflows_and_manages_its_own_schedules() {
     let plugins = tempfile::tempdir().unwrap();
     copy_plugin("orchestration-wasm", plugins.path());
     copy_plugin("echo-wasm", plugins.path());
+    // The native build too, recording its hooks: the daemon's host initializes it when it
+    // starts and cleans it up when it stops.
+    let native = copy_plugin("orchestration-native", plugins.path()).join("plugin.toml");
+    let hooks = data.path().join("hooks.log");
+    let manifest = std::fs::read_to_string(&native).unwrap();
+    let manifest = manifest.replacen("[config]\n", &format!("[config]\nlifecycle_log = \"{}\"\n", hooks.display()), 1);
+    std::fs::write(&native, manifest).unwrap();
     let d = RunningDaemon::start(data.path(), plugins.path(), &[]);
+    assert_eq!(lines(&hooks), ["initialize native"]);
     d.register("id: child\nsteps:\n  - { id: hello, plugin_id: plexus.echo.wasm, method_name: echo, parameters: { from: child } }\n");
     d.register(
         "id: parent
@@ -306,4 +332,7 @@ steps:
     assert_eq!(failed.len(), 1, "the ninth is refused another: {failed:?}");
     let why = d.execution(&failed[0].execution_id).status.steps[0].error.as_ref().unwrap().message.clone();
     assert!(why.contains("nest at most 8 deep"), "{why}");
+
+    assert!(d.terminate().success());
+    assert_eq!(lines(&hooks), ["initialize native", "cleanup native"], "the daemon's host stopped");
 }

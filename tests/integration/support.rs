@@ -41,7 +41,13 @@ pub fn hostile_native_artifact() -> PathBuf {
     hostile_build().join("hostile-native").join("libplexus_hostile.so")
 }
 
-/// `target/test-plugins-hostile`, built once per test run.
+/// The legacy test plugin (`tests/plugins/legacy`): a native library of ABI
+/// 0.1.0, contract 0.2, as an older plexus-sdk built it.
+pub fn legacy_native_artifact() -> PathBuf {
+    hostile_build().join("legacy-native").join("libplexus_legacy.so")
+}
+
+/// `target/test-plugins-hostile` (every plugin of `tests/plugins/`), built once per test run.
 fn hostile_build() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {

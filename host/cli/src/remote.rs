@@ -554,6 +554,7 @@ fn schedule_rows(list: &[ScheduleView]) -> Vec<Vec<String>> {
                 state.into(),
                 or_dash(v.next_fire.as_deref()),
                 or_dash(v.last_fire.as_deref()),
+                or_dash(spec.owner.as_deref()),
             ]
         })
         .collect()
@@ -561,7 +562,8 @@ fn schedule_rows(list: &[ScheduleView]) -> Vec<Vec<String>> {
 
 pub fn schedule(global: &Global, command: ScheduleCommand) -> anyhow::Result<ExitCode> {
     let client = from_global(global)?;
-    let header = ["ID", "WHEN", "TARGET", "STATE", "NEXT FIRE", "LAST FIRE"];
+    // OWNER: the plugin that created it through orchestration, if one did.
+    let header = ["ID", "WHEN", "TARGET", "STATE", "NEXT FIRE", "LAST FIRE", "OWNER"];
     match command {
         ScheduleCommand::Add(add) => {
             let json = add.json;

@@ -4,8 +4,13 @@
 //! Loading checks, in order and before any plugin code is called: that the file
 //! is a shared library for this OS and CPU, that it exports the Plexus root
 //! module, abi_stable's own header, the native ABI version, and the type layout
-//! of the root module. abi_stable's long layout reports are summarised into one
-//! line naming the plugin and the versions.
+//! of the root module — the current one (ABI 0.1.1, contract 0.3), else ABI
+//! 0.1.0's (contracts 0.1 and 0.2: `abi_stable` checks a library against a
+//! root module with no more fields than its own, so an older library is
+//! checked against the frozen `plexus_sdk::abi::v0_1_0` and called without
+//! lifecycle hooks). abi_stable's long layout reports are summarised into one
+//! line naming the plugin and the versions (the whole report is logged at
+//! debug level).
 //!
 //! Native plugins are **trusted code**. Loaded here (`isolation =
 //! "in-process"`), they run in the host process with its rights, and their
@@ -31,9 +36,45 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
+/// A library's root module: the current one, or ABI 0.1.0's (no lifecycle hooks).
+#[derive(Clone, Copy)]
+pub(crate) enum Module {
+    /// ABI 0.1.1 and later (contract 0.3).
+    Current(PluginModRef),
+    /// ABI 0.1.0 (contracts 0.1 and 0.2).
+    V0_1_0(plexus_sdk::abi::v0_1_0::PluginModRef),
+}
+
+impl Module {
+    pub(crate) fn metadata(self) -> extern "C" fn() -> RString {
+        match self {
+            Module::Current(m) => m.metadata(),
+            Module::V0_1_0(m) => m.metadata(),
+        }
+    }
+    pub(crate) fn call(self) -> extern "C" fn(&HostVTable, RStr<'_>) -> RString {
+        match self {
+            Module::Current(m) => m.call(),
+            Module::V0_1_0(m) => m.call(),
+        }
+    }
+    pub(crate) fn initialize(self) -> Option<extern "C" fn(&HostExtensions, RStr<'_>) -> RString> {
+        match self {
+            Module::Current(m) => m.initialize(),
+            Module::V0_1_0(_) => None,
+        }
+    }
+    pub(crate) fn cleanup(self) -> Option<extern "C" fn() -> RString> {
+        match self {
+            Module::Current(m) => m.cleanup(),
+            Module::V0_1_0(_) => None,
+        }
+    }
+}
+
 /// A loaded native plugin.
 pub(crate) struct NativePlugin {
-    module: PluginModRef,
+    module: Module,
     metadata: Metadata,
     /// The library, for its share of [`INITIALIZED`].
     artifact: std::path::PathBuf,
@@ -95,7 +136,7 @@ pub(crate) const EXTENSIONS: HostExtensions = HostExtensions { orchestrate: host
 /// Run `module`'s `initialize` (if it has one: contract 0.3) with `config`
 /// on a thread of its own, waiting at most `timeout`.
 pub(crate) fn initialize_within(
-    module: PluginModRef,
+    module: Module,
     config: &serde_json::Value,
     timeout: Duration,
 ) -> Result<(), LoadErrorKind> {
@@ -117,7 +158,7 @@ pub(crate) fn initialize_within(
 
 /// Run `module`'s `cleanup` (if it has one) on a thread of its own, waiting
 /// at most `timeout`; why it failed, if it did.
-pub(crate) fn cleanup_within(module: PluginModRef, timeout: Duration) -> Result<(), String> {
+pub(crate) fn cleanup_within(module: Module, timeout: Duration) -> Result<(), String> {
     let Some(cleanup) = module.cleanup() else { return Ok(()) };
     let answer = on_thread_within("plexus-cleanup", timeout, move || cleanup().into_string())?;
     match decode_response("", &answer) {
@@ -150,17 +191,26 @@ fn on_thread_within(
 /// this ABI version and layout. No plugin code runs but the library's
 /// static initialisers. Used by the host (in-process plugins) and by a
 /// worker process ([`crate::worker`]). The library is never unloaded.
-pub(crate) fn open_module(path: &Path) -> Result<PluginModRef, LoadErrorKind> {
+pub(crate) fn open_module(path: &Path) -> Result<Module, LoadErrorKind> {
     check_shared_library(path)?;
     let header = lib_header_from_path(path).map_err(|e| summarise(&e, None))?;
     let plugin_abi = header.version_strings().version.to_string();
-    header.init_root_module::<PluginModRef>().map_err(|e| summarise(&e, Some(&plugin_abi)))
+    match header.init_root_module::<PluginModRef>() {
+        Ok(module) => Ok(Module::Current(module)),
+        // An older library has fewer fields than this host's root module:
+        // check it against the root module of its own ABI.
+        Err(current @ LibraryError::AbiInstability(_)) => header
+            .init_root_module::<plexus_sdk::abi::v0_1_0::PluginModRef>()
+            .map(Module::V0_1_0)
+            .map_err(|_| summarise(&current, Some(&plugin_abi))),
+        Err(e) => Err(summarise(&e, Some(&plugin_abi))),
+    }
 }
 
 /// Ask `module` for its metadata on a thread of its own and wait at most
 /// `timeout`: a plugin that does not answer does not load, and holds
 /// discovery up no longer than that (its thread is abandoned).
-fn describe_within(module: PluginModRef, timeout: Duration) -> Result<String, LoadErrorKind> {
+fn describe_within(module: Module, timeout: Duration) -> Result<String, LoadErrorKind> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("plexus-describe".into())
@@ -228,12 +278,7 @@ impl Runtime for NativePlugin {
 }
 
 /// Run one call through the root module on the current thread.
-fn call_module(
-    module: PluginModRef,
-    plugin: &str,
-    context: &str,
-    services: &CallServices,
-) -> Result<CallOutput, CallError> {
+fn call_module(module: Module, plugin: &str, context: &str, services: &CallServices) -> Result<CallOutput, CallError> {
     let handle = CallRegistry::register(services.clone());
     let vtable = HostVTable {
         handle,
@@ -393,6 +438,7 @@ fn check_shared_library(path: &Path) -> Result<(), LoadErrorKind> {
 /// Turn abi_stable's (multi-kilobyte) errors into one line; `plugin_abi` is the
 /// ABI version the library declares, once its header could be read.
 fn summarise(error: &LibraryError, plugin_abi: Option<&str>) -> LoadErrorKind {
+    tracing::debug!("abi_stable's report: {error}");
     match error {
         LibraryError::OpenError { err, .. } => {
             let text = err.to_string();

@@ -3,8 +3,9 @@
 
 use super::protocol::{Conn, Frame, LoadRequest};
 use crate::error::LoadErrorKind;
+use crate::native::Module;
 use abi_stable::std_types::{ROption, RStr, RString};
-use plexus_sdk::abi::{HostExtensions, HostVTable, PluginModRef};
+use plexus_sdk::abi::{HostExtensions, HostVTable};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -122,7 +123,7 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Conn> {
     shared.conn.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn serve_calls(shared: &'static Shared, module: PluginModRef) -> i32 {
+fn serve_calls(shared: &'static Shared, module: Module) -> i32 {
     let mut next_handle = 1u64;
     loop {
         // Calls often come in a row (a workflow's steps): look for the next
