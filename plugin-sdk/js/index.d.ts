@@ -2,7 +2,7 @@
 // TypeScript users and editors).
 
 /** The `plexus:plugin` contract version this SDK implements. */
-export const CONTRACT_VERSION: '0.2.0';
+export const CONTRACT_VERSION: '0.3.0';
 
 /** The kinds of a plugin error (the WIT `error-kind`). */
 export type ErrorKindName = 'invalid-input' | 'unsupported-operation' | 'not-found' | 'failed' | 'cancelled';
@@ -21,6 +21,7 @@ export const capability: {
   readonly WORKFLOW_STEP: 'workflow-step';
   readonly SCHEDULED_TASK: 'scheduled-task';
   readonly CONTEXT_MANAGEMENT: 'context-management';
+  readonly ORCHESTRATION: 'orchestration';
 };
 
 /** A plugin error: the host gets it as data (kind, message, retryable). */
@@ -68,6 +69,8 @@ export class Context {
   readonly upstream: Record<string, unknown>;
   /** The manifest's `[config]`. */
   readonly config: Record<string, unknown>;
+  /** The schedule that fired this call (its scheduled fire time), if one did; set by the host only. */
+  readonly schedule?: { id: string; fireTimeMs: number; fireTime: string };
   readonly log: Log;
   /** The execution's shared state; values are JSON-encoded (any JSON value; `get` of a missing key is undefined). */
   readonly state: { get(key: string): unknown; set(key: string, value: unknown): void };
@@ -81,6 +84,14 @@ export class Context {
   remainingMs(): number | undefined;
   /** Record a named number with the result (left out, with a warning, if not finite). */
   metric(name: string, value: number): void;
+  /** Start a registered workflow; its execution id (needs the `orchestration` capability and grant, and a daemon). */
+  startWorkflow(workflow: string, inputs?: Record<string, unknown>): string;
+  /** The status of an execution (the HTTP API's execution view). */
+  executionStatus(executionId: string): Record<string, any>;
+  /** Create a schedule (the body of `POST /v1/schedules`); its id. It belongs to this plugin. */
+  createSchedule(spec: Record<string, unknown>): string;
+  /** Delete a schedule this plugin created. */
+  cancelSchedule(scheduleId: string): void;
 }
 
 /** A JSON Schema (the SDK checks a subset: see README.md). */
@@ -143,6 +154,14 @@ export interface PluginDefinition {
   /** Default `['workflow-step']`. */
   capabilities?: string[];
   operations: Record<string, OperationDefinition>;
+  /**
+   * Runs before an instance's first call with the manifest's `[config]` (Framework0's
+   * `initialize(config)`): an instance per call (the default) runs it before its call,
+   * a reused one before its first. Throw to fail the call.
+   */
+  initialize?(config: Record<string, unknown>): void | Promise<void>;
+  /** Runs when the host discards the instance (after the call, or when a reused one retires); best effort. */
+  cleanup?(): void | Promise<void>;
 }
 
 /** A plugin made by `definePlugin`: export it as the module's default export. */

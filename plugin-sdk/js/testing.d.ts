@@ -19,6 +19,8 @@ export class TestHost {
       workflowId?: string;
       stepId?: string;
       taskId?: string;
+      /** Answers orchestration requests (`{op: 'start-workflow', ...}`); throw a PluginError to refuse. Default: none. */
+      orchestrator?: (request: Record<string, any>) => unknown;
     },
   );
   readonly plugin: Plugin;
@@ -34,12 +36,22 @@ export class TestHost {
   readonly cancelled: boolean;
   /** How many calls were made. */
   readonly calls: number;
+  /** Every orchestration request, in order. */
+  readonly orchestrated: Record<string, any>[];
+  /** Run the plugin's `initialize` hook with the config. */
+  initialize(): Promise<void>;
+  /** Run the plugin's `cleanup` hook. */
+  cleanup(): Promise<void>;
   /** From now on, `ctx.isCancelled()` is true. */
   cancel(): void;
   /** The metadata the host will see, with the schemas as objects. */
   describe(): Record<string, any>;
   /** Call an operation as the host would; rejects with the PluginError the host would get. */
-  call(operation: string, params?: unknown, options?: { attempt?: number; deadlineMs?: number }): Promise<any>;
+  call(
+    operation: string,
+    params?: unknown,
+    options?: { attempt?: number; deadlineMs?: number; schedule?: { id: string; fireTimeMs: number; fireTime: string } },
+  ): Promise<any>;
   /** Runs every example; rejects listing each that does not hold; resolves to how many ran. */
   checkExamples(): Promise<number>;
 }

@@ -38,7 +38,8 @@ use std::sync::OnceLock;
 ///   the call the instance was made for.
 ///
 /// `cleanup` is best effort: a process that is killed runs nothing. Both get
-/// at most the plugin's timeout (`[limits] timeout_ms`).
+/// at most the plugin's timeout (`[limits] timeout_ms`); `cleanup` never more
+/// than 10 s.
 pub trait Plugin: Default + Send + Sync + 'static {
     /// Id, name, version and the rest of the plugin's self-description.
     fn info() -> PluginInfo;

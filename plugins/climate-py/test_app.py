@@ -104,7 +104,7 @@ def test_counts_of_the_weather_column(rows):
 
 def test_metadata():
     meta = TestHost(plugin).describe()
-    assert (meta["id"], meta["version"], meta["contract_version"]) == ("plexus.climate", "0.1.0", "0.2.0")
+    assert (meta["id"], meta["version"], meta["contract_version"]) == ("plexus.climate", "0.1.0", "0.3.0")
     monthly = meta["operations"][0]
     assert monthly["params_schema"]["required"] == ["rows", "fields"]
     assert monthly["params_schema"]["properties"]["date_field"] == {

@@ -19,8 +19,9 @@ use plexus_host::services::{Caller, Orchestrator};
 use plexus_sdk::{Orchestration, PluginError};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
 
 /// How deep workflows started from plugins may nest: an execution a plugin
 /// started from a step of an execution a plugin started … at most 8 deep.
@@ -92,7 +93,10 @@ async fn answer(
     let daemon: &Daemon = schedules.daemon();
     match request {
         Orchestration::StartWorkflow { workflow, inputs } => {
-            let nested = depth.lock().unwrap_or_else(PoisonError::into_inner).get(execution).copied().unwrap_or(0);
+            // Held until the new execution's depth is recorded: its own steps'
+            // requests wait for it (they may come before `start` returns here).
+            let mut tracked = depth.lock().await;
+            let nested = tracked.get(execution).copied().unwrap_or(0);
             if nested >= MAX_NESTING {
                 return Err(PluginError::failed(format!(
                     "workflows started from plugins nest at most {MAX_NESTING} deep: execution `{execution}` is {nested} deep"
@@ -101,7 +105,6 @@ async fn answer(
             let exec = daemon.start(&workflow, inputs, Origin::default()).await.map_err(plugin_error)?;
             let id = exec.id().to_owned();
             tracing::info!(plugin, execution, started = %id, workflow = %workflow, "a plugin started a workflow");
-            let mut tracked = depth.lock().unwrap_or_else(PoisonError::into_inner);
             if tracked.len() >= TRACKED {
                 tracked.retain(|id, _| daemon.live(id).is_some());
             }

@@ -146,6 +146,10 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     if let Some(path) = unix_socket {
         let _ = std::fs::remove_file(path);
     }
+    // The plugins' cleanup, now: abandoned calls' threads may still hold
+    // the host when the process exits, so it might never be dropped.
+    let host = daemon.host();
+    let _ = tokio::task::spawn_blocking(move || host.stop()).await;
     tracing::info!(unfinished = left, "stopped");
     Ok(())
 }

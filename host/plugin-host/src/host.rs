@@ -561,6 +561,16 @@ impl Host {
         result
     }
 
+    /// Stop the plugins: each runs its `cleanup` now (see
+    /// [`crate::runtime::Runtime::stop`]). The daemon calls this as it exits,
+    /// since an abandoned call's thread may still hold the host then; a host
+    /// that is dropped does the same by itself.
+    pub fn stop(&self) {
+        for plugin in self.plugins.values() {
+            plugin.runtime.stop();
+        }
+    }
+
     /// Execution `execution_id` ended: runtimes drop what they kept for it
     /// (WASM instances reused per execution). The workflow engine calls this;
     /// a caller of [`Host::call_with`] that reuses execution ids should too

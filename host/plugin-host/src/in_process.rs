@@ -27,7 +27,15 @@ impl<P: Plugin> Default for InProcessPlugin<P> {
 
 impl<P: Plugin> Drop for InProcessPlugin<P> {
     fn drop(&mut self) {
-        if *self.initialized.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        self.clean_up();
+    }
+}
+
+impl<P: Plugin> InProcessPlugin<P> {
+    /// Run the plugin's cleanup if it was initialized (the next call initializes it again).
+    fn clean_up(&self) {
+        let mut initialized = self.initialized.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if std::mem::take(&mut *initialized) {
             let runtime = &self.runtime;
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.cleanup())).is_err() {
                 tracing::warn!(plugin = %runtime.metadata().id, "cleanup panicked");
@@ -67,6 +75,10 @@ impl<P: Plugin> Runtime for InProcessPlugin<P> {
 
     fn kind(&self) -> PluginKind {
         PluginKind::InProcess
+    }
+
+    fn stop(&self) {
+        self.clean_up();
     }
 
     fn call(

@@ -78,8 +78,10 @@ pub(crate) struct NativePlugin {
     metadata: Metadata,
     /// The library, for its share of [`INITIALIZED`].
     artifact: std::path::PathBuf,
-    /// The plugin's timeout: what `cleanup` gets.
+    /// The plugin's timeout: what `cleanup` gets (at most [`runtime::CLEANUP_TIMEOUT`]).
     timeout: Duration,
+    /// Its share of [`INITIALIZED`] was given back (stopped or dropped).
+    released: std::sync::atomic::AtomicBool,
 }
 
 /// How many loaded [`NativePlugin`]s share each library (by path) in this
@@ -110,12 +112,23 @@ impl NativePlugin {
             done?;
         }
         *loaded.entry(artifact.clone()).or_default() += 1;
-        Ok(Self { module, metadata, artifact, timeout: manifest.limits.timeout })
+        Ok(Self { module, metadata, artifact, timeout: manifest.limits.timeout, released: false.into() })
     }
 }
 
 impl Drop for NativePlugin {
     fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl NativePlugin {
+    /// Give back this plugin's share of its library; the last share runs
+    /// the plugin's `cleanup` (once).
+    fn release(&self) {
+        if self.released.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let mut loaded = INITIALIZED.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(count) = loaded.get_mut(&self.artifact) else { return };
         *count -= 1;
@@ -124,7 +137,7 @@ impl Drop for NativePlugin {
         }
         loaded.remove(&self.artifact);
         drop(loaded);
-        if let Err(why) = cleanup_within(self.module, self.timeout) {
+        if let Err(why) = cleanup_within(self.module, self.timeout.min(runtime::CLEANUP_TIMEOUT)) {
             tracing::warn!(plugin = %self.metadata.id, "cleanup: {why}");
         }
     }
@@ -255,6 +268,10 @@ impl Runtime for NativePlugin {
 
     fn replaceable(&self) -> bool {
         false // its library is mapped into this process for good
+    }
+
+    fn stop(&self) {
+        self.release();
     }
 
     fn call(

@@ -52,6 +52,14 @@ pub trait Runtime: Send + Sync {
     /// [`crate::manifest::Reuse::Execution`]).
     fn end_execution(&self, _execution_id: &str) {}
 
+    /// The host stops: run the plugin's `cleanup` now where it was
+    /// initialized (a native plugin's value, idle WASM instances, idle worker
+    /// processes), waiting for it (each within [`CLEANUP_TIMEOUT`] or the
+    /// plugin's timeout, the shorter). Dropping the runtime does the same;
+    /// this is for a process that may end while something still holds it
+    /// (see [`crate::Host::stop`]). Calls after it still work.
+    fn stop(&self) {}
+
     /// Run `exec.operation`, blocking the calling thread.
     ///
     /// With a `timeout`, a WASM call is interrupted when it expires; a native
@@ -65,6 +73,9 @@ pub trait Runtime: Send + Sync {
         timeout: Option<Duration>,
     ) -> Result<CallOutput, CallError>;
 }
+
+/// The longest a plugin's `cleanup` may take: 10 s (or its timeout, if shorter).
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many abandoned calls of one plugin may be still running. Past it the
 /// plugin is unavailable: its calls fail at once with

@@ -13,13 +13,15 @@ export { ErrorKind, PluginError } from './errors.js';
 export { s } from './builders.js';
 
 /** The `plexus:plugin` contract version this SDK implements (`wit/plexus-plugin.wit`). */
-export const CONTRACT_VERSION = '0.2.0';
+export const CONTRACT_VERSION = '0.3.0';
 
 /** Capability tags a plugin may declare. */
 export const capability = Object.freeze({
   WORKFLOW_STEP: 'workflow-step',
   SCHEDULED_TASK: 'scheduled-task',
   CONTEXT_MANAGEMENT: 'context-management',
+  /** Starts workflows, reads executions, creates and cancels its schedules (the manifest must grant it too). */
+  ORCHESTRATION: 'orchestration',
 });
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
@@ -53,6 +55,13 @@ export class Context {
     this.upstream = parseOr(ectx.upstream, {});
     /** The plugin's configuration (the manifest's `[config]`). */
     this.config = parseOr(ectx.config, {});
+    /**
+     * The schedule that fired this call, if one did: `{id, fireTimeMs, fireTime}`
+     * (the scheduled fire time; set by the host only).
+     */
+    this.schedule = ectx.schedule
+      ? { id: ectx.schedule.id, fireTimeMs: Number(ectx.schedule.fireTimeMs), fireTime: ectx.schedule.fireTime }
+      : undefined;
     this._services = services;
     this._metrics = [];
     const log = (level, message) => {
@@ -71,6 +80,40 @@ export class Context {
       },
       set: (key, value) => services.stateSet(String(key), JSON.stringify(value === undefined ? null : value)),
     };
+  }
+
+  /**
+   * Start registered workflow `workflow` with `inputs`; its execution id, at
+   * once. Needs the `orchestration` capability, the manifest's grant
+   * (`[permissions] orchestration = true`) and a daemon.
+   * @throws {PluginError} not-found, invalid-input, or failed when refused
+   */
+  startWorkflow(workflow, inputs = {}) {
+    return orchestrate(() => this._services.startWorkflow(String(workflow), JSON.stringify(inputs ?? {})));
+  }
+
+  /**
+   * The status of execution `executionId` (the HTTP API's execution view).
+   * @throws {PluginError} not-found, or failed when refused
+   */
+  executionStatus(executionId) {
+    return JSON.parse(orchestrate(() => this._services.executionStatus(String(executionId))));
+  }
+
+  /**
+   * Create a schedule from `spec` (the body of `POST /v1/schedules`); its id. It belongs to this plugin.
+   * @throws {PluginError} invalid-input for a bad spec, or failed when refused
+   */
+  createSchedule(spec) {
+    return orchestrate(() => this._services.createSchedule(JSON.stringify(spec)));
+  }
+
+  /**
+   * Delete schedule `scheduleId`, which this plugin created.
+   * @throws {PluginError} not-found for another's or an unknown schedule
+   */
+  cancelSchedule(scheduleId) {
+    orchestrate(() => this._services.cancelSchedule(String(scheduleId)));
   }
 
   /** Report progress: `fraction` in 0..1 and a short message. */
@@ -109,6 +152,16 @@ export class Context {
   }
 }
 
+/** A host function returning `result<T, plugin-error>`: its value, an error as a PluginError. */
+function orchestrate(request) {
+  try {
+    return request();
+  } catch (e) {
+    // componentize-js throws the error record as the `payload` of an Error.
+    throw PluginError.from(e && typeof e === 'object' && 'payload' in e ? e.payload : e);
+  }
+}
+
 function parseOr(text, fallback) {
   if (text === undefined || text === null || text === '') return fallback;
   const value = JSON.parse(text);
@@ -137,6 +190,11 @@ export function definePlugin(def) {
   for (const field of ['id', 'name', 'version']) {
     if (typeof def[field] !== 'string' || !def[field].trim()) {
       throw new TypeError(`definePlugin: \`${field}\` must be a non-empty string`);
+    }
+  }
+  for (const hook of ['initialize', 'cleanup']) {
+    if (def[hook] !== undefined && typeof def[hook] !== 'function') {
+      throw new TypeError(`definePlugin: \`${hook}\` must be a function`);
     }
   }
   if (!def.operations || typeof def.operations !== 'object') {
@@ -175,7 +233,31 @@ export function definePlugin(def) {
       outputSchema: op.output === undefined ? undefined : JSON.stringify(op.output),
     })),
   };
-  return Object.freeze({ [PLUGIN]: true, metadata, operations });
+  return Object.freeze({ [PLUGIN]: true, metadata, operations, hooks: { initialize: def.initialize, cleanup: def.cleanup } });
+}
+
+/**
+ * Run the plugin's `initialize(config)` hook (if it has one) with the
+ * manifest's config (JSON text), as the host does before an instance's first call.
+ * @throws {PluginError} what the hook threw, as a PluginError
+ */
+export async function initialize(plugin, configText) {
+  if (!plugin.hooks.initialize) return;
+  try {
+    await plugin.hooks.initialize(parseOr(configText, {}));
+  } catch (e) {
+    throw PluginError.from(e);
+  }
+}
+
+/** Run the plugin's `cleanup()` hook (if it has one); what it throws is ignored. */
+export async function cleanup(plugin) {
+  if (!plugin.hooks.cleanup) return;
+  try {
+    await plugin.hooks.cleanup();
+  } catch {
+    // Best effort, as the host's cleanup is.
+  }
 }
 
 /** Whether `value` is a plugin made by {@link definePlugin}. */

@@ -4,7 +4,7 @@
 
 import { isDeepStrictEqual } from 'node:util';
 import { describePlugin } from './build.js';
-import { dispatch, isPlugin, PluginError } from './index.js';
+import { cleanup, dispatch, initialize, isPlugin, PluginError } from './index.js';
 
 export { PluginError } from './index.js';
 
@@ -25,7 +25,7 @@ export class TestHost {
    *   `config` the manifest's `[config]`, `upstream` the upstream steps' outputs,
    *   `state` the shared state to start from (values JSON-encoded into {@link TestHost#state})
    */
-  constructor(plugin, { config = {}, upstream = {}, state = {}, workflowId, stepId, taskId } = {}) {
+  constructor(plugin, { config = {}, upstream = {}, state = {}, workflowId, stepId, taskId, orchestrator } = {}) {
     if (!isPlugin(plugin)) throw new TypeError('TestHost: expected a plugin made by definePlugin');
     this.plugin = plugin;
     this.config = config;
@@ -42,12 +42,36 @@ export class TestHost {
     this.cancelled = false;
     /** How many calls were made. */
     this.calls = 0;
+    /** Every orchestration request, in order: `{op: 'start-workflow', workflow, inputs}`, ... */
+    this.orchestrated = [];
+    this._orchestrator = orchestrator;
     this._ids = { workflowId, stepId, taskId };
   }
 
   /** From now on, `ctx.isCancelled()` is true. */
   cancel() {
     this.cancelled = true;
+  }
+
+  /** Run the plugin's `initialize` hook with the config, as the host does before the first call. */
+  async initialize() {
+    await initialize(this.plugin, JSON.stringify(this.config));
+  }
+
+  /** Run the plugin's `cleanup` hook, as the host does at the end. */
+  async cleanup() {
+    await cleanup(this.plugin);
+  }
+
+  /** An orchestration request: recorded, answered by the `orchestrator` option (none: failed). */
+  _orchestrate(request) {
+    this.orchestrated.push(request);
+    if (!this._orchestrator) throw { payload: { kind: 'failed', message: 'this host offers no orchestration services', retryable: false } };
+    try {
+      return this._orchestrator(request);
+    } catch (e) {
+      throw { payload: PluginError.from(e).toData() };
+    }
   }
 
   /** The metadata the host will see, with the schemas as objects. */
@@ -67,7 +91,7 @@ export class TestHost {
    * @returns {Promise<any>} the output (parsed)
    * @throws {PluginError} the plugin's error (the kind the host would get)
    */
-  async call(operation, params = null, { attempt = 1, deadlineMs } = {}) {
+  async call(operation, params = null, { attempt = 1, deadlineMs, schedule } = {}) {
     this.calls += 1;
     this.metrics = {};
     const ectx = {
@@ -79,6 +103,7 @@ export class TestHost {
       parameters: JSON.stringify(params),
       upstream: JSON.stringify(this.upstream),
       config: JSON.stringify(this.config),
+      schedule: schedule && { id: schedule.id, fireTimeMs: BigInt(schedule.fireTimeMs), fireTime: schedule.fireTime },
     };
     const services = {
       log: (level, message) => this.logs.push({ level, message }),
@@ -86,6 +111,13 @@ export class TestHost {
       stateSet: (key, value) => this.state.set(key, value),
       reportProgress: (fraction, message) => this.progress.push({ fraction, message }),
       isCancelled: () => this.cancelled,
+      startWorkflow: (workflow, inputs) =>
+        this._orchestrate({ op: 'start-workflow', workflow, inputs: JSON.parse(inputs) }),
+      executionStatus: (execution) => JSON.stringify(this._orchestrate({ op: 'execution-status', execution })),
+      createSchedule: (spec) => this._orchestrate({ op: 'create-schedule', spec: JSON.parse(spec) }),
+      cancelSchedule: (schedule) => {
+        this._orchestrate({ op: 'cancel-schedule', schedule });
+      },
     };
     const { output, metrics } = await dispatch(this.plugin, ectx, services);
     this.metrics = Object.fromEntries(metrics.map((m) => [m.name, m.value]));

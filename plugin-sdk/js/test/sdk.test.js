@@ -68,7 +68,7 @@ const plugin = definePlugin({
 
 test('metadata carries the contract version and schemas as JSON text', () => {
   const m = plugin.metadata;
-  assert.equal(m.contractVersion, '0.2.0');
+  assert.equal(m.contractVersion, '0.3.0');
   assert.deepEqual(m.capabilities, ['workflow-step']);
   const add = m.operations.find((o) => o.name === 'add');
   assert.equal(JSON.parse(add.paramsSchema).required[0], 'a');
@@ -166,20 +166,20 @@ test('checkExamples runs every example and lists each failure', async () => {
   });
 });
 
-test('the packaged WIT is the repository\'s contract 0.2 (wit/previous/0.2.0: this SDK builds 0.2 components)', () => {
+test('the packaged WIT is the top-level one', () => {
   const packaged = readFileSync(join(SDK, 'wit', 'plexus-plugin.wit'), 'utf8');
-  assert.equal(packaged, readFileSync(join(SDK, '..', '..', 'wit', 'previous', '0.2.0', 'plexus-plugin.wit'), 'utf8'));
-  assert.match(packaged, /package plexus:plugin@0\.2\.0;/);
+  assert.equal(packaged, readFileSync(join(SDK, '..', '..', 'wit', 'plexus-plugin.wit'), 'utf8'));
+  assert.match(packaged, /package plexus:plugin@0\.3\.0;/);
 });
 
 test('npm pack carries a real copy of the WIT (packed from a copy of the SDK, so this tree is untouched)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'plexus-sdk-pack-'));
-  const top = readFileSync(join(SDK, '..', '..', 'wit', 'previous', '0.2.0', 'plexus-plugin.wit'), 'utf8');
-  mkdirSync(join(dir, 'wit', 'previous', '0.2.0'), { recursive: true });
-  writeFileSync(join(dir, 'wit', 'previous', '0.2.0', 'plexus-plugin.wit'), top);
+  const top = readFileSync(join(SDK, '..', '..', 'wit', 'plexus-plugin.wit'), 'utf8');
+  mkdirSync(join(dir, 'wit'));
+  writeFileSync(join(dir, 'wit', 'plexus-plugin.wit'), top);
   const copy = join(dir, 'plugin-sdk', 'js');
   for (const item of ['package.json', 'README.md', 'index.d.ts', 'testing.d.ts', 'src']) cpSync(join(SDK, item), join(copy, item), { recursive: true });
-  symlinkSync('../../wit/previous/0.2.0', join(copy, 'wit'));
+  symlinkSync('../../wit', join(copy, 'wit'));
   const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: copy, stdio: ['ignore', 'pipe', 'ignore'] }));
   assert.ok(packed.files.some((f) => f.path === 'wit/plexus-plugin.wit'), 'the tarball lists wit/plexus-plugin.wit');
   execFileSync('tar', ['-xzf', join(dir, packed.filename), '-C', dir]);
@@ -331,13 +331,13 @@ export default definePlugin({ id: 't.b', name: 'b', version: '1', operations: { 
   await bundle(readProject(dir), out);
   const text = readFileSync(out, 'utf8');
   const imports = [...text.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
-  assert.deepEqual(imports, ['plexus:plugin/host@0.2.0']);
+  assert.deepEqual(imports, ['plexus:plugin/host@0.3.0']);
   assert.match(text, /export \{\s*guest\s*\}/);
   const guest = (await import(`data:text/javascript,${encodeURIComponent(text.replace(/^import .*$/m, 'const host = globalThis.__host;'))}`)).guest;
   assert.ok(guest, 'the bundle exports guest');
 
-  writeFileSync(join(dir, 'app.js'), `import 'plexus:plugin/types@0.2.0';\nexport default 1;\n`);
-  await assert.rejects(bundle(readProject(dir), out), /imports plexus:plugin\/types@0.2.0: a component can import only plexus:plugin\/host@0.2.0/);
+  writeFileSync(join(dir, 'app.js'), `import 'plexus:plugin/types@0.3.0';\nexport default 1;\n`);
+  await assert.rejects(bundle(readProject(dir), out), /imports plexus:plugin\/types@0.3.0: a component can import only plexus:plugin\/host@0.3.0/);
   writeFileSync(join(dir, 'app.js'), `import { readFileSync } from 'node:fs';\nexport default readFileSync;\n`);
   await assert.rejects(bundle(readProject(dir), out), /bundling failed: .*node:fs/);
 });
@@ -436,7 +436,7 @@ export default definePlugin({ id: 't.d', name: 'd', version: '0.3.0', operations
 `,
   );
   const out = JSON.parse(execFileSync(process.execPath, [join(SDK, 'src', 'cli.js'), 'describe', dir]).toString());
-  assert.equal(out.contractVersion, '0.2.0');
+  assert.equal(out.contractVersion, '0.3.0');
   assert.deepEqual(out.operations[0].paramsSchema.required, ['a']);
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'd', version: '0.4.0', plexus: { entry: 'src/main.js' } }));
   assert.throws(
@@ -549,4 +549,75 @@ export default definePlugin({ id: 'test.fetch', name: 'fetch', version: '0.1.0',
   } finally {
     server.close();
   }
+});
+
+test('lifecycle hooks and orchestration run through the test host as through the glue', async () => {
+  const seen = [];
+  const plugin = definePlugin({
+    id: 'test.orch',
+    name: 'orch',
+    version: '0.1.0',
+    capabilities: [capability.WORKFLOW_STEP, capability.ORCHESTRATION],
+    initialize(config) {
+      if (config.fail) throw PluginError.invalidInput('fail is set');
+      seen.push(['initialize', config]);
+    },
+    cleanup() {
+      seen.push(['cleanup']);
+    },
+    operations: {
+      go: {
+        run(ctx, { what }) {
+          if (what === 'start') return { id: ctx.startWorkflow('nightly', { n: 1 }) };
+          if (what === 'status') return ctx.executionStatus('e-1');
+          if (what === 'schedule') return { id: ctx.createSchedule({ id: 's1', when: 'every 1h', workflow: 'nightly' }) };
+          ctx.cancelSchedule('s1');
+          return { schedule: ctx.schedule ?? null };
+        },
+      },
+    },
+  });
+  const answers = { 'start-workflow': 'e-7', 'execution-status': { executionId: 'e-1', state: 'Completed' } };
+  const host = new TestHost(plugin, {
+    config: { level: 2 },
+    orchestrator: (r) => {
+      if (r.op === 'create-schedule') throw PluginError.failed('not granted');
+      return answers[r.op] ?? null;
+    },
+  });
+  await host.initialize();
+  assert.deepEqual(await host.call('go', { what: 'start' }), { id: 'e-7' });
+  assert.deepEqual(await host.call('go', { what: 'status' }), { executionId: 'e-1', state: 'Completed' });
+  await assert.rejects(host.call('go', { what: 'schedule' }), (e) => e.kind === 'failed' && e.message === 'not granted');
+  const schedule = { id: 's1', fireTimeMs: 5, fireTime: '1970-01-01T00:00:00.005Z' };
+  assert.deepEqual(await host.call('go', { what: 'cancel' }, { schedule }), { schedule });
+  await host.cleanup();
+  assert.deepEqual(seen, [['initialize', { level: 2 }], ['cleanup']]);
+  assert.deepEqual(host.orchestrated.map((r) => r.op), ['start-workflow', 'execution-status', 'create-schedule', 'cancel-schedule']);
+  assert.deepEqual(host.orchestrated[0], { op: 'start-workflow', workflow: 'nightly', inputs: { n: 1 } });
+  const failing = new TestHost(plugin, { config: { fail: true } });
+  await assert.rejects(failing.initialize(), (e) => e.kind === 'invalid-input' && e.message === 'fail is set');
+  await assert.rejects(new TestHost(plugin).call('go', { what: 'start' }), /no orchestration services/);
+  assert.throws(() => definePlugin({ id: 'a', name: 'a', version: '1', initialize: 3, operations: {} }), /`initialize` must be a function/);
+
+  // Through the component glue: hook errors and a host function's error cross as plugin-error records.
+  const { makeGuest } = await import('../src/glue.js');
+  const refused = Object.assign(new Error('err'), { payload: { kind: 'not-found', message: 'workflow `nightly`', retryable: false } });
+  const guest = makeGuest(plugin, {
+    log: () => {},
+    isCancelled: () => false,
+    startWorkflow: () => {
+      throw refused;
+    },
+  });
+  seen.length = 0;
+  await guest.initialize('{"level": 3}');
+  await assert.rejects(guest.initialize('{"fail": true}'), (e) => {
+    assert.deepEqual(Object.keys(e).sort(), ['kind', 'message', 'retryable']);
+    return e.kind === 'invalid-input';
+  });
+  const ectx = { executionId: 'e', attempt: 1, operation: 'go', parameters: '{"what": "start"}', upstream: '{}', config: '{}' };
+  await assert.rejects(guest.call(ectx), (e) => e.kind === 'not-found' && e.message === 'workflow `nightly`');
+  await guest.cleanup();
+  assert.deepEqual(seen, [['initialize', { level: 3 }], ['cleanup']]);
 });

@@ -39,6 +39,21 @@ APP = textwrap.dedent(
     @plugin.operation
     def crash(ctx: Context, n: int = 0) -> int:
         return 1 // n
+
+    SEEN = []
+
+    @plugin.on_initialize
+    def setup(config):
+        SEEN.append(config)
+
+    @plugin.operation
+    def initialized(ctx: Context) -> list:
+        \"\"\"The configs on_initialize got in this instance.\"\"\"
+        return SEEN
+
+    @plugin.operation
+    def start(ctx: Context) -> str:
+        return ctx.start_workflow("nightly")
     """
 )
 
@@ -99,3 +114,13 @@ def test_errors_are_plugin_errors_not_traps(component):
     assert out["error"]["plugin_error"]["kind"] == "failed"
     # The component runs CPython 3.14, whose message may differ from this Python's.
     assert out["error"]["plugin_error"]["message"].startswith("`crash` raised ZeroDivisionError: ")
+
+
+def test_the_host_runs_the_initialize_hook_before_the_call_and_links_orchestration(component):
+    code, out, err = call(component, "initialized", {})
+    assert code == 0, err
+    assert out["output"] == [{}], "one instance per call: initialized once, with the (empty) config"
+    code, out, _ = call(component, "start", {})
+    assert code == 3
+    assert out["error"]["plugin_error"]["kind"] == "failed"
+    assert "no orchestration services" in out["error"]["plugin_error"]["message"]

@@ -65,7 +65,7 @@ def host(wit, monkeypatch):
 def execution(types, operation, parameters="null"):
     return types.ExecutionContext(
         execution_id="e", workflow_id=None, step_id=None, task_id=None, attempt=1, deadline_ms=None,
-        operation=operation, parameters=parameters, upstream="{}", config="{}",
+        operation=operation, parameters=parameters, upstream="{}", config="{}", schedule=None,
     )
 
 
@@ -78,7 +78,7 @@ def test_describe_returns_the_metadata_as_wit_records(wit):
     meta = guest_class().describe()
     assert isinstance(meta, types.Metadata)
     assert (meta.id, meta.name, meta.version, meta.contract_version, meta.license) == (
-        "test.glue", "Glue", "0.3.0", "0.2.0", "MIT",
+        "test.glue", "Glue", "0.3.0", "0.3.0", "MIT",
     )
     [op] = meta.operations
     assert (op.name, op.description) == ("work", "Does some work.")
@@ -131,3 +131,79 @@ def test_every_kind_and_level_has_a_wit_twin(wit):
 
     assert [k.name for k in ErrorKind] == [k.name for k in types.ErrorKind]
     assert [level.name for level in LogLevel] == [level.name for level in types.LogLevel]
+
+
+hooked = Plugin("test.hooks", version="0.1.0", capabilities=["workflow-step", "orchestration"])
+seen = []
+
+
+@hooked.on_initialize
+def setup(config):
+    if config.get("fail"):
+        raise ValueError("fail is set")
+    seen.append(("initialize", config))
+
+
+@hooked.on_cleanup
+def teardown():
+    seen.append(("cleanup",))
+
+
+@hooked.operation
+def orchestrate(ctx, what: str) -> dict:
+    """Orchestration requests, through the host."""
+    if what == "start":
+        return {"id": ctx.start_workflow("nightly", {"n": 1})}
+    if what == "status":
+        return ctx.execution_status("e-1")
+    if what == "schedule":
+        return {"id": ctx.create_schedule({"id": "s1", "when": "every 1h", "workflow": "nightly"})}
+    ctx.cancel_schedule("s1")
+    return {"schedule": ctx.schedule}
+
+
+def test_initialize_and_cleanup_run_the_hooks_and_an_error_crosses_as_data(wit, host):
+    _, types, cpt = wit
+    seen.clear()
+    guest = hooked._guest_class()()
+    guest.initialize('{"level": 2}')
+    guest.cleanup()
+    assert seen == [("initialize", {"level": 2}), ("cleanup",)]
+    with pytest.raises(cpt.Err) as caught:
+        guest.initialize('{"fail": true}')
+    error = caught.value.value
+    assert (error.kind, error.message) == (types.ErrorKind.INVALID_INPUT, "`initialize` raised ValueError: fail is set")
+
+
+def test_orchestration_goes_through_the_host_imports_and_their_errors_come_back(wit, host, monkeypatch):
+    wit_host, types, cpt = wit
+    calls = []
+
+    def start_workflow(workflow, inputs):
+        calls.append(("start", workflow, json.loads(inputs)))
+        return "e-7"
+
+    def execution_status(execution):
+        return json.dumps({"execution_id": execution, "state": "Completed"})
+
+    def create_schedule(spec):
+        raise cpt.Err(types.PluginError(kind=types.ErrorKind.FAILED, message="not granted", retryable=False))
+
+    monkeypatch.setattr(wit_host, "start_workflow", start_workflow)
+    monkeypatch.setattr(wit_host, "execution_status", execution_status)
+    monkeypatch.setattr(wit_host, "create_schedule", create_schedule)
+    monkeypatch.setattr(wit_host, "cancel_schedule", lambda schedule: calls.append(("cancel", schedule)))
+    guest = hooked._guest_class()()
+    out = guest.call(execution(types, "orchestrate", '{"what": "start"}'))
+    assert json.loads(out.output) == {"id": "e-7"}
+    assert calls == [("start", "nightly", {"n": 1})]
+    out = guest.call(execution(types, "orchestrate", '{"what": "status"}'))
+    assert json.loads(out.output) == {"execution_id": "e-1", "state": "Completed"}
+    with pytest.raises(cpt.Err) as caught:
+        guest.call(execution(types, "orchestrate", '{"what": "schedule"}'))
+    assert (caught.value.value.kind, caught.value.value.message) == (types.ErrorKind.FAILED, "not granted")
+    ctx = execution(types, "orchestrate", '{"what": "cancel"}')
+    ctx.schedule = types.ScheduleInfo(id="s1", fire_time_ms=5, fire_time="1970-01-01T00:00:00.005+00:00")
+    out = guest.call(ctx)
+    assert json.loads(out.output) == {"schedule": {"id": "s1", "fire_time_ms": 5, "fire_time": "1970-01-01T00:00:00.005+00:00"}}
+    assert calls[-1] == ("cancel", "s1")

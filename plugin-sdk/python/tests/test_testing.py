@@ -77,3 +77,30 @@ def test_params_that_are_not_json_are_a_test_bug():
 def test_test_host_needs_a_plugin():
     with pytest.raises(TypeError):
         TestHost(object())
+
+
+def test_the_test_host_runs_the_hooks_and_answers_orchestration():
+    from plexus_sdk import Plugin, PluginError
+    from plexus_sdk.testing import TestHost
+
+    plugin = Plugin("test.orch", version="0.1.0")
+    seen = []
+    plugin.on_initialize(lambda config: seen.append(config))
+    plugin.on_cleanup(lambda: seen.append("cleanup"))
+
+    @plugin.operation
+    def go(ctx, workflow: str) -> str:
+        return ctx.start_workflow(workflow)
+
+    host = TestHost(plugin, config={"a": 1}, orchestrator=lambda r: f"exec-of-{r['workflow']}")
+    host.initialize()
+    assert host.call("go", {"workflow": "w"}) == "exec-of-w"
+    host.cleanup()
+    assert seen == [{"a": 1}, "cleanup"]
+    assert host.orchestrated == [{"op": "start-workflow", "workflow": "w", "inputs": {}}]
+    alone = TestHost(plugin)
+    try:
+        alone.call("go", {"workflow": "w"})
+        raise AssertionError("no orchestrator: refused")
+    except PluginError as e:
+        assert "no orchestration services" in e.message

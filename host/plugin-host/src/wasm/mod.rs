@@ -1024,9 +1024,19 @@ struct InstancePool {
 impl Drop for InstancePool {
     /// The plugin is unloaded or the host stops: its idle instances retire.
     fn drop(&mut self) {
+        self.retire_all();
+    }
+}
+
+impl InstancePool {
+    /// Retire every idle instance and wait for their `cleanup`s.
+    fn retire_all(&self) {
         let idle = std::mem::take(&mut *self.lock());
-        for instance in idle {
-            self.retire(instance);
+        let retiring: Vec<_> = idle.into_iter().filter_map(|instance| self.retire(instance)).collect();
+        for thread in retiring {
+            if thread.join().is_err() {
+                tracing::warn!(plugin = %self.plugin_id, "cleanup: its thread panicked");
+            }
         }
     }
 }
@@ -1036,38 +1046,20 @@ impl InstancePool {
         Self { idle: Default::default(), plugin_id: plugin_id.to_owned(), timeout }
     }
 
-    /// Discard an instance that ran `initialize` (a contract 0.3 component):
-    /// run its `cleanup` first, within the plugin's timeout. On a thread of
-    /// its own, so that it may happen wherever the pool drops an instance
+    /// Discard an instance; one that ran `initialize` (a contract 0.3
+    /// component) runs its `cleanup` first, within the plugin's timeout, on
+    /// a thread of its own (returned): no caller waits for a plugin's cleanup
+    /// but the pool's end, and it may run wherever an instance is dropped
     /// (async code included, see [`drive`]).
-    fn retire(&self, mut instance: Idle) {
-        let Bound::Current(bindings) = &instance.bound else { return };
-        let (plugin, timeout) = (self.plugin_id.as_str(), self.timeout);
-        let state = instance.store.data_mut();
-        state.services = Some(CallServices::new(plugin, "cleanup", Default::default(), Default::default()));
-        state.deadline = Instant::now().checked_add(timeout);
-        state.stopped = None;
-        instance.store.set_epoch_deadline(1);
-        let store = &mut instance.store;
-        let ended = std::thread::scope(|scope| {
-            let cleanup = move || {
-                let run = bindings.plexus_plugin_guest().call_cleanup(store);
-                drive(std::pin::pin!(run), |run| async move {
-                    tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
-                        Err(wasmtime::Error::msg(format!("did not return within {} ms", timeout.as_millis())))
-                    })
-                })
-            };
-            std::thread::Builder::new().name("plexus-cleanup".into()).spawn_scoped(scope, cleanup).map(|t| t.join())
-        });
-        forward_output(plugin, "stdout", &instance.stdout);
-        forward_output(plugin, "stderr", &instance.stderr);
-        match ended {
-            Ok(Ok(Ok(()))) => tracing::debug!(plugin, calls = instance.calls, "instance retired"),
-            Ok(Ok(Err(e))) => tracing::warn!(plugin, "cleanup: {}", one_line(&e)),
-            Ok(Err(_)) => tracing::warn!(plugin, "cleanup: its thread panicked"),
-            Err(e) => tracing::warn!(plugin, "cleanup: cannot start a thread: {e}"),
+    fn retire(&self, instance: Idle) -> Option<std::thread::JoinHandle<()>> {
+        if !matches!(instance.bound, Bound::Current(_)) {
+            return None;
         }
+        let (plugin, timeout) = (self.plugin_id.clone(), self.timeout.min(crate::runtime::CLEANUP_TIMEOUT));
+        let spawned = std::thread::Builder::new()
+            .name("plexus-cleanup".into())
+            .spawn(move || clean_up(instance, &plugin, timeout));
+        spawned.inspect_err(|e| tracing::warn!(plugin = %self.plugin_id, "cleanup: cannot start a thread: {e}")).ok()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
@@ -1084,7 +1076,7 @@ impl InstancePool {
         drop(idle);
         // Outside the lock: retiring runs guest code, and dropping a store frees its instance.
         for instance in expired {
-            self.retire(instance);
+            let _ = self.retire(instance);
         }
         taken
     }
@@ -1093,7 +1085,7 @@ impl InstancePool {
     /// or its time; past the bounds the oldest idle ones go.
     fn put(&self, instance: Idle, limits: &crate::manifest::Instances) {
         if instance.calls >= limits.max_calls || instance.born.elapsed() >= limits.max_age {
-            self.retire(instance);
+            let _ = self.retire(instance);
             return;
         }
         let mut idle = self.lock();
@@ -1109,7 +1101,7 @@ impl InstancePool {
         idle.push(instance);
         drop(idle);
         for instance in evicted {
-            self.retire(instance);
+            let _ = self.retire(instance);
         }
     }
 
@@ -1119,8 +1111,31 @@ impl InstancePool {
         let ended: Vec<Idle> = idle.extract_if(.., |i| matches!(&i.key, PoolKey::Execution(e) if &**e == id)).collect();
         drop(idle);
         for instance in ended {
-            self.retire(instance);
+            let _ = self.retire(instance);
         }
+    }
+}
+
+/// Run `instance`'s `cleanup` (it is a contract 0.3 instance) within
+/// `timeout`, then drop it.
+fn clean_up(mut instance: Idle, plugin: &str, timeout: Duration) {
+    let Bound::Current(bindings) = &instance.bound else { return };
+    let state = instance.store.data_mut();
+    state.services = Some(CallServices::new(plugin, "cleanup", Default::default(), Default::default()));
+    state.deadline = Instant::now().checked_add(timeout);
+    state.stopped = None;
+    instance.store.set_epoch_deadline(1);
+    let run = bindings.plexus_plugin_guest().call_cleanup(&mut instance.store);
+    let ended = drive(std::pin::pin!(run), |run| async move {
+        tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or_else(|_| Err(wasmtime::Error::msg(format!("did not return within {} ms", timeout.as_millis()))))
+    });
+    forward_output(plugin, "stdout", &instance.stdout);
+    forward_output(plugin, "stderr", &instance.stderr);
+    match ended {
+        Ok(()) => tracing::debug!(plugin, calls = instance.calls, "instance retired"),
+        Err(e) => tracing::warn!(plugin, "cleanup: {}", one_line(&e)),
     }
 }
 
@@ -1169,6 +1184,10 @@ impl Runtime for WasmPlugin {
 
     fn end_execution(&self, execution_id: &str) {
         self.pool.end_execution(execution_id);
+    }
+
+    fn stop(&self) {
+        self.pool.retire_all();
     }
 
     fn call(

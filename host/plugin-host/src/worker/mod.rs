@@ -248,6 +248,16 @@ impl Runtime for ProcessPlugin {
         self.pool.lock().unavailable.clone()
     }
 
+    fn stop(&self) {
+        // Idle workers run the plugin's cleanup and exit when their socket closes.
+        let idle = std::mem::take(&mut self.pool.lock().idle);
+        let mut state = self.pool.lock();
+        state.live = state.live.saturating_sub(u32::try_from(idle.len()).unwrap_or(u32::MAX));
+        drop(state);
+        drop(idle);
+        self.pool.freed.notify_all();
+    }
+
     fn call(
         &self,
         exec: &ExecutionContext,

@@ -79,6 +79,16 @@ def guest_class(plugin: Plugin) -> type:
     )
     levels = {level: getattr(wit.LogLevel, level.name) for level in LogLevel}
     kinds = {kind: getattr(wit.ErrorKind, kind.name) for kind in ErrorKind}
+    from_kinds = {wit_kind: kind for kind, wit_kind in kinds.items()}
+
+    def answered(request: Any) -> Any:
+        """The value of a host function returning ``result<T, plugin-error>``
+        (componentize-py raises ``Err`` for the error), errors as PluginError."""
+        try:
+            return request()
+        except Err as e:
+            error = e.value
+            raise PluginError(from_kinds[error.kind], error.message, retryable=error.retryable) from None
 
     class WitHost:
         """:class:`~plexus_sdk.context.HostServices` over the ``plexus:plugin/host`` imports."""
@@ -98,6 +108,21 @@ def guest_class(plugin: Plugin) -> type:
         def is_cancelled(self) -> bool:
             return wit_host.is_cancelled()
 
+        def orchestrate(self, request: dict) -> Any:
+            op = request.get("op")
+            if op == "start-workflow":
+                inputs = json.dumps(request.get("inputs") or {})
+                return answered(lambda: wit_host.start_workflow(request["workflow"], inputs))
+            if op == "execution-status":
+                return json.loads(answered(lambda: wit_host.execution_status(request["execution"])))
+            if op == "create-schedule":
+                spec = json.dumps(request.get("spec"))
+                return answered(lambda: wit_host.create_schedule(spec))
+            if op == "cancel-schedule":
+                answered(lambda: wit_host.cancel_schedule(request["schedule"]))
+                return None
+            raise PluginError.invalid_input(f"unknown orchestration request {op!r}")
+
     services = WitHost()
 
     def to_wit(error: PluginError) -> Any:
@@ -108,6 +133,17 @@ def guest_class(plugin: Plugin) -> type:
 
         def describe(self) -> Any:
             return metadata
+
+        def initialize(self, config: str) -> None:
+            try:
+                plugin._initialize(config)
+            except PluginError as e:
+                raise to_wit(e) from None
+            except Exception as e:  # an SDK bug: still data, never a trap
+                raise to_wit(PluginError.failed(f"plexus_sdk: {type(e).__name__}: {e}")) from None
+
+        def cleanup(self) -> None:
+            plugin._cleanup()
 
         def call(self, ctx: Any) -> Any:
             try:

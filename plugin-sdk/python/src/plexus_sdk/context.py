@@ -17,7 +17,7 @@ from typing import Any, Optional, Protocol
 
 from .errors import PluginError
 
-__all__ = ["CallOutput", "Context", "ExecutionContext", "HostServices", "Log", "LogLevel"]
+__all__ = ["CallOutput", "Context", "ExecutionContext", "HostServices", "Log", "LogLevel", "ScheduleInfo"]
 
 
 class LogLevel(str, enum.Enum):
@@ -73,6 +73,29 @@ class HostServices(Protocol):
     def is_cancelled(self) -> bool:
         """Whether the host has asked this execution to stop."""
 
+    def orchestrate(self, request: dict) -> Any:
+        """Run an orchestration request (contract 0.3): ``{"op": "start-workflow",
+        "workflow": ..., "inputs": {...}}``, ``{"op": "execution-status",
+        "execution": ...}``, ``{"op": "create-schedule", "spec": {...}}`` or
+        ``{"op": "cancel-schedule", "schedule": ...}``; returns the answer as
+        JSON data (an execution id, a status, a schedule id, ``None``).
+
+        Raises:
+            PluginError: the host refused or failed the request.
+        """
+
+
+@dataclass
+class ScheduleInfo:
+    """The schedule that fired a call (the WIT ``schedule-info`` record)."""
+
+    id: str
+    """The schedule id (also the call's ``task_id``)."""
+    fire_time_ms: int
+    """The fire time it was scheduled for, ms since the Unix epoch."""
+    fire_time: str
+    """The same time as RFC 3339 text."""
+
 
 @dataclass
 class ExecutionContext:
@@ -102,6 +125,8 @@ class ExecutionContext:
     """Outputs of upstream steps: a JSON object keyed by step id (JSON text)."""
     config: str = "{}"
     """The plugin's configuration, the ``[config]`` table of its manifest (JSON text)."""
+    schedule: Optional[ScheduleInfo] = None
+    """The schedule that fired this call, if a schedule did (set by the host only)."""
 
 
 @dataclass
@@ -211,6 +236,16 @@ class Context:
         return self._exec.task_id
 
     @property
+    def schedule(self) -> Optional[dict]:
+        """The schedule that fired this call, if one did: ``{"id", "fire_time_ms",
+        "fire_time"}`` (the scheduled fire time, not the start time: a late or
+        caught-up run sees its own). Set by the host only."""
+        info = getattr(self._exec, "schedule", None)
+        if info is None:
+            return None
+        return {"id": info.id, "fire_time_ms": info.fire_time_ms, "fire_time": info.fire_time}
+
+    @property
     def attempt(self) -> int:
         """1 for the first attempt, 2 for the first retry, and so on."""
         return self._exec.attempt
@@ -318,6 +353,43 @@ class Context:
         if not math.isfinite(number):
             raise ValueError(f"metric `{name}`: {number} is not finite")
         self._metrics.append((str(name), number))
+
+    def start_workflow(self, workflow: str, inputs: Optional[dict] = None) -> str:
+        """Start registered workflow ``workflow`` with ``inputs``; returns the
+        new execution's id at once (it runs on its own). Needs the
+        ``orchestration`` capability and the manifest's grant
+        (``[permissions] orchestration = true``), and a daemon.
+
+        Raises:
+            PluginError: not-found for an unknown workflow, invalid-input for
+                inputs that do not fit, failed when refused.
+        """
+        return self._host.orchestrate({"op": "start-workflow", "workflow": workflow, "inputs": inputs or {}})
+
+    def execution_status(self, execution_id: str) -> dict:
+        """The status of execution ``execution_id``: the HTTP API's execution view.
+
+        Raises:
+            PluginError: not-found for an unknown execution, failed when refused.
+        """
+        return self._host.orchestrate({"op": "execution-status", "execution": execution_id})
+
+    def create_schedule(self, spec: dict) -> str:
+        """Create a schedule from ``spec`` (the body of ``POST /v1/schedules``);
+        returns its id. It belongs to this plugin.
+
+        Raises:
+            PluginError: invalid-input for a bad spec, failed when refused.
+        """
+        return self._host.orchestrate({"op": "create-schedule", "spec": spec})
+
+    def cancel_schedule(self, schedule_id: str) -> None:
+        """Delete schedule ``schedule_id``, which this plugin created.
+
+        Raises:
+            PluginError: not-found for another's or an unknown schedule.
+        """
+        self._host.orchestrate({"op": "cancel-schedule", "schedule": schedule_id})
 
     @property
     def metrics(self) -> list[tuple[str, float]]:

@@ -13,10 +13,10 @@ from .schema import Invalid, Params, first_paragraph, output_schema_of, params_o
 
 __all__ = ["CONTRACT_VERSION", "Example", "Operation", "Plugin", "capability"]
 
-CONTRACT_VERSION = "0.2.0"
+CONTRACT_VERSION = "0.3.0"
 """The contract version this SDK implements: the version of the WIT package
-``plexus:plugin`` it builds against. A plugin built against 0.2.x runs on any
-host implementing 0.2.y, y >= x."""
+``plexus:plugin`` it builds against. A plugin built against 0.3.x runs on any
+host implementing 0.3.y, y >= x."""
 
 
 class capability:
@@ -28,6 +28,10 @@ class capability:
     """The plugin's operations can run as scheduled tasks."""
     CONTEXT_MANAGEMENT = "context-management"
     """The plugin reads or writes the execution's shared state."""
+    ORCHESTRATION = "orchestration"
+    """The plugin starts workflows, reads executions and creates or cancels its
+    schedules (``ctx.start_workflow`` and friends; its manifest must grant it
+    too: ``[permissions] orchestration = true``)."""
 
 
 _NO_OUTPUT = object()
@@ -170,6 +174,65 @@ class Plugin:
         self.license = license
         self.capabilities = [str(c) for c in capabilities]
         self._operations: dict[str, Operation] = {}
+        self._on_initialize: Optional[Callable[[Any], None]] = None
+        self._on_cleanup: Optional[Callable[[], None]] = None
+
+    def on_initialize(self, func: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Register the lifecycle hook run before the first call (Framework0's
+        ``initialize(config)``), as ``@plugin.on_initialize``; it gets the
+        manifest's ``[config]`` (parsed JSON, ``{}`` without one). A component
+        instance per call (the default) runs it before its call; a reused one
+        before its first call. Raise to fail: the call fails with the error.
+
+        Raises:
+            ValueError: a hook is registered already.
+        """
+        if self._on_initialize is not None:
+            raise ValueError(f"plugin `{self.id}`: on_initialize registered twice")
+        self._on_initialize = func
+        return func
+
+    def on_cleanup(self, func: Callable[[], None]) -> Callable[[], None]:
+        """Register the lifecycle hook run when the host discards the instance
+        (Framework0's ``cleanup()``), as ``@plugin.on_cleanup``: after the call of
+        an instance per call, when a reused instance retires. Best effort: its
+        exceptions are logged by nobody and ignored.
+
+        Raises:
+            ValueError: a hook is registered already.
+        """
+        if self._on_cleanup is not None:
+            raise ValueError(f"plugin `{self.id}`: on_cleanup registered twice")
+        self._on_cleanup = func
+        return func
+
+    def _initialize(self, config_text: str) -> None:
+        """Run the ``on_initialize`` hook with the config (JSON text).
+
+        Raises:
+            PluginError: every failure, as data.
+        """
+        if self._on_initialize is None:
+            return
+        try:
+            config = json.loads(config_text) if config_text else None
+        except ValueError as e:
+            raise PluginError.invalid_input(f"config is not valid JSON: {e}") from None
+        try:
+            self._on_initialize({} if config is None else config)
+        except PluginError:
+            raise
+        except Exception as e:
+            raise from_exception(e, "initialize") from e
+
+    def _cleanup(self) -> None:
+        """Run the ``on_cleanup`` hook, ignoring its exceptions."""
+        if self._on_cleanup is None:
+            return
+        try:
+            self._on_cleanup()
+        except Exception:
+            pass
 
     def operation(
         self,

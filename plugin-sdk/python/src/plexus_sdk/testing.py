@@ -20,9 +20,9 @@ and records what the plugin did with the host services::
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from .context import ExecutionContext, LogLevel
+from .context import ExecutionContext, LogLevel, ScheduleInfo
 from .errors import PluginError
 from .plugin import Plugin
 
@@ -68,11 +68,23 @@ class TestHost:
         metrics: the metrics of the last successful call, ``{name: value}``
             (the last value of a name reported twice).
         cancelled: what ``ctx.is_cancelled()`` answers; see :meth:`cancel`.
+        orchestrated: the orchestration requests the plugin made, in order
+            (``{"op": "start-workflow", ...}``).
+        orchestrator: what answers them: a function of the request returning
+            the answer or raising :class:`PluginError` (default: none, so every
+            request fails as on a host without a daemon).
     """
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, plugin: Plugin, *, config: Any = None, state: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        plugin: Plugin,
+        *,
+        config: Any = None,
+        state: Optional[dict] = None,
+        orchestrator: Optional[Callable[[dict], Any]] = None,
+    ) -> None:
         if not isinstance(plugin, Plugin):
             raise TypeError(f"TestHost needs a Plugin, got {type(plugin).__name__}")
         self.plugin = plugin
@@ -82,6 +94,8 @@ class TestHost:
         self.progress: list[tuple[float, str]] = []
         self.metrics: dict[str, float] = {}
         self.cancelled = False
+        self.orchestrated: list[dict] = []
+        self.orchestrator = orchestrator
 
     # HostServices: what the plugin's Context calls.
 
@@ -111,6 +125,31 @@ class TestHost:
         """Host service: :attr:`cancelled`."""
         return self.cancelled
 
+    def orchestrate(self, request: dict) -> Any:
+        """Host service: record ``request`` in :attr:`orchestrated` and answer
+        it with :attr:`orchestrator`.
+
+        Raises:
+            PluginError: failed without an orchestrator; what it raises.
+        """
+        self.orchestrated.append(json.loads(json.dumps(request)))
+        if self.orchestrator is None:
+            raise PluginError.failed("this host offers no orchestration services")
+        return self.orchestrator(request)
+
+    def initialize(self) -> None:
+        """Run the plugin's ``on_initialize`` hook with :attr:`config`, as the
+        host does before the first call.
+
+        Raises:
+            PluginError: what the hook raised (mapped as the component maps it).
+        """
+        self.plugin._initialize(_json_text("config", self.config))
+
+    def cleanup(self) -> None:
+        """Run the plugin's ``on_cleanup`` hook, as the host does at the end."""
+        self.plugin._cleanup()
+
     # The harness.
 
     def cancel(self) -> None:
@@ -131,6 +170,7 @@ class TestHost:
         upstream: Optional[dict] = None,
         attempt: int = 1,
         deadline_ms: Optional[int] = None,
+        schedule: Optional[ScheduleInfo] = None,
     ) -> Any:
         """Call ``operation`` with ``params`` (any JSON value; ``None`` is ``null``,
         meaning all defaults) and return its output, decoded from the JSON text
@@ -142,6 +182,7 @@ class TestHost:
             upstream: outputs of upstream steps, keyed by step id.
             attempt: 1 for the first attempt, 2 for the first retry, ...
             deadline_ms: the call's deadline in ms since the Unix epoch.
+            schedule: the schedule that fired the call (``ctx.schedule``).
 
         Raises:
             PluginError: the plugin's error (an exception the operation raised,
@@ -156,6 +197,7 @@ class TestHost:
             deadline_ms=deadline_ms,
             upstream=_json_text("upstream outputs", {} if upstream is None else upstream),
             config=_json_text("config", self.config),
+            schedule=schedule,
         )
         return self.call_with(execution)
 
