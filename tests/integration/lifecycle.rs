@@ -201,9 +201,9 @@ impl Orchestrator for Recorder {
     }
 }
 
-/// `host`'s orchestration plugin of `kind` (granted by its manifest? no:
-/// these test manifests grant nothing) is refused, then, with a grant, reaches
-/// the orchestrator through its transport.
+/// `host`'s orchestration plugin of `kind`, whose test manifest grants
+/// nothing, is refused: first for want of an orchestrator, then, with one,
+/// for want of the grant — and the orchestrator never hears of it.
 fn check_orchestration(host: &Host, kind: &str) {
     let start = json!({"workflow": "known", "inputs": {"n": 1}});
     let Err(CallError::Plugin { error, .. }) = call(host, kind, "start_workflow", start.clone()) else {

@@ -460,6 +460,37 @@ mod tests {
         assert_eq!(services.violation().map(|v| v.limit), Some(100));
     }
 
+    struct Counting(std::sync::atomic::AtomicU32);
+
+    impl Orchestrator for Counting {
+        fn orchestrate(&self, caller: &Caller<'_>, _: Orchestration) -> Result<Value, PluginError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Value::String(format!("{}/{}", caller.plugin, caller.execution)))
+        }
+    }
+
+    #[test]
+    fn a_call_makes_at_most_its_budget_of_orchestration_requests() {
+        let request = Orchestration::ExecutionStatus { execution: "x".into() };
+        let base = CallServices::new("p", "e", SharedState::default(), CancelToken::default());
+        let refused = base.orchestrate(&request).unwrap_err();
+        assert!(refused.message.contains("no orchestration services"), "{refused}");
+        let denied = base.clone().with_orchestration(OrchestrationAccess::Denied("no grant".into()));
+        assert_eq!(denied.orchestrate(&request).unwrap_err().message, "no grant");
+        let counting = Arc::new(Counting(0.into()));
+        let services =
+            base.for_call(&Limits::default()).with_orchestration(OrchestrationAccess::Allowed(counting.clone()));
+        for _ in 0..plexus_sdk::MAX_ORCHESTRATION_REQUESTS_PER_CALL {
+            assert_eq!(services.orchestrate(&request).unwrap(), Value::String("p/e".into()));
+        }
+        let flood = services.orchestrate(&request).unwrap_err();
+        assert!(flood.message.contains("more than 64 orchestration requests"), "{flood}");
+        assert_eq!(counting.0.load(Ordering::SeqCst), 64, "the one past the budget never reaches the orchestrator");
+        // The next call has a fresh budget.
+        let next = services.for_call(&Limits::default());
+        assert!(next.orchestrate(&request).is_ok());
+    }
+
     #[test]
     fn log_bytes_past_the_budget_are_dropped_and_counted() {
         let limits = Limits { log_bytes: 10, ..Limits::default() };

@@ -465,57 +465,39 @@ impl wit::Host for CallState {}
 impl wit_v0_2::Host for CallState {}
 impl wit_v0_1::Host for CallState {}
 
-/// Contract 0.2's host services: the current ones but orchestration.
-impl wit_host_v0_2::Host for CallState {
-    fn log(&mut self, level: wit_v0_2::LogLevel, message: String) {
-        let level = match level {
-            wit_v0_2::LogLevel::Trace => wit::LogLevel::Trace,
-            wit_v0_2::LogLevel::Debug => wit::LogLevel::Debug,
-            wit_v0_2::LogLevel::Info => wit::LogLevel::Info,
-            wit_v0_2::LogLevel::Warn => wit::LogLevel::Warn,
-            wit_v0_2::LogLevel::Error => wit::LogLevel::Error,
-        };
-        wit_host::Host::log(self, level, message);
-    }
-    fn state_get(&mut self, key: String) -> Option<String> {
-        wit_host::Host::state_get(self, key)
-    }
-    fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
-        wit_host::Host::state_set(self, key, value)
-    }
-    fn report_progress(&mut self, fraction: f64, message: String) {
-        wit_host::Host::report_progress(self, fraction, message);
-    }
-    fn is_cancelled(&mut self) -> bool {
-        wit_host::Host::is_cancelled(self)
-    }
+/// The host services of an older contract (`$host`, its `types` `$types`):
+/// the current ones, its log levels mapped (no orchestration before 0.3).
+macro_rules! old_host_services {
+    ($host:ident, $types:ident) => {
+        impl $host::Host for CallState {
+            fn log(&mut self, level: $types::LogLevel, message: String) {
+                let level = match level {
+                    $types::LogLevel::Trace => wit::LogLevel::Trace,
+                    $types::LogLevel::Debug => wit::LogLevel::Debug,
+                    $types::LogLevel::Info => wit::LogLevel::Info,
+                    $types::LogLevel::Warn => wit::LogLevel::Warn,
+                    $types::LogLevel::Error => wit::LogLevel::Error,
+                };
+                wit_host::Host::log(self, level, message);
+            }
+            fn state_get(&mut self, key: String) -> Option<String> {
+                wit_host::Host::state_get(self, key)
+            }
+            fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+                wit_host::Host::state_set(self, key, value)
+            }
+            fn report_progress(&mut self, fraction: f64, message: String) {
+                wit_host::Host::report_progress(self, fraction, message);
+            }
+            fn is_cancelled(&mut self) -> bool {
+                wit_host::Host::is_cancelled(self)
+            }
+        }
+    };
 }
 
-/// Contract 0.1's host services: the current ones.
-impl wit_host_v0_1::Host for CallState {
-    fn log(&mut self, level: wit_v0_1::LogLevel, message: String) {
-        let level = match level {
-            wit_v0_1::LogLevel::Trace => wit::LogLevel::Trace,
-            wit_v0_1::LogLevel::Debug => wit::LogLevel::Debug,
-            wit_v0_1::LogLevel::Info => wit::LogLevel::Info,
-            wit_v0_1::LogLevel::Warn => wit::LogLevel::Warn,
-            wit_v0_1::LogLevel::Error => wit::LogLevel::Error,
-        };
-        wit_host::Host::log(self, level, message);
-    }
-    fn state_get(&mut self, key: String) -> Option<String> {
-        wit_host::Host::state_get(self, key)
-    }
-    fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
-        wit_host::Host::state_set(self, key, value)
-    }
-    fn report_progress(&mut self, fraction: f64, message: String) {
-        wit_host::Host::report_progress(self, fraction, message);
-    }
-    fn is_cancelled(&mut self) -> bool {
-        wit_host::Host::is_cancelled(self)
-    }
-}
+old_host_services!(wit_host_v0_2, wit_v0_2);
+old_host_services!(wit_host_v0_1, wit_v0_1);
 
 impl wit_host::Host for CallState {
     fn log(&mut self, level: wit::LogLevel, message: String) {
