@@ -94,6 +94,21 @@ fn lifecycle_hooks_follow_the_documented_rule() {
     assert!(errors[0].contains("initialize failed: invalid-input: fail_initialize is set"), "{errors:?}");
     assert!(host.plugin("plexus.echo.wasm").is_some());
     drop(host);
+    // The same in a worker process.
+    let f = Fixture::new();
+    f.folder("bad", &manifest("native", "isolation = \"process\"\n[config]\nfail_initialize = true\n"));
+    let host = HostBuilder::new()
+        .plugin_dir(f.plugins.path())
+        .cache_dir(f.cache.path())
+        .worker_program(env!("CARGO_BIN_EXE_plexus"))
+        .build()
+        .unwrap();
+    let errors: Vec<String> = host.load_errors().iter().map(ToString::to_string).collect();
+    assert!(
+        errors.len() == 1 && errors[0].contains("initialize failed: invalid-input: fail_initialize is set"),
+        "{errors:?}"
+    );
+    drop(host);
 
     // Native in worker processes: each worker initializes when it starts and
     // cleans up when it is retired (here: the host stops).

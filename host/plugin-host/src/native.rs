@@ -159,7 +159,12 @@ pub(crate) fn initialize_within(
         initialize(&EXTENSIONS, RStr::from_str(&config)).into_string()
     })
     .map_err(LoadErrorKind::Initialize)?;
-    match decode_response("", &answer) {
+    initialize_answer(&answer)
+}
+
+/// What a library's `initialize` answered (a [`NativeResponse`] as JSON), as a load result.
+pub(crate) fn initialize_answer(answer: &str) -> Result<(), LoadErrorKind> {
+    match decode_response("", answer) {
         Ok(_) => Ok(()),
         Err(CallError::Plugin { error, .. }) => Err(LoadErrorKind::Initialize(error.to_string())),
         Err(CallError::Panic { message, .. }) => {

@@ -70,8 +70,8 @@ pub(super) fn serve() -> i32 {
     if let Some(initialize) = module.initialize() {
         let config = request.config.to_string();
         let answer = initialize(&EXTENSIONS, RStr::from_str(&config)).into_string();
-        if let Err(e) = crate::native::decode_response("", &answer) {
-            return refuse(&mut conn, LoadErrorKind::Initialize(e.to_string()));
+        if let Err(kind) = crate::native::initialize_answer(&answer) {
+            return refuse(&mut conn, kind);
         }
     }
     if conn.send(&Frame::Loaded(metadata)).is_err() {
