@@ -1,10 +1,12 @@
-//! The native plugin ABI: a small, frozen `abi_stable` root module.
+//! The native plugin ABI: a small `abi_stable` root module.
 //!
 //! Every value crosses the boundary as JSON text ([`RString`]/[`RStr`]), so the
-//! layout checked by `abi_stable` at load time is this file alone and changes
-//! only with the contract's major version. Features are added by name inside the
-//! JSON, never by changing these structs. Everything here is `#[doc(hidden)]`
-//! plumbing used by [`crate::export_plugin!`] and by the host.
+//! layout checked by `abi_stable` at load time is this file alone. Features are
+//! added by name inside the JSON where they can be; contract 0.3 had to add
+//! two root-module fields (`initialize`, `cleanup`: ABI 0.1.1), and ABI
+//! 0.1.0's root module is kept, frozen, in [`v0_1_0`] for older libraries.
+//! Everything here is `#[doc(hidden)]` plumbing used by
+//! [`crate::export_plugin!`] and by the host.
 //!
 //! The shims catch every panic of plugin code ([`std::panic::catch_unwind`]) and
 //! report it as [`NativeResponse::Panic`]: a panic that unwound through an
