@@ -52,14 +52,19 @@ fn call(host: &Host, kind: &str, operation: &str, params: Value) -> Result<Value
     host.call(&format!("plexus.orchestration.{kind}"), operation, params, CallOptions::default()).map(|o| o.output)
 }
 
-/// A host over the fixture (worker processes are the `plexus` binary), every plugin loaded.
-fn host_of(f: &Fixture) -> Host {
-    let host = HostBuilder::new()
+/// A host over the fixture (worker processes are the `plexus` binary), load errors and all.
+fn host_with_errors(f: &Fixture) -> Host {
+    HostBuilder::new()
         .plugin_dir(f.plugins.path())
         .cache_dir(f.cache.path())
         .worker_program(env!("CARGO_BIN_EXE_plexus"))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`host_with_errors`], where every plugin loaded.
+fn host_of(f: &Fixture) -> Host {
+    let host = host_with_errors(f);
     assert!(host.load_errors().is_empty(), "{:?}", host.load_errors());
     host
 }
@@ -87,8 +92,8 @@ fn lifecycle_hooks_follow_the_documented_rule() {
     // An initialize error: the plugin does not load, the others do.
     let f = Fixture::new();
     f.folder("bad", &manifest("native", "[config]\nfail_initialize = true\n"));
-    crate::support::Fixture::echo(&f, "echo", "wasm", "");
-    let host = f.host();
+    f.echo("echo", "wasm", "");
+    let host = host_with_errors(&f);
     let errors: Vec<String> = host.load_errors().iter().map(ToString::to_string).collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("initialize failed: invalid-input: fail_initialize is set"), "{errors:?}");
@@ -97,12 +102,7 @@ fn lifecycle_hooks_follow_the_documented_rule() {
     // The same in a worker process.
     let f = Fixture::new();
     f.folder("bad", &manifest("native", "isolation = \"process\"\n[config]\nfail_initialize = true\n"));
-    let host = HostBuilder::new()
-        .plugin_dir(f.plugins.path())
-        .cache_dir(f.cache.path())
-        .worker_program(env!("CARGO_BIN_EXE_plexus"))
-        .build()
-        .unwrap();
+    let host = host_with_errors(&f);
     let errors: Vec<String> = host.load_errors().iter().map(ToString::to_string).collect();
     assert!(
         errors.len() == 1 && errors[0].contains("initialize failed: invalid-input: fail_initialize is set"),

@@ -495,19 +495,11 @@ impl Host {
         use crate::services::OrchestrationAccess;
         let orchestrator = self.loader.orchestrator.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(orchestrator) = orchestrator.as_ref() else { return OrchestrationAccess::NoOrchestrator };
-        let id = plugin.id();
         if !plugin.runtime.metadata().capabilities.iter().any(|c| c == plexus_sdk::capability::ORCHESTRATION) {
-            return OrchestrationAccess::Denied(
-                format!("plugin `{id}` does not declare the `orchestration` capability").into(),
-            );
+            return OrchestrationAccess::NotDeclared;
         }
         if !plugin.manifest.permissions.orchestration {
-            return OrchestrationAccess::Denied(
-                format!(
-                    "plugin `{id}` is not granted orchestration: its plugin.toml needs `[permissions] orchestration = true`"
-                )
-                .into(),
-            );
+            return OrchestrationAccess::NotGranted;
         }
         OrchestrationAccess::Allowed(orchestrator.clone())
     }

@@ -180,7 +180,11 @@ pub enum OrchestrationAccess {
     /// The host has no orchestrator (`plexus call`, `plexus run`).
     #[default]
     NoOrchestrator,
-    /// Refused, and why (a missing capability or grant).
+    /// Refused: the plugin does not declare the `orchestration` capability.
+    NotDeclared,
+    /// Refused: the plugin's manifest does not grant orchestration.
+    NotGranted,
+    /// Refused, and why.
     Denied(Arc<str>),
     /// Allowed, through this orchestrator.
     Allowed(Arc<dyn Orchestrator>),
@@ -403,6 +407,19 @@ impl HostServices for CallServices {
                 return Err(PluginError::failed(
                     "this host offers no orchestration services (they need the daemon: `plexus daemon`)",
                 ));
+            }
+            // The messages are built only when a refused request comes, not per call.
+            OrchestrationAccess::NotDeclared => {
+                return Err(PluginError::failed(format!(
+                    "plugin `{}` does not declare the `orchestration` capability",
+                    self.plugin_id
+                )));
+            }
+            OrchestrationAccess::NotGranted => {
+                return Err(PluginError::failed(format!(
+                    "plugin `{}` is not granted orchestration: its plugin.toml needs `[permissions] orchestration = true`",
+                    self.plugin_id
+                )));
             }
             OrchestrationAccess::Denied(why) => return Err(PluginError::failed(why.to_string())),
             OrchestrationAccess::Allowed(orchestrator) => orchestrator,

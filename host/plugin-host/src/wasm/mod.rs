@@ -768,6 +768,25 @@ impl WasmPlugin {
                 }
             }};
         }
+        // An older world's describe or call (no lifecycle hooks), its records
+        // converted by `$records` (`v0_2`, `v0_1`).
+        macro_rules! old_world {
+            ($bindings:expr, $records:ident) => {{
+                let guest = $bindings.plexus_plugin_guest();
+                Ok(match what {
+                    Invocation::Describe => {
+                        Returned::Described($records::metadata(guest.call_describe(&mut store).await?))
+                    }
+                    Invocation::Call(ctx) => Returned::Called(
+                        guest
+                            .call_call(&mut store, &$records::context(ctx))
+                            .await?
+                            .map($records::output)
+                            .map_err($records::error),
+                    ),
+                })
+            }};
+        }
         let ended = {
             let run = async {
                 if permit.is_none() {
@@ -807,36 +826,8 @@ impl WasmPlugin {
                                 }
                             })
                         }
-                        Bound::V0_2(bindings) => {
-                            let guest = bindings.plexus_plugin_guest();
-                            Ok(match what {
-                                Invocation::Describe => {
-                                    Returned::Described(v0_2::metadata(guest.call_describe(&mut store).await?))
-                                }
-                                Invocation::Call(ctx) => Returned::Called(
-                                    guest
-                                        .call_call(&mut store, &v0_2::context(ctx))
-                                        .await?
-                                        .map(v0_2::output)
-                                        .map_err(v0_2::error),
-                                ),
-                            })
-                        }
-                        Bound::V0_1(bindings) => {
-                            let guest = bindings.plexus_plugin_guest();
-                            Ok(match what {
-                                Invocation::Describe => {
-                                    Returned::Described(v0_1::metadata(guest.call_describe(&mut store).await?))
-                                }
-                                Invocation::Call(ctx) => Returned::Called(
-                                    guest
-                                        .call_call(&mut store, &v0_1::context(ctx))
-                                        .await?
-                                        .map(v0_1::output)
-                                        .map_err(v0_1::error),
-                                ),
-                            })
-                        }
+                        Bound::V0_2(bindings) => old_world!(bindings, v0_2),
+                        Bound::V0_1(bindings) => old_world!(bindings, v0_1),
                     }
                 };
                 Ended::Returned(result.await)
