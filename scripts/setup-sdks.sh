@@ -2,7 +2,8 @@
 # Set up this checkout's Python and JavaScript plugin SDKs, for building and
 # testing plugins written with them:
 #   python: a virtualenv at target/python-sdk with plugin-sdk/python installed
-#           (editable) and pytest; pip fetches the pinned componentize-py from PyPI.
+#           (editable) and pytest; pip fetches the pinned componentize-py from PyPI,
+#           and maturin, which builds the Python API (scripts/build-python-api.sh).
 #   js:     plugin-sdk/js's pinned npm dependencies (componentize-js, esbuild),
 #           from its package-lock.json.
 # Quick when already done (a stamp per SDK records what was installed).
@@ -20,11 +21,12 @@ stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 if [ "$what" = python ] || [ "$what" = all ]; then
   venv=$root/target/python-sdk
-  stamp=$(stamp_of "$root/plugin-sdk/python/pyproject.toml")
+  maturin=maturin==1.16.0
+  stamp=$( (cat "$root/plugin-sdk/python/pyproject.toml"; echo "$maturin") | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$venv/.plexus-stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$root/plugin-sdk/python[test]"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$root/plugin-sdk/python[test]" "$maturin"
     echo "$stamp" > "$venv/.plexus-stamp"
   fi
 fi

@@ -21,6 +21,10 @@ pub enum ErrorCode {
     DependencyNotSatisfied,
     /// The operation did not finish in time.
     Timeout,
+    /// A plugin call or an execution ran and failed (the plugin returned an
+    /// error, panicked, trapped, crashed or broke a limit): QtForge's
+    /// `ExecutionFailed`. The message says how.
+    ExecutionFailed,
     /// Missing or wrong bearer token.
     Unauthorized,
     /// The daemon failed (e.g. its database); the message says how.
@@ -39,7 +43,7 @@ impl ErrorCode {
             Self::Unauthorized => 401,
             Self::NotFound | Self::PluginNotFound => 404,
             Self::AlreadyExists | Self::InvalidState => 409,
-            Self::DependencyNotSatisfied => 422,
+            Self::DependencyNotSatisfied | Self::ExecutionFailed => 422,
             Self::Internal | Self::Unknown => 500,
             Self::Timeout => 504,
         }

@@ -3,10 +3,10 @@
 
 use crate::status::WorkflowStatus;
 use crate::{
-    AddressError, Cancelling, DaemonError, ErrorCode, Execution, ExecutionList, ExecutionLogs, ExecutionQuery,
-    ExecutionSteps, Fired, Health, Listen, PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails,
-    ScheduleList, ScheduleSpec, ScheduleView, StartExecution, Started, Validation, WorkflowList, WorkflowSource,
-    WorkflowVersion, path,
+    AddressError, CallPlugin, CallResult, Cancelling, DaemonError, ErrorCode, Execution, ExecutionList, ExecutionLogs,
+    ExecutionQuery, ExecutionSteps, Fired, Health, Listen, PluginDetails, PluginList, Registered, Reloaded,
+    ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView, StartExecution, Started, Validation, WorkflowList,
+    WorkflowSource, WorkflowVersion, path,
 };
 use crate::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
 use crate::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
@@ -145,6 +145,16 @@ impl Client {
     /// As [`Client::call`]; `PluginNotFound` when no such plugin is loaded.
     pub fn plugin(&self, id: &str) -> Result<PluginDetails, ClientError> {
         self.call("GET", &path(&["v1", "plugins", id], &[]), NONE)
+    }
+
+    /// `POST /v1/plugins/{id}/call`: call operation `request.operation` of
+    /// plugin `id` (see [`CallPlugin`]).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; the plugin's own failure is
+    /// [`ErrorCode::ExecutionFailed`](crate::ErrorCode::ExecutionFailed).
+    pub fn call_plugin(&self, id: &str, request: &CallPlugin) -> Result<CallResult, ClientError> {
+        self.call("POST", &path(&["v1", "plugins", id, "call"], &[]), Some(request))
     }
 
     /// `POST /v1/plugins/reload`: rescan the plugin directories now.

@@ -291,3 +291,44 @@ pub enum PluginChange {
         error: String,
     },
 }
+
+/// The most a [`CallPlugin::timeout_ms`] may ask: 30 days.
+pub const MAX_CALL_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// `POST /v1/plugins/{id}/call`: call one operation of a loaded plugin
+/// directly, as `plexus call` does (a fresh execution context; no workflow).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CallPlugin {
+    /// The operation's name.
+    pub operation: String,
+    /// Its parameters (JSON; `null` if it takes none).
+    #[serde(default)]
+    pub params: Value,
+    /// Timeout in ms (at most [`MAX_CALL_TIMEOUT_MS`]); default: the plugin's
+    /// `limits.timeout_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// For a plugin loaded as both kinds, the one to call (default: the
+    /// preferred kind loaded, WASM first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<PluginKind>,
+}
+
+/// The answer of `POST /v1/plugins/{id}/call`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CallResult {
+    /// The plugin called.
+    pub plugin_id: String,
+    /// The operation called.
+    pub operation: String,
+    /// What the operation returned.
+    pub output: Value,
+    /// The metrics it reported (name to value).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    /// How long the call took, ms.
+    pub elapsed_ms: f64,
+}

@@ -23,7 +23,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use plexus_client::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
+use plexus_client::{
+    BeginTransaction, CallPlugin, CallResult, Cleared, Transaction, WorkflowHistory, WorkflowRollback,
+};
 use plexus_client::{
     Cancelling, Execution, ExecutionList, ExecutionLogs, ExecutionQuery, ExecutionSteps, Fired, Health, HealthStatus,
     PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView,
@@ -122,6 +124,7 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(plugins))
         .routes(routes!(reload_plugins))
         .routes(routes!(plugin))
+        .routes(routes!(call_plugin))
         .routes(routes!(workflows, register_workflow, clear_workflows))
         .routes(routes!(workflow_history))
         .routes(routes!(rollback_workflow))
@@ -275,6 +278,26 @@ async fn plugin(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<
         .plugin(&id)
         .ok_or_else(|| DaemonError::new(ErrorCode::PluginNotFound, format!("no plugin `{id}` is loaded")))?;
     Ok(Json(views::plugin_details(&host, plugin)))
+}
+
+/// Call one operation of a loaded plugin directly (as `plexus call` does).
+#[utoipa::path(post, path = "/v1/plugins/{id}/call", tag = "plugins", request_body = CallPlugin,
+    params(("id" = String, Path, description = "Plugin id")),
+    responses((status = 200, description = "What the operation returned", body = CallResult)))]
+async fn call_plugin(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Body(body): Body<CallPlugin>,
+) -> ApiResult<Json<CallResult>> {
+    if !s.daemon.is_accepting() {
+        return Err(DaemonError::invalid_state("the daemon is shutting down").into());
+    }
+    let host = s.daemon.host();
+    // The call goes on if the client hangs up: its limits bound it.
+    let result = tokio::task::spawn_blocking(move || views::call_plugin(&host, &id, body))
+        .await
+        .map_err(|e| DaemonError::new(ErrorCode::Internal, format!("the call's thread failed: {e}")))??;
+    Ok(Json(result))
 }
 
 /// Rescan the plugin directories now; returns the changes.

@@ -44,7 +44,7 @@ pub mod store;
 mod supervise;
 pub mod views;
 
-pub use core::{Daemon, Origin, Registered};
+pub use core::{Daemon, Origin, Registered, parse_workflow};
 pub use dbfile::FileChanged;
 pub use health::Health;
 #[cfg(test)]

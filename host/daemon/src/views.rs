@@ -1,13 +1,14 @@
 //! The API's views of the plugin host's types: [`plugin_list`],
-//! [`plugin_details`], [`plugin_change`]. The daemon serves them; `plexus
+//! [`plugin_details`], [`plugin_change`], [`call_plugin`] and [`call_error`]. The daemon serves them; `plexus
 //! plugins list|info --json` prints the same shapes without a daemon.
 
+use plexus_client::{CallPlugin, CallResult, DaemonError, ErrorCode, MAX_CALL_TIMEOUT_MS};
 use plexus_client::{
     DirAccess, DirGrant, NetworkGrant, PluginChange, PluginDetails, PluginKind, PluginLandlock, PluginLimits,
     PluginList, PluginLoadError, PluginPermissions, PluginStatus, PluginSummary,
 };
 use plexus_host::manifest::{self, Network};
-use plexus_host::{Change, Host, LoadError, LoadedPlugin};
+use plexus_host::{CallError, CallOptions, Change, Host, LoadError, LoadedPlugin};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -121,4 +122,60 @@ pub fn plugin_change(change: Change) -> PluginChange {
         Change::RestartRequired { plugin } => PluginChange::RestartRequired { plugin },
         Change::Failed { error } => PluginChange::Failed { error },
     }
+}
+
+/// Call `request.operation` of plugin `id` on `host` as `plexus call` does
+/// (a fresh execution context). Blocks for the call: run it off the async
+/// runtime. The daemon's `POST /v1/plugins/{id}/call` and the embedded
+/// Python API share it.
+///
+/// # Errors
+/// A timeout above [`MAX_CALL_TIMEOUT_MS`] is `InvalidConfiguration`; the
+/// call's own failure as [`call_error`] maps it.
+pub fn call_plugin(host: &Host, id: &str, request: CallPlugin) -> Result<CallResult, DaemonError> {
+    if request.timeout_ms.is_some_and(|ms| ms == 0 || ms > MAX_CALL_TIMEOUT_MS) {
+        return Err(DaemonError::invalid(format!(
+            "timeout_ms: between 1 and {MAX_CALL_TIMEOUT_MS} (30 days), got {}",
+            request.timeout_ms.unwrap_or_default()
+        )));
+    }
+    let kind = request.kind.map(|k| match k {
+        PluginKind::Native => manifest::PluginKind::Native,
+        PluginKind::Wasm => manifest::PluginKind::Wasm,
+        PluginKind::InProcess => manifest::PluginKind::InProcess,
+    });
+    let options = CallOptions {
+        timeout: request.timeout_ms.map(std::time::Duration::from_millis),
+        kind,
+        ..CallOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let out = host.call(id, &request.operation, request.params, options).map_err(|e| call_error(&e))?;
+    Ok(CallResult {
+        plugin_id: id.to_owned(),
+        operation: request.operation,
+        output: out.output,
+        metrics: out.metrics.into_iter().collect(),
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// A failed plugin call as the API reports it: `PluginNotFound`, `NotFound`
+/// (no such operation), `Timeout`, `DependencyNotSatisfied` (no capacity,
+/// unavailable: nothing ran), or `ExecutionFailed` (the plugin ran and
+/// failed); `details` holds the host's error kind and, for the plugin's own
+/// error, its JSON (`{"code", "message", "retryable", …}`).
+pub fn call_error(error: &CallError) -> DaemonError {
+    let code = match error {
+        CallError::PluginNotFound(_) => ErrorCode::PluginNotFound,
+        CallError::OperationNotFound { .. } => ErrorCode::NotFound,
+        CallError::Timeout { .. } => ErrorCode::Timeout,
+        CallError::Capacity { .. } | CallError::Unavailable { .. } => ErrorCode::DependencyNotSatisfied,
+        _ => ErrorCode::ExecutionFailed,
+    };
+    let mut details = vec![format!("kind: {}", error.kind())];
+    if let CallError::Plugin { error, .. } = error {
+        details.push(format!("plugin_error: {}", serde_json::to_string(error).unwrap_or_default()));
+    }
+    DaemonError::new(code, error.to_string()).with_details(details)
 }
