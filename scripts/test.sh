@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Run every test: unit, doc and integration tests of the Rust workspace (the
 # integration tests in tests/ build the example plugins from source: native,
-# Rust WASM, Python and JavaScript components), then the Python and JavaScript
-# SDKs' own tests and their example plugins' tests (pytest, node --test), which
-# also build components and run them through the `plexus` just built.
+# Rust WASM, Python and JavaScript components, into target/test-plugins), then
+# the Python and JavaScript SDKs' own tests and their example plugins' tests
+# (pytest, node --test), which also build components and run them through the
+# `plexus` just built, then the Python API's tests (host/python, built as a
+# wheel from the same build and installed), on both of its backends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -12,5 +14,9 @@ cargo test --workspace --locked "$@"
 bash scripts/setup-sdks.sh
 export PLEXUS_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/plexus
 target/python-sdk/bin/python -m pytest -q plugin-sdk/python/tests plugins/climate-py
+# Built by the integration tests above; built here when they were filtered out.
+[ -d target/test-plugins/csv-native ] || bash scripts/build-plugins.sh target/test-plugins
+bash scripts/build-python-api.sh
+target/python-sdk/bin/python -m pytest -q host/python/tests
 (cd plugin-sdk/js && node --test)
 (cd plugins/report-js && { [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error; } && node --test)

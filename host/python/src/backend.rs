@@ -18,8 +18,7 @@ use plexus_workflow::status::{ExecutionStatus, StepResult};
 use plexus_workflow::{Orchestrator, OrchestratorError, SystemClock, validate_for};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A result of the Python API's engines.
@@ -72,10 +71,12 @@ pub enum Engine {
     },
 }
 
-/// One engine and whether it was closed.
+/// One engine, until it is closed: an operation holds its own reference, so
+/// closing never waits for a running one, and the engine (with the state
+/// file's lock) goes when the last one ends.
 pub struct Backend {
-    engine: Engine,
-    closed: AtomicBool,
+    engine: Mutex<Option<Arc<Engine>>>,
+    kind: &'static str,
 }
 
 /// How to open an embedded engine.
@@ -186,7 +187,7 @@ impl Backend {
                 Engine::Durable { daemon }
             }
         };
-        Ok(Self { engine, closed: AtomicBool::new(false) })
+        Ok(Self::of(engine))
     }
 
     /// Connect to the daemon at `address` (`host:port`, `http://host:port`
@@ -207,23 +208,30 @@ impl Backend {
         let client = Client::new(listen, token).map_err(client_error)?;
         // Checked now, with the token: a wrong one fails here, not at the first use.
         client.plugins().map_err(client_error)?;
-        Ok(Self { engine: Engine::Remote { client }, closed: AtomicBool::new(false) })
+        Ok(Self::of(Engine::Remote { client }))
+    }
+
+    fn of(engine: Engine) -> Self {
+        let kind = match &engine {
+            Engine::Memory { .. } => "embedded",
+            Engine::Durable { .. } => "durable",
+            Engine::Remote { .. } => "remote",
+        };
+        Self { engine: Mutex::new(Some(Arc::new(engine))), kind }
     }
 
     /// `embedded`, `durable` or `remote`.
     pub fn kind(&self) -> &'static str {
-        match &self.engine {
-            Engine::Memory { .. } => "embedded",
-            Engine::Durable { .. } => "durable",
-            Engine::Remote { .. } => "remote",
-        }
+        self.kind
     }
 
-    fn check_open(&self) -> ApiResult<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(DaemonError::invalid_state("the orchestrator is closed"));
-        }
-        Ok(())
+    /// The engine, unless closed.
+    fn engine(&self) -> ApiResult<Arc<Engine>> {
+        self.engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| DaemonError::invalid_state("the orchestrator is closed"))
     }
 
     // ----- workflows -----
@@ -235,8 +243,8 @@ impl Backend {
     /// `AlreadyExists` when its id is registered (QtForge's rule: unregister
     /// it first); `InvalidConfiguration` with every problem in `details`.
     pub fn register(&self, source: &str) -> ApiResult<String> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { host, orchestrator } => {
                 let doc = Document::parse(Path::new("<python>.json"), source)
                     .map_err(|e| DaemonError::invalid(e.to_string()))?;
@@ -257,7 +265,7 @@ impl Backend {
                         format!("workflow `{id}` is already registered"),
                     ));
                 }
-                match &self.engine {
+                match &*engine {
                     Engine::Durable { daemon } => runtime().block_on(daemon.register_workflow(source)).map(|r| r.id),
                     Engine::Remote { client } => client.register_workflow(source).map(|r| r.id).map_err(client_error),
                     Engine::Memory { .. } => unreachable!("handled above"),
@@ -268,8 +276,8 @@ impl Backend {
 
     /// Remove workflow `id`; its running executions go on.
     pub fn unregister(&self, id: &str) -> ApiResult<()> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => orchestrator.unregister(id).map_err(orchestrator_error),
             Engine::Durable { daemon } => runtime().block_on(daemon.delete_workflow(id)),
             Engine::Remote { client } => client.delete_workflow(id).map_err(client_error),
@@ -278,8 +286,8 @@ impl Backend {
 
     /// Whether workflow `id` is registered.
     pub fn has(&self, id: &str) -> ApiResult<bool> {
-        self.check_open()?;
-        let found = match &self.engine {
+        let engine = self.engine()?;
+        let found = match &*engine {
             Engine::Memory { orchestrator, .. } => return Ok(orchestrator.has(id)),
             Engine::Durable { daemon } => runtime().block_on(daemon.workflow(id, None)).map(|_| ()),
             Engine::Remote { client } => client.workflow(id, None).map(|_| ()).map_err(client_error),
@@ -293,8 +301,8 @@ impl Backend {
 
     /// Workflow `id` as a Plexus document (JSON, every default written out).
     pub fn get(&self, id: &str) -> ApiResult<Value> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => orchestrator
                 .get(id)
                 .map(|w| w.to_json())
@@ -306,8 +314,8 @@ impl Backend {
 
     /// The ids of the registered workflows, sorted.
     pub fn list(&self) -> ApiResult<Vec<String>> {
-        self.check_open()?;
-        let mut ids: Vec<String> = match &self.engine {
+        let engine = self.engine()?;
+        let mut ids: Vec<String> = match &*engine {
             Engine::Memory { orchestrator, .. } => orchestrator.list(),
             Engine::Durable { daemon } => runtime().block_on(daemon.workflows())?.into_iter().map(|w| w.id).collect(),
             Engine::Remote { client } => {
@@ -320,8 +328,8 @@ impl Backend {
 
     /// Remove every workflow; returns how many there were.
     pub fn clear(&self) -> ApiResult<usize> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => Ok(orchestrator.clear()),
             Engine::Durable { daemon } => runtime().block_on(daemon.clear_workflows()),
             Engine::Remote { client } => Ok(client.clear_workflows().map_err(client_error)?.deleted),
@@ -333,8 +341,8 @@ impl Backend {
     /// Start an execution of workflow `id` with `inputs` (in open
     /// `transaction`, if given); returns its id at once.
     pub fn execute(&self, id: &str, inputs: Map<String, Value>, transaction: Option<String>) -> ApiResult<String> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => {
                 orchestrator.execute_in(id, inputs, transaction.as_deref()).map_err(orchestrator_error)
             }
@@ -352,8 +360,8 @@ impl Backend {
 
     /// The status of execution `id`.
     pub fn status(&self, id: &str) -> ApiResult<ExecutionStatus> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => orchestrator.status(id).map_err(orchestrator_error),
             Engine::Durable { daemon } => Ok(runtime().block_on(daemon.status(id))?.0),
             Engine::Remote { client } => Ok(client.execution(id, None).map_err(client_error)?.status),
@@ -365,10 +373,10 @@ impl Backend {
     /// # Errors
     /// `Timeout` when it has not ended by then; `NotFound`.
     pub fn wait(&self, id: &str, timeout: Option<Duration>) -> ApiResult<ExecutionStatus> {
-        self.check_open()?;
+        let engine = self.engine()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let timed_out = || DaemonError::new(ErrorCode::Timeout, format!("execution `{id}` has not ended yet"));
-        match &self.engine {
+        match &*engine {
             Engine::Memory { orchestrator, .. } => runtime().block_on(async {
                 match deadline {
                     None => orchestrator.wait(id).await.map_err(orchestrator_error),
@@ -419,8 +427,8 @@ impl Backend {
     /// The per-step results of execution `id` (QtForge's `StepResult`s), in
     /// declaration order.
     pub fn step_results(&self, id: &str) -> ApiResult<Vec<StepResult>> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => orchestrator.step_results(id).map_err(orchestrator_error),
             Engine::Durable { daemon } => {
                 Ok(runtime().block_on(daemon.status(id))?.0.steps.iter().map(StepResult::from).collect())
@@ -431,8 +439,8 @@ impl Backend {
 
     /// Ask execution `id` to stop.
     pub fn cancel(&self, id: &str) -> ApiResult<()> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => {
                 let status = orchestrator.status(id).map_err(orchestrator_error)?;
                 if status.status.is_terminal() {
@@ -450,8 +458,8 @@ impl Backend {
 
     /// The executions that have not ended, oldest first (at most [`MAX_LISTED`]).
     pub fn active(&self) -> ApiResult<Vec<String>> {
-        self.check_open()?;
-        let mut ids: Vec<String> = match &self.engine {
+        let engine = self.engine()?;
+        let mut ids: Vec<String> = match &*engine {
             Engine::Memory { orchestrator, .. } => return Ok(orchestrator.active_executions()),
             Engine::Durable { daemon } => {
                 let filter = ExecutionFilter { active: true, limit: Some(MAX_LISTED), ..ExecutionFilter::default() };
@@ -477,8 +485,8 @@ impl Backend {
 
     /// Begin transaction `id`.
     pub fn begin_transaction(&self, id: &str) -> ApiResult<Transaction> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => orchestrator.begin_transaction(id).map_err(orchestrator_error),
             Engine::Durable { daemon } => runtime().block_on(daemon.begin_transaction(id)),
             Engine::Remote { client } => client.begin_transaction(id).map_err(client_error),
@@ -487,8 +495,8 @@ impl Backend {
 
     /// Transaction `id` as it is now.
     pub fn transaction(&self, id: &str) -> ApiResult<Transaction> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => orchestrator.transaction(id).map_err(orchestrator_error),
             Engine::Durable { daemon } => runtime().block_on(daemon.transaction(id)),
             Engine::Remote { client } => client.transaction(id).map_err(client_error),
@@ -497,8 +505,8 @@ impl Backend {
 
     /// Commit transaction `id`.
     pub fn commit_transaction(&self, id: &str) -> ApiResult<Transaction> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => orchestrator.commit_transaction(id).map_err(orchestrator_error),
             Engine::Durable { daemon } => runtime().block_on(daemon.commit_transaction(id)),
             Engine::Remote { client } => client.commit_transaction(id).map_err(client_error),
@@ -507,8 +515,8 @@ impl Backend {
 
     /// Roll back transaction `id` (its compensations run before this returns).
     pub fn rollback_transaction(&self, id: &str) -> ApiResult<Transaction> {
-        self.check_open()?;
-        match &self.engine {
+        let engine = self.engine()?;
+        match &*engine {
             Engine::Memory { orchestrator, .. } => {
                 runtime().block_on(orchestrator.rollback_transaction(id)).map_err(orchestrator_error)
             }
@@ -518,20 +526,25 @@ impl Backend {
     }
 
     // ----- plugins -----
+}
 
+impl Engine {
+    /// The plugins, for an embedded engine.
     fn host(&self) -> Option<Arc<Host>> {
-        match &self.engine {
+        match self {
             Engine::Memory { host, .. } => Some(host.clone()),
             Engine::Durable { daemon } => Some(daemon.host()),
             Engine::Remote { .. } => None,
         }
     }
+}
 
+impl Backend {
     /// The loaded plugins, load errors and unavailable plugins (the shape
     /// of `GET /v1/plugins`).
     pub fn plugins(&self) -> ApiResult<Value> {
-        self.check_open()?;
-        let list = match (&self.engine, self.host()) {
+        let engine = self.engine()?;
+        let list = match (&*engine, engine.host()) {
             (Engine::Remote { client }, _) => client.plugins().map_err(client_error)?,
             (_, Some(host)) => views::plugin_list(&host),
             (_, None) => unreachable!("embedded engines have a host"),
@@ -541,8 +554,8 @@ impl Backend {
 
     /// Plugin `id`'s details (the shape of `GET /v1/plugins/{id}`).
     pub fn plugin(&self, id: &str) -> ApiResult<Value> {
-        self.check_open()?;
-        let details = match (&self.engine, self.host()) {
+        let engine = self.engine()?;
+        let details = match (&*engine, engine.host()) {
             (Engine::Remote { client }, _) => client.plugin(id).map_err(client_error)?,
             (_, Some(host)) => {
                 let plugin = host.plugin(id).ok_or_else(|| {
@@ -557,8 +570,8 @@ impl Backend {
 
     /// Call `request.operation` of plugin `id`; returns its output.
     pub fn call(&self, id: &str, request: CallPlugin) -> ApiResult<Value> {
-        self.check_open()?;
-        let result = match (&self.engine, self.host()) {
+        let engine = self.engine()?;
+        let result = match (&*engine, engine.host()) {
             (Engine::Remote { client }, _) => client.call_plugin(id, &request).map_err(client_error)?,
             (_, Some(host)) => views::call_plugin(&host, id, request)?,
             (_, None) => unreachable!("embedded engines have a host"),
@@ -570,17 +583,16 @@ impl Backend {
 
     /// Whether [`Self::close`] ran.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.engine.lock().unwrap_or_else(PoisonError::into_inner).is_none()
     }
 
     /// Stop: embedded engines run their plugins' cleanup; a durable one lets
     /// running steps finish for up to 5 s and leaves the executions still
-    /// running to resume at the next open. Idempotent.
+    /// running to resume at the next open; its state file is released when
+    /// the calls still running end. Idempotent.
     pub fn close(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        match &self.engine {
+        let Some(engine) = self.engine.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        match &*engine {
             Engine::Memory { host, .. } => host.stop(),
             Engine::Durable { daemon } => {
                 let left = runtime().block_on(daemon.shutdown(CLOSE_GRACE));

@@ -148,3 +148,22 @@ def workdir(tmp_path) -> Path:
     out.mkdir()
     yield out
     shutil.rmtree(out, ignore_errors=True)
+
+
+def slow_workflow(orchestrator, workflow_id: str, ms: int = 150, steps: int = 3, **fields) -> None:
+    """Register ``steps`` steps in a row, each sleeping ``ms`` (echo's ``sleep``)."""
+    from plexus.orchestration import Workflow, WorkflowStep
+
+    workflow = Workflow(workflow_id, "Slow")
+    for key, value in fields.items():
+        setattr(workflow, key, value)
+    previous = None
+    for i in range(steps):
+        step = WorkflowStep(f"s{i + 1}", "plexus.echo.native", "sleep")
+        step.parameters = {"ms": ms}
+        if previous:
+            step.dependencies = [previous]
+        workflow.add_step(step)
+        previous = step.id
+    result = orchestrator.register_workflow(workflow)
+    assert result, result.error()

@@ -216,4 +216,4 @@ class Expected(Generic[T]):
     def __repr__(self) -> str:
         if self._error is None:
             return f"Expected(value={self._value!r})"
-        return f"Expected(error={self._error!r})"
+        return f"Expected(error={self._error!r}, details={self._error.details!r})"
