@@ -9,3 +9,6 @@ cargo build --release --locked -p plexus-host --bin plexus-worker
 #   bash scripts/bench.sh -- --measurement-time 5 run_10k
 cargo bench --locked -p plexus-host -p plexus-workflow -p plexus-daemon \
   --bench host --bench workflow --bench memory --bench daemon "$@"
+# The Python API's side of `run_5_chain` (release wheel into target/python-sdk).
+bash scripts/build-python-api.sh --release
+PLEXUS_BENCH_PLUGINS="$PWD/target/plugins" target/python-sdk/bin/python host/python/benches/execute.py

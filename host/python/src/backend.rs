@@ -374,7 +374,8 @@ impl Backend {
     /// `Timeout` when it has not ended by then; `NotFound`.
     pub fn wait(&self, id: &str, timeout: Option<Duration>) -> ApiResult<ExecutionStatus> {
         let engine = self.engine()?;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // Past what `Instant` holds, a timeout is no limit.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let timed_out = || DaemonError::new(ErrorCode::Timeout, format!("execution `{id}` has not ended yet"));
         match &*engine {
             Engine::Memory { orchestrator, .. } => runtime().block_on(async {
@@ -411,7 +412,8 @@ impl Backend {
                 }
             }),
             Engine::Remote { client } => loop {
-                let left = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+                let asked = Instant::now();
+                let left = deadline.map(|at| at.saturating_duration_since(asked));
                 let wait_ms = left.map_or(LONG_POLL_MS, |l| (l.as_millis() as u64).min(LONG_POLL_MS));
                 let execution = client.execution(id, Some(wait_ms)).map_err(client_error)?;
                 if execution.status.status.is_terminal() {
@@ -419,6 +421,10 @@ impl Backend {
                 }
                 if left.is_some_and(|l| l.as_millis() as u64 <= wait_ms) {
                     return Err(timed_out());
+                }
+                // A daemon that answers at once (it is shutting down) is not asked in a tight loop.
+                if asked.elapsed() < POLL {
+                    std::thread::sleep(POLL);
                 }
             },
         }

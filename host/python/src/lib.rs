@@ -16,6 +16,11 @@ mod backend;
 mod convert;
 mod logs;
 
+// The allocator of the `plexus` binary, for the host's allocations here too
+// (Python's objects keep Python's).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use backend::{ApiResult, Backend, Embedded, runtime};
 use plexus_client::{CallPlugin, DaemonError, ErrorCode, PluginKind};
 use pyo3::create_exception;
@@ -110,6 +115,35 @@ fn call_back(callback: &Py<PyAny>, args: impl FnOnce(Python<'_>) -> PyResult<Vec
 struct Engine {
     backend: Arc<Backend>,
 }
+
+impl Engine {
+    /// [`Backend::wait`] in slices, looking at Python's signals between
+    /// them: Ctrl-C interrupts a long wait (`KeyboardInterrupt`).
+    fn wait_interruptibly(
+        &self,
+        py: Python<'_>,
+        execution_id: &str,
+        timeout: Option<Duration>,
+    ) -> PyResult<plexus_workflow::ExecutionStatus> {
+        let slice = if self.backend.kind() == "remote" { SIGNAL_CHECK_REMOTE } else { SIGNAL_CHECK };
+        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+        loop {
+            let left = deadline.map(|at| at.saturating_duration_since(std::time::Instant::now()));
+            let this = left.map_or(slice, |l| l.min(slice));
+            match py.detach(|| self.backend.wait(execution_id, Some(this))) {
+                Ok(status) => return Ok(status),
+                Err(e) if e.code == ErrorCode::Timeout && left.is_none_or(|l| l > this) => py.check_signals()?,
+                Err(e) => return Err(py_error(e)),
+            }
+        }
+    }
+}
+
+/// How long a wait runs before it looks at Python's signals.
+const SIGNAL_CHECK: Duration = Duration::from_millis(200);
+
+/// [`SIGNAL_CHECK`] against a daemon (each slice is a request).
+const SIGNAL_CHECK_REMOTE: Duration = Duration::from_secs(1);
 
 #[pymethods]
 impl Engine {
@@ -212,11 +246,12 @@ impl Engine {
     }
 
     /// Wait until execution `execution_id` ends, at most `timeout_ms`
-    /// (`None`: no limit); its final status. Raises `Timeout` at the limit.
-    #[pyo3(signature = (execution_id, timeout_ms=None))]
-    fn wait(&self, py: Python<'_>, execution_id: String, timeout_ms: Option<u64>) -> PyResult<Py<PyAny>> {
-        let status = py.detach(|| self.backend.wait(&execution_id, timeout_of(timeout_ms))).map_err(py_error)?;
-        to_py_value(py, &status)
+    /// (`None`: no limit); its final status (`None` without `status`, which
+    /// saves building it). Raises `Timeout` at the limit.
+    #[pyo3(signature = (execution_id, timeout_ms=None, status=true))]
+    fn wait(&self, py: Python<'_>, execution_id: String, timeout_ms: Option<u64>, status: bool) -> PyResult<Py<PyAny>> {
+        let last = self.wait_interruptibly(py, &execution_id, timeout_of(timeout_ms))?;
+        if status { to_py_value(py, &last) } else { Ok(py.None()) }
     }
 
     /// Wait in the background; then call `callback(error, status)` from

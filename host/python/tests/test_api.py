@@ -381,3 +381,18 @@ def test_connect_reads_the_token_file(daemon, monkeypatch):
     monkeypatch.delenv("PLEXUS_TOKEN", raising=False)
     with qo.PluginOrchestrator.connect(daemon.address, token_file=Path(daemon.data) / "token") as o:
         assert "plexus.csv" in {p["id"] for p in o.list_plugins()}
+
+
+def test_the_wheel_ships_type_stubs_that_match_the_extension():
+    import ast
+
+    from plexus import _native
+
+    package = Path(plexus.__file__).parent
+    assert (package / "py.typed").is_file()
+    stub = ast.parse((package / "_native.pyi").read_text())
+    engine = next(n for n in stub.body if isinstance(n, ast.ClassDef) and n.name == "Engine")
+    stubbed = {f.name for f in engine.body if isinstance(f, ast.FunctionDef)}
+    assert stubbed == {name for name in dir(_native.Engine) if not name.startswith("_")}
+    functions = {f.name for f in stub.body if isinstance(f, ast.FunctionDef)}
+    assert functions == {"set_log_handler"} and callable(_native.set_log_handler)

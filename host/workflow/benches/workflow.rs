@@ -8,6 +8,11 @@
 //! * `run_10k_{chain,fanout,random}_workers`: the same with `plexus.echo.native` in worker processes
 //!   (`isolation = "process"`; `max_parallel` workers, one call each at a time).
 //!
+//! * `run_5_chain`: executing a 5-step chain of the same no-op steps and
+//!   waiting for its end, from outside the runtime: the Rust side of the
+//!   Python API's overhead (`host/python/benches/execute.py` runs the same
+//!   workflow through `import plexus`).
+//!
 //! It runs on the `plexus` binary's allocator (mimalloc), so it measures what
 //! ships; the heap held per step is measured by `benches/memory.rs`.
 //!
@@ -31,6 +36,15 @@ fn bench(c: &mut Criterion) {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let orch = runtime.block_on(async { Orchestrator::new(host.clone()) });
+    orch.register(validate(&common::chain("run_5_chain", 5), Some(&host)).unwrap()).unwrap();
+    c.bench_function("run_5_chain", |b| {
+        b.iter(|| {
+            let exec = orch.execute("run_5_chain", Default::default()).unwrap();
+            let status = runtime.block_on(orch.wait(&exec)).unwrap();
+            assert_eq!(status.status, WorkflowStatus::Completed);
+            black_box(status.completed_steps)
+        })
+    });
     let workers = common::host_with_workers(cache.path());
     let orch_workers = runtime.block_on(async { Orchestrator::new(workers.clone()) });
     // The workflow ids are the names: each orchestrator registers them once.

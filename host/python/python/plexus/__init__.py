@@ -83,9 +83,11 @@ def set_log_handler(handler: Optional[Callable[[int, str, str], object]], level:
 
 def enable_logging(level: Union[int, str] = "info") -> None:
     """Route the host's log records into :mod:`logging`, under the logger
-    ``plexus.<target>`` (e.g. ``plexus.plexus_workflow.engine``)."""
+    ``plexus.<target>``: ``plexus.plugin`` for plugins' own ``ctx.log``
+    lines, ``plexus.plexus_daemon.core`` for the durable engine's…"""
 
     def emit(levelno: int, target: str, message: str) -> None:
-        logging.getLogger("plexus." + target.replace("::", ".")).log(levelno, "%s", message)
+        name = target[len("plexus::"):] if target.startswith("plexus::") else target
+        logging.getLogger("plexus." + name.replace("::", ".")).log(levelno, "%s", message)
 
     set_log_handler(emit, level)

@@ -19,6 +19,7 @@ import enum
 import json
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Union
 
@@ -542,9 +543,13 @@ class PluginOrchestrator:
         try:
             execution_id = self._engine.execute(workflow_id, initial_data, transaction)
             if on_progress is not None:
-                self._engine.watch(execution_id, on_progress, 100)
+                try:
+                    self._engine.watch(execution_id, on_progress, 100)
+                except _native.NativeError as e:
+                    # It runs already: say so rather than fail (a retry would run it twice).
+                    warnings.warn(f"no progress callbacks for execution {execution_id}: {e.args[1]}", RuntimeWarning)
             if not async_execution:
-                self._engine.wait(execution_id, None)
+                self._engine.wait(execution_id, None, False)
         except _native.NativeError as e:
             return self._fail(_native_error(e))
         return execution_id if self.raise_errors else Expected.ok(execution_id)

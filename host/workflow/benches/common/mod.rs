@@ -49,7 +49,18 @@ pub fn docs() -> [(&'static str, Document); 3] {
 
 /// A 10,000-step workflow of `plexus.echo.native` no-op steps; `deps(i)` gives step i's dependencies.
 fn workflow(name: &str, deps: impl Fn(usize) -> Vec<usize>) -> Document {
-    let steps: Vec<Value> = (0..STEPS)
+    workflow_of(name, STEPS, deps)
+}
+
+/// A chain of `steps` no-op steps called `name` (the Python API's benchmark
+/// runs the same one: `host/python/benches/execute.py`).
+#[allow(dead_code)] // used by `workflow.rs`, not `memory.rs`
+pub fn chain(name: &str, steps: usize) -> Document {
+    workflow_of(name, steps, |i| if i == 0 { vec![] } else { vec![i - 1] })
+}
+
+fn workflow_of(name: &str, count: usize, deps: impl Fn(usize) -> Vec<usize>) -> Document {
+    let steps: Vec<Value> = (0..count)
         .map(|i| {
             json!({
                 "id": format!("s{i}"),
