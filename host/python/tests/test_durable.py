@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -144,3 +145,37 @@ def test_a_bad_plugin_directory_is_reported_not_fatal(tmp_path, cache_dir, plugi
         errors = o.plugin_load_errors()
         assert len(errors) == 1 and "bad" in json.dumps(errors)
     assert os.path.isdir(broken)
+
+
+def test_ctrl_c_interrupts_a_waiting_call(plugins_dir, cache_dir, tmp_path):
+    ready = tmp_path / "ready"
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            from plexus.orchestration import PluginOrchestrator, Workflow, WorkflowStep
+            o = PluginOrchestrator([{str(plugins_dir)!r}], cache_dir={str(cache_dir)!r})
+            step = WorkflowStep("long", "plexus.echo.native", "sleep")
+            step.parameters = {{"ms": 30000}}
+            o.register_workflow(Workflow("long", "Long").add_step(step)).value()
+            open({str(ready)!r}, "w").close()
+            try:
+                o.execute_workflow("long")          # waits for the end: 30 s
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+        """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=20)
+        assert out.strip() == "interrupted"
+        assert time.monotonic() - sent < 10
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
