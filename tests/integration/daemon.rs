@@ -4,13 +4,13 @@
 
 use crate::daemon_support::{RunningDaemon, copy_plugin};
 use plexus_client::status::WorkflowStatus;
+use plexus_client::{CallResult, Cleared, StartExecution, Transaction, TransactionState, WorkflowHistory};
 use plexus_client::{
     Cancelling, DaemonError, ErrorCode, Execution, ExecutionList, ExecutionLogs, ExecutionQuery, ExecutionSteps,
     FireOutcome, Fired, Health, HealthStatus, NetworkGrant, Overlap, PluginDetails, PluginKind, PluginList,
     PluginStatus, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView, SourceFormat,
     Started, Transition, Validation, WorkflowList, WorkflowVersion,
 };
-use plexus_client::{Cleared, StartExecution, Transaction, TransactionState, WorkflowHistory};
 use plexus_client::{TemplateDetail, TemplateList, TemplateSummary, TransactionList};
 use plexus_daemon::openapi;
 use serde_json::{Value, json};
@@ -86,6 +86,42 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!((info.kind, info.permissions.network.clone()), (PluginKind::Wasm, NetworkGrant::All(false)));
     let reloaded: Reloaded = typed(call("POST", "/v1/plugins/reload", "/v1/plugins/reload", None, 200));
     assert_eq!(reloaded.changes, []);
+    // A direct call: its output; each way it fails has its code.
+    let body = json!({"operation": "echo", "params": {"x": [1, "two"]}});
+    let called: CallResult =
+        typed(call("POST", "/v1/plugins/{id}/call", "/v1/plugins/plexus.echo.native/call", Some(body), 200));
+    assert_eq!((called.plugin_id.as_str(), called.output), ("plexus.echo.native", json!({"x": [1, "two"]})));
+    for (path, body, status, expected) in [
+        ("/v1/plugins/nope/call", json!({"operation": "echo"}), 404, ErrorCode::PluginNotFound),
+        ("/v1/plugins/plexus.echo.wasm/call", json!({"operation": "nope"}), 404, ErrorCode::NotFound),
+        (
+            "/v1/plugins/plexus.echo.wasm/call",
+            json!({"operation": "fail", "params": {"kind": "failed", "message": "no"}}),
+            422,
+            ErrorCode::ExecutionFailed,
+        ),
+        (
+            "/v1/plugins/plexus.echo.wasm/call",
+            json!({"operation": "sleep", "params": {"ms": 5000}, "timeout_ms": 100}),
+            504,
+            ErrorCode::Timeout,
+        ),
+        (
+            "/v1/plugins/plexus.echo.wasm/call",
+            json!({"operation": "echo", "timeout_ms": 0}),
+            400,
+            ErrorCode::InvalidConfiguration,
+        ),
+        (
+            "/v1/plugins/plexus.echo.wasm/call",
+            json!({"operation": "echo", "stray": 1}),
+            400,
+            ErrorCode::InvalidConfiguration,
+        ),
+    ] {
+        let (got, answer) = d.call("POST", path, Some(body));
+        assert_eq!((got, typed::<DaemonError>(answer.clone()).code), (status, expected), "{path}: {answer}");
+    }
 
     // Workflows: validate, register (201, then 200 unchanged), list, get, versions.
     let source = json!({"source": CHAIN});

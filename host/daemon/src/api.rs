@@ -280,7 +280,15 @@ async fn plugin(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<
     Ok(Json(views::plugin_details(&host, plugin)))
 }
 
-/// Call one operation of a loaded plugin directly (as `plexus call` does).
+/// The most direct plugin calls (`POST /v1/plugins/{id}/call`) running at
+/// once: each holds a thread of the blocking pool, which executions and the
+/// store need too. Past it, calls are refused (`DependencyNotSatisfied`).
+pub const MAX_DIRECT_CALLS: usize = 64;
+
+static DIRECT_CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DIRECT_CALLS);
+
+/// Call one operation of a loaded plugin directly (as `plexus call` does);
+/// at most 64 at once (more: 422 `DependencyNotSatisfied`).
 #[utoipa::path(post, path = "/v1/plugins/{id}/call", tag = "plugins", request_body = CallPlugin,
     params(("id" = String, Path, description = "Plugin id")),
     responses((status = 200, description = "What the operation returned", body = CallResult)))]
@@ -292,11 +300,20 @@ async fn call_plugin(
     if !s.daemon.is_accepting() {
         return Err(DaemonError::invalid_state("the daemon is shutting down").into());
     }
+    let permit = DIRECT_CALLS.try_acquire().map_err(|_| {
+        DaemonError::new(
+            ErrorCode::DependencyNotSatisfied,
+            format!("{MAX_DIRECT_CALLS} direct plugin calls are running: retry when one has ended"),
+        )
+    })?;
     let host = s.daemon.host();
     // The call goes on if the client hangs up: its limits bound it.
-    let result = tokio::task::spawn_blocking(move || views::call_plugin(&host, &id, body))
-        .await
-        .map_err(|e| DaemonError::new(ErrorCode::Internal, format!("the call's thread failed: {e}")))??;
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        views::call_plugin(&host, &id, body)
+    })
+    .await
+    .map_err(|e| DaemonError::new(ErrorCode::Internal, format!("the call's thread failed: {e}")))??;
     Ok(Json(result))
 }
 

@@ -162,8 +162,9 @@ pub fn call_plugin(host: &Host, id: &str, request: CallPlugin) -> Result<CallRes
 
 /// A failed plugin call as the API reports it: `PluginNotFound`, `NotFound`
 /// (no such operation), `Timeout`, `DependencyNotSatisfied` (no capacity,
-/// unavailable: nothing ran), or `ExecutionFailed` (the plugin ran and
-/// failed); `details` holds the host's error kind and, for the plugin's own
+/// unavailable: nothing ran), `Internal` (the host failed, or the plugin broke
+/// the contract), or `ExecutionFailed` (the plugin ran and failed: an error,
+/// a panic, a trap, a crash, a limit, a cancel); `details` holds the host's error kind and, for the plugin's own
 /// error, its JSON (`{"code", "message", "retryable", …}`).
 pub fn call_error(error: &CallError) -> DaemonError {
     let code = match error {
@@ -171,6 +172,7 @@ pub fn call_error(error: &CallError) -> DaemonError {
         CallError::OperationNotFound { .. } => ErrorCode::NotFound,
         CallError::Timeout { .. } => ErrorCode::Timeout,
         CallError::Capacity { .. } | CallError::Unavailable { .. } => ErrorCode::DependencyNotSatisfied,
+        CallError::Host { .. } => ErrorCode::Internal,
         _ => ErrorCode::ExecutionFailed,
     };
     let mut details = vec![format!("kind: {}", error.kind())];

@@ -46,7 +46,7 @@ def main() -> None:
         engine = o._engine
 
         def api() -> None:
-            o.execute_workflow("run_5_chain")
+            assert o.execute_workflow("run_5_chain")
 
         def direct() -> None:
             engine.wait(engine.execute("run_5_chain", None, None), None, False)

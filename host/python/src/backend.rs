@@ -27,12 +27,27 @@ pub type ApiResult<T> = Result<T, DaemonError>;
 /// The most executions [`Backend::active`] lists.
 pub const MAX_LISTED: u32 = 1_000;
 
-/// How long a remote wait's long-poll lasts before it is asked again, ms.
-const LONG_POLL_MS: u64 = 25_000;
+/// How long a remote wait's long-poll lasts before it is asked again, ms:
+/// also how long a closed orchestrator's remote waits may still go on.
+const LONG_POLL_MS: u64 = 5_000;
 
 /// How often a durable wait checks an execution that is not running in this
 /// process yet (recorded, waiting for its launch).
 const POLL: Duration = Duration::from_millis(20);
+
+/// The longest an embedded wait goes without checking the orchestrator is
+/// still open.
+pub const CLOSE_CHECK: Duration = Duration::from_millis(200);
+
+/// When a wait of at most `timeout` from now ends; past what `Instant`
+/// holds, it has no end.
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+fn timed_out(id: &str) -> DaemonError {
+    DaemonError::new(ErrorCode::Timeout, format!("execution `{id}` has not ended yet"))
+}
 
 /// How long [`Backend::close`] lets running steps of a durable engine finish;
 /// the executions still running then resume at the next open.
@@ -44,6 +59,9 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .thread_name("plexus")
+            // Waits against a daemon hold a blocking thread each: room for
+            // all of them beside what the engine needs.
+            .max_blocking_threads(crate::MAX_WAITERS + 512)
             .enable_all()
             .build()
             .expect("the tokio runtime starts")
@@ -369,64 +387,103 @@ impl Backend {
     }
 
     /// Wait until execution `id` ends (at most `timeout`); its final status.
+    /// Blocks: call it off the runtime (an embedded engine's wait runs on it).
     ///
     /// # Errors
-    /// `Timeout` when it has not ended by then; `NotFound`.
+    /// `Timeout` when it has not ended by then; `NotFound`; `InvalidState`
+    /// once the orchestrator is closed (a wait then ends within
+    /// [`CLOSE_CHECK`], or one long-poll against a daemon).
     pub fn wait(&self, id: &str, timeout: Option<Duration>) -> ApiResult<ExecutionStatus> {
         let engine = self.engine()?;
-        // Past what `Instant` holds, a timeout is no limit.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let timed_out = || DaemonError::new(ErrorCode::Timeout, format!("execution `{id}` has not ended yet"));
         match &*engine {
-            Engine::Memory { orchestrator, .. } => runtime().block_on(async {
-                match deadline {
-                    None => orchestrator.wait(id).await.map_err(orchestrator_error),
-                    Some(at) => tokio::time::timeout_at(at.into(), orchestrator.wait(id))
-                        .await
-                        .map_err(|_| timed_out())?
-                        .map_err(orchestrator_error),
-                }
-            }),
-            Engine::Durable { daemon } => runtime().block_on(async {
-                loop {
-                    let left = deadline.map(|at| at.saturating_duration_since(Instant::now()));
-                    if let Some(exec) = daemon.live(id) {
-                        let status = match left {
-                            None => exec.wait().await,
-                            Some(left) => tokio::time::timeout(left, exec.wait()).await.map_err(|_| timed_out())?,
-                        };
-                        // The store has the final word once the execution left the live set.
-                        if status.status.is_terminal() {
-                            return Ok(status);
-                        }
-                    } else {
+            Engine::Remote { client } => self.wait_remote(client, id, deadline(timeout)),
+            Engine::Memory { .. } | Engine::Durable { .. } => {
+                drop(engine);
+                runtime().block_on(self.wait_embedded(id, deadline(timeout)))
+            }
+        }
+    }
+
+    /// [`Self::wait`] for async code: embedded engines wait on the runtime
+    /// (no thread is held); a daemon's long-polls run on the blocking pool.
+    pub async fn wait_async(self: &Arc<Self>, id: &str, timeout: Option<Duration>) -> ApiResult<ExecutionStatus> {
+        if self.kind == "remote" {
+            let (this, id) = (self.clone(), id.to_owned());
+            return tokio::task::spawn_blocking(move || this.wait(&id, timeout)).await.map_err(internal)?;
+        }
+        self.wait_embedded(id, deadline(timeout)).await
+    }
+
+    /// The status of execution `id`, for async code (see [`Self::wait_async`]).
+    pub async fn status_async(self: &Arc<Self>, id: &str) -> ApiResult<ExecutionStatus> {
+        let engine = self.engine()?;
+        match &*engine {
+            Engine::Memory { orchestrator, .. } => orchestrator.status(id).map_err(orchestrator_error),
+            Engine::Durable { daemon } => Ok(daemon.status(id).await?.0),
+            Engine::Remote { .. } => {
+                let (this, id) = (self.clone(), id.to_owned());
+                tokio::task::spawn_blocking(move || this.status(&id)).await.map_err(internal)?
+            }
+        }
+    }
+
+    /// An embedded engine's wait, in slices of at most [`CLOSE_CHECK`] that
+    /// each take the engine again (so it ends once the orchestrator closes).
+    async fn wait_embedded(&self, id: &str, deadline: Option<Instant>) -> ApiResult<ExecutionStatus> {
+        loop {
+            let engine = self.engine()?;
+            let left = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+            let slice = left.map_or(CLOSE_CHECK, |l| l.min(CLOSE_CHECK));
+            let ended = match &*engine {
+                Engine::Memory { orchestrator, .. } => match tokio::time::timeout(slice, orchestrator.wait(id)).await {
+                    Ok(status) => Some(status.map_err(orchestrator_error)?),
+                    Err(_) => None,
+                },
+                // The store has the final word once the execution left the live set.
+                Engine::Durable { daemon } => match daemon.live(id) {
+                    Some(exec) => tokio::time::timeout(slice, exec.wait()).await.ok(),
+                    None => {
                         let (status, _) = daemon.status(id).await?;
-                        if status.status.is_terminal() {
-                            return Ok(status);
+                        if !status.status.is_terminal() {
+                            tokio::time::sleep(slice.min(POLL)).await;
                         }
+                        Some(status)
                     }
-                    if left.is_some_and(|l| l.is_zero()) {
-                        return Err(timed_out());
-                    }
-                    tokio::time::sleep(left.map_or(POLL, |l| l.min(POLL))).await;
                 }
-            }),
-            Engine::Remote { client } => loop {
-                let asked = Instant::now();
-                let left = deadline.map(|at| at.saturating_duration_since(asked));
-                let wait_ms = left.map_or(LONG_POLL_MS, |l| (l.as_millis() as u64).min(LONG_POLL_MS));
-                let execution = client.execution(id, Some(wait_ms)).map_err(client_error)?;
-                if execution.status.status.is_terminal() {
-                    return Ok(execution.status);
-                }
-                if left.is_some_and(|l| l.as_millis() as u64 <= wait_ms) {
-                    return Err(timed_out());
-                }
-                // A daemon that answers at once (it is shutting down) is not asked in a tight loop.
-                if asked.elapsed() < POLL {
-                    std::thread::sleep(POLL);
-                }
-            },
+                .filter(|status| status.status.is_terminal()),
+                Engine::Remote { .. } => return Err(internal("an embedded wait of a remote engine")),
+            };
+            if let Some(status) = ended {
+                return Ok(status);
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return Err(timed_out(id));
+            }
+        }
+    }
+
+    /// A wait against a daemon: long-polls of at most 5 s, until the end,
+    /// the deadline, or the orchestrator's close.
+    fn wait_remote(&self, client: &Client, id: &str, deadline: Option<Instant>) -> ApiResult<ExecutionStatus> {
+        loop {
+            let asked = Instant::now();
+            let left = deadline.map(|at| at.saturating_duration_since(asked));
+            let wait_ms = left.map_or(LONG_POLL_MS, |l| (l.as_millis() as u64).min(LONG_POLL_MS));
+            // The daemon answers a long-poll that ran out with `Timeout`: not yet.
+            match client.execution(id, Some(wait_ms)).map_err(client_error) {
+                Ok(execution) if execution.status.status.is_terminal() => return Ok(execution.status),
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::Timeout => {}
+                Err(e) => return Err(e),
+            }
+            if left.is_some_and(|l| l.as_millis() as u64 <= wait_ms) {
+                return Err(timed_out(id));
+            }
+            self.engine()?;
+            // A daemon that answers at once (it is shutting down) is not asked in a tight loop.
+            if asked.elapsed() < POLL {
+                std::thread::sleep(POLL);
+            }
         }
     }
 

@@ -6,9 +6,11 @@
 //! * Every method that may wait (a plugin call, a wait, a store write, an
 //!   HTTP request) detaches from the interpreter first, so other Python
 //!   threads run meanwhile.
-//! * Callbacks (`wait_then`, `watch`, log records) are called from threads
-//!   of their own that hold no lock of the host's while they attach; an
-//!   exception a callback raises goes to `sys.unraisablehook`.
+//! * Callbacks (`wait_then`, `watch`) run on one callback thread, log
+//!   records on a log thread ([`logs`]): neither runs steps or holds a lock
+//!   of the host's while it attaches; an exception a callback raises goes to
+//!   `sys.unraisablehook`. Embedded engines' waits and watches are tasks on
+//!   the runtime, holding no thread while they wait.
 //! * Failures raise `NativeError(code, message, details)`; the Python layer
 //!   turns them into `plexus.PluginError` subclasses or `Expected` errors.
 
@@ -29,8 +31,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyTuple};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 create_exception!(
@@ -92,10 +94,48 @@ impl Drop for Waiter {
     }
 }
 
+/// The arguments of a callback, built once attached.
+type Args = Box<dyn FnOnce(Python<'_>) -> PyResult<Vec<Py<PyAny>>> + Send>;
+
+/// One callback to call, and where its answer goes.
+struct Job {
+    callback: Arc<Py<PyAny>>,
+    args: Args,
+    /// Whether it returned anything but `False` (`None`: it raised).
+    reply: Option<tokio::sync::oneshot::Sender<Option<bool>>>,
+}
+
+/// How many callbacks may wait for the callback thread.
+const CALLBACK_QUEUE: usize = 1_024;
+
+/// The callback thread's queue. Every callback (`wait_then`, `watch`) runs on
+/// that one thread, one at a time, so none runs on a thread of the runtime
+/// and none is called while the engine holds a lock; the tasks that produce
+/// them wait (without a thread) while the queue is full.
+fn callbacks() -> PyResult<&'static tokio::sync::mpsc::Sender<Job>> {
+    static QUEUE: OnceLock<Result<tokio::sync::mpsc::Sender<Job>, String>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(CALLBACK_QUEUE);
+        std::thread::Builder::new()
+            .name("plexus-callbacks".into())
+            .spawn(move || {
+                while let Some(job) = rx.blocking_recv() {
+                    let answer = call_back(&job.callback, job.args);
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(answer);
+                    }
+                }
+            })
+            .map(|_| tx)
+            .map_err(|e| format!("cannot start the callback thread: {e}"))
+    });
+    queue.as_ref().map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.clone()))
+}
+
 /// Call `callback(*args)` attached to the interpreter; a raise goes to
 /// `sys.unraisablehook`. Returns whether it returned anything but `False`;
 /// `None` if it raised or the interpreter is shutting down.
-fn call_back(callback: &Py<PyAny>, args: impl FnOnce(Python<'_>) -> PyResult<Vec<Py<PyAny>>>) -> Option<bool> {
+fn call_back(callback: &Py<PyAny>, args: Args) -> Option<bool> {
     Python::try_attach(|py| {
         let result = args(py).and_then(|args| PyTuple::new(py, args)).and_then(|args| callback.call1(py, args));
         match result {
@@ -254,59 +294,56 @@ impl Engine {
         if status { to_py_value(py, &last) } else { Ok(py.None()) }
     }
 
-    /// Wait in the background; then call `callback(error, status)` from
-    /// another thread: `error` is `None` and `status` the final status, or
+    /// Wait in the background; then call `callback(error, status)` on the
+    /// callback thread: `error` is `None` and `status` the final status, or
     /// `error` a `NativeError` and `status` `None`.
     #[pyo3(signature = (execution_id, callback, timeout_ms=None))]
     fn wait_then(&self, execution_id: String, callback: Py<PyAny>, timeout_ms: Option<u64>) -> PyResult<()> {
+        let queue = callbacks()?;
         let slot = Waiter::take().map_err(py_error)?;
         let backend = self.backend.clone();
-        runtime().spawn_blocking(move || {
+        runtime().spawn(async move {
             let _slot = slot;
-            let result = backend.wait(&execution_id, timeout_of(timeout_ms));
-            call_back(&callback, move |py| match result {
+            let result = backend.wait_async(&execution_id, timeout_of(timeout_ms)).await;
+            let args: Args = Box::new(move |py| match result {
                 Ok(status) => Ok(vec![py.None(), to_py_value(py, &status)?]),
                 Err(e) => Ok(vec![py_error(e).into_value(py).into_any(), py.None()]),
             });
+            let _ = queue.send(Job { callback: Arc::new(callback), args, reply: None }).await;
         });
         Ok(())
     }
 
-    /// Call `callback(status)` from another thread each time execution
+    /// Call `callback(status)` on the callback thread each time execution
     /// `execution_id`'s status changes (checked every `interval_ms`, 10 ms to
     /// 60 s), the last time with its final status. A callback that returns
     /// `False` stops the watch; one that raises is reported and the watch
-    /// goes on. A failure to read the status ends it with
-    /// `callback({"error": {...}})`.
+    /// goes on. A failure to read the status (the orchestrator closed, the
+    /// daemon unreachable) ends it with `callback({"error": {"code", "message"}})`.
     #[pyo3(signature = (execution_id, callback, interval_ms=100))]
     fn watch(&self, execution_id: String, callback: Py<PyAny>, interval_ms: u64) -> PyResult<()> {
         let (least, most) = WATCH_INTERVAL_MS;
         if !(least..=most).contains(&interval_ms) {
             return Err(PyValueError::new_err(format!("interval_ms: between {least} and {most}, got {interval_ms}")));
         }
+        let queue = callbacks()?;
         let slot = Waiter::take().map_err(py_error)?;
         let backend = self.backend.clone();
-        runtime().spawn_blocking(move || {
+        let callback = Arc::new(callback);
+        runtime().spawn(async move {
             let _slot = slot;
             let mut last: Option<serde_json::Value> = None;
             loop {
-                if backend.is_closed() {
-                    return;
-                }
-                let status = match backend.status(&execution_id) {
-                    Ok(status) => status,
-                    Err(e) => {
-                        let error = serde_json::json!({"error": {"code": code_of(&e), "message": e.message}});
-                        call_back(&callback, move |py| Ok(vec![convert::to_py(py, &error)?.unbind()]));
-                        return;
-                    }
+                let (value, done) = match backend.status_async(&execution_id).await {
+                    Ok(status) => (serde_json::to_value(&status).unwrap_or_default(), status.status.is_terminal()),
+                    Err(e) => (serde_json::json!({"error": {"code": code_of(&e), "message": e.message}}), true),
                 };
-                let done = status.status.is_terminal();
-                let value = serde_json::to_value(&status).unwrap_or_default();
                 if last.as_ref() != Some(&value) {
                     let sent = value.clone();
-                    let go_on = call_back(&callback, move |py| Ok(vec![convert::to_py(py, &sent)?.unbind()]));
-                    if go_on == Some(false) {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    let args: Args = Box::new(move |py| Ok(vec![convert::to_py(py, &sent)?.unbind()]));
+                    let job = Job { callback: callback.clone(), args, reply: Some(reply) };
+                    if queue.send(job).await.is_err() || answer.await.ok().flatten() == Some(false) {
                         return;
                     }
                     last = Some(value);
@@ -314,7 +351,7 @@ impl Engine {
                 if done {
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(interval_ms));
+                tokio::time::sleep(Duration::from_millis(interval_ms)).await;
             }
         });
         Ok(())

@@ -136,7 +136,10 @@ pub fn set_handler(handler: Option<Py<PyAny>>, level: u8) -> PyResult<()> {
     });
     let sink = sink.as_ref().map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.clone()))?;
     let on = handler.is_some();
-    *sink.handler.lock().unwrap_or_else(PoisonError::into_inner) = handler;
+    let old = std::mem::replace(&mut *sink.handler.lock().unwrap_or_else(PoisonError::into_inner), handler);
+    // Dropped after the lock is released: its `__del__` may let the log
+    // thread take the GIL, and that thread takes the lock while holding it.
+    drop(old);
     sink.level.store(if on { level } else { 0 }, Ordering::Relaxed);
     // Callsites cached their interest with the old level.
     tracing::callsite::rebuild_interest_cache();

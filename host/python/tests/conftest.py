@@ -1,6 +1,7 @@
 """Fixtures: the example plugins, the repository's data, a daemon, and an
-orchestrator of each backend (``embedded`` in this process, ``remote``
-through that daemon): every test taking ``orchestrator`` runs on both.
+orchestrator of each backend (``embedded`` in this process, ``durable`` in
+this process over a SQLite file, ``remote`` through that daemon): every test
+taking ``orchestrator`` runs on each.
 
 Environment: ``PLEXUS_TEST_PLUGINS`` (the built example plugins, default
 ``target/test-plugins``) and ``PLEXUS_BIN`` (the ``plexus`` binary, default
@@ -103,20 +104,26 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.fixture(params=["embedded", "remote"])
+@pytest.fixture(params=["embedded", "durable", "remote"])
 def backend(request) -> str:
+    """In this process (state in memory, or in a SQLite file), or a daemon."""
     return request.param
 
 
 @pytest.fixture
-def make_orchestrator(backend, plugins_dir, cache_dir, request):
+def make_orchestrator(backend, plugins_dir, cache_dir, tmp_path, request):
     """Build orchestrators of the test's backend; each is closed after the
-    test (a remote one also clears the workflows it registered)."""
+    test (a remote one also clears the workflows it registered). The durable
+    ones of a test share one state file, one at a time."""
     made = []
 
     def make(**options) -> PluginOrchestrator:
         if backend == "embedded":
             o = PluginOrchestrator([plugins_dir], cache_dir=cache_dir, **options)
+        elif backend == "durable":
+            for earlier in made:
+                earlier.close()
+            o = PluginOrchestrator([plugins_dir], state=tmp_path / "state.db", cache_dir=cache_dir, **options)
         else:
             d = request.getfixturevalue("daemon")
             o = PluginOrchestrator.connect(d.address, token=d.token, **options)
@@ -125,7 +132,7 @@ def make_orchestrator(backend, plugins_dir, cache_dir, request):
 
     yield make
     for o in made:
-        if o.backend == "remote":
+        if o.backend == "remote" and not o._engine.closed:
             o.clear_workflows()
         o.close()
 

@@ -103,6 +103,21 @@ def test_register_get_list_unregister_clear(orchestrator, unique):
     assert orchestrator.list_workflows() == []
 
 
+def test_parallel_branches_run_at_once(orchestrator, unique):
+    wid = f"branches_{unique}"
+    workflow = qo.Workflow(wid, "Branches").set_execution_mode(qo.ExecutionMode.Parallel)
+    for name in ("a", "b", "c"):
+        step = qo.WorkflowStep(name, "plexus.echo.native", "sleep")
+        step.parameters = {"ms": 400}
+        workflow.add_step(step)
+    assert orchestrator.register_workflow(workflow)
+    started = time.monotonic()
+    execution_id = orchestrator.execute_workflow(wid).value()
+    # One after another they take 1.2 s at the least.
+    assert time.monotonic() - started < 1.2
+    assert orchestrator.get_workflow_status(execution_id).value()["status"] == "completed"
+
+
 def test_json_documents_round_trip(orchestrator, unique):
     fixture = json.loads((ROOT / "tests" / "fixtures" / "qtforge-workflow.json").read_text())
     workflow = qo.Workflow.from_json(fixture)
@@ -125,6 +140,42 @@ def test_json_documents_round_trip(orchestrator, unique):
     assert orchestrator.register_workflow(doc)
     run = orchestrator.execute_workflow(f"{wid}_copy").value()
     assert orchestrator.get_workflow_results(run).value()["steps"] == {"one": {"n": 1}, "two": {"n": 1}}
+
+
+def test_a_workflow_read_back_edits_and_runs_as_written(orchestrator, unique):
+    # Plexus's shape, no timeout (the plugin's limit), a field Python does not model.
+    wid = f"edit_{unique}"
+    doc = {
+        "id": wid,
+        "execution_mode": "sequential",
+        "steps": [{"id": "flaky", "plugin_id": "plexus.echo.native", "method_name": "flaky",
+                   "parameters": {"failures": 2}, "resources": {"memory_mb": 64}}],
+    }
+    assert orchestrator.register_workflow(doc)
+    got = orchestrator.get_workflow(wid).value()
+    assert got.steps_as_list
+    step = got.get_step("flaky")
+    assert step.timeout is None and step.extra == {"resources": {"cpu": 0.0, "memory_mb": 64}}
+    assert step.max_retries == 0
+    # Two failures need two retries: editing QtForge's field edits the policy read back.
+    step.max_retries = 2
+    step.retry_delay = 10
+    assert step.retry["max_attempts"] == 3 and step.retry["initial_delay"] == 10
+    copy = got.to_json()
+    assert isinstance(copy["steps"], list) and "timeout" not in copy["steps"][0]
+    assert copy["steps"][0]["resources"] == {"cpu": 0.0, "memory_mb": 64}
+    copy["id"] = f"{wid}_edited"
+    assert orchestrator.register_workflow(copy)
+    run = orchestrator.execute_workflow(f"{wid}_edited").value()
+    status = orchestrator.get_workflow_status(run).value()
+    assert status["status"] == "completed" and status["steps"][0]["attempts"] == 3
+
+    # QtForge's shape with steps known only by their keys.
+    keyed = qo.Workflow.from_json({"id": "k", "steps": {"a": {"plugin_id": "p", "method_name": "m"},
+                                                        "b": {"plugin_id": "p", "method_name": "m"}}})
+    assert list(keyed.steps) == ["a", "b"] and keyed.get_step("b").id == "b"
+    with pytest.raises(ValueError, match="execution_mode"):
+        qo.Workflow.from_json({"id": "x", "execution_mode": 7})
 
 
 # ----- Plexus's fields -----
@@ -176,6 +227,23 @@ def test_cancel_and_the_active_list(orchestrator, unique):
     assert execution_id not in orchestrator.list_active_executions()
     assert orchestrator.cancel_workflow(execution_id).error().code is PluginErrorCode.InvalidState
     assert orchestrator.get_workflow_results(execution_id).value()["status"] == "cancelled"
+
+
+def test_a_string_names_one_plugin_directory(plugins_dir, cache_dir):
+    with qo.PluginOrchestrator(str(plugins_dir), cache_dir=cache_dir) as o:
+        assert "plexus.csv" in {p["id"] for p in o.list_plugins()}
+
+
+def test_a_failed_wait_names_the_execution_it_started(make_orchestrator, unique):
+    o = make_orchestrator()
+    wid = f"started_{unique}"
+    slow_workflow(o, wid, ms=2000, steps=1)
+    closer = threading.Timer(0.3, o.close)
+    closer.start()
+    result = o.execute_workflow(wid)
+    closer.join()
+    assert result.error().code is PluginErrorCode.InvalidState
+    assert result.error().execution_id and f"execution_id: {result.error().execution_id}" in result.error().details
 
 
 def test_results_are_refused_while_running_and_waits_time_out(orchestrator, unique):
@@ -361,6 +429,44 @@ def test_closed_orchestrators_refuse_work(make_orchestrator, unique):
     o.close()
     o.close()  # idempotent
     assert o.execute_workflow("anything").error().code is PluginErrorCode.InvalidState
+    assert o.call("plexus.echo.native", "echo").error().code is PluginErrorCode.InvalidState
+    # The methods QtForge gives no Expected raise instead of answering "none".
+    for method in (o.list_workflows, o.list_active_executions, o.list_plugins, o.clear_workflows):
+        with pytest.raises(plexus.InvalidStateError):
+            method()
+    with pytest.raises(plexus.InvalidStateError):
+        o.has_workflow("anything")
+
+
+def test_a_closed_orchestrator_ends_its_waits(make_orchestrator, unique):
+    o = make_orchestrator()
+    wid = f"closing_{unique}"
+    slow_workflow(o, wid, ms=20_000, steps=1)
+    execution_id = o.execute_workflow(wid, async_execution=True).value()
+    seen = []
+    o.watch_workflow(execution_id, seen.append, interval=0.02)
+
+    async def close_while_awaiting():
+        waiting = asyncio.ensure_future(o.wait_async(execution_id))
+        await asyncio.sleep(0.3)
+        threading.Thread(target=o.close).start()
+        return await asyncio.wait_for(waiting, timeout=15)
+
+    started = time.monotonic()
+    result = asyncio.run(close_while_awaiting())
+    # Ended long before the 20 s step: refused as closed, or with the end the
+    # close brought (an embedded engine's plugins are stopped).
+    if result:
+        assert result.value()["status"] in qo.TERMINAL_STATUSES and o.backend != "remote"
+    else:
+        assert result.error().code is PluginErrorCode.InvalidState
+    deadline = time.monotonic() + 15
+    while not (seen and ("status" not in seen[-1] or seen[-1]["status"] in qo.TERMINAL_STATUSES)):
+        assert time.monotonic() < deadline, seen[-1:]
+        time.sleep(0.02)
+    if "status" not in seen[-1]:
+        assert seen[-1]["error"]["code"] == "InvalidState"
+    assert time.monotonic() - started < 12
 
 
 # ----- connecting -----

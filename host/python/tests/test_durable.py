@@ -29,7 +29,7 @@ def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def test_a_killed_process_executions_resume_where_they_were(plugins_dir, cache_dir, tmp_path):
     state = tmp_path / "state.db"
     marker = tmp_path / "first-step-done"
-    # A child registers a workflow of three 700 ms steps, starts it, and is
+    # A child registers a workflow of three 1.5 s steps, starts it, and is
     # killed (SIGKILL, no cleanup) once the first step has completed.
     child = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
@@ -39,7 +39,7 @@ def test_a_killed_process_executions_resume_where_they_were(plugins_dir, cache_d
             w = Workflow("durable", "Durable")
             for i, dep in ((1, None), (2, "s1"), (3, "s2")):
                 s = WorkflowStep(f"s{{i}}", "plexus.echo.native", "sleep")
-                s.parameters = {{"ms": 700}}
+                s.parameters = {{"ms": 1500}}
                 s.max_retries = 1  # an attempt the kill interrupted runs again
                 s.dependencies = [dep] if dep else []
                 w.add_step(s)

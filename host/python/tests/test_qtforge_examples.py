@@ -189,10 +189,10 @@ def test_parallel_workflow_with_an_aggregate(orchestrator, data_csv, unique):
     windy = sum(1 for r in rows if float(r["wind"]) >= 6)
     assert report["windy_days"] == windy and 0 < windy < ROWS
 
-    # The three branches ran at once: each started before any other ended.
+    # The aggregate waited for every branch (that branches run at once is
+    # test_api.py's test_parallel_branches_run_at_once).
     steps = {s["id"]: s for s in status["steps"]}
     branches = [steps[b] for b in ("temperature", "precipitation", "windy_days")]
-    assert max(s["started_at_ms"] for s in branches) <= min(s["ended_at_ms"] for s in branches) + 50
     assert steps["aggregate"]["started_at_ms"] >= max(s["ended_at_ms"] for s in branches)
 
 

@@ -82,6 +82,9 @@ class PluginError(Exception):
             self.code = PluginErrorCode.Unknown
         self.message = message
         self.details: List[str] = list(details or [])
+        #: The execution the failure came after, when one had started (a
+        #: wait that failed): it is not to be started again.
+        self.execution_id: Optional[str] = None
 
     def __str__(self) -> str:
         lines = [f"{self.message} ({self.code.value})"]

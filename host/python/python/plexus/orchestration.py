@@ -67,6 +67,16 @@ class StepStatus(str, enum.Enum):
     Retrying = "retrying"
 
 
+def _started(error: PluginError, execution_id: str) -> PluginError:
+    """``error``, which came after execution ``execution_id`` started: its
+    id is added (``details``: ``execution_id: …``), so that nobody runs it
+    again to be sure it ran."""
+    error.message = f"{error.message} (execution `{execution_id}` started and may still run)"
+    error.details.append(f"execution_id: {execution_id}")
+    error.execution_id = execution_id
+    return error
+
+
 def _native_error(e: BaseException) -> PluginError:
     """A ``_native.NativeError`` as its :class:`PluginError` subclass."""
     code, message, details = e.args if len(e.args) == 3 else ("Internal", str(e), [])
@@ -76,13 +86,24 @@ def _native_error(e: BaseException) -> PluginError:
 # ----- workflow model -----
 
 
+_STEP_KEYS = frozenset({
+    "id", "name", "description", "plugin_id", "service_name", "method_name", "operation", "kind", "parameters",
+    "dependencies", "timeout", "max_retries", "retry_delay", "critical", "metadata", "when", "retry", "compensate",
+})
+_WORKFLOW_KEYS = frozenset({
+    "id", "name", "description", "execution_mode", "steps", "rollback_steps", "inputs", "outputs", "metadata",
+    "timeout", "max_parallel", "transaction",
+})
+
+
 class WorkflowStep:
     """One step: call ``method_name`` of plugin ``plugin_id`` with ``parameters``.
 
     QtForge's fields: ``parameters`` (dict; strings may hold ``${{ … }}``
     expressions, e.g. ``"${{ steps.load.output.rows }}"``), ``dependencies``
-    (step ids), ``timeout`` (ms, default 60000), ``max_retries`` (retries
-    after the first attempt, default 0), ``retry_delay`` (ms, default 1000),
+    (step ids), ``timeout`` (ms, default 60000; ``None``: the plugin's own
+    limit in a Plexus-shaped document), ``max_retries`` (retries after the
+    first attempt, default 0), ``retry_delay`` (ms, default 1000),
     ``critical`` (default True: a failure fails the workflow; False: it is
     recorded and the workflow goes on), ``metadata``, ``name``,
     ``description``, ``service_name``.
@@ -90,10 +111,12 @@ class WorkflowStep:
     Plexus's own: ``when`` (a condition; the step is Skipped when false),
     ``retry`` (a whole retry policy: ``{"max_attempts", "initial_delay",
     "backoff", "multiplier", "max_delay", "jitter", "retry_on"}``, instead of
-    ``max_retries``/``retry_delay``), ``compensate`` (the step that undoes
+    ``max_retries``/``retry_delay``; setting those two then changes its
+    ``max_attempts``/``initial_delay``), ``compensate`` (the step that undoes
     this one on rollback: a ``WorkflowStep`` or ``{"plugin_id",
     "method_name", "parameters"}``), ``kind`` (``"native"`` or ``"wasm"``
-    for a plugin loaded as both).
+    for a plugin loaded as both). ``extra`` keeps the keys of a document
+    this class does not model (e.g. ``resources``), written back as read.
     """
 
     def __init__(self, step_id: str = "", plugin_id: str = "", method_name: str = ""):
@@ -105,24 +128,48 @@ class WorkflowStep:
         self.method_name: str = method_name
         self.parameters: Dict[str, Any] = {}
         self.dependencies: List[str] = []
-        self.timeout: int = 60_000
-        self.max_retries: int = 0
-        self.retry_delay: int = 1_000
+        self.timeout: Optional[int] = 60_000
+        self.retry: Optional[Dict[str, Any]] = None
+        self._max_retries = 0
+        self._retry_delay = 1_000
         self.critical: bool = True
         self.metadata: Dict[str, Any] = {}
         self.when: Optional[str] = None
-        self.retry: Optional[Dict[str, Any]] = None
         self.compensate: Optional[Union["WorkflowStep", Dict[str, Any]]] = None
         self.kind: Optional[str] = None
+        self.extra: Dict[str, Any] = {}
 
     @property
     def step_id(self) -> str:
         """The step's id (``id``)."""
         return self.id
 
+    @property
+    def max_retries(self) -> int:
+        """Retries after the first attempt (QtForge's ``max_retries``)."""
+        return self._max_retries
+
+    @max_retries.setter
+    def max_retries(self, value: int) -> None:
+        self._max_retries = int(value)
+        if self.retry is not None:
+            self.retry["max_attempts"] = self._max_retries + 1
+
+    @property
+    def retry_delay(self) -> int:
+        """Delay before a retry, ms (QtForge's ``retry_delay``)."""
+        return self._retry_delay
+
+    @retry_delay.setter
+    def retry_delay(self, value: int) -> None:
+        self._retry_delay = int(value)
+        if self.retry is not None:
+            self.retry["initial_delay"] = self._retry_delay
+
     def to_json(self) -> Dict[str, Any]:
         """The step as QtForge's JSON (with Plexus's fields when set)."""
-        doc: Dict[str, Any] = {
+        doc: Dict[str, Any] = copy.deepcopy(self.extra)
+        doc.update({
             "id": self.id,
             "name": self.name or self.id,
             "description": self.description,
@@ -130,10 +177,11 @@ class WorkflowStep:
             "method_name": self.method_name,
             "parameters": copy.deepcopy(self.parameters),
             "dependencies": list(self.dependencies),
-            "timeout": self.timeout,
             "critical": self.critical,
             "metadata": copy.deepcopy(self.metadata),
-        }
+        })
+        if self.timeout is not None:
+            doc["timeout"] = self.timeout
         if self.service_name is not None:
             doc["service_name"] = self.service_name
         if self.kind is not None:
@@ -141,8 +189,8 @@ class WorkflowStep:
         if self.retry is not None:
             doc["retry"] = copy.deepcopy(self.retry)
         else:
-            doc["max_retries"] = self.max_retries
-            doc["retry_delay"] = self.retry_delay
+            doc["max_retries"] = self._max_retries
+            doc["retry_delay"] = self._retry_delay
         if self.when is not None:
             doc["when"] = self.when
         if self.compensate is not None:
@@ -150,9 +198,11 @@ class WorkflowStep:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Dict[str, Any]) -> "WorkflowStep":
-        """A step from QtForge's JSON or Plexus's (``operation`` for ``method_name``)."""
-        step = cls(str(doc.get("id", "")), str(doc.get("plugin_id", "")),
+    def from_json(cls, doc: Dict[str, Any], step_id: Optional[str] = None) -> "WorkflowStep":
+        """A step from QtForge's JSON or Plexus's (``operation`` for
+        ``method_name``); ``step_id`` is its key in a QtForge document, used
+        when the step names no ``id`` of its own."""
+        step = cls(str(doc.get("id") or step_id or ""), str(doc.get("plugin_id", "")),
                    str(doc.get("method_name", doc.get("operation", ""))))
         step.name = str(doc.get("name") or step.id)
         step.description = str(doc.get("description") or "")
@@ -160,23 +210,23 @@ class WorkflowStep:
         step.kind = doc.get("kind")
         step.parameters = copy.deepcopy(doc.get("parameters") or {})
         step.dependencies = list(doc.get("dependencies") or [])
-        if isinstance(doc.get("timeout"), int):
-            step.timeout = doc["timeout"]
+        step.timeout = doc.get("timeout")
         step.critical = bool(doc.get("critical", True))
         step.metadata = copy.deepcopy(doc.get("metadata") or {})
         step.when = doc.get("when")
         retry = doc.get("retry")
         if isinstance(retry, dict):
-            step.retry = copy.deepcopy(retry)
-            step.max_retries = max(int(retry.get("max_attempts", 1)) - 1, 0)
+            step._max_retries = max(int(retry.get("max_attempts", 1)) - 1, 0)
             if isinstance(retry.get("initial_delay"), int):
-                step.retry_delay = retry["initial_delay"]
+                step._retry_delay = retry["initial_delay"]
+            step.retry = copy.deepcopy(retry)
         else:
-            step.max_retries = int(doc.get("max_retries", 0))
+            step._max_retries = int(doc.get("max_retries", 0))
             if isinstance(doc.get("retry_delay"), int):
-                step.retry_delay = doc["retry_delay"]
+                step._retry_delay = doc["retry_delay"]
         if isinstance(doc.get("compensate"), dict):
             step.compensate = copy.deepcopy(doc["compensate"])
+        step.extra = {k: copy.deepcopy(v) for k, v in doc.items() if k not in _STEP_KEYS}
         return step
 
     def __repr__(self) -> str:
@@ -206,7 +256,8 @@ class Workflow:
     ``{"name": {"type": "string", "default": …}}``), ``outputs``
     (``{"name": "${{ steps.x.output.y }}"}``), ``timeout`` (ms, the whole
     execution), ``max_parallel``, ``transaction`` (run only inside a
-    transaction), ``metadata``.
+    transaction), ``metadata``; ``extra`` keeps the keys of a document this
+    class does not model (e.g. ``resources``).
     """
 
     def __init__(self, workflow_id: str = "", name: str = ""):
@@ -222,6 +273,12 @@ class Workflow:
         self.max_parallel: Optional[int] = None
         self.transaction: Optional[Any] = None
         self.metadata: Dict[str, Any] = {}
+        self.extra: Dict[str, Any] = {}
+        #: Write the steps as a list (Plexus's shape, whose defaults are the
+        #: plugin's limits and retries of retryable failures only) rather
+        #: than keyed by id (QtForge's, with QtForge's defaults). True for a
+        #: workflow read from a Plexus-shaped document, so it runs the same.
+        self.steps_as_list: bool = False
 
     def id(self) -> str:
         """The workflow's id."""
@@ -264,14 +321,17 @@ class Workflow:
 
     def to_json(self) -> Dict[str, Any]:
         """The workflow as QtForge's JSON document (steps keyed by id,
-        ``execution_mode`` as a number), with Plexus's fields when set."""
-        doc: Dict[str, Any] = {
+        ``execution_mode`` as a number), with Plexus's fields when set; steps
+        as a list with :attr:`steps_as_list`."""
+        doc: Dict[str, Any] = copy.deepcopy(self.extra)
+        steps = [step.to_json() for step in self.steps.values()]
+        doc.update({
             "id": self._id,
             "name": self._name,
             "description": self.description,
             "execution_mode": int(self._mode),
-            "steps": {sid: step.to_json() for sid, step in self.steps.items()},
-        }
+            "steps": steps if self.steps_as_list else {step["id"]: step for step in steps},
+        })
         if self.rollback_steps:
             doc["rollback_steps"] = {sid: _action(a) for sid, a in self.rollback_steps.items()}
         for key in ("inputs", "outputs", "metadata"):
@@ -287,8 +347,10 @@ class Workflow:
     @classmethod
     def from_json(cls, doc: Union[Dict[str, Any], str]) -> "Workflow":
         """A workflow from a JSON document (a dict or JSON text), QtForge's
-        shape (steps keyed by id) or Plexus's (steps as a list). Nothing is
-        checked here: ``register_workflow`` validates it against the plugins."""
+        shape (steps keyed by id) or Plexus's (steps as a list). Only the
+        shape is checked here (``TypeError``/``ValueError``; QtForge answers
+        an ``expected``): ``register_workflow`` validates it against the
+        plugins."""
         if isinstance(doc, str):
             doc = json.loads(doc)
         if not isinstance(doc, dict):
@@ -296,10 +358,18 @@ class Workflow:
         workflow = cls(str(doc.get("id", "")), str(doc.get("name") or doc.get("id", "")))
         workflow.description = str(doc.get("description") or "")
         mode = doc.get("execution_mode", 0)
-        workflow._mode = ExecutionMode[mode.capitalize()] if isinstance(mode, str) else ExecutionMode(mode)
+        try:
+            workflow._mode = ExecutionMode[mode.capitalize()] if isinstance(mode, str) else ExecutionMode(mode)
+        except (KeyError, ValueError):
+            raise ValueError(f"execution_mode: 0–3 or sequential, parallel, conditional, pipeline; got {mode!r}") from None
         steps = doc.get("steps") or {}
-        for step_doc in steps.values() if isinstance(steps, dict) else steps:
-            workflow.add_step(WorkflowStep.from_json(step_doc))
+        if isinstance(steps, dict):
+            for key, step_doc in steps.items():
+                workflow.add_step(WorkflowStep.from_json(step_doc, key))
+        else:
+            workflow.steps_as_list = True
+            for step_doc in steps:
+                workflow.add_step(WorkflowStep.from_json(step_doc))
         workflow.rollback_steps = copy.deepcopy(doc.get("rollback_steps") or {})
         workflow.inputs = copy.deepcopy(doc.get("inputs") or {})
         workflow.outputs = copy.deepcopy(doc.get("outputs") or {})
@@ -307,6 +377,7 @@ class Workflow:
         workflow.timeout = doc.get("timeout")
         workflow.max_parallel = doc.get("max_parallel")
         workflow.transaction = doc.get("transaction")
+        workflow.extra = {k: copy.deepcopy(v) for k, v in doc.items() if k not in _WORKFLOW_KEYS}
         return workflow
 
     def __repr__(self) -> str:
@@ -344,12 +415,27 @@ def _data_dir() -> Path:
     return Path(xdg) / "plexus" if xdg else Path.home() / ".local" / "share" / "plexus"
 
 
+def _results(status: Dict[str, Any]) -> Dict[str, Any]:
+    """What an ended execution produced, from its status."""
+    return {
+        "status": status["status"],
+        "outputs": status.get("outputs") or {},
+        "steps": {s["id"]: s.get("output") for s in status["steps"] if s["status"] == "completed"},
+        "error": status.get("error"),
+    }
+
+
+#: The longest duration passed on, ms (about 292 million years: no limit).
+_MAX_MS = 2**63 - 1
+
+
 def _ms(seconds: Optional[float], what: str) -> Optional[int]:
-    if seconds is None:
+    """``seconds`` in whole ms; ``None`` and infinity are no limit."""
+    if seconds is None or seconds == float("inf"):
         return None
-    if seconds < 0:
-        raise ValueError(f"{what}: a duration in seconds, not negative ({seconds})")
-    return int(seconds * 1000)
+    if not seconds >= 0:  # negative or NaN
+        raise ValueError(f"{what}: a duration in seconds, not {seconds}")
+    return min(int(seconds * 1000), _MAX_MS)
 
 
 class PluginOrchestrator:
@@ -377,7 +463,7 @@ class PluginOrchestrator:
 
     def __init__(
         self,
-        plugin_dirs: Optional[Sequence[Union[str, os.PathLike]]] = None,
+        plugin_dirs: Optional[Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]] = None,
         *,
         state: Optional[Union[str, os.PathLike]] = None,
         workers: int = 8,
@@ -390,6 +476,8 @@ class PluginOrchestrator:
         if _engine is not None:
             self._engine = _engine
             return
+        if isinstance(plugin_dirs, (str, os.PathLike)):
+            plugin_dirs = [plugin_dirs]
         dirs = [str(d) for d in plugin_dirs] if plugin_dirs is not None else _default_plugin_dirs()
         try:
             self._engine = _native.Engine.embedded(
@@ -454,6 +542,15 @@ class PluginOrchestrator:
             return Expected.fail(error)
         return value if self.raise_errors else Expected.ok(value)
 
+    @staticmethod
+    def _call(f: Callable[..., Any], *args: Any) -> Any:
+        """``f(*args)``, raising a failure as its :class:`PluginError` (for
+        the methods whose QtForge form returns a plain value)."""
+        try:
+            return f(*args)
+        except _native.NativeError as e:
+            raise _native_error(e) from None
+
     def _fail(self, error: PluginError) -> Any:
         if self.raise_errors:
             raise error
@@ -487,34 +584,22 @@ class PluginOrchestrator:
         return self._run(self._engine.unregister, workflow_id)
 
     def has_workflow(self, workflow_id: str) -> bool:
-        """Whether workflow ``workflow_id`` is registered."""
-        try:
-            return self._engine.has(workflow_id)
-        except _native.NativeError as e:
-            if self.raise_errors:
-                raise _native_error(e) from None
-            return False
+        """Whether workflow ``workflow_id`` is registered. It has no
+        ``Expected`` to carry an error: a failure (a closed orchestrator, an
+        unreachable daemon) raises its :class:`~plexus.PluginError`."""
+        return self._call(self._engine.has, workflow_id)
 
     def get_workflow(self, workflow_id: str):
         """Workflow ``workflow_id`` (every default written out). Errors: ``NotFound``."""
         return self._run(self._engine.get, workflow_id, then=Workflow.from_json)
 
     def list_workflows(self) -> List[str]:
-        """The registered workflows' ids, sorted."""
-        try:
-            return self._engine.list()
-        except _native.NativeError as e:
-            if self.raise_errors:
-                raise _native_error(e) from None
-            return []
+        """The registered workflows' ids, sorted (raises on failure, as :meth:`has_workflow`)."""
+        return self._call(self._engine.list)
 
     def clear_workflows(self) -> None:
-        """Remove every workflow; running executions go on."""
-        try:
-            self._engine.clear()
-        except _native.NativeError as e:
-            if self.raise_errors:
-                raise _native_error(e) from None
+        """Remove every workflow; running executions go on (raises on failure, as :meth:`has_workflow`)."""
+        self._call(self._engine.clear)
 
     # --- executions ---
 
@@ -534,24 +619,30 @@ class PluginOrchestrator:
         ``async_execution`` it returns when the execution has ended (with the
         GIL released meanwhile), whatever its outcome: read it with
         :meth:`get_workflow_status`; with it, at once. ``transaction``: run
-        in that open transaction. ``on_progress(status)`` is called from
-        another thread at each change of the status (see
-        :meth:`watch_workflow`).
+        in that open transaction. ``on_progress(status)`` is called on the
+        engine's callback thread at each change of the status (see
+        :meth:`watch_workflow`, also for its ``{"error": …}`` call).
 
         Errors: ``NotFound`` (no such workflow), ``InvalidConfiguration``
-        (bad inputs), ``InvalidState`` (a transaction not open)."""
+        (bad inputs), ``InvalidState`` (a transaction not open). An error
+        while waiting (the orchestrator closed, the daemon unreachable) comes
+        after the execution started: its ``details`` and ``execution_id``
+        attribute name it, so it is not started twice."""
         try:
             execution_id = self._engine.execute(workflow_id, initial_data, transaction)
-            if on_progress is not None:
-                try:
-                    self._engine.watch(execution_id, on_progress, 100)
-                except _native.NativeError as e:
-                    # It runs already: say so rather than fail (a retry would run it twice).
-                    warnings.warn(f"no progress callbacks for execution {execution_id}: {e.args[1]}", RuntimeWarning)
-            if not async_execution:
-                self._engine.wait(execution_id, None, False)
         except _native.NativeError as e:
             return self._fail(_native_error(e))
+        if on_progress is not None:
+            try:
+                self._engine.watch(execution_id, on_progress, 100)
+            except _native.NativeError as e:
+                # It runs already: say so rather than fail (a retry would run it twice).
+                warnings.warn(f"no progress callbacks for execution {execution_id}: {e.args[1]}", RuntimeWarning)
+        if not async_execution:
+            try:
+                self._engine.wait(execution_id, None, False)
+            except _native.NativeError as e:
+                return self._fail(_started(_native_error(e), execution_id))
         return execution_id if self.raise_errors else Expected.ok(execution_id)
 
     def cancel_workflow(self, execution_id: str):
@@ -583,12 +674,7 @@ class PluginOrchestrator:
                 raise _native.NativeError(
                     "InvalidState", f"execution `{execution_id}` is {status['status']}: it has no results yet", []
                 )
-            return {
-                "status": status["status"],
-                "outputs": status.get("outputs") or {},
-                "steps": {s["id"]: s.get("output") for s in status["steps"] if s["status"] == "completed"},
-                "error": status.get("error"),
-            }
+            return _results(status)
 
         return self._run(self._engine.status, execution_id, then=results)
 
@@ -610,13 +696,10 @@ class PluginOrchestrator:
         return self._run(self._engine.step_results, execution_id, then=typed)
 
     def list_active_executions(self) -> List[str]:
-        """The executions that have not ended, oldest first."""
-        try:
-            return self._engine.active()
-        except _native.NativeError as e:
-            if self.raise_errors:
-                raise _native_error(e) from None
-            return []
+        """The executions that have not ended, oldest first (of a durable
+        engine or a daemon: the newest 1,000 of them). Raises on failure, as
+        :meth:`has_workflow`."""
+        return self._call(self._engine.active)
 
     def wait_for_completion(self, execution_id: str, timeout: Optional[float] = None):
         """Wait (GIL released) until execution ``execution_id`` ends, at most
@@ -626,12 +709,18 @@ class PluginOrchestrator:
     def watch_workflow(
         self, execution_id: str, callback: Callable[[Dict[str, Any]], Any], interval: float = 0.1
     ) -> None:
-        """Call ``callback(status)`` from another thread each time execution
-        ``execution_id``'s status changes (checked every ``interval``
-        seconds, 0.01–60), the last time with its final status. Returning
-        ``False`` stops the watch; an exception is reported through
-        ``sys.unraisablehook`` and the watch goes on."""
+        """Call ``callback(status)`` each time execution ``execution_id``'s
+        status changes (checked every ``interval`` seconds, 0.01–60), the
+        last time with its final status. Callbacks run on the engine's
+        callback thread, one at a time (keep them short: the others wait).
+        Returning ``False`` stops the watch; an exception is reported through
+        ``sys.unraisablehook`` and the watch goes on. When the status cannot
+        be read (the orchestrator closed, the daemon unreachable) the last
+        call is ``callback({"error": {"code": …, "message": …}})``.
+        Raises (it has no ``Expected``) when the watch cannot start."""
         interval_ms = _ms(interval, "interval")
+        if interval_ms is None:
+            raise ValueError("interval: a finite number of seconds")
         try:
             self._engine.watch(execution_id, callback, interval_ms)
         except _native.NativeError as e:
@@ -642,6 +731,14 @@ class PluginOrchestrator:
     async def wait_async(self, execution_id: str, timeout: Optional[float] = None):
         """Await the end of execution ``execution_id`` (at most ``timeout``
         seconds) without blocking the event loop; its final status."""
+        try:
+            status = await self._await_end(execution_id, timeout)
+        except _native.NativeError as e:
+            return self._fail(_native_error(e))
+        return status if self.raise_errors else Expected.ok(status)
+
+    async def _await_end(self, execution_id: str, timeout: Optional[float]) -> Dict[str, Any]:
+        """The final status of ``execution_id``, awaited (raises ``NativeError``)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
 
@@ -658,12 +755,8 @@ class PluginOrchestrator:
             except RuntimeError:
                 pass  # the loop closed meanwhile: nobody awaits it any more
 
-        try:
-            self._engine.wait_then(execution_id, done, _ms(timeout, "timeout"))
-            status = await future
-        except _native.NativeError as e:
-            return self._fail(_native_error(e))
-        return status if self.raise_errors else Expected.ok(status)
+        self._engine.wait_then(execution_id, done, _ms(timeout, "timeout"))
+        return await future
 
     async def execute_workflow_async(
         self,
@@ -679,16 +772,16 @@ class PluginOrchestrator:
         completed; an ``ExecutionFailed`` error (whose message is the
         execution's error) when it did not; ``Timeout`` after ``timeout``
         seconds (the execution goes on)."""
+        loop = asyncio.get_running_loop()
         try:
-            execution_id = self._engine.execute(workflow_id, initial_data, transaction)
+            # Off the event loop: a durable engine writes to its file, a remote one asks the daemon.
+            execution_id = await loop.run_in_executor(None, self._engine.execute, workflow_id, initial_data, transaction)
         except _native.NativeError as e:
             return self._fail(_native_error(e))
-        waited = await self.wait_async(execution_id, timeout)
-        if not self.raise_errors:
-            if not waited:
-                return waited
-            waited = waited.value()
-        status = waited
+        try:
+            status = await self._await_end(execution_id, timeout)
+        except _native.NativeError as e:
+            return self._fail(_started(_native_error(e), execution_id))
         if status["status"] != "completed":
             error = PluginError.of(
                 PluginErrorCode.ExecutionFailed,
@@ -696,13 +789,7 @@ class PluginOrchestrator:
                 [f"execution_id: {execution_id}"],
             )
             return self._fail(error)
-        results = {
-            "execution_id": execution_id,
-            "status": status["status"],
-            "outputs": status.get("outputs") or {},
-            "steps": {s["id"]: s.get("output") for s in status["steps"] if s["status"] == "completed"},
-            "error": None,
-        }
+        results = {"execution_id": execution_id, **_results(status)}
         return results if self.raise_errors else Expected.ok(results)
 
     async def watch(self, execution_id: str, interval: float = 0.1) -> AsyncIterator[Dict[str, Any]]:
@@ -727,7 +814,7 @@ class PluginOrchestrator:
             return not stopped.is_set()
 
         try:
-            self._engine.watch(execution_id, on_status, _ms(interval, "interval"))
+            self._engine.watch(execution_id, on_status, _ms(interval, "interval") or 0)
         except _native.NativeError as e:
             raise _native_error(e) from None
         try:
@@ -771,22 +858,12 @@ class PluginOrchestrator:
 
     def list_plugins(self) -> List[Dict[str, Any]]:
         """The loaded plugins: dicts with ``id``, ``version``, ``kind``,
-        ``capabilities``, ``operations``, ``status``…"""
-        try:
-            return self._engine.plugins()["plugins"]
-        except _native.NativeError as e:
-            if self.raise_errors:
-                raise _native_error(e) from None
-            return []
+        ``capabilities``, ``operations``, ``status``… (raises on failure)."""
+        return self._call(self._engine.plugins)["plugins"]
 
     def plugin_load_errors(self) -> List[Dict[str, Any]]:
-        """The plugin folders that did not load, each with why."""
-        try:
-            return self._engine.plugins().get("errors", [])
-        except _native.NativeError as e:
-            if self.raise_errors:
-                raise _native_error(e) from None
-            return []
+        """The plugin folders that did not load, each with why (raises on failure)."""
+        return self._call(self._engine.plugins).get("errors", [])
 
     def get_plugin_info(self, plugin_id: str):
         """Plugin ``plugin_id``: metadata, operations with their schemas,
