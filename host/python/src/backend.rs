@@ -95,6 +95,9 @@ pub enum Engine {
 pub struct Backend {
     engine: Mutex<Option<Arc<Engine>>>,
     kind: &'static str,
+    /// Held across a registration's check and write: a durable engine's
+    /// state file is this process's alone, so there no id is registered twice.
+    registering: Mutex<()>,
 }
 
 /// How to open an embedded engine.
@@ -235,7 +238,7 @@ impl Backend {
             Engine::Durable { .. } => "durable",
             Engine::Remote { .. } => "remote",
         };
-        Self { engine: Mutex::new(Some(Arc::new(engine))), kind }
+        Self { engine: Mutex::new(Some(Arc::new(engine))), kind, registering: Mutex::new(()) }
     }
 
     /// `embedded`, `durable` or `remote`.
@@ -259,7 +262,9 @@ impl Backend {
     ///
     /// # Errors
     /// `AlreadyExists` when its id is registered (QtForge's rule: unregister
-    /// it first); `InvalidConfiguration` with every problem in `details`.
+    /// it first; atomic in this process, so for a durable engine whose file
+    /// is this process's; a daemon's other clients are not held back);
+    /// `InvalidConfiguration` with every problem in `details`.
     pub fn register(&self, source: &str) -> ApiResult<String> {
         let engine = self.engine()?;
         match &*engine {
@@ -277,6 +282,9 @@ impl Backend {
             }
             Engine::Durable { .. } | Engine::Remote { .. } => {
                 let id = document_id(source)?;
+                // A daemon's other clients may still register the id between
+                // the check and the write (it then gets a second version).
+                let _one_at_a_time = self.registering.lock().unwrap_or_else(PoisonError::into_inner);
                 if self.has(&id)? {
                     return Err(DaemonError::new(
                         ErrorCode::AlreadyExists,

@@ -502,3 +502,15 @@ def test_the_wheel_ships_type_stubs_that_match_the_extension():
     assert stubbed == {name for name in dir(_native.Engine) if not name.startswith("_")}
     functions = {f.name for f in stub.body if isinstance(f, ast.FunctionDef)}
     assert functions == {"set_log_handler"} and callable(_native.set_log_handler)
+
+
+def test_one_id_registered_from_many_threads_is_registered_once(orchestrator, backend, unique):
+    import concurrent.futures
+
+    workflow = qo.Workflow(f"race_{unique}", "Race").add_step(echo_step("only"))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: orchestrator.register_workflow(workflow), range(8)))
+    won = [r for r in results if r]
+    assert all(r.error().code is PluginErrorCode.AlreadyExists for r in results if not r)
+    # In this process it is one step; a daemon's other clients are not held back.
+    assert len(won) == 1 if backend != "remote" else len(won) >= 1
