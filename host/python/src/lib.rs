@@ -453,12 +453,21 @@ fn set_log_handler(handler: Option<Py<PyAny>>, level: u8) -> PyResult<()> {
     logs::set_handler(handler, level.max(1))
 }
 
+/// The data directory, as the daemon and the CLI find it:
+/// `$PLEXUS_DATA_DIR`, else `$XDG_DATA_HOME/plexus`, else `~/.local/share/plexus`.
+#[pyfunction]
+fn data_dir() -> PathBuf {
+    plexus_daemon::config::data_dir()
+}
+
 /// The module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add("NativeError", m.py().get_type::<NativeError>())?;
     m.add_function(wrap_pyfunction!(set_log_handler, m)?)?;
+    m.add_function(wrap_pyfunction!(data_dir, m)?)?;
+    m.add("DEFAULT_LISTEN", plexus_daemon::config::DEFAULT_LISTEN)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -501,7 +501,7 @@ def test_the_wheel_ships_type_stubs_that_match_the_extension():
     stubbed = {f.name for f in engine.body if isinstance(f, ast.FunctionDef)}
     assert stubbed == {name for name in dir(_native.Engine) if not name.startswith("_")}
     functions = {f.name for f in stub.body if isinstance(f, ast.FunctionDef)}
-    assert functions == {"set_log_handler"} and callable(_native.set_log_handler)
+    assert functions == {"set_log_handler", "data_dir"} and callable(_native.set_log_handler)
 
 
 def test_one_id_registered_from_many_threads_is_registered_once(orchestrator, backend, unique):

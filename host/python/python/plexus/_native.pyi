@@ -1,8 +1,12 @@
 """Type stubs of the extension module (host/python/src/lib.rs)."""
 
+from os import PathLike
 from typing import Any, Callable, Dict, List, Optional
 
 __version__: str
+DEFAULT_LISTEN: str
+
+def data_dir() -> PathLike[str]: ...
 
 class NativeError(Exception):
     """args: (code, message, details)."""

@@ -408,11 +408,8 @@ def _default_plugin_dirs() -> List[str]:
 
 
 def _data_dir() -> Path:
-    data = os.environ.get("PLEXUS_DATA_DIR")
-    if data:
-        return Path(data)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return Path(xdg) / "plexus" if xdg else Path.home() / ".local" / "share" / "plexus"
+    """The data directory, as the daemon and the command line find it."""
+    return Path(_native.data_dir())
 
 
 def _results(status: Dict[str, Any]) -> Dict[str, Any]:
@@ -505,7 +502,7 @@ class PluginOrchestrator:
         else the file ``token_file`` / ``$PLEXUS_TOKEN_FILE`` /
         ``<data dir>/token``. Raises :class:`~plexus.PluginError`
         (``NetworkError``, ``Unauthorized``) when it cannot talk to it."""
-        url = url or os.environ.get("PLEXUS_URL") or "127.0.0.1:7070"
+        url = url or os.environ.get("PLEXUS_URL") or _native.DEFAULT_LISTEN
         if token is None:
             token = os.environ.get("PLEXUS_TOKEN")
         if token is None:
