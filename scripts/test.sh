@@ -5,11 +5,17 @@
 # the Python and JavaScript SDKs' own tests and their example plugins' tests
 # (pytest, node --test), which also build components and run them through the
 # `plexus` just built, then the Python API's tests (host/python, built as a
-# wheel from the same build and installed), on both of its backends.
+# wheel from the same build and installed), on both of its backends. The
+# daemon's tests run twice: on SQLite and on PostgreSQL (PostgreSQL 15 is
+# installed from Debian's packages when missing; the tests start and stop
+# their own servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+bash scripts/setup-postgres.sh
 cargo test --workspace --locked "$@"
+# The daemon's suite again on PostgreSQL (a throw-away server on loopback).
+PLEXUS_TEST_STORE=postgres cargo test -p plexus-daemon --lib --locked tests::
 
 bash scripts/setup-sdks.sh
 export PLEXUS_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/plexus

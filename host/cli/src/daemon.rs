@@ -22,8 +22,9 @@ pub struct DaemonArgs {
     /// Listen address: HOST:PORT or unix:/path [default: 127.0.0.1:7070].
     #[arg(long, env = "PLEXUS_LISTEN")]
     listen: Option<String>,
-    /// SQLite state database [default: <data dir>/state.db].
-    #[arg(long, env = "PLEXUS_STATE_DB", value_name = "FILE")]
+    /// State database: a SQLite file, or postgres://user:password@host:port/db for
+    /// PostgreSQL (several daemons on one database) [default: <data dir>/state.db].
+    #[arg(long, env = "PLEXUS_STATE_DB", value_name = "FILE|URL")]
     state_db: Option<PathBuf>,
     /// Executions running at once [default: 16].
     #[arg(long, env = "PLEXUS_WORKERS")]

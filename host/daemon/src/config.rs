@@ -5,7 +5,8 @@
 //! ```toml
 //! # Every key is optional; these are the defaults.
 //! plugin_dirs = ["~/.local/share/plexus/plugins"]  # $PLEXUS_PLUGINS_DIR
-//! state_db = "~/.local/share/plexus/state.db"      # embedded SQLite, WAL mode
+//! state_db = "~/.local/share/plexus/state.db"      # embedded SQLite, WAL mode; or
+//!                                                   # "postgres://user:pw@host:5432/db" (several daemons)
 //! listen = "127.0.0.1:7070"                         # or "unix:/run/plexus.sock"
 //! token_file = "~/.local/share/plexus/token"        # created (mode 0600) on first start
 //! cache_dir = "~/.cache/plexus/components"          # compiled WASM components
@@ -71,7 +72,8 @@ impl LogFormat {
 pub struct RawConfig {
     /// `plugin_dirs = ["/srv/plexus/plugins"]`
     pub plugin_dirs: Option<Vec<PathBuf>>,
-    /// `state_db = "/var/lib/plexus/state.db"`
+    /// `state_db = "/var/lib/plexus/state.db"` (SQLite) or
+    /// `state_db = "postgres://user:password@host:5432/plexus"` (PostgreSQL).
     pub state_db: Option<PathBuf>,
     /// `listen = "127.0.0.1:7070"` or `listen = "unix:/run/plexus.sock"`
     pub listen: Option<String>,
@@ -125,13 +127,52 @@ fn ceiling() -> Limits {
 /// Where the daemon listens (defined by the client crate, which connects to it).
 pub use plexus_client::Listen;
 
+/// Where the state is kept: a SQLite file's path, or a PostgreSQL URL.
+/// Printed (`Debug`, `Display`, JSON) without the URL's password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StateDb(pub PathBuf);
+
+impl StateDb {
+    /// The PostgreSQL URL, when it is one (`postgres://…`, `postgresql://…`).
+    pub fn url(&self) -> Option<&str> {
+        self.0.to_str().filter(|s| crate::store::is_postgres_url(s))
+    }
+
+    /// The SQLite file, when it is not a URL.
+    pub fn file(&self) -> Option<&Path> {
+        self.url().is_none().then_some(self.0.as_path())
+    }
+}
+
+impl std::fmt::Display for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.url() {
+            Some(url) => f.write_str(&crate::store::redact_url(url)),
+            None => write!(f, "{}", self.0.display()),
+        }
+    }
+}
+
+impl std::fmt::Debug for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+impl Serialize for StateDb {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct DaemonConfig {
     /// Plugin directories, scanned in order.
     pub plugin_dirs: Vec<PathBuf>,
-    /// The SQLite state database.
-    pub state_db: PathBuf,
+    /// The state database: a SQLite file, or a PostgreSQL URL
+    /// (`postgres://…`, see [`crate::store::PgStore`]).
+    pub state_db: StateDb,
     /// Where the HTTP API listens.
     pub listen: Listen,
     /// The bearer-token file.
@@ -241,7 +282,7 @@ impl RawConfig {
         }
         Ok(DaemonConfig {
             plugin_dirs: self.plugin_dirs.unwrap_or_else(|| vec![data.join("plugins")]),
-            state_db: self.state_db.unwrap_or_else(|| data.join("state.db")),
+            state_db: StateDb(self.state_db.unwrap_or_else(|| data.join("state.db"))),
             listen,
             token_file: self.token_file.unwrap_or_else(|| data.join("token")),
             cache_dir: self.cache_dir.or_else(plexus_host::default_cache_dir),

@@ -42,6 +42,8 @@ pub mod server;
 mod slots;
 pub mod store;
 mod supervise;
+#[doc(hidden)]
+pub mod testing;
 pub mod views;
 
 pub use core::{Daemon, Origin, Registered, parse_workflow};

@@ -13,12 +13,26 @@ use super::error::{DaemonError, ErrorCode};
 use super::metrics::Metrics;
 use super::reload::PluginWatcher;
 use super::schedules::Schedules;
-use super::store::SqliteStore;
+use super::store::{PgStore, SqliteStore, Store};
 use plexus_host::HostBuilder;
 use plexus_workflow::SystemClock;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
+
+/// Open the store `config.state_db` names: a PostgreSQL database for a
+/// `postgres://` URL, else the SQLite file (returned too, for the plugins'
+/// grants to keep out).
+async fn open_store(config: &DaemonConfig) -> Result<(Arc<dyn Store>, Option<std::path::PathBuf>), DaemonError> {
+    match config.state_db.url() {
+        Some(url) => {
+            let store = PgStore::connect(url).await?;
+            tracing::info!(database = %store.name(), "state in PostgreSQL");
+            Ok((Arc::new(store), None))
+        }
+        None => Ok((Arc::new(SqliteStore::open(&config.state_db.0)?), Some(config.state_db.0.clone()))),
+    }
+}
 
 /// Run the daemon until SIGTERM or SIGINT. Prints one JSON line to stdout
 /// when it listens: `{"listening": "<address>", "token_file": "<path>"}`.
@@ -27,15 +41,17 @@ use std::sync::Arc;
 /// A [`DaemonError`] (code `Internal`) when the store cannot be opened, the
 /// token file created, the plugins' host built, or the address bound.
 pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
-    let store = Arc::new(SqliteStore::open(&config.state_db)?);
+    let (store, database) = open_store(&config).await?;
     let token = ensure_token(&config.token_file).map_err(startup)?;
     let mut builder = HostBuilder::new()
         .plugin_dirs(config.plugin_dirs.clone())
         .default_limits(config.defaults.clone())
         .max_limits(config.max_limits.clone())
         .native_isolation(config.native_isolation)
-        .protect(&config.state_db)
         .protect(&config.token_file);
+    if let Some(file) = &database {
+        builder = builder.protect(file);
+    }
     for (name, plugin) in &config.aliases {
         builder = builder.alias(name, plugin);
     }

@@ -8,7 +8,7 @@ use super::core::Daemon;
 use super::metrics::Metrics;
 use super::schedule::ScheduleSpec;
 use super::schedules::Schedules;
-use super::store::{ExecutionMeta, SqliteStore};
+use super::store::{ExecutionMeta, PgStore, SqliteStore, Store};
 use chrono::{DateTime, Utc};
 use plexus_client::Transition;
 use plexus_host::HostBuilder;
@@ -102,8 +102,63 @@ static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 struct Fixture {
     daemon: Daemon,
     /// The daemon's store, for the test hooks and direct reads.
-    store: SqliteStore,
+    store: TestStore,
     _dir: tempfile::TempDir,
+}
+
+/// The store the suite runs on: SQLite, or PostgreSQL (a throw-away server,
+/// a fresh database per test) when `PLEXUS_TEST_STORE=postgres` —
+/// `scripts/test.sh` runs the suite both ways.
+#[derive(Clone)]
+enum TestStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl TestStore {
+    /// A new store in `dir` (SQLite) or in a new database (PostgreSQL).
+    fn new(dir: &std::path::Path) -> Self {
+        if std::env::var("PLEXUS_TEST_STORE").as_deref() == Ok("postgres") {
+            let url = crate::testing::server().and_then(|s| s.database()).unwrap();
+            let connect = PgStore::connect(&url);
+            let store = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(connect));
+            return Self::Postgres(store.unwrap());
+        }
+        Self::Sqlite(SqliteStore::open(&dir.join("state.db")).unwrap())
+    }
+
+    fn arc(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    fn fail_writes(&self, fail: bool) {
+        match self {
+            Self::Sqlite(s) => s.fail_writes(fail),
+            Self::Postgres(s) => s.fail_writes(fail),
+        }
+    }
+
+    /// The SQLite store, for the tests of its file (the lock, a deleted or
+    /// damaged file); `None` on PostgreSQL, which has no file.
+    fn sqlite(&self) -> Option<&SqliteStore> {
+        match self {
+            Self::Sqlite(s) => Some(s),
+            Self::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        match self {
+            Self::Sqlite(s) => s,
+            Self::Postgres(s) => s,
+        }
+    }
 }
 
 fn fixture(clock: Arc<dyn Clock>) -> Fixture {
@@ -112,28 +167,21 @@ fn fixture(clock: Arc<dyn Clock>) -> Fixture {
 
 fn fixture_with_workers(clock: Arc<dyn Clock>, workers: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let store = TestStore::new(dir.path());
     let host = HostBuilder::new()
         .no_cache()
         .in_process::<DaemonOps>(Value::Null)
         .in_process::<StepOnly>(Value::Null)
         .build()
         .unwrap();
-    let daemon = Daemon::new(
-        Arc::new(store.clone()),
-        host,
-        clock,
-        tokio::runtime::Handle::current(),
-        workers,
-        Metrics::default(),
-    );
+    let daemon = Daemon::new(store.arc(), host, clock, tokio::runtime::Handle::current(), workers, Metrics::default());
     Fixture { daemon, store, _dir: dir }
 }
 
 /// A new daemon on `store` (as after a restart), with the `dtest.ops` plugin.
-fn restarted(store: &SqliteStore) -> Daemon {
+fn restarted(store: &TestStore) -> Daemon {
     Daemon::new(
-        Arc::new(store.clone()),
+        store.arc(),
         HostBuilder::new().no_cache().in_process::<DaemonOps>(Value::Null).build().unwrap(),
         Arc::new(SystemClock),
         tokio::runtime::Handle::current(),
@@ -182,7 +230,7 @@ fn record(id: &str, status: StepStatus, attempts: u32) -> StepRecord {
 
 /// Write what a daemon that crashed mid-step would have left: `a` completed,
 /// `b` running (attempt `b_attempts`), `c` pending.
-fn crashed_execution(store: &SqliteStore, workflow: &str, b_attempts: u32) -> String {
+async fn crashed_execution(store: &TestStore, workflow: &str, b_attempts: u32) -> String {
     let id = plexus_host::new_execution_id();
     let steps = vec![
         record("a", StepStatus::Completed, 1),
@@ -207,10 +255,10 @@ fn crashed_execution(store: &SqliteStore, workflow: &str, b_attempts: u32) -> St
         ended_at_ms: None,
     };
     let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
-    store.insert_execution(&status, &meta, &Map::new()).unwrap();
-    store.update_execution(&status).commit().unwrap();
+    store.insert_execution(&status, &meta, &Map::new()).await.unwrap();
+    store.update_execution(&status).await.unwrap();
     for (i, step) in status.steps.iter().enumerate() {
-        store.update_step(&id, i, step, None).commit().unwrap();
+        store.update_step(&id, i, step, None).await.unwrap();
     }
     id
 }
@@ -219,7 +267,7 @@ fn crashed_execution(store: &SqliteStore, workflow: &str, b_attempts: u32) -> St
 async fn resume_runs_only_the_steps_that_had_not_completed() {
     let f = fixture(Arc::new(SystemClock));
     f.daemon.register_workflow(&chain("resume", "rs", 0)).await.unwrap();
-    let id = crashed_execution(&f.store, "resume", 1);
+    let id = crashed_execution(&f.store, "resume", 1).await;
     assert_eq!(f.daemon.resume_unfinished().await.unwrap(), 1);
     let status = wait_done(&f.daemon, &id).await;
     assert_eq!(status.status, WorkflowStatus::Completed, "{status:?}");
@@ -264,7 +312,7 @@ async fn a_steps_progress_shows_while_it_runs_and_its_metrics_are_recorded() {
     // Ended, and read back from the store: the metrics and the last report were recorded.
     let done = wait_done(&fx.daemon, &id).await;
     assert_eq!(done.status, WorkflowStatus::Completed);
-    let stored = fx.store.execution(&id).unwrap().unwrap().status;
+    let stored = fx.store.execution(&id).await.unwrap().unwrap().status;
     assert_eq!(stored.steps[0].metrics.get("rows"), Some(&7.0));
     assert_eq!(stored.steps[0].progress.as_ref().map(|p| p.message.as_str()), Some("half"));
 }
@@ -273,7 +321,7 @@ async fn a_steps_progress_shows_while_it_runs_and_its_metrics_are_recorded() {
 async fn an_interrupted_last_attempt_fails_the_step() {
     let f = fixture(Arc::new(SystemClock));
     f.daemon.register_workflow(&chain("last", "la", 0)).await.unwrap();
-    let id = crashed_execution(&f.store, "last", 2);
+    let id = crashed_execution(&f.store, "last", 2).await;
     f.daemon.resume_unfinished().await.unwrap();
     let status = wait_done(&f.daemon, &id).await;
     assert_eq!(status.status, WorkflowStatus::Failed);
@@ -481,7 +529,7 @@ async fn schedules_refuse_past_at_times_and_overlong_intervals() {
     assert!(bad_id.contains("schedule id"), "{bad_id}");
     // A row an older version saved without the bounds: logged and left out, never a panic.
     let old = json!({"id": "old", "when": "every 300000years", "workflow": "w"});
-    f.store.insert_schedule("old", &old, true, 0).unwrap();
+    f.store.insert_schedule("old", &old, true, 0).await.unwrap();
     s.tick().await.unwrap();
     assert!(s.list().await.unwrap().iter().all(|v| v.spec.id != "old"));
     assert!(s.get("old").await.unwrap_err().to_string().contains("too long"));
@@ -600,12 +648,12 @@ async fn failing_writes_hold_executions_until_they_work_again() {
     for id in &ids {
         let done = wait_done(&f.daemon, id).await;
         assert_eq!(done.status, WorkflowStatus::Completed, "{done:?}");
-        let stored = f.store.execution(id).unwrap().unwrap();
+        let stored = f.store.execution(id).await.unwrap().unwrap();
         assert_eq!(stored.status.status, WorkflowStatus::Completed);
         assert!(stored.status.steps.iter().all(|s| s.status == StepStatus::Completed && s.attempts == 1));
     }
     assert_eq!((runs("fd-a"), runs("fd-b"), runs("fd-c")), (3, 3, 3), "no step ran twice");
-    assert!(f.store.unfinished_executions().unwrap().is_empty(), "nothing left to resume");
+    assert!(f.store.unfinished_executions().await.unwrap().is_empty(), "nothing left to resume");
     until("health to recover", || !f.daemon.health().is_degraded()).await;
 }
 
@@ -614,7 +662,8 @@ async fn a_deleted_database_is_noticed() {
     let f = fixture(Arc::new(SystemClock));
     f.daemon.maintain().await;
     assert!(!f.daemon.health().is_degraded());
-    std::fs::remove_file(f.store.path()).unwrap();
+    let Some(sqlite) = f.store.sqlite() else { return }; // PostgreSQL has no file
+    std::fs::remove_file(sqlite.path()).unwrap();
     f.daemon.maintain().await;
     let reason = f.daemon.health().reasons().get("state_db").cloned().unwrap_or_default();
     assert!(reason.contains("deleted") && reason.contains("state.db"), "{reason}");
@@ -623,7 +672,8 @@ async fn a_deleted_database_is_noticed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_store_on_the_same_database_is_refused() {
     let f = fixture(Arc::new(SystemClock));
-    let err = match SqliteStore::open(f.store.path()) {
+    let Some(sqlite) = f.store.sqlite() else { return }; // PostgreSQL has no file
+    let err = match SqliteStore::open(sqlite.path()) {
         Ok(_) => panic!("a second store opened the database"),
         Err(e) => e.to_string(),
     };
@@ -797,21 +847,21 @@ async fn ended_executions_are_deleted_once_past_their_retention() {
     assert_eq!(wait_done(&f.daemon, &new).await.status, WorkflowStatus::Completed);
     f.daemon.set_retention(Some(Duration::from_secs(86_400)));
     assert_eq!(f.daemon.prune_if_due().await, 1, "the execution that ended two days ago");
-    assert!(f.store.execution(&old).unwrap().is_none());
-    assert!(f.store.events(&old, 0, 100).unwrap().is_empty(), "its log goes too");
-    assert!(f.store.execution(&new).unwrap().is_some());
+    assert!(f.store.execution(&old).await.unwrap().is_none());
+    assert!(f.store.events(&old, 0, 100).await.unwrap().is_empty(), "its log goes too");
+    assert!(f.store.execution(&new).await.unwrap().is_some());
     // Not again before PRUNE_EVERY; the second goes once it is old enough.
     assert_eq!(f.daemon.prune_if_due().await, 0, "pruned less than a minute ago");
     clock.advance(Duration::from_secs(2 * 86_400));
     assert_eq!(f.daemon.prune_if_due().await, 1);
-    assert!(f.store.execution(&new).unwrap().is_none());
+    assert!(f.store.execution(&new).await.unwrap().is_none());
     // "forever": nothing is deleted.
     let kept = f.daemon.start("kept", Map::new(), Default::default()).await.unwrap().id().to_owned();
     wait_done(&f.daemon, &kept).await;
     f.daemon.set_retention(None);
     clock.advance(Duration::from_secs(365 * 86_400));
     assert_eq!(f.daemon.prune_if_due().await, 0);
-    assert!(f.store.execution(&kept).unwrap().is_some());
+    assert!(f.store.execution(&kept).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -931,7 +981,7 @@ async fn transactions_commit_and_roll_back_across_executions_and_a_restart() {
         assert_eq!((status.status, status.compensations.len()), (WorkflowStatus::RolledBack, 2));
     }
     // Durable: as recorded.
-    assert_eq!(f.store.transaction("undo").unwrap().unwrap().compensations.len(), 4);
+    assert_eq!(f.store.transaction("undo").await.unwrap().unwrap().compensations.len(), 4);
     assert_eq!(daemon.rollback_transaction("undo").await.unwrap_err().code, crate::ErrorCode::InvalidState);
 }
 
@@ -946,7 +996,7 @@ async fn an_interrupted_rollback_carries_on_at_start_without_repeating_compensat
     // The daemon stopped after `b` was compensated: the record says rolling_back.
     let mut tx = f.daemon.transaction("cut").await.unwrap();
     tx.state = T::RollingBack;
-    assert!(f.store.update_transaction(&tx, T::Open).unwrap());
+    assert!(f.store.update_transaction(&tx, T::Open).await.unwrap());
     let done = plexus_client::status::CompensationRecord {
         step: "b".into(),
         plugin_id: "dtest.ops".into(),
@@ -956,11 +1006,15 @@ async fn an_interrupted_rollback_carries_on_at_start_without_repeating_compensat
         error: None,
         duration_ms: 1,
     };
-    f.store.put_compensation(exec.id(), 0, &done).commit().unwrap();
+    f.store.put_compensation(exec.id(), 0, &done).await.unwrap();
     assert_eq!(f.daemon.resume_rollbacks().await.unwrap(), 1);
-    until("the rollback to end", || f.store.transaction("cut").unwrap().unwrap().state == T::RolledBack).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while f.store.transaction("cut").await.unwrap().unwrap().state != T::RolledBack {
+        assert!(Instant::now() < deadline, "timed out waiting for the rollback to end");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!((runs("undo-txc-a"), runs("undo-txc-b")), (1, 0));
-    let tx = f.store.transaction("cut").unwrap().unwrap();
+    let tx = f.store.transaction("cut").await.unwrap().unwrap();
     assert_eq!(tx.compensations.iter().map(|c| c.record.step.as_str()).collect::<Vec<_>>(), ["b", "a"]);
 }
 
@@ -1097,7 +1151,7 @@ async fn a_rollback_whose_writes_fail_waits_for_them_and_then_finishes() {
     assert_eq!(tx.state, T::RolledBack, "{tx:?}");
     assert_eq!((runs("undo-txw-a"), runs("undo-txw-b")), (1, 1));
     assert!(f.daemon.live(&id).is_none(), "out of the live set once rolled back");
-    assert_eq!(f.store.execution(&id).unwrap().unwrap().status.status, WorkflowStatus::RolledBack);
+    assert_eq!(f.store.execution(&id).await.unwrap().unwrap().status.status, WorkflowStatus::RolledBack);
 }
 
 /// `dtest.ops` as a reload may bring it: `tick` still there, `scheduled-task` no longer declared.
@@ -1148,7 +1202,7 @@ async fn settled_transactions_go_with_their_executions_past_the_retention() {
     clock.advance(Duration::from_secs(2 * 86_400));
     f.daemon.set_retention(Some(Duration::from_secs(86_400)));
     assert_eq!(f.daemon.prune_if_due().await, 1);
-    assert!(f.store.execution(&exec).unwrap().is_none());
+    assert!(f.store.execution(&exec).await.unwrap().is_none());
     assert_eq!(f.daemon.transaction("done").await.unwrap_err().code, crate::ErrorCode::NotFound);
     assert_eq!(f.daemon.transaction("still-open").await.unwrap().state, plexus_client::TransactionState::Open);
 }

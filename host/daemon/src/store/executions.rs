@@ -1,12 +1,12 @@
 //! Executions: their status, steps, compensations, shared state and log, and
 //! their deletion once past the retention.
 
+use super::shape::{self, ExecutionHead, ExecutionInsert, ExecutionUpdate, StateEntry, StepWrite};
 use super::{
     Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, SqliteStore, StoreResult, StoreWrite, StoredExecution,
     json, now_ms,
 };
 use plexus_client::Transition;
-use plexus_workflow::StepEvent;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -33,18 +33,7 @@ impl SqliteStore {
         meta: &ExecutionMeta,
         state: &Map<String, Value>,
     ) -> StoreWrite<()> {
-        let id = status.execution_id.clone();
-        let workflow_id = status.workflow_id.clone();
-        let workflow_version = meta.workflow_version;
-        let status_text = status.status.as_str();
-        let inputs = serde_json::to_string(&status.inputs).unwrap_or_else(|_| "{}".into());
-        let schedule_id = meta.schedule_id.clone();
-        let transaction_id = meta.transaction_id.clone();
-        let priority = i64::from(meta.priority.rank());
-        let scheduled_at_ms = meta.scheduled_at_ms.map(|t| t as i64);
-        let created_at_ms = meta.created_at_ms as i64;
-        let state = serde_json::to_string(state).unwrap_or_else(|_| "{}".into());
-        let steps: Vec<String> = status.steps.iter().map(json).collect();
+        let row = ExecutionInsert::new(status, meta, state);
         self.prepare(move |tx, err| {
             tx.prepare_cached(
                 "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, schedule_id,
@@ -53,27 +42,27 @@ impl SqliteStore {
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    id,
-                    workflow_id,
-                    workflow_version,
-                    status_text,
-                    inputs,
-                    schedule_id,
-                    scheduled_at_ms,
-                    created_at_ms,
-                    state,
-                    transaction_id,
-                    priority,
+                    row.id,
+                    row.workflow_id,
+                    row.workflow_version,
+                    row.status,
+                    row.inputs,
+                    row.schedule_id,
+                    row.scheduled_at_ms,
+                    row.created_at_ms,
+                    row.state,
+                    row.transaction_id,
+                    row.priority,
                 ])
             })
             .map_err(err)?;
             let mut stmt =
                 tx.prepare_cached("INSERT INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)").map_err(err)?;
-            for (i, step) in steps.iter().enumerate() {
-                stmt.execute(params![id, i as i64, step]).map_err(err)?;
+            for (i, step) in row.steps.iter().enumerate() {
+                stmt.execute(params![row.id, i as i64, step]).map_err(err)?;
             }
             tx.prepare_cached("INSERT INTO events (execution_id, at_ms, status) VALUES (?1, ?2, 'pending')")
-                .and_then(|mut s| s.execute(params![id, created_at_ms]))
+                .and_then(|mut s| s.execute(params![row.id, row.created_at_ms]))
                 .map_err(err)?;
             Ok(())
         })
@@ -81,22 +70,16 @@ impl SqliteStore {
 
     /// Write the execution-level fields of `status` and log the transition.
     pub fn update_execution(&self, status: &ExecutionStatus) -> StoreWrite<()> {
-        let id = status.execution_id.clone();
-        let status_text = status.status.as_str();
-        let outputs = serde_json::to_string(&status.outputs).unwrap_or_else(|_| "{}".into());
-        let error = status.error.clone();
-        let started_at_ms = status.started_at_ms.map(|t| t as i64);
-        let ended_at_ms = status.ended_at_ms.map(|t| t as i64);
-        let at = status.ended_at_ms.or(status.started_at_ms).unwrap_or_else(now_ms) as i64;
+        let u = ExecutionUpdate::new(status);
         self.prepare(move |tx, err| {
             tx.prepare_cached(
                 "UPDATE executions SET status = ?2, outputs = ?3, error = ?4, started_at_ms = ?5, ended_at_ms = ?6
                  WHERE id = ?1",
             )
-            .and_then(|mut s| s.execute(params![id, status_text, outputs, error, started_at_ms, ended_at_ms]))
+            .and_then(|mut s| s.execute(params![u.id, u.status, u.outputs, u.error, u.started_at_ms, u.ended_at_ms]))
             .map_err(err)?;
             tx.prepare_cached("INSERT INTO events (execution_id, at_ms, status, message) VALUES (?1, ?2, ?3, ?4)")
-                .and_then(|mut s| s.execute(params![id, at, status_text, error]))
+                .and_then(|mut s| s.execute(params![u.id, u.at, u.status, u.error]))
                 .map_err(err)?;
             Ok(())
         })
@@ -113,26 +96,7 @@ impl SqliteStore {
         state: Option<&Map<String, Value>>,
     ) -> StoreWrite<()> {
         let id = execution_id.to_owned();
-        let record_json = json(record);
-        // A key whose value is what this completed step's output holds under
-        // it refers to that output (stored once, in the step's record).
-        let output = record.output.as_ref().filter(|_| record.status == plexus_workflow::StepStatus::Completed);
-        let state: Vec<(String, Option<String>, Option<i64>)> = state
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| match output.and_then(|o| o.get(k)) {
-                Some(same) if same == v => (k.clone(), None, Some(index as i64)),
-                _ => (k.clone(), Some(serde_json::to_string(v).unwrap_or_else(|_| "null".into())), None),
-            })
-            .collect();
-        let at = record.ended_at_ms.filter(|_| record.status.is_terminal()).unwrap_or_else(now_ms) as i64;
-        let message = record.error.as_ref().map(|e| e.message.clone()).or_else(|| record.reason.clone());
-        let message = if record.status.is_terminal() || record.status == plexus_workflow::StepStatus::Retrying {
-            message
-        } else {
-            None
-        };
-        let (step_id, attempts, status_text) = (record.id.clone(), record.attempts, record.status.as_str());
+        let w = StepWrite::new(index, record, state);
         self.prepare(move |tx, err| {
             // Keys that refer to this step's output take a copy of their
             // value before its record is replaced: a completed step's record
@@ -140,9 +104,9 @@ impl SqliteStore {
             // from the state with it.
             keep_referred_outputs(tx, &id, index).map_err(err)?;
             tx.prepare_cached("INSERT OR REPLACE INTO steps (execution_id, idx, record) VALUES (?1, ?2, ?3)")
-                .and_then(|mut s| s.execute(params![id, index as i64, record_json]))
+                .and_then(|mut s| s.execute(params![id, w.index, w.record]))
                 .map_err(err)?;
-            if !state.is_empty() {
+            if !w.state.is_empty() {
                 let mut put = tx
                     .prepare_cached(
                         "INSERT INTO state_entries (execution_id, key, value, from_step) VALUES (?1, ?2, ?3, ?4)
@@ -150,15 +114,15 @@ impl SqliteStore {
                          DO UPDATE SET value = excluded.value, from_step = excluded.from_step",
                     )
                     .map_err(err)?;
-                for (key, value, from_step) in &state {
-                    put.execute(params![id, key, value, from_step]).map_err(err)?;
+                for entry in &w.state {
+                    put.execute(params![id, entry.key, entry.value, entry.from_step]).map_err(err)?;
                 }
             }
             tx.prepare_cached(
                 "INSERT INTO events (execution_id, at_ms, step_id, attempt, status, message)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
-            .and_then(|mut s| s.execute(params![id, at, step_id, attempts, status_text, message]))
+            .and_then(|mut s| s.execute(params![id, w.at, w.step_id, w.attempts, w.status, w.message]))
             .map_err(err)?;
             Ok(())
         })
@@ -196,24 +160,7 @@ impl SqliteStore {
     pub fn reset_for_retry(&self, stored: &mut StoredExecution) -> StoreResult<bool> {
         self.writable()?;
         let id = stored.status.execution_id.clone();
-        let mut reset = stored.clone();
-        for step in &mut reset.status.steps {
-            if step.status != plexus_workflow::StepStatus::Completed {
-                step.status = step.status.apply_or(StepEvent::Reset, plexus_workflow::StepStatus::Pending);
-                step.attempts = 0;
-                step.error = None;
-                step.reason = None;
-                step.output = None;
-                step.started_at_ms = None;
-                step.ended_at_ms = None;
-                step.duration_ms = None;
-            }
-        }
-        reset.status.status = WorkflowStatus::Pending;
-        reset.status.error = None;
-        reset.status.ended_at_ms = None;
-        reset.status.compensations.clear();
-        reset.meta.runs += 1;
+        let reset = shape::reset_for_retry(stored);
         let runs = reset.meta.runs;
         let steps: Vec<String> = reset.status.steps.iter().map(json).collect();
         let changed = self.write(move |tx, err| {
@@ -290,97 +237,51 @@ impl SqliteStore {
         // one commit (a state entry refers to a step's record of the same
         // moment). Dropped, it ends; the connection keeps no old snapshot.
         let conn = guard.unchecked_transaction().map_err(|e| self.err(e))?;
-        type Head = (String, u32, String, String, String, Option<String>, String, Option<String>);
-        type Times = (Option<i64>, i64, Option<i64>, Option<i64>, u32, Option<String>, i64);
-        let head: Option<(Head, Times)> = conn
+        let head: Option<ExecutionHead> = conn
             .query_row(
                 "SELECT workflow_id, workflow_version, status, inputs, outputs, error, state, schedule_id,
                         scheduled_at_ms, created_at_ms, started_at_ms, ended_at_ms, runs, transaction_id, priority
                  FROM executions WHERE id = ?1",
                 [id],
                 |r| {
-                    Ok((
-                        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?),
-                        (r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?, r.get(14)?),
-                    ))
+                    Ok(ExecutionHead {
+                        id: id.to_owned(),
+                        workflow_id: r.get(0)?,
+                        workflow_version: r.get(1)?,
+                        status: r.get(2)?,
+                        inputs: r.get(3)?,
+                        outputs: r.get(4)?,
+                        error: r.get(5)?,
+                        state: r.get(6)?,
+                        schedule_id: r.get(7)?,
+                        scheduled_at_ms: r.get(8)?,
+                        created_at_ms: r.get(9)?,
+                        started_at_ms: r.get(10)?,
+                        ended_at_ms: r.get(11)?,
+                        runs: r.get(12)?,
+                        transaction_id: r.get(13)?,
+                        priority: r.get(14)?,
+                    })
                 },
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some(((workflow_id, version, status, inputs, outputs, error, state, schedule_id), times)) = head else {
-            return Ok(None);
-        };
-        let (scheduled_at, created_at, started_at, ended_at, runs, transaction_id, priority) = times;
-        // The text columns of every row of `sql` for this execution.
-        let rows = |sql: &str, columns: usize| -> StoreResult<Vec<Vec<String>>> {
+        let Some(head) = head else { return Ok(None) };
+        // The records of every row of `sql` for this execution, in order.
+        let records = |sql: &str| -> StoreResult<Vec<String>> {
             let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-            stmt.query_map([id], |r| (0..columns).map(|c| r.get(c)).collect())
-                .and_then(Iterator::collect)
-                .map_err(|e| self.err(e))
+            stmt.query_map([id], |r| r.get(0)).and_then(Iterator::collect).map_err(|e| self.err(e))
         };
-        let steps: Vec<StepRecord> = rows("SELECT record FROM steps WHERE execution_id = ?1 ORDER BY idx", 1)?
-            .iter()
-            .map(|row| self.parse("step", &row[0]))
-            .collect::<StoreResult<_>>()?;
-        let compensations: Vec<CompensationRecord> =
-            rows("SELECT record FROM compensations WHERE execution_id = ?1 ORDER BY seq", 1)?
-                .iter()
-                .map(|row| self.parse("compensation", &row[0]))
-                .collect::<StoreResult<_>>()?;
-        let status_value: WorkflowStatus = self.parse("status", &format!("\"{status}\""))?;
-        let mut status = ExecutionStatus {
-            execution_id: id.to_owned(),
-            workflow_id,
-            status: status_value,
-            progress: 0.0,
-            current_steps: Vec::new(),
-            current_step: None,
-            completed_steps: 0,
-            total_steps: steps.len(),
-            inputs: self.parse("inputs", &inputs)?,
-            steps,
-            compensations,
-            outputs: self.parse("outputs", &outputs)?,
-            error,
-            started_at_ms: started_at.map(|t| t as u64),
-            ended_at_ms: ended_at.map(|t| t as u64),
-        };
-        status.refresh();
-        // The state at the start (or last snapshot), then every key set since.
-        let mut state: Map<String, Value> = self.parse("state", &state)?;
+        let steps = records("SELECT record FROM steps WHERE execution_id = ?1 ORDER BY idx")?;
+        let compensations = records("SELECT record FROM compensations WHERE execution_id = ?1 ORDER BY seq")?;
         let mut stmt = conn
             .prepare_cached("SELECT key, value, from_step FROM state_entries WHERE execution_id = ?1")
             .map_err(|e| self.err(e))?;
-        let entries: Vec<(String, Option<String>, Option<i64>)> = stmt
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let entries: Vec<StateEntry> = stmt
+            .query_map([id], |r| Ok(StateEntry { key: r.get(0)?, value: r.get(1)?, from_step: r.get(2)? }))
             .and_then(Iterator::collect)
             .map_err(|e| self.err(e))?;
-        for (key, value, from_step) in entries {
-            let value = match (value, from_step) {
-                (Some(text), _) => self.parse("state entry", &text)?,
-                (None, step) => step
-                    .and_then(|i| status.steps.get(usize::try_from(i).ok()?)?.output.as_ref()?.get(&key).cloned())
-                    .ok_or_else(|| {
-                        self.corrupt(format!(
-                            "state entry `{key}` refers to step {step:?}, whose output has no `{key}`"
-                        ))
-                    })?,
-            };
-            state.insert(key, value);
-        }
-        Ok(Some(StoredExecution {
-            status,
-            state,
-            meta: ExecutionMeta {
-                workflow_version: version,
-                schedule_id,
-                scheduled_at_ms: scheduled_at.map(|t| t as u64),
-                created_at_ms: created_at as u64,
-                runs,
-                transaction_id,
-                priority: plexus_client::Priority::from_rank(priority),
-            },
-        }))
+        shape::assemble(head, &steps, &compensations, entries, &|m| self.corrupt(m)).map(Some)
     }
 
     /// The status of execution `id`, if it exists.

@@ -87,6 +87,17 @@ pub enum StoreError {
         /// Why it cannot be written.
         message: String,
     },
+    /// PostgreSQL refused an operation, or could not be reached.
+    #[error("state database {database}: {message}")]
+    Postgres {
+        /// The database, as `postgres://user@host:port/db` (never the password).
+        database: String,
+        /// What failed: PostgreSQL's severity, SQLSTATE and message when
+        /// the server answered, else the client's error.
+        message: String,
+        /// The SQLSTATE, when the server gave one.
+        code: Option<String>,
+    },
     /// A file next to the database (its lock file) could not be used.
     #[error("state database lock file {path}: {message}")]
     Io {
@@ -135,8 +146,10 @@ impl<R: Send + 'static> IntoFuture for StoreWrite<R> {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 mod executions;
+mod postgres;
 mod schedules;
 mod schema;
+mod shape;
 mod sqlite;
 mod templates;
 mod transactions;
@@ -302,6 +315,7 @@ pub use plexus_client::{
     Event, ExecutionMeta, ExecutionSummary, Fire, FireOutcome, SourceFormat, WorkflowVersion as WorkflowRow,
 };
 pub use plexus_client::{Transaction, TransactionState};
+pub use postgres::{PgStore, is_postgres_url, redact_url};
 
 /// A `templates` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
