@@ -32,6 +32,10 @@ pub struct DaemonArgs {
     /// How long running steps may finish after SIGTERM, e.g. 30s [default: 30s].
     #[arg(long, env = "PLEXUS_GRACE_PERIOD")]
     grace_period: Option<String>,
+    /// On PostgreSQL: another node takes over this one's executions this long after its
+    /// last heartbeat, e.g. 10s (1s to 10m) [default: 10s].
+    #[arg(long, env = "PLEXUS_NODE_LEASE")]
+    node_lease: Option<String>,
     /// Default per-call timeout in ms for plugins whose manifest sets none [default: 30000].
     #[arg(long, env = "PLEXUS_DEFAULT_TIMEOUT_MS")]
     default_timeout_ms: Option<u64>,
@@ -85,6 +89,7 @@ fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_daemon::
     raw.workers = args.workers.or(raw.workers);
     raw.native_isolation = crate::isolation(global)?.or(raw.native_isolation);
     raw.grace_period = args.grace_period.clone().or(raw.grace_period);
+    raw.node_lease = args.node_lease.clone().or(raw.node_lease);
     raw.max_body_bytes = args.max_body_bytes.or(raw.max_body_bytes);
     raw.retention = args.retention.clone().or(raw.retention);
     raw.defaults.timeout_ms = args.default_timeout_ms.or(raw.defaults.timeout_ms);

@@ -161,6 +161,9 @@ enum Command {
     /// Register workflow templates on the daemon and create workflows from them.
     #[command(subcommand)]
     Template(remote::TemplateCommand),
+    /// List the daemons sharing the daemon's state database (a cluster on PostgreSQL) with
+    /// their heartbeats, plugins and running executions.
+    Nodes(remote::NodesArgs),
 }
 
 fn main() -> ExitCode {
@@ -194,6 +197,7 @@ fn main() -> ExitCode {
         Command::Schedule(cmd) => remote::schedule(&cli.global, cmd),
         Command::Transaction(cmd) => remote::transaction(&cli.global, cmd),
         Command::Template(cmd) => remote::template(&cli.global, cmd),
+        Command::Nodes(args) => remote::nodes(&cli.global, args),
     };
     // From here on the process ends by our own choice, even if an abandoned native call still runs.
     plexus_host::process::host_exits();

@@ -681,6 +681,41 @@ pub enum TransactionCommand {
     },
 }
 
+/// `plexus nodes`.
+#[derive(clap::Args)]
+pub struct NodesArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `plexus nodes`: the daemons sharing the state database.
+pub fn nodes(global: &Global, args: NodesArgs) -> anyhow::Result<ExitCode> {
+    let out = from_global(global)?.nodes()?;
+    if args.json {
+        print_json(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = plexus_workflow::status::epoch_ms(std::time::SystemTime::now());
+    let rows = out
+        .nodes
+        .iter()
+        .map(|n| {
+            let this = if n.id == out.this { " (this)" } else { "" };
+            vec![
+                format!("{}{this}", n.id),
+                n.state.as_str().to_owned(),
+                n.address.clone().unwrap_or_else(|| "-".into()),
+                format!("{:.1}s ago", now.saturating_sub(n.heartbeat_ms) as f64 / 1000.0),
+                format!("{}/{}", n.running, n.workers),
+                n.plugins.len().to_string(),
+            ]
+        })
+        .collect();
+    table(&["NODE", "STATE", "ADDRESS", "HEARTBEAT", "RUNNING", "PLUGINS"], rows);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn transaction(global: &Global, command: TransactionCommand) -> anyhow::Result<ExitCode> {
     let client = from_global(global)?;
     let (tx, json) = match command {

@@ -187,6 +187,14 @@ pub struct Execution {
     /// again (see `GET /v1/health`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// In a cluster (several daemons on one PostgreSQL): the node running
+    /// it; absent while no node has claimed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// In a cluster: plugins it needs that no live node has loaded. It
+    /// waits (`pending`) until a node that has them joins; it does not fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for_plugins: Vec<String>,
 }
 
 /// `GET /v1/executions/{id}/steps`.

@@ -1,6 +1,7 @@
 //! [`Client`]: one typed method per route of the daemon's API, over TCP or a
 //! Unix socket (hyper, HTTP/1.1).
 
+use crate::NodeList;
 use crate::status::WorkflowStatus;
 use crate::{
     AddressError, CallPlugin, CallResult, Cancelling, DaemonError, ErrorCode, Execution, ExecutionList, ExecutionLogs,
@@ -129,6 +130,14 @@ impl Client {
     /// As [`Client::call`].
     pub fn openapi(&self) -> Result<Value, ClientError> {
         self.call("GET", "/v1/openapi.json", NONE)
+    }
+
+    /// `GET /v1/nodes`: the daemons sharing this daemon's state database.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn nodes(&self) -> Result<NodeList, ClientError> {
+        self.call("GET", "/v1/nodes", NONE)
     }
 
     /// `GET /v1/plugins`.

@@ -30,6 +30,7 @@ mod error;
 mod executions;
 #[cfg(feature = "http")]
 mod http;
+mod nodes;
 mod plugins;
 mod schedules;
 pub mod status;
@@ -41,6 +42,7 @@ pub use error::{DaemonError, ErrorCode};
 pub use executions::*;
 #[cfg(feature = "http")]
 pub use http::{Client, ClientError};
+pub use nodes::*;
 pub use plugins::*;
 pub use schedules::*;
 pub use templates::*;

@@ -18,6 +18,9 @@ pub struct Health {
     pub plugins: usize,
     /// How many plugin folders failed to load.
     pub plugin_load_errors: usize,
+    /// The daemon's node id (see `GET /v1/nodes`).
+    #[serde(default)]
+    pub node: String,
 }
 
 /// The daemon's overall state.

@@ -23,6 +23,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use plexus_client::NodeList;
 use plexus_client::{
     BeginTransaction, CallPlugin, CallResult, Cleared, Transaction, WorkflowHistory, WorkflowRollback,
 };
@@ -120,6 +121,7 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
     let public = OpenApiRouter::new().routes(routes!(health));
     let protected = OpenApiRouter::new()
         .routes(routes!(metrics))
+        .routes(routes!(nodes))
         .routes(routes!(openapi))
         .routes(routes!(plugins))
         .routes(routes!(reload_plugins))
@@ -215,6 +217,14 @@ async fn auth(State(state): State<ApiState>, headers: HeaderMap, request: Reques
     }
 }
 
+/// The daemons sharing this daemon's state database (a daemon on SQLite
+/// lists itself): heartbeats, leases, plugins and the executions each runs.
+#[utoipa::path(get, path = "/v1/nodes", tag = "daemon",
+    responses((status = 200, description = "The nodes of the cluster, by id", body = NodeList)))]
+async fn nodes(State(s): State<ApiState>) -> ApiResult<Json<NodeList>> {
+    Ok(Json(s.daemon.nodes().await?))
+}
+
 /// Liveness, version and plugin counts (no token needed).
 #[utoipa::path(get, path = "/v1/health", tag = "daemon", security(()),
     responses((status = 200, description = "Liveness, version and plugin counts (no token needed)", body = Health)))]
@@ -234,6 +244,7 @@ async fn health(State(s): State<ApiState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         plugins: host.plugins().count(),
         plugin_load_errors: host.load_errors().len(),
+        node: s.daemon.node_id().to_owned(),
     })
 }
 
@@ -571,7 +582,14 @@ async fn execution_view(s: &ApiState, id: &str) -> Result<Execution, ApiError> {
     let (status, meta) = s.daemon.status(id).await?;
     // Held: a state write failed; no step starts until it is recorded again.
     let held = s.daemon.live(id).is_some_and(|e| e.is_held());
-    Ok(Execution { status, meta, held })
+    let (mut node, mut waiting_for_plugins) = (None, Vec::new());
+    if let Some(placement) = s.daemon.placement(id).await? {
+        node = placement.owner;
+        if status.status == plexus_workflow::WorkflowStatus::Pending && node.is_none() {
+            waiting_for_plugins = placement.missing;
+        }
+    }
+    Ok(Execution { status, meta, held, node, waiting_for_plugins })
 }
 
 /// The query of `GET /v1/executions/{id}`.
@@ -597,6 +615,20 @@ async fn execution(
     Path(id): Path<String>,
     Q(q): Q<WaitQuery>,
 ) -> ApiResult<Json<Execution>> {
+    if let Some(ms) = q.wait_ms
+        && s.daemon.live(&id).is_none()
+    {
+        // In a cluster it may run on another node: wait on its record.
+        let wait = std::time::Duration::from_millis(ms.min(60_000));
+        if !s.daemon.wait_stored(&id, wait).await? && s.daemon.is_accepting() {
+            let (status, _) = s.daemon.status(&id).await?;
+            return Err(DaemonError::new(
+                ErrorCode::Timeout,
+                format!("execution `{id}` is still {} after {} ms", status.status.as_str(), wait.as_millis()),
+            )
+            .into());
+        }
+    }
     if let (Some(ms), Some(exec)) = (q.wait_ms, s.daemon.live(&id)) {
         let wait = std::time::Duration::from_millis(ms.min(60_000));
         // Shutdown answers at once with the status as it is.

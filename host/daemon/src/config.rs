@@ -14,6 +14,8 @@
 //! native_isolation = "process"                      # native plugins whose plugin.toml has no
 //!                                                   # `isolation`: worker processes, or "in-process"
 //! grace_period = "30s"                              # SIGTERM: how long running steps may finish (≤ 30 days)
+//! node_lease = "10s"                                # PostgreSQL: another node takes over this one's
+//!                                                   # executions this long after its last heartbeat (1s–10m)
 //! log_format = "text"                               # or "json"
 //! max_body_bytes = 1048576                          # larger request bodies get 413
 //! watch = true                                      # hot plugin reload
@@ -66,6 +68,12 @@ impl LogFormat {
     }
 }
 
+/// The shortest `node_lease`.
+pub const MIN_NODE_LEASE: Duration = Duration::from_secs(1);
+
+/// The longest `node_lease`.
+pub const MAX_NODE_LEASE: Duration = Duration::from_secs(600);
+
 /// `plexus.toml` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +95,8 @@ pub struct RawConfig {
     pub native_isolation: Option<plexus_host::Isolation>,
     /// `grace_period = "30s"`
     pub grace_period: Option<String>,
+    /// `node_lease = "10s"` (a daemon on PostgreSQL; 1 s to 10 min)
+    pub node_lease: Option<String>,
     /// `log_format = "json"`
     pub log_format: Option<LogFormat>,
     /// `max_body_bytes = 1048576`
@@ -188,6 +198,10 @@ pub struct DaemonConfig {
     /// How long running steps may finish after SIGTERM.
     #[serde(serialize_with = "plexus_workflow::duration::serialize_ms")]
     pub grace_period: Duration,
+    /// On PostgreSQL: how long after this node's last heartbeat another
+    /// node takes over its executions (heartbeats come every quarter of it).
+    #[serde(serialize_with = "plexus_workflow::duration::serialize_ms")]
+    pub node_lease: Duration,
     /// How logs are written on stderr.
     pub log_format: LogFormat,
     /// Largest accepted request body, in bytes.
@@ -255,6 +269,18 @@ impl RawConfig {
                 .map_err(|e| value("grace_period", format!("grace_period: {e}")))?,
             None => Duration::from_secs(30),
         };
+        let node_lease = match &self.node_lease {
+            Some(text) => plexus_workflow::duration::parse_text(text, MAX_NODE_LEASE)
+                .map_err(|e| value("node_lease", format!("node_lease: {e}")))
+                .and_then(|d| {
+                    if d < MIN_NODE_LEASE {
+                        Err(value("node_lease", format!("node_lease: {text} is under the minimum of 1s")))
+                    } else {
+                        Ok(d)
+                    }
+                })?,
+            None => crate::core::DEFAULT_LEASE,
+        };
         let retention = match self.retention.as_deref() {
             Some("forever") => None,
             Some(text) => Some(
@@ -289,6 +315,7 @@ impl RawConfig {
             workers,
             native_isolation: self.native_isolation.unwrap_or(plexus_host::Isolation::Process),
             grace_period,
+            node_lease,
             log_format,
             max_body_bytes: self.max_body_bytes.unwrap_or(1 << 20),
             watch: self.watch.unwrap_or(true),

@@ -36,6 +36,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+mod cluster;
+
 /// Who asked for an execution, and which version it runs.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
@@ -68,7 +70,9 @@ struct Inner {
     current: Mutex<HashMap<String, u32>>,
     /// One rescan at a time (the watcher and `POST /v1/plugins/reload`).
     reloading: Mutex<()>,
-    live: RwLock<HashMap<String, (Arc<Execution>, ExecutionMeta)>>,
+    live: RwLock<HashMap<String, Live>>,
+    /// This daemon as a node: its id, and the cluster it joined (if any).
+    node: Node,
     /// Worker slots, handed out by priority.
     slots: Arc<crate::slots::Slots>,
     /// Cancelled by [`Daemon::begin_shutdown`]: the engines' drain signal.
@@ -83,6 +87,59 @@ struct Inner {
     /// How long ended executions are kept (`None`: forever), and when they
     /// were last pruned.
     retention: Mutex<(Option<Duration>, Option<std::time::SystemTime>)>,
+}
+
+/// A running execution, as the daemon tracks it.
+#[derive(Clone)]
+struct Live {
+    exec: Arc<Execution>,
+    meta: ExecutionMeta,
+    /// Stops it here (no new step starts) without recording anything: it
+    /// was taken over by another node.
+    stop: CancellationToken,
+}
+
+/// This daemon as a node of a cluster (a daemon on SQLite is a cluster of one).
+struct Node {
+    id: String,
+    /// Where its API listens, once known.
+    address: std::sync::OnceLock<String>,
+    started_at_ms: u64,
+    /// Executions it runs at once at most.
+    workers: usize,
+    /// Set by [`Daemon::join_cluster`].
+    joined: std::sync::OnceLock<ClusterSettings>,
+    /// Wakes the claim loop (a worker freed, an unclaimed execution recorded).
+    claim: Arc<tokio::sync::Notify>,
+}
+
+/// How a joined node keeps its lease.
+#[derive(Debug, Clone, Copy)]
+struct ClusterSettings {
+    lease: Duration,
+}
+
+/// How often a joined node polls for cancel requests and claimable
+/// executions: a cancel asked on another node takes effect within this (plus
+/// the time the step takes to notice), and a free worker finds queued work
+/// within it.
+pub const CLUSTER_POLL: Duration = Duration::from_millis(250);
+
+/// The most executions a node claims at once.
+pub const CLAIM_BATCH: u32 = 32;
+
+/// The default lease of a node: another node takes over its executions this
+/// long after its last heartbeat. Heartbeats come every quarter of it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
+/// A new node id: `<host>-<pid>-<4 hex digits>`.
+pub fn new_node_id() -> String {
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "node".into());
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(48).collect();
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
 }
 
 /// How often [`Daemon::maintain`] runs: the database file check and the
@@ -167,6 +224,20 @@ impl Daemon {
         workers: usize,
         metrics: Metrics,
     ) -> Self {
+        Self::new_node(store, host, clock, runtime, workers, metrics, new_node_id())
+    }
+
+    /// [`Self::new`] as node `node_id` (see [`new_node_id`]; its metrics
+    /// should carry it: [`Metrics::for_node`]).
+    pub fn new_node(
+        store: Arc<dyn Store>,
+        host: Host,
+        clock: Arc<dyn Clock>,
+        runtime: tokio::runtime::Handle,
+        workers: usize,
+        metrics: Metrics,
+        node_id: String,
+    ) -> Self {
         metrics.plugins(host.plugins().count(), host.load_errors().len());
         let health = Health::default();
         let db_health = StateDbHealth::new(health.clone());
@@ -180,6 +251,14 @@ impl Daemon {
             current: Mutex::default(),
             reloading: Mutex::default(),
             live: RwLock::default(),
+            node: Node {
+                id: node_id,
+                address: std::sync::OnceLock::new(),
+                started_at_ms: epoch_ms(std::time::SystemTime::now()),
+                workers: workers.max(1),
+                joined: std::sync::OnceLock::new(),
+                claim: Arc::default(),
+            },
             slots: crate::slots::Slots::new(workers),
             drain: CancellationToken::new(),
             accepting: AtomicBool::new(true),
@@ -218,7 +297,7 @@ impl Daemon {
         self.prune_if_due().await;
         let held: Vec<Arc<Execution>> = {
             let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner);
-            live.values().map(|(e, _)| e.clone()).filter(|e| e.is_held()).collect()
+            live.values().map(|l| l.exec.clone()).filter(|e| e.is_held()).collect()
         };
         for exec in &held {
             if let Err(e) = exec.record_again().await {
@@ -621,7 +700,11 @@ impl Daemon {
             .inspect_err(|e| self.0.db_health.writes(Some(e)))?;
         self.0.metrics.execution("started");
         tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
-        self.launch(prepared, exec.clone(), meta, true);
+        // In a cluster it runs here only if this node has a free worker and
+        // claims it; otherwise the first node with one claims it.
+        if self.0.node.joined.get().is_none() || self.run_here_if_free(exec.id()).await? {
+            self.launch(prepared, exec.clone(), meta, true);
+        }
         Ok(exec)
     }
 
@@ -654,28 +737,33 @@ impl Daemon {
         let id = exec.id().to_owned();
         let fire_ms = meta.scheduled_at_ms.filter(|_| observe_lag);
         let priority = meta.priority;
-        self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), (exec.clone(), meta));
+        let stop = self.0.drain.child_token();
+        let entry = Live { exec: exec.clone(), meta, stop: stop.clone() };
+        self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), entry);
         let daemon = self.clone();
         self.0.runtime.spawn(async move {
             let inner = &daemon.0;
             let permit = tokio::select! {
                 slot = inner.slots.acquire(priority) => Some(slot),
-                _ = inner.drain.cancelled() => None,
+                _ = stop.cancelled() => None,
                 _ = exec.cancel_requested() => None,
             };
-            if !inner.drain.is_cancelled() && (permit.is_some() || exec.is_cancelled()) {
+            if !stop.is_cancelled() && (permit.is_some() || exec.is_cancelled()) {
                 if let (Some(fire), Some(_)) = (fire_ms, &permit) {
                     inner.metrics.scheduler_lag(epoch_ms(inner.clock.now()).saturating_sub(fire));
                 }
-                let engine = Engine::new(daemon.host(), inner.clock.clone()).with_drain(inner.drain.clone());
+                let engine = Engine::new(daemon.host(), inner.clock.clone()).with_drain(stop.clone());
                 engine.run(prepared, exec.clone()).await;
             }
-            // Stopped while held (shutdown): record what can be.
-            if let Err(e) = exec.record_again().await {
+            // Stopped while held (shutdown): record what can be — unless
+            // another node took it over, which carries on from its record.
+            let taken_over = stop.is_cancelled() && !inner.drain.is_cancelled();
+            if !taken_over && let Err(e) = exec.record_again().await {
                 tracing::error!(execution = %id, "not recorded at shutdown ({e}); it resumes from its last record");
             }
             drop(permit);
             inner.live.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            inner.node.claim.notify_one();
         });
     }
 
@@ -686,19 +774,50 @@ impl Daemon {
 
     /// The running execution `id`, if it is running here.
     pub fn live(&self, id: &str) -> Option<Arc<Execution>> {
-        self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(id).map(|(e, _)| e.clone())
+        self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(id).map(|l| l.exec.clone())
     }
 
-    /// How many executions started by schedule `id` are not finished.
-    pub fn running_for_schedule(&self, id: &str) -> usize {
+    /// How many executions started by schedule `id` (every schedule, when
+    /// `None`) have not ended, by schedule: here, or on any node of the
+    /// cluster once joined (read from the store, at most 10,000).
+    pub async fn running_by_schedule(&self, id: Option<&str>) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        if self.0.node.joined.get().is_some() {
+            let filter = ExecutionFilter {
+                schedule_id: id.map(str::to_owned),
+                active: true,
+                limit: Some(10_000),
+                ..Default::default()
+            };
+            match self.0.store.list_executions(&filter).await {
+                Ok(running) => {
+                    for e in running.into_iter().filter_map(|e| e.schedule_id) {
+                        *counts.entry(e).or_default() += 1;
+                    }
+                    return counts;
+                }
+                Err(e) => tracing::warn!("cannot count the running executions of schedules: {e}"),
+            }
+        }
         let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner);
-        live.values().filter(|(_, m)| m.schedule_id.as_deref() == Some(id)).count()
+        for schedule in live.values().filter_map(|l| l.meta.schedule_id.as_deref()) {
+            if id.is_none_or(|id| id == schedule) {
+                *counts.entry(schedule.to_owned()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// How many executions started by schedule `id` have not ended (see
+    /// [`Self::running_by_schedule`]).
+    pub async fn running_for_schedule(&self, id: &str) -> usize {
+        self.running_by_schedule(Some(id)).await.get(id).copied().unwrap_or(0)
     }
 
     /// Execution `id`: live status if it runs here, else as stored.
     pub async fn status(&self, id: &str) -> DaemonResult<(ExecutionStatus, ExecutionMeta)> {
         let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
-        if let Some((exec, meta)) = live {
+        if let Some(Live { exec, meta, .. }) = live {
             return Ok((exec.snapshot(), meta));
         }
         let stored = self.stored(id).await?;
@@ -741,8 +860,7 @@ impl Daemon {
             }
             return Err(DaemonError::invalid_state(format!("execution `{id}` is already being cancelled")));
         }
-        let stored = self.stored(id).await?;
-        Err(DaemonError::invalid_state(format!("execution `{id}` is {}, not running", stored.status.status.as_str())))
+        self.cancel_elsewhere(id).await
     }
 
     /// Run a failed or cancelled execution again from the steps that did not
@@ -777,10 +895,44 @@ impl Daemon {
             return Err(DaemonError::invalid_state(format!("execution `{id}` is already being retried")));
         };
         tracing::info!(execution = %id, run = stored.meta.runs, "retrying from the steps that did not complete");
+        if self.0.node.joined.get().is_some() && !self.run_here_if_free(id).await? {
+            return Ok(()); // another node claims it
+        }
         let exec =
             Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id.clone());
         self.launch(prepared, exec, stored.meta, false);
         Ok(())
+    }
+
+    /// Run execution `stored` (not ended) from its record, as after a
+    /// restart; whether it could. One whose workflow version cannot be read
+    /// is recorded as failed.
+    async fn run_stored(&self, stored: StoredExecution) -> bool {
+        let id = stored.status.execution_id.clone();
+        match self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await {
+            Ok(prepared) => {
+                tracing::info!(execution = %id, workflow = %stored.status.workflow_id, "resuming");
+                let exec = Execution::restore(
+                    stored.status,
+                    stored.state,
+                    self.0.journal.clone(),
+                    stored.meta.schedule_id.clone(),
+                );
+                self.launch(prepared, exec, stored.meta, false);
+                true
+            }
+            Err(e) => {
+                tracing::error!(execution = %id, "cannot resume: {e}");
+                let mut status = stored.status;
+                status.status = plexus_workflow::WorkflowStatus::Failed;
+                status.error = Some(format!("cannot resume: {e}"));
+                status.ended_at_ms = Some(epoch_ms(self.0.clock.now()));
+                if let Err(e) = self.0.store.update_execution(&status).await {
+                    tracing::error!(execution = %id, "cannot record that it cannot resume: {e}");
+                }
+                false
+            }
+        }
     }
 
     /// Resume every execution the store says had not ended (after a restart
@@ -800,26 +952,8 @@ impl Daemon {
                     continue;
                 }
             };
-            match self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await {
-                Ok(prepared) => {
-                    tracing::info!(execution = %id, workflow = %stored.status.workflow_id, "resuming");
-                    let exec = Execution::restore(
-                        stored.status,
-                        stored.state,
-                        self.0.journal.clone(),
-                        stored.meta.schedule_id.clone(),
-                    );
-                    self.launch(prepared, exec, stored.meta, false);
-                    resumed += 1;
-                }
-                Err(e) => {
-                    tracing::error!(execution = %id, "cannot resume: {e}");
-                    let mut status = stored.status;
-                    status.status = plexus_workflow::WorkflowStatus::Failed;
-                    status.error = Some(format!("cannot resume: {e}"));
-                    status.ended_at_ms = Some(epoch_ms(self.0.clock.now()));
-                    self.0.store.update_execution(&status).await?;
-                }
+            if self.run_stored(stored).await {
+                resumed += 1;
             }
         }
         Ok(resumed)
@@ -941,13 +1075,18 @@ impl Daemon {
             if stored.status.status != WorkflowStatus::Completed {
                 continue;
             }
+            // In a cluster, this node writes its compensations: it takes it over.
+            if let Some((cluster, _)) = self.cluster() {
+                cluster.claim_one(&self.0.node.id, id).await?;
+            }
             let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
             let meta = stored.meta.clone();
             let exec = Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id);
             if let Some(info) = schedule_info(meta.schedule_id.as_deref(), meta.scheduled_at_ms) {
                 exec.set_schedule(info);
             }
-            self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), (exec.clone(), meta));
+            let entry = Live { exec: exec.clone(), meta, stop: self.0.drain.child_token() };
+            self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), entry);
             live.ids.push(id.clone());
             members.push((prepared, exec));
         }

@@ -3,7 +3,8 @@
 //! over HTTP.
 //!
 //! * [`config`]: `plexus.toml`, raw and validated;
-//! * [`store`]: durable state in SQLite (WAL, migrations);
+//! * [`store`]: durable state in SQLite (WAL, migrations) or PostgreSQL
+//!   (several daemons on one database: a cluster, see [`Daemon::join_cluster`]);
 //! * the database file's exclusive lock, start-up and identity checks
 //!   ([`FileChanged`]);
 //! * [`Daemon`]: workflows and executions, journalled to the store, with
@@ -46,7 +47,7 @@ mod supervise;
 pub mod testing;
 pub mod views;
 
-pub use core::{Daemon, Origin, Registered, parse_workflow};
+pub use core::{CLAIM_BATCH, CLUSTER_POLL, DEFAULT_LEASE, Daemon, Origin, Registered, new_node_id, parse_workflow};
 pub use dbfile::FileChanged;
 pub use health::Health;
 #[cfg(test)]

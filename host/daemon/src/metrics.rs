@@ -15,6 +15,9 @@
 //! | `plexus_abandoned_calls_total` | counter | `plugin`: native calls that timed out while their thread kept running |
 //! | `plexus_health_degraded` | gauge | `component`: 1 while the component is degraded (see `GET /v1/health`) |
 //!
+//! A daemon's metrics carry its node id as a label (`node`, see
+//! [`Metrics::for_node`]).
+//!
 //! Every family has its own name (a strict OpenMetrics parser rejects two
 //! families under one name); a test parses the real output to keep it so.
 
@@ -54,7 +57,19 @@ fn duration_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("plexus");
+        Self::with_registry(Registry::with_prefix("plexus"))
+    }
+}
+
+impl Metrics {
+    /// Metrics whose every sample carries `node="<node>"` (the daemon's node
+    /// id: nodes of one cluster scraped together stay apart).
+    pub fn for_node(node: &str) -> Self {
+        let labels = [(std::borrow::Cow::Borrowed("node"), std::borrow::Cow::Owned(node.to_owned()))];
+        Self::with_registry(Registry::with_prefix_and_labels("plexus", labels.into_iter()))
+    }
+
+    fn with_registry(mut registry: Registry) -> Self {
         let executions = Family::<Labels, Counter>::default();
         registry.register("executions", "Executions started and ended, by status", executions.clone());
         let executions_by_status = Family::<Labels, Gauge>::default();

@@ -114,8 +114,14 @@ async fn answer(
         Orchestration::ExecutionStatus { execution: id } => {
             let (status, meta) = daemon.status(&id).await.map_err(plugin_error)?;
             let held = daemon.live(&id).is_some_and(|e| e.is_held());
-            serde_json::to_value(plexus_client::Execution { status, meta, held })
-                .map_err(|e| PluginError::failed(format!("the status is not JSON: {e}")))
+            serde_json::to_value(plexus_client::Execution {
+                status,
+                meta,
+                held,
+                node: None,
+                waiting_for_plugins: Vec::new(),
+            })
+            .map_err(|e| PluginError::failed(format!("the status is not JSON: {e}")))
         }
         Orchestration::CreateSchedule { spec } => {
             let mut spec: ScheduleSpec =

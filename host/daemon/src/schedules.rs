@@ -7,7 +7,8 @@
 //! records every fire — started, queued or skipped — in the fire history
 //! before moving the schedule's "last handled" mark. The loop in
 //! [`Schedules::run`] ticks at the next fire time (at least once a second);
-//! tests call `tick` themselves with a mock clock.
+//! tests call `tick` themselves with a mock clock. In a cluster only the
+//! node holding the `scheduler` leadership ticks (see [`Daemon::leads`]).
 //!
 //! Catch-up with `run_all` and `overlap`: when one tick has several fires of
 //! a `run_all` schedule to run (missed fires, oldest first, then the on-time
@@ -165,7 +166,7 @@ impl Schedules {
         self.get(&id).await
     }
 
-    fn view(&self, row: &ScheduleRow, now: DateTime<Utc>) -> DaemonResult<ScheduleView> {
+    fn view(&self, row: &ScheduleRow, now: DateTime<Utc>, running: usize) -> DaemonResult<ScheduleView> {
         let schedule = Self::parse(row)?;
         let created = ms_to_time(row.created_at_ms);
         let from = row.last_fire_ms.map(ms_to_time).map_or(now, |last| last.max(now));
@@ -175,7 +176,7 @@ impl Schedules {
         Ok(ScheduleView {
             next_fire: next.map(|t| t.to_rfc3339()),
             last_fire: row.last_fire_ms.map(|t| ms_to_time(t).to_rfc3339()),
-            running: self.0.daemon.running_for_schedule(&row.id),
+            running,
             queued: self
                 .0
                 .queued
@@ -193,10 +194,11 @@ impl Schedules {
     pub async fn list(&self) -> DaemonResult<Vec<ScheduleView>> {
         let now = self.now();
         let rows = self.0.daemon.store().schedules().await?;
+        let running = self.0.daemon.running_by_schedule(None).await;
         Ok(rows
             .iter()
             .filter_map(|row| {
-                self.view(row, now)
+                self.view(row, now, running.get(&row.id).copied().unwrap_or(0))
                     .inspect_err(|e| tracing::error!(schedule = %row.id, "unreadable schedule: {e}"))
                     .ok()
             })
@@ -205,7 +207,8 @@ impl Schedules {
 
     /// Schedule `id`.
     pub async fn get(&self, id: &str) -> DaemonResult<ScheduleView> {
-        self.view(&self.row(id).await?, self.now())
+        let running = self.0.daemon.running_for_schedule(id).await;
+        self.view(&self.row(id).await?, self.now(), running)
     }
 
     /// The newest `limit` fires of schedule `id`.
@@ -361,7 +364,7 @@ impl Schedules {
     async fn start_queued(&self, id: &str) -> DaemonResult<Option<String>> {
         // One at a time, so the tick and an ending run cannot both start one.
         let _one = self.0.starting.lock().await;
-        if self.0.daemon.running_for_schedule(id) > 0 || !self.0.daemon.is_accepting() {
+        if self.0.daemon.running_for_schedule(id).await > 0 || !self.0.daemon.is_accepting() {
             return Ok(None);
         }
         let fire = {
@@ -457,7 +460,7 @@ impl Schedules {
                 continue;
             }
             for fire in plan.run {
-                let running = self.0.daemon.running_for_schedule(&row.id);
+                let running = self.0.daemon.running_for_schedule(&row.id).await;
                 if running > 0 {
                     match schedule.spec.overlap {
                         Overlap::Allow => {}
@@ -543,11 +546,25 @@ impl Schedules {
     /// Tick until `stop` completes.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        let mut leading = false;
         loop {
-            if let Err(e) = self.tick().await {
-                tracing::error!("schedule tick failed: {e}");
+            // In a cluster one node fires the schedules: the one holding the
+            // `scheduler` leadership (renewed at every tick; another node
+            // takes it over once its lease ran out, and catches up per each
+            // schedule's policy from the fires recorded).
+            let leads = self.0.daemon.leads("scheduler").await;
+            if leads != leading {
+                tracing::info!(node = %self.0.daemon.node_id(), leads, "scheduler leadership");
+                leading = leads;
             }
-            let wait = self.next_wake().await.max(Duration::from_millis(10));
+            let wait = if leads {
+                if let Err(e) = self.tick().await {
+                    tracing::error!("schedule tick failed: {e}");
+                }
+                self.next_wake().await.max(Duration::from_millis(10))
+            } else {
+                Duration::from_millis(500)
+            };
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(wait) => {}

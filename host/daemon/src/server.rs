@@ -35,7 +35,10 @@ async fn open_store(config: &DaemonConfig) -> Result<(Arc<dyn Store>, Option<std
 }
 
 /// Run the daemon until SIGTERM or SIGINT. Prints one JSON line to stdout
-/// when it listens: `{"listening": "<address>", "token_file": "<path>"}`.
+/// when it listens: `{"listening": "<address>", "token_file": "<path>",
+/// "node": "<node id>"}`. On a PostgreSQL store it joins the cluster of
+/// daemons on that database (see [`Daemon::join_cluster`]) once it listens,
+/// and hands its unfinished executions back when it stops.
 ///
 /// # Errors
 /// A [`DaemonError`] (code `Internal`) when the store cannot be opened, the
@@ -66,17 +69,20 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         tracing::warn!("plugin not loaded: {error}");
     }
     tracing::info!(plugins = host.plugins().count(), errors = host.load_errors().len(), "plugins loaded");
-    let metrics = Metrics::default();
+    let node = crate::core::new_node_id();
+    let metrics = Metrics::for_node(&node);
     let runtime = tokio::runtime::Handle::current();
-    let daemon = Daemon::new(store, host, Arc::new(SystemClock), runtime, config.workers, metrics);
+    let shared = store.cluster().is_some();
+    let daemon = Daemon::new_node(store, host, Arc::new(SystemClock), runtime, config.workers, metrics, node);
+    tracing::info!(node = %daemon.node_id(), "node");
     daemon.set_retention(config.retention);
-    let resumed = daemon.resume_unfinished().await?;
-    if resumed > 0 {
-        tracing::info!(resumed, "resumed unfinished executions");
-    }
-    let rollbacks = daemon.resume_rollbacks().await?;
-    if rollbacks > 0 {
-        tracing::info!(rollbacks, "resumed interrupted transaction rollbacks");
+    // On a shared store the claims resume what no node runs (see `join_cluster`, below).
+    if !shared {
+        let resumed = daemon.resume_unfinished().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed unfinished executions");
+        }
+        resume_rollbacks(&daemon).await?;
     }
     let schedules = Schedules::new(daemon.clone());
     super::orchestrate::install(&schedules);
@@ -99,21 +105,24 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         None
     };
     let app = router(ApiState::new(daemon.clone(), schedules, &token), config.max_body_bytes);
+    let node = daemon.node_id().to_owned();
     let announce = |address: String| {
-        println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file}));
-        tracing::info!(%address, "plexus daemon listening");
+        println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file, "node": node}));
+        tracing::info!(%address, %node, "plexus daemon listening");
+        address
     };
     let mut stopping = stop_rx.clone();
     let graceful = async move {
         let _ = stopping.wait_for(|s| *s).await;
     };
     let mut unix_socket = None;
+    let address;
     let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &config.listen {
         Listen::Tcp(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| startup(format!("cannot listen on {addr}: {e}")))?;
-            announce(listener.local_addr().map_err(startup)?.to_string());
+            address = announce(listener.local_addr().map_err(startup)?.to_string());
             Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
         }
         Listen::Unix(path) => {
@@ -125,11 +134,15 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(startup)?;
             }
-            announce(format!("unix:{}", path.display()));
+            address = announce(format!("unix:{}", path.display()));
             unix_socket = Some(path.clone());
             Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
         }
     };
+    if daemon.join_cluster(Some(address), config.node_lease).await? && daemon.leads("rollbacks").await {
+        // One node carries on with the transaction rollbacks a stop interrupted.
+        resume_rollbacks(&daemon).await?;
+    }
     let mut server = server;
     let ended_by_itself = tokio::select! {
         served = &mut server => {
@@ -164,9 +177,19 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     // The plugins' cleanup, now: abandoned calls' threads may still hold
     // the host when the process exits, so it might never be dropped.
+    daemon.leave_cluster().await;
     let host = daemon.host();
     let _ = tokio::task::spawn_blocking(move || host.stop()).await;
     tracing::info!(unfinished = left, "stopped");
+    Ok(())
+}
+
+/// Carry on with the transaction rollbacks a stop interrupted.
+async fn resume_rollbacks(daemon: &Daemon) -> Result<(), DaemonError> {
+    let rollbacks = daemon.resume_rollbacks().await?;
+    if rollbacks > 0 {
+        tracing::info!(rollbacks, "resumed interrupted transaction rollbacks");
+    }
     Ok(())
 }
 

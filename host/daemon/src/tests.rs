@@ -493,7 +493,7 @@ async fn run_all_catch_up_runs_one_after_another_despite_overlap_skip() {
     assert_eq!(fires(&s, "seq", "queued").await, ["2026-06-01T05:00:00+00:00", "2026-06-01T06:00:00+00:00"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while fires(&s, "seq", "started").await.len() < 4 {
-        assert!(f.daemon.running_for_schedule("seq") <= 1, "catch-up runs overlapped");
+        assert!(f.daemon.running_for_schedule("seq").await <= 1, "catch-up runs overlapped");
         assert!(Instant::now() < deadline, "the catch-up did not finish: {:?}", fires(&s, "seq", "started").await);
         s.tick().await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -98,6 +98,15 @@ pub enum StoreError {
         /// The SQLSTATE, when the server gave one.
         code: Option<String>,
     },
+    /// This daemon no longer owns the execution it wrote: its lease ran out
+    /// and another node of the cluster took the execution over.
+    #[error("execution {execution} is no longer run by this node ({node}): another node took it over")]
+    NotOwner {
+        /// The execution.
+        execution: String,
+        /// This node.
+        node: String,
+    },
     /// A file next to the database (its lock file) could not be used.
     #[error("state database lock file {path}: {message}")]
     Io {
@@ -286,6 +295,92 @@ pub trait Store: Send + Sync + 'static {
     fn check_file(&self) -> StoreFuture<Result<(), FileChanged>>;
     /// Make one small real write: whether the store can be written now.
     fn probe_write(&self) -> StoreFuture<()>;
+    /// The store's [`Cluster`] side, if several daemons can share it.
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        None
+    }
+}
+
+/// What several daemons on one database need of the store, beyond
+/// [`Store`]: node registration and leases, claims of executions, cancel
+/// requests across nodes, and leaderships. [`PgStore`] implements it;
+/// a [`SqliteStore`] (one daemon per file) does not.
+///
+/// Times are the database's clock (`clock_timestamp()`), so nodes whose
+/// clocks disagree still agree on who holds a lease.
+pub trait Cluster: Send + Sync + 'static {
+    /// Register node `node` (or register it again after a restart), with
+    /// its lease running `lease_ms` from now. From now on this store's
+    /// execution writes are fenced: they change an execution only while
+    /// `node` owns it.
+    fn join(&self, node: &NodeJoin, lease_ms: u64) -> StoreFuture<()>;
+    /// Renew `node`'s lease for `lease_ms` and publish its plugins and how
+    /// many executions it runs. Returns the ids among `running` that it no
+    /// longer owns (its lease had run out and another node claimed them).
+    fn heartbeat(&self, node: &str, plugins: &[String], running: &[String], lease_ms: u64) -> StoreFuture<Vec<String>>;
+    /// Claim at most `limit` unfinished executions that no live node owns
+    /// and whose plugins are all in `plugins`, highest priority then oldest
+    /// first (`FOR UPDATE SKIP LOCKED`: nodes claiming at once never wait
+    /// for or take the same one). Returns their ids.
+    fn claim(&self, node: &str, plugins: &[String], limit: u32) -> StoreFuture<Vec<String>>;
+    /// Claim execution `id` if no live node owns it (whatever it needs: to
+    /// run it or to cancel it); whether `node` owns it now.
+    fn claim_one(&self, node: &str, id: &str) -> StoreFuture<bool>;
+    /// Hand back the executions `node` owns (a clean stop): other nodes
+    /// claim them at once, without waiting for the lease to run out. The
+    /// node is marked stopped.
+    fn leave(&self, node: &str) -> StoreFuture<()>;
+    /// Ask for execution `id` to be cancelled by the node running it.
+    fn request_cancel(&self, id: &str) -> StoreFuture<CancelRequest>;
+    /// Executions `node` owns whose cancel was asked for on another node.
+    fn cancel_requests(&self, node: &str) -> StoreFuture<Vec<String>>;
+    /// Every node registered (stopped and lost ones for a day).
+    fn nodes(&self) -> StoreFuture<Vec<plexus_client::NodeView>>;
+    /// Take or renew leadership `name` (e.g. `scheduler`) for `lease_ms`;
+    /// whether `node` holds it now. A leader that stops renewing loses it
+    /// when its lease runs out.
+    fn lead(&self, name: &str, node: &str, lease_ms: u64) -> StoreFuture<bool>;
+    /// Which node owns execution `id`, and which plugins it needs that no
+    /// live node has loaded (why it waits, when it does).
+    fn placement(&self, id: &str) -> StoreFuture<Option<Placement>>;
+}
+
+/// A node registering with [`Cluster::join`].
+#[derive(Debug, Clone)]
+pub struct NodeJoin {
+    /// Node id.
+    pub id: String,
+    /// Where its API listens.
+    pub address: Option<String>,
+    /// Its plugin ids.
+    pub plugins: Vec<String>,
+    /// Its worker count.
+    pub workers: u64,
+}
+
+/// What [`Cluster::request_cancel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelRequest {
+    /// No such execution.
+    NotFound,
+    /// It had ended, with this status.
+    Ended(WorkflowStatus),
+    /// A cancel was asked for already.
+    AlreadyRequested,
+    /// Asked for: the owner (if any) cancels it within a poll.
+    Requested {
+        /// The node running it (`None`: unclaimed).
+        owner: Option<String>,
+    },
+}
+
+/// Where an execution is in the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The node that owns it (`None`: unclaimed).
+    pub owner: Option<String>,
+    /// Plugins it needs that no live node has loaded.
+    pub missing: Vec<String>,
 }
 
 /// How many read connections a [`SqliteStore`] keeps.
@@ -315,7 +410,7 @@ pub use plexus_client::{
     Event, ExecutionMeta, ExecutionSummary, Fire, FireOutcome, SourceFormat, WorkflowVersion as WorkflowRow,
 };
 pub use plexus_client::{Transaction, TransactionState};
-pub use postgres::{PgStore, is_postgres_url, redact_url};
+pub use postgres::{NOW_MS, PgStore, is_postgres_url, redact_url};
 
 /// A `templates` row.
 #[derive(Debug, Clone, PartialEq, Eq)]

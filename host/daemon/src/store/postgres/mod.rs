@@ -24,8 +24,11 @@
 //! database on a private network or a loopback tunnel). The password never
 //! appears in errors or logs: they name `postgres://user@host:port/db`.
 
+mod cluster;
 mod schema;
 mod store;
+
+pub use cluster::NOW_MS;
 
 use super::{StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -55,6 +58,8 @@ struct Inner {
     name: String,
     /// Test hook: writes fail as on a full disk.
     fail_writes: AtomicBool,
+    /// The node this store's daemon is, once it joined (see `Cluster::join`).
+    node: std::sync::OnceLock<String>,
 }
 
 /// Whether `state_db` names a PostgreSQL database (`postgres://…` or
@@ -146,7 +151,7 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Postgres { database: name.clone(), message: e.to_string(), code: None })?;
-        let store = Self(Arc::new(Inner { pool, name, fail_writes: AtomicBool::new(false) }));
+        let store = Self(Arc::new(Inner { pool, name, fail_writes: AtomicBool::new(false), node: Default::default() }));
         store.migrate().await?;
         store.probe().await?;
         Ok(store)

@@ -7,8 +7,8 @@ use super::PgStore;
 use crate::dbfile::FileChanged;
 use crate::store::shape::{self, ExecutionHead, ExecutionInsert, ExecutionUpdate, StateEntry, StepWrite};
 use crate::store::{
-    Event, ExecutionFilter, ExecutionSummary, Fire, FireOutcome, ScheduleRow, SourceFormat, Store, StoreFuture,
-    StoreResult, StoredExecution, TemplateRow, Transaction, TransactionState, WorkflowRow, json, now_ms,
+    Event, ExecutionFilter, ExecutionSummary, Fire, FireOutcome, ScheduleRow, SourceFormat, Store, StoreError,
+    StoreFuture, StoreResult, StoredExecution, TemplateRow, Transaction, TransactionState, WorkflowRow, json, now_ms,
 };
 use plexus_client::{TransactionSummary, Transition};
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
@@ -24,7 +24,7 @@ type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl PgStore {
     /// Run `f` with a clone of this store, boxed as a [`StoreFuture`].
-    fn run<T, F, Fut>(&self, f: F) -> StoreFuture<T>
+    pub(super) fn run<T, F, Fut>(&self, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
         F: FnOnce(PgStore) -> Fut + Send + 'static,
@@ -35,7 +35,7 @@ impl PgStore {
     }
 
     /// Run one write statement; how many rows it changed.
-    async fn exec(&self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
+    pub(super) async fn exec(&self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
         self.writable()?;
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(|e| self.err(&e))?;
@@ -43,14 +43,14 @@ impl PgStore {
     }
 
     /// Run one query.
-    async fn query(&self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
+    pub(super) async fn query(&self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(|e| self.err(&e))?;
         client.query(&stmt, params).await.map_err(|e| self.err(&e))
     }
 
     /// Run one query that returns at most one row.
-    async fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
+    pub(super) async fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(|e| self.err(&e))?;
         client.query_opt(&stmt, params).await.map_err(|e| self.err(&e))
@@ -73,7 +73,7 @@ impl PgStore {
         u32::try_from(v).map_err(|_| self.corrupt(format!("column {i}: version {v} out of range")))
     }
 
-    fn status(&self, id: &str, text: &str) -> StoreResult<WorkflowStatus> {
+    pub(super) fn status(&self, id: &str, text: &str) -> StoreResult<WorkflowStatus> {
         WorkflowStatus::parse(text).ok_or_else(|| self.corrupt(format!("execution {id}: unknown status `{text}`")))
     }
 
@@ -150,8 +150,25 @@ impl PgStore {
         Ok(())
     }
 
+    /// This store's node, once it joined a cluster: execution writes are
+    /// fenced by it.
+    pub(super) fn node(&self) -> Option<&str> {
+        self.0.node.get().map(String::as_str)
+    }
+
+    /// `Ok` when a fenced write changed `rows` rows of execution `id`; with
+    /// none, the node no longer owns it ([`StoreError::NotOwner`]; a write
+    /// without a node that found no execution changes nothing, as SQLite's).
+    pub(super) fn owned(&self, id: &str, rows: u64) -> StoreResult<()> {
+        match self.node() {
+            Some(node) if rows == 0 => Err(StoreError::NotOwner { execution: id.to_owned(), node: node.to_owned() }),
+            _ => Ok(()),
+        }
+    }
+
     /// The next event number of execution `id` (taking its row lock until
-    /// `tx` ends), if it exists and `condition` holds for it.
+    /// `tx` ends) after setting `set` (`, col = $2, …`; `params` are $2…),
+    /// if it exists and this node owns it.
     async fn next_event(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
@@ -159,9 +176,15 @@ impl PgStore {
         set: &str,
         params: Params<'_>,
     ) -> StoreResult<Option<i64>> {
-        let sql = format!("UPDATE executions SET last_event = last_event + 1{set} WHERE id = $1 RETURNING last_event");
+        let node = self.node();
+        let fence = params.len() + 2;
+        let sql = format!(
+            "UPDATE executions SET last_event = last_event + 1{set}
+             WHERE id = $1 AND (${fence}::text IS NULL OR owner = ${fence}) RETURNING last_event"
+        );
         let mut all: Vec<&(dyn ToSql + Sync)> = vec![&id];
         all.extend_from_slice(params);
+        all.push(&node);
         let row = tx.query_opt(&sql, &all).await.map_err(|e| self.err(&e))?;
         row.map(|r| self.col(&r, 0)).transpose()
     }
@@ -366,13 +389,13 @@ impl Store for PgStore {
                 "WITH e AS (
                     UPDATE executions SET status = $2, outputs = $3, error = $4, started_at_ms = $5,
                         ended_at_ms = $6, last_event = last_event + 1
-                    WHERE id = $1 RETURNING last_event)
+                    WHERE id = $1 AND ($8::text IS NULL OR owner = $8) RETURNING last_event)
                  INSERT INTO events (execution_id, seq, at_ms, status, message)
                  SELECT $1, last_event, $7, $2, $4 FROM e",
-                &[&u.id, &u.status, &u.outputs, &u.error, &u.started_at_ms, &u.ended_at_ms, &u.at],
+                &[&u.id, &u.status, &u.outputs, &u.error, &u.started_at_ms, &u.ended_at_ms, &u.at, &s.node()],
             )
-            .await?;
-            Ok(())
+            .await
+            .and_then(|n| s.owned(&u.id, n))
         })
     }
 
@@ -395,7 +418,8 @@ impl Store for PgStore {
             // record rewritten without that output does not take it along.
             s.exec(
                 "WITH e AS (
-                    UPDATE executions SET last_event = last_event + 1 WHERE id = $1 RETURNING last_event),
+                    UPDATE executions SET last_event = last_event + 1
+                    WHERE id = $1 AND ($12::text IS NULL OR owner = $12) RETURNING last_event),
                  k AS (
                     UPDATE state_entries se
                     SET value = COALESCE((SELECT (st.record::jsonb -> 'output' -> se.key)::text FROM steps st
@@ -425,10 +449,11 @@ impl Store for PgStore {
                     &i64::from(w.attempts),
                     &w.status,
                     &w.message,
+                    &s.node(),
                 ],
             )
-            .await?;
-            Ok(())
+            .await
+            .and_then(|n| s.owned(&id, n))
         })
     }
 
@@ -452,16 +477,17 @@ impl Store for PgStore {
         self.run(move |s| async move {
             s.exec(
                 "WITH e AS (
-                    UPDATE executions SET last_event = last_event + 1 WHERE id = $1 RETURNING last_event),
+                    UPDATE executions SET last_event = last_event + 1
+                    WHERE id = $1 AND ($8::text IS NULL OR owner = $8) RETURNING last_event),
                  c AS (
                     INSERT INTO compensations (execution_id, seq, record) SELECT $1, $2, $3 FROM e
                     ON CONFLICT (execution_id, seq) DO UPDATE SET record = excluded.record)
                  INSERT INTO events (execution_id, seq, at_ms, step_id, status, message)
                  SELECT $1, last_event, $4, $5, $6, $7 FROM e",
-                &[&id, &(seq as i64), &record_json, &(now_ms() as i64), &step, &status_text, &message],
+                &[&id, &(seq as i64), &record_json, &(now_ms() as i64), &step, &status_text, &message, &s.node()],
             )
-            .await?;
-            Ok(())
+            .await
+            .and_then(|n| s.owned(&id, n))
         })
     }
 
@@ -477,7 +503,7 @@ impl Store for PgStore {
             let set = ", status = $2, outputs = $3, error = $4, started_at_ms = $5, ended_at_ms = $6, state = $7";
             let params: [&(dyn ToSql + Sync); 6] =
                 [&u.status, &u.outputs, &u.error, &u.started_at_ms, &u.ended_at_ms, &state];
-            let Some(seq) = s.next_event(&tx, &u.id, set, &params).await? else { return Ok(()) };
+            let Some(seq) = s.next_event(&tx, &u.id, set, &params).await? else { return s.owned(&u.id, 0) };
             s.put_steps(&tx, &u.id, &steps).await?;
             // The whole state is in `executions.state` now.
             for sql in [
@@ -515,7 +541,7 @@ impl Store for PgStore {
             let seq = tx
                 .query_opt(
                     "UPDATE executions SET status = 'pending', error = NULL, ended_at_ms = NULL, runs = $2,
-                            last_event = last_event + 1, cancel_requested = false
+                            last_event = last_event + 1, cancel_requested = false, owner = NULL
                          WHERE id = $1 AND status IN ('failed', 'cancelled', 'rollback_failed')
                          RETURNING last_event",
                     &[&id, &runs],
@@ -870,5 +896,9 @@ impl Store for PgStore {
 
     fn probe_write(&self) -> StoreFuture<()> {
         self.run(|s| async move { s.probe().await })
+    }
+
+    fn cluster(&self) -> Option<&dyn crate::store::Cluster> {
+        Some(self)
     }
 }

@@ -1,0 +1,71 @@
+//! `/v1/nodes`: the daemons sharing one state database.
+//!
+//! A daemon on a PostgreSQL store is a **node** of a cluster: it registers
+//! itself, renews its lease by heartbeat, claims executions, and advertises
+//! the plugins it has loaded; any node answers every API call. A daemon on
+//! SQLite is a cluster of one and lists itself.
+
+use serde::{Deserialize, Serialize};
+
+/// One node, as `GET /v1/nodes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeView {
+    /// Node id (`<host>-<pid>-<random>`), printed by `plexus daemon` at start.
+    pub id: String,
+    /// Where its API listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// When it started, ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// Its last heartbeat, ms since the Unix epoch (the database's clock).
+    pub heartbeat_ms: u64,
+    /// Until when its lease holds, ms since the Unix epoch: after that its
+    /// executions are claimed by other nodes.
+    pub lease_until_ms: u64,
+    /// `alive` (lease held), `stopped` (shut down cleanly) or `lost` (the
+    /// lease ran out: killed, hung or cut off).
+    pub state: NodeState,
+    /// The plugin ids it has loaded.
+    pub plugins: Vec<String>,
+    /// Executions it runs at once at most.
+    pub workers: u64,
+    /// The executions it owns that have not ended (at most 100 listed).
+    pub executions: Vec<String>,
+    /// How many executions it owns that have not ended.
+    pub running: u64,
+}
+
+/// A node's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Its lease holds.
+    Alive,
+    /// It shut down cleanly (its executions were handed back).
+    Stopped,
+    /// Its lease ran out.
+    Lost,
+}
+
+impl NodeState {
+    /// `alive`, `stopped` or `lost`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alive => "alive",
+            Self::Stopped => "stopped",
+            Self::Lost => "lost",
+        }
+    }
+}
+
+/// `GET /v1/nodes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeList {
+    /// The node that answered.
+    pub this: String,
+    /// Every node that registered (stopped and lost ones for a day), by id.
+    pub nodes: Vec<NodeView>,
+}

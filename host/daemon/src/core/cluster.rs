@@ -1,0 +1,312 @@
+//! The daemon as a node of a cluster: several daemons on one PostgreSQL
+//! database (see [`crate::store::Cluster`]).
+//!
+//! * **Claims.** A joined node runs the executions it owns. An execution is
+//!   recorded unowned; the node that accepted it claims it at once when it
+//!   has a free worker, else the first node with a free worker and every
+//!   plugin the execution needs claims it (in batches of at most
+//!   [`CLAIM_BATCH`], polled every [`CLUSTER_POLL`] and whenever a worker
+//!   frees up).
+//! * **Leases.** A node renews its lease every quarter of it (default
+//!   [`DEFAULT_LEASE`], 10 s). A node that dies stops renewing; once its
+//!   lease ran out, the others claim its executions and resume them from
+//!   their record exactly as a restarted daemon does (completed steps are
+//!   not run again; the interrupted attempt counts and is retried per its
+//!   policy). Writes are fenced: a node whose lease ran out (a long pause, a
+//!   cut-off network) can no longer change an execution another node took
+//!   over, and its next heartbeat stops running it here.
+//! * **Lifecycle across nodes.** A cancel asked on any node is taken up by
+//!   the owner within [`CLUSTER_POLL`] (an unowned execution is cancelled
+//!   by the node asked); a retry hands the execution back to be claimed.
+//! * **A clean stop hands back** the node's unfinished executions at once
+//!   (no lease wait).
+
+use super::*;
+use crate::store::{CancelRequest, NodeJoin};
+use plexus_client::{NodeList, NodeState, NodeView};
+
+impl Daemon {
+    /// This daemon's node id (`<host>-<pid>-<4 hex digits>`), new at each start.
+    pub fn node_id(&self) -> &str {
+        &self.0.node.id
+    }
+
+    /// The plugin ids this node has loaded, sorted.
+    fn plugin_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.host().plugins().map(|p| p.id().to_owned()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// The store's cluster, once this daemon joined it.
+    pub(super) fn cluster(&self) -> Option<(&dyn crate::store::Cluster, ClusterSettings)> {
+        let settings = *self.0.node.joined.get()?;
+        Some((self.0.store.cluster()?, settings))
+    }
+
+    /// Record where this daemon's API listens (for `GET /v1/nodes`) and, if
+    /// its store can be shared (PostgreSQL), join the cluster with lease
+    /// `lease`: register, then claim, heartbeat and poll in the background.
+    /// Returns whether it joined; a daemon that joined does not call
+    /// [`Self::resume_unfinished`] (the claims resume what no node runs).
+    ///
+    /// # Errors
+    /// The registration could not be written.
+    pub async fn join_cluster(&self, address: Option<String>, lease: Duration) -> DaemonResult<bool> {
+        if let Some(address) = &address {
+            let _ = self.0.node.address.set(address.clone());
+        }
+        let Some(cluster) = self.0.store.cluster() else { return Ok(false) };
+        let join = NodeJoin {
+            id: self.0.node.id.clone(),
+            address,
+            plugins: self.plugin_ids(),
+            workers: self.0.node.workers as u64,
+        };
+        cluster.join(&join, duration_ms(lease)).await?;
+        let _ = self.0.node.joined.set(ClusterSettings { lease });
+        self.spawn_cluster_loop();
+        tracing::info!(node = %self.0.node.id, lease_ms = duration_ms(lease), "joined the cluster");
+        Ok(true)
+    }
+
+    /// Claim, heartbeat and poll for cancels until the daemon stops.
+    fn spawn_cluster_loop(&self) {
+        let weak = Arc::downgrade(&self.0);
+        let wake = self.0.node.claim.clone();
+        self.0.runtime.spawn(async move {
+            let mut last_beat = tokio::time::Instant::now();
+            loop {
+                let notified = wake.notified();
+                {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let daemon = Daemon(inner);
+                    if daemon.0.drain.is_cancelled() {
+                        return;
+                    }
+                    let Some((_, settings)) = daemon.cluster() else { return };
+                    if last_beat.elapsed() >= settings.lease / 4 {
+                        daemon.heartbeat().await;
+                        last_beat = tokio::time::Instant::now();
+                    }
+                    daemon.take_cancels().await;
+                    daemon.claim_free().await;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(CLUSTER_POLL) => {}
+                    _ = notified => {}
+                }
+            }
+        });
+    }
+
+    /// Renew the lease; stop running here what another node took over.
+    async fn heartbeat(&self) {
+        let Some((cluster, settings)) = self.cluster() else { return };
+        let running: Vec<String> = self.0.live.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
+        match cluster.heartbeat(&self.0.node.id, &self.plugin_ids(), &running, duration_ms(settings.lease)).await {
+            Ok(lost) => {
+                self.0.health.recover("cluster");
+                for id in lost {
+                    let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
+                    if let Some(live) = live {
+                        tracing::warn!(execution = %id, "another node took this execution over; stopping it here");
+                        live.stop.cancel();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.0.node.id, "heartbeat failed: {e}");
+                self.0.health.degrade("cluster", format!("heartbeat failed: {e}"));
+            }
+        }
+    }
+
+    /// Cancel here what was asked to be cancelled on other nodes.
+    async fn take_cancels(&self) {
+        let Some((cluster, _)) = self.cluster() else { return };
+        match cluster.cancel_requests(&self.0.node.id).await {
+            Ok(ids) => {
+                for id in ids {
+                    if let Some(exec) = self.live(&id)
+                        && exec.request_cancel()
+                    {
+                        tracing::info!(execution = %id, "cancelled (asked on another node)");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot read cancel requests: {e}"),
+        }
+    }
+
+    /// Claim as many executions as there are free workers (at most
+    /// [`CLAIM_BATCH`]) and run them.
+    async fn claim_free(&self) {
+        let Some((cluster, _)) = self.cluster() else { return };
+        let busy = self.0.live.read().unwrap_or_else(PoisonError::into_inner).len();
+        let free = self.0.node.workers.saturating_sub(busy).min(CLAIM_BATCH as usize);
+        if free == 0 || !self.is_accepting() {
+            return;
+        }
+        let claimed = match cluster.claim(&self.0.node.id, &self.plugin_ids(), free as u32).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!("cannot claim executions: {e}");
+                return;
+            }
+        };
+        for id in claimed {
+            match self.0.store.execution(&id).await {
+                Ok(Some(stored)) => {
+                    tracing::info!(execution = %id, node = %self.0.node.id, "claimed");
+                    self.run_stored(stored).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(execution = %id, "claimed, but its record cannot be read: {e}"),
+            }
+        }
+    }
+
+    /// Start `id` here if this node has a free worker and can claim it;
+    /// otherwise leave it to the claims (of any node). Returns whether it runs here.
+    pub(super) async fn run_here_if_free(&self, id: &str) -> DaemonResult<bool> {
+        let Some((cluster, _)) = self.cluster() else { return Ok(false) };
+        let busy = self.0.live.read().unwrap_or_else(PoisonError::into_inner).len();
+        if busy >= self.0.node.workers || !cluster.claim_one(&self.0.node.id, id).await? {
+            self.0.node.claim.notify_one();
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Cancel `id`, which does not run here: ask its owner, or (unowned, or
+    /// its owner lost) claim it and cancel it here.
+    pub(super) async fn cancel_elsewhere(&self, id: &str) -> DaemonResult<()> {
+        let Some((cluster, _)) = self.cluster() else {
+            let stored = self.stored(id).await?;
+            return Err(DaemonError::invalid_state(format!(
+                "execution `{id}` is {}, not running",
+                stored.status.status.as_str()
+            )));
+        };
+        match cluster.request_cancel(id).await? {
+            CancelRequest::NotFound => Err(DaemonError::not_found(format!("execution `{id}`"))),
+            CancelRequest::Ended(status) => {
+                Err(DaemonError::invalid_state(format!("execution `{id}` is {}, not running", status.as_str())))
+            }
+            CancelRequest::AlreadyRequested => {
+                Err(DaemonError::invalid_state(format!("execution `{id}` is already being cancelled")))
+            }
+            CancelRequest::Requested { owner } => {
+                if cluster.claim_one(&self.0.node.id, id).await? {
+                    // Nobody runs it: cancel it here (it ends cancelled without a worker).
+                    let stored = self.stored(id).await?;
+                    let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
+                    let exec = Execution::restore(
+                        stored.status,
+                        stored.state,
+                        self.0.journal.clone(),
+                        stored.meta.schedule_id.clone(),
+                    );
+                    exec.request_cancel();
+                    self.launch(prepared, exec, stored.meta, false);
+                } else {
+                    tracing::info!(execution = %id, owner = ?owner, "cancel asked of the node running it");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Wait up to `wait` for execution `id`, which does not run here, to
+    /// end (polling the store every 100 ms); whether it did.
+    pub async fn wait_stored(&self, id: &str, wait: Duration) -> DaemonResult<bool> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let status = self.0.store.execution_status(id).await?;
+            let status = status.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))?;
+            if status.is_terminal() {
+                return Ok(true);
+            }
+            if let Some(exec) = self.live(id) {
+                // Claimed here meanwhile.
+                return Ok(tokio::time::timeout_at(deadline, exec.wait()).await.is_ok());
+            }
+            if tokio::time::Instant::now() >= deadline || self.0.drain.is_cancelled() {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Which node runs execution `id` and which plugins it waits for (no
+    /// live node has them), when this daemon is in a cluster.
+    pub async fn placement(&self, id: &str) -> DaemonResult<Option<crate::store::Placement>> {
+        match self.cluster() {
+            Some((cluster, _)) => Ok(cluster.placement(id).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether this node holds leadership `name` (e.g. `scheduler`), taking
+    /// or renewing it for one lease: always on a store of its own; never on
+    /// a shared store before it joined the cluster.
+    pub async fn leads(&self, name: &str) -> bool {
+        if self.0.store.cluster().is_none() {
+            return true;
+        }
+        let Some((cluster, settings)) = self.cluster() else { return false };
+        match cluster.lead(name, &self.0.node.id, duration_ms(settings.lease)).await {
+            Ok(leads) => leads,
+            Err(e) => {
+                tracing::warn!(leadership = name, "cannot renew the leadership: {e}");
+                false
+            }
+        }
+    }
+
+    /// The nodes: every node of the cluster, or this daemon alone.
+    pub async fn nodes(&self) -> DaemonResult<NodeList> {
+        let nodes = match self.cluster() {
+            Some((cluster, _)) => cluster.nodes().await?,
+            None => {
+                let now = epoch_ms(std::time::SystemTime::now());
+                let mut executions: Vec<String> =
+                    self.0.live.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
+                executions.sort();
+                let running = executions.len() as u64;
+                executions.truncate(100);
+                vec![NodeView {
+                    id: self.0.node.id.clone(),
+                    address: self.0.node.address.get().cloned(),
+                    started_at_ms: self.0.node.started_at_ms,
+                    heartbeat_ms: now,
+                    lease_until_ms: now,
+                    state: NodeState::Alive,
+                    plugins: self.plugin_ids(),
+                    workers: self.0.node.workers as u64,
+                    executions,
+                    running,
+                }]
+            }
+        };
+        Ok(NodeList { this: self.0.node.id.clone(), nodes })
+    }
+
+    /// Leave the cluster at the end of a clean stop: the executions this
+    /// node still owns are handed back for others to claim at once.
+    pub async fn leave_cluster(&self) {
+        let Some((cluster, _)) = self.cluster() else { return };
+        match cluster.leave(&self.0.node.id).await {
+            Ok(()) => tracing::info!(node = %self.0.node.id, "left the cluster"),
+            Err(e) => {
+                tracing::warn!(node = %self.0.node.id, "cannot leave the cluster cleanly ({e}); its lease runs out")
+            }
+        }
+    }
+}
+
+/// `d` in whole ms.
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
