@@ -76,8 +76,14 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     let health: Health = typed(call("GET", "/v1/health", "/v1/health", None, 200));
     assert_eq!((health.status, health.plugins), (HealthStatus::Ok, 2));
     let metrics = call("GET", "/metrics", "/metrics", None, 200);
-    assert!(metrics.as_str().unwrap().contains("plexus_plugins_loaded 2"));
+    let node = health.node.clone();
+    // Every sample carries the node id.
+    assert!(metrics.as_str().unwrap().contains(&format!("plexus_plugins_loaded{{node=\"{node}\"}} 2")));
     let doc = call("GET", "/v1/openapi.json", "/v1/openapi.json", None, 200);
+    // On SQLite the daemon is a cluster of one: it lists itself.
+    let nodes: plexus_client::NodeList = typed(call("GET", "/v1/nodes", "/v1/nodes", None, 200));
+    assert_eq!((nodes.this.as_str(), nodes.nodes.len()), (node.as_str(), 1));
+    assert_eq!(nodes.nodes[0].state, plexus_client::NodeState::Alive);
     assert_eq!(&doc, openapi::document());
     let list: PluginList = typed(call("GET", "/v1/plugins", "/v1/plugins", None, 200));
     assert_eq!(list.plugins.len(), 2, "{list:?}");
@@ -374,7 +380,9 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     // The typed client: one call per method, against the same daemon.
     let client = d.client();
     assert_eq!(client.health().unwrap().status, HealthStatus::Ok);
-    assert!(client.metrics().unwrap().contains("plexus_plugins_loaded 2"));
+    assert!(client.metrics().unwrap().contains("plexus_plugins_loaded{node="));
+    assert!(client.metrics().unwrap().contains("} 2\n"));
+    assert_eq!(client.nodes().unwrap().nodes[0].plugins.len(), 2);
     assert_eq!(&client.openapi().unwrap(), openapi::document());
     assert_eq!(client.plugins().unwrap().plugins.len(), 2);
     assert_eq!(client.plugin("plexus.echo.native").unwrap().kind, PluginKind::Native);
@@ -728,5 +736,6 @@ fn hot_reload_adds_swaps_and_removes_plugins_while_running() {
             && list.unavailable.get("plexus.echo.native").map(String::as_str) == Some("removed from disk")
     });
     let metrics = client.metrics().unwrap();
-    assert!(metrics.contains("plexus_plugin_load_errors 1"), "{metrics}");
+    let node = client.health().unwrap().node;
+    assert!(metrics.contains(&format!("plexus_plugin_load_errors{{node=\"{node}\"}} 1")), "{metrics}");
 }

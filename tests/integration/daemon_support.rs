@@ -58,7 +58,8 @@ impl RunningDaemon {
             panic!("daemon did not announce its address ({e}): {line}\n{log}")
         });
         let addr = announced["listening"].as_str().unwrap().to_owned();
-        let token = std::fs::read_to_string(data.join("token")).unwrap().trim().to_owned();
+        let token_file = announced["token_file"].as_str().map(PathBuf::from).unwrap_or_else(|| data.join("token"));
+        let token = std::fs::read_to_string(token_file).unwrap().trim().to_owned();
         Self { child, addr, token, data: data.to_owned() }
     }
 
@@ -70,13 +71,16 @@ impl RunningDaemon {
         if !extra.contains(&"--grace-period") {
             command.args(["--grace-period", "10s"]);
         }
+        // Unless `extra` names them (a cluster's nodes share a database and a token).
+        if !extra.contains(&"--state-db") {
+            command.arg("--state-db").arg(data.join("state.db"));
+        }
+        if !extra.contains(&"--token-file") {
+            command.arg("--token-file").arg(data.join("token"));
+        }
         command
             .arg("--plugins-dir")
             .arg(plugins)
-            .arg("--state-db")
-            .arg(data.join("state.db"))
-            .arg("--token-file")
-            .arg(data.join("token"))
             .arg("--cache-dir")
             .arg(data.join("cache"))
             .args(extra)

@@ -1,5 +1,7 @@
 //! Integration tests of the plugin host and the workflow runner: one binary,
 //! one module per area (`cli`: the `plexus` binary's plugin commands;
+//! `cluster`: three daemons on one PostgreSQL, a node killed, a schedule's
+//! leader killed;
 //! `daemon`: a real `plexus daemon` over HTTP, its CLI client, crash and
 //! reload (`daemon_support` starts it); `daemon_faults`: two daemons on one
 //! database, a read-only database, SIGTERM with clients that do not finish;
@@ -17,6 +19,7 @@
 //! native libraries and real WASM components.
 
 mod cli;
+mod cluster;
 mod daemon;
 mod daemon_faults;
 mod daemon_support;

@@ -739,7 +739,15 @@ impl Daemon {
         let priority = meta.priority;
         let stop = self.0.drain.child_token();
         let entry = Live { exec: exec.clone(), meta, stop: stop.clone() };
-        self.0.live.write().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), entry);
+        {
+            let mut live = self.0.live.write().unwrap_or_else(PoisonError::into_inner);
+            if live.contains_key(&id) {
+                // Never two runs of one execution in one daemon.
+                tracing::error!(execution = %id, "already running here; not started twice");
+                return;
+            }
+            live.insert(id.clone(), entry);
+        }
         let daemon = self.clone();
         self.0.runtime.spawn(async move {
             let inner = &daemon.0;
@@ -1077,7 +1085,7 @@ impl Daemon {
             }
             // In a cluster, this node writes its compensations: it takes it over.
             if let Some((cluster, _)) = self.cluster() {
-                cluster.claim_one(&self.0.node.id, id).await?;
+                cluster.claim_one(&self.0.node.id, id, None).await?;
             }
             let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
             let meta = stored.meta.clone();

@@ -107,7 +107,6 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let app = router(ApiState::new(daemon.clone(), schedules, &token), config.max_body_bytes);
     let node = daemon.node_id().to_owned();
     let announce = |address: String| {
-        println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file, "node": node}));
         tracing::info!(%address, %node, "plexus daemon listening");
         address
     };
@@ -139,10 +138,12 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
             Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
         }
     };
-    if daemon.join_cluster(Some(address), config.node_lease).await? && daemon.leads("rollbacks").await {
+    if daemon.join_cluster(Some(address.clone()), config.node_lease).await? && daemon.leads("rollbacks").await {
         // One node carries on with the transaction rollbacks a stop interrupted.
         resume_rollbacks(&daemon).await?;
     }
+    // Announced once it serves (and, on a shared store, has joined the cluster).
+    println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file, "node": node}));
     let mut server = server;
     let ended_by_itself = tokio::select! {
         served = &mut server => {

@@ -242,7 +242,9 @@ impl Echo {
             .append(true)
             .open(&p.path)
             .map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
-        writeln!(file, "{}", p.text).map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
+        // One write: lines appended by calls at the same moment never interleave.
+        file.write_all(format!("{}\n", p.text).as_bytes())
+            .map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
         file.sync_all().map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
         self.sleep(ctx, Wait { ms: p.ms })
     }

@@ -172,7 +172,7 @@ impl Daemon {
     pub(super) async fn run_here_if_free(&self, id: &str) -> DaemonResult<bool> {
         let Some((cluster, _)) = self.cluster() else { return Ok(false) };
         let busy = self.0.live.read().unwrap_or_else(PoisonError::into_inner).len();
-        if busy >= self.0.node.workers || !cluster.claim_one(&self.0.node.id, id).await? {
+        if busy >= self.0.node.workers || !cluster.claim_one(&self.0.node.id, id, Some(&self.plugin_ids())).await? {
             self.0.node.claim.notify_one();
             return Ok(false);
         }
@@ -198,7 +198,7 @@ impl Daemon {
                 Err(DaemonError::invalid_state(format!("execution `{id}` is already being cancelled")))
             }
             CancelRequest::Requested { owner } => {
-                if cluster.claim_one(&self.0.node.id, id).await? {
+                if cluster.claim_one(&self.0.node.id, id, None).await? {
                     // Nobody runs it: cancel it here (it ends cancelled without a worker).
                     let stored = self.stored(id).await?;
                     let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;

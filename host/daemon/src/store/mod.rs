@@ -323,9 +323,11 @@ pub trait Cluster: Send + Sync + 'static {
     /// first (`FOR UPDATE SKIP LOCKED`: nodes claiming at once never wait
     /// for or take the same one). Returns their ids.
     fn claim(&self, node: &str, plugins: &[String], limit: u32) -> StoreFuture<Vec<String>>;
-    /// Claim execution `id` if no live node owns it (whatever it needs: to
-    /// run it or to cancel it); whether `node` owns it now.
-    fn claim_one(&self, node: &str, id: &str) -> StoreFuture<bool>;
+    /// Claim execution `id` if no live node owns it (or it ended) and,
+    /// with `plugins`, if they are every plugin it needs (without: to cancel
+    /// it, or to compensate it); whether `node` took it now (`false` when
+    /// `node` owned it already: another path of this node runs it).
+    fn claim_one(&self, node: &str, id: &str, plugins: Option<&[String]>) -> StoreFuture<bool>;
     /// Hand back the executions `node` owns (a clean stop): other nodes
     /// claim them at once, without waiting for the lease to run out. The
     /// node is marked stopped.

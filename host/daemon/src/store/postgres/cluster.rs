@@ -97,17 +97,19 @@ impl Cluster for PgStore {
         })
     }
 
-    fn claim_one(&self, node: &str, id: &str) -> StoreFuture<bool> {
-        let (node, id) = (node.to_owned(), id.to_owned());
+    fn claim_one(&self, node: &str, id: &str, plugins: Option<&[String]>) -> StoreFuture<bool> {
+        let (node, id, plugins) = (node.to_owned(), id.to_owned(), plugins.map(<[String]>::to_vec));
         self.run(move |s| async move {
             let n = s
                 .exec(
                     &format!(
                         "UPDATE executions e SET owner = $1
-                         WHERE e.id = $2 AND (e.owner = $1 OR e.status NOT IN {UNFINISHED} OR {})",
+                         WHERE e.id = $2 AND e.owner IS DISTINCT FROM $1
+                           AND (e.status NOT IN {UNFINISHED} OR {})
+                           AND ($3::text[] IS NULL OR e.needs <@ $3::text[])",
                         unowned()
                     ),
-                    &[&node, &id],
+                    &[&node, &id, &plugins],
                 )
                 .await?;
             Ok(n > 0)

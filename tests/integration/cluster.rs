@@ -1,0 +1,227 @@
+//! Several `plexus daemon` processes on one PostgreSQL database (a
+//! throw-away server, `plexus_daemon::testing`): executions shared across
+//! nodes and taken over from a node killed with `kill -9`, cancels asked on
+//! another node, plugins only some nodes have, and a schedule that fires
+//! once per fire time across the cluster while its leader is killed and
+//! restarted.
+
+use crate::daemon_support::{RunningDaemon, copy_plugin};
+use plexus_client::status::WorkflowStatus;
+use plexus_client::{ExecutionQuery, NodeState, ScheduleSpec};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A cluster's shared parts: one database, one token, one plugin folder.
+struct Cluster {
+    root: tempfile::TempDir,
+    url: String,
+    plugins: PathBuf,
+    started: usize,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let pg = plexus_daemon::testing::server().unwrap_or_else(|e| panic!("{e}"));
+        let url = pg.database().unwrap_or_else(|e| panic!("{e}"));
+        let root = tempfile::tempdir().unwrap();
+        let plugins = root.path().join("plugins");
+        copy_plugin("echo-native", &plugins);
+        Self { root, url, plugins, started: 0 }
+    }
+
+    /// Start one more node (lease 2 s, `workers` workers) over `plugins`.
+    fn node_with(&mut self, plugins: &Path, workers: &str) -> RunningDaemon {
+        self.started += 1;
+        let data = self.root.path().join(format!("node{}", self.started));
+        std::fs::create_dir_all(&data).unwrap();
+        let token = self.root.path().join("token");
+        let token = token.to_str().unwrap();
+        let extra = ["--state-db", &self.url, "--token-file", token, "--node-lease", "2s", "--workers", workers];
+        RunningDaemon::start(&data, plugins, &extra)
+    }
+
+    fn node(&mut self) -> RunningDaemon {
+        let plugins = self.plugins.clone();
+        self.node_with(&plugins, "8")
+    }
+
+    fn effects(&self) -> PathBuf {
+        self.root.path().join("effects.txt")
+    }
+}
+
+/// A chain of three `append` steps; each attempt appends `<execution> <step>`
+/// to `effects` first, then sleeps `ms`. Retried up to 3 attempts.
+fn chain(effects: &Path, ms: u64) -> String {
+    let step = |id: &str, after: &str| {
+        let deps = if after.is_empty() { String::new() } else { format!(", dependencies: [{after}]") };
+        format!(
+            "  - {{id: {id}, plugin_id: plexus.echo.native, method_name: append, \
+             parameters: {{path: \"{}\", text: \"${{{{ workflow.execution_id }}}} {id}\", ms: {ms}}}, \
+             retry: {{max_attempts: 3, initial_delay: 10ms}}{deps}}}\n",
+            effects.display()
+        )
+    };
+    format!("id: chain\nsteps:\n{}{}{}", step("a", ""), step("b", "a"), step("c", "b"))
+}
+
+fn count(node: &RunningDaemon, status: WorkflowStatus) -> usize {
+    let query = ExecutionQuery { status: Some(status), limit: Some(10_000), ..Default::default() };
+    node.client().executions(&query).unwrap().executions.len()
+}
+
+#[test]
+fn three_nodes_run_a_thousand_executions_and_take_over_those_of_a_killed_node() {
+    let mut cluster = Cluster::new();
+    let mut nodes: Vec<Option<RunningDaemon>> = (0..3).map(|_| Some(cluster.node())).collect();
+    let first = nodes[0].as_ref().unwrap();
+    let listed = first.client().nodes().unwrap();
+    assert_eq!(listed.nodes.iter().filter(|n| n.state == NodeState::Alive).count(), 3, "{listed:?}");
+    // `plexus nodes` shows them too, on any node.
+    let out = nodes[2].as_ref().unwrap().cli(&["nodes"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listed.nodes.iter().all(|n| table.contains(&n.id)), "{table}");
+    assert_eq!(table.matches("alive").count(), 3, "{table}");
+    first.register(&chain(&cluster.effects(), 15));
+    // 1,000 executions submitted round-robin to the three nodes.
+    let clients: Vec<_> = nodes.iter().map(|n| n.as_ref().unwrap().client()).collect();
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        // Across the three, then (after the kill) across the two left.
+        let to = if i <= 500 { i % 3 } else { 1 + i % 2 };
+        ids.push(clients[to].start("chain", serde_json::Map::new()).unwrap().execution_id);
+        // kill -9 one node in the middle, while it runs executions.
+        if i == 500 {
+            let victim = nodes[0].as_ref().unwrap();
+            victim.eventually("the victim to run executions", Duration::from_secs(30), |n| {
+                n.client().nodes().unwrap().nodes.iter().any(|v| v.id == listed.this && v.running > 0)
+            });
+            nodes[0].take().unwrap().crash();
+        }
+    }
+    let survivor = nodes[1].as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while count(survivor, WorkflowStatus::Completed) < 1000 {
+        let failed = count(survivor, WorkflowStatus::Failed);
+        assert_eq!(failed, 0, "an execution failed");
+        assert!(Instant::now() < deadline, "{} of 1000 completed", count(survivor, WorkflowStatus::Completed));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Every attempt appended one line before its work: a completed step that
+    // ran once has one line; no step has more lines than recorded attempts
+    // (none ran on two nodes at once, none ran unrecorded).
+    let text = std::fs::read_to_string(cluster.effects()).unwrap();
+    let mut lines: HashMap<(String, String), u32> = HashMap::new();
+    for line in text.lines() {
+        let (exec, step) = line.split_once(' ').unwrap_or_else(|| panic!("line {line:?}"));
+        *lines.entry((exec.to_owned(), step.to_owned())).or_default() += 1;
+    }
+    let (mut retried, client) = (0, survivor.client());
+    for id in &ids {
+        let execution = client.execution(id, None).unwrap();
+        assert_eq!(execution.status.status, WorkflowStatus::Completed, "{id}");
+        for step in &execution.status.steps {
+            let ran = lines.get(&(id.clone(), step.id.clone())).copied().unwrap_or(0);
+            assert!(ran <= step.attempts, "{id}/{}: {ran} runs for {} recorded attempts", step.id, step.attempts);
+            if step.attempts == 1 {
+                assert_eq!(ran, 1, "{id}/{}: a completed step runs exactly once", step.id);
+            } else {
+                retried += 1;
+            }
+        }
+    }
+    // Only the steps the killed node was running were run again (at most its 8 workers).
+    assert!((1..=8).contains(&retried), "{retried} steps were interrupted and retried");
+    let nodes_now = survivor.client().nodes().unwrap();
+    let victim = nodes_now.nodes.iter().find(|n| n.id == listed.this).unwrap();
+    assert_eq!((victim.state, victim.running), (NodeState::Lost, 0), "{victim:?}");
+}
+
+#[test]
+fn a_cancel_asked_on_one_node_stops_the_execution_on_another_within_a_second() {
+    let mut cluster = Cluster::new();
+    let (a, b) = (cluster.node(), cluster.node());
+    a.register(&chain(&cluster.effects(), 5_000));
+    // Started and claimed on `a` (it has free workers).
+    let id = a.start_execution("chain");
+    a.eventually("the first step to run", Duration::from_secs(20), |n| {
+        n.execution(&id).status.steps[0].status == plexus_client::status::StepStatus::Running
+    });
+    assert_eq!(b.execution(&id).node.as_deref(), Some(a.client().health().unwrap().node.as_str()));
+    let asked = Instant::now();
+    b.client().cancel(&id).unwrap();
+    let ended = b.client().execution(&id, Some(5_000)).unwrap();
+    assert_eq!(ended.status.status, WorkflowStatus::Cancelled);
+    assert!(asked.elapsed() < Duration::from_secs(1), "took {:?}", asked.elapsed());
+    // A second cancel is refused, on either node.
+    let again = a.client().cancel(&id).unwrap_err();
+    assert_eq!(again.code(), Some(plexus_client::ErrorCode::InvalidState), "{again}");
+    // Retried on `b`: it runs again (on whichever node claims it) to the end.
+    a.register(&chain(&cluster.effects(), 5));
+    let retried = b.client().retry(&id).unwrap();
+    assert_eq!(retried.status.execution_id, id);
+    let done = a.client().execution(&id, Some(20_000)).unwrap();
+    assert_eq!(done.status.status, WorkflowStatus::Completed, "{done:?}");
+}
+
+#[test]
+fn an_execution_no_node_can_run_waits_for_its_plugin_and_runs_when_a_node_has_it() {
+    let mut cluster = Cluster::new();
+    let empty = cluster.root.path().join("no-plugins");
+    std::fs::create_dir_all(&empty).unwrap();
+    let lacking = cluster.node_with(&empty, "4");
+    let with = cluster.node();
+    with.register(&chain(&cluster.effects(), 1));
+    // Only `with` can run it: killed, no live node has the plugin.
+    with.crash();
+    let id = lacking.start_execution("chain");
+    std::thread::sleep(Duration::from_secs(3));
+    let waiting = lacking.execution(&id);
+    assert_eq!(waiting.status.status, WorkflowStatus::Pending, "{waiting:?}");
+    assert_eq!(waiting.waiting_for_plugins, ["plexus.echo.native"], "{waiting:?}");
+    assert_eq!(waiting.node, None);
+    // A node with the plugin joins and runs it.
+    let joined = cluster.node();
+    let done = joined.client().execution(&id, Some(20_000)).unwrap();
+    assert_eq!(done.status.status, WorkflowStatus::Completed, "{done:?}");
+    assert!(done.waiting_for_plugins.is_empty());
+}
+
+#[test]
+fn a_schedule_fires_once_per_second_across_three_nodes_while_its_leader_is_killed_and_restarted() {
+    let mut cluster = Cluster::new();
+    let mut nodes: Vec<RunningDaemon> = (0..3).map(|_| cluster.node()).collect();
+    let spec = ScheduleSpec {
+        id: "tick".into(),
+        when: "every 1s".into(),
+        plugin: Some("plexus.echo.native".into()),
+        operation: Some("noop".into()),
+        overlap: plexus_client::Overlap::Allow,
+        catch_up: plexus_client::CatchUp::RunAll,
+        ..serde_json::from_value(serde_json::json!({"id": "tick", "when": "every 1s"})).unwrap()
+    };
+    nodes[1].client().create_schedule(&spec).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    // Kill the leader (the node whose log says it leads), then start it again.
+    let leader = nodes
+        .iter()
+        .position(|n| n.log().contains("scheduler leadership") && n.log().contains("leads=true"))
+        .expect("a node leads the schedules");
+    nodes.remove(leader).crash();
+    std::thread::sleep(Duration::from_secs(5));
+    nodes.push(cluster.node());
+    std::thread::sleep(Duration::from_secs(4));
+    let details = nodes[0].client().schedule("tick").unwrap();
+    let mut times: Vec<u64> = details.history.iter().map(|f| f.fire_time_ms).collect();
+    times.sort_unstable();
+    let distinct = times.len();
+    times.dedup();
+    assert_eq!(times.len(), distinct, "a fire time fired twice: {:?}", details.history);
+    // Every second from the first fire to the last fired once (the ones
+    // missed during the fail-over late, per catch_up = run_all).
+    assert!(times.len() >= 10, "{times:?}");
+    for pair in times.windows(2) {
+        assert_eq!(pair[1] - pair[0], 1000, "a gap in {times:?}");
+    }
+}
