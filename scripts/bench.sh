@@ -7,8 +7,11 @@ bash scripts/build-plugins.sh "$PWD/target/plugins"
 cargo build --release --locked -p plexus-host --bin plexus-worker
 # Only the benchmark targets, so that criterion's options reach criterion alone:
 #   bash scripts/bench.sh -- --measurement-time 5 run_10k
-cargo bench --locked -p plexus-host -p plexus-workflow -p plexus-daemon \
-  --bench host --bench workflow --bench memory --bench daemon "$@"
+bash scripts/setup-postgres.sh
+# daemon (SQLite and PostgreSQL) and cluster: a throw-away PostgreSQL server on
+# loopback, or $PLEXUS_BENCH_POSTGRES (a base URL) for an external one.
+cargo bench --locked -p plexus-host -p plexus-workflow -p plexus-daemon -p plexus \
+  --bench host --bench workflow --bench memory --bench daemon --bench cluster "$@"
 # The Python API's side of `run_5_chain` (release wheel into target/python-sdk).
 bash scripts/build-python-api.sh --release
 PLEXUS_BENCH_PLUGINS="$PWD/target/plugins" target/python-sdk/bin/python host/python/benches/execute.py

@@ -12,6 +12,13 @@
 //!   loopback (8 concurrent clients, keep-alive) to a daemon with persistence on, timed
 //!   until the last one completed: executions per second = 100 / time.
 //!
+//! * `pg_store_step_transition` / `pg_exec_5step_persisted`: the first and
+//!   the third on PostgreSQL (`PgStore`, one statement per transition) instead
+//!   of SQLite: a throw-away server with PostgreSQL's durable defaults (`fsync`
+//!   and `synchronous_commit` on) on loopback, or the server at
+//!   `$PLEXUS_BENCH_POSTGRES` (a base URL, e.g. `postgres://user:pw@db:5432`;
+//!   a database is created on it for the run).
+//!
 //! Run with `bash scripts/bench.sh` (builds the example plugins in release mode first).
 
 use bytes::Bytes;
@@ -22,7 +29,7 @@ use plexus_client::{StartExecution, Started};
 use plexus_daemon::api::{ApiState, router};
 use plexus_daemon::metrics::Metrics;
 use plexus_daemon::schedules::Schedules;
-use plexus_daemon::store::SqliteStore;
+use plexus_daemon::store::{PgStore, SqliteStore, Store};
 use plexus_daemon::{Daemon, Origin};
 use plexus_host::HostBuilder;
 use plexus_workflow::{Orchestrator, StepRecord, StepStatus, SystemClock};
@@ -136,6 +143,38 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             runtime.block_on(async {
                 let exec = daemon0.start("five", Map::new(), Origin::default()).await.unwrap();
+                assert!(exec.wait().await.status == plexus_workflow::WorkflowStatus::Completed);
+            })
+        })
+    });
+
+    // The same on PostgreSQL.
+    let url = plexus_daemon::testing::durable_server().and_then(|s| s.database()).unwrap_or_else(|e| panic!("{e}"));
+    let pg = runtime.block_on(PgStore::connect(&url)).unwrap();
+    let daemon_pg = runtime.block_on(async {
+        Daemon::new(
+            Arc::new(pg.clone()),
+            host(dir.path()),
+            Arc::new(SystemClock),
+            tokio::runtime::Handle::current(),
+            16,
+            Metrics::default(),
+        )
+    });
+    runtime.block_on(daemon_pg.register_workflow(CHAIN)).unwrap();
+    let exec = runtime.block_on(daemon_pg.start("five", Map::new(), Origin::default())).unwrap();
+    let id_pg = exec.id().to_owned();
+    runtime.block_on(exec.wait());
+    c.bench_function("pg_store_step_transition", |b| {
+        b.iter(|| {
+            record.attempts += 1;
+            runtime.block_on(Store::update_step(&pg, &id_pg, 0, &record, None)).unwrap();
+        })
+    });
+    c.bench_function("pg_exec_5step_persisted", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let exec = daemon_pg.start("five", Map::new(), Origin::default()).await.unwrap();
                 assert!(exec.wait().await.status == plexus_workflow::WorkflowStatus::Completed);
             })
         })

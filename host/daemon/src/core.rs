@@ -602,7 +602,9 @@ impl Daemon {
 
     /// The current version of workflow `id`.
     async fn current_version(&self, id: &str) -> DaemonResult<u32> {
-        if let Some(v) = self.0.current.lock().unwrap_or_else(PoisonError::into_inner).get(id) {
+        // In a cluster another node may register or delete it: the store says.
+        let shared = self.0.node.joined.get().is_some();
+        if !shared && let Some(v) = self.0.current.lock().unwrap_or_else(PoisonError::into_inner).get(id) {
             return Ok(*v);
         }
         let version = self.workflow(id, None).await?.version;
@@ -702,7 +704,7 @@ impl Daemon {
         tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
         // In a cluster it runs here only if this node has a free worker and
         // claims it; otherwise the first node with one claims it.
-        if self.0.node.joined.get().is_none() || self.run_here_if_free(exec.id()).await? {
+        if self.0.node.joined.get().is_none() || self.run_here_if_free(exec.id()).await {
             self.launch(prepared, exec.clone(), meta, true);
         }
         Ok(exec)
@@ -903,7 +905,7 @@ impl Daemon {
             return Err(DaemonError::invalid_state(format!("execution `{id}` is already being retried")));
         };
         tracing::info!(execution = %id, run = stored.meta.runs, "retrying from the steps that did not complete");
-        if self.0.node.joined.get().is_some() && !self.run_here_if_free(id).await? {
+        if self.0.node.joined.get().is_some() && !self.run_here_if_free(id).await {
             return Ok(()); // another node claims it
         }
         let exec =

@@ -27,11 +27,14 @@ pub struct TestPostgres {
     /// `postgres://plexus@127.0.0.1:<port>` (no database).
     base: String,
     bin: Option<PathBuf>,
+    /// Its data directory (a server this module started).
+    data: Option<PathBuf>,
     /// The watchdog, stopping the server when its stdin closes.
     _watchdog: Option<Mutex<Child>>,
 }
 
 static SERVER: OnceLock<Result<TestPostgres, String>> = OnceLock::new();
+static DURABLE: OnceLock<Result<TestPostgres, String>> = OnceLock::new();
 static DATABASES: AtomicU32 = AtomicU32::new(0);
 
 /// The directory of the PostgreSQL server binaries.
@@ -72,8 +75,24 @@ pub fn bin_dir() -> Result<PathBuf, String> {
 pub fn server() -> Result<&'static TestPostgres, String> {
     SERVER
         .get_or_init(|| match std::env::var("PLEXUS_TEST_POSTGRES") {
-            Ok(base) => Ok(TestPostgres { base: base.trim_end_matches('/').to_owned(), bin: None, _watchdog: None }),
-            Err(_) => start(),
+            Ok(base) => Ok(TestPostgres { base: base.trim_end_matches('/').to_owned(), bin: None, data: None, _watchdog: None }),
+            Err(_) => start(false),
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A server as a benchmark needs it: PostgreSQL's durable defaults
+/// (`fsync`, `synchronous_commit` on), unlike [`server`]'s (`fsync = off`,
+/// for speed). `$PLEXUS_BENCH_POSTGRES` (a base URL) uses a running server.
+///
+/// # Errors
+/// As [`server`].
+pub fn durable_server() -> Result<&'static TestPostgres, String> {
+    DURABLE
+        .get_or_init(|| match std::env::var("PLEXUS_BENCH_POSTGRES") {
+            Ok(base) => Ok(TestPostgres { base: base.trim_end_matches('/').to_owned(), bin: None, data: None, _watchdog: None }),
+            Err(_) => start(true),
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -116,7 +135,8 @@ fn run(mut c: Command, what: &str) -> Result<(), String> {
     ))
 }
 
-fn start() -> Result<TestPostgres, String> {
+/// Start a server; `durable`: with `fsync` on (PostgreSQL's default).
+fn start(durable: bool) -> Result<TestPostgres, String> {
     let bin = bin_dir()?;
     let owner = run_as();
     let dir = std::env::temp_dir().join(format!("plexus-pg-{}-{}", std::process::id(), fastrand::u32(..)));
@@ -148,9 +168,10 @@ fn start() -> Result<TestPostgres, String> {
     let mut last = String::new();
     for _ in 0..5 {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let fsync = if durable { "on" } else { "off" };
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 \
-             -c shared_buffers=64MB",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=300 \
+             -c shared_buffers=128MB",
             dir.display()
         );
         let mut pg_ctl = command(&bin, "pg_ctl", owner.is_some());
@@ -165,6 +186,7 @@ fn start() -> Result<TestPostgres, String> {
                 return Ok(TestPostgres {
                     base: format!("postgres://plexus@127.0.0.1:{port}"),
                     bin: Some(bin),
+                    data: Some(data),
                     _watchdog: Some(Mutex::new(watchdog)),
                 });
             }
@@ -180,6 +202,13 @@ impl TestPostgres {
     /// `postgres://plexus@127.0.0.1:<port>` (no database).
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The server's main process (a server this module started), whose
+    /// children are its backends: to measure its CPU time.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data.as_ref()?.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
     }
 
     /// A new, empty database on this server; its connection URL.

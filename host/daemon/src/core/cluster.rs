@@ -167,16 +167,21 @@ impl Daemon {
         }
     }
 
-    /// Start `id` here if this node has a free worker and can claim it;
-    /// otherwise leave it to the claims (of any node). Returns whether it runs here.
-    pub(super) async fn run_here_if_free(&self, id: &str) -> DaemonResult<bool> {
-        let Some((cluster, _)) = self.cluster() else { return Ok(false) };
+    /// Whether to start `id` (recorded, unowned) here: this node has a free
+    /// worker and claimed it. Otherwise it is left to the claims of any node
+    /// (a claim that failed is logged: the execution is recorded, and claimed later).
+    pub(super) async fn run_here_if_free(&self, id: &str) -> bool {
+        let Some((cluster, _)) = self.cluster() else { return false };
         let busy = self.0.live.read().unwrap_or_else(PoisonError::into_inner).len();
-        if busy >= self.0.node.workers || !cluster.claim_one(&self.0.node.id, id, Some(&self.plugin_ids())).await? {
+        let claimed = busy < self.0.node.workers
+            && cluster.claim_one(&self.0.node.id, id, Some(&self.plugin_ids())).await.unwrap_or_else(|e| {
+                tracing::warn!(execution = %id, "cannot claim it now ({e}); it is claimed later");
+                false
+            });
+        if !claimed {
             self.0.node.claim.notify_one();
-            return Ok(false);
         }
-        Ok(true)
+        claimed
     }
 
     /// Cancel `id`, which does not run here: ask its owner, or (unowned, or
