@@ -114,10 +114,9 @@ fn bench(c: &mut Criterion) {
         });
         // How many of `ids` completed (primary-key lookups: the poll stays cheap as the table grows).
         let completed = |ids: &[String]| -> usize {
-            let row = runtime.block_on(db.query_one(
-                "SELECT COUNT(*) FROM executions WHERE id = ANY($1) AND status = 'completed'",
-                &[&ids],
-            ));
+            let row = runtime.block_on(
+                db.query_one("SELECT COUNT(*) FROM executions WHERE id = ANY($1) AND status = 'completed'", &[&ids]),
+            );
             row.unwrap().get::<_, i64>(0) as usize
         };
         let pids: Vec<u32> = cluster.iter().map(|n| n.child.id()).collect();

@@ -75,7 +75,9 @@ pub fn bin_dir() -> Result<PathBuf, String> {
 pub fn server() -> Result<&'static TestPostgres, String> {
     SERVER
         .get_or_init(|| match std::env::var("PLEXUS_TEST_POSTGRES") {
-            Ok(base) => Ok(TestPostgres { base: base.trim_end_matches('/').to_owned(), bin: None, data: None, _watchdog: None }),
+            Ok(base) => {
+                Ok(TestPostgres { base: base.trim_end_matches('/').to_owned(), bin: None, data: None, _watchdog: None })
+            }
             Err(_) => start(false),
         })
         .as_ref()
@@ -91,7 +93,9 @@ pub fn server() -> Result<&'static TestPostgres, String> {
 pub fn durable_server() -> Result<&'static TestPostgres, String> {
     DURABLE
         .get_or_init(|| match std::env::var("PLEXUS_BENCH_POSTGRES") {
-            Ok(base) => Ok(TestPostgres { base: base.trim_end_matches('/').to_owned(), bin: None, data: None, _watchdog: None }),
+            Ok(base) => {
+                Ok(TestPostgres { base: base.trim_end_matches('/').to_owned(), bin: None, data: None, _watchdog: None })
+            }
             Err(_) => start(true),
         })
         .as_ref()
