@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # PostgreSQL's server binaries (initdb, pg_ctl, postgres) for the tests and
 # benchmarks that start throw-away servers: Debian's postgresql-15, installed
-# when no /usr/lib/postgresql/<version>/bin/initdb is there. Nothing is started
-# here and no system cluster is used: each test run starts its own server on a
-# loopback port in a temporary directory and stops it after
-# (plexus_daemon::testing). PLEXUS_PG_BIN points at other binaries.
+# when no /usr/lib/postgresql/<version>/bin/initdb is there. The tests do not
+# use the system cluster Debian's package creates (and may start): each test
+# run starts its own server on a loopback port in a temporary directory and
+# stops it after (plexus_daemon::testing). PLEXUS_PG_BIN points at other binaries.
 set -euo pipefail
 if [ -n "${PLEXUS_PG_BIN:-}" ] && [ -x "$PLEXUS_PG_BIN/initdb" ]; then exit 0; fi
 if compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null; then exit 0; fi

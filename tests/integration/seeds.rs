@@ -156,6 +156,8 @@ fn plugins_declare_aliases_in_their_manifests_and_a_shared_alias_is_ambiguous() 
     assert_eq!(host.resolve("plexus.echo.wasm"), Resolved::Plugin("plexus.echo.wasm"));
     assert_eq!(host.resolve("shared"), Resolved::Ambiguous(vec!["plexus.echo.native", "plexus.echo.wasm"]));
     assert_eq!(host.resolve("nothing"), Resolved::Unknown);
+    // What a cluster node advertises: the ids and the aliases that resolve (not the ambiguous one).
+    assert_eq!(host.callable_names(), ["echo", "plexus.echo.native", "plexus.echo.wasm"]);
     let bad = host.load_errors().iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
     assert!(bad.contains("aliases: `no spaces`"), "{bad}");
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeView {
-    /// Node id (`<host>-<pid>-<random>`), printed by `plexus daemon` at start.
+    /// Node id (`<host>-<pid>-<8 hex digits>`), printed by `plexus daemon` at start.
     pub id: String,
     /// Where its API listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,7 +26,8 @@ pub struct NodeView {
     /// `alive` (lease held), `stopped` (shut down cleanly) or `lost` (the
     /// lease ran out: killed, hung or cut off).
     pub state: NodeState,
-    /// The plugin ids it has loaded.
+    /// The plugin ids it has loaded, and the aliases it resolves to them
+    /// (an execution is claimed only by a node that has every name its steps use).
     pub plugins: Vec<String>,
     /// Executions it runs at once at most.
     pub workers: u64,

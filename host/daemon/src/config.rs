@@ -269,6 +269,19 @@ impl RawConfig {
                 .map_err(|e| value("grace_period", format!("grace_period: {e}")))?,
             None => Duration::from_secs(30),
         };
+        if let Some(db) = self.state_db.as_ref().and_then(|p| p.to_str())
+            && !crate::store::is_postgres_url(db)
+            && ["host=", "dbname=", "user=", "password="]
+                .iter()
+                .any(|k| db.split_whitespace().any(|w| w.starts_with(k)))
+        {
+            return Err(value(
+                "state_db",
+                "state_db: a PostgreSQL database is named by a URL, postgres://user:password@host:5432/db \
+                 (the key=value form is not taken: it would be read as a file name)"
+                    .into(),
+            ));
+        }
         let node_lease = match &self.node_lease {
             Some(text) => plexus_workflow::duration::parse_text(text, MAX_NODE_LEASE)
                 .map_err(|e| value("node_lease", format!("node_lease: {e}")))
@@ -445,6 +458,22 @@ mod tests {
         assert!(err.contains("grace_period") && err.contains("too long"), "{err}");
         let err = toml::from_str::<RawConfig>("[defaults]\ntimeout_ms = 18446744073709551615").unwrap().resolve();
         assert!(err.unwrap_err().to_string().contains("defaults.timeout_ms"));
+    }
+
+    #[test]
+    fn a_postgres_state_db_is_a_url_its_password_never_printed_and_the_lease_bounded() {
+        let resolve = |text: &str| toml::from_str::<RawConfig>(text).unwrap().resolve();
+        let c = resolve("state_db = \"postgres://plexus:s3cret@db:5432/plexus\"").unwrap();
+        assert_eq!(c.state_db.url(), Some("postgres://plexus:s3cret@db:5432/plexus"));
+        assert_eq!(c.state_db.file(), None);
+        let shown = format!("{c:?} {}", serde_json::to_string(&c).unwrap());
+        assert!(shown.contains("postgres://plexus:***@db:5432/plexus") && !shown.contains("s3cret"), "{shown}");
+        let err = resolve("state_db = \"host=db dbname=plexus password=s3cret\"").unwrap_err().to_string();
+        assert!(err.contains("postgres://") && !err.contains("s3cret"), "{err}");
+        assert!(resolve("state_db = \"/var/lib/plexus/state.db\"").unwrap().state_db.file().is_some());
+        assert_eq!(resolve("node_lease = \"3s\"").unwrap().node_lease, Duration::from_secs(3));
+        assert!(resolve("node_lease = \"10ms\"").unwrap_err().to_string().contains("minimum of 1s"));
+        assert!(resolve("node_lease = \"1h\"").unwrap_err().to_string().contains("node_lease"));
     }
 
     #[test]

@@ -109,6 +109,12 @@ struct Node {
     workers: usize,
     /// Set by [`Daemon::join_cluster`].
     joined: std::sync::OnceLock<ClusterSettings>,
+    /// The lease ran out without a heartbeat: nothing runs or is claimed
+    /// here until one works again.
+    fenced: AtomicBool,
+    /// Held from a claim until the claimed execution runs (and by the
+    /// hand-back of executions owned but not running).
+    claiming: tokio::sync::Mutex<()>,
     /// Wakes the claim loop (a worker freed, an unclaimed execution recorded).
     claim: Arc<tokio::sync::Notify>,
 }
@@ -132,14 +138,15 @@ pub const CLAIM_BATCH: u32 = 32;
 /// long after its last heartbeat. Heartbeats come every quarter of it.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
-/// A new node id: `<host>-<pid>-<4 hex digits>`.
+/// A new node id: `<host>-<pid>-<8 hex digits>` (a live node with the same
+/// id makes `join` fail rather than share its executions).
 pub fn new_node_id() -> String {
     let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "node".into());
     let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(48).collect();
-    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+    format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
 }
 
 /// How often [`Daemon::maintain`] runs: the database file check and the
@@ -257,6 +264,8 @@ impl Daemon {
                 started_at_ms: epoch_ms(std::time::SystemTime::now()),
                 workers: workers.max(1),
                 joined: std::sync::OnceLock::new(),
+                fenced: AtomicBool::new(false),
+                claiming: tokio::sync::Mutex::const_new(()),
                 claim: Arc::default(),
             },
             slots: crate::slots::Slots::new(workers),
@@ -704,7 +713,9 @@ impl Daemon {
         tracing::info!(execution = %exec.id(), workflow = %id, version, "execution accepted");
         // In a cluster it runs here only if this node has a free worker and
         // claims it; otherwise the first node with one claims it.
-        if self.0.node.joined.get().is_none() || self.run_here_if_free(exec.id()).await {
+        if self.0.node.joined.get().is_none() {
+            self.launch(prepared, exec.clone(), meta, true);
+        } else if let Some(_claimed) = self.run_here_if_free(exec.id()).await {
             self.launch(prepared, exec.clone(), meta, true);
         }
         Ok(exec)
@@ -905,9 +916,14 @@ impl Daemon {
             return Err(DaemonError::invalid_state(format!("execution `{id}` is already being retried")));
         };
         tracing::info!(execution = %id, run = stored.meta.runs, "retrying from the steps that did not complete");
-        if self.0.node.joined.get().is_some() && !self.run_here_if_free(id).await {
-            return Ok(()); // another node claims it
-        }
+        let _claimed = if self.0.node.joined.get().is_some() {
+            match self.run_here_if_free(id).await {
+                Some(claimed) => Some(claimed),
+                None => return Ok(()), // another node claims it
+            }
+        } else {
+            None
+        };
         let exec =
             Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id.clone());
         self.launch(prepared, exec, stored.meta, false);
@@ -1066,6 +1082,8 @@ impl Daemon {
                 if !this.0.store.update_transaction(&tx, TransactionState::Open).await? {
                     return Err(DaemonError::invalid_state(format!("transaction `{id}` changed meanwhile")));
                 }
+                // In a cluster the store records this node as the one rolling
+                // it back (a node that dies mid-way leaves it to another).
                 tx
             };
             this.roll_back(tx).await
@@ -1087,7 +1105,7 @@ impl Daemon {
             }
             // In a cluster, this node writes its compensations: it takes it over.
             if let Some((cluster, _)) = self.cluster() {
-                cluster.claim_one(&self.0.node.id, id, None).await?;
+                cluster.claim_one(&self.0.node.id, id, crate::store::Claim::Compensate).await?;
             }
             let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
             let meta = stored.meta.clone();
@@ -1114,7 +1132,17 @@ impl Daemon {
     /// Carry on with every rollback a stop interrupted (at start, after
     /// [`Self::resume_unfinished`]), in the background. Returns how many.
     pub async fn resume_rollbacks(&self) -> DaemonResult<usize> {
-        let ids = self.0.store.transactions_in(TransactionState::RollingBack).await?;
+        let mut ids = self.0.store.transactions_in(TransactionState::RollingBack).await?;
+        if let Some((cluster, _)) = self.cluster() {
+            // In a cluster: only those no live node (nor this one) rolls back now.
+            let mut claimed = Vec::new();
+            for id in ids {
+                if cluster.claim_rollback(&self.0.node.id, &id).await? {
+                    claimed.push(id);
+                }
+            }
+            ids = claimed;
+        }
         for id in &ids {
             let tx = self.transaction(id).await?;
             let this = self.clone();

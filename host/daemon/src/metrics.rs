@@ -15,8 +15,8 @@
 //! | `plexus_abandoned_calls_total` | counter | `plugin`: native calls that timed out while their thread kept running |
 //! | `plexus_health_degraded` | gauge | `component`: 1 while the component is degraded (see `GET /v1/health`) |
 //!
-//! A daemon's metrics carry its node id as a label (`node`, see
-//! [`Metrics::for_node`]).
+//! In a cluster (several daemons on one PostgreSQL) every sample carries
+//! the daemon's node id as a label (`node`, see [`Metrics::for_node`]).
 //!
 //! Every family has its own name (a strict OpenMetrics parser rejects two
 //! families under one name); a test parses the real output to keep it so.

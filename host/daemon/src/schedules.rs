@@ -284,6 +284,14 @@ impl Schedules {
             priority: schedule.spec.priority,
             ..Origin::default()
         };
+        // In a cluster, a fire (not a manual run) is started only by the
+        // leader, checked again right before the start: a leader paused past
+        // its lease (another node leads now) does not fire it a second time.
+        if outcome != FireOutcome::Manual && !daemon.leads("scheduler").await {
+            return Err(DaemonError::invalid_state(format!(
+                "schedule `{id}`: this node no longer fires the schedules (another node leads)"
+            )));
+        }
         let now_ms = epoch_ms(daemon.clock().now());
         let result = match self.capable(schedule).await {
             Ok(()) => daemon.start(&schedule.workflow_id(), inputs, origin).await,
@@ -300,7 +308,11 @@ impl Schedules {
         let exec = result?;
         // The scheduler lag is observed when the execution gets its worker (`Daemon::launch`).
         tracing::info!(schedule = %id, execution = %exec.id(), fire_time = %fire.to_rfc3339(), "schedule fired");
-        // When it ends, a queued fire may start.
+        // When it ends, a queued fire may start. (In a cluster it may run on
+        // another node: then the next tick, within a second, starts it.)
+        if daemon.live(exec.id()).is_none() {
+            return Ok(exec.id().to_owned());
+        }
         let this = self.clone();
         let schedule_id = id.clone();
         let watched = exec.clone();

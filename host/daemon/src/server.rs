@@ -70,9 +70,11 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     tracing::info!(plugins = host.plugins().count(), errors = host.load_errors().len(), "plugins loaded");
     let node = crate::core::new_node_id();
-    let metrics = Metrics::for_node(&node);
-    let runtime = tokio::runtime::Handle::current();
     let shared = store.cluster().is_some();
+    // In a cluster every sample names its node; a lone daemon's series stay
+    // the same across restarts (its node id is new at each).
+    let metrics = if shared { Metrics::for_node(&node) } else { Metrics::default() };
+    let runtime = tokio::runtime::Handle::current();
     let daemon = Daemon::new_node(store, host, Arc::new(SystemClock), runtime, config.workers, metrics, node);
     tracing::info!(node = %daemon.node_id(), "node");
     daemon.set_retention(config.retention);
@@ -87,12 +89,6 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let schedules = Schedules::new(daemon.clone());
     super::orchestrate::install(&schedules);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // Supervised: a ticker that panics is logged, counted and restarted (see `supervise`).
-    let ticker = {
-        let (health, metrics, schedules) = (daemon.health().clone(), daemon.metrics().clone(), schedules.clone());
-        let run = move || schedules.clone().run(std::future::pending());
-        tokio::spawn(super::supervise::supervise("scheduler", health, metrics, stop_rx.clone(), run))
-    };
     let _watcher = if config.watch {
         match PluginWatcher::start(daemon.clone()) {
             Ok(w) => Some(w),
@@ -104,7 +100,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     } else {
         None
     };
-    let app = router(ApiState::new(daemon.clone(), schedules, &token), config.max_body_bytes);
+    let app = router(ApiState::new(daemon.clone(), schedules.clone(), &token), config.max_body_bytes);
     let node = daemon.node_id().to_owned();
     let announce = |address: String| {
         tracing::info!(%address, %node, "plexus daemon listening");
@@ -138,10 +134,17 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
             Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
         }
     };
-    if daemon.join_cluster(Some(address.clone()), config.node_lease).await? && daemon.leads("rollbacks").await {
-        // One node carries on with the transaction rollbacks a stop interrupted.
+    if daemon.join_cluster(Some(address.clone()), config.node_lease).await? {
+        // The rollbacks no live node carries on (each is claimed by one node).
         resume_rollbacks(&daemon).await?;
     }
+    // Schedules fire from now on (in a cluster: once this node joined, by the leader).
+    // Supervised: a ticker that panics is logged, counted and restarted (see `supervise`).
+    let ticker = {
+        let (health, metrics, schedules) = (daemon.health().clone(), daemon.metrics().clone(), schedules.clone());
+        let run = move || schedules.clone().run(std::future::pending());
+        tokio::spawn(super::supervise::supervise("scheduler", health, metrics, stop_rx.clone(), run))
+    };
     // Announced once it serves (and, on a shared store, has joined the cluster).
     println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file, "node": node}));
     let mut server = server;

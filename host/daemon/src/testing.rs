@@ -151,7 +151,10 @@ fn start(durable: bool) -> Result<TestPostgres, String> {
     let data = dir.join("data");
     let mut initdb = command(&bin, "initdb", owner.is_some());
     initdb.arg("-D").arg(&data).args(["-U", "plexus", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"]);
-    run(initdb, "initdb")?;
+    if let Err(e) = run(initdb, "initdb") {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     // The watchdog first: from here on the directory goes when we do.
     let stop = command(&bin, "pg_ctl", owner.is_some()).get_program().to_owned();
     let mut stop_args: Vec<std::ffi::OsString> =
@@ -159,7 +162,8 @@ fn start(durable: bool) -> Result<TestPostgres, String> {
     stop_args.extend(["-D".into(), data.clone().into_os_string(), "stop".into(), "-m".into(), "immediate".into()]);
     let watchdog = Command::new("sh")
         .arg("-c")
-        .arg(r#"cat >/dev/null; dir="$1"; shift; "$@" >/dev/null 2>&1; rm -rf "$dir""#)
+        // Ctrl-C signals the whole process group: the watchdog outlives it.
+        .arg(r#"trap '' INT TERM HUP; cat >/dev/null; dir="$1"; shift; "$@" >/dev/null 2>&1; rm -rf "$dir""#)
         .arg("sh")
         .arg(&dir)
         .arg(stop)

@@ -457,6 +457,17 @@ impl Host {
         }
     }
 
+    /// Every name a workflow step can call a loaded plugin by, sorted: the
+    /// plugin ids, and the aliases that [`Self::resolve`] resolves to one.
+    pub fn callable_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.plugins().map(|p| p.id().to_owned()).collect();
+        let aliases = self.loader.aliases.keys().chain(self.plugins.values().flat_map(|p| p.manifest.aliases.iter()));
+        names.extend(aliases.filter(|a| matches!(self.resolve(a), Resolved::Plugin(_))).cloned());
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The kinds plugin `id` is loaded as, in [`PluginKind::PREFERENCE`] order.
     pub fn kinds(&self, id: &str) -> Vec<PluginKind> {
         PluginKind::PREFERENCE.into_iter().filter(|&kind| self.select(id, Some(kind)).is_some()).collect()

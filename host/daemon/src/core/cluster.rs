@@ -22,20 +22,20 @@
 //!   (no lease wait).
 
 use super::*;
-use crate::store::{CancelRequest, NodeJoin};
+use crate::store::{CancelRequest, Claim, NodeJoin};
 use plexus_client::{NodeList, NodeState, NodeView};
 
 impl Daemon {
-    /// This daemon's node id (`<host>-<pid>-<4 hex digits>`), new at each start.
+    /// This daemon's node id (`<host>-<pid>-<8 hex digits>`), new at each start.
     pub fn node_id(&self) -> &str {
         &self.0.node.id
     }
 
-    /// The plugin ids this node has loaded, sorted.
+    /// The names this node can call plugins by (ids and aliases), sorted:
+    /// what it advertises, and what an execution's steps must all be in for
+    /// this node to claim it.
     fn plugin_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.host().plugins().map(|p| p.id().to_owned()).collect();
-        ids.sort();
-        ids
+        self.host().callable_names()
     }
 
     /// The store's cluster, once this daemon joined it.
@@ -70,12 +70,44 @@ impl Daemon {
         Ok(true)
     }
 
-    /// Claim, heartbeat and poll for cancels until the daemon stops.
+    /// Two background tasks until the daemon stops: the heartbeat (every
+    /// quarter of the lease, on its own so that a slow claim never delays
+    /// it) and the claims with the cancel polls (every [`CLUSTER_POLL`],
+    /// and whenever a worker frees up).
     fn spawn_cluster_loop(&self) {
+        let weak = Arc::downgrade(&self.0);
+        self.0.runtime.spawn(async move {
+            // When the lease last held for sure: the start of the last heartbeat that renewed it.
+            let mut renewed = tokio::time::Instant::now();
+            loop {
+                let pause = {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let daemon = Daemon(inner);
+                    let Some((_, settings)) = daemon.cluster() else { return };
+                    if daemon.0.drain.is_cancelled() {
+                        return;
+                    }
+                    let started = tokio::time::Instant::now();
+                    if daemon.heartbeat().await {
+                        if daemon.0.node.fenced.swap(false, Ordering::AcqRel) {
+                            daemon.hand_back_stopped().await;
+                        }
+                        renewed = started;
+                        // Rollbacks left by a node that died are carried on here.
+                        if let Err(e) = daemon.resume_rollbacks().await {
+                            tracing::warn!("cannot look for interrupted rollbacks: {e}");
+                        }
+                    } else if renewed.elapsed() >= settings.lease {
+                        daemon.fence_self();
+                    }
+                    settings.lease / 4
+                };
+                tokio::time::sleep(pause).await;
+            }
+        });
         let weak = Arc::downgrade(&self.0);
         let wake = self.0.node.claim.clone();
         self.0.runtime.spawn(async move {
-            let mut last_beat = tokio::time::Instant::now();
             loop {
                 let notified = wake.notified();
                 {
@@ -84,13 +116,10 @@ impl Daemon {
                     if daemon.0.drain.is_cancelled() {
                         return;
                     }
-                    let Some((_, settings)) = daemon.cluster() else { return };
-                    if last_beat.elapsed() >= settings.lease / 4 {
-                        daemon.heartbeat().await;
-                        last_beat = tokio::time::Instant::now();
+                    if !daemon.0.node.fenced.load(Ordering::Acquire) {
+                        daemon.take_cancels().await;
+                        daemon.claim_free().await;
                     }
-                    daemon.take_cancels().await;
-                    daemon.claim_free().await;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(CLUSTER_POLL) => {}
@@ -100,12 +129,20 @@ impl Daemon {
         });
     }
 
-    /// Renew the lease; stop running here what another node took over.
-    async fn heartbeat(&self) {
-        let Some((cluster, settings)) = self.cluster() else { return };
-        let running: Vec<String> = self.0.live.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
-        match cluster.heartbeat(&self.0.node.id, &self.plugin_ids(), &running, duration_ms(settings.lease)).await {
-            Ok(lost) => {
+    /// The ids of the executions running here.
+    fn running_ids(&self) -> Vec<String> {
+        self.0.live.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    /// Renew the lease (joining again if this node's registration went);
+    /// stop running here what another node took over. Whether the lease
+    /// was renewed.
+    async fn heartbeat(&self) -> bool {
+        let Some((cluster, settings)) = self.cluster() else { return false };
+        let lease_ms = duration_ms(settings.lease);
+        let running = self.running_ids();
+        match cluster.heartbeat(&self.0.node.id, &self.plugin_ids(), &running, lease_ms).await {
+            Ok(Some(lost)) => {
                 self.0.health.recover("cluster");
                 for id in lost {
                     let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
@@ -114,11 +151,63 @@ impl Daemon {
                         live.stop.cancel();
                     }
                 }
+                true
+            }
+            Ok(None) => {
+                tracing::warn!(node = %self.0.node.id, "this node's registration went; joining again");
+                let join = NodeJoin {
+                    id: self.0.node.id.clone(),
+                    address: self.0.node.address.get().cloned(),
+                    plugins: self.plugin_ids(),
+                    workers: self.0.node.workers as u64,
+                };
+                match cluster.join(&join, lease_ms).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        self.0.health.degrade("cluster", format!("cannot join the cluster again: {e}"));
+                        false
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(node = %self.0.node.id, "heartbeat failed: {e}");
                 self.0.health.degrade("cluster", format!("heartbeat failed: {e}"));
+                false
             }
+        }
+    }
+
+    /// The lease ran out without a heartbeat (the database cannot be
+    /// reached): another node may take this node's executions over, so none
+    /// goes on here — each stops starting steps (as at shutdown, recording
+    /// nothing more) and no new one is claimed until a heartbeat works again.
+    fn fence_self(&self) {
+        if self.0.node.fenced.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let live: Vec<Live> = self.0.live.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        tracing::error!(
+            node = %self.0.node.id,
+            executions = live.len(),
+            "the lease ran out without a heartbeat: stopping this node's executions (another node takes them over)"
+        );
+        self.0.health.degrade("cluster", "the lease ran out: this node's executions were stopped");
+        for entry in live {
+            entry.stop.cancel();
+        }
+    }
+
+    /// After the lease was lost and renewed again: hand back the executions
+    /// this node still owns but no longer runs, for any node to claim.
+    async fn hand_back_stopped(&self) {
+        let Some((cluster, _)) = self.cluster() else { return };
+        let _claims = self.0.node.claiming.lock().await;
+        match cluster.release(&self.0.node.id, &self.running_ids()).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::info!(executions = ids.len(), "handed back after the lease was lost")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot hand executions back: {e}"),
         }
     }
 
@@ -148,6 +237,8 @@ impl Daemon {
         if free == 0 || !self.is_accepting() {
             return;
         }
+        // Claimed and started under one lock: a hand-back never sees one claimed but not yet running.
+        let _claims = self.0.node.claiming.lock().await;
         let claimed = match cluster.claim(&self.0.node.id, &self.plugin_ids(), free as u32).await {
             Ok(ids) => ids,
             Err(e) => {
@@ -155,6 +246,7 @@ impl Daemon {
                 return;
             }
         };
+        let mut unread = false;
         for id in claimed {
             match self.0.store.execution(&id).await {
                 Ok(Some(stored)) => {
@@ -162,26 +254,41 @@ impl Daemon {
                     self.run_stored(stored).await;
                 }
                 Ok(None) => {}
-                Err(e) => tracing::error!(execution = %id, "claimed, but its record cannot be read: {e}"),
+                Err(e) => {
+                    tracing::error!(execution = %id, "claimed, but its record cannot be read: {e}");
+                    unread = true;
+                }
             }
+        }
+        // What could not be read goes back, for a later claim (here or elsewhere).
+        if unread && let Err(e) = cluster.release(&self.0.node.id, &self.running_ids()).await {
+            tracing::warn!("cannot hand back the executions not read: {e}");
         }
     }
 
     /// Whether to start `id` (recorded, unowned) here: this node has a free
     /// worker and claimed it. Otherwise it is left to the claims of any node
     /// (a claim that failed is logged: the execution is recorded, and claimed later).
-    pub(super) async fn run_here_if_free(&self, id: &str) -> bool {
-        let Some((cluster, _)) = self.cluster() else { return false };
+    /// When it returns the claim lock, the caller starts the execution
+    /// before dropping it.
+    pub(super) async fn run_here_if_free(&self, id: &str) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let (cluster, _) = self.cluster()?;
+        if self.0.node.fenced.load(Ordering::Acquire) {
+            self.0.node.claim.notify_one();
+            return None;
+        }
+        let claims = self.0.node.claiming.lock().await;
         let busy = self.0.live.read().unwrap_or_else(PoisonError::into_inner).len();
         let claimed = busy < self.0.node.workers
-            && cluster.claim_one(&self.0.node.id, id, Some(&self.plugin_ids())).await.unwrap_or_else(|e| {
+            && cluster.claim_one(&self.0.node.id, id, Claim::Run(&self.plugin_ids())).await.unwrap_or_else(|e| {
                 tracing::warn!(execution = %id, "cannot claim it now ({e}); it is claimed later");
                 false
             });
         if !claimed {
             self.0.node.claim.notify_one();
+            return None;
         }
-        claimed
+        Some(claims)
     }
 
     /// Cancel `id`, which does not run here: ask its owner, or (unowned, or
@@ -203,7 +310,8 @@ impl Daemon {
                 Err(DaemonError::invalid_state(format!("execution `{id}` is already being cancelled")))
             }
             CancelRequest::Requested { owner } => {
-                if cluster.claim_one(&self.0.node.id, id, None).await? {
+                let _claims = self.0.node.claiming.lock().await;
+                if cluster.claim_one(&self.0.node.id, id, Claim::Cancel).await? {
                     // Nobody runs it: cancel it here (it ends cancelled without a worker).
                     let stored = self.stored(id).await?;
                     let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
@@ -254,13 +362,11 @@ impl Daemon {
     }
 
     /// Whether this node holds leadership `name` (e.g. `scheduler`), taking
-    /// or renewing it for one lease: always on a store of its own; never on
-    /// a shared store before it joined the cluster.
+    /// or renewing it for one lease; a daemon that did not join a cluster
+    /// (its store is its own) always does. (`serve` starts the schedules
+    /// only once it joined.)
     pub async fn leads(&self, name: &str) -> bool {
-        if self.0.store.cluster().is_none() {
-            return true;
-        }
-        let Some((cluster, settings)) = self.cluster() else { return false };
+        let Some((cluster, settings)) = self.cluster() else { return true };
         match cluster.lead(name, &self.0.node.id, duration_ms(settings.lease)).await {
             Ok(leads) => leads,
             Err(e) => {
@@ -302,7 +408,7 @@ impl Daemon {
     /// node still owns are handed back for others to claim at once.
     pub async fn leave_cluster(&self) {
         let Some((cluster, _)) = self.cluster() else { return };
-        match cluster.leave(&self.0.node.id).await {
+        match cluster.leave(&self.0.node.id, &self.running_ids()).await {
             Ok(()) => tracing::info!(node = %self.0.node.id, "left the cluster"),
             Err(e) => {
                 tracing::warn!(node = %self.0.node.id, "cannot leave the cluster cleanly ({e}); its lease runs out")

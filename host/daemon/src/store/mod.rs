@@ -98,6 +98,12 @@ pub enum StoreError {
         /// The SQLSTATE, when the server gave one.
         code: Option<String>,
     },
+    /// Another live node of the cluster has this node id.
+    #[error("node id {node} is in use by a live node of the cluster")]
+    NodeIdInUse {
+        /// The node id.
+        node: String,
+    },
     /// This daemon no longer owns the execution it wrote: its lease ran out
     /// and another node of the cluster took the execution over.
     #[error("execution {execution} is no longer run by this node ({node}): another node took it over")]
@@ -309,29 +315,47 @@ pub trait Store: Send + Sync + 'static {
 /// Times are the database's clock (`clock_timestamp()`), so nodes whose
 /// clocks disagree still agree on who holds a lease.
 pub trait Cluster: Send + Sync + 'static {
-    /// Register node `node` (or register it again after a restart), with
-    /// its lease running `lease_ms` from now. From now on this store's
-    /// execution writes are fenced: they change an execution only while
-    /// `node` owns it.
+    /// Register node `node` (again, after its row went or its lease ran
+    /// out), with its lease running `lease_ms` from now. From now on this
+    /// store's execution writes are fenced: they change an execution only
+    /// while `node` owns it.
+    ///
+    /// # Errors
+    /// [`StoreError::NodeIdInUse`] when a live node has that id.
     fn join(&self, node: &NodeJoin, lease_ms: u64) -> StoreFuture<()>;
     /// Renew `node`'s lease for `lease_ms` and publish its plugins and how
     /// many executions it runs. Returns the ids among `running` that it no
-    /// longer owns (its lease had run out and another node claimed them).
-    fn heartbeat(&self, node: &str, plugins: &[String], running: &[String], lease_ms: u64) -> StoreFuture<Vec<String>>;
+    /// longer owns (its lease had run out and another node claimed them),
+    /// or `None` when `node` is not registered (its row was deleted, or it
+    /// left): it must [`Cluster::join`] again.
+    fn heartbeat(
+        &self,
+        node: &str,
+        plugins: &[String],
+        running: &[String],
+        lease_ms: u64,
+    ) -> StoreFuture<Option<Vec<String>>>;
+    /// Hand back the unfinished executions `node` owns but does not run
+    /// (not in `running`): a claim whose execution could not be read, or
+    /// executions stopped here while the database could not be reached.
+    /// Returns their ids.
+    fn release(&self, node: &str, running: &[String]) -> StoreFuture<Vec<String>>;
     /// Claim at most `limit` unfinished executions that no live node owns
     /// and whose plugins are all in `plugins`, highest priority then oldest
     /// first (`FOR UPDATE SKIP LOCKED`: nodes claiming at once never wait
     /// for or take the same one). Returns their ids.
     fn claim(&self, node: &str, plugins: &[String], limit: u32) -> StoreFuture<Vec<String>>;
-    /// Claim execution `id` if no live node owns it (or it ended) and,
-    /// with `plugins`, if they are every plugin it needs (without: to cancel
-    /// it, or to compensate it); whether `node` took it now (`false` when
-    /// `node` owned it already: another path of this node runs it).
-    fn claim_one(&self, node: &str, id: &str, plugins: Option<&[String]>) -> StoreFuture<bool>;
-    /// Hand back the executions `node` owns (a clean stop): other nodes
-    /// claim them at once, without waiting for the lease to run out. The
-    /// node is marked stopped.
-    fn leave(&self, node: &str) -> StoreFuture<()>;
+    /// Claim execution `id` for `purpose` (see [`Claim`]); whether `node`
+    /// took it now.
+    fn claim_one(&self, node: &str, id: &str, purpose: Claim<'_>) -> StoreFuture<bool>;
+    /// Hand back the executions `node` owns but those in `running` (a
+    /// clean stop: other nodes claim them at once, without waiting for the
+    /// lease to run out; the ones still running here at the end of the grace
+    /// period go when the lease does). The node is marked stopped.
+    fn leave(&self, node: &str, running: &[String]) -> StoreFuture<()>;
+    /// Take over the rollback of transaction `id` (state `rolling_back`) if
+    /// no live node (nor `node`) runs it; whether `node` took it.
+    fn claim_rollback(&self, node: &str, id: &str) -> StoreFuture<bool>;
     /// Ask for execution `id` to be cancelled by the node running it.
     fn request_cancel(&self, id: &str) -> StoreFuture<CancelRequest>;
     /// Executions `node` owns whose cancel was asked for on another node.
@@ -345,6 +369,20 @@ pub trait Cluster: Send + Sync + 'static {
     /// Which node owns execution `id`, and which plugins it needs that no
     /// live node has loaded (why it waits, when it does).
     fn placement(&self, id: &str) -> StoreFuture<Option<Placement>>;
+}
+
+/// Why a node claims one execution ([`Cluster::claim_one`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Claim<'a> {
+    /// To run it: it has not ended, no live node (nor this one) owns it, and
+    /// these names (the node's plugins and aliases) cover every plugin it needs.
+    Run(&'a [String]),
+    /// To cancel it here: it has not ended and no live node (nor this one)
+    /// owns it. A cancel never takes an execution that ended meanwhile.
+    Cancel,
+    /// To compensate it (a transaction's rollback): it ended; whoever ran
+    /// it no longer writes it.
+    Compensate,
 }
 
 /// A node registering with [`Cluster::join`].

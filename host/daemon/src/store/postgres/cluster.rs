@@ -3,7 +3,7 @@
 //! `leaders` tables, on the database's clock.
 
 use super::PgStore;
-use crate::store::{CancelRequest, Cluster, NodeJoin, Placement, StoreFuture, StoreResult};
+use crate::store::{CancelRequest, Claim, Cluster, NodeJoin, Placement, StoreError, StoreFuture, StoreResult};
 use plexus_client::{NodeState, NodeView};
 use plexus_workflow::status::WorkflowStatus;
 
@@ -39,11 +39,13 @@ impl Cluster for PgStore {
                      ON CONFLICT (id) DO UPDATE SET address = excluded.address,
                         started_at_ms = excluded.started_at_ms, heartbeat_ms = excluded.heartbeat_ms,
                         lease_until_ms = excluded.lease_until_ms, plugins = excluded.plugins,
-                        workers = excluded.workers, running = 0, stopped = false"
+                        workers = excluded.workers, running = 0, stopped = false
+                     WHERE nodes.stopped OR nodes.lease_until_ms < {NOW_MS}"
                 ),
                 &[&node.id, &node.address, &lease(lease_ms), &node.plugins, &lease(node.workers)],
             )
-            .await?;
+            .await
+            .and_then(|n| if n == 0 { Err(StoreError::NodeIdInUse { node: node.id.clone() }) } else { Ok(()) })?;
             s.exec(&format!("DELETE FROM nodes WHERE lease_until_ms < {NOW_MS} - $1"), &[&FORGET_AFTER_MS]).await?;
             // Fenced from now on: this store changes an execution only while the node owns it.
             let _ = s.0.node.set(node.id.clone());
@@ -51,23 +53,50 @@ impl Cluster for PgStore {
         })
     }
 
-    fn heartbeat(&self, node: &str, plugins: &[String], running: &[String], lease_ms: u64) -> StoreFuture<Vec<String>> {
+    fn heartbeat(
+        &self,
+        node: &str,
+        plugins: &[String],
+        running: &[String],
+        lease_ms: u64,
+    ) -> StoreFuture<Option<Vec<String>>> {
         let (node, plugins, running) = (node.to_owned(), plugins.to_vec(), running.to_vec());
         self.run(move |s| async move {
-            s.exec(
-                &format!(
-                    "UPDATE nodes SET heartbeat_ms = {NOW_MS}, lease_until_ms = {NOW_MS} + $2, plugins = $3,
-                        running = $4, stopped = false
-                     WHERE id = $1"
-                ),
-                &[&node, &lease(lease_ms), &plugins, &(running.len() as i64)],
-            )
-            .await?;
+            let renewed = s
+                .exec(
+                    &format!(
+                        "UPDATE nodes SET heartbeat_ms = {NOW_MS}, lease_until_ms = {NOW_MS} + $2, plugins = $3,
+                            running = $4
+                         WHERE id = $1 AND NOT stopped"
+                    ),
+                    &[&node, &lease(lease_ms), &plugins, &(running.len() as i64)],
+                )
+                .await?;
+            if renewed == 0 {
+                return Ok(None);
+            }
             let rows = s
                 .query(
                     "SELECT r FROM unnest($1::text[]) AS r
                      WHERE NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = r AND e.owner = $2)",
                     &[&running, &node],
+                )
+                .await?;
+            rows.iter().map(|r| s.col(r, 0)).collect::<StoreResult<Vec<String>>>().map(Some)
+        })
+    }
+
+    fn release(&self, node: &str, running: &[String]) -> StoreFuture<Vec<String>> {
+        let (node, running) = (node.to_owned(), running.to_vec());
+        self.run(move |s| async move {
+            let rows = s
+                .query(
+                    &format!(
+                        "UPDATE executions SET owner = NULL
+                         WHERE owner = $1 AND status IN {UNFINISHED} AND NOT (id = ANY($2::text[]))
+                         RETURNING id"
+                    ),
+                    &[&node, &running],
                 )
                 .await?;
             rows.iter().map(|r| s.col(r, 0)).collect()
@@ -97,40 +126,72 @@ impl Cluster for PgStore {
         })
     }
 
-    fn claim_one(&self, node: &str, id: &str, plugins: Option<&[String]>) -> StoreFuture<bool> {
-        let (node, id, plugins) = (node.to_owned(), id.to_owned(), plugins.map(<[String]>::to_vec));
+    fn claim_one(&self, node: &str, id: &str, purpose: Claim<'_>) -> StoreFuture<bool> {
+        let (node, id) = (node.to_owned(), id.to_owned());
+        let (condition, plugins) = match purpose {
+            Claim::Run(plugins) => (
+                format!(
+                    "e.owner IS DISTINCT FROM $1 AND e.status IN {UNFINISHED} AND {}
+                     AND e.needs <@ $3::text[]",
+                    unowned()
+                ),
+                Some(plugins.to_vec()),
+            ),
+            Claim::Cancel => {
+                (format!("e.owner IS DISTINCT FROM $1 AND e.status IN {UNFINISHED} AND {}", unowned()), None)
+            }
+            Claim::Compensate => (format!("e.status NOT IN {UNFINISHED}"), None),
+        };
         self.run(move |s| async move {
-            let n = s
-                .exec(
-                    &format!(
-                        "UPDATE executions e SET owner = $1
-                         WHERE e.id = $2 AND e.owner IS DISTINCT FROM $1
-                           AND (e.status NOT IN {UNFINISHED} OR {})
-                           AND ($3::text[] IS NULL OR e.needs <@ $3::text[])",
-                        unowned()
-                    ),
-                    &[&node, &id, &plugins],
-                )
-                .await?;
-            Ok(n > 0)
+            let sql = format!("UPDATE executions e SET owner = $1 WHERE e.id = $2 AND {condition}");
+            let changed = match &plugins {
+                Some(plugins) => s.exec(&sql, &[&node, &id, plugins]).await?,
+                None => s.exec(&sql, &[&node, &id]).await?,
+            };
+            Ok(changed > 0)
         })
     }
 
-    fn leave(&self, node: &str) -> StoreFuture<()> {
-        let node = node.to_owned();
+    fn leave(&self, node: &str, running: &[String]) -> StoreFuture<()> {
+        let (node, running) = (node.to_owned(), running.to_vec());
         self.run(move |s| async move {
             s.exec(
-                &format!("UPDATE executions SET owner = NULL WHERE owner = $1 AND status IN {UNFINISHED}"),
-                &[&node],
+                &format!(
+                    "UPDATE executions SET owner = NULL
+                     WHERE owner = $1 AND status IN {UNFINISHED} AND NOT (id = ANY($2::text[]))"
+                ),
+                &[&node, &running],
             )
             .await?;
             s.exec("DELETE FROM leaders WHERE node = $1", &[&node]).await?;
-            s.exec(
-                &format!("UPDATE nodes SET stopped = true, running = 0, lease_until_ms = {NOW_MS} WHERE id = $1"),
-                &[&node],
-            )
-            .await?;
+            // With executions still running here, the node stays live until
+            // its lease runs out (no other node takes them before).
+            if running.is_empty() {
+                s.exec(
+                    &format!("UPDATE nodes SET stopped = true, running = 0, lease_until_ms = {NOW_MS} WHERE id = $1"),
+                    &[&node],
+                )
+                .await?;
+            }
             Ok(())
+        })
+    }
+
+    fn claim_rollback(&self, node: &str, id: &str) -> StoreFuture<bool> {
+        let (node, id) = (node.to_owned(), id.to_owned());
+        self.run(move |s| async move {
+            let changed = s
+                .exec(
+                    &format!(
+                        "UPDATE transactions t SET owner = $1
+                         WHERE t.id = $2 AND t.state = 'rolling_back' AND t.owner IS DISTINCT FROM $1
+                           AND (t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM nodes n
+                                WHERE n.id = t.owner AND NOT n.stopped AND n.lease_until_ms > {NOW_MS}))"
+                    ),
+                    &[&node, &id],
+                )
+                .await?;
+            Ok(changed > 0)
         })
     }
 

@@ -19,8 +19,9 @@
 //! * **Events are numbered per execution in commit order** (the execution's
 //!   row lock orders them): `logs --follow` never skips a line committed late.
 //!
-//! The connection string is libpq's (`postgres://user:password@host:port/db?…`,
-//! or `host=… dbname=…`); TLS is not offered (`sslmode=disable`; put the
+//! The connection string is a URL (`postgres://user:password@host:port/db?…`;
+//! libpq's `host=… dbname=…` form is refused, so that it is never taken for
+//! a file name); TLS is not offered (`sslmode=disable`; put the
 //! database on a private network or a loopback tunnel). The password never
 //! appears in errors or logs: they name `postgres://user@host:port/db`.
 
@@ -72,13 +73,14 @@ pub fn is_postgres_url(state_db: &str) -> bool {
 /// replaced by `***`, to print.
 pub fn redact_url(url: &str) -> String {
     let mut out = url.to_owned();
-    if let Some(start) = out.find("://").map(|i| i + 3) {
-        let end = out[start..].find(['/', '?']).map_or(out.len(), |i| start + i);
-        if let Some(at) = out[start..end].rfind('@').map(|i| start + i)
-            && let Some(colon) = out[start..at].find(':').map(|i| start + i)
-        {
-            out.replace_range(colon + 1..at, "***");
-        }
+    // As tokio-postgres reads it: the credentials run to the first `@`
+    // after the scheme (a password may hold `/` or `?`), the password from
+    // the first `:` in them.
+    if let Some(start) = out.find("://").map(|i| i + 3)
+        && let Some(at) = out[start..].find('@').map(|i| start + i)
+        && let Some(colon) = out[start..at].find(':').map(|i| start + i)
+    {
+        out.replace_range(colon + 1..at, "***");
     }
     if let Some(q) = out.find('?') {
         let (head, query) = out.split_at(q + 1);
@@ -349,7 +351,8 @@ mod tests {
             "postgresql://u@h/db?password=***&sslmode=disable"
         );
         assert_eq!(r("postgres://h/db"), "postgres://h/db");
-        assert_eq!(r("postgres://u:p@w@h/db"), "postgres://u:***@h/db");
+        assert_eq!(r("postgres://u:p@w@h/db"), "postgres://u:***@w@h/db");
+        assert_eq!(r("postgres://u:pa/ss?x@h/db"), "postgres://u:***@h/db");
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -443,5 +446,117 @@ mod tests {
             .unwrap();
         let err = store.templates().await.unwrap_err().to_string();
         assert!(err.contains("corrupt record") && err.contains("column 2"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::PgStore;
+    use crate::store::{CancelRequest, Claim, Cluster, ExecutionMeta, NodeJoin, Store, StoreError};
+    use plexus_workflow::status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
+    use serde_json::Map;
+
+    fn node(id: &str, plugins: &[&str]) -> NodeJoin {
+        NodeJoin {
+            id: id.into(),
+            address: None,
+            plugins: plugins.iter().map(|p| (*p).to_owned()).collect(),
+            workers: 4,
+        }
+    }
+
+    fn execution(id: &str, plugin: &str) -> ExecutionStatus {
+        let step = StepRecord {
+            id: "s".into(),
+            plugin_id: plugin.into(),
+            operation: "op".into(),
+            status: StepStatus::Pending,
+            output: None,
+            error: None,
+            reason: None,
+            attempts: 0,
+            started_at_ms: None,
+            ended_at_ms: None,
+            duration_ms: None,
+            metrics: Default::default(),
+            progress: None,
+            usage: None,
+        };
+        ExecutionStatus {
+            execution_id: id.into(),
+            workflow_id: "w".into(),
+            status: WorkflowStatus::Pending,
+            progress: 0.0,
+            current_steps: vec![],
+            current_step: None,
+            completed_steps: 0,
+            total_steps: 1,
+            inputs: Map::new(),
+            steps: vec![step],
+            compensations: vec![],
+            outputs: Map::new(),
+            error: None,
+            started_at_ms: None,
+            ended_at_ms: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn claims_follow_plugins_and_leases_and_a_node_that_lost_one_cannot_write() {
+        let url = crate::testing::server().and_then(|s| s.database()).unwrap();
+        let (a, b) = (PgStore::connect(&url).await.unwrap(), PgStore::connect(&url).await.unwrap());
+        // `a` with a lease of 300 ms, `b` with a long one; only `b` has plugin `q`.
+        a.join(&node("a", &["p"]), 300).await.unwrap();
+        b.join(&node("b", &["p", "q"]), 60_000).await.unwrap();
+        let err = b.join(&node("a", &["p"]), 60_000).await.unwrap_err();
+        assert!(matches!(err, StoreError::NodeIdInUse { .. }), "{err}");
+        let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
+        a.insert_execution(&execution("e-p", "p"), &meta, &Map::new()).await.unwrap();
+        a.insert_execution(&execution("e-q", "q"), &meta, &Map::new()).await.unwrap();
+        let plugins_a = ["p".to_owned()];
+        // `a` cannot run `e-q` (no plugin q); it claims `e-p`.
+        assert!(!a.claim_one("a", "e-q", Claim::Run(&plugins_a)).await.unwrap());
+        assert_eq!(a.claim("a", &plugins_a, 10).await.unwrap(), ["e-p"]);
+        assert!(!a.claim_one("a", "e-p", Claim::Run(&plugins_a)).await.unwrap(), "owned already: not twice");
+        // While `a` is alive, `b` takes nothing of `a`'s.
+        let plugins_b = ["p".to_owned(), "q".to_owned()];
+        assert_eq!(b.claim("b", &plugins_b, 10).await.unwrap(), ["e-q"]);
+        let mut running = execution("e-p", "p");
+        running.status = WorkflowStatus::Running;
+        a.update_execution(&running).await.unwrap();
+        // `a`'s lease runs out (no heartbeat): `b` takes `e-p` over, and `a` can no longer write it.
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(b.claim("b", &plugins_b, 10).await.unwrap(), ["e-p"]);
+        let err = a.update_execution(&running).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotOwner { .. }), "{err}");
+        let step = running.steps[0].clone();
+        assert!(matches!(a.update_step("e-p", 0, &step, None).await, Err(StoreError::NotOwner { .. })));
+        // `a`'s next heartbeat learns it lost `e-p`.
+        let lost = a.heartbeat("a", &plugins_a, &["e-p".to_owned()], 300).await.unwrap();
+        assert_eq!(lost, Some(vec!["e-p".to_owned()]));
+        // A cancel never takes an ended execution; a compensation does.
+        let mut done = running.clone();
+        done.status = WorkflowStatus::Completed;
+        b.update_execution(&done).await.unwrap();
+        assert!(!a.claim_one("a", "e-p", Claim::Cancel).await.unwrap());
+        assert_eq!(a.request_cancel("e-p").await.unwrap(), CancelRequest::Ended(WorkflowStatus::Completed));
+        assert!(a.claim_one("a", "e-p", Claim::Compensate).await.unwrap());
+        // `b` leaves: its unfinished `e-q` goes back unowned; its heartbeat says to join again.
+        b.leave("b", &[]).await.unwrap();
+        assert_eq!(b.heartbeat("b", &plugins_b, &[], 60_000).await.unwrap(), None);
+        let placement = a.placement("e-q").await.unwrap().unwrap();
+        assert_eq!((placement.owner, placement.missing), (None, vec!["q".to_owned()]), "no live node has q");
+        let nodes = a.nodes().await.unwrap();
+        assert_eq!(
+            nodes.iter().map(|n| (n.id.as_str(), n.state)).collect::<Vec<_>>(),
+            [("a", plexus_client::NodeState::Alive), ("b", plexus_client::NodeState::Stopped)]
+        );
+        // A plugin's error message with a NUL is stored (PostgreSQL's TEXT refuses NUL).
+        let mut failed = execution("e-q", "q");
+        failed.status = WorkflowStatus::Failed;
+        failed.error = Some("bad\0byte".into());
+        assert!(a.claim_one("a", "e-q", Claim::Cancel).await.unwrap());
+        a.update_execution(&failed).await.unwrap();
+        assert_eq!(a.execution("e-q").await.unwrap().unwrap().status.error.as_deref(), Some("bad\u{FFFD}byte"));
     }
 }

@@ -126,4 +126,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
         node TEXT NOT NULL,
         lease_until_ms BIGINT NOT NULL
     );",
+    // 2: the node rolling a transaction back (another takes over when it dies).
+    "ALTER TABLE transactions ADD COLUMN owner TEXT;",
 ];

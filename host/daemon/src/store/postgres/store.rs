@@ -152,6 +152,13 @@ impl PgStore {
 
     /// This store's node, once it joined a cluster: execution writes are
     /// fenced by it.
+    /// `text` as a PostgreSQL `TEXT` value can hold it: NUL (which
+    /// PostgreSQL refuses, and a plugin's error message may contain) becomes
+    /// U+FFFD. JSON columns need nothing: JSON escapes it.
+    fn text(text: Option<String>) -> Option<String> {
+        text.map(|t| if t.contains('\0') { t.replace('\0', "\u{FFFD}") } else { t })
+    }
+
     pub(super) fn node(&self) -> Option<&str> {
         self.0.node.get().map(String::as_str)
     }
@@ -383,7 +390,8 @@ impl Store for PgStore {
     }
 
     fn update_execution(&self, status: &ExecutionStatus) -> StoreFuture<()> {
-        let u = ExecutionUpdate::new(status);
+        let mut u = ExecutionUpdate::new(status);
+        u.error = Self::text(u.error);
         self.run(move |s| async move {
             s.exec(
                 "WITH e AS (
@@ -407,7 +415,8 @@ impl Store for PgStore {
         state: Option<&Map<String, Value>>,
     ) -> StoreFuture<()> {
         let id = execution_id.to_owned();
-        let w = StepWrite::new(index, record, state);
+        let mut w = StepWrite::new(index, record, state);
+        w.message = Self::text(w.message);
         self.run(move |s| async move {
             let keys: Vec<&str> = w.state.iter().map(|e| e.key.as_str()).collect();
             let values: Vec<Option<&str>> = w.state.iter().map(|e| e.value.as_deref()).collect();
@@ -422,7 +431,7 @@ impl Store for PgStore {
                     WHERE id = $1 AND ($12::text IS NULL OR owner = $12) RETURNING last_event),
                  k AS (
                     UPDATE state_entries se
-                    SET value = COALESCE((SELECT (st.record::jsonb -> 'output' -> se.key)::text FROM steps st
+                    SET value = COALESCE((SELECT (st.record::json -> 'output' -> se.key)::text FROM steps st
                                           WHERE st.execution_id = $1 AND st.idx = $2), 'null'),
                         from_step = NULL
                     WHERE se.execution_id = $1 AND se.from_step = $2 AND NOT (se.key = ANY($4::text[]))
@@ -473,7 +482,7 @@ impl Store for PgStore {
         let record_json = json(record);
         let step = record.step.clone();
         let status_text = Transition::Compensation(record.status).to_string();
-        let message = record.error.as_ref().map(|e| e.message.clone());
+        let message = Self::text(record.error.as_ref().map(|e| e.message.clone()));
         self.run(move |s| async move {
             s.exec(
                 "WITH e AS (
@@ -492,7 +501,8 @@ impl Store for PgStore {
     }
 
     fn record_snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> StoreFuture<()> {
-        let u = ExecutionUpdate::new(status);
+        let mut u = ExecutionUpdate::new(status);
+        u.error = Self::text(u.error);
         let state = json(state);
         let steps: Vec<String> = status.steps.iter().map(json).collect();
         let compensations: Vec<String> = status.compensations.iter().map(json).collect();
@@ -748,9 +758,12 @@ impl Store for PgStore {
         self.run(move |s| async move {
             let n = s
                 .exec(
-                    "UPDATE transactions SET state = $2, ended_at_ms = $3, compensations = $4
+                    // A node that starts a rollback owns it from that moment
+                    // (see `Cluster::claim_rollback`).
+                    "UPDATE transactions SET state = $2, ended_at_ms = $3, compensations = $4,
+                        owner = CASE WHEN $2 = 'rolling_back' THEN $6 ELSE owner END
                      WHERE id = $1 AND state = $5",
-                    &[&id, &state, &ended, &compensations, &from.as_str()],
+                    &[&id, &state, &ended, &compensations, &from.as_str(), &s.node()],
                 )
                 .await?;
             Ok(n > 0)
