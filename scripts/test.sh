@@ -14,8 +14,13 @@ cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 bash scripts/setup-postgres.sh
 cargo test --workspace --locked "$@"
-# The daemon's suite again on PostgreSQL (a throw-away server on loopback).
+# The daemon's suites again on PostgreSQL (a throw-away server on loopback): the
+# in-process one, and the daemon processes' (but the tests of SQLite's file:
+# its lock, a read-only or deleted file).
 PLEXUS_TEST_STORE=postgres cargo test -p plexus-daemon --lib --locked tests::
+PLEXUS_TEST_STORE=postgres cargo test -p plexus --test integration --locked -- \
+  daemon:: daemon_faults::concurrent daemon_faults::sigterm lifecycle::in_a_daemon \
+  isolation::the_daemon hostile::the_daemon
 
 bash scripts/setup-sdks.sh
 export PLEXUS_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/plexus

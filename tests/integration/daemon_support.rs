@@ -73,7 +73,12 @@ impl RunningDaemon {
         }
         // Unless `extra` names them (a cluster's nodes share a database and a token).
         if !extra.contains(&"--state-db") {
-            command.arg("--state-db").arg(data.join("state.db"));
+            match postgres_state_db(data) {
+                // PLEXUS_TEST_STORE=postgres: the daemon suite on PostgreSQL (a cluster of one; a
+                // short lease, so that a restarted daemon takes over its earlier self's executions soon).
+                Some(url) => command.args(["--state-db", &url, "--node-lease", "1s"]),
+                None => command.arg("--state-db").arg(data.join("state.db")),
+            };
         }
         if !extra.contains(&"--token-file") {
             command.arg("--token-file").arg(data.join("token"));
@@ -211,6 +216,22 @@ impl Drop for RunningDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// With `PLEXUS_TEST_STORE=postgres`, the PostgreSQL database of data
+/// directory `data` (created on the test server at first use, the same at
+/// each restart); otherwise `None` (SQLite).
+fn postgres_state_db(data: &Path) -> Option<String> {
+    if std::env::var("PLEXUS_TEST_STORE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let remembered = data.join("state-db-url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return Some(url);
+    }
+    let url = plexus_daemon::testing::server().and_then(|s| s.database()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&remembered, &url).unwrap();
+    Some(url)
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

@@ -176,9 +176,10 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.err(&e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK]).await.map_err(|e| self.err(&e))?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS plexus_schema (version BIGINT NOT NULL)")
-            .await
-            .map_err(|e| self.err(&e))?;
+        let exists = tx.query_one("SELECT to_regclass('plexus_schema') IS NOT NULL", &[]).await;
+        if !exists.map_err(|e| self.err(&e))?.try_get::<_, bool>(0).unwrap_or(false) {
+            tx.batch_execute("CREATE TABLE plexus_schema (version BIGINT NOT NULL)").await.map_err(|e| self.err(&e))?;
+        }
         let row = tx.query_opt("SELECT version FROM plexus_schema", &[]).await.map_err(|e| self.err(&e))?;
         let version: i64 = match &row {
             Some(row) => self.col(row, 0)?,
