@@ -163,6 +163,10 @@ fn a_cancel_asked_on_one_node_stops_the_execution_on_another_within_a_second() {
     assert_eq!(retried.status.execution_id, id);
     let done = a.client().execution(&id, Some(20_000)).unwrap();
     assert_eq!(done.status.status, WorkflowStatus::Completed, "{done:?}");
+    // A workflow deleted on one node is gone for the other at once.
+    a.client().delete_workflow("chain").unwrap();
+    let gone = b.client().start("chain", serde_json::Map::new()).unwrap_err();
+    assert_eq!(gone.code(), Some(plexus_client::ErrorCode::NotFound), "{gone}");
 }
 
 #[test]
@@ -224,4 +228,45 @@ fn a_schedule_fires_once_per_second_across_three_nodes_while_its_leader_is_kille
     for pair in times.windows(2) {
         assert_eq!(pair[1] - pair[0], 1000, "a gap in {times:?}");
     }
+}
+
+#[test]
+fn a_schedule_paused_on_any_node_stops_and_after_the_whole_cluster_was_down_catches_up_per_its_policy() {
+    let mut cluster = Cluster::new();
+    let nodes: Vec<RunningDaemon> = (0..2).map(|_| cluster.node()).collect();
+    let spec: ScheduleSpec = serde_json::from_value(serde_json::json!({
+        "id": "beat", "when": "every 1s", "plugin": "plexus.echo.native", "operation": "noop",
+        "overlap": "allow", "catch_up": "run_once"
+    }))
+    .unwrap();
+    nodes[0].client().create_schedule(&spec).unwrap();
+    let fires = |node: &RunningDaemon| node.client().schedule("beat").unwrap().history;
+    nodes[1].eventually("two fires", Duration::from_secs(20), |n| fires(n).len() >= 2);
+    // Paused on each node in turn: within a second, whichever node leads stops firing it.
+    for node in &nodes {
+        node.client().pause_schedule("beat").unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        let paused = fires(node).len();
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(fires(node).len(), paused, "it fired while paused");
+        node.client().resume_schedule("beat").unwrap();
+        node.eventually("a fire after resuming", Duration::from_secs(10), |n| fires(n).len() > paused);
+    }
+    // The whole cluster goes down for 5 s; one node comes back.
+    let before = fires(&nodes[0]).len();
+    for node in nodes {
+        node.crash();
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let back = cluster.node();
+    back.eventually("the catch-up", Duration::from_secs(20), |n| fires(n).len() >= before + 3);
+    let history = fires(&back);
+    let mut times: Vec<u64> = history.iter().map(|f| f.fire_time_ms).collect();
+    let all = times.len();
+    times.sort_unstable();
+    times.dedup();
+    assert_eq!(times.len(), all, "a fire time fired twice: {history:?}");
+    // run_once: of the fire times missed while no node ran, the latest runs and the others are skipped.
+    let skipped = history.iter().filter(|f| f.outcome == plexus_client::FireOutcome::Skipped).count();
+    assert!(skipped >= 2, "{history:?}");
 }
