@@ -14,12 +14,18 @@
 //!   not run again; the interrupted attempt counts and is retried per its
 //!   policy). Writes are fenced: a node whose lease ran out (a long pause, a
 //!   cut-off network) can no longer change an execution another node took
-//!   over, and its next heartbeat stops running it here.
+//!   over, and its next heartbeat stops running it here. A node that could
+//!   not renew its lease for a whole lease stops its executions itself and
+//!   claims nothing until a heartbeat works again; then it hands back what
+//!   it still owns.
 //! * **Lifecycle across nodes.** A cancel asked on any node is taken up by
 //!   the owner within [`CLUSTER_POLL`] (an unowned execution is cancelled
-//!   by the node asked); a retry hands the execution back to be claimed.
+//!   by the node asked; a cancel never takes one that ended); a retry hands
+//!   the execution back to be claimed; a transaction's rollback is the
+//!   node's that started it, and another's once that node died.
 //! * **A clean stop hands back** the node's unfinished executions at once
-//!   (no lease wait).
+//!   (no lease wait), but those still running at the end of the grace
+//!   period: they go when its lease runs out.
 
 use super::*;
 use crate::store::{CancelRequest, Claim, NodeJoin};
