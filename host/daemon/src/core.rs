@@ -924,10 +924,16 @@ impl Daemon {
         } else {
             None
         };
+        let (exec, meta) = self.restore(stored);
+        self.launch(prepared, exec, meta, false);
+        Ok(())
+    }
+
+    /// Execution `stored` back in memory, journalled to this daemon's store.
+    fn restore(&self, stored: StoredExecution) -> (Arc<Execution>, ExecutionMeta) {
         let exec =
             Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id.clone());
-        self.launch(prepared, exec, stored.meta, false);
-        Ok(())
+        (exec, stored.meta)
     }
 
     /// Run execution `stored` (not ended) from its record, as after a
@@ -938,13 +944,8 @@ impl Daemon {
         match self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await {
             Ok(prepared) => {
                 tracing::info!(execution = %id, workflow = %stored.status.workflow_id, "resuming");
-                let exec = Execution::restore(
-                    stored.status,
-                    stored.state,
-                    self.0.journal.clone(),
-                    stored.meta.schedule_id.clone(),
-                );
-                self.launch(prepared, exec, stored.meta, false);
+                let (exec, meta) = self.restore(stored);
+                self.launch(prepared, exec, meta, false);
                 true
             }
             Err(e) => {
@@ -1108,8 +1109,7 @@ impl Daemon {
                 cluster.claim_one(&self.0.node.id, id, crate::store::Claim::Compensate).await?;
             }
             let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
-            let meta = stored.meta.clone();
-            let exec = Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id);
+            let (exec, meta) = self.restore(stored);
             if let Some(info) = schedule_info(meta.schedule_id.as_deref(), meta.scheduled_at_ms) {
                 exec.set_schedule(info);
             }

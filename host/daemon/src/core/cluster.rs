@@ -321,14 +321,9 @@ impl Daemon {
                     // Nobody runs it: cancel it here (it ends cancelled without a worker).
                     let stored = self.stored(id).await?;
                     let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
-                    let exec = Execution::restore(
-                        stored.status,
-                        stored.state,
-                        self.0.journal.clone(),
-                        stored.meta.schedule_id.clone(),
-                    );
+                    let (exec, meta) = self.restore(stored);
                     exec.request_cancel();
-                    self.launch(prepared, exec, stored.meta, false);
+                    self.launch(prepared, exec, meta, false);
                 } else {
                     tracing::info!(execution = %id, owner = ?owner, "cancel asked of the node running it");
                 }

@@ -267,7 +267,7 @@ impl PgStore {
 #[cfg(test)]
 mod tests {
     use super::PgStore;
-    use crate::store::{ExecutionMeta, Store};
+    use crate::store::{CancelRequest, Claim, Cluster, ExecutionMeta, Store, StoreError};
     use plexus_client::Transition;
     use plexus_workflow::status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
     use serde_json::{Map, Value, json};
@@ -448,57 +448,20 @@ mod tests {
         let err = store.templates().await.unwrap_err().to_string();
         assert!(err.contains("corrupt record") && err.contains("column 2"), "{err}");
     }
-}
 
-#[cfg(test)]
-mod cluster_tests {
-    use super::PgStore;
-    use crate::store::{CancelRequest, Claim, Cluster, ExecutionMeta, NodeJoin, Store, StoreError};
-    use plexus_workflow::status::{ExecutionStatus, StepRecord, StepStatus, WorkflowStatus};
-    use serde_json::Map;
+    /// An execution of one pending step calling `plugin`.
+    fn pending(id: &str, plugin: &str) -> ExecutionStatus {
+        let mut step = step("s", StepStatus::Pending, None);
+        step.plugin_id = plugin.into();
+        execution(id, vec![step])
+    }
 
-    fn node(id: &str, plugins: &[&str]) -> NodeJoin {
-        NodeJoin {
+    fn node(id: &str, plugins: &[&str]) -> crate::store::NodeJoin {
+        crate::store::NodeJoin {
             id: id.into(),
             address: None,
             plugins: plugins.iter().map(|p| (*p).to_owned()).collect(),
             workers: 4,
-        }
-    }
-
-    fn execution(id: &str, plugin: &str) -> ExecutionStatus {
-        let step = StepRecord {
-            id: "s".into(),
-            plugin_id: plugin.into(),
-            operation: "op".into(),
-            status: StepStatus::Pending,
-            output: None,
-            error: None,
-            reason: None,
-            attempts: 0,
-            started_at_ms: None,
-            ended_at_ms: None,
-            duration_ms: None,
-            metrics: Default::default(),
-            progress: None,
-            usage: None,
-        };
-        ExecutionStatus {
-            execution_id: id.into(),
-            workflow_id: "w".into(),
-            status: WorkflowStatus::Pending,
-            progress: 0.0,
-            current_steps: vec![],
-            current_step: None,
-            completed_steps: 0,
-            total_steps: 1,
-            inputs: Map::new(),
-            steps: vec![step],
-            compensations: vec![],
-            outputs: Map::new(),
-            error: None,
-            started_at_ms: None,
-            ended_at_ms: None,
         }
     }
 
@@ -512,8 +475,8 @@ mod cluster_tests {
         let err = b.join(&node("a", &["p"]), 60_000).await.unwrap_err();
         assert!(matches!(err, StoreError::NodeIdInUse { .. }), "{err}");
         let meta = ExecutionMeta { workflow_version: 1, created_at_ms: 1, runs: 1, ..Default::default() };
-        a.insert_execution(&execution("e-p", "p"), &meta, &Map::new()).await.unwrap();
-        a.insert_execution(&execution("e-q", "q"), &meta, &Map::new()).await.unwrap();
+        a.insert_execution(&pending("e-p", "p"), &meta, &Map::new()).await.unwrap();
+        a.insert_execution(&pending("e-q", "q"), &meta, &Map::new()).await.unwrap();
         let plugins_a = ["p".to_owned()];
         // `a` cannot run `e-q` (no plugin q); it claims `e-p`.
         assert!(!a.claim_one("a", "e-q", Claim::Run(&plugins_a)).await.unwrap());
@@ -522,7 +485,7 @@ mod cluster_tests {
         // While `a` is alive, `b` takes nothing of `a`'s.
         let plugins_b = ["p".to_owned(), "q".to_owned()];
         assert_eq!(b.claim("b", &plugins_b, 10).await.unwrap(), ["e-q"]);
-        let mut running = execution("e-p", "p");
+        let mut running = pending("e-p", "p");
         running.status = WorkflowStatus::Running;
         a.update_execution(&running).await.unwrap();
         // `a`'s lease runs out (no heartbeat): `b` takes `e-p` over, and `a` can no longer write it.
@@ -553,7 +516,7 @@ mod cluster_tests {
             [("a", plexus_client::NodeState::Alive), ("b", plexus_client::NodeState::Stopped)]
         );
         // A plugin's error message with a NUL is stored (PostgreSQL's TEXT refuses NUL).
-        let mut failed = execution("e-q", "q");
+        let mut failed = pending("e-q", "q");
         failed.status = WorkflowStatus::Failed;
         failed.error = Some("bad\0byte".into());
         assert!(a.claim_one("a", "e-q", Claim::Cancel).await.unwrap());
