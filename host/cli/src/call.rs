@@ -92,7 +92,9 @@ pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
-        Ok(out) => {
+        Ok(mut out) => {
+            // Secrets handed to the plugin (its config) are not printed.
+            plexus_host::secrets::redactor().value(&mut out.output);
             if args.json {
                 let metrics: serde_json::Map<String, Value> =
                     out.metrics.into_iter().map(|(k, v)| (k, json!(v))).collect();

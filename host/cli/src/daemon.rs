@@ -36,6 +36,10 @@ pub struct DaemonArgs {
     /// last heartbeat, e.g. 10s (1s to 10m) [default: 10s].
     #[arg(long, env = "PLEXUS_NODE_LEASE")]
     node_lease: Option<String>,
+    /// The secrets store's key: a file holding 64 hex digits, mode 600 (`plexus secret keygen`
+    /// makes one; $PLEXUS_SECRETS_KEY, the key itself, wins) [default: no secrets].
+    #[arg(long, env = "PLEXUS_SECRETS_KEY_FILE", value_name = "FILE")]
+    secrets_key_file: Option<PathBuf>,
     /// Default per-call timeout in ms for plugins whose manifest sets none [default: 30000].
     #[arg(long, env = "PLEXUS_DEFAULT_TIMEOUT_MS")]
     default_timeout_ms: Option<u64>,
@@ -90,6 +94,7 @@ fn resolve(global: &Global, args: &DaemonArgs) -> anyhow::Result<plexus_daemon::
     raw.native_isolation = crate::isolation(global)?.or(raw.native_isolation);
     raw.grace_period = args.grace_period.clone().or(raw.grace_period);
     raw.node_lease = args.node_lease.clone().or(raw.node_lease);
+    raw.secrets_key_file = args.secrets_key_file.clone().or(raw.secrets_key_file);
     raw.max_body_bytes = args.max_body_bytes.or(raw.max_body_bytes);
     raw.retention = args.retention.clone().or(raw.retention);
     raw.defaults.timeout_ms = args.default_timeout_ms.or(raw.defaults.timeout_ms);

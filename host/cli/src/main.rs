@@ -11,13 +11,16 @@ mod package;
 mod plugins;
 mod remote;
 mod run;
+mod secret;
 mod workflow;
 
 use clap::{Args, Parser, Subcommand};
 use plexus_daemon::config::LogFormat;
+use plexus_host::secrets::{EnvSecrets, MapSecrets, SecretSource};
 use plexus_host::{Host, HostBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// mimalloc: the engine allocates small, short-lived values at every step
 /// (contexts, outputs, records), where it took 40% less time than the system
@@ -105,6 +108,11 @@ struct Global {
     /// may declare `aliases` in their plugin.toml too.
     #[arg(long = "alias", value_name = "NAME=PLUGIN", global = true, value_parser = parse_alias)]
     aliases: Vec<(String, String)>,
+    /// Secrets for `${{ secrets.NAME }}` in plugin configs and step parameters, when plugins run
+    /// here (`run`, `call`): a TOML file of NAME = "value" (keep it mode 600). Names it lacks come
+    /// from $PLEXUS_SECRET_<NAME>. Default: $PLEXUS_SECRETS_FILE. The daemon keeps its own store.
+    #[arg(long, value_name = "FILE", global = true)]
+    secrets_file: Option<PathBuf>,
     /// Also append the log to this file (plain text). Default: $PLEXUS_LOG_FILE.
     #[arg(long, value_name = "FILE", global = true)]
     log_file: Option<PathBuf>,
@@ -161,6 +169,9 @@ enum Command {
     /// Register workflow templates on the daemon and create workflows from them.
     #[command(subcommand)]
     Template(remote::TemplateCommand),
+    /// Set, list and delete the daemon's secrets (never read back); make the secrets key.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// List the daemons sharing the daemon's state database (a cluster on PostgreSQL) with
     /// their heartbeats, plugins and running executions.
     Nodes(remote::NodesArgs),
@@ -198,6 +209,7 @@ fn main() -> ExitCode {
         Command::Transaction(cmd) => remote::transaction(&cli.global, cmd),
         Command::Template(cmd) => remote::template(&cli.global, cmd),
         Command::Nodes(args) => remote::nodes(&cli.global, args),
+        Command::Secret(cmd) => secret::run(&cli.global, cmd),
     };
     // From here on the process ends by our own choice, even if an abandoned native call still runs.
     plexus_host::process::host_exits();
@@ -312,7 +324,7 @@ fn plugin_dirs(global: &Global) -> Vec<PathBuf> {
 
 /// Discover and load the plugins.
 fn load_host(global: &Global) -> anyhow::Result<Host> {
-    Ok(host_builder(global).plugin_dirs(plugin_dirs(global)).build()?)
+    Ok(host_builder(global)?.plugin_dirs(plugin_dirs(global)).build()?)
 }
 
 fn parse_isolation(name: &str) -> Result<plexus_host::Isolation, String> {
@@ -330,9 +342,20 @@ fn isolation(global: &Global) -> anyhow::Result<Option<plexus_host::Isolation>> 
     }
 }
 
-/// A host builder with the cache and isolation options of `global` and no plugins yet.
-fn host_builder(global: &Global) -> HostBuilder {
-    let mut builder = HostBuilder::new();
+/// Where secrets come from when plugins run in this process: `--secrets-file`
+/// (or `$PLEXUS_SECRETS_FILE`), then `$PLEXUS_SECRET_<NAME>`.
+fn secret_source(global: &Global) -> anyhow::Result<Arc<dyn SecretSource>> {
+    let env: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
+    let file = global.secrets_file.clone().or_else(|| std::env::var_os("PLEXUS_SECRETS_FILE").map(PathBuf::from));
+    Ok(match file {
+        Some(file) => Arc::new(MapSecrets::from_file(&file, env).map_err(anyhow::Error::msg)?),
+        None => env,
+    })
+}
+
+/// A host builder with the cache, isolation and secrets options of `global` and no plugins yet.
+fn host_builder(global: &Global) -> anyhow::Result<HostBuilder> {
+    let mut builder = HostBuilder::new().secrets(secret_source(global)?);
     match aliases(global) {
         Ok(aliases) => {
             for (name, plugin) in aliases {
@@ -352,5 +375,5 @@ fn host_builder(global: &Global) -> HostBuilder {
     if global.no_cache {
         builder = builder.no_cache();
     }
-    builder
+    Ok(builder)
 }

@@ -76,7 +76,7 @@ pub fn run(global: &Global, command: PluginsCommand) -> anyhow::Result<ExitCode>
 /// Load one plugin folder or artifact, and nothing else (the cache options
 /// of `global` apply).
 pub fn load_one(global: &Global, path: &Path) -> anyhow::Result<Host> {
-    let builder = crate::host_builder(global);
+    let builder = crate::host_builder(global)?;
     let builder = if path.is_file() { builder.artifact(path) } else { builder.plugin_folder(path) };
     Ok(builder.build()?)
 }

@@ -39,7 +39,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-fn time(ms: u64) -> String {
+pub fn time(ms: u64) -> String {
     i64::try_from(ms)
         .ok()
         .and_then(chrono::DateTime::from_timestamp_millis)

@@ -83,6 +83,7 @@ fn overrides(args: &RunArgs) -> anyhow::Result<(Option<usize>, Option<Duration>)
 
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (max_parallel, timeout) = overrides(&args)?;
+    let secrets = crate::secret_source(global)?;
     let (host, mut valid) = match load_valid(global, &args.file)? {
         Ok(pair) => pair,
         Err(code) => return Ok(code),
@@ -106,7 +107,7 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let steps: Vec<String> = valid.workflow.steps.iter().map(|s| s.id.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let status = runtime.block_on(async {
-        let orch = Orchestrator::new(Arc::new(host));
+        let orch = Orchestrator::new(Arc::new(host)).with_secrets(secrets);
         orch.register(valid)?;
         // Listening before the run starts, and across loop turns: a Ctrl-C
         // that comes while the progress line is drawn is not lost.

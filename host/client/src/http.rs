@@ -11,6 +11,7 @@ use crate::{
 };
 use crate::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
 use crate::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
+use crate::{SecretInfo, SecretList, SecretSet};
 use crate::{TransactionList, TransactionQuery, TransactionState};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -222,6 +223,30 @@ impl Client {
     /// version no longer validates against the loaded plugins.
     pub fn rollback_workflow(&self, id: &str, version: u32) -> Result<Registered, ClientError> {
         self.call("POST", &path(&["v1", "workflows", id, "rollback"], &[]), Some(&WorkflowRollback { version }))
+    }
+
+    /// `PUT /v1/secrets/{name}`: set secret `name` to `value` (replacing it).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `InvalidState` when the daemon has no secrets key.
+    pub fn set_secret(&self, name: &str, value: &str) -> Result<SecretInfo, ClientError> {
+        self.call("PUT", &path(&["v1", "secrets", name], &[]), Some(&SecretSet { value: value.to_owned() }))
+    }
+
+    /// `GET /v1/secrets`: names and times, never values.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn secrets(&self) -> Result<SecretList, ClientError> {
+        self.call("GET", "/v1/secrets", NONE)
+    }
+
+    /// `DELETE /v1/secrets/{name}`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn delete_secret(&self, name: &str) -> Result<(), ClientError> {
+        self.call_empty("DELETE", &path(&["v1", "secrets", name], &[]))
     }
 
     /// `POST /v1/templates`: register `source` as a template (replacing one

@@ -33,7 +33,9 @@ use plexus_client::{
     StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
 };
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
+use plexus_client::{SecretInfo, SecretList, SecretSet};
 use plexus_client::{TransactionList, TransactionQuery};
+use plexus_host::LoadErrorKind;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -134,6 +136,8 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(workflow, delete_workflow))
         .routes(routes!(templates, register_template))
         .routes(routes!(template, delete_template))
+        .routes(routes!(secrets))
+        .routes(routes!(set_secret, delete_secret))
         .routes(routes!(create_from_template))
         .routes(routes!(executions, start_execution))
         .routes(routes!(execution))
@@ -435,6 +439,45 @@ async fn clear_workflows(State(s): State<ApiState>) -> ApiResult<Json<Cleared>> 
     responses((status = 204, description = "Deleted (executions pinned to it go on)")))]
 async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.daemon.delete_workflow(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- secrets -----
+
+/// Every secret's name and time; values are never answered.
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
+    responses((status = 200, description = "Every secret, by name (no values)", body = SecretList)))]
+async fn secrets(State(s): State<ApiState>) -> ApiResult<Json<SecretList>> {
+    Ok(Json(SecretList { secrets: s.daemon.secrets()?.list().await? }))
+}
+
+/// Set a secret (replacing it): encrypted at rest, usable as
+/// `${{ secrets.NAME }}`, never read back; plugins that did not load for
+/// want of a secret are loaded again. 409 when the daemon has no secrets key.
+#[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets", request_body = SecretSet,
+    params(("name" = String, Path, description = "Secret name: letters, digits, `_`, not starting with a digit, ≤ 64")),
+    responses((status = 200, description = "Set (no value in the answer)", body = SecretInfo)))]
+async fn set_secret(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(body): Body<SecretSet>,
+) -> ApiResult<Json<SecretInfo>> {
+    let info = s.daemon.secrets()?.set(&name, &body.value).await?;
+    // Plugins whose `[config]` waited for a secret load now (the others stay as they are).
+    let waiting = s.daemon.host().load_errors().iter().any(|e| matches!(e.kind, LoadErrorKind::SecretNotSet(_)));
+    if waiting {
+        let daemon = s.daemon.clone();
+        let _ = tokio::task::spawn_blocking(move || daemon.reload_plugins()).await;
+    }
+    Ok(Json(info))
+}
+
+/// Delete a secret (steps that name it fail with `secret-not-found` from now on).
+#[utoipa::path(delete, path = "/v1/secrets/{name}", tag = "secrets",
+    params(("name" = String, Path, description = "Secret name")),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_secret(State(s): State<ApiState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    s.daemon.secrets()?.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -22,6 +22,9 @@
 //! retention = "30d"                                 # ended executions (and their log) are deleted
 //!                                                   # this long after they end; "forever" keeps them
 //!
+//! secrets_key_file = "/etc/plexus/secrets.key"     # 64 hex digits, mode 600: encrypts the secrets
+//!                                                   # store ($PLEXUS_SECRETS_KEY wins; none: no secrets)
+//!
 //! [defaults]                                        # for plugins whose manifest says nothing
 //! timeout_ms = 30000                                # per call (a step's `timeout` overrides)
 //! memory_mib = 64                                   # WASM linear memory
@@ -105,6 +108,9 @@ pub struct RawConfig {
     pub watch: Option<bool>,
     /// `retention = "30d"`, or `"forever"`
     pub retention: Option<String>,
+    /// `secrets_key_file = "/etc/plexus/secrets.key"` (64 hex digits,
+    /// mode 600; `$PLEXUS_SECRETS_KEY` wins)
+    pub secrets_key_file: Option<PathBuf>,
     /// `[defaults]`
     #[serde(default)]
     pub defaults: RawLimits,
@@ -219,6 +225,9 @@ pub struct DaemonConfig {
     pub max_limits: Limits,
     /// Other names of plugins: alias → plugin id.
     pub aliases: BTreeMap<String, String>,
+    /// The secrets key's file (see [`crate::secrets`]; `None`: only
+    /// `$PLEXUS_SECRETS_KEY`, else no key).
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// How long ended executions are kept unless `retention` says otherwise: 30 days.
@@ -336,6 +345,7 @@ impl RawConfig {
             defaults,
             max_limits,
             aliases: self.aliases,
+            secrets_key_file: self.secrets_key_file,
         })
     }
 }

@@ -87,6 +87,8 @@ struct Inner {
     /// How long ended executions are kept (`None`: forever), and when they
     /// were last pruned.
     retention: Mutex<(Option<Duration>, Option<std::time::SystemTime>)>,
+    /// The secrets store (see [`Daemon::set_secrets`]).
+    secrets: std::sync::OnceLock<Arc<crate::secrets::Secrets>>,
 }
 
 /// A running execution, as the daemon tracks it.
@@ -277,6 +279,7 @@ impl Daemon {
             journal,
             lifecycle: tokio::sync::Mutex::const_new(()),
             retention: Mutex::new((Some(crate::config::DEFAULT_RETENTION), None)),
+            secrets: std::sync::OnceLock::new(),
         }));
         daemon.spawn_maintenance();
         daemon
@@ -773,7 +776,10 @@ impl Daemon {
                 if let (Some(fire), Some(_)) = (fire_ms, &permit) {
                     inner.metrics.scheduler_lag(epoch_ms(inner.clock.now()).saturating_sub(fire));
                 }
-                let engine = Engine::new(daemon.host(), inner.clock.clone()).with_drain(stop.clone());
+                let mut engine = Engine::new(daemon.host(), inner.clock.clone()).with_drain(stop.clone());
+                if let Some(secrets) = inner.secrets.get() {
+                    engine = engine.with_secrets(secrets.clone());
+                }
                 engine.run(prepared, exec.clone()).await;
             }
             // Stopped while held (shutdown): record what can be — unless
@@ -786,6 +792,25 @@ impl Daemon {
             inner.live.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
             inner.node.claim.notify_one();
         });
+    }
+
+    /// Use `secrets` for `${{ secrets.NAME }}` in step parameters and for
+    /// the secrets API (the host that loaded the plugins should look up their
+    /// `[config]`'s in it too: [`plexus_host::HostBuilder::secrets`]). Only
+    /// the first call counts.
+    pub fn set_secrets(&self, secrets: Arc<crate::secrets::Secrets>) {
+        let _ = self.0.secrets.set(secrets);
+    }
+
+    /// The secrets store.
+    ///
+    /// # Errors
+    /// `InvalidState` when none was set.
+    pub fn secrets(&self) -> DaemonResult<&Arc<crate::secrets::Secrets>> {
+        self.0
+            .secrets
+            .get()
+            .ok_or_else(|| DaemonError::new(ErrorCode::InvalidState, "this daemon keeps no secrets store"))
     }
 
     /// The tokio runtime the daemon runs its work on.

@@ -39,6 +39,7 @@ pub mod orchestrate;
 mod reload;
 pub mod schedule;
 pub mod schedules;
+pub mod secrets;
 pub mod server;
 mod slots;
 pub mod store;

@@ -46,12 +46,25 @@ async fn open_store(config: &DaemonConfig) -> Result<(Arc<dyn Store>, Option<std
 pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let (store, database) = open_store(&config).await?;
     let token = ensure_token(&config.token_file).map_err(startup)?;
+    let keyring = crate::secrets::Keyring::load(config.secrets_key_file.as_deref()).map_err(startup)?;
+    match &keyring {
+        Some(k) => tracing::info!(key = %k.id(), "secrets store enabled"),
+        None => tracing::info!(
+            "no secrets key (${} or secrets_key_file): secrets cannot be set or used",
+            crate::secrets::KEY_ENV
+        ),
+    }
+    let secrets = crate::secrets::Secrets::load(store.clone(), keyring).await?;
     let mut builder = HostBuilder::new()
+        .secrets(secrets.clone())
         .plugin_dirs(config.plugin_dirs.clone())
         .default_limits(config.defaults.clone())
         .max_limits(config.max_limits.clone())
         .native_isolation(config.native_isolation)
         .protect(&config.token_file);
+    if let Some(file) = &config.secrets_key_file {
+        builder = builder.protect(file);
+    }
     if let Some(file) = &database {
         builder = builder.protect(file);
     }
@@ -76,6 +89,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let metrics = if shared { Metrics::for_node(&node) } else { Metrics::default() };
     let runtime = tokio::runtime::Handle::current();
     let daemon = Daemon::new_node(store, host, Arc::new(SystemClock), runtime, config.workers, metrics, node);
+    daemon.set_secrets(secrets);
     tracing::info!(node = %daemon.node_id(), "node");
     daemon.set_retention(config.retention);
     // On a shared store the claims resume what no node runs (see `join_cluster`, below).

@@ -112,7 +112,8 @@ struct Fixture {
 #[derive(Clone)]
 enum TestStore {
     Sqlite(SqliteStore),
-    Postgres(PgStore),
+    /// The store and its database's URL.
+    Postgres(PgStore, String),
 }
 
 impl TestStore {
@@ -122,22 +123,41 @@ impl TestStore {
             let url = crate::testing::server().and_then(|s| s.database()).unwrap();
             let connect = PgStore::connect(&url);
             let store = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(connect));
-            return Self::Postgres(store.unwrap());
+            return Self::Postgres(store.unwrap(), url);
         }
         Self::Sqlite(SqliteStore::open(&dir.join("state.db")).unwrap())
+    }
+
+    /// Every byte the database holds: SQLite's files in `dir` (the database,
+    /// its WAL), or `pg_dump`'s dump of the PostgreSQL database.
+    fn raw_bytes(&self, dir: &std::path::Path) -> Vec<u8> {
+        match self {
+            Self::Sqlite(_) => std::fs::read_dir(dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("state.db"))
+                .flat_map(|e| std::fs::read(e.path()).unwrap_or_default())
+                .collect(),
+            Self::Postgres(_, url) => {
+                let bin = crate::testing::bin_dir().unwrap();
+                let out = std::process::Command::new(bin.join("pg_dump")).arg(url).output().unwrap();
+                assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+                out.stdout
+            }
+        }
     }
 
     fn arc(&self) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(s) => Arc::new(s.clone()),
-            Self::Postgres(s) => Arc::new(s.clone()),
+            Self::Postgres(s, _) => Arc::new(s.clone()),
         }
     }
 
     fn fail_writes(&self, fail: bool) {
         match self {
             Self::Sqlite(s) => s.fail_writes(fail),
-            Self::Postgres(s) => s.fail_writes(fail),
+            Self::Postgres(s, _) => s.fail_writes(fail),
         }
     }
 
@@ -146,7 +166,7 @@ impl TestStore {
     fn sqlite(&self) -> Option<&SqliteStore> {
         match self {
             Self::Sqlite(s) => Some(s),
-            Self::Postgres(_) => None,
+            Self::Postgres(..) => None,
         }
     }
 }
@@ -156,7 +176,7 @@ impl std::ops::Deref for TestStore {
     fn deref(&self) -> &(dyn Store + 'static) {
         match self {
             Self::Sqlite(s) => s,
-            Self::Postgres(s) => s,
+            Self::Postgres(s, _) => s,
         }
     }
 }
@@ -1205,4 +1225,63 @@ async fn settled_transactions_go_with_their_executions_past_the_retention() {
     assert!(f.store.execution(&exec).await.unwrap().is_none());
     assert_eq!(f.daemon.transaction("done").await.unwrap_err().code, crate::ErrorCode::NotFound);
     assert_eq!(f.daemon.transaction("still-open").await.unwrap().state, plexus_client::TransactionState::Open);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_sealed_at_rest_used_by_steps_and_never_recorded() {
+    const VALUE: &str = "daemon-s3cr3t-81c2";
+    let f = fixture(Arc::new(SystemClock));
+    let store = f.store.arc();
+    // Without a key: listed, not settable.
+    let keyless = crate::secrets::Secrets::load(store.clone(), None).await.unwrap();
+    let e = keyless.set("TOKEN", VALUE).await.unwrap_err();
+    assert_eq!(e.code, crate::ErrorCode::InvalidState, "{e}");
+    let key = crate::secrets::Keyring::generate().unwrap();
+    let keyring = crate::secrets::Keyring::from_hex(&key).unwrap();
+    let secrets = crate::secrets::Secrets::load(store.clone(), Some(keyring)).await.unwrap();
+    f.daemon.set_secrets(secrets.clone());
+    // Bad names and values are refused, naming the name, never quoting the value.
+    for (name, value) in [("1bad", VALUE), ("TOKEN", "abc")] {
+        let e = f.daemon.secrets().unwrap().set(name, value).await.unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::InvalidConfiguration, "{e}");
+    }
+    let info = f.daemon.secrets().unwrap().set("TOKEN", "first-value-1").await.unwrap();
+    assert!(info.usable);
+    f.daemon.secrets().unwrap().set("TOKEN", VALUE).await.unwrap();
+    let listed = f.daemon.secrets().unwrap().list().await.unwrap();
+    assert_eq!(listed.iter().map(|s| (s.name.as_str(), s.usable)).collect::<Vec<_>>(), [("TOKEN", true)]);
+    // A daemon with another key lists it as unusable; one with the same key can use it.
+    let other = crate::secrets::Keyring::from_hex(&crate::secrets::Keyring::generate().unwrap()).unwrap();
+    let elsewhere = crate::secrets::Secrets::load(store.clone(), Some(other)).await.unwrap();
+    assert!(!elsewhere.list().await.unwrap()[0].usable);
+    let same =
+        crate::secrets::Secrets::load(store.clone(), crate::secrets::Keyring::from_hex(&key).ok()).await.unwrap();
+    use plexus_host::secrets::SecretSource as _;
+    assert_eq!(same.secret("TOKEN").unwrap().expose(), VALUE);
+
+    // A step is handed the value; what is recorded has `***`.
+    let source = "id: usesec\nsteps:\n  - {id: s, plugin_id: dtest.ops, method_name: tick, \
+                  parameters: {tag: \"${{ secrets.TOKEN }}\"}}\n";
+    f.daemon.register_workflow(source).await.unwrap();
+    let exec = f.daemon.start("usesec", Map::new(), super::core::Origin::default()).await.unwrap();
+    let status = wait_done(&f.daemon, exec.id()).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:?}");
+    assert_eq!(runs(VALUE), 1, "the plugin got the value");
+    assert_eq!(status.steps[0].output, Some(json!({"tag": "***"})));
+    let stored = store.execution(exec.id()).await.unwrap().unwrap();
+    assert_eq!(stored.status.steps[0].output, Some(json!({"tag": "***"})));
+    let events = store.events(exec.id(), 0, 100).await.unwrap();
+    assert!(!serde_json::to_string(&events).unwrap().contains(VALUE));
+    // Deleted: the next run's step fails, naming the secret.
+    f.daemon.secrets().unwrap().delete("TOKEN").await.unwrap();
+    let e = f.daemon.secrets().unwrap().delete("TOKEN").await.unwrap_err();
+    assert_eq!(e.code, crate::ErrorCode::NotFound);
+    let exec = f.daemon.start("usesec", Map::new(), super::core::Origin::default()).await.unwrap();
+    let status = wait_done(&f.daemon, exec.id()).await;
+    assert_eq!(status.steps[0].error.as_ref().unwrap().message, "secret `TOKEN` is not set");
+    // Nowhere in the database, in any form.
+    let raw = f.store.raw_bytes(f._dir.path());
+    assert!(raw.len() > 1000, "{} bytes", raw.len());
+    assert!(!raw.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()), "the value is in the database");
+    assert!(!raw.windows(13).any(|w| w == b"first-value-1"), "an old value is in the database");
 }

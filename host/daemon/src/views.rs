@@ -8,6 +8,7 @@ use plexus_client::{
     PluginList, PluginLoadError, PluginPermissions, PluginStatus, PluginSummary,
 };
 use plexus_host::manifest::{self, Network};
+use plexus_host::secrets::redactor;
 use plexus_host::{CallError, CallOptions, Change, Host, LoadError, LoadedPlugin};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -150,7 +151,9 @@ pub fn call_plugin(host: &Host, id: &str, request: CallPlugin) -> Result<CallRes
         ..CallOptions::default()
     };
     let started = std::time::Instant::now();
-    let out = host.call(id, &request.operation, request.params, options).map_err(|e| call_error(&e))?;
+    let mut out = host.call(id, &request.operation, request.params, options).map_err(|e| call_error(&e))?;
+    // A secret the plugin was handed (its config) never comes back in clear.
+    redactor().value(&mut out.output);
     Ok(CallResult {
         plugin_id: id.to_owned(),
         operation: request.operation,
@@ -165,7 +168,7 @@ pub fn call_plugin(host: &Host, id: &str, request: CallPlugin) -> Result<CallRes
 /// unavailable: nothing ran), `Internal` (the host failed, or the plugin broke
 /// the contract), or `ExecutionFailed` (the plugin ran and failed: an error,
 /// a panic, a trap, a crash, a limit, a cancel); `details` holds the host's error kind and, for the plugin's own
-/// error, its JSON (`{"code", "message", "retryable", …}`).
+/// error, its JSON (`{"code", "message", "retryable", …}`). Secret values are redacted.
 pub fn call_error(error: &CallError) -> DaemonError {
     let code = match error {
         CallError::PluginNotFound(_) => ErrorCode::PluginNotFound,
@@ -177,7 +180,8 @@ pub fn call_error(error: &CallError) -> DaemonError {
     };
     let mut details = vec![format!("kind: {}", error.kind())];
     if let CallError::Plugin { error, .. } = error {
-        details.push(format!("plugin_error: {}", serde_json::to_string(error).unwrap_or_default()));
+        let json = serde_json::to_string(error).unwrap_or_default();
+        details.push(format!("plugin_error: {}", redactor().text(&json)));
     }
-    DaemonError::new(code, error.to_string()).with_details(details)
+    DaemonError::new(code, redactor().text(&error.to_string())).with_details(details)
 }

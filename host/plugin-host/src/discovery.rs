@@ -107,6 +107,7 @@ pub(crate) fn load_folder(
     native: &NativeOptions,
     loaded: &BTreeMap<PluginKey, LoadedPlugin>,
     engine: &mut dyn FnMut() -> Result<WasmEngine, String>,
+    secrets: &dyn crate::secrets::SecretSource,
 ) -> Result<LoadedPlugin, LoadError> {
     if folder.is_file() {
         return load_artifact(folder, limits, native, loaded, engine);
@@ -120,6 +121,18 @@ pub(crate) fn load_folder(
         }
     };
     let id = manifest.id.clone();
+    // `${{ secrets.NAME }}` in `[config]`: resolved now, for every call (a
+    // changed secret takes effect when the plugin loads again).
+    match crate::secrets::resolve_config(&manifest.config, secrets) {
+        Ok((_, used)) if used.is_empty() => {}
+        Ok((config, secrets)) => {
+            manifest.resolved = Some(std::sync::Arc::new(crate::manifest::ResolvedConfig { config, secrets }));
+        }
+        Err(e) => {
+            let kind = LoadErrorKind::SecretNotSet(e);
+            return Err(LoadError::new(folder.join(MANIFEST_FILE), Some(&id), kind));
+        }
+    }
     if manifest.kind == PluginKind::Native {
         manifest.isolation = Some(manifest.isolation.unwrap_or(native.isolation));
     }

@@ -55,6 +55,10 @@ pub enum LoadErrorKind {
     /// `plugin.toml` is not valid TOML, has unknown fields or bad values.
     #[error("invalid plugin.toml: {0}")]
     InvalidManifest(String),
+    /// `[config]` names a secret that is not set (`${{ secrets.NAME }}`).
+    /// A rescan tries the plugin again, changed or not.
+    #[error("secret not set: {0}")]
+    SecretNotSet(String),
     /// The artifact named by the manifest does not exist.
     #[error("artifact {0} does not exist")]
     MissingArtifact(PathBuf),

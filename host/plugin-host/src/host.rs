@@ -4,6 +4,7 @@ use crate::discovery::{self, LoadedPlugin, NativeOptions, PluginKey};
 use crate::error::{CallError, Error, LoadError, LoadErrorKind};
 use crate::in_process::InProcessPlugin;
 use crate::manifest::{Isolation, LimitPolicy, Limits, PluginKind};
+use crate::secrets::{NoSecrets, SecretSource};
 use crate::services::{CallServices, CancelToken, ProgressSink, SharedState};
 use crate::wasm::WasmEngine;
 use crate::wasm::cache::{ComponentCache, PrunePolicy};
@@ -30,6 +31,8 @@ pub struct HostBuilder {
     native: NativeOptions,
     /// The operator's aliases: name → plugin id.
     aliases: BTreeMap<String, String>,
+    /// Where `${{ secrets.NAME }}` in a manifest's `[config]` is looked up.
+    secrets: Option<Arc<dyn SecretSource>>,
 }
 
 impl HostBuilder {
@@ -134,6 +137,14 @@ impl HostBuilder {
         self
     }
 
+    /// Look up `${{ secrets.NAME }}` in manifests' `[config]` in `source`
+    /// (default: none; a plugin whose config references a secret that is
+    /// not set does not load, and says which).
+    pub fn secrets(mut self, source: Arc<dyn SecretSource>) -> Self {
+        self.secrets = Some(source);
+        self
+    }
+
     /// Scan the directories and load every plugin. Only a broken component
     /// cache fails the whole host; each plugin's failure is recorded in
     /// [`Host::load_errors`] and the others load.
@@ -151,6 +162,7 @@ impl HostBuilder {
             prune: self.prune.unwrap_or(Some(PrunePolicy::default())),
             native: self.native,
             aliases: self.aliases,
+            secrets: self.secrets.unwrap_or_else(|| Arc::new(NoSecrets)),
             orchestrator: std::sync::RwLock::new(None),
         });
         Ok(loader.scan(None).0)
@@ -169,6 +181,7 @@ struct Loader {
     prune: Option<PrunePolicy>,
     native: NativeOptions,
     aliases: BTreeMap<String, String>,
+    secrets: Arc<dyn SecretSource>,
     /// Where orchestration requests go (shared by every rescan's host).
     orchestrator: std::sync::RwLock<Option<Arc<dyn crate::services::Orchestrator>>>,
 }
@@ -245,8 +258,8 @@ impl Loader {
             let fingerprint = discovery::fingerprint(&folder);
             let before = previous.and_then(|p| p.folders.get(&folder).map(|f| (p, f)));
             // Unchanged: keep what it was — unless its id is now taken by a
-            // folder scanned earlier, or its error was a duplicate id that may
-            // have gone away: then load it again to find out.
+            // folder scanned earlier, or its error was a duplicate id or a
+            // missing secret that may have gone away: then load it again to find out.
             if let Some((p, f)) = before
                 && f.fingerprint == fingerprint
             {
@@ -254,7 +267,8 @@ impl Loader {
                     Ok(key) => p.plugins.get(key).filter(|_| !plugins.contains_key(key)).map(|plugin| {
                         plugins.insert(key.clone(), plugin.clone());
                     }),
-                    Err(e) if !matches!(e.kind, LoadErrorKind::DuplicateId { .. }) => {
+                    // A missing secret may have been set since.
+                    Err(e) if !matches!(e.kind, LoadErrorKind::DuplicateId { .. } | LoadErrorKind::SecretNotSet(_)) => {
                         errors.push(e.clone());
                         Some(())
                     }
@@ -278,7 +292,14 @@ impl Loader {
                 folders.insert(folder, Folder { fingerprint, outcome: Ok(old.key()) });
                 continue;
             }
-            let outcome = match discovery::load_folder(&folder, &self.limits, &self.native, &plugins, &mut engine) {
+            let outcome = match discovery::load_folder(
+                &folder,
+                &self.limits,
+                &self.native,
+                &plugins,
+                &mut engine,
+                &*self.secrets,
+            ) {
                 Ok(plugin) => {
                     let (id, key) = (plugin.id().to_owned(), plugin.key());
                     let replaced = previous.is_some_and(|p| p.plugins.contains_key(&key));
@@ -550,7 +571,7 @@ impl Host {
             deadline_ms: deadline_ms(timeout),
             operation: operation.to_owned(),
             parameters: params,
-            config: plugin.manifest.config.clone(),
+            config: plugin.manifest.call_config().clone(),
             ..ExecutionContext::default()
         };
         let mut services =

@@ -64,6 +64,7 @@ impl<P: Plugin> InProcessPlugin<P> {
             worker: Default::default(),
             instances: Default::default(),
             aliases: Vec::new(),
+            resolved: None,
         }
     }
 }

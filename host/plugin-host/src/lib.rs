@@ -11,6 +11,7 @@
 //!   [`Host::rescan`]); one plugin that fails to load never stops the others.
 //! * [`Runtime`]: the trait the native (in the host's process or in worker
 //!   processes, [`worker`]), in-process and [`wasm::WasmPlugin`] runtimes implement.
+//! * [`secrets`]: `${{ secrets.NAME }}` in `[config]`, secret sources, redaction.
 //! * [`services`]: the host services a plugin calls back (log, shared state, progress, cancellation).
 //! * [`Host`]: the loaded plugins, their load errors, and calls.
 //!
@@ -37,6 +38,7 @@ pub mod manifest;
 mod native;
 pub mod process;
 pub mod runtime;
+pub mod secrets;
 pub mod services;
 mod unsafe_ops;
 pub mod wasm;

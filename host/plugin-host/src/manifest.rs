@@ -64,6 +64,7 @@ use crate::error::LoadErrorKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The manifest's file name inside a plugin folder.
@@ -754,8 +755,14 @@ pub struct Manifest {
     pub contract: Option<semver::VersionReq>,
     /// Expected sha256 of the artifact, lowercase hex.
     pub sha256: Option<String>,
-    /// Configuration handed to every call.
+    /// `[config]` as written (what is shown: its `${{ secrets.NAME }}`
+    /// references stay references).
     pub config: Value,
+    /// `[config]` with its secrets resolved, when it references any (set by
+    /// the loader from the host's [`crate::secrets::SecretSource`]); never
+    /// serialised or printed. Calls get [`Self::call_config`].
+    #[serde(skip)]
+    pub resolved: Option<Arc<ResolvedConfig>>,
     /// Resource limits.
     pub limits: Limits,
     /// Sandbox grants (WASM only).
@@ -773,12 +780,36 @@ pub struct Manifest {
     pub aliases: Vec<String>,
 }
 
+/// A plugin's `[config]` with its secrets' values in place.
+pub struct ResolvedConfig {
+    /// The configuration calls get.
+    pub config: Value,
+    /// The secrets it holds (to redact what the plugin reports).
+    pub secrets: Vec<crate::secrets::SecretValue>,
+}
+
+impl std::fmt::Debug for ResolvedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ResolvedConfig({} secrets)", self.secrets.len())
+    }
+}
+
 /// The most aliases a manifest may declare.
 pub const MAX_ALIASES: usize = 64;
 /// The longest alias, in bytes.
 pub const MAX_ALIAS_LEN: usize = 200;
 
 impl Manifest {
+    /// The configuration a call gets: `[config]` with its secrets resolved.
+    pub fn call_config(&self) -> &Value {
+        self.resolved.as_ref().map_or(&self.config, |r| &r.config)
+    }
+
+    /// The secrets `[config]` holds (empty when it references none).
+    pub fn config_secrets(&self) -> &[crate::secrets::SecretValue] {
+        self.resolved.as_ref().map_or(&[], |r| &r.secrets)
+    }
+
     /// Read and validate `dir/plugin.toml`.
     ///
     /// # Errors
@@ -812,6 +843,7 @@ impl Manifest {
             worker: WorkerLimits::default(),
             instances: Instances::default(),
             aliases: Vec::new(),
+            resolved: None,
         }
     }
 
@@ -937,6 +969,7 @@ impl Manifest {
             worker,
             instances,
             aliases: raw.aliases,
+            resolved: None,
         })
     }
 }

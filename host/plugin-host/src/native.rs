@@ -107,7 +107,7 @@ impl NativePlugin {
         let mut loaded = INITIALIZED.lock().unwrap_or_else(PoisonError::into_inner);
         if !loaded.contains_key(&artifact) {
             let initializing = crate::process::InFlight::enter(&manifest.id);
-            let done = initialize_within(module, &manifest.config, manifest.limits.timeout);
+            let done = initialize_within(module, manifest.call_config(), manifest.limits.timeout);
             drop(initializing);
             done?;
         }

@@ -374,6 +374,7 @@ impl HostServices for CallServices {
             return;
         }
         let (plugin, execution) = (&*self.plugin_id, &*self.execution_id);
+        let message = crate::secrets::redactor().text(message);
         match level {
             LogLevel::Trace => tracing::trace!(target: "plexus::plugin", plugin, execution, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "plexus::plugin", plugin, execution, "{message}"),
@@ -393,9 +394,10 @@ impl HostServices for CallServices {
     }
     fn report_progress(&self, fraction: f64, message: &str) {
         let fraction = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+        let message = crate::secrets::redactor().text(message);
         tracing::debug!(target: "plexus::plugin", plugin = &*self.plugin_id, execution = &*self.execution_id, fraction, "progress: {message}");
         if let Some(sink) = &self.progress {
-            sink(fraction, message);
+            sink(fraction, &message);
         }
     }
     fn is_cancelled(&self) -> bool {

@@ -28,6 +28,7 @@ use super::status::{
 use super::validate::{Compiled, CompiledStep, ValidWorkflow};
 use plexus_host::CallError;
 use plexus_host::Host;
+use plexus_host::secrets::{NoSecrets, SecretSource, redactor};
 use plexus_host::services::{CallServices, SharedState};
 use plexus_sdk::ExecutionContext;
 use serde_json::{Map, Value, json};
@@ -264,7 +265,11 @@ impl Execution {
     ) -> (StepRecord, Option<(u64, Map<String, Value>)>) {
         let mut record = self.lock().steps[i].clone();
         change(&mut record);
-        let state = self.state.changes_since(self.state_seen.load(Ordering::Acquire));
+        redact_step(&mut record);
+        let mut state = self.state.changes_since(self.state_seen.load(Ordering::Acquire));
+        if let Some((_, map)) = &mut state {
+            redact_map(map);
+        }
         (record, state)
     }
 
@@ -299,6 +304,10 @@ impl Execution {
         let _recording = self.recording.lock().await;
         let mut s = self.lock().clone();
         change(&mut s);
+        redact_map(&mut s.outputs);
+        if let Some(error) = &mut s.error {
+            redact_text(error);
+        }
         let written = self.journal.execution(&s).await;
         if let Err(e) = &written {
             self.hold(&format!("the execution {}", s.status.as_str()), e);
@@ -313,7 +322,13 @@ impl Execution {
     }
 
     /// Journal compensation `record` (number `seq`), then keep it.
-    async fn add_compensation(&self, record: CompensationRecord) {
+    async fn add_compensation(&self, mut record: CompensationRecord) {
+        if let Some(output) = &mut record.output {
+            redactor().value(output);
+        }
+        if let Some(error) = &mut record.error {
+            redact_text(&mut error.message);
+        }
         let _recording = self.recording.lock().await;
         let seq = self.lock().compensations.len();
         if let Err(e) = self.journal.compensation(&self.id, seq, &record).await {
@@ -351,7 +366,8 @@ impl Execution {
             return Ok(());
         }
         let status = self.snapshot();
-        let (version, state) = self.state.changed_since(0).unwrap_or_else(|| (0, self.state.snapshot()));
+        let (version, mut state) = self.state.changed_since(0).unwrap_or_else(|| (0, self.state.snapshot()));
+        redact_map(&mut state);
         self.journal.snapshot(&status, &state).await?;
         self.state_seen.fetch_max(version, Ordering::AcqRel);
         tracing::info!(execution = %self.id, "recorded again; the execution goes on");
@@ -413,6 +429,41 @@ impl Execution {
     }
 }
 
+/// Secret values in `text` replaced (see [`redactor`]).
+fn redact_text(text: &mut String) {
+    if let std::borrow::Cow::Owned(redacted) = redactor().text(text) {
+        *text = redacted;
+    }
+}
+
+/// Secret values in `map`'s keys and values replaced.
+fn redact_map(map: &mut Map<String, Value>) {
+    if redactor().is_empty() {
+        return;
+    }
+    let mut value = Value::Object(std::mem::take(map));
+    redactor().value(&mut value);
+    if let Value::Object(redacted) = value {
+        *map = redacted;
+    }
+}
+
+/// Secret values in what step `record` reports (output, error, reason) replaced.
+fn redact_step(record: &mut StepRecord) {
+    if redactor().is_empty() {
+        return;
+    }
+    if let Some(output) = &mut record.output {
+        redactor().value(output);
+    }
+    if let Some(error) = &mut record.error {
+        redact_text(&mut error.message);
+    }
+    if let Some(reason) = &mut record.reason {
+        redact_text(reason);
+    }
+}
+
 /// Why plugin `id` (as `kind`, if asked) cannot be called: one line.
 pub(super) fn not_loaded(host: &Host, id: &str, kind: Option<plexus_host::PluginKind>) -> String {
     let kinds = host.kinds(id);
@@ -432,6 +483,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     parallelism: usize,
     drain: CancellationToken,
+    secrets: Arc<dyn SecretSource>,
 }
 
 /// Why the forward phase stopped early.
@@ -448,7 +500,38 @@ impl Engine {
     /// An engine calling plugins of `host`, timing retries with `clock`.
     pub fn new(host: Arc<Host>, clock: Arc<dyn Clock>) -> Self {
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self { host, clock, parallelism, drain: CancellationToken::new() }
+        Self { host, clock, parallelism, drain: CancellationToken::new(), secrets: Arc::new(NoSecrets) }
+    }
+
+    /// This engine, looking up `${{ secrets.NAME }}` in step and
+    /// compensation parameters in `secrets` (default: none is set). A
+    /// secret's value goes to the plugin and into the process's
+    /// [`plexus_host::secrets::redactor`]: what the execution records
+    /// (outputs, errors, the shared state's keys, the workflow's outputs)
+    /// has it replaced with `***`.
+    pub fn with_secrets(mut self, secrets: Arc<dyn SecretSource>) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The values of secrets `names`, as an object for a [`Scope`] (`None`
+    /// when there are none), each added to the redactor.
+    ///
+    /// # Errors
+    /// `secret-not-found` (not retryable), naming the first that is not set.
+    pub(super) fn secret_values(&self, names: &[String]) -> Result<Option<Value>, StepError> {
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let mut values = Map::new();
+        for name in names {
+            let Some(secret) = self.secrets.secret(name) else {
+                return Err(error("secret-not-found", format!("secret `{name}` is not set"), false));
+            };
+            redactor().add(&secret);
+            values.insert(name.clone(), Value::String(secret.expose().to_owned()));
+        }
+        Ok(Some(Value::Object(values)))
     }
 
     /// This engine, observing `drain` (shared by the engines of one daemon):
@@ -577,7 +660,14 @@ impl Engine {
     }
 
     /// The names expressions see, holding only the steps they read.
-    pub(super) fn scope(&self, prepared: &Prepared, exec: &Execution, reads: &[usize], reads_context: bool) -> Scope {
+    pub(super) fn scope(
+        &self,
+        prepared: &Prepared,
+        exec: &Execution,
+        reads: &[usize],
+        reads_context: bool,
+        secrets: Option<Value>,
+    ) -> Scope {
         let s = exec.lock();
         let steps: Map<String, Value> = reads
             .iter()
@@ -590,11 +680,12 @@ impl Engine {
             })
             .collect();
         let context = if reads_context { Value::Object(exec.state.snapshot()) } else { Value::Object(Map::new()) };
-        Scope::new(
+        Scope::with_secrets(
             Value::Object(s.inputs.clone()),
             Value::Object(steps),
             context,
             json!({"id": prepared.workflow.id, "execution_id": s.execution_id}),
+            secrets,
         )
     }
 
@@ -672,10 +763,13 @@ impl Engine {
         // No compensation starts while the journal cannot record.
         exec.recorded().await;
         let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
-        let scope = self.scope(prepared, exec, &all, true);
         let started = Instant::now();
-        let result = match params.render(&scope) {
-            Err(e) => Err(error("parameters", e, false)),
+        let rendered = self.secret_values(&prepared.step(i).compensation_secrets).and_then(|secrets| {
+            let scope = self.scope(prepared, exec, &all, true, secrets);
+            params.render(&scope).map_err(|e| error("parameters", e, false))
+        });
+        let result = match rendered {
+            Err(e) => Err(e),
             Ok(params) => self.call_action(prepared, exec, &step_id, action, params).await,
         };
         let record = CompensationRecord {
@@ -719,7 +813,7 @@ impl Engine {
             operation: action.operation.clone(),
             parameters: params,
             upstream: Map::new(),
-            config: plugin.manifest.config.clone(),
+            config: plugin.manifest.call_config().clone(),
             schedule: exec.schedule().cloned(),
         };
         // Not the forward phase's token: a compensation runs after it stopped.
@@ -735,7 +829,7 @@ impl Engine {
             return None;
         }
         let all: Vec<usize> = (0..prepared.workflow.steps.len()).collect();
-        let scope = self.scope(prepared, exec, &all, true);
+        let scope = self.scope(prepared, exec, &all, true, None);
         match prepared.compiled.outputs.render(&scope) {
             Ok(Value::Object(outputs)) => Some(Ok(outputs)),
             Ok(_) => None,

@@ -123,14 +123,24 @@ pub(crate) struct Scope {
 
 impl Scope {
     /// A scope with `inputs`, `steps`, `context` and `workflow` (each a JSON value).
+    #[cfg(test)]
     pub fn new(inputs: Value, steps: Value, context: Value, workflow: Value) -> Self {
-        let root = MjValue::from(std::collections::BTreeMap::from([
+        Self::with_secrets(inputs, steps, context, workflow, None)
+    }
+
+    /// [`Self::new`] with `secrets` (an object of the secrets the
+    /// expressions name, by name), when they name any.
+    pub fn with_secrets(inputs: Value, steps: Value, context: Value, workflow: Value, secrets: Option<Value>) -> Self {
+        let mut root = std::collections::BTreeMap::from([
             ("inputs", json_value(inputs)),
             ("steps", json_value(steps)),
             ("context", json_value(context)),
             ("workflow", json_value(workflow)),
-        ]));
-        Self { root }
+        ]);
+        if let Some(secrets) = secrets {
+            root.insert("secrets", json_value(secrets));
+        }
+        Self { root: MjValue::from(root) }
     }
 
     fn value(&self) -> MjValue {

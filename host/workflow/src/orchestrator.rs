@@ -65,6 +65,13 @@ impl Orchestrator {
         }
     }
 
+    /// This orchestrator, looking up `${{ secrets.NAME }}` in step
+    /// parameters in `secrets` (see [`Engine::with_secrets`]).
+    pub fn with_secrets(mut self, secrets: Arc<dyn plexus_host::secrets::SecretSource>) -> Self {
+        self.engine = self.engine.with_secrets(secrets);
+        self
+    }
+
     /// Register a validated workflow.
     ///
     /// # Errors

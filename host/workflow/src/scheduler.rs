@@ -567,7 +567,7 @@ impl Forward {
             upstream
         };
         let needs_scope = ps.when.is_some() || !ps.params.is_literal();
-        let scope = needs_scope.then(|| self.engine.scope(prepared, exec, &ps.reads, ps.reads_context));
+        let mut scope = needs_scope.then(|| self.engine.scope(prepared, exec, &ps.reads, ps.reads_context, None));
         if let (Some(when), Some(scope)) = (&ps.when, &scope) {
             match when.eval_bool(scope) {
                 Ok(true) => {}
@@ -576,6 +576,11 @@ impl Forward {
                 }
                 Err(e) => return Err((StepStatus::Failed, Some(error("condition", e, false)), None)),
             }
+        }
+        // Looked up once the step is known to run (a `when` never reads secrets).
+        if !ps.secrets.is_empty() {
+            let secrets = self.engine.secret_values(&ps.secrets).map_err(|e| (StepStatus::Failed, Some(e), None))?;
+            scope = Some(self.engine.scope(prepared, exec, &ps.reads, ps.reads_context, secrets));
         }
         let params = match &scope {
             Some(scope) => {
@@ -594,7 +599,7 @@ impl Forward {
             params,
             upstream,
             timeout: step.timeout.unwrap_or(plugin.manifest.limits.timeout),
-            config: plugin.manifest.config.clone(),
+            config: plugin.manifest.call_config().clone(),
         }))
     }
 

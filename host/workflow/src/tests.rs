@@ -48,6 +48,13 @@ struct Flaky {
 }
 
 #[derive(Deserialize, JsonSchema)]
+struct Leak {
+    secret: String,
+    #[serde(default)]
+    fail: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // Read only through its schema.
 struct Strict {
@@ -97,6 +104,20 @@ impl Plugin for TestOps {
             },
         )
         .add("echo", "Returns its parameters", |_, _, p: Value| Ok(p))
+        .add(
+            "leak",
+            "Journals `secret`, then tries to leak it everywhere it can",
+            |_, ctx: &mut Context<'_>, p: Leak| {
+                journal(ctx.execution_id(), |j| j.events.push(format!("got {}", p.secret)));
+                ctx.info(format!("the secret is {}", p.secret));
+                ctx.progress(0.5, format!("working on {}", p.secret));
+                ctx.state_set("leaked", json!({"value": p.secret, p.secret.clone(): 1}));
+                if p.fail {
+                    return Err(PluginError::failed(format!("refused by {}", p.secret)));
+                }
+                Ok(json!({"echo": p.secret, "wrapped": format!("<{}>", p.secret), p.secret.clone(): true}))
+            },
+        )
         .add("strict", "Takes exactly {name, count, tags?, mode}", |_, _, _: Strict| Ok(json!(true)))
         .add("measure", "Reports progress and metrics (one not finite)", |_, ctx: &mut Context<'_>, _: Value| {
             ctx.progress(0.5, "halfway");
@@ -1638,4 +1659,104 @@ steps:
     // In-process code: no memory measured.
     assert_eq!(status.step("busy").unwrap().usage.unwrap().peak_memory_bytes, None);
     assert!(cpu("twice") >= 0.0);
+}
+
+/// A journal that keeps everything it was asked to record, as JSON text.
+#[derive(Default)]
+struct TextJournal(Mutex<Vec<String>>);
+
+impl super::Journal for TextJournal {
+    fn execution(&self, status: &ExecutionStatus) -> JournalFuture {
+        self.0.lock().unwrap().push(serde_json::to_string(status).unwrap());
+        journal::written(Ok(()))
+    }
+    fn step(&self, _: &str, _: usize, record: &StepRecord, state: Option<&Map<String, Value>>) -> JournalFuture {
+        self.0.lock().unwrap().push(format!("{} {:?}", serde_json::to_string(record).unwrap(), state));
+        journal::written(Ok(()))
+    }
+    fn compensation(&self, _: &str, _: usize, record: &status::CompensationRecord) -> JournalFuture {
+        self.0.lock().unwrap().push(serde_json::to_string(record).unwrap());
+        journal::written(Ok(()))
+    }
+    fn snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> JournalFuture {
+        self.0.lock().unwrap().push(format!("{} {state:?}", serde_json::to_string(status).unwrap()));
+        journal::written(Ok(()))
+    }
+}
+
+struct OneSecret(&'static str, &'static str);
+
+impl plexus_host::secrets::SecretSource for OneSecret {
+    fn secret(&self, name: &str) -> Option<plexus_host::secrets::SecretValue> {
+        (name == self.0).then(|| plexus_host::secrets::SecretValue::new(self.1))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_reaches_the_plugin_and_nothing_recorded_holds_it() {
+    const VALUE: &str = "s3cr3t-wf-4f9a";
+    let host = host();
+    let wf = valid(
+        &host,
+        r#"
+id: sec
+execution_mode: pipeline
+steps:
+  - { id: use, plugin_id: test.ops, method_name: leak, parameters: { secret: "${{ secrets.TOKEN }}" },
+      compensate: { plugin_id: test.ops, method_name: leak, parameters: { secret: "undo ${{ secrets.TOKEN }}" } } }
+  - { id: next, plugin_id: test.ops, method_name: echo, parameters: { saw: "${{ steps.use.output.echo }}" }, dependencies: [use] }
+  - { id: boom, plugin_id: test.ops, method_name: leak, parameters: { secret: "${{ secrets.TOKEN }}", fail: true }, dependencies: [next] }
+"#,
+    );
+    let prepared = Arc::new(engine::Prepared::new(wf));
+    let recorded = Arc::new(TextJournal::default());
+    let exec = engine::Execution::start("sec-1".into(), &prepared, Map::new(), recorded.clone(), None);
+    let engine = Engine::new(host, Arc::new(SystemClock)).with_secrets(Arc::new(OneSecret("TOKEN", VALUE)));
+    engine.run(prepared, exec.clone()).await;
+    let status = exec.snapshot();
+    // The plugin got the value, the step and its compensation.
+    let events = journal("sec-1", |j| j.events.clone());
+    assert_eq!(events, [format!("got {VALUE}"), format!("got {VALUE}"), format!("got undo {VALUE}")], "{status:#?}");
+    // What is recorded and reported has `***` in its place: outputs, keys, errors, the state.
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    let used = status.step("use").unwrap().output.clone().unwrap();
+    assert_eq!(used, json!({"echo": "***", "wrapped": "<***>", "***": true}));
+    assert_eq!(status.step("next").unwrap().output, Some(json!({"saw": "***"})), "downstream sees the record");
+    assert_eq!(status.step("boom").unwrap().error.as_ref().unwrap().message, "refused by ***");
+    assert_eq!(status.compensations[0].status, StepStatus::Completed);
+    let everything = recorded.0.lock().unwrap().join("\n");
+    assert!(everything.contains("refused by ***") && everything.contains(r#""value": String("***")"#), "{everything}");
+    assert!(!everything.contains(VALUE), "{everything}");
+    assert!(!serde_json::to_string(&status).unwrap().contains(VALUE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_is_not_set_fails_its_step_and_secrets_stay_out_of_conditions_and_outputs() {
+    let (status, events, _) = run(r#"
+id: nosec
+steps:
+  - { id: a, plugin_id: test.ops, method_name: leak, parameters: { secret: "${{ secrets.MISSING }}" } }
+"#)
+    .await;
+    let error = status.step("a").unwrap().error.clone().unwrap();
+    assert_eq!((error.kind.as_str(), error.message.as_str()), ("secret-not-found", "secret `MISSING` is not set"));
+    assert!(events.is_empty(), "the plugin was not called");
+    let host = host();
+    for (yaml, expected) in [
+        (
+            "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo, when: \"secrets.X == 'y'\" }\n",
+            "secrets may be named only in a step's `parameters`",
+        ),
+        (
+            "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo }\noutputs: { x: \"${{ secrets.X }}\" }\n",
+            "secrets may be named only in a step's `parameters`",
+        ),
+        (
+            "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo, parameters: { all: \"${{ secrets }}\" } }\n",
+            "reads `secrets` as a whole",
+        ),
+    ] {
+        let problems = parse(&host, "w.yaml", yaml).unwrap_err();
+        assert!(problems.iter().any(|p| p.to_string().contains(expected)), "{yaml}: {problems:#?}");
+    }
 }

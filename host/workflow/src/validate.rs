@@ -44,6 +44,10 @@ pub(crate) struct CompiledStep {
     pub(crate) reads: Vec<usize>,
     /// Whether its expressions read `context`.
     pub(crate) reads_context: bool,
+    /// The secrets its parameters name (`secrets.NAME`).
+    pub(crate) secrets: Vec<String>,
+    /// The secrets its compensation's parameters name.
+    pub(crate) compensation_secrets: Vec<String>,
 }
 
 /// A workflow file that did not validate: every problem found.
@@ -197,7 +201,7 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
                         Some((i, &step.id)),
                         dag.as_ref(),
                         &index,
-                        &path.key("when"),
+                        (&path.key("when"), false),
                         &mut p,
                     );
                     Some(e)
@@ -217,7 +221,7 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
                     Some((i, &step.id)),
                     dag.as_ref(),
                     &index,
-                    &path.key("parameters"),
+                    (&path.key("parameters"), true),
                     &mut p,
                 );
             }
@@ -241,12 +245,16 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
                 .filter_map(|id| index.get(id).copied())
                 .collect();
             let reads_context = refs.iter().any(|r| r == "context" || r.starts_with("context."));
+            let secrets = secret_names(&params.exprs());
+            let compensation_secrets = compensation.as_ref().map(|(_, t)| secret_names(&t.exprs())).unwrap_or_default();
             compiled_steps.push(CompiledStep {
                 params,
                 when,
                 compensation,
                 reads: reads.into_iter().collect(),
                 reads_context,
+                secrets,
+                compensation_secrets,
             });
         }
     }
@@ -254,7 +262,7 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
     let outputs = match Template::compile(&Value::Object(workflow.outputs.clone())) {
         Ok(t) => {
             for e in t.exprs() {
-                check_references(e, &workflow, None, dag.as_ref(), &index, &outputs_path, &mut p);
+                check_references(e, &workflow, None, dag.as_ref(), &index, (&outputs_path, false), &mut p);
             }
             Some(t)
         }
@@ -486,7 +494,7 @@ fn check_references(
     from: Option<(usize, &str)>,
     dag: Option<&Dag>,
     index: &HashMap<&str, usize>,
-    path: &DocPath,
+    (path, secrets_allowed): (&DocPath, bool),
     p: &mut Problems,
 ) {
     let step = from.map(|(_, id)| id);
@@ -514,12 +522,31 @@ fn check_references(
                 }
             },
             (Some("inputs" | "steps" | "context" | "workflow"), _) => {}
+            (Some("secrets"), _) if !secrets_allowed => p.add(
+                step,
+                path,
+                format!(
+                    "`{}` reads `secrets`: secrets may be named only in a step's `parameters` or its \
+                     compensation's (where they go to the plugin, never into a record)",
+                    expr.source()
+                ),
+            ),
+            (Some("secrets"), Some(name)) => {
+                if let Err(e) = plexus_host::secrets::check_name(name) {
+                    p.add(step, path, format!("`{}`: {e}", expr.source()));
+                }
+            }
+            (Some("secrets"), None) => p.add(
+                step,
+                path,
+                format!("`{}` reads `secrets` as a whole: name one, as `secrets.NAME`", expr.source()),
+            ),
             (Some(other), _) => {
                 p.add(
                     step,
                     path,
                     format!(
-                        "`{}` reads unknown name `{other}` (known: inputs, steps, context, workflow)",
+                        "`{}` reads unknown name `{other}` (known: inputs, steps, context, workflow, secrets)",
                         expr.source()
                     ),
                 );
@@ -527,6 +554,16 @@ fn check_references(
             (None, _) => {}
         }
     }
+}
+
+/// The secret names `exprs` read (`secrets.NAME`), sorted, once each.
+fn secret_names(exprs: &[&Expr]) -> Vec<String> {
+    let names: std::collections::BTreeSet<String> = exprs
+        .iter()
+        .flat_map(|e| e.references())
+        .filter_map(|r| r.strip_prefix("secrets.").map(|rest| rest.split('.').next().unwrap_or(rest).to_owned()))
+        .collect();
+    names.into_iter().collect()
 }
 
 /// Where each step is in the document (`steps.<id>` or `steps[<i>]`), by declaration index.

@@ -150,6 +150,14 @@ impl Daemon {
         match cluster.heartbeat(&self.0.node.id, &self.plugin_ids(), &running, lease_ms).await {
             Ok(Some(lost)) => {
                 self.0.health.recover("cluster");
+                // Another node may have set or deleted a secret.
+                if let Some(secrets) = self.0.secrets.get().cloned() {
+                    self.0.runtime.spawn(async move {
+                        if let Err(e) = secrets.refresh().await {
+                            tracing::warn!("cannot re-read the secrets: {e}");
+                        }
+                    });
+                }
                 for id in lost {
                     let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
                     if let Some(live) = live {

@@ -281,6 +281,14 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreFuture<Vec<plexus_client::TransactionSummary>>;
 
+    /// Store secret `name`'s `sealed` value (see `crate::secrets`), sealed
+    /// with key `key_id`, replacing it; returns the time, ms.
+    fn put_secret(&self, name: &str, sealed: Vec<u8>, key_id: &str) -> StoreFuture<u64>;
+    /// Every secret, by name (sealed).
+    fn secrets(&self) -> StoreFuture<Vec<SecretRow>>;
+    /// Delete secret `name`; whether it existed.
+    fn delete_secret(&self, name: &str) -> StoreFuture<bool>;
+
     /// Create schedule `id`; `false` if the id is taken.
     fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreFuture<bool>;
     /// Every schedule, by id.
@@ -461,6 +469,25 @@ pub struct TemplateRow {
     pub source: String,
     /// When it was stored, ms since the Unix epoch.
     pub updated_at_ms: u64,
+}
+
+/// A `secrets` row: a value sealed by `crate::secrets::Keyring`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Secret name.
+    pub name: String,
+    /// Nonce ‖ ciphertext ‖ tag.
+    pub sealed: Vec<u8>,
+    /// The id of the key it was sealed with.
+    pub key_id: String,
+    /// When it was set, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretRow({}, key {}, {} bytes sealed)", self.name, self.key_id, self.sealed.len())
+    }
 }
 
 /// A stored execution: its status, shared state and metadata.

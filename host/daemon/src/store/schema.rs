@@ -113,4 +113,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );",
     // 7: an execution's priority for a free worker: 0 low, 1 normal, 2 high, 3 critical.
     "ALTER TABLE executions ADD COLUMN priority INTEGER NOT NULL DEFAULT 1;",
+    // 8: secrets, sealed (ChaCha20-Poly1305; see `crate::secrets`), never stored in clear.
+    "CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        sealed BLOB NOT NULL,
+        key_id TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );",
 ];

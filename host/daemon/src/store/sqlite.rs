@@ -6,8 +6,9 @@
 //! worker ever waits for SQLite.
 
 use super::{
-    Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Fire, ScheduleRow, SourceFormat, SqliteStore, Store,
-    StoreError, StoreFuture, StoreResult, StoredExecution, TemplateRow, Transaction, TransactionState, WorkflowRow,
+    Event, ExecutionFilter, ExecutionMeta, ExecutionSummary, Fire, ScheduleRow, SecretRow, SourceFormat, SqliteStore,
+    Store, StoreError, StoreFuture, StoreResult, StoredExecution, TemplateRow, Transaction, TransactionState,
+    WorkflowRow,
 };
 use crate::dbfile::FileChanged;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
@@ -77,6 +78,20 @@ impl Store for SqliteStore {
     fn delete_template(&self, id: &str) -> StoreFuture<bool> {
         let id = id.to_owned();
         self.blocking(move |s| s.delete_template(&id))
+    }
+
+    fn put_secret(&self, name: &str, sealed: Vec<u8>, key_id: &str) -> StoreFuture<u64> {
+        let (name, key_id) = (name.to_owned(), key_id.to_owned());
+        self.blocking(move |s| s.put_secret(&name, sealed, &key_id))
+    }
+
+    fn secrets(&self) -> StoreFuture<Vec<SecretRow>> {
+        self.blocking(SqliteStore::secrets)
+    }
+
+    fn delete_secret(&self, name: &str) -> StoreFuture<bool> {
+        let name = name.to_owned();
+        self.blocking(move |s| s.delete_secret(&name))
     }
 
     fn insert_execution(

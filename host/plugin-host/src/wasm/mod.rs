@@ -1344,9 +1344,11 @@ fn metadata_from_wit(m: wit::Metadata) -> Result<Metadata, LoadErrorKind> {
     })
 }
 
+/// Log what the instance printed, line by line (secrets redacted).
 fn forward_output(plugin: &str, stream: &str, output: &BoundedOutput) {
     let (text, dropped) = output.take();
     for line in text.lines() {
+        let line = crate::secrets::redactor().text(line);
         tracing::info!(target: "plexus::plugin", plugin, stream, "{line}");
     }
     if dropped > 0 {

@@ -202,7 +202,7 @@ impl ProcessPlugin {
                 sandbox.read.extend(manifest.artifact.parent().map(Path::to_path_buf));
                 sandbox
             }),
-            config: manifest.config.clone(),
+            config: manifest.call_config().clone(),
         };
         let label = if manifest.id.is_empty() { manifest.artifact.display().to_string() } else { manifest.id.clone() };
         let timeout = manifest.limits.timeout.min(crate::wasm::DESCRIBE_TIMEOUT);
@@ -693,6 +693,7 @@ impl Output {
             if text.is_empty() {
                 continue;
             }
+            let text = &*crate::secrets::redactor().text(text);
             tracing::info!(target: "plexus::plugin", plugin, worker = pid, "{text}");
             if is_backtrace(text) {
                 continue; // the crash's cause is in the lines before a backtrace

@@ -128,4 +128,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );",
     // 2: the node rolling a transaction back (another takes over when it dies).
     "ALTER TABLE transactions ADD COLUMN owner TEXT;",
+    // 3: secrets, sealed (ChaCha20-Poly1305; see `crate::secrets`), never stored in clear.
+    "CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        sealed BYTEA NOT NULL,
+        key_id TEXT NOT NULL,
+        updated_at_ms BIGINT NOT NULL
+    );",
 ];

@@ -7,8 +7,9 @@ use super::PgStore;
 use crate::dbfile::FileChanged;
 use crate::store::shape::{self, ExecutionHead, ExecutionInsert, ExecutionUpdate, StateEntry, StepWrite};
 use crate::store::{
-    Event, ExecutionFilter, ExecutionSummary, Fire, FireOutcome, ScheduleRow, SourceFormat, Store, StoreError,
-    StoreFuture, StoreResult, StoredExecution, TemplateRow, Transaction, TransactionState, WorkflowRow, json, now_ms,
+    Event, ExecutionFilter, ExecutionSummary, Fire, FireOutcome, ScheduleRow, SecretRow, SourceFormat, Store,
+    StoreError, StoreFuture, StoreResult, StoredExecution, TemplateRow, Transaction, TransactionState, WorkflowRow,
+    json, now_ms,
 };
 use plexus_client::{TransactionSummary, Transition};
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
@@ -343,6 +344,42 @@ impl Store for PgStore {
     fn delete_template(&self, id: &str) -> StoreFuture<bool> {
         let id = id.to_owned();
         self.run(move |s| async move { Ok(s.exec("DELETE FROM templates WHERE id = $1", &[&id]).await? > 0) })
+    }
+
+    fn put_secret(&self, name: &str, sealed: Vec<u8>, key_id: &str) -> StoreFuture<u64> {
+        let (name, key_id) = (name.to_owned(), key_id.to_owned());
+        self.run(move |s| async move {
+            let at = now_ms();
+            s.exec(
+                "INSERT INTO secrets (name, sealed, key_id, updated_at_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed, key_id = excluded.key_id,
+                     updated_at_ms = excluded.updated_at_ms",
+                &[&name, &sealed, &key_id, &(at as i64)],
+            )
+            .await?;
+            Ok(at)
+        })
+    }
+
+    fn secrets(&self) -> StoreFuture<Vec<SecretRow>> {
+        self.run(|s| async move {
+            let rows = s.query("SELECT name, sealed, key_id, updated_at_ms FROM secrets ORDER BY name", &[]).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(SecretRow {
+                        name: s.col(r, 0)?,
+                        sealed: s.col(r, 1)?,
+                        key_id: s.col(r, 2)?,
+                        updated_at_ms: s.unsigned(r, 3)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn delete_secret(&self, name: &str) -> StoreFuture<bool> {
+        let name = name.to_owned();
+        self.run(move |s| async move { Ok(s.exec("DELETE FROM secrets WHERE name = $1", &[&name]).await? > 0) })
     }
 
     fn insert_execution(
