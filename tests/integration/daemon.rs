@@ -11,6 +11,7 @@ use plexus_client::{
     PluginStatus, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView, SourceFormat,
     Started, Transition, Validation, WorkflowList, WorkflowVersion,
 };
+use plexus_client::{SecretInfo, SecretList};
 use plexus_client::{TemplateDetail, TemplateList, TemplateSummary, TransactionList};
 use plexus_daemon::openapi;
 use serde_json::{Value, json};
@@ -352,6 +353,21 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(d.call("GET", "/v1/workflows/chain", None).0, 404);
     d.register(CHAIN);
 
+    // Secrets: set (never answered back), listed by name, deleted.
+    let set: SecretInfo =
+        typed(call("PUT", "/v1/secrets/{name}", "/v1/secrets/DB_PASSWORD", Some(json!({"value": "pa55-w0rd"})), 200));
+    assert_eq!((set.name.as_str(), set.usable), ("DB_PASSWORD", true));
+    let listed: SecretList = typed(call("GET", "/v1/secrets", "/v1/secrets", None, 200));
+    assert_eq!(listed.secrets, [set]);
+    assert!(!serde_json::to_string(&listed).unwrap().contains("pa55-w0rd"));
+    for (body, status) in [(json!({"value": "abc"}), 400), (json!({"value": 5}), 400), (json!({}), 400)] {
+        let (got, answer) = d.call("PUT", "/v1/secrets/DB_PASSWORD", Some(body.clone()));
+        assert_eq!(got, status, "{body}: {answer}");
+    }
+    assert_eq!(d.call("PUT", "/v1/secrets/bad-name", Some(json!({"value": "long enough"}))).0, 400);
+    call("DELETE", "/v1/secrets/{name}", "/v1/secrets/DB_PASSWORD", None, 204);
+    assert_eq!(code(d.call("DELETE", "/v1/secrets/DB_PASSWORD", None).1), ErrorCode::NotFound);
+
     // Every documented route was called with one of its documented 2xx statuses.
     let doc = openapi::document();
     for (method, route) in &routes {
@@ -399,6 +415,10 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(client.create_from_template("tpl", &request).unwrap().id, "from-tpl");
     client.delete_template("tpl").unwrap();
     assert_eq!(client.template("tpl").unwrap_err().code(), Some(ErrorCode::NotFound));
+    assert!(client.set_secret("TYPED", "typed-value").unwrap().usable);
+    assert_eq!(client.secrets().unwrap().secrets[0].name, "TYPED");
+    client.delete_secret("TYPED").unwrap();
+    assert_eq!(client.delete_secret("TYPED").unwrap_err().code(), Some(ErrorCode::NotFound));
     // QtForge's free-form initial_data: undeclared keys are accepted (into the context).
     let mut inputs = serde_json::Map::new();
     inputs.insert("unused".into(), json!(1));

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The secrets key of the test daemons (see [`RunningDaemon::command`]).
+pub const TEST_SECRETS_KEY: &str = "6a1f0e3c9b2d4a5f8e7c6b5a4d3c2b1a0f9e8d7c6b5a49382716051423324150";
+
 /// A daemon process with its own data directory.
 pub struct RunningDaemon {
     pub child: Child,
@@ -82,6 +85,12 @@ impl RunningDaemon {
         }
         if !extra.contains(&"--token-file") {
             command.arg("--token-file").arg(data.join("token"));
+        }
+        // A secrets key (the same for every test daemon), unless `extra` names a key file.
+        if extra.contains(&"--secrets-key-file") {
+            command.env_remove("PLEXUS_SECRETS_KEY");
+        } else {
+            command.env("PLEXUS_SECRETS_KEY", TEST_SECRETS_KEY);
         }
         command
             .arg("--plugins-dir")

@@ -12,7 +12,8 @@
 //! three examples end to end on the real dataset; `seeds`: the seed
 //! systems' own workflow files (QtForge, Codomyrmex, the project
 //! orchestrator) end to end, and aliases; `properties`: property
-//! tests that no input to the readers panics).
+//! tests that no input to the readers panics; `secrets`: a secret from the
+//! CLI to plugins, and nowhere else).
 //!
 //! The example plugins are built from source once per run by
 //! `scripts/build-plugins.sh` (see `support`), so these tests exercise real
@@ -31,6 +32,7 @@ mod properties;
 mod runtimes;
 mod sandbox;
 mod sdk;
+mod secrets;
 mod seeds;
 mod support;
 mod workflows;

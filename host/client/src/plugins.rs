@@ -122,7 +122,7 @@ pub struct PluginLoadError {
     /// `invalid-manifest`, `missing-artifact`, `hash-mismatch`,
     /// `duplicate-id`, `kind-version-mismatch`, `incompatible-contract`, `not-a-plugin`,
     /// `wrong-architecture`, `incompatible-abi`, `invalid-component`,
-    /// `instantiate`, `metadata-mismatch`, `metadata`.
+    /// `instantiate`, `metadata-mismatch`, `metadata`, `secret-not-set`.
     pub kind: String,
     /// The kind's facts: a string, or an object (e.g. `{expected, actual}`
     /// for `hash-mismatch`).

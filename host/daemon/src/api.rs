@@ -35,7 +35,6 @@ use plexus_client::{
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use plexus_client::{SecretInfo, SecretList, SecretSet};
 use plexus_client::{TransactionList, TransactionQuery};
-use plexus_host::LoadErrorKind;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -463,12 +462,7 @@ async fn set_secret(
     Body(body): Body<SecretSet>,
 ) -> ApiResult<Json<SecretInfo>> {
     let info = s.daemon.secrets()?.set(&name, &body.value).await?;
-    // Plugins whose `[config]` waited for a secret load now (the others stay as they are).
-    let waiting = s.daemon.host().load_errors().iter().any(|e| matches!(e.kind, LoadErrorKind::SecretNotSet(_)));
-    if waiting {
-        let daemon = s.daemon.clone();
-        let _ = tokio::task::spawn_blocking(move || daemon.reload_plugins()).await;
-    }
+    s.daemon.load_plugins_waiting_for_secrets().await;
     Ok(Json(info))
 }
 

@@ -802,6 +802,18 @@ impl Daemon {
         let _ = self.0.secrets.set(secrets);
     }
 
+    /// Load again the plugins that did not load because their `[config]`
+    /// names a secret that was not set (after a secret was set, here or on
+    /// another node); the other plugins stay as they are.
+    pub async fn load_plugins_waiting_for_secrets(&self) {
+        let waiting =
+            self.host().load_errors().iter().any(|e| matches!(e.kind, plexus_host::LoadErrorKind::SecretNotSet(_)));
+        if waiting {
+            let daemon = self.clone();
+            let _ = tokio::task::spawn_blocking(move || daemon.reload_plugins()).await;
+        }
+    }
+
     /// The secrets store.
     ///
     /// # Errors

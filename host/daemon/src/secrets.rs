@@ -173,11 +173,12 @@ impl Secrets {
     }
 
     /// Re-read the store (another node of a cluster may have changed it):
-    /// only rows that changed are decrypted again.
+    /// only rows that changed are decrypted again. Returns whether anything
+    /// changed.
     ///
     /// # Errors
     /// The store cannot be read.
-    pub async fn refresh(&self) -> DaemonResult<()> {
+    pub async fn refresh(&self) -> DaemonResult<bool> {
         let rows = self.store.secrets().await?;
         let current = self.values.read().unwrap_or_else(PoisonError::into_inner).clone();
         let mut next = BTreeMap::new();
@@ -191,8 +192,12 @@ impl Secrets {
             };
             next.insert(row.name, loaded);
         }
+        let changed = next.len() != current.len()
+            || next.iter().any(|(name, l)| {
+                current.get(name).is_none_or(|c| c.updated_at_ms != l.updated_at_ms || c.key_id != l.key_id)
+            });
         *self.values.write().unwrap_or_else(PoisonError::into_inner) = next;
-        Ok(())
+        Ok(changed)
     }
 
     fn open(&self, row: &SecretRow) -> Loaded {

@@ -13,6 +13,7 @@
 //!
 //! [config]                        # optional: handed to every call as `config`
 //! greeting = "hi"
+//! password = "${{ secrets.DB_PASSWORD }}"  # a secret, resolved at load (see `crate::secrets`)
 //!
 //! [limits]                        # optional; each value at most the host's maximum
 //! timeout_ms = 30000              # per call; WASM is interrupted, native is asked to stop

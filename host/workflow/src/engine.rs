@@ -782,7 +782,7 @@ impl Engine {
             duration_ms: started.elapsed().as_millis() as u64,
         };
         if let Some(e) = &record.error {
-            tracing::error!(execution = %exec.id(), step = %step_id, "compensation failed: {}", e.message);
+            tracing::error!(execution = %exec.id(), step = %step_id, "compensation failed: {}", redactor().text(&e.message));
         } else {
             tracing::info!(execution = %exec.id(), step = %step_id, "compensated");
         }
@@ -834,7 +834,7 @@ impl Engine {
             Ok(Value::Object(outputs)) => Some(Ok(outputs)),
             Ok(_) => None,
             Err(e) => {
-                tracing::warn!(execution = %exec.id(), "workflow outputs: {e}");
+                tracing::warn!(execution = %exec.id(), "workflow outputs: {}", redactor().text(&e.to_string()));
                 Some(Err(format!("outputs: {e}")))
             }
         }

@@ -40,6 +40,7 @@ use super::expr::Template;
 use super::status::{MAX_STEP_METRICS, StepError, StepEvent, StepProgress, StepRecord, StepStatus, StepUsage};
 use plexus_host::CallError;
 use plexus_host::runtime::CallTicket;
+use plexus_host::secrets::redactor;
 use plexus_host::services::{CallServices, CallUsage};
 use plexus_sdk::{CallOutput, ExecutionContext};
 use serde_json::{Map, Value};
@@ -307,6 +308,11 @@ impl Forward {
     /// Stop starting steps and cancel the running ones (idempotent).
     fn abort(&self, st: &mut Schedule, why: Abort) {
         if st.abort.is_none() {
+            // The reason may quote a step's error, which may quote a secret.
+            let why = match why {
+                Abort::Failed(message) => Abort::Failed(redactor().text(&message).into_owned()),
+                other => other,
+            };
             tracing::info!(workflow = %self.prepared.workflow.id, "stopping: {why:?}");
             st.abort = Some(why);
         }
@@ -751,7 +757,7 @@ impl Forward {
             }
             Err(e) if step.retry.retry_on.covers(e.is_retryable()) && attempt < step.retry.max_attempts => {
                 let delay = step.retry.delay(attempt + 1, fastrand::f64());
-                tracing::info!(step = %step.id, attempt, delay_ms = delay.as_millis() as u64, "step failed, retrying: {e}");
+                tracing::info!(step = %step.id, attempt, delay_ms = delay.as_millis() as u64, "step failed, retrying: {}", redactor().text(&e.to_string()));
                 exec.update_step_blocking(i, |r| {
                     r.status = r.status.apply_or(StepEvent::RetryLater, StepStatus::Retrying);
                     r.error = Some(call_error(&e));

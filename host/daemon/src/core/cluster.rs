@@ -152,9 +152,12 @@ impl Daemon {
                 self.0.health.recover("cluster");
                 // Another node may have set or deleted a secret.
                 if let Some(secrets) = self.0.secrets.get().cloned() {
+                    let daemon = self.clone();
                     self.0.runtime.spawn(async move {
-                        if let Err(e) = secrets.refresh().await {
-                            tracing::warn!("cannot re-read the secrets: {e}");
+                        match secrets.refresh().await {
+                            Ok(true) => daemon.load_plugins_waiting_for_secrets().await,
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!("cannot re-read the secrets: {e}"),
                         }
                     });
                 }
