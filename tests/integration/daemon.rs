@@ -11,7 +11,7 @@ use plexus_client::{
     PluginStatus, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView, SourceFormat,
     Started, Transition, Validation, WorkflowList, WorkflowVersion,
 };
-use plexus_client::{SecretInfo, SecretList};
+use plexus_client::{HookCreated, HookDetails, HookList, SecretInfo, SecretList};
 use plexus_client::{TemplateDetail, TemplateList, TemplateSummary, TransactionList};
 use plexus_daemon::openapi;
 use serde_json::{Value, json};
@@ -55,6 +55,9 @@ fn every_route_needs_the_token_and_answers_with_codes() {
             let (status, body) = d.raw(method, &path, token, None);
             if route == "/v1/health" {
                 assert_eq!(status, 200);
+            } else if (method.as_str(), route.as_str()) == ("POST", "/v1/hooks/{id}") {
+                // A delivery needs no token: its signature is checked (no hook `x` here).
+                assert_eq!(status, 404, "{method} {path} with {token:?}");
             } else {
                 assert_eq!(status, 401, "{method} {path} with {token:?}");
                 let body: DaemonError = serde_json::from_slice(&body).unwrap();
@@ -353,6 +356,31 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(d.call("GET", "/v1/workflows/chain", None).0, 404);
     d.register(CHAIN);
 
+    // Hooks: create (the secret shown once), list, show, deliver (signed, no token), delete.
+    let spec = json!({"id": "on-push", "workflow": "chain", "description": "a push"});
+    let created: HookCreated = typed(call("POST", "/v1/hooks", "/v1/hooks", Some(spec), 201));
+    let hooks: HookList = typed(call("GET", "/v1/hooks", "/v1/hooks", None, 200));
+    assert_eq!(hooks.hooks, std::slice::from_ref(&created.hook));
+    assert!(!serde_json::to_string(&hooks).unwrap().contains(&created.secret));
+    let body = br#"{"unused": 1}"#;
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sign = |delivery: &str| {
+        format!(
+            "X-Plexus-Timestamp: {at}\r\nX-Plexus-Delivery: {delivery}\r\nX-Plexus-Signature: {}\r\n",
+            plexus_client::hooks::signature(&created.secret, at, delivery, body)
+        )
+    };
+    let (status, answer) =
+        d.raw_with_headers("POST", "/v1/hooks/on-push", &sign("one"), Some(("application/json", body)));
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+    let started: Started = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(d.wait_for(&started.execution_id, Duration::from_secs(20)).status.status, WorkflowStatus::Completed);
+    let (status, _) = d.raw_with_headers("POST", "/v1/hooks/on-push", &sign("one"), Some(("application/json", body)));
+    assert_eq!(status, 409, "a replay");
+    let details: HookDetails = typed(call("GET", "/v1/hooks/{id}", "/v1/hooks/on-push", None, 200));
+    assert_eq!(details.deliveries[0].execution_id.as_deref(), Some(started.execution_id.as_str()));
+    call("DELETE", "/v1/hooks/{id}", "/v1/hooks/on-push", None, 204);
+
     // Secrets: set (never answered back), listed by name, deleted.
     let set: SecretInfo =
         typed(call("PUT", "/v1/secrets/{name}", "/v1/secrets/DB_PASSWORD", Some(json!({"value": "pa55-w0rd"})), 200));
@@ -368,6 +396,8 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     call("DELETE", "/v1/secrets/{name}", "/v1/secrets/DB_PASSWORD", None, 204);
     assert_eq!(code(d.call("DELETE", "/v1/secrets/DB_PASSWORD", None).1), ErrorCode::NotFound);
 
+    // (The delivery above went through `raw_with_headers`: no token, its own headers.)
+    hit.insert(("POST".into(), "/v1/hooks/{id}".into(), 202));
     // Every documented route was called with one of its documented 2xx statuses.
     let doc = openapi::document();
     for (method, route) in &routes {
@@ -466,7 +496,7 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     let out = d.cli(&["exec", "list", "--workflow", "chain", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed["executions"].as_array().unwrap().len(), 4);
+    assert_eq!(listed["executions"].as_array().unwrap().len(), 5, "4 started, 1 by the hook");
     let out = d.cli(&["exec", "start", "chain", "--wait"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("completed"));

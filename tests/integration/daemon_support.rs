@@ -113,12 +113,22 @@ impl RunningDaemon {
 
     /// A request with full control of token, content type and body bytes.
     pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &[u8])>) -> (u16, Vec<u8>) {
+        let headers = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        self.raw_with_headers(method, path, &headers, body)
+    }
+
+    /// [`Self::raw`] with `headers` (`Name: value\r\n` lines) instead of a token.
+    pub fn raw_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(&self.addr).expect("connect to the daemon");
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: plexus\r\nConnection: close\r\n");
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
+        head.push_str(headers);
         let (ctype, bytes) = body.unwrap_or(("application/json", b""));
         if body.is_some() {
             head.push_str(&format!("Content-Type: {ctype}\r\n"));

@@ -13,7 +13,7 @@
 //! systems' own workflow files (QtForge, Codomyrmex, the project
 //! orchestrator) end to end, and aliases; `properties`: property
 //! tests that no input to the readers panics; `secrets`: a secret from the
-//! CLI to plugins, and nowhere else).
+//! CLI to plugins, and nowhere else; `hooks`: webhook triggers through the CLI).
 //!
 //! The example plugins are built from source once per run by
 //! `scripts/build-plugins.sh` (see `support`), so these tests exercise real
@@ -25,6 +25,7 @@ mod daemon;
 mod daemon_faults;
 mod daemon_support;
 mod discovery;
+mod hooks;
 mod hostile;
 mod isolation;
 mod lifecycle;

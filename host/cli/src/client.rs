@@ -2,7 +2,7 @@
 //! transport is [`plexus_client::Client`].
 
 use crate::Global;
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use plexus_client::{Client, ClientError, Listen};
 use plexus_daemon::config::{DEFAULT_LISTEN, RawConfig, data_dir};
 use std::path::PathBuf;
@@ -19,6 +19,19 @@ pub const UNAUTHORIZED: u8 = 11;
 /// `--token-file`, `$PLEXUS_TOKEN_FILE`, the config's `token_file`, or the
 /// data directory's `token`.
 pub fn from_global(global: &Global) -> anyhow::Result<Client> {
+    connect(global, true)
+}
+
+/// [`from_global`] for a request that needs no token (a hook delivery,
+/// signed instead): the token is sent when one is found, and none is needed.
+///
+/// # Errors
+/// As [`from_global`], but for the token.
+pub fn without_token(global: &Global) -> anyhow::Result<Client> {
+    connect(global, false)
+}
+
+fn connect(global: &Global, token_required: bool) -> anyhow::Result<Client> {
     let config = match crate::config_path(global) {
         Some(path) => RawConfig::load(&path)?,
         None => RawConfig::default(),
@@ -40,10 +53,13 @@ pub fn from_global(global: &Global) -> anyhow::Result<Client> {
                 .or_else(|| std::env::var_os("PLEXUS_TOKEN_FILE").map(PathBuf::from))
                 .or(config.token_file)
                 .unwrap_or_else(|| data_dir().join("token"));
-            std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read the daemon's token from {}", file.display()))?
-                .trim()
-                .to_owned()
+            match std::fs::read_to_string(&file) {
+                Ok(token) => token.trim().to_owned(),
+                Err(_) if !token_required => String::new(),
+                Err(e) => {
+                    return Err(anyhow!(e).context(format!("cannot read the daemon's token from {}", file.display())));
+                }
+            }
         }
     };
     Ok(Client::new(listen, token)?)

@@ -7,6 +7,7 @@ mod call;
 mod client;
 mod daemon;
 mod exit;
+mod hook;
 mod package;
 mod plugins;
 mod remote;
@@ -169,6 +170,9 @@ enum Command {
     /// Register workflow templates on the daemon and create workflows from them.
     #[command(subcommand)]
     Template(remote::TemplateCommand),
+    /// Create, list, show and delete webhook triggers on the daemon; send a signed delivery.
+    #[command(subcommand)]
+    Hook(hook::HookCommand),
     /// Set, list and delete the daemon's secrets (never read back); make the secrets key.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
@@ -210,6 +214,7 @@ fn main() -> ExitCode {
         Command::Template(cmd) => remote::template(&cli.global, cmd),
         Command::Nodes(args) => remote::nodes(&cli.global, args),
         Command::Secret(cmd) => secret::run(&cli.global, cmd),
+        Command::Hook(cmd) => hook::run(&cli.global, cmd),
     };
     // From here on the process ends by our own choice, even if an abandoned native call still runs.
     plexus_host::process::host_exits();

@@ -52,7 +52,7 @@ fn or_dash(text: Option<&str>) -> String {
 
 /// A `snake_case` API enum from its name, as clap parses a flag's value
 /// (e.g. `--overlap queue_one`, `--status failed`).
-fn api_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+pub fn api_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_value(Value::String(text.to_owned())).map_err(|e| e.to_string())
 }
 

@@ -11,6 +11,7 @@ use crate::{
 };
 use crate::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
 use crate::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
+use crate::{HookCreated, HookDetails, HookList, HookSpec};
 use crate::{SecretInfo, SecretList, SecretSet};
 use crate::{TransactionList, TransactionQuery, TransactionState};
 use bytes::Bytes;
@@ -223,6 +224,59 @@ impl Client {
     /// version no longer validates against the loaded plugins.
     pub fn rollback_workflow(&self, id: &str, version: u32) -> Result<Registered, ClientError> {
         self.call("POST", &path(&["v1", "workflows", id, "rollback"], &[]), Some(&WorkflowRollback { version }))
+    }
+
+    /// `POST /v1/hooks`: create a webhook; the answer holds its secret, this once.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `InvalidState` when the daemon has no secrets key
+    /// (hook secrets are kept encrypted with it).
+    pub fn create_hook(&self, spec: &HookSpec) -> Result<HookCreated, ClientError> {
+        self.call("POST", "/v1/hooks", Some(spec))
+    }
+
+    /// `GET /v1/hooks`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn hooks(&self) -> Result<HookList, ClientError> {
+        self.call("GET", "/v1/hooks", NONE)
+    }
+
+    /// `GET /v1/hooks/{id}`: the hook and its recent deliveries.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn hook(&self, id: &str) -> Result<HookDetails, ClientError> {
+        self.call("GET", &path(&["v1", "hooks", id], &[]), NONE)
+    }
+
+    /// `DELETE /v1/hooks/{id}`.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn delete_hook(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty("DELETE", &path(&["v1", "hooks", id], &[]))
+    }
+
+    /// `POST /v1/hooks/{id}`: deliver `body` to hook `id`, signed with
+    /// `secret` as delivery `delivery` at the current time (what a webhook
+    /// sender does; see [`crate::hooks::signature`]).
+    ///
+    /// # Errors
+    /// As [`Client::call`]: `Unauthorized` for a bad signature, `AlreadyExists`
+    /// for a delivery id seen before.
+    pub fn deliver_hook(&self, id: &str, secret: &str, delivery: &str, body: &[u8]) -> Result<Started, ClientError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let headers = [
+            (crate::hooks::TIMESTAMP_HEADER, now.to_string()),
+            (crate::hooks::DELIVERY_HEADER, delivery.to_owned()),
+            (crate::hooks::SIGNATURE_HEADER, crate::hooks::signature(secret, now, delivery, body)),
+        ];
+        let route = path(&["v1", "hooks", id], &[]);
+        let (_, bytes) = self.runtime.block_on(self.send_with("POST", &route, Some(body.to_vec()), &headers))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Answer { route: format!("POST {route}"), cause: e.to_string() })
     }
 
     /// `PUT /v1/secrets/{name}`: set secret `name` to `value` (replacing it).
@@ -546,6 +600,16 @@ impl Client {
     }
 
     async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), ClientError> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, String)],
+    ) -> Result<(u16, Bytes), ClientError> {
         let unreachable = |cause: String| ClientError::Unreachable { address: self.listen.to_string(), cause };
         let mut builder = Request::builder()
             .method(method)
@@ -554,6 +618,9 @@ impl Client {
             .header("authorization", format!("Bearer {}", self.token));
         if body.is_some() {
             builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
         }
         let request = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))

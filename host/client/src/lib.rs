@@ -28,6 +28,7 @@
 
 mod error;
 mod executions;
+pub mod hooks;
 #[cfg(feature = "http")]
 mod http;
 mod nodes;
@@ -41,6 +42,7 @@ mod workflows;
 
 pub use error::{DaemonError, ErrorCode};
 pub use executions::*;
+pub use hooks::{HookCreated, HookDelivery, HookDetails, HookList, HookSpec, HookView};
 #[cfg(feature = "http")]
 pub use http::{Client, ClientError};
 pub use nodes::*;

@@ -33,6 +33,7 @@ use plexus_client::{
     StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
 };
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
+use plexus_client::{HookCreated, HookDetails, HookList, HookSpec};
 use plexus_client::{SecretInfo, SecretList, SecretSet};
 use plexus_client::{TransactionList, TransactionQuery};
 use serde::Deserialize;
@@ -119,7 +120,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
 /// Returns `(public, protected)`: health needs no token; [`router`] puts
 /// the others behind the bearer-token check.
 pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
-    let public = OpenApiRouter::new().routes(routes!(health));
+    // A hook's deliveries carry its signature instead of the token.
+    let public = OpenApiRouter::new().routes(routes!(health)).routes(routes!(deliver_hook));
     let protected = OpenApiRouter::new()
         .routes(routes!(metrics))
         .routes(routes!(nodes))
@@ -135,6 +137,8 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(workflow, delete_workflow))
         .routes(routes!(templates, register_template))
         .routes(routes!(template, delete_template))
+        .routes(routes!(hooks, create_hook))
+        .routes(routes!(hook, delete_hook))
         .routes(routes!(secrets))
         .routes(routes!(set_secret, delete_secret))
         .routes(routes!(create_from_template))
@@ -439,6 +443,69 @@ async fn clear_workflows(State(s): State<ApiState>) -> ApiResult<Json<Cleared>> 
 async fn delete_workflow(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.daemon.delete_workflow(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- hooks -----
+
+/// Create a webhook trigger for a workflow. The answer holds the hook's
+/// signing secret, this once. 409 when the daemon has no secrets key.
+#[utoipa::path(post, path = "/v1/hooks", tag = "hooks", request_body = HookSpec,
+    responses((status = 201, description = "Created; `secret` is shown this once", body = HookCreated)))]
+async fn create_hook(State(s): State<ApiState>, Body(spec): Body<HookSpec>) -> ApiResult<Response> {
+    Ok((StatusCode::CREATED, Json(s.daemon.create_hook(spec).await?)).into_response())
+}
+
+/// Every hook (never a secret).
+#[utoipa::path(get, path = "/v1/hooks", tag = "hooks",
+    responses((status = 200, description = "Every hook, by id", body = HookList)))]
+async fn hooks(State(s): State<ApiState>) -> ApiResult<Json<HookList>> {
+    Ok(Json(HookList { hooks: s.daemon.hooks().await? }))
+}
+
+/// A hook and its deliveries of the last day.
+#[utoipa::path(get, path = "/v1/hooks/{id}", tag = "hooks", params(("id" = String, Path, description = "Hook id")),
+    responses((status = 200, description = "The hook and its recent deliveries, newest first", body = HookDetails)))]
+async fn hook(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<HookDetails>> {
+    Ok(Json(s.daemon.hook(&id).await?))
+}
+
+/// Delete a hook: deliveries to it are refused from now on.
+#[utoipa::path(delete, path = "/v1/hooks/{id}", tag = "hooks", params(("id" = String, Path, description = "Hook id")),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_hook(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.daemon.delete_hook(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deliver to a hook: no API token — the request is signed with the hook's
+/// secret (`X-Plexus-Signature: sha256=<hex HMAC-SHA256 of
+/// "{X-Plexus-Timestamp}.{X-Plexus-Delivery}." + body>`), its timestamp
+/// within 5 min of the daemon's clock, its delivery id never used before.
+/// The body (JSON) becomes the workflow's inputs. 401 for a missing or bad
+/// signature or a stale timestamp, 409 for a replayed delivery id.
+#[utoipa::path(post, path = "/v1/hooks/{id}", tag = "hooks", security(()),
+    params(
+        ("id" = String, Path, description = "Hook id"),
+        ("X-Plexus-Timestamp" = u64, Header, description = "Unix time, seconds"),
+        ("X-Plexus-Delivery" = String, Header, description = "The delivery's id: 1 to 128 of A-Z a-z 0-9 . _ -"),
+        ("X-Plexus-Signature" = String, Header, description = "sha256=<hex HMAC-SHA256>"),
+    ),
+    request_body(content = Object, description = "The inputs (a JSON object), or any JSON with the hook's inputs_key"),
+    responses((status = 202, description = "Accepted: the execution started", body = Started)))]
+async fn deliver_hook(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signed = crate::hooks::DeliveryHeaders {
+        timestamp: get(plexus_client::hooks::TIMESTAMP_HEADER),
+        delivery: get(plexus_client::hooks::DELIVERY_HEADER),
+        signature: get(plexus_client::hooks::SIGNATURE_HEADER),
+    };
+    let started = s.daemon.deliver(&id, &signed, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(started)).into_response())
 }
 
 // ----- secrets -----

@@ -415,7 +415,7 @@ impl Daemon {
         self.0.accepting.load(Ordering::Acquire)
     }
 
-    fn check_accepting(&self) -> DaemonResult<()> {
+    pub(crate) fn check_accepting(&self) -> DaemonResult<()> {
         if self.is_accepting() { Ok(()) } else { Err(DaemonError::invalid_state("the daemon is shutting down")) }
     }
 

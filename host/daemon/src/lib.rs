@@ -32,6 +32,7 @@ mod core;
 mod dbfile;
 pub mod error;
 mod health;
+pub mod hooks;
 mod journal;
 pub mod metrics;
 pub mod openapi;

@@ -30,6 +30,7 @@ use utoipa::openapi::{ContentBuilder, ResponseBuilder};
         (name = "plugins", description = "Loaded plugins and hot reload"),
         (name = "workflows", description = "Registered workflows and their versions"),
         (name = "templates", description = "Workflow templates and the workflows created from them"),
+        (name = "hooks", description = "Webhook triggers: signed deliveries (no API token) start a workflow"),
         (name = "secrets", description = "Secrets: set and deleted, never read back; `${{ secrets.NAME }}` in step parameters and plugin config"),
         (name = "executions", description = "Starting, watching, cancelling and retrying executions"),
         (name = "transactions", description = "Executions committed or rolled back together (QtForge's transactions)"),

@@ -188,7 +188,7 @@ impl Secrets {
             });
             let loaded = match same {
                 Some(l) => l.clone(),
-                None => self.open(&row),
+                None => self.open_row(&row),
             };
             next.insert(row.name, loaded);
         }
@@ -200,7 +200,7 @@ impl Secrets {
         Ok(changed)
     }
 
-    fn open(&self, row: &SecretRow) -> Loaded {
+    fn open_row(&self, row: &SecretRow) -> Loaded {
         let value = match &self.keyring {
             None => None,
             Some(k) if k.id() != row.key_id => {
@@ -262,6 +262,35 @@ impl Secrets {
         self.values.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), loaded);
         tracing::info!(secret = %name, "secret set");
         Ok(plexus_client::SecretInfo { name: name.to_owned(), updated_at_ms, usable: true })
+    }
+
+    /// `value` sealed under `label` (e.g. `hook:<id>`, bound as associated
+    /// data, like a secret's name) with this daemon's key; returns the
+    /// sealed bytes and the key's id. For other values kept encrypted (a
+    /// webhook's signing secret).
+    ///
+    /// # Errors
+    /// `InvalidState` without a key.
+    pub fn seal(&self, label: &str, value: &str) -> DaemonResult<(Vec<u8>, String)> {
+        let keyring = self.keyring()?;
+        let sealed = keyring.seal(label, value).map_err(|e| DaemonError::new(ErrorCode::Internal, e))?;
+        Ok((sealed, keyring.id().to_owned()))
+    }
+
+    /// The value [`Self::seal`] sealed under `label` with key `key_id`.
+    ///
+    /// # Errors
+    /// `InvalidState` without a key, or when it was sealed with another key;
+    /// `Internal` when it does not decrypt (changed).
+    pub fn open(&self, label: &str, sealed: &[u8], key_id: &str) -> DaemonResult<String> {
+        let keyring = self.keyring()?;
+        if keyring.id() != key_id {
+            return Err(DaemonError::new(
+                ErrorCode::InvalidState,
+                format!("{label} was sealed with key {key_id}; this daemon has key {}", keyring.id()),
+            ));
+        }
+        keyring.open(label, sealed).map_err(|e| DaemonError::new(ErrorCode::Internal, e))
     }
 
     /// Delete secret `name`.

@@ -1285,3 +1285,117 @@ async fn secrets_are_sealed_at_rest_used_by_steps_and_never_recorded() {
     assert!(!raw.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()), "the value is in the database");
     assert!(!raw.windows(13).any(|w| w == b"first-value-1"), "an old value is in the database");
 }
+
+/// `POST path` with `headers` and `body` (no token), over a fresh connection: (status line, body).
+async fn http_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request =
+        format!("POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The three signature headers of a delivery at Unix time `at`.
+fn signed(secret: &str, at: u64, delivery: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    use plexus_client::hooks::{DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
+    vec![
+        (TIMESTAMP_HEADER, at.to_string()),
+        (DELIVERY_HEADER, delivery.to_owned()),
+        (SIGNATURE_HEADER, signature(secret, at, delivery, body)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_starts_its_workflow_for_a_good_signature_only_once() {
+    let f = fixture(Arc::new(SystemClock));
+    let spec = || plexus_client::HookSpec {
+        id: Some("on-push".into()),
+        workflow: "hooked".into(),
+        inputs_key: None,
+        description: Some("CI pushes".into()),
+        priority: None,
+    };
+    f.daemon.register_workflow("id: hooked\ninputs:\n  tag: {type: string}\nsteps:\n  - {id: s, plugin_id: dtest.ops, method_name: tick, parameters: {tag: \"${{ inputs.tag }}\"}}\n").await.unwrap();
+    // No secrets key, no hooks: their secrets are kept sealed.
+    let keyless = crate::secrets::Secrets::load(f.store.arc(), None).await.unwrap();
+    let without = Daemon::new(
+        f.store.arc(),
+        HostBuilder::new().no_cache().build().unwrap(),
+        Arc::new(SystemClock),
+        tokio::runtime::Handle::current(),
+        1,
+        Metrics::default(),
+    );
+    without.set_secrets(keyless);
+    assert_eq!(without.create_hook(spec()).await.unwrap_err().code, crate::ErrorCode::InvalidState);
+    let key = crate::secrets::Keyring::from_hex(&crate::secrets::Keyring::generate().unwrap()).unwrap();
+    f.daemon.set_secrets(crate::secrets::Secrets::load(f.store.arc(), Some(key)).await.unwrap());
+    let missing = plexus_client::HookSpec { workflow: "nope".into(), ..spec() };
+    assert_eq!(f.daemon.create_hook(missing).await.unwrap_err().code, crate::ErrorCode::NotFound);
+    let created = f.daemon.create_hook(spec()).await.unwrap();
+    assert_eq!((created.hook.path.as_str(), created.secret.len()), ("/v1/hooks/on-push", 64));
+    assert_eq!(f.daemon.create_hook(spec()).await.unwrap_err().code, crate::ErrorCode::AlreadyExists);
+    let secret = created.secret.clone();
+
+    let app =
+        super::api::router(super::api::ApiState::new(f.daemon.clone(), Schedules::new(f.daemon.clone()), "t"), 1 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let body = br#"{"tag": "hooked-1"}"#;
+    // A good signature, no token: started.
+    let (status, answer) = http_post(addr, "/v1/hooks/on-push", &signed(&secret, now, "d-1", body), body).await;
+    assert!(status.contains("202"), "{status}: {answer}");
+    let started: plexus_client::Started = serde_json::from_str(&answer).unwrap();
+    assert_eq!(wait_done(&f.daemon, &started.execution_id).await.status, WorkflowStatus::Completed);
+    assert_eq!(runs("hooked-1"), 1);
+    // The same delivery again (a replay, still within the window): refused.
+    let (status, answer) = http_post(addr, "/v1/hooks/on-push", &signed(&secret, now, "d-1", body), body).await;
+    assert!(status.contains("409") && answer.contains("replay"), "{status}: {answer}");
+    // A bad signature, another hook's secret, a changed body, a stale or future timestamp, no headers: 401.
+    let other = br#"{"tag": "hooked-2"}"#;
+    let mut forged = signed(&secret, now, "d-2", body);
+    forged[2].1 = signed("not the secret", now, "d-2", other)[2].1.clone();
+    for (headers, sent) in [
+        (forged, &other[..]),
+        (signed(&secret, now, "d-3", body), &other[..]),
+        (signed(&secret, now - 301, "d-4", other), &other[..]),
+        (signed(&secret, now + 301, "d-5", other), &other[..]),
+        (signed(&secret, now, "bad delivery id", other), &other[..]),
+        (Vec::new(), &other[..]),
+    ] {
+        let (status, answer) = http_post(addr, "/v1/hooks/on-push", &headers, sent).await;
+        assert!(status.contains("401"), "{headers:?}: {status}: {answer}");
+    }
+    assert_eq!(runs("hooked-2"), 0, "no forged delivery ran");
+    // Not an object (the hook has no inputs_key): 400, and the delivery id stays usable.
+    let list = b"[1, 2]";
+    let (status, _) = http_post(addr, "/v1/hooks/on-push", &signed(&secret, now, "d-6", list), list).await;
+    assert!(status.contains("400"), "{status}");
+    // The management routes on the same path need the token; deliveries are listed.
+    let (status, _) = http_get(addr, "/v1/hooks/on-push").await;
+    assert!(status.contains("200"), "{status}");
+    let details = f.daemon.hook("on-push").await.unwrap();
+    assert_eq!(details.deliveries.len(), 1);
+    assert_eq!(details.deliveries[0].execution_id.as_deref(), Some(started.execution_id.as_str()));
+    assert!(!serde_json::to_string(&f.daemon.hooks().await.unwrap()).unwrap().contains(&secret));
+    // Deleted: deliveries are refused.
+    f.daemon.delete_hook("on-push").await.unwrap();
+    let (status, _) = http_post(addr, "/v1/hooks/on-push", &signed(&secret, now, "d-7", body), body).await;
+    assert!(status.contains("404"), "{status}");
+}

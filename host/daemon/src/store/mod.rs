@@ -161,6 +161,7 @@ impl<R: Send + 'static> IntoFuture for StoreWrite<R> {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 mod executions;
+mod hooks;
 mod postgres;
 mod schedules;
 mod schema;
@@ -288,6 +289,22 @@ pub trait Store: Send + Sync + 'static {
     fn secrets(&self) -> StoreFuture<Vec<SecretRow>>;
     /// Delete secret `name`; whether it existed.
     fn delete_secret(&self, name: &str) -> StoreFuture<bool>;
+
+    /// Create hook `row.id`; `false` if the id is taken.
+    fn insert_hook(&self, row: &HookRow) -> StoreFuture<bool>;
+    /// Every hook, by id.
+    fn hooks(&self) -> StoreFuture<Vec<HookRow>>;
+    /// Delete hook `id` and its deliveries; whether it existed.
+    fn delete_hook(&self, id: &str) -> StoreFuture<bool>;
+    /// Record delivery `delivery` of hook `hook` received at `at_ms`, unless
+    /// it was recorded before (a replay: `false`); forget the hook's
+    /// deliveries received before `forget_before_ms`. One transaction.
+    fn claim_delivery(&self, hook: &str, delivery: &str, at_ms: u64, forget_before_ms: u64) -> StoreFuture<bool>;
+    /// The execution a claimed delivery started, or `None`: it started none
+    /// (forget it, so that the sender may try again).
+    fn finish_delivery(&self, hook: &str, delivery: &str, execution: Option<&str>) -> StoreFuture<()>;
+    /// Hook `hook`'s newest `limit` deliveries, newest first.
+    fn deliveries(&self, hook: &str, limit: u32) -> StoreFuture<Vec<plexus_client::HookDelivery>>;
 
     /// Create schedule `id`; `false` if the id is taken.
     fn insert_schedule(&self, id: &str, spec: &Value, enabled: bool, created_at_ms: u64) -> StoreFuture<bool>;
@@ -469,6 +486,27 @@ pub struct TemplateRow {
     pub source: String,
     /// When it was stored, ms since the Unix epoch.
     pub updated_at_ms: u64,
+}
+
+/// A `hooks` row.
+#[derive(Clone, PartialEq)]
+pub struct HookRow {
+    /// Hook id.
+    pub id: String,
+    /// Its spec (JSON, `plexus_client::HookSpec`).
+    pub spec: Value,
+    /// Its signing secret, sealed (`crate::secrets::Secrets::seal`, label `hook:<id>`).
+    pub sealed: Vec<u8>,
+    /// The id of the key it was sealed with.
+    pub key_id: String,
+    /// Created at, ms since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+impl std::fmt::Debug for HookRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HookRow({}, {}, key {})", self.id, self.spec, self.key_id)
+    }
 }
 
 /// A `secrets` row: a value sealed by `crate::secrets::Keyring`.

@@ -120,4 +120,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         key_id TEXT NOT NULL,
         updated_at_ms INTEGER NOT NULL
     );",
+    // 9: webhook triggers (their signing secrets sealed like secrets) and the
+    // deliveries they accepted (a delivery id seen before is a replay).
+    "CREATE TABLE hooks (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        key_id TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE hook_deliveries (
+        hook_id TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        execution_id TEXT,
+        PRIMARY KEY (hook_id, delivery)
+    );
+    CREATE INDEX hook_deliveries_by_time ON hook_deliveries (hook_id, received_at_ms);",
 ];

@@ -11,6 +11,7 @@ use super::{
     WorkflowRow,
 };
 use crate::dbfile::FileChanged;
+use crate::store::HookRow;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
 use serde_json::{Map, Value};
 use std::future::IntoFuture;
@@ -78,6 +79,35 @@ impl Store for SqliteStore {
     fn delete_template(&self, id: &str) -> StoreFuture<bool> {
         let id = id.to_owned();
         self.blocking(move |s| s.delete_template(&id))
+    }
+
+    fn insert_hook(&self, row: &HookRow) -> StoreFuture<bool> {
+        let row = row.clone();
+        self.blocking(move |s| s.insert_hook(&row))
+    }
+
+    fn hooks(&self) -> StoreFuture<Vec<HookRow>> {
+        self.blocking(SqliteStore::hooks)
+    }
+
+    fn delete_hook(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.delete_hook(&id))
+    }
+
+    fn claim_delivery(&self, hook: &str, delivery: &str, at_ms: u64, forget_before_ms: u64) -> StoreFuture<bool> {
+        let (hook, delivery) = (hook.to_owned(), delivery.to_owned());
+        self.blocking(move |s| s.claim_delivery(&hook, &delivery, at_ms, forget_before_ms))
+    }
+
+    fn finish_delivery(&self, hook: &str, delivery: &str, execution: Option<&str>) -> StoreFuture<()> {
+        let (hook, delivery, execution) = (hook.to_owned(), delivery.to_owned(), execution.map(str::to_owned));
+        self.blocking(move |s| s.finish_delivery(&hook, &delivery, execution.as_deref()))
+    }
+
+    fn deliveries(&self, hook: &str, limit: u32) -> StoreFuture<Vec<plexus_client::HookDelivery>> {
+        let hook = hook.to_owned();
+        self.blocking(move |s| s.deliveries(&hook, limit))
     }
 
     fn put_secret(&self, name: &str, sealed: Vec<u8>, key_id: &str) -> StoreFuture<u64> {

@@ -135,4 +135,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         key_id TEXT NOT NULL,
         updated_at_ms BIGINT NOT NULL
     );",
+    // 4: webhook triggers and the deliveries they accepted.
+    "CREATE TABLE hooks (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        sealed BYTEA NOT NULL,
+        key_id TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL
+    );
+    CREATE TABLE hook_deliveries (
+        hook_id TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        received_at_ms BIGINT NOT NULL,
+        execution_id TEXT,
+        PRIMARY KEY (hook_id, delivery)
+    );
+    CREATE INDEX hook_deliveries_by_time ON hook_deliveries (hook_id, received_at_ms);",
 ];

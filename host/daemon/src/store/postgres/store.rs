@@ -5,6 +5,7 @@
 
 use super::PgStore;
 use crate::dbfile::FileChanged;
+use crate::store::HookRow;
 use crate::store::shape::{self, ExecutionHead, ExecutionInsert, ExecutionUpdate, StateEntry, StepWrite};
 use crate::store::{
     Event, ExecutionFilter, ExecutionSummary, Fire, FireOutcome, ScheduleRow, SecretRow, SourceFormat, Store,
@@ -344,6 +345,110 @@ impl Store for PgStore {
     fn delete_template(&self, id: &str) -> StoreFuture<bool> {
         let id = id.to_owned();
         self.run(move |s| async move { Ok(s.exec("DELETE FROM templates WHERE id = $1", &[&id]).await? > 0) })
+    }
+
+    fn insert_hook(&self, row: &HookRow) -> StoreFuture<bool> {
+        let row = row.clone();
+        self.run(move |s| async move {
+            let n = s
+                .exec(
+                    "INSERT INTO hooks (id, spec, sealed, key_id, created_at_ms) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&row.id, &row.spec.to_string(), &row.sealed, &row.key_id, &(row.created_at_ms as i64)],
+                )
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn hooks(&self) -> StoreFuture<Vec<HookRow>> {
+        self.run(|s| async move {
+            let rows = s.query("SELECT id, spec, sealed, key_id, created_at_ms FROM hooks ORDER BY id", &[]).await?;
+            rows.iter()
+                .map(|r| {
+                    let spec: String = s.col(r, 1)?;
+                    Ok(HookRow {
+                        id: s.col(r, 0)?,
+                        spec: serde_json::from_str(&spec).map_err(|e| s.corrupt(format!("hook: {e}")))?,
+                        sealed: s.col(r, 2)?,
+                        key_id: s.col(r, 3)?,
+                        created_at_ms: s.unsigned(r, 4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn delete_hook(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_owned();
+        self.run(move |s| async move {
+            let row = s
+                .query_opt(
+                    "WITH d AS (DELETE FROM hook_deliveries WHERE hook_id = $1), h AS (DELETE FROM hooks WHERE id = $1 RETURNING id)
+                     SELECT COUNT(*) FROM h",
+                    &[&id],
+                )
+                .await?;
+            Ok(row.map(|r| s.unsigned(&r, 0)).transpose()?.unwrap_or(0) > 0)
+        })
+    }
+
+    fn claim_delivery(&self, hook: &str, delivery: &str, at_ms: u64, forget_before_ms: u64) -> StoreFuture<bool> {
+        let (hook, delivery) = (hook.to_owned(), delivery.to_owned());
+        self.run(move |s| async move {
+            let row = s
+                .query_opt(
+                    "WITH old AS (DELETE FROM hook_deliveries WHERE hook_id = $1 AND received_at_ms < $4),
+                     new AS (INSERT INTO hook_deliveries (hook_id, delivery, received_at_ms) VALUES ($1, $2, $3)
+                             ON CONFLICT (hook_id, delivery) DO NOTHING RETURNING 1)
+                     SELECT COUNT(*) FROM new",
+                    &[&hook, &delivery, &(at_ms as i64), &(forget_before_ms as i64)],
+                )
+                .await?;
+            Ok(row.map(|r| s.unsigned(&r, 0)).transpose()?.unwrap_or(0) > 0)
+        })
+    }
+
+    fn finish_delivery(&self, hook: &str, delivery: &str, execution: Option<&str>) -> StoreFuture<()> {
+        let (hook, delivery, execution) = (hook.to_owned(), delivery.to_owned(), execution.map(str::to_owned));
+        self.run(move |s| async move {
+            match execution {
+                Some(e) => {
+                    s.exec(
+                        "UPDATE hook_deliveries SET execution_id = $3 WHERE hook_id = $1 AND delivery = $2",
+                        &[&hook, &delivery, &e],
+                    )
+                    .await?
+                }
+                None => {
+                    s.exec("DELETE FROM hook_deliveries WHERE hook_id = $1 AND delivery = $2", &[&hook, &delivery])
+                        .await?
+                }
+            };
+            Ok(())
+        })
+    }
+
+    fn deliveries(&self, hook: &str, limit: u32) -> StoreFuture<Vec<plexus_client::HookDelivery>> {
+        let hook = hook.to_owned();
+        self.run(move |s| async move {
+            let rows = s
+                .query(
+                    "SELECT delivery, received_at_ms, execution_id FROM hook_deliveries WHERE hook_id = $1
+                     ORDER BY received_at_ms DESC, delivery LIMIT $2",
+                    &[&hook, &i64::from(limit)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(plexus_client::HookDelivery {
+                        delivery: s.col(r, 0)?,
+                        received_at_ms: s.unsigned(r, 1)?,
+                        execution_id: s.col(r, 2)?,
+                    })
+                })
+                .collect()
+        })
     }
 
     fn put_secret(&self, name: &str, sealed: Vec<u8>, key_id: &str) -> StoreFuture<u64> {
