@@ -253,6 +253,46 @@ pub struct StepRecord {
     pub usage: Option<StepUsage>,
 }
 
+/// One item of a map step (`for_each`): the step's operation run for one
+/// element of its list, with its own status, attempts and retries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ItemRecord {
+    /// Its position in the list, from 0.
+    pub index: usize,
+    /// Current status.
+    pub status: StepStatus,
+    /// Output, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Start of the first attempt, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    /// End of the last attempt, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+}
+
+impl ItemRecord {
+    /// Item `index`, not started.
+    pub fn pending(index: usize) -> Self {
+        Self {
+            index,
+            status: StepStatus::Pending,
+            output: None,
+            error: None,
+            attempts: 0,
+            started_at_ms: None,
+            ended_at_ms: None,
+        }
+    }
+}
+
 /// What a step's calls used, as their runtime measured it: CPU time from
 /// the calling thread (WASM and in-process native plugins) or the worker
 /// process (native plugins in worker processes: its `getrusage`, all its

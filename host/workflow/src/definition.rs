@@ -286,7 +286,32 @@ pub struct Step {
     pub metadata: Value,
     /// What it needs of the workflow's [`ResourceBudget`] while it runs.
     pub resources: StepResources,
+    /// A map step: its operation runs once per item of a list known at run time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapSpec>,
 }
+
+/// A map step (dynamic fan-out: Airflow's dynamic task mapping, Argo's
+/// `withParam`): `for_each` gives a list when the step starts; its operation
+/// runs once per item, `item` and `index` in its parameters' scope, each an
+/// item with its own status, attempts and retries (the step's retry policy
+/// and timeout apply per item). The step's output is the list of the items'
+/// outputs, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MapSpec {
+    /// The list: one `${{ … }}` expression (e.g. `${{ steps.list.output.items }}`).
+    pub for_each: String,
+    /// Stop starting items at the first that fails (after its retries) —
+    /// the default; `false` runs every item, and the step fails if any did
+    /// (its output holds `null` for them).
+    pub fail_fast: bool,
+    /// Items running at once (default: the workflow's `max_parallel`; they
+    /// take the workflow's slots too).
+    pub max_parallel: Option<usize>,
+}
+
+/// The most items a map step runs.
+pub const MAX_MAP_ITEMS: usize = 100_000;
 
 /// What a step needs while it runs (`resources: {cpu: 1, memory_mb: 512}`),
 /// counted against its workflow's [`ResourceBudget`]. Zero (the default)

@@ -23,7 +23,8 @@ use super::definition::{Action, Workflow};
 use super::expr::Scope;
 use super::journal::{Journal, JournalError, JournalResult, NoJournal};
 use super::status::{
-    CompensationRecord, ExecutionStatus, StepError, StepEvent, StepRecord, StepStatus, WorkflowStatus, epoch_ms,
+    CompensationRecord, ExecutionStatus, ItemRecord, StepError, StepEvent, StepRecord, StepStatus, WorkflowStatus,
+    epoch_ms,
 };
 use super::validate::{Compiled, CompiledStep, ValidWorkflow};
 use plexus_host::CallError;
@@ -84,6 +85,19 @@ pub struct Execution {
     /// transitions are recorded in order and [`Self::record_again`] never
     /// records an older state over a newer one.
     recording: tokio::sync::Mutex<()>,
+    /// Map steps' item records: restored from a journal (taken when the map
+    /// starts again), and those whose write failed (written again by
+    /// [`Self::record_again`]).
+    items: Mutex<ItemRecords>,
+}
+
+/// See [`Execution::restore_items`].
+#[derive(Default)]
+struct ItemRecords {
+    /// By step index: the items recorded before a restart.
+    restored: std::collections::HashMap<usize, Vec<ItemRecord>>,
+    /// By (step, item): records the journal could not write.
+    unrecorded: std::collections::BTreeMap<(usize, usize), ItemRecord>,
 }
 
 impl Execution {
@@ -171,7 +185,51 @@ impl Execution {
             cancel_asked: AtomicBool::new(false),
             held: watch::channel(false).0,
             recording: tokio::sync::Mutex::new(()),
+            items: Mutex::default(),
         })
+    }
+
+    /// Give a restored execution the item records of its map step number
+    /// `step` (as a journal kept them): when the map starts again, completed
+    /// items keep their output and are not run again; the others run (an
+    /// interrupted attempt counts, as for a step).
+    pub fn restore_items(&self, step: usize, records: Vec<ItemRecord>) {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner).restored.insert(step, records);
+    }
+
+    /// The item records restored for map step `step` (once).
+    pub(super) fn take_restored_items(&self, step: usize) -> Vec<ItemRecord> {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner).restored.remove(&step).unwrap_or_default()
+    }
+
+    /// Record item `record` of map step `step` (on a thread that may block;
+    /// secrets redacted). A failed write holds the execution, as a step's
+    /// does, and is written again by [`Self::record_again`]. Returns whether
+    /// it was recorded.
+    pub(super) fn update_item_blocking(&self, step: usize, mut record: ItemRecord) -> bool {
+        if let Some(output) = &mut record.output {
+            redactor().value(output);
+        }
+        if let Some(error) = &mut record.error {
+            redact_text(&mut error.message);
+        }
+        let _recording = self.recording_blocking();
+        match self.journal.item_blocking(&self.id, step, &record) {
+            Ok(()) => {
+                // A newer record replaces one that could not be written.
+                self.items.lock().unwrap_or_else(PoisonError::into_inner).unrecorded.remove(&(step, record.index));
+                true
+            }
+            Err(e) => {
+                self.hold(&format!("item {} of step {step}", record.index), &e);
+                self.items
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .unrecorded
+                    .insert((step, record.index), record);
+                false
+            }
+        }
     }
 
     /// The execution id.
@@ -369,6 +427,14 @@ impl Execution {
         let (version, mut state) = self.state.changed_since(0).unwrap_or_else(|| (0, self.state.snapshot()));
         redact_map(&mut state);
         self.journal.snapshot(&status, &state).await?;
+        let unrecorded: Vec<((usize, usize), ItemRecord)> = {
+            let items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+            items.unrecorded.iter().map(|(k, r)| (*k, r.clone())).collect()
+        };
+        for ((step, index), record) in unrecorded {
+            self.journal.item(&self.id, step, &record).await?;
+            self.items.lock().unwrap_or_else(PoisonError::into_inner).unrecorded.remove(&(step, index));
+        }
         self.state_seen.fetch_max(version, Ordering::AcqRel);
         tracing::info!(execution = %self.id, "recorded again; the execution goes on");
         self.held.send_replace(false);

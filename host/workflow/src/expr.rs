@@ -117,8 +117,9 @@ fn error_line(e: &minijinja::Error) -> String {
 }
 
 /// What expressions can see: built by the engine from the execution's state.
+#[derive(Clone)]
 pub(crate) struct Scope {
-    root: MjValue,
+    names: std::collections::BTreeMap<&'static str, MjValue>,
 }
 
 impl Scope {
@@ -140,11 +141,19 @@ impl Scope {
         if let Some(secrets) = secrets {
             root.insert("secrets", json_value(secrets));
         }
-        Self { root: MjValue::from(root) }
+        Self { names: root }
+    }
+
+    /// This scope with a map step's `item` and its `index`.
+    pub fn with_item(&self, item: Value, index: usize) -> Self {
+        let mut names = self.names.clone();
+        names.insert("item", json_value(item));
+        names.insert("index", MjValue::from(index));
+        Self { names }
     }
 
     fn value(&self) -> MjValue {
-        self.root.clone()
+        MjValue::from(self.names.clone())
     }
 }
 

@@ -18,7 +18,7 @@
 //! does not end. Whoever owns the journal calls `Execution::record_again`
 //! until [`Journal::snapshot`] succeeds; the execution then goes on.
 
-use super::status::{CompensationRecord, ExecutionStatus, StepRecord};
+use super::status::{CompensationRecord, ExecutionStatus, ItemRecord, StepRecord};
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -78,6 +78,17 @@ pub trait Journal: Send + Sync {
     ) -> JournalResult {
         tokio::runtime::Handle::current().block_on(self.step(execution_id, index, record, state))
     }
+    /// Item `record.index` of map step number `index` changed to `record`.
+    /// The default records nothing (a journal that keeps no items: a resumed
+    /// map then runs every item that had not completed in memory again).
+    fn item(&self, execution_id: &str, index: usize, record: &ItemRecord) -> JournalFuture {
+        let _ = (execution_id, index, record);
+        written(Ok(()))
+    }
+    /// [`Self::item`] for a caller on a thread that may block (see [`Self::step_blocking`]).
+    fn item_blocking(&self, execution_id: &str, index: usize, record: &ItemRecord) -> JournalResult {
+        tokio::runtime::Handle::current().block_on(self.item(execution_id, index, record))
+    }
     /// A compensation ran (`seq` counts from 0 within the execution).
     fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalFuture;
     /// Record the whole execution at once — status, steps, compensations and
@@ -100,6 +111,9 @@ impl Journal for NoJournal {
         written(Ok(()))
     }
     fn step_blocking(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalResult {
+        Ok(())
+    }
+    fn item_blocking(&self, _: &str, _: usize, _: &ItemRecord) -> JournalResult {
         Ok(())
     }
     fn compensation(&self, _: &str, _: usize, _: &CompensationRecord) -> JournalFuture {

@@ -17,8 +17,8 @@
 //! missing or out of range with the same paths.
 
 use super::definition::{
-    Action, Backoff, ExecutionMode, ID_RULE, InputSpec, InputType, MAX_ID_LEN, Problems, ResourceBudget, RetryOn,
-    RetryPolicy, Step, StepResources, TransactionRule, Workflow, is_valid_id, kind,
+    Action, Backoff, ExecutionMode, ID_RULE, InputSpec, InputType, MAX_ID_LEN, MapSpec, Problems, ResourceBudget,
+    RetryOn, RetryPolicy, Step, StepResources, TransactionRule, Workflow, is_valid_id, kind,
 };
 use super::duration;
 use super::source::{DocPath, Document};
@@ -178,6 +178,16 @@ pub(crate) struct RawStep {
     metadata: Option<Value>,
     /// What it needs of the workflow's `resources` budget while it runs.
     resources: Option<Nested<RawNeeds>>,
+    /// Makes it a map step: one `${{ … }}` expression giving a list; the
+    /// operation runs once per item (`item` and `index` in the parameters'
+    /// scope), at most 100,000.
+    for_each: Option<String>,
+    /// A map step: stop at the first item that fails (default true), or run
+    /// them all and fail if any did.
+    fail_fast: Option<bool>,
+    /// A map step: items running at once (default: the workflow's `max_parallel`).
+    #[schemars(range(min = 1))]
+    max_parallel: Option<u64>,
 }
 
 /// Which kind of a plugin to call.
@@ -853,6 +863,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             compensate: None,
             metadata: Value::Null,
             resources: StepResources::default(),
+            map: None,
         };
     };
     let RawStep {
@@ -875,6 +886,9 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         compensate,
         metadata,
         resources,
+        for_each,
+        fail_fast,
+        max_parallel,
     } = raw;
     let id = match (key_id, declared) {
         (Some(key), Some(inner)) if key != inner => {
@@ -938,7 +952,28 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         read_retry(&value.0, &path.key("retry"), &label, &mut retry, p);
     }
     let compensate = compensate.map(|c| action(&c.0, &path.key("compensate"), Some(&id), p));
+    let map = match for_each {
+        Some(for_each) => {
+            if max_parallel == Some(0) {
+                p.add(Some(&label), &path.key("max_parallel"), "must be at least 1");
+            }
+            Some(MapSpec {
+                for_each,
+                fail_fast: fail_fast.unwrap_or(true),
+                max_parallel: max_parallel.map(|n| usize::try_from(n.max(1)).unwrap_or(usize::MAX)),
+            })
+        }
+        None => {
+            for (key, given) in [("fail_fast", fail_fast.is_some()), ("max_parallel", max_parallel.is_some())] {
+                if given {
+                    p.add(Some(&label), &path.key(key), "only a map step (with `for_each`) takes it");
+                }
+            }
+            None
+        }
+    };
     Step {
+        map,
         name: name.unwrap_or_else(|| id.clone()),
         description: description.unwrap_or_default(),
         action: Action {
@@ -1047,7 +1082,7 @@ mod tests {
             "line 6: step `a`: steps[0].critical: expected true or false, found text",
             "line 7: step `a`: steps[0].timeout: invalid duration [1]: expected milliseconds or text like \"30s\"",
             "line 8: step `a`: steps[0].dependencies[1]: expected text, found a number",
-            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, kind, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata, resources)",
+            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, kind, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata, resources, for_each, fail_fast, max_parallel)",
             "line 10: step `a`: steps[0].retry.max_attempts: expected a whole number ≥ 0, found a number",
             "line 10: step `a`: steps[0].retry.jitter: expected a number, found text",
             "line 10: step `a`: steps[0].retry.backoff: unknown backoff `sometimes`: expected constant or exponential",

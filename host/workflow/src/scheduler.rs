@@ -34,9 +34,11 @@
 //! execution, a wait for a signal) is one more source of [`Event`]s — waiting
 //! costs a future in the phase's task, not a thread.
 
+mod map;
+
 use super::definition::StepResources;
 use super::engine::{Abort, Engine, Execution, Prepared, call_error, error};
-use super::expr::Template;
+use super::expr::{Scope, Template};
 use super::status::{MAX_STEP_METRICS, StepError, StepEvent, StepProgress, StepRecord, StepStatus, StepUsage};
 use plexus_host::CallError;
 use plexus_host::runtime::CallTicket;
@@ -98,6 +100,10 @@ fn step_metrics(step: &str, reported: Vec<(String, f64)>) -> BTreeMap<String, f6
     kept
 }
 
+/// What is queued and run: `(rank, step, item)` — `item` is `None` for a
+/// step, `Some(k)` for item `k` of a map step (see the `map` module).
+type Task = (usize, usize, Option<usize>);
+
 /// A step ready to call: rendered once, reused by its retries.
 struct Job {
     params: Value,
@@ -115,9 +121,9 @@ enum Event {
     RunnerEnded,
     /// A call that cannot be pre-empted registered an earlier deadline.
     Armed,
-    /// Step `step` failed and waits `delay` before its next attempt (its
-    /// `retrying` status is recorded).
-    Retry { step: usize, delay: Duration },
+    /// Step `step` (or its item `item`) failed and waits `delay` before its
+    /// next attempt (its `retrying` status is recorded).
+    Retry { step: usize, item: Option<usize>, delay: Duration },
 }
 
 /// How a recorded attempt ended.
@@ -131,6 +137,7 @@ enum Outcome {
 /// A call a runner is blocked in that cannot be pre-empted.
 struct Watched {
     step: usize,
+    item: Option<usize>,
     attempt: u32,
     services: CallServices,
     timeout: Duration,
@@ -141,7 +148,9 @@ struct Watched {
 /// The scheduling state.
 struct Schedule {
     waiting: Vec<usize>,
-    ready: BTreeSet<(usize, usize)>,
+    ready: BTreeSet<Task>,
+    /// The map steps that started, by step.
+    maps: std::collections::HashMap<usize, map::MapRun>,
     jobs: Vec<Option<Arc<Job>>>,
     attempts: Vec<u32>,
     /// Slots taken: steps being run, and in serial modes a step waiting to retry.
@@ -198,10 +207,11 @@ impl Forward {
         let (ended, attempts): (Vec<bool>, Vec<u32>) =
             exec.lock().steps.iter().map(|s| (s.status.is_terminal(), s.attempts)).unzip();
         let waiting: Vec<usize> = dag.deps.iter().map(|deps| deps.iter().filter(|&&d| !ended[d]).count()).collect();
-        let ready = (0..n).filter(|&i| !ended[i] && waiting[i] == 0).map(|i| (dag.rank[i], i)).collect();
+        let ready = (0..n).filter(|&i| !ended[i] && waiting[i] == 0).map(|i| (dag.rank[i], i, None)).collect();
         let sched = Schedule {
             waiting,
             ready,
+            maps: std::collections::HashMap::new(),
             jobs: vec![None; n],
             attempts,
             running: 0,
@@ -242,7 +252,7 @@ impl Forward {
         let drain = fwd.engine.drain_signal().clone();
         let cancel = exec.cancel_token().clone();
         let mut held = exec.held_changes();
-        let mut timers: JoinSet<(usize, bool)> = JoinSet::new();
+        let mut timers: JoinSet<(usize, Option<usize>, bool)> = JoinSet::new();
         loop {
             let armed = {
                 let mut st = fwd.lock();
@@ -270,9 +280,9 @@ impl Forward {
             };
             tokio::select! {
                 Some(event) = inbox.recv() => {
-                    if let Event::Retry { step, delay } = event {
+                    if let Event::Retry { step, item, delay } = event {
                         let fwd = fwd.clone();
-                        timers.spawn(async move { fwd.retry_after(step, delay).await });
+                        timers.spawn(async move { fwd.retry_after(step, item, delay).await });
                     }
                 }
                 Some(due) = timers.join_next() => fwd.retry_due(due),
@@ -289,6 +299,15 @@ impl Forward {
                     fwd.abort(&mut fwd.lock(), why);
                 }
             }
+        }
+        // Map steps the phase stopped in the middle of end now (a drained one
+        // stays running, to go on from its items when it resumes).
+        let stopped: Vec<(usize, map::MapRun)> = {
+            let mut st = fwd.lock();
+            if st.suspended { Vec::new() } else { st.maps.drain().collect() }
+        };
+        for (i, run) in stopped {
+            fwd.stop_map(i, run).await;
         }
         let st = fwd.lock();
         match &st.abort {
@@ -350,11 +369,16 @@ impl Forward {
     /// first that does not fit holds back the ones after it.
     fn startable(&self, st: &Schedule) -> usize {
         let free = st.limit.saturating_sub(st.running);
-        let Some(budget) = &self.prepared.workflow.resources else { return st.ready.len().min(free) };
+        // A map's queued items start whatever the slots (their map bounds them).
+        let items = st.ready.iter().filter(|t| t.2.is_some()).count();
+        let Some(budget) = &self.prepared.workflow.resources else { return (st.ready.len() - items).min(free) + items };
         let steps = &self.prepared.workflow.steps;
         let mut used = st.used;
         let mut n = 0;
-        for &(_, i) in &st.ready {
+        for &(_, i, item) in &st.ready {
+            if item.is_some() {
+                continue;
+            }
             let need = steps[i].resources;
             if n == free || !budget.fits(used, need) {
                 break;
@@ -362,7 +386,7 @@ impl Forward {
             used = add(used, need);
             n += 1;
         }
-        n
+        n + items
     }
 
     /// Whether ready step `i` fits the budget now (always, without one).
@@ -395,9 +419,13 @@ impl Forward {
     fn runner(self: Arc<Self>) {
         let mut carrying = None;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            while let Some((i, attempt)) = self.next() {
-                carrying = Some(i);
-                if !self.run_step(i, attempt) {
+            while let Some((i, item, attempt)) = self.next() {
+                carrying = Some((i, item));
+                let carried = match item {
+                    None => self.run_step(i, attempt),
+                    Some(k) => self.run_item(i, k, attempt),
+                };
+                if !carried {
                     // The phase gave up on this call; it already counted this runner out.
                     return;
                 }
@@ -416,10 +444,19 @@ impl Forward {
             let mut st = self.lock();
             // Counted out, as far as it was still counted.
             st.runners = st.runners.saturating_sub(1);
-            if let Some(i) = carrying {
+            if let Some((i, item)) = carrying {
                 st.busy = st.busy.saturating_sub(1);
-                st.running = st.running.saturating_sub(1);
-                self.release(&mut st, i);
+                match item {
+                    None => {
+                        st.running = st.running.saturating_sub(1);
+                        self.release(&mut st, i);
+                    }
+                    Some(_) => {
+                        if let Some(run) = st.maps.get_mut(&i) {
+                            run.in_flight = run.in_flight.saturating_sub(1);
+                        }
+                    }
+                }
             }
             self.abort(&mut st, Abort::Failed(format!("internal error: a step runner panicked: {message}")));
             drop(st);
@@ -427,8 +464,8 @@ impl Forward {
         }
     }
 
-    /// The next step to run and its attempt number; `None` ends the runner.
-    fn next(&self) -> Option<(usize, u32)> {
+    /// The next step (or map item) to run and its attempt number; `None` ends the runner.
+    fn next(&self) -> Option<(usize, Option<usize>, u32)> {
         let mut st = self.lock();
         // A cancel asked while this runner carried a step stops it here, as
         // the phase's task would on waking: the dependents just released are
@@ -437,19 +474,33 @@ impl Forward {
         if st.abort.is_none() && self.exec.cancel_token().is_cancelled() {
             self.abort(&mut st, Abort::Cancelled);
         }
-        if st.abort.is_none()
-            && !self.draining(&mut st)
-            && !self.exec.is_held()
-            && st.running < st.limit
-            && let Some(&(rank, i)) = st.ready.first()
-            && self.fits(&st, i)
-        {
-            st.ready.remove(&(rank, i));
-            self.hold(&mut st, i);
-            st.running += 1;
+        // The first ready task that may start: a step needs a free slot (and
+        // to fit the budget); a map's items are bounded by their map alone.
+        let task = (st.abort.is_none() && !self.draining(&mut st) && !self.exec.is_held())
+            .then(|| {
+                st.ready
+                    .iter()
+                    .find(|&&(_, i, item)| item.is_some() || (st.running < st.limit && self.fits(&st, i)))
+                    .copied()
+            })
+            .flatten();
+        if let Some((rank, i, item)) = task {
+            st.ready.remove(&(rank, i, item));
             st.busy += 1;
-            st.attempts[i] += 1;
-            return Some((i, st.attempts[i]));
+            let attempt = match item {
+                None => {
+                    st.running += 1;
+                    self.hold(&mut st, i);
+                    st.attempts[i] += 1;
+                    st.attempts[i]
+                }
+                Some(k) => {
+                    let run = st.maps.get_mut(&i).expect("a queued item's map has started");
+                    run.records[k].attempts += 1;
+                    run.records[k].attempts
+                }
+            };
+            return Some((i, item, attempt));
         }
         st.runners -= 1;
         drop(st);
@@ -460,6 +511,10 @@ impl Forward {
     /// Run one attempt of step `i` to its recorded end. `false` when the
     /// phase gave up on its call (timed out; the runner must end).
     fn run_step(self: &Arc<Self>, i: usize, attempt: u32) -> bool {
+        if self.prepared.workflow.steps[i].map.is_some() {
+            self.start_map(i, attempt);
+            return true;
+        }
         let cached = self.lock().jobs[i].clone();
         let job = match cached.map_or_else(|| self.job(i), Ok) {
             Ok(job) => job,
@@ -497,10 +552,10 @@ impl Forward {
             st.running -= 1;
             st.busy -= 1;
             self.release(&mut st, i);
-            st.ready.insert((self.prepared.dag.rank[i], i));
+            st.ready.insert((self.prepared.dag.rank[i], i, None));
             return true;
         }
-        let Some((result, usage)) = self.call(i, attempt, &job) else { return false };
+        let Some((result, usage)) = self.call(i, None, attempt, &job) else { return false };
         let outcome = self.settle(i, attempt, result, usage);
         self.after(i, outcome);
         true
@@ -529,7 +584,7 @@ impl Forward {
                 for &d in &dag.dependents[i] {
                     st.waiting[d] -= 1;
                     if st.waiting[d] == 0 {
-                        st.ready.insert((dag.rank[d], d));
+                        st.ready.insert((dag.rank[d], d, None));
                     }
                 }
                 // More ready than runners: start more (this one takes one).
@@ -541,7 +596,7 @@ impl Forward {
                     st.running -= 1;
                 }
                 st.timers += 1;
-                let _ = self.events.send(Event::Retry { step: i, delay });
+                let _ = self.events.send(Event::Retry { step: i, item: None, delay });
                 if self.prepared.workflow.resources.is_some() {
                     // What it gave back may let steps that waited for it start.
                     self.start_runners(st);
@@ -552,8 +607,41 @@ impl Forward {
 
     /// Decide whether step `i` runs and render its parameters (once; retries reuse it).
     fn job(&self, i: usize) -> Result<Arc<Job>, Terminal> {
+        let ps = self.prepared.step(i);
+        let (upstream, scope) = self.prelude(i)?;
+        let params = match &scope {
+            Some(scope) => {
+                ps.params.render(scope).map_err(|e| (StepStatus::Failed, Some(error("parameters", e, false)), None))?
+            }
+            None => match &ps.params {
+                Template::Literal(v) => v.clone(),
+                _ => unreachable!("non-literal parameters always get a scope"),
+            },
+        };
+        self.job_with(i, params, upstream)
+    }
+
+    /// Step `i`'s job with `params`: its timeout and the plugin's config.
+    fn job_with(&self, i: usize, params: Value, upstream: Map<String, Value>) -> Result<Arc<Job>, Terminal> {
+        let step = &self.prepared.workflow.steps[i];
+        let Some(plugin) = self.engine.host().select(&step.action.plugin_id, step.action.kind) else {
+            let message = super::engine::not_loaded(self.engine.host(), &step.action.plugin_id, step.action.kind);
+            return Err((StepStatus::Failed, Some(error("plugin-not-found", message, false)), None));
+        };
+        Ok(Arc::new(Job {
+            params,
+            upstream,
+            timeout: step.timeout.unwrap_or(plugin.manifest.limits.timeout),
+            config: plugin.manifest.call_config().clone(),
+        }))
+    }
+
+    /// What step `i` needs before its parameters are rendered: its
+    /// dependencies' outputs (all of them completed, or it is skipped), its
+    /// condition (false: skipped), and the scope its templates see (with the
+    /// secrets they name; `None` when nothing needs one).
+    fn prelude(&self, i: usize) -> Result<(Map<String, Value>, Option<Scope>), Terminal> {
         let (prepared, exec) = (&self.prepared, &self.exec);
-        let step = &prepared.workflow.steps[i];
         let ps = prepared.step(i);
         // Dependencies mean "all succeeded".
         let upstream = {
@@ -572,7 +660,7 @@ impl Forward {
             }
             upstream
         };
-        let needs_scope = ps.when.is_some() || !ps.params.is_literal();
+        let needs_scope = ps.when.is_some() || !ps.params.is_literal() || ps.for_each.is_some();
         let mut scope = needs_scope.then(|| self.engine.scope(prepared, exec, &ps.reads, ps.reads_context, None));
         if let (Some(when), Some(scope)) = (&ps.when, &scope) {
             match when.eval_bool(scope) {
@@ -588,30 +676,18 @@ impl Forward {
             let secrets = self.engine.secret_values(&ps.secrets).map_err(|e| (StepStatus::Failed, Some(e), None))?;
             scope = Some(self.engine.scope(prepared, exec, &ps.reads, ps.reads_context, secrets));
         }
-        let params = match &scope {
-            Some(scope) => {
-                ps.params.render(scope).map_err(|e| (StepStatus::Failed, Some(error("parameters", e, false)), None))?
-            }
-            None => match &ps.params {
-                Template::Literal(v) => v.clone(),
-                _ => unreachable!("non-literal parameters always get a scope"),
-            },
-        };
-        let Some(plugin) = self.engine.host().select(&step.action.plugin_id, step.action.kind) else {
-            let message = super::engine::not_loaded(self.engine.host(), &step.action.plugin_id, step.action.kind);
-            return Err((StepStatus::Failed, Some(error("plugin-not-found", message, false)), None));
-        };
-        Ok(Arc::new(Job {
-            params,
-            upstream,
-            timeout: step.timeout.unwrap_or(plugin.manifest.limits.timeout),
-            config: plugin.manifest.call_config().clone(),
-        }))
+        Ok((upstream, scope))
     }
 
     /// Call step `i`'s operation on this runner's thread, within its
     /// timeout. `None` when the phase gave up on the call (see [`Self::expire`]).
-    fn call(&self, i: usize, attempt: u32, job: &Job) -> Option<(Result<CallOutput, CallError>, CallUsage)> {
+    fn call(
+        &self,
+        i: usize,
+        item: Option<usize>,
+        attempt: u32,
+        job: &Job,
+    ) -> Option<(Result<CallOutput, CallError>, CallUsage)> {
         let step = &self.prepared.workflow.steps[i];
         let plugin_id = &step.action.plugin_id;
         let ctx = ExecutionContext {
@@ -627,10 +703,14 @@ impl Forward {
             config: job.config.clone(),
             schedule: self.exec.schedule().cloned(),
         };
-        let services = CallServices::new(plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone())
-            .with_kind(step.action.kind)
-            .with_progress(self.progress_sink(i))
-            .with_cpu_measured();
+        let mut services =
+            CallServices::new(plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone())
+                .with_kind(step.action.kind)
+                .with_cpu_measured();
+        // A map's items report no progress of their own: the step's is how many ended.
+        if item.is_none() {
+            services = services.with_progress(self.progress_sink(i));
+        }
         let host = self.engine.host();
         let Some(plugin) = host.select(plugin_id, step.action.kind) else {
             return Some((Err(CallError::PluginNotFound(plugin_id.clone())), CallUsage::default()));
@@ -645,8 +725,14 @@ impl Forward {
             let mut st = self.lock();
             st.next_call += 1;
             let key = (super::clock::instant_after(job.timeout), st.next_call);
-            let watched =
-                Watched { step: i, attempt, services: services.clone(), timeout: job.timeout, ticket: ticket.clone() };
+            let watched = Watched {
+                step: i,
+                item,
+                attempt,
+                services: services.clone(),
+                timeout: job.timeout,
+                ticket: ticket.clone(),
+            };
             st.calls.insert(key, watched);
             if st.armed.is_none_or(|armed| key.0 < armed) {
                 st.armed = Some(key.0);
@@ -706,14 +792,26 @@ impl Forward {
             // Recorded like any attempt, on a thread that may block.
             let fwd = self.clone();
             let timed_out = CallError::Timeout { plugin, after: w.timeout };
-            let (step, attempt) = (w.step, w.attempt);
-            let outcome =
-                tokio::task::spawn_blocking(move || fwd.settle(step, attempt, Err(timed_out), CallUsage::default()))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Outcome::Ended(Some(Abort::Failed(format!("internal error: recording a timeout failed: {e}"))))
-                    });
-            self.settled(&mut self.lock(), w.step, outcome);
+            let (step, item, attempt) = (w.step, w.item, w.attempt);
+            let outcome = tokio::task::spawn_blocking(move || match item {
+                None => fwd.settle(step, attempt, Err(timed_out), CallUsage::default()),
+                Some(k) => fwd.settle_item(step, k, attempt, Err(timed_out), CallUsage::default()),
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Outcome::Ended(Some(Abort::Failed(format!("internal error: recording a timeout failed: {e}"))))
+            });
+            match item {
+                None => self.settled(&mut self.lock(), w.step, outcome),
+                Some(k) => {
+                    let finished = self.settled_item(&mut self.lock(), w.step, k, outcome);
+                    if let Some(run) = finished {
+                        let fwd = self.clone();
+                        let step = w.step;
+                        let _ = tokio::task::spawn_blocking(move || fwd.finish_map(step, run)).await;
+                    }
+                }
+            }
         }
     }
 
@@ -783,7 +881,12 @@ impl Forward {
     /// Wait out a retry delay on the engine's clock. A stop ends the step
     /// cancelled; a drain leaves it `retrying` for a resume. Returns the step
     /// and whether it was cancelled.
-    async fn retry_after(self: Arc<Self>, i: usize, delay: Duration) -> (usize, bool) {
+    async fn retry_after(
+        self: Arc<Self>,
+        i: usize,
+        item: Option<usize>,
+        delay: Duration,
+    ) -> (usize, Option<usize>, bool) {
         tokio::select! {
             () = self.engine.clock().sleep(delay) => {}
             () = self.stop.cancelled() => {}
@@ -791,22 +894,34 @@ impl Forward {
         }
         let cancelled = self.stop.is_cancelled();
         if cancelled {
-            let reason = Some("cancelled while waiting to retry".to_owned());
-            self.exec.update_step(i, self.engine.ended(StepStatus::Cancelled, None, None, reason)).await;
+            match item {
+                None => {
+                    let reason = Some("cancelled while waiting to retry".to_owned());
+                    self.exec.update_step(i, self.engine.ended(StepStatus::Cancelled, None, None, reason)).await;
+                }
+                Some(k) => self.cancel_waiting_item(i, k).await,
+            }
         }
-        (i, cancelled)
+        (i, item, cancelled)
     }
 
     /// A retry delay is over: the step is ready again (unless stopped).
-    fn retry_due(&self, due: Result<(usize, bool), tokio::task::JoinError>) {
+    fn retry_due(&self, due: Result<(usize, Option<usize>, bool), tokio::task::JoinError>) {
         let mut st = self.lock();
         st.timers -= 1;
-        if self.prepared.workflow.mode.is_serial() {
+        // A step waiting to retry kept its slot in serial modes (a map's item holds none).
+        if self.prepared.workflow.mode.is_serial() && matches!(due, Ok((_, None, _)) | Err(_)) {
             st.running -= 1;
         }
         match due {
-            Ok((i, false)) if !self.stop.is_cancelled() && !self.draining(&mut st) => {
-                st.ready.insert((self.prepared.dag.rank[i], i));
+            Ok((i, item, false)) if !self.stop.is_cancelled() && !self.draining(&mut st) => {
+                st.ready.insert((self.prepared.dag.rank[i], i, item));
+            }
+            Ok((i, Some(_), _)) => {
+                // An item that will not run again leaves its map's count.
+                if let Some(run) = st.maps.get_mut(&i) {
+                    run.in_flight = run.in_flight.saturating_sub(1);
+                }
             }
             Ok(_) => {}
             Err(e) => {

@@ -48,6 +48,18 @@ struct Flaky {
 }
 
 #[derive(Deserialize, JsonSchema)]
+struct Item {
+    value: Value,
+    index: usize,
+    #[serde(default)]
+    fail_first: bool,
+    #[serde(default)]
+    fail: bool,
+    #[serde(default)]
+    ms: u64,
+}
+
+#[derive(Deserialize, JsonSchema)]
 struct Leak {
     secret: String,
     #[serde(default)]
@@ -104,6 +116,20 @@ impl Plugin for TestOps {
             },
         )
         .add("echo", "Returns its parameters", |_, _, p: Value| Ok(p))
+        .add("item", "Journals `index` and concurrency; fails on attempt 1 with `fail_first`, always with `fail`", |_, ctx: &mut Context<'_>, p: Item| {
+            let exec = ctx.execution_id().to_owned();
+            journal(&exec, |j| {
+                j.events.push(format!("{}@{}", p.index, ctx.attempt()));
+                j.running += 1;
+                j.max_running = j.max_running.max(j.running);
+            });
+            std::thread::sleep(Duration::from_millis(p.ms));
+            journal(&exec, |j| j.running -= 1);
+            if p.fail || (p.fail_first && ctx.attempt() == 1) {
+                return Err(PluginError::failed(format!("item {} failed", p.index)).retryable());
+            }
+            Ok(json!({"double": p.value.as_i64().unwrap_or(0) * 2, "index": p.index, "upstream": ctx.upstream().len()}))
+        })
         .add(
             "leak",
             "Journals `secret`, then tries to leak it everywhere it can",
@@ -1754,6 +1780,175 @@ steps:
         (
             "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo, parameters: { all: \"${{ secrets }}\" } }\n",
             "reads `secrets` as a whole",
+        ),
+    ] {
+        let problems = parse(&host, "w.yaml", yaml).unwrap_err();
+        assert!(problems.iter().any(|p| p.to_string().contains(expected)), "{yaml}: {problems:#?}");
+    }
+}
+
+/// A journal keeping the item records it gets, by (step, item).
+#[derive(Default)]
+struct ItemJournal(Mutex<std::collections::BTreeMap<(usize, usize), Vec<status::ItemRecord>>>);
+
+impl super::Journal for ItemJournal {
+    fn execution(&self, _: &ExecutionStatus) -> JournalFuture {
+        journal::written(Ok(()))
+    }
+    fn step(&self, _: &str, _: usize, _: &StepRecord, _: Option<&Map<String, Value>>) -> JournalFuture {
+        journal::written(Ok(()))
+    }
+    fn compensation(&self, _: &str, _: usize, _: &status::CompensationRecord) -> JournalFuture {
+        journal::written(Ok(()))
+    }
+    fn item(&self, _: &str, step: usize, record: &status::ItemRecord) -> JournalFuture {
+        self.0.lock().unwrap().entry((step, record.index)).or_default().push(record.clone());
+        journal::written(Ok(()))
+    }
+}
+
+const MAP: &str = r#"
+id: fan
+execution_mode: parallel
+inputs:
+  items: {}
+steps:
+  - { id: list, plugin_id: test.ops, method_name: echo, parameters: { items: "${{ inputs['items'] }}" } }
+  - id: each
+    plugin_id: test.ops
+    method_name: item
+    dependencies: [list]
+    for_each: "${{ steps.list.output['items'] }}"
+    max_parallel: 8
+    retry: { max_attempts: 2, initial_delay: 1ms }
+    parameters: { value: "${{ item }}", index: "${{ index }}", fail_first: "${{ index == 17 }}", ms: 1 }
+  - { id: after, plugin_id: test.ops, method_name: echo, parameters: { n: "${{ steps.each.output | length }}", last: "${{ steps.each.output[-1].double }}" }, dependencies: [each] }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_runs_a_thousand_items_eight_at_a_time_retrying_one_and_keeps_their_order() {
+    let host = host();
+    let wf = valid(&host, MAP);
+    let prepared = Arc::new(engine::Prepared::new(wf));
+    let items = Arc::new(ItemJournal::default());
+    let inputs = Map::from_iter([("items".to_owned(), json!((0..1000).collect::<Vec<_>>()))]);
+    let exec = engine::Execution::start("map-1".into(), &prepared, inputs, items.clone(), None);
+    Engine::new(host, Arc::new(SystemClock)).run(prepared, exec.clone()).await;
+    let status = exec.snapshot();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{:#?}", status.steps);
+    let each = status.step("each").unwrap();
+    let output = each.output.as_ref().unwrap().as_array().unwrap();
+    assert_eq!(output.len(), 1000);
+    assert!(output.iter().enumerate().all(|(k, o)| o["index"] == k && o["double"] == 2 * k), "in order");
+    assert!(output.iter().all(|o| o["upstream"] == 0), "an item's upstream is empty");
+    assert_eq!(each.progress.as_ref().unwrap().message, "1000 of 1000 items");
+    assert_eq!(status.step("after").unwrap().output, Some(json!({"n": 1000, "last": 1998})));
+    let (events, max) = journal("map-1", |j| (j.events.clone(), j.max_running));
+    assert_eq!(max, 8, "at most max_parallel items at once");
+    assert_eq!(events.len(), 1001, "each item once, item 17 twice");
+    assert!(events.contains(&"17@1".to_owned()) && events.contains(&"17@2".to_owned()));
+    // Each item recorded: running, completed (item 17: running, retrying, running, completed).
+    let records = items.0.lock().unwrap();
+    assert_eq!(records.len(), 1000);
+    let statuses = |k: usize| records[&(1, k)].iter().map(|r| r.status).collect::<Vec<_>>();
+    assert_eq!(statuses(3), [StepStatus::Running, StepStatus::Completed]);
+    use StepStatus::*;
+    assert_eq!(statuses(17), [Running, Retrying, Running, Completed]);
+    assert_eq!(records[&(1, 17)].last().unwrap().attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_item_fails_its_map_fast_or_after_every_item_ran() {
+    let yaml = |fail_fast: bool| {
+        format!(
+            "id: ff\nsteps:\n  - id: each\n    plugin_id: test.ops\n    method_name: item\n    for_each: \"${{{{ [1, 2, 3, 4, 5, 6] }}}}\"\n    \
+             fail_fast: {fail_fast}\n    max_parallel: 1\n    parameters: {{ value: \"${{{{ item }}}}\", index: \"${{{{ index }}}}\", fail: \"${{{{ index == 2 }}}}\" }}\n"
+        )
+    };
+    let (status, events, _) = run(&yaml(true)).await;
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    let error = status.step("each").unwrap().error.clone().unwrap();
+    assert!(error.message.starts_with("1 of 6 items failed; item 2: item 2 failed"), "{error:?}");
+    assert!(error.message.contains("not started"), "{error:?}");
+    assert_eq!(events, ["0@1", "1@1", "2@1"], "nothing after the failure");
+    let (status, events, _) = run(&yaml(false)).await;
+    assert_eq!(status.step("each").unwrap().status, StepStatus::Failed);
+    assert_eq!(events.len(), 6, "collect-all runs every item: {events:?}");
+    // An empty list completes at once; a list that is not one fails the step.
+    let empty = yaml(true).replace("[1, 2, 3, 4, 5, 6]", "[]");
+    let (status, events, _) = run(&empty).await;
+    assert_eq!(
+        (status.status, status.step("each").unwrap().output.clone()),
+        (WorkflowStatus::Completed, Some(json!([])))
+    );
+    assert!(events.is_empty());
+    let (status, _, _) = run(&yaml(true).replace("[1, 2, 3, 4, 5, 6]", "'text'")).await;
+    let error = status.step("each").unwrap().error.clone().unwrap();
+    assert!(error.message.contains("gave a string, not a list") || error.message.contains("not a list"), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_map_runs_only_the_items_that_had_not_completed() {
+    let host = host();
+    let wf = valid(&host, &MAP.replace("fail_first: \"${{ index == 17 }}\", ", ""));
+    let prepared = Arc::new(engine::Prepared::new(wf));
+    let inputs = Map::from_iter([("items".to_owned(), json!((0..50).collect::<Vec<_>>()))]);
+    // Recorded before a restart: items 0..30 completed, 30 was running (one attempt), the list step completed.
+    let first = engine::Execution::start("map-r".into(), &prepared, inputs.clone(), Arc::new(NoJournal), None);
+    let mut status = first.snapshot();
+    status.status = WorkflowStatus::Running;
+    status.steps[0].status = StepStatus::Completed;
+    status.steps[0].output = Some(json!({"items": (0..50).collect::<Vec<_>>()}));
+    status.steps[1].status = StepStatus::Running;
+    status.steps[1].attempts = 1;
+    let exec = engine::Execution::restore(status, Map::new(), Arc::new(NoJournal), None);
+    let mut records: Vec<status::ItemRecord> = (0..30)
+        .map(|k| status::ItemRecord {
+            status: StepStatus::Completed,
+            output: Some(json!({"double": 2 * k, "index": k, "upstream": 0, "restored": true})),
+            attempts: 1,
+            ..status::ItemRecord::pending(k)
+        })
+        .collect();
+    records.push(status::ItemRecord { status: StepStatus::Running, attempts: 1, ..status::ItemRecord::pending(30) });
+    exec.restore_items(1, records);
+    Engine::new(host, Arc::new(SystemClock)).run(prepared, exec.clone()).await;
+    let status = exec.snapshot();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{:#?}", status.steps);
+    let output = status.step("each").unwrap().output.clone().unwrap();
+    assert_eq!(output.as_array().unwrap().len(), 50);
+    assert_eq!(output[29]["restored"], true, "a completed item keeps its output");
+    assert!(output[30].get("restored").is_none());
+    let mut events = journal("map-r", |j| j.events.clone());
+    events.sort();
+    let expected: Vec<String> = {
+        let mut e: Vec<String> = (31..50).map(|k| format!("{k}@1")).collect();
+        e.push("30@2".into());
+        e.sort();
+        e
+    };
+    assert_eq!(events, expected, "only the items that had not completed ran; the interrupted one's attempt counted");
+}
+
+#[test]
+fn map_steps_are_checked_when_read() {
+    let host = host();
+    for (yaml, expected) in [
+        (
+            "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo, parameters: { x: \"${{ item }}\" } }\n",
+            "only a map step's (`for_each`) parameters have",
+        ),
+        (
+            "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo, for_each: \"items: ${{ [1] }}\" }\n",
+            "one `${{ … }}` expression giving a list",
+        ),
+        (
+            "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo, fail_fast: false }\n",
+            "only a map step (with `for_each`) takes it",
+        ),
+        (
+            "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo, for_each: \"${{ steps.b.output }}\" }\n  - { id: b, plugin_id: test.ops, method_name: echo }\n",
+            "reads step `b`",
         ),
     ] {
         let problems = parse(&host, "w.yaml", yaml).unwrap_err();

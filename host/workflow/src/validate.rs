@@ -48,6 +48,8 @@ pub(crate) struct CompiledStep {
     pub(crate) secrets: Vec<String>,
     /// The secrets its compensation's parameters name.
     pub(crate) compensation_secrets: Vec<String>,
+    /// A map step's `for_each` expression.
+    pub(crate) for_each: Option<Expr>,
 }
 
 /// A workflow file that did not validate: every problem found.
@@ -201,13 +203,42 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
                         Some((i, &step.id)),
                         dag.as_ref(),
                         &index,
-                        (&path.key("when"), false),
+                        (&path.key("when"), Names::default()),
                         &mut p,
                     );
                     Some(e)
                 }
                 Err(e) => {
                     p.add(Some(&step.id), &path.key("when"), e);
+                    None
+                }
+            },
+            None => None,
+        };
+        let for_each = match &step.map {
+            Some(map) => match Template::compile(&Value::String(map.for_each.clone())) {
+                Ok(Template::Whole(e)) => {
+                    check_references(
+                        &e,
+                        &workflow,
+                        Some((i, &step.id)),
+                        dag.as_ref(),
+                        &index,
+                        (&path.key("for_each"), Names::default()),
+                        &mut p,
+                    );
+                    Some(e)
+                }
+                Ok(_) => {
+                    p.add(
+                        Some(&step.id),
+                        &path.key("for_each"),
+                        "one `${{ … }}` expression giving a list, e.g. `${{ steps.list.output.items }}`",
+                    );
+                    None
+                }
+                Err(errors) => {
+                    errors.into_iter().for_each(|e| p.add(Some(&step.id), &path.key("for_each"), e));
                     None
                 }
             },
@@ -221,7 +252,7 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
                     Some((i, &step.id)),
                     dag.as_ref(),
                     &index,
-                    (&path.key("parameters"), true),
+                    (&path.key("parameters"), Names { secrets: true, item: step.map.is_some() }),
                     &mut p,
                 );
             }
@@ -238,6 +269,7 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
             };
             let mut exprs: Vec<&Expr> = params.exprs();
             exprs.extend(when.iter());
+            exprs.extend(for_each.iter());
             let refs: std::collections::BTreeSet<String> = exprs.iter().flat_map(|e| e.references()).collect();
             let reads: std::collections::BTreeSet<usize> = refs
                 .iter()
@@ -255,6 +287,7 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
                 reads_context,
                 secrets,
                 compensation_secrets,
+                for_each,
             });
         }
     }
@@ -262,7 +295,7 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
     let outputs = match Template::compile(&Value::Object(workflow.outputs.clone())) {
         Ok(t) => {
             for e in t.exprs() {
-                check_references(e, &workflow, None, dag.as_ref(), &index, (&outputs_path, false), &mut p);
+                check_references(e, &workflow, None, dag.as_ref(), &index, (&outputs_path, Names::default()), &mut p);
             }
             Some(t)
         }
@@ -494,9 +527,10 @@ fn check_references(
     from: Option<(usize, &str)>,
     dag: Option<&Dag>,
     index: &HashMap<&str, usize>,
-    (path, secrets_allowed): (&DocPath, bool),
+    (path, allowed): (&DocPath, Names),
     p: &mut Problems,
 ) {
+    let secrets_allowed = allowed.secrets;
     let step = from.map(|(_, id)| id);
     for reference in expr.references() {
         let mut parts = reference.split('.');
@@ -536,6 +570,12 @@ fn check_references(
                     p.add(step, path, format!("`{}`: {e}", expr.source()));
                 }
             }
+            (Some("item" | "index"), _) if allowed.item => {}
+            (Some(name @ ("item" | "index")), _) => p.add(
+                step,
+                path,
+                format!("`{}` reads `{name}`, which only a map step's (`for_each`) parameters have", expr.source()),
+            ),
             (Some("secrets"), None) => p.add(
                 step,
                 path,
@@ -554,6 +594,15 @@ fn check_references(
             (None, _) => {}
         }
     }
+}
+
+/// The names an expression may read beyond inputs, steps, context and workflow.
+#[derive(Debug, Default, Clone, Copy)]
+struct Names {
+    /// `secrets.NAME`: a step's parameters.
+    secrets: bool,
+    /// `item` and `index`: a map step's parameters.
+    item: bool,
 }
 
 /// The secret names `exprs` read (`secrets.NAME`), sorted, once each.
