@@ -175,6 +175,16 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     let steps: ExecutionSteps =
         typed(call("GET", "/v1/executions/{id}/steps", &format!("/v1/executions/{id}/steps"), None, 200));
     assert_eq!(steps.steps[1].output, Some(json!({"n": 11})));
+    // A step that is not a map has no items.
+    let items: plexus_client::ExecutionItems = typed(call(
+        "GET",
+        "/v1/executions/{id}/steps/{step}/items",
+        &format!("/v1/executions/{id}/steps/one/items"),
+        None,
+        200,
+    ));
+    assert!(items.items.is_empty());
+    assert_eq!(d.call("GET", &format!("/v1/executions/{id}/steps/nope/items"), None).0, 404);
     let logs: ExecutionLogs =
         typed(call("GET", "/v1/executions/{id}/logs", &format!("/v1/executions/{id}/logs"), None, 200));
     let transitions: Vec<Transition> = logs.events.iter().map(|e| e.transition).collect();

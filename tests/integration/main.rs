@@ -13,7 +13,8 @@
 //! systems' own workflow files (QtForge, Codomyrmex, the project
 //! orchestrator) end to end, and aliases; `properties`: property
 //! tests that no input to the readers panics; `secrets`: a secret from the
-//! CLI to plugins, and nowhere else; `hooks`: webhook triggers through the CLI).
+//! CLI to plugins, and nowhere else; `hooks`: webhook triggers through the CLI; `map`: a map step of 1,000
+//! items across a `kill -9` of the daemon).
 //!
 //! The example plugins are built from source once per run by
 //! `scripts/build-plugins.sh` (see `support`), so these tests exercise real
@@ -29,6 +30,7 @@ mod hooks;
 mod hostile;
 mod isolation;
 mod lifecycle;
+mod map;
 mod properties;
 mod runtimes;
 mod sandbox;

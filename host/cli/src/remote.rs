@@ -256,6 +256,22 @@ pub enum ExecCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a map step's items (`for_each`): status, attempts, output or error of each.
+    Items {
+        /// Execution id.
+        id: String,
+        /// The map step's id.
+        step: String,
+        /// Only items after this index.
+        #[arg(long)]
+        after: Option<usize>,
+        /// At most this many [default: 1000].
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn exit_for_status(status: WorkflowStatus) -> ExitCode {
@@ -389,6 +405,27 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
             Ok(exit_for_status(execution.status.status))
         }
         ExecCommand::Logs { id, follow, json } => logs(&client, &id, follow, json),
+        ExecCommand::Items { id, step, after, limit, json } => {
+            let out = client.items(&id, &step, after, limit)?;
+            if json {
+                return print_json(&out);
+            }
+            let rows = out
+                .items
+                .iter()
+                .map(|r| {
+                    let result = match (&r.output, &r.error) {
+                        (Some(output), _) => output.to_string(),
+                        (None, Some(e)) => e.message.clone(),
+                        (None, None) => String::new(),
+                    };
+                    let result: String = result.chars().take(80).collect();
+                    vec![r.index.to_string(), r.status.as_str().to_owned(), r.attempts.to_string(), result]
+                })
+                .collect();
+            table(&["ITEM", "STATUS", "ATTEMPTS", "OUTPUT / ERROR"], rows);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

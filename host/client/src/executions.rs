@@ -1,6 +1,8 @@
 //! `/v1/executions`: starting, watching, cancelling and retrying executions.
 
-use crate::status::{CompensationRecord, ExecutionStatus, StepRecord, StepResult, StepStatus, WorkflowStatus};
+use crate::status::{
+    CompensationRecord, ExecutionStatus, ItemRecord, StepRecord, StepResult, StepStatus, WorkflowStatus,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -210,6 +212,19 @@ pub struct ExecutionSteps {
     /// Every step as QtForge's `get_step_results` gives it ([`StepResult`]), in declaration order.
     #[serde(default)]
     pub results: Vec<StepResult>,
+}
+
+/// `GET /v1/executions/{id}/steps/{step}/items`: a map step's items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionItems {
+    /// Execution id.
+    pub execution_id: String,
+    /// The map step's id.
+    pub step_id: String,
+    /// Its items recorded so far (an item not started yet has no record),
+    /// by index, after `?after`, at most `?limit`.
+    pub items: Vec<ItemRecord>,
 }
 
 /// `GET /v1/executions/{id}/logs`.

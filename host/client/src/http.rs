@@ -1,7 +1,6 @@
 //! [`Client`]: one typed method per route of the daemon's API, over TCP or a
 //! Unix socket (hyper, HTTP/1.1).
 
-use crate::NodeList;
 use crate::status::WorkflowStatus;
 use crate::{
     AddressError, CallPlugin, CallResult, Cancelling, DaemonError, ErrorCode, Execution, ExecutionList, ExecutionLogs,
@@ -10,6 +9,7 @@ use crate::{
     WorkflowSource, WorkflowVersion, path,
 };
 use crate::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
+use crate::{ExecutionItems, NodeList};
 use crate::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use crate::{HookCreated, HookDetails, HookList, HookSpec};
 use crate::{SecretInfo, SecretList, SecretSet};
@@ -477,6 +477,24 @@ impl Client {
     pub fn logs(&self, id: &str, after: i64, limit: Option<u32>) -> Result<ExecutionLogs, ClientError> {
         let (after, limit) = (after.to_string(), limit.map(|l| l.to_string()));
         let route = path(&["v1", "executions", id, "logs"], &[("after", Some(&after)), ("limit", limit.as_deref())]);
+        self.call("GET", &route, NONE)
+    }
+
+    /// `GET /v1/executions/{id}/steps/{step}/items`: map step `step`'s items
+    /// after item `after` (exclusive), at most `limit` (default 1,000).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound` (no such execution or step).
+    pub fn items(
+        &self,
+        id: &str,
+        step: &str,
+        after: Option<usize>,
+        limit: Option<u32>,
+    ) -> Result<ExecutionItems, ClientError> {
+        let (after, limit) = (after.map(|a| a.to_string()), limit.map(|l| l.to_string()));
+        let query = [("after", after.as_deref()), ("limit", limit.as_deref())];
+        let route = path(&["v1", "executions", id, "steps", step, "items"], &query);
         self.call("GET", &route, NONE)
     }
 

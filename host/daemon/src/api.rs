@@ -28,9 +28,9 @@ use plexus_client::{
     BeginTransaction, CallPlugin, CallResult, Cleared, Transaction, WorkflowHistory, WorkflowRollback,
 };
 use plexus_client::{
-    Cancelling, Execution, ExecutionList, ExecutionLogs, ExecutionQuery, ExecutionSteps, Fired, Health, HealthStatus,
-    PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec, ScheduleView,
-    StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
+    Cancelling, Execution, ExecutionItems, ExecutionList, ExecutionLogs, ExecutionQuery, ExecutionSteps, Fired, Health,
+    HealthStatus, PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec,
+    ScheduleView, StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
 };
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use plexus_client::{HookCreated, HookDetails, HookList, HookSpec};
@@ -145,6 +145,7 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(executions, start_execution))
         .routes(routes!(execution))
         .routes(routes!(execution_steps))
+        .routes(routes!(execution_items))
         .routes(routes!(execution_logs))
         .routes(routes!(cancel_execution))
         .routes(routes!(retry_execution))
@@ -762,6 +763,38 @@ async fn execution_steps(State(s): State<ApiState>, Path(id): Path<String>) -> A
     let (status, _) = s.daemon.status(&id).await?;
     let results = status.steps.iter().map(Into::into).collect();
     Ok(Json(ExecutionSteps { execution_id: id, steps: status.steps, compensations: status.compensations, results }))
+}
+
+/// The query of `GET /v1/executions/{id}/steps/{step}/items`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ItemQuery {
+    /// Only items after this index (default: from the first).
+    after: Option<usize>,
+    /// At most this many items (default 1,000, at most 10,000).
+    limit: Option<u32>,
+}
+
+/// A map step's items (`for_each`), each with its status, attempts, output and error.
+#[utoipa::path(get, path = "/v1/executions/{id}/steps/{step}/items", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ("step" = String, Path, description = "Step id"), ItemQuery),
+    responses((status = 200, description = "The step's items recorded so far, by index", body = ExecutionItems)))]
+async fn execution_items(
+    State(s): State<ApiState>,
+    Path((id, step)): Path<(String, String)>,
+    Q(q): Q<ItemQuery>,
+) -> ApiResult<Json<ExecutionItems>> {
+    let (status, _) = s.daemon.status(&id).await?;
+    let index = status
+        .steps
+        .iter()
+        .position(|r| r.id == step)
+        .ok_or_else(|| DaemonError::not_found(format!("step `{step}` of execution {id}")))?;
+    let limit = q.limit.unwrap_or(1000).min(MAX_LIST);
+    let items = s.daemon.store().items(&id, Some(index), q.after, limit).await.map_err(DaemonError::from)?;
+    let items = items.into_iter().map(|(_, r)| r).collect();
+    Ok(Json(ExecutionItems { execution_id: id, step_id: step, items }))
 }
 
 /// The query of `GET /v1/executions/{id}/logs`.

@@ -961,15 +961,33 @@ impl Daemon {
         } else {
             None
         };
-        let (exec, meta) = self.restore(stored);
+        let (exec, meta) = self.restore(stored).await;
         self.launch(prepared, exec, meta, false);
         Ok(())
     }
 
     /// Execution `stored` back in memory, journalled to this daemon's store.
-    fn restore(&self, stored: StoredExecution) -> (Arc<Execution>, ExecutionMeta) {
+    /// Its map steps' item records come along (a map that had not ended
+    /// keeps its completed items).
+    pub(crate) async fn restore(&self, stored: StoredExecution) -> (Arc<Execution>, ExecutionMeta) {
+        let id = stored.status.execution_id.clone();
+        let unfinished = stored.status.steps.iter().any(|s| !s.status.is_terminal());
         let exec =
             Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id.clone());
+        if unfinished {
+            match self.0.store.items(&id, None, None, u32::MAX).await {
+                Ok(items) => {
+                    let mut by_step: HashMap<usize, Vec<plexus_workflow::status::ItemRecord>> = HashMap::new();
+                    for (step, record) in items {
+                        by_step.entry(step).or_default().push(record);
+                    }
+                    for (step, records) in by_step {
+                        exec.restore_items(step, records);
+                    }
+                }
+                Err(e) => tracing::warn!(execution = %id, "cannot read its map items ({e}): they run again"),
+            }
+        }
         (exec, stored.meta)
     }
 
@@ -981,7 +999,7 @@ impl Daemon {
         match self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await {
             Ok(prepared) => {
                 tracing::info!(execution = %id, workflow = %stored.status.workflow_id, "resuming");
-                let (exec, meta) = self.restore(stored);
+                let (exec, meta) = self.restore(stored).await;
                 self.launch(prepared, exec, meta, false);
                 true
             }
@@ -1146,7 +1164,7 @@ impl Daemon {
                 cluster.claim_one(&self.0.node.id, id, crate::store::Claim::Compensate).await?;
             }
             let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
-            let (exec, meta) = self.restore(stored);
+            let (exec, meta) = self.restore(stored).await;
             if let Some(info) = schedule_info(meta.schedule_id.as_deref(), meta.scheduled_at_ms) {
                 exec.set_schedule(info);
             }

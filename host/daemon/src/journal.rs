@@ -12,7 +12,7 @@ use super::dbfile::FileChanged;
 use super::health::Health;
 use super::metrics::Metrics;
 use super::store::{Store, StoreError, StoreFuture};
-use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord};
+use plexus_workflow::status::{CompensationRecord, ExecutionStatus, ItemRecord, StepRecord};
 use plexus_workflow::{Journal, JournalError, JournalFuture, JournalResult, StepStatus};
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -148,6 +148,14 @@ impl Journal for StoreJournal {
         let written = self.store.update_step_blocking(execution_id, index, record, state);
         self.step_metrics(execution_id, record);
         self.checked(written)
+    }
+
+    fn item(&self, execution_id: &str, index: usize, record: &ItemRecord) -> JournalFuture {
+        self.check(self.store.update_item(execution_id, index, record), |_| {})
+    }
+
+    fn item_blocking(&self, execution_id: &str, index: usize, record: &ItemRecord) -> JournalResult {
+        self.checked(self.store.update_item_blocking(execution_id, index, record))
     }
 
     fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalFuture {

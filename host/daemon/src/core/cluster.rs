@@ -332,7 +332,7 @@ impl Daemon {
                     // Nobody runs it: cancel it here (it ends cancelled without a worker).
                     let stored = self.stored(id).await?;
                     let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
-                    let (exec, meta) = self.restore(stored);
+                    let (exec, meta) = self.restore(stored).await;
                     exec.request_cancel();
                     self.launch(prepared, exec, meta, false);
                 } else {

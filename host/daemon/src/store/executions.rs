@@ -7,7 +7,7 @@ use super::{
     json, now_ms,
 };
 use plexus_client::Transition;
-use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
+use plexus_workflow::status::{CompensationRecord, ExecutionStatus, ItemRecord, StepRecord, WorkflowStatus};
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
@@ -126,6 +126,46 @@ impl SqliteStore {
             .map_err(err)?;
             Ok(())
         })
+    }
+
+    /// Write item `record.index` of map step `step`.
+    pub fn update_item(&self, execution_id: &str, step: usize, record: &ItemRecord) -> StoreWrite<()> {
+        let id = execution_id.to_owned();
+        let (index, status, record) = (record.index as i64, record.status.as_str(), json(record));
+        self.prepare(move |tx, err| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO step_items (execution_id, step_index, item_index, status, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![id, step as i64, index, status, record]))
+            .map_err(err)?;
+            Ok(())
+        })
+    }
+
+    /// See [`super::Store::items`].
+    pub fn items(
+        &self,
+        execution_id: &str,
+        step: Option<usize>,
+        after: Option<usize>,
+        limit: u32,
+    ) -> StoreResult<Vec<(usize, ItemRecord)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT step_index, record FROM step_items
+                 WHERE execution_id = ?1 AND (?2 IS NULL OR step_index = ?2) AND (?3 IS NULL OR item_index > ?3)
+                 ORDER BY step_index, item_index LIMIT ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<(i64, String)> = stmt
+            .query_map(params![execution_id, step.map(|s| s as i64), after.map(|a| a as i64), limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))?;
+        rows.into_iter().map(|(step, record)| Ok((step.max(0) as usize, self.parse("item", &record)?))).collect()
     }
 
     /// Record compensation number `seq` of an execution.
@@ -411,6 +451,7 @@ impl SqliteStore {
                     "DELETE FROM steps WHERE execution_id = ?1",
                     "DELETE FROM compensations WHERE execution_id = ?1",
                     "DELETE FROM state_entries WHERE execution_id = ?1",
+                    "DELETE FROM step_items WHERE execution_id = ?1",
                     "DELETE FROM executions WHERE id = ?1",
                 ] {
                     tx.prepare_cached(sql).and_then(|mut s| s.execute([id])).map_err(err)?;

@@ -25,7 +25,7 @@
 mod writer;
 
 use super::dbfile::{DbLock, FileChanged, FileIdentity, check_writable};
-use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus, epoch_ms};
+use plexus_workflow::status::{CompensationRecord, ExecutionStatus, ItemRecord, StepRecord, WorkflowStatus, epoch_ms};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
@@ -241,6 +241,24 @@ pub trait Store: Send + Sync + 'static {
         record: &StepRecord,
         state: Option<&Map<String, Value>>,
     ) -> StoreResult<()>;
+    /// Write item `record.index` of map step `step` (no event is logged:
+    /// the step's own transitions are).
+    fn update_item(&self, execution_id: &str, step: usize, record: &ItemRecord) -> StoreFuture<()>;
+    /// [`Store::update_item`], blocking the calling thread until it is durable.
+    ///
+    /// # Errors
+    /// As [`Store::update_item`].
+    fn update_item_blocking(&self, execution_id: &str, step: usize, record: &ItemRecord) -> StoreResult<()>;
+    /// The items of execution `execution_id`'s map steps (of step `step`
+    /// only, when given), by step then item, those after item `after`
+    /// (exclusive), at most `limit`.
+    fn items(
+        &self,
+        execution_id: &str,
+        step: Option<usize>,
+        after: Option<usize>,
+        limit: u32,
+    ) -> StoreFuture<Vec<(usize, ItemRecord)>>;
     /// Record compensation number `seq` of an execution and log it.
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()>;
     /// Write everything about a running execution at once (status, steps,

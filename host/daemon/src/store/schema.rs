@@ -137,4 +137,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (hook_id, delivery)
     );
     CREATE INDEX hook_deliveries_by_time ON hook_deliveries (hook_id, received_at_ms);",
+    // 10: the items of map steps (`for_each`), a record each.
+    "CREATE TABLE step_items (
+        execution_id TEXT NOT NULL,
+        step_index INTEGER NOT NULL,
+        item_index INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (execution_id, step_index, item_index)
+    ) WITHOUT ROWID;",
 ];

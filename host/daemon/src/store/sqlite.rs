@@ -12,7 +12,7 @@ use super::{
 };
 use crate::dbfile::FileChanged;
 use crate::store::HookRow;
-use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
+use plexus_workflow::status::{CompensationRecord, ExecutionStatus, ItemRecord, StepRecord, WorkflowStatus};
 use serde_json::{Map, Value};
 use std::future::IntoFuture;
 
@@ -155,6 +155,25 @@ impl Store for SqliteStore {
         state: Option<&Map<String, Value>>,
     ) -> StoreResult<()> {
         SqliteStore::update_step(self, execution_id, index, record, state).commit()
+    }
+
+    fn update_item(&self, execution_id: &str, step: usize, record: &ItemRecord) -> StoreFuture<()> {
+        Box::pin(SqliteStore::update_item(self, execution_id, step, record).into_future())
+    }
+
+    fn update_item_blocking(&self, execution_id: &str, step: usize, record: &ItemRecord) -> StoreResult<()> {
+        SqliteStore::update_item(self, execution_id, step, record).commit()
+    }
+
+    fn items(
+        &self,
+        execution_id: &str,
+        step: Option<usize>,
+        after: Option<usize>,
+        limit: u32,
+    ) -> StoreFuture<Vec<(usize, ItemRecord)>> {
+        let id = execution_id.to_owned();
+        self.blocking(move |s| s.items(&id, step, after, limit))
     }
 
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()> {

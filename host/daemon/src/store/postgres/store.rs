@@ -13,6 +13,7 @@ use crate::store::{
     json, now_ms,
 };
 use plexus_client::{TransactionSummary, Transition};
+use plexus_workflow::status::ItemRecord;
 use plexus_workflow::status::{CompensationRecord, ExecutionStatus, StepRecord, WorkflowStatus};
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -619,6 +620,56 @@ impl Store for PgStore {
         tokio::runtime::Handle::current().block_on(self.update_step(execution_id, index, record, state))
     }
 
+    fn update_item(&self, execution_id: &str, step: usize, record: &ItemRecord) -> StoreFuture<()> {
+        let id = execution_id.to_owned();
+        let (index, status, record) = (record.index as i64, record.status.as_str(), json(record));
+        self.run(move |s| async move {
+            s.exec(
+                "INSERT INTO step_items (execution_id, step_index, item_index, status, record)
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (
+                    SELECT 1 FROM executions WHERE id = $1 AND ($6::text IS NULL OR owner = $6))
+                 ON CONFLICT (execution_id, step_index, item_index)
+                 DO UPDATE SET status = excluded.status, record = excluded.record",
+                &[&id, &(step as i64), &index, &status, &record, &s.node()],
+            )
+            .await
+            .and_then(|n| s.owned(&id, n))
+        })
+    }
+
+    fn update_item_blocking(&self, execution_id: &str, step: usize, record: &ItemRecord) -> StoreResult<()> {
+        // The engine's runners are on tokio's blocking pool, inside the runtime.
+        tokio::runtime::Handle::current().block_on(self.update_item(execution_id, step, record))
+    }
+
+    fn items(
+        &self,
+        execution_id: &str,
+        step: Option<usize>,
+        after: Option<usize>,
+        limit: u32,
+    ) -> StoreFuture<Vec<(usize, ItemRecord)>> {
+        let id = execution_id.to_owned();
+        self.run(move |s| async move {
+            let rows = s
+                .query(
+                    "SELECT step_index, record FROM step_items
+                     WHERE execution_id = $1 AND ($2::bigint IS NULL OR step_index = $2)
+                       AND ($3::bigint IS NULL OR item_index > $3)
+                     ORDER BY step_index, item_index LIMIT $4",
+                    &[&id, &step.map(|v| v as i64), &after.map(|v| v as i64), &i64::from(limit)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let record: String = s.col(r, 1)?;
+                    let record = serde_json::from_str(&record).map_err(|e| s.corrupt(format!("item: {e}")))?;
+                    Ok((s.unsigned(r, 0)? as usize, record))
+                })
+                .collect()
+        })
+    }
+
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()> {
         let id = execution_id.to_owned();
         let record_json = json(record);
@@ -833,6 +884,7 @@ impl Store for PgStore {
                 "DELETE FROM steps WHERE execution_id = ANY($1)",
                 "DELETE FROM compensations WHERE execution_id = ANY($1)",
                 "DELETE FROM state_entries WHERE execution_id = ANY($1)",
+                "DELETE FROM step_items WHERE execution_id = ANY($1)",
                 "DELETE FROM executions WHERE id = ANY($1)",
             ] {
                 tx.execute(sql, &[&ids]).await.map_err(|e| s.err(&e))?;
