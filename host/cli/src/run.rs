@@ -194,7 +194,7 @@ impl Progress {
         self.overall.set_position(done as u64);
         self.overall.set_message(status.status.as_str().to_owned());
         for step in &status.steps {
-            let active = matches!(step.status, StepStatus::Running | StepStatus::Retrying);
+            let active = matches!(step.status, StepStatus::Running | StepStatus::Retrying | StepStatus::Waiting);
             if active && !self.running.contains_key(&step.id) {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(ProgressStyle::with_template("  {spinner} {msg}").expect("valid template"));

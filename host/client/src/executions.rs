@@ -301,6 +301,51 @@ impl std::fmt::Display for Transition {
     }
 }
 
+/// `POST /v1/executions/{id}/signals/{name}`: a signal for the execution's
+/// wait steps named `name` (`wait_for: {signal: name}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignalRequest {
+    /// What the waiting step's output becomes (any JSON; default null).
+    #[serde(default)]
+    pub payload: Value,
+    /// Who sends it; an approval (`approval: true`) needs it (at most 256 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// A refusal: the waiting step fails (`rejected`) instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reject: bool,
+}
+
+/// A signal as recorded: [`SignalRequest`] with its name and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignalRecord {
+    /// The signal's name.
+    pub name: String,
+    /// Its payload.
+    pub payload: Value,
+    /// Who sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Whether it refuses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reject: bool,
+    /// When it was delivered, ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// `POST /v1/executions/{id}/signals/{name}` (202): the signal is recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Signalled {
+    /// Execution id.
+    pub execution_id: String,
+    /// The signal as recorded.
+    pub signal: SignalRecord,
+}
+
 /// `POST /v1/executions/{id}/cancel` (202): cancellation was requested.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

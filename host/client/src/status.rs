@@ -26,12 +26,23 @@ pub enum StepStatus {
     Cancelled,
     /// Waiting for its next attempt.
     Retrying,
+    /// A wait step waiting for its signal (the execution may be parked: no
+    /// worker runs it meanwhile).
+    Waiting,
 }
 
 impl StepStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [Self; 7] =
-        [Self::Pending, Self::Running, Self::Retrying, Self::Completed, Self::Failed, Self::Skipped, Self::Cancelled];
+    pub const ALL: [Self; 8] = [
+        Self::Pending,
+        Self::Running,
+        Self::Retrying,
+        Self::Waiting,
+        Self::Completed,
+        Self::Failed,
+        Self::Skipped,
+        Self::Cancelled,
+    ];
 
     /// The status named `name` (its [`Self::as_str`] name, as serde names
     /// it: every variant, whatever `ALL` lists), if any.
@@ -53,6 +64,7 @@ impl StepStatus {
             Self::Skipped => "skipped",
             Self::Cancelled => "cancelled",
             Self::Retrying => "retrying",
+            Self::Waiting => "waiting",
         }
     }
 }
@@ -77,6 +89,8 @@ pub enum StepEvent {
     Interrupt,
     /// `retry` of the execution: a step that did not complete starts over.
     Reset,
+    /// A wait step starts waiting for its signal (again, after a restart).
+    Wait,
 }
 
 /// A transition the state machine does not allow (a bug in the engine).
@@ -102,6 +116,8 @@ impl StepStatus {
     ///    │              retrying ────┘          (cancel: pending, running, retrying ▶ cancelled;
     ///    └──fail──▶ failed                       interrupt: running, retrying ▶ pending;
     ///                                            reset: failed, skipped, cancelled ▶ pending)
+    /// pending ──wait──▶ waiting ──succeed (its signal)──▶ completed; waiting ──fail (timeout)──▶ failed;
+    /// waiting ──cancel──▶ cancelled; a restart leaves it waiting (wait again: waiting ▶ waiting)
     /// ```
     ///
     /// # Errors
@@ -112,12 +128,13 @@ impl StepStatus {
         use StepStatus as S;
         Ok(match (self, event) {
             (S::Pending | S::Retrying, E::Start) => S::Running,
-            (S::Running, E::Succeed) => S::Completed,
-            (S::Pending | S::Running | S::Retrying, E::Fail) => S::Failed,
+            (S::Running | S::Waiting, E::Succeed) => S::Completed,
+            (S::Pending | S::Running | S::Retrying | S::Waiting, E::Fail) => S::Failed,
             (S::Running, E::RetryLater) => S::Retrying,
             (S::Pending, E::Skip) => S::Skipped,
-            (S::Pending | S::Running | S::Retrying, E::Cancel) => S::Cancelled,
+            (S::Pending | S::Running | S::Retrying | S::Waiting, E::Cancel) => S::Cancelled,
             (S::Pending | S::Running | S::Retrying, E::Interrupt) => S::Pending,
+            (S::Pending | S::Waiting, E::Wait) => S::Waiting,
             (S::Completed, E::Reset) => S::Completed,
             (S::Pending | S::Failed | S::Skipped | S::Cancelled, E::Reset) => S::Pending,
             (from, event) => return Err(IllegalTransition { from, event }),

@@ -289,6 +289,28 @@ pub struct Step {
     /// A map step: its operation runs once per item of a list known at run time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSpec>,
+    /// A wait step: it calls no plugin; it waits for a signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitSpec>,
+}
+
+/// A step that waits for a named signal (Temporal's signals, Argo's
+/// suspend, Windmill's approval steps): delivered by `POST
+/// /v1/executions/{id}/signals/{name}` (`plexus exec signal`), its payload
+/// becomes the step's output. It calls no plugin and, in the daemon, costs
+/// no worker while it waits (the execution is parked until the signal or
+/// the timeout). A signal delivered before the step waits is kept for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitSpec {
+    /// The signal's name: letters, digits, `-`, `_`, `.`, at most 128.
+    pub signal: String,
+    /// How long it waits (from when it started waiting; a restart does not
+    /// reset it); then it fails with `timeout`. `None`: forever.
+    #[serde(serialize_with = "duration::serialize_opt_ms")]
+    pub timeout: Option<Duration>,
+    /// An approval: the signal must say who (`by`), and the output records
+    /// it: `{"approved": true, "by", "at_ms", "payload"}`.
+    pub approval: bool,
 }
 
 /// A map step (dynamic fan-out: Airflow's dynamic task mapping, Argo's

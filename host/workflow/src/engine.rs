@@ -27,6 +27,7 @@ use super::status::{
     epoch_ms,
 };
 use super::validate::{Compiled, CompiledStep, ValidWorkflow};
+use plexus_client::SignalRecord;
 use plexus_host::CallError;
 use plexus_host::Host;
 use plexus_host::secrets::{NoSecrets, SecretSource, redactor};
@@ -89,6 +90,19 @@ pub struct Execution {
     /// starts again), and those whose write failed (written again by
     /// [`Self::record_again`]).
     items: Mutex<ItemRecords>,
+    /// Signals delivered, and whether the engine parked the execution.
+    signals: Mutex<Signals>,
+    /// Wakes the forward phase when a signal comes.
+    signalled: tokio::sync::Notify,
+}
+
+/// See [`Execution::deliver_signal`].
+#[derive(Default)]
+struct Signals {
+    delivered: std::collections::HashMap<String, SignalRecord>,
+    /// Set when the engine parked the execution: until when (ms since the
+    /// Unix epoch; `None`: until a signal).
+    parked: Option<Option<u64>>,
 }
 
 /// See [`Execution::restore_items`].
@@ -186,7 +200,62 @@ impl Execution {
             held: watch::channel(false).0,
             recording: tokio::sync::Mutex::new(()),
             items: Mutex::default(),
+            signals: Mutex::default(),
+            signalled: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Deliver signal `signal` (its name is `signal.name`) to this
+    /// execution: a wait step waiting for it (or that will) takes it as its
+    /// output. The first signal of a name is kept. Returns `false` when the
+    /// execution is parked (its engine run ended waiting for signals): the
+    /// caller must run it again (restored with its signals) for the signal to
+    /// be taken.
+    pub fn deliver_signal(&self, signal: SignalRecord) -> bool {
+        let mut signals = self.signals.lock().unwrap_or_else(PoisonError::into_inner);
+        signals.delivered.entry(signal.name.clone()).or_insert(signal);
+        let parked = signals.parked.is_some();
+        drop(signals);
+        self.signalled.notify_one();
+        !parked
+    }
+
+    /// Signals delivered before a restart (as a journal kept them).
+    pub fn restore_signals(&self, delivered: Vec<SignalRecord>) {
+        let mut signals = self.signals.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in delivered {
+            signals.delivered.entry(s.name.clone()).or_insert(s);
+        }
+    }
+
+    /// Signal `name`, if delivered.
+    pub(super) fn signal(&self, name: &str) -> Option<SignalRecord> {
+        self.signals.lock().unwrap_or_else(PoisonError::into_inner).delivered.get(name).cloned()
+    }
+
+    /// Park, unless one of `names` was delivered meanwhile (then `false`):
+    /// under the signals' lock, so a signal comes either before (seen here)
+    /// or after (its deliverer sees the execution parked).
+    pub(super) fn try_park(&self, names: &[&str], until: Option<u64>) -> bool {
+        let mut signals = self.signals.lock().unwrap_or_else(PoisonError::into_inner);
+        if names.iter().any(|n| signals.delivered.contains_key(*n)) {
+            return false;
+        }
+        signals.parked = Some(until);
+        true
+    }
+
+    /// Whether the engine parked the execution (its run ended with wait
+    /// steps waiting and nothing else to do), and until when: `Some(None)`
+    /// until a signal, `Some(Some(ms))` until then at the latest (a wait's
+    /// timeout). The daemon runs it again then, or when a signal comes.
+    pub fn parked(&self) -> Option<Option<u64>> {
+        self.signals.lock().unwrap_or_else(PoisonError::into_inner).parked
+    }
+
+    /// Until a signal is delivered (at once if one came since the last call).
+    pub(super) async fn signal_delivered(&self) {
+        self.signalled.notified().await;
     }
 
     /// Give a restored execution the item records of its map step number
@@ -550,6 +619,7 @@ pub struct Engine {
     parallelism: usize,
     drain: CancellationToken,
     secrets: Arc<dyn SecretSource>,
+    park: bool,
 }
 
 /// Why the forward phase stopped early.
@@ -560,13 +630,29 @@ pub(super) enum Abort {
     /// The engine drained (daemon shutdown): the execution stops where it is,
     /// unfinished, to be resumed from its journal.
     Suspended,
+    /// Only wait steps are left, waiting for signals: the engine parks the
+    /// execution (it ends its run, unfinished; see [`Execution::parked`]).
+    Parked,
 }
 
 impl Engine {
     /// An engine calling plugins of `host`, timing retries with `clock`.
     pub fn new(host: Arc<Host>, clock: Arc<dyn Clock>) -> Self {
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self { host, clock, parallelism, drain: CancellationToken::new(), secrets: Arc::new(NoSecrets) }
+        Self { host, clock, parallelism, drain: CancellationToken::new(), secrets: Arc::new(NoSecrets), park: false }
+    }
+
+    /// This engine, parking an execution whose only steps left wait for
+    /// signals (its run ends, unfinished; [`Execution::parked`] says until
+    /// when) instead of waiting in memory: the daemon does, so that waiting
+    /// costs no worker.
+    pub fn with_parking(mut self, park: bool) -> Self {
+        self.park = park;
+        self
+    }
+
+    pub(super) fn parks(&self) -> bool {
+        self.park
     }
 
     /// This engine, looking up `${{ secrets.NAME }}` in step and
@@ -656,6 +742,12 @@ impl Engine {
             let stop = exec.cancel.child_token();
             super::scheduler::Forward::run(self.clone(), prepared.clone(), exec.clone(), stop).await
         };
+        if matches!(abort, Some(Abort::Parked)) {
+            tracing::info!(execution = %exec.id(), workflow = %prepared.workflow.id, "execution parked: waiting for signals");
+            self.host.end_execution(exec.id());
+            exec.done.send_replace(true);
+            return;
+        }
         if matches!(abort, Some(Abort::Suspended)) {
             // Draining: give up waiting for a held journal; the owner records
             // what it can at shutdown, the rest resumes from the journal.
@@ -683,7 +775,7 @@ impl Engine {
                         s.status = WorkflowStatus::RollingBack;
                         s.error = Some(match why {
                             Abort::Failed(e) => e.clone(),
-                            Abort::Cancelled | Abort::Suspended => "cancelled".into(),
+                            Abort::Cancelled | Abort::Suspended | Abort::Parked => "cancelled".into(),
                         });
                     })
                     .await;
@@ -692,7 +784,7 @@ impl Engine {
                 match (why, rollback_ok) {
                     (_, false) => WorkflowStatus::RollbackFailed,
                     (Abort::Failed(_), true) => WorkflowStatus::Failed,
-                    (Abort::Cancelled | Abort::Suspended, true) => WorkflowStatus::Cancelled,
+                    (Abort::Cancelled | Abort::Suspended | Abort::Parked, true) => WorkflowStatus::Cancelled,
                 }
             }
         };
@@ -771,7 +863,7 @@ impl Engine {
             StepStatus::Skipped => StepEvent::Skip,
             StepStatus::Cancelled => StepEvent::Cancel,
             // Not an end: the state machine refuses it (and logs the bug).
-            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => StepEvent::Reset,
+            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying | StepStatus::Waiting => StepEvent::Reset,
         };
         move |r: &mut StepRecord| {
             r.status = r.status.apply_or(event, status);

@@ -18,7 +18,7 @@
 
 use super::definition::{
     Action, Backoff, ExecutionMode, ID_RULE, InputSpec, InputType, MAX_ID_LEN, MapSpec, Problems, ResourceBudget,
-    RetryOn, RetryPolicy, Step, StepResources, TransactionRule, Workflow, is_valid_id, kind,
+    RetryOn, RetryPolicy, Step, StepResources, TransactionRule, WaitSpec, Workflow, is_valid_id, kind,
 };
 use super::duration;
 use super::source::{DocPath, Document};
@@ -188,6 +188,22 @@ pub(crate) struct RawStep {
     /// A map step: items running at once (default: the workflow's `max_parallel`).
     #[schemars(range(min = 1))]
     max_parallel: Option<u64>,
+    /// Makes it a wait step (no plugin): it waits for a named signal.
+    wait_for: Option<Nested<RawWait>>,
+}
+
+/// What a wait step waits for.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "wait_for")]
+pub(crate) struct RawWait {
+    /// The signal's name (`POST /v1/executions/{id}/signals/{name}`).
+    #[schemars(required, pattern(NOT_BLANK))]
+    signal: Option<String>,
+    /// How long to wait, e.g. "24h" (default: forever); then the step fails.
+    timeout: Option<RawDuration>,
+    /// An approval: the signal must say who approved, and the output records it.
+    approval: Option<bool>,
 }
 
 /// Which kind of a plugin to call.
@@ -864,6 +880,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             metadata: Value::Null,
             resources: StepResources::default(),
             map: None,
+            wait: None,
         };
     };
     let RawStep {
@@ -889,6 +906,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         for_each,
         fail_fast,
         max_parallel,
+        wait_for,
     } = raw;
     let id = match (key_id, declared) {
         (Some(key), Some(inner)) if key != inner => {
@@ -904,7 +922,19 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             label.clone()
         }
     };
-    let plugin_id = required_text(plugin_id, &bad, "plugin_id", &path, Some(&label), p);
+    let wait = wait_for.and_then(|w| read_wait(&w.0, &path.key("wait_for"), &label, p));
+    let (plugin_id, method_name, operation) = if wait.is_some() || bad.has("wait_for") {
+        // A wait step calls no plugin.
+        let calls = [("plugin_id", plugin_id.is_some()), ("method_name", method_name.is_some() || operation.is_some())];
+        for (key, given) in calls {
+            if given {
+                p.add(Some(&label), &path.key(key), "a wait step (with `wait_for`) calls no plugin");
+            }
+        }
+        (String::new(), Some(String::new()), None)
+    } else {
+        (required_text(plugin_id, &bad, "plugin_id", &path, Some(&label), p), method_name, operation)
+    };
     let operation = match (method_name, operation) {
         (Some(m), None) | (None, Some(m)) => m,
         (Some(m), Some(o)) => {
@@ -972,8 +1002,12 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             None
         }
     };
+    if wait.is_some() && map.is_some() {
+        p.add(Some(&label), &path.key("for_each"), "a wait step cannot be a map step");
+    }
     Step {
         map,
+        wait,
         name: name.unwrap_or_else(|| id.clone()),
         description: description.unwrap_or_default(),
         action: Action {
@@ -993,6 +1027,19 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         resources: resources.map_or_else(StepResources::default, |r| needs(&r.0, &path.key("resources"), &label, p)),
         id,
     }
+}
+
+fn read_wait(value: &Value, path: &DocPath, step: &str, p: &mut Problems) -> Option<WaitSpec> {
+    let (raw, _) = read_part::<RawWait>(value, path, Some(step), p)?;
+    let RawWait { signal, timeout, approval } = raw;
+    let Some(signal) = signal else {
+        p.add(Some(step), path, "missing `signal`");
+        return None;
+    };
+    if !is_valid_id(&signal, 128) {
+        p.add(Some(step), &path.key("signal"), format!("`{signal}`: letters, digits, `-`, `_`, `.`, at most 128"));
+    }
+    Some(WaitSpec { signal, timeout: timeout.map(|d| d.0), approval: approval.unwrap_or(false) })
 }
 
 fn read_retry(value: &Value, path: &DocPath, step: &str, policy: &mut RetryPolicy, p: &mut Problems) {
@@ -1082,7 +1129,7 @@ mod tests {
             "line 6: step `a`: steps[0].critical: expected true or false, found text",
             "line 7: step `a`: steps[0].timeout: invalid duration [1]: expected milliseconds or text like \"30s\"",
             "line 8: step `a`: steps[0].dependencies[1]: expected text, found a number",
-            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, kind, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata, resources, for_each, fail_fast, max_parallel)",
+            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, kind, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata, resources, for_each, fail_fast, max_parallel, wait_for)",
             "line 10: step `a`: steps[0].retry.max_attempts: expected a whole number ≥ 0, found a number",
             "line 10: step `a`: steps[0].retry.jitter: expected a number, found text",
             "line 10: step `a`: steps[0].retry.backoff: unknown backoff `sometimes`: expected constant or exponential",

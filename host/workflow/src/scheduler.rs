@@ -35,6 +35,7 @@
 //! costs a future in the phase's task, not a thread.
 
 mod map;
+mod wait;
 
 use super::definition::StepResources;
 use super::engine::{Abort, Engine, Execution, Prepared, call_error, error};
@@ -151,6 +152,9 @@ struct Schedule {
     ready: BTreeSet<Task>,
     /// The map steps that started, by step.
     maps: std::collections::HashMap<usize, map::MapRun>,
+    /// Wait steps waiting for their signal, with when they time out (ms
+    /// since the Unix epoch).
+    awaited: BTreeMap<usize, Option<u64>>,
     jobs: Vec<Option<Arc<Job>>>,
     attempts: Vec<u32>,
     /// Slots taken: steps being run, and in serial modes a step waiting to retry.
@@ -212,6 +216,7 @@ impl Forward {
             waiting,
             ready,
             maps: std::collections::HashMap::new(),
+            awaited: BTreeMap::new(),
             jobs: vec![None; n],
             attempts,
             running: 0,
@@ -253,7 +258,12 @@ impl Forward {
         let cancel = exec.cancel_token().clone();
         let mut held = exec.held_changes();
         let mut timers: JoinSet<(usize, Option<usize>, bool)> = JoinSet::new();
+        let mut parked = false;
         loop {
+            // Waits whose signal came or whose timeout passed end first.
+            if !fwd.lock().awaited.is_empty() && fwd.lock().abort.is_none() {
+                fwd.settle_waits().await;
+            }
             let armed = {
                 let mut st = fwd.lock();
                 // A cancel reaches runners and timers through the stop token
@@ -263,14 +273,34 @@ impl Forward {
                     fwd.abort(&mut st, Abort::Cancelled);
                 }
                 fwd.start_runners(&mut st);
-                if st.running == 0
-                    && st.runners == 0
-                    && st.timers == 0
-                    && (st.abort.is_some() || fwd.draining(&mut st) || st.ready.is_empty())
+                let idle = st.running == 0 && st.runners == 0 && st.timers == 0;
+                if idle
+                    && (st.abort.is_some() || fwd.draining(&mut st) || (st.ready.is_empty() && st.awaited.is_empty()))
                 {
                     break;
                 }
+                // Nothing left but waits for signals: park (the daemon), or wait here.
+                if idle && st.ready.is_empty() && fwd.engine.parks() {
+                    drop(st);
+                    let signals = fwd.awaited_signals();
+                    let names: Vec<&str> = signals.iter().map(String::as_str).collect();
+                    if exec.try_park(&names, fwd.next_wait_deadline()) {
+                        parked = true;
+                        break;
+                    }
+                    continue;
+                }
                 st.armed
+            };
+            let wait_deadline = fwd.next_wait_deadline();
+            let wait_timeout = async {
+                match wait_deadline {
+                    Some(at) => {
+                        let now = super::status::epoch_ms(fwd.engine.clock().now());
+                        fwd.engine.clock().sleep(Duration::from_millis(at.saturating_sub(now))).await;
+                    }
+                    None => std::future::pending().await,
+                }
             };
             let deadline = async {
                 match armed {
@@ -293,6 +323,9 @@ impl Forward {
                 }
                 // Released (or held): runners may start again.
                 Ok(()) = held.changed() => {}
+                // A signal came, or a wait timed out: the loop's top ends those waits.
+                () = exec.signal_delivered(), if !fwd.lock().awaited.is_empty() => {}
+                () = wait_timeout => {}
                 () = &mut expiry, if !expired => {
                     expired = true;
                     let why = Abort::Failed(format!("the workflow timed out after {} ms", timeout.as_millis()));
@@ -300,14 +333,26 @@ impl Forward {
                 }
             }
         }
+        if parked {
+            return Some(Abort::Parked);
+        }
         // Map steps the phase stopped in the middle of end now (a drained one
-        // stays running, to go on from its items when it resumes).
-        let stopped: Vec<(usize, map::MapRun)> = {
+        // stays running, to go on from its items when it resumes), and so do
+        // wait steps (a drained one stays waiting).
+        let (stopped, waits): (Vec<(usize, map::MapRun)>, Vec<usize>) = {
             let mut st = fwd.lock();
-            if st.suspended { Vec::new() } else { st.maps.drain().collect() }
+            if st.suspended {
+                (Vec::new(), Vec::new())
+            } else {
+                let waits = std::mem::take(&mut st.awaited).into_keys().collect();
+                (st.maps.drain().collect(), waits)
+            }
         };
         for (i, run) in stopped {
             fwd.stop_map(i, run).await;
+        }
+        for i in waits {
+            fwd.stop_wait(i).await;
         }
         let st = fwd.lock();
         match &st.abort {
@@ -513,6 +558,10 @@ impl Forward {
     fn run_step(self: &Arc<Self>, i: usize, attempt: u32) -> bool {
         if self.prepared.workflow.steps[i].map.is_some() {
             self.start_map(i, attempt);
+            return true;
+        }
+        if self.prepared.workflow.steps[i].wait.is_some() {
+            self.start_wait(i, attempt);
             return true;
         }
         let cached = self.lock().jobs[i].clone();

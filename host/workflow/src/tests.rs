@@ -1955,3 +1955,113 @@ fn map_steps_are_checked_when_read() {
         assert!(problems.iter().any(|p| p.to_string().contains(expected)), "{yaml}: {problems:#?}");
     }
 }
+
+const APPROVAL: &str = r#"
+id: gated
+steps:
+  - { id: build, plugin_id: test.ops, method_name: echo, parameters: { built: true } }
+  - { id: approve, wait_for: { signal: approve, timeout: 2s, approval: true }, dependencies: [build] }
+  - { id: deploy, plugin_id: test.ops, method_name: echo, parameters: { by: "${{ steps.approve.output.by }}", note: "${{ steps.approve.output.payload.note }}" }, dependencies: [approve] }
+"#;
+
+fn signal(name: &str, by: Option<&str>, payload: Value) -> plexus_client::SignalRecord {
+    plexus_client::SignalRecord { name: name.into(), payload, by: by.map(str::to_owned), reject: false, at_ms: 42 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_step_takes_a_signal_delivered_before_or_while_it_waits() {
+    let host = host();
+    let prepared = Arc::new(engine::Prepared::new(valid(&host, APPROVAL)));
+    let engine = Engine::new(host, Arc::new(SystemClock));
+    // Delivered before the step waits: taken at once.
+    let exec = engine::Execution::new("sig-before".into(), &prepared, Map::new());
+    assert!(exec.deliver_signal(signal("approve", Some("alice"), json!({"note": "ship it"}))));
+    engine.run(prepared.clone(), exec.clone()).await;
+    let status = exec.snapshot();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{:#?}", status.steps);
+    assert_eq!(
+        status.step("approve").unwrap().output,
+        Some(json!({"approved": true, "by": "alice", "at_ms": 42, "payload": {"note": "ship it"}}))
+    );
+    assert_eq!(status.step("deploy").unwrap().output, Some(json!({"by": "alice", "note": "ship it"})));
+    // Delivered while it waits (the run waits in memory: this engine does not park).
+    let exec = engine::Execution::new("sig-during".into(), &prepared, Map::new());
+    let run = tokio::spawn({
+        let (engine, prepared, exec) = (engine.clone(), prepared.clone(), exec.clone());
+        async move { engine.run(prepared, exec).await }
+    });
+    while exec.snapshot().step("approve").unwrap().status != StepStatus::Waiting {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(exec.snapshot().status, WorkflowStatus::Running);
+    exec.deliver_signal(signal("approve", Some("bob"), json!({"note": "ok"})));
+    run.await.unwrap();
+    assert_eq!(exec.snapshot().step("deploy").unwrap().output, Some(json!({"by": "bob", "note": "ok"})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_times_out_is_rejected_or_needs_who_approved() {
+    let host = host();
+    let fast = APPROVAL.replace("timeout: 2s", "timeout: 50ms");
+    let prepared = Arc::new(engine::Prepared::new(valid(&host, &fast)));
+    let engine = Engine::new(host, Arc::new(SystemClock));
+    let exec = engine::Execution::new("sig-timeout".into(), &prepared, Map::new());
+    let started = Instant::now();
+    engine.run(prepared.clone(), exec.clone()).await;
+    let status = exec.snapshot();
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    let error = status.step("approve").unwrap().error.clone().unwrap();
+    assert_eq!((error.kind.as_str(), error.message.as_str()), ("timeout", "no signal `approve` within 50ms"));
+    assert_eq!(status.step("deploy").unwrap().status, StepStatus::Cancelled);
+    for (sig, expected) in [
+        (
+            plexus_client::SignalRecord { reject: true, ..signal("approve", Some("carol"), Value::Null) },
+            "signal `approve` rejected by carol",
+        ),
+        (signal("approve", None, Value::Null), "without `by`"),
+    ] {
+        let exec = engine::Execution::new("sig-refused".into(), &prepared, Map::new());
+        exec.deliver_signal(sig);
+        engine.run(prepared.clone(), exec.clone()).await;
+        let error = exec.snapshot().step("approve").unwrap().error.clone().unwrap();
+        assert!(error.message.contains(expected), "{error:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parking_engine_ends_the_run_while_it_waits_and_a_restored_run_takes_the_signal() {
+    let host = host();
+    let prepared = Arc::new(engine::Prepared::new(valid(&host, APPROVAL)));
+    let engine = Engine::new(host, Arc::new(SystemClock)).with_parking(true);
+    let exec = engine::Execution::new("sig-park".into(), &prepared, Map::new());
+    engine.run(prepared.clone(), exec.clone()).await;
+    let status = exec.snapshot();
+    assert_eq!(status.status, WorkflowStatus::Running, "parked, not ended");
+    let approve = status.step("approve").unwrap().clone();
+    assert_eq!(approve.status, StepStatus::Waiting);
+    let deadline = exec.parked().expect("parked").expect("until the timeout");
+    assert_eq!(deadline, approve.started_at_ms.unwrap() + 2000);
+    // A signal for a parked execution: the caller must run it again.
+    assert!(!exec.deliver_signal(signal("approve", Some("dave"), json!({"note": "later"}))));
+    let again = engine::Execution::restore(status, Map::new(), Arc::new(NoJournal), None);
+    again.restore_signals(vec![signal("approve", Some("dave"), json!({"note": "later"}))]);
+    engine.run(prepared, again.clone()).await;
+    let status = again.snapshot();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{:#?}", status.steps);
+    assert_eq!(status.step("approve").unwrap().started_at_ms, approve.started_at_ms, "its wait counts from the first");
+    assert_eq!(status.step("deploy").unwrap().output, Some(json!({"by": "dave", "note": "later"})));
+}
+
+#[test]
+fn wait_steps_are_checked_when_read() {
+    let host = host();
+    for (yaml, expected) in [
+        ("id: w\nsteps:\n  - { id: a, wait_for: { signal: go }, plugin_id: test.ops }\n", "calls no plugin"),
+        ("id: w\nsteps:\n  - { id: a, wait_for: { timeout: 1s } }\n", "missing `signal`"),
+        ("id: w\nsteps:\n  - { id: a, wait_for: { signal: 'no way' } }\n", "letters, digits"),
+    ] {
+        let problems = parse(&host, "w.yaml", yaml).unwrap_err();
+        assert!(problems.iter().any(|p| p.to_string().contains(expected)), "{yaml}: {problems:#?}");
+    }
+}
