@@ -366,6 +366,27 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(d.call("GET", "/v1/workflows/chain", None).0, 404);
     d.register(CHAIN);
 
+    // Signals: a wait step parks its execution until one comes (202), here through the CLI too.
+    d.register("id: gate\nsteps:\n  - { id: w, wait_for: { signal: go } }\n  - { id: v, wait_for: { signal: ok, approval: true }, dependencies: [w] }\n");
+    let gate: Started = typed(call("POST", "/v1/executions", "/v1/executions", Some(json!({"workflow": "gate"})), 202));
+    let gid = gate.execution_id.clone();
+    let signalled: plexus_client::Signalled = typed(call(
+        "POST",
+        "/v1/executions/{id}/signals/{name}",
+        &format!("/v1/executions/{gid}/signals/go"),
+        Some(json!({"payload": {"n": 1}})),
+        202,
+    ));
+    assert_eq!((signalled.signal.name.as_str(), signalled.signal.payload.clone()), ("go", json!({"n": 1})));
+    let (status, body) = d.call("POST", &format!("/v1/executions/{gid}/signals/go"), Some(json!({})));
+    assert_eq!((status, code(body)), (409, ErrorCode::AlreadyExists));
+    let out = d.cli(&["exec", "signal", &gid, "ok", "--by", "ops@example", "--payload", "{\"ticket\": 9}"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gated = d.wait_for(&gid, Duration::from_secs(20));
+    assert_eq!(gated.status.status, WorkflowStatus::Completed, "{gated:?}");
+    assert_eq!(gated.status.steps[0].output, Some(json!({"n": 1})));
+    assert_eq!(gated.status.steps[1].output.as_ref().unwrap()["by"], "ops@example");
+
     // Hooks: create (the secret shown once), list, show, deliver (signed, no token), delete.
     let spec = json!({"id": "on-push", "workflow": "chain", "description": "a push"});
     let created: HookCreated = typed(call("POST", "/v1/hooks", "/v1/hooks", Some(spec), 201));
@@ -499,7 +520,7 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     client.delete_workflow("typed").unwrap();
     assert_eq!(client.workflow("typed", None).unwrap_err().code(), Some(ErrorCode::NotFound));
     client.register_workflow(typed_source.clone()).unwrap();
-    assert_eq!(client.clear_workflows().unwrap().deleted, 3, "chain, typed and from-tpl");
+    assert_eq!(client.clear_workflows().unwrap().deleted, 4, "chain, gate, typed and from-tpl");
     d.register(CHAIN);
 
     // The CLI client against the same daemon.

@@ -256,6 +256,26 @@ pub enum ExecCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Deliver a signal to an execution's wait steps (`wait_for: {signal: NAME}`); its payload
+    /// becomes their output. An approval needs --by.
+    Signal {
+        /// Execution id.
+        id: String,
+        /// The signal's name.
+        name: String,
+        /// The payload: JSON (or text), or @FILE [default: null].
+        #[arg(long)]
+        payload: Option<String>,
+        /// Who sends it (an approval records it).
+        #[arg(long)]
+        by: Option<String>,
+        /// Refuse: the waiting step fails.
+        #[arg(long)]
+        reject: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a map step's items (`for_each`): status, attempts, output or error of each.
     Items {
         /// Execution id.
@@ -405,6 +425,19 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
             Ok(exit_for_status(execution.status.status))
         }
         ExecCommand::Logs { id, follow, json } => logs(&client, &id, follow, json),
+        ExecCommand::Signal { id, name, payload, by, reject, json } => {
+            let payload = match payload {
+                Some(text) if text.starts_with('@') => json_arg(&text, "--payload")?,
+                Some(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                None => Value::Null,
+            };
+            let out = client.signal(&id, &name, &plexus_client::SignalRequest { payload, by, reject })?;
+            if json {
+                return print_json(&out);
+            }
+            outln!("signal {name} delivered to execution {id}");
+            Ok(ExitCode::SUCCESS)
+        }
         ExecCommand::Items { id, step, after, limit, json } => {
             let out = client.items(&id, &step, after, limit)?;
             if json {

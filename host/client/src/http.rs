@@ -9,7 +9,7 @@ use crate::{
     WorkflowSource, WorkflowVersion, path,
 };
 use crate::{BeginTransaction, Cleared, Transaction, WorkflowHistory, WorkflowRollback};
-use crate::{ExecutionItems, NodeList};
+use crate::{ExecutionItems, NodeList, SignalRequest, Signalled};
 use crate::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use crate::{HookCreated, HookDetails, HookList, HookSpec};
 use crate::{SecretInfo, SecretList, SecretSet};
@@ -496,6 +496,16 @@ impl Client {
         let query = [("after", after.as_deref()), ("limit", limit.as_deref())];
         let route = path(&["v1", "executions", id, "steps", step, "items"], &query);
         self.call("GET", &route, NONE)
+    }
+
+    /// `POST /v1/executions/{id}/signals/{name}`: deliver signal `name`
+    /// (for the execution's wait steps named so).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`; `InvalidState` (it ended);
+    /// `AlreadyExists` (a signal of that name came before).
+    pub fn signal(&self, id: &str, name: &str, request: &SignalRequest) -> Result<Signalled, ClientError> {
+        self.call("POST", &path(&["v1", "executions", id, "signals", name], &[]), Some(request))
     }
 
     /// `POST /v1/executions/{id}/cancel`.

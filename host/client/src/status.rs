@@ -486,15 +486,15 @@ mod names {
 mod state_machine {
     use super::{StepEvent as E, StepStatus as S};
 
-    const ALL_STATUSES: [S; 7] =
-        [S::Pending, S::Running, S::Completed, S::Failed, S::Skipped, S::Cancelled, S::Retrying];
-    const ALL_EVENTS: [E; 8] =
-        [E::Start, E::Succeed, E::Fail, E::RetryLater, E::Skip, E::Cancel, E::Interrupt, E::Reset];
+    const ALL_STATUSES: [S; 8] =
+        [S::Pending, S::Running, S::Completed, S::Failed, S::Skipped, S::Cancelled, S::Retrying, S::Waiting];
+    const ALL_EVENTS: [E; 9] =
+        [E::Start, E::Succeed, E::Fail, E::RetryLater, E::Skip, E::Cancel, E::Interrupt, E::Reset, E::Wait];
 
     /// Every (status, event) pair, and what it must give (`None`: refused).
     fn expected(from: S, event: E) -> Option<S> {
-        let row: [Option<S>; 8] = match from {
-            //            Start            Succeed           Fail             RetryLater        Skip            Cancel             Interrupt        Reset
+        let row: [Option<S>; 9] = match from {
+            //            Start            Succeed           Fail             RetryLater        Skip            Cancel             Interrupt        Reset           Wait
             S::Pending => [
                 Some(S::Running),
                 None,
@@ -504,6 +504,7 @@ mod state_machine {
                 Some(S::Cancelled),
                 Some(S::Pending),
                 Some(S::Pending),
+                Some(S::Waiting),
             ],
             S::Running => [
                 None,
@@ -514,12 +515,24 @@ mod state_machine {
                 Some(S::Cancelled),
                 Some(S::Pending),
                 None,
+                None,
             ],
             S::Retrying => {
-                [Some(S::Running), None, Some(S::Failed), None, None, Some(S::Cancelled), Some(S::Pending), None]
+                [Some(S::Running), None, Some(S::Failed), None, None, Some(S::Cancelled), Some(S::Pending), None, None]
             }
-            S::Completed => [None, None, None, None, None, None, None, Some(S::Completed)],
-            S::Failed | S::Skipped | S::Cancelled => [None, None, None, None, None, None, None, Some(S::Pending)],
+            S::Waiting => [
+                None,
+                Some(S::Completed),
+                Some(S::Failed),
+                None,
+                None,
+                Some(S::Cancelled),
+                None,
+                None,
+                Some(S::Waiting),
+            ],
+            S::Completed => [None, None, None, None, None, None, None, Some(S::Completed), None],
+            S::Failed | S::Skipped | S::Cancelled => [None, None, None, None, None, None, None, Some(S::Pending), None],
         };
         row[ALL_EVENTS.iter().position(|e| *e == event).unwrap()]
     }

@@ -35,6 +35,7 @@ use plexus_client::{
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use plexus_client::{HookCreated, HookDetails, HookList, HookSpec};
 use plexus_client::{SecretInfo, SecretList, SecretSet};
+use plexus_client::{SignalRequest, Signalled};
 use plexus_client::{TransactionList, TransactionQuery};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -148,6 +149,7 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(execution_items))
         .routes(routes!(execution_logs))
         .routes(routes!(cancel_execution))
+        .routes(routes!(signal_execution))
         .routes(routes!(retry_execution))
         .routes(routes!(transactions, begin_transaction))
         .routes(routes!(transaction))
@@ -819,6 +821,22 @@ async fn execution_logs(
 ) -> ApiResult<Json<ExecutionLogs>> {
     let (status, events) = s.daemon.logs(&id, q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(MAX_LIST)).await?;
     Ok(Json(ExecutionLogs { execution_id: id, status, events }))
+}
+
+/// Deliver a signal to an execution's wait steps named so (now, or when
+/// they wait): its payload becomes their output. A parked execution runs
+/// again to take it. 409 when one of that name came before, or it ended.
+#[utoipa::path(post, path = "/v1/executions/{id}/signals/{name}", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ("name" = String, Path, description = "Signal name")),
+    request_body = SignalRequest,
+    responses((status = 202, description = "Recorded; its wait steps take it", body = Signalled)))]
+async fn signal_execution(
+    State(s): State<ApiState>,
+    Path((id, name)): Path<(String, String)>,
+    Body(request): Body<SignalRequest>,
+) -> ApiResult<Response> {
+    let signalled = s.daemon.signal(&id, &name, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(signalled)).into_response())
 }
 
 /// Cancel: running steps stop, completed ones are compensated.

@@ -37,6 +37,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 mod cluster;
+mod parking;
 
 /// Who asked for an execution, and which version it runs.
 #[derive(Debug, Clone, Default)]
@@ -89,6 +90,10 @@ struct Inner {
     retention: Mutex<(Option<Duration>, Option<std::time::SystemTime>)>,
     /// The secrets store (see [`Daemon::set_secrets`]).
     secrets: std::sync::OnceLock<Arc<crate::secrets::Secrets>>,
+    /// Executions parked here (see the `parking` module), with their wake-up timers.
+    parked: Mutex<HashMap<String, Option<tokio::task::AbortHandle>>>,
+    /// Orders parking and resuming.
+    parking: tokio::sync::Mutex<()>,
 }
 
 /// A running execution, as the daemon tracks it.
@@ -119,6 +124,8 @@ struct Node {
     claiming: tokio::sync::Mutex<()>,
     /// Wakes the claim loop (a worker freed, an unclaimed execution recorded).
     claim: Arc<tokio::sync::Notify>,
+    /// When this node last looked for signals delivered on other nodes (ms).
+    signals_polled: std::sync::atomic::AtomicU64,
 }
 
 /// How a joined node keeps its lease.
@@ -269,6 +276,7 @@ impl Daemon {
                 fenced: AtomicBool::new(false),
                 claiming: tokio::sync::Mutex::const_new(()),
                 claim: Arc::default(),
+                signals_polled: std::sync::atomic::AtomicU64::new(epoch_ms(std::time::SystemTime::now())),
             },
             slots: crate::slots::Slots::new(workers),
             drain: CancellationToken::new(),
@@ -280,6 +288,8 @@ impl Daemon {
             lifecycle: tokio::sync::Mutex::const_new(()),
             retention: Mutex::new((Some(crate::config::DEFAULT_RETENTION), None)),
             secrets: std::sync::OnceLock::new(),
+            parked: Mutex::default(),
+            parking: tokio::sync::Mutex::const_new(()),
         }));
         daemon.spawn_maintenance();
         daemon
@@ -776,11 +786,21 @@ impl Daemon {
                 if let (Some(fire), Some(_)) = (fire_ms, &permit) {
                     inner.metrics.scheduler_lag(epoch_ms(inner.clock.now()).saturating_sub(fire));
                 }
-                let mut engine = Engine::new(daemon.host(), inner.clock.clone()).with_drain(stop.clone());
+                let mut engine =
+                    Engine::new(daemon.host(), inner.clock.clone()).with_drain(stop.clone()).with_parking(true);
                 if let Some(secrets) = inner.secrets.get() {
                     engine = engine.with_secrets(secrets.clone());
                 }
                 engine.run(prepared, exec.clone()).await;
+            }
+            // Only waits for signals left: parked, its worker free (see `parking`).
+            if let Some(until) = exec.parked().filter(|_| !stop.is_cancelled()) {
+                if let Err(e) = exec.record_again().await {
+                    tracing::error!(execution = %id, "not recorded as it parked ({e}); it resumes from its last record");
+                }
+                drop(permit);
+                daemon.park(&id, &exec, until).await;
+                return;
             }
             // Stopped while held (shutdown): record what can be — unless
             // another node took it over, which carries on from its record.
@@ -912,6 +932,10 @@ impl Daemon {
     /// ended or is already being cancelled.
     pub async fn cancel(&self, id: &str) -> DaemonResult<()> {
         let _one_at_a_time = self.lifecycle().await;
+        if self.is_parked(id) {
+            // Run again to be cancelled (its waits end, its completed steps are compensated).
+            self.resume_parked(id).await;
+        }
         if let Some(exec) = self.live(id) {
             if exec.request_cancel() {
                 return Ok(());
@@ -975,6 +999,12 @@ impl Daemon {
         let exec =
             Execution::restore(stored.status, stored.state, self.0.journal.clone(), stored.meta.schedule_id.clone());
         if unfinished {
+            match self.0.store.signals(&id).await {
+                Ok(signals) => exec.restore_signals(signals),
+                Err(e) => {
+                    tracing::warn!(execution = %id, "cannot read its signals ({e}); they count when it runs again")
+                }
+            }
             match self.0.store.items(&id, None, None, u32::MAX).await {
                 Ok(items) => {
                     let mut by_step: HashMap<usize, Vec<plexus_workflow::status::ItemRecord>> = HashMap::new();

@@ -1399,3 +1399,90 @@ async fn a_webhook_starts_its_workflow_for_a_good_signature_only_once() {
     let (status, _) = http_post(addr, "/v1/hooks/on-push", &signed(&secret, now, "d-7", body), body).await;
     assert!(status.contains("404"), "{status}");
 }
+
+/// A step, a wait for `approve` (an approval, `timeout`), a step after it.
+fn gated(id: &str, timeout: &str) -> String {
+    format!(
+        "id: {id}\nsteps:\n  - {{id: build, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {id}-build, ms: 50}}}}\n  \
+         - {{id: approve, wait_for: {{signal: approve, timeout: {timeout}, approval: true}}, dependencies: [build]}}\n  \
+         - {{id: deploy, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: {id}-deploy}}, dependencies: [approve]}}\n"
+    )
+}
+
+async fn wait_parked(daemon: &Daemon, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !daemon.is_parked(id) {
+        assert!(Instant::now() < deadline, "execution {id} did not park");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn approval(by: &str) -> plexus_client::SignalRequest {
+    plexus_client::SignalRequest { payload: json!({"ticket": 7}), by: Some(by.into()), reject: false }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_is_taken_whether_it_comes_before_during_or_after_a_restart_and_waiting_costs_no_worker() {
+    // One worker: a parked execution must not hold it.
+    let f = fixture_with_workers(Arc::new(SystemClock), 1);
+    f.daemon.register_workflow(&gated("sig", "1h")).await.unwrap();
+    f.daemon.register_workflow(&chain("other", "sig-other", 1)).await.unwrap();
+    // Before: delivered while the first step runs; the wait takes it at once.
+    let early = f.daemon.start("sig", Map::new(), super::core::Origin::default()).await.unwrap();
+    f.daemon.signal(early.id(), "approve", approval("alice")).await.unwrap();
+    let status = wait_done(&f.daemon, early.id()).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:?}");
+    assert_eq!(status.steps[1].output.as_ref().unwrap()["by"], "alice");
+    // During: it parks; its worker runs another execution meanwhile.
+    let during = f.daemon.start("sig", Map::new(), super::core::Origin::default()).await.unwrap();
+    let id = during.id().to_owned();
+    wait_parked(&f.daemon, &id).await;
+    let (status, _) = f.daemon.status(&id).await.unwrap();
+    assert_eq!((status.status, status.steps[1].status), (WorkflowStatus::Running, StepStatus::Waiting));
+    let other = f.daemon.start("other", Map::new(), super::core::Origin::default()).await.unwrap();
+    assert_eq!(wait_done(&f.daemon, other.id()).await.status, WorkflowStatus::Completed, "the worker was free");
+    let again = f.daemon.signal(&id, "approve", approval("bob")).await;
+    f.daemon.signal(&id, "other-signal", approval("bob")).await.unwrap();
+    assert!(again.is_ok());
+    let status = wait_done(&f.daemon, &id).await;
+    assert_eq!(status.steps[1].output.as_ref().unwrap()["by"], "bob");
+    assert_eq!(runs("sig-deploy"), 2);
+    // A second signal of a name, or one to an ended execution: refused.
+    let e = f.daemon.signal(&id, "approve", approval("eve")).await.unwrap_err();
+    assert_eq!(e.code, crate::ErrorCode::InvalidState, "{e}");
+    // After a restart: parked again at start, then signalled.
+    let after = f.daemon.start("sig", Map::new(), super::core::Origin::default()).await.unwrap();
+    let id = after.id().to_owned();
+    wait_parked(&f.daemon, &id).await;
+    let daemon = restarted(&f.store);
+    assert_eq!(daemon.resume_unfinished().await.unwrap(), 1);
+    wait_parked(&daemon, &id).await;
+    daemon.signal(&id, "approve", approval("carol")).await.unwrap();
+    let e = daemon.signal(&id, "approve", approval("carol")).await.unwrap_err();
+    assert!(matches!(e.code, crate::ErrorCode::AlreadyExists | crate::ErrorCode::InvalidState), "{e}");
+    let status = wait_done(&daemon, &id).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:?}");
+    assert_eq!(status.steps[1].output.as_ref().unwrap()["by"], "carol");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parked_approval_times_out_and_a_parked_execution_can_be_cancelled() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow(&gated("late", "300ms")).await.unwrap();
+    let exec = f.daemon.start("late", Map::new(), super::core::Origin::default()).await.unwrap();
+    let id = exec.id().to_owned();
+    wait_parked(&f.daemon, &id).await;
+    let status = wait_done(&f.daemon, &id).await;
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    let error = status.steps[1].error.clone().unwrap();
+    assert_eq!((error.kind.as_str(), error.message.as_str()), ("timeout", "no signal `approve` within 300ms"));
+    assert!(!f.daemon.is_parked(&id));
+    // Cancelled while parked: its wait ends cancelled, the step before it is compensated (none here).
+    f.daemon.register_workflow(&gated("stop", "1h")).await.unwrap();
+    let exec = f.daemon.start("stop", Map::new(), super::core::Origin::default()).await.unwrap();
+    let id = exec.id().to_owned();
+    wait_parked(&f.daemon, &id).await;
+    f.daemon.cancel(&id).await.unwrap();
+    let status = wait_done(&f.daemon, &id).await;
+    assert_eq!((status.status, status.steps[1].status), (WorkflowStatus::Cancelled, StepStatus::Cancelled));
+}

@@ -228,6 +228,11 @@ impl Execution {
         }
     }
 
+    /// The names of the signals delivered so far.
+    pub fn signal_names(&self) -> Vec<String> {
+        self.signals.lock().unwrap_or_else(PoisonError::into_inner).delivered.keys().cloned().collect()
+    }
+
     /// Signal `name`, if delivered.
     pub(super) fn signal(&self, name: &str) -> Option<SignalRecord> {
         self.signals.lock().unwrap_or_else(PoisonError::into_inner).delivered.get(name).cloned()
@@ -760,14 +765,23 @@ impl Engine {
             None => WorkflowStatus::Completed,
             Some(why) => {
                 if !was_rolling_back {
-                    let pending: Vec<usize> = {
+                    // Steps not started, and waits a parked run left (the phase
+                    // ends the waits it started itself).
+                    let pending: Vec<(usize, bool)> = {
                         let s = exec.lock();
-                        (0..s.steps.len()).filter(|&i| s.steps[i].status == StepStatus::Pending).collect()
+                        (0..s.steps.len())
+                            .filter(|&i| matches!(s.steps[i].status, StepStatus::Pending | StepStatus::Waiting))
+                            .map(|i| (i, s.steps[i].status == StepStatus::Waiting))
+                            .collect()
                     };
-                    for i in pending {
+                    for (i, waiting) in pending {
                         exec.update_step(i, |step| {
                             step.status = step.status.apply_or(StepEvent::Cancel, StepStatus::Cancelled);
-                            step.reason = Some("the execution stopped before this step started".into());
+                            step.reason = Some(if waiting {
+                                "the execution stopped while it waited for its signal".into()
+                            } else {
+                                "the execution stopped before this step started".into()
+                            });
                         })
                         .await;
                     }

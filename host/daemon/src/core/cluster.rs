@@ -31,6 +31,9 @@ use super::*;
 use crate::store::{CancelRequest, Claim, NodeJoin};
 use plexus_client::{NodeList, NodeState, NodeView};
 
+/// How far back a node looks for signals delivered on other nodes, beyond its last look (ms).
+const SIGNAL_MARGIN_MS: u64 = 2000;
+
 impl Daemon {
     /// This daemon's node id (`<host>-<pid>-<8 hex digits>`), new at each start.
     pub fn node_id(&self) -> &str {
@@ -137,7 +140,10 @@ impl Daemon {
 
     /// The ids of the executions running here.
     fn running_ids(&self) -> Vec<String> {
-        self.0.live.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+        // A parked execution stays this node's: it resumes here.
+        let mut ids: Vec<String> = self.0.live.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
+        ids.extend(self.parked_ids());
+        ids
     }
 
     /// Renew the lease (joining again if this node's registration went);
@@ -234,6 +240,9 @@ impl Daemon {
         match cluster.cancel_requests(&self.0.node.id).await {
             Ok(ids) => {
                 for id in ids {
+                    if self.is_parked(&id) {
+                        self.resume_parked(&id).await;
+                    }
                     if let Some(exec) = self.live(&id)
                         && exec.request_cancel()
                     {
@@ -243,6 +252,11 @@ impl Daemon {
             }
             Err(e) => tracing::warn!("cannot read cancel requests: {e}"),
         }
+        // Signals delivered on other nodes to executions parked here (a
+        // margin for the nodes' clocks and commits: a repeat is harmless).
+        let now = epoch_ms(self.0.clock.now());
+        let since = self.0.node.signals_polled.swap(now, Ordering::AcqRel).saturating_sub(SIGNAL_MARGIN_MS);
+        self.take_signals(since).await;
     }
 
     /// Claim as many executions as there are free workers (at most

@@ -168,6 +168,46 @@ impl SqliteStore {
         rows.into_iter().map(|(step, record)| Ok((step.max(0) as usize, self.parse("item", &record)?))).collect()
     }
 
+    /// See [`super::Store::put_signal`].
+    pub fn put_signal(&self, execution_id: &str, signal: &plexus_client::SignalRecord) -> StoreWrite<bool> {
+        let (id, name, record, at) = (execution_id.to_owned(), signal.name.clone(), json(signal), signal.at_ms as i64);
+        self.prepare(move |tx, err| {
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO signals (execution_id, name, record, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, name, record, at],
+                )
+                .map_err(err)?;
+            Ok(n > 0)
+        })
+    }
+
+    /// See [`super::Store::signals`].
+    pub fn signals(&self, execution_id: &str) -> StoreResult<Vec<plexus_client::SignalRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT record FROM signals WHERE execution_id = ?1 ORDER BY at_ms, name")
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<String> =
+            stmt.query_map([execution_id], |r| r.get(0)).and_then(Iterator::collect).map_err(|e| self.err(e))?;
+        rows.iter().map(|r| self.parse("signal", r)).collect()
+    }
+
+    /// See [`super::Store::signalled`].
+    pub fn signalled(&self, ids: &[String], since_ms: u64) -> StoreResult<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT 1 FROM signals WHERE execution_id = ?1 AND at_ms >= ?2 LIMIT 1")
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for id in ids {
+            if stmt.exists(params![id, since_ms as i64]).map_err(|e| self.err(e))? {
+                out.push(id.clone());
+            }
+        }
+        Ok(out)
+    }
+
     /// Record compensation number `seq` of an execution.
     pub fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreWrite<()> {
         let id = execution_id.to_owned();
@@ -452,6 +492,7 @@ impl SqliteStore {
                     "DELETE FROM compensations WHERE execution_id = ?1",
                     "DELETE FROM state_entries WHERE execution_id = ?1",
                     "DELETE FROM step_items WHERE execution_id = ?1",
+                    "DELETE FROM signals WHERE execution_id = ?1",
                     "DELETE FROM executions WHERE id = ?1",
                 ] {
                     tx.prepare_cached(sql).and_then(|mut s| s.execute([id])).map_err(err)?;

@@ -259,6 +259,13 @@ pub trait Store: Send + Sync + 'static {
         after: Option<usize>,
         limit: u32,
     ) -> StoreFuture<Vec<(usize, ItemRecord)>>;
+    /// Record signal `signal` for execution `execution_id`; `false` when one
+    /// of its name was recorded before (the first is kept).
+    fn put_signal(&self, execution_id: &str, signal: &plexus_client::SignalRecord) -> StoreFuture<bool>;
+    /// The signals recorded for execution `execution_id`, oldest first.
+    fn signals(&self, execution_id: &str) -> StoreFuture<Vec<plexus_client::SignalRecord>>;
+    /// Which of executions `ids` got a signal at or after `since_ms`.
+    fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<String>>;
     /// Record compensation number `seq` of an execution and log it.
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()>;
     /// Write everything about a running execution at once (status, steps,

@@ -146,4 +146,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL,
         PRIMARY KEY (execution_id, step_index, item_index)
     ) WITHOUT ROWID;",
+    // 11: signals delivered to executions (wait steps take them), the first of a name kept.
+    "CREATE TABLE signals (
+        execution_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        record TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (execution_id, name)
+    ) WITHOUT ROWID;",
 ];

@@ -176,6 +176,20 @@ impl Store for SqliteStore {
         self.blocking(move |s| s.items(&id, step, after, limit))
     }
 
+    fn put_signal(&self, execution_id: &str, signal: &plexus_client::SignalRecord) -> StoreFuture<bool> {
+        Box::pin(SqliteStore::put_signal(self, execution_id, signal).into_future())
+    }
+
+    fn signals(&self, execution_id: &str) -> StoreFuture<Vec<plexus_client::SignalRecord>> {
+        let id = execution_id.to_owned();
+        self.blocking(move |s| s.signals(&id))
+    }
+
+    fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<String>> {
+        let ids = ids.to_vec();
+        self.blocking(move |s| s.signalled(&ids, since_ms))
+    }
+
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()> {
         Box::pin(SqliteStore::put_compensation(self, execution_id, seq, record).into_future())
     }

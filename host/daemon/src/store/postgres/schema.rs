@@ -160,4 +160,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL,
         PRIMARY KEY (execution_id, step_index, item_index)
     );",
+    // 6: signals delivered to executions, the first of a name kept.
+    "CREATE TABLE signals (
+        execution_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        record TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        PRIMARY KEY (execution_id, name)
+    );
+    CREATE INDEX signals_by_time ON signals (at_ms);",
 ];

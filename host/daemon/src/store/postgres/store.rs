@@ -670,6 +670,47 @@ impl Store for PgStore {
         })
     }
 
+    fn put_signal(&self, execution_id: &str, signal: &plexus_client::SignalRecord) -> StoreFuture<bool> {
+        let (id, name, record, at) = (execution_id.to_owned(), signal.name.clone(), json(signal), signal.at_ms as i64);
+        self.run(move |s| async move {
+            let n = s
+                .exec(
+                    "INSERT INTO signals (execution_id, name, record, at_ms) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (execution_id, name) DO NOTHING",
+                    &[&id, &name, &record, &at],
+                )
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn signals(&self, execution_id: &str) -> StoreFuture<Vec<plexus_client::SignalRecord>> {
+        let id = execution_id.to_owned();
+        self.run(move |s| async move {
+            let rows =
+                s.query("SELECT record FROM signals WHERE execution_id = $1 ORDER BY at_ms, name", &[&id]).await?;
+            rows.iter()
+                .map(|r| {
+                    let record: String = s.col(r, 0)?;
+                    serde_json::from_str(&record).map_err(|e| s.corrupt(format!("signal: {e}")))
+                })
+                .collect()
+        })
+    }
+
+    fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<String>> {
+        let ids = ids.to_vec();
+        self.run(move |s| async move {
+            let rows = s
+                .query(
+                    "SELECT DISTINCT execution_id FROM signals WHERE execution_id = ANY($1) AND at_ms >= $2",
+                    &[&ids, &(since_ms as i64)],
+                )
+                .await?;
+            rows.iter().map(|r| s.col(r, 0)).collect()
+        })
+    }
+
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()> {
         let id = execution_id.to_owned();
         let record_json = json(record);
@@ -885,6 +926,7 @@ impl Store for PgStore {
                 "DELETE FROM compensations WHERE execution_id = ANY($1)",
                 "DELETE FROM state_entries WHERE execution_id = ANY($1)",
                 "DELETE FROM step_items WHERE execution_id = ANY($1)",
+                "DELETE FROM signals WHERE execution_id = ANY($1)",
                 "DELETE FROM executions WHERE id = ANY($1)",
             ] {
                 tx.execute(sql, &[&ids]).await.map_err(|e| s.err(&e))?;
