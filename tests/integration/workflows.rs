@@ -1,4 +1,4 @@
-//! The three example workflows, run end to end through `plexus run` on the
+//! The example workflows, run end to end through `plexus run` on the
 //! real dataset, with the example plugins built from source.
 
 use crate::support::{built_plugins, component_cache, plexus_in, repo_root};
@@ -166,6 +166,27 @@ fn the_climate_example_runs_python_javascript_native_and_rust_wasm_steps_togethe
     // The workflow's outputs.
     assert_eq!(r["outputs"]["days"], 1461);
     assert_eq!(r["outputs"]["months"], expected.len());
+}
+
+#[test]
+fn the_monthly_example_maps_one_item_per_month_of_the_real_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("monthly.json");
+    let run = plexus(&["run", "examples/monthly.yaml", "--json", "--output", json.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let r = results(&json);
+    assert_eq!((r["outputs"]["months"].clone(), r["outputs"]["days"].clone()), (48.into(), 1461.into()));
+    let per_month = r["outputs"]["per_month"].as_array().unwrap();
+    // Each item's count is its month's days, computed here from the CSV, in order.
+    let expected: Vec<u64> = monthly_precipitation().values().map(|(days, _)| u64::from(*days)).collect();
+    let counts: Vec<u64> = per_month.iter().map(|m| m["count"].as_u64().unwrap()).collect();
+    assert_eq!(counts, expected);
+    // The hottest month's max is the dataset's.
+    let rows = csv_rows(&repo_root().join("examples/data/seattle-weather.csv"));
+    let max = rows[1..].iter().map(|r| r[2].parse::<f64>().unwrap()).fold(f64::MIN, f64::max);
+    assert_eq!(r["outputs"]["hottest_month_max"].as_f64(), Some(max));
+    let map = step(&r, "per_month");
+    assert_eq!(map["progress"]["message"], "48 of 48 items");
 }
 
 #[test]

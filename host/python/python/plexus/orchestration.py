@@ -65,6 +65,8 @@ class StepStatus(str, enum.Enum):
     Skipped = "skipped"
     Cancelled = "cancelled"
     Retrying = "retrying"
+    Waiting = "waiting"
+    """A wait step waiting for its signal (``wait_for``)."""
 
 
 def _started(error: PluginError, execution_id: str) -> PluginError:
