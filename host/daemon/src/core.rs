@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+mod children;
 mod cluster;
 mod parking;
 
@@ -52,6 +53,8 @@ pub struct Origin {
     pub transaction: Option<String>,
     /// Its priority for a free worker.
     pub priority: plexus_client::Priority,
+    /// Its id (default: a new one): a sub-workflow's child is `<parent>~<step>`.
+    pub execution_id: Option<String>,
 }
 
 pub use plexus_client::Registered;
@@ -694,7 +697,7 @@ impl Daemon {
             None => None,
         };
         let exec = Execution::start(
-            new_execution_id(),
+            origin.execution_id.clone().unwrap_or_else(new_execution_id),
             &prepared,
             resolved.inputs,
             self.0.journal.clone(),
@@ -788,6 +791,7 @@ impl Daemon {
                 }
                 let mut engine =
                     Engine::new(daemon.host(), inner.clock.clone()).with_drain(stop.clone()).with_parking(true);
+                engine = engine.with_children(Arc::new(children::DaemonChildren(daemon.clone())));
                 if let Some(secrets) = inner.secrets.get() {
                     engine = engine.with_secrets(secrets.clone());
                 }
@@ -811,6 +815,11 @@ impl Daemon {
             drop(permit);
             inner.live.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
             inner.node.claim.notify_one();
+            // A sub-workflow's child that ended tells its parent.
+            let ended = exec.snapshot();
+            if !taken_over && ended.status.is_terminal() && plexus_workflow::engine::parent_of(&id).is_some() {
+                daemon.child_ended(&ended).await;
+            }
         });
     }
 

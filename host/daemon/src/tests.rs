@@ -1486,3 +1486,79 @@ async fn a_parked_approval_times_out_and_a_parked_execution_can_be_cancelled() {
     let status = wait_done(&f.daemon, &id).await;
     assert_eq!((status.status, status.steps[1].status), (WorkflowStatus::Cancelled, StepStatus::Cancelled));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sub_workflow_runs_as_a_linked_child_and_cancel_and_rollback_reach_it() {
+    // One worker: the parent waits for its child parked, or the child could never run.
+    let f = fixture_with_workers(Arc::new(SystemClock), 1);
+    let child = "id: child\ninputs:\n  tag: {type: string}\n  ms: {type: integer, default: 1}\nsteps:\n  \
+                 - {id: work, plugin_id: dtest.ops, method_name: tick, parameters: {tag: \"${{ inputs.tag }}\", ms: \"${{ inputs.ms }}\"}, \
+                 compensate: {plugin_id: dtest.ops, method_name: tick, parameters: {tag: \"undo-${{ inputs.tag }}\"}}}\n\
+                 outputs:\n  done: \"${{ steps.work.output.tag }}\"\n";
+    f.daemon.register_workflow(child).await.unwrap();
+    let parent = |id: &str, tag: &str, ms: u64, then_fail: bool| {
+        let fail = if then_fail {
+            "  - {id: boom, plugin_id: dtest.ops, method_name: tick, parameters: {tag: boom-sub}, dependencies: [sub]}\n"
+        } else {
+            ""
+        };
+        format!(
+            "id: {id}\nsteps:\n  - {{id: sub, workflow: child, parameters: {{tag: {tag}, ms: {ms}}}}}\n{fail}\
+             outputs:\n  from_child: \"${{{{ steps.sub.output.outputs.done }}}}\"\n"
+        )
+    };
+    // Completes with the child's outputs; the child's id links it to its parent.
+    f.daemon.register_workflow(&parent("calls", "sub-a", 1, false)).await.unwrap();
+    let exec = f.daemon.start("calls", Map::new(), super::core::Origin::default()).await.unwrap();
+    let status = wait_done(&f.daemon, exec.id()).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:?}");
+    let child_id = format!("{}~sub", exec.id());
+    assert_eq!(status.steps[0].output, Some(json!({"execution_id": child_id, "outputs": {"done": "sub-a"}})));
+    assert_eq!(status.outputs["from_child"], "sub-a");
+    assert_eq!(f.daemon.status(&child_id).await.unwrap().0.status, WorkflowStatus::Completed);
+    // The parent fails after its child completed: the child is rolled back.
+    FAILING.lock().unwrap().insert("boom-sub".into());
+    f.daemon.register_workflow(&parent("rolls", "sub-b", 1, true)).await.unwrap();
+    let exec = f.daemon.start("rolls", Map::new(), super::core::Origin::default()).await.unwrap();
+    let status = wait_done(&f.daemon, exec.id()).await;
+    assert_eq!(status.status, WorkflowStatus::Failed, "{status:?}");
+    assert_eq!(status.compensations[0].operation, "rollback");
+    assert_eq!(status.compensations[0].status, StepStatus::Completed);
+    assert_eq!(runs("undo-sub-b"), 1, "the child's compensation ran");
+    let child_status = f.daemon.status(&format!("{}~sub", exec.id())).await.unwrap().0;
+    assert_eq!(child_status.status, WorkflowStatus::RolledBack);
+    // The parent is cancelled while its child runs: the child is cancelled too.
+    f.daemon.register_workflow(&parent("stops", "sub-c", 5000, false)).await.unwrap();
+    let exec = f.daemon.start("stops", Map::new(), super::core::Origin::default()).await.unwrap();
+    let child_id = format!("{}~sub", exec.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs("sub-c") == 0 {
+        assert!(Instant::now() < deadline, "the child did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.daemon.cancel(exec.id()).await.unwrap();
+    let status = wait_done(&f.daemon, exec.id()).await;
+    assert_eq!(status.status, WorkflowStatus::Cancelled, "{status:?}");
+    let child_status = wait_done(&f.daemon, &child_id).await;
+    assert_eq!(child_status.status, WorkflowStatus::Cancelled, "{child_status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_that_calls_itself_stops_at_the_nesting_bound_and_a_failed_child_fails_its_parent() {
+    let f = fixture(Arc::new(SystemClock));
+    f.daemon.register_workflow("id: forever\nsteps:\n  - {id: again, workflow: forever}\n").await.unwrap();
+    let exec = f.daemon.start("forever", Map::new(), super::core::Origin::default()).await.unwrap();
+    let status = wait_done(&f.daemon, exec.id()).await;
+    assert_eq!(status.status, WorkflowStatus::Failed, "{status:?}");
+    // The deepest child refused to start an eighth level; each parent failed with its child.
+    let deepest = (0..8).fold(exec.id().to_owned(), |id, _| format!("{id}~again"));
+    let deep = wait_done(&f.daemon, &deepest).await;
+    assert!(deep.steps[0].error.as_ref().unwrap().message.contains("nest at most 8 deep"), "{deep:?}");
+    let error = status.steps[0].error.clone().unwrap();
+    assert_eq!(error.kind, "child-failed", "{error:?}");
+    // A child of a workflow that does not exist: the step fails at once.
+    f.daemon.register_workflow("id: orphan\nsteps:\n  - {id: s, workflow: no-such}\n").await.unwrap();
+    let exec = f.daemon.start("orphan", Map::new(), super::core::Origin::default()).await.unwrap();
+    let status = wait_done(&f.daemon, exec.id()).await;
+    assert!(status.steps[0].error.as_ref().unwrap().message.contains("no-such"), "{status:?}");
+}

@@ -292,7 +292,30 @@ pub struct Step {
     /// A wait step: it calls no plugin; it waits for a signal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait: Option<WaitSpec>,
+    /// A sub-workflow step: it runs a registered workflow as a child execution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<SubWorkflow>,
 }
+
+/// A sub-workflow step (Temporal's child workflows, Argo's templates calling
+/// templates): it runs registered workflow `workflow` as a child execution
+/// (id `<parent>~<step>`), its `parameters` the child's inputs, and
+/// completes with `{"execution_id", "outputs"}` when the child completes
+/// (fails when it fails or is cancelled). It calls no plugin and, in the
+/// daemon, waits parked (no worker). A cancel of the parent cancels the
+/// child; a rollback of the parent rolls back a completed child (its
+/// compensations), unless the step has its own `compensate`. Nesting is
+/// bounded: [`MAX_NESTING`] levels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubWorkflow {
+    /// The registered workflow's id.
+    pub workflow: String,
+    /// Its version (default: the current one when the child starts).
+    pub version: Option<u32>,
+}
+
+/// How deep sub-workflows nest (a child's child's … child).
+pub const MAX_NESTING: usize = 8;
 
 /// A step that waits for a named signal (Temporal's signals, Argo's
 /// suspend, Windmill's approval steps): delivered by `POST

@@ -616,6 +616,49 @@ pub(super) fn not_loaded(host: &Host, id: &str, kind: Option<plexus_host::Plugin
     }
 }
 
+/// A future of a [`Children`] call.
+pub type ChildFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send>>;
+
+/// Runs the child executions of sub-workflow steps (`workflow: <id>`); the
+/// daemon implements it (children are executions of registered workflows).
+/// A child's end comes back to its parent as the signal `child:<step>`
+/// (payload `{"execution_id", "status", "outputs", "error"}`), delivered
+/// with [`Execution::deliver_signal`].
+pub trait Children: Send + Sync {
+    /// Start the child execution of step `step` of execution `parent`:
+    /// workflow `workflow` (at `version`, default its current one) with
+    /// `inputs`; returns its id. Started before (the parent was restarted):
+    /// returns that one's id, starting nothing.
+    fn start(
+        &self,
+        parent: &str,
+        step: &str,
+        workflow: &str,
+        version: Option<u32>,
+        inputs: Map<String, Value>,
+    ) -> ChildFuture<String>;
+    /// Cancel child execution `child` (if it has not ended).
+    fn cancel(&self, child: &str) -> ChildFuture<()>;
+    /// Roll back completed child execution `child` (run its compensations);
+    /// whether every compensation succeeded.
+    fn compensate(&self, child: &str) -> ChildFuture<bool>;
+}
+
+/// The child execution id of step `step` of execution `parent`.
+pub fn child_id(parent: &str, step: &str) -> String {
+    format!("{parent}~{step}")
+}
+
+/// The parent execution and step of child execution `id`, if it is one.
+pub fn parent_of(id: &str) -> Option<(&str, &str)> {
+    id.rsplit_once('~')
+}
+
+/// The signal a sub-workflow step waits for: its child's end.
+pub fn child_signal(step: &str) -> String {
+    format!("child:{step}")
+}
+
 /// Runs prepared workflows through a [`Host`].
 #[derive(Clone)]
 pub struct Engine {
@@ -625,6 +668,7 @@ pub struct Engine {
     drain: CancellationToken,
     secrets: Arc<dyn SecretSource>,
     park: bool,
+    children: Option<Arc<dyn Children>>,
 }
 
 /// Why the forward phase stopped early.
@@ -644,7 +688,15 @@ impl Engine {
     /// An engine calling plugins of `host`, timing retries with `clock`.
     pub fn new(host: Arc<Host>, clock: Arc<dyn Clock>) -> Self {
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self { host, clock, parallelism, drain: CancellationToken::new(), secrets: Arc::new(NoSecrets), park: false }
+        Self {
+            host,
+            clock,
+            parallelism,
+            drain: CancellationToken::new(),
+            secrets: Arc::new(NoSecrets),
+            park: false,
+            children: None,
+        }
     }
 
     /// This engine, parking an execution whose only steps left wait for
@@ -658,6 +710,17 @@ impl Engine {
 
     pub(super) fn parks(&self) -> bool {
         self.park
+    }
+
+    /// This engine, running sub-workflow steps' children through `children`
+    /// (without: such a step fails, saying it needs the daemon).
+    pub fn with_children(mut self, children: Arc<dyn Children>) -> Self {
+        self.children = Some(children);
+        self
+    }
+
+    pub(super) fn children(&self) -> Option<&Arc<dyn Children>> {
+        self.children.as_ref()
     }
 
     /// This engine, looking up `${{ secrets.NAME }}` in step and
@@ -775,6 +838,15 @@ impl Engine {
                             .collect()
                     };
                     for (i, waiting) in pending {
+                        // A sub-workflow step's child is cancelled with it.
+                        let step = &prepared.workflow.steps[i];
+                        if waiting
+                            && step.call.is_some()
+                            && let Some(children) = &self.children
+                            && let Err(e) = children.cancel(&child_id(exec.id(), &step.id)).await
+                        {
+                            tracing::warn!(execution = %exec.id(), step = %step.id, "cannot cancel the child execution: {e}");
+                        }
                         exec.update_step(i, |step| {
                             step.status = step.status.apply_or(StepEvent::Cancel, StepStatus::Cancelled);
                             step.reason = Some(if waiting {
@@ -912,14 +984,54 @@ impl Engine {
         };
         let mut all_ok = true;
         for &(_, i) in completed.iter().rev() {
-            if prepared.step(i).compensation.is_none() || done.contains(&prepared.workflow.steps[i].id) {
+            let step = &prepared.workflow.steps[i];
+            // A completed sub-workflow is rolled back, unless the step has its own compensation.
+            let child = step.call.is_some() && prepared.step(i).compensation.is_none();
+            if (prepared.step(i).compensation.is_none() && !child) || done.contains(&step.id) {
                 continue;
             }
-            if let Some(record) = self.compensate_step(prepared, exec, i).await {
+            let record = if child {
+                Some(self.compensate_child(exec, step).await)
+            } else {
+                self.compensate_step(prepared, exec, i).await
+            };
+            if let Some(record) = record {
                 all_ok &= record.status == StepStatus::Completed;
             }
         }
         all_ok
+    }
+
+    /// Roll back the completed child execution of sub-workflow step `step`
+    /// and record it as the step's compensation.
+    async fn compensate_child(&self, exec: &Arc<Execution>, step: &super::definition::Step) -> CompensationRecord {
+        let child = child_id(exec.id(), &step.id);
+        exec.recorded().await;
+        let started = Instant::now();
+        let result = match &self.children {
+            Some(children) => children.compensate(&child).await,
+            None => Err("no child executions here".to_owned()),
+        };
+        let (status, error) = match result {
+            Ok(true) => (StepStatus::Completed, None),
+            Ok(false) => (
+                StepStatus::Failed,
+                Some(error("child-rollback", format!("a compensation of child execution {child} failed"), false)),
+            ),
+            Err(e) => (StepStatus::Failed, Some(error("child-rollback", e, false))),
+        };
+        let record = CompensationRecord {
+            step: step.id.clone(),
+            plugin_id: String::new(),
+            operation: "rollback".into(),
+            status,
+            output: Some(json!({"execution_id": child})),
+            error,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(execution = %exec.id(), step = %step.id, %child, status = status.as_str(), "child execution rolled back");
+        exec.add_compensation(record.clone()).await;
+        record
     }
 
     /// Run the compensation of step `i` (if it has one) and record it in

@@ -49,7 +49,7 @@ pub use definition::{
     ExecutionMode, Problem, ResourceBudget, RetryOn, RetryPolicy, Step, StepResources, TransactionRule, Workflow,
     workflow_schema,
 };
-pub use engine::{Engine, Execution, Prepared};
+pub use engine::{Children, Engine, Execution, Prepared};
 pub use journal::{Journal, JournalError, JournalFuture, JournalResult, NoJournal};
 pub use orchestrator::{Orchestrator, OrchestratorError};
 pub use status::{ExecutionStatus, IllegalTransition, StepEvent, StepRecord, StepStatus, WorkflowStatus};

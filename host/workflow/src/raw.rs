@@ -18,7 +18,7 @@
 
 use super::definition::{
     Action, Backoff, ExecutionMode, ID_RULE, InputSpec, InputType, MAX_ID_LEN, MapSpec, Problems, ResourceBudget,
-    RetryOn, RetryPolicy, Step, StepResources, TransactionRule, WaitSpec, Workflow, is_valid_id, kind,
+    RetryOn, RetryPolicy, Step, StepResources, SubWorkflow, TransactionRule, WaitSpec, Workflow, is_valid_id, kind,
 };
 use super::duration;
 use super::source::{DocPath, Document};
@@ -190,6 +190,12 @@ pub(crate) struct RawStep {
     max_parallel: Option<u64>,
     /// Makes it a wait step (no plugin): it waits for a named signal.
     wait_for: Option<Nested<RawWait>>,
+    /// Makes it a sub-workflow step (no plugin): the id of a registered
+    /// workflow to run as a child execution; `parameters` are its inputs.
+    workflow: Option<String>,
+    /// A sub-workflow step: the child workflow's version (default: its current one).
+    #[schemars(range(min = 1))]
+    workflow_version: Option<u64>,
 }
 
 /// What a wait step waits for.
@@ -881,6 +887,7 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             resources: StepResources::default(),
             map: None,
             wait: None,
+            call: None,
         };
     };
     let RawStep {
@@ -907,6 +914,8 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         fail_fast,
         max_parallel,
         wait_for,
+        workflow: child_workflow,
+        workflow_version,
     } = raw;
     let id = match (key_id, declared) {
         (Some(key), Some(inner)) if key != inner => {
@@ -923,12 +932,34 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
         }
     };
     let wait = wait_for.and_then(|w| read_wait(&w.0, &path.key("wait_for"), &label, p));
-    let (plugin_id, method_name, operation) = if wait.is_some() || bad.has("wait_for") {
-        // A wait step calls no plugin.
+    let call = match child_workflow {
+        Some(workflow) => {
+            if !is_valid_id(&workflow, MAX_ID_LEN) {
+                p.add(Some(&label), &path.key("workflow"), format!("`{workflow}`: {ID_RULE}"));
+            }
+            if wait.is_some() {
+                p.add(Some(&label), &path.key("workflow"), "a step either waits for a signal or runs a workflow");
+            }
+            let version = workflow_version.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+            Some(SubWorkflow { workflow, version })
+        }
+        None => {
+            if workflow_version.is_some() {
+                p.add(
+                    Some(&label),
+                    &path.key("workflow_version"),
+                    "only a sub-workflow step (with `workflow`) takes it",
+                );
+            }
+            None
+        }
+    };
+    let (plugin_id, method_name, operation) = if wait.is_some() || call.is_some() || bad.has("wait_for") {
+        // A wait step, or a sub-workflow step, calls no plugin.
         let calls = [("plugin_id", plugin_id.is_some()), ("method_name", method_name.is_some() || operation.is_some())];
         for (key, given) in calls {
             if given {
-                p.add(Some(&label), &path.key(key), "a wait step (with `wait_for`) calls no plugin");
+                p.add(Some(&label), &path.key(key), "a wait or sub-workflow step calls no plugin");
             }
         }
         (String::new(), Some(String::new()), None)
@@ -1002,12 +1033,13 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
             None
         }
     };
-    if wait.is_some() && map.is_some() {
-        p.add(Some(&label), &path.key("for_each"), "a wait step cannot be a map step");
+    if (wait.is_some() || call.is_some()) && map.is_some() {
+        p.add(Some(&label), &path.key("for_each"), "a wait or sub-workflow step cannot be a map step");
     }
     Step {
         map,
         wait,
+        call,
         name: name.unwrap_or_else(|| id.clone()),
         description: description.unwrap_or_default(),
         action: Action {
@@ -1129,7 +1161,7 @@ mod tests {
             "line 6: step `a`: steps[0].critical: expected true or false, found text",
             "line 7: step `a`: steps[0].timeout: invalid duration [1]: expected milliseconds or text like \"30s\"",
             "line 8: step `a`: steps[0].dependencies[1]: expected text, found a number",
-            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, kind, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata, resources, for_each, fail_fast, max_parallel, wait_for)",
+            "line 9: step `a`: steps[0].colour: unknown field `colour` (known: id, name, description, plugin_id, kind, method_name, operation, service_name, parameters, dependencies, when, timeout, max_retries, retry_delay, retry, critical, compensate, metadata, resources, for_each, fail_fast, max_parallel, wait_for, workflow, workflow_version)",
             "line 10: step `a`: steps[0].retry.max_attempts: expected a whole number ≥ 0, found a number",
             "line 10: step `a`: steps[0].retry.jitter: expected a number, found text",
             "line 10: step `a`: steps[0].retry.backoff: unknown backoff `sometimes`: expected constant or exponential",

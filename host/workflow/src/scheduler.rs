@@ -564,6 +564,10 @@ impl Forward {
             self.start_wait(i, attempt);
             return true;
         }
+        if self.prepared.workflow.steps[i].call.is_some() {
+            self.start_child(i, attempt);
+            return true;
+        }
         let cached = self.lock().jobs[i].clone();
         let job = match cached.map_or_else(|| self.job(i), Ok) {
             Ok(job) => job,

@@ -30,8 +30,55 @@ impl Forward {
             return self.end_without_call(i, terminal);
         }
         let wait = self.prepared.workflow.steps[i].wait.as_ref().expect("a wait step");
+        self.begin_waiting(i, attempt, format!("waiting for signal `{}`", wait.signal), wait.timeout);
+    }
+
+    /// Sub-workflow step `i`'s turn: start its child (once: a restored
+    /// step that was waiting for it starts nothing) and wait for its end.
+    pub(super) fn start_child(self: &Arc<Self>, i: usize, attempt: u32) {
+        let scope = match self.prelude(i) {
+            Ok((_, scope)) => scope,
+            Err(terminal) => return self.end_without_call(i, terminal),
+        };
+        let step = &self.prepared.workflow.steps[i];
+        let call = step.call.as_ref().expect("a sub-workflow step");
+        let failed = |kind: &str, message: String| (StepStatus::Failed, Some(super::error(kind, message, false)), None);
+        let Some(children) = self.engine.children().cloned() else {
+            let message = "a sub-workflow step runs a registered workflow: it needs the daemon (`plexus daemon`)";
+            return self.end_without_call(i, failed("child", message.into()));
+        };
+        let child = crate::engine::child_id(self.exec.id(), &step.id);
+        if self.exec.lock().steps[i].status != StepStatus::Waiting {
+            if self.exec.id().matches('~').count() >= crate::definition::MAX_NESTING {
+                let message = format!("sub-workflows nest at most {} deep", crate::definition::MAX_NESTING);
+                return self.end_without_call(i, failed("child", message));
+            }
+            let params = match (&scope, &self.prepared.step(i).params) {
+                (_, crate::expr::Template::Literal(v)) => Ok(v.clone()),
+                (Some(scope), template) => template.render(scope).map_err(|e| e.to_string()),
+                (None, _) => Ok(serde_json::Value::Null),
+            };
+            let inputs = match params {
+                Ok(serde_json::Value::Object(map)) => map,
+                Ok(serde_json::Value::Null) => serde_json::Map::new(),
+                Ok(_) => {
+                    let message = "a sub-workflow step's parameters are its child's inputs: an object".to_owned();
+                    return self.end_without_call(i, failed("parameters", message));
+                }
+                Err(e) => return self.end_without_call(i, failed("parameters", e)),
+            };
+            let start = children.start(self.exec.id(), &step.id, &call.workflow, call.version, inputs);
+            if let Err(e) = tokio::runtime::Handle::current().block_on(start) {
+                return self.end_without_call(i, failed("child", e));
+            }
+        }
+        self.begin_waiting(i, attempt, format!("child execution {child}"), step.timeout);
+    }
+
+    /// Record step `i` waiting (its timeout counts from now, or from when a
+    /// restored wait began) and hand its slot back.
+    fn begin_waiting(self: &Arc<Self>, i: usize, attempt: u32, message: String, timeout: Option<std::time::Duration>) {
         let now = epoch_ms(self.engine.clock().now());
-        let message = format!("waiting for signal `{}`", wait.signal);
         let recorded = self.exec.start_step_blocking(i, |r| {
             // A restored wait keeps its start: its timeout counts from there.
             if r.status != StepStatus::Waiting {
@@ -42,7 +89,7 @@ impl Forward {
             r.progress = Some(crate::status::StepProgress { fraction: 0.0, message });
         });
         let started = self.exec.lock().steps[i].started_at_ms.unwrap_or(now);
-        let deadline = wait.timeout.map(|t| started.saturating_add(t.as_millis().min(u128::from(u64::MAX)) as u64));
+        let deadline = timeout.map(|t| started.saturating_add(t.as_millis().min(u128::from(u64::MAX)) as u64));
         let mut st = self.lock();
         st.running -= 1;
         st.busy -= 1;
@@ -65,39 +112,18 @@ impl Forward {
             let st = self.lock();
             st.awaited
                 .iter()
-                .filter_map(|(&i, deadline)| {
-                    let wait = self.prepared.workflow.steps[i].wait.as_ref()?;
-                    match self.exec.signal(&wait.signal) {
-                        Some(signal) => Some((i, Some(signal))),
-                        None if deadline.is_some_and(|d| d <= now) => Some((i, None)),
-                        None => None,
-                    }
+                .filter_map(|(&i, deadline)| match self.exec.signal(&self.awaited_signal(i)?) {
+                    Some(signal) => Some((i, Some(signal))),
+                    None if deadline.is_some_and(|d| d <= now) => Some((i, None)),
+                    None => None,
                 })
                 .collect()
         };
         for (i, signal) in &due {
             let step = &self.prepared.workflow.steps[*i];
-            let wait = step.wait.as_ref().expect("a wait step");
-            let (status, output, error) = match signal {
-                Some(s) if s.reject => {
-                    let by = s.by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
-                    let message = format!("signal `{}` rejected{by}", wait.signal);
-                    (StepStatus::Failed, None, Some(StepError { kind: "rejected".into(), message, retryable: false }))
-                }
-                Some(s) if wait.approval && s.by.is_none() => {
-                    let message = format!("signal `{}` approves nothing without `by` (who approved)", wait.signal);
-                    (StepStatus::Failed, None, Some(StepError { kind: "rejected".into(), message, retryable: false }))
-                }
-                Some(s) if wait.approval => {
-                    let output = json!({"approved": true, "by": s.by, "at_ms": s.at_ms, "payload": s.payload});
-                    (StepStatus::Completed, Some(output), None)
-                }
-                Some(s) => (StepStatus::Completed, Some(s.payload.clone()), None),
-                None => {
-                    let after = wait.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
-                    let message = format!("no signal `{}` within {after}", wait.signal);
-                    (StepStatus::Failed, None, Some(StepError { kind: "timeout".into(), message, retryable: false }))
-                }
+            let (status, output, error) = match (&step.wait, signal) {
+                (None, signal) => child_ended(step, signal.as_ref()),
+                (Some(wait), signal) => waited(wait, signal.as_ref()),
             };
             let stop = match (&error, step.critical) {
                 (Some(e), true) => Some(Abort::Failed(format!("critical step `{}` failed: {}", step.id, e.message))),
@@ -121,6 +147,71 @@ impl Forward {
         !due.is_empty()
     }
 
+    /// The signal awaited step `i` waits for: a wait step's, or a
+    /// sub-workflow step's child's end.
+    fn awaited_signal(&self, i: usize) -> Option<String> {
+        let step = &self.prepared.workflow.steps[i];
+        match (&step.wait, &step.call) {
+            (Some(wait), _) => Some(wait.signal.clone()),
+            (None, Some(_)) => Some(crate::engine::child_signal(&step.id)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// How a wait step ends with `signal` (`None`: its timeout passed).
+fn waited(
+    wait: &crate::definition::WaitSpec,
+    signal: Option<&SignalRecord>,
+) -> (StepStatus, Option<serde_json::Value>, Option<StepError>) {
+    match signal {
+        Some(s) if s.reject => {
+            let by = s.by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+            let message = format!("signal `{}` rejected{by}", wait.signal);
+            (StepStatus::Failed, None, Some(StepError { kind: "rejected".into(), message, retryable: false }))
+        }
+        Some(s) if wait.approval && s.by.is_none() => {
+            let message = format!("signal `{}` approves nothing without `by` (who approved)", wait.signal);
+            (StepStatus::Failed, None, Some(StepError { kind: "rejected".into(), message, retryable: false }))
+        }
+        Some(s) if wait.approval => {
+            let output = json!({"approved": true, "by": s.by, "at_ms": s.at_ms, "payload": s.payload});
+            (StepStatus::Completed, Some(output), None)
+        }
+        Some(s) => (StepStatus::Completed, Some(s.payload.clone()), None),
+        None => {
+            let after = wait.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
+            let message = format!("no signal `{}` within {after}", wait.signal);
+            (StepStatus::Failed, None, Some(StepError { kind: "timeout".into(), message, retryable: false }))
+        }
+    }
+}
+
+/// How a sub-workflow step ends with its child's end signal (`None`: its timeout passed).
+fn child_ended(
+    step: &crate::definition::Step,
+    signal: Option<&SignalRecord>,
+) -> (StepStatus, Option<serde_json::Value>, Option<StepError>) {
+    let Some(signal) = signal else {
+        let after = step.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
+        let message = format!("its child execution did not end within {after}");
+        return (StepStatus::Failed, None, Some(StepError { kind: "timeout".into(), message, retryable: false }));
+    };
+    let p = &signal.payload;
+    let child = p["execution_id"].as_str().unwrap_or_default();
+    match p["status"].as_str() {
+        Some("completed") => {
+            (StepStatus::Completed, Some(json!({"execution_id": child, "outputs": p["outputs"].clone()})), None)
+        }
+        other => {
+            let error = p["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+            let message = format!("child execution {child} {}{error}", other.unwrap_or("ended"));
+            (StepStatus::Failed, None, Some(StepError { kind: "child-failed".into(), message, retryable: false }))
+        }
+    }
+}
+
+impl Forward {
     /// When the earliest wait times out, if any does.
     pub(super) fn next_wait_deadline(&self) -> Option<u64> {
         self.lock().awaited.values().flatten().min().copied()
@@ -128,15 +219,22 @@ impl Forward {
 
     /// The signals the phase waits for.
     pub(super) fn awaited_signals(&self) -> Vec<String> {
-        let st = self.lock();
-        st.awaited
-            .keys()
-            .filter_map(|&i| self.prepared.workflow.steps[i].wait.as_ref().map(|w| w.signal.clone()))
-            .collect()
+        let awaited: Vec<usize> = self.lock().awaited.keys().copied().collect();
+        awaited.into_iter().filter_map(|i| self.awaited_signal(i)).collect()
     }
 
-    /// The phase stopped (cancel, failure, timeout) with step `i` waiting.
+    /// The phase stopped (cancel, failure, timeout) with step `i` waiting
+    /// (a sub-workflow step's child is cancelled too).
     pub(super) async fn stop_wait(self: &Arc<Self>, i: usize) {
+        let step = &self.prepared.workflow.steps[i];
+        if step.call.is_some()
+            && let Some(children) = self.engine.children()
+        {
+            let child = crate::engine::child_id(self.exec.id(), &step.id);
+            if let Err(e) = children.cancel(&child).await {
+                tracing::warn!(execution = %self.exec.id(), %child, "cannot cancel the child execution: {e}");
+            }
+        }
         let reason = Some("the execution stopped while it waited for its signal".to_owned());
         self.exec.update_step(i, self.engine.ended(StepStatus::Cancelled, None, None, reason)).await;
     }

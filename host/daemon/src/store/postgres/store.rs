@@ -496,7 +496,9 @@ impl Store for PgStore {
     ) -> StoreFuture<()> {
         let row = ExecutionInsert::new(status, meta, state);
         let needs: Vec<String> = {
-            let mut plugins: Vec<String> = status.steps.iter().map(|s| s.plugin_id.clone()).collect();
+            // Wait and sub-workflow steps call no plugin.
+            let mut plugins: Vec<String> =
+                status.steps.iter().map(|s| s.plugin_id.clone()).filter(|p| !p.is_empty()).collect();
             plugins.sort();
             plugins.dedup();
             plugins

@@ -1,0 +1,110 @@
+//! Sub-workflow steps in the daemon: their children are executions of
+//! registered workflows, with ids `<parent>~<step>` (so a restarted parent
+//! finds its child instead of starting another, and the nesting depth is in
+//! the id). A child's end is delivered to its parent as the signal
+//! `child:<step>`; the parent's wait for it is parked like any wait.
+
+use super::{Daemon, ErrorCode, Origin};
+use plexus_client::SignalRecord;
+use plexus_workflow::engine::{ChildFuture, Children, child_signal, parent_of};
+use plexus_workflow::status::{ExecutionStatus, WorkflowStatus, epoch_ms};
+use serde_json::{Map, Value, json};
+
+/// The daemon's [`Children`].
+pub(super) struct DaemonChildren(pub(super) Daemon);
+
+impl Children for DaemonChildren {
+    fn start(
+        &self,
+        parent: &str,
+        step: &str,
+        workflow: &str,
+        version: Option<u32>,
+        inputs: Map<String, Value>,
+    ) -> ChildFuture<String> {
+        let daemon = self.0.clone();
+        let (id, workflow) = (plexus_workflow::engine::child_id(parent, step), workflow.to_owned());
+        Box::pin(async move {
+            if daemon.0.store.execution_status(&id).await.map_err(|e| e.to_string())?.is_some() {
+                return Ok(id);
+            }
+            let origin = Origin { version, execution_id: Some(id.clone()), ..Origin::default() };
+            let exec = daemon.start(&workflow, inputs, origin).await.map_err(|e| e.to_string())?;
+            tracing::info!(child = %id, %workflow, "child execution started");
+            Ok(exec.id().to_owned())
+        })
+    }
+
+    fn cancel(&self, child: &str) -> ChildFuture<()> {
+        let (daemon, child) = (self.0.clone(), child.to_owned());
+        Box::pin(async move {
+            match daemon.cancel(&child).await {
+                Ok(()) => Ok(()),
+                // Ended, being cancelled, or never started: nothing to stop.
+                Err(e) if matches!(e.code, ErrorCode::InvalidState | ErrorCode::NotFound) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn compensate(&self, child: &str) -> ChildFuture<bool> {
+        let (daemon, child) = (self.0.clone(), child.to_owned());
+        Box::pin(async move { daemon.compensate_execution(&child).await.map_err(|e| e.to_string()) })
+    }
+}
+
+impl Daemon {
+    /// Execution `status` (a child: its id is `<parent>~<step>`) ended: tell
+    /// its parent, as the signal its sub-workflow step waits for.
+    pub(super) async fn child_ended(&self, status: &ExecutionStatus) {
+        let Some((parent, step)) = parent_of(&status.execution_id) else { return };
+        let signal = SignalRecord {
+            name: child_signal(step),
+            payload: json!({
+                "execution_id": status.execution_id,
+                "status": status.status.as_str(),
+                "outputs": status.outputs,
+                "error": status.error,
+            }),
+            by: None,
+            reject: false,
+            at_ms: epoch_ms(self.0.clock.now()),
+        };
+        match self.0.store.put_signal(parent, &signal).await {
+            Ok(true) => {}
+            Ok(false) => return, // told before (a child's end recorded twice)
+            Err(e) => {
+                tracing::error!(parent, child = %status.execution_id, "cannot tell the parent its child ended: {e}");
+                return;
+            }
+        }
+        let taken = self.live(parent).is_some_and(|exec| exec.deliver_signal(signal));
+        if !taken {
+            self.resume_parked(parent).await;
+        }
+    }
+
+    /// Roll back completed execution `id` (a sub-workflow's child whose
+    /// parent rolls back): its completed steps' compensations run, latest
+    /// first, and it ends `rolled_back` (or `rollback_failed`). One that did
+    /// not complete rolled itself back already. Whether every compensation
+    /// succeeded.
+    pub(super) async fn compensate_execution(&self, id: &str) -> super::DaemonResult<bool> {
+        let stored = self.stored(id).await?;
+        if stored.status.status != WorkflowStatus::Completed {
+            return Ok(true);
+        }
+        if let Some((cluster, _)) = self.cluster() {
+            cluster.claim_one(&self.0.node.id, id, crate::store::Claim::Compensate).await?;
+        }
+        let prepared = self.prepared(&stored.status.workflow_id, stored.meta.workflow_version).await?;
+        let (exec, meta) = self.restore(stored).await;
+        let entry = super::Live { exec: exec.clone(), meta, stop: self.0.drain.child_token() };
+        self.0.live.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned(), entry);
+        let _live = super::LiveWhile { daemon: self.clone(), ids: vec![id.to_owned()] };
+        let engine = plexus_workflow::Engine::new(self.host(), self.0.clock.clone())
+            .with_children(std::sync::Arc::new(DaemonChildren(self.clone())));
+        let (ok, _) = engine.roll_back_transaction(id, &[(prepared, exec)]).await;
+        Ok(ok)
+    }
+}
