@@ -197,6 +197,13 @@ pub struct Execution {
     /// waits (`pending`) until a node that has them joins; it does not fail.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_for_plugins: Vec<String>,
+    /// A sub-workflow's child: its parent execution (the child's id is
+    /// `<parent>~<step>`), whose step `parent_step` waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The parent's step that runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_step: Option<String>,
 }
 
 /// `GET /v1/executions/{id}/steps`.

@@ -696,7 +696,11 @@ async fn execution_view(s: &ApiState, id: &str) -> Result<Execution, ApiError> {
             waiting_for_plugins = placement.missing;
         }
     }
-    Ok(Execution { status, meta, held, node, waiting_for_plugins })
+    let (parent, parent_step) = match plexus_workflow::engine::parent_of(id) {
+        Some((parent, step)) => (Some(parent.to_owned()), Some(step.to_owned())),
+        None => (None, None),
+    };
+    Ok(Execution { status, meta, held, node, waiting_for_plugins, parent, parent_step })
 }
 
 /// The query of `GET /v1/executions/{id}`.

@@ -120,6 +120,8 @@ async fn answer(
                 held,
                 node: None,
                 waiting_for_plugins: Vec::new(),
+                parent: plexus_workflow::engine::parent_of(&id).map(|(p, _)| p.to_owned()),
+                parent_step: plexus_workflow::engine::parent_of(&id).map(|(_, s)| s.to_owned()),
             })
             .map_err(|e| PluginError::failed(format!("the status is not JSON: {e}")))
         }
