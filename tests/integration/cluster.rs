@@ -178,6 +178,36 @@ fn a_cancel_asked_on_one_node_stops_the_execution_on_another_within_a_second() {
 }
 
 #[test]
+fn a_signal_delivered_on_one_node_resumes_the_execution_parked_on_another() {
+    let mut cluster = Cluster::new();
+    let (a, b) = (cluster.node(), cluster.node());
+    a.register(
+        "id: gate\nsteps:\n  - { id: first, plugin_id: plexus.echo.native, method_name: echo, parameters: { n: 1 } }\n  \
+         - { id: approve, wait_for: { signal: approve, approval: true }, dependencies: [first] }\n",
+    );
+    let id = a.start_execution("gate");
+    // Parked on `a`, which keeps it: waiting costs it no worker.
+    a.eventually("the wait to begin", Duration::from_secs(20), |n| {
+        n.execution(&id).status.steps[1].status == plexus_client::status::StepStatus::Waiting
+    });
+    let owner = a.client().health().unwrap().node;
+    std::thread::sleep(Duration::from_secs(3)); // past a lease: still its node's
+    assert_eq!(b.execution(&id).node.as_deref(), Some(owner.as_str()));
+    let asked = Instant::now();
+    let request = plexus_client::SignalRequest {
+        payload: serde_json::json!({"ok": true}),
+        by: Some("ops".into()),
+        reject: false,
+    };
+    b.client().signal(&id, "approve", &request).unwrap();
+    let done = b.client().execution(&id, Some(10_000)).unwrap();
+    assert_eq!(done.status.status, WorkflowStatus::Completed, "{done:?}");
+    assert!(asked.elapsed() < Duration::from_secs(5), "took {:?}", asked.elapsed());
+    assert_eq!(done.status.steps[1].output.as_ref().unwrap()["by"], "ops");
+    assert_eq!(done.node.as_deref(), Some(owner.as_str()), "resumed by the node it was parked on");
+}
+
+#[test]
 fn an_execution_no_node_can_run_waits_for_its_plugin_and_runs_when_a_node_has_it() {
     let mut cluster = Cluster::new();
     let empty = cluster.root.path().join("no-plugins");
