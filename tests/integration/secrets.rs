@@ -25,6 +25,9 @@ fn holds(bytes: &[u8], needle: &str) -> bool {
 fn config_with_secret(manifest: &Path) {
     let text = std::fs::read_to_string(manifest).unwrap();
     let line = "token = \"Bearer ${{ secrets.API_TOKEN }}\"\n";
+    // The operator's grant: the config may name this secret.
+    assert!(text.contains("[permissions]\n"), "{text}");
+    let text = text.replace("[permissions]\n", "[permissions]\nsecrets = [\"API_TOKEN\"]\n");
     let text = if text.contains("[config]\n") {
         text.replace("[config]\n", &format!("[config]\n{line}"))
     } else {

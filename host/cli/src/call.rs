@@ -105,14 +105,17 @@ pub fn run(global: &Global, args: CallArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
+            // The plugin's error may quote a secret it was handed.
+            let redactor = plexus_host::secrets::redactor();
             if args.json {
                 let mut detail = json!({"kind": error.kind(), "message": error.to_string()});
                 if let plexus_host::CallError::Plugin { error: e, .. } = &error {
                     detail["plugin_error"] = json!(e);
                 }
+                redactor.value(&mut detail);
                 outln!("{}", json!({"ok": false, "error": detail, "elapsed_ms": elapsed_ms}));
             } else {
-                errln!("error: {error}");
+                errln!("error: {}", redactor.text(&error.to_string()));
             }
             Ok(ExitCode::from(exit::for_call_error(&error)))
         }

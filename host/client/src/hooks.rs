@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 /// Unix time of the request, seconds.
 pub const TIMESTAMP_HEADER: &str = "x-plexus-timestamp";
-/// The delivery's id: 1 to 128 of `A-Z a-z 0-9 . _ -`, never reused by the sender.
+/// The delivery's id: 1 to 128 of `A-Z a-z 0-9 _ -` (no `.`: it separates
+/// the signed parts), never reused by the sender.
 pub const DELIVERY_HEADER: &str = "x-plexus-delivery";
 /// `sha256=<hex>`: see [`signature`].
 pub const SIGNATURE_HEADER: &str = "x-plexus-signature";

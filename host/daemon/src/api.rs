@@ -34,7 +34,7 @@ use plexus_client::{
 };
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use plexus_client::{HookCreated, HookDetails, HookList, HookSpec};
-use plexus_client::{SecretInfo, SecretList, SecretSet};
+use plexus_client::{SecretInfo, SecretList};
 use plexus_client::{SignalRequest, Signalled};
 use plexus_client::{TransactionList, TransactionQuery};
 use serde::Deserialize;
@@ -490,7 +490,7 @@ async fn delete_hook(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRe
     params(
         ("id" = String, Path, description = "Hook id"),
         ("X-Plexus-Timestamp" = u64, Header, description = "Unix time, seconds"),
-        ("X-Plexus-Delivery" = String, Header, description = "The delivery's id: 1 to 128 of A-Z a-z 0-9 . _ -"),
+        ("X-Plexus-Delivery" = String, Header, description = "The delivery's id: 1 to 128 of A-Z a-z 0-9 _ -"),
         ("X-Plexus-Signature" = String, Header, description = "sha256=<hex HMAC-SHA256>"),
     ),
     request_body(content = Object, description = "The inputs (a JSON object), or any JSON with the hook's inputs_key"),
@@ -523,15 +523,24 @@ async fn secrets(State(s): State<ApiState>) -> ApiResult<Json<SecretList>> {
 /// Set a secret (replacing it): encrypted at rest, usable as
 /// `${{ secrets.NAME }}`, never read back; plugins that did not load for
 /// want of a secret are loaded again. 409 when the daemon has no secrets key.
-#[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets", request_body = SecretSet,
+#[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets",
     params(("name" = String, Path, description = "Secret name: letters, digits, `_`, not starting with a digit, ≤ 64")),
+    request_body = plexus_client::SecretSet,
     responses((status = 200, description = "Set (no value in the answer)", body = SecretInfo)))]
 async fn set_secret(
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Body(body): Body<SecretSet>,
+    Body(body): Body<Value>,
 ) -> ApiResult<Json<SecretInfo>> {
-    let info = s.daemon.secrets()?.set(&name, &body.value).await?;
+    // Read by hand: serde's messages quote what they refuse, and this body is a secret.
+    let value = match body.as_object() {
+        Some(map) if map.len() == 1 => map.get("value").and_then(Value::as_str),
+        _ => None,
+    };
+    let Some(value) = value else {
+        return Err(DaemonError::invalid("request body: {\"value\": \"<the secret, text>\"} and nothing else").into());
+    };
+    let info = s.daemon.secrets()?.set(&name, value).await?;
     s.daemon.load_plugins_waiting_for_secrets().await;
     Ok(Json(info))
 }

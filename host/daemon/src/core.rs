@@ -93,8 +93,8 @@ struct Inner {
     retention: Mutex<(Option<Duration>, Option<std::time::SystemTime>)>,
     /// The secrets store (see [`Daemon::set_secrets`]).
     secrets: std::sync::OnceLock<Arc<crate::secrets::Secrets>>,
-    /// Executions parked here (see the `parking` module), with their wake-up timers.
-    parked: Mutex<HashMap<String, Option<tokio::task::AbortHandle>>>,
+    /// Executions parked here (see the `parking` module).
+    parked: Mutex<HashMap<String, parking::Parked>>,
     /// Orders parking and resuming.
     parking: tokio::sync::Mutex<()>,
 }
@@ -742,7 +742,7 @@ impl Daemon {
     /// launch it) runs to its end even if the caller stops waiting — an HTTP
     /// client that hangs up drops its handler's future — so nothing is left
     /// recorded but never launched (an execution `pending` until a restart).
-    async fn detached<T: Send + 'static>(
+    pub(crate) async fn detached<T: Send + 'static>(
         &self,
         work: impl Future<Output = DaemonResult<T>> + Send + 'static,
     ) -> DaemonResult<T> {
@@ -986,6 +986,22 @@ impl Daemon {
             return Err(DaemonError::invalid_state(format!("execution `{id}` is already being retried")));
         };
         tracing::info!(execution = %id, run = stored.meta.runs, "retrying from the steps that did not complete");
+        // Steps that wait again wait for a new signal (a sub-workflow's: its child's next end).
+        let again: Vec<String> = prepared
+            .workflow
+            .steps
+            .iter()
+            .zip(&stored.status.steps)
+            .filter(|(_, record)| record.status != plexus_workflow::StepStatus::Completed)
+            .filter_map(|(step, _)| match (&step.wait, &step.call) {
+                (Some(wait), _) => Some(wait.signal.clone()),
+                (None, Some(_)) => Some(plexus_workflow::engine::child_signal(&step.id)),
+                (None, None) => None,
+            })
+            .collect();
+        if !again.is_empty() {
+            self.0.store.delete_signals(id, &again).await?;
+        }
         let _claimed = if self.0.node.joined.get().is_some() {
             match self.run_here_if_free(id).await {
                 Some(claimed) => Some(claimed),

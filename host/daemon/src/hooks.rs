@@ -111,8 +111,7 @@ impl Daemon {
     }
 
     async fn hook_row(&self, id: &str) -> DaemonResult<HookRow> {
-        let rows = self.store().hooks().await?;
-        rows.into_iter().find(|r| r.id == id).ok_or_else(|| DaemonError::not_found(format!("hook `{id}`")))
+        self.store().hook(id).await?.ok_or_else(|| DaemonError::not_found(format!("hook `{id}`")))
     }
 
     /// Hook `id` with its recent deliveries.
@@ -144,6 +143,23 @@ impl Daemon {
     /// `NotFound`, `Unauthorized`, `InvalidConfiguration` (the body),
     /// `AlreadyExists` (a replay), and whatever starting the workflow gives.
     pub async fn deliver(&self, id: &str, headers: &DeliveryHeaders<'_>, body: &[u8]) -> DaemonResult<Started> {
+        // Claimed, started, finished: to its end even if the sender hangs up.
+        let (this, id, body) = (self.clone(), id.to_owned(), body.to_vec());
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        let (timestamp, delivery, signature) =
+            (owned(headers.timestamp), owned(headers.delivery), owned(headers.signature));
+        self.detached(async move {
+            let headers = DeliveryHeaders {
+                timestamp: timestamp.as_deref(),
+                delivery: delivery.as_deref(),
+                signature: signature.as_deref(),
+            };
+            this.deliver_here(&id, &headers, &body).await
+        })
+        .await
+    }
+
+    async fn deliver_here(&self, id: &str, headers: &DeliveryHeaders<'_>, body: &[u8]) -> DaemonResult<Started> {
         self.check_accepting()?;
         let row = self.hook_row(id).await?;
         let hook = view(&row)?;
@@ -157,10 +173,11 @@ impl Daemon {
             .parse()
             .map_err(|_| unauthorized(format!("{}: Unix seconds", plexus_client::hooks::TIMESTAMP_HEADER)))?;
         let well_formed = delivery.len() <= MAX_DELIVERY_ID
-            && delivery.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && delivery.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
         if !well_formed {
+            // No `.`: it separates the signed parts ("{timestamp}.{delivery}." + body).
             return Err(unauthorized(format!(
-                "{}: 1 to {MAX_DELIVERY_ID} of A-Z a-z 0-9 . _ -",
+                "{}: 1 to {MAX_DELIVERY_ID} of A-Z a-z 0-9 _ -",
                 plexus_client::hooks::DELIVERY_HEADER
             )));
         }

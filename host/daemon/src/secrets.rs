@@ -215,8 +215,13 @@ impl Secrets {
             Some(k) => match k.open(&row.name, &row.sealed) {
                 Ok(v) => {
                     let v = SecretValue::new(v);
-                    redactor().add(&v);
-                    Some(v)
+                    match redactor().add(&v) {
+                        Ok(()) => Some(v),
+                        Err(e) => {
+                            tracing::error!(secret = %row.name, "not usable: {e}");
+                            None
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(secret = %row.name, "{e}");
@@ -253,11 +258,12 @@ impl Secrets {
         if rows.len() >= MAX_SECRETS && !rows.iter().any(|r| r.name == name) {
             return Err(invalid(format!("at most {MAX_SECRETS} secrets are kept; delete one first")));
         }
-        let sealed = keyring.seal(name, value).map_err(|e| DaemonError::new(ErrorCode::Internal, e))?;
+        // Redacted from now on, or not kept at all.
+        let value = SecretValue::new(value);
+        redactor().add(&value).map_err(|e| DaemonError::new(ErrorCode::InvalidState, e))?;
+        let sealed = keyring.seal(name, value.expose()).map_err(|e| DaemonError::new(ErrorCode::Internal, e))?;
         let sealed_len = sealed.len();
         let updated_at_ms = self.store.put_secret(name, sealed, keyring.id()).await?;
-        let value = SecretValue::new(value);
-        redactor().add(&value);
         let loaded = Loaded { updated_at_ms, key_id: keyring.id().to_owned(), sealed_len, value: Some(value) };
         self.values.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), loaded);
         tracing::info!(secret = %name, "secret set");

@@ -42,7 +42,8 @@ pub fn plugin_summary(plugin: &LoadedPlugin, unavailable: &BTreeMap<String, Stri
 
 /// A load error with its kind, the kind's facts and the whole message.
 pub fn load_error(error: &LoadError) -> PluginLoadError {
-    let value = serde_json::to_value(error).unwrap_or_default();
+    let mut value = serde_json::to_value(error).unwrap_or_default();
+    redactor().value(&mut value);
     PluginLoadError {
         path: error.path.display().to_string(),
         plugin: error.plugin.clone(),
@@ -180,8 +181,10 @@ pub fn call_error(error: &CallError) -> DaemonError {
     };
     let mut details = vec![format!("kind: {}", error.kind())];
     if let CallError::Plugin { error, .. } = error {
-        let json = serde_json::to_string(error).unwrap_or_default();
-        details.push(format!("plugin_error: {}", redactor().text(&json)));
+        // Redacted before it is encoded: an escaped value would not match.
+        let mut json = serde_json::to_value(error).unwrap_or_default();
+        redactor().value(&mut json);
+        details.push(format!("plugin_error: {json}"));
     }
     DaemonError::new(code, redactor().text(&error.to_string())).with_details(details)
 }

@@ -123,13 +123,16 @@ pub(crate) fn load_folder(
     let id = manifest.id.clone();
     // `${{ secrets.NAME }}` in `[config]`: resolved now, for every call (a
     // changed secret takes effect when the plugin loads again).
-    match crate::secrets::resolve_config(&manifest.config, secrets) {
+    match crate::secrets::resolve_config(&manifest.config, secrets, &manifest.permissions.secrets) {
         Ok((_, used)) if used.is_empty() => {}
         Ok((config, secrets)) => {
             manifest.resolved = Some(std::sync::Arc::new(crate::manifest::ResolvedConfig { config, secrets }));
         }
         Err(e) => {
-            let kind = LoadErrorKind::SecretNotSet(e);
+            let kind = match e {
+                crate::secrets::ConfigSecretError::NotSet(m) => LoadErrorKind::SecretNotSet(m),
+                other => LoadErrorKind::InvalidManifest(other.to_string()),
+            };
             return Err(LoadError::new(folder.join(MANIFEST_FILE), Some(&id), kind));
         }
     }
@@ -142,7 +145,8 @@ pub(crate) fn load_folder(
             Ok(LoadedPlugin { manifest, runtime })
         }
         Err(kind) => {
-            tracing::warn!(plugin = %id, path = %folder.display(), "plugin not loaded: {kind}");
+            let why = crate::secrets::redactor().text(&kind.to_string()).into_owned();
+            tracing::warn!(plugin = %id, path = %folder.display(), "plugin not loaded: {why}");
             Err(LoadError::new(folder, Some(&id), kind))
         }
     }

@@ -29,7 +29,8 @@ pub enum Error {
 
 /// Why one plugin did not load. Discovery collects these and goes on.
 #[derive(Debug, Clone, Serialize, thiserror::Error)]
-#[error("{}{}: {kind}", path.display(), plugin.as_ref().map(|id| format!(" (plugin `{id}`)")).unwrap_or_default())]
+// A plugin's own error text (an `initialize` that failed) may quote its config's secrets: redacted.
+#[error("{}{}: {}", path.display(), plugin.as_ref().map(|id| format!(" (plugin `{id}`)")).unwrap_or_default(), crate::secrets::redactor().text(&kind.to_string()))]
 pub struct LoadError {
     /// The plugin folder, manifest or artifact concerned.
     pub path: PathBuf,

@@ -49,6 +49,7 @@
 //! env = ["LANG"]                  # environment variables passed through by name
 //! network = false                 # false, true (any TCP/UDP address and name lookups),
 //!                                 # or an allowlist: ["api.example.com:443", "10.0.0.5:*"]
+//! secrets = ["DB_PASSWORD"]       # both kinds: the secrets [config] may name (`${{ secrets.NAME }}`)
 //! orchestration = false           # both kinds: the plugin may start workflows, read executions'
 //!                                 # status and create/cancel its schedules (it must also declare
 //!                                 # the `orchestration` capability; contract 0.3)
@@ -476,6 +477,9 @@ pub struct RawPermissions {
     /// `orchestration = true`
     #[serde(default)]
     pub orchestration: bool,
+    /// `secrets = ["DB_PASSWORD"]`: the secrets `[config]` may name.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 impl RawPermissions {
@@ -675,6 +679,10 @@ pub struct Permissions {
     /// Whether the plugin may use the orchestration host services (both
     /// kinds; the plugin must also declare the `orchestration` capability).
     pub orchestration: bool,
+    /// The secrets its `[config]` may name as `${{ secrets.NAME }}` (both
+    /// kinds): the operator's grant, so that a plugin folder from someone
+    /// else cannot ask for a secret nobody gave it.
+    pub secrets: Vec<String>,
 }
 
 /// The network grant of a WASM plugin. Serialized as written in the manifest:
@@ -951,6 +959,12 @@ impl Manifest {
                     ),
                 },
                 orchestration: p.orchestration,
+                secrets: {
+                    for name in &p.secrets {
+                        crate::secrets::check_name(name).map_err(|e| invalid(format!("permissions.secrets: {e}")))?;
+                    }
+                    p.secrets
+                },
             },
         };
         Ok(Self {

@@ -31,6 +31,13 @@ pub const MIN_REDACTED_BYTES: usize = 4;
 /// The longest secret value a store accepts, bytes (64 KiB).
 pub const MAX_SECRET_BYTES: usize = 64 * 1024;
 
+/// The most distinct values the process's [`redactor`] holds (each value a
+/// secret handed out since the process started: rotated values stay).
+pub const MAX_REDACTED_VALUES: usize = 4096;
+
+/// The most bytes of values the process's [`redactor`] holds (16 MiB).
+pub const MAX_REDACTED_BYTES: usize = 16 << 20;
+
 /// The longest secret name, characters.
 pub const MAX_SECRET_NAME: usize = 64;
 
@@ -196,24 +203,50 @@ fn spans(text: &str) -> Vec<(usize, usize, String)> {
     out
 }
 
+/// Why a plugin's `[config]` cannot have its secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSecretError {
+    /// A referenced secret is not granted by `[permissions] secrets`.
+    NotGranted(String),
+    /// A referenced secret is not set.
+    NotSet(String),
+    /// The redactor cannot take the value (see [`Redactor::add`]).
+    Unredactable(String),
+}
+
+impl std::fmt::Display for ConfigSecretError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotGranted(m) | Self::NotSet(m) | Self::Unredactable(m) => f.write_str(m),
+        }
+    }
+}
+
 /// A plugin's `[config]` with its `${{ secrets.NAME }}` references replaced
-/// by their values (anywhere in a string; nested tables and arrays too).
+/// by their values (anywhere in a string; nested tables and arrays too),
+/// each one of `granted` (`[permissions] secrets`: the operator's grant).
 /// Returns the resolved config and the secrets used (added to [`redactor`]).
 ///
 /// # Errors
-/// A referenced secret is not set: names it and the config key that needs it.
-pub fn resolve_config(config: &Value, source: &dyn SecretSource) -> Result<(Value, Vec<SecretValue>), String> {
+/// A referenced secret is not granted or not set (naming it and the config
+/// key that needs it), or cannot be redacted.
+pub fn resolve_config(
+    config: &Value,
+    source: &dyn SecretSource,
+    granted: &[String],
+) -> Result<(Value, Vec<SecretValue>), ConfigSecretError> {
     let mut used = Vec::new();
-    let resolved = resolve_value(config, source, "config", &mut used)?;
+    let resolved = resolve_value(config, source, granted, "config", &mut used)?;
     Ok((resolved, used))
 }
 
 fn resolve_value(
     value: &Value,
     source: &dyn SecretSource,
+    granted: &[String],
     at: &str,
     used: &mut Vec<SecretValue>,
-) -> Result<Value, String> {
+) -> Result<Value, ConfigSecretError> {
     Ok(match value {
         Value::String(text) => {
             let spans = spans(text);
@@ -223,11 +256,17 @@ fn resolve_value(
             let mut out = String::with_capacity(text.len());
             let mut last = 0;
             for (start, end, name) in spans {
-                let secret =
-                    source.secret(&name).ok_or_else(|| format!("`{at}` needs secret `{name}`, which is not set"))?;
+                if !granted.contains(&name) {
+                    return Err(ConfigSecretError::NotGranted(format!(
+                        "`{at}` names secret `{name}`, which `[permissions] secrets` does not grant"
+                    )));
+                }
+                let secret = source.secret(&name).ok_or_else(|| {
+                    ConfigSecretError::NotSet(format!("`{at}` needs secret `{name}`, which is not set"))
+                })?;
+                redactor().add(&secret).map_err(ConfigSecretError::Unredactable)?;
                 out.push_str(&text[last..start]);
                 out.push_str(secret.expose());
-                redactor().add(&secret);
                 used.push(secret);
                 last = end;
             }
@@ -238,13 +277,13 @@ fn resolve_value(
             items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| resolve_value(v, source, &format!("{at}[{i}]"), used))
+                .map(|(i, v)| resolve_value(v, source, granted, &format!("{at}[{i}]"), used))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), resolve_value(v, source, &format!("{at}.{k}"), used)?)))
-                .collect::<Result<_, String>>()?,
+                .map(|(k, v)| Ok((k.clone(), resolve_value(v, source, granted, &format!("{at}.{k}"), used)?)))
+                .collect::<Result<_, ConfigSecretError>>()?,
         ),
         other => other.clone(),
     })
@@ -286,23 +325,42 @@ impl Redactor {
     }
 
     /// Redact `secret`'s value from now on (values under
-    /// [`MIN_REDACTED_BYTES`] are ignored).
-    pub fn add(&self, secret: &SecretValue) {
+    /// [`MIN_REDACTED_BYTES`] are not: they are never stored as secrets).
+    ///
+    /// # Errors
+    /// The redactor holds [`MAX_REDACTED_VALUES`] values or
+    /// [`MAX_REDACTED_BYTES`] bytes already, or cannot be rebuilt: the value
+    /// is refused (its secret must not be handed out) and what was redacted
+    /// stays redacted.
+    pub fn add(&self, secret: &SecretValue) -> Result<(), String> {
         let value = secret.expose();
         if value.len() < MIN_REDACTED_BYTES {
-            return;
+            return Ok(());
         }
         if self.inner.read().unwrap_or_else(PoisonError::into_inner).values.contains(value) {
-            return;
+            return Ok(());
         }
         let mut p = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        if p.values.insert(value.into()) {
-            // Longest first: a value containing another is replaced whole.
-            let mut patterns: Vec<&str> = p.values.iter().map(|v| &**v).collect();
-            patterns.sort_by_key(|v| std::cmp::Reverse(v.len()));
-            p.matcher =
-                AhoCorasick::builder().match_kind(aho_corasick::MatchKind::LeftmostLongest).build(patterns).ok();
+        if p.values.contains(value) {
+            return Ok(());
         }
+        let bytes: usize = p.values.iter().map(|v| v.len()).sum();
+        if p.values.len() >= MAX_REDACTED_VALUES || bytes + value.len() > MAX_REDACTED_BYTES {
+            return Err(format!(
+                "this process redacts at most {MAX_REDACTED_VALUES} secret values ({MAX_REDACTED_BYTES} bytes) \
+                 and holds them already: restart it to forget values no longer used"
+            ));
+        }
+        // Longest first: a value containing another is replaced whole.
+        let mut patterns: Vec<&str> = p.values.iter().map(|v| &**v).chain([value]).collect();
+        patterns.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let matcher = AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(patterns)
+            .map_err(|e| format!("the redactor cannot take one more value: {e}"))?;
+        p.values.insert(value.into());
+        p.matcher = Some(matcher);
+        Ok(())
     }
 
     /// Whether it redacts nothing.
@@ -370,28 +428,38 @@ mod tests {
     #[test]
     fn config_references_are_resolved_anywhere_in_strings() {
         let config = json!({"url": "postgres://u:${{ secrets.PW }}@h/db", "list": ["${{secrets.PW}}", 3], "n": 1});
-        let (resolved, used) = resolve_config(&config, &Fixed).unwrap();
+        let granted = ["PW".to_owned(), "NOPE".to_owned()];
+        let (resolved, used) = resolve_config(&config, &Fixed, &granted).unwrap();
         assert_eq!(resolved, json!({"url": "postgres://u:hunter22@h/db", "list": ["hunter22", 3], "n": 1}));
         assert_eq!(used.len(), 2);
-        let missing = resolve_config(&json!({"a": {"b": "${{ secrets.NOPE }}"}}), &Fixed).unwrap_err();
-        assert_eq!(missing, "`config.a.b` needs secret `NOPE`, which is not set");
+        let missing = resolve_config(&json!({"a": {"b": "${{ secrets.NOPE }}"}}), &Fixed, &granted).unwrap_err();
+        assert_eq!(missing.to_string(), "`config.a.b` needs secret `NOPE`, which is not set");
+        let refused = resolve_config(&json!({"a": "${{ secrets.PW }}"}), &Fixed, &[]).unwrap_err();
+        assert!(matches!(refused, ConfigSecretError::NotGranted(_)), "{refused}");
         // Not a secrets reference: left as written.
         let other = json!({"x": "${{ inputs.a }} ${{ secrets.1bad }}"});
-        assert_eq!(resolve_config(&other, &Fixed).unwrap().0, other);
+        assert_eq!(resolve_config(&other, &Fixed, &granted).unwrap().0, other);
     }
 
     #[test]
     fn the_redactor_replaces_values_in_text_values_and_keys() {
         let r = Redactor::new();
         assert_eq!(r.text("hunter22"), "hunter22");
-        r.add(&SecretValue::new("hunter22"));
-        r.add(&SecretValue::new("hunter2222"));
-        r.add(&SecretValue::new("abc")); // too short: ignored
+        r.add(&SecretValue::new("hunter22")).unwrap();
+        r.add(&SecretValue::new("hunter2222")).unwrap();
+        r.add(&SecretValue::new("abc")).unwrap(); // too short: ignored
         assert_eq!(r.text("pw=hunter2222; again hunter22, abc"), "pw=***; again ***, abc");
         let mut v = json!({"hunter22": ["x hunter22 y", {"k": "hunter22"}], "n": 5});
         r.value(&mut v);
         assert_eq!(v, json!({"***": ["x *** y", {"k": "***"}], "n": 5}));
         assert_eq!(format!("{:?} {}", SecretValue::new("hunter22"), SecretValue::new("hunter22")), "*** ***");
+        // A ceiling: past it a value is refused, and what was redacted stays redacted.
+        let small = Redactor::new();
+        for n in 0..MAX_REDACTED_VALUES {
+            small.add(&SecretValue::new(format!("value-{n:06}"))).unwrap();
+        }
+        assert!(small.add(&SecretValue::new("one-too-many")).is_err());
+        assert_eq!(small.text("value-000007"), "***");
     }
 
     #[test]

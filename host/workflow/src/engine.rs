@@ -748,7 +748,10 @@ impl Engine {
             let Some(secret) = self.secrets.secret(name) else {
                 return Err(error("secret-not-found", format!("secret `{name}` is not set"), false));
             };
-            redactor().add(&secret);
+            // A value that cannot be redacted is not handed out.
+            if let Err(e) = redactor().add(&secret) {
+                return Err(error("secret-not-redactable", format!("secret `{name}`: {e}"), false));
+            }
             values.insert(name.clone(), Value::String(secret.expose().to_owned()));
         }
         Ok(Some(Value::Object(values)))

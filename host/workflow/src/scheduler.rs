@@ -93,7 +93,8 @@ fn step_metrics(step: &str, reported: Vec<(String, f64)>) -> BTreeMap<String, f6
             dropped += 1;
             continue;
         }
-        kept.insert(truncated(&name, 128), value);
+        // A name may quote a secret the plugin was handed.
+        kept.insert(truncated(&redactor().text(&name), 128), value);
     }
     if dropped > 0 {
         tracing::warn!(step, dropped, "metrics dropped (not finite, or more than {MAX_STEP_METRICS})");
@@ -155,6 +156,9 @@ struct Schedule {
     /// Wait steps waiting for their signal, with when they time out (ms
     /// since the Unix epoch).
     awaited: BTreeMap<usize, Option<u64>>,
+    /// The slots (of `running`) that waits and maps hold in serial modes
+    /// (the phase is idle when only those are taken).
+    held_by_waits: usize,
     jobs: Vec<Option<Arc<Job>>>,
     attempts: Vec<u32>,
     /// Slots taken: steps being run, and in serial modes a step waiting to retry.
@@ -217,6 +221,7 @@ impl Forward {
             ready,
             maps: std::collections::HashMap::new(),
             awaited: BTreeMap::new(),
+            held_by_waits: 0,
             jobs: vec![None; n],
             attempts,
             running: 0,
@@ -273,14 +278,15 @@ impl Forward {
                     fwd.abort(&mut st, Abort::Cancelled);
                 }
                 fwd.start_runners(&mut st);
-                let idle = st.running == 0 && st.runners == 0 && st.timers == 0;
+                let idle = st.running == st.held_by_waits && st.runners == 0 && st.timers == 0;
                 if idle
                     && (st.abort.is_some() || fwd.draining(&mut st) || (st.ready.is_empty() && st.awaited.is_empty()))
                 {
                     break;
                 }
                 // Nothing left but waits for signals: park (the daemon), or wait here.
-                if idle && st.ready.is_empty() && fwd.engine.parks() {
+                // (Not when a cancel came: the loop's next turn stops the phase.)
+                if idle && st.ready.is_empty() && fwd.engine.parks() && !exec.is_cancelled() {
                     drop(st);
                     let signals = fwd.awaited_signals();
                     let names: Vec<&str> = signals.iter().map(String::as_str).collect();
@@ -292,7 +298,16 @@ impl Forward {
                 }
                 st.armed
             };
-            let wait_deadline = fwd.next_wait_deadline();
+            // A stopping phase ends its waits when it stops: no deadline to wake for.
+            let wait_deadline = {
+                let st = fwd.lock();
+                if st.abort.is_some() || st.suspended {
+                    None
+                } else {
+                    drop(st);
+                    fwd.next_wait_deadline()
+                }
+            };
             let wait_timeout = async {
                 match wait_deadline {
                     Some(at) => {

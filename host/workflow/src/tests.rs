@@ -1771,15 +1771,19 @@ steps:
     for (yaml, expected) in [
         (
             "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo, when: \"secrets.X == 'y'\" }\n",
-            "secrets may be named only in a step's `parameters`",
+            "secrets may be named only in the `parameters`",
         ),
         (
             "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo }\noutputs: { x: \"${{ secrets.X }}\" }\n",
-            "secrets may be named only in a step's `parameters`",
+            "secrets may be named only in the `parameters`",
         ),
         (
             "id: w\nsteps:\n  - { id: a, plugin_id: test.ops, method_name: echo, parameters: { all: \"${{ secrets }}\" } }\n",
             "reads `secrets` as a whole",
+        ),
+        (
+            "id: w\nsteps:\n  - { id: a, workflow: other, parameters: { pw: \"${{ secrets.PW }}\" } }\n",
+            "secrets may be named only in the `parameters` of a step that calls a plugin",
         ),
     ] {
         let problems = parse(&host, "w.yaml", yaml).unwrap_err();
@@ -2064,4 +2068,27 @@ fn wait_steps_are_checked_when_read() {
         let problems = parse(&host, "w.yaml", yaml).unwrap_err();
         assert!(problems.iter().any(|p| p.to_string().contains(expected)), "{yaml}: {problems:#?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_sequential_workflow_a_wait_keeps_its_turn() {
+    let host = host();
+    let yaml = "id: seq-wait\nexecution_mode: sequential\nsteps:\n  - { id: gate, wait_for: { signal: go } }\n  \
+                - { id: other, plugin_id: test.ops, method_name: record, parameters: { tag: other } }\n";
+    let prepared = Arc::new(engine::Prepared::new(valid(&host, yaml)));
+    let engine = Engine::new(host, Arc::new(SystemClock));
+    let exec = engine::Execution::new("seq-wait".into(), &prepared, Map::new());
+    let run = tokio::spawn({
+        let (engine, prepared, exec) = (engine.clone(), prepared.clone(), exec.clone());
+        async move { engine.run(prepared, exec).await }
+    });
+    while exec.snapshot().step("gate").unwrap().status != StepStatus::Waiting {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(journal("seq-wait", |j| j.events.is_empty()), "nothing else ran while it waited");
+    exec.deliver_signal(signal("go", None, json!(1)));
+    run.await.unwrap();
+    assert_eq!(exec.snapshot().status, WorkflowStatus::Completed);
+    assert_eq!(journal("seq-wait", |j| j.events.clone()), ["other"]);
 }

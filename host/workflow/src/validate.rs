@@ -252,7 +252,8 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
                     Some((i, &step.id)),
                     dag.as_ref(),
                     &index,
-                    (&path.key("parameters"), Names { secrets: true, item: step.map.is_some() }),
+                    // A sub-workflow's parameters become its child's recorded inputs: no secrets there.
+                    (&path.key("parameters"), Names { secrets: step.call.is_none(), item: step.map.is_some() }),
                     &mut p,
                 );
             }
@@ -560,8 +561,8 @@ fn check_references(
                 step,
                 path,
                 format!(
-                    "`{}` reads `secrets`: secrets may be named only in a step's `parameters` or its \
-                     compensation's (where they go to the plugin, never into a record)",
+                    "`{}` reads `secrets`: secrets may be named only in the `parameters` of a step that \
+                     calls a plugin, or its compensation's (where they go to the plugin, never into a record)",
                     expr.source()
                 ),
             ),

@@ -25,7 +25,16 @@ impl Children for DaemonChildren {
         let daemon = self.0.clone();
         let (id, workflow) = (plexus_workflow::engine::child_id(parent, step), workflow.to_owned());
         Box::pin(async move {
-            if daemon.0.store.execution_status(&id).await.map_err(|e| e.to_string())?.is_some() {
+            if let Some(status) = daemon.0.store.execution_status(&id).await.map_err(|e| e.to_string())? {
+                // Started before: a restarted parent finds it. One that failed
+                // or was cancelled runs again (the parent is being retried);
+                // one that ended is told again (its end may have been lost).
+                if matches!(status, WorkflowStatus::Failed | WorkflowStatus::Cancelled) {
+                    daemon.retry(&id).await.map_err(|e| e.to_string())?;
+                } else if status.is_terminal() {
+                    let (ended, _) = daemon.status(&id).await.map_err(|e| e.to_string())?;
+                    daemon.child_ended(&ended).await;
+                }
                 return Ok(id);
             }
             let origin = Origin { version, execution_id: Some(id.clone()), ..Origin::default() };

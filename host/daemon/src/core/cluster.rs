@@ -32,7 +32,7 @@ use crate::store::{CancelRequest, Claim, NodeJoin};
 use plexus_client::{NodeList, NodeState, NodeView};
 
 /// How far back a node looks for signals delivered on other nodes, beyond its last look (ms).
-const SIGNAL_MARGIN_MS: u64 = 2000;
+const SIGNAL_MARGIN_MS: u64 = 60_000;
 
 impl Daemon {
     /// This daemon's node id (`<host>-<pid>-<8 hex digits>`), new at each start.
@@ -168,6 +168,7 @@ impl Daemon {
                     });
                 }
                 for id in lost {
+                    self.unpark(&id);
                     let live = self.0.live.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
                     if let Some(live) = live {
                         tracing::warn!(execution = %id, "another node took this execution over; stopping it here");
@@ -215,6 +216,8 @@ impl Daemon {
             "the lease ran out without a heartbeat: stopping this node's executions (another node takes them over)"
         );
         self.0.health.degrade("cluster", "the lease ran out: this node's executions were stopped");
+        // Parked ones too: another node takes them over.
+        self.unpark_all();
         for entry in live {
             entry.stop.cancel();
         }
@@ -252,11 +255,14 @@ impl Daemon {
             }
             Err(e) => tracing::warn!("cannot read cancel requests: {e}"),
         }
-        // Signals delivered on other nodes to executions parked here (a
-        // margin for the nodes' clocks and commits: a repeat is harmless).
+        // Signals delivered on other nodes to executions parked here (a wide
+        // margin for the nodes' clocks and commits: a signal already seen is
+        // not taken again); the cursor moves only when the store was read.
         let now = epoch_ms(self.0.clock.now());
-        let since = self.0.node.signals_polled.swap(now, Ordering::AcqRel).saturating_sub(SIGNAL_MARGIN_MS);
-        self.take_signals(since).await;
+        let since = self.0.node.signals_polled.load(Ordering::Acquire).saturating_sub(SIGNAL_MARGIN_MS);
+        if self.take_signals(since).await {
+            self.0.node.signals_polled.store(now, Ordering::Release);
+        }
     }
 
     /// Claim as many executions as there are free workers (at most

@@ -20,6 +20,14 @@ use std::sync::{Arc, PoisonError};
 /// The longest `by` of a signal, bytes.
 const MAX_BY: usize = 256;
 
+/// An execution parked here.
+pub(super) struct Parked {
+    /// Its wake-up timer (a wait's timeout).
+    timer: Option<tokio::task::AbortHandle>,
+    /// The signals its run had seen: another is a reason to resume.
+    seen: HashSet<String>,
+}
+
 impl Daemon {
     /// Execution `id`'s run ended parked (see [`Execution::parked`]): keep
     /// it parked (its worker is already free), wake it at `until` (ms since
@@ -41,14 +49,23 @@ impl Daemon {
                 })
                 .abort_handle()
         });
-        let previous = self.0.parked.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), timer);
-        if let Some(Some(old)) = previous {
+        let seen: HashSet<String> = exec.signal_names().into_iter().collect();
+        let parked = Parked { timer, seen: seen.clone() };
+        let previous = self.0.parked.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), parked);
+        if let Some(Parked { timer: Some(old), .. }) = previous {
             old.abort();
         }
         self.0.live.write().unwrap_or_else(PoisonError::into_inner).remove(id);
         self.0.node.claim.notify_one();
         tracing::info!(execution = %id, until_ms = ?until, "parked: waiting for signals costs no worker");
-        let seen: HashSet<String> = exec.signal_names().into_iter().collect();
+        // A cancel that reached the run as it parked: run it again, cancelled.
+        if exec.is_cancelled() {
+            self.resume_parked_locked(id, true).await;
+            if let Some(again) = self.live(id) {
+                again.request_cancel();
+            }
+            return;
+        }
         match self.0.store.signals(id).await {
             Ok(stored) if stored.iter().any(|s| !seen.contains(&s.name)) => self.resume_parked_locked(id, true).await,
             Ok(_) => {}
@@ -66,8 +83,8 @@ impl Daemon {
     /// [`Self::resume_parked`] under the parking lock; `stop_timer`: abort
     /// its wake-up timer (not when the timer itself resumes it).
     async fn resume_parked_locked(&self, id: &str, stop_timer: bool) {
-        let Some(timer) = self.0.parked.lock().unwrap_or_else(PoisonError::into_inner).remove(id) else { return };
-        if let Some(timer) = timer.filter(|_| stop_timer) {
+        let Some(parked) = self.0.parked.lock().unwrap_or_else(PoisonError::into_inner).remove(id) else { return };
+        if let Some(timer) = parked.timer.filter(|_| stop_timer) {
             timer.abort();
         }
         match self.stored(id).await {
@@ -104,12 +121,21 @@ impl Daemon {
         if request.by.as_ref().is_some_and(|b| b.len() > MAX_BY || b.trim().is_empty()) {
             return Err(DaemonError::invalid(format!("by: 1 to {MAX_BY} bytes")));
         }
-        let status = self.0.store.execution_status(id).await?;
-        let status = status.ok_or_else(|| DaemonError::not_found(format!("execution `{id}`")))?;
-        if status.is_terminal() {
+        let (status, meta) = self.status(id).await?;
+        if status.status.is_terminal() {
             return Err(DaemonError::invalid_state(format!(
                 "execution `{id}` is {}: it takes no signal",
-                status.as_str()
+                status.status.as_str()
+            )));
+        }
+        // Only the signals its wait steps wait for (a ceiling on what a caller can store).
+        let prepared = self.prepared(&status.workflow_id, meta.workflow_version).await?;
+        let awaited: Vec<&str> =
+            prepared.workflow.steps.iter().filter_map(|s| s.wait.as_ref().map(|w| w.signal.as_str())).collect();
+        if !awaited.contains(&name) {
+            return Err(DaemonError::invalid(format!(
+                "execution `{id}` has no wait step for signal `{name}` (its signals: {})",
+                if awaited.is_empty() { "none".to_owned() } else { awaited.join(", ") }
             )));
         }
         let signal = SignalRecord {
@@ -137,20 +163,50 @@ impl Daemon {
         Ok(Signalled { execution_id: id.to_owned(), signal })
     }
 
-    /// In a cluster: resume the executions parked here that got a signal on
-    /// another node since `since_ms`.
-    pub(super) async fn take_signals(&self, since_ms: u64) {
+    /// In a cluster: resume the executions parked here that got a signal
+    /// (on another node) their run had not seen, looking at those recorded
+    /// since `since_ms`. Whether the store could be read.
+    pub(super) async fn take_signals(&self, since_ms: u64) -> bool {
         let parked = self.parked_ids();
         if parked.is_empty() {
-            return;
+            return true;
         }
         match self.0.store.signalled(&parked, since_ms).await {
-            Ok(ids) => {
-                for id in ids {
+            Ok(signals) => {
+                let new: HashSet<String> = {
+                    let parked = self.0.parked.lock().unwrap_or_else(PoisonError::into_inner);
+                    signals
+                        .into_iter()
+                        .filter(|(id, name)| parked.get(id).is_some_and(|p| !p.seen.contains(name)))
+                        .map(|(id, _)| id)
+                        .collect()
+                };
+                for id in new {
                     self.resume_parked(&id).await;
                 }
+                true
             }
-            Err(e) => tracing::warn!("cannot read signals: {e}"),
+            Err(e) => {
+                tracing::warn!("cannot read signals: {e}");
+                false
+            }
+        }
+    }
+
+    /// This node no longer owns execution `id` (its lease ran out and
+    /// another node took it): forget it here, timer and all.
+    pub(super) fn unpark(&self, id: &str) {
+        if let Some(Parked { timer: Some(timer), .. }) =
+            self.0.parked.lock().unwrap_or_else(PoisonError::into_inner).remove(id)
+        {
+            timer.abort();
+        }
+    }
+
+    /// Forget every execution parked here (this node was fenced off).
+    pub(super) fn unpark_all(&self) {
+        for id in self.parked_ids() {
+            self.unpark(&id);
         }
     }
 }

@@ -193,17 +193,31 @@ impl SqliteStore {
         rows.iter().map(|r| self.parse("signal", r)).collect()
     }
 
+    /// See [`super::Store::delete_signals`].
+    pub fn delete_signals(&self, execution_id: &str, names: &[String]) -> StoreWrite<()> {
+        let (id, names) = (execution_id.to_owned(), names.to_vec());
+        self.prepare(move |tx, err| {
+            for name in &names {
+                tx.execute("DELETE FROM signals WHERE execution_id = ?1 AND name = ?2", params![id, name])
+                    .map_err(err)?;
+            }
+            Ok(())
+        })
+    }
+
     /// See [`super::Store::signalled`].
-    pub fn signalled(&self, ids: &[String], since_ms: u64) -> StoreResult<Vec<String>> {
+    pub fn signalled(&self, ids: &[String], since_ms: u64) -> StoreResult<Vec<(String, String)>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT 1 FROM signals WHERE execution_id = ?1 AND at_ms >= ?2 LIMIT 1")
+            .prepare_cached("SELECT name FROM signals WHERE execution_id = ?1 AND at_ms >= ?2")
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for id in ids {
-            if stmt.exists(params![id, since_ms as i64]).map_err(|e| self.err(e))? {
-                out.push(id.clone());
-            }
+            let names: Vec<String> = stmt
+                .query_map(params![id, since_ms as i64], |r| r.get(0))
+                .and_then(Iterator::collect)
+                .map_err(|e| self.err(e))?;
+            out.extend(names.into_iter().map(|n| (id.clone(), n)));
         }
         Ok(out)
     }

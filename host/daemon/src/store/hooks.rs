@@ -2,7 +2,7 @@
 
 use super::{HookRow, SqliteStore, StoreResult};
 use plexus_client::HookDelivery;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 impl SqliteStore {
     /// Create hook `row.id`; `false` if the id is taken.
@@ -40,6 +40,21 @@ impl SqliteStore {
                 })
             })
             .collect()
+    }
+
+    /// Hook `id`.
+    pub fn hook(&self, id: &str) -> StoreResult<Option<HookRow>> {
+        let conn = self.conn();
+        let row: Option<(String, String, Vec<u8>, String, i64)> = conn
+            .query_row("SELECT id, spec, sealed, key_id, created_at_ms FROM hooks WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        row.map(|(id, spec, sealed, key_id, created)| {
+            Ok(HookRow { spec: self.parse("hook", &spec)?, id, sealed, key_id, created_at_ms: created.max(0) as u64 })
+        })
+        .transpose()
     }
 
     /// Delete hook `id` and its deliveries; whether it existed.

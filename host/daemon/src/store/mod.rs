@@ -264,8 +264,11 @@ pub trait Store: Send + Sync + 'static {
     fn put_signal(&self, execution_id: &str, signal: &plexus_client::SignalRecord) -> StoreFuture<bool>;
     /// The signals recorded for execution `execution_id`, oldest first.
     fn signals(&self, execution_id: &str) -> StoreFuture<Vec<plexus_client::SignalRecord>>;
-    /// Which of executions `ids` got a signal at or after `since_ms`.
-    fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<String>>;
+    /// Forget execution `execution_id`'s signals named `names` (its steps
+    /// that wait for them are retried).
+    fn delete_signals(&self, execution_id: &str, names: &[String]) -> StoreFuture<()>;
+    /// The signals executions `ids` got at or after `since_ms`: (execution, name).
+    fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<(String, String)>>;
     /// Record compensation number `seq` of an execution and log it.
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()>;
     /// Write everything about a running execution at once (status, steps,
@@ -319,6 +322,8 @@ pub trait Store: Send + Sync + 'static {
     fn insert_hook(&self, row: &HookRow) -> StoreFuture<bool>;
     /// Every hook, by id.
     fn hooks(&self) -> StoreFuture<Vec<HookRow>>;
+    /// Hook `id` (one row read: deliveries come unauthenticated).
+    fn hook(&self, id: &str) -> StoreFuture<Option<HookRow>>;
     /// Delete hook `id` and its deliveries; whether it existed.
     fn delete_hook(&self, id: &str) -> StoreFuture<bool>;
     /// Record delivery `delivery` of hook `hook` received at `at_ms`, unless

@@ -90,6 +90,11 @@ impl Store for SqliteStore {
         self.blocking(SqliteStore::hooks)
     }
 
+    fn hook(&self, id: &str) -> StoreFuture<Option<HookRow>> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.hook(&id))
+    }
+
     fn delete_hook(&self, id: &str) -> StoreFuture<bool> {
         let id = id.to_owned();
         self.blocking(move |s| s.delete_hook(&id))
@@ -185,7 +190,11 @@ impl Store for SqliteStore {
         self.blocking(move |s| s.signals(&id))
     }
 
-    fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<String>> {
+    fn delete_signals(&self, execution_id: &str, names: &[String]) -> StoreFuture<()> {
+        Box::pin(SqliteStore::delete_signals(self, execution_id, names).into_future())
+    }
+
+    fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<(String, String)>> {
         let ids = ids.to_vec();
         self.blocking(move |s| s.signalled(&ids, since_ms))
     }

@@ -59,7 +59,7 @@ impl Grants {
         protected: &[(PathBuf, &str)],
         plugin_dirs: &[PathBuf],
     ) -> Result<Self, LoadErrorKind> {
-        let Permissions { dirs, env, network, orchestration: _ } = &manifest.permissions;
+        let Permissions { dirs, env, network, orchestration: _, secrets: _ } = &manifest.permissions;
         let invalid = |m: String| LoadErrorKind::InvalidManifest(format!("permissions.dirs: {m}"));
         let folder = resolve(&manifest.dir);
         let own = [Some(folder.clone()), manifest.artifact.canonicalize().ok()];

@@ -118,8 +118,13 @@ impl Forward {
             failed: 0,
             fail_fast: spec.fail_fast,
         };
-        // The step's own slot goes back: its items take slots.
-        st.running -= 1;
+        // The step's own slot goes back (its items are bounded by the map),
+        // except in serial modes: nothing else runs while its items do.
+        if self.prepared.workflow.mode.is_serial() {
+            st.held_by_waits += 1;
+        } else {
+            st.running -= 1;
+        }
         st.busy -= 1;
         self.release(&mut st, i);
         st.maps.insert(i, run);
@@ -209,6 +214,13 @@ impl Forward {
     /// Run attempt `attempt` of item `k` of map step `i` to its recorded end.
     /// `false` when the phase gave up on its call (the runner must end).
     pub(super) fn run_item(self: &Arc<Self>, i: usize, k: usize, attempt: u32) -> bool {
+        // Queued (or waiting to retry) when another item failed, with `fail_fast`: not run.
+        let stopped = self.lock().maps.get(&i).is_some_and(|r| r.fail_fast && r.failed > 0);
+        if stopped {
+            self.end_item(i, k, StepStatus::Cancelled, None, None);
+            self.after_item(i, k, Outcome::Ended(None));
+            return true;
+        }
         let (item, scope, job) = {
             let st = self.lock();
             let run = &st.maps[&i];
@@ -389,6 +401,10 @@ impl Forward {
             r.progress = Some(items_progress(run.ended.min(n), n));
         });
         let mut st = self.lock();
+        if self.prepared.workflow.mode.is_serial() {
+            st.held_by_waits -= 1;
+            st.running -= 1;
+        }
         if let Some(why) = stop {
             self.abort(&mut st, why);
         }

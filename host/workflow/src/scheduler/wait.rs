@@ -3,7 +3,8 @@
 //!
 //! When its turn comes (dependencies completed, condition true), the step
 //! is recorded `waiting` — from then its timeout counts, across restarts —
-//! and gives its slot back: it costs the phase a deadline, not a thread.
+//! and gives its slot back (in serial modes it keeps its turn): it costs the
+//! phase a deadline, not a thread.
 //! The phase's task ends the wait when the signal is there (the step
 //! completes with its payload, or for an approval `{"approved", "by",
 //! "at_ms", "payload"}`; a signal with `reject` fails it) or its timeout
@@ -48,29 +49,29 @@ impl Forward {
             return self.end_without_call(i, failed("child", message.into()));
         };
         let child = crate::engine::child_id(self.exec.id(), &step.id);
-        if self.exec.lock().steps[i].status != StepStatus::Waiting {
-            if self.exec.id().matches('~').count() >= crate::definition::MAX_NESTING {
-                let message = format!("sub-workflows nest at most {} deep", crate::definition::MAX_NESTING);
-                return self.end_without_call(i, failed("child", message));
+        // Also for a restored wait: the child is found, not started again, and
+        // if it ended while nobody listened its end is told again.
+        if self.exec.id().matches('~').count() >= crate::definition::MAX_NESTING {
+            let message = format!("sub-workflows nest at most {} deep", crate::definition::MAX_NESTING);
+            return self.end_without_call(i, failed("child", message));
+        }
+        let params = match (&scope, &self.prepared.step(i).params) {
+            (_, crate::expr::Template::Literal(v)) => Ok(v.clone()),
+            (Some(scope), template) => template.render(scope).map_err(|e| e.to_string()),
+            (None, _) => Ok(serde_json::Value::Null),
+        };
+        let inputs = match params {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(serde_json::Value::Null) => serde_json::Map::new(),
+            Ok(_) => {
+                let message = "a sub-workflow step's parameters are its child's inputs: an object".to_owned();
+                return self.end_without_call(i, failed("parameters", message));
             }
-            let params = match (&scope, &self.prepared.step(i).params) {
-                (_, crate::expr::Template::Literal(v)) => Ok(v.clone()),
-                (Some(scope), template) => template.render(scope).map_err(|e| e.to_string()),
-                (None, _) => Ok(serde_json::Value::Null),
-            };
-            let inputs = match params {
-                Ok(serde_json::Value::Object(map)) => map,
-                Ok(serde_json::Value::Null) => serde_json::Map::new(),
-                Ok(_) => {
-                    let message = "a sub-workflow step's parameters are its child's inputs: an object".to_owned();
-                    return self.end_without_call(i, failed("parameters", message));
-                }
-                Err(e) => return self.end_without_call(i, failed("parameters", e)),
-            };
-            let start = children.start(self.exec.id(), &step.id, &call.workflow, call.version, inputs);
-            if let Err(e) = tokio::runtime::Handle::current().block_on(start) {
-                return self.end_without_call(i, failed("child", e));
-            }
+            Err(e) => return self.end_without_call(i, failed("parameters", e)),
+        };
+        let start = children.start(self.exec.id(), &step.id, &call.workflow, call.version, inputs);
+        if let Err(e) = tokio::runtime::Handle::current().block_on(start) {
+            return self.end_without_call(i, failed("child", e));
         }
         self.begin_waiting(i, attempt, format!("child execution {child}"), step.timeout);
     }
@@ -91,13 +92,19 @@ impl Forward {
         let started = self.exec.lock().steps[i].started_at_ms.unwrap_or(now);
         let deadline = timeout.map(|t| started.saturating_add(t.as_millis().min(u128::from(u64::MAX)) as u64));
         let mut st = self.lock();
-        st.running -= 1;
         st.busy -= 1;
         self.release(&mut st, i);
         if !recorded {
+            st.running -= 1;
             st.attempts[i] -= 1;
             st.ready.insert((self.prepared.dag.rank[i], i, None));
             return;
+        }
+        // In serial modes a waiting step keeps its turn (nothing else runs meanwhile).
+        if self.prepared.workflow.mode.is_serial() {
+            st.held_by_waits += 1;
+        } else {
+            st.running -= 1;
         }
         st.awaited.insert(i, deadline);
         // The phase's task looks at its waits (and their deadlines) again.
@@ -132,6 +139,10 @@ impl Forward {
             self.exec.update_step(*i, self.engine.ended(status, output, error, None)).await;
             let mut st = self.lock();
             st.awaited.remove(i);
+            if self.prepared.workflow.mode.is_serial() {
+                st.held_by_waits -= 1;
+                st.running -= 1;
+            }
             if let Some(why) = stop {
                 self.abort(&mut st, why);
             }

@@ -380,6 +380,25 @@ impl Store for PgStore {
         })
     }
 
+    fn hook(&self, id: &str) -> StoreFuture<Option<HookRow>> {
+        let id = id.to_owned();
+        self.run(move |s| async move {
+            let row =
+                s.query_opt("SELECT id, spec, sealed, key_id, created_at_ms FROM hooks WHERE id = $1", &[&id]).await?;
+            row.map(|r| {
+                let spec: String = s.col(&r, 1)?;
+                Ok(HookRow {
+                    id: s.col(&r, 0)?,
+                    spec: serde_json::from_str(&spec).map_err(|e| s.corrupt(format!("hook: {e}")))?,
+                    sealed: s.col(&r, 2)?,
+                    key_id: s.col(&r, 3)?,
+                    created_at_ms: s.unsigned(&r, 4)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
     fn delete_hook(&self, id: &str) -> StoreFuture<bool> {
         let id = id.to_owned();
         self.run(move |s| async move {
@@ -629,7 +648,7 @@ impl Store for PgStore {
             s.exec(
                 "INSERT INTO step_items (execution_id, step_index, item_index, status, record)
                  SELECT $1, $2, $3, $4, $5 WHERE EXISTS (
-                    SELECT 1 FROM executions WHERE id = $1 AND ($6::text IS NULL OR owner = $6))
+                    SELECT 1 FROM executions WHERE id = $1 AND ($6::text IS NULL OR owner = $6) FOR SHARE)
                  ON CONFLICT (execution_id, step_index, item_index)
                  DO UPDATE SET status = excluded.status, record = excluded.record",
                 &[&id, &(step as i64), &index, &status, &record, &s.node()],
@@ -700,16 +719,24 @@ impl Store for PgStore {
         })
     }
 
-    fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<String>> {
+    fn delete_signals(&self, execution_id: &str, names: &[String]) -> StoreFuture<()> {
+        let (id, names) = (execution_id.to_owned(), names.to_vec());
+        self.run(move |s| async move {
+            s.exec("DELETE FROM signals WHERE execution_id = $1 AND name = ANY($2)", &[&id, &names]).await?;
+            Ok(())
+        })
+    }
+
+    fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<(String, String)>> {
         let ids = ids.to_vec();
         self.run(move |s| async move {
             let rows = s
                 .query(
-                    "SELECT DISTINCT execution_id FROM signals WHERE execution_id = ANY($1) AND at_ms >= $2",
+                    "SELECT execution_id, name FROM signals WHERE execution_id = ANY($1) AND at_ms >= $2",
                     &[&ids, &(since_ms as i64)],
                 )
                 .await?;
-            rows.iter().map(|r| s.col(r, 0)).collect()
+            rows.iter().map(|r| Ok((s.col(r, 0)?, s.col(r, 1)?))).collect()
         })
     }
 
