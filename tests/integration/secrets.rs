@@ -158,6 +158,8 @@ fn a_secret_reaches_plugins_and_no_log_answer_or_database_row_holds_it() {
     }
     assert!(!answers.contains(VALUE), "an answer holds the secret: {answers}");
     assert!(answers.contains("${{ secrets.API_TOKEN }}"), "the plugin's config is shown as written");
+    let details = d.client().plugin("plexus.orchestration.wasm").unwrap();
+    assert_eq!(details.permissions.secrets, ["API_TOKEN"], "the operator's grant is shown");
 
     // The daemon's log has the plugins' lines, redacted.
     let stopped = d.terminate();

@@ -201,6 +201,9 @@ pub struct PluginPermissions {
     pub env: Vec<String>,
     /// `false` (no sockets), `true` (any address) or a list of `host:port`.
     pub network: NetworkGrant,
+    /// The secrets its `[config]` may name (`[permissions] secrets`; names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// What a native plugin's Landlock-restricted worker may reach besides its

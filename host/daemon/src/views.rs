@@ -108,6 +108,7 @@ pub fn plugin_details(host: &Host, plugin: &LoadedPlugin) -> PluginDetails {
                 Network::Any => NetworkGrant::All(true),
                 Network::Allow(list) => NetworkGrant::Endpoints(list.iter().map(ToString::to_string).collect()),
             },
+            secrets: m.permissions.secrets.clone(),
         },
         status: status(&unavailable, plugin.id()),
         unavailable: unavailable.get(plugin.id()).cloned(),

@@ -358,6 +358,10 @@ pub struct MapSpec {
 /// The most items a map step runs.
 pub const MAX_MAP_ITEMS: usize = 100_000;
 
+/// The most bytes (as JSON) a map step's items' outputs may add up to: its
+/// output holds them all (64 MiB). An item past it fails.
+pub const MAX_MAP_OUTPUT_BYTES: usize = 64 << 20;
+
 /// What a step needs while it runs (`resources: {cpu: 1, memory_mb: 512}`),
 /// counted against its workflow's [`ResourceBudget`]. Zero (the default)
 /// needs nothing.

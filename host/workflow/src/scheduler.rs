@@ -648,13 +648,7 @@ impl Forward {
                 if let Some(why) = stop {
                     self.abort(st, why);
                 }
-                let dag = &self.prepared.dag;
-                for &d in &dag.dependents[i] {
-                    st.waiting[d] -= 1;
-                    if st.waiting[d] == 0 {
-                        st.ready.insert((dag.rank[d], d, None));
-                    }
-                }
+                self.release_dependents(st, i);
                 // More ready than runners: start more (this one takes one).
                 self.start_runners(st);
             }
@@ -669,6 +663,17 @@ impl Forward {
                     // What it gave back may let steps that waited for it start.
                     self.start_runners(st);
                 }
+            }
+        }
+    }
+
+    /// Step `i` ended: each dependent whose dependencies have all ended is ready.
+    fn release_dependents(&self, st: &mut Schedule, i: usize) {
+        let dag = &self.prepared.dag;
+        for &d in &dag.dependents[i] {
+            st.waiting[d] -= 1;
+            if st.waiting[d] == 0 {
+                st.ready.insert((dag.rank[d], d, None));
             }
         }
     }

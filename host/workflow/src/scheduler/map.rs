@@ -59,6 +59,8 @@ pub(in crate::scheduler) struct MapRun {
     ended: usize,
     /// Items that failed after their retries.
     failed: usize,
+    /// The completed items' outputs' size so far, bytes of JSON.
+    output_bytes: usize,
     fail_fast: bool,
 }
 
@@ -116,6 +118,7 @@ impl Forward {
             limit,
             ended: 0,
             failed: 0,
+            output_bytes: 0,
             fail_fast: spec.fail_fast,
         };
         // The step's own slot goes back (its items are bounded by the map),
@@ -281,7 +284,24 @@ impl Forward {
         let step = &self.prepared.workflow.steps[i];
         match result {
             Ok(out) => {
-                self.end_item(i, k, StepStatus::Completed, Some(out.output), None);
+                // The step's output holds every item's: a ceiling on their sum.
+                let size = serde_json::to_vec(&out.output).map_or(0, |v| v.len());
+                let total = {
+                    let mut st = self.lock();
+                    st.maps.get_mut(&i).map_or(0, |r| {
+                        r.output_bytes += size;
+                        r.output_bytes
+                    })
+                };
+                if total > crate::definition::MAX_MAP_OUTPUT_BYTES {
+                    let message = format!(
+                        "the items' outputs add up to over {} bytes (the step's output holds them all)",
+                        crate::definition::MAX_MAP_OUTPUT_BYTES
+                    );
+                    self.end_item(i, k, StepStatus::Failed, None, Some(error("output-too-large", message, false)));
+                } else {
+                    self.end_item(i, k, StepStatus::Completed, Some(out.output), None);
+                }
                 Outcome::Ended(None)
             }
             Err(e) if matches!(e, CallError::Cancelled { .. }) || self.stop.is_cancelled() => {
@@ -408,13 +428,7 @@ impl Forward {
         if let Some(why) = stop {
             self.abort(&mut st, why);
         }
-        let dag = &self.prepared.dag;
-        for &d in &dag.dependents[i] {
-            st.waiting[d] -= 1;
-            if st.waiting[d] == 0 {
-                st.ready.insert((dag.rank[d], d, None));
-            }
-        }
+        self.release_dependents(&mut st, i);
         self.start_runners(&mut st);
     }
 

@@ -146,13 +146,7 @@ impl Forward {
             if let Some(why) = stop {
                 self.abort(&mut st, why);
             }
-            let dag = &self.prepared.dag;
-            for &d in &dag.dependents[*i] {
-                st.waiting[d] -= 1;
-                if st.waiting[d] == 0 {
-                    st.ready.insert((dag.rank[d], d, None));
-                }
-            }
+            self.release_dependents(&mut st, *i);
             self.start_runners(&mut st);
         }
         !due.is_empty()
