@@ -26,12 +26,8 @@ pub const MAX_DELIVERY_ID: usize = 128;
 /// HMAC-SHA256 of `"{timestamp}.{delivery}." + body` keyed by `secret` (the
 /// text the daemon answered when the hook was created).
 pub fn signature(secret: &str, timestamp: u64, delivery: &str, body: &[u8]) -> String {
-    use hmac::{KeyInit, Mac};
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(format!("{timestamp}.{delivery}.").as_bytes());
-    mac.update(body);
-    let tag = mac.finalize().into_bytes();
+    use hmac::Mac;
+    let tag = mac(secret, timestamp, delivery, body).finalize().into_bytes();
     let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
 }
@@ -39,17 +35,23 @@ pub fn signature(secret: &str, timestamp: u64, delivery: &str, body: &[u8]) -> S
 /// Whether `given` (a [`SIGNATURE_HEADER`] value) signs this delivery,
 /// compared in constant time.
 pub fn verify(secret: &str, timestamp: u64, delivery: &str, body: &[u8], given: &str) -> bool {
-    use hmac::{KeyInit, Mac};
+    use hmac::Mac;
     let Some(hex) = given.trim().strip_prefix("sha256=") else { return false };
     let bytes: Option<Vec<u8>> = (hex.len() == 64)
         .then(|| (0..32).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect())
         .flatten();
     let Some(bytes) = bytes else { return false };
+    mac(secret, timestamp, delivery, body).verify_slice(&bytes).is_ok()
+}
+
+/// The HMAC-SHA256 state keyed by `secret` over `"{timestamp}.{delivery}." + body`.
+fn mac(secret: &str, timestamp: u64, delivery: &str, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::{KeyInit, Mac};
     let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(format!("{timestamp}.{delivery}.").as_bytes());
     mac.update(body);
-    mac.verify_slice(&bytes).is_ok()
+    mac
 }
 
 /// `POST /v1/hooks`: a webhook that starts `workflow`.

@@ -266,7 +266,11 @@ impl Forward {
         let mut parked = false;
         loop {
             // Waits whose signal came or whose timeout passed end first.
-            if !fwd.lock().awaited.is_empty() && fwd.lock().abort.is_none() {
+            let waits_due = {
+                let st = fwd.lock();
+                !st.awaited.is_empty() && st.abort.is_none()
+            };
+            if waits_due {
                 fwd.settle_waits().await;
             }
             let armed = {
