@@ -16,7 +16,10 @@
 //! accessors of the optional prefix fields, hence the lint's exception.
 #![allow(unsafe_code)]
 
-use crate::contract::{CallOutput, ExecutionContext, HostServices, LogLevel, Orchestration, PluginError};
+use crate::contract::{
+    ArtifactHandle, ArtifactRef, ArtifactRequest, CallOutput, ExecutionContext, HostServices, LogLevel, Orchestration,
+    PluginError,
+};
 use crate::plugin::{Plugin, Runtime};
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
@@ -284,17 +287,43 @@ impl HostServices for NativeHost {
         (self.0.is_cancelled)(self.0.handle)
     }
     fn orchestrate(&self, request: &Orchestration) -> Result<Value, PluginError> {
+        self.request(request, "orchestration")
+    }
+    // Artifacts go through the same request channel; the host answers a
+    // file path and the SDK's streams use the file directly.
+    fn artifact_create(&self, name: &str, media_type: Option<&str>) -> Result<ArtifactHandle, PluginError> {
+        let request =
+            ArtifactRequest::ArtifactCreate { name: name.to_owned(), media_type: media_type.map(str::to_owned) };
+        from_answer(self.request(&request, "artifact")?)
+    }
+    fn artifact_finish(&self, id: u32) -> Result<ArtifactRef, PluginError> {
+        from_answer(self.request(&ArtifactRequest::ArtifactFinish { id }, "artifact")?)
+    }
+    fn artifact_open(&self, reference: &ArtifactRef) -> Result<ArtifactHandle, PluginError> {
+        from_answer(self.request(&ArtifactRequest::ArtifactOpen { reference: reference.clone() }, "artifact")?)
+    }
+}
+
+impl NativeHost {
+    /// Send `request` through the host's request channel (contract 0.3's
+    /// extensions); `what` names the service in errors.
+    fn request(&self, request: &impl Serialize, what: &str) -> Result<Value, PluginError> {
         let Some(ext) = EXTENSIONS.get() else {
-            return Err(PluginError::failed("this host offers no orchestration services"));
+            return Err(PluginError::failed(format!("this host offers no {what} services")));
         };
         let request = serde_json::to_string(request)?;
         let answer = (ext.orchestrate)(self.0.handle, request.as_str().into());
         match serde_json::from_str(answer.as_str()) {
             Ok(OrchestrationAnswer::Ok(value)) => Ok(value),
             Ok(OrchestrationAnswer::Error(e)) => Err(e),
-            Err(e) => Err(PluginError::failed(format!("malformed orchestration answer from the host: {e}"))),
+            Err(e) => Err(PluginError::failed(format!("malformed {what} answer from the host: {e}"))),
         }
     }
+}
+
+fn from_answer<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, PluginError> {
+    serde_json::from_value(value)
+        .map_err(|e| PluginError::failed(format!("malformed artifact answer from the host: {e}")))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! These types do no I/O. They are what crosses the plugin boundary: as JSON text
 //! for native plugins (see [`crate::abi`]), as WIT records for WASM components
-//! (`wit/plexus-plugin.wit`, package `plexus:plugin@0.3.0`). The host maps both
+//! (`wit/plexus-plugin.wit`, package `plexus:plugin@0.4.0`). The host maps both
 //! transports onto these same types.
 
 use schemars::JsonSchema;
@@ -19,8 +19,9 @@ use std::fmt;
 /// and 0.2 still load on a 0.3 host (0.2 added [`ErrorKind::Cancelled`]; 0.3
 /// the lifecycle hooks [`crate::Plugin::initialize`] and
 /// [`crate::Plugin::cleanup`], [`ExecutionContext::schedule`] and the
-/// [`Orchestration`] services).
-pub const CONTRACT_VERSION: &str = "0.3.0";
+/// [`Orchestration`] services; 0.4 the artifact services,
+/// [`HostServices::artifact_create`] and the rest).
+pub const CONTRACT_VERSION: &str = "0.4.0";
 
 /// Capability tags a plugin may declare in [`Metadata::capabilities`].
 pub mod capability {
@@ -159,6 +160,117 @@ pub struct CallOutput {
     /// Named numbers the plugin reported, e.g. `rows = 1461`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<(String, f64)>,
+    /// The artifacts the call wrote ([`HostServices::artifact_finish`]), in
+    /// the order they were finished. Filled by the host from what it stored,
+    /// never taken from the plugin's answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactRef>,
+}
+
+/// A reference to an artifact: bytes a call wrote to the host's
+/// content-addressed blob store instead of returning them as output (since
+/// contract 0.4; Dagster's and Argo's artifacts). Steps pass these small
+/// JSON objects (`${{ steps.load.artifacts.rows }}`); a consuming plugin
+/// reads the bytes with [`HostServices::artifact_open`].
+///
+/// As JSON: `{"artifact": "sha256:<64 hex>", "name": "rows", "bytes":
+/// 48213, "media_type": "application/x-ndjson"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactRef {
+    /// The content's digest, `sha256:` and 64 lowercase hex digits.
+    pub artifact: String,
+    /// The name the producing call gave it ([`MAX_ARTIFACT_NAME`] bytes of
+    /// `A-Z a-z 0-9 . _ -`), e.g. `rows`.
+    pub name: String,
+    /// Its size, bytes.
+    pub bytes: u64,
+    /// Its media type, if the producer said, e.g. `text/csv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+}
+
+impl ArtifactRef {
+    /// The 64 hex digits of the digest, if [`Self::artifact`] is well formed.
+    pub fn digest_hex(&self) -> Option<&str> {
+        let hex = self.artifact.strip_prefix("sha256:")?;
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(hex)
+    }
+    /// `value` as a reference, if it is one (an object with a well-formed
+    /// `artifact` digest, a `name` and `bytes`).
+    pub fn from_value(value: &Value) -> Option<Self> {
+        let reference: Self = serde_json::from_value(value.clone()).ok()?;
+        reference.digest_hex().is_some().then_some(reference)
+    }
+}
+
+/// Longest artifact name, bytes.
+pub const MAX_ARTIFACT_NAME: usize = 128;
+/// Most artifacts one call may write.
+pub const MAX_ARTIFACTS_PER_CALL: usize = 64;
+/// Most bytes one [`HostServices::artifact_write`] or
+/// [`HostServices::artifact_read`] moves (4 MiB): the host's memory per
+/// request stays bounded whatever the artifact's size.
+pub const MAX_ARTIFACT_CHUNK_BYTES: u32 = 4 << 20;
+
+/// Check an artifact name: 1 to [`MAX_ARTIFACT_NAME`] bytes of
+/// `A-Z a-z 0-9 . _ -`, not starting with `.`.
+///
+/// # Errors
+/// A message saying what is wrong with it.
+pub fn check_artifact_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_ARTIFACT_NAME {
+        return Err(format!("an artifact name has 1 to {MAX_ARTIFACT_NAME} bytes"));
+    }
+    if name.starts_with('.') || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(format!("artifact name `{name}`: use A-Z a-z 0-9 . _ - (not first `.`)"));
+    }
+    Ok(())
+}
+
+/// An artifact the host opened for a call: being written
+/// ([`HostServices::artifact_create`]) or read ([`HostServices::artifact_open`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactHandle {
+    /// The id the call passes back to the host for it.
+    pub id: u32,
+    /// A file the plugin's own process may write (a new artifact) or read
+    /// (an opened one) directly instead of moving the bytes through the
+    /// host: given to native plugins, never to WASM components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// The artifact requests a native plugin sends through the host's request
+/// channel (the one [`Orchestration`] uses; native ABI 0.1.1), as JSON
+/// `{"op": "artifact-create", ...}`. The host answers an
+/// [`ArtifactHandle`] or an [`ArtifactRef`] with a file path: a native
+/// plugin reads and writes the bytes itself.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum ArtifactRequest {
+    /// [`HostServices::artifact_create`].
+    ArtifactCreate {
+        /// The name.
+        name: String,
+        /// The media type.
+        #[serde(default)]
+        media_type: Option<String>,
+    },
+    /// [`HostServices::artifact_finish`].
+    ArtifactFinish {
+        /// The writer's id.
+        id: u32,
+    },
+    /// [`HostServices::artifact_open`].
+    ArtifactOpen {
+        /// The reference.
+        reference: ArtifactRef,
+    },
+}
+
+fn no_artifacts() -> PluginError {
+    PluginError::failed("this host offers no artifact store")
 }
 
 /// Why a plugin refused or failed an operation.
@@ -407,6 +519,55 @@ pub trait HostServices {
     fn orchestrate(&self, request: &Orchestration) -> Result<Value, PluginError> {
         let _ = request;
         Err(PluginError::failed("this host offers no orchestration services"))
+    }
+    /// Begin artifact `name` (see [`check_artifact_name`]) of `media_type`
+    /// (since contract 0.4). Write its bytes with [`Self::artifact_write`]
+    /// (or into [`ArtifactHandle::path`] when the host gives one), then
+    /// [`Self::artifact_finish`]. Prefer [`crate::Context::create_artifact`].
+    ///
+    /// # Errors
+    /// `invalid-input` for a bad name; `failed` when the host has no
+    /// artifact store or the call already wrote [`MAX_ARTIFACTS_PER_CALL`].
+    fn artifact_create(&self, name: &str, media_type: Option<&str>) -> Result<ArtifactHandle, PluginError> {
+        let _ = (name, media_type);
+        Err(no_artifacts())
+    }
+    /// Append `data` (at most [`MAX_ARTIFACT_CHUNK_BYTES`]) to artifact writer `id`.
+    ///
+    /// # Errors
+    /// `not-found` for an unknown writer; `invalid-input` past the chunk
+    /// size; `failed` past the plugin's `limits.artifact_bytes` or on an I/O error.
+    fn artifact_write(&self, id: u32, data: &[u8]) -> Result<(), PluginError> {
+        let _ = (id, data);
+        Err(no_artifacts())
+    }
+    /// Store artifact writer `id`'s bytes (once, by content) and answer its reference.
+    ///
+    /// # Errors
+    /// `not-found` for an unknown writer; `failed` on an I/O error.
+    fn artifact_finish(&self, id: u32) -> Result<ArtifactRef, PluginError> {
+        let _ = id;
+        Err(no_artifacts())
+    }
+    /// Open the artifact `reference` names for reading with
+    /// [`Self::artifact_read`] (or through [`ArtifactHandle::path`]).
+    ///
+    /// # Errors
+    /// `not-found` when the artifact does not belong to this call's
+    /// execution (or one it descends from) or is gone; `failed` when the
+    /// host has no artifact store.
+    fn artifact_open(&self, reference: &ArtifactRef) -> Result<ArtifactHandle, PluginError> {
+        let _ = reference;
+        Err(no_artifacts())
+    }
+    /// The next at most `max_bytes` (capped at [`MAX_ARTIFACT_CHUNK_BYTES`])
+    /// of opened artifact `id`; empty at its end.
+    ///
+    /// # Errors
+    /// `not-found` for an unknown reader; `failed` on an I/O error.
+    fn artifact_read(&self, id: u32, max_bytes: u32) -> Result<Vec<u8>, PluginError> {
+        let _ = (id, max_bytes);
+        Err(no_artifacts())
     }
 }
 

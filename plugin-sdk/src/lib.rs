@@ -128,6 +128,7 @@
 
 #[cfg(not(target_family = "wasm"))]
 pub mod abi;
+mod artifact;
 pub mod contract;
 mod plugin;
 pub mod testing;
@@ -135,10 +136,12 @@ pub mod testing;
 #[doc(hidden)]
 pub mod wasm;
 
+pub use artifact::{ArtifactReader, ArtifactWriter, ROWS_MEDIA_TYPE, Rows, write_rows};
 pub use contract::{
-    CONTRACT_VERSION, CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel,
-    MAX_ORCHESTRATION_REQUESTS_PER_CALL, Metadata, OperationInfo, Orchestration, PluginError, ResultExt,
-    SCHEDULE_STATE_KEY, ScheduleInfo, capability,
+    ArtifactHandle, ArtifactRef, CONTRACT_VERSION, CallOutput, ErrorKind, ExecutionContext, HostServices, LogLevel,
+    MAX_ARTIFACT_CHUNK_BYTES, MAX_ARTIFACT_NAME, MAX_ARTIFACTS_PER_CALL, MAX_ORCHESTRATION_REQUESTS_PER_CALL, Metadata,
+    OperationInfo, Orchestration, PluginError, ResultExt, SCHEDULE_STATE_KEY, ScheduleInfo, capability,
+    check_artifact_name,
 };
 pub use plugin::{Context, Example, Expected, Operations, Plugin, PluginInfo, Runtime};
 

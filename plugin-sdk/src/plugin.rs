@@ -388,6 +388,31 @@ impl<'a> Context<'a> {
     pub fn cancel_schedule(&self, schedule: &str) -> Result<(), PluginError> {
         self.host.orchestrate(&Orchestration::CancelSchedule { schedule: schedule.to_owned() }).map(drop)
     }
+    /// Begin artifact `name` of `media_type` (e.g. `text/csv`): write its
+    /// bytes (`std::io::Write`), then [`crate::ArtifactWriter::finish`] for
+    /// its reference. The step's record lists it under `artifacts.<name>`,
+    /// which later steps pass on (`${{ steps.<id>.artifacts.<name> }}`).
+    ///
+    /// # Errors
+    /// See [`HostServices::artifact_create`].
+    pub fn create_artifact(
+        &self,
+        name: &str,
+        media_type: Option<&str>,
+    ) -> Result<crate::ArtifactWriter<'a>, PluginError> {
+        let handle = self.host.artifact_create(name, media_type)?;
+        crate::ArtifactWriter::new(self.host, handle)
+    }
+    /// Open the artifact `reference` names (a value of the call's parameters,
+    /// e.g. `${{ steps.load.artifacts.rows }}`; see
+    /// [`crate::ArtifactRef::from_value`]) for reading (`std::io::Read`).
+    ///
+    /// # Errors
+    /// See [`HostServices::artifact_open`].
+    pub fn open_artifact(&self, reference: &crate::ArtifactRef) -> Result<crate::ArtifactReader<'a>, PluginError> {
+        let handle = self.host.artifact_open(reference)?;
+        crate::ArtifactReader::new(self.host, handle)
+    }
     /// Report progress: `fraction` is clamped to `0.0..=1.0`.
     pub fn progress(&self, fraction: f64, message: impl AsRef<str>) {
         self.host.report_progress(fraction.clamp(0.0, 1.0), message.as_ref());
@@ -520,7 +545,7 @@ impl<P: Plugin> Runtime<P> {
             Output::Text(text) => serde_json::from_str(&text)
                 .map_err(|e| PluginError::failed(format!("output of `{}` is not JSON: {e}", exec.operation)))?,
         };
-        Ok(CallOutput { output, metrics })
+        Ok(CallOutput { output, metrics, artifacts: Vec::new() })
     }
 
     /// [`Self::call`], the output as JSON text (serialized from the

@@ -2,9 +2,13 @@
 //!
 //! [`TestHost`] runs operations through the same dispatch as both transports
 //! (parameter decoding, unknown operations, metrics) and records what the
-//! plugin did with the host services: logs, shared state, progress.
+//! plugin did with the host services: logs, shared state, progress,
+//! artifacts (kept in memory, addressed by their sha256 like the host's).
 
-use crate::contract::{CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, Orchestration, PluginError};
+use crate::contract::{
+    ArtifactHandle, ArtifactRef, CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, Orchestration,
+    PluginError,
+};
 use crate::plugin::{Expected, Plugin, Runtime};
 use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
@@ -38,7 +42,16 @@ pub struct TestHost<P: Plugin> {
     pub orchestrated: RefCell<Vec<Orchestration>>,
     orchestrator: Option<Orchestrator>,
     config: Value,
+    /// Stored artifacts by digest; the ones being written; the ones open for reading.
+    artifacts: RefCell<std::collections::HashMap<String, Vec<u8>>>,
+    writers: RefCell<Vec<Option<Writing>>>,
+    readers: RefCell<Vec<(String, usize)>>,
+    /// References of the artifacts the calls finished, in order.
+    pub written: RefCell<Vec<ArtifactRef>>,
 }
+
+/// An artifact being written: its name, media type and bytes so far.
+type Writing = (String, Option<String>, Vec<u8>);
 
 /// What answers a [`TestHost`]'s orchestration requests.
 type Orchestrator = Box<dyn Fn(&Orchestration) -> Result<Value, PluginError>>;
@@ -61,7 +74,26 @@ impl<P: Plugin> TestHost<P> {
             orchestrated: RefCell::default(),
             orchestrator: None,
             config: Value::Null,
+            artifacts: RefCell::default(),
+            writers: RefCell::default(),
+            readers: RefCell::default(),
+            written: RefCell::default(),
         }
+    }
+
+    /// Store `bytes` as artifact `name` (an input for a call under test) and
+    /// answer its reference.
+    pub fn put_artifact(&self, name: &str, bytes: &[u8]) -> ArtifactRef {
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let digest = format!("sha256:{hex}");
+        self.artifacts.borrow_mut().insert(digest.clone(), bytes.to_vec());
+        ArtifactRef { artifact: digest, name: name.to_owned(), bytes: bytes.len() as u64, media_type: None }
+    }
+
+    /// The bytes of a stored artifact.
+    pub fn artifact(&self, reference: &ArtifactRef) -> Option<Vec<u8>> {
+        self.artifacts.borrow().get(&reference.artifact).cloned()
     }
 
     /// Answer orchestration requests with `answer` (without one, every
@@ -177,6 +209,48 @@ impl<P: Plugin> HostServices for TestHost<P> {
             Some(answer) => answer(request),
             None => Err(PluginError::failed("this host offers no orchestration services")),
         }
+    }
+    fn artifact_create(&self, name: &str, media_type: Option<&str>) -> Result<ArtifactHandle, PluginError> {
+        crate::contract::check_artifact_name(name).map_err(PluginError::invalid_input)?;
+        let mut writers = self.writers.borrow_mut();
+        writers.push(Some((name.to_owned(), media_type.map(str::to_owned), Vec::new())));
+        Ok(ArtifactHandle { id: writers.len() as u32 - 1, path: None })
+    }
+    fn artifact_write(&self, id: u32, data: &[u8]) -> Result<(), PluginError> {
+        match self.writers.borrow_mut().get_mut(id as usize) {
+            Some(Some((_, _, bytes))) => {
+                bytes.extend_from_slice(data);
+                Ok(())
+            }
+            _ => Err(PluginError::not_found(format!("no artifact writer {id}"))),
+        }
+    }
+    fn artifact_finish(&self, id: u32) -> Result<ArtifactRef, PluginError> {
+        let taken = self.writers.borrow_mut().get_mut(id as usize).and_then(Option::take);
+        let (name, media_type, bytes) =
+            taken.ok_or_else(|| PluginError::not_found(format!("no artifact writer {id}")))?;
+        let reference = ArtifactRef { media_type, ..self.put_artifact(&name, &bytes) };
+        self.written.borrow_mut().push(reference.clone());
+        Ok(reference)
+    }
+    fn artifact_open(&self, reference: &ArtifactRef) -> Result<ArtifactHandle, PluginError> {
+        if !self.artifacts.borrow().contains_key(&reference.artifact) {
+            return Err(PluginError::not_found(format!("no artifact {}", reference.artifact)));
+        }
+        let mut readers = self.readers.borrow_mut();
+        readers.push((reference.artifact.clone(), 0));
+        Ok(ArtifactHandle { id: readers.len() as u32 - 1, path: None })
+    }
+    fn artifact_read(&self, id: u32, max_bytes: u32) -> Result<Vec<u8>, PluginError> {
+        let mut readers = self.readers.borrow_mut();
+        let (digest, at) =
+            readers.get_mut(id as usize).ok_or_else(|| PluginError::not_found(format!("no reader {id}")))?;
+        let artifacts = self.artifacts.borrow();
+        let bytes = &artifacts[digest.as_str()];
+        let end = bytes.len().min(*at + max_bytes.min(crate::MAX_ARTIFACT_CHUNK_BYTES) as usize);
+        let chunk = bytes[*at..end].to_vec();
+        *at = end;
+        Ok(chunk)
     }
 }
 

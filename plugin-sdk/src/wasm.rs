@@ -5,7 +5,8 @@
 #![allow(missing_docs, unsafe_code)] // generated bindings
 
 use crate::contract::{
-    ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, Orchestration, PluginError, ScheduleInfo,
+    ArtifactHandle, ArtifactRef, ErrorKind, ExecutionContext, HostServices, LogLevel, Metadata, Orchestration,
+    PluginError, ScheduleInfo,
 };
 use crate::plugin::{Plugin, Runtime};
 use serde_json::Value;
@@ -68,6 +69,26 @@ impl HostServices for WasmHost {
             Orchestration::CancelSchedule { schedule } => wit_host::cancel_schedule(schedule).map(|()| Value::Null),
         };
         answer.map_err(from_wit_error)
+    }
+    fn artifact_create(&self, name: &str, media_type: Option<&str>) -> Result<ArtifactHandle, PluginError> {
+        let id = wit_host::artifact_create(name, media_type).map_err(from_wit_error)?;
+        Ok(ArtifactHandle { id, path: None })
+    }
+    fn artifact_write(&self, id: u32, data: &[u8]) -> Result<(), PluginError> {
+        wit_host::artifact_write(id, data).map_err(from_wit_error)
+    }
+    fn artifact_finish(&self, id: u32) -> Result<ArtifactRef, PluginError> {
+        let text = wit_host::artifact_finish(id).map_err(from_wit_error)?;
+        serde_json::from_str(&text)
+            .map_err(|e| PluginError::failed(format!("the host's artifact reference is not JSON: {e}")))
+    }
+    fn artifact_open(&self, reference: &ArtifactRef) -> Result<ArtifactHandle, PluginError> {
+        let text = serde_json::to_string(reference)?;
+        let id = wit_host::artifact_open(&text).map_err(from_wit_error)?;
+        Ok(ArtifactHandle { id, path: None })
+    }
+    fn artifact_read(&self, id: u32, max_bytes: u32) -> Result<Vec<u8>, PluginError> {
+        wit_host::artifact_read(id, max_bytes).map_err(from_wit_error)
     }
 }
 

@@ -276,6 +276,24 @@ pub enum ExecCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the artifacts an execution's steps wrote: digest, name, size, step.
+    Artifacts {
+        /// Execution id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download an artifact of an execution (by name, or digest `sha256:…`).
+    Artifact {
+        /// Execution id.
+        id: String,
+        /// The artifact's name (the newest of that name) or digest.
+        artifact: String,
+        /// Write it to this file (default: stdout).
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
     /// Print a map step's items (`for_each`): status, attempts, output or error of each.
     Items {
         /// Execution id.
@@ -436,6 +454,51 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
                 return print_json(&out);
             }
             outln!("signal {name} delivered to execution {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecCommand::Artifacts { id, json } => {
+            let out = client.artifacts(&id)?;
+            if json {
+                return print_json(&out);
+            }
+            let rows = out
+                .artifacts
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.artifact.clone(),
+                        a.name.clone(),
+                        a.bytes.to_string(),
+                        a.step.clone().unwrap_or_default(),
+                        a.media_type.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(&["DIGEST", "NAME", "BYTES", "STEP", "MEDIA TYPE"], rows);
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecCommand::Artifact { id, artifact, out } => {
+            let digest = if artifact.starts_with("sha256:") {
+                artifact
+            } else {
+                let listed = client.artifacts(&id)?;
+                let found = listed.artifacts.iter().rev().find(|a| a.name == artifact);
+                found
+                    .map(|a| a.artifact.clone())
+                    .with_context(|| format!("execution {id} holds no artifact named `{artifact}`"))?
+            };
+            let written = match &out {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+                    );
+                    client.download_artifact(&id, &digest, &mut file)?
+                }
+                None => client.download_artifact(&id, &digest, &mut std::io::stdout().lock())?,
+            };
+            if let Some(path) = &out {
+                errln!("{written} bytes written to {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         ExecCommand::Items { id, step, after, limit, json } => {

@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// (Codomyrmex's, in seconds), else the workflow's `timeout`.
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     timeout: Option<Duration>,
+    /// Keep the artifacts the steps write in this folder (a content-addressed
+    /// store: `sha256/<2 hex>/<62 hex>`). Default: a temporary folder, removed
+    /// when the run ends.
+    #[arg(long, value_name = "DIR")]
+    artifacts_dir: Option<PathBuf>,
 }
 
 /// The largest `--max-parallel` / `$MAX_PARALLEL_TASKS`.
@@ -105,9 +110,21 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let workflow_id = valid.workflow.id.clone();
     let steps: Vec<String> = valid.workflow.steps.iter().map(|s| s.id.clone()).collect();
+    // Removed when the run ends unless the user named the folder.
+    let temporary = match &args.artifacts_dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("plexus-artifacts-").tempdir()?),
+    };
+    let dir = args.artifacts_dir.as_deref().or(temporary.as_ref().map(tempfile::TempDir::path)).expect("one of them");
+    let store = plexus_host::artifacts::BlobStore::open(dir)
+        .with_context(|| format!("cannot open the artifact store {}", dir.display()))?;
+    let artifacts = plexus_host::artifacts::Artifacts {
+        store: Arc::new(store),
+        index: Arc::new(plexus_host::artifacts::MemoryIndex::default()),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let status = runtime.block_on(async {
-        let orch = Orchestrator::new(Arc::new(host)).with_secrets(secrets);
+        let orch = Orchestrator::new(Arc::new(host)).with_secrets(secrets).with_artifacts(artifacts);
         orch.register(valid)?;
         // Listening before the run starts, and across loop turns: a Ctrl-C
         // that comes while the progress line is drawn is not lost.

@@ -234,6 +234,16 @@ pub struct ExecutionItems {
     pub items: Vec<ItemRecord>,
 }
 
+/// `GET /v1/executions/{id}/artifacts`: the artifacts an execution holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionArtifacts {
+    /// Execution id.
+    pub execution_id: String,
+    /// Its artifacts, oldest first (at most 10,000).
+    pub artifacts: Vec<ArtifactRecord>,
+}
+
 /// `GET /v1/executions/{id}/logs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -396,5 +406,38 @@ mod tests {
             serde_json::to_value(&event).unwrap(),
             json!({"seq": 7, "at_ms": 9, "step_id": "undo", "kind": "compensation", "status": "failed", "message": "boom"})
         );
+    }
+}
+
+/// An artifact an execution holds (`GET /v1/executions/{id}/artifacts`): a
+/// step's call wrote it to the daemon's artifact store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArtifactRecord {
+    /// Its digest, `sha256:<64 hex>`: `GET /v1/executions/{id}/artifacts/{digest}` downloads it.
+    pub artifact: String,
+    /// The name its call gave it.
+    pub name: String,
+    /// Its size, bytes.
+    pub bytes: u64,
+    /// Its media type, if its call said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The step whose call wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// When it was recorded, ms since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+impl ArtifactRecord {
+    /// The reference steps pass (`${{ steps.<id>.artifacts.<name> }}`).
+    pub fn reference(&self) -> plexus_sdk::ArtifactRef {
+        plexus_sdk::ArtifactRef {
+            artifact: self.artifact.clone(),
+            name: self.name.clone(),
+            bytes: self.bytes,
+            media_type: self.media_type.clone(),
+        }
     }
 }

@@ -498,6 +498,82 @@ impl Client {
         self.call("GET", &route, NONE)
     }
 
+    /// `GET /v1/executions/{id}/artifacts`: the artifacts execution `id` holds.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`.
+    pub fn artifacts(&self, id: &str) -> Result<crate::ExecutionArtifacts, ClientError> {
+        self.call("GET", &path(&["v1", "executions", id, "artifacts"], &[]), NONE)
+    }
+
+    /// `GET /v1/executions/{id}/artifacts/{digest}`: the artifact's bytes,
+    /// written to `out` as they come (never held whole); how many.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotFound`; [`ClientError::Request`] when `out`
+    /// cannot be written.
+    pub fn download_artifact(&self, id: &str, digest: &str, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        use http_body_util::BodyExt;
+        let route = path(&["v1", "executions", id, "artifacts", digest], &[]);
+        let unreachable = |cause: String| ClientError::Unreachable { address: self.listen.to_string(), cause };
+        let request = Request::builder()
+            .method("GET")
+            .uri(&route)
+            .header("host", "plexus")
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Request(e.to_string()))?;
+        self.runtime.block_on(async {
+            let transport = |e: hyper::Error| unreachable(e.to_string());
+            let mut sender = match &self.listen {
+                Listen::Tcp(addr) => {
+                    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
+                    let (sender, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(transport)?;
+                    tokio::spawn(conn);
+                    sender
+                }
+                #[cfg(unix)]
+                Listen::Unix(path) => {
+                    let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| unreachable(e.to_string()))?;
+                    let (sender, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(transport)?;
+                    tokio::spawn(conn);
+                    sender
+                }
+                #[cfg(not(unix))]
+                Listen::Unix(_) => return Err(unreachable("Unix sockets need a Unix system".into())),
+            };
+            let response = sender.send_request(request).await.map_err(transport)?;
+            let status = response.status().as_u16();
+            let mut body = response.into_body();
+            if !(200..300).contains(&status) {
+                let text = http_body_util::Limited::new(body, 1 << 20)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let error = serde_json::from_slice::<DaemonError>(&text).unwrap_or_else(|_| {
+                    DaemonError::new(
+                        ErrorCode::Unknown,
+                        format!("HTTP {status}: {}", String::from_utf8_lossy(&text).trim()),
+                    )
+                });
+                return Err(ClientError::Refused { status, error });
+            }
+            let mut written = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(transport)?;
+                if let Some(data) = frame.data_ref() {
+                    out.write_all(data).map_err(|e| ClientError::Request(format!("writing the artifact: {e}")))?;
+                    written += data.len() as u64;
+                }
+            }
+            out.flush().map_err(|e| ClientError::Request(format!("writing the artifact: {e}")))?;
+            Ok(written)
+        })
+    }
+
     /// `POST /v1/executions/{id}/signals/{name}`: deliver signal `name`
     /// (for the execution's wait steps named so).
     ///

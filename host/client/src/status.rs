@@ -268,6 +268,12 @@ pub struct StepRecord {
     /// added up over the attempts, the largest peak memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<StepUsage>,
+    /// The artifacts its completed call wrote, by name (contract 0.4): what
+    /// `${{ steps.<id>.artifacts.<name> }}` reads. References only; the
+    /// bytes are in the host's artifact store.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub artifacts: BTreeMap<String, plexus_sdk::ArtifactRef>,
 }
 
 /// One item of a map step (`for_each`): the step's operation run for one

@@ -119,6 +119,7 @@ fn bench(c: &mut Criterion) {
         metrics: Default::default(),
         progress: None,
         usage: None,
+        artifacts: Default::default(),
     };
     c.bench_function("store_step_transition", |b| {
         b.iter(|| {

@@ -28,9 +28,10 @@ use plexus_client::{
     BeginTransaction, CallPlugin, CallResult, Cleared, Transaction, WorkflowHistory, WorkflowRollback,
 };
 use plexus_client::{
-    Cancelling, Execution, ExecutionItems, ExecutionList, ExecutionLogs, ExecutionQuery, ExecutionSteps, Fired, Health,
-    HealthStatus, PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails, ScheduleList, ScheduleSpec,
-    ScheduleView, StartExecution, Started, Validation, WorkflowList, WorkflowSource, WorkflowSummary, WorkflowVersion,
+    Cancelling, Execution, ExecutionArtifacts, ExecutionItems, ExecutionList, ExecutionLogs, ExecutionQuery,
+    ExecutionSteps, Fired, Health, HealthStatus, PluginDetails, PluginList, Registered, Reloaded, ScheduleDetails,
+    ScheduleList, ScheduleSpec, ScheduleView, StartExecution, Started, Validation, WorkflowList, WorkflowSource,
+    WorkflowSummary, WorkflowVersion,
 };
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use plexus_client::{HookCreated, HookDetails, HookList, HookSpec};
@@ -147,6 +148,8 @@ pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(execution))
         .routes(routes!(execution_steps))
         .routes(routes!(execution_items))
+        .routes(routes!(execution_artifacts))
+        .routes(routes!(execution_artifact))
         .routes(routes!(execution_logs))
         .routes(routes!(cancel_execution))
         .routes(routes!(signal_execution))
@@ -810,6 +813,71 @@ async fn execution_items(
     let items = s.daemon.store().items(&id, Some(index), q.after, limit).await.map_err(DaemonError::from)?;
     let items = items.into_iter().map(|(_, r)| r).collect();
     Ok(Json(ExecutionItems { execution_id: id, step_id: step, items }))
+}
+
+/// The artifacts an execution's steps wrote (contract 0.4), oldest first:
+/// references, names, sizes and the steps that wrote them.
+#[utoipa::path(get, path = "/v1/executions/{id}/artifacts", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The execution's artifacts", body = ExecutionArtifacts)))]
+async fn execution_artifacts(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<ExecutionArtifacts>> {
+    s.daemon.status(&id).await?;
+    let artifacts = s.daemon.store().artifacts(&id).await.map_err(DaemonError::from)?;
+    Ok(Json(ExecutionArtifacts { execution_id: id, artifacts }))
+}
+
+/// The bytes of artifact `digest` (`sha256:<64 hex>`) of an execution,
+/// streamed (`application/octet-stream`). 404 when the execution does not
+/// hold it or its bytes are gone.
+#[utoipa::path(get, path = "/v1/executions/{id}/artifacts/{digest}", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ("digest" = String, Path, description = "The artifact's digest, sha256:<64 hex>")),
+    responses((status = 200, description = "The artifact's bytes", content_type = "application/octet-stream", body = [u8])))]
+async fn execution_artifact(
+    State(s): State<ApiState>,
+    Path((id, digest)): Path<(String, String)>,
+) -> ApiResult<axum::response::Response> {
+    let not_found = || DaemonError::not_found(format!("artifact {digest} of execution {id}"));
+    let reference =
+        plexus_sdk::ArtifactRef { artifact: digest.clone(), name: String::new(), bytes: 0, media_type: None };
+    if reference.digest_hex().is_none() {
+        return Err(
+            DaemonError::new(ErrorCode::InvalidConfiguration, format!("`{digest}`: expected sha256:<64 hex>")).into()
+        );
+    }
+    let held = s.daemon.store().holds_artifact(std::slice::from_ref(&id), &digest).await.map_err(DaemonError::from)?;
+    let artifacts = s.daemon.artifacts().ok_or_else(not_found)?;
+    let path = artifacts.store.path_of(&reference).filter(|_| held).ok_or_else(not_found)?;
+    let file = std::fs::File::open(&path).map_err(|_| not_found())?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Read on a blocking thread, 256 KiB at a time: memory stays bounded whatever the size.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = file;
+        loop {
+            let mut chunk = vec![0u8; 256 << 10];
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.blocking_send(Ok(chunk)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let response = axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(axum::http::header::CONTENT_LENGTH, size)
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| DaemonError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(response)
 }
 
 /// The query of `GET /v1/executions/{id}/logs`.

@@ -9,6 +9,8 @@
 //!                                                   # "postgres://user:pw@host:5432/db" (several daemons)
 //! listen = "127.0.0.1:7070"                         # or "unix:/run/plexus.sock"
 //! token_file = "~/.local/share/plexus/token"        # created (mode 0600) on first start
+//! artifacts_dir = "~/.local/share/plexus/artifacts" # the artifact store (beside a SQLite state_db);
+//!                                                   # several daemons on PostgreSQL share one folder
 //! cache_dir = "~/.cache/plexus/components"          # compiled WASM components
 //! workers = 16                                      # executions running at once
 //! native_isolation = "process"                      # native plugins whose plugin.toml has no
@@ -32,11 +34,13 @@
 //! state_bytes = 16777216                            # shared state after a plugin's write
 //! log_bytes = 1048576                               # host log service per call
 //! handles = 256                                     # WASM resource handles per call
+//! artifact_bytes = 1073741824                       # each artifact a call writes
 //!
 //! [max_limits]                                      # the most a manifest may ask for (same keys);
 //! timeout_ms = 86400000                             # above it a plugin does not load. Defaults:
 //! memory_mib = 4096                                 # 1 day, 4 GiB, 16 MiB of output, 256 MiB of
-//!                                                   # state, 64 MiB of log, 4,096 handles
+//!                                                   # state, 64 MiB of log, 4,096 handles,
+//!                                                   # 64 GiB per artifact
 //!
 //! [aliases]                                         # other names of plugins in workflow steps
 //! data_visualization = "plexus.csv"                 # (Codomyrmex `module`, factories' `factory`)
@@ -92,6 +96,8 @@ pub struct RawConfig {
     pub token_file: Option<PathBuf>,
     /// `cache_dir = "/var/cache/plexus"`
     pub cache_dir: Option<PathBuf>,
+    /// `artifacts_dir = "/var/lib/plexus/artifacts"`
+    pub artifacts_dir: Option<PathBuf>,
     /// `workers = 16`
     pub workers: Option<usize>,
     /// `native_isolation = "process"` or `"in-process"`
@@ -128,7 +134,8 @@ pub struct RawConfig {
 pub const MAX_ALIASES: usize = 10_000;
 
 /// The largest `[max_limits]` a daemon accepts: 30 days of timeout, 4 GiB of
-/// memory, 1 GiB of output, 4 GiB of state, 1 GiB of log, 65,536 handles.
+/// memory, 1 GiB of output, 4 GiB of state, 1 GiB of log, 65,536 handles,
+/// 1 TiB per artifact.
 fn ceiling() -> Limits {
     Limits {
         timeout: Duration::from_millis(CEILING_TIMEOUT_MS),
@@ -137,6 +144,7 @@ fn ceiling() -> Limits {
         state_bytes: 4 << 30,
         log_bytes: 1 << 30,
         handles: 65_536,
+        artifact_bytes: 1 << 40,
     }
 }
 
@@ -193,6 +201,10 @@ pub struct DaemonConfig {
     pub listen: Listen,
     /// The bearer-token file.
     pub token_file: PathBuf,
+    /// The artifact store's folder (content-addressed blobs, see
+    /// [`plexus_host::artifacts::BlobStore`]): beside a SQLite `state_db` by
+    /// default; daemons sharing a PostgreSQL store must share it too.
+    pub artifacts_dir: PathBuf,
     /// Compiled-component cache (`None`: compile on every start).
     pub cache_dir: Option<PathBuf>,
     /// Executions running at once; more wait in line.
@@ -328,9 +340,15 @@ impl RawConfig {
         if let Some(name) = self.aliases.keys().find(|name| !plexus_workflow::definition::is_valid_id(name, 200)) {
             return Err(value("aliases", format!("[aliases]: `{name}`: {id_rule}, at most 200")));
         }
+        let state_db = StateDb(self.state_db.unwrap_or_else(|| data.join("state.db")));
+        let artifacts_dir = self.artifacts_dir.unwrap_or_else(|| match state_db.file() {
+            Some(file) => file.parent().unwrap_or(std::path::Path::new(".")).join("artifacts"),
+            None => data.join("artifacts"),
+        });
         Ok(DaemonConfig {
             plugin_dirs: self.plugin_dirs.unwrap_or_else(|| vec![data.join("plugins")]),
-            state_db: StateDb(self.state_db.unwrap_or_else(|| data.join("state.db"))),
+            state_db,
+            artifacts_dir,
             listen,
             token_file: self.token_file.unwrap_or_else(|| data.join("token")),
             cache_dir: self.cache_dir.or_else(plexus_host::default_cache_dir),

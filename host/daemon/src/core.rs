@@ -93,6 +93,10 @@ struct Inner {
     retention: Mutex<(Option<Duration>, Option<std::time::SystemTime>)>,
     /// The secrets store (see [`Daemon::set_secrets`]).
     secrets: std::sync::OnceLock<Arc<crate::secrets::Secrets>>,
+    /// The artifact store (see the `artifacts` module), once set.
+    artifacts: std::sync::OnceLock<plexus_host::artifacts::Artifacts>,
+    /// Whether the artifact store was collected since the daemon started.
+    artifacts_collected: std::sync::atomic::AtomicBool,
     /// Executions parked here (see the `parking` module).
     parked: Mutex<HashMap<String, parking::Parked>>,
     /// Orders parking and resuming.
@@ -291,6 +295,8 @@ impl Daemon {
             lifecycle: tokio::sync::Mutex::const_new(()),
             retention: Mutex::new((Some(crate::config::DEFAULT_RETENTION), None)),
             secrets: std::sync::OnceLock::new(),
+            artifacts: std::sync::OnceLock::new(),
+            artifacts_collected: false.into(),
             parked: Mutex::default(),
             parking: tokio::sync::Mutex::const_new(()),
         }));
@@ -370,6 +376,15 @@ impl Daemon {
         }
         if pruned > 0 {
             tracing::info!(pruned, "deleted executions past their retention");
+        }
+        // Their artifacts' bytes go too, unless another execution holds them.
+        let first = !self.0.artifacts_collected.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if pruned > 0 || first {
+            match self.collect_artifacts(crate::artifacts::COLLECT_GRACE).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "deleted artifacts no execution holds"),
+                Err(e) => tracing::warn!("cannot collect the artifact store: {e}"),
+            }
         }
         pruned
     }
@@ -789,9 +804,7 @@ impl Daemon {
                 if let (Some(fire), Some(_)) = (fire_ms, &permit) {
                     inner.metrics.scheduler_lag(epoch_ms(inner.clock.now()).saturating_sub(fire));
                 }
-                let mut engine =
-                    Engine::new(daemon.host(), inner.clock.clone()).with_drain(stop.clone()).with_parking(true);
-                engine = engine.with_children(Arc::new(children::DaemonChildren(daemon.clone())));
+                let mut engine = daemon.engine().with_drain(stop.clone()).with_parking(true);
                 if let Some(secrets) = inner.secrets.get() {
                     engine = engine.with_secrets(secrets.clone());
                 }
@@ -829,6 +842,27 @@ impl Daemon {
     /// the first call counts.
     pub fn set_secrets(&self, secrets: Arc<crate::secrets::Secrets>) {
         let _ = self.0.secrets.set(secrets);
+    }
+
+    /// Give the steps' calls `artifacts` (set once; see [`crate::artifacts::open`]).
+    pub fn set_artifacts(&self, artifacts: plexus_host::artifacts::Artifacts) {
+        let _ = self.0.artifacts.set(artifacts);
+    }
+
+    /// The artifact store, if set.
+    pub fn artifacts(&self) -> Option<&plexus_host::artifacts::Artifacts> {
+        self.0.artifacts.get()
+    }
+
+    /// An engine calling this daemon's plugins, with its clock, artifacts
+    /// and sub-workflows.
+    pub(crate) fn engine(&self) -> Engine {
+        let mut engine = Engine::new(self.host(), self.0.clock.clone())
+            .with_children(Arc::new(children::DaemonChildren(self.clone())));
+        if let Some(artifacts) = self.artifacts() {
+            engine = engine.with_artifacts(artifacts.clone());
+        }
+        engine
     }
 
     /// Load again the plugins that did not load because their `[config]`
@@ -1228,7 +1262,7 @@ impl Daemon {
             live.ids.push(id.clone());
             members.push((prepared, exec));
         }
-        let engine = Engine::new(self.host(), self.0.clock.clone());
+        let engine = self.engine();
         let (ok, compensations) = engine.roll_back_transaction(&tx.id, &members).await;
         tx.state = if ok { TransactionState::RolledBack } else { TransactionState::RollbackFailed };
         tx.compensations = compensations;

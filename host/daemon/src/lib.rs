@@ -27,6 +27,7 @@
 //! ```
 
 pub mod api;
+pub mod artifacts;
 pub mod config;
 mod core;
 mod dbfile;

@@ -68,6 +68,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     if let Some(file) = &database {
         builder = builder.protect(file);
     }
+    builder = builder.protect(&config.artifacts_dir);
     for (name, plugin) in &config.aliases {
         builder = builder.alias(name, plugin);
     }
@@ -90,6 +91,14 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Handle::current();
     let daemon = Daemon::new_node(store, host, Arc::new(SystemClock), runtime, config.workers, metrics, node);
     daemon.set_secrets(secrets);
+    let artifacts = crate::artifacts::open(&daemon, &config.artifacts_dir).map_err(|e| {
+        DaemonError::new(
+            crate::error::ErrorCode::Internal,
+            format!("cannot open the artifact store {}: {e}", config.artifacts_dir.display()),
+        )
+    })?;
+    tracing::info!(dir = %config.artifacts_dir.display(), "artifact store");
+    daemon.set_artifacts(artifacts);
     tracing::info!(node = %daemon.node_id(), "node");
     daemon.set_retention(config.retention);
     // On a shared store the claims resume what no node runs (see `join_cluster`, below).

@@ -245,6 +245,7 @@ fn record(id: &str, status: StepStatus, attempts: u32) -> StepRecord {
         metrics: Default::default(),
         progress: None,
         usage: None,
+        artifacts: Default::default(),
     }
 }
 

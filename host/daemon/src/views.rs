@@ -83,6 +83,7 @@ pub fn plugin_details(host: &Host, plugin: &LoadedPlugin) -> PluginDetails {
             state_bytes: m.limits.state_bytes,
             log_bytes: m.limits.log_bytes,
             handles: m.limits.handles,
+            artifact_bytes: m.limits.artifact_bytes,
         },
         landlock: m.worker.landlock.as_ref().map(|l| {
             let paths = |list: &[std::path::PathBuf]| list.iter().map(|p| p.display().to_string()).collect();

@@ -648,6 +648,10 @@ impl Host {
             let cpu_ms = after.saturating_sub(before).as_secs_f64() * 1000.0;
             services.record_usage(crate::services::CallUsage { cpu_ms: Some(cpu_ms), peak_memory_bytes: None });
         }
+        // What the call stored, as the host saw it (never the plugin's word).
+        if let Ok(out) = &mut result {
+            out.artifacts = services.artifacts_written();
+        }
         if let Some(violation) = services.violation()
             && result.is_ok()
         {

@@ -22,6 +22,7 @@
 //! state_bytes = 16777216          # shared state of an execution after this plugin's writes
 //! log_bytes = 1048576             # host log service per call; the rest is dropped and counted
 //! handles = 256                   # WASM only: open files, streams, sockets, timers at once per call
+//! artifact_bytes = 1073741824     # each artifact a call writes (contract 0.4)
 //!
 //! isolation = "process"           # native only: "in-process" (the host's own process) or "process"
 //!                                 # (a worker process); default: the host's (daemon: process, CLI: in-process)
@@ -86,6 +87,8 @@ pub const DEFAULT_STATE_BYTES: u64 = 16 << 20;
 pub const DEFAULT_LOG_BYTES: u64 = 1 << 20;
 /// Default cap on WASI resource handles (files, streams, sockets, timers) held at once by one call.
 pub const DEFAULT_HANDLES: u32 = 256;
+/// Default cap on each artifact a call writes: 1 GiB.
+pub const DEFAULT_ARTIFACT_BYTES: u64 = 1 << 30;
 /// Default host-wide maximum of `limits.timeout_ms`: one day.
 pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 /// The largest maximum a host may set for timeouts: 30 days.
@@ -444,6 +447,8 @@ pub struct RawLimits {
     pub log_bytes: Option<u64>,
     /// `handles = 256`
     pub handles: Option<u32>,
+    /// `artifact_bytes = 1073741824`
+    pub artifact_bytes: Option<u64>,
 }
 
 impl RawLimits {
@@ -457,6 +462,7 @@ impl RawLimits {
             state_bytes: self.state_bytes.unwrap_or(base.state_bytes),
             log_bytes: self.log_bytes.unwrap_or(base.log_bytes),
             handles: self.handles.unwrap_or(base.handles),
+            artifact_bytes: self.artifact_bytes.unwrap_or(base.artifact_bytes),
         }
     }
 }
@@ -548,6 +554,9 @@ pub struct Limits {
     /// Bound on the WASI resource handles (open files and directories, streams,
     /// sockets, timers) one call holds at once.
     pub handles: u32,
+    /// Bound on each artifact one call writes, in bytes: a larger one is
+    /// refused (the write, or its finish for a native plugin's file).
+    pub artifact_bytes: u64,
 }
 
 impl Default for Limits {
@@ -559,6 +568,7 @@ impl Default for Limits {
             state_bytes: DEFAULT_STATE_BYTES,
             log_bytes: DEFAULT_LOG_BYTES,
             handles: DEFAULT_HANDLES,
+            artifact_bytes: DEFAULT_ARTIFACT_BYTES,
         }
     }
 }
@@ -566,7 +576,8 @@ impl Default for Limits {
 impl Limits {
     /// The default host-wide maximum of each limit: what a manifest may ask for
     /// unless the host (the daemon's `[max_limits]`) sets other maximums.
-    /// Timeout 1 day, memory 4 GiB, output 16 MiB, state 256 MiB, log 64 MiB, 4,096 handles.
+    /// Timeout 1 day, memory 4 GiB, output 16 MiB, state 256 MiB, log 64 MiB,
+    /// 4,096 handles, artifacts 64 GiB.
     pub fn default_max() -> Self {
         Self {
             timeout: Duration::from_millis(MAX_TIMEOUT_MS),
@@ -575,6 +586,7 @@ impl Limits {
             state_bytes: 256 << 20,
             log_bytes: 64 << 20,
             handles: 4096,
+            artifact_bytes: 64 << 30,
         }
     }
 
@@ -587,6 +599,7 @@ impl Limits {
             state_bytes: self.state_bytes.min(max.state_bytes),
             log_bytes: self.log_bytes.min(max.log_bytes),
             handles: self.handles.min(max.handles),
+            artifact_bytes: self.artifact_bytes.min(max.artifact_bytes),
         }
     }
 
@@ -596,13 +609,14 @@ impl Limits {
     /// The first field that is not, with its value and the maximum
     /// (displayed as `limits.timeout_ms must be …`).
     pub fn check_within(&self, max: &Limits) -> Result<(), LimitOutOfRange> {
-        let checks: [(&str, u64, u64); 6] = [
+        let checks: [(&str, u64, u64); 7] = [
             ("timeout_ms", self.timeout.as_millis() as u64, max.timeout.as_millis() as u64),
             ("memory_mib", self.memory_bytes >> 20, max.memory_bytes >> 20),
             ("output_bytes", self.output_bytes as u64, max.output_bytes as u64),
             ("state_bytes", self.state_bytes, max.state_bytes),
             ("log_bytes", self.log_bytes, max.log_bytes),
             ("handles", u64::from(self.handles), u64::from(max.handles)),
+            ("artifact_bytes", self.artifact_bytes, max.artifact_bytes),
         ];
         for (field, value, max) in checks {
             if value == 0 || value > max {

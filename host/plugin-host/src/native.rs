@@ -29,7 +29,7 @@ use abi_stable::std_types::{ROption, RStr, RString};
 use plexus_sdk::abi::{
     HostExtensions, HostVTable, NATIVE_ABI_VERSION, NativeResponse, OrchestrationAnswer, PluginModRef,
 };
-use plexus_sdk::{CallOutput, ExecutionContext, HostServices, LogLevel, Metadata, Orchestration};
+use plexus_sdk::{CallOutput, ExecutionContext, HostServices, LogLevel, Metadata};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -384,14 +384,10 @@ extern "C" fn host_is_cancelled(handle: u64) -> bool {
 }
 
 extern "C" fn host_orchestrate(handle: u64, request: RStr<'_>) -> RString {
-    let answer = match CallRegistry::get(handle) {
-        None => Err(plexus_sdk::PluginError::failed("the call is over")),
-        Some(s) => match serde_json::from_str::<Orchestration>(request.as_str()) {
-            Ok(request) => s.orchestrate(&request),
-            Err(e) => Err(plexus_sdk::PluginError::invalid_input(format!("not an orchestration request: {e}"))),
-        },
-    };
-    orchestration_answer(answer).into()
+    match CallRegistry::get(handle) {
+        None => orchestration_answer(Err(plexus_sdk::PluginError::failed("the call is over"))).into(),
+        Some(s) => crate::services::answer_request(&s, request.as_str(), true).into(),
+    }
 }
 
 /// An orchestration answer as the JSON a native plugin reads.

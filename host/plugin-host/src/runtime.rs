@@ -237,10 +237,10 @@ fn timed_out(plugin: &str, after: Duration) -> CallError {
 
 /// Every contract version this host implements: the current one and the
 /// previous worlds it keeps (`wit/previous/`), newest first.
-pub const IMPLEMENTED_CONTRACTS: [&str; 3] = [CONTRACT_VERSION, "0.2.0", "0.1.0"];
+pub const IMPLEMENTED_CONTRACTS: [&str; 4] = [CONTRACT_VERSION, "0.3.0", "0.2.0", "0.1.0"];
 
 /// [`IMPLEMENTED_CONTRACTS`], parsed.
-fn implemented_contracts() -> [semver::Version; 3] {
+fn implemented_contracts() -> [semver::Version; 4] {
     IMPLEMENTED_CONTRACTS.map(|v| semver::Version::parse(v).expect("implemented versions are semver"))
 }
 
@@ -342,18 +342,21 @@ mod tests {
         // The previous contracts' plugins still load, and may ask for theirs.
         assert!(check_contract("0.1.0", None).is_ok());
         assert!(check_contract("0.2.0", None).is_ok());
+        assert!(check_contract("0.3.0", None).is_ok());
+        assert!(check_contract("0.3.0", Some(&semver::VersionReq::parse("^0.3").unwrap())).is_ok());
         assert!(check_contract("0.1.0", Some(&semver::VersionReq::parse("^0.1").unwrap())).is_ok());
         assert!(check_contract("0.2.0", Some(&semver::VersionReq::parse("^0.2").unwrap())).is_ok());
         let err = check_contract("1.0.0", None).unwrap_err().to_string();
         assert!(err.contains("built against contract 1.0.0") && err.contains(CONTRACT_VERSION), "{err}");
-        assert!(err.contains("0.3.0 and 0.2.0 and 0.1.0"), "{err}");
+        assert!(err.contains("0.4.0 and 0.3.0 and 0.2.0 and 0.1.0"), "{err}");
         assert!(check_contract("0.0.9", None).is_err(), "0.x minors are incompatible");
-        assert!(check_contract("0.3.9", None).is_err(), "a plugin newer than the host is refused");
+        assert!(check_contract("0.4.9", None).is_err(), "a plugin newer than the host is refused");
+        assert!(check_contract("0.3.9", None).is_err(), "newer than the 0.3 the host keeps");
         assert!(check_contract("0.2.9", None).is_err(), "newer than the 0.2 the host keeps");
         assert!(check_contract("0.1.9", None).is_err(), "newer than the 0.1 the host keeps");
-        let req = semver::VersionReq::parse("^0.4").unwrap();
+        let req = semver::VersionReq::parse("^0.5").unwrap();
         assert!(check_contract(CONTRACT_VERSION, Some(&req)).unwrap_err().to_string().contains("requires contract"));
-        // A 0.3 plugin whose manifest asks for 0.2 only: refused.
+        // A 0.4 plugin whose manifest asks for 0.2 only: refused.
         let old = semver::VersionReq::parse("^0.2").unwrap();
         assert!(check_contract(CONTRACT_VERSION, Some(&old)).is_err());
         assert!(check_contract("banana", None).is_err());

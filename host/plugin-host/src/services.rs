@@ -2,7 +2,7 @@
 //! progress, cancellation and orchestration. One [`CallServices`] per call;
 //! the shared state and the cancel token belong to the execution and outlive it.
 
-use plexus_sdk::{HostServices, LogLevel, Orchestration, PluginError};
+use plexus_sdk::{ArtifactHandle, ArtifactRef, HostServices, LogLevel, Orchestration, PluginError};
 use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -211,6 +211,53 @@ pub struct CallServices {
     measure_cpu: bool,
     /// Whether the call may orchestrate (set per call by [`crate::Host::call_with`]).
     orchestration: OrchestrationAccess,
+    /// The host's artifacts, and the step the call runs for (`None`: this
+    /// host offers none).
+    artifacts: Option<(crate::artifacts::Artifacts, Option<Arc<str>>)>,
+    /// The call's artifact writers and readers (fresh per call).
+    call_artifacts: Arc<Mutex<CallArtifacts>>,
+}
+
+/// The artifacts one call has open and has written.
+#[derive(Debug, Default)]
+struct CallArtifacts {
+    next: u32,
+    /// Bytes each artifact may have (`limits.artifact_bytes`).
+    limit: u64,
+    writers: std::collections::HashMap<u32, Writer>,
+    readers: std::collections::HashMap<u32, Reader>,
+    /// Artifacts created, finished or not.
+    created: usize,
+    finished: Vec<plexus_sdk::ArtifactRef>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    name: String,
+    media_type: Option<String>,
+    temp: std::path::PathBuf,
+    /// Open once the host writes to it (a WASM component's bytes); a native
+    /// plugin writes the file itself.
+    file: Option<std::fs::File>,
+    written: u64,
+}
+
+#[derive(Debug)]
+struct Reader {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+/// Most readers one call holds open at once.
+const MAX_OPEN_READERS: usize = 64;
+
+impl Drop for CallArtifacts {
+    fn drop(&mut self) {
+        // Writers never finished: their bytes go.
+        for writer in self.writers.values() {
+            let _ = std::fs::remove_file(&writer.temp);
+        }
+    }
 }
 
 /// What one call used, where its runtime can measure it (`None`: not
@@ -261,7 +308,32 @@ impl CallServices {
             usage: Arc::default(),
             measure_cpu: false,
             orchestration: OrchestrationAccess::NoOrchestrator,
+            artifacts: None,
+            call_artifacts: Arc::default(),
         }
+    }
+
+    /// These services with the host's `artifacts`, for a call of step `step`
+    /// (recorded with what it writes).
+    pub fn with_artifacts(mut self, artifacts: crate::artifacts::Artifacts, step: Option<&str>) -> Self {
+        self.artifacts = Some((artifacts, step.map(Arc::from)));
+        self
+    }
+
+    /// The artifacts the call finished, in order.
+    pub fn artifacts_written(&self) -> Vec<plexus_sdk::ArtifactRef> {
+        self.call_artifacts.lock().unwrap_or_else(PoisonError::into_inner).finished.clone()
+    }
+
+    fn call_artifacts(&self) -> std::sync::MutexGuard<'_, CallArtifacts> {
+        self.call_artifacts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn artifact_store(&self) -> Result<&crate::artifacts::Artifacts, PluginError> {
+        self.artifacts
+            .as_ref()
+            .map(|(a, _)| a)
+            .ok_or_else(|| PluginError::failed("this host offers no artifact store (the daemon and `plexus run` do)"))
     }
 
     /// These services with `access` to orchestration.
@@ -314,6 +386,9 @@ impl CallServices {
             log_bytes_left: limits.log_bytes.into(),
             ..Budget::default()
         });
+        let mut call_artifacts = CallArtifacts::default();
+        call_artifacts.limit = limits.artifact_bytes;
+        services.call_artifacts = Arc::new(Mutex::new(call_artifacts));
         services
     }
     /// Set `key` in the shared state within this call's `limits.state_bytes`.
@@ -438,6 +513,203 @@ impl HostServices for CallServices {
             request = request.name(), "orchestration request");
         let caller = Caller { plugin: &self.plugin_id, execution: &self.execution_id };
         orchestrator.orchestrate(&caller, request.clone())
+    }
+
+    // A writer's bytes go to a temporary file in the store; the answer
+    // names it (a native plugin writes it directly; the WASM binding hands
+    // its component the id only).
+    fn artifact_create(&self, name: &str, media_type: Option<&str>) -> Result<ArtifactHandle, PluginError> {
+        let store = &self.artifact_store()?.store;
+        plexus_sdk::check_artifact_name(name).map_err(PluginError::invalid_input)?;
+        if let Some(media) = media_type
+            && (media.len() > 255 || media.chars().any(char::is_control))
+        {
+            return Err(PluginError::invalid_input("a media type has at most 255 bytes, no control characters"));
+        }
+        let mut call = self.call_artifacts();
+        if call.created >= plexus_sdk::MAX_ARTIFACTS_PER_CALL {
+            return Err(PluginError::failed(format!(
+                "more than {} artifacts in one call",
+                plexus_sdk::MAX_ARTIFACTS_PER_CALL
+            )));
+        }
+        let temp = store.temp_file().map_err(|e| PluginError::failed(format!("cannot create an artifact: {e}")))?;
+        call.created += 1;
+        call.next += 1;
+        let id = call.next;
+        let writer = Writer {
+            name: name.to_owned(),
+            media_type: media_type.map(str::to_owned),
+            temp: temp.clone(),
+            file: None,
+            written: 0,
+        };
+        call.writers.insert(id, writer);
+        Ok(ArtifactHandle { id, path: Some(temp) })
+    }
+
+    fn artifact_write(&self, id: u32, data: &[u8]) -> Result<(), PluginError> {
+        use std::io::Write;
+        if data.len() > plexus_sdk::MAX_ARTIFACT_CHUNK_BYTES as usize {
+            return Err(PluginError::invalid_input(format!(
+                "an artifact chunk has at most {} bytes",
+                plexus_sdk::MAX_ARTIFACT_CHUNK_BYTES
+            )));
+        }
+        let mut call = self.call_artifacts();
+        let limit = call.limit;
+        let writer =
+            call.writers.get_mut(&id).ok_or_else(|| PluginError::not_found(format!("no artifact writer {id}")))?;
+        if writer.written + data.len() as u64 > limit {
+            return Err(PluginError::failed(format!(
+                "artifact `{}` would pass {limit} bytes (limits.artifact_bytes)",
+                writer.name
+            )));
+        }
+        if writer.file.is_none() {
+            let file = std::fs::OpenOptions::new().append(true).open(&writer.temp);
+            writer.file = Some(file.map_err(|e| PluginError::failed(format!("cannot write an artifact: {e}")))?);
+        }
+        let file = writer.file.as_mut().expect("opened above");
+        file.write_all(data).map_err(|e| PluginError::failed(format!("cannot write an artifact: {e}")))?;
+        writer.written += data.len() as u64;
+        Ok(())
+    }
+
+    fn artifact_finish(&self, id: u32) -> Result<ArtifactRef, PluginError> {
+        let artifacts = self.artifact_store()?;
+        let (writer, limit) = {
+            let mut call = self.call_artifacts();
+            let writer =
+                call.writers.remove(&id).ok_or_else(|| PluginError::not_found(format!("no artifact writer {id}")))?;
+            (writer, call.limit)
+        };
+        let failed = |what: String| {
+            let _ = std::fs::remove_file(&writer.temp);
+            PluginError::failed(what)
+        };
+        let digest = crate::artifacts::BlobStore::digest_file(&writer.temp, limit)
+            .map_err(|e| failed(format!("cannot read artifact `{}`: {e}", writer.name)))?;
+        let Some((hex, bytes)) = digest else {
+            return Err(failed(format!(
+                "artifact `{}` has more than {limit} bytes (limits.artifact_bytes)",
+                writer.name
+            )));
+        };
+        let reference = ArtifactRef {
+            artifact: format!("sha256:{hex}"),
+            name: writer.name.clone(),
+            bytes,
+            media_type: writer.media_type.clone(),
+        };
+        let step = self.artifacts.as_ref().and_then(|(_, step)| step.as_deref());
+        artifacts
+            .index
+            .link(&self.execution_id, step, &reference)
+            .map_err(|e| failed(format!("cannot record artifact `{}`: {e}", writer.name)))?;
+        artifacts
+            .store
+            .place(&writer.temp, &hex)
+            .map_err(|e| failed(format!("cannot store artifact `{}`: {e}", writer.name)))?;
+        tracing::debug!(target: "plexus::plugin", plugin = &*self.plugin_id, execution = &*self.execution_id,
+            artifact = %reference.artifact, name = %reference.name, bytes, "artifact stored");
+        self.call_artifacts().finished.push(reference.clone());
+        Ok(reference)
+    }
+
+    fn artifact_open(&self, reference: &ArtifactRef) -> Result<ArtifactHandle, PluginError> {
+        let artifacts = self.artifact_store()?;
+        let not_found = || {
+            PluginError::not_found(format!(
+                "artifact {} (`{}`) is not one of this execution's",
+                reference.artifact, reference.name
+            ))
+        };
+        if reference.digest_hex().is_none() {
+            return Err(PluginError::invalid_input(format!("`{}` is not an artifact digest", reference.artifact)));
+        }
+        let readable = artifacts
+            .index
+            .readable(&self.execution_id, &reference.artifact)
+            .map_err(|e| PluginError::failed(format!("cannot look up artifact {}: {e}", reference.artifact)))?;
+        if !readable {
+            return Err(not_found());
+        }
+        let path = artifacts.store.path_of(reference).ok_or_else(not_found)?;
+        let mut call = self.call_artifacts();
+        if call.readers.len() >= MAX_OPEN_READERS {
+            return Err(PluginError::failed(format!("more than {MAX_OPEN_READERS} artifacts open at once")));
+        }
+        call.next += 1;
+        let id = call.next;
+        call.readers.insert(id, Reader { path: path.clone(), file: None });
+        Ok(ArtifactHandle { id, path: Some(path) })
+    }
+
+    fn artifact_read(&self, id: u32, max_bytes: u32) -> Result<Vec<u8>, PluginError> {
+        use std::io::Read;
+        let mut call = self.call_artifacts();
+        let reader =
+            call.readers.get_mut(&id).ok_or_else(|| PluginError::not_found(format!("no artifact reader {id}")))?;
+        if reader.file.is_none() {
+            let file = std::fs::File::open(&reader.path);
+            reader.file = Some(file.map_err(|e| PluginError::failed(format!("cannot read an artifact: {e}")))?);
+        }
+        let max = max_bytes.min(plexus_sdk::MAX_ARTIFACT_CHUNK_BYTES) as u64;
+        let mut chunk = Vec::with_capacity(max as usize);
+        let file = reader.file.as_mut().expect("opened above");
+        file.take(max)
+            .read_to_end(&mut chunk)
+            .map_err(|e| PluginError::failed(format!("cannot read an artifact: {e}")))?;
+        if chunk.is_empty() {
+            call.readers.remove(&id);
+        }
+        Ok(chunk)
+    }
+}
+
+/// Answer a request a native plugin sent through the host's request
+/// channel (in-process or from a worker): an artifact request
+/// (`{"op": "artifact-…"}`) or an orchestration request, as the JSON of an
+/// `OrchestrationAnswer`. `files`: whether the plugin may use the store's
+/// files directly (not a worker restricted by `[worker.landlock]`, which
+/// cannot reach them).
+pub(crate) fn answer_request(services: &CallServices, request: &str, files: bool) -> String {
+    #[derive(serde::Deserialize)]
+    struct Op<'a> {
+        #[serde(borrow)]
+        op: std::borrow::Cow<'a, str>,
+    }
+    let is_artifact = serde_json::from_str::<Op<'_>>(request).is_ok_and(|r| r.op.starts_with("artifact-"));
+    let answer = if is_artifact {
+        match serde_json::from_str::<plexus_sdk::contract::ArtifactRequest>(request) {
+            Err(e) => Err(PluginError::invalid_input(format!("not an artifact request: {e}"))),
+            Ok(_) if !files => Err(PluginError::failed(
+                "artifacts are not available to a worker restricted by [worker.landlock] (it cannot reach the artifact store)",
+            )),
+            Ok(request) => answer_artifact(services, request),
+        }
+    } else {
+        match serde_json::from_str::<Orchestration>(request) {
+            Ok(request) => services.orchestrate(&request),
+            Err(e) => Err(PluginError::invalid_input(format!("not an orchestration request: {e}"))),
+        }
+    };
+    crate::native::orchestration_answer(answer)
+}
+
+fn answer_artifact(
+    services: &CallServices,
+    request: plexus_sdk::contract::ArtifactRequest,
+) -> Result<Value, PluginError> {
+    use plexus_sdk::contract::ArtifactRequest as R;
+    let json = |v: Result<Value, serde_json::Error>| v.map_err(PluginError::from);
+    match request {
+        R::ArtifactCreate { name, media_type } => {
+            json(serde_json::to_value(services.artifact_create(&name, media_type.as_deref())?))
+        }
+        R::ArtifactFinish { id } => json(serde_json::to_value(services.artifact_finish(id)?)),
+        R::ArtifactOpen { reference } => json(serde_json::to_value(services.artifact_open(&reference)?)),
     }
 }
 

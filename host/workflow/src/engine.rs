@@ -148,6 +148,7 @@ impl Execution {
                 metrics: Default::default(),
                 progress: None,
                 usage: None,
+                artifacts: Default::default(),
             })
             .collect();
         let status = ExecutionStatus {
@@ -669,6 +670,7 @@ pub struct Engine {
     secrets: Arc<dyn SecretSource>,
     park: bool,
     children: Option<Arc<dyn Children>>,
+    artifacts: Option<plexus_host::artifacts::Artifacts>,
 }
 
 /// Why the forward phase stopped early.
@@ -696,7 +698,22 @@ impl Engine {
             secrets: Arc::new(NoSecrets),
             park: false,
             children: None,
+            artifacts: None,
         }
+    }
+
+    /// This engine, giving the steps' calls the host's `artifacts` (contract
+    /// 0.4): what a call writes is recorded for its execution and listed in
+    /// its step's record (`steps.<id>.artifacts.<name>`). Without: a call's
+    /// artifact requests fail, saying the host has no artifact store.
+    pub fn with_artifacts(mut self, artifacts: plexus_host::artifacts::Artifacts) -> Self {
+        self.artifacts = Some(artifacts);
+        self
+    }
+
+    /// The artifacts the steps' calls get, if any.
+    pub fn artifacts(&self) -> Option<&plexus_host::artifacts::Artifacts> {
+        self.artifacts.as_ref()
     }
 
     /// This engine, parking an execution whose only steps left wait for
@@ -922,7 +939,8 @@ impl Engine {
                 let r = &s.steps[j];
                 (
                     r.id.clone(),
-                    json!({"output": r.output, "status": r.status.as_str(), "attempts": r.attempts, "error": r.error}),
+                    json!({"output": r.output, "status": r.status.as_str(), "attempts": r.attempts, "error": r.error,
+                        "artifacts": r.artifacts}),
                 )
             })
             .collect();
@@ -957,6 +975,8 @@ impl Engine {
         move |r: &mut StepRecord| {
             r.status = r.status.apply_or(event, status);
             r.output = output;
+            // A completed call's artifacts are set by its caller after this.
+            r.artifacts.clear();
             if error.is_some() || status == StepStatus::Completed {
                 r.error = error;
             }
@@ -1104,9 +1124,12 @@ impl Engine {
             schedule: exec.schedule().cloned(),
         };
         // Not the forward phase's token: a compensation runs after it stopped.
-        let services =
+        let mut services =
             CallServices::new(&action.plugin_id, &ctx.execution_id, exec.state.clone(), CancellationToken::new())
                 .with_kind(action.kind);
+        if let Some(artifacts) = &self.artifacts {
+            services = services.with_artifacts(artifacts.clone(), Some(step_id));
+        }
         self.host.invoke(ctx, services, timeout).await.map(|out| out.output).map_err(|e| call_error(&e))
     }
 

@@ -72,6 +72,13 @@ impl Orchestrator {
         self
     }
 
+    /// This orchestrator, giving the steps' calls `artifacts` (see
+    /// [`Engine::with_artifacts`]).
+    pub fn with_artifacts(mut self, artifacts: plexus_host::artifacts::Artifacts) -> Self {
+        self.engine = self.engine.with_artifacts(artifacts);
+        self
+    }
+
     /// Register a validated workflow.
     ///
     /// # Errors

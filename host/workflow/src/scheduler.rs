@@ -784,6 +784,9 @@ impl Forward {
             CallServices::new(plugin_id, &ctx.execution_id, self.exec.state().clone(), self.stop.clone())
                 .with_kind(step.action.kind)
                 .with_cpu_measured();
+        if let Some(artifacts) = self.engine.artifacts() {
+            services = services.with_artifacts(artifacts.clone(), Some(&step.id));
+        }
         // A map's items report no progress of their own: the step's is how many ended.
         if item.is_none() {
             services = services.with_progress(self.progress_sink(i));
@@ -915,10 +918,13 @@ impl Forward {
                     }
                 }
                 let metrics = step_metrics(&step.id, out.metrics);
+                // By name; a name written twice keeps its last artifact.
+                let artifacts = out.artifacts.into_iter().map(|a| (a.name.clone(), a)).collect();
                 let ended = engine.ended(StepStatus::Completed, Some(out.output), None, None);
                 exec.update_step_blocking(i, |r| {
                     ended(r);
                     r.metrics = metrics;
+                    r.artifacts = artifacts;
                     used(r);
                 });
             }

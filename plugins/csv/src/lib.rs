@@ -1,9 +1,12 @@
 //! Plexus plugin: CSV files in and out, with the `csv` crate.
 //!
-//! * `load {path, delimiter?}` → `{columns, rows, row_count}`: each row an
-//!   object; cells that parse as numbers become numbers, empty cells null.
+//! * `load {path, delimiter?, as_artifact?}` → `{columns, rows, row_count}`:
+//!   each row an object; cells that parse as numbers become numbers, empty
+//!   cells null. With `as_artifact: NAME` the rows go to artifact `NAME`
+//!   (JSON lines) instead of the output: `steps.<id>.artifacts.NAME`.
 //! * `save {path, rows, columns?, delimiter?}` → `{path, row_count}`: writes
-//!   rows (objects) with a header; parent directories are created.
+//!   rows (objects, or an artifact of them) with a header; parent
+//!   directories are created.
 //! * `remove {path}` → `{path, removed}`: deletes a file (a compensation for `save`).
 #![forbid(unsafe_code)]
 
@@ -24,6 +27,9 @@ pub struct Load {
     /// Field delimiter (default `,`).
     #[serde(default)]
     pub delimiter: Option<char>,
+    /// Write the rows to an artifact of this name (JSON lines) instead of the output.
+    #[serde(default)]
+    pub as_artifact: Option<String>,
 }
 
 /// Output of `load`.
@@ -31,9 +37,10 @@ pub struct Load {
 pub struct Table {
     /// Column names, from the header.
     pub columns: Vec<String>,
-    /// One object per record.
-    pub rows: Vec<Map<String, Value>>,
-    /// `rows.len()`.
+    /// One object per record (absent when they went to an artifact).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<Map<String, Value>>>,
+    /// How many records.
     pub row_count: usize,
 }
 
@@ -42,8 +49,8 @@ pub struct Table {
 pub struct Save {
     /// File to write.
     pub path: String,
-    /// Records to write (objects).
-    pub rows: Vec<Map<String, Value>>,
+    /// Records to write (objects, or an artifact of them).
+    pub rows: plexus_sdk::Rows,
     /// Column order (default: the keys of the first row).
     #[serde(default)]
     pub columns: Option<Vec<String>>,
@@ -133,13 +140,19 @@ impl Csv {
         }
         ctx.info(format!("loaded {} rows of {} columns from {}", rows.len(), columns.len(), p.path));
         ctx.metric("rows", rows.len() as f64);
-        Ok(Table { row_count: rows.len(), columns, rows })
+        let row_count = rows.len();
+        if let Some(name) = &p.as_artifact {
+            plexus_sdk::write_rows(ctx, name, &rows)?;
+            return Ok(Table { row_count, columns, rows: None });
+        }
+        Ok(Table { row_count, columns, rows: Some(rows) })
     }
 
     fn save(&self, ctx: &mut Context<'_>, p: Save) -> Result<Saved, PluginError> {
+        let rows = p.rows.read(ctx)?;
         let columns = match p.columns {
             Some(c) => c,
-            None => p.rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default(),
+            None => rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default(),
         };
         if let Some(parent) = std::path::Path::new(&p.path).parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| PluginError::failed(format!("{}: {e}", parent.display())))?;
@@ -150,7 +163,7 @@ impl Csv {
             .map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
         let fail = |e: csv::Error| PluginError::failed(format!("{}: {e}", p.path));
         writer.write_record(&columns).map_err(fail)?;
-        for row in &p.rows {
+        for row in &rows {
             let record = columns.iter().map(|c| match row.get(c) {
                 None | Some(Value::Null) => String::new(),
                 Some(Value::String(s)) => s.clone(),
@@ -159,8 +172,8 @@ impl Csv {
             writer.write_record(record).map_err(fail)?;
         }
         writer.flush().map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
-        ctx.info(format!("saved {} rows to {}", p.rows.len(), p.path));
-        Ok(Saved { path: p.path, row_count: p.rows.len() })
+        ctx.info(format!("saved {} rows to {}", rows.len(), p.path));
+        Ok(Saved { path: p.path, row_count: rows.len() })
     }
 }
 
@@ -190,6 +203,28 @@ mod tests {
         );
         assert_eq!(host.call("remove", json!({"path": output})).unwrap().output["removed"], true);
         assert!(!output.exists());
+    }
+
+    #[test]
+    fn rows_go_to_an_artifact_of_json_lines_and_save_reads_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, "a,b\n1,x\n2,\n").unwrap();
+        let host = TestHost::<Csv>::new();
+        let table = host.call("load", json!({"path": input, "as_artifact": "rows"})).unwrap().output;
+        assert_eq!(table, json!({"columns": ["a", "b"], "row_count": 2}), "no rows by value");
+        let written = host.written.borrow().clone();
+        assert_eq!(written.len(), 1);
+        assert_eq!(
+            (written[0].name.as_str(), written[0].media_type.as_deref()),
+            ("rows", Some("application/x-ndjson"))
+        );
+        let lines = String::from_utf8(host.artifact(&written[0]).unwrap()).unwrap();
+        assert_eq!(lines, "{\"a\":1,\"b\":\"x\"}\n{\"a\":2,\"b\":null}\n");
+        let output = dir.path().join("out.csv");
+        let saved = host.call("save", json!({"path": output, "rows": written[0]})).unwrap().output;
+        assert_eq!(saved["row_count"], 2);
+        assert_eq!(std::fs::read_to_string(&output).unwrap(), "a,b\n1,x\n2,\n");
     }
 
     #[test]

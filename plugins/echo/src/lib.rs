@@ -217,8 +217,42 @@ impl Plugin for Echo {
                 "exit",
                 "Ends the process with `code` (native: the host's process; WASM: the guest, a trap)",
                 |_, _, p: Exit| -> Result<Value, PluginError> { std::process::exit(p.code) },
-            );
+            )
+            .add(
+                "fill",
+                "Writes artifact `name` of `bytes` pseudo-random bytes (from `seed`), 64 KiB at a time",
+                Self::fill,
+            )
+            .add("digest", "Reads the artifact `artifact` names, 1 MiB at a time: its sha256 and size", Self::digest);
     }
+}
+
+/// `fill`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+pub struct Fill {
+    /// The artifact's name.
+    pub name: String,
+    /// Its size, bytes.
+    pub bytes: u64,
+    /// The generator's seed.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// `digest`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+pub struct DigestOf {
+    /// An artifact reference, e.g. `${{ steps.fill.artifacts.blob }}`.
+    pub artifact: plexus_sdk::ArtifactRef,
+}
+
+/// `digest`'s output.
+#[derive(Serialize, JsonSchema)]
+pub struct Digested {
+    /// `sha256:<hex>` of what was read.
+    pub sha256: String,
+    /// Bytes read.
+    pub bytes: u64,
 }
 
 impl Echo {
@@ -247,6 +281,47 @@ impl Echo {
             .map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
         file.sync_all().map_err(|e| PluginError::failed(format!("{}: {e}", p.path)))?;
         self.sleep(ctx, Wait { ms: p.ms })
+    }
+
+    fn fill(&self, ctx: &mut Context<'_>, p: Fill) -> Result<plexus_sdk::ArtifactRef, PluginError> {
+        use std::io::Write;
+        let mut out = ctx.create_artifact(&p.name, Some("application/octet-stream"))?;
+        // xorshift64*: cheap, and a given seed always gives the same bytes.
+        let mut x = p.seed | 1;
+        let mut block = vec![0u8; 64 << 10];
+        let mut left = p.bytes;
+        while left > 0 {
+            ctx.check_cancelled()?;
+            for chunk in block.chunks_mut(8) {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                chunk.copy_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes()[..chunk.len()]);
+            }
+            let n = left.min(block.len() as u64) as usize;
+            out.write_all(&block[..n]).map_err(|e| PluginError::failed(format!("writing `{}`: {e}", p.name)))?;
+            left -= n as u64;
+        }
+        out.finish()
+    }
+
+    fn digest(&self, ctx: &mut Context<'_>, p: DigestOf) -> Result<Digested, PluginError> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut input = ctx.open_artifact(&p.artifact)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = input.read(&mut buf).map_err(|e| PluginError::failed(format!("reading: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        let hex: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Digested { sha256: format!("sha256:{hex}"), bytes })
     }
 
     fn spin(&self, _ctx: &mut Context<'_>, p: Wait) -> Result<u64, PluginError> {

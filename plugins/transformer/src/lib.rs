@@ -4,8 +4,14 @@
 //!   normalisation of each column into [0, 1] (a constant column becomes 0).
 //! * `filter {rows, column, op, value}` → `{rows, kept, dropped}`; `op` is one of
 //!   `eq`, `ne`, `gt`, `ge`, `lt`, `le`.
-//! * `summarize {rows, column, group_by?}` → `{column, count, mean, min, max, groups}`.
+//! * `summarize {rows, column, group_by?, starts_with?}` → `{column, count,
+//!   mean, min, max, groups}`; `starts_with: {column, prefix}` keeps only
+//!   the rows whose text in `column` starts with `prefix`.
 //! * `merge {parts}` → the object `parts`, for joining branches.
+//!
+//! Every `rows` may be an artifact of JSON lines
+//! (`${{ steps.load.artifacts.rows }}`); `normalize` and `filter` take
+//! `as_artifact: NAME` to write their rows to artifact `NAME` instead of the output.
 #![deny(unsafe_code)]
 
 use plexus_sdk::{Context, Operations, Plugin, PluginError, PluginInfo, capability};
@@ -21,13 +27,16 @@ pub struct Transformer;
 /// Parameters of `normalize`.
 #[derive(Deserialize, JsonSchema)]
 pub struct Normalize {
-    /// Rows to transform.
-    pub rows: Vec<Map<String, Value>>,
+    /// Rows to transform (objects, or an artifact of them).
+    pub rows: plexus_sdk::Rows,
     /// Numeric columns to normalise.
     pub columns: Vec<String>,
     /// Only `min-max` (the default).
     #[serde(default)]
     pub method: Option<String>,
+    /// Write the rows to an artifact of this name instead of the output.
+    #[serde(default)]
+    pub as_artifact: Option<String>,
 }
 
 /// Range of a column before normalisation.
@@ -42,8 +51,9 @@ pub struct Range {
 /// Output of `normalize`.
 #[derive(Serialize, JsonSchema)]
 pub struct Normalized {
-    /// The rows with the columns normalised.
-    pub rows: Vec<Map<String, Value>>,
+    /// The rows with the columns normalised (absent when they went to an artifact).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<Map<String, Value>>>,
     /// Each column's original range.
     pub stats: BTreeMap<String, Range>,
 }
@@ -51,26 +61,41 @@ pub struct Normalized {
 /// Parameters of `filter`.
 #[derive(Deserialize, JsonSchema)]
 pub struct Filter {
-    /// Rows to filter.
-    pub rows: Vec<Map<String, Value>>,
+    /// Rows to filter (objects, or an artifact of them).
+    pub rows: plexus_sdk::Rows,
     /// Column to compare.
     pub column: String,
     /// `eq`, `ne`, `gt`, `ge`, `lt` or `le`.
     pub op: String,
     /// Value to compare with.
     pub value: Value,
+    /// Write the kept rows to an artifact of this name instead of the output.
+    #[serde(default)]
+    pub as_artifact: Option<String>,
 }
 
 /// Parameters of `summarize`.
 #[derive(Deserialize, JsonSchema)]
 pub struct Summarize {
-    /// Rows to summarise.
-    pub rows: Vec<Map<String, Value>>,
+    /// Rows to summarise (objects, or an artifact of them).
+    pub rows: plexus_sdk::Rows,
     /// Numeric column.
     pub column: String,
     /// Optional grouping column.
     #[serde(default)]
     pub group_by: Option<String>,
+    /// Only the rows whose text in a column starts with a prefix.
+    #[serde(default)]
+    pub starts_with: Option<Prefix>,
+}
+
+/// Rows whose text in `column` starts with `prefix`.
+#[derive(Deserialize, JsonSchema)]
+pub struct Prefix {
+    /// The column.
+    pub column: String,
+    /// The prefix.
+    pub prefix: String,
 }
 
 /// Parameters of `merge`.
@@ -128,14 +153,15 @@ impl Acc {
 }
 
 impl Transformer {
-    fn normalize(&self, ctx: &mut Context<'_>, mut p: Normalize) -> Result<Normalized, PluginError> {
+    fn normalize(&self, ctx: &mut Context<'_>, p: Normalize) -> Result<Normalized, PluginError> {
         if let Some(m) = p.method.as_deref().filter(|m| *m != "min-max") {
             return Err(PluginError::invalid_input(format!("unknown method `{m}`: only `min-max`")));
         }
+        let mut rows = p.rows.read(ctx)?;
         let mut stats = BTreeMap::new();
         for column in &p.columns {
             let mut range: Option<Range> = None;
-            for (n, row) in p.rows.iter().enumerate() {
+            for (n, row) in rows.iter().enumerate() {
                 let x = number(row, column, n)?;
                 range = Some(match range {
                     None => Range { min: x, max: x },
@@ -144,18 +170,22 @@ impl Transformer {
             }
             let Some(range) = range else { continue };
             let span = range.max - range.min;
-            for row in &mut p.rows {
+            for row in &mut rows {
                 let x = row.get(column).and_then(Value::as_f64).unwrap_or(range.min);
                 let scaled = if span > 0.0 { ((x - range.min) / span).clamp(0.0, 1.0) } else { 0.0 };
                 row.insert(column.clone(), json!(scaled));
             }
             stats.insert(column.clone(), range);
         }
-        ctx.info(format!("normalised {} columns of {} rows", stats.len(), p.rows.len()));
-        Ok(Normalized { rows: p.rows, stats })
+        ctx.info(format!("normalised {} columns of {} rows", stats.len(), rows.len()));
+        if let Some(name) = &p.as_artifact {
+            plexus_sdk::write_rows(ctx, name, &rows)?;
+            return Ok(Normalized { rows: None, stats });
+        }
+        Ok(Normalized { rows: Some(rows), stats })
     }
 
-    fn filter(&self, _ctx: &mut Context<'_>, p: Filter) -> Result<Value, PluginError> {
+    fn filter(&self, ctx: &mut Context<'_>, mut p: Filter) -> Result<Value, PluginError> {
         let cmp = |a: &Value| -> Result<bool, PluginError> {
             let ord = match (a.as_f64(), p.value.as_f64()) {
                 (Some(x), Some(y)) => x.partial_cmp(&y),
@@ -174,20 +204,30 @@ impl Transformer {
                 }
             })
         };
-        let total = p.rows.len();
+        let rows = std::mem::replace(&mut p.rows, plexus_sdk::Rows::Inline(Vec::new())).read(ctx)?;
+        let total = rows.len();
         let mut kept = Vec::new();
-        for row in p.rows {
+        for row in rows {
             if cmp(row.get(&p.column).unwrap_or(&Value::Null))? {
                 kept.push(row);
             }
         }
+        let counts = json!({"kept": kept.len(), "dropped": total - kept.len()});
+        if let Some(name) = &p.as_artifact {
+            plexus_sdk::write_rows(ctx, name, &kept)?;
+            return Ok(counts);
+        }
         Ok(json!({"kept": kept.len(), "dropped": total - kept.len(), "rows": kept}))
     }
 
-    fn summarize(&self, _ctx: &mut Context<'_>, p: Summarize) -> Result<Value, PluginError> {
+    fn summarize(&self, ctx: &mut Context<'_>, p: Summarize) -> Result<Value, PluginError> {
         let mut all = Acc::default();
         let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
-        for (n, row) in p.rows.iter().enumerate() {
+        let kept = |row: &Map<String, Value>| match &p.starts_with {
+            None => true,
+            Some(f) => row.get(&f.column).and_then(Value::as_str).is_some_and(|t| t.starts_with(&f.prefix)),
+        };
+        for (n, row) in p.rows.read(ctx)?.iter().enumerate().filter(|(_, row)| kept(row)) {
             let x = number(row, &p.column, n)?;
             all.add(x);
             if let Some(g) = &p.group_by {

@@ -1,8 +1,11 @@
 //! Plexus plugin: validate rows against a column schema.
 //!
-//! `validate {rows, schema, max_errors?}` → `{valid_rows, invalid_rows,
-//! errors, rows}`: `rows` are the valid ones; `errors` lists the first
-//! `max_errors` problems (row number from 1, column, message).
+//! `validate {rows, schema, max_errors?, as_artifact?}` → `{valid_rows,
+//! invalid_rows, errors, rows}`: `rows` are the valid ones; `errors` lists
+//! the first `max_errors` problems (row number from 1, column, message).
+//! `rows` may be an artifact of JSON lines (`${{ steps.load.artifacts.rows }}`);
+//! with `as_artifact: NAME` the valid rows go to artifact `NAME` instead of
+//! the output (all rows valid: the same content, stored once).
 //!
 //! A schema maps column names to rules: `type` (`number`, `integer`,
 //! `string`, `boolean`), `required` (default true), `min`, `max`, `allowed`
@@ -50,13 +53,16 @@ fn yes() -> bool {
 /// Parameters of `validate`.
 #[derive(Deserialize, JsonSchema)]
 pub struct Validate {
-    /// Rows to check.
-    pub rows: Vec<Map<String, Value>>,
+    /// Rows to check (objects, or an artifact of them).
+    pub rows: plexus_sdk::Rows,
     /// Rules by column.
     pub schema: BTreeMap<String, Rule>,
     /// How many problems to list (default 20).
     #[serde(default = "twenty")]
     pub max_errors: usize,
+    /// Write the valid rows to an artifact of this name instead of the output.
+    #[serde(default)]
+    pub as_artifact: Option<String>,
 }
 
 fn twenty() -> usize {
@@ -83,8 +89,9 @@ pub struct Report {
     pub invalid_rows: usize,
     /// The first problems.
     pub errors: Vec<RowError>,
-    /// The valid rows.
-    pub rows: Vec<Map<String, Value>>,
+    /// The valid rows (absent when they went to an artifact).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<Map<String, Value>>>,
 }
 
 impl Plugin for Validator {
@@ -145,8 +152,9 @@ impl Validator {
         {
             return Err(PluginError::invalid_input(format!("unknown type `{}` in the schema", bad.kind)));
         }
-        let mut report = Report { valid_rows: 0, invalid_rows: 0, errors: Vec::new(), rows: Vec::new() };
-        for (n, row) in p.rows.into_iter().enumerate() {
+        let mut report = Report { valid_rows: 0, invalid_rows: 0, errors: Vec::new(), rows: None };
+        let mut valid = Vec::new();
+        for (n, row) in p.rows.read(ctx)?.into_iter().enumerate() {
             let mut ok = true;
             for (column, rule) in &p.schema {
                 if let Err(message) = check(rule, row.get(column)) {
@@ -158,13 +166,17 @@ impl Validator {
             }
             if ok {
                 report.valid_rows += 1;
-                report.rows.push(row);
+                valid.push(row);
             } else {
                 report.invalid_rows += 1;
             }
         }
         ctx.info(format!("{} valid rows, {} invalid", report.valid_rows, report.invalid_rows));
         ctx.metric("invalid_rows", report.invalid_rows as f64);
+        match &p.as_artifact {
+            Some(name) => drop(plexus_sdk::write_rows(ctx, name, &valid)?),
+            None => report.rows = Some(valid),
+        }
         Ok(report)
     }
 }

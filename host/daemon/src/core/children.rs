@@ -111,8 +111,7 @@ impl Daemon {
         let entry = super::Live { exec: exec.clone(), meta, stop: self.0.drain.child_token() };
         self.0.live.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned(), entry);
         let _live = super::LiveWhile { daemon: self.clone(), ids: vec![id.to_owned()] };
-        let engine = plexus_workflow::Engine::new(self.host(), self.0.clock.clone())
-            .with_children(std::sync::Arc::new(DaemonChildren(self.clone())));
+        let engine = self.engine();
         let (ok, _) = engine.roll_back_transaction(id, &[(prepared, exec)]).await;
         Ok(ok)
     }

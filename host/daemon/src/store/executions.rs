@@ -507,6 +507,7 @@ impl SqliteStore {
                     "DELETE FROM state_entries WHERE execution_id = ?1",
                     "DELETE FROM step_items WHERE execution_id = ?1",
                     "DELETE FROM signals WHERE execution_id = ?1",
+                    "DELETE FROM artifacts WHERE execution_id = ?1",
                     "DELETE FROM executions WHERE id = ?1",
                 ] {
                     tx.prepare_cached(sql).and_then(|mut s| s.execute([id])).map_err(err)?;

@@ -160,6 +160,7 @@ impl<R: Send + 'static> IntoFuture for StoreWrite<R> {
 /// The result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+mod artifacts;
 mod executions;
 mod hooks;
 mod postgres;
@@ -269,6 +270,17 @@ pub trait Store: Send + Sync + 'static {
     fn delete_signals(&self, execution_id: &str, names: &[String]) -> StoreFuture<()>;
     /// The signals executions `ids` got at or after `since_ms`: (execution, name).
     fn signalled(&self, ids: &[String], since_ms: u64) -> StoreFuture<Vec<(String, String)>>;
+    /// Record that execution `execution_id` holds `artifact` (its step
+    /// `artifact.step` wrote it); recording it again changes nothing. Written
+    /// before the artifact's bytes are put in place (see
+    /// [`plexus_host::artifacts::BlobStore::collect`]).
+    fn link_artifact(&self, execution_id: &str, artifact: &plexus_client::ArtifactRecord) -> StoreFuture<()>;
+    /// The artifacts execution `execution_id` holds, oldest first (at most 10,000).
+    fn artifacts(&self, execution_id: &str) -> StoreFuture<Vec<plexus_client::ArtifactRecord>>;
+    /// Whether one of executions `ids` holds the artifact with `digest`.
+    fn holds_artifact(&self, ids: &[String], digest: &str) -> StoreFuture<bool>;
+    /// Which of `digests` (at most 1,000) some execution holds.
+    fn held_artifacts(&self, digests: &[String]) -> StoreFuture<std::collections::HashSet<String>>;
     /// Record compensation number `seq` of an execution and log it.
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()>;
     /// Write everything about a running execution at once (status, steps,
@@ -800,6 +812,7 @@ mod tests {
             metrics: Default::default(),
             progress: None,
             usage: None,
+            artifacts: Default::default(),
         };
         let status = ExecutionStatus {
             execution_id: "e1".into(),
@@ -853,6 +866,7 @@ mod tests {
             duration_ms: None,
             metrics: Default::default(),
             progress: None,
+            artifacts: Default::default(),
             usage: None,
         };
         let mut status = ExecutionStatus {
@@ -945,6 +959,7 @@ mod tests {
             ended_at_ms: None,
             duration_ms: None,
             metrics: Default::default(),
+            artifacts: Default::default(),
             progress: None,
             usage: None,
         };

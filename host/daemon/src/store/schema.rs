@@ -154,4 +154,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL,
         PRIMARY KEY (execution_id, name)
     ) WITHOUT ROWID;",
+    // 12: which execution holds which artifact (the bytes are in the artifact store).
+    "CREATE TABLE artifacts (
+        execution_id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        name TEXT NOT NULL,
+        step_id TEXT,
+        bytes INTEGER NOT NULL,
+        media_type TEXT,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (execution_id, digest, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX artifacts_by_digest ON artifacts (digest);",
 ];

@@ -199,6 +199,25 @@ impl Store for SqliteStore {
         self.blocking(move |s| s.signalled(&ids, since_ms))
     }
 
+    fn link_artifact(&self, execution_id: &str, artifact: &plexus_client::ArtifactRecord) -> StoreFuture<()> {
+        Box::pin(SqliteStore::link_artifact(self, execution_id, artifact).into_future())
+    }
+
+    fn artifacts(&self, execution_id: &str) -> StoreFuture<Vec<plexus_client::ArtifactRecord>> {
+        let id = execution_id.to_owned();
+        self.blocking(move |s| s.artifacts(&id))
+    }
+
+    fn holds_artifact(&self, ids: &[String], digest: &str) -> StoreFuture<bool> {
+        let (ids, digest) = (ids.to_vec(), digest.to_owned());
+        self.blocking(move |s| s.holds_artifact(&ids, &digest))
+    }
+
+    fn held_artifacts(&self, digests: &[String]) -> StoreFuture<std::collections::HashSet<String>> {
+        let digests = digests.to_vec();
+        self.blocking(move |s| s.held_artifacts(&digests))
+    }
+
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()> {
         Box::pin(SqliteStore::put_compensation(self, execution_id, seq, record).into_future())
     }

@@ -81,6 +81,20 @@ mod bindings {
     });
 }
 
+/// Contract 0.3's world (`wit/previous/0.3.0`): components built for it load
+/// too. Its `types` are 0.4's, unchanged: they are shared (`with`), so its
+/// calls need no conversion; its `host` lacks the artifact functions.
+#[allow(missing_docs)]
+mod bindings_v0_3 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/previous/0.3.0",
+        world: "plexus-plugin",
+        exports: { default: async },
+        imports: { "plexus:plugin/host.state-set": trappable },
+        with: { "plexus:plugin/types": super::bindings::plexus::plugin::types },
+    });
+}
+
 /// Contract 0.2's world (`wit/previous/0.2.0`): components built for it load
 /// too, mapped onto the current types (0.2 has no lifecycle exports, no
 /// schedule in the context and no orchestration functions).
@@ -110,11 +124,14 @@ use bindings::plexus::plugin::{host as wit_host, types as wit};
 use bindings::{PlexusPlugin, PlexusPluginPre};
 use bindings_v0_1::plexus::plugin::{host as wit_host_v0_1, types as wit_v0_1};
 use bindings_v0_2::plexus::plugin::{host as wit_host_v0_2, types as wit_v0_2};
+use bindings_v0_3::plexus::plugin::host as wit_host_v0_3;
 
 /// A pre-instantiated component of one of the worlds the host implements.
 enum Pre {
     /// The current contract.
     Current(PlexusPluginPre<CallState>),
+    /// Contract 0.3.
+    V0_3(bindings_v0_3::PlexusPluginPre<CallState>),
     /// Contract 0.2.
     V0_2(bindings_v0_2::PlexusPluginPre<CallState>),
     /// Contract 0.1.
@@ -206,6 +223,8 @@ impl WasmEngine {
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         bindings_v0_2::PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        bindings_v0_3::PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
         PlexusPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine);
@@ -251,17 +270,20 @@ impl WasmEngine {
         // The current world, else the previous ones, else the current one's error.
         let pre = match PlexusPluginPre::new(pre.clone()) {
             Ok(current) => Pre::Current(current),
-            Err(e) => match bindings_v0_2::PlexusPluginPre::new(pre.clone()) {
-                Ok(old) => Pre::V0_2(old),
-                Err(_) => match bindings_v0_1::PlexusPluginPre::new(pre) {
-                    Ok(old) => Pre::V0_1(old),
-                    Err(_) => {
-                        return Err(LoadErrorKind::Instantiate(format!(
-                            "{}; a plugin component exports plexus:plugin/guest@{CONTRACT} (or @0.2.0, @0.1.0): build it for the plexus-plugin world of wit/plexus-plugin.wit",
-                            one_line(&e),
-                            CONTRACT = plexus_sdk::CONTRACT_VERSION
-                        )));
-                    }
+            Err(e) => match bindings_v0_3::PlexusPluginPre::new(pre.clone()) {
+                Ok(old) => Pre::V0_3(old),
+                Err(_) => match bindings_v0_2::PlexusPluginPre::new(pre.clone()) {
+                    Ok(old) => Pre::V0_2(old),
+                    Err(_) => match bindings_v0_1::PlexusPluginPre::new(pre) {
+                        Ok(old) => Pre::V0_1(old),
+                        Err(_) => {
+                            return Err(LoadErrorKind::Instantiate(format!(
+                                "{}; a plugin component exports plexus:plugin/guest@{CONTRACT} (or @0.3.0, @0.2.0, @0.1.0): build it for the plexus-plugin world of wit/plexus-plugin.wit",
+                                one_line(&e),
+                                CONTRACT = plexus_sdk::CONTRACT_VERSION
+                            )));
+                        }
+                    },
                 },
             },
         };
@@ -497,6 +519,37 @@ macro_rules! old_host_services {
 }
 
 old_host_services!(wit_host_v0_2, wit_v0_2);
+
+/// Contract 0.3's host services: the current ones but the artifacts.
+impl wit_host_v0_3::Host for CallState {
+    fn log(&mut self, level: wit::LogLevel, message: String) {
+        wit_host::Host::log(self, level, message);
+    }
+    fn state_get(&mut self, key: String) -> Option<String> {
+        wit_host::Host::state_get(self, key)
+    }
+    fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        wit_host::Host::state_set(self, key, value)
+    }
+    fn report_progress(&mut self, fraction: f64, message: String) {
+        wit_host::Host::report_progress(self, fraction, message);
+    }
+    fn is_cancelled(&mut self) -> bool {
+        wit_host::Host::is_cancelled(self)
+    }
+    fn start_workflow(&mut self, workflow_id: String, inputs: String) -> Result<String, wit::PluginError> {
+        wit_host::Host::start_workflow(self, workflow_id, inputs)
+    }
+    fn execution_status(&mut self, execution_id: String) -> Result<String, wit::PluginError> {
+        wit_host::Host::execution_status(self, execution_id)
+    }
+    fn create_schedule(&mut self, spec: String) -> Result<String, wit::PluginError> {
+        wit_host::Host::create_schedule(self, spec)
+    }
+    fn cancel_schedule(&mut self, schedule_id: String) -> Result<(), wit::PluginError> {
+        wit_host::Host::cancel_schedule(self, schedule_id)
+    }
+}
 old_host_services!(wit_host_v0_1, wit_v0_1);
 
 impl wit_host::Host for CallState {
@@ -549,6 +602,25 @@ impl wit_host::Host for CallState {
     }
     fn cancel_schedule(&mut self, schedule_id: String) -> Result<(), wit::PluginError> {
         self.orchestrate(Orchestration::CancelSchedule { schedule: schedule_id }).map(drop)
+    }
+    // Artifacts: the component gets ids only, never the store's paths.
+    fn artifact_create(&mut self, name: String, media_type: Option<String>) -> Result<u32, wit::PluginError> {
+        self.services().artifact_create(&name, media_type.as_deref()).map(|h| h.id).map_err(to_wit_error)
+    }
+    fn artifact_write(&mut self, writer: u32, data: Vec<u8>) -> Result<(), wit::PluginError> {
+        self.services().artifact_write(writer, &data).map_err(to_wit_error)
+    }
+    fn artifact_finish(&mut self, writer: u32) -> Result<String, wit::PluginError> {
+        let reference = self.services().artifact_finish(writer).map_err(to_wit_error)?;
+        Ok(json_text(&reference))
+    }
+    fn artifact_open(&mut self, reference: String) -> Result<u32, wit::PluginError> {
+        let reference: plexus_sdk::ArtifactRef = serde_json::from_str(&reference)
+            .map_err(|e| to_wit_error(PluginError::invalid_input(format!("not an artifact reference: {e}"))))?;
+        self.services().artifact_open(&reference).map(|h| h.id).map_err(to_wit_error)
+    }
+    fn artifact_read(&mut self, reader: u32, max_bytes: u32) -> Result<Vec<u8>, wit::PluginError> {
+        self.services().artifact_read(reader, max_bytes).map_err(to_wit_error)
     }
 }
 
@@ -787,30 +859,15 @@ impl WasmPlugin {
                 })
             }};
         }
-        let ended = {
-            let run = async {
-                if permit.is_none() {
-                    let Ok(owned) = self.slots.clone().acquire_owned().await else { return Ended::NoSlot };
-                    permit = Some(owned);
-                    slotted.set(true);
-                }
-                let result = async {
-                    // A new instance of a contract 0.3 component runs `initialize` before its call.
-                    let fresh = bound.is_none();
-                    if fresh {
-                        bound = Some(match &self.pre {
-                            Pre::Current(pre) => Bound::Current(instantiate!(pre)),
-                            Pre::V0_2(pre) => Bound::V0_2(instantiate!(pre)),
-                            Pre::V0_1(pre) => Bound::V0_1(instantiate!(pre)),
-                        });
-                    }
-                    match bound.as_ref().expect("instantiated above") {
-                        Bound::Current(bindings) => {
-                            let guest = bindings.plexus_plugin_guest();
+        // A world with the lifecycle hooks (0.3 and later; their records are
+        // the current ones): a fresh instance runs `initialize` before its call.
+        macro_rules! lifecycle_world {
+            ($bindings:expr, $fresh:ident) => {{
+                            let guest = $bindings.plexus_plugin_guest();
                             Ok(match what {
                                 Invocation::Describe => Returned::Described(guest.call_describe(&mut store).await?),
                                 Invocation::Call(ctx) => {
-                                    if fresh && let Err(e) = guest.call_initialize(&mut store, &ctx.config).await? {
+                                    if $fresh && let Err(e) = guest.call_initialize(&mut store, &ctx.config).await? {
                                         // Not initialized: never kept for another call.
                                         store.data_mut().broke = Some(e.message.clone());
                                         return Ok(Returned::Called(Err(wit::PluginError {
@@ -825,7 +882,29 @@ impl WasmPlugin {
                                     Returned::Called(called)
                                 }
                             })
-                        }
+            }};
+        }
+        let ended = {
+            let run = async {
+                if permit.is_none() {
+                    let Ok(owned) = self.slots.clone().acquire_owned().await else { return Ended::NoSlot };
+                    permit = Some(owned);
+                    slotted.set(true);
+                }
+                let result = async {
+                    // A new instance of a contract 0.3 component runs `initialize` before its call.
+                    let fresh = bound.is_none();
+                    if fresh {
+                        bound = Some(match &self.pre {
+                            Pre::Current(pre) => Bound::Current(instantiate!(pre)),
+                            Pre::V0_3(pre) => Bound::V0_3(instantiate!(pre)),
+                            Pre::V0_2(pre) => Bound::V0_2(instantiate!(pre)),
+                            Pre::V0_1(pre) => Bound::V0_1(instantiate!(pre)),
+                        });
+                    }
+                    match bound.as_ref().expect("instantiated above") {
+                        Bound::Current(bindings) => lifecycle_world!(bindings, fresh),
+                        Bound::V0_3(bindings) => lifecycle_world!(bindings, fresh),
                         Bound::V0_2(bindings) => old_world!(bindings, v0_2),
                         Bound::V0_1(bindings) => old_world!(bindings, v0_1),
                     }
@@ -954,6 +1033,7 @@ impl WasmPlugin {
 /// An instantiated component of one of the worlds the host implements.
 enum Bound {
     Current(PlexusPlugin),
+    V0_3(bindings_v0_3::PlexusPlugin),
     V0_2(bindings_v0_2::PlexusPlugin),
     V0_1(bindings_v0_1::PlexusPlugin),
 }
@@ -1025,7 +1105,7 @@ impl InstancePool {
     /// but the pool's end, and it may run wherever an instance is dropped
     /// (async code included, see [`drive`]).
     fn retire(&self, instance: Idle) -> Option<std::thread::JoinHandle<()>> {
-        if !matches!(instance.bound, Bound::Current(_)) {
+        if !matches!(instance.bound, Bound::Current(_) | Bound::V0_3(_)) {
             return None;
         }
         let (plugin, timeout) = (self.plugin_id.clone(), self.timeout.min(crate::runtime::CLEANUP_TIMEOUT));
@@ -1092,13 +1172,18 @@ impl InstancePool {
 /// Run `instance`'s `cleanup` (it is a contract 0.3 instance) within
 /// `timeout`, then drop it.
 fn clean_up(mut instance: Idle, plugin: &str, timeout: Duration) {
-    let Bound::Current(bindings) = &instance.bound else { return };
-    let state = instance.store.data_mut();
+    type Cleanup<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = wasmtime::Result<()>> + Send + 'a>>;
+    let Idle { bound, store, .. } = &mut instance;
+    let state = store.data_mut();
     state.services = Some(CallServices::new(plugin, "cleanup", Default::default(), Default::default()));
     state.deadline = Instant::now().checked_add(timeout);
     state.stopped = None;
-    instance.store.set_epoch_deadline(1);
-    let run = bindings.plexus_plugin_guest().call_cleanup(&mut instance.store);
+    store.set_epoch_deadline(1);
+    let run: Cleanup<'_> = match bound {
+        Bound::Current(bindings) => Box::pin(bindings.plexus_plugin_guest().call_cleanup(store)),
+        Bound::V0_3(bindings) => Box::pin(bindings.plexus_plugin_guest().call_cleanup(store)),
+        Bound::V0_2(_) | Bound::V0_1(_) => return,
+    };
     let ended = drive(std::pin::pin!(run), |run| async move {
         tokio::time::timeout(timeout, run)
             .await
@@ -1208,6 +1293,7 @@ impl Runtime for WasmPlugin {
                     message: format!("output is not valid JSON: {e}"),
                 })?,
                 metrics: out.metrics.into_iter().map(|m| (m.name, m.value)).collect(),
+                artifacts: Vec::new(),
             }),
             Err(e) => Err(CallError::Plugin { plugin: plugin.clone(), error: from_wit_error(e) }),
         }

@@ -278,7 +278,7 @@ impl Runtime for ProcessPlugin {
             }
         };
         let mut worker = pool.acquire(deadline, services, &stopped)?;
-        match worker.run(&context, services, deadline) {
+        match worker.run(&context, services, deadline, self.pool.request.landlock.is_none()) {
             Ran::Done { response, late } => {
                 pool.release(worker);
                 if late {
@@ -529,7 +529,9 @@ impl Worker {
     }
 
     /// Run one call; answer the worker's service requests meanwhile.
-    fn run(&mut self, context: &str, services: &CallServices, deadline: Option<Instant>) -> Ran {
+    /// `files`: whether the worker can reach the artifact store's files (it
+    /// is not restricted by Landlock).
+    fn run(&mut self, context: &str, services: &CallServices, deadline: Option<Instant>, files: bool) -> Ran {
         if self.conn.send(&Frame::Call(context.to_owned())).is_err() {
             return Ran::Crashed;
         }
@@ -560,13 +562,8 @@ impl Worker {
                 }
                 Ok(Some(Frame::Progress(fraction, message))) => services.report_progress(fraction, &message),
                 Ok(Some(Frame::Orchestrate(request))) => {
-                    let answer = match serde_json::from_str::<plexus_sdk::Orchestration>(&request) {
-                        Ok(request) => services.orchestrate(&request),
-                        Err(e) => {
-                            Err(plexus_sdk::PluginError::invalid_input(format!("not an orchestration request: {e}")))
-                        }
-                    };
-                    if self.conn.send(&Frame::Orchestrated(crate::native::orchestration_answer(answer))).is_err() {
+                    let answer = crate::services::answer_request(services, &request, files);
+                    if self.conn.send(&Frame::Orchestrated(answer)).is_err() {
                         return Ran::Crashed;
                     }
                 }

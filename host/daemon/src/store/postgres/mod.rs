@@ -293,6 +293,7 @@ mod tests {
             metrics: Default::default(),
             progress: None,
             usage: None,
+            artifacts: Default::default(),
         }
     }
 

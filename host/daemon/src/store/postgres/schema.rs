@@ -169,4 +169,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (execution_id, name)
     );
     CREATE INDEX signals_by_time ON signals (at_ms);",
+    // 7: which execution holds which artifact (the bytes are in the artifact store).
+    "CREATE TABLE artifacts (
+        execution_id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        name TEXT NOT NULL,
+        step_id TEXT,
+        bytes BIGINT NOT NULL,
+        media_type TEXT,
+        created_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (execution_id, digest, name)
+    );
+    CREATE INDEX artifacts_by_digest ON artifacts (digest);",
 ];

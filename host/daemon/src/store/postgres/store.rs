@@ -740,6 +740,63 @@ impl Store for PgStore {
         })
     }
 
+    fn link_artifact(&self, execution_id: &str, a: &plexus_client::ArtifactRecord) -> StoreFuture<()> {
+        let (id, a) = (execution_id.to_owned(), a.clone());
+        self.run(move |s| async move {
+            s.writable()?;
+            s.exec(
+                "INSERT INTO artifacts (execution_id, digest, name, step_id, bytes, media_type, created_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                &[&id, &a.artifact, &a.name, &a.step, &(a.bytes as i64), &a.media_type, &(a.created_at_ms as i64)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn artifacts(&self, execution_id: &str) -> StoreFuture<Vec<plexus_client::ArtifactRecord>> {
+        let id = execution_id.to_owned();
+        self.run(move |s| async move {
+            let rows = s
+                .query(
+                    "SELECT digest, name, step_id, bytes, media_type, created_at_ms FROM artifacts
+                     WHERE execution_id = $1 ORDER BY created_at_ms, name LIMIT 10000",
+                    &[&id],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(plexus_client::ArtifactRecord {
+                        artifact: s.col(r, 0)?,
+                        name: s.col(r, 1)?,
+                        step: s.col(r, 2)?,
+                        bytes: s.col::<i64>(r, 3)?.max(0) as u64,
+                        media_type: s.col(r, 4)?,
+                        created_at_ms: s.col::<i64>(r, 5)?.max(0) as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn holds_artifact(&self, ids: &[String], digest: &str) -> StoreFuture<bool> {
+        let (ids, digest) = (ids.to_vec(), digest.to_owned());
+        self.run(move |s| async move {
+            let rows = s
+                .query("SELECT 1 FROM artifacts WHERE execution_id = ANY($1) AND digest = $2 LIMIT 1", &[&ids, &digest])
+                .await?;
+            Ok(!rows.is_empty())
+        })
+    }
+
+    fn held_artifacts(&self, digests: &[String]) -> StoreFuture<std::collections::HashSet<String>> {
+        let digests = digests.to_vec();
+        self.run(move |s| async move {
+            let rows = s.query("SELECT DISTINCT digest FROM artifacts WHERE digest = ANY($1)", &[&digests]).await?;
+            rows.iter().map(|r| s.col(r, 0)).collect()
+        })
+    }
+
     fn put_compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> StoreFuture<()> {
         let id = execution_id.to_owned();
         let record_json = json(record);
@@ -956,6 +1013,7 @@ impl Store for PgStore {
                 "DELETE FROM state_entries WHERE execution_id = ANY($1)",
                 "DELETE FROM step_items WHERE execution_id = ANY($1)",
                 "DELETE FROM signals WHERE execution_id = ANY($1)",
+                "DELETE FROM artifacts WHERE execution_id = ANY($1)",
                 "DELETE FROM executions WHERE id = ANY($1)",
             ] {
                 tx.execute(sql, &[&ids]).await.map_err(|e| s.err(&e))?;

@@ -1,0 +1,356 @@
+//! Artifacts: bytes a call stores by reference instead of returning them as
+//! output (contract 0.4; Dagster's and Argo's artifacts).
+//!
+//! [`BlobStore`] keeps each content once, named by its sha256, under one
+//! directory (the daemon's sits beside its state database):
+//! `<root>/sha256/<2 hex>/<62 hex>`, with files being written in `<root>/tmp`.
+//! An [`ArtifactIndex`] records which execution holds which artifact: that
+//! decides who may read one (its execution and the executions descending
+//! from it) and when its bytes go (when no execution holds it any more,
+//! [`BlobStore::collect`]).
+//!
+//! A call's writers and readers live in [`CallServices`](crate::services::CallServices);
+//! the host moves at most [`plexus_sdk::MAX_ARTIFACT_CHUNK_BYTES`] per
+//! request and streams files through a 64 KiB buffer, so its memory does not
+//! grow with an artifact's size.
+
+use plexus_sdk::ArtifactRef;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Which execution holds which artifact (the daemon's store; an in-memory
+/// set for `plexus run`).
+pub trait ArtifactIndex: Send + Sync {
+    /// Record that `execution` holds `reference`, written by its step `step`.
+    /// Called before the bytes are put in place, so a collection running at
+    /// the same time keeps them. Blocking: called on the plugin's call thread.
+    ///
+    /// # Errors
+    /// Why it could not be recorded (the artifact is then refused).
+    fn link(&self, execution: &str, step: Option<&str>, reference: &ArtifactRef) -> Result<(), String>;
+    /// Whether `execution` may read the artifact with `digest`
+    /// (`sha256:<hex>`): it, or an execution it descends from (see
+    /// [`lineage`]), holds it.
+    ///
+    /// # Errors
+    /// Why it could not be looked up.
+    fn readable(&self, execution: &str, digest: &str) -> Result<bool, String>;
+}
+
+/// An execution's id and the ids of the executions it descends from,
+/// nearest first: a sub-workflow's execution is `<parent>~<step>`
+/// (`a~load~x` → `a~load~x`, `a~load`, `a`).
+pub fn lineage(execution: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(execution), |id| id.rsplit_once('~').map(|(parent, _)| parent))
+}
+
+/// [`ArtifactIndex`] in memory: for hosts without a store (`plexus run`).
+#[derive(Debug, Default)]
+pub struct MemoryIndex(std::sync::Mutex<HashSet<(String, String)>>);
+
+impl ArtifactIndex for MemoryIndex {
+    fn link(&self, execution: &str, _: Option<&str>, reference: &ArtifactRef) -> Result<(), String> {
+        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.insert((execution.to_owned(), reference.artifact.clone()));
+        Ok(())
+    }
+    fn readable(&self, execution: &str, digest: &str) -> Result<bool, String> {
+        let held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(lineage(execution).any(|id| held.contains(&(id.to_owned(), digest.to_owned()))))
+    }
+}
+
+/// Which of the digests it is given (`sha256:<hex>`) an execution holds
+/// (see [`BlobStore::collect`]).
+pub type HeldBy<'a> = dyn Fn(&[String]) -> Result<HashSet<String>, String> + 'a;
+
+/// The content-addressed blob store: one file per content, named by its sha256.
+#[derive(Debug)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+/// Temporary files older than this are a crashed writer's: removed when a store opens.
+const STALE_TEMP: Duration = Duration::from_secs(24 * 3600);
+
+impl BlobStore {
+    /// The store under `root`, created if missing (mode 700 on Unix: the
+    /// bytes are the executions' data). Removes temporary files a crashed
+    /// process left more than a day ago.
+    ///
+    /// # Errors
+    /// The directories cannot be created.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        for dir in [root.to_owned(), root.join("tmp"), root.join("sha256")] {
+            fs::create_dir_all(&dir)?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
+        }
+        let store = Self { root: root.to_owned() };
+        if let Ok(entries) = fs::read_dir(root.join("tmp")) {
+            for entry in entries.flatten() {
+                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|at| older_than(at, STALE_TEMP));
+                if old {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob with digest `hex` (64 hex digits) lives.
+    pub fn blob_path(&self, hex: &str) -> PathBuf {
+        self.root.join("sha256").join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// The blob `reference` names, if present.
+    pub fn path_of(&self, reference: &ArtifactRef) -> Option<PathBuf> {
+        let path = self.blob_path(reference.digest_hex()?);
+        path.is_file().then_some(path)
+    }
+
+    /// A new empty temporary file for a writer.
+    ///
+    /// # Errors
+    /// It cannot be created.
+    pub fn temp_file(&self) -> io::Result<PathBuf> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+            let path = self.root.join("tmp").join(format!("{}-{n}-{nanos:08x}.part", std::process::id()));
+            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(_) => return Ok(path),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The sha256 (64 hex digits) and size of file `path`, read through a
+    /// 64 KiB buffer; `Ok(None)` when it has more than `max` bytes.
+    ///
+    /// # Errors
+    /// It cannot be read.
+    pub fn digest_file(path: &Path, max: u64) -> io::Result<Option<(String, u64)>> {
+        let mut file = File::open(path)?;
+        if file.metadata()?.len() > max {
+            return Ok(None);
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > max {
+                return Ok(None);
+            }
+            hasher.update(&buf[..n]);
+        }
+        let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Some((hex, size)))
+    }
+
+    /// Put temporary file `temp` in place as blob `hex` (its digest; the
+    /// index already links it). When the blob exists already its time is
+    /// refreshed (a collection skips recent blobs) and `temp` removed.
+    ///
+    /// # Errors
+    /// The file cannot be moved.
+    pub fn place(&self, temp: &Path, hex: &str) -> io::Result<()> {
+        let path = self.blob_path(hex);
+        if path.is_file() {
+            // Setting a time needs ownership, not write access (blobs are read-only).
+            let refreshed = File::open(&path).and_then(|f| f.set_modified(SystemTime::now()));
+            if refreshed.is_ok() && path.is_file() {
+                let _ = fs::remove_file(temp);
+                return Ok(());
+            }
+        }
+        fs::create_dir_all(path.parent().expect("a blob path has a parent"))?;
+        // Read-only: nothing rewrites a blob in place.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(temp, fs::Permissions::from_mode(0o400))?;
+        }
+        fs::rename(temp, &path)
+    }
+
+    /// Delete the blobs no execution holds any more and that are older than
+    /// `grace` (a blob being written and linked now is younger). `held`
+    /// answers which of the digests it is given (`sha256:<hex>`) an
+    /// execution still holds. Safe against a writer linking a blob at the
+    /// same time, on any node sharing the directory: a candidate is first
+    /// renamed aside, then asked about again, and put back if it is held
+    /// (a writer links before it checks the blob is in place, and puts its
+    /// own copy in place when it is not). Answers how many were deleted.
+    ///
+    /// # Errors
+    /// The directory cannot be read, or `held` failed.
+    pub fn collect(
+        &self,
+        grace: Duration,
+        held: &HeldBy<'_>,
+    ) -> Result<usize, String> {
+        let mut candidates = Vec::new();
+        let io = |e: io::Error| format!("artifact store {}: {e}", self.root.display());
+        for dir in fs::read_dir(self.root.join("sha256")).map_err(io)?.flatten() {
+            let Ok(files) = fs::read_dir(dir.path()) else { continue };
+            for file in files.flatten() {
+                let hex = format!("{}{}", dir.file_name().to_string_lossy(), file.file_name().to_string_lossy());
+                let old = file.metadata().and_then(|m| m.modified()).is_ok_and(|at| older_than(at, grace));
+                if old && hex.len() == 64 {
+                    candidates.push(format!("sha256:{hex}"));
+                }
+            }
+        }
+        let mut deleted = 0;
+        for batch in candidates.chunks(500) {
+            let first = held(batch)?;
+            let aside: Vec<(String, PathBuf, PathBuf)> = batch
+                .iter()
+                .filter(|d| !first.contains(*d))
+                .filter_map(|digest| {
+                    let hex = &digest["sha256:".len()..];
+                    let (path, tomb) = (self.blob_path(hex), self.root.join("tmp").join(format!("{hex}.collected")));
+                    fs::rename(&path, &tomb).ok().map(|()| (digest.clone(), path, tomb))
+                })
+                .collect();
+            if aside.is_empty() {
+                continue;
+            }
+            let digests: Vec<String> = aside.iter().map(|(d, ..)| d.clone()).collect();
+            let again = match held(&digests) {
+                Ok(again) => again,
+                Err(e) => {
+                    for (_, path, tomb) in &aside {
+                        let _ = fs::rename(tomb, path);
+                    }
+                    return Err(e);
+                }
+            };
+            for (digest, path, tomb) in aside {
+                if again.contains(&digest) {
+                    if !path.exists() {
+                        let _ = fs::rename(&tomb, &path);
+                    }
+                    let _ = fs::remove_file(&tomb);
+                } else if fs::remove_file(&tomb).is_ok() {
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn older_than(at: SystemTime, age: Duration) -> bool {
+    SystemTime::now().duration_since(at).is_ok_and(|d| d > age)
+}
+
+/// A host's artifacts: the blob store and the index. Cheap to clone.
+#[derive(Clone)]
+pub struct Artifacts {
+    /// The blob store.
+    pub store: Arc<BlobStore>,
+    /// Which execution holds which artifact.
+    pub index: Arc<dyn ArtifactIndex>,
+}
+
+impl std::fmt::Debug for Artifacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Artifacts").field("root", &self.store.root).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lineage_walks_up_the_sub_workflow_ids() {
+        assert_eq!(lineage("a~load~x").collect::<Vec<_>>(), ["a~load~x", "a~load", "a"]);
+        assert_eq!(lineage("plain").collect::<Vec<_>>(), ["plain"]);
+    }
+
+    fn store() -> (tempfile::TempDir, BlobStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("artifacts")).unwrap();
+        (dir, store)
+    }
+
+    fn put(store: &BlobStore, bytes: &[u8]) -> String {
+        let temp = store.temp_file().unwrap();
+        fs::write(&temp, bytes).unwrap();
+        let (hex, size) = BlobStore::digest_file(&temp, u64::MAX).unwrap().unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        store.place(&temp, &hex).unwrap();
+        assert!(!temp.exists());
+        hex
+    }
+
+    #[test]
+    fn a_content_is_stored_once_under_its_digest() {
+        let (_dir, store) = store();
+        let a = put(&store, b"hello");
+        assert_eq!(a, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(put(&store, b"hello"), a);
+        assert_eq!(fs::read(store.blob_path(&a)).unwrap(), b"hello");
+        let files = fs::read_dir(store.root().join("sha256").join("2c")).unwrap().count();
+        assert_eq!(files, 1);
+        let temp = store.temp_file().unwrap();
+        fs::write(&temp, b"too long").unwrap();
+        assert_eq!(BlobStore::digest_file(&temp, 7).unwrap(), None, "past the limit");
+    }
+
+    #[test]
+    fn a_collection_deletes_only_old_blobs_no_execution_holds() {
+        let (_dir, store) = store();
+        let kept = put(&store, b"kept");
+        let gone = put(&store, b"gone");
+        let young = put(&store, b"young");
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        for hex in [&kept, &gone] {
+            File::open(store.blob_path(hex)).unwrap().set_modified(old).unwrap();
+        }
+        let held_digest = format!("sha256:{kept}");
+        let asked = std::sync::Mutex::new(Vec::new());
+        let held = |digests: &[String]| {
+            asked.lock().unwrap().push(digests.to_vec());
+            Ok(digests.iter().filter(|d| **d == held_digest).cloned().collect())
+        };
+        assert_eq!(store.collect(Duration::from_secs(3600), &held).unwrap(), 1);
+        assert!(store.blob_path(&kept).exists() && store.blob_path(&young).exists());
+        assert!(!store.blob_path(&gone).exists());
+        // Asked twice about the one set aside: before and after the rename.
+        assert_eq!(asked.lock().unwrap().last().unwrap(), &vec![format!("sha256:{gone}")]);
+        // A blob linked between the two questions is put back.
+        let racing = put(&store, b"racing");
+        File::open(store.blob_path(&racing)).unwrap().set_modified(old).unwrap();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let linked_meanwhile = |digests: &[String]| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(if n == 0 { HashSet::new() } else { digests.iter().cloned().collect() })
+        };
+        assert_eq!(store.collect(Duration::from_secs(3600), &linked_meanwhile).unwrap(), 0);
+        assert_eq!(fs::read(store.blob_path(&racing)).unwrap(), b"racing");
+    }
+}
