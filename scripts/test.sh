@@ -20,7 +20,7 @@ cargo test --workspace --locked "$@"
 PLEXUS_TEST_STORE=postgres cargo test -p plexus-daemon --lib --locked tests::
 PLEXUS_TEST_STORE=postgres cargo test -p plexus --test integration --locked -- \
   daemon:: daemon_faults::concurrent daemon_faults::sigterm lifecycle::in_a_daemon \
-  isolation::the_daemon hostile::the_daemon secrets::a_secret_reaches hooks:: map::
+  isolation::the_daemon hostile::the_daemon secrets::a_secret_reaches hooks:: map:: artifacts::
 
 bash scripts/setup-sdks.sh
 export PLEXUS_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/plexus

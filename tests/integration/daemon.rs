@@ -427,6 +427,28 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     call("DELETE", "/v1/secrets/{name}", "/v1/secrets/DB_PASSWORD", None, 204);
     assert_eq!(code(d.call("DELETE", "/v1/secrets/DB_PASSWORD", None).1), ErrorCode::NotFound);
 
+    let first = id.clone();
+    // Artifacts: a step that writes one; the list; the bytes.
+    let art = "id: art\nsteps:\n  - { id: fill, plugin_id: plexus.echo.native, method_name: fill, parameters: { name: blob, bytes: 100 } }\n";
+    call("POST", "/v1/workflows", "/v1/workflows", Some(json!({"source": art})), 201);
+    let wrote: Started = typed(d.call("POST", "/v1/executions", Some(json!({"workflow": "art"}))).1);
+    let art_id = wrote.execution_id;
+    assert_eq!(d.wait_for(&art_id, Duration::from_secs(20)).status.status, WorkflowStatus::Completed);
+    let held: plexus_client::ExecutionArtifacts =
+        typed(call("GET", "/v1/executions/{id}/artifacts", &format!("/v1/executions/{art_id}/artifacts"), None, 200));
+    assert_eq!((held.artifacts.len(), held.artifacts[0].bytes), (1, 100));
+    let digest = &held.artifacts[0].artifact;
+    call(
+        "GET",
+        "/v1/executions/{id}/artifacts/{digest}",
+        &format!("/v1/executions/{art_id}/artifacts/{digest}"),
+        None,
+        200,
+    );
+    let (_, bytes) = d.raw("GET", &format!("/v1/executions/{art_id}/artifacts/{digest}"), Some(&d.token), None);
+    assert_eq!(bytes.len(), 100);
+    // Another execution does not hold it.
+    assert_eq!(d.call("GET", &format!("/v1/executions/{first}/artifacts/{digest}"), None).0, 404);
     // (The delivery above went through `raw_with_headers`: no token, its own headers.)
     hit.insert(("POST".into(), "/v1/hooks/{id}".into(), 202));
     // Every documented route was called with one of its documented 2xx statuses.
@@ -520,7 +542,7 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     client.delete_workflow("typed").unwrap();
     assert_eq!(client.workflow("typed", None).unwrap_err().code(), Some(ErrorCode::NotFound));
     client.register_workflow(typed_source.clone()).unwrap();
-    assert_eq!(client.clear_workflows().unwrap().deleted, 4, "chain, gate, typed and from-tpl");
+    assert_eq!(client.clear_workflows().unwrap().deleted, 5, "chain, gate, art, typed and from-tpl");
     d.register(CHAIN);
 
     // The CLI client against the same daemon.

@@ -20,6 +20,7 @@
 //! `scripts/build-plugins.sh` (see `support`), so these tests exercise real
 //! native libraries and real WASM components.
 
+mod artifacts;
 mod cli;
 mod cluster;
 mod daemon;

@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use plexus_daemon::config::LogFormat;
 use plexus_host::secrets::{EnvSecrets, MapSecrets, SecretSource};
 use plexus_host::{Host, HostBuilder};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -329,7 +329,16 @@ fn plugin_dirs(global: &Global) -> Vec<PathBuf> {
 
 /// Discover and load the plugins.
 fn load_host(global: &Global) -> anyhow::Result<Host> {
-    Ok(host_builder(global)?.plugin_dirs(plugin_dirs(global)).build()?)
+    load_host_protecting(global, &[])
+}
+
+/// The plugins' host, no WASM grant reaching `protected`.
+fn load_host_protecting(global: &Global, protected: &[&Path]) -> anyhow::Result<Host> {
+    let mut builder = host_builder(global)?.plugin_dirs(plugin_dirs(global));
+    for path in protected {
+        builder = builder.protect(path);
+    }
+    Ok(builder.build()?)
 }
 
 fn parse_isolation(name: &str) -> Result<plexus_host::Isolation, String> {

@@ -312,6 +312,42 @@ pub enum ExecCommand {
     },
 }
 
+/// A writer that hashes what goes through it (sha256), to check a download.
+struct Hashing<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+}
+
+impl<W: std::io::Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        use sha2::Digest;
+        Self { inner, hasher: sha2::Sha256::new() }
+    }
+
+    /// `Ok` when what went through has `digest` (`sha256:<hex>`).
+    fn check(&mut self, digest: &str) -> anyhow::Result<()> {
+        use sha2::Digest;
+        let hex: String = std::mem::take(&mut self.hasher).finalize().iter().map(|b| format!("{b:02x}")).collect();
+        anyhow::ensure!(
+            digest == format!("sha256:{hex}"),
+            "the bytes received do not have the digest {digest} (sha256:{hex})"
+        );
+        Ok(())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.write(data)?;
+        self.hasher.update(&data[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn exit_for_status(status: WorkflowStatus) -> ExitCode {
     match status {
         WorkflowStatus::Completed => ExitCode::SUCCESS,
@@ -487,14 +523,36 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
                     .map(|a| a.artifact.clone())
                     .with_context(|| format!("execution {id} holds no artifact named `{artifact}`"))?
             };
+            // Checked against its digest as it comes; a file is written aside and
+            // renamed once whole and checked (a failed download leaves no file).
             let written = match &out {
                 Some(path) => {
-                    let mut file = std::io::BufWriter::new(
-                        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-                    );
-                    client.download_artifact(&id, &digest, &mut file)?
+                    let part = path.with_file_name(format!(
+                        "{}.part",
+                        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                    ));
+                    let file =
+                        std::fs::File::create(&part).with_context(|| format!("cannot create {}", part.display()))?;
+                    let mut sink = Hashing::new(std::io::BufWriter::new(file));
+                    let result = client.download_artifact(&id, &digest, &mut sink).map_err(anyhow::Error::from);
+                    let checked = result.and_then(|n| sink.check(&digest).map(|()| n));
+                    match checked {
+                        Ok(n) => {
+                            std::fs::rename(&part, path).with_context(|| format!("cannot write {}", path.display()))?;
+                            n
+                        }
+                        Err(e) => {
+                            let _ = std::fs::remove_file(&part);
+                            return Err(e);
+                        }
+                    }
                 }
-                None => client.download_artifact(&id, &digest, &mut std::io::stdout().lock())?,
+                None => {
+                    let mut sink = Hashing::new(std::io::stdout().lock());
+                    let n = client.download_artifact(&id, &digest, &mut sink)?;
+                    sink.check(&digest)?;
+                    n
+                }
             };
             if let Some(path) = &out {
                 errln!("{written} bytes written to {}", path.display());

@@ -1,7 +1,7 @@
 //! `plexus run`: run a workflow file to the end, with live progress.
 
 use crate::Global;
-use crate::workflow::load_valid;
+use crate::workflow::load_valid_protecting;
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -45,9 +45,9 @@ pub struct RunArgs {
     /// (Codomyrmex's, in seconds), else the workflow's `timeout`.
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     timeout: Option<Duration>,
-    /// Keep the artifacts the steps write in this folder (a content-addressed
-    /// store: `sha256/<2 hex>/<62 hex>`). Default: a temporary folder, removed
-    /// when the run ends.
+    /// Keep the artifacts the steps write in this folder (a new or empty one, or
+    /// one used so before: a content-addressed store, `sha256/<2 hex>/<62 hex>`).
+    /// Default: a temporary folder in the data folder, removed when the run ends.
     #[arg(long, value_name = "DIR")]
     artifacts_dir: Option<PathBuf>,
 }
@@ -89,7 +89,19 @@ fn overrides(args: &RunArgs) -> anyhow::Result<(Option<usize>, Option<Duration>)
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (max_parallel, timeout) = overrides(&args)?;
     let secrets = crate::secret_source(global)?;
-    let (host, mut valid) = match load_valid(global, &args.file)? {
+    // Chosen first: no WASM plugin's grant may reach it.
+    let temporary = match &args.artifacts_dir {
+        Some(_) => None,
+        None => {
+            let parent = plexus_daemon::config::data_dir().join("run");
+            std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            Some(tempfile::Builder::new().prefix("artifacts-").tempdir_in(&parent)?)
+        }
+    };
+    let dir = args.artifacts_dir.as_deref().or(temporary.as_ref().map(tempfile::TempDir::path)).expect("one of them");
+    let store = plexus_host::artifacts::BlobStore::open(dir)
+        .with_context(|| format!("cannot open the artifact store {}", dir.display()))?;
+    let (host, mut valid) = match load_valid_protecting(global, &args.file, &[dir])? {
         Ok(pair) => pair,
         Err(code) => return Ok(code),
     };
@@ -110,14 +122,6 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let workflow_id = valid.workflow.id.clone();
     let steps: Vec<String> = valid.workflow.steps.iter().map(|s| s.id.clone()).collect();
-    // Removed when the run ends unless the user named the folder.
-    let temporary = match &args.artifacts_dir {
-        Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("plexus-artifacts-").tempdir()?),
-    };
-    let dir = args.artifacts_dir.as_deref().or(temporary.as_ref().map(tempfile::TempDir::path)).expect("one of them");
-    let store = plexus_host::artifacts::BlobStore::open(dir)
-        .with_context(|| format!("cannot open the artifact store {}", dir.display()))?;
     let artifacts = plexus_host::artifacts::Artifacts {
         store: Arc::new(store),
         index: Arc::new(plexus_host::artifacts::MemoryIndex::default()),

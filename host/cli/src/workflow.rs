@@ -105,7 +105,16 @@ pub enum GraphFormat {
 /// Load the plugins and validate `file` against them; print the problems and
 /// return `Err(exit code)` when invalid.
 pub fn load_valid(global: &Global, file: &Path) -> anyhow::Result<Result<(Host, ValidWorkflow), ExitCode>> {
-    let host = load_host(global)?;
+    load_valid_protecting(global, file, &[])
+}
+
+/// [`load_valid`], WASM plugins' grants kept out of `protected` too.
+pub fn load_valid_protecting(
+    global: &Global,
+    file: &Path,
+    protected: &[&Path],
+) -> anyhow::Result<Result<(Host, ValidWorkflow), ExitCode>> {
+    let host = crate::load_host_protecting(global, protected)?;
     match load_file(file, Some(&host)) {
         Ok(valid) => Ok(Ok((host, valid))),
         Err(invalid) => {

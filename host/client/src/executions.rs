@@ -410,7 +410,9 @@ mod tests {
 }
 
 /// An artifact an execution holds (`GET /v1/executions/{id}/artifacts`): a
-/// step's call wrote it to the daemon's artifact store.
+/// step's call wrote it to the daemon's artifact store. Listed once per
+/// step, name and content (a retried step that writes the same bytes again
+/// is listed once; two steps writing one content are listed twice, stored once).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ArtifactRecord {

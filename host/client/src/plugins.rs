@@ -189,7 +189,7 @@ pub struct PluginLimits {
     pub log_bytes: u64,
     /// WASI resource handles one call may hold at once.
     pub handles: u32,
-    /// Each artifact one call may write, in bytes (0 from a daemon that predates artifacts).
+    /// The artifacts one call may write together, in bytes (0 from a daemon that predates artifacts).
     #[serde(default)]
     pub artifact_bytes: u64,
 }

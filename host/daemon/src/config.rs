@@ -34,13 +34,13 @@
 //! state_bytes = 16777216                            # shared state after a plugin's write
 //! log_bytes = 1048576                               # host log service per call
 //! handles = 256                                     # WASM resource handles per call
-//! artifact_bytes = 1073741824                       # each artifact a call writes
+//! artifact_bytes = 1073741824                       # the artifacts one call writes, together
 //!
 //! [max_limits]                                      # the most a manifest may ask for (same keys);
 //! timeout_ms = 86400000                             # above it a plugin does not load. Defaults:
 //! memory_mib = 4096                                 # 1 day, 4 GiB, 16 MiB of output, 256 MiB of
 //!                                                   # state, 64 MiB of log, 4,096 handles,
-//!                                                   # 64 GiB per artifact
+//!                                                   # 64 GiB of artifacts per call
 //!
 //! [aliases]                                         # other names of plugins in workflow steps
 //! data_visualization = "plexus.csv"                 # (Codomyrmex `module`, factories' `factory`)
@@ -135,7 +135,7 @@ pub const MAX_ALIASES: usize = 10_000;
 
 /// The largest `[max_limits]` a daemon accepts: 30 days of timeout, 4 GiB of
 /// memory, 1 GiB of output, 4 GiB of state, 1 GiB of log, 65,536 handles,
-/// 1 TiB per artifact.
+/// 1 TiB of artifacts per call.
 fn ceiling() -> Limits {
     Limits {
         timeout: Duration::from_millis(CEILING_TIMEOUT_MS),

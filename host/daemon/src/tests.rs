@@ -52,6 +52,21 @@ impl Plugin for DaemonOps {
             .capabilities([plexus_sdk::capability::WORKFLOW_STEP, plexus_sdk::capability::SCHEDULED_TASK])
     }
     fn operations(ops: &mut Operations<Self>) {
+        ops.add("put", "Writes artifact `name` holding `text`", |_, ctx: &mut Context<'_>, p: Value| {
+            use std::io::Write;
+            let mut out = ctx.create_artifact(p["name"].as_str().unwrap_or("x"), None)?;
+            out.write_all(p["text"].as_str().unwrap_or_default().as_bytes())
+                .map_err(|e| PluginError::failed(e.to_string()))?;
+            out.finish()
+        });
+        ops.add("get", "Reads the artifact `artifact` names as text", |_, ctx: &mut Context<'_>, p: Value| {
+            use std::io::Read;
+            let reference = plexus_sdk::ArtifactRef::from_value(&p["artifact"])
+                .ok_or_else(|| PluginError::invalid_input("`artifact` is not a reference"))?;
+            let mut text = String::new();
+            ctx.open_artifact(&reference)?.read_to_string(&mut text).map_err(|e| PluginError::failed(e.to_string()))?;
+            Ok::<_, PluginError>(text)
+        });
         ops.add(
             "tick",
             "Counts a run of `tag`, sleeps `ms`, fails while `tag` is failing",
@@ -1564,4 +1579,70 @@ async fn a_workflow_that_calls_itself_stops_at_the_nesting_bound_and_a_failed_ch
     let exec = f.daemon.start("orphan", Map::new(), super::core::Origin::default()).await.unwrap();
     let status = wait_done(&f.daemon, exec.id()).await;
     assert!(status.steps[0].error.as_ref().unwrap().message.contains("no-such"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_are_recorded_read_by_descendants_only_and_go_with_their_executions() {
+    let clock = Arc::new(MockClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)));
+    // One worker: the parent waits for its child parked.
+    let f = fixture_with_workers(clock.clone(), 1);
+    let store_dir = f._dir.path().join("artifacts");
+    f.daemon.set_artifacts(crate::artifacts::open(&f.daemon, &store_dir).unwrap());
+    let reader = "id: reader\ninputs:\n  rows: {type: object}\nsteps:\n  \
+                  - {id: get, plugin_id: dtest.ops, method_name: get, parameters: {artifact: \"${{ inputs.rows }}\"}}\n\
+                  outputs:\n  text: \"${{ steps.get.output }}\"\n";
+    f.daemon.register_workflow(reader).await.unwrap();
+    let writer = "id: writer\nsteps:\n  \
+                  - {id: put, plugin_id: dtest.ops, method_name: put, parameters: {name: rows, text: \"1,2,3\"}}\n  \
+                  - {id: sub, workflow: reader, dependencies: [put], parameters: {rows: \"${{ steps.put.artifacts.rows }}\"}}\n\
+                  outputs:\n  read: \"${{ steps.sub.output.outputs.text }}\"\n";
+    f.daemon.register_workflow(writer).await.unwrap();
+    let exec = f.daemon.start("writer", Map::new(), Default::default()).await.unwrap().id().to_owned();
+    let status = wait_done(&f.daemon, &exec).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    // The child (`<parent>~sub`) read its parent's artifact.
+    assert_eq!(status.outputs["read"], "1,2,3");
+    let reference = status.steps[0].artifacts["rows"].clone();
+    let listed = f.store.artifacts(&exec).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].reference(), listed[0].step.as_deref()), (reference.clone(), Some("put")));
+    let blob = f.daemon.artifacts().unwrap().store.path_of(&reference).unwrap();
+    assert_eq!(std::fs::read(&blob).unwrap(), b"1,2,3");
+
+    // An execution that is not a descendant cannot read it, reference or not.
+    let inputs = json!({"rows": reference}).as_object().unwrap().clone();
+    let other = f.daemon.start("reader", inputs, Default::default()).await.unwrap().id().to_owned();
+    let status = wait_done(&f.daemon, &other).await;
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    assert!(status.steps[0].error.as_ref().unwrap().message.contains("not one of this execution's"), "{status:#?}");
+
+    // A child's artifact named by its outputs is its parent's too.
+    let maker = "id: maker\nsteps:\n  - {id: put, plugin_id: dtest.ops, method_name: put, parameters: {name: made, text: abc}}\n\
+                 outputs:\n  made: \"${{ steps.put.artifacts.made }}\"\n";
+    f.daemon.register_workflow(maker).await.unwrap();
+    let user = "id: user\nsteps:\n  - {id: sub, workflow: maker}\n  \
+                - {id: get, plugin_id: dtest.ops, method_name: get, dependencies: [sub], parameters: {artifact: \"${{ steps.sub.output.outputs.made }}\"}}\n";
+    f.daemon.register_workflow(user).await.unwrap();
+    let used = f.daemon.start("user", Map::new(), Default::default()).await.unwrap().id().to_owned();
+    let status = wait_done(&f.daemon, &used).await;
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    assert_eq!(status.steps[1].output, Some(json!("abc")));
+    let handed = f.store.artifacts(&used).await.unwrap();
+    assert_eq!((handed.len(), handed[0].step.as_deref(), handed[0].name.as_str()), (1, Some("sub"), "made"));
+
+    // A collection keeps what an execution holds, whatever its age.
+    assert_eq!(f.daemon.collect_artifacts(Duration::ZERO).await.unwrap(), 0);
+    assert!(blob.exists());
+    // Past the retention the executions go, their rows, then the bytes.
+    clock.advance(Duration::from_secs(2 * 86_400));
+    f.daemon.set_retention(Some(Duration::from_secs(86_400)));
+    assert_eq!(f.daemon.prune_if_due().await, 5, "the writer, the user, their children and the other reader");
+    assert!(f.store.artifacts(&exec).await.unwrap().is_empty());
+    assert!(
+        !f.store.held_artifacts(std::slice::from_ref(&reference.artifact)).await.unwrap().contains(&reference.artifact)
+    );
+    // (The daemon's own pass keeps blobs younger than an hour; this one looks at all.)
+    assert!(blob.exists());
+    assert_eq!(f.daemon.collect_artifacts(Duration::ZERO).await.unwrap(), 2, "rows and made");
+    assert!(!blob.exists());
 }

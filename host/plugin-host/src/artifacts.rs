@@ -78,32 +78,84 @@ pub struct BlobStore {
 /// Temporary files older than this are a crashed writer's: removed when a store opens.
 const STALE_TEMP: Duration = Duration::from_secs(24 * 3600);
 
+/// The file that marks a folder as an artifact store.
+const MARKER: &str = ".plexus-artifacts";
+
+/// What a blob set aside by a collection is called (`<hex>.<unique>` + this).
+const ASIDE: &str = ".collected";
+
 impl BlobStore {
-    /// The store under `root`, created if missing (mode 700 on Unix: the
-    /// bytes are the executions' data). Removes temporary files a crashed
-    /// process left more than a day ago.
+    /// The store under `root`: a new or empty folder is made one (mode 700
+    /// on Unix: the bytes are the executions' data, and a marker file); an
+    /// existing store is opened. Blobs a crashed collection had set aside are
+    /// put back; temporary files a crashed writer left more than a day ago
+    /// are removed.
     ///
     /// # Errors
-    /// The directories cannot be created.
+    /// The folder cannot be created, or it holds other files (it is not an
+    /// artifact store: a store never takes over a folder that is not its own).
     pub fn open(root: &Path) -> io::Result<Self> {
-        for dir in [root.to_owned(), root.join("tmp"), root.join("sha256")] {
+        let fresh = !root.exists() || fs::read_dir(root)?.next().is_none();
+        if fresh {
+            fs::create_dir_all(root)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
+            }
+            fs::write(root.join(MARKER), "a Plexus artifact store: content-addressed blobs under sha256/\n")?;
+        } else if !root.join(MARKER).is_file() {
+            return Err(io::Error::other(format!(
+                "{} is not an artifact store (it has files but no {MARKER}): name a new or empty folder",
+                root.display()
+            )));
+        }
+        for dir in [root.join("tmp"), root.join("sha256")] {
             fs::create_dir_all(&dir)?;
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
-        }
         let store = Self { root: root.to_owned() };
+        store.restore_aside();
         if let Ok(entries) = fs::read_dir(root.join("tmp")) {
             for entry in entries.flatten() {
+                let name = entry.file_name();
                 let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|at| older_than(at, STALE_TEMP));
-                if old {
+                if old && name.to_string_lossy().ends_with(".part") {
                     let _ = fs::remove_file(entry.path());
                 }
             }
         }
         Ok(store)
+    }
+
+    /// Put back the blobs a collection set aside and did not finish with (it
+    /// crashed between its two questions): a blob that is in place again
+    /// (a writer put its copy) makes the set-aside copy redundant. A blob put
+    /// back that no execution holds goes at the next collection.
+    fn restore_aside(&self) {
+        self.restore_aside_older_than(Duration::from_secs(60));
+    }
+
+    /// [`Self::restore_aside`] of the blobs set aside more than `age` ago.
+    fn restore_aside_older_than(&self, age: Duration) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(ASIDE) else { continue };
+            let hex = stem.split('.').next().unwrap_or_default();
+            // Only those set aside a minute ago or more (the rename's change
+            // time): a collection running now owns its own. (Putting one back
+            // early is safe: that collection then deletes nothing.)
+            let settled = entry.metadata().is_ok_and(|m| changed_before(&m, age));
+            if !is_hex_digest(hex) || !settled {
+                continue;
+            }
+            let path = self.blob_path(hex);
+            if path.exists() {
+                let _ = fs::remove_file(entry.path());
+            } else if let Some(parent) = path.parent() {
+                let _ = fs::create_dir_all(parent).and_then(|()| fs::rename(entry.path(), &path));
+            }
+        }
     }
 
     /// The store's directory.
@@ -112,6 +164,9 @@ impl BlobStore {
     }
 
     /// Where the blob with digest `hex` (64 hex digits) lives.
+    ///
+    /// # Panics
+    /// When `hex` has fewer than 3 ASCII characters (callers check digests first).
     pub fn blob_path(&self, hex: &str) -> PathBuf {
         self.root.join("sha256").join(&hex[..2]).join(&hex[2..])
     }
@@ -146,7 +201,53 @@ impl BlobStore {
     /// # Errors
     /// It cannot be read.
     pub fn digest_file(path: &Path, max: u64) -> io::Result<Option<(String, u64)>> {
-        let mut file = File::open(path)?;
+        Self::digest(&mut File::open(path)?, max)
+    }
+
+    /// A finished writer's temporary file `temp`, sealed: opened without
+    /// following a link, checked to be a regular file with one name, its
+    /// data synced, made read-only (through the handle: what is checked is
+    /// what is changed). A native plugin writes the file itself; it may have
+    /// put something else there.
+    ///
+    /// # Errors
+    /// It cannot be opened, or is not a regular file with one name.
+    pub fn seal_temp(temp: &Path) -> io::Result<File> {
+        let mut options = File::options();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = options.open(temp)?;
+        let meta = file.metadata()?;
+        #[cfg(unix)]
+        let single = {
+            use std::os::unix::fs::MetadataExt;
+            meta.nlink() == 1
+        };
+        #[cfg(not(unix))]
+        let single = true;
+        if !meta.is_file() || !single {
+            return Err(io::Error::other("not a regular file with one name"));
+        }
+        file.sync_all()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(0o400))?;
+        }
+        Ok(file)
+    }
+
+    /// [`Self::digest_file`] of an open file, from its start.
+    ///
+    /// # Errors
+    /// It cannot be read.
+    pub fn digest(file: &mut File, max: u64) -> io::Result<Option<(String, u64)>> {
+        use std::io::Seek;
+        file.seek(io::SeekFrom::Start(0))?;
         if file.metadata()?.len() > max {
             return Ok(None);
         }
@@ -168,15 +269,17 @@ impl BlobStore {
         Ok(Some((hex, size)))
     }
 
-    /// Put temporary file `temp` in place as blob `hex` (its digest; the
-    /// index already links it). When the blob exists already its time is
-    /// refreshed (a collection skips recent blobs) and `temp` removed.
+    /// Put temporary file `temp` (read-only already, its data synced) in
+    /// place as blob `hex` of `bytes` (its digest and size; the index already
+    /// links it). When the blob exists already, with that size, its time is
+    /// refreshed (a collection skips recent blobs) and `temp` removed; one of
+    /// another size (a write a crash cut short) is replaced.
     ///
     /// # Errors
     /// The file cannot be moved.
-    pub fn place(&self, temp: &Path, hex: &str) -> io::Result<()> {
+    pub fn place(&self, temp: &Path, hex: &str, bytes: u64) -> io::Result<()> {
         let path = self.blob_path(hex);
-        if path.is_file() {
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == bytes) {
             // Setting a time needs ownership, not write access (blobs are read-only).
             let refreshed = File::open(&path).and_then(|f| f.set_modified(SystemTime::now()));
             if refreshed.is_ok() && path.is_file() {
@@ -184,14 +287,11 @@ impl BlobStore {
                 return Ok(());
             }
         }
-        fs::create_dir_all(path.parent().expect("a blob path has a parent"))?;
-        // Read-only: nothing rewrites a blob in place.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(temp, fs::Permissions::from_mode(0o400))?;
-        }
-        fs::rename(temp, &path)
+        let dir = path.parent().expect("a blob path has a parent");
+        fs::create_dir_all(dir)?;
+        fs::rename(temp, &path)?;
+        // The new name survives a crash.
+        File::open(dir)?.sync_all()
     }
 
     /// Delete the blobs no execution holds any more and that are older than
@@ -205,11 +305,7 @@ impl BlobStore {
     ///
     /// # Errors
     /// The directory cannot be read, or `held` failed.
-    pub fn collect(
-        &self,
-        grace: Duration,
-        held: &HeldBy<'_>,
-    ) -> Result<usize, String> {
+    pub fn collect(&self, grace: Duration, held: &HeldBy<'_>) -> Result<usize, String> {
         let mut candidates = Vec::new();
         let io = |e: io::Error| format!("artifact store {}: {e}", self.root.display());
         for dir in fs::read_dir(self.root.join("sha256")).map_err(io)?.flatten() {
@@ -217,11 +313,13 @@ impl BlobStore {
             for file in files.flatten() {
                 let hex = format!("{}{}", dir.file_name().to_string_lossy(), file.file_name().to_string_lossy());
                 let old = file.metadata().and_then(|m| m.modified()).is_ok_and(|at| older_than(at, grace));
-                if old && hex.len() == 64 {
+                if old && is_hex_digest(&hex) {
                     candidates.push(format!("sha256:{hex}"));
                 }
             }
         }
+        self.restore_aside();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut deleted = 0;
         for batch in candidates.chunks(500) {
             let first = held(batch)?;
@@ -230,7 +328,10 @@ impl BlobStore {
                 .filter(|d| !first.contains(*d))
                 .filter_map(|digest| {
                     let hex = &digest["sha256:".len()..];
-                    let (path, tomb) = (self.blob_path(hex), self.root.join("tmp").join(format!("{hex}.collected")));
+                    // A name of its own: collections on other nodes set aside the same blob under theirs.
+                    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let aside = format!("{hex}.{}-{unique}{ASIDE}", std::process::id());
+                    let (path, tomb) = (self.blob_path(hex), self.root.join("tmp").join(aside));
                     fs::rename(&path, &tomb).ok().map(|()| (digest.clone(), path, tomb))
                 })
                 .collect();
@@ -259,6 +360,26 @@ impl BlobStore {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// Whether `hex` is 64 lowercase hex digits.
+fn is_hex_digest(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether `meta`'s inode changed (a rename) more than `age` ago.
+fn changed_before(meta: &fs::Metadata, age: Duration) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let changed = SystemTime::UNIX_EPOCH
+            + Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().clamp(0, 999_999_999) as u32);
+        older_than(changed, age)
+    }
+    #[cfg(not(unix))]
+    {
+        meta.modified().is_ok_and(|at| older_than(at, age))
     }
 }
 
@@ -302,7 +423,7 @@ mod tests {
         fs::write(&temp, bytes).unwrap();
         let (hex, size) = BlobStore::digest_file(&temp, u64::MAX).unwrap().unwrap();
         assert_eq!(size, bytes.len() as u64);
-        store.place(&temp, &hex).unwrap();
+        store.place(&temp, &hex, size).unwrap();
         assert!(!temp.exists());
         hex
     }
@@ -352,5 +473,51 @@ mod tests {
         };
         assert_eq!(store.collect(Duration::from_secs(3600), &linked_meanwhile).unwrap(), 0);
         assert_eq!(fs::read(store.blob_path(&racing)).unwrap(), b"racing");
+    }
+}
+
+#[cfg(test)]
+mod recovery {
+    use super::*;
+
+    #[test]
+    fn a_store_never_takes_over_a_folder_with_other_files_and_puts_back_what_a_crash_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+        let err = BlobStore::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is not an artifact store"), "{err}");
+        assert!(dir.path().join("notes.txt").exists());
+
+        let root = dir.path().join("store");
+        let store = BlobStore::open(&root).unwrap();
+        let temp = store.temp_file().unwrap();
+        fs::write(&temp, b"kept").unwrap();
+        let (hex, size) = BlobStore::digest_file(&temp, u64::MAX).unwrap().unwrap();
+        store.place(&temp, &hex, size).unwrap();
+        // A collection crashed between its two questions: the blob is aside.
+        let aside = root.join("tmp").join(format!("{hex}.1-0{ASIDE}"));
+        fs::rename(store.blob_path(&hex), &aside).unwrap();
+        // (The rename is older than a minute: it is no running collection's.)
+        #[cfg(unix)]
+        {
+            let meta = fs::metadata(&aside).unwrap();
+            assert!(!changed_before(&meta, Duration::from_secs(60)), "just renamed");
+        }
+        drop(store);
+        // Reopened: an aside blob younger than a minute is left to its collection…
+        let store = BlobStore::open(&root).unwrap();
+        assert!(aside.exists());
+        // …and one whose collection is gone is put back (here: made to look older).
+        store.restore_aside_older_than(Duration::ZERO);
+        assert_eq!(fs::read(store.blob_path(&hex)).unwrap(), b"kept");
+        assert!(!aside.exists());
+        // A blob cut short by a crash is replaced by a whole copy.
+        let path = store.blob_path(&hex);
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"ke").unwrap();
+        let temp = store.temp_file().unwrap();
+        fs::write(&temp, b"kept").unwrap();
+        store.place(&temp, &hex, 4).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"kept");
     }
 }

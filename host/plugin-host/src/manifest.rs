@@ -22,7 +22,7 @@
 //! state_bytes = 16777216          # shared state of an execution after this plugin's writes
 //! log_bytes = 1048576             # host log service per call; the rest is dropped and counted
 //! handles = 256                   # WASM only: open files, streams, sockets, timers at once per call
-//! artifact_bytes = 1073741824     # each artifact a call writes (contract 0.4)
+//! artifact_bytes = 1073741824     # the artifacts one call writes, together (contract 0.4)
 //!
 //! isolation = "process"           # native only: "in-process" (the host's own process) or "process"
 //!                                 # (a worker process); default: the host's (daemon: process, CLI: in-process)
@@ -87,7 +87,7 @@ pub const DEFAULT_STATE_BYTES: u64 = 16 << 20;
 pub const DEFAULT_LOG_BYTES: u64 = 1 << 20;
 /// Default cap on WASI resource handles (files, streams, sockets, timers) held at once by one call.
 pub const DEFAULT_HANDLES: u32 = 256;
-/// Default cap on each artifact a call writes: 1 GiB.
+/// Default cap on the artifacts one call writes, together: 1 GiB.
 pub const DEFAULT_ARTIFACT_BYTES: u64 = 1 << 30;
 /// Default host-wide maximum of `limits.timeout_ms`: one day.
 pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
@@ -554,8 +554,8 @@ pub struct Limits {
     /// Bound on the WASI resource handles (open files and directories, streams,
     /// sockets, timers) one call holds at once.
     pub handles: u32,
-    /// Bound on each artifact one call writes, in bytes: a larger one is
-    /// refused (the write, or its finish for a native plugin's file).
+    /// Bound on the artifacts one call writes, together, in bytes: past it
+    /// the artifact is refused (at the write, or at its finish for a native plugin's file).
     pub artifact_bytes: u64,
 }
 
@@ -577,7 +577,7 @@ impl Limits {
     /// The default host-wide maximum of each limit: what a manifest may ask for
     /// unless the host (the daemon's `[max_limits]`) sets other maximums.
     /// Timeout 1 day, memory 4 GiB, output 16 MiB, state 256 MiB, log 64 MiB,
-    /// 4,096 handles, artifacts 64 GiB.
+    /// 4,096 handles, 64 GiB of artifacts per call.
     pub fn default_max() -> Self {
         Self {
             timeout: Duration::from_millis(MAX_TIMEOUT_MS),

@@ -222,8 +222,12 @@ pub struct CallServices {
 #[derive(Debug, Default)]
 struct CallArtifacts {
     next: u32,
-    /// Bytes each artifact may have (`limits.artifact_bytes`).
+    /// Bytes the call's artifacts may have together (`limits.artifact_bytes`).
     limit: u64,
+    /// Bytes of the artifacts it finished.
+    spent: u64,
+    /// Artifacts opened (each a look-up in the store).
+    opened: usize,
     writers: std::collections::HashMap<u32, Writer>,
     readers: std::collections::HashMap<u32, Reader>,
     /// Artifacts created, finished or not.
@@ -240,6 +244,8 @@ struct Writer {
     /// plugin writes the file itself.
     file: Option<std::fs::File>,
     written: u64,
+    /// Why a write failed: the artifact is then refused at its finish.
+    broken: Option<String>,
 }
 
 #[derive(Debug)]
@@ -248,8 +254,11 @@ struct Reader {
     file: Option<std::fs::File>,
 }
 
-/// Most readers one call holds open at once.
+/// Most readers one call reads at once (each a file descriptor).
 const MAX_OPEN_READERS: usize = 64;
+
+/// Most artifacts one call may open (each a look-up in the store).
+pub const MAX_ARTIFACT_OPENS_PER_CALL: usize = 1024;
 
 impl Drop for CallArtifacts {
     fn drop(&mut self) {
@@ -543,6 +552,7 @@ impl HostServices for CallServices {
             temp: temp.clone(),
             file: None,
             written: 0,
+            broken: None,
         };
         call.writers.insert(id, writer);
         Ok(ArtifactHandle { id, path: Some(temp) })
@@ -557,42 +567,61 @@ impl HostServices for CallServices {
             )));
         }
         let mut call = self.call_artifacts();
-        let limit = call.limit;
+        let (limit, spent) = (call.limit, call.spent);
         let writer =
             call.writers.get_mut(&id).ok_or_else(|| PluginError::not_found(format!("no artifact writer {id}")))?;
-        if writer.written + data.len() as u64 > limit {
-            return Err(PluginError::failed(format!(
-                "artifact `{}` would pass {limit} bytes (limits.artifact_bytes)",
-                writer.name
-            )));
+        if let Some(why) = &writer.broken {
+            return Err(PluginError::failed(format!("artifact `{}`: an earlier write failed ({why})", writer.name)));
         }
-        if writer.file.is_none() {
-            let file = std::fs::OpenOptions::new().append(true).open(&writer.temp);
-            writer.file = Some(file.map_err(|e| PluginError::failed(format!("cannot write an artifact: {e}")))?);
+        let result = if spent + writer.written + data.len() as u64 > limit {
+            Err(format!("the call's artifacts would pass {limit} bytes (limits.artifact_bytes)"))
+        } else {
+            if writer.file.is_none() {
+                let file = std::fs::OpenOptions::new().append(true).open(&writer.temp);
+                writer.file = file.map_err(|e| format!("cannot write: {e}")).ok();
+            }
+            match writer.file.as_mut() {
+                None => Err("cannot open its file".to_owned()),
+                Some(file) => file.write_all(data).map_err(|e| format!("cannot write: {e}")),
+            }
+        };
+        match result {
+            Ok(()) => {
+                writer.written += data.len() as u64;
+                Ok(())
+            }
+            // A write that failed part-way leaves the artifact refused, not cut short.
+            Err(why) => {
+                let message = format!("artifact `{}`: {why}", writer.name);
+                writer.broken = Some(why);
+                Err(PluginError::failed(message))
+            }
         }
-        let file = writer.file.as_mut().expect("opened above");
-        file.write_all(data).map_err(|e| PluginError::failed(format!("cannot write an artifact: {e}")))?;
-        writer.written += data.len() as u64;
-        Ok(())
     }
 
     fn artifact_finish(&self, id: u32) -> Result<ArtifactRef, PluginError> {
         let artifacts = self.artifact_store()?;
-        let (writer, limit) = {
+        let (writer, limit, spent) = {
             let mut call = self.call_artifacts();
             let writer =
                 call.writers.remove(&id).ok_or_else(|| PluginError::not_found(format!("no artifact writer {id}")))?;
-            (writer, call.limit)
+            (writer, call.limit, call.spent)
         };
         let failed = |what: String| {
             let _ = std::fs::remove_file(&writer.temp);
             PluginError::failed(what)
         };
-        let digest = crate::artifacts::BlobStore::digest_file(&writer.temp, limit)
+        if let Some(why) = &writer.broken {
+            return Err(failed(format!("artifact `{}` is refused: a write failed ({why})", writer.name)));
+        }
+        let left = limit.saturating_sub(spent);
+        // Sealed (synced, read-only, checked to be a plain file) and hashed through one handle.
+        let digest = crate::artifacts::BlobStore::seal_temp(&writer.temp)
+            .and_then(|mut file| crate::artifacts::BlobStore::digest(&mut file, left))
             .map_err(|e| failed(format!("cannot read artifact `{}`: {e}", writer.name)))?;
         let Some((hex, bytes)) = digest else {
             return Err(failed(format!(
-                "artifact `{}` has more than {limit} bytes (limits.artifact_bytes)",
+                "artifact `{}` would pass the call's {limit} bytes of artifacts (limits.artifact_bytes)",
                 writer.name
             )));
         };
@@ -609,11 +638,13 @@ impl HostServices for CallServices {
             .map_err(|e| failed(format!("cannot record artifact `{}`: {e}", writer.name)))?;
         artifacts
             .store
-            .place(&writer.temp, &hex)
+            .place(&writer.temp, &hex, bytes)
             .map_err(|e| failed(format!("cannot store artifact `{}`: {e}", writer.name)))?;
         tracing::debug!(target: "plexus::plugin", plugin = &*self.plugin_id, execution = &*self.execution_id,
             artifact = %reference.artifact, name = %reference.name, bytes, "artifact stored");
-        self.call_artifacts().finished.push(reference.clone());
+        let mut call = self.call_artifacts();
+        call.spent += bytes;
+        call.finished.push(reference.clone());
         Ok(reference)
     }
 
@@ -628,6 +659,15 @@ impl HostServices for CallServices {
         if reference.digest_hex().is_none() {
             return Err(PluginError::invalid_input(format!("`{}` is not an artifact digest", reference.artifact)));
         }
+        {
+            let mut call = self.call_artifacts();
+            if call.opened >= MAX_ARTIFACT_OPENS_PER_CALL {
+                return Err(PluginError::failed(format!(
+                    "more than {MAX_ARTIFACT_OPENS_PER_CALL} artifacts opened in one call"
+                )));
+            }
+            call.opened += 1;
+        }
         let readable = artifacts
             .index
             .readable(&self.execution_id, &reference.artifact)
@@ -637,11 +677,9 @@ impl HostServices for CallServices {
         }
         let path = artifacts.store.path_of(reference).ok_or_else(not_found)?;
         let mut call = self.call_artifacts();
-        if call.readers.len() >= MAX_OPEN_READERS {
-            return Err(PluginError::failed(format!("more than {MAX_OPEN_READERS} artifacts open at once")));
-        }
         call.next += 1;
         let id = call.next;
+        // No file is opened until the first read (a native plugin reads the path itself).
         call.readers.insert(id, Reader { path: path.clone(), file: None });
         Ok(ArtifactHandle { id, path: Some(path) })
     }
@@ -649,8 +687,16 @@ impl HostServices for CallServices {
     fn artifact_read(&self, id: u32, max_bytes: u32) -> Result<Vec<u8>, PluginError> {
         use std::io::Read;
         let mut call = self.call_artifacts();
-        let reader =
-            call.readers.get_mut(&id).ok_or_else(|| PluginError::not_found(format!("no artifact reader {id}")))?;
+        let unopened = match call.readers.get(&id) {
+            None => return Err(PluginError::not_found(format!("no artifact reader {id}"))),
+            Some(reader) => reader.file.is_none(),
+        };
+        if unopened && call.readers.values().filter(|r| r.file.is_some()).count() >= MAX_OPEN_READERS {
+            return Err(PluginError::failed(format!(
+                "more than {MAX_OPEN_READERS} artifacts read at once (read one to its end first)"
+            )));
+        }
+        let reader = call.readers.get_mut(&id).expect("looked up above");
         if reader.file.is_none() {
             let file = std::fs::File::open(&reader.path);
             reader.file = Some(file.map_err(|e| PluginError::failed(format!("cannot read an artifact: {e}")))?);
@@ -780,6 +826,79 @@ mod tests {
         // The next call has a fresh budget.
         let next = services.for_call(&Limits::default());
         assert!(next.orchestrate(&request).is_ok());
+    }
+
+    #[test]
+    fn a_calls_artifacts_are_bounded_checked_and_only_its_executions_to_read() {
+        use crate::artifacts::{Artifacts, BlobStore, MemoryIndex};
+        let dir = tempfile::tempdir().unwrap();
+        let artifacts = Artifacts {
+            store: Arc::new(BlobStore::open(&dir.path().join("store")).unwrap()),
+            index: Arc::new(MemoryIndex::default()),
+        };
+        let limits = Limits { artifact_bytes: 10, ..Limits::default() };
+        let call = |execution: &str| {
+            CallServices::new("p", execution, SharedState::default(), CancelToken::default())
+                .for_call(&limits)
+                .with_artifacts(artifacts.clone(), Some("s"))
+        };
+        let services = call("e");
+        // A write past the call's budget refuses the artifact: at its finish too, its file gone.
+        let w = services.artifact_create("a", None).unwrap();
+        services.artifact_write(w.id, b"12345678").unwrap();
+        let err = services.artifact_write(w.id, b"123").unwrap_err();
+        assert!(err.message.contains("limits.artifact_bytes"), "{err}");
+        assert!(services.artifact_finish(w.id).unwrap_err().message.contains("refused"));
+        assert!(!w.path.unwrap().exists());
+        // The budget is the call's, all artifacts together.
+        let w = services.artifact_create("b", Some("text/plain")).unwrap();
+        services.artifact_write(w.id, b"123456").unwrap();
+        let six = services.artifact_finish(w.id).unwrap();
+        assert_eq!((six.bytes, six.media_type.as_deref()), (6, Some("text/plain")));
+        let w = services.artifact_create("c", None).unwrap();
+        assert!(services.artifact_write(w.id, b"12345").is_err(), "6 + 5 > 10");
+        // A native plugin writes the file itself: checked at the finish.
+        let w = services.artifact_create("d", None).unwrap();
+        std::fs::write(w.path.as_ref().unwrap(), b"12345").unwrap();
+        assert!(services.artifact_finish(w.id).unwrap_err().message.contains("limits.artifact_bytes"));
+        #[cfg(unix)]
+        {
+            let w = services.artifact_create("e", None).unwrap();
+            let path = w.path.unwrap();
+            std::fs::remove_file(&path).unwrap();
+            std::os::unix::fs::symlink(dir.path().join("elsewhere"), &path).unwrap();
+            std::fs::write(dir.path().join("elsewhere"), b"x").unwrap();
+            let err = services.artifact_finish(w.id).unwrap_err();
+            assert!(err.message.contains("cannot read artifact"), "a link is not taken: {err}");
+        }
+        assert_eq!(services.artifacts_written(), std::slice::from_ref(&six));
+        // Names are checked; at most 64 artifacts a call.
+        assert_eq!(services.artifact_create("../x", None).unwrap_err().kind, plexus_sdk::ErrorKind::InvalidInput);
+        let many = call("e");
+        for _ in 0..plexus_sdk::MAX_ARTIFACTS_PER_CALL {
+            many.artifact_create("n", None).unwrap();
+        }
+        assert!(many.artifact_create("n", None).unwrap_err().message.contains("more than 64 artifacts"));
+        // Readable by its execution and the ones descending from it, read in bounded chunks.
+        for execution in ["e", "e~step"] {
+            let reader = call(execution);
+            let r = reader.artifact_open(&six).unwrap();
+            assert_eq!(reader.artifact_read(r.id, 4).unwrap(), b"1234");
+            assert_eq!(reader.artifact_read(r.id, 4).unwrap(), b"56");
+            assert!(reader.artifact_read(r.id, 4).unwrap().is_empty());
+            assert_eq!(
+                reader.artifact_read(r.id, 4).unwrap_err().kind,
+                plexus_sdk::ErrorKind::NotFound,
+                "closed at its end"
+            );
+        }
+        let stranger = call("other");
+        assert_eq!(stranger.artifact_open(&six).unwrap_err().kind, plexus_sdk::ErrorKind::NotFound);
+        let forged = ArtifactRef { artifact: "sha256:../../x".into(), ..six };
+        assert_eq!(stranger.artifact_open(&forged).unwrap_err().kind, plexus_sdk::ErrorKind::InvalidInput);
+        // Without a store, every artifact request says so.
+        let bare = CallServices::new("p", "e", SharedState::default(), CancelToken::default());
+        assert!(bare.artifact_create("a", None).unwrap_err().message.contains("no artifact store"));
     }
 
     #[test]

@@ -60,6 +60,17 @@ struct Item {
 }
 
 #[derive(Deserialize, JsonSchema)]
+struct Put {
+    name: String,
+    text: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Get {
+    artifact: plexus_sdk::ArtifactRef,
+}
+
+#[derive(Deserialize, JsonSchema)]
 struct Leak {
     secret: String,
     #[serde(default)]
@@ -89,6 +100,20 @@ impl Plugin for TestOps {
         PluginInfo::new("test.ops", "Test operations", "1.0.0").capabilities([plexus_sdk::capability::WORKFLOW_STEP])
     }
     fn operations(ops: &mut Operations<Self>) {
+        ops.add("put", "Writes artifact `name` holding `text`", |_, ctx: &mut Context<'_>, p: Put| {
+            use std::io::Write;
+            let mut out = ctx.create_artifact(&p.name, Some("text/plain"))?;
+            out.write_all(p.text.as_bytes()).map_err(|e| PluginError::failed(e.to_string()))?;
+            out.finish()
+        });
+        ops.add("get", "Reads the artifact `artifact` names as text", |_, ctx: &mut Context<'_>, p: Get| {
+            use std::io::Read;
+            let mut text = String::new();
+            ctx.open_artifact(&p.artifact)?
+                .read_to_string(&mut text)
+                .map_err(|e| PluginError::failed(e.to_string()))?;
+            Ok::<_, PluginError>(text)
+        });
         ops.add(
             "record",
             "Journals `tag`, sleeps `ms` (cancellable), returns {tag, upstream, config}",
@@ -880,6 +905,9 @@ fn ids_empty_workflows_and_overlong_durations_are_refused() {
         assert!(timeout.iter().any(|p| p.contains(field) && p.contains("too long")), "{field}: {timeout:?}");
     }
     parse(&host, "w.yaml", &format!("id: ok.id_1-2\ntimeout: 30days\n{step}")).unwrap();
+    // `~` joins a sub-workflow's execution id to its parent's: never in a step id.
+    let tilde = problems(&format!("id: t\n{}", step.replace("id: a", "id: a~b")));
+    assert!(tilde.iter().any(|p| p.contains("a step id has no `~`")), "{tilde:?}");
 }
 
 #[test]
@@ -2091,4 +2119,76 @@ async fn in_a_sequential_workflow_a_wait_keeps_its_turn() {
     run.await.unwrap();
     assert_eq!(exec.snapshot().status, WorkflowStatus::Completed);
     assert_eq!(journal("seq-wait", |j| j.events.clone()), ["other"]);
+}
+
+/// An artifact store in a temporary folder, its index in memory.
+fn artifacts() -> (tempfile::TempDir, plexus_host::artifacts::Artifacts) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = plexus_host::artifacts::BlobStore::open(&dir.path().join("artifacts")).unwrap();
+    let index = Arc::new(plexus_host::artifacts::MemoryIndex::default());
+    (dir, plexus_host::artifacts::Artifacts { store: Arc::new(store), index })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_travels_by_reference_and_only_within_its_execution() {
+    let host = host();
+    let (_dir, artifacts) = artifacts();
+    let orch = Orchestrator::new(host.clone()).with_artifacts(artifacts.clone());
+    let wf = valid(
+        &host,
+        r#"
+id: by-ref
+steps:
+  - { id: put, plugin_id: test.ops, operation: put, parameters: { name: rows, text: "a,b\n1,2\n" } }
+  - id: get
+    plugin_id: test.ops
+    operation: get
+    dependencies: [put]
+    parameters: { artifact: "${{ steps.put.artifacts.rows }}" }
+"#,
+    );
+    orch.register(wf).unwrap();
+    let first = orch.execute("by-ref", Map::new()).unwrap();
+    let status = orch.wait(&first).await.unwrap();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    let put = &status.steps[0];
+    let reference = &put.artifacts["rows"];
+    assert!(reference.digest_hex().is_some(), "{reference:?}");
+    assert_eq!(
+        (reference.name.as_str(), reference.bytes, reference.media_type.as_deref()),
+        ("rows", 8, Some("text/plain"))
+    );
+    // The call's output is the same reference; the bytes are in the store, once.
+    assert_eq!(put.output.as_ref().unwrap()["artifact"], json!(reference.artifact));
+    assert_eq!(std::fs::read(artifacts.store.path_of(reference).unwrap()).unwrap(), b"a,b\n1,2\n");
+    assert_eq!(status.steps[1].output, Some(json!("a,b\n1,2\n")));
+
+    // Another execution cannot read it, even knowing the reference.
+    let wf = valid(
+        &host,
+        r#"
+id: forged
+inputs: { reference: { type: object } }
+steps:
+  - { id: get, plugin_id: test.ops, operation: get, parameters: { artifact: "${{ inputs.reference }}" } }
+"#,
+    );
+    orch.register(wf).unwrap();
+    let inputs = json!({"reference": reference}).as_object().unwrap().clone();
+    let other = orch.execute("forged", inputs).unwrap();
+    let status = orch.wait(&other).await.unwrap();
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    let error = status.steps[0].error.as_ref().unwrap();
+    assert!(error.message.contains("is not one of this execution's"), "{error:?}");
+
+    // Without an artifact store the call says so.
+    let bare = Orchestrator::new(host.clone());
+    let wf = valid(
+        &host,
+        "id: bare\nsteps:\n  - { id: put, plugin_id: test.ops, operation: put, parameters: { name: x, text: y } }\n",
+    );
+    bare.register(wf).unwrap();
+    let exec = bare.execute("bare", Map::new()).unwrap();
+    let status = bare.wait(&exec).await.unwrap();
+    assert!(status.steps[0].error.as_ref().unwrap().message.contains("no artifact store"), "{status:#?}");
 }

@@ -107,6 +107,14 @@ pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Re
         if let Some(first) = seen.insert(step.id.as_str(), i) {
             p.add(Some(&step.id), &path_of_index(i), format!("duplicate step id (also step #{})", first + 1));
         }
+        // `~` joins a sub-workflow's execution id to its parent's (`<parent>~<step>`).
+        if step.id.contains('~') {
+            p.add(
+                Some(&step.id),
+                &path_of_index(i),
+                "a step id has no `~` (it links sub-workflow executions to their parents)",
+            );
+        }
     }
     let ids: HashSet<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
 

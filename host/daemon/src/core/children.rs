@@ -67,6 +67,7 @@ impl Daemon {
     /// its parent, as the signal its sub-workflow step waits for.
     pub(super) async fn child_ended(&self, status: &ExecutionStatus) {
         let Some((parent, step)) = parent_of(&status.execution_id) else { return };
+        self.hand_up_artifacts(status, parent, step).await;
         let signal = SignalRecord {
             name: child_signal(step),
             payload: json!({
@@ -90,6 +91,48 @@ impl Daemon {
         let taken = self.live(parent).is_some_and(|exec| exec.deliver_signal(signal));
         if !taken {
             self.resume_parked(parent).await;
+        }
+    }
+
+    /// The artifacts child `status` wrote that its outputs name become its
+    /// parent's too (as step `step`'s): a parent may read what its
+    /// sub-workflow hands it, as it may read its own (at most 1,000 references).
+    async fn hand_up_artifacts(&self, status: &ExecutionStatus, parent: &str, step: &str) {
+        fn references(value: &serde_json::Value, out: &mut Vec<plexus_sdk::ArtifactRef>) {
+            if out.len() >= 1000 {
+                return;
+            }
+            if let Some(reference) = plexus_sdk::ArtifactRef::from_value(value) {
+                out.push(reference);
+                return;
+            }
+            match value {
+                serde_json::Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+                serde_json::Value::Object(map) => map.values().for_each(|v| references(v, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for value in status.outputs.values() {
+            references(value, &mut found);
+        }
+        let child = std::slice::from_ref(&status.execution_id);
+        for reference in found {
+            // Only what the child holds itself (what it got from its parent, the parent holds).
+            if !self.0.store.holds_artifact(child, &reference.artifact).await.unwrap_or(false) {
+                continue;
+            }
+            let record = plexus_client::ArtifactRecord {
+                artifact: reference.artifact,
+                name: reference.name,
+                bytes: reference.bytes,
+                media_type: reference.media_type,
+                step: Some(step.to_owned()),
+                created_at_ms: epoch_ms(self.0.clock.now()),
+            };
+            if let Err(e) = self.0.store.link_artifact(parent, &record).await {
+                tracing::warn!(parent, child = %status.execution_id, "cannot hand the child's artifact to its parent: {e}");
+            }
         }
     }
 

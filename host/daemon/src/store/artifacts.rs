@@ -23,7 +23,7 @@ impl SqliteStore {
                     id,
                     a.artifact,
                     a.name,
-                    a.step,
+                    a.step.as_deref().unwrap_or_default(),
                     a.bytes as i64,
                     a.media_type,
                     a.created_at_ms as i64
@@ -47,7 +47,7 @@ impl SqliteStore {
             Ok(ArtifactRecord {
                 artifact: r.get(0)?,
                 name: r.get(1)?,
-                step: r.get(2)?,
+                step: Some(r.get::<_, String>(2)?).filter(|s| !s.is_empty()),
                 bytes: r.get::<_, i64>(3)?.max(0) as u64,
                 media_type: r.get(4)?,
                 created_at_ms: r.get::<_, i64>(5)?.max(0) as u64,

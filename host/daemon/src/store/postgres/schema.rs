@@ -174,11 +174,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         execution_id TEXT NOT NULL,
         digest TEXT NOT NULL,
         name TEXT NOT NULL,
-        step_id TEXT,
+        step_id TEXT NOT NULL,
         bytes BIGINT NOT NULL,
         media_type TEXT,
         created_at_ms BIGINT NOT NULL,
-        PRIMARY KEY (execution_id, digest, name)
+        PRIMARY KEY (execution_id, step_id, name, digest)
     );
     CREATE INDEX artifacts_by_digest ON artifacts (digest);",
 ];

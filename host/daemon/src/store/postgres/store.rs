@@ -742,12 +742,13 @@ impl Store for PgStore {
 
     fn link_artifact(&self, execution_id: &str, a: &plexus_client::ArtifactRecord) -> StoreFuture<()> {
         let (id, a) = (execution_id.to_owned(), a.clone());
+        let step = a.step.clone().unwrap_or_default();
         self.run(move |s| async move {
             s.writable()?;
             s.exec(
                 "INSERT INTO artifacts (execution_id, digest, name, step_id, bytes, media_type, created_at_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                &[&id, &a.artifact, &a.name, &a.step, &(a.bytes as i64), &a.media_type, &(a.created_at_ms as i64)],
+                &[&id, &a.artifact, &a.name, &step, &(a.bytes as i64), &a.media_type, &(a.created_at_ms as i64)],
             )
             .await?;
             Ok(())
@@ -769,7 +770,7 @@ impl Store for PgStore {
                     Ok(plexus_client::ArtifactRecord {
                         artifact: s.col(r, 0)?,
                         name: s.col(r, 1)?,
-                        step: s.col(r, 2)?,
+                        step: Some(s.col::<String>(r, 2)?).filter(|s| !s.is_empty()),
                         bytes: s.col::<i64>(r, 3)?.max(0) as u64,
                         media_type: s.col(r, 4)?,
                         created_at_ms: s.col::<i64>(r, 5)?.max(0) as u64,
