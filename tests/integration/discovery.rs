@@ -31,7 +31,7 @@ fn every_bad_plugin_is_reported_and_the_good_ones_load() {
     );
     // Same id as a-good-wasm, found later.
     fx.echo("z-duplicate", "wasm", "");
-    fx.folder("bad-contract", &echo_manifest("native", "contract = \"^0.4\"").replace("plexus.echo.native", "c.c"));
+    fx.folder("bad-contract", &echo_manifest("native", "contract = \"^0.5\"").replace("plexus.echo.native", "c.c"));
 
     // A text file posing as a native library.
     let dir =
@@ -101,7 +101,7 @@ fn every_bad_plugin_is_reported_and_the_good_ones_load() {
     assert!(
         matches!(kind_of(&host, "z-duplicate"), LoadErrorKind::DuplicateId { id, first } if id == "plexus.echo.wasm" && first.ends_with("a-good-wasm"))
     );
-    assert!(matches!(kind_of(&host, "bad-contract"), LoadErrorKind::IncompatibleContract(m) if m.contains("^0.4")));
+    assert!(matches!(kind_of(&host, "bad-contract"), LoadErrorKind::IncompatibleContract(m) if m.contains("^0.5")));
     assert!(matches!(kind_of(&host, "bad-not-a-library"), LoadErrorKind::NotAPlugin(m) if m.contains("ELF")));
     assert!(matches!(kind_of(&host, "bad-not-a-plugin"), LoadErrorKind::NotAPlugin(m) if m.contains("root module")));
     assert!(matches!(kind_of(&host, "bad-wrong-arch"), LoadErrorKind::WrongArchitecture { .. }));

@@ -166,20 +166,23 @@ test('checkExamples runs every example and lists each failure', async () => {
   });
 });
 
-test('the packaged WIT is the top-level one', () => {
+// The SDK implements contract 0.3: its WIT is the host's kept 0.3.0 world.
+const WIT_0_3 = ['..', '..', 'wit', 'previous', '0.3.0'];
+
+test('the packaged WIT is the repository\'s 0.3.0 world', () => {
   const packaged = readFileSync(join(SDK, 'wit', 'plexus-plugin.wit'), 'utf8');
-  assert.equal(packaged, readFileSync(join(SDK, '..', '..', 'wit', 'plexus-plugin.wit'), 'utf8'));
+  assert.equal(packaged, readFileSync(join(SDK, ...WIT_0_3, 'plexus-plugin.wit'), 'utf8'));
   assert.match(packaged, /package plexus:plugin@0\.3\.0;/);
 });
 
 test('npm pack carries a real copy of the WIT (packed from a copy of the SDK, so this tree is untouched)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'plexus-sdk-pack-'));
-  const top = readFileSync(join(SDK, '..', '..', 'wit', 'plexus-plugin.wit'), 'utf8');
-  mkdirSync(join(dir, 'wit'));
-  writeFileSync(join(dir, 'wit', 'plexus-plugin.wit'), top);
+  const top = readFileSync(join(SDK, ...WIT_0_3, 'plexus-plugin.wit'), 'utf8');
+  mkdirSync(join(dir, 'wit', 'previous', '0.3.0'), { recursive: true });
+  writeFileSync(join(dir, 'wit', 'previous', '0.3.0', 'plexus-plugin.wit'), top);
   const copy = join(dir, 'plugin-sdk', 'js');
   for (const item of ['package.json', 'README.md', 'index.d.ts', 'testing.d.ts', 'src']) cpSync(join(SDK, item), join(copy, item), { recursive: true });
-  symlinkSync('../../wit', join(copy, 'wit'));
+  symlinkSync('../../wit/previous/0.3.0', join(copy, 'wit'));
   const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: copy, stdio: ['ignore', 'pipe', 'ignore'] }));
   assert.ok(packed.files.some((f) => f.path === 'wit/plexus-plugin.wit'), 'the tarball lists wit/plexus-plugin.wit');
   execFileSync('tar', ['-xzf', join(dir, packed.filename), '-C', dir]);
