@@ -332,3 +332,37 @@ steps:
     assert_eq!(r["compensations"][0]["step"], "save");
     assert!(!marker.exists(), "the compensation removed the file");
 }
+
+#[test]
+fn plexus_run_runs_sub_workflows_registered_with_with_and_inline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = tmp.path().join("child.yaml");
+    std::fs::write(
+        &child,
+        "id: child\ninputs:\n  word: {type: string}\nsteps:\n  \
+         - {id: say, plugin_id: plexus.echo.native, method_name: echo, parameters: {said: \"${{ inputs.word }}\"}}\n\
+         outputs:\n  said: \"${{ steps.say.output.said }}\"\n",
+    )
+    .unwrap();
+    let parent = tmp.path().join("parent.yaml");
+    std::fs::write(
+        &parent,
+        "id: parent\nexecution_mode: parallel\nsteps:\n  \
+         - {id: first, workflow: child, parameters: {word: hello}}\n  \
+         - id: second\n    parameters: {word: world}\n    workflow:\n      inputs: {word: {type: string}}\n      \
+           steps: [{id: say, plugin_id: plexus.echo.wasm, method_name: echo, parameters: {said: \"${{ inputs.word }}\"}}]\n      \
+           outputs: {said: \"${{ steps.say.output.said }}\"}\n\
+         outputs:\n  both: \"${{ steps.first.output.outputs.said ~ ' ' ~ steps.second.output.outputs.said }}\"\n",
+    )
+    .unwrap();
+    let (parent, child) = (parent.to_str().unwrap(), child.to_str().unwrap());
+    let run = plexus(&["run", parent, "--with", child, "--json", "--outputs-only"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let outputs: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(outputs["both"], "hello world");
+    // Without `--with`, the registered child is not known: the step fails and says how.
+    let run = plexus(&["run", parent, "--json"]);
+    assert!(!run.status.success());
+    let results: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(step(&results, "first")["error"]["message"].as_str().unwrap().contains("--with FILE"), "{results}");
+}

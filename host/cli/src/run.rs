@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// Default: a temporary folder in the data folder, removed when the run ends.
     #[arg(long, value_name = "DIR")]
     artifacts_dir: Option<PathBuf>,
+    /// Also register this workflow file (repeatable): the workflows the run's
+    /// sub-workflow steps (`workflow: <id>`) start. Inline ones need nothing.
+    #[arg(long = "with", value_name = "FILE")]
+    with: Vec<PathBuf>,
 }
 
 /// The largest `--max-parallel` / `$MAX_PARALLEL_TASKS`.
@@ -105,6 +109,16 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(pair) => pair,
         Err(code) => return Ok(code),
     };
+    let mut more = Vec::new();
+    for file in &args.with {
+        match plexus_workflow::load_file(file, Some(&host)) {
+            Ok(valid) => more.push(valid),
+            Err(invalid) => {
+                crate::workflow::print_problems(&invalid);
+                return Ok(ExitCode::from(crate::exit::ERROR));
+            }
+        }
+    }
     if let Some(n) = max_parallel {
         valid.workflow.max_parallel = Some(n);
     }
@@ -129,6 +143,9 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let status = runtime.block_on(async {
         let orch = Orchestrator::new(Arc::new(host)).with_secrets(secrets).with_artifacts(artifacts);
+        for other in more {
+            orch.register(other)?;
+        }
         orch.register(valid)?;
         // Listening before the run starts, and across loop turns: a Ctrl-C
         // that comes while the progress line is drawn is not lost.

@@ -124,7 +124,7 @@ pub fn load_valid_protecting(
     }
 }
 
-fn print_problems(invalid: &Invalid) {
+pub(crate) fn print_problems(invalid: &Invalid) {
     errln!("{}: {} problem(s)", invalid.file, invalid.problems.len());
     for p in &invalid.problems {
         let mut text = p.to_string();

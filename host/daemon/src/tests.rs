@@ -1646,3 +1646,27 @@ async fn artifacts_are_recorded_read_by_descendants_only_and_go_with_their_execu
     assert_eq!(f.daemon.collect_artifacts(Duration::ZERO).await.unwrap(), 2, "rows and made");
     assert!(!blob.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_sub_workflow_is_registered_under_its_id_when_its_child_starts() {
+    let f = fixture_with_workers(Arc::new(SystemClock), 1);
+    let parent = |tag: &str| {
+        format!(
+            "id: holder\nsteps:\n  - id: sub\n    parameters: {{tag: {tag}}}\n    workflow:\n      inputs: {{tag: {{type: string}}}}\n      \
+             steps:\n        - {{id: work, plugin_id: dtest.ops, method_name: tick, parameters: {{tag: \"${{{{ inputs.tag }}}}\"}}}}\n      \
+             outputs: {{done: \"${{{{ steps.work.output.tag }}}}\"}}\noutputs:\n  done: \"${{{{ steps.sub.output.outputs.done }}}}\"\n"
+        )
+    };
+    f.daemon.register_workflow(&parent("inline-a")).await.unwrap();
+    for round in 0..2 {
+        let exec = f.daemon.start("holder", Map::new(), Default::default()).await.unwrap().id().to_owned();
+        let status = wait_done(&f.daemon, &exec).await;
+        assert_eq!(status.status, WorkflowStatus::Completed, "round {round}: {status:#?}");
+        assert_eq!(status.outputs["done"], "inline-a");
+        let (child, _) = f.daemon.status(&format!("{exec}~sub")).await.unwrap();
+        assert_eq!(child.workflow_id, "holder.sub");
+    }
+    // Registered once: the same definition is not a new version.
+    let versions = f.store.workflow_versions("holder.sub").await.unwrap();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+}

@@ -308,10 +308,54 @@ pub struct Step {
 /// bounded: [`MAX_NESTING`] levels.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SubWorkflow {
-    /// The registered workflow's id.
+    /// The registered workflow's id (an inline one's: its `id`, by default
+    /// `<parent workflow id>.<step id>`).
     pub workflow: String,
     /// Its version (default: the current one when the child starts).
     pub version: Option<u32>,
+    /// The definition, when the step writes it (an inline sub-workflow,
+    /// Argo's inline templates): the daemon registers it under its id when
+    /// the child starts (a new version only when it changed).
+    #[serde(skip)]
+    pub inline: Option<InlineWorkflow>,
+}
+
+/// An inline sub-workflow's definition.
+#[derive(Clone)]
+pub enum InlineWorkflow {
+    /// As written (read, not yet validated).
+    Written(std::sync::Arc<Value>),
+    /// Validated (against the host's plugins, when validation had a host).
+    Valid(std::sync::Arc<crate::validate::ValidWorkflow>),
+}
+
+impl InlineWorkflow {
+    /// The definition as a Plexus document (JSON).
+    pub fn to_json(&self) -> Value {
+        match self {
+            InlineWorkflow::Written(value) => (**value).clone(),
+            InlineWorkflow::Valid(valid) => valid.workflow.to_json(),
+        }
+    }
+    /// The validated workflow, once validation made it.
+    pub fn valid(&self) -> Option<&std::sync::Arc<crate::validate::ValidWorkflow>> {
+        match self {
+            InlineWorkflow::Valid(valid) => Some(valid),
+            InlineWorkflow::Written(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for InlineWorkflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InlineWorkflow(..)")
+    }
+}
+
+impl PartialEq for InlineWorkflow {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_json() == other.to_json()
+    }
 }
 
 /// How deep sub-workflows nest (a child's child's … child).
@@ -581,6 +625,35 @@ impl Step {
         if !self.resources.is_zero() {
             let cpu = self.resources.cpu_millis as f64 / 1000.0;
             step.insert("resources".into(), json!({"cpu": cpu, "memory_mb": self.resources.memory_mb}));
+        }
+        if let Some(map) = &self.map {
+            step.insert("for_each".into(), json!(map.for_each));
+            step.insert("fail_fast".into(), json!(map.fail_fast));
+            if let Some(n) = map.max_parallel {
+                step.insert("max_parallel".into(), json!(n));
+            }
+        }
+        // A wait or sub-workflow step calls no plugin: its parameters stay.
+        if self.wait.is_some() || self.call.is_some() {
+            step.remove("plugin_id");
+            step.remove("kind");
+            step.remove("operation");
+        }
+        if let Some(wait) = &self.wait {
+            let mut w = Map::new();
+            w.insert("signal".into(), json!(wait.signal));
+            put_ms(&mut w, "timeout", wait.timeout);
+            w.insert("approval".into(), json!(wait.approval));
+            step.insert("wait_for".into(), Value::Object(w));
+        }
+        if let Some(call) = &self.call {
+            match &call.inline {
+                Some(inline) => step.insert("workflow".into(), inline.to_json()),
+                None => step.insert("workflow".into(), json!(call.workflow)),
+            };
+            if let Some(version) = call.version {
+                step.insert("workflow_version".into(), json!(version));
+            }
         }
         Value::Object(step)
     }

@@ -620,8 +620,10 @@ pub(super) fn not_loaded(host: &Host, id: &str, kind: Option<plexus_host::Plugin
 /// A future of a [`Children`] call.
 pub type ChildFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send>>;
 
-/// Runs the child executions of sub-workflow steps (`workflow: <id>`); the
-/// daemon implements it (children are executions of registered workflows).
+/// Runs the child executions of sub-workflow steps (`workflow: <id>` or an
+/// inline definition): the daemon (children are executions of registered
+/// workflows, an inline one registered when its child starts) and the
+/// [`crate::Orchestrator`] (in memory: `plexus run`) implement it.
 /// A child's end comes back to its parent as the signal `child:<step>`
 /// (payload `{"execution_id", "status", "outputs", "error"}`), delivered
 /// with [`Execution::deliver_signal`].
@@ -630,19 +632,21 @@ pub trait Children: Send + Sync {
     /// workflow `workflow` (at `version`, default its current one) with
     /// `inputs`; returns its id. Started before (the parent was restarted):
     /// returns that one's id, starting nothing.
+    /// `engine` is the parent's (a child may run on it).
     fn start(
         &self,
+        engine: &Engine,
         parent: &str,
         step: &str,
-        workflow: &str,
-        version: Option<u32>,
+        call: &super::definition::SubWorkflow,
         inputs: Map<String, Value>,
     ) -> ChildFuture<String>;
     /// Cancel child execution `child` (if it has not ended).
     fn cancel(&self, child: &str) -> ChildFuture<()>;
-    /// Roll back completed child execution `child` (run its compensations);
-    /// whether every compensation succeeded.
-    fn compensate(&self, child: &str) -> ChildFuture<bool>;
+    /// Roll back completed child execution `child` (run its compensations,
+    /// on `engine`, the parent's, where it runs them itself); whether every
+    /// compensation succeeded.
+    fn compensate(&self, engine: &Engine, child: &str) -> ChildFuture<bool>;
 }
 
 /// The child execution id of step `step` of execution `parent`.
@@ -1032,7 +1036,7 @@ impl Engine {
         exec.recorded().await;
         let started = Instant::now();
         let result = match &self.children {
-            Some(children) => children.compensate(&child).await,
+            Some(children) => children.compensate(self, &child).await,
             None => Err("no child executions here".to_owned()),
         };
         let (status, error) = match result {

@@ -54,12 +54,17 @@ impl Orchestrator {
     }
 
     /// An orchestrator with an injected clock and runtime (tests use a `MockClock`).
+    /// Its sub-workflow steps run children of its registered workflows (or
+    /// of their inline definitions), in memory.
     pub fn with_clock(host: Arc<Host>, clock: Arc<dyn Clock>, runtime: tokio::runtime::Handle) -> Self {
+        let (workflows, executions): (Arc<RwLock<_>>, Arc<RwLock<_>>) = (Arc::default(), Arc::default());
+        let children =
+            LocalChildren { workflows: workflows.clone(), executions: executions.clone(), runtime: runtime.clone() };
         Self {
-            engine: Engine::new(host, clock),
+            engine: Engine::new(host, clock).with_children(Arc::new(children)),
             runtime,
-            workflows: Arc::default(),
-            executions: Arc::default(),
+            workflows,
+            executions,
             transactions: Arc::default(),
             templates: Arc::default(),
         }
@@ -369,6 +374,122 @@ impl Orchestrator {
             }
         }
         Ok(())
+    }
+}
+
+/// Sub-workflow children in memory: executions of an orchestrator's
+/// registered workflows (or a step's inline definition), run on the
+/// parent's engine; a child's end reaches its parent as the signal
+/// `child:<step>` (see [`crate::engine::Children`]). Versions are the
+/// daemon's: here a child runs the workflow as registered.
+struct LocalChildren {
+    workflows: Arc<RwLock<BTreeMap<String, Arc<Prepared>>>>,
+    executions: Arc<RwLock<BTreeMap<String, Member>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl LocalChildren {
+    fn member(&self, id: &str) -> Option<Member> {
+        self.executions.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+
+    /// Tell child `status`'s parent that it ended.
+    fn tell(
+        executions: &RwLock<BTreeMap<String, Member>>,
+        parent: &str,
+        step: &str,
+        status: &ExecutionStatus,
+        at_ms: u64,
+    ) {
+        let signal = plexus_client::SignalRecord {
+            name: crate::engine::child_signal(step),
+            payload: serde_json::json!({
+                "execution_id": status.execution_id,
+                "status": status.status.as_str(),
+                "outputs": status.outputs,
+                "error": status.error,
+            }),
+            by: None,
+            reject: false,
+            at_ms,
+        };
+        let parent = executions.read().unwrap_or_else(PoisonError::into_inner).get(parent).map(|(_, e)| e.clone());
+        if let Some(parent) = parent {
+            parent.deliver_signal(signal);
+        }
+    }
+}
+
+impl crate::engine::Children for LocalChildren {
+    fn start(
+        &self,
+        engine: &Engine,
+        parent: &str,
+        step: &str,
+        call: &super::definition::SubWorkflow,
+        inputs: Map<String, Value>,
+    ) -> crate::engine::ChildFuture<String> {
+        let id = crate::engine::child_id(parent, step);
+        let now = || epoch_ms(engine.clock().now());
+        let started = (|| {
+            // Started before (its parent's step runs again): one that ended is told again.
+            if let Some((_, exec)) = self.member(&id) {
+                let status = exec.snapshot();
+                if status.status.is_terminal() {
+                    Self::tell(&self.executions, parent, step, &status, now());
+                }
+                return Ok(id.clone());
+            }
+            let prepared = match &call.inline {
+                Some(inline) => {
+                    let valid = inline.valid().ok_or("the inline workflow was not validated")?;
+                    Arc::new(Prepared::new((**valid).clone()))
+                }
+                None => {
+                    let workflows = self.workflows.read().unwrap_or_else(PoisonError::into_inner);
+                    workflows.get(&call.workflow).cloned().ok_or_else(|| {
+                        format!(
+                            "workflow `{}` is not registered here (`plexus run --with FILE` registers one)",
+                            call.workflow
+                        )
+                    })?
+                }
+            };
+            let resolved = resolve_inputs(&prepared.workflow, inputs).map_err(|e| e.to_string())?;
+            let exec = Execution::new(id.clone(), &prepared, resolved.inputs);
+            for (key, value) in resolved.context {
+                exec.state().set(&key, value);
+            }
+            self.executions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.clone(), (prepared.clone(), exec.clone()));
+            let (engine, executions) = (engine.clone(), self.executions.clone());
+            let (parent, step) = (parent.to_owned(), step.to_owned());
+            self.runtime.spawn(async move {
+                engine.run(prepared, exec.clone()).await;
+                let at = epoch_ms(engine.clock().now());
+                Self::tell(&executions, &parent, &step, &exec.snapshot(), at);
+            });
+            tracing::info!(child = %id, workflow = %call.workflow, "child execution started");
+            Ok::<_, String>(id.clone())
+        })();
+        Box::pin(async move { started })
+    }
+
+    fn cancel(&self, child: &str) -> crate::engine::ChildFuture<()> {
+        if let Some((_, exec)) = self.member(child) {
+            exec.cancel();
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn compensate(&self, engine: &Engine, child: &str) -> crate::engine::ChildFuture<bool> {
+        let (engine, member, child) = (engine.clone(), self.member(child), child.to_owned());
+        Box::pin(async move {
+            let member = member.ok_or_else(|| format!("no child execution `{child}`"))?;
+            Ok(engine.roll_back_transaction(&child, &[member]).await.0)
+        })
     }
 }
 

@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a workflow id must match (as [`is_valid_id`] checks it).
@@ -191,8 +192,10 @@ pub(crate) struct RawStep {
     /// Makes it a wait step (no plugin): it waits for a named signal.
     wait_for: Option<Nested<RawWait>>,
     /// Makes it a sub-workflow step (no plugin): the id of a registered
-    /// workflow to run as a child execution; `parameters` are its inputs.
-    workflow: Option<String>,
+    /// workflow to run as a child execution, or a workflow definition
+    /// written here (inline; its `id` defaults to `<workflow id>.<step id>`);
+    /// `parameters` are its inputs.
+    workflow: Option<RawSubWorkflow>,
     /// A sub-workflow step: the child workflow's version (default: its current one).
     #[schemars(range(min = 1))]
     workflow_version: Option<u64>,
@@ -536,6 +539,28 @@ deserialize_via_value!(RawOutputs, |v| match v {
 });
 
 schema!(RawOutputs, inline "outputs", |_| json_schema!({ "type": "object" }));
+
+/// `workflow` of a sub-workflow step: a registered workflow's id, or a
+/// workflow definition (inline, validated in `validate` as a document of its own).
+#[derive(Debug)]
+pub(crate) enum RawSubWorkflow {
+    Id(String),
+    Inline(Map<String, Value>),
+}
+
+deserialize_via_value!(RawSubWorkflow, |v| match v {
+    Value::String(id) => Ok(RawSubWorkflow::Id(id)),
+    Value::Object(map) => Ok(RawSubWorkflow::Inline(map)),
+    other => Err(format!("expected a workflow id or a workflow definition, found {}", kind(&other))),
+});
+
+schema!(RawSubWorkflow, inline "workflow", |_| json_schema!({
+    "oneOf": [
+        { "type": "string", "minLength": 1, "maxLength": 200, "pattern": ID_PATTERN },
+        // A workflow definition whose `id` is optional: a whole document's schema would require it.
+        { "type": "object", "description": "an inline workflow definition (a workflow document; `id` optional)" }
+    ]
+}));
 
 /// A part read in a pass of its own (so that its problems have their own
 /// paths): kept as JSON here, described in the schema as `T`.
@@ -933,15 +958,28 @@ fn step(value: &Value, path: DocPath, key_id: Option<&str>, p: &mut Problems) ->
     };
     let wait = wait_for.and_then(|w| read_wait(&w.0, &path.key("wait_for"), &label, p));
     let call = match child_workflow {
-        Some(workflow) => {
-            if !is_valid_id(&workflow, MAX_ID_LEN) {
-                p.add(Some(&label), &path.key("workflow"), format!("`{workflow}`: {ID_RULE}"));
-            }
+        Some(child) => {
+            let (workflow, inline) = match child {
+                RawSubWorkflow::Id(workflow) => {
+                    if !is_valid_id(&workflow, MAX_ID_LEN) {
+                        p.add(Some(&label), &path.key("workflow"), format!("`{workflow}`: {ID_RULE}"));
+                    }
+                    (workflow, None)
+                }
+                // Its id and the rest are checked when `validate` reads it as a document.
+                RawSubWorkflow::Inline(definition) => {
+                    let id = definition.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    if workflow_version.is_some() {
+                        p.add(Some(&label), &path.key("workflow_version"), "an inline workflow has no versions");
+                    }
+                    (id, Some(crate::definition::InlineWorkflow::Written(Arc::new(Value::Object(definition)))))
+                }
+            };
             if wait.is_some() {
                 p.add(Some(&label), &path.key("workflow"), "a step either waits for a signal or runs a workflow");
             }
             let version = workflow_version.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
-            Some(SubWorkflow { workflow, version })
+            Some(SubWorkflow { workflow, version, inline })
         }
         None => {
             if workflow_version.is_some() {

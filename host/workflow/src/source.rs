@@ -115,6 +115,14 @@ impl Document {
         if self.origin.is_empty() { path.clone() } else { original(&self.origin, path) }
     }
 
+    /// The document `value` (a part of this one, at `path`: an inline
+    /// sub-workflow), its lines those of this document under `path` (so a
+    /// problem in it points at its line in this file).
+    pub(crate) fn part(&self, path: &DocPath, value: Value) -> Self {
+        let lines = self.lines.part(&self.written_path(path));
+        Self { value, dialect: Dialect::Plexus, lines, origin: Vec::new(), found: Vec::new() }
+    }
+
     /// The line of `path`, or of its nearest ancestor that has one.
     pub(crate) fn line_of(&self, path: &DocPath) -> Option<usize> {
         let mut p = path.clone();
@@ -142,7 +150,7 @@ fn one_line(text: &str) -> String {
 #[derive(Debug, Default)]
 pub(crate) struct Lines(LineTree);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 enum LineTree {
     /// Each key with its line and what is under it.
     Map(Vec<(String, usize, LineTree)>),
@@ -170,6 +178,23 @@ impl Lines {
             tree = under;
         }
         line
+    }
+
+    /// The lines under `path`, as a document of their own.
+    pub(crate) fn part(&self, path: &DocPath) -> Lines {
+        let mut tree = &self.0;
+        for seg in &path.0 {
+            let under = match (tree, seg) {
+                (LineTree::Map(entries), Seg::Key(k)) => entries.iter().find(|(key, ..)| key == k).map(|(_, _, t)| t),
+                (LineTree::Seq(items), Seg::Index(i)) => items.get(*i).map(|(_, t)| t),
+                _ => None,
+            };
+            match under {
+                Some(t) => tree = t,
+                None => return Lines::default(),
+            }
+        }
+        Lines(tree.clone())
     }
 
     /// Whether no line is known (a JSON document).

@@ -2192,3 +2192,76 @@ steps:
     let status = bare.wait(&exec).await.unwrap();
     assert!(status.steps[0].error.as_ref().unwrap().message.contains("no artifact store"), "{status:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_workflows_run_in_memory_registered_or_inline() {
+    let host = host();
+    let orch = Orchestrator::new(host.clone());
+    let child = "id: child\ninputs:\n  n: {type: integer}\nsteps:\n  \
+                 - {id: twice, plugin_id: test.ops, operation: echo, parameters: {n: \"${{ inputs.n * 2 }}\"}}\n\
+                 outputs:\n  n: \"${{ steps.twice.output.n }}\"\n";
+    orch.register(valid(&host, child)).unwrap();
+    let parent = r#"
+id: parent
+steps:
+  - { id: registered, workflow: child, parameters: { n: 2 } }
+  - id: inline
+    dependencies: [registered]
+    parameters: { n: "${{ steps.registered.output.outputs.n }}" }
+    workflow:
+      inputs: { n: { type: integer } }
+      steps:
+        - { id: plus, plugin_id: test.ops, operation: echo, parameters: { n: "${{ inputs.n + 1 }}" } }
+      outputs: { n: "${{ steps.plus.output.n }}" }
+outputs:
+  n: "${{ steps.inline.output.outputs.n }}"
+"#;
+    let wf = valid(&host, parent);
+    // The inline definition is validated and takes the id `<parent>.<step>`.
+    let call = wf.workflow.steps[1].call.as_ref().unwrap();
+    assert_eq!(call.workflow, "parent.inline");
+    assert!(call.inline.as_ref().unwrap().valid().is_some());
+    // The definition as a document holds it, and reads back as the same workflow.
+    let doc = wf.workflow.to_json();
+    assert_eq!(doc["steps"][1]["workflow"]["steps"][0]["id"], "plus");
+    assert!(doc["steps"][1].get("plugin_id").is_none(), "{doc}");
+    let again = valid(&host, &serde_json::to_string(&doc).unwrap());
+    assert_eq!(again.workflow.to_json(), doc);
+    orch.register(wf).unwrap();
+    let exec = orch.execute("parent", Map::new()).unwrap();
+    let status = orch.wait(&exec).await.unwrap();
+    assert_eq!(status.status, WorkflowStatus::Completed, "{status:#?}");
+    assert_eq!(status.outputs["n"], json!(5), "2 × 2 + 1");
+    let child_id = format!("{exec}~registered");
+    assert_eq!(status.steps[0].output.as_ref().unwrap()["execution_id"], json!(child_id));
+    assert_eq!(orch.status(&child_id).unwrap().status, WorkflowStatus::Completed);
+    assert_eq!(orch.status(&format!("{exec}~inline")).unwrap().workflow_id, "parent.inline");
+
+    // A child of a workflow that is not registered fails its step, saying how to register it.
+    let wf = valid(&host, "id: lost\nsteps:\n  - {id: sub, workflow: nowhere}\n");
+    orch.register(wf).unwrap();
+    let exec = orch.execute("lost", Map::new()).unwrap();
+    let status = orch.wait(&exec).await.unwrap();
+    assert_eq!(status.status, WorkflowStatus::Failed);
+    assert!(status.steps[0].error.as_ref().unwrap().message.contains("--with FILE"), "{status:#?}");
+}
+
+#[test]
+fn an_inline_workflows_problems_are_reported_at_their_place() {
+    let host = host();
+    let text = "id: p\nsteps:\n  - id: sub\n    workflow:\n      steps:\n        - {id: a, plugin_id: test.ops, operation: nope}\n";
+    let problems = parse(&host, "w.yaml", text).unwrap_err();
+    let found = problems.iter().find(|p| p.message.contains("inline workflow, step `a`")).expect("the inner problem");
+    assert_eq!((found.step.as_deref(), found.line), (Some("sub"), Some(6)), "{problems:#?}");
+    assert!(found.path.starts_with("steps[0].workflow.steps[0]"), "{found:?}");
+    // Nesting is bounded.
+    let mut deep = String::from("id: p\nsteps:\n  - id: s\n    workflow:\n");
+    let mut indent = String::from("      ");
+    for _ in 0..9 {
+        deep.push_str(&format!("{indent}steps:\n{indent}  - id: s\n{indent}    workflow:\n"));
+        indent.push_str("      ");
+    }
+    deep.push_str(&format!("{indent}steps: [{{id: e, plugin_id: test.ops, operation: echo}}]\n"));
+    let problems = parse(&host, "w.yaml", &deep).unwrap_err();
+    assert!(problems.iter().any(|p| p.message.contains("nest at most 8 deep")), "{problems:#?}");
+}

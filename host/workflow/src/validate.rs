@@ -88,9 +88,20 @@ pub fn validate(doc: &Document, host: Option<&Host>) -> Result<ValidWorkflow, Ve
 /// # Errors
 /// Every problem found, as [`validate`].
 pub fn validate_for(doc: &Document, host: Option<&Host>, capability: &str) -> Result<ValidWorkflow, Vec<Problem>> {
+    validate_nested(doc, host, capability, 0)
+}
+
+/// [`validate_for`] of a workflow `depth` inline sub-workflows deep.
+fn validate_nested(
+    doc: &Document,
+    host: Option<&Host>,
+    capability: &str,
+    depth: usize,
+) -> Result<ValidWorkflow, Vec<Problem>> {
     let mut p = Problems::new(doc);
     let mut workflow = definition::read(doc, &mut p);
     let doc_paths = step_doc_paths(doc, workflow.steps.len());
+    validate_inline(&mut workflow, doc, &doc_paths, host, capability, depth, &mut p);
     if let Some(host) = host {
         resolve_aliases(&mut workflow, &doc_paths, host, &mut p);
     }
@@ -625,6 +636,55 @@ fn secret_names(exprs: &[&Expr]) -> Vec<String> {
 }
 
 /// Where each step is in the document (`steps.<id>` or `steps[<i>]`), by declaration index.
+/// Validate the inline sub-workflows of `workflow`'s steps, each as a
+/// document of its own (its `id` by default `<workflow id>.<step id>`);
+/// their problems are reported at their paths and lines in `doc`.
+fn validate_inline(
+    workflow: &mut definition::Workflow,
+    doc: &Document,
+    doc_paths: &[DocPath],
+    host: Option<&Host>,
+    capability: &str,
+    depth: usize,
+    p: &mut Problems,
+) {
+    let parent = workflow.id.clone();
+    for (i, step) in workflow.steps.iter_mut().enumerate() {
+        let Some(call) = step.call.as_mut() else { continue };
+        let Some(definition::InlineWorkflow::Written(value)) = call.inline.clone() else { continue };
+        let at = doc_paths.get(i).cloned().unwrap_or_default().key("workflow");
+        if depth + 1 >= definition::MAX_NESTING {
+            let message = format!("inline sub-workflows nest at most {} deep", definition::MAX_NESTING);
+            p.add(Some(&step.id), &at, message);
+            continue;
+        }
+        let mut value = (*value).clone();
+        if let Value::Object(map) = &mut value
+            && !map.contains_key("id")
+        {
+            map.insert("id".into(), Value::String(format!("{parent}.{}", step.id)));
+        }
+        let part = doc.part(&at, value);
+        match validate_nested(&part, host, capability, depth + 1) {
+            Ok(valid) => {
+                call.workflow = valid.workflow.id.clone();
+                call.inline = Some(definition::InlineWorkflow::Valid(std::sync::Arc::new(valid)));
+            }
+            Err(problems) => {
+                let prefix = doc.written_path(&at).to_string();
+                for q in problems {
+                    let path = if q.path.is_empty() { prefix.clone() } else { format!("{prefix}.{}", q.path) };
+                    let message = match &q.step {
+                        Some(inner) => format!("inline workflow, step `{inner}`: {}", q.message),
+                        None => format!("inline workflow: {}", q.message),
+                    };
+                    p.list.push(Problem { step: Some(step.id.clone()), path, line: q.line, message });
+                }
+            }
+        }
+    }
+}
+
 fn step_doc_paths(doc: &Document, count: usize) -> Vec<DocPath> {
     let steps = DocPath::default().key("steps");
     match doc.value.get("steps") {

@@ -16,14 +16,17 @@ pub(super) struct DaemonChildren(pub(super) Daemon);
 impl Children for DaemonChildren {
     fn start(
         &self,
+        _: &plexus_workflow::Engine,
         parent: &str,
         step: &str,
-        workflow: &str,
-        version: Option<u32>,
+        call: &plexus_workflow::definition::SubWorkflow,
         inputs: Map<String, Value>,
     ) -> ChildFuture<String> {
         let daemon = self.0.clone();
-        let (id, workflow) = (plexus_workflow::engine::child_id(parent, step), workflow.to_owned());
+        let (id, workflow, version) =
+            (plexus_workflow::engine::child_id(parent, step), call.workflow.clone(), call.version);
+        // An inline definition is registered under its id (a new version only when it changed).
+        let inline = call.inline.as_ref().map(|inline| serde_json::to_string_pretty(&inline.to_json()));
         Box::pin(async move {
             if let Some(status) = daemon.0.store.execution_status(&id).await.map_err(|e| e.to_string())? {
                 // Started before: a restarted parent finds it. One that failed
@@ -37,6 +40,13 @@ impl Children for DaemonChildren {
                 }
                 return Ok(id);
             }
+            let version = match inline {
+                Some(source) => {
+                    let source = source.map_err(|e| e.to_string())?;
+                    Some(daemon.register_workflow(&source).await.map_err(|e| e.to_string())?.version)
+                }
+                None => version,
+            };
             let origin = Origin { version, execution_id: Some(id.clone()), ..Origin::default() };
             let exec = daemon.start(&workflow, inputs, origin).await.map_err(|e| e.to_string())?;
             tracing::info!(child = %id, %workflow, "child execution started");
@@ -56,7 +66,7 @@ impl Children for DaemonChildren {
         })
     }
 
-    fn compensate(&self, child: &str) -> ChildFuture<bool> {
+    fn compensate(&self, _: &plexus_workflow::Engine, child: &str) -> ChildFuture<bool> {
         let (daemon, child) = (self.0.clone(), child.to_owned());
         Box::pin(async move { daemon.compensate_execution(&child).await.map_err(|e| e.to_string()) })
     }

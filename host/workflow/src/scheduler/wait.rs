@@ -45,7 +45,7 @@ impl Forward {
         let call = step.call.as_ref().expect("a sub-workflow step");
         let failed = |kind: &str, message: String| (StepStatus::Failed, Some(super::error(kind, message, false)), None);
         let Some(children) = self.engine.children().cloned() else {
-            let message = "a sub-workflow step runs a registered workflow: it needs the daemon (`plexus daemon`)";
+            let message = "this engine runs no sub-workflows (the daemon and `plexus run` do)";
             return self.end_without_call(i, failed("child", message.into()));
         };
         let child = crate::engine::child_id(self.exec.id(), &step.id);
@@ -69,7 +69,7 @@ impl Forward {
             }
             Err(e) => return self.end_without_call(i, failed("parameters", e)),
         };
-        let start = children.start(self.exec.id(), &step.id, &call.workflow, call.version, inputs);
+        let start = children.start(&self.engine, self.exec.id(), &step.id, call, inputs);
         if let Err(e) = tokio::runtime::Handle::current().block_on(start) {
             return self.end_without_call(i, failed("child", e));
         }
