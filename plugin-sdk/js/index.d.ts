@@ -2,7 +2,7 @@
 // TypeScript users and editors).
 
 /** The `plexus:plugin` contract version this SDK implements. */
-export const CONTRACT_VERSION: '0.3.0';
+export const CONTRACT_VERSION: '0.4.0';
 
 /** The kinds of a plugin error (the WIT `error-kind`). */
 export type ErrorKindName = 'invalid-input' | 'unsupported-operation' | 'not-found' | 'failed' | 'cancelled';
@@ -92,7 +92,42 @@ export class Context {
   createSchedule(spec: Record<string, unknown>): string;
   /** Delete a schedule this plugin created. */
   cancelSchedule(scheduleId: string): void;
+  /** Begin an artifact (contract 0.4): bytes stored by reference; `finish()` gives its reference. */
+  createArtifact(name: string, mediaType?: string): ArtifactWriter;
+  /** Open the artifact a reference names (one of this execution's). */
+  openArtifact(reference: ArtifactRef): ArtifactReader;
+  /** Rows inline, or from an artifact of JSON lines. */
+  readRows(rows: Record<string, any>[] | ArtifactRef): Record<string, any>[];
+  /** Write rows as an artifact of JSON lines; its reference. */
+  writeRows(name: string, rows: Iterable<Record<string, any>>): ArtifactRef;
 }
+
+/** An artifact's reference: what `${{ steps.<id>.artifacts.<name> }}` gives. */
+export interface ArtifactRef {
+  artifact: string;
+  name: string;
+  bytes: number;
+  media_type?: string;
+}
+
+/** An artifact being written. */
+export interface ArtifactWriter {
+  /** Append bytes, or text as UTF-8. */
+  write(data: Uint8Array | string): void;
+  /** Store the bytes written; the reference. */
+  finish(): ArtifactRef;
+}
+
+/** An artifact opened for reading. */
+export interface ArtifactReader {
+  /** The next at most `max` bytes (1 MiB by default); empty at the end. */
+  read(max?: number): Uint8Array;
+  /** The rest as text (UTF-8). */
+  text(): string;
+}
+
+/** Whether a value is an artifact reference. */
+export function isArtifact(value: unknown): value is ArtifactRef;
 
 /** A JSON Schema (the SDK checks a subset: see README.md). */
 export type JsonSchema = Record<string, unknown> | boolean;

@@ -38,6 +38,12 @@ export class TestHost {
   readonly calls: number;
   /** Every orchestration request, in order. */
   readonly orchestrated: Record<string, any>[];
+  /** Stored artifacts: digest (`sha256:…`) → bytes. */
+  readonly artifacts: Map<string, Uint8Array>;
+  /** The references of the artifacts calls finished, in order. */
+  readonly written: import('./index.js').ArtifactRef[];
+  /** Store bytes (or text) as an artifact, an input for a call; its reference. */
+  putArtifact(name: string, data: Uint8Array | string, mediaType?: string): import('./index.js').ArtifactRef;
   /** Run the plugin's `initialize` hook with the config. */
   initialize(): Promise<void>;
   /** Run the plugin's `cleanup` hook. */

@@ -2,7 +2,8 @@
 
 * ``monthly {rows, fields, date_field?}`` → ``{rows: [{month, days, <field>_mean,
   <field>_min, <field>_max, <field>_sum}, ...], month_count}``: the rows the CSV
-  plugin's ``load`` gives, grouped by month.
+  plugin's ``load`` gives (or an artifact of them, JSON lines:
+  ``${{ steps.load.artifacts.rows }}``), grouped by month.
 * ``counts {rows, field?}`` → ``{field, counts: {value: n}, total}``: how often
   each value of a text column occurs (e.g. the ``weather`` column).
 
@@ -13,7 +14,7 @@ Built into a WASM component by ``plexus plugin pack`` (or
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from plexus_sdk import Context, ErrorKind, Example, Plugin, PluginError, capability
 
@@ -106,18 +107,22 @@ def _number(value: Any, index: int, field: str) -> Optional[float]:
         Example({"rows": [], "fields": ["wind"]}, {"rows": [], "month_count": 0}, description="no rows, no months"),
     ]
 )
-def monthly(ctx: Context, rows: list[dict[str, Any]], fields: list[str], date_field: str = "date") -> dict:
+def monthly(
+    ctx: Context, rows: Union[list[dict[str, Any]], dict[str, Any]], fields: list[str], date_field: str = "date"
+) -> dict:
     """Groups daily rows by month: per month the number of days and, for each
     numeric field, its mean, minimum, maximum and sum.
 
     Args:
-        rows: daily rows, objects such as the CSV plugin's `load` gives.
+        rows: daily rows, objects such as the CSV plugin's `load` gives, or
+            an artifact of them (a reference: `${{ steps.load.artifacts.rows }}`).
         fields: the numeric fields to summarise; a null or empty cell is skipped
             (a month without values has null mean, min and max and a sum of 0).
         date_field: the field holding the date, `YYYY/MM/DD` or `YYYY-MM-DD`.
     """
     if not fields:
         raise PluginError.invalid_input("`fields` is empty: name the numeric fields to summarise")
+    rows = ctx.read_rows(rows)
     months: dict[str, dict[str, Any]] = {}
     for index, row in enumerate(rows):
         if index % EVERY == 0:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app import plugin
+from app import DAYS, plugin
 from plexus_sdk import ErrorKind, PluginError
 from plexus_sdk.testing import TestHost
 
@@ -104,7 +104,7 @@ def test_counts_of_the_weather_column(rows):
 
 def test_metadata():
     meta = TestHost(plugin).describe()
-    assert (meta["id"], meta["version"], meta["contract_version"]) == ("plexus.climate", "0.1.0", "0.3.0")
+    assert (meta["id"], meta["version"], meta["contract_version"]) == ("plexus.climate", "0.1.0", "0.4.0")
     monthly = meta["operations"][0]
     assert monthly["params_schema"]["required"] == ["rows", "fields"]
     assert monthly["params_schema"]["properties"]["date_field"] == {
@@ -134,3 +134,11 @@ def test_the_component_gives_what_cpython_gives(rows, tmp_path):
     got = json.loads(done.stdout)
     assert got["output"] == TestHost(plugin).call("monthly", {"rows": rows, "fields": FIELDS})
     assert got["metrics"] == {"rows": 1461.0, "months": 48.0}
+
+
+def test_monthly_reads_its_rows_from_an_artifact_of_json_lines():
+    host = TestHost(plugin)
+    lines = "".join(json.dumps(day) + "\n" for day in DAYS)
+    reference = host.put_artifact("rows", lines.encode(), "application/x-ndjson")
+    by_reference = host.call("monthly", {"rows": reference, "fields": ["precipitation"]})
+    assert by_reference == host.call("monthly", {"rows": DAYS, "fields": ["precipitation"]})

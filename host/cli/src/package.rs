@@ -149,7 +149,7 @@ fn sdk_dependency(lang: Lang, sdk: Option<&str>) -> String {
         Some(v) if v.chars().next().is_some_and(|c| c.is_ascii_digit()) => return version(v),
         Some(path) => absolute(Path::new(path)),
         None if checkout.join(manifest).is_file() => absolute(&checkout),
-        None => return version(if lang == Lang::Rust { "0.1" } else { "0.3.0" }),
+        None => return version(if lang == Lang::Rust { "0.1" } else { "0.4.0" }),
     };
     match lang {
         Lang::Rust => format!("{{ path = {:?} }}", path.display().to_string()),

@@ -3,7 +3,7 @@
 //
 // 1. Import the plugin module in Node and check its default export (a broken
 //    module is one clear line, not a componentize-js trace).
-// 2. Bundle a generated entry module (it imports `plexus:plugin/host@0.3.0`,
+// 2. Bundle a generated entry module (it imports `plexus:plugin/host@0.4.0`,
 //    the author's default export and the SDK's glue, and exports `guest`) with
 //    esbuild: componentize-js takes one module, and `plexus:*` stays an import.
 // 3. Run componentize-js 0.23.0 on the bundle with the packaged WIT.
@@ -21,7 +21,7 @@ export const WIT_PATH = join(SDK_DIR, 'wit', 'plexus-plugin.wit');
 /** The WIT world components implement. */
 export const WORLD = 'plexus-plugin';
 /** The only import a bundle may keep (the generated entry's). */
-export const HOST_IMPORT = 'plexus:plugin/host@0.3.0';
+export const HOST_IMPORT = 'plexus:plugin/host@0.4.0';
 
 /** A build problem, told to the user as one line. */
 export class BuildError extends Error {}
@@ -125,7 +125,7 @@ function checkShim() {
 
 /**
  * Bundle the project's plugin with the SDK's glue into one ES module whose
- * only import is `plexus:plugin/host@0.3.0`.
+ * only import is `plexus:plugin/host@0.4.0`.
  *
  * @param {{root: string, entry: string}} project from {@link readProject}
  * @param {string} outfile where to write the bundle

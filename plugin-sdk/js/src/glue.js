@@ -1,7 +1,7 @@
 // The component's `guest` export: the plugin's metadata, lifecycle hooks and
-// calls in the WIT shapes of `plexus:plugin/guest@0.3.0`, over the WIT host
+// calls in the WIT shapes of `plexus:plugin/guest@0.4.0`, over the WIT host
 // functions. The build generates an entry module that passes
-// `plexus:plugin/host@0.3.0` here.
+// `plexus:plugin/host@0.4.0` here.
 
 import { cleanup, dispatch, initialize } from './index.js';
 
@@ -9,7 +9,7 @@ import { cleanup, dispatch, initialize } from './index.js';
  * The object to export as `guest`.
  *
  * @param {object} plugin from definePlugin
- * @param {object} host the `plexus:plugin/host@0.3.0` functions
+ * @param {object} host the `plexus:plugin/host@0.4.0` functions
  * @returns {{describe(): object, initialize(config: string): Promise<void>, cleanup(): Promise<void>,
  *   call(ectx: object): Promise<object>}}
  */

@@ -13,7 +13,10 @@ export { ErrorKind, PluginError } from './errors.js';
 export { s } from './builders.js';
 
 /** The `plexus:plugin` contract version this SDK implements (`wit/plexus-plugin.wit`). */
-export const CONTRACT_VERSION = '0.3.0';
+export const CONTRACT_VERSION = '0.4.0';
+
+/** Bytes an artifact stream moves per host request (the host takes at most 4 MiB). */
+const CHUNK = 1 << 20;
 
 /** Capability tags a plugin may declare. */
 export const capability = Object.freeze({
@@ -116,6 +119,110 @@ export class Context {
     orchestrate(() => this._services.cancelSchedule(String(scheduleId)));
   }
 
+  /**
+   * Begin artifact `name` (1 to 128 of `A-Z a-z 0-9 . _ -`) of `mediaType`:
+   * bytes the host stores once, by reference, instead of in the output
+   * (contract 0.4). `write` bytes or text, then `finish()` for its reference
+   * `{artifact: 'sha256:…', name, bytes, media_type}`; the step's record lists
+   * it as `artifacts.<name>`. Bytes go to the host 1 MiB at a time.
+   * @throws {PluginError} invalid-input for a bad name, failed when refused
+   */
+  createArtifact(name, mediaType) {
+    const services = this._services;
+    const id = orchestrate(() => services.artifactCreate(String(name), mediaType === undefined ? undefined : String(mediaType)));
+    let pending = [];
+    let size = 0;
+    let reference;
+    const flush = () => {
+      if (!size) return;
+      const chunk = new Uint8Array(size);
+      let at = 0;
+      for (const part of pending) {
+        chunk.set(part, at);
+        at += part.length;
+      }
+      orchestrate(() => services.artifactWrite(id, chunk));
+      pending = [];
+      size = 0;
+    };
+    return {
+      /** Append bytes (a Uint8Array) or text (as UTF-8). */
+      write(data) {
+        let bytes = typeof data === 'string' ? new TextEncoder().encode(data) : new Uint8Array(data);
+        while (bytes.length) {
+          const part = bytes.subarray(0, CHUNK - size);
+          pending.push(part);
+          size += part.length;
+          bytes = bytes.subarray(part.length);
+          if (size === CHUNK) flush();
+        }
+      },
+      /** Store the bytes written; the artifact's reference. */
+      finish() {
+        if (reference === undefined) {
+          flush();
+          reference = JSON.parse(orchestrate(() => services.artifactFinish(id)));
+        }
+        return reference;
+      },
+    };
+  }
+
+  /**
+   * Open the artifact `reference` names (e.g. a parameter given
+   * `${{ steps.load.artifacts.rows }}`): `read(max)` gives the next bytes
+   * (an empty Uint8Array at the end), `text()` all of it as UTF-8.
+   * @throws {PluginError} not-found when it is not this execution's
+   */
+  openArtifact(reference) {
+    if (!isArtifact(reference)) throw PluginError.invalidInput(`not an artifact reference: ${JSON.stringify(reference)}`);
+    const services = this._services;
+    const id = orchestrate(() => services.artifactOpen(JSON.stringify(reference)));
+    let ended = false;
+    const read = (max = CHUNK) => {
+      if (ended) return new Uint8Array(0);
+      const chunk = orchestrate(() => services.artifactRead(id, Math.max(1, Math.min(Number(max) || CHUNK, 4 << 20))));
+      if (!chunk.length) ended = true;
+      return new Uint8Array(chunk);
+    };
+    return {
+      read,
+      /** The rest of the artifact as text (UTF-8). */
+      text() {
+        const decoder = new TextDecoder();
+        let out = '';
+        for (let chunk = read(); chunk.length; chunk = read()) out += decoder.decode(chunk, { stream: true });
+        return out + decoder.decode();
+      },
+    };
+  }
+
+  /**
+   * Rows given inline (an array of objects) or as an artifact of JSON lines
+   * (a reference): the Rust SDK's `plexus_sdk::Rows`.
+   * @throws {PluginError} invalid-input for a line that is not JSON
+   */
+  readRows(rows) {
+    if (Array.isArray(rows)) return rows;
+    const out = [];
+    this.openArtifact(rows).text().split('\n').forEach((line, i) => {
+      if (!line.trim()) return;
+      try {
+        out.push(JSON.parse(line));
+      } catch (e) {
+        throw PluginError.invalidInput(`artifact \`${rows.name}\` line ${i + 1}: not JSON: ${e.message}`);
+      }
+    });
+    return out;
+  }
+
+  /** Write `rows` (objects) as artifact `name` of JSON lines; its reference. */
+  writeRows(name, rows) {
+    const out = this.createArtifact(name, 'application/x-ndjson');
+    for (const row of rows) out.write(`${JSON.stringify(row)}\n`);
+    return out.finish();
+  }
+
   /** Report progress: `fraction` in 0..1 and a short message. */
   progress(fraction, message = '') {
     const f = Number(fraction);
@@ -160,6 +267,11 @@ function orchestrate(request) {
     // componentize-js throws the error record as the `payload` of an Error.
     throw PluginError.from(e && typeof e === 'object' && 'payload' in e ? e.payload : e);
   }
+}
+
+/** Whether `value` is an artifact reference (an object with a `sha256:` `artifact`). */
+export function isArtifact(value) {
+  return Boolean(value) && typeof value === 'object' && String(value.artifact ?? '').startsWith('sha256:') && 'name' in value;
 }
 
 function parseOr(text, fallback) {

@@ -2,6 +2,7 @@
 // component uses (JSON text in and out, the parameter checks, error mapping),
 // with host services that record what the plugin did.
 
+import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { describePlugin } from './build.js';
 import { cleanup, dispatch, initialize, isPlugin, PluginError } from './index.js';
@@ -45,6 +46,13 @@ export class TestHost {
     /** Every orchestration request, in order: `{op: 'start-workflow', workflow, inputs}`, ... */
     this.orchestrated = [];
     this._orchestrator = orchestrator;
+    /** Stored artifacts: digest (`sha256:…`) → bytes; see {@link TestHost#putArtifact}. */
+    this.artifacts = new Map();
+    /** The references of the artifacts calls finished, in order. */
+    this.written = [];
+    this._writers = new Map();
+    this._readers = new Map();
+    this._next = 0;
     this._ids = { workflowId, stepId, taskId };
   }
 
@@ -118,10 +126,53 @@ export class TestHost {
       cancelSchedule: (schedule) => {
         this._orchestrate({ op: 'cancel-schedule', schedule });
       },
+      artifactCreate: (name, mediaType) => {
+        if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/.test(name)) {
+          throw { payload: { kind: 'invalid-input', message: `artifact name \`${name}\`: use A-Z a-z 0-9 . _ -`, retryable: false } };
+        }
+        this._writers.set(++this._next, { name, mediaType, parts: [] });
+        return this._next;
+      },
+      artifactWrite: (id, data) => {
+        this._writers.get(id).parts.push(Buffer.from(data));
+      },
+      artifactFinish: (id) => {
+        const { name, mediaType, parts } = this._writers.get(id);
+        this._writers.delete(id);
+        const reference = this.putArtifact(name, Buffer.concat(parts), mediaType);
+        this.written.push(reference);
+        return JSON.stringify(reference);
+      },
+      artifactOpen: (reference) => {
+        const { artifact } = JSON.parse(reference);
+        if (!this.artifacts.has(artifact)) {
+          throw { payload: { kind: 'not-found', message: `artifact ${artifact} is not one of this execution's`, retryable: false } };
+        }
+        this._readers.set(++this._next, { artifact, at: 0 });
+        return this._next;
+      },
+      artifactRead: (id, max) => {
+        const reader = this._readers.get(id);
+        const chunk = this.artifacts.get(reader.artifact).subarray(reader.at, reader.at + max);
+        reader.at += chunk.length;
+        return new Uint8Array(chunk);
+      },
     };
     const { output, metrics } = await dispatch(this.plugin, ectx, services);
     this.metrics = Object.fromEntries(metrics.map((m) => [m.name, m.value]));
     return JSON.parse(output);
+  }
+
+  /**
+   * Store `data` (bytes or text) as artifact `name`, an input for a call under
+   * test; its reference. Stored artifacts are in {@link TestHost#artifacts}
+   * (digest → bytes); the references calls finished in `written`.
+   */
+  putArtifact(name, data, mediaType) {
+    const bytes = Buffer.from(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    const artifact = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    this.artifacts.set(artifact, bytes);
+    return { artifact, name, bytes: bytes.length, ...(mediaType === undefined ? {} : { media_type: mediaType }) };
   }
 
   /**

@@ -68,7 +68,7 @@ const plugin = definePlugin({
 
 test('metadata carries the contract version and schemas as JSON text', () => {
   const m = plugin.metadata;
-  assert.equal(m.contractVersion, '0.3.0');
+  assert.equal(m.contractVersion, '0.4.0');
   assert.deepEqual(m.capabilities, ['workflow-step']);
   const add = m.operations.find((o) => o.name === 'add');
   assert.equal(JSON.parse(add.paramsSchema).required[0], 'a');
@@ -166,23 +166,20 @@ test('checkExamples runs every example and lists each failure', async () => {
   });
 });
 
-// The SDK implements contract 0.3: its WIT is the host's kept 0.3.0 world.
-const WIT_0_3 = ['..', '..', 'wit', 'previous', '0.3.0'];
-
-test('the packaged WIT is the repository\'s 0.3.0 world', () => {
+test('the packaged WIT is the top-level one', () => {
   const packaged = readFileSync(join(SDK, 'wit', 'plexus-plugin.wit'), 'utf8');
-  assert.equal(packaged, readFileSync(join(SDK, ...WIT_0_3, 'plexus-plugin.wit'), 'utf8'));
-  assert.match(packaged, /package plexus:plugin@0\.3\.0;/);
+  assert.equal(packaged, readFileSync(join(SDK, '..', '..', 'wit', 'plexus-plugin.wit'), 'utf8'));
+  assert.match(packaged, /package plexus:plugin@0\.4\.0;/);
 });
 
 test('npm pack carries a real copy of the WIT (packed from a copy of the SDK, so this tree is untouched)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'plexus-sdk-pack-'));
-  const top = readFileSync(join(SDK, ...WIT_0_3, 'plexus-plugin.wit'), 'utf8');
-  mkdirSync(join(dir, 'wit', 'previous', '0.3.0'), { recursive: true });
-  writeFileSync(join(dir, 'wit', 'previous', '0.3.0', 'plexus-plugin.wit'), top);
+  const top = readFileSync(join(SDK, '..', '..', 'wit', 'plexus-plugin.wit'), 'utf8');
+  mkdirSync(join(dir, 'wit'));
+  writeFileSync(join(dir, 'wit', 'plexus-plugin.wit'), top);
   const copy = join(dir, 'plugin-sdk', 'js');
   for (const item of ['package.json', 'README.md', 'index.d.ts', 'testing.d.ts', 'src']) cpSync(join(SDK, item), join(copy, item), { recursive: true });
-  symlinkSync('../../wit/previous/0.3.0', join(copy, 'wit'));
+  symlinkSync('../../wit', join(copy, 'wit'));
   const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: copy, stdio: ['ignore', 'pipe', 'ignore'] }));
   assert.ok(packed.files.some((f) => f.path === 'wit/plexus-plugin.wit'), 'the tarball lists wit/plexus-plugin.wit');
   execFileSync('tar', ['-xzf', join(dir, packed.filename), '-C', dir]);
@@ -334,13 +331,13 @@ export default definePlugin({ id: 't.b', name: 'b', version: '1', operations: { 
   await bundle(readProject(dir), out);
   const text = readFileSync(out, 'utf8');
   const imports = [...text.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
-  assert.deepEqual(imports, ['plexus:plugin/host@0.3.0']);
+  assert.deepEqual(imports, ['plexus:plugin/host@0.4.0']);
   assert.match(text, /export \{\s*guest\s*\}/);
   const guest = (await import(`data:text/javascript,${encodeURIComponent(text.replace(/^import .*$/m, 'const host = globalThis.__host;'))}`)).guest;
   assert.ok(guest, 'the bundle exports guest');
 
-  writeFileSync(join(dir, 'app.js'), `import 'plexus:plugin/types@0.3.0';\nexport default 1;\n`);
-  await assert.rejects(bundle(readProject(dir), out), /imports plexus:plugin\/types@0.3.0: a component can import only plexus:plugin\/host@0.3.0/);
+  writeFileSync(join(dir, 'app.js'), `import 'plexus:plugin/types@0.4.0';\nexport default 1;\n`);
+  await assert.rejects(bundle(readProject(dir), out), /imports plexus:plugin\/types@0.4.0: a component can import only plexus:plugin\/host@0.4.0/);
   writeFileSync(join(dir, 'app.js'), `import { readFileSync } from 'node:fs';\nexport default readFileSync;\n`);
   await assert.rejects(bundle(readProject(dir), out), /bundling failed: .*node:fs/);
 });
@@ -439,7 +436,7 @@ export default definePlugin({ id: 't.d', name: 'd', version: '0.3.0', operations
 `,
   );
   const out = JSON.parse(execFileSync(process.execPath, [join(SDK, 'src', 'cli.js'), 'describe', dir]).toString());
-  assert.equal(out.contractVersion, '0.3.0');
+  assert.equal(out.contractVersion, '0.4.0');
   assert.deepEqual(out.operations[0].paramsSchema.required, ['a']);
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'd', version: '0.4.0', plexus: { entry: 'src/main.js' } }));
   assert.throws(
@@ -623,4 +620,46 @@ test('lifecycle hooks and orchestration run through the test host as through the
   await assert.rejects(guest.call(ectx), (e) => e.kind === 'not-found' && e.message === 'workflow `nightly`');
   await guest.cleanup();
   assert.deepEqual(seen, [['initialize', { level: 3 }], ['cleanup']]);
+});
+
+test('artifacts are written and read through the host services, rows by reference', async () => {
+  const { definePlugin: define, s: schema } = await import('../src/index.js');
+  const { TestHost: Host } = await import('../src/testing.js');
+  const plugin = define({
+    id: 't.art',
+    name: 'art',
+    version: '0.1.0',
+    operations: {
+      put: {
+        params: schema.object({ size: schema.integer() }),
+        run: (ctx, { size }) => {
+          const out = ctx.createArtifact('blob', 'application/octet-stream');
+          for (let i = 0; i < size / 1000; i += 1) out.write(new Uint8Array(1000).fill(i % 251));
+          return out.finish();
+        },
+      },
+      measure: {
+        run: (ctx, { artifact }) => {
+          const reader = ctx.openArtifact(artifact);
+          let bytes = 0;
+          for (let chunk = reader.read(65536); chunk.length; chunk = reader.read(65536)) bytes += chunk.length;
+          return { bytes };
+        },
+      },
+      rows: {
+        run: (ctx, { rows, name }) => (name ? ctx.writeRows(name, ctx.readRows(rows)) : { count: ctx.readRows(rows).length }),
+      },
+    },
+  });
+  const host = new Host(plugin);
+  const reference = await host.call('put', { size: 3_000_000 });
+  assert.equal(reference.bytes, 3_000_000);
+  assert.match(reference.artifact, /^sha256:[0-9a-f]{64}$/);
+  assert.deepEqual(host.written, [reference]);
+  assert.deepEqual(await host.call('measure', { artifact: reference }), { bytes: 3_000_000 });
+  const rows = await host.call('rows', { rows: [{ a: 1 }, { a: 2 }], name: 'rows' });
+  assert.equal(Buffer.from(host.artifacts.get(rows.artifact)).toString(), '{"a":1}\n{"a":2}\n');
+  assert.deepEqual(await host.call('rows', { rows }), { count: 2 });
+  const forged = { artifact: `sha256:${'0'.repeat(64)}`, name: 'x', bytes: 1 };
+  await assert.rejects(host.call('measure', { artifact: forged }), (e) => e.kind === 'not-found');
 });

@@ -47,7 +47,7 @@ def test_describe_prints_the_metadata(tmp_path):
     done = run("describe", str(project(tmp_path, {"app.py": APP})))
     assert done.returncode == 0, done.stderr
     meta = json.loads(done.stdout)
-    assert (meta["id"], meta["contract_version"], meta["operations"][0]["name"]) == ("example.cli", "0.3.0", "greet")
+    assert (meta["id"], meta["contract_version"], meta["operations"][0]["name"]) == ("example.cli", "0.4.0", "greet")
 
 
 def test_the_module_comes_from_pyproject_or_the_option(tmp_path):

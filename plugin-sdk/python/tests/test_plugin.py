@@ -29,7 +29,7 @@ def test_metadata_carries_the_plugin_and_its_operations():
         pass
 
     meta = TestHost(plugin).describe()
-    assert CONTRACT_VERSION == "0.3.0"
+    assert CONTRACT_VERSION == "0.4.0"
     assert {k: v for k, v in meta.items() if k != "operations"} == {
         "id": "example.stats",
         "name": "Stats",
@@ -37,7 +37,7 @@ def test_metadata_carries_the_plugin_and_its_operations():
         "description": "d",
         "authors": ["Ada"],
         "license": "MIT",
-        "contract_version": "0.3.0",
+        "contract_version": "0.4.0",
         "capabilities": ["workflow-step"],
     }
     assert [(op["name"], op["description"]) for op in meta["operations"]] == [

@@ -1,5 +1,4 @@
-"""The SDK implements contract 0.3: its WIT is the repository's kept 0.3.0 world
-(wit/previous/0.3.0); the package carries a copy that cannot drift."""
+"""The WIT has one home, the repository's wit/: the package carries a copy that cannot drift."""
 
 from importlib import resources
 from pathlib import Path
@@ -9,7 +8,7 @@ import pytest
 from plexus_sdk import CONTRACT_VERSION
 from plexus_sdk.build import wit_path
 
-TOP_LEVEL = Path(__file__).resolve().parents[3] / "wit" / "previous" / "0.3.0" / "plexus-plugin.wit"
+TOP_LEVEL = Path(__file__).resolve().parents[3] / "wit" / "plexus-plugin.wit"
 
 
 def test_the_packaged_wit_is_the_top_level_one():

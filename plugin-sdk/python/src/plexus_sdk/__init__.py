@@ -59,14 +59,26 @@ an ordinary exception out and the SDK maps it (``ValueError``, ``TypeError``,
 failed). The component never traps on a Python exception.
 """
 
-from .context import CallOutput, Context, ExecutionContext, HostServices, Log, LogLevel, ScheduleInfo
+from .context import (
+    ArtifactReader,
+    ArtifactWriter,
+    CallOutput,
+    Context,
+    ExecutionContext,
+    HostServices,
+    Log,
+    LogLevel,
+    ScheduleInfo,
+)
 from .errors import ErrorKind, PluginError
 from .plugin import CONTRACT_VERSION, Example, Operation, Plugin, capability
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 """The SDK's version (its contract version is :data:`CONTRACT_VERSION`)."""
 
 __all__ = [
+    "ArtifactReader",
+    "ArtifactWriter",
     "CONTRACT_VERSION",
     "CallOutput",
     "Context",

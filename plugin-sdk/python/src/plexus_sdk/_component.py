@@ -123,6 +123,21 @@ def guest_class(plugin: Plugin) -> type:
                 return None
             raise PluginError.invalid_input(f"unknown orchestration request {op!r}")
 
+        def artifact_create(self, name: str, media_type: Optional[str]) -> int:
+            return answered(lambda: wit_host.artifact_create(name, media_type))
+
+        def artifact_write(self, writer: int, data: bytes) -> None:
+            answered(lambda: wit_host.artifact_write(writer, data))
+
+        def artifact_finish(self, writer: int) -> str:
+            return answered(lambda: wit_host.artifact_finish(writer))
+
+        def artifact_open(self, reference: str) -> int:
+            return answered(lambda: wit_host.artifact_open(reference))
+
+        def artifact_read(self, reader: int, max_bytes: int) -> bytes:
+            return bytes(answered(lambda: wit_host.artifact_read(reader, max_bytes)))
+
     services = WitHost()
 
     def to_wit(error: PluginError) -> Any:

@@ -17,7 +17,20 @@ from typing import Any, Optional, Protocol
 
 from .errors import PluginError
 
-__all__ = ["CallOutput", "Context", "ExecutionContext", "HostServices", "Log", "LogLevel", "ScheduleInfo"]
+__all__ = [
+    "ArtifactReader",
+    "ArtifactWriter",
+    "CallOutput",
+    "Context",
+    "ExecutionContext",
+    "HostServices",
+    "Log",
+    "LogLevel",
+    "ScheduleInfo",
+]
+
+CHUNK = 1 << 20
+"""Bytes an artifact stream moves per host request (the host takes at most 4 MiB)."""
 
 
 class LogLevel(str, enum.Enum):
@@ -83,6 +96,128 @@ class HostServices(Protocol):
         Raises:
             PluginError: the host refused or failed the request.
         """
+
+    def artifact_create(self, name: str, media_type: Optional[str]) -> int:
+        """Begin artifact ``name`` (contract 0.4); returns a writer id.
+
+        Raises:
+            PluginError: invalid-input for a bad name, failed when refused.
+        """
+
+    def artifact_write(self, writer: int, data: bytes) -> None:
+        """Append ``data`` (at most 4 MiB) to writer ``writer``.
+
+        Raises:
+            PluginError: failed past the plugin's ``limits.artifact_bytes``.
+        """
+
+    def artifact_finish(self, writer: int) -> str:
+        """Store writer ``writer``'s bytes; returns the artifact's reference as JSON text."""
+
+    def artifact_open(self, reference: str) -> int:
+        """Open the artifact a reference (JSON text) names; returns a reader id.
+
+        Raises:
+            PluginError: not-found when it is not this execution's.
+        """
+
+    def artifact_read(self, reader: int, max_bytes: int) -> bytes:
+        """The next at most ``max_bytes`` of reader ``reader``; empty at the end."""
+
+
+class ArtifactWriter:
+    """An artifact being written (:meth:`Context.create_artifact`): :meth:`write`
+    bytes (or text, as UTF-8), then :meth:`finish` for its reference. Also a
+    context manager that finishes it on leaving (a reference in :attr:`reference`).
+    Bytes go to the host 1 MiB at a time."""
+
+    def __init__(self, host: HostServices, writer: int) -> None:
+        self._host = host
+        self._id = writer
+        self._buffer = bytearray()
+        self.reference: Optional[dict] = None
+        """The reference, once finished."""
+
+    def write(self, data: bytes | str) -> int:
+        """Append ``data`` (``str`` as UTF-8); returns how many bytes."""
+        chunk = data.encode() if isinstance(data, str) else bytes(data)
+        self._buffer += chunk
+        while len(self._buffer) >= CHUNK:
+            self._host.artifact_write(self._id, bytes(self._buffer[:CHUNK]))
+            del self._buffer[:CHUNK]
+        return len(chunk)
+
+    def finish(self) -> dict:
+        """Store the bytes written (once per content) and return the artifact's
+        reference: ``{"artifact": "sha256:…", "name", "bytes", "media_type"}``,
+        what later steps read as ``${{ steps.<id>.artifacts.<name> }}``.
+
+        Raises:
+            PluginError: the host refused the artifact (e.g. past ``limits.artifact_bytes``).
+        """
+        if self.reference is None:
+            if self._buffer:
+                self._host.artifact_write(self._id, bytes(self._buffer))
+                self._buffer.clear()
+            self.reference = json.loads(self._host.artifact_finish(self._id))
+        return self.reference
+
+    def __enter__(self) -> ArtifactWriter:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is None:
+            self.finish()
+
+
+class ArtifactReader:
+    """An artifact opened for reading (:meth:`Context.open_artifact`):
+    :meth:`read`, or iterate over its lines (bytes, each with its ``\\n``).
+    Bytes come from the host 1 MiB at a time."""
+
+    def __init__(self, host: HostServices, reader: int) -> None:
+        self._host = host
+        self._id = reader
+        self._buffer = b""
+        self._ended = False
+
+    def _fill(self) -> bool:
+        if self._ended:
+            return False
+        chunk = self._host.artifact_read(self._id, CHUNK)
+        if not chunk:
+            self._ended = True
+            return False
+        self._buffer += chunk
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        """At most ``size`` bytes (all that is left when negative); ``b""`` at the end."""
+        while (size < 0 or len(self._buffer) < size) and self._fill():
+            pass
+        if size < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def __iter__(self) -> Any:
+        while True:
+            at = self._buffer.find(b"\n")
+            while at < 0 and self._fill():
+                at = self._buffer.find(b"\n")
+            if at < 0:
+                if self._buffer:
+                    line, self._buffer = self._buffer, b""
+                    yield line
+                return
+            line, self._buffer = self._buffer[: at + 1], self._buffer[at + 1 :]
+            yield line
+
+
+def is_artifact(value: Any) -> bool:
+    """Whether ``value`` is an artifact reference (an object with a ``sha256:`` ``artifact``)."""
+    return isinstance(value, dict) and str(value.get("artifact", "")).startswith("sha256:") and "name" in value
 
 
 @dataclass
@@ -390,6 +525,59 @@ class Context:
             PluginError: not-found for another's or an unknown schedule.
         """
         self._host.orchestrate({"op": "cancel-schedule", "schedule": schedule_id})
+
+    def create_artifact(self, name: str, media_type: Optional[str] = None) -> ArtifactWriter:
+        """Begin artifact ``name`` (1 to 128 of ``A-Z a-z 0-9 . _ -``) of
+        ``media_type``: bytes stored once by the host, by reference, instead of
+        in the output (contract 0.4). ``with ctx.create_artifact("rows") as out:
+        out.write(...)``; the step's record lists it as ``artifacts.<name>``.
+
+        Raises:
+            PluginError: invalid-input for a bad name, failed when the host has
+                no artifact store or the call wrote 64 already.
+        """
+        return ArtifactWriter(self._host, self._host.artifact_create(str(name), media_type))
+
+    def open_artifact(self, reference: dict) -> ArtifactReader:
+        """Open the artifact ``reference`` names (e.g. a parameter given
+        ``${{ steps.load.artifacts.rows }}``) for reading.
+
+        Raises:
+            PluginError: not-found when it is not this execution's (or an
+                execution it descends from), invalid-input for a value that is
+                not a reference.
+        """
+        if not is_artifact(reference):
+            raise PluginError.invalid_input(f"not an artifact reference: {reference!r}")
+        return ArtifactReader(self._host, self._host.artifact_open(json.dumps(reference)))
+
+    def read_rows(self, rows: Any) -> list:
+        """Rows given inline (a list of objects) or as an artifact of JSON lines
+        (a reference): the Rust SDK's ``plexus_sdk::Rows``.
+
+        Raises:
+            PluginError: invalid-input for a line that is not JSON, or a value
+                that is neither.
+        """
+        if isinstance(rows, list):
+            return rows
+        out = []
+        for n, line in enumerate(self.open_artifact(rows), start=1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError as e:
+                    raise PluginError.invalid_input(f"artifact `{rows.get('name')}` line {n}: not JSON: {e}") from None
+        return out
+
+    def write_rows(self, name: str, rows: Any) -> dict:
+        """Write ``rows`` (JSON objects) as artifact ``name`` of JSON lines
+        (``application/x-ndjson``); returns its reference."""
+        with self.create_artifact(name, "application/x-ndjson") as out:
+            for row in rows:
+                out.write(json.dumps(row, allow_nan=False, ensure_ascii=False, separators=(",", ":")) + "\n")
+        assert out.reference is not None
+        return out.reference
 
     @property
     def metrics(self) -> list[tuple[str, float]]:

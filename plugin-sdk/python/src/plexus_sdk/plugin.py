@@ -13,7 +13,7 @@ from .schema import Invalid, Params, first_paragraph, output_schema_of, params_o
 
 __all__ = ["CONTRACT_VERSION", "Example", "Operation", "Plugin", "capability"]
 
-CONTRACT_VERSION = "0.3.0"
+CONTRACT_VERSION = "0.4.0"
 """The contract version this SDK implements: the version of the WIT package
 ``plexus:plugin`` it builds against. A plugin built against 0.3.x runs on any
 host implementing 0.3.y, y >= x."""

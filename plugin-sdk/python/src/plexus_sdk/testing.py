@@ -19,7 +19,9 @@ and records what the plugin did with the host services::
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Any, Callable, Optional
 
 from .context import ExecutionContext, LogLevel, ScheduleInfo
@@ -73,6 +75,9 @@ class TestHost:
         orchestrator: what answers them: a function of the request returning
             the answer or raising :class:`PluginError` (default: none, so every
             request fails as on a host without a daemon).
+        artifacts: the artifacts stored, by digest (``"sha256:…"`` → bytes),
+            as the host's content-addressed store holds them; see
+            :meth:`put_artifact`. ``written`` lists the references the calls finished.
     """
 
     __test__ = False  # not a pytest test class
@@ -96,6 +101,11 @@ class TestHost:
         self.cancelled = False
         self.orchestrated: list[dict] = []
         self.orchestrator = orchestrator
+        self.artifacts: dict[str, bytes] = {}
+        self.written: list[dict] = []
+        self._writers: dict[int, tuple[str, Optional[str], bytearray]] = {}
+        self._readers: dict[int, list] = {}
+        self._next = 0
 
     # HostServices: what the plugin's Context calls.
 
@@ -136,6 +146,57 @@ class TestHost:
         if self.orchestrator is None:
             raise PluginError.failed("this host offers no orchestration services")
         return self.orchestrator(request)
+
+    def artifact_create(self, name: str, media_type: Optional[str]) -> int:
+        """Host service: begin an artifact (kept in memory)."""
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}", name or ""):
+            raise PluginError.invalid_input(f"artifact name `{name}`: use A-Z a-z 0-9 . _ - (not first `.`), at most 128")
+        self._next += 1
+        self._writers[self._next] = (name, media_type, bytearray())
+        return self._next
+
+    def artifact_write(self, writer: int, data: bytes) -> None:
+        """Host service: append to a writer."""
+        if writer not in self._writers:
+            raise PluginError.not_found(f"no artifact writer {writer}")
+        self._writers[writer][2].extend(data)
+
+    def artifact_finish(self, writer: int) -> str:
+        """Host service: store a writer's bytes by digest; its reference as JSON text."""
+        if writer not in self._writers:
+            raise PluginError.not_found(f"no artifact writer {writer}")
+        name, media_type, data = self._writers.pop(writer)
+        reference = self.put_artifact(name, bytes(data), media_type)
+        self.written.append(reference)
+        return json.dumps(reference)
+
+    def artifact_open(self, reference: str) -> int:
+        """Host service: open a stored artifact."""
+        digest = json.loads(reference).get("artifact")
+        if digest not in self.artifacts:
+            raise PluginError.not_found(f"artifact {digest} is not one of this execution's")
+        self._next += 1
+        self._readers[self._next] = [digest, 0]
+        return self._next
+
+    def artifact_read(self, reader: int, max_bytes: int) -> bytes:
+        """Host service: the next chunk of a reader."""
+        if reader not in self._readers:
+            raise PluginError.not_found(f"no artifact reader {reader}")
+        digest, at = self._readers[reader]
+        chunk = self.artifacts[digest][at : at + min(max_bytes, 4 << 20)]
+        self._readers[reader][1] = at + len(chunk)
+        return chunk
+
+    def put_artifact(self, name: str, data: bytes, media_type: Optional[str] = None) -> dict:
+        """Store ``data`` as artifact ``name`` (an input for a call under test);
+        returns its reference."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.artifacts[digest] = bytes(data)
+        reference = {"artifact": digest, "name": name, "bytes": len(data)}
+        if media_type is not None:
+            reference["media_type"] = media_type
+        return reference
 
     def initialize(self) -> None:
         """Run the plugin's ``on_initialize`` hook with :attr:`config`, as the
