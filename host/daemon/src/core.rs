@@ -463,23 +463,45 @@ impl Daemon {
     /// Invalid workflows ([`ErrorCode::InvalidConfiguration`](crate::ErrorCode::InvalidConfiguration)), store failures.
     pub async fn register_workflow(&self, source: &str) -> DaemonResult<Registered> {
         let (this, source) = (self.clone(), source.to_owned());
-        self.detached(async move { this.register_recorded(&source, plexus_sdk::capability::WORKFLOW_STEP).await }).await
+        self.detached(
+            async move { this.register_recorded(&source, plexus_sdk::capability::WORKFLOW_STEP, false).await },
+        )
+        .await
+    }
+
+    /// Register the inline sub-workflow definition `source` (its id in the
+    /// namespace [`plexus_workflow::definition::INLINE_PREFIX`] keeps for
+    /// them): a new version only when it changed.
+    pub(crate) async fn register_inline(&self, source: &str) -> DaemonResult<Registered> {
+        let (this, source) = (self.clone(), source.to_owned());
+        self.detached(async move { this.register_recorded(&source, plexus_sdk::capability::WORKFLOW_STEP, true).await })
+            .await
     }
 
     /// Register the one-step workflow generated for a schedule of one
     /// operation: its plugin must declare `scheduled-task` (not `workflow-step`).
     pub(crate) async fn register_scheduled_operation(&self, source: &str) -> DaemonResult<Registered> {
         let (this, source) = (self.clone(), source.to_owned());
-        self.detached(async move { this.register_recorded(&source, plexus_sdk::capability::SCHEDULED_TASK).await })
-            .await
+        self.detached(
+            async move { this.register_recorded(&source, plexus_sdk::capability::SCHEDULED_TASK, false).await },
+        )
+        .await
     }
 
     /// [`Self::register_workflow`]'s work, run to its end once begun; the
-    /// workflow's plugins must declare `capability`.
-    async fn register_recorded(&self, source: &str, capability: &str) -> DaemonResult<Registered> {
+    /// workflow's plugins must declare `capability`. `inline`: an inline
+    /// sub-workflow's definition (only those have ids in their namespace).
+    async fn register_recorded(&self, source: &str, capability: &str, inline: bool) -> DaemonResult<Registered> {
         self.check_accepting()?;
         let valid = parse_for(source, Some(&self.host()), capability)?;
         let id = valid.workflow.id.clone();
+        let prefix = plexus_workflow::definition::INLINE_PREFIX;
+        if id.starts_with(prefix) != inline {
+            return Err(DaemonError::new(
+                ErrorCode::InvalidConfiguration,
+                format!("workflow ids starting with `{prefix}` are the inline sub-workflows' (`{id}`)"),
+            ));
+        }
         let (version, created) = self.0.store.put_workflow(&id, source, SourceFormat::of(source)).await?;
         self.0.current.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), version);
         let prepared = Prepared::new(valid);
@@ -536,7 +558,9 @@ impl Daemon {
         } else {
             plexus_sdk::capability::WORKFLOW_STEP
         };
-        let registered = self.detached(async move { this.register_recorded(&source, capability).await }).await?;
+        let inline = id.starts_with(plexus_workflow::definition::INLINE_PREFIX);
+        let registered =
+            self.detached(async move { this.register_recorded(&source, capability, inline).await }).await?;
         tracing::info!(workflow = %id, from = version, to = registered.version, "workflow rolled back to an earlier version");
         Ok(registered)
     }

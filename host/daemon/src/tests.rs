@@ -1664,9 +1664,14 @@ async fn an_inline_sub_workflow_is_registered_under_its_id_when_its_child_starts
         assert_eq!(status.status, WorkflowStatus::Completed, "round {round}: {status:#?}");
         assert_eq!(status.outputs["done"], "inline-a");
         let (child, _) = f.daemon.status(&format!("{exec}~sub")).await.unwrap();
-        assert_eq!(child.workflow_id, "holder.sub");
+        assert_eq!(child.workflow_id, "_inline.holder.sub");
     }
     // Registered once: the same definition is not a new version.
-    let versions = f.store.workflow_versions("holder.sub").await.unwrap();
+    let versions = f.store.workflow_versions("_inline.holder.sub").await.unwrap();
     assert_eq!(versions.len(), 1, "{versions:?}");
+    // That namespace is the inline workflows': nobody registers into it.
+    let squat =
+        "id: _inline.holder.sub\nsteps:\n  - {id: a, plugin_id: dtest.ops, method_name: tick, parameters: {tag: x}}\n";
+    let refused = f.daemon.register_workflow(squat).await.unwrap_err();
+    assert!(refused.message.contains("inline sub-workflows'"), "{refused:?}");
 }

@@ -49,6 +49,28 @@ pub fn lineage(execution: &str) -> impl Iterator<Item = &str> {
     std::iter::successors(Some(execution), |id| id.rsplit_once('~').map(|(parent, _)| parent))
 }
 
+/// The artifact references in `value` (at any depth), at most `max`: what a
+/// sub-workflow's outputs hand to its parent.
+pub fn references(value: &serde_json::Value, max: usize) -> Vec<ArtifactRef> {
+    fn walk(value: &serde_json::Value, max: usize, out: &mut Vec<ArtifactRef>) {
+        if out.len() >= max {
+            return;
+        }
+        if let Some(reference) = ArtifactRef::from_value(value) {
+            out.push(reference);
+            return;
+        }
+        match value {
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, max, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, max, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, max, &mut out);
+    out
+}
+
 /// [`ArtifactIndex`] in memory: for hosts without a store (`plexus run`).
 #[derive(Debug, Default)]
 pub struct MemoryIndex(std::sync::Mutex<HashSet<(String, String)>>);

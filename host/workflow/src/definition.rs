@@ -320,6 +320,16 @@ pub struct SubWorkflow {
     pub inline: Option<InlineWorkflow>,
 }
 
+/// What the ids of inline sub-workflows start with: `_inline.<workflow
+/// id>.<step id>`. Registration refuses it for any other workflow, so an
+/// inline definition never replaces a registered one.
+pub const INLINE_PREFIX: &str = "_inline.";
+
+/// The id of the inline sub-workflow of step `step` of workflow `parent`.
+pub fn inline_id(parent: &str, step: &str) -> String {
+    format!("{INLINE_PREFIX}{parent}.{step}")
+}
+
 /// An inline sub-workflow's definition.
 #[derive(Clone)]
 pub enum InlineWorkflow {
@@ -330,12 +340,22 @@ pub enum InlineWorkflow {
 }
 
 impl InlineWorkflow {
-    /// The definition as a Plexus document (JSON).
+    /// The definition as a Plexus document (JSON), with its (derived) id.
     pub fn to_json(&self) -> Value {
         match self {
             InlineWorkflow::Written(value) => (**value).clone(),
             InlineWorkflow::Valid(valid) => valid.workflow.to_json(),
         }
+    }
+
+    /// [`Self::to_json`] without its id, as a step writes it (the id is
+    /// derived from the step's again when it is read).
+    pub fn written(&self) -> Value {
+        let mut value = self.to_json();
+        if let Value::Object(map) = &mut value {
+            map.remove("id");
+        }
+        value
     }
     /// The validated workflow, once validation made it.
     pub fn valid(&self) -> Option<&std::sync::Arc<crate::validate::ValidWorkflow>> {
@@ -648,7 +668,7 @@ impl Step {
         }
         if let Some(call) = &self.call {
             match &call.inline {
-                Some(inline) => step.insert("workflow".into(), inline.to_json()),
+                Some(inline) => step.insert("workflow".into(), inline.written()),
                 None => step.insert("workflow".into(), json!(call.workflow)),
             };
             if let Some(version) = call.version {

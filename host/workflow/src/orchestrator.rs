@@ -468,8 +468,18 @@ impl crate::engine::Children for LocalChildren {
             let (parent, step) = (parent.to_owned(), step.to_owned());
             self.runtime.spawn(async move {
                 engine.run(prepared, exec.clone()).await;
+                let status = exec.snapshot();
+                // The artifacts its outputs name become its parent's too (as in the daemon).
+                if let Some(artifacts) = engine.artifacts() {
+                    let outputs = Value::Object(status.outputs.clone());
+                    for reference in plexus_host::artifacts::references(&outputs, 1000) {
+                        if artifacts.index.readable(&status.execution_id, &reference.artifact) == Ok(true) {
+                            let _ = artifacts.index.link(&parent, Some(&step), &reference);
+                        }
+                    }
+                }
                 let at = epoch_ms(engine.clock().now());
-                Self::tell(&executions, &parent, &step, &exec.snapshot(), at);
+                Self::tell(&executions, &parent, &step, &status, at);
             });
             tracing::info!(child = %id, workflow = %call.workflow, "child execution started");
             Ok::<_, String>(id.clone())

@@ -193,8 +193,8 @@ pub(crate) struct RawStep {
     wait_for: Option<Nested<RawWait>>,
     /// Makes it a sub-workflow step (no plugin): the id of a registered
     /// workflow to run as a child execution, or a workflow definition
-    /// written here (inline; its `id` defaults to `<workflow id>.<step id>`);
-    /// `parameters` are its inputs.
+    /// written here (inline, without `id`: it is `_inline.<workflow id>.<step
+    /// id>`); `parameters` are its inputs.
     workflow: Option<RawSubWorkflow>,
     /// A sub-workflow step: the child workflow's version (default: its current one).
     #[schemars(range(min = 1))]
@@ -557,8 +557,8 @@ deserialize_via_value!(RawSubWorkflow, |v| match v {
 schema!(RawSubWorkflow, inline "workflow", |_| json_schema!({
     "oneOf": [
         { "type": "string", "minLength": 1, "maxLength": 200, "pattern": ID_PATTERN },
-        // A workflow definition whose `id` is optional: a whole document's schema would require it.
-        { "type": "object", "description": "an inline workflow definition (a workflow document; `id` optional)" }
+        // A workflow definition without `id`: a whole document's schema would require one.
+        { "type": "object", "description": "an inline workflow definition (a workflow document without `id`)" }
     ]
 }));
 

@@ -2217,14 +2217,15 @@ outputs:
   n: "${{ steps.inline.output.outputs.n }}"
 "#;
     let wf = valid(&host, parent);
-    // The inline definition is validated and takes the id `<parent>.<step>`.
+    // The inline definition is validated and takes the id `_inline.<parent>.<step>`.
     let call = wf.workflow.steps[1].call.as_ref().unwrap();
-    assert_eq!(call.workflow, "parent.inline");
+    assert_eq!(call.workflow, "_inline.parent.inline");
     assert!(call.inline.as_ref().unwrap().valid().is_some());
     // The definition as a document holds it, and reads back as the same workflow.
     let doc = wf.workflow.to_json();
     assert_eq!(doc["steps"][1]["workflow"]["steps"][0]["id"], "plus");
     assert!(doc["steps"][1].get("plugin_id").is_none(), "{doc}");
+    assert!(doc["steps"][1]["workflow"].get("id").is_none(), "derived again when read: {doc}");
     let again = valid(&host, &serde_json::to_string(&doc).unwrap());
     assert_eq!(again.workflow.to_json(), doc);
     orch.register(wf).unwrap();
@@ -2235,7 +2236,7 @@ outputs:
     let child_id = format!("{exec}~registered");
     assert_eq!(status.steps[0].output.as_ref().unwrap()["execution_id"], json!(child_id));
     assert_eq!(orch.status(&child_id).unwrap().status, WorkflowStatus::Completed);
-    assert_eq!(orch.status(&format!("{exec}~inline")).unwrap().workflow_id, "parent.inline");
+    assert_eq!(orch.status(&format!("{exec}~inline")).unwrap().workflow_id, "_inline.parent.inline");
 
     // A child of a workflow that is not registered fails its step, saying how to register it.
     let wf = valid(&host, "id: lost\nsteps:\n  - {id: sub, workflow: nowhere}\n");
@@ -2264,4 +2265,12 @@ fn an_inline_workflows_problems_are_reported_at_their_place() {
     deep.push_str(&format!("{indent}steps: [{{id: e, plugin_id: test.ops, operation: echo}}]\n"));
     let problems = parse(&host, "w.yaml", &deep).unwrap_err();
     assert!(problems.iter().any(|p| p.message.contains("nest at most 8 deep")), "{problems:#?}");
+    // Its id is derived: one written would name (and could replace) another workflow.
+    let named = "id: p\nsteps:\n  - id: sub\n    workflow:\n      id: billing\n      steps: [{id: a, plugin_id: test.ops, operation: echo}]\n";
+    let problems = parse(&host, "w.yaml", named).unwrap_err();
+    assert!(problems.iter().any(|p| p.message.contains("leave `id` out")), "{problems:#?}");
+    let dotted =
+        "id: p\nsteps:\n  - id: a.b\n    workflow:\n      steps: [{id: a, plugin_id: test.ops, operation: echo}]\n";
+    let problems = parse(&host, "w.yaml", dotted).unwrap_err();
+    assert!(problems.iter().any(|p| p.message.contains("inline workflow has an id of letters")), "{problems:#?}");
 }

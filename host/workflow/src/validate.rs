@@ -648,21 +648,37 @@ fn validate_inline(
     depth: usize,
     p: &mut Problems,
 ) {
+    use definition::is_valid_id;
+    let path_of_index = |i: usize| doc_paths.get(i).cloned().unwrap_or_default();
     let parent = workflow.id.clone();
     for (i, step) in workflow.steps.iter_mut().enumerate() {
         let Some(call) = step.call.as_mut() else { continue };
         let Some(definition::InlineWorkflow::Written(value)) = call.inline.clone() else { continue };
         let at = doc_paths.get(i).cloned().unwrap_or_default().key("workflow");
-        if depth + 1 >= definition::MAX_NESTING {
+        if depth >= definition::MAX_NESTING {
             let message = format!("inline sub-workflows nest at most {} deep", definition::MAX_NESTING);
             p.add(Some(&step.id), &at, message);
             continue;
         }
+        // Its id is derived, in a namespace of its own that registration keeps
+        // for inline workflows: one can never replace a registered workflow.
+        let id = definition::inline_id(&parent, &step.id);
+        if step.id.contains('.') || !is_valid_id(&id, definition::MAX_ID_LEN) {
+            let message = format!(
+                "a step with an inline workflow has an id of letters, digits, `-` and `_` (its workflow is `{}<workflow id>.<step id>`, at most {} bytes)",
+                definition::INLINE_PREFIX,
+                definition::MAX_ID_LEN
+            );
+            p.add(Some(&step.id), &path_of_index(i), message);
+            continue;
+        }
         let mut value = (*value).clone();
-        if let Value::Object(map) = &mut value
-            && !map.contains_key("id")
-        {
-            map.insert("id".into(), Value::String(format!("{parent}.{}", step.id)));
+        if let Value::Object(map) = &mut value {
+            if map.contains_key("id") {
+                p.add(Some(&step.id), &at.key("id"), "an inline workflow's id is its step's: leave `id` out");
+                continue;
+            }
+            map.insert("id".into(), Value::String(id));
         }
         let part = doc.part(&at, value);
         match validate_nested(&part, host, capability, depth + 1) {
@@ -678,7 +694,8 @@ fn validate_inline(
                         Some(inner) => format!("inline workflow, step `{inner}`: {}", q.message),
                         None => format!("inline workflow: {}", q.message),
                     };
-                    p.list.push(Problem { step: Some(step.id.clone()), path, line: q.line, message });
+                    let line = q.line.or_else(|| doc.line_of(&doc.written_path(&at)));
+                    p.list.push(Problem { step: Some(step.id.clone()), path, line, message });
                 }
             }
         }

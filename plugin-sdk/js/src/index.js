@@ -129,7 +129,7 @@ export class Context {
    */
   createArtifact(name, mediaType) {
     const services = this._services;
-    const id = orchestrate(() => services.artifactCreate(String(name), mediaType === undefined ? undefined : String(mediaType)));
+    const id = orchestrate(() => services.artifactCreate(String(name), mediaType == null ? undefined : String(mediaType)));
     let pending = [];
     let size = 0;
     let reference;
@@ -148,7 +148,13 @@ export class Context {
     return {
       /** Append bytes (a Uint8Array) or text (as UTF-8). */
       write(data) {
-        let bytes = typeof data === 'string' ? new TextEncoder().encode(data) : new Uint8Array(data);
+        // A copy: the caller may reuse its buffer before the chunk goes.
+        let bytes =
+          typeof data === 'string'
+            ? new TextEncoder().encode(data)
+            : ArrayBuffer.isView(data)
+              ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()
+              : new Uint8Array(data).slice();
         while (bytes.length) {
           const part = bytes.subarray(0, CHUNK - size);
           pending.push(part);
@@ -181,7 +187,7 @@ export class Context {
     let ended = false;
     const read = (max = CHUNK) => {
       if (ended) return new Uint8Array(0);
-      const chunk = orchestrate(() => services.artifactRead(id, Math.max(1, Math.min(Number(max) || CHUNK, 4 << 20))));
+      const chunk = orchestrate(() => services.artifactRead(id, Math.max(1, Math.min(Math.floor(Number(max)) || CHUNK, 4 << 20))));
       if (!chunk.length) ended = true;
       return new Uint8Array(chunk);
     };

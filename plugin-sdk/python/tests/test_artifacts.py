@@ -69,3 +69,21 @@ def test_an_unknown_artifact_or_a_bad_name_is_refused():
         host.call("put", {"name": "../x", "size": 10})
     assert e.value.kind == ErrorKind.INVALID_INPUT
     assert json.loads(json.dumps(host.written)) == []
+
+
+@plugin.operation
+def lines(ctx: Context, artifact: dict) -> dict:
+    """Counts an artifact's lines and checks each one's length."""
+    count, lengths = 0, set()
+    for line in ctx.open_artifact(artifact):
+        count += 1
+        lengths.add(len(line))
+    rest = ctx.open_artifact(artifact).read()
+    return {"lines": count, "lengths": sorted(lengths), "bytes": len(rest)}
+
+
+def test_lines_across_chunk_boundaries_come_whole():
+    host = TestHost(plugin)
+    data = (b"x" * 99 + b"\n") * 30_000 + b"tail"
+    reference = host.put_artifact("lines", data)
+    assert host.call("lines", {"artifact": reference}) == {"lines": 30_001, "lengths": [4, 100], "bytes": len(data)}

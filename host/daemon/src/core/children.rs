@@ -43,7 +43,7 @@ impl Children for DaemonChildren {
             let version = match inline {
                 Some(source) => {
                     let source = source.map_err(|e| e.to_string())?;
-                    Some(daemon.register_workflow(&source).await.map_err(|e| e.to_string())?.version)
+                    Some(daemon.register_inline(&source).await.map_err(|e| e.to_string())?.version)
                 }
                 None => version,
             };
@@ -108,24 +108,8 @@ impl Daemon {
     /// parent's too (as step `step`'s): a parent may read what its
     /// sub-workflow hands it, as it may read its own (at most 1,000 references).
     async fn hand_up_artifacts(&self, status: &ExecutionStatus, parent: &str, step: &str) {
-        fn references(value: &serde_json::Value, out: &mut Vec<plexus_sdk::ArtifactRef>) {
-            if out.len() >= 1000 {
-                return;
-            }
-            if let Some(reference) = plexus_sdk::ArtifactRef::from_value(value) {
-                out.push(reference);
-                return;
-            }
-            match value {
-                serde_json::Value::Array(items) => items.iter().for_each(|v| references(v, out)),
-                serde_json::Value::Object(map) => map.values().for_each(|v| references(v, out)),
-                _ => {}
-            }
-        }
-        let mut found = Vec::new();
-        for value in status.outputs.values() {
-            references(value, &mut found);
-        }
+        let outputs = serde_json::Value::Object(status.outputs.clone());
+        let found = plexus_host::artifacts::references(&outputs, 1000);
         let child = std::slice::from_ref(&status.execution_id);
         for reference in found {
             // Only what the child holds itself (what it got from its parent, the parent holds).

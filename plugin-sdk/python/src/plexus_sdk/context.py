@@ -178,7 +178,10 @@ class ArtifactReader:
     def __init__(self, host: HostServices, reader: int) -> None:
         self._host = host
         self._id = reader
-        self._buffer = b""
+        # Bytes received and not yet read: `_buffer[_at:]` (compacted at each fill,
+        # so reading stays linear in the artifact's size).
+        self._buffer = bytearray()
+        self._at = 0
         self._ended = False
 
     def _fill(self) -> bool:
@@ -188,31 +191,36 @@ class ArtifactReader:
         if not chunk:
             self._ended = True
             return False
+        del self._buffer[: self._at]
+        self._at = 0
         self._buffer += chunk
         return True
 
+    def _take(self, end: int) -> bytes:
+        out = bytes(self._buffer[self._at : end])
+        self._at = end
+        return out
+
     def read(self, size: int = -1) -> bytes:
         """At most ``size`` bytes (all that is left when negative); ``b""`` at the end."""
-        while (size < 0 or len(self._buffer) < size) and self._fill():
+        while (size < 0 or len(self._buffer) - self._at < size) and self._fill():
             pass
-        if size < 0:
-            out, self._buffer = self._buffer, b""
-        else:
-            out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
+        end = len(self._buffer) if size < 0 else min(len(self._buffer), self._at + size)
+        return self._take(end)
 
     def __iter__(self) -> Any:
         while True:
-            at = self._buffer.find(b"\n")
-            while at < 0 and self._fill():
-                at = self._buffer.find(b"\n")
+            at = self._buffer.find(b"\n", self._at)
+            while at < 0:
+                searched = len(self._buffer) - self._at
+                if not self._fill():
+                    break
+                at = self._buffer.find(b"\n", self._at + searched)
             if at < 0:
-                if self._buffer:
-                    line, self._buffer = self._buffer, b""
-                    yield line
+                if self._at < len(self._buffer):
+                    yield self._take(len(self._buffer))
                 return
-            line, self._buffer = self._buffer[: at + 1], self._buffer[at + 1 :]
-            yield line
+            yield self._take(at + 1)
 
 
 def is_artifact(value: Any) -> bool:
