@@ -664,6 +664,24 @@ pub fn child_signal(step: &str) -> String {
     format!("child:{step}")
 }
 
+/// The signal that tells the parent of child `status` (the child of its
+/// step `step`) that it ended, at `at_ms`: payload `{"execution_id",
+/// "status", "outputs", "error"}`.
+pub fn child_ended_signal(step: &str, status: &ExecutionStatus, at_ms: u64) -> SignalRecord {
+    SignalRecord {
+        name: child_signal(step),
+        payload: json!({
+            "execution_id": status.execution_id,
+            "status": status.status.as_str(),
+            "outputs": status.outputs,
+            "error": status.error,
+        }),
+        by: None,
+        reject: false,
+        at_ms,
+    }
+}
+
 /// Runs prepared workflows through a [`Host`].
 #[derive(Clone)]
 pub struct Engine {

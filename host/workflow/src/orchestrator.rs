@@ -401,18 +401,7 @@ impl LocalChildren {
         status: &ExecutionStatus,
         at_ms: u64,
     ) {
-        let signal = plexus_client::SignalRecord {
-            name: crate::engine::child_signal(step),
-            payload: serde_json::json!({
-                "execution_id": status.execution_id,
-                "status": status.status.as_str(),
-                "outputs": status.outputs,
-                "error": status.error,
-            }),
-            by: None,
-            reject: false,
-            at_ms,
-        };
+        let signal = crate::engine::child_ended_signal(step, status, at_ms);
         let parent = executions.read().unwrap_or_else(PoisonError::into_inner).get(parent).map(|(_, e)| e.clone());
         if let Some(parent) = parent {
             parent.deliver_signal(signal);

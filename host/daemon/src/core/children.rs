@@ -5,10 +5,9 @@
 //! `child:<step>`; the parent's wait for it is parked like any wait.
 
 use super::{Daemon, ErrorCode, Origin};
-use plexus_client::SignalRecord;
-use plexus_workflow::engine::{ChildFuture, Children, child_signal, parent_of};
+use plexus_workflow::engine::{ChildFuture, Children, parent_of};
 use plexus_workflow::status::{ExecutionStatus, WorkflowStatus, epoch_ms};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// The daemon's [`Children`].
 pub(super) struct DaemonChildren(pub(super) Daemon);
@@ -78,18 +77,7 @@ impl Daemon {
     pub(super) async fn child_ended(&self, status: &ExecutionStatus) {
         let Some((parent, step)) = parent_of(&status.execution_id) else { return };
         self.hand_up_artifacts(status, parent, step).await;
-        let signal = SignalRecord {
-            name: child_signal(step),
-            payload: json!({
-                "execution_id": status.execution_id,
-                "status": status.status.as_str(),
-                "outputs": status.outputs,
-                "error": status.error,
-            }),
-            by: None,
-            reject: false,
-            at_ms: epoch_ms(self.0.clock.now()),
-        };
+        let signal = plexus_workflow::engine::child_ended_signal(step, status, epoch_ms(self.0.clock.now()));
         match self.0.store.put_signal(parent, &signal).await {
             Ok(true) => {}
             Ok(false) => return, // told before (a child's end recorded twice)
