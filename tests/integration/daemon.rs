@@ -58,6 +58,10 @@ fn every_route_needs_the_token_and_answers_with_codes() {
             } else if (method.as_str(), route.as_str()) == ("POST", "/v1/hooks/{id}") {
                 // A delivery needs no token: its signature is checked (no hook `x` here).
                 assert_eq!(status, 404, "{method} {path} with {token:?}");
+            } else if route == "/v1/session" {
+                // Logging in takes the token in its body (none here: refused); logging out needs none.
+                let expected = if method == "POST" { 415 } else { 204 };
+                assert_eq!(status, expected, "{method} {path} with {token:?}");
             } else {
                 assert_eq!(status, 401, "{method} {path} with {token:?}");
                 let body: DaemonError = serde_json::from_slice(&body).unwrap();
@@ -449,6 +453,21 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert_eq!(bytes.len(), 100);
     // Another execution does not hold it.
     assert_eq!(d.call("GET", &format!("/v1/executions/{first}/artifacts/{digest}"), None).0, 404);
+    // The web UI's routes: the overview, an ended execution's events (every
+    // transition, then `end`), a login for a cookie and a logout (`ui.rs` tests them further).
+    let overview: plexus_client::Overview = typed(call("GET", "/v1/overview", "/v1/overview", None, 200));
+    assert_eq!((overview.health.node.as_str(), overview.nodes.nodes.len()), (node.as_str(), 1));
+    assert!(overview.executions.values().sum::<u64>() >= 5, "{overview:?}");
+    let stream = call("GET", "/v1/events", &format!("/v1/events?execution={first}"), None, 200);
+    let stream = stream.as_str().unwrap();
+    assert!(stream.contains("event: transition") && stream.ends_with("\n\n"), "{stream}");
+    assert!(stream.contains("event: end\ndata: {\"execution_id\":"), "{stream}");
+    let login = serde_json::to_vec(&json!({"token": d.token})).unwrap();
+    let (status, head, _) = d.exchange("POST", "/v1/session", "", Some(("application/json", &login)));
+    assert!(head.to_ascii_lowercase().contains("set-cookie: plexus_session="), "{head}");
+    hit.insert(("POST".into(), "/v1/session".into(), status));
+    let (status, _) = d.raw("DELETE", "/v1/session", None, None);
+    hit.insert(("DELETE".into(), "/v1/session".into(), status));
     // (The delivery above went through `raw_with_headers`: no token, its own headers.)
     hit.insert(("POST".into(), "/v1/hooks/{id}".into(), 202));
     // Every documented route was called with one of its documented 2xx statuses.

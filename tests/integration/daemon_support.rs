@@ -125,6 +125,19 @@ impl RunningDaemon {
         headers: &str,
         body: Option<(&str, &[u8])>,
     ) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.exchange(method, path, headers, body);
+        (status, body)
+    }
+
+    /// [`Self::raw_with_headers`], answering the response's head (status
+    /// line and headers, as text) too.
+    pub fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> (u16, String, Vec<u8>) {
         let mut stream = TcpStream::connect(&self.addr).expect("connect to the daemon");
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: plexus\r\nConnection: close\r\n");
@@ -146,7 +159,7 @@ impl RunningDaemon {
         if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
             body = dechunk(&body);
         }
-        (status, body)
+        (status, head, body)
     }
 
     /// Run the `plexus` CLI against this daemon.

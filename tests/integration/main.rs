@@ -39,4 +39,5 @@ mod sdk;
 mod secrets;
 mod seeds;
 mod support;
+mod ui;
 mod workflows;

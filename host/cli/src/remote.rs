@@ -214,6 +214,9 @@ pub enum ExecCommand {
         /// Only those that have not ended (pending, running, rolling back).
         #[arg(long, conflicts_with = "status")]
         active: bool,
+        /// The next page: only executions older than this execution id (the last one listed).
+        #[arg(long, value_name = "EXECUTION_ID")]
+        before: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -432,9 +435,15 @@ pub fn exec(global: &Global, command: ExecCommand) -> anyhow::Result<ExitCode> {
             print_execution(&execution, json)?;
             Ok(exit_for_status(execution.status.status))
         }
-        ExecCommand::List { workflow, status, schedule, limit, active, json } => {
-            let query =
-                ExecutionQuery { workflow, status, schedule, limit: Some(limit), active: active.then_some(true) };
+        ExecCommand::List { workflow, status, schedule, limit, active, before, json } => {
+            let query = ExecutionQuery {
+                workflow,
+                status,
+                schedule,
+                limit: Some(limit),
+                active: active.then_some(true),
+                before,
+            };
             let out = client.executions(&query)?;
             if json {
                 return print_json(&out);

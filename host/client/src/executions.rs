@@ -115,6 +115,10 @@ pub struct ExecutionQuery {
     /// back) — QtForge's `list_active_executions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
+    /// Paging: only executions older than this execution id (pass the last
+    /// id of a page to get the next one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
 }
 
 /// `GET /v1/executions`.

@@ -70,3 +70,54 @@ pub struct NodeList {
     /// Every node that registered (stopped and lost ones for a day), by id.
     pub nodes: Vec<NodeView>,
 }
+
+/// `GET /v1/overview`: the state of the daemon at a glance (what the web
+/// UI's health page shows): its health, its nodes, its worker slots, the
+/// queue of executions waiting for one and the state writes that failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Overview {
+    /// As `GET /v1/health` answers it.
+    pub health: crate::Health,
+    /// Executions in the state database, by status (`running`, `failed`, …).
+    pub executions: std::collections::BTreeMap<String, u64>,
+    /// The queue depth: executions accepted and not started yet (`pending`),
+    /// on every node.
+    pub queued: u64,
+    /// This node's worker slots.
+    pub workers: WorkerUsage,
+    /// State database writes that failed since this node started
+    /// (`plexus_journal_errors_total`).
+    pub journal_errors: u64,
+    /// The nodes sharing the state database (as `GET /v1/nodes`).
+    pub nodes: NodeList,
+}
+
+/// A node's worker slots: executions run in one each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkerUsage {
+    /// Slots (`workers` in the daemon's configuration).
+    pub limit: u64,
+    /// Slots running an execution now.
+    pub busy: u64,
+    /// Executions started here and waiting for a slot.
+    pub waiting: u64,
+}
+
+/// `POST /v1/session`: the daemon's token, exchanged for a session cookie
+/// (what the web UI's login form sends).
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The daemon's bearer token (its token file's content).
+    pub token: String,
+}
+
+impl std::fmt::Debug for Login {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login").field("token", &"<redacted>").finish()
+    }
+}

@@ -14,6 +14,7 @@
 use super::core::{Daemon, Origin};
 use super::error::{DaemonError, ErrorCode};
 use super::schedules::Schedules;
+use super::sessions::{self, Sessions};
 use super::store::ExecutionFilter;
 use super::views;
 use axum::extract::rejection::JsonRejection;
@@ -23,7 +24,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use plexus_client::NodeList;
 use plexus_client::{
     BeginTransaction, CallPlugin, CallResult, Cleared, Transaction, WorkflowHistory, WorkflowRollback,
 };
@@ -35,9 +35,11 @@ use plexus_client::{
 };
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use plexus_client::{HookCreated, HookDetails, HookList, HookSpec};
+use plexus_client::{Login, NodeList, Overview, WorkerUsage};
 use plexus_client::{SecretInfo, SecretList};
 use plexus_client::{SignalRequest, Signalled};
 use plexus_client::{TransactionList, TransactionQuery};
+use plexus_workflow::WorkflowStatus;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -56,12 +58,24 @@ pub struct ApiState {
     pub schedules: Schedules,
     /// SHA-256 of the bearer token (compared digest to digest).
     token_digest: Arc<[u8]>,
+    /// The web UI's sessions (cookies given in exchange for the token).
+    sessions: Arc<Sessions>,
 }
 
 impl ApiState {
     /// State for a router serving `daemon` and `schedules`, guarded by `token`.
     pub fn new(daemon: Daemon, schedules: Schedules, token: &str) -> Self {
-        Self { daemon, schedules, token_digest: Sha256::digest(token.as_bytes()).to_vec().into() }
+        Self {
+            daemon,
+            schedules,
+            token_digest: Sha256::digest(token.as_bytes()).to_vec().into(),
+            sessions: Arc::default(),
+        }
+    }
+
+    /// Whether `token` is the daemon's token.
+    fn is_token(&self, token: &str) -> bool {
+        Sha256::digest(token.trim().as_bytes()).as_slice() == &*self.token_digest
     }
 }
 
@@ -123,10 +137,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
 /// the others behind the bearer-token check.
 pub fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
     // A hook's deliveries carry its signature instead of the token.
-    let public = OpenApiRouter::new().routes(routes!(health)).routes(routes!(deliver_hook));
+    let public =
+        OpenApiRouter::new().routes(routes!(health)).routes(routes!(deliver_hook)).routes(routes!(login, logout));
     let protected = OpenApiRouter::new()
         .routes(routes!(metrics))
         .routes(routes!(nodes))
+        .routes(routes!(overview))
+        .routes(routes!(events))
         .routes(routes!(openapi))
         .routes(routes!(plugins))
         .routes(routes!(reload_plugins))
@@ -175,6 +192,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(public)
         .merge(protected)
+        .merge(super::ui::router())
         .fallback(|| async { ApiError::from(DaemonError::not_found("route")) })
         .method_not_allowed_fallback(|| async {
             ApiError(
@@ -211,12 +229,28 @@ pub async fn catch_panics(request: Request, next: Next) -> Response {
     }
 }
 
+/// The bearer token, or a web UI session's cookie (with [`sessions::UI_HEADER`]
+/// on a request that changes something).
 async fn auth(State(state): State<ApiState>, headers: HeaderMap, request: Request, next: Next) -> Response {
     let given =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let session = || sessions::from_headers(&headers).is_some_and(|id| state.sessions.check(id));
+    let safe = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     match given {
-        Some(token) if Sha256::digest(token.trim().as_bytes()).as_slice() == &*state.token_digest => {
-            next.run(request).await
+        Some(token) if state.is_token(token) => next.run(request).await,
+        None if session() => {
+            if safe || headers.contains_key(sessions::UI_HEADER) {
+                next.run(request).await
+            } else {
+                let error = DaemonError::new(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "a request that changes something needs the `{}` header with a session cookie",
+                        sessions::UI_HEADER
+                    ),
+                );
+                ApiError(StatusCode::FORBIDDEN, error).into_response()
+            }
         }
         _ => {
             let error = DaemonError::new(
@@ -282,6 +316,167 @@ async fn metrics(State(s): State<ApiState>) -> ApiResult<Response> {
     responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
 async fn openapi() -> Json<Value> {
     Json(super::openapi::document().clone())
+}
+
+// ----- the web UI's session, overview and event stream -----
+
+/// Log in: exchange the daemon's token for a session cookie
+/// (`plexus_session`, `HttpOnly`, `SameSite=Strict`; it ends after 30 minutes
+/// unused, 12 hours after login, at logout or when the daemon restarts).
+/// What the web UI's login form sends; a wrong token gets 401 after a pause.
+#[utoipa::path(post, path = "/v1/session", tag = "daemon", security(()), request_body = Login,
+    responses((status = 204, description = "Logged in: the answer sets the session cookie",
+        headers(("set-cookie" = String, description = "plexus_session=<id>; Path=/; HttpOnly; SameSite=Strict")))))]
+async fn login(State(s): State<ApiState>, Body(login): Body<Login>) -> ApiResult<Response> {
+    if !s.is_token(&login.token) {
+        // A pause makes guessing slower (the token has 256 bits: it is not guessed).
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        tracing::warn!("a web UI login with a wrong token");
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            DaemonError::new(ErrorCode::Unauthorized, "wrong token (the content of the daemon's token file)"),
+        ));
+    }
+    let id = s
+        .sessions
+        .create()
+        .map_err(|e| DaemonError::new(ErrorCode::Internal, format!("no randomness for a session: {e}")))?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, sessions::set_cookie(&id))]).into_response())
+}
+
+/// Log out: end the session of the request's cookie, and remove the cookie.
+#[utoipa::path(delete, path = "/v1/session", tag = "daemon", security(()),
+    responses((status = 204, description = "Logged out (also when there was no session)")))]
+async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(id) = sessions::from_headers(&headers) {
+        s.sessions.end(id);
+    }
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, sessions::clear_cookie())]).into_response()
+}
+
+/// The daemon at a glance: health, nodes, worker slots, queue depth, journal errors.
+#[utoipa::path(get, path = "/v1/overview", tag = "daemon",
+    responses((status = 200, description = "Health, nodes, worker slots, queue depth and journal errors", body = Overview)))]
+async fn overview(State(s): State<ApiState>) -> ApiResult<Json<Overview>> {
+    let counts = s.daemon.store().execution_counts().await.map_err(DaemonError::from)?;
+    let queued = counts.iter().filter(|(status, _)| *status == WorkflowStatus::Pending).map(|(_, n)| n).sum();
+    let executions = counts.into_iter().map(|(status, n)| (status.as_str().to_owned(), n)).collect();
+    let (busy, waiting) = s.daemon.slot_usage();
+    let Json(health) = health(State(s.clone())).await;
+    Ok(Json(Overview {
+        health,
+        executions,
+        queued,
+        workers: WorkerUsage { limit: s.daemon.workers() as u64, busy: busy as u64, waiting: waiting as u64 },
+        journal_errors: s.daemon.metrics().journal_errors(),
+        nodes: s.daemon.nodes().await?,
+    }))
+}
+
+/// Event streams open at once, at most (more: 422 `DependencyNotSatisfied`).
+pub const MAX_EVENT_STREAMS: usize = 256;
+
+static EVENT_STREAMS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_EVENT_STREAMS);
+
+/// The query of `GET /v1/events`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// The execution whose events to stream.
+    execution: String,
+    /// Only events after this `seq` (default: the `Last-Event-ID` header, else 0: from the start).
+    after: Option<i64>,
+}
+
+/// Events read from the log at a time, at most.
+const EVENT_BATCH: u32 = 500;
+
+/// How often a stream reads the log when this daemon recorded nothing
+/// (transitions recorded by another node of a cluster).
+const EVENT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A live stream of an execution's events (server-sent events).
+///
+/// Each transition of its log (what `GET /v1/executions/{id}/logs` lists)
+/// comes as `event: transition`, `id: <seq>`, `data: <the event's JSON>`;
+/// once the execution has ended and every event was sent, one `event: end`
+/// with `data: {"execution_id": …, "status": …}`, and the stream closes (a
+/// retried execution: open a new one with `after`). A reconnecting client
+/// (`Last-Event-ID`) gets what it missed. A comment line every 15 s keeps
+/// idle connections open. When the daemon shuts down the stream closes
+/// without `end`. At most 256 streams at once (422 `DependencyNotSatisfied`).
+///
+/// `curl -N -H "Authorization: Bearer $TOKEN" "$ADDR/v1/events?execution=$ID"`
+#[utoipa::path(get, path = "/v1/events", tag = "executions", params(EventsQuery),
+    responses((status = 200, description = "text/event-stream: `transition` events (id = seq, data = an \
+        Event as JSON), then `end` (data = {execution_id, status}) once the execution ended",
+        content_type = "text/event-stream", body = String)))]
+async fn events(State(s): State<ApiState>, headers: HeaderMap, Q(q): Q<EventsQuery>) -> ApiResult<Response> {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    let id = q.execution;
+    s.daemon.status(&id).await?;
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let mut after: i64 = q.after.or(last).unwrap_or(0);
+    let permit = EVENT_STREAMS.try_acquire().map_err(|_| {
+        DaemonError::new(
+            ErrorCode::DependencyNotSatisfied,
+            format!("{MAX_EVENT_STREAMS} event streams are open: retry when one has closed"),
+        )
+    })?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Sse>(16);
+    let daemon = s.daemon.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut written = daemon.journal_writes();
+        loop {
+            written.mark_unchanged();
+            let (status, batch) = match daemon.logs(&id, after, EVENT_BATCH).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::debug!(execution = %id, "event stream ends: {e}");
+                    return;
+                }
+            };
+            let full = batch.len() == EVENT_BATCH as usize;
+            for event in batch {
+                after = event.seq;
+                let Ok(sse) = Sse::default().event("transition").id(event.seq.to_string()).json_data(&event) else {
+                    continue;
+                };
+                if tx.send(sse).await.is_err() {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            if status.is_terminal() {
+                // The last transition is written with the status: one more read sends it if it came between.
+                if let Ok((_, rest)) = daemon.logs(&id, after, EVENT_BATCH).await
+                    && !rest.is_empty()
+                {
+                    continue;
+                }
+                let end = serde_json::json!({"execution_id": id, "status": status});
+                if let Ok(sse) = Sse::default().event("end").json_data(end) {
+                    let _ = tx.send(sse).await;
+                }
+                return;
+            }
+            tokio::select! {
+                // Transitions come in bursts: one read after a short pause takes several.
+                _ = written.changed() => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                () = tokio::time::sleep(EVENT_POLL) => {}
+                () = tx.closed() => return,
+                () = daemon.stopping() => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    Ok(axum::response::sse::Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
 // ----- plugins -----
@@ -693,6 +888,7 @@ async fn executions(State(s): State<ApiState>, Q(q): Q<ExecutionQuery>) -> ApiRe
         schedule_id: q.schedule,
         limit: q.limit.map(|l| l.min(MAX_LIST)),
         active: q.active.unwrap_or(false),
+        before: q.before,
     };
     Ok(Json(ExecutionList { executions: s.daemon.executions(&filter).await? }))
 }

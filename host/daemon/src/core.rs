@@ -86,6 +86,8 @@ struct Inner {
     health: Health,
     db_health: StateDbHealth,
     journal: Arc<dyn Journal>,
+    /// Counts the journal's writes (see [`Daemon::journal_writes`]).
+    written: crate::journal::Written,
     /// Taken by retry and cancel: a check and the change it allows are one step.
     lifecycle: tokio::sync::Mutex<()>,
     /// How long ended executions are kept (`None`: forever), and when they
@@ -264,7 +266,9 @@ impl Daemon {
         metrics.plugins(host.plugins().count(), host.load_errors().len());
         let health = Health::default();
         let db_health = StateDbHealth::new(health.clone());
-        let journal: Arc<dyn Journal> = Arc::new(StoreJournal::new(store.clone(), metrics.clone(), db_health.clone()));
+        let written: crate::journal::Written = Arc::new(tokio::sync::watch::channel(0).0);
+        let journal: Arc<dyn Journal> =
+            Arc::new(StoreJournal::new(store.clone(), metrics.clone(), db_health.clone(), written.clone()));
         let daemon = Self(Arc::new(Inner {
             store,
             host: RwLock::new(Arc::new(host)),
@@ -292,6 +296,7 @@ impl Daemon {
             health,
             db_health,
             journal,
+            written,
             lifecycle: tokio::sync::Mutex::const_new(()),
             retention: Mutex::new((Some(crate::config::DEFAULT_RETENTION), None)),
             secrets: std::sync::OnceLock::new(),
@@ -421,6 +426,24 @@ impl Daemon {
     /// The state database.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.0.store
+    }
+
+    /// Changes each time this daemon's journal records a transition:
+    /// what the event streams wait on before they read the log again
+    /// (transitions recorded by other nodes of a cluster do not change it).
+    pub fn journal_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.written.subscribe()
+    }
+
+    /// Executions this daemon runs at once at most (its worker slots).
+    pub fn workers(&self) -> usize {
+        self.0.node.workers
+    }
+
+    /// Worker slots: (executions running in one, executions waiting for one).
+    pub fn slot_usage(&self) -> (usize, usize) {
+        let (free, waiting) = self.0.slots.usage();
+        (self.0.node.workers.saturating_sub(free), waiting)
     }
 
     /// The metrics.

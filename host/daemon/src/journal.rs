@@ -70,27 +70,33 @@ impl StateDbHealth {
     }
 }
 
+/// Counts the journal's successful writes: what wakes the event streams
+/// (`GET /v1/events`) to read the log again.
+pub(crate) type Written = Arc<tokio::sync::watch::Sender<u64>>;
+
 /// Writes an execution's transitions to the [`Store`].
 pub(crate) struct StoreJournal {
     store: Arc<dyn Store>,
     metrics: Metrics,
     health: StateDbHealth,
+    written: Written,
 }
 
 impl StoreJournal {
-    /// A journal writing to `store`, reporting failures to `health`.
-    pub(crate) fn new(store: Arc<dyn Store>, metrics: Metrics, health: StateDbHealth) -> Self {
-        Self { store, metrics, health }
+    /// A journal writing to `store`, reporting failures to `health` and
+    /// counting writes in `written`.
+    pub(crate) fn new(store: Arc<dyn Store>, metrics: Metrics, health: StateDbHealth, written: Written) -> Self {
+        Self { store, metrics, health, written }
     }
 
     /// Await `write` (queued for the store's writer thread), then
     /// [`Self::checked`] and, if it worked, `then`.
     fn check(&self, write: StoreFuture<()>, then: impl FnOnce(&Metrics) + Send + 'static) -> JournalFuture {
-        let journal = (self.metrics.clone(), self.health.clone());
+        let journal = (self.metrics.clone(), self.health.clone(), self.written.clone());
         Box::pin(async move {
             let written = write.await;
-            let (metrics, health) = &journal;
-            let result = checked(metrics, health, written);
+            let (metrics, health, counter) = &journal;
+            let result = checked(metrics, health, counter, written);
             if result.is_ok() {
                 then(metrics);
             }
@@ -100,14 +106,20 @@ impl StoreJournal {
 
     /// Count a failed write and report it to the health, or clear the degradation.
     fn checked(&self, written: Result<(), StoreError>) -> JournalResult {
-        checked(&self.metrics, &self.health, written)
+        checked(&self.metrics, &self.health, &self.written, written)
     }
 }
 
-fn checked(metrics: &Metrics, health: &StateDbHealth, written: Result<(), StoreError>) -> JournalResult {
+fn checked(
+    metrics: &Metrics,
+    health: &StateDbHealth,
+    counter: &Written,
+    written: Result<(), StoreError>,
+) -> JournalResult {
     match written {
         Ok(()) => {
             health.writes(None);
+            counter.send_modify(|n| *n = n.wrapping_add(1));
             Ok(())
         }
         Err(e) => {

@@ -12,7 +12,8 @@
 //! * [`metrics`]: Prometheus metrics;
 //! * [`api`]: the HTTP API, whose types live in `plexus-client`, and its
 //!   generated OpenAPI document ([`openapi`]); [`views`] turns the plugin
-//!   host's types into the API's.
+//!   host's types into the API's; [`ui`] the web UI it serves at `/ui/`,
+//!   whose logins [`sessions`] keeps.
 //!
 //! Run one in a tokio runtime (what `plexus daemon` does):
 //!
@@ -43,11 +44,13 @@ pub mod schedule;
 pub mod schedules;
 pub mod secrets;
 pub mod server;
+pub mod sessions;
 mod slots;
 pub mod store;
 mod supervise;
 #[doc(hidden)]
 pub mod testing;
+pub mod ui;
 pub mod views;
 
 pub use core::{CLAIM_BATCH, CLUSTER_POLL, DEFAULT_LEASE, Daemon, Origin, Registered, new_node_id, parse_workflow};

@@ -146,6 +146,10 @@ impl Metrics {
     pub fn journal_error(&self) {
         self.0.journal_errors.inc();
     }
+    /// State writes that failed since the daemon started (`plexus_journal_errors_total`).
+    pub fn journal_errors(&self) -> u64 {
+        self.0.journal_errors.get()
+    }
     /// Background task `task` was restarted.
     pub fn background_restart(&self, task: &str) {
         self.0.background_restarts.get_or_create(&vec![("task".into(), task.into())]).inc();

@@ -91,6 +91,13 @@ impl Slots {
         }
     }
 
+    /// (free slots, executions waiting for one — including some that gave
+    /// up, until a release passes them).
+    pub fn usage(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (state.free, state.waiting.len())
+    }
+
     /// How many executions wait for a slot (including some that gave up,
     /// until a release passes them).
     #[cfg(test)]

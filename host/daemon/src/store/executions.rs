@@ -403,6 +403,7 @@ impl SqliteStore {
                  WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)
                    AND (?3 IS NULL OR schedule_id = ?3)
                    AND (?5 = 0 OR status IN ('pending', 'running', 'rolling_back'))
+                   AND (?6 IS NULL OR id < ?6)
                  ORDER BY id DESC LIMIT ?4",
             )
             .map_err(|e| self.err(e))?;
@@ -410,7 +411,14 @@ impl SqliteStore {
         type Row = (String, String, u32, String, Option<String>, Option<String>, i64, Option<i64>);
         let rows: Vec<Row> = stmt
             .query_map(
-                params![filter.workflow_id, status, filter.schedule_id, filter.limit.unwrap_or(100), filter.active],
+                params![
+                    filter.workflow_id,
+                    status,
+                    filter.schedule_id,
+                    filter.limit.unwrap_or(100),
+                    filter.active,
+                    filter.before
+                ],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
             )
             .and_then(Iterator::collect)

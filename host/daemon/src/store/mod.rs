@@ -594,6 +594,9 @@ pub struct ExecutionFilter {
     pub limit: Option<u32>,
     /// Only those that have not ended (pending, running, rolling back).
     pub active: bool,
+    /// Only those older than this execution id (ids sort by start): the
+    /// next page after a list whose last id it is.
+    pub before: Option<String>,
 }
 
 /// One stored schedule.

@@ -919,9 +919,10 @@ impl Store for PgStore {
                          FROM executions
                          WHERE ($1::text IS NULL OR workflow_id = $1) AND ($2::text IS NULL OR status = $2)
                            AND ($3::text IS NULL OR schedule_id = $3) AND (NOT $5 OR status IN {UNFINISHED})
+                           AND ($6::text IS NULL OR id < $6)
                          ORDER BY id DESC LIMIT $4"
                     ),
-                    &[&filter.workflow_id, &status, &filter.schedule_id, &limit, &filter.active],
+                    &[&filter.workflow_id, &status, &filter.schedule_id, &limit, &filter.active, &filter.before],
                 )
                 .await?;
             rows.iter()
