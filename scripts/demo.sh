@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 bash scripts/build-plugins.sh "$PWD/target/plugins"
+# The daemon's web UI (embedded into plexus; Node.js and npm).
+bash scripts/build-ui.sh
 cargo build --locked --release -p plexus --bin plexus
 plexus=target/release/plexus
 [ -n "${CARGO_TARGET_DIR:-}" ] && plexus="$CARGO_TARGET_DIR/release/plexus"

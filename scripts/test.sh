@@ -8,11 +8,15 @@
 # wheel from the same build and installed), on both of its backends. The
 # daemon's tests run twice: on SQLite and on PostgreSQL (PostgreSQL 15 is
 # installed from Debian's packages when missing; the tests start and stop
-# their own servers).
+# their own servers). Last, the web UI's end-to-end tests in headless
+# Chromium (Debian's, installed when missing) against the daemon just built;
+# their screenshots go to target/ui-screenshots. The UI is built first: the
+# daemon embeds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 bash scripts/setup-postgres.sh
+bash scripts/setup-browser.sh
 cargo test --workspace --locked "$@"
 # The daemon's suites again on PostgreSQL (a throw-away server on loopback): the
 # in-process one, and the daemon processes' (but the tests of SQLite's file:
@@ -20,7 +24,7 @@ cargo test --workspace --locked "$@"
 PLEXUS_TEST_STORE=postgres cargo test -p plexus-daemon --lib --locked tests::
 PLEXUS_TEST_STORE=postgres cargo test -p plexus --test integration --locked -- \
   daemon:: daemon_faults::concurrent daemon_faults::sigterm lifecycle::in_a_daemon \
-  isolation::the_daemon hostile::the_daemon secrets::a_secret_reaches hooks:: map:: artifacts::
+  isolation::the_daemon hostile::the_daemon secrets::a_secret_reaches hooks:: map:: artifacts:: ui::
 
 bash scripts/setup-sdks.sh
 export PLEXUS_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/plexus
@@ -31,3 +35,4 @@ bash scripts/build-python-api.sh
 target/python-sdk/bin/python -m pytest -q host/python/tests
 (cd plugin-sdk/js && node --test)
 (cd plugins/report-js && { [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error; } && node --test)
+PLEXUS_TEST_PLUGINS=$PWD/target/test-plugins node --test host/daemon/ui/tests/

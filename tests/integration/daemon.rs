@@ -272,11 +272,16 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     let sched = json!({"id": "yearly", "when": "cron 0 3 1 1 *", "timezone": "Europe/Berlin", "workflow": "chain"});
     let created: ScheduleView = typed(call("POST", "/v1/schedules", "/v1/schedules", Some(sched.clone()), 201));
     assert!(created.next_fire.as_deref().unwrap().ends_with(":00:00+00:00"), "{created:?}");
+    // The next five fire times, a year apart, the first being `next_fire`.
+    assert_eq!((created.upcoming.len(), created.upcoming.first()), (5, created.next_fire.as_ref()));
+    let years: Vec<&str> = created.upcoming.iter().map(|t| &t[..4]).collect();
+    assert!(years.windows(2).all(|w| w[1].parse::<u32>().unwrap() == w[0].parse::<u32>().unwrap() + 1), "{years:?}");
     let taken = call("POST", "/v1/schedules", "/v1/schedules", Some(sched), 409);
     assert_eq!(typed::<DaemonError>(taken).code, ErrorCode::AlreadyExists);
     let listed: ScheduleList = typed(call("GET", "/v1/schedules", "/v1/schedules", None, 200));
     assert_eq!(listed.schedules[0].spec.id, "yearly");
     let paused: ScheduleView = typed(call("POST", "/v1/schedules/{id}/pause", "/v1/schedules/yearly/pause", None, 200));
+    assert!(paused.upcoming.is_empty(), "a paused schedule fires no more: {paused:?}");
     assert_eq!((paused.spec.enabled, paused.next_fire), (false, None));
     let resumed: ScheduleView =
         typed(call("POST", "/v1/schedules/{id}/resume", "/v1/schedules/yearly/resume", None, 200));

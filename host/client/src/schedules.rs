@@ -167,6 +167,10 @@ pub struct ScheduleView {
     pub spec: ScheduleSpec,
     /// Next fire time (RFC 3339), if any and enabled.
     pub next_fire: Option<String>,
+    /// The next fire times (RFC 3339), at most 5, `next_fire` first (empty
+    /// when paused or when it fires no more).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upcoming: Vec<String>,
     /// Latest fire time handled (RFC 3339).
     pub last_fire: Option<String>,
     /// Executions of it not finished now.

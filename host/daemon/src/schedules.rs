@@ -31,6 +31,9 @@ use tokio::sync::Notify;
 
 pub use plexus_client::ScheduleView;
 
+/// The fire times a schedule's view lists ([`ScheduleView::upcoming`]).
+const UPCOMING: usize = 5;
+
 /// The schedule service; cheap to clone.
 #[derive(Clone)]
 pub struct Schedules(Arc<Inner>);
@@ -171,10 +174,15 @@ impl Schedules {
         let created = ms_to_time(row.created_at_ms);
         let from = row.last_fire_ms.map(ms_to_time).map_or(now, |last| last.max(now));
         let next = if row.enabled { schedule.next_fire(from, created) } else { None };
+        let upcoming = std::iter::successors(next, |&t| schedule.next_fire(t, created))
+            .take(UPCOMING)
+            .map(|t| t.to_rfc3339())
+            .collect();
         let mut spec = schedule.spec;
         spec.enabled = row.enabled;
         Ok(ScheduleView {
             next_fire: next.map(|t| t.to_rfc3339()),
+            upcoming,
             last_fire: row.last_fire_ms.map(|t| ms_to_time(t).to_rfc3339()),
             running,
             queued: self

@@ -77,7 +77,9 @@ export function Dag({ steps, records = {}, selected, onSelect, label }) {
           const fraction = typeof progress?.fraction === 'number' ? Math.max(0, Math.min(1, progress.fraction)) : null;
           const x = n.x - NODE_W / 2;
           const y = n.y - NODE_H / 2;
-          const name = `Step ${n.id}${status ? `, ${status.replace('_', ' ')}` : ''}`;
+          const statusText = `${status ? status.replace('_', ' ') : ''}${record?.attempts > 1 ? ` · attempt ${record.attempts}` : ''}`;
+          // The accessible name is the visible text (WCAG 2.5.3).
+          const name = statusText ? `${n.id} ${statusText}` : n.id;
           return (
             <g
               key={n.id}
@@ -94,10 +96,9 @@ export function Dag({ steps, records = {}, selected, onSelect, label }) {
             >
               <title>{name}</title>
               <rect width={NODE_W} height={NODE_H} rx="8" />
-              <text x="10" y="22" class="node-id">{short(n.id, 20)}</text>
-              <text x="10" y="42" class="node-status">
-                {status ? status.replace('_', ' ') : ''}
-                {record?.attempts > 1 ? ` · attempt ${record.attempts}` : ''}
+              <text>
+                <tspan x="10" y="22" class="node-id">{short(n.id, 20)}</tspan>{' '}
+                <tspan x="10" y="42" class="node-status">{statusText}</tspan>
               </text>
               {fraction !== null && status === 'running' && (
                 <g>

@@ -1,19 +1,22 @@
 // End-to-end tests of the web UI in a real browser: Debian's Chromium,
 // headless, driven by playwright-core (no browser download), against a real
 // `plexus daemon` with the example plugins. Each test saves a screenshot of
-// the page it looked at into target/ui-screenshots (not committed).
+// the page it looked at into target/ui-screenshots (not committed). The
+// tests run in order in one browser session: the first one logs in.
 //
 //   PLEXUS_BIN=target/debug/plexus PLEXUS_TEST_PLUGINS=target/test-plugins node --test host/daemon/ui/tests/
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 import { Daemon, repo } from './daemon.mjs';
 
 const CHROMIUM = process.env.PLEXUS_CHROMIUM || '/usr/bin/chromium';
 const SHOTS = process.env.PLEXUS_UI_SCREENSHOTS || join(repo, 'target/ui-screenshots');
 const SECRET = 'sk-live-7f3c0b9e21d84a56be0c1d2e3f4a5b6c';
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 
@@ -204,10 +207,19 @@ test('pause and resume a schedule', async () => {
   await row.getByText('paused').waitFor();
   assert.equal((await daemon.call('GET', '/v1/schedules/nightly-pipeline')).enabled, false);
   await open('/schedules/nightly-pipeline', /nightly-pipeline/);
+  await page.locator('[data-field="state"]').getByText('paused').waitFor();
   await shot('schedule');
   await page.getByRole('button', { name: 'Resume schedule nightly-pipeline' }).click();
   await page.locator('[data-field="state"]').getByText('active').waitFor();
   assert.equal((await daemon.call('GET', '/v1/schedules/nightly-pipeline')).enabled, true);
+  // Resumed, it lists its next five fire times (cron 0 2 * * *: 02:00 UTC, a day apart).
+  await page.locator('ol.upcoming li').nth(4).waitFor();
+  const times = await page.locator('ol.upcoming time').evaluateAll((ts) => ts.map((t) => t.dateTime));
+  assert.equal(times.length, 5);
+  for (const [i, t] of times.entries()) {
+    assert.match(t, /T02:00:00\.000Z$/);
+    if (i > 0) assert.equal(Date.parse(t) - Date.parse(times[i - 1]), 86400000);
+  }
 });
 
 test('the executions list filters by status and workflow, pages, and finds an execution by id', async () => {
@@ -285,4 +297,44 @@ test('no page shows a secret or the token', async () => {
   }
   // Nor does the daemon's log hold the token (the login sent it).
   assert.ok(!readFileSync(daemon.logFile, 'utf8').includes(daemon.token), 'the log holds the token');
+});
+
+test('every page passes axe-core\'s WCAG 2 A and AA rules (contrast among them) and fits a phone\'s width', async () => {
+  const { execution_id: robust } = await daemon.call('POST', '/v1/executions', {
+    workflow: 'weather-robust',
+    inputs: { output: join(daemon.data, 'rainy-2.csv') },
+  });
+  await daemon.waitFor(robust);
+  const routes = [
+    ['/executions', 'Executions'],
+    [`/executions/${robust}`, /Execution/],
+    ['/workflows', 'Workflows'],
+    ['/workflows/weather-pipeline', /weather-pipeline/],
+    ['/schedules', 'Schedules'],
+    ['/schedules/nightly-pipeline', /nightly-pipeline/],
+    ['/plugins', 'Plugins'],
+    ['/plugins/plexus.csv', /plexus\.csv/],
+    ['/health', 'Health'],
+  ];
+  for (const viewport of [DESKTOP, PHONE]) {
+    await page.setViewportSize(viewport);
+    for (const [route, heading] of routes) {
+      await open(route, heading);
+      // Let the page's data arrive (a table row, a graph, a card) before it is checked.
+      await page.locator('main table tbody tr, main svg.dag, main .card, main dl.facts').first().waitFor();
+      if (route.startsWith('/executions/')) {
+        await page.locator('svg.dag g.node[data-step="publish"]').click();
+        await page.locator('.step-error').waitFor();
+      }
+      await page.evaluate(AXE);
+      const violations = await page.evaluate(async () => {
+        const result = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+        return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+      });
+      assert.deepEqual(violations, [], `${route} at ${viewport.width}px`);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 1, `${route} at ${viewport.width}px is ${overflow}px wider than the screen`);
+    }
+  }
+  await page.setViewportSize(DESKTOP);
 });

@@ -275,7 +275,7 @@ export function ExecutionPage({ id }) {
       {Object.keys(execution.outputs || {}).length > 0 && (<section><h2>Outputs</h2><Json value={execution.outputs} /></section>)}
       <section>
         <h2>Log</h2>
-        <ol class="log" aria-live="polite" aria-relevant="additions">
+        <ol class="log" aria-live="polite" aria-relevant="additions" aria-label="Log" tabIndex={0}>
           {log.map((e) => (
             <li key={e.seq} data-kind={e.kind}>
               <span class="muted">{formatTime(new Date(e.at_ms))}</span>{' '}

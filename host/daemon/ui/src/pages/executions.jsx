@@ -70,7 +70,7 @@ export function Executions({ params }) {
         </label>
       </div>
       <ErrorBox error={error} />
-      <div class="table-wrap">
+      <div class="table-wrap" tabIndex={0} role="region" aria-label="Executions table">
         <table class="executions">
           <thead>
             <tr><th scope="col">Execution</th><th scope="col">Workflow</th><th scope="col">Status</th><th scope="col">Started</th><th scope="col">Duration</th><th scope="col">Schedule</th></tr>

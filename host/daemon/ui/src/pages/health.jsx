@@ -33,7 +33,7 @@ export function HealthPage() {
             {Object.keys(o.executions).length === 0 && <li class="muted">None yet.</li>}
           </ul>
           <h2>Nodes</h2>
-          <div class="table-wrap">
+          <div class="table-wrap" tabIndex={0} role="region" aria-label="Nodes table">
             <table>
               <thead><tr><th scope="col">Node</th><th scope="col">State</th><th scope="col">Address</th><th scope="col">Workers</th><th scope="col">Running</th><th scope="col">Started</th><th scope="col">Heartbeat</th></tr></thead>
               <tbody>

@@ -11,7 +11,7 @@ export function Plugins() {
     <section>
       <Title>Plugins</Title>
       <ErrorBox error={error} />
-      <div class="table-wrap">
+      <div class="table-wrap" tabIndex={0} role="region" aria-label="Plugins table">
         <table class="plugins">
           <thead><tr><th scope="col">Plugin</th><th scope="col">Version</th><th scope="col">Kind</th><th scope="col">Status</th><th scope="col">Capabilities</th><th scope="col">Operations</th></tr></thead>
           <tbody>

@@ -31,7 +31,7 @@ function Controls({ s, done }) {
       <button
         type="button"
         onClick={() => call('run', { title: `Run schedule ${s.id} now?`, body: `It starts ${s.workflow ? `workflow ${s.workflow}` : `${s.plugin}.${s.operation}`} once, now, besides its fire times.`, confirm: 'Run now' })}
-        aria-label={`Run schedule ${s.id} now`}
+        aria-label={`Run now… schedule ${s.id}`}
       >
         Run now…
       </button>
@@ -50,7 +50,7 @@ export function Schedules() {
     <section>
       <Title>Schedules</Title>
       <ErrorBox error={error} />
-      <div class="table-wrap">
+      <div class="table-wrap" tabIndex={0} role="region" aria-label="Schedules table">
         <table class="schedules">
           <thead><tr><th scope="col">Schedule</th><th scope="col">When</th><th scope="col">Runs</th><th scope="col">State</th><th scope="col">Next fire</th><th scope="col">Last fire</th><th scope="col">Actions</th></tr></thead>
           <tbody>
@@ -85,7 +85,12 @@ export function SchedulePage({ id }) {
             <dt>When</dt><dd class="mono">{s.when}{s.timezone ? ` (${s.timezone})` : ''}</dd>
             <dt>Runs</dt><dd>{target(s)}</dd>
             <dt>State</dt><dd data-field="state">{s.enabled ? 'active' : 'paused'}</dd>
-            <dt>Next fire</dt><dd>{when(s.next_fire)}</dd>
+            <dt>Next fires</dt>
+            <dd>
+              {(s.upcoming || []).length === 0 ? <span class="muted">none{s.enabled ? '' : ' (paused)'}</span> : (
+                <ol class="upcoming">{s.upcoming.map((t) => <li key={t}>{when(t)}</li>)}</ol>
+              )}
+            </dd>
             <dt>Last fire</dt><dd>{when(s.last_fire)}</dd>
             <dt>Running now</dt><dd>{s.running}{s.queued ? ' (one more queued)' : ''}</dd>
             <dt>Overlap</dt><dd>{s.overlap || 'skip'}</dd>
@@ -94,7 +99,7 @@ export function SchedulePage({ id }) {
           <Controls s={s} done={reload} />
           <p><Link to={`/executions${query({ schedule: id })}`}>Its executions</Link></p>
           <h2>Fire history</h2>
-          <div class="table-wrap">
+          <div class="table-wrap" tabIndex={0} role="region" aria-label="Fire history table">
             <table>
               <thead><tr><th scope="col">Fire time</th><th scope="col">Handled</th><th scope="col">Outcome</th><th scope="col">Execution</th><th scope="col">Message</th></tr></thead>
               <tbody>

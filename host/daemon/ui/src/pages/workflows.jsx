@@ -11,7 +11,7 @@ export function Workflows() {
     <section>
       <Title>Workflows</Title>
       <ErrorBox error={error} />
-      <div class="table-wrap">
+      <div class="table-wrap" tabIndex={0} role="region" aria-label="Workflows table">
         <table>
           <thead><tr><th scope="col">Workflow</th><th scope="col">Version</th><th scope="col">Format</th><th scope="col">Registered</th><th scope="col">Executions</th></tr></thead>
           <tbody>
