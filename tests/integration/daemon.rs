@@ -574,6 +574,29 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["executions"].as_array().unwrap().len(), 5, "4 started, 1 by the hook");
+    // Paging: two at a time, each page older than the last id of the one before; together the same five.
+    let ids: Vec<&str> =
+        listed["executions"].as_array().unwrap().iter().map(|e| e["execution_id"].as_str().unwrap()).collect();
+    let (mut paged, mut before) = (Vec::new(), None::<String>);
+    for _ in 0..ids.len() + 1 {
+        let mut args = vec!["exec", "list", "--workflow", "chain", "--limit", "2", "--json"];
+        if let Some(id) = &before {
+            args.extend(["--before", id.as_str()]);
+        }
+        let out = d.cli(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let page: Vec<String> = page["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["execution_id"].as_str().unwrap().to_owned())
+            .collect();
+        let Some(last) = page.last().cloned() else { break };
+        paged.extend(page);
+        before = Some(last);
+    }
+    assert_eq!(paged, ids);
     let out = d.cli(&["exec", "start", "chain", "--wait"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("completed"));

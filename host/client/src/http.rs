@@ -422,6 +422,7 @@ impl Client {
                 ("schedule", query.schedule.as_deref()),
                 ("limit", limit.as_deref()),
                 ("active", query.active.map(|a| if a { "true" } else { "false" })),
+                ("before", query.before.as_deref()),
             ],
         );
         self.call("GET", &route, NONE)

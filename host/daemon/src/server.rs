@@ -36,7 +36,8 @@ async fn open_store(config: &DaemonConfig) -> Result<(Arc<dyn Store>, Option<std
 
 /// Run the daemon until SIGTERM or SIGINT. Prints one JSON line to stdout
 /// when it listens: `{"listening": "<address>", "token_file": "<path>",
-/// "node": "<node id>"}`. On a PostgreSQL store it joins the cluster of
+/// "node": "<node id>", "ui": "http://<address>/ui/"}` (`ui` is null on a
+/// Unix socket). On a PostgreSQL store it joins the cluster of
 /// daemons on that database (see [`Daemon::join_cluster`]) once it listens,
 /// and hands its unfinished executions back when it stops.
 ///
@@ -127,6 +128,9 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let node = daemon.node_id().to_owned();
     let announce = |address: String| {
         tracing::info!(%address, %node, "plexus daemon listening");
+        if !address.starts_with("unix:") {
+            tracing::info!("web UI at http://{address}/ui/ (log in with the token file's content)");
+        }
         address
     };
     let mut stopping = stop_rx.clone();
@@ -169,7 +173,8 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         tokio::spawn(super::supervise::supervise("scheduler", health, metrics, stop_rx.clone(), run))
     };
     // Announced once it serves (and, on a shared store, has joined the cluster).
-    println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file, "node": node}));
+    let ui = (!address.starts_with("unix:")).then(|| format!("http://{address}/ui/"));
+    println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file, "node": node, "ui": ui}));
     let mut server = server;
     let ended_by_itself = tokio::select! {
         served = &mut server => {

@@ -43,11 +43,11 @@ export class Daemon {
     });
     const announced = JSON.parse(line);
     const token = readFileSync(announced.token_file || join(data, 'token'), 'utf8').trim();
-    return new Daemon(child, `http://${announced.listening}`, token, data, logFile);
+    return new Daemon(child, `http://${announced.listening}`, announced.ui, token, data, logFile);
   }
 
-  constructor(child, url, token, data, logFile) {
-    Object.assign(this, { child, url, token, data, logFile });
+  constructor(child, url, ui, token, data, logFile) {
+    Object.assign(this, { child, url, ui, token, data, logFile });
   }
 
   /** `method` `path` with the bearer token; the JSON answer (throws on non-2xx). */

@@ -96,7 +96,9 @@ after(async () => {
 });
 
 test('log in: a wrong token is refused, the right one opens the executions page', async () => {
-  await page.goto(`${daemon.url}/ui/`);
+  // The address the daemon announces when it starts.
+  assert.equal(daemon.ui, `${daemon.url}/ui/`);
+  await page.goto(daemon.ui);
   await page.getByLabel('Token').waitFor();
   await shot('login');
   await page.getByLabel('Token').fill('not-the-token');
@@ -164,6 +166,8 @@ test('the failed step of the robust example shows its error', async () => {
   assert.match(await error.innerText(), /publishing rejected/);
   assert.match(await page.locator('.step-details').innerText(), /Attempts\s*1/);
   await shot('execution-failed');
+  // What the README shows (host/daemon/ui/screenshot.png is a copy): the first screen only.
+  await page.screenshot({ path: join(SHOTS, 'readme-execution.png') });
 });
 
 test('cancel a running execution, with confirmation', async () => {
