@@ -35,4 +35,4 @@ bash scripts/build-python-api.sh
 target/python-sdk/bin/python -m pytest -q host/python/tests
 (cd plugin-sdk/js && node --test)
 (cd plugins/report-js && { [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error; } && node --test)
-PLEXUS_TEST_PLUGINS=$PWD/target/test-plugins node --test host/daemon/ui/tests/
+PLEXUS_TEST_PLUGINS=$PWD/target/test-plugins node --test host/daemon/ui/tests/*.test.mjs

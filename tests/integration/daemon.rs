@@ -470,6 +470,7 @@ fn every_route_needs_the_token_and_answers_with_codes() {
     let login = serde_json::to_vec(&json!({"token": d.token})).unwrap();
     let (status, head, _) = d.exchange("POST", "/v1/session", "", Some(("application/json", &login)));
     assert!(head.to_ascii_lowercase().contains("set-cookie: plexus_session="), "{head}");
+    assert_eq!(status, 200, "{head}");
     hit.insert(("POST".into(), "/v1/session".into(), status));
     let (status, _) = d.raw("DELETE", "/v1/session", None, None);
     hit.insert(("DELETE".into(), "/v1/session".into(), status));

@@ -61,48 +61,88 @@ fn a_login_gives_a_cookie_that_reads_writes_only_with_the_ui_header_and_ends_at_
     let (status, head, _) = d.exchange("POST", "/v1/session", "", Some(("application/json", &wrong)));
     assert_eq!(status, 401);
     assert_eq!(header(&head, "set-cookie"), None);
-    // The token: a session cookie, HttpOnly and SameSite=Strict, that is not the token.
+    // The token: a session cookie, HttpOnly and SameSite=Strict, named by the port, that is not
+    // the token; and the session's write key in the body.
     let right = json_body(json!({"token": d.token}));
-    let (status, head, _) = d.exchange("POST", "/v1/session", "", Some(("application/json", &right)));
-    assert_eq!(status, 204, "{head}");
+    let (status, head, body) = d.exchange("POST", "/v1/session", "", Some(("application/json", &right)));
+    assert_eq!(status, 200, "{head}");
+    let session: plexus_client::Session = serde_json::from_slice(&body).unwrap();
     let set = header(&head, "set-cookie").unwrap();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
     let cookie = set.split(';').next().unwrap().to_owned();
+    // The raw client sends `Host: plexus` (no port): the name has none either.
     assert!(cookie.starts_with("plexus_session=") && !cookie.contains(&d.token), "{cookie}");
+    assert!(!cookie.contains(&session.write_key) && session.write_key != d.token);
     let with = |extra: &str| format!("Cookie: {cookie}\r\n{extra}");
     // It reads.
     let (status, _, body) = d.exchange("GET", "/v1/workflows", &with(""), None);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    // It writes only with the UI's header (a page of another site cannot add it).
+    // It writes only with the session's write key in the UI's header: not without it, not with
+    // another value (a server on another port of the host gets the cookie, not the key).
     let source = json_body(json!({"source": GATE}));
-    let (status, _, body) = d.exchange("POST", "/v1/workflows", &with(""), Some(("application/json", &source)));
-    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    for extra in ["", "X-Plexus-UI: 1\r\n"] {
+        let (status, _, body) = d.exchange("POST", "/v1/workflows", &with(extra), Some(("application/json", &source)));
+        assert_eq!(status, 403, "{extra}: {}", String::from_utf8_lossy(&body));
+    }
     assert_eq!(d.exchange("GET", "/v1/workflows/gate", &with(""), None).0, 404, "nothing was registered");
-    let (status, _, _) =
-        d.exchange("POST", "/v1/workflows", &with("X-Plexus-UI: 1\r\n"), Some(("application/json", &source)));
+    let key = format!("X-Plexus-UI: {}\r\n", session.write_key);
+    let (status, _, _) = d.exchange("POST", "/v1/workflows", &with(&key), Some(("application/json", &source)));
     assert_eq!(status, 201);
-    // A made-up session is not one.
+    // A made-up session is not one, nor is the cookie under another port's name.
     let forged = format!("Cookie: plexus_session={}\r\n", "ab".repeat(32));
     assert_eq!(d.exchange("GET", "/v1/workflows", &forged, None).0, 401);
+    let (_, value) = cookie.split_once('=').unwrap();
+    let elsewhere = format!("Host: plexus:7070\r\nCookie: plexus_session={value}\r\n");
+    let mut stream = TcpStream::connect(&d.addr).unwrap();
+    write!(stream, "GET /v1/workflows HTTP/1.1\r\n{elsewhere}Connection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "a cookie named for no port is not the one for port 7070: {answer}");
+    // An event stream opened with the session: it closes once the session ends, even while its
+    // execution goes on.
+    let id = d.start_execution("gate");
+    let mut events = open_stream(&d, &format!("/v1/events?execution={id}"), &with(""));
+    let mut seen = Vec::new();
+    while !seen.iter().any(|(_, _, e): &(String, Option<String>, Value)| e["step_id"] == "wait") {
+        seen.extend(read_events(&mut events, "transition"));
+    }
     // Logout ends it, and clears the cookie.
     let (status, head, _) = d.exchange("DELETE", "/v1/session", &with(""), None);
     assert_eq!(status, 204);
     assert!(header(&head, "set-cookie").unwrap().contains("Max-Age=0"));
     assert_eq!(d.exchange("GET", "/v1/workflows", &with(""), None).0, 401);
+    // The signal's transitions wake the stream, which finds its session gone and closes, without them.
+    d.client().signal(&id, "go", &serde_json::from_value(json!({"payload": 1})).unwrap()).unwrap();
+    assert_eq!(
+        d.wait_for(&id, Duration::from_secs(20)).status.status,
+        plexus_client::status::WorkflowStatus::Completed
+    );
+    let mut rest = String::new();
+    loop {
+        let mut line = String::new();
+        match events.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => rest.push_str(&line),
+            Err(e) => panic!("the stream stayed open after logout ({e}): {rest}"),
+        }
+    }
+    assert!(!rest.contains("event:"), "nothing after the logout: {rest}");
     // The token went to the daemon in a body only: its log never holds it.
     let log = std::fs::read_to_string(data.path().join("daemon.log")).unwrap();
     assert!(!log.contains(&d.token));
 }
 
-/// Read server-sent events from `reader` until one named `until` (or the
-/// stream ends); returns (name, id, data) of each.
+/// Read server-sent events from `reader` until one named `until`; returns
+/// (name, id, data) of each. Panics when the stream ends or stalls (30 s) first.
 fn read_events(reader: &mut impl BufRead, until: &str) -> Vec<(String, Option<String>, Value)> {
     let (mut events, mut name, mut id, mut data) = (Vec::new(), String::new(), None, String::new());
     let mut line = String::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return events;
+        match reader.read_line(&mut line) {
+            Ok(0) => panic!("the stream ended before `{until}`: {events:?}"),
+            Ok(_) => {}
+            Err(e) => panic!("the stream stalled before `{until}` ({e}): {events:?}"),
         }
         let line = line.trim_end_matches(['\r', '\n']);
         if line.is_empty() {
@@ -125,11 +165,12 @@ fn read_events(reader: &mut impl BufRead, until: &str) -> Vec<(String, Option<St
     }
 }
 
-/// Open `GET path` with the token and read past the response head.
+/// Open `GET path` with the token (or the `Cookie` that `extra` has) and read past the response head.
 fn open_stream(d: &RunningDaemon, path: &str, extra: &str) -> BufReader<TcpStream> {
     let mut stream = TcpStream::connect(&d.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: plexus\r\nAuthorization: Bearer {}\r\n{extra}\r\n", d.token).unwrap();
+    let auth = if extra.contains("Cookie:") { String::new() } else { format!("Authorization: Bearer {}\r\n", d.token) };
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: plexus\r\n{auth}Connection: close\r\n{extra}\r\n").unwrap();
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
@@ -175,9 +216,17 @@ fn the_event_stream_delivers_transitions_live_and_ends_with_the_execution() {
     let (name, _, end) = rest.last().unwrap();
     assert_eq!((name.as_str(), &end["execution_id"], &end["status"]), ("end", &json!(id), &json!("completed")));
     assert!(rest.iter().any(|(_, _, e)| e["step_id"] == "wait" && e["status"] == "completed"), "{rest:?}");
-    // The stream closes after `end`.
+    // The stream closes after `end`: the chunked body's last chunk, then the connection's end.
     let mut tail = String::new();
-    while reader.read_line(&mut tail).unwrap_or(0) > 0 {}
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => tail.push_str(&line),
+            Err(e) => panic!("the stream did not close after `end` ({e}): {tail:?}"),
+        }
+    }
+    assert!(tail.ends_with("0\r\n\r\n"), "{tail:?}");
     // A client reconnecting with Last-Event-ID gets only what came after.
     let mut again = open_stream(&d, &format!("/v1/events?execution={id}"), &format!("Last-Event-ID: {last_seen}\r\n"));
     let replay = read_events(&mut again, "end");

@@ -121,3 +121,20 @@ impl std::fmt::Debug for Login {
         f.debug_struct("Login").field("token", &"<redacted>").finish()
     }
 }
+
+/// The answer of `POST /v1/session`: the session's write key, which
+/// requests that change something carry in the `X-Plexus-UI` header (the
+/// session itself is the answer's cookie).
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Session {
+    /// 64 hex digits.
+    pub write_key: String,
+}
+
+impl std::fmt::Debug for Session {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("write_key", &"<redacted>").finish()
+    }
+}

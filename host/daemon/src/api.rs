@@ -35,7 +35,7 @@ use plexus_client::{
 };
 use plexus_client::{FromTemplate, TemplateDetail, TemplateList, TemplateSummary};
 use plexus_client::{HookCreated, HookDetails, HookList, HookSpec};
-use plexus_client::{Login, NodeList, Overview, WorkerUsage};
+use plexus_client::{Login, NodeList, Overview, Session, WorkerUsage};
 use plexus_client::{SecretInfo, SecretList};
 use plexus_client::{SignalRequest, Signalled};
 use plexus_client::{TransactionList, TransactionQuery};
@@ -60,6 +60,10 @@ pub struct ApiState {
     token_digest: Arc<[u8]>,
     /// The web UI's sessions (cookies given in exchange for the token).
     sessions: Arc<Sessions>,
+    /// Event streams open ([`MAX_EVENT_STREAMS`] at most).
+    event_streams: Arc<tokio::sync::Semaphore>,
+    /// Held through a wrong login's pause: wrong guesses come one at a time.
+    wrong_logins: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ApiState {
@@ -70,6 +74,8 @@ impl ApiState {
             schedules,
             token_digest: Sha256::digest(token.as_bytes()).to_vec().into(),
             sessions: Arc::default(),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            wrong_logins: Arc::default(),
         }
     }
 
@@ -229,23 +235,32 @@ pub async fn catch_panics(request: Request, next: Next) -> Response {
     }
 }
 
-/// The bearer token, or a web UI session's cookie (with [`sessions::UI_HEADER`]
-/// on a request that changes something).
-async fn auth(State(state): State<ApiState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+/// The session a cookie-authenticated request runs in (its id), for the
+/// handlers that keep going after the request (the event stream).
+#[derive(Clone)]
+struct SessionId(Arc<str>);
+
+/// The bearer token, or a web UI session's cookie (with the session's write
+/// key in [`sessions::UI_HEADER`] on a request that changes something).
+async fn auth(State(state): State<ApiState>, headers: HeaderMap, mut request: Request, next: Next) -> Response {
     let given =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let session = || sessions::from_headers(&headers).is_some_and(|id| state.sessions.check(id));
     let safe = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
-    match given {
-        Some(token) if state.is_token(token) => next.run(request).await,
-        None if session() => {
-            if safe || headers.contains_key(sessions::UI_HEADER) {
+    let session = sessions::from_headers(&headers).and_then(|id| {
+        let key = headers.get(sessions::UI_HEADER).and_then(|v| v.to_str().ok());
+        state.sessions.check(id, key).map(|access| (id, access))
+    });
+    match (given, session) {
+        (Some(token), _) if state.is_token(token) => next.run(request).await,
+        (None, Some((id, access))) => {
+            if safe || access == sessions::Access::Write {
+                request.extensions_mut().insert(SessionId(id.into()));
                 next.run(request).await
             } else {
                 let error = DaemonError::new(
                     ErrorCode::Unauthorized,
                     format!(
-                        "a request that changes something needs the `{}` header with a session cookie",
+                        "a request that changes something needs the session's write key (the login's answer) in the `{}` header",
                         sessions::UI_HEADER
                     ),
                 );
@@ -321,15 +336,20 @@ async fn openapi() -> Json<Value> {
 // ----- the web UI's session, overview and event stream -----
 
 /// Log in: exchange the daemon's token for a session cookie
-/// (`plexus_session`, `HttpOnly`, `SameSite=Strict`; it ends after 30 minutes
-/// unused, 12 hours after login, at logout or when the daemon restarts).
-/// What the web UI's login form sends; a wrong token gets 401 after a pause.
+/// (`plexus_session_<port>`, `HttpOnly`, `SameSite=Strict`) and the
+/// session's write key, which requests that change something carry in the
+/// `X-Plexus-UI` header. The session ends after 30 minutes unused, 12 hours
+/// after login, at logout or when the daemon restarts. What the web UI's
+/// login form sends; a wrong token gets 401 after a pause (wrong ones are
+/// answered one at a time).
 #[utoipa::path(post, path = "/v1/session", tag = "daemon", security(()), request_body = Login,
-    responses((status = 204, description = "Logged in: the answer sets the session cookie",
-        headers(("set-cookie" = String, description = "plexus_session=<id>; Path=/; HttpOnly; SameSite=Strict")))))]
-async fn login(State(s): State<ApiState>, Body(login): Body<Login>) -> ApiResult<Response> {
+    responses((status = 200, description = "Logged in: the answer sets the session cookie; its body has the write key",
+        body = Session,
+        headers(("set-cookie" = String, description = "plexus_session_<port>=<id>; Path=/; HttpOnly; SameSite=Strict")))))]
+async fn login(State(s): State<ApiState>, headers: HeaderMap, Body(login): Body<Login>) -> ApiResult<Response> {
     if !s.is_token(&login.token) {
-        // A pause makes guessing slower (the token has 256 bits: it is not guessed).
+        // One wrong guess at a time, each after a pause.
+        let _one = s.wrong_logins.lock().await;
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         tracing::warn!("a web UI login with a wrong token");
         return Err(ApiError(
@@ -337,11 +357,12 @@ async fn login(State(s): State<ApiState>, Body(login): Body<Login>) -> ApiResult
             DaemonError::new(ErrorCode::Unauthorized, "wrong token (the content of the daemon's token file)"),
         ));
     }
-    let id = s
+    let (id, write_key) = s
         .sessions
         .create()
         .map_err(|e| DaemonError::new(ErrorCode::Internal, format!("no randomness for a session: {e}")))?;
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, sessions::set_cookie(&id))]).into_response())
+    let cookie = sessions::set_cookie(&headers, &id);
+    Ok(([(header::SET_COOKIE, cookie)], Json(Session { write_key })).into_response())
 }
 
 /// Log out: end the session of the request's cookie, and remove the cookie.
@@ -351,7 +372,7 @@ async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     if let Some(id) = sessions::from_headers(&headers) {
         s.sessions.end(id);
     }
-    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, sessions::clear_cookie())]).into_response()
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, sessions::clear_cookie(&headers))]).into_response()
 }
 
 /// The daemon at a glance: health, nodes, worker slots, queue depth, journal errors.
@@ -376,8 +397,6 @@ async fn overview(State(s): State<ApiState>) -> ApiResult<Json<Overview>> {
 /// Event streams open at once, at most (more: 422 `DependencyNotSatisfied`).
 pub const MAX_EVENT_STREAMS: usize = 256;
 
-static EVENT_STREAMS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_EVENT_STREAMS);
-
 /// The query of `GET /v1/events`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -385,52 +404,68 @@ static EVENT_STREAMS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new
 struct EventsQuery {
     /// The execution whose events to stream.
     execution: String,
-    /// Only events after this `seq` (default: the `Last-Event-ID` header, else 0: from the start).
+    /// Only events after this `seq` (default 0: from the start; a
+    /// `Last-Event-ID` header further on wins).
     after: Option<i64>,
 }
 
 /// Events read from the log at a time, at most.
 const EVENT_BATCH: u32 = 500;
 
-/// How often a stream reads the log when this daemon recorded nothing
-/// (transitions recorded by another node of a cluster).
-const EVENT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a stream reads the log when nothing told it of a write: in a
+/// cluster, other nodes record transitions this one is not told of.
+const EVENT_POLL_CLUSTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The same on a daemon alone: only a safety net.
+const EVENT_POLL_ALONE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A live stream of an execution's events (server-sent events).
 ///
 /// Each transition of its log (what `GET /v1/executions/{id}/logs` lists)
 /// comes as `event: transition`, `id: <seq>`, `data: <the event's JSON>`;
-/// once the execution has ended and every event was sent, one `event: end`
-/// with `data: {"execution_id": …, "status": …}`, and the stream closes (a
-/// retried execution: open a new one with `after`). A reconnecting client
-/// (`Last-Event-ID`) gets what it missed. A comment line every 15 s keeps
-/// idle connections open. When the daemon shuts down the stream closes
-/// without `end`. At most 256 streams at once (422 `DependencyNotSatisfied`).
+/// once the execution has ended (and its last transition was recorded) and
+/// every event was sent, one `event: end` with `data: {"execution_id": …,
+/// "status": …}`, and the stream closes (a retried execution: open a new
+/// one with `after`). A reconnecting client (`Last-Event-ID`) gets what it
+/// missed. A comment line every 15 s keeps idle connections open. The stream
+/// closes without `end` when the daemon shuts down, and when the web UI
+/// session it was opened with ends (logout, expiry). At most 256 streams at
+/// once (422 `DependencyNotSatisfied`).
 ///
 /// `curl -N -H "Authorization: Bearer $TOKEN" "$ADDR/v1/events?execution=$ID"`
 #[utoipa::path(get, path = "/v1/events", tag = "executions", params(EventsQuery),
     responses((status = 200, description = "text/event-stream: `transition` events (id = seq, data = an \
         Event as JSON), then `end` (data = {execution_id, status}) once the execution ended",
         content_type = "text/event-stream", body = String)))]
-async fn events(State(s): State<ApiState>, headers: HeaderMap, Q(q): Q<EventsQuery>) -> ApiResult<Response> {
+async fn events(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    session: Option<axum::Extension<SessionId>>,
+    Q(q): Q<EventsQuery>,
+) -> ApiResult<Response> {
     use axum::response::sse::{Event as Sse, KeepAlive};
     let id = q.execution;
     s.daemon.status(&id).await?;
-    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
-    let mut after: i64 = q.after.or(last).unwrap_or(0);
-    let permit = EVENT_STREAMS.try_acquire().map_err(|_| {
+    let last: Option<i64> =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let mut after = q.after.unwrap_or(0).max(last.unwrap_or(0));
+    let permit = s.event_streams.clone().try_acquire_owned().map_err(|_| {
         DaemonError::new(
             ErrorCode::DependencyNotSatisfied,
             format!("{MAX_EVENT_STREAMS} event streams are open: retry when one has closed"),
         )
     })?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Sse>(16);
-    let daemon = s.daemon.clone();
+    let (daemon, sessions) = (s.daemon.clone(), s.sessions.clone());
+    let session = session.map(|axum::Extension(SessionId(id))| id);
     tokio::spawn(async move {
         let _permit = permit;
         let mut written = daemon.journal_writes();
+        let poll = if daemon.in_cluster() { EVENT_POLL_CLUSTER } else { EVENT_POLL_ALONE };
         loop {
-            written.mark_unchanged();
+            if session.as_deref().is_some_and(|sid| !sessions.is_alive(sid)) {
+                return;
+            }
             let (status, batch) = match daemon.logs(&id, after, EVENT_BATCH).await {
                 Ok(read) => read,
                 Err(e) => {
@@ -451,7 +486,9 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap, Q(q): Q<EventsQue
             if full {
                 continue;
             }
-            if status.is_terminal() {
+            // Ended, and recorded so (a held execution's last write failed: its transition comes later).
+            let held = daemon.live(&id).is_some_and(|e| e.is_held());
+            if status.is_terminal() && !held {
                 // The last transition is written with the status: one more read sends it if it came between.
                 if let Ok((_, rest)) = daemon.logs(&id, after, EVENT_BATCH).await
                     && !rest.is_empty()
@@ -464,10 +501,21 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap, Q(q): Q<EventsQue
                 }
                 return;
             }
+            // Until a write of this execution is told, or the poll is due.
+            let told = async {
+                loop {
+                    match written.recv().await {
+                        Ok(of) if *of == *id => return,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            };
             tokio::select! {
                 // Transitions come in bursts: one read after a short pause takes several.
-                _ = written.changed() => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-                () = tokio::time::sleep(EVENT_POLL) => {}
+                () = told => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                () = tokio::time::sleep(poll) => {}
                 () = tx.closed() => return,
                 () = daemon.stopping() => return,
             }

@@ -266,7 +266,7 @@ impl Daemon {
         metrics.plugins(host.plugins().count(), host.load_errors().len());
         let health = Health::default();
         let db_health = StateDbHealth::new(health.clone());
-        let written: crate::journal::Written = Arc::new(tokio::sync::watch::channel(0).0);
+        let written: crate::journal::Written = tokio::sync::broadcast::channel(1024).0;
         let journal: Arc<dyn Journal> =
             Arc::new(StoreJournal::new(store.clone(), metrics.clone(), db_health.clone(), written.clone()));
         let daemon = Self(Arc::new(Inner {
@@ -428,11 +428,19 @@ impl Daemon {
         &self.0.store
     }
 
-    /// Changes each time this daemon's journal records a transition:
-    /// what the event streams wait on before they read the log again
-    /// (transitions recorded by other nodes of a cluster do not change it).
-    pub fn journal_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// The id of each execution this daemon's journal records a transition
+    /// of, as it does: what the event streams wait on before they read the
+    /// log again (transitions recorded by other nodes of a cluster are not
+    /// told: see [`Self::in_cluster`]). A receiver that falls more than 1,024
+    /// writes behind gets `Lagged`.
+    pub fn journal_writes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
         self.0.written.subscribe()
+    }
+
+    /// Whether this daemon joined a cluster (a shared PostgreSQL store):
+    /// other nodes may record transitions it is not told of.
+    pub fn in_cluster(&self) -> bool {
+        self.0.node.joined.get().is_some()
     }
 
     /// Executions this daemon runs at once at most (its worker slots).

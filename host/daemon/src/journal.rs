@@ -70,9 +70,10 @@ impl StateDbHealth {
     }
 }
 
-/// Counts the journal's successful writes: what wakes the event streams
-/// (`GET /v1/events`) to read the log again.
-pub(crate) type Written = Arc<tokio::sync::watch::Sender<u64>>;
+/// Tells, after each successful write, which execution it was for: what
+/// wakes the event streams (`GET /v1/events`) of that execution to read its
+/// log again. A stream that falls behind (`Lagged`) reads it anyway.
+pub(crate) type Written = tokio::sync::broadcast::Sender<Arc<str>>;
 
 /// Writes an execution's transitions to the [`Store`].
 pub(crate) struct StoreJournal {
@@ -91,12 +92,17 @@ impl StoreJournal {
 
     /// Await `write` (queued for the store's writer thread), then
     /// [`Self::checked`] and, if it worked, `then`.
-    fn check(&self, write: StoreFuture<()>, then: impl FnOnce(&Metrics) + Send + 'static) -> JournalFuture {
-        let journal = (self.metrics.clone(), self.health.clone(), self.written.clone());
+    fn check(
+        &self,
+        execution_id: &str,
+        write: StoreFuture<()>,
+        then: impl FnOnce(&Metrics) + Send + 'static,
+    ) -> JournalFuture {
+        let journal = (self.metrics.clone(), self.health.clone(), self.written.clone(), Arc::<str>::from(execution_id));
         Box::pin(async move {
             let written = write.await;
-            let (metrics, health, counter) = &journal;
-            let result = checked(metrics, health, counter, written);
+            let (metrics, health, counter, id) = &journal;
+            let result = checked(metrics, health, (counter, id), written);
             if result.is_ok() {
                 then(metrics);
             }
@@ -105,21 +111,22 @@ impl StoreJournal {
     }
 
     /// Count a failed write and report it to the health, or clear the degradation.
-    fn checked(&self, written: Result<(), StoreError>) -> JournalResult {
-        checked(&self.metrics, &self.health, &self.written, written)
+    fn checked(&self, execution_id: &str, written: Result<(), StoreError>) -> JournalResult {
+        checked(&self.metrics, &self.health, (&self.written, &execution_id.into()), written)
     }
 }
 
 fn checked(
     metrics: &Metrics,
     health: &StateDbHealth,
-    counter: &Written,
+    (to, execution_id): (&Written, &Arc<str>),
     written: Result<(), StoreError>,
 ) -> JournalResult {
     match written {
         Ok(()) => {
             health.writes(None);
-            counter.send_modify(|n| *n = n.wrapping_add(1));
+            // No stream listening: nothing to tell.
+            let _ = to.send(execution_id.clone());
             Ok(())
         }
         Err(e) => {
@@ -133,7 +140,9 @@ fn checked(
 impl Journal for StoreJournal {
     fn execution(&self, status: &ExecutionStatus) -> JournalFuture {
         let status_text = status.status.as_str();
-        self.check(self.store.update_execution(status), move |metrics| metrics.execution(status_text))
+        self.check(&status.execution_id, self.store.update_execution(status), move |metrics| {
+            metrics.execution(status_text)
+        })
     }
 
     fn step(
@@ -145,7 +154,7 @@ impl Journal for StoreJournal {
     ) -> JournalFuture {
         let write = self.store.update_step(execution_id, index, record, state);
         self.step_metrics(execution_id, record);
-        self.check(write, |_| {})
+        self.check(execution_id, write, |_| {})
     }
 
     /// Commits from the calling thread when no commit is in flight (see the
@@ -159,25 +168,25 @@ impl Journal for StoreJournal {
     ) -> JournalResult {
         let written = self.store.update_step_blocking(execution_id, index, record, state);
         self.step_metrics(execution_id, record);
-        self.checked(written)
+        self.checked(execution_id, written)
     }
 
     fn item(&self, execution_id: &str, index: usize, record: &ItemRecord) -> JournalFuture {
-        self.check(self.store.update_item(execution_id, index, record), |_| {})
+        self.check(execution_id, self.store.update_item(execution_id, index, record), |_| {})
     }
 
     fn item_blocking(&self, execution_id: &str, index: usize, record: &ItemRecord) -> JournalResult {
-        self.checked(self.store.update_item_blocking(execution_id, index, record))
+        self.checked(execution_id, self.store.update_item_blocking(execution_id, index, record))
     }
 
     fn compensation(&self, execution_id: &str, seq: usize, record: &CompensationRecord) -> JournalFuture {
-        self.check(self.store.put_compensation(execution_id, seq, record), |_| {})
+        self.check(execution_id, self.store.put_compensation(execution_id, seq, record), |_| {})
     }
 
     fn snapshot(&self, status: &ExecutionStatus, state: &Map<String, Value>) -> JournalFuture {
         // Not counted in `plexus_executions_total`: the transitions it
         // records were counted (or not) when they were first written.
-        self.check(self.store.record_snapshot(status, state), |_| {})
+        self.check(&status.execution_id, self.store.record_snapshot(status, state), |_| {})
     }
 }
 

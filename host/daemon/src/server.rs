@@ -128,8 +128,8 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
     let node = daemon.node_id().to_owned();
     let announce = |address: String| {
         tracing::info!(%address, %node, "plexus daemon listening");
-        if !address.starts_with("unix:") {
-            tracing::info!("web UI at http://{address}/ui/ (log in with the token file's content)");
+        if let Some(ui) = ui_url(&address) {
+            tracing::info!("web UI at {ui} (log in with the token file's content)");
         }
         address
     };
@@ -173,7 +173,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         tokio::spawn(super::supervise::supervise("scheduler", health, metrics, stop_rx.clone(), run))
     };
     // Announced once it serves (and, on a shared store, has joined the cluster).
-    let ui = (!address.starts_with("unix:")).then(|| format!("http://{address}/ui/"));
+    let ui = ui_url(&address);
     println!("{}", serde_json::json!({"listening": address, "token_file": config.token_file, "node": node, "ui": ui}));
     let mut server = server;
     let ended_by_itself = tokio::select! {
@@ -240,6 +240,29 @@ async fn shutdown_signal() {
 }
 
 /// A failure to start or run the server, as a [`DaemonError`].
+/// Where a browser on this machine opens the web UI of a daemon listening on
+/// `address` (`None` on a Unix socket): a wildcard address becomes loopback.
+fn ui_url(address: &str) -> Option<String> {
+    let addr: std::net::SocketAddr = address.parse().ok()?;
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    Some(format!("http://{}/ui/", std::net::SocketAddr::new(ip, addr.port())))
+}
+
 fn startup(e: impl std::fmt::Display) -> DaemonError {
     DaemonError::new(ErrorCode::Internal, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_ui_address_is_loopback_for_a_wildcard_and_none_on_a_socket() {
+        assert_eq!(super::ui_url("127.0.0.1:7070").as_deref(), Some("http://127.0.0.1:7070/ui/"));
+        assert_eq!(super::ui_url("0.0.0.0:80").as_deref(), Some("http://127.0.0.1:80/ui/"));
+        assert_eq!(super::ui_url("[::]:9").as_deref(), Some("http://[::1]:9/ui/"));
+        assert_eq!(super::ui_url("unix:/run/plexus.sock"), None);
+    }
 }

@@ -23,7 +23,7 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; i
 /// What `/ui/` answers when the daemon was built without the UI.
 const NOT_BUILT: &str = "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Plexus</title>\
     <h1>The web UI was not built into this daemon</h1>\
-    <p>Run <code>bash scripts/build-ui.sh</code> (Node.js 18+ and npm), then build <code>plexus</code> again.</p></html>";
+    <p>Run <code>bash scripts/build-ui.sh</code> (Node.js 20+ and npm), then build <code>plexus</code> again.</p></html>";
 
 /// The UI's routes: `/` and `/ui` redirect to `/ui/`; `/ui/<file>` serves a built file.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {

@@ -41,7 +41,7 @@ for (const [path, bytes] of wanted) {
 for (const name of readdirSync(dist)) {
   const path = join(dist, name);
   if (name !== '.gitignore' && !wanted.has(path)) {
-    rmSync(path);
+    rmSync(path, { recursive: true, force: true });
     written += 1;
   }
 }

@@ -1,6 +1,28 @@
 // The daemon's API as the page uses it: same origin, the session cookie
 // (never the token), JSON in and out. Requests that change something carry
-// the X-Plexus-UI header the daemon asks of cookie-authenticated writes.
+// the session's write key (the login's answer) in the X-Plexus-UI header;
+// the key is kept in this origin's localStorage (browsers keep it per
+// origin, port included), the cookie by the browser.
+
+const WRITE_KEY = 'plexus.writeKey';
+
+/** The session's write key, if this browser logged in here. */
+export function writeKey() {
+  try {
+    return localStorage.getItem(WRITE_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function setWriteKey(key) {
+  try {
+    if (key) localStorage.setItem(WRITE_KEY, key);
+    else localStorage.removeItem(WRITE_KEY);
+  } catch {
+    // Storage refused (a private window's quota): writes will be refused, reads work.
+  }
+}
 
 /** An answer that was not 2xx: `status` (HTTP), `code` and `message` from the daemon's error body. */
 export class ApiError extends Error {
@@ -26,7 +48,7 @@ export function onUnauthorized(f) {
  */
 export async function api(path, { method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' };
-  if (method !== 'GET') headers['X-Plexus-UI'] = '1';
+  if (method !== 'GET') headers['X-Plexus-UI'] = writeKey() || '';
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;
   try {
@@ -48,20 +70,23 @@ export async function api(path, { method = 'GET', body } = {}) {
     json = null;
   }
   if (!res.ok) {
-    if (res.status === 401 && path !== '/v1/session') listeners.forEach((f) => f(false));
+    // Logged out, or (403) a session without its write key: log in again.
+    if ((res.status === 401 || res.status === 403) && path !== '/v1/session') listeners.forEach((f) => f(false));
     throw new ApiError(res.status, json?.code || 'Unknown', json?.message || `${res.status} ${res.statusText}`, json?.details);
   }
   return json;
 }
 
-/** Exchange the token for a session cookie; the token is not kept anywhere. */
-export function login(token) {
-  return api('/v1/session', { method: 'POST', body: { token } });
+/** Exchange the token for a session cookie and its write key; the token is not kept anywhere. */
+export async function login(token) {
+  const session = await api('/v1/session', { method: 'POST', body: { token } });
+  setWriteKey(session.write_key);
 }
 
 /** End the session. */
-export function logout() {
-  return api('/v1/session', { method: 'DELETE' });
+export async function logout() {
+  setWriteKey(null);
+  await api('/v1/session', { method: 'DELETE' });
 }
 
 /** `?a=1&b=2` from an object, leaving out empty values. */

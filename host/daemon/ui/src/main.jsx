@@ -4,7 +4,7 @@
 // session cookie; nothing is stored in the browser.
 import { render } from 'preact';
 import { useState, useEffect } from 'preact/hooks';
-import { api, login, logout, onUnauthorized, ApiError } from './api.js';
+import { api, login, logout, onUnauthorized, writeKey, ApiError } from './api.js';
 import { ConfirmHost, ErrorBox, Link } from './ui.jsx';
 import { Executions } from './pages/executions.jsx';
 import { ExecutionPage } from './pages/execution.jsx';
@@ -13,11 +13,20 @@ import { Schedules, SchedulePage } from './pages/schedules.jsx';
 import { Plugins, PluginPage } from './pages/plugins.jsx';
 import { HealthPage } from './pages/health.jsx';
 
+/** `%`-decoding that keeps a malformed part as it is (a hand-typed URL must not break the page). */
+function decode(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 /** The hash route: `#/a/b?x=1` → {parts: ['a', 'b'], params: URLSearchParams('x=1')}. */
 function parseHash(hash) {
   const raw = hash.replace(/^#\/?/, '');
   const [path, q = ''] = raw.split('?');
-  return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(q) };
+  return { parts: path.split('/').filter(Boolean).map(decode), params: new URLSearchParams(q) };
 }
 
 function useRoute() {
@@ -95,6 +104,11 @@ function App() {
   const route = useRoute();
   useEffect(() => onUnauthorized(setAuthed), []);
   useEffect(() => {
+    // A session without its write key (logged in from another address) can only read: log in again.
+    if (!writeKey()) {
+      setAuthed(false);
+      return;
+    }
     api('/v1/nodes').then(() => setAuthed(true), (e) => setAuthed(e.status === 401 ? false : true));
   }, []);
   if (authed === null) return <p class="loading">Loading…</p>;

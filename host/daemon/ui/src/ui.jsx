@@ -68,17 +68,20 @@ export function ErrorBox({ error }) {
 export function useData(load, deps, everyMs) {
   const [data, setData] = useState(null);
   const [error, setError] = useState(null);
-  const latest = useRef(0);
+  const asked = useRef(0);
+  const applied = useRef(0);
   const reload = useCallback(async () => {
-    const mine = ++latest.current;
+    const mine = ++asked.current;
     try {
       const value = await load();
-      if (mine === latest.current) {
+      // An answer older than one already shown is dropped; a slow one still counts.
+      if (mine > applied.current) {
+        applied.current = mine;
         setData(value);
         setError(null);
       }
     } catch (e) {
-      if (mine === latest.current) setError(e);
+      if (mine > applied.current) setError(e);
     }
   }, deps);
   useEffect(() => {
@@ -99,15 +102,20 @@ let openConfirm = null;
  * Ask the person to confirm: resolves true when they press the confirm
  * button, false when they cancel (Escape, the cancel button).
  */
-export function confirmAction({ title, body, confirm = 'Confirm', danger = false }) {
-  return new Promise((resolve) => openConfirm({ title, body, confirm, danger, resolve }));
+export function confirmAction({ title, body, confirm = 'Confirm', cancel = 'Cancel', danger = false }) {
+  return new Promise((resolve) => openConfirm({ title, body, confirm, cancel, danger, resolve }));
 }
 
 /** The one confirmation dialog of the page (a modal <dialog>: it keeps the focus until answered). */
 export function ConfirmHost() {
   const [ask, setAsk] = useState(null);
   const dialog = useRef(null);
-  openConfirm = (a) => setAsk(a);
+  openConfirm = (a) =>
+    setAsk((open) => {
+      // One question at a time: a new one answers the one still open with "no".
+      open?.resolve(false);
+      return a;
+    });
   useEffect(() => {
     if (ask && dialog.current && !dialog.current.open) dialog.current.showModal();
   }, [ask]);
@@ -123,8 +131,9 @@ export function ConfirmHost() {
           <h2 id="confirm-title">{ask.title}</h2>
           {ask.body && <p>{ask.body}</p>}
           <div class="actions">
-            <button type="button" onClick={() => answer(false)}>Cancel</button>
-            <button type="submit" class={ask.danger ? 'danger' : 'primary'} autofocus>{ask.confirm}</button>
+            {/* A dangerous action is not the default: the focus starts on the way out. */}
+            <button type="button" onClick={() => answer(false)} autofocus={ask.danger}>{ask.cancel}</button>
+            <button type="submit" class={ask.danger ? 'danger' : 'primary'} autofocus={!ask.danger}>{ask.confirm}</button>
           </div>
         </form>
       )}

@@ -38,8 +38,12 @@ export class Daemon {
     });
     const line = await new Promise((ok, fail) => {
       const lines = createInterface({ input: child.stdout });
-      lines.once('line', ok);
-      child.once('exit', (code) => fail(new Error(`plexus daemon exited (${code}): ${readFileSync(logFile, 'utf8')}`)));
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        fail(new Error(`plexus daemon did not announce its address in 60 s: ${readFileSync(logFile, 'utf8')}`));
+      }, 60000);
+      lines.once('line', (l) => { clearTimeout(timer); ok(l); });
+      child.once('exit', (code) => { clearTimeout(timer); fail(new Error(`plexus daemon exited (${code}): ${readFileSync(logFile, 'utf8')}`)); });
     });
     const announced = JSON.parse(line);
     const token = readFileSync(announced.token_file || join(data, 'token'), 'utf8').trim();
@@ -79,12 +83,14 @@ export class Daemon {
     }
   }
 
-  /** Stop the daemon (SIGTERM) and remove its folder. */
+  /** Stop the daemon (SIGTERM; SIGKILL after 20 s) and remove its folder. */
   async stop() {
-    if (this.child.exitCode === null) {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((r) => this.child.once('exit', r));
       this.child.kill('SIGTERM');
+      const late = setTimeout(() => this.child.kill('SIGKILL'), 20000);
       await exited;
+      clearTimeout(late);
     }
     rmSync(this.data, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@
 // the page it looked at into target/ui-screenshots (not committed). The
 // tests run in order in one browser session: the first one logs in.
 //
-//   PLEXUS_BIN=target/debug/plexus PLEXUS_TEST_PLUGINS=target/test-plugins node --test host/daemon/ui/tests/
+//   PLEXUS_BIN=target/debug/plexus PLEXUS_TEST_PLUGINS=target/test-plugins node --test host/daemon/ui/tests/*.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -40,7 +40,7 @@ steps:
 const HOLD = `
 id: hold
 steps:
-  - { id: sleep, plugin_id: plexus.echo.native, method_name: sleep, parameters: { ms: 4000 } }
+  - { id: sleep, plugin_id: plexus.echo.native, method_name: sleep, parameters: { ms: 8000 } }
 `;
 
 const USES_SECRET = `
@@ -56,8 +56,10 @@ async function shot(name, viewport = DESKTOP) {
   if (viewport !== DESKTOP) await page.setViewportSize(DESKTOP);
 }
 
-/** Go to a page of the UI (hash route) and wait until its heading shows. */
+/** Load a page of the UI (hash route) afresh and wait until its heading shows. */
 async function open(route, heading) {
+  // A change of the hash alone keeps the document: the previous page's heading could answer.
+  await page.goto('about:blank');
   await page.goto(`${daemon.url}/ui/#${route}`);
   await page.getByRole('heading', { level: 1, name: heading }).waitFor();
 }
@@ -112,7 +114,8 @@ test('log in: a wrong token is refused, the right one opens the executions page'
   assert.ok(!stored.includes(daemon.token), 'the token is not kept by the page');
   const cookies = await context.cookies();
   assert.equal(cookies.length, 1);
-  assert.equal(cookies[0].name, 'plexus_session');
+  // Named for the daemon's port: two daemons on one host keep their sessions apart.
+  assert.equal(cookies[0].name, `plexus_session_${new URL(daemon.url).port}`);
   assert.ok(cookies[0].httpOnly && cookies[0].sameSite === 'Strict');
   assert.notEqual(cookies[0].value, daemon.token);
 });
@@ -166,6 +169,17 @@ test('the failed step of the robust example shows its error', async () => {
   assert.match(await error.innerText(), /publishing rejected/);
   assert.match(await page.locator('.step-details').innerText(), /Attempts\s*1/);
   await shot('execution-failed');
+  // The flaky step's three attempts, from the log: two retried with their error, the third completed.
+  await page.locator('svg.dag g.node[data-step="fetch_flaky"]').click();
+  const attempts = page.locator('table.attempts tbody tr');
+  await attempts.nth(2).waitFor();
+  const rows = await attempts.allInnerTexts();
+  assert.equal(rows.length, 3);
+  assert.match(rows[0], /retrying[\s\S]*attempt 1 of a flaky operation failed/);
+  assert.match(rows[1], /retrying/);
+  assert.match(rows[2], /completed/);
+  await page.locator('svg.dag g.node[data-step="publish"]').click();
+  await page.locator('.step-error').waitFor();
   // What the README shows (host/daemon/ui/screenshot.png is a copy): the first screen only.
   await page.screenshot({ path: join(SHOTS, 'readme-execution.png') });
 });
@@ -178,8 +192,11 @@ test('cancel a running execution, with confirmation', async () => {
   const dialog = page.getByRole('dialog', { name: 'Cancel this execution?' });
   await dialog.waitFor();
   await shot('cancel-confirm');
-  // Dismissing the dialog cancels nothing.
-  await dialog.getByRole('button', { name: 'Cancel', exact: true }).click();
+  // The way out has the focus (Enter does not cancel), and dismissing the dialog cancels nothing.
+  const keep = dialog.getByRole('button', { name: 'Keep it running' });
+  assert.equal(await keep.evaluate((b) => b === document.activeElement), true);
+  await page.keyboard.press('Enter');
+  await dialog.waitFor({ state: 'hidden' });
   assert.equal((await daemon.call('GET', `/v1/executions/${started.execution_id}`)).status, 'running');
   await page.getByRole('button', { name: 'Cancel…' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Cancel execution' }).click();
@@ -231,13 +248,20 @@ test('the executions list filters by status and workflow, pages, and finds an ex
   await page.locator('table.executions tbody tr[data-status]').first().waitFor();
   await shot('executions');
   await shot('executions-phone', PHONE);
+  // The rows once the filter applied (the page's policy forbids evaluating strings: functions only).
+  const only = (test) => {
+    const rows = [...document.querySelectorAll('table.executions tbody tr[data-status]')];
+    const [key, value, count] = test;
+    return rows.length > 0 && (count === undefined || rows.length === count)
+      && rows.every((r) => (key === 'status' ? r.dataset.status === value : r.textContent.includes(value)));
+  };
   await page.getByLabel('Status').selectOption('failed');
-  await page.locator('table.executions tbody tr[data-status]').first().waitFor();
-  const statuses = await page.locator('table.executions tbody tr[data-status]').evaluateAll((rows) => rows.map((r) => r.dataset.status));
-  assert.ok(statuses.length >= 1 && statuses.every((s) => s === 'failed'), `only failed ones: ${statuses}`);
+  await page.waitForFunction(only, ['status', 'failed']);
+  const failed = (await daemon.call('GET', '/v1/executions?status=failed')).executions.length;
+  assert.equal(await page.locator('table.executions tbody tr[data-status]').count(), failed);
   await page.getByLabel('Status').selectOption('');
   await page.getByLabel('Workflow').selectOption('approval');
-  await page.waitForFunction(() => [...document.querySelectorAll('table.executions tbody tr[data-status]')].every((r) => r.textContent.includes('approval')));
+  await page.waitForFunction(only, ['text', 'approval', 2]);
   const listed = await daemon.call('GET', '/v1/executions?limit=1');
   await page.getByLabel('Execution id').fill(listed.executions[0].execution_id);
   await page.getByRole('button', { name: 'Open' }).click();
@@ -299,6 +323,12 @@ test('no page shows a secret or the token', async () => {
     assert.ok(!body.includes(SECRET), `${url} answered the secret`);
     assert.ok(!body.includes(daemon.token), `${url} answered the token`);
   }
+  // Nor does the event stream the execution page read (a script reads it here: the page's reader cannot).
+  const stream = await fetch(`${daemon.url}/v1/events?execution=${started.execution_id}`, {
+    headers: { Authorization: `Bearer ${daemon.token}` },
+  }).then((r) => r.text());
+  assert.match(stream, /event: end/);
+  assert.ok(stream.includes('rejected key') && !stream.includes(SECRET), `the stream shows the secret: ${stream}`);
   // Nor does the daemon's log hold the token (the login sent it).
   assert.ok(!readFileSync(daemon.logFile, 'utf8').includes(daemon.token), 'the log holds the token');
 });

@@ -7,29 +7,47 @@ import { Dag } from '../dag.jsx';
 import { Status, Time, Json, ErrorBox, Link, Title, formatDuration, formatTime, confirmAction } from '../ui.jsx';
 
 const ENDED = new Set(['completed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back']);
+/** What the page says of its event stream. */
+const LIVE = {
+  connecting: 'connecting…',
+  live: '● live',
+  ended: 'ended',
+  closed: 'live updates stopped: reload the page',
+};
 /** The most log lines the page keeps (the oldest go first). */
 const MAX_LOG = 2000;
 
-/** The execution, reloaded on each event of its stream (and every 2 s while it runs, for progress). */
+/**
+ * The execution, reloaded on each event of its stream (GET /v1/events), and
+ * every 2 s while it runs (progress reports are not transitions) or every
+ * 10 s once it ended (a retry from elsewhere). The stream is closed while the
+ * tab is hidden (a browser opens 6 connections to a server at most) and
+ * opened again after the last event seen when it shows.
+ */
 function useExecution(id) {
   const [execution, setExecution] = useState(null);
   const [error, setError] = useState(null);
   const [log, setLog] = useState([]);
-  const [live, setLive] = useState(false);
+  const [live, setLive] = useState('connecting');
   const [generation, setGeneration] = useState(0);
   const pending = useRef(null);
-  const latest = useRef(0);
+  const asked = useRef(0);
+  const applied = useRef(0);
+  const ended = useRef(false);
 
   const reload = async () => {
-    const mine = ++latest.current;
+    const mine = ++asked.current;
     try {
       const e = await api(`/v1/executions/${enc(id)}`);
-      if (mine === latest.current) {
+      // An answer older than one already shown is dropped; a slow one still counts.
+      if (mine > applied.current) {
+        applied.current = mine;
+        ended.current = ENDED.has(e.status);
         setExecution(e);
         setError(null);
       }
     } catch (e) {
-      if (mine === latest.current) setError(e);
+      if (mine > applied.current) setError(e);
     }
   };
   const soon = () => {
@@ -39,25 +57,55 @@ function useExecution(id) {
   useEffect(() => {
     setExecution(null);
     setLog([]);
+    ended.current = false;
+    let stream = null;
+    let lastSeq = 0;
+    let over = false;
+    const open = () => {
+      if (stream || over) return;
+      stream = new EventSource(`/v1/events?execution=${enc(id)}${lastSeq ? `&after=${lastSeq}` : ''}`);
+      stream.onopen = () => setLive('live');
+      stream.addEventListener('transition', (m) => {
+        const event = JSON.parse(m.data);
+        lastSeq = Math.max(lastSeq, event.seq);
+        setLog((l) => (l.length >= MAX_LOG ? [...l.slice(l.length - MAX_LOG + 1), event] : [...l, event]));
+        soon();
+      });
+      stream.addEventListener('end', () => {
+        over = true;
+        setLive('ended');
+        close();
+        reload();
+      });
+      stream.onerror = () => {
+        // CLOSED: refused for good (too many streams, logged out); else the browser reconnects.
+        setLive(stream?.readyState === EventSource.CLOSED ? 'closed' : 'connecting');
+      };
+    };
+    const close = () => {
+      stream?.close();
+      stream = null;
+    };
+    const visibility = () => {
+      if (document.visibilityState === 'visible') {
+        open();
+        reload();
+      } else {
+        close();
+      }
+    };
     reload();
-    const stream = new EventSource(`/v1/events?execution=${enc(id)}`);
-    stream.onopen = () => setLive(true);
-    stream.addEventListener('transition', (m) => {
-      const event = JSON.parse(m.data);
-      setLog((l) => (l.length >= MAX_LOG ? [...l.slice(l.length - MAX_LOG + 1), event] : [...l, event]));
-      soon();
-    });
-    stream.addEventListener('end', () => {
-      setLive(false);
-      stream.close();
-      reload();
-    });
-    stream.onerror = () => setLive(false);
+    if (document.visibilityState === 'visible') open();
+    document.addEventListener('visibilitychange', visibility);
+    let ticks = 0;
     const timer = setInterval(() => {
-      if (document.visibilityState === 'visible') reload();
+      ticks += 1;
+      if (document.visibilityState === 'visible' && (!ended.current || ticks % 5 === 0)) reload();
     }, 2000);
     return () => {
-      stream.close();
+      over = true;
+      close();
+      document.removeEventListener('visibilitychange', visibility);
       clearInterval(timer);
       clearTimeout(pending.current);
       pending.current = null;
@@ -80,7 +128,20 @@ function useDefinition(execution) {
   return definition;
 }
 
-function StepDetails({ execution, record, step }) {
+/** Each attempt of step `id` read from the log: its start, end, outcome and message. */
+function attemptsOf(log, id) {
+  const attempts = new Map();
+  for (const e of log) {
+    if (e.step_id !== id || e.kind !== 'step' || !e.attempt) continue;
+    const a = attempts.get(e.attempt) || { attempt: e.attempt };
+    if (e.status === 'running') a.started ??= e.at_ms;
+    else if (e.status !== 'pending') Object.assign(a, { ended: e.at_ms, status: e.status, message: e.message });
+    attempts.set(e.attempt, a);
+  }
+  return [...attempts.values()];
+}
+
+function StepDetails({ execution, record, step, log }) {
   if (!record) return <p class="muted">Select a step in the graph or the list to see its attempts, output and error.</p>;
   const isWorkflow = step && step.workflow;
   return (
@@ -97,6 +158,24 @@ function StepDetails({ execution, record, step }) {
         {record.usage && (<><dt>Usage</dt><dd>{record.usage.cpu_ms !== undefined ? `CPU ${formatDuration(record.usage.cpu_ms)}` : ''}{record.usage.peak_memory_bytes ? ` · peak ${Math.round(record.usage.peak_memory_bytes / 1024 / 1024)} MiB` : ''}</dd></>)}
         {isWorkflow && (<><dt>Sub-workflow</dt><dd><Link to={`/executions/${enc(`${execution.execution_id}~${record.id}`)}`}>its execution</Link></dd></>)}
       </dl>
+      {attemptsOf(log, record.id).length > 0 && (
+        <>
+          <h4>Attempts</h4>
+          <table class="attempts">
+            <thead><tr><th scope="col">#</th><th scope="col">Started</th><th scope="col">Took</th><th scope="col">Outcome</th></tr></thead>
+            <tbody>
+              {attemptsOf(log, record.id).map((a) => (
+                <tr key={a.attempt} data-attempt={a.attempt}>
+                  <td>{a.attempt}</td>
+                  <td><Time ms={a.started} /></td>
+                  <td>{a.started !== undefined && a.ended !== undefined ? formatDuration(a.ended - a.started) : '—'}</td>
+                  <td>{a.status ? <Status status={a.status} /> : <span class="muted">running</span>}{a.message && <span class="muted"> {a.message}</span>}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
       {record.error && (
         <div class="step-error" role="alert">
           <h4>Error{record.error.kind ? ` (${record.error.kind})` : ''}</h4>
@@ -211,7 +290,7 @@ export function ExecutionPage({ id }) {
         {execution.schedule_id && <span>schedule <Link to={`/schedules/${enc(execution.schedule_id)}`}>{execution.schedule_id}</Link></span>}
         {execution.parent && <span>child of <Link to={`/executions/${enc(execution.parent)}`}>{execution.parent}</Link></span>}
         {execution.node && <span class="muted">node {execution.node}</span>}
-        <span class={live ? 'live on' : 'live'} aria-live="polite">{live ? '● live' : ended ? 'ended' : 'reconnecting…'}</span>
+        <span class={`live live-${live}`} role="status">{LIVE[live]}</span>
       </div>
       {execution.error && <div class="error" role="alert"><strong>Failed</strong>: {execution.error}</div>}
       {execution.held && <div class="error" role="alert">Held: a state write failed; no step starts until it is recorded again.</div>}
@@ -220,13 +299,13 @@ export function ExecutionPage({ id }) {
           type="button"
           class="danger"
           disabled={ended}
-          onClick={() => act('cancel', { title: 'Cancel this execution?', body: 'Running steps stop; completed steps are compensated (rolled back).', confirm: 'Cancel execution', danger: true }, () => api(`/v1/executions/${enc(id)}/cancel`, { method: 'POST' }))}
+          onClick={() => act('cancel', { title: 'Cancel this execution?', body: 'Running steps stop; completed steps are compensated (rolled back).', confirm: 'Cancel execution', cancel: 'Keep it running', danger: true }, () => api(`/v1/executions/${enc(id)}/cancel`, { method: 'POST' }))}
         >
           Cancel…
         </button>
         <button
           type="button"
-          disabled={execution.status !== 'failed'}
+          disabled={!ended || execution.status === 'completed'}
           onClick={() => act('retry', { title: 'Retry this execution?', body: 'It runs again from the steps that did not complete.', confirm: 'Retry' }, () => api(`/v1/executions/${enc(id)}/retry`, { method: 'POST' }))}
         >
           Retry…
@@ -256,7 +335,7 @@ export function ExecutionPage({ id }) {
         </div>
         <div class="details-panel">
           <h2>Step</h2>
-          <StepDetails execution={execution} record={records[selected]} step={stepDefs[selected]} />
+          <StepDetails execution={execution} record={records[selected]} step={stepDefs[selected]} log={log} />
         </div>
       </div>
       {execution.compensations?.length > 0 && (
@@ -275,7 +354,7 @@ export function ExecutionPage({ id }) {
       {Object.keys(execution.outputs || {}).length > 0 && (<section><h2>Outputs</h2><Json value={execution.outputs} /></section>)}
       <section>
         <h2>Log</h2>
-        <ol class="log" aria-live="polite" aria-relevant="additions" aria-label="Log" tabIndex={0}>
+        <ol class="log" aria-label="Log" tabIndex={0}>
           {log.map((e) => (
             <li key={e.seq} data-kind={e.kind}>
               <span class="muted">{formatTime(new Date(e.at_ms))}</span>{' '}

@@ -22,7 +22,7 @@ function Controls({ s, done }) {
     }
   };
   return (
-    <span class="controls">
+    <div class="controls">
       {s.enabled ? (
         <button type="button" onClick={() => call('pause')} aria-label={`Pause schedule ${s.id}`}>Pause</button>
       ) : (
@@ -36,7 +36,7 @@ function Controls({ s, done }) {
         Run now…
       </button>
       <ErrorBox error={error} />
-    </span>
+    </div>
   );
 }
 
