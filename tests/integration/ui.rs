@@ -117,15 +117,7 @@ fn a_login_gives_a_cookie_that_reads_writes_only_with_the_ui_header_and_ends_at_
         d.wait_for(&id, Duration::from_secs(20)).status.status,
         plexus_client::status::WorkflowStatus::Completed
     );
-    let mut rest = String::new();
-    loop {
-        let mut line = String::new();
-        match events.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => rest.push_str(&line),
-            Err(e) => panic!("the stream stayed open after logout ({e}): {rest}"),
-        }
-    }
+    let rest = read_to_close(&mut events, "after logout");
     assert!(!rest.contains("event:"), "nothing after the logout: {rest}");
     // The token went to the daemon in a body only: its log never holds it.
     let log = std::fs::read_to_string(data.path().join("daemon.log")).unwrap();
@@ -162,6 +154,20 @@ fn read_events(reader: &mut impl BufRead, until: &str) -> Vec<(String, Option<St
             data.push_str(v);
         }
         // Chunk sizes of the chunked encoding and `:` keep-alive comments are skipped.
+    }
+}
+
+/// What is left of a stream until the daemon closes it; panics when it
+/// stays open 30 s (`when` says after what).
+fn read_to_close(reader: &mut impl BufRead, when: &str) -> String {
+    let mut rest = String::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => return rest,
+            Ok(_) => rest.push_str(&line),
+            Err(e) => panic!("the stream stayed open {when} ({e}): {rest:?}"),
+        }
     }
 }
 
@@ -217,15 +223,7 @@ fn the_event_stream_delivers_transitions_live_and_ends_with_the_execution() {
     assert_eq!((name.as_str(), &end["execution_id"], &end["status"]), ("end", &json!(id), &json!("completed")));
     assert!(rest.iter().any(|(_, _, e)| e["step_id"] == "wait" && e["status"] == "completed"), "{rest:?}");
     // The stream closes after `end`: the chunked body's last chunk, then the connection's end.
-    let mut tail = String::new();
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => tail.push_str(&line),
-            Err(e) => panic!("the stream did not close after `end` ({e}): {tail:?}"),
-        }
-    }
+    let tail = read_to_close(&mut reader, "after `end`");
     assert!(tail.ends_with("0\r\n\r\n"), "{tail:?}");
     // A client reconnecting with Last-Event-ID gets only what came after.
     let mut again = open_stream(&d, &format!("/v1/events?execution={id}"), &format!("Last-Event-ID: {last_seen}\r\n"));

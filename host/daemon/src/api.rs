@@ -1,6 +1,10 @@
 //! The HTTP API (axum): JSON over `/v1`, Prometheus text at `/metrics`.
 //!
-//! Every request but `GET /v1/health` needs `Authorization: Bearer <token>`.
+//! Every request but `GET /v1/health`, a hook's delivery (signed), the web
+//! UI's login and logout (`/v1/session`) and its static files (`/ui/`,
+//! [`super::ui`]) needs `Authorization: Bearer <token>`, or a web UI
+//! session's cookie ([`super::sessions`]; with its write key on requests
+//! that change something).
 //! Errors are `{"code": "<QtForge code>", "message": "...", "details": [...]}`
 //! with a matching status (see [`ErrorCode::http_status`]); a malformed body
 //! gets 400, a wrong content type 415, an oversized one 413 — never a crash.

@@ -86,7 +86,7 @@ struct Inner {
     health: Health,
     db_health: StateDbHealth,
     journal: Arc<dyn Journal>,
-    /// Counts the journal's writes (see [`Daemon::journal_writes`]).
+    /// Tells which execution each journal write was for (see [`Daemon::journal_writes`]).
     written: crate::journal::Written,
     /// Taken by retry and cancel: a check and the change it allows are one step.
     lifecycle: tokio::sync::Mutex<()>,

@@ -85,7 +85,7 @@ pub(crate) struct StoreJournal {
 
 impl StoreJournal {
     /// A journal writing to `store`, reporting failures to `health` and
-    /// counting writes in `written`.
+    /// telling `written` which execution each write was for.
     pub(crate) fn new(store: Arc<dyn Store>, metrics: Metrics, health: StateDbHealth, written: Written) -> Self {
         Self { store, metrics, health, written }
     }

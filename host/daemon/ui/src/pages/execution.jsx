@@ -42,9 +42,12 @@ function useExecution(id) {
       // An answer older than one already shown is dropped; a slow one still counts.
       if (mine > applied.current) {
         applied.current = mine;
+        // Ended, then running again (retried elsewhere): stream its new events.
+        const again = ended.current && !ENDED.has(e.status);
         ended.current = ENDED.has(e.status);
         setExecution(e);
         setError(null);
+        if (again) setGeneration((g) => g + 1);
       }
     } catch (e) {
       if (mine > applied.current) setError(e);
