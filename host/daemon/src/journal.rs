@@ -98,11 +98,11 @@ impl StoreJournal {
         write: StoreFuture<()>,
         then: impl FnOnce(&Metrics) + Send + 'static,
     ) -> JournalFuture {
-        let journal = (self.metrics.clone(), self.health.clone(), self.written.clone(), Arc::<str>::from(execution_id));
+        let journal = (self.metrics.clone(), self.health.clone(), self.written.clone(), Box::<str>::from(execution_id));
         Box::pin(async move {
             let written = write.await;
             let (metrics, health, counter, id) = &journal;
-            let result = checked(metrics, health, (counter, id), written);
+            let result = checked(metrics, health, (counter, &**id), written);
             if result.is_ok() {
                 then(metrics);
             }
@@ -112,21 +112,23 @@ impl StoreJournal {
 
     /// Count a failed write and report it to the health, or clear the degradation.
     fn checked(&self, execution_id: &str, written: Result<(), StoreError>) -> JournalResult {
-        checked(&self.metrics, &self.health, (&self.written, &execution_id.into()), written)
+        checked(&self.metrics, &self.health, (&self.written, execution_id), written)
     }
 }
 
 fn checked(
     metrics: &Metrics,
     health: &StateDbHealth,
-    (to, execution_id): (&Written, &Arc<str>),
+    (to, execution_id): (&Written, &str),
     written: Result<(), StoreError>,
 ) -> JournalResult {
     match written {
         Ok(()) => {
             health.writes(None);
-            // No stream listening: nothing to tell.
-            let _ = to.send(execution_id.clone());
+            // Only while a stream listens: a step's transition costs no allocation otherwise.
+            if to.receiver_count() > 0 {
+                let _ = to.send(execution_id.into());
+            }
             Ok(())
         }
         Err(e) => {

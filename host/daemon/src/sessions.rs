@@ -83,6 +83,10 @@ pub enum Access {
 }
 
 impl Sessions {
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A new session; returns its id and its write key (64 hex digits each,
     /// 256 random bits).
     ///
@@ -91,7 +95,7 @@ impl Sessions {
     pub fn create(&self) -> Result<(String, String), getrandom::Error> {
         let (id, write_key) = (random()?, random()?);
         let now = Instant::now();
-        let mut live = self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut live = self.live();
         live.retain(|_, s| s.ends() > now);
         if live.len() >= MAX_SESSIONS
             && let Some(oldest) = live.iter().min_by_key(|(_, s)| s.ends()).map(|(k, _)| *k)
@@ -106,7 +110,7 @@ impl Sessions {
     /// any); `None` when it is not alive. Using it keeps it alive for [`IDLE`] more.
     pub fn check(&self, id: &str, write_key: Option<&str>) -> Option<Access> {
         let now = Instant::now();
-        let mut live = self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut live = self.live();
         let k = digest(id);
         match live.get_mut(&k) {
             Some(s) if s.ends() > now => {
@@ -125,13 +129,13 @@ impl Sessions {
     /// Whether session `id` is alive, without using it (an open event
     /// stream asks before each read: a logout or an expiry ends it).
     pub fn is_alive(&self, id: &str) -> bool {
-        let live = self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let live = self.live();
         live.get(&digest(id)).is_some_and(|s| s.ends() > Instant::now())
     }
 
     /// End session `id` (logout); nothing when it is not alive.
     pub fn end(&self, id: &str) {
-        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&digest(id));
+        self.live().remove(&digest(id));
     }
 }
 
